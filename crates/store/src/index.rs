@@ -1,0 +1,324 @@
+//! The sequence index: one fixed-size record per log entry, in log order.
+//!
+//! The index is the durable truth of the log's length. Entry `i` is the
+//! 64-byte record at byte `64 + 64 * i`; it holds the entry's commitment (the
+//! Merkle leaf data) and where its sealed record lives. An entry exists once
+//! its index record is durable. The writer makes the segment records durable
+//! *before* writing their index records, so every durable index record points
+//! at a durable segment record. This module does not know about trees or
+//! keys.
+//!
+//! Layout (big-endian; see `docs/formats/index.md`):
+//! ```text
+//! header (64): "STELEIDX" | version u8 = 1 | 0u8 x3 | log id [16] | 0u8 x32 | crc32 u32
+//! record (64): commitment [32] | segment id u32 | record length u32
+//!              | record offset u64 | 0u8 x12 | crc32 u32 (of the 60 bytes before)
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{StoreError, StoreResult};
+use crate::fsutil::{self, crc32};
+use crate::segment::RecordLocation;
+
+const MAGIC: &[u8; 8] = b"STELEIDX";
+const VERSION: u8 = 1;
+/// Size of the header and of every record.
+pub const RECORD_LEN: u64 = 64;
+const HEADER_LEN: u64 = 64;
+
+/// One entry of the index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexRecord {
+    /// The Merkle leaf data of the entry.
+    pub commitment: [u8; 32],
+    pub segment_id: u32,
+    pub location: RecordLocation,
+}
+
+impl IndexRecord {
+    /// The 64 bytes of the record.
+    pub fn encode(&self) -> [u8; RECORD_LEN as usize] {
+        let mut out = [0u8; RECORD_LEN as usize];
+        out[..32].copy_from_slice(&self.commitment);
+        out[32..36].copy_from_slice(&self.segment_id.to_be_bytes());
+        out[36..40].copy_from_slice(&self.location.len.to_be_bytes());
+        out[40..48].copy_from_slice(&self.location.offset.to_be_bytes());
+        let crc = crc32(&out[..60]);
+        out[60..].copy_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// Parses a record; `None` when its checksum or reserved bytes are wrong.
+    pub fn decode(bytes: &[u8]) -> Option<IndexRecord> {
+        if bytes.len() != RECORD_LEN as usize {
+            return None;
+        }
+        let stored = u32::from_be_bytes(bytes[60..64].try_into().ok()?);
+        if crc32(&bytes[..60]) != stored || bytes[48..60].iter().any(|b| *b != 0) {
+            return None;
+        }
+        Some(IndexRecord {
+            commitment: bytes[..32].try_into().ok()?,
+            segment_id: u32::from_be_bytes(bytes[32..36].try_into().ok()?),
+            location: RecordLocation {
+                len: u32::from_be_bytes(bytes[36..40].try_into().ok()?),
+                offset: u64::from_be_bytes(bytes[40..48].try_into().ok()?),
+            },
+        })
+    }
+}
+
+fn encode_header(log_id: &[u8; 16]) -> [u8; HEADER_LEN as usize] {
+    let mut out = [0u8; HEADER_LEN as usize];
+    out[..8].copy_from_slice(MAGIC);
+    out[8] = VERSION;
+    out[12..28].copy_from_slice(log_id);
+    let crc = crc32(&out[..60]);
+    out[60..].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// The open index file.
+#[derive(Debug)]
+pub struct IndexFile {
+    path: PathBuf,
+    file: File,
+    log_id: [u8; 16],
+    /// Number of durable entries.
+    len: u64,
+}
+
+/// What [`IndexFile::open`] found beyond the trusted prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRecovery {
+    /// Entries kept.
+    pub entries: u64,
+    /// Bytes cut from the end (torn or never-completed records).
+    pub cut_bytes: u64,
+}
+
+impl IndexFile {
+    /// Creates an empty index, durable with its directory entry.
+    pub fn create(path: &Path, log_id: [u8; 16]) -> StoreResult<IndexFile> {
+        fsutil::create_new_durable(path, &encode_header(&log_id), 0o600)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| StoreError::io("open", path, e))?;
+        Ok(IndexFile {
+            path: path.to_path_buf(),
+            file,
+            log_id,
+            len: 0,
+        })
+    }
+
+    /// Opens the index. Records below `trusted` (the size of the last signed
+    /// checkpoint) are not re-read here; records from `trusted` on are
+    /// checked and the file is cut at the first torn or invalid one, which
+    /// can only be the tail of a batch that was never acknowledged. The cut
+    /// is fsynced before returning. A file shorter than `trusted` entries is
+    /// corruption, never something to repair silently.
+    pub fn open(path: &Path, trusted: u64) -> StoreResult<(IndexFile, IndexRecovery)> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .custom_flags(0)
+            .open(path)
+            .map_err(|e| StoreError::io("open", path, e))?;
+        let mut header = [0u8; HEADER_LEN as usize];
+        file.read_exact_at(&mut header, 0)
+            .map_err(|_| StoreError::corrupt(path, 0, "index header is missing or truncated"))?;
+        if &header[..8] != MAGIC {
+            return Err(StoreError::corrupt(path, 0, "not a Stele index file"));
+        }
+        if crc32(&header[..60]) != u32::from_be_bytes([header[60], header[61], header[62], header[63]]) {
+            return Err(StoreError::corrupt(path, 60, "index header checksum mismatch"));
+        }
+        if header[8] != VERSION {
+            return Err(StoreError::corrupt(path, 8, format!("unsupported index version {}", header[8])));
+        }
+        let mut log_id = [0u8; 16];
+        log_id.copy_from_slice(&header[12..28]);
+        let file_len = file
+            .metadata()
+            .map_err(|e| StoreError::io("stat", path, e))?
+            .len();
+        let whole = (file_len - HEADER_LEN) / RECORD_LEN;
+        if whole < trusted {
+            return Err(StoreError::corrupt(
+                path,
+                file_len,
+                format!("index holds {whole} entries but a signed checkpoint covers {trusted}"),
+            ));
+        }
+        // Check the untrusted tail record by record, reading in chunks.
+        let mut valid = trusted;
+        let chunk = 4096u64;
+        let mut buf = vec![0u8; (chunk * RECORD_LEN) as usize];
+        'scan: while valid < whole {
+            let n = (whole - valid).min(chunk);
+            let bytes = &mut buf[..(n * RECORD_LEN) as usize];
+            file.read_exact_at(bytes, HEADER_LEN + valid * RECORD_LEN)
+                .map_err(|e| StoreError::io("read", path, e))?;
+            for record in bytes.chunks_exact(RECORD_LEN as usize) {
+                if IndexRecord::decode(record).is_none() {
+                    break 'scan;
+                }
+                valid += 1;
+            }
+        }
+        let keep = HEADER_LEN + valid * RECORD_LEN;
+        let cut_bytes = file_len - keep;
+        if cut_bytes > 0 {
+            // Crash story: the cut removes only records that were never
+            // acknowledged (their batch did not finish its fdatasync, or they
+            // are torn). If we crash during the cut, the next open cuts again.
+            file.set_len(keep).map_err(|e| StoreError::io("truncate", path, e))?;
+            file.sync_all().map_err(|e| StoreError::io("fsync", path, e))?;
+        }
+        Ok((
+            IndexFile {
+                path: path.to_path_buf(),
+                file,
+                log_id,
+                len: valid,
+            },
+            IndexRecovery {
+                entries: valid,
+                cut_bytes,
+            },
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The random id written at creation; tells one data directory from another.
+    pub fn log_id(&self) -> [u8; 16] {
+        self.log_id
+    }
+
+    /// Number of durable entries.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends `records` (already encoded, in order) and fdatasyncs. Crash
+    /// story: before this returns, any prefix of the records may be durable
+    /// (a torn one is cut at the next open); after, all are. The segment
+    /// records they point to must already be durable. On error the caller
+    /// must stop writing and reopen.
+    pub fn append_and_sync(&mut self, encoded: &[u8]) -> StoreResult<()> {
+        if encoded.len() as u64 % RECORD_LEN != 0 {
+            return Err(StoreError::Invalid("index append is not whole records".into()));
+        }
+        self.file
+            .write_all(encoded)
+            .map_err(|e| StoreError::io("write", &self.path, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| StoreError::io("fdatasync", &self.path, e))?;
+        self.len += encoded.len() as u64 / RECORD_LEN;
+        Ok(())
+    }
+
+    /// Reads entry `index`.
+    pub fn read(&self, index: u64) -> StoreResult<IndexRecord> {
+        let mut records = self.read_range(index, 1)?;
+        records.pop().ok_or_else(|| StoreError::Invalid("empty read".into()))
+    }
+
+    /// Reads entries `start..start+count`, checking each checksum.
+    pub fn read_range(&self, start: u64, count: u64) -> StoreResult<Vec<IndexRecord>> {
+        let end = start
+            .checked_add(count)
+            .filter(|end| *end <= self.len)
+            .ok_or_else(|| StoreError::Invalid(format!("entries {start}..{} are beyond the log size {}", start.saturating_add(count), self.len)))?;
+        let mut buf = vec![0u8; ((end - start) * RECORD_LEN) as usize];
+        self.file
+            .read_exact_at(&mut buf, HEADER_LEN + start * RECORD_LEN)
+            .map_err(|e| StoreError::io("read", &self.path, e))?;
+        buf.chunks_exact(RECORD_LEN as usize)
+            .enumerate()
+            .map(|(i, bytes)| {
+                IndexRecord::decode(bytes).ok_or_else(|| {
+                    StoreError::corrupt(
+                        &self.path,
+                        HEADER_LEN + (start + i as u64) * RECORD_LEN,
+                        format!("index record of entry {} is corrupt", start + i as u64),
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: u64) -> IndexRecord {
+        IndexRecord {
+            commitment: [i as u8; 32],
+            segment_id: 1,
+            location: RecordLocation {
+                offset: 100 + i * 10,
+                len: 10,
+            },
+        }
+    }
+
+    #[test]
+    fn append_reopen_and_cut_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let mut index = IndexFile::create(&path, [7u8; 16]).unwrap();
+        let mut batch = Vec::new();
+        for i in 0..10 {
+            batch.extend_from_slice(&record(i).encode());
+        }
+        index.append_and_sync(&batch).unwrap();
+        drop(index);
+        // Simulate a torn write: half a record after the tenth.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&record(10).encode()[..30]).unwrap();
+        drop(f);
+        let (index, rec) = IndexFile::open(&path, 5).unwrap();
+        assert_eq!(rec, IndexRecovery { entries: 10, cut_bytes: 30 });
+        assert_eq!(index.log_id(), [7u8; 16]);
+        assert_eq!(index.read(3).unwrap(), record(3));
+        assert!(index.read(10).is_err());
+
+        // A corrupt record after the trusted prefix is cut with everything after it.
+        drop(index);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(HEADER_LEN + 7 * RECORD_LEN + 5) as usize] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let (index, rec) = IndexFile::open(&path, 5).unwrap();
+        assert_eq!(rec.entries, 7);
+        assert_eq!(index.len(), 7);
+        drop(index);
+        // ...but within the trusted prefix it is an error on read, never a cut.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(HEADER_LEN + 2 * RECORD_LEN + 5) as usize] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let (index, rec) = IndexFile::open(&path, 5).unwrap();
+        assert_eq!(rec.entries, 7);
+        assert!(matches!(index.read(2), Err(StoreError::Corrupt { .. })));
+        // A trusted size beyond the file is corruption.
+        drop(index);
+        assert!(IndexFile::open(&path, 8).is_err());
+    }
+}

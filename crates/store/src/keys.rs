@@ -1,0 +1,494 @@
+//! Keys at rest: the key-encryption key (KEK), per-segment data keys wrapped
+//! by it, and the Ed25519 signing seed wrapped by it.
+//!
+//! Envelope encryption: each segment (one stream, one epoch) has its own
+//! random 256-bit data key; only its wrapped form is stored, in its own file,
+//! so destroying that file crypto-shreds the segment and rotating the KEK
+//! re-wraps small files instead of re-encrypting data. The KEK comes from a
+//! 0600 key file or from a passphrase through Argon2id. This module does not
+//! decide which segment gets which key or when keys are destroyed.
+//!
+//! All AEAD here is AES-256-GCM (aws-lc). Data keys use deterministic nonces
+//! built from the writer generation and the log index (see
+//! [`DataKey::seal_record`]); wrapping uses random nonces, as it happens only
+//! a few times per key.
+
+use std::path::Path;
+
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use zeroize::Zeroizing;
+
+use crate::error::{StoreError, StoreResult};
+use crate::fsutil::{self, SECRET_MODE, crc32};
+
+/// Length of every symmetric key and of the signing seed.
+pub const KEY_LEN: usize = 32;
+/// Length of an AES-GCM tag.
+pub const TAG_LEN: usize = 16;
+
+const KEK_MAGIC: &[u8; 8] = b"STELEKEK";
+const DEK_MAGIC: &[u8; 8] = b"STELEDEK";
+const SIG_MAGIC: &[u8; 8] = b"STELESIG";
+const FORMAT_VERSION: u8 = 1;
+const KEK_KIND_RAW: u8 = 1;
+const KEK_KIND_PASSPHRASE: u8 = 2;
+const KEK_CHECK_AAD: &[u8] = b"stele/kek-check/v1";
+const DEK_AAD: &[u8] = b"stele/dek/v1";
+const SIG_AAD: &[u8] = b"stele/signing-key/v1";
+const RECORD_AAD: &[u8] = b"stele/record/v1";
+
+/// Argon2id cost parameters for passphrase-derived KEKs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory in KiB.
+    pub m_cost_kib: u32,
+    /// Passes.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+}
+
+impl Default for Argon2Params {
+    /// OWASP's 2024 recommendation for Argon2id: 64 MiB, 3 passes, 1 lane.
+    fn default() -> Self {
+        Argon2Params {
+            m_cost_kib: 64 * 1024,
+            t_cost: 3,
+            p_cost: 1,
+        }
+    }
+}
+
+/// Fills `out` from the operating system's CSPRNG (through aws-lc).
+pub fn random_bytes(out: &mut [u8]) -> StoreResult<()> {
+    aws_lc_rs::rand::fill(out).map_err(|_| StoreError::Invalid("the system random generator failed".into()))
+}
+
+fn aes_key(bytes: &[u8; KEY_LEN]) -> StoreResult<LessSafeKey> {
+    let unbound = UnboundKey::new(&AES_256_GCM, bytes)
+        .map_err(|_| StoreError::Invalid("AES-256-GCM rejected a 32-byte key".into()))?;
+    Ok(LessSafeKey::new(unbound))
+}
+
+/// The key-encryption key. It never leaves memory unwrapped.
+pub struct Kek {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for Kek {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kek(..)")
+    }
+}
+
+/// How a new KEK is made at `init`.
+#[derive(Debug)]
+pub enum NewKek {
+    /// A random key stored in the 0600 key file.
+    Random,
+    /// A key derived from a passphrase; the key file stores only the salt,
+    /// the cost parameters and a check value.
+    Passphrase {
+        passphrase: Zeroizing<String>,
+        params: Argon2Params,
+    },
+}
+
+fn derive_passphrase_key(
+    passphrase: &str,
+    salt: &[u8],
+    params: Argon2Params,
+) -> StoreResult<Zeroizing<[u8; KEY_LEN]>> {
+    let argon_params = argon2::Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(KEY_LEN))
+        .map_err(|e| StoreError::Invalid(format!("Argon2id parameters: {e}")))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, argon_params);
+    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    argon
+        .hash_password_into(passphrase.as_bytes(), salt, out.as_mut())
+        .map_err(|e| StoreError::Invalid(format!("Argon2id: {e}")))?;
+    Ok(out)
+}
+
+/// The tag that proves a passphrase-derived key is the right one.
+fn kek_check_tag(key: &LessSafeKey) -> StoreResult<[u8; TAG_LEN]> {
+    let nonce = Nonce::assume_unique_for_key([0u8; NONCE_LEN]);
+    let mut empty: [u8; 0] = [];
+    let tag = key
+        .seal_in_place_separate_tag(nonce, Aad::from(KEK_CHECK_AAD), &mut empty)
+        .map_err(|_| StoreError::Invalid("AES-GCM seal failed".into()))?;
+    let mut out = [0u8; TAG_LEN];
+    out.copy_from_slice(tag.as_ref());
+    Ok(out)
+}
+
+impl Kek {
+    /// Creates the KEK file at `path` (which must not exist) and returns the
+    /// key. Crash story: the file is written and fsynced before return, with
+    /// its directory; a crash before that leaves no usable file and `init`
+    /// must be run again.
+    pub fn create(path: &Path, how: NewKek) -> StoreResult<Kek> {
+        let mut file = Vec::with_capacity(96);
+        file.extend_from_slice(KEK_MAGIC);
+        file.push(FORMAT_VERSION);
+        let kek = match how {
+            NewKek::Random => {
+                let mut raw = Zeroizing::new([0u8; KEY_LEN]);
+                random_bytes(raw.as_mut())?;
+                file.push(KEK_KIND_RAW);
+                file.extend_from_slice(raw.as_ref());
+                Kek { key: aes_key(&raw)? }
+            }
+            NewKek::Passphrase { passphrase, params } => {
+                let mut salt = [0u8; 16];
+                random_bytes(&mut salt)?;
+                let raw = derive_passphrase_key(&passphrase, &salt, params)?;
+                let key = aes_key(&raw)?;
+                file.push(KEK_KIND_PASSPHRASE);
+                file.extend_from_slice(&params.m_cost_kib.to_be_bytes());
+                file.extend_from_slice(&params.t_cost.to_be_bytes());
+                file.extend_from_slice(&params.p_cost.to_be_bytes());
+                file.extend_from_slice(&salt);
+                file.extend_from_slice(&kek_check_tag(&key)?);
+                Kek { key }
+            }
+        };
+        let crc = crc32(&file);
+        file.extend_from_slice(&crc.to_be_bytes());
+        let file = Zeroizing::new(file);
+        fsutil::create_new_durable(path, &file, SECRET_MODE)?;
+        Ok(kek)
+    }
+
+    /// True when the KEK file at `path` needs a passphrase to open.
+    pub fn needs_passphrase(path: &Path) -> StoreResult<bool> {
+        let bytes = Zeroizing::new(fsutil::read(path)?);
+        Ok(parse_kek_header(path, &bytes)? == KEK_KIND_PASSPHRASE)
+    }
+
+    /// Opens the KEK file. A passphrase file needs `passphrase`; a wrong one
+    /// is reported as [`StoreError::WrongKey`].
+    pub fn open(path: &Path, passphrase: Option<&str>) -> StoreResult<Kek> {
+        let bytes = Zeroizing::new(fsutil::read(path)?);
+        let kind = parse_kek_header(path, &bytes)?;
+        let body = &bytes[10..bytes.len() - 4];
+        match kind {
+            KEK_KIND_RAW => {
+                let raw: [u8; KEY_LEN] = body
+                    .try_into()
+                    .map_err(|_| StoreError::corrupt(path, 10, "raw key has the wrong length"))?;
+                let raw = Zeroizing::new(raw);
+                Ok(Kek { key: aes_key(&raw)? })
+            }
+            KEK_KIND_PASSPHRASE => {
+                if body.len() != 12 + 16 + TAG_LEN {
+                    return Err(StoreError::corrupt(path, 10, "passphrase key record has the wrong length"));
+                }
+                let passphrase = passphrase.ok_or_else(|| StoreError::WrongKey {
+                    path: path.to_path_buf(),
+                    what: "this key-encryption key is protected by a passphrase; set STELE_PASSPHRASE or use --passphrase-file".into(),
+                })?;
+                let be = |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+                let params = Argon2Params {
+                    m_cost_kib: be(0),
+                    t_cost: be(4),
+                    p_cost: be(8),
+                };
+                let salt = &body[12..28];
+                let stored_tag = &body[28..28 + TAG_LEN];
+                let raw = derive_passphrase_key(passphrase, salt, params)?;
+                let key = aes_key(&raw)?;
+                let tag = kek_check_tag(&key)?;
+                // Constant-time comparison: the tag is not secret, but there
+                // is no reason to leak timing about it either.
+                if aws_lc_rs::constant_time::verify_slices_are_equal(&tag, stored_tag).is_err() {
+                    return Err(StoreError::WrongKey {
+                        path: path.to_path_buf(),
+                        what: "wrong passphrase".into(),
+                    });
+                }
+                Ok(Kek { key })
+            }
+            other => Err(StoreError::corrupt(path, 9, format!("unknown key kind {other}"))),
+        }
+    }
+
+    fn wrap(&self, secret: &[u8; KEY_LEN], aad: &[u8]) -> StoreResult<[u8; NONCE_LEN + KEY_LEN + TAG_LEN]> {
+        let mut out = [0u8; NONCE_LEN + KEY_LEN + TAG_LEN];
+        let mut nonce = [0u8; NONCE_LEN];
+        random_bytes(&mut nonce)?;
+        out[..NONCE_LEN].copy_from_slice(&nonce);
+        out[NONCE_LEN..NONCE_LEN + KEY_LEN].copy_from_slice(secret);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut out[NONCE_LEN..NONCE_LEN + KEY_LEN],
+            )
+            .map_err(|_| StoreError::Invalid("AES-GCM seal failed".into()))?;
+        out[NONCE_LEN + KEY_LEN..].copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    fn unwrap_key(&self, wrapped: &[u8], aad: &[u8]) -> Option<Zeroizing<[u8; KEY_LEN]>> {
+        if wrapped.len() != NONCE_LEN + KEY_LEN + TAG_LEN {
+            return None;
+        }
+        let nonce: [u8; NONCE_LEN] = wrapped[..NONCE_LEN].try_into().ok()?;
+        let mut buf = Zeroizing::new([0u8; KEY_LEN + TAG_LEN]);
+        buf.copy_from_slice(&wrapped[NONCE_LEN..]);
+        let plain = self
+            .key
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf.as_mut())
+            .ok()?;
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        out.copy_from_slice(plain);
+        Some(out)
+    }
+}
+
+fn parse_kek_header(path: &Path, bytes: &[u8]) -> StoreResult<u8> {
+    if bytes.len() < 14 || &bytes[..8] != KEK_MAGIC {
+        return Err(StoreError::corrupt(path, 0, "not a Stele key-encryption key file"));
+    }
+    check_trailing_crc(path, bytes)?;
+    if bytes[8] != FORMAT_VERSION {
+        return Err(StoreError::corrupt(path, 8, format!("unsupported key file version {}", bytes[8])));
+    }
+    Ok(bytes[9])
+}
+
+fn check_trailing_crc(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+    let split = bytes.len() - 4;
+    let stored = u32::from_be_bytes([bytes[split], bytes[split + 1], bytes[split + 2], bytes[split + 3]]);
+    if crc32(&bytes[..split]) != stored {
+        return Err(StoreError::corrupt(path, split as u64, "checksum mismatch (file altered or torn)"));
+    }
+    Ok(())
+}
+
+fn dek_aad(segment_id: u32) -> Vec<u8> {
+    let mut aad = DEK_AAD.to_vec();
+    aad.extend_from_slice(&segment_id.to_be_bytes());
+    aad
+}
+
+/// A data key: seals and opens the records of one segment.
+pub struct DataKey {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKey(..)")
+    }
+}
+
+/// The nonce of a record: writer generation (4 bytes) then log index
+/// (8 bytes), both big-endian. A log index is assigned once per writer
+/// generation, and the generation is durably incremented before a writer
+/// starts, so an index reused after a crash (its first record was never
+/// acknowledged) is sealed under a different nonce.
+fn record_nonce(generation: u32, index: u64) -> Nonce {
+    let mut nonce = [0u8; NONCE_LEN];
+    nonce[..4].copy_from_slice(&generation.to_be_bytes());
+    nonce[4..].copy_from_slice(&index.to_be_bytes());
+    Nonce::assume_unique_for_key(nonce)
+}
+
+/// Associated data of a record: binds the ciphertext to its log index and to
+/// the commitment logged for it, so a record moved to another position or
+/// paired with another leaf fails to open.
+fn record_aad(index: u64, commitment: &[u8; 32]) -> [u8; 15 + 8 + 32] {
+    let mut aad = [0u8; 15 + 8 + 32];
+    aad[..15].copy_from_slice(RECORD_AAD);
+    aad[15..23].copy_from_slice(&index.to_be_bytes());
+    aad[23..].copy_from_slice(commitment);
+    aad
+}
+
+impl DataKey {
+    /// Makes a fresh random data key and returns it with its wrapped file
+    /// bytes for `segment_id`.
+    pub fn generate(kek: &Kek, segment_id: u32) -> StoreResult<(DataKey, Vec<u8>)> {
+        let mut raw = Zeroizing::new([0u8; KEY_LEN]);
+        random_bytes(raw.as_mut())?;
+        let wrapped = kek.wrap(&raw, &dek_aad(segment_id))?;
+        let mut file = Vec::with_capacity(8 + 1 + 4 + wrapped.len() + 4);
+        file.extend_from_slice(DEK_MAGIC);
+        file.push(FORMAT_VERSION);
+        file.extend_from_slice(&segment_id.to_be_bytes());
+        file.extend_from_slice(&wrapped);
+        let crc = crc32(&file);
+        file.extend_from_slice(&crc.to_be_bytes());
+        Ok((DataKey { key: aes_key(&raw)? }, file))
+    }
+
+    /// Unwraps a data key file for `segment_id`.
+    pub fn unwrap_file(kek: &Kek, segment_id: u32, path: &Path, bytes: &[u8]) -> StoreResult<DataKey> {
+        if bytes.len() != 8 + 1 + 4 + NONCE_LEN + KEY_LEN + TAG_LEN + 4 || &bytes[..8] != DEK_MAGIC {
+            return Err(StoreError::corrupt(path, 0, "not a Stele data key file"));
+        }
+        check_trailing_crc(path, bytes)?;
+        if bytes[8] != FORMAT_VERSION {
+            return Err(StoreError::corrupt(path, 8, format!("unsupported data key version {}", bytes[8])));
+        }
+        let stored_id = u32::from_be_bytes([bytes[9], bytes[10], bytes[11], bytes[12]]);
+        if stored_id != segment_id {
+            return Err(StoreError::corrupt(
+                path,
+                9,
+                format!("data key belongs to segment {stored_id}, not {segment_id}"),
+            ));
+        }
+        let raw = kek
+            .unwrap_key(&bytes[13..bytes.len() - 4], &dek_aad(segment_id))
+            .ok_or_else(|| StoreError::WrongKey {
+                path: path.to_path_buf(),
+                what: "the key-encryption key does not open this data key (wrong key, or the file was altered)".into(),
+            })?;
+        Ok(DataKey { key: aes_key(&raw)? })
+    }
+
+    /// Encrypts `in_out` in place and returns the tag. See [`record_nonce`]
+    /// for why (generation, index) never repeats under one key.
+    pub fn seal_record(
+        &self,
+        generation: u32,
+        index: u64,
+        commitment: &[u8; 32],
+        in_out: &mut [u8],
+    ) -> StoreResult<[u8; TAG_LEN]> {
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                record_nonce(generation, index),
+                Aad::from(record_aad(index, commitment)),
+                in_out,
+            )
+            .map_err(|_| StoreError::Invalid("AES-GCM seal failed".into()))?;
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Decrypts `ciphertext_and_tag` in place; returns the plaintext slice,
+    /// or `None` if it does not authenticate.
+    pub fn open_record<'a>(
+        &self,
+        generation: u32,
+        index: u64,
+        commitment: &[u8; 32],
+        ciphertext_and_tag: &'a mut [u8],
+    ) -> Option<&'a mut [u8]> {
+        self.key
+            .open_in_place(
+                record_nonce(generation, index),
+                Aad::from(record_aad(index, commitment)),
+                ciphertext_and_tag,
+            )
+            .ok()
+    }
+}
+
+/// Wraps the Ed25519 signing seed under the KEK for the key file.
+pub fn wrap_signing_seed(kek: &Kek, seed: &[u8; KEY_LEN]) -> StoreResult<Vec<u8>> {
+    let wrapped = kek.wrap(seed, SIG_AAD)?;
+    let mut file = Vec::with_capacity(8 + 1 + wrapped.len() + 4);
+    file.extend_from_slice(SIG_MAGIC);
+    file.push(FORMAT_VERSION);
+    file.extend_from_slice(&wrapped);
+    let crc = crc32(&file);
+    file.extend_from_slice(&crc.to_be_bytes());
+    Ok(file)
+}
+
+/// Opens the signing key file.
+pub fn unwrap_signing_seed(kek: &Kek, path: &Path, bytes: &[u8]) -> StoreResult<Zeroizing<[u8; KEY_LEN]>> {
+    if bytes.len() != 8 + 1 + NONCE_LEN + KEY_LEN + TAG_LEN + 4 || &bytes[..8] != SIG_MAGIC {
+        return Err(StoreError::corrupt(path, 0, "not a Stele signing key file"));
+    }
+    check_trailing_crc(path, bytes)?;
+    if bytes[8] != FORMAT_VERSION {
+        return Err(StoreError::corrupt(path, 8, format!("unsupported signing key version {}", bytes[8])));
+    }
+    kek.unwrap_key(&bytes[9..bytes.len() - 4], SIG_AAD)
+        .ok_or_else(|| StoreError::WrongKey {
+            path: path.to_path_buf(),
+            what: "the key-encryption key does not open the signing key (wrong key, or the file was altered)".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> Argon2Params {
+        Argon2Params {
+            m_cost_kib: 64,
+            t_cost: 1,
+            p_cost: 1,
+        }
+    }
+
+    #[test]
+    fn raw_kek_round_trip_and_dek() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek.key");
+        let kek = Kek::create(&path, NewKek::Random).unwrap();
+        assert!(!Kek::needs_passphrase(&path).unwrap());
+        let (dek, file) = DataKey::generate(&kek, 7).unwrap();
+        let reopened = Kek::open(&path, None).unwrap();
+        let dek2 = DataKey::unwrap_file(&reopened, 7, &path, &file).unwrap();
+        let commitment = [9u8; 32];
+        let mut buf = b"hello".to_vec();
+        let tag = dek.seal_record(3, 42, &commitment, &mut buf).unwrap();
+        buf.extend_from_slice(&tag);
+        assert_eq!(dek2.open_record(3, 42, &commitment, &mut buf.clone()).unwrap(), b"hello");
+        // Wrong index, generation or commitment: refused.
+        assert!(dek2.open_record(3, 43, &commitment, &mut buf.clone()).is_none());
+        assert!(dek2.open_record(4, 42, &commitment, &mut buf.clone()).is_none());
+        assert!(dek2.open_record(3, 42, &[8u8; 32], &mut buf.clone()).is_none());
+        // A data key file of another segment is refused.
+        assert!(DataKey::unwrap_file(&reopened, 8, &path, &file).is_err());
+    }
+
+    #[test]
+    fn passphrase_kek_detects_wrong_passphrase() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kek.key");
+        let kek = Kek::create(
+            &path,
+            NewKek::Passphrase {
+                passphrase: Zeroizing::new("correct horse".into()),
+                params: cheap(),
+            },
+        )
+        .unwrap();
+        assert!(Kek::needs_passphrase(&path).unwrap());
+        let seed = [5u8; 32];
+        let file = wrap_signing_seed(&kek, &seed).unwrap();
+        let good = Kek::open(&path, Some("correct horse")).unwrap();
+        assert_eq!(*unwrap_signing_seed(&good, &path, &file).unwrap(), seed);
+        assert!(matches!(Kek::open(&path, Some("wrong")), Err(StoreError::WrongKey { .. })));
+        assert!(matches!(Kek::open(&path, None), Err(StoreError::WrongKey { .. })));
+    }
+
+    #[test]
+    fn other_kek_cannot_open_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Kek::create(&dir.path().join("a"), NewKek::Random).unwrap();
+        let b = Kek::create(&dir.path().join("b"), NewKek::Random).unwrap();
+        let file = wrap_signing_seed(&a, &[1u8; 32]).unwrap();
+        assert!(matches!(
+            unwrap_signing_seed(&b, Path::new("s"), &file),
+            Err(StoreError::WrongKey { .. })
+        ));
+        let mut altered = file.clone();
+        altered[12] ^= 1;
+        assert!(matches!(
+            unwrap_signing_seed(&a, Path::new("s"), &altered),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,33 @@
+//! Durable, encrypted storage for one Stele data directory.
+//!
+//! This crate owns every byte Stele writes below the data directory except the
+//! public tlog-tiles tree (which the `stele-log` engine writes through the small
+//! helpers in [`fsutil`]). It knows nothing about Merkle trees, events or
+//! policy: it stores opaque sealed records, fixed-size index records and signed
+//! checkpoint notes, and it makes each of them durable in a documented order.
+//!
+//! The pieces, and the file each one owns (formats in `docs/formats/`):
+//! - [`keys`]: the key-encryption key (raw or from a passphrase via Argon2id),
+//!   data keys wrapped by it (one per segment), and the wrapped signing key.
+//! - [`segment`]: append-only segment files of AES-256-GCM sealed records, one
+//!   per (stream, epoch).
+//! - [`index`]: the sequence index, one fixed 64-byte record per log entry; it
+//!   is the durable truth of which entries exist.
+//! - [`history`]: every signed checkpoint, append-only.
+//! - [`state`]: small atomically replaced files (writer generation, segment
+//!   lengths at the last publish).
+//! - [`fsutil`]: fsync discipline, atomic replace, the directory lock.
+//!
+//! What this crate does not do: decide ordering, batch, retry, or interpret
+//! what it stores. After any I/O error a caller must stop writing and reopen;
+//! nothing here retries a failed fsync.
+
+pub mod error;
+pub mod fsutil;
+pub mod history;
+pub mod index;
+pub mod keys;
+pub mod segment;
+pub mod state;
+
+pub use error::{StoreError, StoreResult};

@@ -1,0 +1,455 @@
+//! Segment files: the sealed payloads of one stream for one epoch.
+//!
+//! A segment is a header followed by append-only records. Each record holds
+//! one event (salt and canonical envelope) sealed with the segment's data key;
+//! its log index, writer generation and checksum are in clear so recovery and
+//! verification can walk a segment without keys. Retention drops a whole
+//! segment file with its data key. This module does not choose segments,
+//! assign indices, or decide what is committed: the index file says which
+//! records are part of the log.
+//!
+//! Layout (all integers big-endian; see `docs/formats/segment.md`):
+//! ```text
+//! header: "STELESEG" | version u8 = 1 | 0u8 x3 | segment id u32 | epoch u32
+//!         | stream length u16 | stream bytes | crc32 u32 (of everything before)
+//! record: body length u32 | index u64 | generation u32 | ciphertext | tag[16]
+//!         | crc32 u32 (of index..tag)
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{StoreError, StoreResult};
+use crate::fsutil::{self, crc32};
+use crate::keys::{DataKey, TAG_LEN};
+
+const MAGIC: &[u8; 8] = b"STELESEG";
+const VERSION: u8 = 1;
+/// Bytes of a record that are not ciphertext: length, index, generation, tag, crc.
+pub const RECORD_OVERHEAD: usize = 4 + 8 + 4 + TAG_LEN + 4;
+/// The largest record body a reader accepts; larger lengths mean corruption.
+pub const MAX_RECORD_BODY: u32 = 16 * 1024 * 1024;
+/// Longest stream name the header can hold.
+pub const MAX_STREAM_LEN: usize = 255;
+
+/// What a segment holds: its id (unique in the data directory), its epoch
+/// (days since 1970-01-01 UTC) and its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub id: u32,
+    pub epoch: u32,
+    pub stream: String,
+}
+
+impl SegmentHeader {
+    /// Serialized header bytes.
+    pub fn encode(&self) -> StoreResult<Vec<u8>> {
+        if self.stream.is_empty() || self.stream.len() > MAX_STREAM_LEN {
+            return Err(StoreError::Invalid(format!(
+                "stream name must be 1..={MAX_STREAM_LEN} bytes"
+            )));
+        }
+        let mut out = Vec::with_capacity(26 + self.stream.len());
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&[0, 0, 0]);
+        out.extend_from_slice(&self.id.to_be_bytes());
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.extend_from_slice(&(self.stream.len() as u16).to_be_bytes());
+        out.extend_from_slice(self.stream.as_bytes());
+        let crc = crc32(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        Ok(out)
+    }
+
+    /// Parses a header from the start of `bytes`; returns it and its length.
+    pub fn decode(path: &Path, bytes: &[u8]) -> StoreResult<(SegmentHeader, usize)> {
+        if bytes.len() < 22 || &bytes[..8] != MAGIC {
+            return Err(StoreError::corrupt(path, 0, "not a Stele segment file"));
+        }
+        if bytes[8] != VERSION {
+            return Err(StoreError::corrupt(path, 8, format!("unsupported segment version {}", bytes[8])));
+        }
+        let id = u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
+        let epoch = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
+        let stream_len = u16::from_be_bytes([bytes[20], bytes[21]]) as usize;
+        let end = 22 + stream_len;
+        if bytes.len() < end + 4 {
+            return Err(StoreError::corrupt(path, 20, "segment header is truncated"));
+        }
+        let stored = u32::from_be_bytes([bytes[end], bytes[end + 1], bytes[end + 2], bytes[end + 3]]);
+        if crc32(&bytes[..end]) != stored {
+            return Err(StoreError::corrupt(path, end as u64, "segment header checksum mismatch"));
+        }
+        let stream = std::str::from_utf8(&bytes[22..end])
+            .map_err(|_| StoreError::corrupt(path, 22, "stream name is not UTF-8"))?
+            .to_string();
+        Ok((SegmentHeader { id, epoch, stream }, end + 4))
+    }
+}
+
+/// Reads just the header of a segment file.
+pub fn read_header(path: &Path) -> StoreResult<(SegmentHeader, u64)> {
+    let mut file = File::open(path).map_err(|e| StoreError::io("open", path, e))?;
+    let mut buf = vec![0u8; 22 + MAX_STREAM_LEN + 4];
+    let mut filled = 0;
+    loop {
+        let n = file
+            .read(&mut buf[filled..])
+            .map_err(|e| StoreError::io("read", path, e))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+        if filled == buf.len() {
+            break;
+        }
+    }
+    let (header, len) = SegmentHeader::decode(path, &buf[..filled])?;
+    Ok((header, len as u64))
+}
+
+/// Where a record sits in its segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLocation {
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// Appends records to one segment. Records are staged in memory by
+/// [`SegmentWriter::stage`] and reach the file in one write by
+/// [`SegmentWriter::write_and_sync`].
+#[derive(Debug)]
+pub struct SegmentWriter {
+    path: PathBuf,
+    file: File,
+    header: SegmentHeader,
+    /// Length of the file including staged bytes.
+    staged_end: u64,
+    /// Length of the durable prefix of the file.
+    durable_end: u64,
+    staged: Vec<u8>,
+}
+
+impl SegmentWriter {
+    /// Creates a new segment file holding only its header, durable with its
+    /// directory entry. Crash story: if the process dies before this returns,
+    /// the file may be missing or hold a torn header; nothing refers to it
+    /// yet, and recovery deletes a segment whose header does not parse.
+    pub fn create(path: &Path, header: SegmentHeader) -> StoreResult<SegmentWriter> {
+        let bytes = header.encode()?;
+        if let Some(parent) = path.parent() {
+            fsutil::create_dir_durable(parent)?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::io("create", path, e))?;
+        file.write_all(&bytes)
+            .map_err(|e| StoreError::io("write", path, e))?;
+        file.sync_all().map_err(|e| StoreError::io("fsync", path, e))?;
+        fsutil::fsync_dir(fsutil::parent_of(path))?;
+        let len = bytes.len() as u64;
+        Ok(SegmentWriter {
+            path: path.to_path_buf(),
+            file,
+            header,
+            staged_end: len,
+            durable_end: len,
+            staged: Vec::new(),
+        })
+    }
+
+    /// Opens an existing segment for appending after `committed_end`, cutting
+    /// anything beyond it (records of a batch that was never acknowledged),
+    /// and makes the cut durable before returning.
+    pub fn open_at(path: &Path, committed_end: u64) -> StoreResult<SegmentWriter> {
+        let (header, header_len) = read_header(path)?;
+        if committed_end < header_len {
+            return Err(StoreError::corrupt(path, committed_end, "committed length is inside the header"));
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| StoreError::io("open", path, e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| StoreError::io("stat", path, e))?
+            .len();
+        if len < committed_end {
+            return Err(StoreError::corrupt(
+                path,
+                len,
+                format!("segment is shorter ({len} bytes) than its committed records ({committed_end} bytes)"),
+            ));
+        }
+        if len > committed_end {
+            file.set_len(committed_end)
+                .map_err(|e| StoreError::io("truncate", path, e))?;
+            file.sync_all().map_err(|e| StoreError::io("fsync", path, e))?;
+        }
+        file.seek(SeekFrom::Start(committed_end))
+            .map_err(|e| StoreError::io("seek", path, e))?;
+        Ok(SegmentWriter {
+            path: path.to_path_buf(),
+            file,
+            header,
+            staged_end: committed_end,
+            durable_end: committed_end,
+            staged: Vec::new(),
+        })
+    }
+
+    pub fn header(&self) -> &SegmentHeader {
+        &self.header
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Length of the durable part of the file.
+    pub fn durable_len(&self) -> u64 {
+        self.durable_end
+    }
+
+    /// True when records are staged but not yet written.
+    pub fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
+    }
+
+    /// Seals `plaintext` for log entry `index` and stages the record.
+    /// Nothing touches the file until [`Self::write_and_sync`].
+    pub fn stage(
+        &mut self,
+        key: &DataKey,
+        generation: u32,
+        index: u64,
+        commitment: &[u8; 32],
+        plaintext: &[&[u8]],
+    ) -> StoreResult<RecordLocation> {
+        let plain_len: usize = plaintext.iter().map(|p| p.len()).sum();
+        let body_len = 8 + 4 + plain_len + TAG_LEN + 4;
+        if body_len > MAX_RECORD_BODY as usize {
+            return Err(StoreError::Invalid(format!(
+                "record of {plain_len} bytes exceeds the segment record limit"
+            )));
+        }
+        let start = self.staged.len();
+        self.staged.extend_from_slice(&(body_len as u32).to_be_bytes());
+        self.staged.extend_from_slice(&index.to_be_bytes());
+        self.staged.extend_from_slice(&generation.to_be_bytes());
+        let ct_start = self.staged.len();
+        for part in plaintext {
+            self.staged.extend_from_slice(part);
+        }
+        let tag = key.seal_record(generation, index, commitment, &mut self.staged[ct_start..])?;
+        self.staged.extend_from_slice(&tag);
+        let crc = crc32(&self.staged[start + 4..]);
+        self.staged.extend_from_slice(&crc.to_be_bytes());
+        let location = RecordLocation {
+            offset: self.staged_end,
+            len: (4 + body_len) as u32,
+        };
+        self.staged_end += location.len as u64;
+        Ok(location)
+    }
+
+    /// Writes every staged record and fdatasyncs the file. Crash story: until
+    /// this returns, the staged records may be absent, partly present or
+    /// torn; no index record refers to them yet, so recovery cuts them. After
+    /// it returns they are durable. On error the caller must stop writing.
+    pub fn write_and_sync(&mut self) -> StoreResult<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        self.file
+            .write_all(&self.staged)
+            .map_err(|e| StoreError::io("write", &self.path, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| StoreError::io("fdatasync", &self.path, e))?;
+        self.staged.clear();
+        self.durable_end = self.staged_end;
+        Ok(())
+    }
+}
+
+/// A record read back from a segment, still sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    pub index: u64,
+    pub generation: u32,
+    /// Ciphertext followed by the 16-byte tag.
+    pub sealed: Vec<u8>,
+}
+
+impl SealedRecord {
+    /// Opens the record with its data key and the commitment the index holds
+    /// for it. Returns the plaintext (salt then canonical envelope).
+    pub fn open(mut self, key: &DataKey, commitment: &[u8; 32], path: &Path) -> StoreResult<Vec<u8>> {
+        let plain_len = key
+            .open_record(self.generation, self.index, commitment, &mut self.sealed)
+            .ok_or_else(|| StoreError::Authentication {
+                path: path.to_path_buf(),
+                index: self.index,
+            })?
+            .len();
+        self.sealed.truncate(plain_len);
+        Ok(self.sealed)
+    }
+}
+
+/// Parses one record from `bytes` (which start at the record's length
+/// field). Returns the record and its total length.
+pub fn parse_record(path: &Path, offset: u64, bytes: &[u8]) -> StoreResult<(SealedRecord, usize)> {
+    if bytes.len() < 4 {
+        return Err(StoreError::corrupt(path, offset, "truncated record length"));
+    }
+    let body_len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    if body_len > MAX_RECORD_BODY || (body_len as usize) < RECORD_OVERHEAD - 4 {
+        return Err(StoreError::corrupt(path, offset, format!("impossible record length {body_len}")));
+    }
+    let total = 4 + body_len as usize;
+    if bytes.len() < total {
+        return Err(StoreError::corrupt(path, offset, "truncated record"));
+    }
+    let body = &bytes[4..total];
+    let (content, crc_bytes) = body.split_at(body.len() - 4);
+    let stored = u32::from_be_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    if crc32(content) != stored {
+        return Err(StoreError::corrupt(path, offset, "record checksum mismatch"));
+    }
+    let index = u64::from_be_bytes(content[..8].try_into().map_err(|_| StoreError::corrupt(path, offset, "short record"))?);
+    let generation = u32::from_be_bytes([content[8], content[9], content[10], content[11]]);
+    Ok((
+        SealedRecord {
+            index,
+            generation,
+            sealed: content[12..].to_vec(),
+        },
+        total,
+    ))
+}
+
+/// Random-access reader of one segment file.
+#[derive(Debug)]
+pub struct SegmentReader {
+    path: PathBuf,
+    file: File,
+    pub header: SegmentHeader,
+    pub header_len: u64,
+}
+
+impl SegmentReader {
+    pub fn open(path: &Path) -> StoreResult<SegmentReader> {
+        let (header, header_len) = read_header(path)?;
+        let file = File::open(path).map_err(|e| StoreError::io("open", path, e))?;
+        Ok(SegmentReader {
+            path: path.to_path_buf(),
+            file,
+            header,
+            header_len,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the record at `location` and checks that it is entry `index`.
+    pub fn read(&self, location: RecordLocation, index: u64) -> StoreResult<SealedRecord> {
+        if location.len as usize > MAX_RECORD_BODY as usize + 4 {
+            return Err(StoreError::corrupt(&self.path, location.offset, "record length out of range"));
+        }
+        let mut buf = vec![0u8; location.len as usize];
+        self.file
+            .read_exact_at(&mut buf, location.offset)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => {
+                    StoreError::corrupt(&self.path, location.offset, format!("record of entry {index} is missing (file too short)"))
+                }
+                _ => StoreError::io("read", &self.path, e),
+            })?;
+        let (record, total) = parse_record(&self.path, location.offset, &buf)?;
+        if total != buf.len() {
+            return Err(StoreError::corrupt(&self.path, location.offset, "record length disagrees with the index"));
+        }
+        if record.index != index {
+            return Err(StoreError::corrupt(
+                &self.path,
+                location.offset,
+                format!("record holds entry {} where the index expects entry {index}", record.index),
+            ));
+        }
+        Ok(record)
+    }
+
+    /// Reads the whole file (for sequential verification).
+    pub fn read_all(&self) -> StoreResult<Vec<u8>> {
+        fsutil::read(&self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Kek, NewKek};
+
+    #[test]
+    fn stage_write_read_open_and_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::create(&dir.path().join("kek"), NewKek::Random).unwrap();
+        let (key, _) = DataKey::generate(&kek, 1).unwrap();
+        let path = dir.path().join("s/a.seg");
+        let header = SegmentHeader {
+            id: 1,
+            epoch: 20000,
+            stream: "default".into(),
+        };
+        let mut writer = SegmentWriter::create(&path, header.clone()).unwrap();
+        let c = [3u8; 32];
+        let loc0 = writer.stage(&key, 1, 0, &c, &[b"salt", b"event zero"]).unwrap();
+        let loc1 = writer.stage(&key, 1, 1, &c, &[b"event one"]).unwrap();
+        writer.write_and_sync().unwrap();
+        let committed = writer.durable_len();
+        // An unacknowledged record staged and written after the commit point.
+        writer.stage(&key, 1, 2, &c, &[b"orphan"]).unwrap();
+        writer.write_and_sync().unwrap();
+        drop(writer);
+
+        let reader = SegmentReader::open(&path).unwrap();
+        assert_eq!(reader.header, header);
+        let rec = reader.read(loc0, 0).unwrap();
+        assert_eq!(rec.clone().open(&key, &c, &path).unwrap(), b"saltevent zero");
+        assert!(rec.open(&key, &[4u8; 32], &path).is_err());
+        assert!(reader.read(loc1, 0).is_err(), "index mismatch must be caught");
+
+        let writer = SegmentWriter::open_at(&path, committed).unwrap();
+        assert_eq!(writer.durable_len(), committed);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), committed);
+    }
+
+    #[test]
+    fn corrupt_record_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::create(&dir.path().join("kek"), NewKek::Random).unwrap();
+        let (key, _) = DataKey::generate(&kek, 1).unwrap();
+        let path = dir.path().join("a.seg");
+        let mut writer = SegmentWriter::create(&path, SegmentHeader { id: 1, epoch: 1, stream: "s".into() }).unwrap();
+        let loc = writer.stage(&key, 1, 0, &[0u8; 32], &[b"payload"]).unwrap();
+        writer.write_and_sync().unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = loc.offset as usize + 20;
+        bytes[at] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let reader = SegmentReader::open(&path).unwrap();
+        assert!(matches!(reader.read(loc, 0), Err(StoreError::Corrupt { .. })));
+    }
+}

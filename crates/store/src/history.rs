@@ -49,7 +49,10 @@ pub fn read_all(path: &Path) -> StoreResult<(Vec<StoredCheckpoint>, Option<u64>)
                 } else {
                     usize::MAX
                 };
-                if declared >= rest.len() {
+                // A record is torn only if the file ends before its
+                // declared end; a complete record with a bad checksum was
+                // altered, and is never cut silently.
+                if declared > rest.len() {
                     return Ok((out, Some(pos as u64)));
                 }
                 return Err(StoreError::corrupt(path, pos as u64, "checkpoint history record is corrupt"));
@@ -164,6 +167,14 @@ mod tests {
         let (all, torn) = read_all(&path).unwrap();
         assert_eq!((all.len(), torn), (3, None));
 
+        // A corrupt complete record is an error, not a cut, even the last one.
+        let mut last = std::fs::read(&path).unwrap();
+        let n = last.len();
+        last[n - 6] ^= 1;
+        std::fs::write(&path, &last).unwrap();
+        assert!(read_all(&path).is_err());
+        last[n - 6] ^= 1;
+        std::fs::write(&path, &last).unwrap();
         // A corrupt record in the middle is an error, not a cut.
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[18] ^= 1;

@@ -1,0 +1,255 @@
+//! `stele bench`: durable append throughput and commit latency, in
+//! process, with the machine's fdatasync and SHA-256 speed measured in the
+//! same run as baselines (these machines are noisy; only same-run ratios
+//! mean much).
+//!
+//! Events are prepared (parsed, canonicalized, salted, committed) before the
+//! clock starts, on all cores; the timed part is producers submitting
+//! requests to the group-commit sequencer and waiting for durability.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use stele_log::sequencer::{Sequencer, SequencerConfig};
+use stele_log::{CreateOptions, Log, PreparedEvent, Preparer};
+use stele_store::keys::NewKek;
+
+use crate::{CliResult, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Directory to create the benchmark log in (removed afterwards).
+    /// Default: a new directory under the current one, so the disk measured
+    /// is the one the data would live on.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Events to append.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Approximate size of each raw event in bytes.
+    #[arg(long, default_value_t = 300)]
+    event_size: usize,
+    /// Concurrent producers.
+    #[arg(long, default_value_t = 8)]
+    producers: usize,
+    /// Events per request.
+    #[arg(long, default_value_t = 64)]
+    request: usize,
+    /// Also run a full `verify` of the result and time it.
+    #[arg(long)]
+    verify: bool,
+    /// Keep the benchmark directory.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// A raw client event of about `size` bytes.
+fn raw_event(i: usize, size: usize) -> Vec<u8> {
+    let head = format!(
+        r#"{{"actor":"user-{}@example.com","action":"document.read","resource":"documents/{}","outcome":"success","attributes":{{"ip":"10.0.{}.{}","pad":""#,
+        i % 5000,
+        i,
+        (i / 256) % 256,
+        i % 256
+    );
+    let tail = r#""}}"#;
+    let pad = size.saturating_sub(head.len() + tail.len());
+    let mut out = head.into_bytes();
+    out.extend(std::iter::repeat_n(b'x', pad));
+    out.extend_from_slice(tail.as_bytes());
+    out
+}
+
+/// fdatasync baseline: appends of `chunk` bytes, each followed by fdatasync.
+fn fsync_baseline(dir: &std::path::Path, chunk: usize, rounds: usize) -> CliResult<(f64, Duration)> {
+    let path = dir.join("fsync-baseline");
+    let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
+    let buf = vec![0x5au8; chunk];
+    let mut latencies = Vec::with_capacity(rounds);
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        file.write_all(&buf)?;
+        file.sync_data()?;
+        latencies.push(t.elapsed());
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    drop(file);
+    std::fs::remove_file(&path)?;
+    latencies.sort_unstable();
+    Ok((rounds as f64 / elapsed, percentile(&latencies, 0.5)))
+}
+
+/// SHA-256 baseline over `size`-byte messages, one core.
+fn sha_baseline(size: usize) -> f64 {
+    let message = vec![0x61u8; size];
+    let salt = [7u8; 32];
+    let started = Instant::now();
+    let mut n = 0u64;
+    let mut sink = 0u8;
+    while started.elapsed() < Duration::from_millis(500) {
+        for _ in 0..1000 {
+            sink ^= stele_event::commitment(&salt, &message)[0];
+        }
+        n += 1000;
+    }
+    std::hint::black_box(sink);
+    (n as f64 * (size + 47) as f64) / started.elapsed().as_secs_f64() / 1e6
+}
+
+pub fn run(args: BenchArgs) -> CliResult<u8> {
+    if args.events == 0 || args.producers == 0 || args.request == 0 {
+        return Err(Failure::usage("--events, --producers and --request must be positive"));
+    }
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir()?.join(format!("stele-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let result = bench_in(&dir, &args);
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
+    let data = dir.join("data");
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!("stele bench: {} events of ~{} B, {} producers x {} events per request, {threads} cores", args.events, args.event_size, args.producers, args.request);
+
+    let (fsync_small, fsync_small_p50) = fsync_baseline(dir, args.event_size, 500)?;
+    let (fsync_big, _) = fsync_baseline(dir, 256 * args.event_size, 500)?;
+    let sha = sha_baseline(args.event_size);
+    println!("baseline  fdatasync after a {} B append: {:.0}/s (p50 {:.3} ms)", args.event_size, fsync_small, ms(fsync_small_p50));
+    println!(
+        "baseline  fdatasync after a {} KiB append (256 events): {:.0}/s = {:.0} events/s",
+        256 * args.event_size / 1024,
+        fsync_big,
+        fsync_big * 256.0
+    );
+    println!("baseline  SHA-256 on one core: {sha:.0} MB/s");
+
+    Log::create(&data, CreateOptions { origin: "bench.stele.local/log".into(), kek: NewKek::Random })?;
+    let log = Log::open(&data, Default::default())?;
+
+    // Prepare every event up front, on all cores.
+    let preparer = Preparer::new("bench", "bench", "default");
+    let started = Instant::now();
+    let per = args.events.div_ceil(threads);
+    let prepared: Vec<Vec<PreparedEvent>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let preparer = &preparer;
+                scope.spawn(move || {
+                    let lo = (t * per).min(args.events);
+                    let hi = ((t + 1) * per).min(args.events);
+                    let now = jiff::Timestamp::now();
+                    (lo..hi)
+                        .map(|i| preparer.prepare(&raw_event(i, args.event_size), now))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new()))).collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(|e| Failure::usage(format!("preparing events: {e}")))?;
+    let prepare_secs = started.elapsed().as_secs_f64();
+    let mut all: Vec<PreparedEvent> = prepared.into_iter().flatten().collect();
+    let stored_bytes: usize = all.iter().map(|e| e.canonical.len() + 32).sum();
+    println!(
+        "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, salt, commitment); avg stored event {} B",
+        args.events as f64 / prepare_secs,
+        stored_bytes / args.events
+    );
+
+    // Split into requests, dealt round-robin to producers.
+    let mut queues: Vec<Vec<Vec<PreparedEvent>>> = (0..args.producers).map(|_| Vec::new()).collect();
+    let mut p = 0;
+    while !all.is_empty() {
+        let take = args.request.min(all.len());
+        let rest = all.split_off(take);
+        queues[p % args.producers].push(std::mem::replace(&mut all, rest));
+        p += 1;
+    }
+
+    let sequencer = Sequencer::start(log, SequencerConfig::default());
+    let started = Instant::now();
+    let latencies: Vec<Vec<Duration>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = queues
+            .into_iter()
+            .map(|queue| {
+                let handle = sequencer.handle();
+                scope.spawn(move || {
+                    let mut lat = Vec::with_capacity(queue.len());
+                    for request in queue {
+                        let t = Instant::now();
+                        if handle.append_blocking(request).is_err() {
+                            break;
+                        }
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let append_secs = started.elapsed().as_secs_f64();
+    let (log, stats) = sequencer.stop()?;
+    let total_secs = started.elapsed().as_secs_f64();
+    let mut lat: Vec<Duration> = latencies.into_iter().flatten().collect();
+    lat.sort_unstable();
+    if stats.events != args.events as u64 {
+        return Err(Failure::usage(format!("only {} of {} events were appended", stats.events, args.events)));
+    }
+    let rate = args.events as f64 / append_secs;
+    println!(
+        "append    {:.0} events/s, {:.1} MB/s stored, {} batches (avg {:.0} events), durable before ack",
+        rate,
+        stored_bytes as f64 / append_secs / 1e6,
+        stats.batches,
+        stats.events as f64 / stats.batches.max(1) as f64
+    );
+    println!(
+        "latency   per request of {} events: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        args.request,
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99)),
+        ms(lat.last().copied().unwrap_or_default())
+    );
+    println!("publish   final checkpoint at size {} after {:.2}s total", log.published_size(), total_secs);
+    println!("ratio     append / (fdatasync-per-256-events baseline) = {:.2}", rate / (fsync_big * 256.0));
+
+    if args.verify {
+        let started = Instant::now();
+        let report = stele_log::verify::verify(&log, &stele_log::verify::NoProgress)?;
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "verify    {:.0} events/s ({} entries, {} bytes decrypted, {} tiles) {}",
+            report.entries as f64 / secs,
+            report.entries,
+            report.bytes_decrypted,
+            report.tiles,
+            if report.ok() { "OK" } else { "FAILED" }
+        );
+        if !report.ok() {
+            return Ok(1);
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,356 @@
+//! `stele`: the one binary. Parses the command line, opens the data
+//! directory, calls the engine and turns outcomes into exit codes:
+//! 0 ok, 1 verification failed or input refused, 2 usage or I/O error.
+//! Errors are printed as one line on standard error.
+
+mod append;
+mod bench;
+mod offline;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use clap::{Parser, Subcommand};
+use stele_log::verify::{self, Progress};
+use stele_log::{CreateOptions, Log, LogError, OpenOptions};
+use stele_store::keys::{Argon2Params, NewKek};
+use zeroize::Zeroizing;
+
+/// A tamper-evident, append-only audit log.
+#[derive(Debug, Parser)]
+#[command(name = "stele", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct DataArgs {
+    /// The data directory.
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// File holding the passphrase of a passphrase-protected log (otherwise
+    /// the STELE_PASSPHRASE environment variable is used).
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new log: keys, empty tree and its first signed checkpoint.
+    Init {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The log's origin (checkpoint first line and key name), e.g. audit.example.com/log.
+        #[arg(long)]
+        origin: String,
+        /// Derive the key-encryption key from a passphrase (Argon2id) instead
+        /// of storing a random one in keys/kek.key.
+        #[arg(long)]
+        passphrase: bool,
+    },
+    /// Append NDJSON events from standard input; print a receipt per event
+    /// once durable, then the new signed checkpoint.
+    Append {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Stream for events that name none.
+        #[arg(long, default_value = "default")]
+        stream: String,
+        /// Principal recorded as the writer (default: local:$USER).
+        #[arg(long)]
+        writer: Option<String>,
+    },
+    /// Print the latest signed checkpoint.
+    Checkpoint {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Print a stored event (decrypted) with its salt, as JSON.
+    Get {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        index: u64,
+    },
+    /// Print inclusion or consistency proofs.
+    Proof {
+        #[command(subcommand)]
+        kind: ProofKind,
+    },
+    /// Re-derive and check everything in the data directory.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Check a C2SP tlog-proof offline, without the data directory.
+    VerifyProof {
+        /// Verifier key of the log (name+hash+base64).
+        #[arg(long)]
+        vkey: String,
+        /// The tlog-proof file.
+        #[arg(long)]
+        proof: PathBuf,
+        /// The event as printed by `stele get` (with its salt): its
+        /// commitment is recomputed and must be the proven entry.
+        #[arg(long, group = "leaf")]
+        event: Option<PathBuf>,
+        /// The commitment (base64) from the event's receipt.
+        #[arg(long, group = "leaf")]
+        commitment: Option<String>,
+    },
+    /// Measure durable append throughput and latency in-process.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum ProofKind {
+    /// A C2SP tlog-proof of one entry.
+    Inclusion {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        index: u64,
+        /// Size of the published checkpoint to prove against (default: latest).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Consistency proof hashes (base64, one per line) from size OLD to SIZE.
+    Consistency {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        old: u64,
+        #[arg(long)]
+        size: Option<u64>,
+    },
+}
+
+/// An error with its exit code.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+    pub fn refused(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<LogError> for Failure {
+    fn from(e: LogError) -> Failure {
+        let code = match &e {
+            e if e.is_integrity() => 1,
+            LogError::Event(_) => 1,
+            _ => 2,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::usage(e.to_string())
+    }
+}
+
+pub(crate) type CliResult<T> = Result<T, Failure>;
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("stele: internal error: {info}");
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("stele: error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> CliResult<u8> {
+    match cli.command {
+        Command::Init { data, origin, passphrase } => init(&data, origin, passphrase),
+        Command::Append { data, stream, writer } => append::run(&data, &stream, writer),
+        Command::Checkpoint { data } => {
+            let log = open(&data)?;
+            print_out(log.checkpoint_note())?;
+            Ok(0)
+        }
+        Command::Get { data, index } => get(&data, index),
+        Command::Proof { kind } => match kind {
+            ProofKind::Inclusion { data, index, size } => {
+                let log = open(&data)?;
+                let proof = log.inclusion_proof(index, size)?;
+                print_out(&proof.encode())?;
+                Ok(0)
+            }
+            ProofKind::Consistency { data, old, size } => {
+                let log = open(&data)?;
+                let hashes = log.consistency_proof(old, size)?;
+                let mut out = String::new();
+                for h in hashes {
+                    out.push_str(&h.to_base64());
+                    out.push('\n');
+                }
+                print_out(&out)?;
+                Ok(0)
+            }
+        },
+        Command::Verify { data } => verify_data(&data),
+        Command::VerifyProof { vkey, proof, event, commitment } => {
+            offline::verify_proof(&vkey, &proof, event.as_deref(), commitment.as_deref())
+        }
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+fn print_out(text: &str) -> CliResult<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn read_passphrase(file: Option<&Path>) -> CliResult<Option<Zeroizing<String>>> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::usage(format!("passphrase file {}: {e}", path.display())))?;
+        let trimmed = text.trim_end_matches(['\n', '\r']).to_string();
+        return Ok(Some(Zeroizing::new(trimmed)));
+    }
+    Ok(std::env::var("STELE_PASSPHRASE").ok().map(Zeroizing::new))
+}
+
+/// Opens (and so recovers) the log in `data`.
+pub(crate) fn open(data: &DataArgs) -> CliResult<Log> {
+    let passphrase = if Log::needs_passphrase(&data.data)? {
+        Some(read_passphrase(data.passphrase_file.as_deref())?.ok_or_else(|| {
+            Failure::usage("this log's key is protected by a passphrase: set STELE_PASSPHRASE or use --passphrase-file")
+        })?)
+    } else {
+        None
+    };
+    Ok(Log::open(&data.data, OpenOptions { passphrase })?)
+}
+
+fn init(data: &DataArgs, origin: String, passphrase: bool) -> CliResult<u8> {
+    let kek = if passphrase {
+        let pass = read_passphrase(data.passphrase_file.as_deref())?.ok_or_else(|| {
+            Failure::usage("--passphrase needs the passphrase in STELE_PASSPHRASE or --passphrase-file")
+        })?;
+        if pass.chars().count() < 12 {
+            return Err(Failure::usage("the passphrase must be at least 12 characters"));
+        }
+        NewKek::Passphrase {
+            passphrase: pass,
+            params: Argon2Params::default(),
+        }
+    } else {
+        NewKek::Random
+    };
+    let vkey = Log::create(&data.data, CreateOptions { origin: origin.clone(), kek })?;
+    eprintln!("initialized log {origin:?} in {}; verifier key:", data.data.display());
+    print_out(&format!("{vkey}\n"))?;
+    Ok(0)
+}
+
+fn get(data: &DataArgs, index: u64) -> CliResult<u8> {
+    let log = open(data)?;
+    let event = log.get(index)?;
+    let out = serde_json::json!({
+        "index": event.index,
+        "commitment": B64.encode(event.commitment),
+        "salt": B64.encode(event.salt),
+        "event": event.envelope.to_json(),
+    });
+    let text = serde_json::to_string_pretty(&out).map_err(|e| Failure::usage(e.to_string()))?;
+    print_out(&format!("{text}\n"))?;
+    Ok(0)
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Progress for Bar {
+    fn start(&self, total: u64) {
+        if let Some(bar) = &self.0 {
+            bar.set_length(total);
+        }
+    }
+    fn advance(&self, done: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(done);
+        }
+    }
+}
+
+fn verify_data(data: &DataArgs) -> CliResult<u8> {
+    let started = std::time::Instant::now();
+    let log = open(data)?;
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("verifying {bar:40} {percent}% {per_sec} eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let progress = Bar(bar);
+    let report = verify::verify(&log, &progress)?;
+    if let Some(bar) = &progress.0 {
+        bar.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    for problem in &report.problems {
+        eprintln!("FAIL {problem}");
+    }
+    if report.problem_count > report.problems.len() as u64 {
+        eprintln!("... and {} more problems", report.problem_count - report.problems.len() as u64);
+    }
+    let summary = format!(
+        "{} entries, {} checkpoints, {} segments, {} tiles, {} bytes decrypted in {:.2}s ({:.0} entries/s)",
+        report.entries,
+        report.checkpoints,
+        report.segments,
+        report.tiles,
+        report.bytes_decrypted,
+        seconds,
+        report.entries as f64 / seconds.max(1e-9)
+    );
+    if report.ok() {
+        print_out(&format!("OK: {summary}\n"))?;
+        Ok(0)
+    } else {
+        print_out(&format!("FAILED: {} problems; {summary}\n", report.problem_count))?;
+        Ok(1)
+    }
+}

@@ -1,0 +1,75 @@
+//! `stele verify-proof`: checks a C2SP tlog-proof with nothing but the
+//! log's verifier key, and optionally the event it proves.
+//!
+//! Depends only on the public formats (stele-tlog, stele-event), never on
+//! a data directory.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use stele_tlog::{TlogProof, Verifier, leaf_hash};
+
+use crate::{CliResult, Failure, print_out};
+
+fn decode_32(text: &str, what: &str) -> CliResult<[u8; 32]> {
+    let bytes = B64
+        .decode(text.trim())
+        .map_err(|e| Failure::usage(format!("{what}: not base64: {e}")))?;
+    bytes
+        .try_into()
+        .map_err(|_| Failure::usage(format!("{what}: not 32 bytes")))
+}
+
+/// The commitment of an event file as printed by `stele get`.
+fn event_commitment(path: &Path) -> CliResult<[u8; 32]> {
+    let text = std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let value: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| Failure::usage(format!("{}: not JSON: {e}", path.display())))?;
+    let salt = value
+        .get("salt")
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| Failure::usage(format!("{}: no \"salt\" string", path.display())))?;
+    let salt = decode_32(salt, "salt")?;
+    let envelope = value
+        .get("event")
+        .ok_or_else(|| Failure::usage(format!("{}: no \"event\" object", path.display())))?;
+    let canonical = stele_event::envelope_canonical_from_json(envelope)
+        .map_err(|e| Failure::refused(format!("{}: event is not a valid envelope: {e}", path.display())))?;
+    let commitment = stele_event::commitment(&salt, &canonical);
+    if let Some(stated) = value.get("commitment").and_then(|c| c.as_str()) {
+        if decode_32(stated, "commitment")? != commitment {
+            return Err(Failure::refused(format!(
+                "{}: the event and salt do not give the commitment stated in the file",
+                path.display()
+            )));
+        }
+    }
+    Ok(commitment)
+}
+
+pub fn verify_proof(vkey: &str, proof: &Path, event: Option<&Path>, commitment: Option<&str>) -> CliResult<u8> {
+    let verifier = Verifier::from_vkey(vkey).map_err(|e| Failure::usage(format!("--vkey: {e}")))?;
+    let text = std::fs::read_to_string(proof).map_err(|e| Failure::usage(format!("{}: {e}", proof.display())))?;
+    let parsed = TlogProof::parse(&text).map_err(|e| Failure::refused(format!("{}: {e}", proof.display())))?;
+    let commitment = match (event, commitment) {
+        (Some(path), _) => event_commitment(path)?,
+        (None, Some(c)) => decode_32(c, "--commitment")?,
+        (None, None) => {
+            return Err(Failure::usage(
+                "give the entry to check: --event FILE (from `stele get`) or --commitment B64 (from its receipt)",
+            ));
+        }
+    };
+    let checkpoint = parsed
+        .verify(&leaf_hash(&commitment), &[&verifier], None)
+        .map_err(|e| Failure::refused(format!("proof does not verify: {e}")))?;
+    print_out(&format!(
+        "OK: entry {} is in the log {:?} at tree size {} (root {})\n",
+        parsed.index,
+        checkpoint.origin,
+        checkpoint.size,
+        checkpoint.root.to_base64()
+    ))?;
+    Ok(0)
+}

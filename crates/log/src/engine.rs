@@ -1,0 +1,857 @@
+//! The [`Log`]: one open data directory, its recovery, the append path, the
+//! publish path and reads.
+//!
+//! Life of an entry (each step says what survives a crash right there):
+//! 1. **Seal**: the event is sealed into its segment's staging buffer. Crash:
+//!    nothing is on disk; the event was never acknowledged.
+//! 2. **Segment fsync**: staged records are written and fdatasynced. Crash:
+//!    the records may be on disk, but no index record points at them, so the
+//!    next open cuts them (segment length comes from the index).
+//! 3. **Index fsync**: the batch's 64-byte index records are appended and
+//!    fdatasynced. After this the entries exist: they are acknowledged, and
+//!    every later open integrates and publishes them. Crash before the end:
+//!    a torn tail of the batch is cut; whole records that reached the disk
+//!    are kept (their segment records are durable) even though the caller
+//!    never got their receipts.
+//! 4. **Integrate**: leaves are added to the tree; completed tiles are written
+//!    without fsync. Crash: recovery rewrites them from the index.
+//! 5. **Publish**: partial tiles written, then one `syncfs` makes every tile
+//!    durable; the checkpoint is signed, appended to the history (fdatasync)
+//!    and finally atomically replaces `log/checkpoint`. Crash before the
+//!    history append: the checkpoint was never published and recovery signs
+//!    a new one; after it: recovery rewrites `log/checkpoint` from history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use stele_event::Envelope;
+use stele_store::fsutil::{self, DirLock, SECRET_MODE};
+use stele_store::history::{self, HistoryWriter, StoredCheckpoint};
+use stele_store::index::{IndexFile, IndexRecord};
+use stele_store::keys::{self, DataKey, Kek, NewKek};
+use stele_store::segment::{self, SegmentHeader, SegmentReader, SegmentWriter};
+use stele_store::state::{self, SegmentSnapshot};
+use stele_store::StoreError;
+use stele_tlog::tile::TileHashReader;
+use stele_tlog::{Checkpoint, Hash, Signer, TlogProof, Verifier};
+use zeroize::Zeroizing;
+
+use crate::error::{LogError, LogResult};
+use crate::layout::Layout;
+use crate::meta::{FORMAT_VERSION, Meta};
+use crate::prepare::PreparedEvent;
+use crate::tiles::{DiskSink, DiskTiles, TileBuilder};
+
+/// How `init` creates a log.
+#[derive(Debug)]
+pub struct CreateOptions {
+    /// Checkpoint origin and signing key name, e.g. `audit.example.com/log`.
+    pub origin: String,
+    pub kek: NewKek,
+}
+
+/// How an existing log is opened.
+#[derive(Debug, Default)]
+pub struct OpenOptions {
+    /// Passphrase for a passphrase-protected key-encryption key.
+    pub passphrase: Option<Zeroizing<String>>,
+}
+
+/// What a writer gets back once its event is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub index: u64,
+    pub id: String,
+    pub stream: String,
+    pub commitment: [u8; 32],
+    pub salt: [u8; 32],
+}
+
+/// An event read back and checked against its commitment.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub index: u64,
+    pub commitment: [u8; 32],
+    pub salt: [u8; 32],
+    /// The canonical envelope bytes that were committed.
+    pub canonical: Vec<u8>,
+    pub envelope: Envelope,
+}
+
+/// The latest published checkpoint.
+#[derive(Debug, Clone)]
+struct Published {
+    size: u64,
+    note: String,
+}
+
+/// A segment known on disk.
+#[derive(Debug, Clone)]
+pub(crate) struct SegmentInfo {
+    pub header: SegmentHeader,
+    pub path: PathBuf,
+}
+
+#[derive(Debug)]
+struct ActiveSegment {
+    writer: SegmentWriter,
+    key: Arc<DataKey>,
+}
+
+/// An open log. See the module docs for the life of an entry.
+#[derive(Debug)]
+pub struct Log {
+    layout: Layout,
+    _lock: DirLock,
+    meta: Meta,
+    kek: Kek,
+    signer: Signer,
+    verifier: Verifier,
+    index: IndexFile,
+    /// Writer generation, bumped lazily before the first append.
+    generation: Option<u32>,
+    segments: BTreeMap<u32, SegmentInfo>,
+    active: Vec<ActiveSegment>,
+    keys: Mutex<HashMap<u32, Arc<DataKey>>>,
+    readers: Mutex<HashMap<u32, Arc<SegmentReader>>>,
+    tiles: TileBuilder,
+    published: Published,
+    history: Vec<StoredCheckpoint>,
+    history_writer: HistoryWriter,
+    poisoned: Option<String>,
+}
+
+fn random_log_id() -> LogResult<[u8; 16]> {
+    let mut id = [0u8; 16];
+    keys::random_bytes(&mut id)?;
+    Ok(id)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Log {
+    /// Creates a new log in `dir` (which must be absent or empty) and
+    /// returns its verifier key. Crash story: `meta.json` is written last, so
+    /// a crash leaves a directory that `open` refuses as incomplete; remove
+    /// it and run `init` again.
+    pub fn create(dir: &Path, options: CreateOptions) -> LogResult<String> {
+        let layout = Layout::new(dir);
+        if dir.exists() {
+            let mut entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("read directory", dir, e))?;
+            if entries.next().is_some() {
+                return Err(LogError::Usage(format!(
+                    "{} is not empty; choose a new directory for a new log",
+                    dir.display()
+                )));
+            }
+        }
+        // The origin must be a valid key name; Signer checks that.
+        let mut seed = Zeroizing::new([0u8; 32]);
+        keys::random_bytes(seed.as_mut())?;
+        let signer = Signer::new(&options.origin, *seed)
+            .map_err(|e| LogError::Usage(format!("origin {:?}: {e}", options.origin)))?;
+        fsutil::create_dir_durable(&layout.keys())?;
+        fsutil::create_dir_durable(&layout.deks())?;
+        fsutil::create_dir_durable(&layout.segments())?;
+        fsutil::create_dir_durable(&layout.public())?;
+        let kek_kind = match options.kek {
+            NewKek::Random => "file",
+            NewKek::Passphrase { .. } => "passphrase",
+        };
+        let kek = Kek::create(&layout.kek(), options.kek)?;
+        let wrapped = keys::wrap_signing_seed(&kek, &seed)?;
+        fsutil::create_new_durable(&layout.signing_key(), &wrapped, SECRET_MODE)?;
+        let log_id = random_log_id()?;
+        IndexFile::create(&layout.index(), log_id)?;
+        // The empty tree gets a signed checkpoint too, so every log has one.
+        let checkpoint = Checkpoint::new(options.origin.clone(), 0, stele_tlog::empty_root());
+        let note = stele_tlog::sign_note(&checkpoint.to_body(), &[&signer])
+            .map_err(|e| LogError::Usage(e.to_string()))?;
+        let mut history = HistoryWriter::open(&layout.history(), None)?;
+        history.append(0, note.as_bytes())?;
+        fsutil::atomic_replace(&layout.checkpoint(), note.as_bytes(), 0o644)?;
+        let meta = Meta {
+            format: FORMAT_VERSION,
+            origin: options.origin,
+            log_id: hex(&log_id),
+            verifier_key: signer.verifier_key(),
+            kek: kek_kind.to_string(),
+        };
+        meta.write(&layout.meta())?;
+        fsutil::fsync_dir(dir)?;
+        Ok(meta.verifier_key)
+    }
+
+    /// Reads the identity of a data directory without opening it.
+    pub fn read_meta(dir: &Path) -> LogResult<Meta> {
+        check_dir(dir)?;
+        Meta::read(&Layout::new(dir).meta())
+    }
+
+    /// True when the log's key-encryption key needs a passphrase.
+    pub fn needs_passphrase(dir: &Path) -> LogResult<bool> {
+        check_dir(dir)?;
+        Ok(Kek::needs_passphrase(&Layout::new(dir).kek())?)
+    }
+
+    /// Opens the log and recovers: cuts torn tails, integrates every durable
+    /// entry and publishes a checkpoint covering all of them.
+    pub fn open(dir: &Path, options: OpenOptions) -> LogResult<Log> {
+        check_dir(dir)?;
+        let layout = Layout::new(dir);
+        let meta = Meta::read(&layout.meta())?;
+        let lock = DirLock::acquire(&layout.lock())?;
+        let kek = Kek::open(&layout.kek(), options.passphrase.as_deref().map(|s| s.as_str()))?;
+        let signing_path = layout.signing_key();
+        let seed = keys::unwrap_signing_seed(&kek, &signing_path, &fsutil::read(&signing_path)?)?;
+        let signer = Signer::new(&meta.origin, *seed).map_err(|e| LogError::Integrity(format!("signing key: {e}")))?;
+        if signer.verifier_key() != meta.verifier_key {
+            return Err(LogError::Integrity(format!(
+                "{}: the signing key does not match the verifier key in {}",
+                signing_path.display(),
+                layout.meta().display()
+            )));
+        }
+        let verifier = signer.verifier();
+
+        // The latest checkpoint in the history is the trusted prefix.
+        let (history, torn) = history::read_all(&layout.history())?;
+        let latest = history.last().cloned().ok_or_else(|| {
+            LogError::Integrity(format!("{}: no checkpoint recorded", layout.history().display()))
+        })?;
+        let latest_checkpoint = open_checkpoint(&verifier, &meta.origin, &latest.note)
+            .map_err(|e| LogError::Integrity(format!("{}: latest checkpoint: {e}", layout.history().display())))?;
+        let history_writer = HistoryWriter::open(&layout.history(), torn)?;
+
+        let (index, _recovery) = IndexFile::open(&layout.index(), latest_checkpoint.size)?;
+        if hex(&index.log_id()) != meta.log_id {
+            return Err(LogError::NotALog(format!(
+                "{} belongs to another log (log id {} is not {})",
+                layout.index().display(),
+                hex(&index.log_id()),
+                meta.log_id
+            )));
+        }
+
+        let segments = discover_segments(&layout)?;
+        let tiles = TileBuilder::load(&layout.public(), latest_checkpoint.size)?;
+        if tiles.root() != latest_checkpoint.root {
+            return Err(LogError::Integrity(format!(
+                "tiles under {} do not match the latest checkpoint (size {}); run `stele verify`",
+                layout.public().display(),
+                latest_checkpoint.size
+            )));
+        }
+
+        let mut log = Log {
+            layout,
+            _lock: lock,
+            meta,
+            kek,
+            signer,
+            verifier,
+            index,
+            generation: None,
+            segments,
+            active: Vec::new(),
+            keys: Mutex::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
+            tiles,
+            published: Published {
+                size: latest_checkpoint.size,
+                note: String::from_utf8_lossy(&latest.note).into_owned(),
+            },
+            history,
+            history_writer,
+            poisoned: None,
+        };
+        log.recover()?;
+        Ok(log)
+    }
+
+    /// Brings segments, tiles and the checkpoint up to the durable index.
+    fn recover(&mut self) -> LogResult<()> {
+        // Segment lengths: start from the snapshot of the last publish, then
+        // extend with every index entry after it.
+        let mut committed: HashMap<u32, u64> = HashMap::new();
+        let mut scan_from = 0;
+        if let Some(snapshot) = state::read_snapshot(&self.layout.snapshot())? {
+            if snapshot.index_size <= self.index.len() {
+                scan_from = snapshot.index_size;
+                committed.extend(snapshot.lengths.iter().copied());
+            }
+        }
+        let total = self.index.len();
+        let mut start = scan_from;
+        while start < total {
+            let count = (total - start).min(65_536);
+            for (i, record) in self.index.read_range(start, count)?.iter().enumerate() {
+                let end = record.location.offset + u64::from(record.location.len);
+                if !self.segments.contains_key(&record.segment_id) {
+                    return Err(LogError::Integrity(format!(
+                        "entry {} refers to segment {}, which is not on disk",
+                        start + i as u64,
+                        record.segment_id
+                    )));
+                }
+                let slot = committed.entry(record.segment_id).or_insert(0);
+                *slot = (*slot).max(end);
+            }
+            start += count;
+        }
+        // Cut every segment back to its committed length: anything beyond is
+        // from a batch whose index records never became durable.
+        for (id, info) in &self.segments {
+            let (_, header_len) = segment::read_header(&info.path)?;
+            let keep = committed.get(id).copied().unwrap_or(0).max(header_len);
+            let len = std::fs::metadata(&info.path)
+                .map_err(|e| StoreError::io("stat", &info.path, e))?
+                .len();
+            if len < keep {
+                return Err(LogError::Integrity(format!(
+                    "{}: {len} bytes, but committed entries reach byte {keep}",
+                    info.path.display()
+                )));
+            }
+            if len > keep {
+                drop(SegmentWriter::open_at(&info.path, keep)?);
+            }
+        }
+
+        // Integrate every durable entry not yet in the published tree.
+        let mut next = self.tiles.size();
+        let public = self.layout.public();
+        let mut sink = DiskSink { public: &public };
+        while next < total {
+            let count = (total - next).min(65_536);
+            for record in self.index.read_range(next, count)? {
+                self.tiles.push(&record.commitment, &mut sink)?;
+            }
+            next += count;
+        }
+        if self.tiles.size() > self.published.size {
+            self.publish()?;
+        } else {
+            // A crash between the history append and the replace of
+            // `log/checkpoint` leaves the previous checkpoint (or none)
+            // there; bring it forward. Anything else there was not written
+            // by this log and is reported, never overwritten.
+            let public_note = fsutil::read_optional(&self.layout.checkpoint())?;
+            if public_note.as_deref() != Some(self.published.note.as_bytes()) {
+                let previous = self.history.len().checked_sub(2).map(|i| self.history[i].note.as_slice());
+                let tmp_exists = fsutil::tmp_sibling(&self.layout.checkpoint()).exists();
+                match public_note.as_deref() {
+                    None => {}
+                    Some(bytes) if Some(bytes) == previous || tmp_exists => {}
+                    Some(_) => {
+                        return Err(LogError::Integrity(format!(
+                            "{} is not a checkpoint this log published (altered?)",
+                            self.layout.checkpoint().display()
+                        )));
+                    }
+                }
+                fsutil::atomic_replace(&self.layout.checkpoint(), self.published.note.as_bytes(), 0o644)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    pub(crate) fn segment_infos(&self) -> &BTreeMap<u32, SegmentInfo> {
+        &self.segments
+    }
+
+    pub(crate) fn index_file(&self) -> &IndexFile {
+        &self.index
+    }
+
+    /// Number of durable entries.
+    pub fn size(&self) -> u64 {
+        self.index.len()
+    }
+
+    /// Size of the latest published checkpoint.
+    pub fn published_size(&self) -> u64 {
+        self.published.size
+    }
+
+    /// The latest signed checkpoint note.
+    pub fn checkpoint_note(&self) -> &str {
+        &self.published.note
+    }
+
+    /// Every published checkpoint, oldest first.
+    pub fn history(&self) -> &[StoredCheckpoint] {
+        &self.history
+    }
+
+    fn check_writable(&self) -> LogResult<()> {
+        match &self.poisoned {
+            Some(why) => Err(LogError::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a write failure: this handle never writes again.
+    fn poison(&mut self, error: LogError) -> LogError {
+        if self.poisoned.is_none() {
+            self.poisoned = Some(error.to_string());
+        }
+        error
+    }
+
+    /// Appends a batch durably (steps 1–4 of the module docs) and returns
+    /// the receipts. On any error the handle is poisoned.
+    pub fn append_batch(&mut self, events: &[PreparedEvent]) -> LogResult<Vec<Receipt>> {
+        self.check_writable()?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.append_inner(events) {
+            Ok(receipts) => Ok(receipts),
+            Err(e) => Err(self.poison(e)),
+        }
+    }
+
+    fn append_inner(&mut self, events: &[PreparedEvent]) -> LogResult<Vec<Receipt>> {
+        let generation = match self.generation {
+            Some(g) => g,
+            None => {
+                let g = state::bump_generation(&self.layout.generation())?;
+                self.generation = Some(g);
+                g
+            }
+        };
+        let first = self.index.len();
+        let mut index_bytes = Vec::with_capacity(events.len() * 64);
+        let mut receipts = Vec::with_capacity(events.len());
+        // Step 1: seal into staging buffers.
+        for (offset, event) in events.iter().enumerate() {
+            let index = first + offset as u64;
+            let slot = self.active_segment(&event.stream, event.epoch)?;
+            let active = &mut self.active[slot];
+            let location = active.writer.stage(
+                &active.key,
+                generation,
+                index,
+                &event.commitment,
+                &[&event.salt, &event.canonical],
+            )?;
+            let record = IndexRecord {
+                commitment: event.commitment,
+                segment_id: active.writer.header().id,
+                location,
+            };
+            index_bytes.extend_from_slice(&record.encode());
+            receipts.push(Receipt {
+                index,
+                id: event.id.clone(),
+                stream: event.stream.clone(),
+                commitment: event.commitment,
+                salt: event.salt,
+            });
+        }
+        // Step 2: segment records durable.
+        for active in &mut self.active {
+            if active.writer.has_staged() {
+                active.writer.write_and_sync()?;
+            }
+        }
+        // Step 3: index records durable; the entries now exist.
+        self.index.append_and_sync(&index_bytes)?;
+        // Step 4: integrate.
+        let public = self.layout.public();
+        let mut sink = DiskSink { public: &public };
+        for event in events {
+            self.tiles.push(&event.commitment, &mut sink)?;
+        }
+        Ok(receipts)
+    }
+
+    /// The active writer for (stream, epoch), opening or creating its segment.
+    fn active_segment(&mut self, stream: &str, epoch: u32) -> LogResult<usize> {
+        if let Some(pos) = self
+            .active
+            .iter()
+            .position(|a| a.writer.header().epoch == epoch && a.writer.header().stream == stream)
+        {
+            return Ok(pos);
+        }
+        stele_event::check_stream_name(stream)?;
+        let existing = self
+            .segments
+            .iter()
+            .find(|(_, info)| info.header.epoch == epoch && info.header.stream == stream)
+            .map(|(id, info)| (*id, info.path.clone()));
+        let active = match existing {
+            Some((id, path)) => {
+                let committed = std::fs::metadata(&path)
+                    .map_err(|e| StoreError::io("stat", &path, e))?
+                    .len();
+                let writer = SegmentWriter::open_at(&path, committed)?;
+                ActiveSegment {
+                    writer,
+                    key: self.data_key(id)?,
+                }
+            }
+            None => self.create_segment(stream, epoch)?,
+        };
+        // A long-running writer keeps only recent segments open.
+        if self.active.len() >= 64 {
+            self.active.remove(0);
+        }
+        self.active.push(active);
+        Ok(self.active.len() - 1)
+    }
+
+    /// Creates a segment and its data key. Crash story: the wrapped data key
+    /// is made durable first, then the segment file with its header; a crash
+    /// between leaves an unused key file that is overwritten when the id is
+    /// used again, and a torn segment header is removed at the next open.
+    fn create_segment(&mut self, stream: &str, epoch: u32) -> LogResult<ActiveSegment> {
+        let id = self.next_segment_id()?;
+        let (key, wrapped) = DataKey::generate(&self.kek, id)?;
+        fsutil::create_dir_durable(&self.layout.deks())?;
+        fsutil::atomic_replace(&self.layout.dek(id), &wrapped, SECRET_MODE)?;
+        let header = SegmentHeader {
+            id,
+            epoch,
+            stream: stream.to_string(),
+        };
+        let path = self.layout.segment(stream, epoch);
+        let writer = SegmentWriter::create(&path, header.clone())?;
+        self.segments.insert(id, SegmentInfo { header, path });
+        let key = Arc::new(key);
+        self.lock_keys().insert(id, key.clone());
+        Ok(ActiveSegment { writer, key })
+    }
+
+    fn next_segment_id(&self) -> LogResult<u32> {
+        let mut max = self.segments.keys().next_back().copied().unwrap_or(0);
+        // Data key files outlive nothing they describe, but an id whose key
+        // file exists may have been handed out just before a crash.
+        if let Ok(entries) = std::fs::read_dir(self.layout.deks()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".dek")).and_then(|n| n.parse::<u32>().ok()) {
+                    max = max.max(id);
+                }
+            }
+        }
+        max.checked_add(1)
+            .ok_or_else(|| LogError::Usage("segment ids exhausted".into()))
+    }
+
+    fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<DataKey>>> {
+        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The unwrapped data key of a segment (cached).
+    pub(crate) fn data_key(&self, id: u32) -> LogResult<Arc<DataKey>> {
+        if let Some(key) = self.lock_keys().get(&id) {
+            return Ok(key.clone());
+        }
+        let path = self.layout.dek(id);
+        let bytes = match fsutil::read_optional(&path)? {
+            Some(bytes) => bytes,
+            None => {
+                return Err(LogError::Integrity(format!(
+                    "{}: data key of segment {id} is missing",
+                    path.display()
+                )));
+            }
+        };
+        let key = Arc::new(DataKey::unwrap_file(&self.kek, id, &path, &bytes)?);
+        self.lock_keys().insert(id, key.clone());
+        Ok(key)
+    }
+
+    fn segment_reader(&self, id: u32) -> LogResult<Arc<SegmentReader>> {
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(reader) = readers.get(&id) {
+            return Ok(reader.clone());
+        }
+        let info = self
+            .segments
+            .get(&id)
+            .ok_or_else(|| LogError::Integrity(format!("segment {id} is not on disk")))?;
+        let reader = Arc::new(SegmentReader::open(&info.path)?);
+        if reader.header != info.header {
+            return Err(LogError::Integrity(format!("{}: header changed", info.path.display())));
+        }
+        readers.insert(id, reader.clone());
+        Ok(reader)
+    }
+
+    /// Publishes a signed checkpoint over every integrated entry (step 5 of
+    /// the module docs) and returns its note. Publishing with nothing new
+    /// returns the current note.
+    pub fn publish(&mut self) -> LogResult<String> {
+        self.check_writable()?;
+        if self.tiles.size() == self.published.size {
+            return Ok(self.published.note.clone());
+        }
+        match self.publish_inner() {
+            Ok(note) => Ok(note),
+            Err(e) => Err(self.poison(e)),
+        }
+    }
+
+    fn publish_inner(&mut self) -> LogResult<String> {
+        let public = self.layout.public();
+        for (path, bytes) in self.tiles.partial_tiles()? {
+            fsutil::write_file_unsynced(&public.join(path), &bytes)?;
+        }
+        // Every tile and bundle written since the last publish becomes
+        // durable here, in one call. Crash before: nothing was signed.
+        fsutil::sync_filesystem(&public)?;
+        let size = self.tiles.size();
+        let checkpoint = Checkpoint::new(self.meta.origin.clone(), size, self.tiles.root());
+        let note = stele_tlog::sign_note(&checkpoint.to_body(), &[&self.signer])
+            .map_err(|e| LogError::Usage(e.to_string()))?;
+        // The checkpoint is published once it is in the durable history.
+        self.history_writer.append(size, note.as_bytes())?;
+        self.history.push(StoredCheckpoint {
+            size,
+            note: note.as_bytes().to_vec(),
+        });
+        // Crash here: recovery rewrites log/checkpoint from the history.
+        fsutil::atomic_replace(&self.layout.checkpoint(), note.as_bytes(), 0o644)?;
+        self.published = Published {
+            size,
+            note: note.clone(),
+        };
+        // The snapshot only speeds up the next recovery.
+        let mut lengths: Vec<(u32, u64)> = self
+            .active
+            .iter()
+            .map(|a| (a.writer.header().id, a.writer.durable_len()))
+            .collect();
+        if let Some(old) = state::read_snapshot(&self.layout.snapshot()).ok().flatten() {
+            for (id, len) in old.lengths {
+                if !lengths.iter().any(|(i, _)| *i == id) && self.segments.contains_key(&id) {
+                    lengths.push((id, len));
+                }
+            }
+        }
+        lengths.sort_unstable();
+        state::write_snapshot(
+            &self.layout.snapshot(),
+            &SegmentSnapshot {
+                index_size: size,
+                lengths,
+            },
+        )?;
+        Ok(note)
+    }
+
+    /// Reads entry `index`, decrypts it and checks it against its commitment.
+    pub fn get(&self, index: u64) -> LogResult<StoredEvent> {
+        if index >= self.index.len() {
+            return Err(LogError::Usage(format!(
+                "entry {index} does not exist (the log has {} entries)",
+                self.index.len()
+            )));
+        }
+        let record = self.index.read(index)?;
+        self.read_record(index, &record)
+    }
+
+    pub(crate) fn read_record(&self, index: u64, record: &IndexRecord) -> LogResult<StoredEvent> {
+        let reader = self.segment_reader(record.segment_id)?;
+        let key = self.data_key(record.segment_id)?;
+        let sealed = reader.read(record.location, index)?;
+        let plain = sealed.open(&key, &record.commitment, reader.path())?;
+        decode_plaintext(index, &record.commitment, plain, reader.path())
+    }
+
+    fn require_published(&self, size: Option<u64>) -> LogResult<(u64, &[u8])> {
+        let size = size.unwrap_or(self.published.size);
+        self.history
+            .iter()
+            .rev()
+            .find(|c| c.size == size)
+            .map(|c| (size, c.note.as_slice()))
+            .ok_or_else(|| {
+                LogError::Usage(format!(
+                    "no checkpoint of size {size} was published (latest is {})",
+                    self.published.size
+                ))
+            })
+    }
+
+    /// A C2SP tlog-proof of entry `index` against the published checkpoint
+    /// of `size` (the latest by default).
+    pub fn inclusion_proof(&self, index: u64, size: Option<u64>) -> LogResult<TlogProof> {
+        let (size, note) = self.require_published(size)?;
+        if index >= size {
+            return Err(LogError::Usage(format!(
+                "entry {index} is not in the checkpoint of size {size}"
+            )));
+        }
+        let tiles = DiskTiles::new(&self.layout.public());
+        let reader = TileHashReader::new(size, &tiles);
+        let hashes = stele_tlog::inclusion_proof(&reader, index, size)
+            .map_err(|e| LogError::Integrity(format!("cannot build inclusion proof: {e}")))?;
+        Ok(TlogProof {
+            extra: None,
+            index,
+            hashes,
+            checkpoint_note: String::from_utf8_lossy(note).into_owned(),
+        })
+    }
+
+    /// Consistency proof from tree size `old` to the published checkpoint
+    /// of `size` (the latest by default).
+    pub fn consistency_proof(&self, old: u64, size: Option<u64>) -> LogResult<Vec<Hash>> {
+        let (size, _) = self.require_published(size)?;
+        if old > size {
+            return Err(LogError::Usage(format!(
+                "old size {old} is larger than the checkpoint size {size}"
+            )));
+        }
+        let tiles = DiskTiles::new(&self.layout.public());
+        let reader = TileHashReader::new(size, &tiles);
+        stele_tlog::consistency_proof(&reader, old, size)
+            .map_err(|e| LogError::Integrity(format!("cannot build consistency proof: {e}")))
+    }
+}
+
+/// Splits a record's plaintext into salt and envelope and checks both
+/// against the commitment in the index.
+pub(crate) fn decode_plaintext(
+    index: u64,
+    commitment: &[u8; 32],
+    mut plain: Vec<u8>,
+    path: &Path,
+) -> LogResult<StoredEvent> {
+    if plain.len() < 32 {
+        return Err(LogError::Integrity(format!(
+            "{}: entry {index} is shorter than its salt",
+            path.display()
+        )));
+    }
+    let canonical = plain.split_off(32);
+    let mut salt = [0u8; 32];
+    salt.copy_from_slice(&plain);
+    if &stele_event::commitment(&salt, &canonical) != commitment {
+        return Err(LogError::Integrity(format!(
+            "{}: entry {index} does not match its commitment",
+            path.display()
+        )));
+    }
+    let envelope = Envelope::from_canonical(&canonical).map_err(|e| {
+        LogError::Integrity(format!("{}: entry {index} is not a canonical envelope: {e}", path.display()))
+    })?;
+    Ok(StoredEvent {
+        index,
+        commitment: *commitment,
+        salt,
+        canonical,
+        envelope,
+    })
+}
+
+/// Verifies a stored checkpoint note and parses it.
+pub(crate) fn open_checkpoint(verifier: &Verifier, origin: &str, note: &[u8]) -> Result<Checkpoint, String> {
+    let opened = stele_tlog::open_note(note, &[verifier]).map_err(|e| e.to_string())?;
+    let checkpoint = Checkpoint::parse(&opened.text).map_err(|e| e.to_string())?;
+    if checkpoint.origin != origin {
+        return Err(format!("origin {:?} is not {:?}", checkpoint.origin, origin));
+    }
+    Ok(checkpoint)
+}
+
+fn check_dir(dir: &Path) -> LogResult<()> {
+    if !dir.is_dir() {
+        return Err(LogError::NotALog(format!(
+            "{} does not exist or is not a directory",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Finds every segment file and reads its header. A file whose header is
+/// torn (shorter than a complete header: a crash during creation) is
+/// removed; any other unreadable segment is an integrity error.
+fn discover_segments(layout: &Layout) -> LogResult<BTreeMap<u32, SegmentInfo>> {
+    let mut out = BTreeMap::new();
+    let root = layout.segments();
+    let streams = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(StoreError::io("read directory", &root, e).into()),
+    };
+    for stream_dir in streams {
+        let stream_dir = stream_dir.map_err(|e| StoreError::io("read directory", &root, e))?;
+        if !stream_dir.path().is_dir() {
+            continue;
+        }
+        let dir = stream_dir.path();
+        for file in std::fs::read_dir(&dir).map_err(|e| StoreError::io("read directory", &dir, e))? {
+            let file = file.map_err(|e| StoreError::io("read directory", &dir, e))?;
+            let path = file.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("seg") {
+                continue;
+            }
+            match segment::read_header(&path) {
+                Ok((header, _)) => {
+                    if let Some(previous) = out.insert(header.id, SegmentInfo { header: header.clone(), path: path.clone() }) {
+                        return Err(LogError::Integrity(format!(
+                            "{} and {} both claim segment id {}",
+                            previous.path.display(),
+                            path.display(),
+                            header.id
+                        )));
+                    }
+                }
+                Err(e) => {
+                    let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+                    if len < 22 + 4 + 256 && is_torn_create(&path) {
+                        // Nothing can refer to a segment whose header never
+                        // became durable, so removing it loses nothing.
+                        std::fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+                        fsutil::fsync_dir(&dir)?;
+                    } else {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A segment file that holds only a prefix of a header (or nothing): the
+/// trace of a crash inside [`SegmentWriter::create`], never of a segment
+/// that held records.
+fn is_torn_create(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let magic = b"STELESEG";
+    let n = bytes.len().min(magic.len());
+    if bytes[..n] != magic[..n] {
+        return false;
+    }
+    if bytes.len() < 22 {
+        return true;
+    }
+    let needed = 22 + usize::from(u16::from_be_bytes([bytes[20], bytes[21]])) + 4;
+    bytes.len() < needed
+}

@@ -1,0 +1,52 @@
+//! Errors of the log engine, with a category that maps to exit codes.
+
+use stele_store::StoreError;
+
+/// Result alias for the engine.
+pub type LogResult<T> = Result<T, LogError>;
+
+/// What went wrong. `Integrity` means stored data does not verify; the other
+/// variants are operational or caller errors.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Event(#[from] stele_event::EventError),
+    /// Stored data failed a check: altered, missing or inconsistent.
+    #[error("integrity: {0}")]
+    Integrity(String),
+    /// The caller asked for something that does not exist or is not allowed.
+    #[error("{0}")]
+    Usage(String),
+    /// The data directory is missing, incomplete or not a Stele log.
+    #[error("{0}")]
+    NotALog(String),
+    /// An earlier write or fsync failed; this handle refuses further writes.
+    #[error("the log stopped writing after an earlier failure ({0}); reopen it to recover")]
+    Poisoned(String),
+}
+
+impl LogError {
+    /// True when the error is a verification failure (exit code 1) rather
+    /// than a usage or I/O problem (exit code 2).
+    pub fn is_integrity(&self) -> bool {
+        match self {
+            LogError::Integrity(_) => true,
+            LogError::Store(e) => e.is_integrity(),
+            _ => false,
+        }
+    }
+
+    /// A stable category for metrics and logs.
+    pub fn category(&self) -> &'static str {
+        match self {
+            LogError::Store(e) => e.category(),
+            LogError::Event(e) => e.category(),
+            LogError::Integrity(_) => "integrity",
+            LogError::Usage(_) => "usage",
+            LogError::NotALog(_) => "not_a_log",
+            LogError::Poisoned(_) => "poisoned",
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Where each file lives in a data directory.
+//!
+//! ```text
+//! DATA/meta.json                 origin, log id, verifier key, format version
+//! DATA/lock                      advisory lock held by the process using the log
+//! DATA/keys/kek.key              key-encryption key (0600), raw or passphrase-derived
+//! DATA/keys/signing.key          Ed25519 seed wrapped by the KEK (0600)
+//! DATA/keys/deks/<id>.dek        data key of segment <id>, wrapped by the KEK (0600)
+//! DATA/index                     one 64-byte record per entry (the durable sequence)
+//! DATA/segments/<stream>/<YYYY-MM-DD>.seg   sealed events of one stream and UTC day
+//! DATA/checkpoints               every signed checkpoint, append-only
+//! DATA/writer-generation         nonce generation counter
+//! DATA/segments.state            segment lengths at the last publish
+//! DATA/log/checkpoint            latest signed checkpoint   } C2SP tlog-tiles,
+//! DATA/log/tile/<L>/<N>[.p/<W>]  hash tiles                 } servable as
+//! DATA/log/tile/entries/<N>[.p/<W>]  entry bundles          } static files
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// Paths of one data directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+    pub fn meta(&self) -> PathBuf {
+        self.root.join("meta.json")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    pub fn keys(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+    pub fn kek(&self) -> PathBuf {
+        self.keys().join("kek.key")
+    }
+    pub fn signing_key(&self) -> PathBuf {
+        self.keys().join("signing.key")
+    }
+    pub fn deks(&self) -> PathBuf {
+        self.keys().join("deks")
+    }
+    pub fn dek(&self, segment_id: u32) -> PathBuf {
+        self.deks().join(format!("{segment_id}.dek"))
+    }
+    pub fn index(&self) -> PathBuf {
+        self.root.join("index")
+    }
+    pub fn segments(&self) -> PathBuf {
+        self.root.join("segments")
+    }
+    pub fn segment(&self, stream: &str, epoch: u32) -> PathBuf {
+        self.segments().join(stream).join(format!("{}.seg", epoch_date(epoch)))
+    }
+    pub fn history(&self) -> PathBuf {
+        self.root.join("checkpoints")
+    }
+    pub fn generation(&self) -> PathBuf {
+        self.root.join("writer-generation")
+    }
+    pub fn snapshot(&self) -> PathBuf {
+        self.root.join("segments.state")
+    }
+    /// The root of the public tlog-tiles tree.
+    pub fn public(&self) -> PathBuf {
+        self.root.join("log")
+    }
+    pub fn checkpoint(&self) -> PathBuf {
+        self.public().join("checkpoint")
+    }
+}
+
+/// The UTC day number (days since 1970-01-01) of a Unix time in seconds.
+pub fn epoch_of_seconds(seconds: i64) -> u32 {
+    u32::try_from(seconds.div_euclid(86_400)).unwrap_or(0)
+}
+
+/// `YYYY-MM-DD` of a UTC day number.
+pub fn epoch_date(epoch: u32) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm), exact for the proleptic
+    // Gregorian calendar; avoids a time-zone database for a pure date.
+    let z = i64::from(epoch) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(epoch_date(0), "1970-01-01");
+        assert_eq!(epoch_date(epoch_of_seconds(951_782_400)), "2000-02-29");
+        assert_eq!(epoch_date(epoch_of_seconds(1_795_000_000)), "2026-11-18");
+        assert_eq!(epoch_of_seconds(86_399), 0);
+        assert_eq!(epoch_of_seconds(86_400), 1);
+    }
+}

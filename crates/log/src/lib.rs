@@ -1,0 +1,28 @@
+//! The Stele log engine: sequence, integrate, publish, read and verify.
+//!
+//! A [`Log`] owns one data directory. Appending is three steps, in the shape
+//! of tessera's design: *sequencing* durably assigns each event an index
+//! (sealed record in its segment, then its index record, each fsynced);
+//! *integration* extends the RFC 6962 tree and writes its C2SP tiles;
+//! *publishing* makes the tiles durable and signs a checkpoint. Recovery
+//! (run by every [`Log::open`]) cuts torn tails and integrates and publishes
+//! every durable entry, so no signed checkpoint ever covers data that is not
+//! durable and nothing acknowledged is lost.
+//!
+//! This crate does not parse command lines, speak HTTP or decide policy; it
+//! takes prepared events and returns receipts, proofs and verification
+//! reports.
+
+pub mod error;
+pub mod layout;
+mod meta;
+pub mod prepare;
+pub mod tiles;
+mod engine;
+pub mod verify;
+pub mod sequencer;
+
+pub use engine::{CreateOptions, Log, OpenOptions, Receipt, StoredEvent};
+pub use error::{LogError, LogResult};
+pub use meta::Meta;
+pub use prepare::{PreparedEvent, Preparer};

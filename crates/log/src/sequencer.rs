@@ -1,0 +1,201 @@
+//! Group commit: many producers, one writer thread, one fsync per batch.
+//!
+//! Producers send prepared events with [`SequencerHandle::append`] and block
+//! until their events are durable. The writer thread takes every request
+//! waiting in the queue (up to [`SequencerConfig::max_batch`] events), appends
+//! them as one batch (one fdatasync per touched file), answers each request
+//! with its receipts, and publishes a checkpoint when
+//! [`SequencerConfig::publish_every`] has passed. The queue is bounded, so a
+//! slow disk pushes back on producers instead of growing memory.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::engine::{Log, Receipt};
+use crate::error::{LogError, LogResult};
+use crate::prepare::PreparedEvent;
+
+/// Tuning of the writer thread.
+#[derive(Debug, Clone)]
+pub struct SequencerConfig {
+    /// Most events in one batch (one fsync).
+    pub max_batch: usize,
+    /// Requests that may wait in the queue before producers are refused.
+    pub queue_depth: usize,
+    /// How often a checkpoint is published while entries arrive.
+    pub publish_every: Duration,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        SequencerConfig {
+            max_batch: 4096,
+            queue_depth: 1024,
+            publish_every: Duration::from_millis(500),
+        }
+    }
+}
+
+type Reply = SyncSender<LogResult<Vec<Receipt>>>;
+
+struct Request {
+    events: Vec<PreparedEvent>,
+    reply: Reply,
+}
+
+/// A cloneable handle for producers.
+#[derive(Debug, Clone)]
+pub struct SequencerHandle {
+    tx: SyncSender<Request>,
+}
+
+/// Why a request was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the append queue is full; retry later")]
+    Busy,
+    #[error("the log writer has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+impl SequencerHandle {
+    /// Appends `events` and waits until they are durable. Fails fast with
+    /// [`SubmitError::Busy`] when the queue is full.
+    pub fn append(&self, events: Vec<PreparedEvent>) -> Result<Vec<Receipt>, SubmitError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        match self.tx.try_send(Request { events, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(SubmitError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(SubmitError::Stopped),
+        }
+        match rx.recv() {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(SubmitError::Stopped),
+        }
+    }
+
+    /// Like [`Self::append`] but waits for room in the queue.
+    pub fn append_blocking(&self, events: Vec<PreparedEvent>) -> Result<Vec<Receipt>, SubmitError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.tx
+            .send(Request { events, reply })
+            .map_err(|_| SubmitError::Stopped)?;
+        match rx.recv() {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(SubmitError::Stopped),
+        }
+    }
+}
+
+/// The writer thread and its statistics.
+#[derive(Debug)]
+pub struct Sequencer {
+    handle: Option<SequencerHandle>,
+    thread: JoinHandle<(Log, SequencerStats)>,
+}
+
+/// Counters kept by the writer thread.
+#[derive(Debug, Clone, Default)]
+pub struct SequencerStats {
+    pub batches: u64,
+    pub events: u64,
+    pub publishes: u64,
+}
+
+impl Sequencer {
+    /// Moves `log` into a writer thread.
+    pub fn start(log: Log, config: SequencerConfig) -> Sequencer {
+        let (tx, rx) = mpsc::sync_channel(config.queue_depth.max(1));
+        let thread = std::thread::spawn(move || run(log, rx, config));
+        Sequencer {
+            handle: Some(SequencerHandle { tx }),
+            thread,
+        }
+    }
+
+    pub fn handle(&self) -> SequencerHandle {
+        match &self.handle {
+            Some(h) => h.clone(),
+            None => {
+                // Unreachable in practice: the handle is only taken by stop().
+                let (tx, _) = mpsc::sync_channel(1);
+                SequencerHandle { tx }
+            }
+        }
+    }
+
+    /// Stops accepting requests, finishes queued ones, publishes a final
+    /// checkpoint and returns the log. Producers' clones of the handle must
+    /// be dropped first, or this waits for them.
+    pub fn stop(mut self) -> LogResult<(Log, SequencerStats)> {
+        self.handle = None;
+        self.thread
+            .join()
+            .map_err(|_| LogError::Poisoned("the writer thread panicked".into()))
+    }
+}
+
+fn run(mut log: Log, rx: Receiver<Request>, config: SequencerConfig) -> (Log, SequencerStats) {
+    let mut stats = SequencerStats::default();
+    let mut last_publish = Instant::now();
+    loop {
+        let first = match rx.recv_timeout(config.publish_every) {
+            Ok(request) => request,
+            Err(RecvTimeoutError::Timeout) => {
+                if log.size() > log.published_size() && log.publish().is_ok() {
+                    stats.publishes += 1;
+                    last_publish = Instant::now();
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut requests = vec![first];
+        let mut count = requests[0].events.len();
+        while count < config.max_batch {
+            match rx.try_recv() {
+                Ok(request) => {
+                    count += request.events.len();
+                    requests.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut all = Vec::with_capacity(count);
+        let mut sizes = Vec::with_capacity(requests.len());
+        let mut replies = Vec::with_capacity(requests.len());
+        for request in requests {
+            sizes.push(request.events.len());
+            all.extend(request.events);
+            replies.push(request.reply);
+        }
+        match log.append_batch(&all) {
+            Ok(receipts) => {
+                stats.batches += 1;
+                stats.events += receipts.len() as u64;
+                let mut receipts = receipts.into_iter();
+                for (size, reply) in sizes.into_iter().zip(replies) {
+                    let mine: Vec<Receipt> = receipts.by_ref().take(size).collect();
+                    let _ = reply.send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(LogError::Poisoned(message.clone())));
+                }
+            }
+        }
+        if last_publish.elapsed() >= config.publish_every && log.publish().is_ok() {
+            stats.publishes += 1;
+            last_publish = Instant::now();
+        }
+    }
+    if log.publish().is_ok() {
+        stats.publishes += 1;
+    }
+    (log, stats)
+}

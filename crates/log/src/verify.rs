@@ -1,0 +1,422 @@
+//! `verify`: re-derive everything from the bytes on disk.
+//!
+//! Checks, in two passes that run in parallel:
+//! - **Tree pass** (one thread): every index record; every leaf, full tile
+//!   and entry bundle recomputed and compared with the file; at every
+//!   published size the root compared with that signed checkpoint, and the
+//!   partial tiles of that size compared with the files. Because every
+//!   checkpoint's root is recomputed from one sequence of leaves, this also
+//!   proves that all checkpoints are mutually consistent.
+//! - **Segment pass** (all cores): every segment record walked in order,
+//!   its checksum, its position (the index must point at exactly it), its
+//!   AEAD tag under the segment's data key, and its commitment recomputed
+//!   from the decrypted salt and envelope.
+//!
+//! Plus every checkpoint note's signature and origin, and `log/checkpoint`
+//! being the latest of them. Problems are collected (up to a limit) with
+//! the file and position, rather than stopping at the first.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use stele_store::fsutil;
+use stele_store::index::IndexRecord;
+use stele_store::keys::DataKey;
+use stele_store::segment::{SegmentHeader, parse_record};
+use stele_tlog::Checkpoint;
+
+use crate::engine::{Log, open_checkpoint};
+use crate::error::LogResult;
+use crate::tiles::{TileBuilder, TileSink};
+
+/// How many problems a report keeps in detail.
+pub const MAX_PROBLEMS: usize = 100;
+
+/// Receives progress (entries checked) from a verification.
+pub trait Progress: Sync {
+    fn start(&self, total: u64);
+    fn advance(&self, done: u64);
+}
+
+/// A progress sink that ignores everything.
+#[derive(Debug)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _total: u64) {}
+    fn advance(&self, _done: u64) {}
+}
+
+/// One failed check: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub location: String,
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.what)
+    }
+}
+
+/// What a verification checked and found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub checkpoints: usize,
+    pub segments: usize,
+    pub tiles: u64,
+    pub bytes_decrypted: u64,
+    /// Total problems found (the list keeps the first [`MAX_PROBLEMS`]).
+    pub problem_count: u64,
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problem_count == 0
+    }
+}
+
+#[derive(Debug, Default)]
+struct Problems {
+    count: AtomicU64,
+    list: Mutex<Vec<Problem>>,
+}
+
+impl Problems {
+    fn add(&self, location: impl Into<String>, what: impl Into<String>) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut list = self.list.lock().unwrap_or_else(|p| p.into_inner());
+        if list.len() < MAX_PROBLEMS {
+            list.push(Problem {
+                location: location.into(),
+                what: what.into(),
+            });
+        }
+    }
+}
+
+fn show(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// Verifies the whole log. I/O errors that stop verification altogether
+/// are returned as errors; everything else is a problem in the report.
+pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
+    let layout = log.layout().clone();
+    let problems = Problems::default();
+    let total = log.size();
+    progress.start(total * 2);
+
+    // Checkpoints: signatures, origins, sizes, and the public copy.
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    for (i, stored) in log.history().iter().enumerate() {
+        let location = format!("{} (checkpoint #{i})", show(&layout.history()));
+        match open_checkpoint(log.verifier(), &log.meta().origin, &stored.note) {
+            Ok(cp) => {
+                if cp.size != stored.size {
+                    problems.add(&location, format!("record says size {} but the note says {}", stored.size, cp.size));
+                }
+                if let Some(prev) = checkpoints.last() {
+                    if cp.size < prev.size {
+                        problems.add(&location, format!("size {} is smaller than the previous checkpoint's {}", cp.size, prev.size));
+                    }
+                }
+                checkpoints.push(cp);
+            }
+            Err(e) => problems.add(&location, format!("signature or format: {e}")),
+        }
+    }
+    match fsutil::read_optional(&layout.checkpoint())? {
+        Some(bytes) if Some(bytes.as_slice()) == log.history().last().map(|c| c.note.as_slice()) => {}
+        Some(_) => problems.add(show(&layout.checkpoint()), "is not the latest checkpoint in the history"),
+        None => problems.add(show(&layout.checkpoint()), "is missing"),
+    }
+    if let Some(last) = checkpoints.last() {
+        if last.size != total {
+            problems.add(
+                show(&layout.history()),
+                format!("latest checkpoint covers {} entries but the index holds {total}", last.size),
+            );
+        }
+    }
+
+    // Read the index once: commitments for the tree pass, locations for the
+    // segment pass.
+    let mut records: Vec<IndexRecord> = Vec::with_capacity(total as usize);
+    let mut start = 0;
+    while start < total {
+        let count = (total - start).min(65_536);
+        match log.index_file().read_range(start, count) {
+            Ok(chunk) => records.extend(chunk),
+            Err(e) => {
+                // Fall back to one record at a time to name each bad one.
+                for i in start..start + count {
+                    match log.index_file().read(i) {
+                        Ok(r) => records.push(r),
+                        Err(_) => {
+                            problems.add(show(&layout.index()), format!("index record of entry {i} is corrupt ({e})"));
+                            records.push(IndexRecord {
+                                commitment: [0u8; 32],
+                                segment_id: u32::MAX,
+                                location: stele_store::segment::RecordLocation { offset: 0, len: 0 },
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        start += count;
+    }
+
+    let tiles_checked = AtomicU64::new(0);
+    let bytes_decrypted = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        scope.spawn(|| tree_pass(log, &records, &checkpoints, &problems, &tiles_checked, progress));
+        segment_pass(log, &records, &problems, &bytes_decrypted, progress);
+    });
+
+    let problem_count = problems.count.load(Ordering::Relaxed);
+    let list = problems.list.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(VerifyReport {
+        entries: total,
+        checkpoints: checkpoints.len(),
+        segments: log.segment_infos().len(),
+        tiles: tiles_checked.load(Ordering::Relaxed),
+        bytes_decrypted: bytes_decrypted.load(Ordering::Relaxed),
+        problem_count,
+        problems: list,
+    })
+}
+
+/// Compares each completed tile with the file on disk.
+struct CompareSink<'a> {
+    public: PathBuf,
+    problems: &'a Problems,
+    checked: &'a AtomicU64,
+}
+
+impl CompareSink<'_> {
+    fn compare(&self, path: &str, expected: &[u8]) {
+        self.checked.fetch_add(1, Ordering::Relaxed);
+        let full = self.public.join(path);
+        match std::fs::read(&full) {
+            Ok(bytes) if bytes == expected => {}
+            Ok(bytes) if bytes.len() != expected.len() => self.problems.add(
+                show(&full),
+                format!("{} bytes, expected {}", bytes.len(), expected.len()),
+            ),
+            Ok(bytes) => {
+                let at = bytes.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(0);
+                self.problems.add(show(&full), format!("differs from the recomputed tile at byte {at}"));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.problems.add(show(&full), "is missing"),
+            Err(e) => self.problems.add(show(&full), format!("cannot be read: {e}")),
+        }
+    }
+}
+
+impl TileSink for CompareSink<'_> {
+    fn full(&mut self, path: String, bytes: Vec<u8>) -> LogResult<()> {
+        self.compare(&path, &bytes);
+        Ok(())
+    }
+}
+
+fn tree_pass(
+    log: &Log,
+    records: &[IndexRecord],
+    checkpoints: &[Checkpoint],
+    problems: &Problems,
+    tiles_checked: &AtomicU64,
+    progress: &dyn Progress,
+) {
+    let mut sink = CompareSink {
+        public: log.layout().public(),
+        problems,
+        checked: tiles_checked,
+    };
+    let mut builder = TileBuilder::new();
+    let mut next_checkpoint = 0usize;
+    let history = show(&log.layout().history());
+    let check_at_size = |builder: &TileBuilder, next_checkpoint: &mut usize, sink: &CompareSink<'_>| {
+        while *next_checkpoint < checkpoints.len() && checkpoints[*next_checkpoint].size == builder.size() {
+            let cp = &checkpoints[*next_checkpoint];
+            if cp.root != builder.root() {
+                problems.add(
+                    &history,
+                    format!("checkpoint of size {} has root {} but the entries give {}", cp.size, cp.root.to_base64(), builder.root().to_base64()),
+                );
+            }
+            match builder.partial_tiles() {
+                Ok(tiles) => {
+                    for (path, bytes) in tiles {
+                        sink.compare(&path, &bytes);
+                    }
+                }
+                Err(e) => problems.add(&history, e.to_string()),
+            }
+            *next_checkpoint += 1;
+        }
+    };
+    check_at_size(&builder, &mut next_checkpoint, &sink);
+    for (i, record) in records.iter().enumerate() {
+        if let Err(e) = builder.push(&record.commitment, &mut sink) {
+            problems.add(show(&log.layout().index()), format!("entry {i}: {e}"));
+            return;
+        }
+        check_at_size(&builder, &mut next_checkpoint, &sink);
+        if i % 65_536 == 65_535 {
+            progress.advance(65_536);
+        }
+    }
+    progress.advance(records.len() as u64 % 65_536);
+    if next_checkpoint < checkpoints.len() {
+        problems.add(
+            &history,
+            format!("checkpoint of size {} is beyond the {} entries in the index", checkpoints[next_checkpoint].size, records.len()),
+        );
+    }
+}
+
+/// One segment's expected records, from the index.
+struct Expected {
+    index: u64,
+    offset: u64,
+    len: u32,
+}
+
+fn segment_pass(log: &Log, records: &[IndexRecord], problems: &Problems, bytes_decrypted: &AtomicU64, progress: &dyn Progress) {
+    let mut by_segment: HashMap<u32, Vec<Expected>> = HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        by_segment.entry(r.segment_id).or_default().push(Expected {
+            index: i as u64,
+            offset: r.location.offset,
+            len: r.location.len,
+        });
+    }
+    for (id, expected) in &by_segment {
+        if *id != u32::MAX && !log.segment_infos().contains_key(id) {
+            problems.add(
+                show(&log.layout().segments()),
+                format!("segment {id} (entries from {}) is missing", expected.first().map(|e| e.index).unwrap_or(0)),
+            );
+        }
+    }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
+    for (id, info) in log.segment_infos() {
+        let expected = by_segment.remove(id).unwrap_or_default();
+        let key = match log.data_key(*id) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                problems.add(show(&log.layout().dek(*id)), e.to_string());
+                None
+            }
+        };
+        let bytes = match fsutil::read(&info.path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                problems.add(show(&info.path), e.to_string());
+                continue;
+            }
+        };
+        let header_len = match SegmentHeader::decode(&info.path, &bytes) {
+            Ok((header, len)) if header == info.header => len,
+            Ok(_) => {
+                problems.add(show(&info.path), "header changed while verifying");
+                continue;
+            }
+            Err(e) => {
+                problems.add(show(&info.path), e.to_string());
+                continue;
+            }
+        };
+        // Walk the records in file order; the index must point at each.
+        let mut pos = header_len;
+        let mut walked: Vec<(usize, usize, &Expected)> = Vec::with_capacity(expected.len());
+        let mut k = 0usize;
+        while pos < bytes.len() {
+            let (record, len) = match parse_record(&info.path, pos as u64, &bytes[pos..]) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    problems.add(show(&info.path), format!("{e}; the rest of the file cannot be walked"));
+                    break;
+                }
+            };
+            match expected.get(k) {
+                Some(exp) if exp.offset == pos as u64 && exp.len as usize == len && exp.index == record.index => {
+                    walked.push((pos, len, exp));
+                    k += 1;
+                }
+                Some(exp) => {
+                    problems.add(
+                        show(&info.path),
+                        format!(
+                            "record at byte {pos} holds entry {} but the index expects entry {} at byte {}",
+                            record.index, exp.index, exp.offset
+                        ),
+                    );
+                    k += 1;
+                }
+                None => problems.add(
+                    show(&info.path),
+                    format!("record at byte {pos} (entry {}) is not referenced by the index", record.index),
+                ),
+            }
+            pos += len;
+        }
+        if k < expected.len() {
+            problems.add(
+                show(&info.path),
+                format!("{} indexed entries (from entry {}) are missing from the file", expected.len() - k, expected[k].index),
+            );
+        }
+        let Some(key) = key else { continue };
+        // Decrypt and recompute commitments on every core.
+        let chunk = walked.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            for part in walked.chunks(chunk) {
+                let key: &DataKey = &key;
+                let bytes = &bytes;
+                let path = &info.path;
+                scope.spawn(move || {
+                    let mut done = 0u64;
+                    let mut decrypted = 0u64;
+                    for (pos, len, exp) in part {
+                        let commitment = &records[exp.index as usize].commitment;
+                        match check_record(key, path, &bytes[*pos..*pos + *len], *pos as u64, commitment) {
+                            Ok(n) => decrypted += n,
+                            Err(what) => problems.add(show(path), format!("entry {}: {what}", exp.index)),
+                        }
+                        done += 1;
+                        if done % 16_384 == 0 {
+                            progress.advance(16_384);
+                        }
+                    }
+                    progress.advance(done % 16_384);
+                    bytes_decrypted.fetch_add(decrypted, Ordering::Relaxed);
+                });
+            }
+        });
+    }
+}
+
+/// Opens one record and recomputes its commitment; returns plaintext bytes.
+fn check_record(key: &DataKey, path: &Path, bytes: &[u8], offset: u64, commitment: &[u8; 32]) -> Result<u64, String> {
+    let (record, _) = parse_record(path, offset, bytes).map_err(|e| e.to_string())?;
+    let plain = record.open(key, commitment, path).map_err(|e| e.to_string())?;
+    if plain.len() < 32 {
+        return Err("plaintext is shorter than its salt".into());
+    }
+    let (salt, canonical) = plain.split_at(32);
+    let mut salt_arr = [0u8; 32];
+    salt_arr.copy_from_slice(salt);
+    if &stele_event::commitment(&salt_arr, canonical) != commitment {
+        return Err("decrypted event does not match its commitment".into());
+    }
+    Ok(plain.len() as u64)
+}

@@ -169,7 +169,7 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     })
     .map_err(|e| Failure::usage(format!("preparing events: {e}")))?;
     let prepare_secs = started.elapsed().as_secs_f64();
-    let mut all: Vec<PreparedEvent> = prepared.into_iter().flatten().collect();
+    let all: Vec<PreparedEvent> = prepared.into_iter().flatten().collect();
     let stored_bytes: usize = all.iter().map(|e| e.canonical.len() + 32).sum();
     println!(
         "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, salt, commitment); avg stored event {} B",
@@ -179,11 +179,14 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
 
     // Split into requests, dealt round-robin to producers.
     let mut queues: Vec<Vec<Vec<PreparedEvent>>> = (0..args.producers).map(|_| Vec::new()).collect();
+    let mut events = all.into_iter();
     let mut p = 0;
-    while !all.is_empty() {
-        let take = args.request.min(all.len());
-        let rest = all.split_off(take);
-        queues[p % args.producers].push(std::mem::replace(&mut all, rest));
+    loop {
+        let request: Vec<PreparedEvent> = events.by_ref().take(args.request).collect();
+        if request.is_empty() {
+            break;
+        }
+        queues[p % args.producers].push(request);
         p += 1;
     }
 

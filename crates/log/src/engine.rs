@@ -43,6 +43,13 @@ use crate::meta::{FORMAT_VERSION, Meta};
 use crate::prepare::PreparedEvent;
 use crate::tiles::{DiskSink, DiskTiles, TileBuilder};
 
+/// Segments kept open for appending; older ones are closed after a batch.
+const MAX_ACTIVE_SEGMENTS: usize = 64;
+
+/// Most events in one batch: the index tail that recovery may cut as torn is
+/// at most one batch long (see [`stele_store::index::MAX_BATCH_RECORDS`]).
+pub const MAX_BATCH: usize = stele_store::index::MAX_BATCH_RECORDS as usize;
+
 /// How `init` creates a log.
 #[derive(Debug)]
 pub struct CreateOptions {
@@ -112,6 +119,9 @@ pub struct Log {
     /// Writer generation, bumped lazily before the first append.
     generation: Option<u32>,
     segments: BTreeMap<u32, SegmentInfo>,
+    /// Durable committed length of every segment (header plus every record
+    /// an index entry points at). Written whole into the snapshot.
+    committed: HashMap<u32, u64>,
     active: Vec<ActiveSegment>,
     keys: Mutex<HashMap<u32, Arc<DataKey>>>,
     readers: Mutex<HashMap<u32, Arc<SegmentReader>>>,
@@ -256,6 +266,7 @@ impl Log {
             index,
             generation: None,
             segments,
+            committed: HashMap::new(),
             active: Vec::new(),
             keys: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
@@ -307,6 +318,7 @@ impl Log {
         for (id, info) in &self.segments {
             let (_, header_len) = segment::read_header(&info.path)?;
             let keep = committed.get(id).copied().unwrap_or(0).max(header_len);
+            self.committed.insert(*id, keep);
             let len = std::fs::metadata(&info.path)
                 .map_err(|e| StoreError::io("stat", &info.path, e))?
                 .len();
@@ -421,6 +433,12 @@ impl Log {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        if events.len() > MAX_BATCH {
+            return Err(LogError::Usage(format!(
+                "a batch holds at most {MAX_BATCH} events, got {}",
+                events.len()
+            )));
+        }
         match self.append_inner(events) {
             Ok(receipts) => Ok(receipts),
             Err(e) => Err(self.poison(e)),
@@ -473,6 +491,15 @@ impl Log {
         }
         // Step 3: index records durable; the entries now exist.
         self.index.append_and_sync(&index_bytes)?;
+        for active in &self.active {
+            self.committed.insert(active.writer.header().id, active.writer.durable_len());
+        }
+        // A long-running writer keeps only recent segments open; nothing is
+        // staged at this point, so closing one loses nothing.
+        if self.active.len() > MAX_ACTIVE_SEGMENTS {
+            let excess = self.active.len() - MAX_ACTIVE_SEGMENTS;
+            self.active.drain(..excess);
+        }
         // Step 4: integrate.
         let public = self.layout.public();
         let mut sink = DiskSink { public: &public };
@@ -499,9 +526,9 @@ impl Log {
             .map(|(id, info)| (*id, info.path.clone()));
         let active = match existing {
             Some((id, path)) => {
-                let committed = std::fs::metadata(&path)
-                    .map_err(|e| StoreError::io("stat", &path, e))?
-                    .len();
+                let committed = self.committed.get(&id).copied().ok_or_else(|| {
+                    LogError::Integrity(format!("{}: committed length unknown", path.display()))
+                })?;
                 let writer = SegmentWriter::open_at(&path, committed)?;
                 ActiveSegment {
                     writer,
@@ -510,18 +537,15 @@ impl Log {
             }
             None => self.create_segment(stream, epoch)?,
         };
-        // A long-running writer keeps only recent segments open.
-        if self.active.len() >= 64 {
-            self.active.remove(0);
-        }
         self.active.push(active);
         Ok(self.active.len() - 1)
     }
 
     /// Creates a segment and its data key. Crash story: the wrapped data key
     /// is made durable first, then the segment file with its header; a crash
-    /// between leaves an unused key file that is overwritten when the id is
-    /// used again, and a torn segment header is removed at the next open.
+    /// between leaves an unused key file whose id is never handed out again
+    /// (ids are above every key file), and a segment file holding only part
+    /// of its header is removed at the next open.
     fn create_segment(&mut self, stream: &str, epoch: u32) -> LogResult<ActiveSegment> {
         let id = self.next_segment_id()?;
         let (key, wrapped) = DataKey::generate(&self.kek, id)?;
@@ -534,6 +558,7 @@ impl Log {
         };
         let path = self.layout.segment(stream, epoch);
         let writer = SegmentWriter::create(&path, header.clone())?;
+        self.committed.insert(id, writer.durable_len());
         self.segments.insert(id, SegmentInfo { header, path });
         let key = Arc::new(key);
         self.lock_keys().insert(id, key.clone());
@@ -630,24 +655,17 @@ impl Log {
             note: note.as_bytes().to_vec(),
         });
         // Crash here: recovery rewrites log/checkpoint from the history.
+        debug_assert_eq!(size, self.index.len());
         fsutil::atomic_replace(&self.layout.checkpoint(), note.as_bytes(), 0o644)?;
         self.published = Published {
             size,
             note: note.clone(),
         };
-        // The snapshot only speeds up the next recovery.
-        let mut lengths: Vec<(u32, u64)> = self
-            .active
-            .iter()
-            .map(|a| (a.writer.header().id, a.writer.durable_len()))
-            .collect();
-        if let Some(old) = state::read_snapshot(&self.layout.snapshot()).ok().flatten() {
-            for (id, len) in old.lengths {
-                if !lengths.iter().any(|(i, _)| *i == id) && self.segments.contains_key(&id) {
-                    lengths.push((id, len));
-                }
-            }
-        }
+        // The snapshot holds the committed length of every segment at this
+        // index size; the next recovery trusts it and reads only the index
+        // entries after it. Crash before the replace: the old snapshot, at
+        // an older index size, is still correct.
+        let mut lengths: Vec<(u32, u64)> = self.committed.iter().map(|(id, len)| (*id, *len)).collect();
         lengths.sort_unstable();
         state::write_snapshot(
             &self.layout.snapshot(),

@@ -141,8 +141,13 @@ impl Sequencer {
 fn run(mut log: Log, rx: Receiver<Request>, config: SequencerConfig) -> (Log, SequencerStats) {
     let mut stats = SequencerStats::default();
     let mut last_publish = Instant::now();
+    let mut pending: Option<Request> = None;
     loop {
-        let first = match rx.recv_timeout(config.publish_every) {
+        let next = match pending.take() {
+            Some(request) => Ok(request),
+            None => rx.recv_timeout(config.publish_every),
+        };
+        let first = match next {
             Ok(request) => request,
             Err(RecvTimeoutError::Timeout) => {
                 if log.size() > log.published_size() && log.publish().is_ok() {
@@ -155,8 +160,14 @@ fn run(mut log: Log, rx: Receiver<Request>, config: SequencerConfig) -> (Log, Se
         };
         let mut requests = vec![first];
         let mut count = requests[0].events.len();
-        while count < config.max_batch {
+        let max_batch = config.max_batch.min(crate::engine::MAX_BATCH);
+        while count < max_batch {
             match rx.try_recv() {
+                Ok(request) if count + request.events.len() > crate::engine::MAX_BATCH => {
+                    // Too big to join this batch: it starts the next one.
+                    pending = Some(request);
+                    break;
+                }
                 Ok(request) => {
                     count += request.events.len();
                     requests.push(request);

@@ -42,17 +42,13 @@ pub fn read_all(path: &Path) -> StoreResult<(Vec<StoredCheckpoint>, Option<u64>)
                 pos += len;
             }
             None => {
-                // Only a record that runs to the end of the file can be torn.
+                // A crash can tear only the last append. So the unparsable
+                // rest of the file is a torn tail only if it is shorter than
+                // one record can be and holds no complete record after it;
+                // anything else was altered and is never cut silently.
                 let rest = &bytes[pos..];
-                let declared = if rest.len() >= 16 {
-                    16 + u32::from_be_bytes([rest[12], rest[13], rest[14], rest[15]]) as usize + 4
-                } else {
-                    usize::MAX
-                };
-                // A record is torn only if the file ends before its
-                // declared end; a complete record with a bad checksum was
-                // altered, and is never cut silently.
-                if declared > rest.len() {
+                let later_record = (1..rest.len()).any(|i| rest[i..].starts_with(MAGIC) && parse_one(&rest[i..]).is_some());
+                if rest.len() <= 20 + MAX_NOTE_LEN as usize && !later_record && !complete_but_bad(rest) {
                     return Ok((out, Some(pos as u64)));
                 }
                 return Err(StoreError::corrupt(path, pos as u64, "checkpoint history record is corrupt"));
@@ -60,6 +56,16 @@ pub fn read_all(path: &Path) -> StoreResult<(Vec<StoredCheckpoint>, Option<u64>)
         }
     }
     Ok((out, None))
+}
+
+/// A record whose declared length fits exactly in what is left of the file
+/// but whose checksum fails: complete, so not torn, but altered.
+fn complete_but_bad(rest: &[u8]) -> bool {
+    if rest.len() < 20 || &rest[..4] != MAGIC {
+        return false;
+    }
+    let declared = 16 + u32::from_be_bytes([rest[12], rest[13], rest[14], rest[15]]) as usize + 4;
+    declared == rest.len()
 }
 
 fn parse_one(bytes: &[u8]) -> Option<(StoredCheckpoint, usize)> {
@@ -175,6 +181,14 @@ mod tests {
         assert!(read_all(&path).is_err());
         last[n - 6] ^= 1;
         std::fs::write(&path, &last).unwrap();
+        // A huge length in a middle record does not make it look torn.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let saved = bytes[12];
+        bytes[12] = 0x7f;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read_all(&path).is_err());
+        bytes[12] = saved;
+        std::fs::write(&path, &bytes).unwrap();
         // A corrupt record in the middle is an error, not a cut.
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[18] ^= 1;

@@ -26,6 +26,10 @@ use crate::segment::RecordLocation;
 
 const MAGIC: &[u8; 8] = b"STELEIDX";
 const VERSION: u8 = 1;
+/// Most records one append may add. Recovery relies on it: a crash can tear
+/// only the last append, so an invalid record followed by more than this
+/// many records cannot be a torn tail and is reported as corruption.
+pub const MAX_BATCH_RECORDS: u64 = 65_536;
 /// Size of the header and of every record.
 pub const RECORD_LEN: u64 = 64;
 const HEADER_LEN: u64 = 64;
@@ -121,15 +125,17 @@ impl IndexFile {
 
     /// Opens the index. Records below `trusted` (the size of the last signed
     /// checkpoint) are not re-read here; records from `trusted` on are
-    /// checked and the file is cut at the first torn or invalid one, which
-    /// can only be the tail of a batch that was never acknowledged. The cut
-    /// is fsynced before returning. A file shorter than `trusted` entries is
-    /// corruption, never something to repair silently.
+    /// checked and the file is cut at the first torn or invalid one. Only the
+    /// last append can be torn by a crash, and it was not acknowledged
+    /// because its fdatasync never returned; so the cut is allowed only when
+    /// the invalid record is within [`MAX_BATCH_RECORDS`] of the end of the
+    /// file. Anything else is corruption, never repaired silently. The cut is
+    /// fsynced before returning. A file shorter than `trusted` entries is
+    /// corruption too.
     pub fn open(path: &Path, trusted: u64) -> StoreResult<(IndexFile, IndexRecovery)> {
         let file = OpenOptions::new()
             .read(true)
             .append(true)
-            .custom_flags(0)
             .open(path)
             .map_err(|e| StoreError::io("open", path, e))?;
         let mut header = [0u8; HEADER_LEN as usize];
@@ -176,6 +182,16 @@ impl IndexFile {
         }
         let keep = HEADER_LEN + valid * RECORD_LEN;
         let cut_bytes = file_len - keep;
+        if cut_bytes > MAX_BATCH_RECORDS * RECORD_LEN {
+            return Err(StoreError::corrupt(
+                path,
+                keep,
+                format!(
+                    "index record of entry {valid} is invalid and {} bytes follow it: more than one append could have torn",
+                    cut_bytes
+                ),
+            ));
+        }
         if cut_bytes > 0 {
             // Crash story: the cut removes only records that were never
             // acknowledged (their batch did not finish its fdatasync, or they
@@ -221,8 +237,8 @@ impl IndexFile {
     /// records they point to must already be durable. On error the caller
     /// must stop writing and reopen.
     pub fn append_and_sync(&mut self, encoded: &[u8]) -> StoreResult<()> {
-        if encoded.len() as u64 % RECORD_LEN != 0 {
-            return Err(StoreError::Invalid("index append is not whole records".into()));
+        if encoded.len() as u64 % RECORD_LEN != 0 || encoded.len() as u64 > MAX_BATCH_RECORDS * RECORD_LEN {
+            return Err(StoreError::Invalid("index append must be 1..=65536 whole records".into()));
         }
         self.file
             .write_all(encoded)
@@ -317,8 +333,25 @@ mod tests {
         let (index, rec) = IndexFile::open(&path, 5).unwrap();
         assert_eq!(rec.entries, 7);
         assert!(matches!(index.read(2), Err(StoreError::Corrupt { .. })));
-        // A trusted size beyond the file is corruption.
+        // An invalid record with more than one batch after it is corruption.
         drop(index);
-        assert!(IndexFile::open(&path, 8).is_err());
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        let mut many = Vec::new();
+        for i in 7..(8 + MAX_BATCH_RECORDS) {
+            many.extend_from_slice(&record(i).encode());
+        }
+        f.write_all(&many).unwrap();
+        drop(f);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(HEADER_LEN + 7 * RECORD_LEN + 5) as usize] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(IndexFile::open(&path, 5), Err(StoreError::Corrupt { .. })));
+        bytes[(HEADER_LEN + 7 * RECORD_LEN + 5) as usize] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let (index, _) = IndexFile::open(&path, 5).unwrap();
+        // A trusted size beyond the file is corruption.
+        let beyond = index.len() + 1;
+        drop(index);
+        assert!(IndexFile::open(&path, beyond).is_err());
     }
 }

@@ -193,6 +193,11 @@ impl Kek {
                     t_cost: be(4),
                     p_cost: be(8),
                 };
+                // Bounds keep an altered file from asking for absurd work
+                // or memory before the check tag can refuse it.
+                if params.m_cost_kib > 4 * 1024 * 1024 || params.t_cost > 64 || params.p_cost > 64 {
+                    return Err(StoreError::corrupt(path, 10, "Argon2id parameters are out of the accepted range"));
+                }
                 let salt = &body[12..28];
                 let stored_tag = &body[28..28 + TAG_LEN];
                 let raw = derive_passphrase_key(passphrase, salt, params)?;

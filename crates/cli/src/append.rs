@@ -30,7 +30,10 @@ pub fn run(data: &DataArgs, stream: &str, writer: Option<String>) -> CliResult<u
     stele_event::check_client_stream_name(stream)
         .map_err(|e| Failure::usage(format!("--stream: {e}")))?;
     let writer = writer.unwrap_or_else(|| {
-        format!("local:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
+        format!(
+            "local:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        )
     });
     let mut log = open(data)?;
     let preparer = Preparer::new(&writer, "cli", stream);
@@ -93,12 +96,17 @@ fn read_events(preparer: &Preparer, tx: mpsc::SyncSender<Batch>) {
         line_no += 1;
         // Read at most one byte more than the limit (plus CR LF), so an
         // endless line cannot take unbounded memory.
-        let read = (&mut input).take(limit as u64 + 3).read_until(b'\n', &mut raw);
+        let read = (&mut input)
+            .take(limit as u64 + 3)
+            .read_until(b'\n', &mut raw);
         match read {
             Ok(0) => break,
             Ok(_) => {}
             Err(e) => {
-                let _ = tx.send(Batch::Stop(events, Failure::usage(format!("reading standard input: {e}"))));
+                let _ = tx.send(Batch::Stop(
+                    events,
+                    Failure::usage(format!("reading standard input: {e}")),
+                ));
                 return;
             }
         }

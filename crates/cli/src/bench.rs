@@ -75,7 +75,11 @@ fn raw_event(i: usize, size: usize) -> Vec<u8> {
 }
 
 /// fdatasync baseline: appends of `chunk` bytes, each followed by fdatasync.
-fn fsync_baseline(dir: &std::path::Path, chunk: usize, rounds: usize) -> CliResult<(f64, Duration)> {
+fn fsync_baseline(
+    dir: &std::path::Path,
+    chunk: usize,
+    rounds: usize,
+) -> CliResult<(f64, Duration)> {
     let path = dir.join("fsync-baseline");
     let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
     let buf = vec![0x5au8; chunk];
@@ -113,7 +117,9 @@ fn sha_baseline(size: usize) -> f64 {
 
 pub fn run(args: BenchArgs) -> CliResult<u8> {
     if args.events == 0 || args.producers == 0 || args.request == 0 {
-        return Err(Failure::usage("--events, --producers and --request must be positive"));
+        return Err(Failure::usage(
+            "--events, --producers and --request must be positive",
+        ));
     }
     let dir = match &args.dir {
         Some(d) => d.clone(),
@@ -129,13 +135,23 @@ pub fn run(args: BenchArgs) -> CliResult<u8> {
 
 fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     let data = dir.join("data");
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("stele bench: {} events of ~{} B, {} producers x {} events per request, {threads} cores", args.events, args.event_size, args.producers, args.request);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "stele bench: {} events of ~{} B, {} producers x {} events per request, {threads} cores",
+        args.events, args.event_size, args.producers, args.request
+    );
 
     let (fsync_small, fsync_small_p50) = fsync_baseline(dir, args.event_size, 500)?;
     let (fsync_big, _) = fsync_baseline(dir, 256 * args.event_size, 500)?;
     let sha = sha_baseline(args.event_size);
-    println!("baseline  fdatasync after a {} B append: {:.0}/s (p50 {:.3} ms)", args.event_size, fsync_small, ms(fsync_small_p50));
+    println!(
+        "baseline  fdatasync after a {} B append: {:.0}/s (p50 {:.3} ms)",
+        args.event_size,
+        fsync_small,
+        ms(fsync_small_p50)
+    );
     println!(
         "baseline  fdatasync after a {} KiB append (256 events): {:.0}/s = {:.0} events/s",
         256 * args.event_size / 1024,
@@ -144,7 +160,13 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     );
     println!("baseline  SHA-256 on one core: {sha:.0} MB/s");
 
-    Log::create(&data, CreateOptions { origin: "bench.stele.local/log".into(), kek: NewKek::Random })?;
+    Log::create(
+        &data,
+        CreateOptions {
+            origin: "bench.stele.local/log".into(),
+            kek: NewKek::Random,
+        },
+    )?;
     let log = Log::open(&data, Default::default())?;
 
     // Prepare every event up front, on all cores.
@@ -165,7 +187,10 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new()))).collect::<Result<Vec<_>, _>>()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new())))
+            .collect::<Result<Vec<_>, _>>()
     })
     .map_err(|e| Failure::usage(format!("preparing events: {e}")))?;
     let prepare_secs = started.elapsed().as_secs_f64();
@@ -178,7 +203,8 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     );
 
     // Split into requests, dealt round-robin to producers.
-    let mut queues: Vec<Vec<Vec<PreparedEvent>>> = (0..args.producers).map(|_| Vec::new()).collect();
+    let mut queues: Vec<Vec<Vec<PreparedEvent>>> =
+        (0..args.producers).map(|_| Vec::new()).collect();
     let mut events = all.into_iter();
     let mut p = 0;
     loop {
@@ -210,7 +236,10 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
     });
     let append_secs = started.elapsed().as_secs_f64();
     let (log, stats) = sequencer.stop()?;
@@ -218,7 +247,10 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     let mut lat: Vec<Duration> = latencies.into_iter().flatten().collect();
     lat.sort_unstable();
     if stats.events != args.events as u64 {
-        return Err(Failure::usage(format!("only {} of {} events were appended", stats.events, args.events)));
+        return Err(Failure::usage(format!(
+            "only {} of {} events were appended",
+            stats.events, args.events
+        )));
     }
     let rate = args.events as f64 / append_secs;
     println!(
@@ -235,8 +267,15 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         ms(percentile(&lat, 0.99)),
         ms(lat.last().copied().unwrap_or_default())
     );
-    println!("publish   final checkpoint at size {} after {:.2}s total", log.published_size(), total_secs);
-    println!("ratio     append / (fdatasync-per-256-events baseline) = {:.2}", rate / (fsync_big * 256.0));
+    println!(
+        "publish   final checkpoint at size {} after {:.2}s total",
+        log.published_size(),
+        total_secs
+    );
+    println!(
+        "ratio     append / (fdatasync-per-256-events baseline) = {:.2}",
+        rate / (fsync_big * 256.0)
+    );
 
     if args.verify {
         let started = Instant::now();

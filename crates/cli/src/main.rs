@@ -196,8 +196,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> CliResult<u8> {
     match cli.command {
-        Command::Init { data, origin, passphrase } => init(&data, origin, passphrase),
-        Command::Append { data, stream, writer } => append::run(&data, &stream, writer),
+        Command::Init {
+            data,
+            origin,
+            passphrase,
+        } => init(&data, origin, passphrase),
+        Command::Append {
+            data,
+            stream,
+            writer,
+        } => append::run(&data, &stream, writer),
         Command::Checkpoint { data } => {
             let log = open(&data)?;
             print_out(log.checkpoint_note())?;
@@ -224,9 +232,12 @@ fn run(cli: Cli) -> CliResult<u8> {
             }
         },
         Command::Verify { data } => verify_data(&data),
-        Command::VerifyProof { vkey, proof, event, commitment } => {
-            offline::verify_proof(&vkey, &proof, event.as_deref(), commitment.as_deref())
-        }
+        Command::VerifyProof {
+            vkey,
+            proof,
+            event,
+            commitment,
+        } => offline::verify_proof(&vkey, &proof, event.as_deref(), commitment.as_deref()),
         Command::Bench(args) => bench::run(args),
     }
 }
@@ -263,10 +274,14 @@ pub(crate) fn open(data: &DataArgs) -> CliResult<Log> {
 fn init(data: &DataArgs, origin: String, passphrase: bool) -> CliResult<u8> {
     let kek = if passphrase {
         let pass = read_passphrase(data.passphrase_file.as_deref())?.ok_or_else(|| {
-            Failure::usage("--passphrase needs the passphrase in STELE_PASSPHRASE or --passphrase-file")
+            Failure::usage(
+                "--passphrase needs the passphrase in STELE_PASSPHRASE or --passphrase-file",
+            )
         })?;
         if pass.chars().count() < 12 {
-            return Err(Failure::usage("the passphrase must be at least 12 characters"));
+            return Err(Failure::usage(
+                "the passphrase must be at least 12 characters",
+            ));
         }
         NewKek::Passphrase {
             passphrase: pass,
@@ -275,8 +290,17 @@ fn init(data: &DataArgs, origin: String, passphrase: bool) -> CliResult<u8> {
     } else {
         NewKek::Random
     };
-    let vkey = Log::create(&data.data, CreateOptions { origin: origin.clone(), kek })?;
-    eprintln!("initialized log {origin:?} in {}; verifier key:", data.data.display());
+    let vkey = Log::create(
+        &data.data,
+        CreateOptions {
+            origin: origin.clone(),
+            kek,
+        },
+    )?;
+    eprintln!(
+        "initialized log {origin:?} in {}; verifier key:",
+        data.data.display()
+    );
     print_out(&format!("{vkey}\n"))?;
     Ok(0)
 }
@@ -317,8 +341,10 @@ fn verify_data(data: &DataArgs) -> CliResult<u8> {
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
-            indicatif::ProgressStyle::with_template("verifying {bar:40} {percent}% {per_sec} eta {eta}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            indicatif::ProgressStyle::with_template(
+                "verifying {bar:40} {percent}% {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         Some(bar)
     } else {
@@ -334,7 +360,10 @@ fn verify_data(data: &DataArgs) -> CliResult<u8> {
         eprintln!("FAIL {problem}");
     }
     if report.problem_count > report.problems.len() as u64 {
-        eprintln!("... and {} more problems", report.problem_count - report.problems.len() as u64);
+        eprintln!(
+            "... and {} more problems",
+            report.problem_count - report.problems.len() as u64
+        );
     }
     let summary = format!(
         "{} entries, {} checkpoints, {} segments, {} tiles, {} bytes decrypted in {:.2}s ({:.0} entries/s)",
@@ -350,7 +379,10 @@ fn verify_data(data: &DataArgs) -> CliResult<u8> {
         print_out(&format!("OK: {summary}\n"))?;
         Ok(0)
     } else {
-        print_out(&format!("FAILED: {} problems; {summary}\n", report.problem_count))?;
+        print_out(&format!(
+            "FAILED: {} problems; {summary}\n",
+            report.problem_count
+        ))?;
         Ok(1)
     }
 }

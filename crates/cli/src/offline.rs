@@ -23,7 +23,8 @@ fn decode_32(text: &str, what: &str) -> CliResult<[u8; 32]> {
 
 /// The commitment of an event file as printed by `stele get`.
 fn event_commitment(path: &Path) -> CliResult<[u8; 32]> {
-    let text = std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let text =
+        std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
     let value: serde_json::Value = serde_json::from_slice(&text)
         .map_err(|e| Failure::usage(format!("{}: not JSON: {e}", path.display())))?;
     let salt = value
@@ -34,8 +35,12 @@ fn event_commitment(path: &Path) -> CliResult<[u8; 32]> {
     let envelope = value
         .get("event")
         .ok_or_else(|| Failure::usage(format!("{}: no \"event\" object", path.display())))?;
-    let canonical = stele_event::envelope_canonical_from_json(envelope)
-        .map_err(|e| Failure::refused(format!("{}: event is not a valid envelope: {e}", path.display())))?;
+    let canonical = stele_event::envelope_canonical_from_json(envelope).map_err(|e| {
+        Failure::refused(format!(
+            "{}: event is not a valid envelope: {e}",
+            path.display()
+        ))
+    })?;
     let commitment = stele_event::commitment(&salt, &canonical);
     if let Some(stated) = value.get("commitment").and_then(|c| c.as_str()) {
         if decode_32(stated, "commitment")? != commitment {
@@ -48,10 +53,17 @@ fn event_commitment(path: &Path) -> CliResult<[u8; 32]> {
     Ok(commitment)
 }
 
-pub fn verify_proof(vkey: &str, proof: &Path, event: Option<&Path>, commitment: Option<&str>) -> CliResult<u8> {
+pub fn verify_proof(
+    vkey: &str,
+    proof: &Path,
+    event: Option<&Path>,
+    commitment: Option<&str>,
+) -> CliResult<u8> {
     let verifier = Verifier::from_vkey(vkey).map_err(|e| Failure::usage(format!("--vkey: {e}")))?;
-    let text = std::fs::read_to_string(proof).map_err(|e| Failure::usage(format!("{}: {e}", proof.display())))?;
-    let parsed = TlogProof::parse(&text).map_err(|e| Failure::refused(format!("{}: {e}", proof.display())))?;
+    let text = std::fs::read_to_string(proof)
+        .map_err(|e| Failure::usage(format!("{}: {e}", proof.display())))?;
+    let parsed = TlogProof::parse(&text)
+        .map_err(|e| Failure::refused(format!("{}: {e}", proof.display())))?;
     let commitment = match (event, commitment) {
         (Some(path), _) => event_commitment(path)?,
         (None, Some(c)) => decode_32(c, "--commitment")?,

@@ -26,13 +26,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use stele_event::Envelope;
+use stele_store::StoreError;
 use stele_store::fsutil::{self, DirLock, SECRET_MODE};
 use stele_store::history::{self, HistoryWriter, StoredCheckpoint};
 use stele_store::index::{IndexFile, IndexRecord};
 use stele_store::keys::{self, DataKey, Kek, NewKek};
 use stele_store::segment::{self, SegmentHeader, SegmentReader, SegmentWriter};
 use stele_store::state::{self, SegmentSnapshot};
-use stele_store::StoreError;
 use stele_tlog::tile::TileHashReader;
 use stele_tlog::{Checkpoint, Hash, Signer, TlogProof, Verifier};
 use zeroize::Zeroizing;
@@ -150,7 +150,8 @@ impl Log {
     pub fn create(dir: &Path, options: CreateOptions) -> LogResult<String> {
         let layout = Layout::new(dir);
         if dir.exists() {
-            let mut entries = std::fs::read_dir(dir).map_err(|e| StoreError::io("read directory", dir, e))?;
+            let mut entries =
+                std::fs::read_dir(dir).map_err(|e| StoreError::io("read directory", dir, e))?;
             if entries.next().is_some() {
                 return Err(LogError::Usage(format!(
                     "{} is not empty; choose a new directory for a new log",
@@ -214,10 +215,14 @@ impl Log {
         let layout = Layout::new(dir);
         let meta = Meta::read(&layout.meta())?;
         let lock = DirLock::acquire(&layout.lock())?;
-        let kek = Kek::open(&layout.kek(), options.passphrase.as_deref().map(|s| s.as_str()))?;
+        let kek = Kek::open(
+            &layout.kek(),
+            options.passphrase.as_deref().map(|s| s.as_str()),
+        )?;
         let signing_path = layout.signing_key();
         let seed = keys::unwrap_signing_seed(&kek, &signing_path, &fsutil::read(&signing_path)?)?;
-        let signer = Signer::new(&meta.origin, *seed).map_err(|e| LogError::Integrity(format!("signing key: {e}")))?;
+        let signer = Signer::new(&meta.origin, *seed)
+            .map_err(|e| LogError::Integrity(format!("signing key: {e}")))?;
         if signer.verifier_key() != meta.verifier_key {
             return Err(LogError::Integrity(format!(
                 "{}: the signing key does not match the verifier key in {}",
@@ -230,10 +235,18 @@ impl Log {
         // The latest checkpoint in the history is the trusted prefix.
         let (history, torn) = history::read_all(&layout.history())?;
         let latest = history.last().cloned().ok_or_else(|| {
-            LogError::Integrity(format!("{}: no checkpoint recorded", layout.history().display()))
+            LogError::Integrity(format!(
+                "{}: no checkpoint recorded",
+                layout.history().display()
+            ))
         })?;
-        let latest_checkpoint = open_checkpoint(&verifier, &meta.origin, &latest.note)
-            .map_err(|e| LogError::Integrity(format!("{}: latest checkpoint: {e}", layout.history().display())))?;
+        let latest_checkpoint =
+            open_checkpoint(&verifier, &meta.origin, &latest.note).map_err(|e| {
+                LogError::Integrity(format!(
+                    "{}: latest checkpoint: {e}",
+                    layout.history().display()
+                ))
+            })?;
         let history_writer = HistoryWriter::open(&layout.history(), torn)?;
 
         let (index, _recovery) = IndexFile::open(&layout.index(), latest_checkpoint.size)?;
@@ -353,7 +366,11 @@ impl Log {
             // by this log and is reported, never overwritten.
             let public_note = fsutil::read_optional(&self.layout.checkpoint())?;
             if public_note.as_deref() != Some(self.published.note.as_bytes()) {
-                let previous = self.history.len().checked_sub(2).map(|i| self.history[i].note.as_slice());
+                let previous = self
+                    .history
+                    .len()
+                    .checked_sub(2)
+                    .map(|i| self.history[i].note.as_slice());
                 let tmp_exists = fsutil::tmp_sibling(&self.layout.checkpoint()).exists();
                 match public_note.as_deref() {
                     None => {}
@@ -365,7 +382,11 @@ impl Log {
                         )));
                     }
                 }
-                fsutil::atomic_replace(&self.layout.checkpoint(), self.published.note.as_bytes(), 0o644)?;
+                fsutil::atomic_replace(
+                    &self.layout.checkpoint(),
+                    self.published.note.as_bytes(),
+                    0o644,
+                )?;
             }
         }
         Ok(())
@@ -492,7 +513,8 @@ impl Log {
         // Step 3: index records durable; the entries now exist.
         self.index.append_and_sync(&index_bytes)?;
         for active in &self.active {
-            self.committed.insert(active.writer.header().id, active.writer.durable_len());
+            self.committed
+                .insert(active.writer.header().id, active.writer.durable_len());
         }
         // A long-running writer keeps only recent segments open; nothing is
         // staged at this point, so closing one loses nothing.
@@ -572,7 +594,11 @@ impl Log {
         if let Ok(entries) = std::fs::read_dir(self.layout.deks()) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
-                if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".dek")).and_then(|n| n.parse::<u32>().ok()) {
+                if let Some(id) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".dek"))
+                    .and_then(|n| n.parse::<u32>().ok())
+                {
                     max = max.max(id);
                 }
             }
@@ -582,7 +608,9 @@ impl Log {
     }
 
     fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<DataKey>>> {
-        self.keys.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The unwrapped data key of a segment (cached).
@@ -616,7 +644,10 @@ impl Log {
             .ok_or_else(|| LogError::Integrity(format!("segment {id} is not on disk")))?;
         let reader = Arc::new(SegmentReader::open(&info.path)?);
         if reader.header != info.header {
-            return Err(LogError::Integrity(format!("{}: header changed", info.path.display())));
+            return Err(LogError::Integrity(format!(
+                "{}: header changed",
+                info.path.display()
+            )));
         }
         readers.insert(id, reader.clone());
         Ok(reader)
@@ -665,7 +696,8 @@ impl Log {
         // index size; the next recovery trusts it and reads only the index
         // entries after it. Crash before the replace: the old snapshot, at
         // an older index size, is still correct.
-        let mut lengths: Vec<(u32, u64)> = self.committed.iter().map(|(id, len)| (*id, *len)).collect();
+        let mut lengths: Vec<(u32, u64)> =
+            self.committed.iter().map(|(id, len)| (*id, *len)).collect();
         lengths.sort_unstable();
         state::write_snapshot(
             &self.layout.snapshot(),
@@ -773,7 +805,10 @@ pub(crate) fn decode_plaintext(
         )));
     }
     let envelope = Envelope::from_canonical(&canonical).map_err(|e| {
-        LogError::Integrity(format!("{}: entry {index} is not a canonical envelope: {e}", path.display()))
+        LogError::Integrity(format!(
+            "{}: entry {index} is not a canonical envelope: {e}",
+            path.display()
+        ))
     })?;
     Ok(StoredEvent {
         index,
@@ -785,11 +820,18 @@ pub(crate) fn decode_plaintext(
 }
 
 /// Verifies a stored checkpoint note and parses it.
-pub(crate) fn open_checkpoint(verifier: &Verifier, origin: &str, note: &[u8]) -> Result<Checkpoint, String> {
+pub(crate) fn open_checkpoint(
+    verifier: &Verifier,
+    origin: &str,
+    note: &[u8],
+) -> Result<Checkpoint, String> {
     let opened = stele_tlog::open_note(note, &[verifier]).map_err(|e| e.to_string())?;
     let checkpoint = Checkpoint::parse(&opened.text).map_err(|e| e.to_string())?;
     if checkpoint.origin != origin {
-        return Err(format!("origin {:?} is not {:?}", checkpoint.origin, origin));
+        return Err(format!(
+            "origin {:?} is not {:?}",
+            checkpoint.origin, origin
+        ));
     }
     Ok(checkpoint)
 }
@@ -821,7 +863,9 @@ fn discover_segments(layout: &Layout) -> LogResult<BTreeMap<u32, SegmentInfo>> {
             continue;
         }
         let dir = stream_dir.path();
-        for file in std::fs::read_dir(&dir).map_err(|e| StoreError::io("read directory", &dir, e))? {
+        for file in
+            std::fs::read_dir(&dir).map_err(|e| StoreError::io("read directory", &dir, e))?
+        {
             let file = file.map_err(|e| StoreError::io("read directory", &dir, e))?;
             let path = file.path();
             if path.extension().and_then(|e| e.to_str()) != Some("seg") {
@@ -829,7 +873,13 @@ fn discover_segments(layout: &Layout) -> LogResult<BTreeMap<u32, SegmentInfo>> {
             }
             match segment::read_header(&path) {
                 Ok((header, _)) => {
-                    if let Some(previous) = out.insert(header.id, SegmentInfo { header: header.clone(), path: path.clone() }) {
+                    if let Some(previous) = out.insert(
+                        header.id,
+                        SegmentInfo {
+                            header: header.clone(),
+                            path: path.clone(),
+                        },
+                    ) {
                         return Err(LogError::Integrity(format!(
                             "{} and {} both claim segment id {}",
                             previous.path.display(),
@@ -843,7 +893,8 @@ fn discover_segments(layout: &Layout) -> LogResult<BTreeMap<u32, SegmentInfo>> {
                     if len < 22 + 4 + 256 && is_torn_create(&path) {
                         // Nothing can refer to a segment whose header never
                         // became durable, so removing it loses nothing.
-                        std::fs::remove_file(&path).map_err(|e| StoreError::io("remove", &path, e))?;
+                        std::fs::remove_file(&path)
+                            .map_err(|e| StoreError::io("remove", &path, e))?;
                         fsutil::fsync_dir(&dir)?;
                     } else {
                         return Err(e.into());

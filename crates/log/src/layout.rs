@@ -58,7 +58,9 @@ impl Layout {
         self.root.join("segments")
     }
     pub fn segment(&self, stream: &str, epoch: u32) -> PathBuf {
-        self.segments().join(stream).join(format!("{}.seg", epoch_date(epoch)))
+        self.segments()
+            .join(stream)
+            .join(format!("{}.seg", epoch_date(epoch)))
     }
     pub fn history(&self) -> PathBuf {
         self.root.join("checkpoints")

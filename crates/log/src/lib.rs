@@ -13,14 +13,14 @@
 //! takes prepared events and returns receipts, proofs and verification
 //! reports.
 
+mod engine;
 pub mod error;
 pub mod layout;
 mod meta;
 pub mod prepare;
-pub mod tiles;
-mod engine;
-pub mod verify;
 pub mod sequencer;
+pub mod tiles;
+pub mod verify;
 
 pub use engine::{CreateOptions, Log, OpenOptions, Receipt, StoredEvent};
 pub use error::{LogError, LogResult};

@@ -5,13 +5,16 @@
 //! rightmost incomplete entry bundle, and the compact range for the root.
 //! Each full tile and bundle is handed to a [`TileSink`] the moment it
 //! completes (the engine writes it, the verifier compares it); partial tiles
-//! are produced on demand at publish time. Memory is O(levels × 256).
+//! are produced on demand at publish time, and so is the root. Memory is
+//! O(levels × 256).
 
 use std::path::{Path, PathBuf};
 
-use stele_tlog::tile::{TileId, TileReader, decode_bundle, decode_tile, encode_bundle, encode_tile};
-use stele_tlog::{CompactRange, Hash, leaf_hash, node_hash};
 use stele_store::{StoreError, fsutil};
+use stele_tlog::tile::{
+    TileId, TileReader, decode_bundle, decode_tile, encode_bundle, encode_tile,
+};
+use stele_tlog::{Hash, leaf_hash, node_hash};
 
 use crate::error::{LogError, LogResult};
 
@@ -57,7 +60,6 @@ pub struct TileBuilder {
     edge: Vec<Vec<Hash>>,
     /// Commitments of the rightmost incomplete entry bundle.
     bundle: Vec<[u8; 32]>,
-    range: CompactRange,
 }
 
 impl TileBuilder {
@@ -69,17 +71,36 @@ impl TileBuilder {
         self.size
     }
 
+    /// The RFC 6962 root: the complete subtrees of the tree are, for each
+    /// level from the top, the power-of-two runs of that level's edge tile
+    /// (one per set bit of its width); fold them right to left.
     pub fn root(&self) -> Hash {
-        self.range.root()
+        let mut subtrees = Vec::new();
+        for level_hashes in self.edge.iter().rev() {
+            let width = level_hashes.len();
+            let mut pos = 0usize;
+            for bit in (0..8).rev() {
+                let span = 1usize << bit;
+                if width & span != 0 {
+                    subtrees.push(perfect_root(&level_hashes[pos..pos + span]));
+                    pos += span;
+                }
+            }
+        }
+        let mut iter = subtrees.into_iter().rev();
+        match iter.next() {
+            None => stele_tlog::empty_root(),
+            Some(last) => iter.fold(last, |acc, left| node_hash(&left, &acc)),
+        }
     }
 
     /// Appends one entry (its commitment) and emits completed tiles.
     pub fn push(&mut self, commitment: &[u8; 32], sink: &mut impl TileSink) -> LogResult<()> {
         let leaf = leaf_hash(commitment);
-        self.range
-            .append(leaf)
-            .map_err(|e| LogError::Usage(format!("tree is full: {e}")))?;
-        self.size += 1;
+        self.size = self
+            .size
+            .checked_add(1)
+            .ok_or_else(|| LogError::Usage("the tree is full".into()))?;
         self.bundle.push(*commitment);
         if self.bundle.len() == WIDTH {
             let entries: Vec<&[u8]> = self.bundle.iter().map(|c| c.as_slice()).collect();
@@ -103,7 +124,8 @@ impl TileBuilder {
             // 256^(level+1), and this is tile number size / 256^(level+1) - 1.
             let shift = 8 * (level as u32 + 1);
             let index = (self.size >> shift) - 1;
-            let id = TileId::new(level as u8, index, WIDTH as u16).map_err(|e| LogError::Usage(e.to_string()))?;
+            let id = TileId::new(level as u8, index, WIDTH as u16)
+                .map_err(|e| LogError::Usage(e.to_string()))?;
             sink.full(id.path(), encode_tile(&self.edge[level]))?;
             hash = perfect_root(&self.edge[level]);
             self.edge[level].clear();
@@ -120,7 +142,8 @@ impl TileBuilder {
                 continue;
             }
             let index = self.size >> (8 * (level as u32 + 1));
-            let id = TileId::new(level as u8, index, hashes.len() as u16).map_err(|e| LogError::Usage(e.to_string()))?;
+            let id = TileId::new(level as u8, index, hashes.len() as u16)
+                .map_err(|e| LogError::Usage(e.to_string()))?;
             out.push((id.path(), encode_tile(hashes)));
         }
         if !self.bundle.is_empty() {
@@ -144,10 +167,12 @@ impl TileBuilder {
             let mut hashes = Vec::with_capacity(WIDTH);
             if width > 0 {
                 let index = size >> (8 * (level + 1));
-                let id = TileId::new(level as u8, index, width).map_err(|e| LogError::Usage(e.to_string()))?;
+                let id = TileId::new(level as u8, index, width)
+                    .map_err(|e| LogError::Usage(e.to_string()))?;
                 let bytes = reader.read_tile(&id)?;
-                hashes = decode_tile(&bytes, width)
-                    .map_err(|e| LogError::Integrity(format!("{}: {e}", reader.path_of(&id).display())))?;
+                hashes = decode_tile(&bytes, width).map_err(|e| {
+                    LogError::Integrity(format!("{}: {e}", reader.path_of(&id).display()))
+                })?;
             }
             edge.push(hashes);
             level += 1;
@@ -155,10 +180,12 @@ impl TileBuilder {
         let bundle_width = (size % WIDTH as u64) as u16;
         let mut bundle = Vec::new();
         if bundle_width > 0 {
-            let id = TileId::new(0, size / WIDTH as u64, bundle_width).map_err(|e| LogError::Usage(e.to_string()))?;
+            let id = TileId::new(0, size / WIDTH as u64, bundle_width)
+                .map_err(|e| LogError::Usage(e.to_string()))?;
             let path = public.join(id.entries_path());
             let bytes = fsutil::read(&path)?;
-            let entries = decode_bundle(&bytes).map_err(|e| LogError::Integrity(format!("{}: {e}", path.display())))?;
+            let entries = decode_bundle(&bytes)
+                .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display())))?;
             if entries.len() != bundle_width as usize {
                 return Err(LogError::Integrity(format!(
                     "{}: holds {} entries, expected {bundle_width}",
@@ -168,7 +195,10 @@ impl TileBuilder {
             }
             for entry in entries {
                 let commitment: [u8; 32] = entry.try_into().map_err(|_| {
-                    LogError::Integrity(format!("{}: an entry is not a 32-byte commitment", path.display()))
+                    LogError::Integrity(format!(
+                        "{}: an entry is not a 32-byte commitment",
+                        path.display()
+                    ))
                 })?;
                 bundle.push(commitment);
             }
@@ -181,27 +211,7 @@ impl TileBuilder {
                 )));
             }
         }
-        // The compact range: for each level from the top, the set bits of
-        // that level's tile width are complete subtrees, left to right.
-        let mut hashes = Vec::new();
-        for level_hashes in edge.iter().rev() {
-            let width = level_hashes.len();
-            let mut pos = 0usize;
-            for bit in (0..8).rev() {
-                let span = 1usize << bit;
-                if width & span != 0 {
-                    hashes.push(perfect_root(&level_hashes[pos..pos + span]));
-                    pos += span;
-                }
-            }
-        }
-        let range = CompactRange::from_parts(size, hashes).map_err(|e| LogError::Integrity(e.to_string()))?;
-        Ok(TileBuilder {
-            size,
-            edge,
-            bundle,
-            range,
-        })
+        Ok(TileBuilder { size, edge, bundle })
     }
 }
 
@@ -233,7 +243,11 @@ impl TileReader for DiskTiles {
             return Err(StoreError::corrupt(
                 &path,
                 0,
-                format!("tile holds {} bytes, expected {}", bytes.len(), 32 * tile.width as usize),
+                format!(
+                    "tile holds {} bytes, expected {}",
+                    bytes.len(),
+                    32 * tile.width as usize
+                ),
             ));
         }
         Ok(bytes)
@@ -288,8 +302,24 @@ mod tests {
             builder.push(&c, &mut sink).unwrap();
         }
         let paths: Vec<&str> = sink.0.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(paths, ["tile/entries/000", "tile/0/000", "tile/entries/001", "tile/0/001"]);
-        let partial: Vec<String> = builder.partial_tiles().unwrap().into_iter().map(|(p, _)| p).collect();
-        assert_eq!(partial, ["tile/0/002.p/88", "tile/1/000.p/2", "tile/entries/002.p/88"]);
+        assert_eq!(
+            paths,
+            [
+                "tile/entries/000",
+                "tile/0/000",
+                "tile/entries/001",
+                "tile/0/001"
+            ]
+        );
+        let partial: Vec<String> = builder
+            .partial_tiles()
+            .unwrap()
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            partial,
+            ["tile/0/002.p/88", "tile/1/000.p/2", "tile/entries/002.p/88"]
+        );
     }
 }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use stele_store::fsutil;
 use stele_store::index::IndexRecord;
 use stele_store::keys::DataKey;
-use stele_store::segment::{SegmentHeader, parse_record};
+use stele_store::segment::{SegmentHeader, parse_record_ref, record_len};
 use stele_tlog::Checkpoint;
 
 use crate::engine::{Log, open_checkpoint};
@@ -119,11 +119,23 @@ pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
         match open_checkpoint(log.verifier(), &log.meta().origin, &stored.note) {
             Ok(cp) => {
                 if cp.size != stored.size {
-                    problems.add(&location, format!("record says size {} but the note says {}", stored.size, cp.size));
+                    problems.add(
+                        &location,
+                        format!(
+                            "record says size {} but the note says {}",
+                            stored.size, cp.size
+                        ),
+                    );
                 }
                 if let Some(prev) = checkpoints.last() {
                     if cp.size < prev.size {
-                        problems.add(&location, format!("size {} is smaller than the previous checkpoint's {}", cp.size, prev.size));
+                        problems.add(
+                            &location,
+                            format!(
+                                "size {} is smaller than the previous checkpoint's {}",
+                                cp.size, prev.size
+                            ),
+                        );
                     }
                 }
                 checkpoints.push(cp);
@@ -132,15 +144,22 @@ pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
         }
     }
     match fsutil::read_optional(&layout.checkpoint())? {
-        Some(bytes) if Some(bytes.as_slice()) == log.history().last().map(|c| c.note.as_slice()) => {}
-        Some(_) => problems.add(show(&layout.checkpoint()), "is not the latest checkpoint in the history"),
+        Some(bytes)
+            if Some(bytes.as_slice()) == log.history().last().map(|c| c.note.as_slice()) => {}
+        Some(_) => problems.add(
+            show(&layout.checkpoint()),
+            "is not the latest checkpoint in the history",
+        ),
         None => problems.add(show(&layout.checkpoint()), "is missing"),
     }
     if let Some(last) = checkpoints.last() {
         if last.size != total {
             problems.add(
                 show(&layout.history()),
-                format!("latest checkpoint covers {} entries but the index holds {total}", last.size),
+                format!(
+                    "latest checkpoint covers {} entries but the index holds {total}",
+                    last.size
+                ),
             );
         }
     }
@@ -159,11 +178,17 @@ pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
                     match log.index_file().read(i) {
                         Ok(r) => records.push(r),
                         Err(_) => {
-                            problems.add(show(&layout.index()), format!("index record of entry {i} is corrupt ({e})"));
+                            problems.add(
+                                show(&layout.index()),
+                                format!("index record of entry {i} is corrupt ({e})"),
+                            );
                             records.push(IndexRecord {
                                 commitment: [0u8; 32],
                                 segment_id: u32::MAX,
-                                location: stele_store::segment::RecordLocation { offset: 0, len: 0 },
+                                location: stele_store::segment::RecordLocation {
+                                    offset: 0,
+                                    len: 0,
+                                },
                             });
                         }
                     }
@@ -176,12 +201,24 @@ pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
     let tiles_checked = AtomicU64::new(0);
     let bytes_decrypted = AtomicU64::new(0);
     std::thread::scope(|scope| {
-        scope.spawn(|| tree_pass(log, &records, &checkpoints, &problems, &tiles_checked, progress));
+        scope.spawn(|| {
+            tree_pass(
+                log,
+                &records,
+                &checkpoints,
+                &problems,
+                &tiles_checked,
+                progress,
+            )
+        });
         segment_pass(log, &records, &problems, &bytes_decrypted, progress);
     });
 
     let problem_count = problems.count.load(Ordering::Relaxed);
-    let list = problems.list.into_inner().unwrap_or_else(|p| p.into_inner());
+    let list = problems
+        .list
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
     Ok(VerifyReport {
         entries: total,
         checkpoints: checkpoints.len(),
@@ -211,11 +248,22 @@ impl CompareSink<'_> {
                 format!("{} bytes, expected {}", bytes.len(), expected.len()),
             ),
             Ok(bytes) => {
-                let at = bytes.iter().zip(expected).position(|(a, b)| a != b).unwrap_or(0);
-                self.problems.add(show(&full), format!("differs from the recomputed tile at byte {at}"));
+                let at = bytes
+                    .iter()
+                    .zip(expected)
+                    .position(|(a, b)| a != b)
+                    .unwrap_or(0);
+                self.problems.add(
+                    show(&full),
+                    format!("differs from the recomputed tile at byte {at}"),
+                );
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.problems.add(show(&full), "is missing"),
-            Err(e) => self.problems.add(show(&full), format!("cannot be read: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.problems.add(show(&full), "is missing")
+            }
+            Err(e) => self
+                .problems
+                .add(show(&full), format!("cannot be read: {e}")),
         }
     }
 }
@@ -243,26 +291,34 @@ fn tree_pass(
     let mut builder = TileBuilder::new();
     let mut next_checkpoint = 0usize;
     let history = show(&log.layout().history());
-    let check_at_size = |builder: &TileBuilder, next_checkpoint: &mut usize, sink: &CompareSink<'_>| {
-        while *next_checkpoint < checkpoints.len() && checkpoints[*next_checkpoint].size == builder.size() {
-            let cp = &checkpoints[*next_checkpoint];
-            if cp.root != builder.root() {
-                problems.add(
-                    &history,
-                    format!("checkpoint of size {} has root {} but the entries give {}", cp.size, cp.root.to_base64(), builder.root().to_base64()),
-                );
-            }
-            match builder.partial_tiles() {
-                Ok(tiles) => {
-                    for (path, bytes) in tiles {
-                        sink.compare(&path, &bytes);
-                    }
+    let check_at_size =
+        |builder: &TileBuilder, next_checkpoint: &mut usize, sink: &CompareSink<'_>| {
+            while *next_checkpoint < checkpoints.len()
+                && checkpoints[*next_checkpoint].size == builder.size()
+            {
+                let cp = &checkpoints[*next_checkpoint];
+                if cp.root != builder.root() {
+                    problems.add(
+                        &history,
+                        format!(
+                            "checkpoint of size {} has root {} but the entries give {}",
+                            cp.size,
+                            cp.root.to_base64(),
+                            builder.root().to_base64()
+                        ),
+                    );
                 }
-                Err(e) => problems.add(&history, e.to_string()),
+                match builder.partial_tiles() {
+                    Ok(tiles) => {
+                        for (path, bytes) in tiles {
+                            sink.compare(&path, &bytes);
+                        }
+                    }
+                    Err(e) => problems.add(&history, e.to_string()),
+                }
+                *next_checkpoint += 1;
             }
-            *next_checkpoint += 1;
-        }
-    };
+        };
     check_at_size(&builder, &mut next_checkpoint, &sink);
     for (i, record) in records.iter().enumerate() {
         if let Err(e) = builder.push(&record.commitment, &mut sink) {
@@ -278,7 +334,11 @@ fn tree_pass(
     if next_checkpoint < checkpoints.len() {
         problems.add(
             &history,
-            format!("checkpoint of size {} is beyond the {} entries in the index", checkpoints[next_checkpoint].size, records.len()),
+            format!(
+                "checkpoint of size {} is beyond the {} entries in the index",
+                checkpoints[next_checkpoint].size,
+                records.len()
+            ),
         );
     }
 }
@@ -290,7 +350,13 @@ struct Expected {
     len: u32,
 }
 
-fn segment_pass(log: &Log, records: &[IndexRecord], problems: &Problems, bytes_decrypted: &AtomicU64, progress: &dyn Progress) {
+fn segment_pass(
+    log: &Log,
+    records: &[IndexRecord],
+    problems: &Problems,
+    bytes_decrypted: &AtomicU64,
+    progress: &dyn Progress,
+) {
     let mut by_segment: HashMap<u32, Vec<Expected>> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
         by_segment.entry(r.segment_id).or_default().push(Expected {
@@ -303,11 +369,17 @@ fn segment_pass(log: &Log, records: &[IndexRecord], problems: &Problems, bytes_d
         if *id != u32::MAX && !log.segment_infos().contains_key(id) {
             problems.add(
                 show(&log.layout().segments()),
-                format!("segment {id} (entries from {}) is missing", expected.first().map(|e| e.index).unwrap_or(0)),
+                format!(
+                    "segment {id} (entries from {}) is missing",
+                    expected.first().map(|e| e.index).unwrap_or(0)
+                ),
             );
         }
     }
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).max(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .max(1);
     for (id, info) in log.segment_infos() {
         let expected = by_segment.remove(id).unwrap_or_default();
         let key = match log.data_key(*id) {
@@ -317,15 +389,21 @@ fn segment_pass(log: &Log, records: &[IndexRecord], problems: &Problems, bytes_d
                 None
             }
         };
-        let bytes = match fsutil::read(&info.path) {
-            Ok(bytes) => bytes,
+        let mut file = match std::fs::File::open(&info.path) {
+            Ok(file) => file,
             Err(e) => {
                 problems.add(show(&info.path), e.to_string());
                 continue;
             }
         };
-        let header_len = match SegmentHeader::decode(&info.path, &bytes) {
-            Ok((header, len)) if header == info.header => len,
+        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut head = vec![0u8; (file_len as usize).min(22 + 255 + 4)];
+        if let Err(e) = std::io::Read::read_exact(&mut file, &mut head) {
+            problems.add(show(&info.path), e.to_string());
+            continue;
+        }
+        let header_len = match SegmentHeader::decode(&info.path, &head) {
+            Ok((header, len)) if header == info.header => len as u64,
             Ok(_) => {
                 problems.add(show(&info.path), "header changed while verifying");
                 continue;
@@ -335,80 +413,173 @@ fn segment_pass(log: &Log, records: &[IndexRecord], problems: &Problems, bytes_d
                 continue;
             }
         };
-        // Walk the records in file order; the index must point at each.
+        // Walk the file in chunks, records in file order; the index must
+        // point at each. Every complete record of a chunk is checked (AEAD
+        // and commitment) on all cores before the next chunk is read.
         let mut pos = header_len;
-        let mut walked: Vec<(usize, usize, &Expected)> = Vec::with_capacity(expected.len());
         let mut k = 0usize;
-        while pos < bytes.len() {
-            let (record, len) = match parse_record(&info.path, pos as u64, &bytes[pos..]) {
-                Ok(parsed) => parsed,
-                Err(e) => {
-                    problems.add(show(&info.path), format!("{e}; the rest of the file cannot be walked"));
-                    break;
+        let mut chunk = Vec::new();
+        'chunks: while pos < file_len {
+            let want = (file_len - pos).min(CHUNK_BYTES as u64) as usize;
+            chunk.resize(want, 0);
+            if let Err(e) = std::os::unix::fs::FileExt::read_exact_at(&file, &mut chunk, pos) {
+                problems.add(show(&info.path), format!("read at byte {pos}: {e}"));
+                break;
+            }
+            let mut walked: Vec<(usize, usize, u64)> = Vec::new();
+            let mut at = 0usize;
+            while at < chunk.len() {
+                let offset = pos + at as u64;
+                match record_len(&chunk[at..]) {
+                    Some(len)
+                        if at + len > chunk.len()
+                            && offset + (len as u64) <= file_len
+                            && at > 0 =>
+                    {
+                        break;
+                    }
+                    _ => {}
                 }
-            };
-            match expected.get(k) {
-                Some(exp) if exp.offset == pos as u64 && exp.len as usize == len && exp.index == record.index => {
-                    walked.push((pos, len, exp));
-                    k += 1;
-                }
-                Some(exp) => {
-                    problems.add(
+                let (record, len) = match parse_record_ref(&info.path, offset, &chunk[at..]) {
+                    Ok(parsed) => parsed,
+                    Err(e) => {
+                        problems.add(
+                            show(&info.path),
+                            format!("{e}; the rest of the file cannot be walked"),
+                        );
+                        process(
+                            &walked,
+                            &chunk,
+                            key.as_deref(),
+                            &info.path,
+                            records,
+                            problems,
+                            bytes_decrypted,
+                            progress,
+                            threads,
+                        );
+                        break 'chunks;
+                    }
+                };
+                match expected.get(k) {
+                    Some(exp)
+                        if exp.offset == offset
+                            && exp.len as usize == len
+                            && exp.index == record.index =>
+                    {
+                        walked.push((at, len, exp.index));
+                        k += 1;
+                    }
+                    Some(exp) => {
+                        problems.add(
+                            show(&info.path),
+                            format!(
+                                "record at byte {offset} holds entry {} but the index expects entry {} at byte {}",
+                                record.index, exp.index, exp.offset
+                            ),
+                        );
+                        k += 1;
+                    }
+                    None => problems.add(
                         show(&info.path),
                         format!(
-                            "record at byte {pos} holds entry {} but the index expects entry {} at byte {}",
-                            record.index, exp.index, exp.offset
+                            "record at byte {offset} (entry {}) is not referenced by the index",
+                            record.index
                         ),
-                    );
-                    k += 1;
+                    ),
                 }
-                None => problems.add(
-                    show(&info.path),
-                    format!("record at byte {pos} (entry {}) is not referenced by the index", record.index),
-                ),
+                at += len;
             }
-            pos += len;
+            process(
+                &walked,
+                &chunk,
+                key.as_deref(),
+                &info.path,
+                records,
+                problems,
+                bytes_decrypted,
+                progress,
+                threads,
+            );
+            pos += at as u64;
         }
         if k < expected.len() {
             problems.add(
                 show(&info.path),
-                format!("{} indexed entries (from entry {}) are missing from the file", expected.len() - k, expected[k].index),
+                format!(
+                    "{} indexed entries (from entry {}) are missing from the file",
+                    expected.len() - k,
+                    expected[k].index
+                ),
             );
         }
-        let Some(key) = key else { continue };
-        // Decrypt and recompute commitments on every core.
-        let chunk = walked.len().div_ceil(threads).max(1);
-        std::thread::scope(|scope| {
-            for part in walked.chunks(chunk) {
-                let key: &DataKey = &key;
-                let bytes = &bytes;
-                let path = &info.path;
-                scope.spawn(move || {
-                    let mut done = 0u64;
-                    let mut decrypted = 0u64;
-                    for (pos, len, exp) in part {
-                        let commitment = &records[exp.index as usize].commitment;
-                        match check_record(key, path, &bytes[*pos..*pos + *len], *pos as u64, commitment) {
-                            Ok(n) => decrypted += n,
-                            Err(what) => problems.add(show(path), format!("entry {}: {what}", exp.index)),
-                        }
-                        done += 1;
-                        if done % 16_384 == 0 {
-                            progress.advance(16_384);
-                        }
-                    }
-                    progress.advance(done % 16_384);
-                    bytes_decrypted.fetch_add(decrypted, Ordering::Relaxed);
-                });
-            }
-        });
     }
 }
 
+/// Bytes of a segment read and checked at a time.
+/// Larger than the largest record, so a chunk always holds a whole one.
+const CHUNK_BYTES: usize = 32 * 1024 * 1024;
+
+/// Decrypts the walked records of one chunk and recomputes their
+/// commitments, split across `threads`.
+#[allow(clippy::too_many_arguments)]
+fn process(
+    walked: &[(usize, usize, u64)],
+    chunk: &[u8],
+    key: Option<&DataKey>,
+    path: &Path,
+    records: &[IndexRecord],
+    problems: &Problems,
+    bytes_decrypted: &AtomicU64,
+    progress: &dyn Progress,
+    threads: usize,
+) {
+    let Some(key) = key else { return };
+    if walked.is_empty() {
+        return;
+    }
+    let per = walked.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for part in walked.chunks(per) {
+            scope.spawn(move || {
+                let mut buffer = Vec::with_capacity(4096);
+                let mut decrypted = 0u64;
+                for (at, len, index) in part {
+                    let commitment = &records[*index as usize].commitment;
+                    match check_record(
+                        key,
+                        path,
+                        &chunk[*at..*at + *len],
+                        0,
+                        commitment,
+                        &mut buffer,
+                    ) {
+                        Ok(n) => decrypted += n,
+                        Err(what) => problems.add(show(path), format!("entry {index}: {what}")),
+                    }
+                }
+                progress.advance(part.len() as u64);
+                bytes_decrypted.fetch_add(decrypted, Ordering::Relaxed);
+            });
+        }
+    });
+}
+
 /// Opens one record and recomputes its commitment; returns plaintext bytes.
-fn check_record(key: &DataKey, path: &Path, bytes: &[u8], offset: u64, commitment: &[u8; 32]) -> Result<u64, String> {
-    let (record, _) = parse_record(path, offset, bytes).map_err(|e| e.to_string())?;
-    let plain = record.open(key, commitment, path).map_err(|e| e.to_string())?;
+fn check_record(
+    key: &DataKey,
+    path: &Path,
+    bytes: &[u8],
+    offset: u64,
+    commitment: &[u8; 32],
+    buffer: &mut Vec<u8>,
+) -> Result<u64, String> {
+    let (record, _) = parse_record_ref(path, offset, bytes).map_err(|e| e.to_string())?;
+    buffer.clear();
+    buffer.extend_from_slice(record.sealed);
+    let plain = key
+        .open_record(record.generation, record.index, commitment, buffer)
+        .ok_or("sealed record does not authenticate (altered, or under another key)")?;
     if plain.len() < 32 {
         return Err("plaintext is shorter than its salt".into());
     }

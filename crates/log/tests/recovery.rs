@@ -8,7 +8,14 @@ use stele_log::{CreateOptions, Log, OpenOptions, PreparedEvent, Preparer};
 use stele_store::keys::NewKek;
 
 fn create(dir: &Path) {
-    Log::create(dir, CreateOptions { origin: "test.example/log".into(), kek: NewKek::Random }).unwrap();
+    Log::create(
+        dir,
+        CreateOptions {
+            origin: "test.example/log".into(),
+            kek: NewKek::Random,
+        },
+    )
+    .unwrap();
 }
 
 fn event(preparer: &Preparer, n: usize, stream: Option<&str>) -> PreparedEvent {
@@ -16,7 +23,9 @@ fn event(preparer: &Preparer, n: usize, stream: Option<&str>) -> PreparedEvent {
         Some(s) => format!(r#"{{"actor":"a{n}","action":"act","stream":"{s}"}}"#),
         None => format!(r#"{{"actor":"a{n}","action":"act"}}"#),
     };
-    preparer.prepare(raw.as_bytes(), jiff::Timestamp::now()).unwrap()
+    preparer
+        .prepare(raw.as_bytes(), jiff::Timestamp::now())
+        .unwrap()
 }
 
 fn assert_verifies(log: &Log) {
@@ -35,7 +44,8 @@ fn unpublished_entries_survive_two_reopens() {
     let preparer = Preparer::new("tester", "test", "default");
     {
         let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-        log.append_batch(&[event(&preparer, 0, None), event(&preparer, 1, None)]).unwrap();
+        log.append_batch(&[event(&preparer, 0, None), event(&preparer, 1, None)])
+            .unwrap();
         // Dropped without publish: the process "died" after the receipts.
     }
     for _ in 0..3 {
@@ -102,7 +112,9 @@ fn sequencer_appends_every_request() {
                 scope.spawn(move || {
                     let mut receipts = Vec::new();
                     for r in 0..25 {
-                        let batch = (0..10).map(|k| event(preparer, t * 1000 + r * 10 + k, None)).collect();
+                        let batch = (0..10)
+                            .map(|k| event(preparer, t * 1000 + r * 10 + k, None))
+                            .collect();
                         receipts.extend(handle.append_blocking(batch).unwrap());
                     }
                     receipts

@@ -80,7 +80,9 @@ impl StoreError {
     pub fn is_integrity(&self) -> bool {
         matches!(
             self,
-            StoreError::Corrupt { .. } | StoreError::WrongKey { .. } | StoreError::Authentication { .. }
+            StoreError::Corrupt { .. }
+                | StoreError::WrongKey { .. }
+                | StoreError::Authentication { .. }
         )
     }
 }

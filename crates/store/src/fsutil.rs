@@ -70,7 +70,8 @@ pub fn atomic_replace(path: &Path, bytes: &[u8], mode: u32) -> StoreResult<()> {
             .map_err(|e| StoreError::io("chmod", &tmp, e))?;
         file.write_all(bytes)
             .map_err(|e| StoreError::io("write", &tmp, e))?;
-        file.sync_all().map_err(|e| StoreError::io("fsync", &tmp, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("fsync", &tmp, e))?;
     }
     fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", path, e))?;
     fsync_dir(parent_of(path))
@@ -87,7 +88,8 @@ pub fn create_new_durable(path: &Path, bytes: &[u8], mode: u32) -> StoreResult<(
         .map_err(|e| StoreError::io("create", path, e))?;
     file.write_all(bytes)
         .map_err(|e| StoreError::io("write", path, e))?;
-    file.sync_all().map_err(|e| StoreError::io("fsync", path, e))?;
+    file.sync_all()
+        .map_err(|e| StoreError::io("fsync", path, e))?;
     fsync_dir(parent_of(path))
 }
 
@@ -97,7 +99,8 @@ pub fn create_new_durable(path: &Path, bytes: &[u8], mode: u32) -> StoreResult<(
 pub fn write_file_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
     if let Some(parent) = path.parent() {
         if !parent.is_dir() {
-            fs::create_dir_all(parent).map_err(|e| StoreError::io("create directory", parent, e))?;
+            fs::create_dir_all(parent)
+                .map_err(|e| StoreError::io("create directory", parent, e))?;
         }
     }
     fs::write(path, bytes).map_err(|e| StoreError::io("write", path, e))
@@ -197,7 +200,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lock");
         let first = DirLock::acquire(&path).unwrap();
-        assert!(matches!(DirLock::acquire(&path), Err(StoreError::Locked { .. })));
+        assert!(matches!(
+            DirLock::acquire(&path),
+            Err(StoreError::Locked { .. })
+        ));
         drop(first);
         DirLock::acquire(&path).unwrap();
     }

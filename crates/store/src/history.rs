@@ -47,11 +47,19 @@ pub fn read_all(path: &Path) -> StoreResult<(Vec<StoredCheckpoint>, Option<u64>)
                 // one record can be and holds no complete record after it;
                 // anything else was altered and is never cut silently.
                 let rest = &bytes[pos..];
-                let later_record = (1..rest.len()).any(|i| rest[i..].starts_with(MAGIC) && parse_one(&rest[i..]).is_some());
-                if rest.len() <= 20 + MAX_NOTE_LEN as usize && !later_record && !complete_but_bad(rest) {
+                let later_record = (1..rest.len())
+                    .any(|i| rest[i..].starts_with(MAGIC) && parse_one(&rest[i..]).is_some());
+                if rest.len() <= 20 + MAX_NOTE_LEN as usize
+                    && !later_record
+                    && !complete_but_bad(rest)
+                {
                     return Ok((out, Some(pos as u64)));
                 }
-                return Err(StoreError::corrupt(path, pos as u64, "checkpoint history record is corrupt"));
+                return Err(StoreError::corrupt(
+                    path,
+                    pos as u64,
+                    "checkpoint history record is corrupt",
+                ));
             }
         }
     }
@@ -113,11 +121,14 @@ impl HistoryWriter {
             .open(path)
             .map_err(|e| StoreError::io("open", path, e))?;
         if let Some(at) = torn_at {
-            file.set_len(at).map_err(|e| StoreError::io("truncate", path, e))?;
-            file.sync_all().map_err(|e| StoreError::io("fsync", path, e))?;
+            file.set_len(at)
+                .map_err(|e| StoreError::io("truncate", path, e))?;
+            file.sync_all()
+                .map_err(|e| StoreError::io("fsync", path, e))?;
         }
         if !existed {
-            file.sync_all().map_err(|e| StoreError::io("fsync", path, e))?;
+            file.sync_all()
+                .map_err(|e| StoreError::io("fsync", path, e))?;
             fsutil::fsync_dir(fsutil::parent_of(path))?;
         }
         Ok(HistoryWriter {
@@ -166,7 +177,13 @@ mod tests {
         drop(f);
         let (all, torn) = read_all(&path).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[1], StoredCheckpoint { size: 5, note: b"note five\n".to_vec() });
+        assert_eq!(
+            all[1],
+            StoredCheckpoint {
+                size: 5,
+                note: b"note five\n".to_vec()
+            }
+        );
         assert!(torn.is_some());
         let mut w = HistoryWriter::open(&path, torn).unwrap();
         w.append(9, b"nine\n").unwrap();

@@ -17,7 +17,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{StoreError, StoreResult};
@@ -144,11 +144,21 @@ impl IndexFile {
         if &header[..8] != MAGIC {
             return Err(StoreError::corrupt(path, 0, "not a Stele index file"));
         }
-        if crc32(&header[..60]) != u32::from_be_bytes([header[60], header[61], header[62], header[63]]) {
-            return Err(StoreError::corrupt(path, 60, "index header checksum mismatch"));
+        if crc32(&header[..60])
+            != u32::from_be_bytes([header[60], header[61], header[62], header[63]])
+        {
+            return Err(StoreError::corrupt(
+                path,
+                60,
+                "index header checksum mismatch",
+            ));
         }
         if header[8] != VERSION {
-            return Err(StoreError::corrupt(path, 8, format!("unsupported index version {}", header[8])));
+            return Err(StoreError::corrupt(
+                path,
+                8,
+                format!("unsupported index version {}", header[8]),
+            ));
         }
         let mut log_id = [0u8; 16];
         log_id.copy_from_slice(&header[12..28]);
@@ -196,8 +206,10 @@ impl IndexFile {
             // Crash story: the cut removes only records that were never
             // acknowledged (their batch did not finish its fdatasync, or they
             // are torn). If we crash during the cut, the next open cuts again.
-            file.set_len(keep).map_err(|e| StoreError::io("truncate", path, e))?;
-            file.sync_all().map_err(|e| StoreError::io("fsync", path, e))?;
+            file.set_len(keep)
+                .map_err(|e| StoreError::io("truncate", path, e))?;
+            file.sync_all()
+                .map_err(|e| StoreError::io("fsync", path, e))?;
         }
         Ok((
             IndexFile {
@@ -237,8 +249,12 @@ impl IndexFile {
     /// records they point to must already be durable. On error the caller
     /// must stop writing and reopen.
     pub fn append_and_sync(&mut self, encoded: &[u8]) -> StoreResult<()> {
-        if encoded.len() as u64 % RECORD_LEN != 0 || encoded.len() as u64 > MAX_BATCH_RECORDS * RECORD_LEN {
-            return Err(StoreError::Invalid("index append must be 1..=65536 whole records".into()));
+        if encoded.len() as u64 % RECORD_LEN != 0
+            || encoded.len() as u64 > MAX_BATCH_RECORDS * RECORD_LEN
+        {
+            return Err(StoreError::Invalid(
+                "index append must be 1..=65536 whole records".into(),
+            ));
         }
         self.file
             .write_all(encoded)
@@ -253,7 +269,9 @@ impl IndexFile {
     /// Reads entry `index`.
     pub fn read(&self, index: u64) -> StoreResult<IndexRecord> {
         let mut records = self.read_range(index, 1)?;
-        records.pop().ok_or_else(|| StoreError::Invalid("empty read".into()))
+        records
+            .pop()
+            .ok_or_else(|| StoreError::Invalid("empty read".into()))
     }
 
     /// Reads entries `start..start+count`, checking each checksum.
@@ -261,7 +279,13 @@ impl IndexFile {
         let end = start
             .checked_add(count)
             .filter(|end| *end <= self.len)
-            .ok_or_else(|| StoreError::Invalid(format!("entries {start}..{} are beyond the log size {}", start.saturating_add(count), self.len)))?;
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "entries {start}..{} are beyond the log size {}",
+                    start.saturating_add(count),
+                    self.len
+                ))
+            })?;
         let mut buf = vec![0u8; ((end - start) * RECORD_LEN) as usize];
         self.file
             .read_exact_at(&mut buf, HEADER_LEN + start * RECORD_LEN)
@@ -312,7 +336,13 @@ mod tests {
         f.write_all(&record(10).encode()[..30]).unwrap();
         drop(f);
         let (index, rec) = IndexFile::open(&path, 5).unwrap();
-        assert_eq!(rec, IndexRecovery { entries: 10, cut_bytes: 30 });
+        assert_eq!(
+            rec,
+            IndexRecovery {
+                entries: 10,
+                cut_bytes: 30
+            }
+        );
         assert_eq!(index.log_id(), [7u8; 16]);
         assert_eq!(index.read(3).unwrap(), record(3));
         assert!(index.read(10).is_err());
@@ -345,7 +375,10 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[(HEADER_LEN + 7 * RECORD_LEN + 5) as usize] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(matches!(IndexFile::open(&path, 5), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            IndexFile::open(&path, 5),
+            Err(StoreError::Corrupt { .. })
+        ));
         bytes[(HEADER_LEN + 7 * RECORD_LEN + 5) as usize] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         let (index, _) = IndexFile::open(&path, 5).unwrap();

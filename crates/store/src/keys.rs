@@ -61,7 +61,8 @@ impl Default for Argon2Params {
 
 /// Fills `out` from the operating system's CSPRNG (through aws-lc).
 pub fn random_bytes(out: &mut [u8]) -> StoreResult<()> {
-    aws_lc_rs::rand::fill(out).map_err(|_| StoreError::Invalid("the system random generator failed".into()))
+    aws_lc_rs::rand::fill(out)
+        .map_err(|_| StoreError::Invalid("the system random generator failed".into()))
 }
 
 fn aes_key(bytes: &[u8; KEY_LEN]) -> StoreResult<LessSafeKey> {
@@ -99,9 +100,18 @@ fn derive_passphrase_key(
     salt: &[u8],
     params: Argon2Params,
 ) -> StoreResult<Zeroizing<[u8; KEY_LEN]>> {
-    let argon_params = argon2::Params::new(params.m_cost_kib, params.t_cost, params.p_cost, Some(KEY_LEN))
-        .map_err(|e| StoreError::Invalid(format!("Argon2id parameters: {e}")))?;
-    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, argon_params);
+    let argon_params = argon2::Params::new(
+        params.m_cost_kib,
+        params.t_cost,
+        params.p_cost,
+        Some(KEY_LEN),
+    )
+    .map_err(|e| StoreError::Invalid(format!("Argon2id parameters: {e}")))?;
+    let argon = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon_params,
+    );
     let mut out = Zeroizing::new([0u8; KEY_LEN]);
     argon
         .hash_password_into(passphrase.as_bytes(), salt, out.as_mut())
@@ -136,7 +146,9 @@ impl Kek {
                 random_bytes(raw.as_mut())?;
                 file.push(KEK_KIND_RAW);
                 file.extend_from_slice(raw.as_ref());
-                Kek { key: aes_key(&raw)? }
+                Kek {
+                    key: aes_key(&raw)?,
+                }
             }
             NewKek::Passphrase { passphrase, params } => {
                 let mut salt = [0u8; 16];
@@ -177,17 +189,24 @@ impl Kek {
                     .try_into()
                     .map_err(|_| StoreError::corrupt(path, 10, "raw key has the wrong length"))?;
                 let raw = Zeroizing::new(raw);
-                Ok(Kek { key: aes_key(&raw)? })
+                Ok(Kek {
+                    key: aes_key(&raw)?,
+                })
             }
             KEK_KIND_PASSPHRASE => {
                 if body.len() != 12 + 16 + TAG_LEN {
-                    return Err(StoreError::corrupt(path, 10, "passphrase key record has the wrong length"));
+                    return Err(StoreError::corrupt(
+                        path,
+                        10,
+                        "passphrase key record has the wrong length",
+                    ));
                 }
                 let passphrase = passphrase.ok_or_else(|| StoreError::WrongKey {
                     path: path.to_path_buf(),
                     what: "this key-encryption key is protected by a passphrase; set STELE_PASSPHRASE or use --passphrase-file".into(),
                 })?;
-                let be = |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
+                let be =
+                    |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
                 let params = Argon2Params {
                     m_cost_kib: be(0),
                     t_cost: be(4),
@@ -196,7 +215,11 @@ impl Kek {
                 // Bounds keep an altered file from asking for absurd work
                 // or memory before the check tag can refuse it.
                 if params.m_cost_kib > 4 * 1024 * 1024 || params.t_cost > 64 || params.p_cost > 64 {
-                    return Err(StoreError::corrupt(path, 10, "Argon2id parameters are out of the accepted range"));
+                    return Err(StoreError::corrupt(
+                        path,
+                        10,
+                        "Argon2id parameters are out of the accepted range",
+                    ));
                 }
                 let salt = &body[12..28];
                 let stored_tag = &body[28..28 + TAG_LEN];
@@ -213,11 +236,19 @@ impl Kek {
                 }
                 Ok(Kek { key })
             }
-            other => Err(StoreError::corrupt(path, 9, format!("unknown key kind {other}"))),
+            other => Err(StoreError::corrupt(
+                path,
+                9,
+                format!("unknown key kind {other}"),
+            )),
         }
     }
 
-    fn wrap(&self, secret: &[u8; KEY_LEN], aad: &[u8]) -> StoreResult<[u8; NONCE_LEN + KEY_LEN + TAG_LEN]> {
+    fn wrap(
+        &self,
+        secret: &[u8; KEY_LEN],
+        aad: &[u8],
+    ) -> StoreResult<[u8; NONCE_LEN + KEY_LEN + TAG_LEN]> {
         let mut out = [0u8; NONCE_LEN + KEY_LEN + TAG_LEN];
         let mut nonce = [0u8; NONCE_LEN];
         random_bytes(&mut nonce)?;
@@ -244,7 +275,11 @@ impl Kek {
         buf.copy_from_slice(&wrapped[NONCE_LEN..]);
         let plain = self
             .key
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), buf.as_mut())
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                buf.as_mut(),
+            )
             .ok()?;
         let mut out = Zeroizing::new([0u8; KEY_LEN]);
         out.copy_from_slice(plain);
@@ -254,20 +289,37 @@ impl Kek {
 
 fn parse_kek_header(path: &Path, bytes: &[u8]) -> StoreResult<u8> {
     if bytes.len() < 14 || &bytes[..8] != KEK_MAGIC {
-        return Err(StoreError::corrupt(path, 0, "not a Stele key-encryption key file"));
+        return Err(StoreError::corrupt(
+            path,
+            0,
+            "not a Stele key-encryption key file",
+        ));
     }
     check_trailing_crc(path, bytes)?;
     if bytes[8] != FORMAT_VERSION {
-        return Err(StoreError::corrupt(path, 8, format!("unsupported key file version {}", bytes[8])));
+        return Err(StoreError::corrupt(
+            path,
+            8,
+            format!("unsupported key file version {}", bytes[8]),
+        ));
     }
     Ok(bytes[9])
 }
 
 fn check_trailing_crc(path: &Path, bytes: &[u8]) -> StoreResult<()> {
     let split = bytes.len() - 4;
-    let stored = u32::from_be_bytes([bytes[split], bytes[split + 1], bytes[split + 2], bytes[split + 3]]);
+    let stored = u32::from_be_bytes([
+        bytes[split],
+        bytes[split + 1],
+        bytes[split + 2],
+        bytes[split + 3],
+    ]);
     if crc32(&bytes[..split]) != stored {
-        return Err(StoreError::corrupt(path, split as u64, "checksum mismatch (file altered or torn)"));
+        return Err(StoreError::corrupt(
+            path,
+            split as u64,
+            "checksum mismatch (file altered or torn)",
+        ));
     }
     Ok(())
 }
@@ -326,17 +378,32 @@ impl DataKey {
         file.extend_from_slice(&wrapped);
         let crc = crc32(&file);
         file.extend_from_slice(&crc.to_be_bytes());
-        Ok((DataKey { key: aes_key(&raw)? }, file))
+        Ok((
+            DataKey {
+                key: aes_key(&raw)?,
+            },
+            file,
+        ))
     }
 
     /// Unwraps a data key file for `segment_id`.
-    pub fn unwrap_file(kek: &Kek, segment_id: u32, path: &Path, bytes: &[u8]) -> StoreResult<DataKey> {
-        if bytes.len() != 8 + 1 + 4 + NONCE_LEN + KEY_LEN + TAG_LEN + 4 || &bytes[..8] != DEK_MAGIC {
+    pub fn unwrap_file(
+        kek: &Kek,
+        segment_id: u32,
+        path: &Path,
+        bytes: &[u8],
+    ) -> StoreResult<DataKey> {
+        if bytes.len() != 8 + 1 + 4 + NONCE_LEN + KEY_LEN + TAG_LEN + 4 || &bytes[..8] != DEK_MAGIC
+        {
             return Err(StoreError::corrupt(path, 0, "not a Stele data key file"));
         }
         check_trailing_crc(path, bytes)?;
         if bytes[8] != FORMAT_VERSION {
-            return Err(StoreError::corrupt(path, 8, format!("unsupported data key version {}", bytes[8])));
+            return Err(StoreError::corrupt(
+                path,
+                8,
+                format!("unsupported data key version {}", bytes[8]),
+            ));
         }
         let stored_id = u32::from_be_bytes([bytes[9], bytes[10], bytes[11], bytes[12]]);
         if stored_id != segment_id {
@@ -352,7 +419,9 @@ impl DataKey {
                 path: path.to_path_buf(),
                 what: "the key-encryption key does not open this data key (wrong key, or the file was altered)".into(),
             })?;
-        Ok(DataKey { key: aes_key(&raw)? })
+        Ok(DataKey {
+            key: aes_key(&raw)?,
+        })
     }
 
     /// Encrypts `in_out` in place and returns the tag. See [`record_nonce`]
@@ -409,13 +478,21 @@ pub fn wrap_signing_seed(kek: &Kek, seed: &[u8; KEY_LEN]) -> StoreResult<Vec<u8>
 }
 
 /// Opens the signing key file.
-pub fn unwrap_signing_seed(kek: &Kek, path: &Path, bytes: &[u8]) -> StoreResult<Zeroizing<[u8; KEY_LEN]>> {
+pub fn unwrap_signing_seed(
+    kek: &Kek,
+    path: &Path,
+    bytes: &[u8],
+) -> StoreResult<Zeroizing<[u8; KEY_LEN]>> {
     if bytes.len() != 8 + 1 + NONCE_LEN + KEY_LEN + TAG_LEN + 4 || &bytes[..8] != SIG_MAGIC {
         return Err(StoreError::corrupt(path, 0, "not a Stele signing key file"));
     }
     check_trailing_crc(path, bytes)?;
     if bytes[8] != FORMAT_VERSION {
-        return Err(StoreError::corrupt(path, 8, format!("unsupported signing key version {}", bytes[8])));
+        return Err(StoreError::corrupt(
+            path,
+            8,
+            format!("unsupported signing key version {}", bytes[8]),
+        ));
     }
     kek.unwrap_key(&bytes[9..bytes.len() - 4], SIG_AAD)
         .ok_or_else(|| StoreError::WrongKey {
@@ -449,11 +526,24 @@ mod tests {
         let mut buf = b"hello".to_vec();
         let tag = dek.seal_record(3, 42, &commitment, &mut buf).unwrap();
         buf.extend_from_slice(&tag);
-        assert_eq!(dek2.open_record(3, 42, &commitment, &mut buf.clone()).unwrap(), b"hello");
+        assert_eq!(
+            dek2.open_record(3, 42, &commitment, &mut buf.clone())
+                .unwrap(),
+            b"hello"
+        );
         // Wrong index, generation or commitment: refused.
-        assert!(dek2.open_record(3, 43, &commitment, &mut buf.clone()).is_none());
-        assert!(dek2.open_record(4, 42, &commitment, &mut buf.clone()).is_none());
-        assert!(dek2.open_record(3, 42, &[8u8; 32], &mut buf.clone()).is_none());
+        assert!(
+            dek2.open_record(3, 43, &commitment, &mut buf.clone())
+                .is_none()
+        );
+        assert!(
+            dek2.open_record(4, 42, &commitment, &mut buf.clone())
+                .is_none()
+        );
+        assert!(
+            dek2.open_record(3, 42, &[8u8; 32], &mut buf.clone())
+                .is_none()
+        );
         // A data key file of another segment is refused.
         assert!(DataKey::unwrap_file(&reopened, 8, &path, &file).is_err());
     }
@@ -475,8 +565,14 @@ mod tests {
         let file = wrap_signing_seed(&kek, &seed).unwrap();
         let good = Kek::open(&path, Some("correct horse")).unwrap();
         assert_eq!(*unwrap_signing_seed(&good, &path, &file).unwrap(), seed);
-        assert!(matches!(Kek::open(&path, Some("wrong")), Err(StoreError::WrongKey { .. })));
-        assert!(matches!(Kek::open(&path, None), Err(StoreError::WrongKey { .. })));
+        assert!(matches!(
+            Kek::open(&path, Some("wrong")),
+            Err(StoreError::WrongKey { .. })
+        ));
+        assert!(matches!(
+            Kek::open(&path, None),
+            Err(StoreError::WrongKey { .. })
+        ));
     }
 
     #[test]

@@ -70,7 +70,11 @@ impl SegmentHeader {
             return Err(StoreError::corrupt(path, 0, "not a Stele segment file"));
         }
         if bytes[8] != VERSION {
-            return Err(StoreError::corrupt(path, 8, format!("unsupported segment version {}", bytes[8])));
+            return Err(StoreError::corrupt(
+                path,
+                8,
+                format!("unsupported segment version {}", bytes[8]),
+            ));
         }
         let id = u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
         let epoch = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
@@ -79,9 +83,14 @@ impl SegmentHeader {
         if bytes.len() < end + 4 {
             return Err(StoreError::corrupt(path, 20, "segment header is truncated"));
         }
-        let stored = u32::from_be_bytes([bytes[end], bytes[end + 1], bytes[end + 2], bytes[end + 3]]);
+        let stored =
+            u32::from_be_bytes([bytes[end], bytes[end + 1], bytes[end + 2], bytes[end + 3]]);
         if crc32(&bytes[..end]) != stored {
-            return Err(StoreError::corrupt(path, end as u64, "segment header checksum mismatch"));
+            return Err(StoreError::corrupt(
+                path,
+                end as u64,
+                "segment header checksum mismatch",
+            ));
         }
         let stream = std::str::from_utf8(&bytes[22..end])
             .map_err(|_| StoreError::corrupt(path, 22, "stream name is not UTF-8"))?
@@ -152,7 +161,8 @@ impl SegmentWriter {
             .map_err(|e| StoreError::io("create", path, e))?;
         file.write_all(&bytes)
             .map_err(|e| StoreError::io("write", path, e))?;
-        file.sync_all().map_err(|e| StoreError::io("fsync", path, e))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("fsync", path, e))?;
         fsutil::fsync_dir(fsutil::parent_of(path))?;
         let len = bytes.len() as u64;
         Ok(SegmentWriter {
@@ -171,7 +181,11 @@ impl SegmentWriter {
     pub fn open_at(path: &Path, committed_end: u64) -> StoreResult<SegmentWriter> {
         let (header, header_len) = read_header(path)?;
         if committed_end < header_len {
-            return Err(StoreError::corrupt(path, committed_end, "committed length is inside the header"));
+            return Err(StoreError::corrupt(
+                path,
+                committed_end,
+                "committed length is inside the header",
+            ));
         }
         let mut file = OpenOptions::new()
             .read(true)
@@ -186,13 +200,16 @@ impl SegmentWriter {
             return Err(StoreError::corrupt(
                 path,
                 len,
-                format!("segment is shorter ({len} bytes) than its committed records ({committed_end} bytes)"),
+                format!(
+                    "segment is shorter ({len} bytes) than its committed records ({committed_end} bytes)"
+                ),
             ));
         }
         if len > committed_end {
             file.set_len(committed_end)
                 .map_err(|e| StoreError::io("truncate", path, e))?;
-            file.sync_all().map_err(|e| StoreError::io("fsync", path, e))?;
+            file.sync_all()
+                .map_err(|e| StoreError::io("fsync", path, e))?;
         }
         file.seek(SeekFrom::Start(committed_end))
             .map_err(|e| StoreError::io("seek", path, e))?;
@@ -242,7 +259,8 @@ impl SegmentWriter {
             )));
         }
         let start = self.staged.len();
-        self.staged.extend_from_slice(&(body_len as u32).to_be_bytes());
+        self.staged
+            .extend_from_slice(&(body_len as u32).to_be_bytes());
         self.staged.extend_from_slice(&index.to_be_bytes());
         self.staged.extend_from_slice(&generation.to_be_bytes());
         let ct_start = self.staged.len();
@@ -293,7 +311,12 @@ pub struct SealedRecord {
 impl SealedRecord {
     /// Opens the record with its data key and the commitment the index holds
     /// for it. Returns the plaintext (salt then canonical envelope).
-    pub fn open(mut self, key: &DataKey, commitment: &[u8; 32], path: &Path) -> StoreResult<Vec<u8>> {
+    pub fn open(
+        mut self,
+        key: &DataKey,
+        commitment: &[u8; 32],
+        path: &Path,
+    ) -> StoreResult<Vec<u8>> {
         let plain_len = key
             .open_record(self.generation, self.index, commitment, &mut self.sealed)
             .ok_or_else(|| StoreError::Authentication {
@@ -306,15 +329,32 @@ impl SealedRecord {
     }
 }
 
+/// A record parsed in place, still sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub index: u64,
+    pub generation: u32,
+    /// Ciphertext followed by the 16-byte tag.
+    pub sealed: &'a [u8],
+}
+
 /// Parses one record from `bytes` (which start at the record's length
-/// field). Returns the record and its total length.
-pub fn parse_record(path: &Path, offset: u64, bytes: &[u8]) -> StoreResult<(SealedRecord, usize)> {
+/// field) without copying. Returns the record and its total length.
+pub fn parse_record_ref<'a>(
+    path: &Path,
+    offset: u64,
+    bytes: &'a [u8],
+) -> StoreResult<(RecordRef<'a>, usize)> {
     if bytes.len() < 4 {
         return Err(StoreError::corrupt(path, offset, "truncated record length"));
     }
     let body_len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
     if body_len > MAX_RECORD_BODY || (body_len as usize) < RECORD_OVERHEAD - 4 {
-        return Err(StoreError::corrupt(path, offset, format!("impossible record length {body_len}")));
+        return Err(StoreError::corrupt(
+            path,
+            offset,
+            format!("impossible record length {body_len}"),
+        ));
     }
     let total = 4 + body_len as usize;
     if bytes.len() < total {
@@ -324,15 +364,43 @@ pub fn parse_record(path: &Path, offset: u64, bytes: &[u8]) -> StoreResult<(Seal
     let (content, crc_bytes) = body.split_at(body.len() - 4);
     let stored = u32::from_be_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
     if crc32(content) != stored {
-        return Err(StoreError::corrupt(path, offset, "record checksum mismatch"));
+        return Err(StoreError::corrupt(
+            path,
+            offset,
+            "record checksum mismatch",
+        ));
     }
-    let index = u64::from_be_bytes(content[..8].try_into().map_err(|_| StoreError::corrupt(path, offset, "short record"))?);
+    let index = u64::from_be_bytes([
+        content[0], content[1], content[2], content[3], content[4], content[5], content[6],
+        content[7],
+    ]);
     let generation = u32::from_be_bytes([content[8], content[9], content[10], content[11]]);
     Ok((
-        SealedRecord {
+        RecordRef {
             index,
             generation,
-            sealed: content[12..].to_vec(),
+            sealed: &content[12..],
+        },
+        total,
+    ))
+}
+
+/// The total length of the record starting at `bytes`, if its length field
+/// is readable; used to know how much to read before parsing.
+pub fn record_len(bytes: &[u8]) -> Option<usize> {
+    let head: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+    Some(4 + u32::from_be_bytes(head) as usize)
+}
+
+/// Parses one record from `bytes` (which start at the record's length
+/// field). Returns the record and its total length.
+pub fn parse_record(path: &Path, offset: u64, bytes: &[u8]) -> StoreResult<(SealedRecord, usize)> {
+    let (record, total) = parse_record_ref(path, offset, bytes)?;
+    Ok((
+        SealedRecord {
+            index: record.index,
+            generation: record.generation,
+            sealed: record.sealed.to_vec(),
         },
         total,
     ))
@@ -366,26 +434,39 @@ impl SegmentReader {
     /// Reads the record at `location` and checks that it is entry `index`.
     pub fn read(&self, location: RecordLocation, index: u64) -> StoreResult<SealedRecord> {
         if location.len as usize > MAX_RECORD_BODY as usize + 4 {
-            return Err(StoreError::corrupt(&self.path, location.offset, "record length out of range"));
+            return Err(StoreError::corrupt(
+                &self.path,
+                location.offset,
+                "record length out of range",
+            ));
         }
         let mut buf = vec![0u8; location.len as usize];
         self.file
             .read_exact_at(&mut buf, location.offset)
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => {
-                    StoreError::corrupt(&self.path, location.offset, format!("record of entry {index} is missing (file too short)"))
-                }
+                std::io::ErrorKind::UnexpectedEof => StoreError::corrupt(
+                    &self.path,
+                    location.offset,
+                    format!("record of entry {index} is missing (file too short)"),
+                ),
                 _ => StoreError::io("read", &self.path, e),
             })?;
         let (record, total) = parse_record(&self.path, location.offset, &buf)?;
         if total != buf.len() {
-            return Err(StoreError::corrupt(&self.path, location.offset, "record length disagrees with the index"));
+            return Err(StoreError::corrupt(
+                &self.path,
+                location.offset,
+                "record length disagrees with the index",
+            ));
         }
         if record.index != index {
             return Err(StoreError::corrupt(
                 &self.path,
                 location.offset,
-                format!("record holds entry {} where the index expects entry {index}", record.index),
+                format!(
+                    "record holds entry {} where the index expects entry {index}",
+                    record.index
+                ),
             ));
         }
         Ok(record)
@@ -415,7 +496,9 @@ mod tests {
         };
         let mut writer = SegmentWriter::create(&path, header.clone()).unwrap();
         let c = [3u8; 32];
-        let loc0 = writer.stage(&key, 1, 0, &c, &[b"salt", b"event zero"]).unwrap();
+        let loc0 = writer
+            .stage(&key, 1, 0, &c, &[b"salt", b"event zero"])
+            .unwrap();
         let loc1 = writer.stage(&key, 1, 1, &c, &[b"event one"]).unwrap();
         writer.write_and_sync().unwrap();
         let committed = writer.durable_len();
@@ -427,9 +510,15 @@ mod tests {
         let reader = SegmentReader::open(&path).unwrap();
         assert_eq!(reader.header, header);
         let rec = reader.read(loc0, 0).unwrap();
-        assert_eq!(rec.clone().open(&key, &c, &path).unwrap(), b"saltevent zero");
+        assert_eq!(
+            rec.clone().open(&key, &c, &path).unwrap(),
+            b"saltevent zero"
+        );
         assert!(rec.open(&key, &[4u8; 32], &path).is_err());
-        assert!(reader.read(loc1, 0).is_err(), "index mismatch must be caught");
+        assert!(
+            reader.read(loc1, 0).is_err(),
+            "index mismatch must be caught"
+        );
 
         let writer = SegmentWriter::open_at(&path, committed).unwrap();
         assert_eq!(writer.durable_len(), committed);
@@ -442,7 +531,15 @@ mod tests {
         let kek = Kek::create(&dir.path().join("kek"), NewKek::Random).unwrap();
         let (key, _) = DataKey::generate(&kek, 1).unwrap();
         let path = dir.path().join("a.seg");
-        let mut writer = SegmentWriter::create(&path, SegmentHeader { id: 1, epoch: 1, stream: "s".into() }).unwrap();
+        let mut writer = SegmentWriter::create(
+            &path,
+            SegmentHeader {
+                id: 1,
+                epoch: 1,
+                stream: "s".into(),
+            },
+        )
+        .unwrap();
         let loc = writer.stage(&key, 1, 0, &[0u8; 32], &[b"payload"]).unwrap();
         writer.write_and_sync().unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
@@ -450,6 +547,9 @@ mod tests {
         bytes[at] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
         let reader = SegmentReader::open(&path).unwrap();
-        assert!(matches!(reader.read(loc, 0), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            reader.read(loc, 0),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

@@ -22,15 +22,32 @@ const VERSION: u8 = 1;
 
 fn check_frame<'a>(path: &Path, bytes: &'a [u8], magic: &[u8; 8]) -> StoreResult<&'a [u8]> {
     if bytes.len() < 13 || &bytes[..8] != magic {
-        return Err(StoreError::corrupt(path, 0, "not the expected Stele state file"));
+        return Err(StoreError::corrupt(
+            path,
+            0,
+            "not the expected Stele state file",
+        ));
     }
     let split = bytes.len() - 4;
-    let stored = u32::from_be_bytes([bytes[split], bytes[split + 1], bytes[split + 2], bytes[split + 3]]);
+    let stored = u32::from_be_bytes([
+        bytes[split],
+        bytes[split + 1],
+        bytes[split + 2],
+        bytes[split + 3],
+    ]);
     if crc32(&bytes[..split]) != stored {
-        return Err(StoreError::corrupt(path, split as u64, "state file checksum mismatch"));
+        return Err(StoreError::corrupt(
+            path,
+            split as u64,
+            "state file checksum mismatch",
+        ));
     }
     if bytes[8] != VERSION {
-        return Err(StoreError::corrupt(path, 8, format!("unsupported state version {}", bytes[8])));
+        return Err(StoreError::corrupt(
+            path,
+            8,
+            format!("unsupported state version {}", bytes[8]),
+        ));
     }
     Ok(&bytes[9..split])
 }
@@ -101,7 +118,10 @@ pub fn read_snapshot(path: &Path) -> StoreResult<Option<SegmentSnapshot>> {
             (id, len)
         })
         .collect();
-    Ok(Some(SegmentSnapshot { index_size, lengths }))
+    Ok(Some(SegmentSnapshot {
+        index_size,
+        lengths,
+    }))
 }
 
 /// Replaces the snapshot atomically.

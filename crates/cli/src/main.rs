@@ -261,6 +261,8 @@ fn read_passphrase(file: Option<&Path>) -> CliResult<Option<Zeroizing<String>>> 
 
 /// Opens (and so recovers) the log in `data`.
 pub(crate) fn open(data: &DataArgs) -> CliResult<Log> {
+    // Identity first, so a directory that is not a log says so.
+    Log::read_meta(&data.data)?;
     let passphrase = if Log::needs_passphrase(&data.data)? {
         Some(read_passphrase(data.passphrase_file.as_deref())?.ok_or_else(|| {
             Failure::usage("this log's key is protected by a passphrase: set STELE_PASSPHRASE or use --passphrase-file")

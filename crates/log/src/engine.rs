@@ -231,6 +231,19 @@ impl Log {
             )));
         }
         let verifier = signer.verifier();
+        let kek_kind = if Kek::needs_passphrase(&layout.kek())? {
+            "passphrase"
+        } else {
+            "file"
+        };
+        if meta.kek != kek_kind {
+            return Err(LogError::Integrity(format!(
+                "{}: says the key-encryption key is held as {:?}, but {} is a {kek_kind:?} key",
+                layout.meta().display(),
+                meta.kek,
+                layout.kek().display()
+            )));
+        }
 
         // The latest checkpoint in the history is the trusted prefix.
         let (history, torn) = history::read_all(&layout.history())?;
@@ -263,9 +276,14 @@ impl Log {
         let tiles = TileBuilder::load(&layout.public(), latest_checkpoint.size)?;
         if tiles.root() != latest_checkpoint.root {
             return Err(LogError::Integrity(format!(
-                "tiles under {} do not match the latest checkpoint (size {}); run `stele verify`",
-                layout.public().display(),
-                latest_checkpoint.size
+                "the partial tiles of the latest checkpoint (size {}) do not give its root: one of {} was altered",
+                latest_checkpoint.size,
+                tiles
+                    .edge_paths()
+                    .iter()
+                    .map(|p| layout.public().join(p).display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
 
@@ -669,8 +687,12 @@ impl Log {
 
     fn publish_inner(&mut self) -> LogResult<String> {
         let public = self.layout.public();
+        // Partial tiles are replaced atomically: the same path can hold a
+        // tile the latest signed checkpoint needs (an upper-level partial
+        // tile often does not change between two sizes), so a torn rewrite
+        // must never be possible.
         for (path, bytes) in self.tiles.partial_tiles()? {
-            fsutil::write_file_unsynced(&public.join(path), &bytes)?;
+            fsutil::replace_file_unsynced(&public.join(path), &bytes)?;
         }
         // Every tile and bundle written since the last publish becomes
         // durable here, in one call. Crash before: nothing was signed.

@@ -156,6 +156,13 @@ impl TileBuilder {
         Ok(out)
     }
 
+    /// Paths (relative to the public root) of the partial tiles of this size.
+    pub fn edge_paths(&self) -> Vec<String> {
+        self.partial_tiles()
+            .map(|tiles| tiles.into_iter().map(|(path, _)| path).collect())
+            .unwrap_or_default()
+    }
+
     /// Rebuilds the right edge of the tree of `size` from its published
     /// tiles and bundle below `public`.
     pub fn load(public: &Path, size: u64) -> LogResult<TileBuilder> {
@@ -169,7 +176,9 @@ impl TileBuilder {
                 let index = size >> (8 * (level + 1));
                 let id = TileId::new(level as u8, index, width)
                     .map_err(|e| LogError::Usage(e.to_string()))?;
-                let bytes = reader.read_tile(&id)?;
+                let bytes = reader.read_tile(&id).map_err(|e| {
+                    LogError::Integrity(format!("tile of the latest checkpoint: {e}"))
+                })?;
                 hashes = decode_tile(&bytes, width).map_err(|e| {
                     LogError::Integrity(format!("{}: {e}", reader.path_of(&id).display()))
                 })?;
@@ -183,7 +192,9 @@ impl TileBuilder {
             let id = TileId::new(0, size / WIDTH as u64, bundle_width)
                 .map_err(|e| LogError::Usage(e.to_string()))?;
             let path = public.join(id.entries_path());
-            let bytes = fsutil::read(&path)?;
+            let bytes = fsutil::read(&path).map_err(|e| {
+                LogError::Integrity(format!("entry bundle of the latest checkpoint: {e}"))
+            })?;
             let entries = decode_bundle(&bytes)
                 .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display())))?;
             if entries.len() != bundle_width as usize {
@@ -205,9 +216,12 @@ impl TileBuilder {
             // The bundle and the level-0 tile describe the same entries.
             let leaves: Vec<Hash> = bundle.iter().map(|c| leaf_hash(c)).collect();
             if edge.first().map(|e| e.as_slice()) != Some(leaves.as_slice()) {
+                let tile = TileId::new(0, size / WIDTH as u64, bundle_width)
+                    .map_err(|e| LogError::Usage(e.to_string()))?;
                 return Err(LogError::Integrity(format!(
-                    "{}: entries do not match the level-0 tile of size {size}",
-                    path.display()
+                    "{} and {} disagree: one of them was altered",
+                    path.display(),
+                    reader.path_of(&tile).display()
                 )));
             }
         }

@@ -106,6 +106,23 @@ pub fn write_file_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
     fs::write(path, bytes).map_err(|e| StoreError::io("write", path, e))
 }
 
+/// Replaces `path` with `bytes` by writing a temporary sibling and renaming
+/// it over `path`, without fsync (the caller syncs the file system later).
+/// A reader or a crash sees the old or the new content, never a torn file;
+/// used for partial tiles, which may already exist with content a signed
+/// checkpoint needs.
+pub fn replace_file_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+    if let Some(parent) = path.parent() {
+        if !parent.is_dir() {
+            fs::create_dir_all(parent)
+                .map_err(|e| StoreError::io("create directory", parent, e))?;
+        }
+    }
+    let tmp = tmp_sibling(path);
+    fs::write(&tmp, bytes).map_err(|e| StoreError::io("write", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", path, e))
+}
+
 /// Flushes every dirty page and metadata change of the file system holding
 /// `dir` (`syncfs(2)`), one call instead of one `fsync` per tile file.
 pub fn sync_filesystem(dir: &Path) -> StoreResult<()> {

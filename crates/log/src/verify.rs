@@ -419,7 +419,7 @@ fn segment_pass(
         let mut pos = header_len;
         let mut k = 0usize;
         let mut chunk = Vec::new();
-        'chunks: while pos < file_len {
+        while pos < file_len {
             let want = (file_len - pos).min(CHUNK_BYTES as u64) as usize;
             chunk.resize(want, 0);
             if let Err(e) = std::os::unix::fs::FileExt::read_exact_at(&file, &mut chunk, pos) {
@@ -428,6 +428,7 @@ fn segment_pass(
             }
             let mut walked: Vec<(usize, usize, u64)> = Vec::new();
             let mut at = 0usize;
+            let mut unwalkable = false;
             while at < chunk.len() {
                 let offset = pos + at as u64;
                 match record_len(&chunk[at..]) {
@@ -447,18 +448,8 @@ fn segment_pass(
                             show(&info.path),
                             format!("{e}; the rest of the file cannot be walked"),
                         );
-                        process(
-                            &walked,
-                            &chunk,
-                            key.as_deref(),
-                            &info.path,
-                            records,
-                            problems,
-                            bytes_decrypted,
-                            progress,
-                            threads,
-                        );
-                        break 'chunks;
+                        unwalkable = true;
+                        break;
                     }
                 };
                 match expected.get(k) {
@@ -501,6 +492,9 @@ fn segment_pass(
                 progress,
                 threads,
             );
+            if unwalkable {
+                break;
+            }
             pos += at as u64;
         }
         if k < expected.len() {

@@ -815,3 +815,47 @@ fn verify_proof_refuses_the_wrong_event() {
     let out = run(&["verify-proof", "--vkey", &f.vkey, "--proof", p(&f.proof)]);
     expect(&out, 2, &["--event", "--commitment"]);
 }
+
+/// A refused line ends `append` even when standard input stays open (a
+/// terminal or a producer that keeps the pipe): the events before it are
+/// durable with receipts, and the process exits 1 without waiting for EOF.
+#[test]
+fn refused_line_ends_append_while_stdin_stays_open() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    init_log(&dir);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stele"))
+        .args(["append", "--data", p(&dir)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"{\"actor\":\"a\",\"action\":\"ok\"}\n{\"actor\":5,\"action\":\"bad\"}\n")
+        .expect("write");
+    stdin.flush().expect("flush");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "append did not exit after a refused line"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    drop(stdin);
+    assert_eq!(status.code(), Some(1));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().expect("stdout"), &mut stdout)
+        .expect("read");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with('{')).count(),
+        1,
+        "{stdout}"
+    );
+    assert_eq!(checkpoint_size(&dir), 1);
+}

@@ -41,7 +41,7 @@ use crate::error::{LogError, LogResult};
 use crate::layout::Layout;
 use crate::meta::{FORMAT_VERSION, Meta};
 use crate::prepare::PreparedEvent;
-use crate::tiles::{DiskSink, DiskTiles, TileBuilder};
+use crate::tiles::{DiskTiles, TileBuilder, TileWriter};
 
 /// Segments kept open for appending; older ones are closed after a batch.
 const MAX_ACTIVE_SEGMENTS: usize = 64;
@@ -126,6 +126,7 @@ pub struct Log {
     keys: Mutex<HashMap<u32, Arc<DataKey>>>,
     readers: Mutex<HashMap<u32, Arc<SegmentReader>>>,
     tiles: TileBuilder,
+    tile_writer: TileWriter,
     published: Published,
     history: Vec<StoredCheckpoint>,
     history_writer: HistoryWriter,
@@ -287,6 +288,7 @@ impl Log {
             )));
         }
 
+        let tile_writer = TileWriter::start(&layout.public());
         let mut log = Log {
             layout,
             _lock: lock,
@@ -301,6 +303,7 @@ impl Log {
             active: Vec::new(),
             keys: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
+            tile_writer,
             tiles,
             published: Published {
                 size: latest_checkpoint.size,
@@ -366,8 +369,7 @@ impl Log {
 
         // Integrate every durable entry not yet in the published tree.
         let mut next = self.tiles.size();
-        let public = self.layout.public();
-        let mut sink = DiskSink { public: &public };
+        let mut sink = &self.tile_writer;
         while next < total {
             let count = (total - next).min(65_536);
             for record in self.index.read_range(next, count)? {
@@ -540,9 +542,8 @@ impl Log {
             let excess = self.active.len() - MAX_ACTIVE_SEGMENTS;
             self.active.drain(..excess);
         }
-        // Step 4: integrate.
-        let public = self.layout.public();
-        let mut sink = DiskSink { public: &public };
+        // Step 4: integrate. Full tiles go to the writer thread.
+        let mut sink = &self.tile_writer;
         for event in events {
             self.tiles.push(&event.commitment, &mut sink)?;
         }
@@ -687,6 +688,9 @@ impl Log {
 
     fn publish_inner(&mut self) -> LogResult<String> {
         let public = self.layout.public();
+        // Every full tile handed to the writer thread is on disk (not yet
+        // durable) once this returns.
+        self.tile_writer.flush()?;
         // Partial tiles are replaced atomically: the same path can hold a
         // tile the latest signed checkpoint needs (an upper-level partial
         // tile often does not change between two sizes), so a torn rewrite

@@ -98,6 +98,22 @@ fn fsync_baseline(
     Ok((rounds as f64 / elapsed, percentile(&latencies, 0.5)))
 }
 
+/// File-creation baseline: new 8 KiB files (the size of a full tile), the
+/// cost the tile writer pays twice per 256 entries. On ext4 it varies by
+/// more than ten times with how many inodes were freed recently nearby.
+fn create_baseline(dir: &std::path::Path, files: usize) -> CliResult<Duration> {
+    let sub = dir.join("create-baseline");
+    std::fs::create_dir_all(&sub)?;
+    let buf = vec![0x5au8; 8192];
+    let started = Instant::now();
+    for i in 0..files {
+        std::fs::write(sub.join(i.to_string()), &buf)?;
+    }
+    let per = started.elapsed() / files as u32;
+    std::fs::remove_dir_all(&sub)?;
+    Ok(per)
+}
+
 /// SHA-256 baseline over `size`-byte messages, one core.
 fn sha_baseline(size: usize) -> f64 {
     let message = vec![0x61u8; size];
@@ -159,6 +175,12 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         fsync_big * 256.0
     );
     println!("baseline  SHA-256 on one core: {sha:.0} MB/s");
+    let create = create_baseline(dir, 500)?;
+    println!(
+        "baseline  creating an 8 KiB file: {:.0} µs (tiles need 2 per 256 events: {:.0} events/s for one thread)",
+        create.as_secs_f64() * 1e6,
+        128.0 / create.as_secs_f64().max(1e-9)
+    );
 
     Log::create(
         &data,

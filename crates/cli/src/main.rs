@@ -208,7 +208,7 @@ fn run(cli: Cli) -> CliResult<u8> {
         } => append::run(&data, &stream, writer),
         Command::Checkpoint { data } => {
             let log = open(&data)?;
-            print_out(log.checkpoint_note())?;
+            print_out(&log.checkpoint_note())?;
             Ok(0)
         }
         Command::Get { data, index } => get(&data, index),

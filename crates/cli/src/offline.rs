@@ -42,13 +42,13 @@ fn event_commitment(path: &Path) -> CliResult<[u8; 32]> {
         ))
     })?;
     let commitment = stele_event::commitment(&salt, &canonical);
-    if let Some(stated) = value.get("commitment").and_then(|c| c.as_str()) {
-        if decode_32(stated, "commitment")? != commitment {
-            return Err(Failure::refused(format!(
-                "{}: the event and salt do not give the commitment stated in the file",
-                path.display()
-            )));
-        }
+    if let Some(stated) = value.get("commitment").and_then(|c| c.as_str())
+        && decode_32(stated, "commitment")? != commitment
+    {
+        return Err(Failure::refused(format!(
+            "{}: the event and salt do not give the commitment stated in the file",
+            path.display()
+        )));
     }
     Ok(commitment)
 }

@@ -10,6 +10,8 @@
 //! Also deterministic reproductions of crash states (kill after receipts,
 //! torn rewrite of a tile).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -323,10 +325,8 @@ fn check(
             }
         }
     }
-    if full {
-        if let Some(it) = iterations.iter().rev().find(|it| !it.receipts.is_empty()) {
-            indices.extend(it.receipts.iter().map(|r| r.index));
-        }
+    if full && let Some(it) = iterations.iter().rev().find(|it| !it.receipts.is_empty()) {
+        indices.extend(it.receipts.iter().map(|r| r.index));
     }
     indices.sort_unstable();
     indices.dedup();

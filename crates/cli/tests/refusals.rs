@@ -3,6 +3,8 @@
 //! `append` the promise that events before the refused line are appended
 //! (with receipts) while nothing from that line on is.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -7,6 +7,8 @@
 //! partial tiles of older and of the latest checkpoint, a level-1 partial
 //! tile and several checkpoint records all exist.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use std::sync::MutexGuard;
 use stele_event::Envelope;
 use stele_store::StoreError;
 use stele_store::fsutil::{self, DirLock, SECRET_MODE};
@@ -41,7 +42,8 @@ use crate::error::{LogError, LogResult};
 use crate::layout::Layout;
 use crate::meta::{FORMAT_VERSION, Meta};
 use crate::prepare::PreparedEvent;
-use crate::tiles::{DiskTiles, TileBuilder, TileWriter};
+use crate::publisher::{PublishJob, PublishState, Publisher};
+use crate::tiles::{DiskTiles, TileBuilder};
 
 /// Segments kept open for appending; older ones are closed after a batch.
 const MAX_ACTIVE_SEGMENTS: usize = 64;
@@ -86,13 +88,6 @@ pub struct StoredEvent {
     pub envelope: Envelope,
 }
 
-/// The latest published checkpoint.
-#[derive(Debug, Clone)]
-struct Published {
-    size: u64,
-    note: String,
-}
-
 /// A segment known on disk.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentInfo {
@@ -113,7 +108,6 @@ pub struct Log {
     _lock: DirLock,
     meta: Meta,
     kek: Kek,
-    signer: Signer,
     verifier: Verifier,
     index: IndexFile,
     /// Writer generation, bumped lazily before the first append.
@@ -126,10 +120,8 @@ pub struct Log {
     keys: Mutex<HashMap<u32, Arc<DataKey>>>,
     readers: Mutex<HashMap<u32, Arc<SegmentReader>>>,
     tiles: TileBuilder,
-    tile_writer: TileWriter,
-    published: Published,
-    history: Vec<StoredCheckpoint>,
-    history_writer: HistoryWriter,
+    /// Writes tiles and publishes checkpoints on its own thread.
+    publisher: Publisher,
     poisoned: Option<String>,
 }
 
@@ -262,6 +254,7 @@ impl Log {
                 ))
             })?;
         let history_writer = HistoryWriter::open(&layout.history(), torn)?;
+        repair_public_checkpoint(&layout, &history)?;
 
         let (index, _recovery) = IndexFile::open(&layout.index(), latest_checkpoint.size)?;
         if hex(&index.log_id()) != meta.log_id {
@@ -288,13 +281,24 @@ impl Log {
             )));
         }
 
-        let tile_writer = TileWriter::start(&layout.public());
+        let publisher = Publisher::start(
+            &layout,
+            &meta.origin,
+            signer,
+            history_writer,
+            PublishState {
+                size: latest_checkpoint.size,
+                note: String::from_utf8_lossy(&latest.note).into_owned(),
+                history,
+                requested: latest_checkpoint.size,
+                error: None,
+            },
+        );
         let mut log = Log {
             layout,
             _lock: lock,
             meta,
             kek,
-            signer,
             verifier,
             index,
             generation: None,
@@ -303,14 +307,8 @@ impl Log {
             active: Vec::new(),
             keys: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
-            tile_writer,
             tiles,
-            published: Published {
-                size: latest_checkpoint.size,
-                note: String::from_utf8_lossy(&latest.note).into_owned(),
-            },
-            history,
-            history_writer,
+            publisher,
             poisoned: None,
         };
         log.recover()?;
@@ -323,11 +321,11 @@ impl Log {
         // extend with every index entry after it.
         let mut committed: HashMap<u32, u64> = HashMap::new();
         let mut scan_from = 0;
-        if let Some(snapshot) = state::read_snapshot(&self.layout.snapshot())? {
-            if snapshot.index_size <= self.index.len() {
-                scan_from = snapshot.index_size;
-                committed.extend(snapshot.lengths.iter().copied());
-            }
+        if let Some(snapshot) = state::read_snapshot(&self.layout.snapshot())?
+            && snapshot.index_size <= self.index.len()
+        {
+            scan_from = snapshot.index_size;
+            committed.extend(snapshot.lengths.iter().copied());
         }
         let total = self.index.len();
         let mut start = scan_from;
@@ -369,45 +367,17 @@ impl Log {
 
         // Integrate every durable entry not yet in the published tree.
         let mut next = self.tiles.size();
-        let mut sink = &self.tile_writer;
         while next < total {
             let count = (total - next).min(65_536);
-            for record in self.index.read_range(next, count)? {
+            let records = self.index.read_range(next, count)?;
+            let mut sink = &self.publisher;
+            for record in records {
                 self.tiles.push(&record.commitment, &mut sink)?;
             }
             next += count;
         }
-        if self.tiles.size() > self.published.size {
+        if self.tiles.size() > self.published_size() {
             self.publish()?;
-        } else {
-            // A crash between the history append and the replace of
-            // `log/checkpoint` leaves the previous checkpoint (or none)
-            // there; bring it forward. Anything else there was not written
-            // by this log and is reported, never overwritten.
-            let public_note = fsutil::read_optional(&self.layout.checkpoint())?;
-            if public_note.as_deref() != Some(self.published.note.as_bytes()) {
-                let previous = self
-                    .history
-                    .len()
-                    .checked_sub(2)
-                    .map(|i| self.history[i].note.as_slice());
-                let tmp_exists = fsutil::tmp_sibling(&self.layout.checkpoint()).exists();
-                match public_note.as_deref() {
-                    None => {}
-                    Some(bytes) if Some(bytes) == previous || tmp_exists => {}
-                    Some(_) => {
-                        return Err(LogError::Integrity(format!(
-                            "{} is not a checkpoint this log published (altered?)",
-                            self.layout.checkpoint().display()
-                        )));
-                    }
-                }
-                fsutil::atomic_replace(
-                    &self.layout.checkpoint(),
-                    self.published.note.as_bytes(),
-                    0o644,
-                )?;
-            }
         }
         Ok(())
     }
@@ -437,25 +407,29 @@ impl Log {
         self.index.len()
     }
 
+    fn published(&self) -> MutexGuard<'_, PublishState> {
+        self.publisher.state()
+    }
+
     /// Size of the latest published checkpoint.
     pub fn published_size(&self) -> u64 {
-        self.published.size
+        self.published().size
     }
 
     /// The latest signed checkpoint note.
-    pub fn checkpoint_note(&self) -> &str {
-        &self.published.note
+    pub fn checkpoint_note(&self) -> String {
+        self.published().note.clone()
     }
 
     /// Every published checkpoint, oldest first.
-    pub fn history(&self) -> &[StoredCheckpoint] {
-        &self.history
+    pub fn history(&self) -> Vec<StoredCheckpoint> {
+        self.published().history.clone()
     }
 
     fn check_writable(&self) -> LogResult<()> {
         match &self.poisoned {
             Some(why) => Err(LogError::Poisoned(why.clone())),
-            None => Ok(()),
+            None => self.publisher.check(),
         }
     }
 
@@ -542,8 +516,8 @@ impl Log {
             let excess = self.active.len() - MAX_ACTIVE_SEGMENTS;
             self.active.drain(..excess);
         }
-        // Step 4: integrate. Full tiles go to the writer thread.
-        let mut sink = &self.tile_writer;
+        // Step 4: integrate. Full tiles go to the publisher thread.
+        let mut sink = &self.publisher;
         for event in events {
             self.tiles.push(&event.commitment, &mut sink)?;
         }
@@ -673,66 +647,51 @@ impl Log {
     }
 
     /// Publishes a signed checkpoint over every integrated entry (step 5 of
-    /// the module docs) and returns its note. Publishing with nothing new
-    /// returns the current note.
+    /// the module docs, run by the publisher thread) and waits for its note.
+    /// Publishing with nothing new returns the current note.
     pub fn publish(&mut self) -> LogResult<String> {
         self.check_writable()?;
-        if self.tiles.size() == self.published.size {
-            return Ok(self.published.note.clone());
+        if self.tiles.size() == self.published_size() {
+            return Ok(self.checkpoint_note());
         }
-        match self.publish_inner() {
+        let job = self.publish_job()?;
+        match self.publisher.publish_now(job) {
             Ok(note) => Ok(note),
             Err(e) => Err(self.poison(e)),
         }
     }
 
-    fn publish_inner(&mut self) -> LogResult<String> {
-        let public = self.layout.public();
-        // Every full tile handed to the writer thread is on disk (not yet
-        // durable) once this returns.
-        self.tile_writer.flush()?;
-        // Partial tiles are replaced atomically: the same path can hold a
-        // tile the latest signed checkpoint needs (an upper-level partial
-        // tile often does not change between two sizes), so a torn rewrite
-        // must never be possible.
-        for (path, bytes) in self.tiles.partial_tiles()? {
-            fsutil::replace_file_unsynced(&public.join(path), &bytes)?;
+    /// Asks the publisher thread for a checkpoint over every integrated
+    /// entry and returns at once; a no-op when one is already on its way.
+    pub fn publish_soon(&mut self) -> LogResult<()> {
+        self.check_writable()?;
+        if self.tiles.size() <= self.published().requested {
+            return Ok(());
         }
-        // Every tile and bundle written since the last publish becomes
-        // durable here, in one call. Crash before: nothing was signed.
-        fsutil::sync_filesystem(&public)?;
-        let size = self.tiles.size();
-        let checkpoint = Checkpoint::new(self.meta.origin.clone(), size, self.tiles.root());
-        let note = stele_tlog::sign_note(&checkpoint.to_body(), &[&self.signer])
-            .map_err(|e| LogError::Usage(e.to_string()))?;
-        // The checkpoint is published once it is in the durable history.
-        self.history_writer.append(size, note.as_bytes())?;
-        self.history.push(StoredCheckpoint {
-            size,
-            note: note.as_bytes().to_vec(),
-        });
-        // Crash here: recovery rewrites log/checkpoint from the history.
-        debug_assert_eq!(size, self.index.len());
-        fsutil::atomic_replace(&self.layout.checkpoint(), note.as_bytes(), 0o644)?;
-        self.published = Published {
-            size,
-            note: note.clone(),
-        };
-        // The snapshot holds the committed length of every segment at this
-        // index size; the next recovery trusts it and reads only the index
-        // entries after it. Crash before the replace: the old snapshot, at
-        // an older index size, is still correct.
+        let job = self.publish_job()?;
+        match self.publisher.publish_later(job) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.poison(e)),
+        }
+    }
+
+    /// The tree head and files of a publish at the current size. The
+    /// snapshot holds the committed length of every segment at this index
+    /// size; the next recovery trusts it and reads only the index entries
+    /// after it.
+    fn publish_job(&self) -> LogResult<PublishJob> {
         let mut lengths: Vec<(u32, u64)> =
             self.committed.iter().map(|(id, len)| (*id, *len)).collect();
         lengths.sort_unstable();
-        state::write_snapshot(
-            &self.layout.snapshot(),
-            &SegmentSnapshot {
-                index_size: size,
+        Ok(PublishJob {
+            size: self.tiles.size(),
+            root: self.tiles.root(),
+            partial_tiles: self.tiles.partial_tiles()?,
+            snapshot: SegmentSnapshot {
+                index_size: self.tiles.size(),
                 lengths,
             },
-        )?;
-        Ok(note)
+        })
     }
 
     /// Reads entry `index`, decrypts it and checks it against its commitment.
@@ -755,17 +714,19 @@ impl Log {
         decode_plaintext(index, &record.commitment, plain, reader.path())
     }
 
-    fn require_published(&self, size: Option<u64>) -> LogResult<(u64, &[u8])> {
-        let size = size.unwrap_or(self.published.size);
-        self.history
+    fn require_published(&self, size: Option<u64>) -> LogResult<(u64, Vec<u8>)> {
+        let published = self.published();
+        let size = size.unwrap_or(published.size);
+        published
+            .history
             .iter()
             .rev()
             .find(|c| c.size == size)
-            .map(|c| (size, c.note.as_slice()))
+            .map(|c| (size, c.note.clone()))
             .ok_or_else(|| {
                 LogError::Usage(format!(
                     "no checkpoint of size {size} was published (latest is {})",
-                    self.published.size
+                    published.size
                 ))
             })
     }
@@ -787,7 +748,7 @@ impl Log {
             extra: None,
             index,
             hashes,
-            checkpoint_note: String::from_utf8_lossy(note).into_owned(),
+            checkpoint_note: String::from_utf8_lossy(&note).into_owned(),
         })
     }
 
@@ -843,6 +804,37 @@ pub(crate) fn decode_plaintext(
         canonical,
         envelope,
     })
+}
+
+/// Brings `log/checkpoint` up to the latest history record. A crash between
+/// the history append and the replace leaves the previous checkpoint (or
+/// none, or a temporary file) there; anything else was not written by this
+/// log and is reported, never overwritten.
+fn repair_public_checkpoint(layout: &Layout, history: &[StoredCheckpoint]) -> LogResult<()> {
+    let Some(latest) = history.last() else {
+        return Ok(());
+    };
+    let public_note = fsutil::read_optional(&layout.checkpoint())?;
+    if public_note.as_deref() == Some(latest.note.as_slice()) {
+        return Ok(());
+    }
+    let previous = history
+        .len()
+        .checked_sub(2)
+        .map(|i| history[i].note.as_slice());
+    let tmp_exists = fsutil::tmp_sibling(&layout.checkpoint()).exists();
+    match public_note.as_deref() {
+        None => {}
+        Some(bytes) if Some(bytes) == previous || tmp_exists => {}
+        Some(_) => {
+            return Err(LogError::Integrity(format!(
+                "{} is not a checkpoint this log published (altered?)",
+                layout.checkpoint().display()
+            )));
+        }
+    }
+    fsutil::atomic_replace(&layout.checkpoint(), &latest.note, 0o644)?;
+    Ok(())
 }
 
 /// Verifies a stored checkpoint note and parses it.

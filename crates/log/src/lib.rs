@@ -18,6 +18,7 @@ pub mod error;
 pub mod layout;
 mod meta;
 pub mod prepare;
+mod publisher;
 pub mod sequencer;
 pub mod tiles;
 pub mod verify;

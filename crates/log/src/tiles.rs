@@ -9,7 +9,6 @@
 //! O(levels × 256).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
 
 use stele_store::{StoreError, fsutil};
 use stele_tlog::tile::{
@@ -38,114 +37,6 @@ impl TileSink for DiskSink<'_> {
     fn full(&mut self, path: String, bytes: Vec<u8>) -> LogResult<()> {
         fsutil::write_file_unsynced(&self.public.join(path), &bytes)?;
         Ok(())
-    }
-}
-
-/// Writes full tiles and bundles on a background thread, so the append path
-/// never waits for file creation (which costs from 30 µs to over 600 µs per
-/// file on ext4, depending on how many inodes were freed nearby).
-///
-/// Crash story: nothing here is durable until [`TileWriter::flush`] has
-/// returned and the caller has synced the file system; publishing does both
-/// before it signs. Tiles lost in a crash are rewritten by recovery from the
-/// index. A write error is kept and reported by the next `full` or `flush`.
-pub struct TileWriter {
-    public: PathBuf,
-    tx: Option<mpsc::SyncSender<TileMessage>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    error: Arc<Mutex<Option<String>>>,
-}
-
-enum TileMessage {
-    Write(PathBuf, Vec<u8>),
-    Flush(mpsc::SyncSender<()>),
-}
-
-/// Tiles that may wait for the writer thread (8 KiB each at most).
-const TILE_QUEUE: usize = 1024;
-
-impl std::fmt::Debug for TileWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TileWriter")
-            .field("public", &self.public)
-            .finish()
-    }
-}
-
-impl TileWriter {
-    pub fn start(public: &Path) -> TileWriter {
-        let (tx, rx) = mpsc::sync_channel::<TileMessage>(TILE_QUEUE);
-        let error: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-        let thread_error = error.clone();
-        let thread = std::thread::spawn(move || {
-            for message in rx {
-                match message {
-                    TileMessage::Write(path, bytes) => {
-                        if let Err(e) = fsutil::write_file_unsynced(&path, &bytes) {
-                            let mut slot = thread_error.lock().unwrap_or_else(|p| p.into_inner());
-                            slot.get_or_insert_with(|| e.to_string());
-                        }
-                    }
-                    TileMessage::Flush(done) => {
-                        let _ = done.send(());
-                    }
-                }
-            }
-        });
-        TileWriter {
-            public: public.to_path_buf(),
-            tx: Some(tx),
-            thread: Some(thread),
-            error,
-        }
-    }
-
-    fn check(&self) -> LogResult<()> {
-        match self
-            .error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            Some(e) => Err(LogError::Poisoned(format!("writing a tile failed: {e}"))),
-            None => Ok(()),
-        }
-    }
-
-    fn send(&self, message: TileMessage) -> LogResult<()> {
-        let tx = self
-            .tx
-            .as_ref()
-            .ok_or_else(|| LogError::Poisoned("the tile writer has stopped".into()))?;
-        tx.send(message)
-            .map_err(|_| LogError::Poisoned("the tile writer has stopped".into()))
-    }
-
-    /// Waits until every tile handed over so far has been written (not
-    /// synced), and reports the first write error.
-    pub fn flush(&self) -> LogResult<()> {
-        let (done, wait) = mpsc::sync_channel(1);
-        self.send(TileMessage::Flush(done))?;
-        wait.recv()
-            .map_err(|_| LogError::Poisoned("the tile writer has stopped".into()))?;
-        self.check()
-    }
-}
-
-impl TileSink for &TileWriter {
-    fn full(&mut self, path: String, bytes: Vec<u8>) -> LogResult<()> {
-        self.check()?;
-        self.send(TileMessage::Write(self.public.join(path), bytes))
-    }
-}
-
-impl Drop for TileWriter {
-    fn drop(&mut self) {
-        // Closing the channel ends the thread after it drains the queue.
-        self.tx = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -127,16 +127,16 @@ pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
                         ),
                     );
                 }
-                if let Some(prev) = checkpoints.last() {
-                    if cp.size < prev.size {
-                        problems.add(
-                            &location,
-                            format!(
-                                "size {} is smaller than the previous checkpoint's {}",
-                                cp.size, prev.size
-                            ),
-                        );
-                    }
+                if let Some(prev) = checkpoints.last()
+                    && cp.size < prev.size
+                {
+                    problems.add(
+                        &location,
+                        format!(
+                            "size {} is smaller than the previous checkpoint's {}",
+                            cp.size, prev.size
+                        ),
+                    );
                 }
                 checkpoints.push(cp);
             }
@@ -152,16 +152,16 @@ pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
         ),
         None => problems.add(show(&layout.checkpoint()), "is missing"),
     }
-    if let Some(last) = checkpoints.last() {
-        if last.size != total {
-            problems.add(
-                show(&layout.history()),
-                format!(
-                    "latest checkpoint covers {} entries but the index holds {total}",
-                    last.size
-                ),
-            );
-        }
+    if let Some(last) = checkpoints.last()
+        && last.size != total
+    {
+        problems.add(
+            show(&layout.history()),
+            format!(
+                "latest checkpoint covers {} entries but the index holds {total}",
+                last.size
+            ),
+        );
     }
 
     // Read the index once: commitments for the tree pass, locations for the

@@ -32,20 +32,20 @@ pub fn create_dir_durable(dir: &Path) -> StoreResult<()> {
     if dir.is_dir() {
         return Ok(());
     }
-    if let Some(parent) = dir.parent() {
-        if !parent.as_os_str().is_empty() {
-            create_dir_durable(parent)?;
-        }
+    if let Some(parent) = dir.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        create_dir_durable(parent)?;
     }
     match fs::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(StoreError::io("create directory", dir, e)),
     }
-    if let Some(parent) = dir.parent() {
-        if !parent.as_os_str().is_empty() {
-            fsync_dir(parent)?;
-        }
+    if let Some(parent) = dir.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        fsync_dir(parent)?;
     }
     Ok(())
 }
@@ -97,11 +97,10 @@ pub fn create_new_durable(path: &Path, bytes: &[u8], mode: u32) -> StoreResult<(
 /// caller makes it durable later with [`sync_filesystem`]. Used for tiles,
 /// which are derived data that recovery can rewrite.
 pub fn write_file_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
-    if let Some(parent) = path.parent() {
-        if !parent.is_dir() {
-            fs::create_dir_all(parent)
-                .map_err(|e| StoreError::io("create directory", parent, e))?;
-        }
+    if let Some(parent) = path.parent()
+        && !parent.is_dir()
+    {
+        fs::create_dir_all(parent).map_err(|e| StoreError::io("create directory", parent, e))?;
     }
     fs::write(path, bytes).map_err(|e| StoreError::io("write", path, e))
 }
@@ -112,11 +111,10 @@ pub fn write_file_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
 /// used for partial tiles, which may already exist with content a signed
 /// checkpoint needs.
 pub fn replace_file_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
-    if let Some(parent) = path.parent() {
-        if !parent.is_dir() {
-            fs::create_dir_all(parent)
-                .map_err(|e| StoreError::io("create directory", parent, e))?;
-        }
+    if let Some(parent) = path.parent()
+        && !parent.is_dir()
+    {
+        fs::create_dir_all(parent).map_err(|e| StoreError::io("create directory", parent, e))?;
     }
     let tmp = tmp_sibling(path);
     fs::write(&tmp, bytes).map_err(|e| StoreError::io("write", &tmp, e))?;

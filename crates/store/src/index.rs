@@ -111,7 +111,6 @@ impl IndexFile {
         fsutil::create_new_durable(path, &encode_header(&log_id), 0o600)?;
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
             .append(true)
             .open(path)
             .map_err(|e| StoreError::io("open", path, e))?;
@@ -249,7 +248,7 @@ impl IndexFile {
     /// records they point to must already be durable. On error the caller
     /// must stop writing and reopen.
     pub fn append_and_sync(&mut self, encoded: &[u8]) -> StoreResult<()> {
-        if encoded.len() as u64 % RECORD_LEN != 0
+        if !(encoded.len() as u64).is_multiple_of(RECORD_LEN)
             || encoded.len() as u64 > MAX_BATCH_RECORDS * RECORD_LEN
         {
             return Err(StoreError::Invalid(

@@ -13,13 +13,15 @@
 //!    a torn tail of the batch is cut; whole records that reached the disk
 //!    are kept (their segment records are durable) even though the caller
 //!    never got their receipts.
-//! 4. **Integrate**: leaves are added to the tree; completed tiles are written
-//!    without fsync. Crash: recovery rewrites them from the index.
-//! 5. **Publish**: partial tiles written, then one `syncfs` makes every tile
-//!    durable; the checkpoint is signed, appended to the history (fdatasync)
-//!    and finally atomically replaces `log/checkpoint`. Crash before the
-//!    history append: the checkpoint was never published and recovery signs
-//!    a new one; after it: recovery rewrites `log/checkpoint` from history.
+//! 4. **Integrate**: leaves are added to the tree; completed tiles are handed
+//!    to the publisher thread, which writes them without fsync. Crash:
+//!    recovery rewrites them from the index.
+//! 5. **Publish** (on the publisher thread, see `publisher.rs`): partial
+//!    tiles written by rename, then one `syncfs` makes every tile durable;
+//!    the checkpoint is signed, appended to the history (fdatasync) and
+//!    finally atomically replaces `log/checkpoint`. Crash before the history
+//!    append: the checkpoint was never published and recovery signs a new
+//!    one; after it: recovery rewrites `log/checkpoint` from history.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -132,15 +132,21 @@ fn write_receipt(line: &mut String, receipt: &Receipt) {
     use std::fmt::Write as _;
     line.clear();
     // Ids are UUIDs and stream names are [a-z0-9._-]: nothing to escape.
-    let _ = writeln!(
+    let _ = write!(
         line,
-        r#"{{"index":{},"id":"{}","stream":"{}","commitment":"{}","salt":"{}"}}"#,
+        r#"{{"index":{},"id":"{}","stream":"{}","commitment":"{}","salt":"{}""#,
         receipt.index,
         receipt.id,
         receipt.stream,
         B64.encode(receipt.commitment),
         B64.encode(receipt.salt)
     );
+    // A retried event (same writer and client `id`) gets its original
+    // receipt, marked.
+    if receipt.duplicate {
+        line.push_str(r#","duplicate":true"#);
+    }
+    line.push_str("}\n");
 }
 
 fn prepare_chunks(preparer: &Preparer, chunks: Receiver<Chunk>, results: SyncSender<Prepared>) {

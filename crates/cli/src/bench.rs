@@ -238,7 +238,8 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         p += 1;
     }
 
-    let sequencer = Sequencer::start(log, SequencerConfig::default());
+    let log = std::sync::Arc::new(std::sync::Mutex::new(log));
+    let sequencer = Sequencer::start(log.clone(), SequencerConfig::default());
     let started = Instant::now();
     let latencies: Vec<Vec<Duration>> = std::thread::scope(|scope| {
         let handles: Vec<_> = queues
@@ -264,7 +265,8 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
             .collect()
     });
     let append_secs = started.elapsed().as_secs_f64();
-    let (log, stats) = sequencer.stop()?;
+    let stats = sequencer.stop()?;
+    let log = stele_log::sequencer::lock_log(&log);
     let total_secs = started.elapsed().as_secs_f64();
     let mut lat: Vec<Duration> = latencies.into_iter().flatten().collect();
     lat.sort_unstable();

@@ -77,6 +77,10 @@ pub struct Receipt {
     pub stream: String,
     pub commitment: [u8; 32],
     pub salt: [u8; 32],
+    /// True when the event was not appended because an event with the same
+    /// idempotency key (writer and client `id`) already was; the receipt is
+    /// that event's.
+    pub duplicate: bool,
 }
 
 /// An event read back and checked against its commitment.
@@ -122,6 +126,9 @@ pub struct Log {
     keys: Mutex<HashMap<u32, Arc<DataKey>>>,
     readers: Mutex<HashMap<u32, Arc<SegmentReader>>>,
     tiles: TileBuilder,
+    /// Idempotency key hash → first entry holding it; loaded from the index
+    /// on first use.
+    idempotency: Option<HashMap<u64, u64>>,
     /// Writes tiles and publishes checkpoints on its own thread.
     publisher: Publisher,
     poisoned: Option<String>,
@@ -310,6 +317,7 @@ impl Log {
             keys: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
             tiles,
+            idempotency: None,
             publisher,
             poisoned: None,
         };
@@ -473,10 +481,21 @@ impl Log {
         };
         let first = self.index.len();
         let mut index_bytes = Vec::with_capacity(events.len() * 64);
-        let mut receipts = Vec::with_capacity(events.len());
-        // Step 1: seal into staging buffers.
-        for (offset, event) in events.iter().enumerate() {
-            let index = first + offset as u64;
+        let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
+        let mut appended: Vec<&PreparedEvent> = Vec::with_capacity(events.len());
+        // Idempotency keys of this batch: hash → (position in `receipts`, key).
+        let mut batch_keys: HashMap<u64, (usize, &str)> = HashMap::new();
+        // Step 1: seal into staging buffers; an event whose idempotency key
+        // is already in the log (or earlier in this batch) is not appended.
+        for event in events {
+            if event.idempotency != 0 {
+                if let Some(receipt) = self.duplicate_of(event, &batch_keys, &receipts)? {
+                    receipts.push(receipt);
+                    continue;
+                }
+                batch_keys.insert(event.idempotency, (receipts.len(), &event.idempotency_key));
+            }
+            let index = first + appended.len() as u64;
             let slot = self.active_segment(&event.stream, event.epoch)?;
             let active = &mut self.active[slot];
             let location = active.writer.stage(
@@ -490,6 +509,7 @@ impl Log {
                 commitment: event.commitment,
                 segment_id: active.writer.header().id,
                 location,
+                idempotency: event.idempotency,
             };
             index_bytes.extend_from_slice(&record.encode());
             receipts.push(Receipt {
@@ -498,7 +518,12 @@ impl Log {
                 stream: event.stream.clone(),
                 commitment: event.commitment,
                 salt: event.salt,
+                duplicate: false,
             });
+            appended.push(event);
+        }
+        if appended.is_empty() {
+            return Ok(receipts);
         }
         // Step 2: segment records durable.
         for active in &mut self.active {
@@ -506,8 +531,18 @@ impl Log {
                 active.writer.write_and_sync()?;
             }
         }
-        // Step 3: index records durable; the entries now exist.
+        // Step 3: index records durable; the entries now exist, and so do
+        // their idempotency keys (they are part of the index records).
         self.index.append_and_sync(&index_bytes)?;
+        if let Some(known) = self.idempotency.as_mut() {
+            for (offset, event) in appended.iter().enumerate() {
+                if event.idempotency != 0 {
+                    known
+                        .entry(event.idempotency)
+                        .or_insert(first + offset as u64);
+                }
+            }
+        }
         for active in &self.active {
             self.committed
                 .insert(active.writer.header().id, active.writer.durable_len());
@@ -520,10 +555,77 @@ impl Log {
         }
         // Step 4: integrate. Full tiles go to the publisher thread.
         let mut sink = &self.publisher;
-        for event in events {
+        for event in appended {
             self.tiles.push(&event.commitment, &mut sink)?;
         }
         Ok(receipts)
+    }
+
+    /// The receipt of the event that already holds `event`'s idempotency
+    /// key, if there is one: earlier in this batch, or in the log. A hash
+    /// match is confirmed against the stored event's writer and client id.
+    fn duplicate_of(
+        &mut self,
+        event: &PreparedEvent,
+        batch_keys: &HashMap<u64, (usize, &str)>,
+        receipts: &[Receipt],
+    ) -> LogResult<Option<Receipt>> {
+        if let Some(&(position, key)) = batch_keys.get(&event.idempotency) {
+            // Same hash earlier in this batch; the key strings decide.
+            if key != event.idempotency_key {
+                return Ok(None);
+            }
+            let mut receipt = receipts[position].clone();
+            receipt.duplicate = true;
+            return Ok(Some(receipt));
+        }
+        let known = match &self.idempotency {
+            Some(known) => known,
+            None => {
+                self.idempotency = Some(self.load_idempotency_keys()?);
+                self.idempotency
+                    .as_ref()
+                    .ok_or_else(|| LogError::Usage("idempotency keys".into()))?
+            }
+        };
+        let Some(&index) = known.get(&event.idempotency) else {
+            return Ok(None);
+        };
+        let stored = self.get(index)?;
+        let stored_key =
+            stored.envelope.event.id.as_deref().map(|client_id| {
+                crate::prepare::idempotency_key(&stored.envelope.writer, client_id)
+            });
+        if stored_key.as_deref() != Some(event.idempotency_key.as_str()) {
+            return Ok(None);
+        }
+        Ok(Some(Receipt {
+            index,
+            id: stored.envelope.id,
+            stream: stored.envelope.stream,
+            commitment: stored.commitment,
+            salt: stored.salt,
+            duplicate: true,
+        }))
+    }
+
+    /// Reads every idempotency key hash from the index (64 bytes per entry).
+    fn load_idempotency_keys(&self) -> LogResult<HashMap<u64, u64>> {
+        let mut known = HashMap::new();
+        let total = self.index.len();
+        let mut start = 0;
+        while start < total {
+            let count = (total - start).min(65_536);
+            for (offset, record) in self.index.read_range(start, count)?.iter().enumerate() {
+                if record.idempotency != 0 {
+                    known
+                        .entry(record.idempotency)
+                        .or_insert(start + offset as u64);
+                }
+            }
+            start += count;
+        }
+        Ok(known)
     }
 
     /// The active writer for (stream, epoch), opening or creating its segment.

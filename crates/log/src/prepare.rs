@@ -25,6 +25,34 @@ pub struct PreparedEvent {
     pub canonical: Vec<u8>,
     /// SHA-256("stele/event/v1\n" ‖ salt ‖ canonical): the Merkle leaf data.
     pub commitment: [u8; 32],
+    /// Hash of the idempotency key (0 when the event has no client `id`):
+    /// an event with the key of an event already in the log is not appended
+    /// again; its original receipt is returned instead.
+    pub idempotency: u64,
+    /// The key itself (writer, NUL, client id; empty when none), to confirm
+    /// a hash match against the stored event.
+    pub idempotency_key: String,
+}
+
+/// The idempotency key string of a writer and client id.
+pub fn idempotency_key(writer: &str, client_id: &str) -> String {
+    format!("{writer}\u{0}{client_id}")
+}
+
+/// The idempotency key of an event: its writer and its client `id`. Keys
+/// are scoped by writer so that two sources cannot collide by choosing the
+/// same ids.
+pub fn idempotency_hash(writer: &str, client_id: &str) -> u64 {
+    let mut input = Vec::with_capacity(writer.len() + client_id.len() + 24);
+    input.extend_from_slice(b"stele/idempotency/v1\n");
+    input.extend_from_slice(writer.as_bytes());
+    input.push(0);
+    input.extend_from_slice(client_id.as_bytes());
+    let digest = stele_event::commitment(&[0u8; 32], &input);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // Zero means "no key" in the index, so it is never a key's hash.
+    u64::from_be_bytes(first).max(1)
 }
 
 /// Prepares events for one writer on one ingestion channel.
@@ -49,6 +77,17 @@ impl Preparer {
     /// Parses and prepares one raw client event received at `now`.
     pub fn prepare(&self, raw: &[u8], now: Timestamp) -> Result<PreparedEvent, PrepareError> {
         let parsed = parse_client_event(raw, &self.limits)?;
+        self.prepare_parsed(parsed, raw, now)
+    }
+
+    /// Prepares an event already parsed (or mapped by an ingestion adapter)
+    /// from `raw`, which is kept verbatim as its payload.
+    pub fn prepare_parsed(
+        &self,
+        parsed: stele_event::ClientEvent,
+        raw: &[u8],
+        now: Timestamp,
+    ) -> Result<PreparedEvent, PrepareError> {
         let mut random = [0u8; 42];
         take_random(&mut random)?;
         let millis = u64::try_from(now.as_millisecond()).unwrap_or(0);
@@ -98,11 +137,26 @@ fn take_random(out: &mut [u8]) -> Result<(), PrepareError> {
     })
 }
 
-/// Encodes an already built envelope with a given salt.
+/// Encodes an already built envelope with a given salt. The idempotency
+/// key is taken from the envelope's writer and client `id`.
 pub fn prepare_envelope(envelope: Envelope, salt: [u8; 32], now: Timestamp) -> PreparedEvent {
     let canonical = envelope.canonical_bytes();
     let commitment = commitment(&salt, &canonical);
+    let idempotency = envelope
+        .event
+        .id
+        .as_deref()
+        .map(|client_id| idempotency_hash(&envelope.writer, client_id))
+        .unwrap_or(0);
+    let idempotency_key = envelope
+        .event
+        .id
+        .as_deref()
+        .map(|client_id| idempotency_key(&envelope.writer, client_id))
+        .unwrap_or_default();
     PreparedEvent {
+        idempotency,
+        idempotency_key,
         id: envelope.id,
         stream: envelope.stream,
         epoch: epoch_of_seconds(now.as_second()),

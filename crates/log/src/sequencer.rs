@@ -9,6 +9,7 @@
 //! slow disk pushes back on producers instead of growing memory.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -90,11 +91,18 @@ impl SequencerHandle {
     }
 }
 
-/// The writer thread and its statistics.
+/// The writer thread and its statistics. The log is shared: readers lock
+/// it between batches.
 #[derive(Debug)]
 pub struct Sequencer {
     handle: Option<SequencerHandle>,
-    thread: JoinHandle<(Log, SequencerStats)>,
+    thread: JoinHandle<SequencerStats>,
+}
+
+/// Locks a shared log, recovering the guard if a holder panicked (the log's
+/// own poisoning then decides what may still be done).
+pub fn lock_log(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
+    log.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Counters kept by the writer thread.
@@ -106,8 +114,8 @@ pub struct SequencerStats {
 }
 
 impl Sequencer {
-    /// Moves `log` into a writer thread.
-    pub fn start(log: Log, config: SequencerConfig) -> Sequencer {
+    /// Starts the writer thread for a shared log.
+    pub fn start(log: Arc<Mutex<Log>>, config: SequencerConfig) -> Sequencer {
         let (tx, rx) = mpsc::sync_channel(config.queue_depth.max(1));
         let thread = std::thread::spawn(move || run(log, rx, config));
         Sequencer {
@@ -127,10 +135,10 @@ impl Sequencer {
         }
     }
 
-    /// Stops accepting requests, finishes queued ones, publishes a final
-    /// checkpoint and returns the log. Producers' clones of the handle must
-    /// be dropped first, or this waits for them.
-    pub fn stop(mut self) -> LogResult<(Log, SequencerStats)> {
+    /// Stops accepting requests, finishes queued ones and publishes a final
+    /// checkpoint. Producers' clones of the handle must be dropped first, or
+    /// this waits for them.
+    pub fn stop(mut self) -> LogResult<SequencerStats> {
         self.handle = None;
         self.thread
             .join()
@@ -138,7 +146,7 @@ impl Sequencer {
     }
 }
 
-fn run(mut log: Log, rx: Receiver<Request>, config: SequencerConfig) -> (Log, SequencerStats) {
+fn run(shared: Arc<Mutex<Log>>, rx: Receiver<Request>, config: SequencerConfig) -> SequencerStats {
     let mut stats = SequencerStats::default();
     let mut last_publish = Instant::now();
     let mut pending: Option<Request> = None;
@@ -150,6 +158,7 @@ fn run(mut log: Log, rx: Receiver<Request>, config: SequencerConfig) -> (Log, Se
         let first = match next {
             Ok(request) => request,
             Err(RecvTimeoutError::Timeout) => {
+                let mut log = lock_log(&shared);
                 if log.size() > log.published_size() && log.publish_soon().is_ok() {
                     stats.publishes += 1;
                     last_publish = Instant::now();
@@ -183,6 +192,7 @@ fn run(mut log: Log, rx: Receiver<Request>, config: SequencerConfig) -> (Log, Se
             all.extend(request.events);
             replies.push(request.reply);
         }
+        let mut log = lock_log(&shared);
         match log.append_batch(&all) {
             Ok(receipts) => {
                 stats.batches += 1;
@@ -206,8 +216,8 @@ fn run(mut log: Log, rx: Receiver<Request>, config: SequencerConfig) -> (Log, Se
             last_publish = Instant::now();
         }
     }
-    if log.publish().is_ok() {
+    if lock_log(&shared).publish().is_ok() {
         stats.publishes += 1;
     }
-    (log, stats)
+    stats
 }

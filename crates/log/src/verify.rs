@@ -189,6 +189,7 @@ pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
                                     offset: 0,
                                     len: 0,
                                 },
+                                idempotency: 0,
                             });
                         }
                     }

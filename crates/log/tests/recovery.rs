@@ -103,8 +103,10 @@ fn sequencer_appends_every_request() {
     let data = dir.path().join("data");
     create(&data);
     let preparer = Preparer::new("tester", "test", "default");
-    let log = Log::open(&data, OpenOptions::default()).unwrap();
-    let sequencer = stele_log::sequencer::Sequencer::start(log, Default::default());
+    let log = std::sync::Arc::new(std::sync::Mutex::new(
+        Log::open(&data, OpenOptions::default()).unwrap(),
+    ));
+    let sequencer = stele_log::sequencer::Sequencer::start(log.clone(), Default::default());
     let mut all = Vec::new();
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..4)
@@ -127,7 +129,8 @@ fn sequencer_appends_every_request() {
             all.extend(h.join().unwrap());
         }
     });
-    let (log, stats) = sequencer.stop().unwrap();
+    let stats = sequencer.stop().unwrap();
+    let log = log.lock().unwrap();
     assert_eq!(stats.events, 1000);
     let mut indices: Vec<u64> = all.iter().map(|r| r.index).collect();
     indices.sort_unstable();
@@ -139,5 +142,67 @@ fn sequencer_appends_every_request() {
         assert_eq!(stored.salt, receipt.salt);
         assert_eq!(stored.envelope.id, receipt.id);
     }
+    assert_verifies(&log);
+}
+
+/// A client `id` makes appends idempotent per writer: a retry returns the
+/// original receipt (never a second entry), within a batch, across batches
+/// and across reopening; the same id from another writer is another event.
+#[test]
+fn client_ids_make_retries_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let alice = Preparer::new("alice", "test", "default");
+    let bob = Preparer::new("bob", "test", "default");
+    let with_id = |p: &Preparer, id: &str, actor: &str| {
+        let raw = format!(r#"{{"actor":"{actor}","action":"act","id":"{id}"}}"#);
+        p.prepare(raw.as_bytes(), jiff::Timestamp::now()).unwrap()
+    };
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let first = log
+        .append_batch(&[
+            with_id(&alice, "req-1", "x"),
+            with_id(&alice, "req-1", "x-retry-in-batch"),
+            with_id(&alice, "req-2", "y"),
+            event(&alice, 0, None),
+        ])
+        .unwrap();
+    assert_eq!(
+        first.iter().map(|r| r.index).collect::<Vec<_>>(),
+        [0, 0, 1, 2]
+    );
+    assert_eq!(
+        first.iter().map(|r| r.duplicate).collect::<Vec<_>>(),
+        [false, true, false, false]
+    );
+    assert_eq!(first[0].salt, first[1].salt);
+    assert_eq!(log.size(), 3);
+
+    let retry = log
+        .append_batch(&[
+            with_id(&alice, "req-1", "x-again"),
+            with_id(&bob, "req-1", "z"),
+        ])
+        .unwrap();
+    assert!(retry[0].duplicate);
+    assert_eq!(
+        (retry[0].index, &retry[0].id, retry[0].salt),
+        (0, &first[0].id, first[0].salt)
+    );
+    assert!(!retry[1].duplicate, "another writer's id is another event");
+    assert_eq!(retry[1].index, 3);
+    log.publish().unwrap();
+    drop(log);
+
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let after = log
+        .append_batch(&[with_id(&alice, "req-2", "y-again")])
+        .unwrap();
+    assert!(after[0].duplicate);
+    assert_eq!(after[0].index, 1);
+    assert_eq!(after[0].commitment, first[2].commitment);
+    assert_eq!(log.size(), 4);
+    assert_eq!(log.get(0).unwrap().envelope.event.actor, "x");
     assert_verifies(&log);
 }

@@ -12,7 +12,8 @@
 //! ```text
 //! header (64): "STELEIDX" | version u8 = 1 | 0u8 x3 | log id [16] | 0u8 x32 | crc32 u32
 //! record (64): commitment [32] | segment id u32 | record length u32
-//!              | record offset u64 | 0u8 x12 | crc32 u32 (of the 60 bytes before)
+//!              | record offset u64 | idempotency key hash u64 (0 = none)
+//!              | 0u8 x4 | crc32 u32 (of the 60 bytes before)
 //! ```
 
 use std::fs::{File, OpenOptions};
@@ -41,6 +42,10 @@ pub struct IndexRecord {
     pub commitment: [u8; 32],
     pub segment_id: u32,
     pub location: RecordLocation,
+    /// Hash of the entry's idempotency key (writer and client id), 0 when
+    /// it has none. Kept here so that de-duplication state is durable in
+    /// the same write as the entry itself.
+    pub idempotency: u64,
 }
 
 impl IndexRecord {
@@ -51,6 +56,7 @@ impl IndexRecord {
         out[32..36].copy_from_slice(&self.segment_id.to_be_bytes());
         out[36..40].copy_from_slice(&self.location.len.to_be_bytes());
         out[40..48].copy_from_slice(&self.location.offset.to_be_bytes());
+        out[48..56].copy_from_slice(&self.idempotency.to_be_bytes());
         let crc = crc32(&out[..60]);
         out[60..].copy_from_slice(&crc.to_be_bytes());
         out
@@ -62,7 +68,7 @@ impl IndexRecord {
             return None;
         }
         let stored = u32::from_be_bytes(bytes[60..64].try_into().ok()?);
-        if crc32(&bytes[..60]) != stored || bytes[48..60].iter().any(|b| *b != 0) {
+        if crc32(&bytes[..60]) != stored || bytes[56..60].iter().any(|b| *b != 0) {
             return None;
         }
         Some(IndexRecord {
@@ -72,6 +78,7 @@ impl IndexRecord {
                 len: u32::from_be_bytes(bytes[36..40].try_into().ok()?),
                 offset: u64::from_be_bytes(bytes[40..48].try_into().ok()?),
             },
+            idempotency: u64::from_be_bytes(bytes[48..56].try_into().ok()?),
         })
     }
 }
@@ -316,6 +323,7 @@ mod tests {
                 offset: 100 + i * 10,
                 len: 10,
             },
+            idempotency: i,
         }
     }
 

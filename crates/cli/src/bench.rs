@@ -19,7 +19,11 @@ use stele_store::keys::NewKek;
 use crate::{CliResult, Failure};
 
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// `http`: load a running `stele serve` over HTTP(S) instead.
+    #[command(subcommand)]
+    mode: Option<BenchMode>,
     /// Directory to create the benchmark log in (removed afterwards).
     /// Default: a new directory under the current one, so the disk measured
     /// is the one the data would live on.
@@ -131,7 +135,16 @@ fn sha_baseline(size: usize) -> f64 {
     (n as f64 * (size + 47) as f64) / started.elapsed().as_secs_f64() / 1e6
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum BenchMode {
+    /// Load generator against `stele serve` (see docs/benchmarks.md).
+    Http(crate::bench_http::BenchHttpArgs),
+}
+
 pub fn run(args: BenchArgs) -> CliResult<u8> {
+    if let Some(BenchMode::Http(http)) = args.mode {
+        return crate::bench_http::run(http);
+    }
     if args.events == 0 || args.producers == 0 || args.request == 0 {
         return Err(Failure::usage(
             "--events, --producers and --request must be positive",

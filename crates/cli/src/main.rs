@@ -5,7 +5,9 @@
 
 mod append;
 mod bench;
+mod bench_http;
 mod offline;
+mod serve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -104,6 +106,13 @@ enum Command {
     },
     /// Measure durable append throughput and latency in-process.
     Bench(bench::BenchArgs),
+    /// Run the HTTP(S) service (embedded default: ./stele-data on 127.0.0.1:7800).
+    Serve(serve::ServeArgs),
+    /// Create, list or revoke API tokens (works while the server runs).
+    Token {
+        #[command(subcommand)]
+        action: serve::TokenAction,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -239,6 +248,8 @@ fn run(cli: Cli) -> CliResult<u8> {
             commitment,
         } => offline::verify_proof(&vkey, &proof, event.as_deref(), commitment.as_deref()),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Token { action } => serve::token(action),
     }
 }
 

@@ -128,7 +128,7 @@ pub struct Log {
     tiles: TileBuilder,
     /// Idempotency key hash → first entry holding it; loaded from the index
     /// on first use.
-    idempotency: Option<HashMap<u64, u64>>,
+    idempotency: Option<HashMap<u64, Vec<u64>>>,
     /// Writes tiles and publishes checkpoints on its own thread.
     publisher: Publisher,
     poisoned: Option<String>,
@@ -300,6 +300,7 @@ impl Log {
                 note: String::from_utf8_lossy(&latest.note).into_owned(),
                 history,
                 requested: latest_checkpoint.size,
+                published_at: None,
                 error: None,
             },
         );
@@ -426,6 +427,11 @@ impl Log {
         self.published().size
     }
 
+    /// Time since this process last published a checkpoint.
+    pub fn checkpoint_age(&self) -> Option<std::time::Duration> {
+        self.published().published_at.map(|at| at.elapsed())
+    }
+
     /// The latest signed checkpoint note.
     pub fn checkpoint_note(&self) -> String {
         self.published().note.clone()
@@ -483,8 +489,8 @@ impl Log {
         let mut index_bytes = Vec::with_capacity(events.len() * 64);
         let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
         let mut appended: Vec<&PreparedEvent> = Vec::with_capacity(events.len());
-        // Idempotency keys of this batch: hash → (position in `receipts`, key).
-        let mut batch_keys: HashMap<u64, (usize, &str)> = HashMap::new();
+        // Idempotency keys of this batch: hash → (receipt position, event).
+        let mut batch_keys: HashMap<u64, Vec<(usize, &PreparedEvent)>> = HashMap::new();
         // Step 1: seal into staging buffers; an event whose idempotency key
         // is already in the log (or earlier in this batch) is not appended.
         for event in events {
@@ -493,7 +499,10 @@ impl Log {
                     receipts.push(receipt);
                     continue;
                 }
-                batch_keys.insert(event.idempotency, (receipts.len(), &event.idempotency_key));
+                batch_keys
+                    .entry(event.idempotency)
+                    .or_default()
+                    .push((receipts.len(), event));
             }
             let index = first + appended.len() as u64;
             let slot = self.active_segment(&event.stream, event.epoch)?;
@@ -539,7 +548,8 @@ impl Log {
                 if event.idempotency != 0 {
                     known
                         .entry(event.idempotency)
-                        .or_insert(first + offset as u64);
+                        .or_default()
+                        .push(first + offset as u64);
                 }
             }
         }
@@ -561,56 +571,61 @@ impl Log {
         Ok(receipts)
     }
 
-    /// The receipt of the event that already holds `event`'s idempotency
-    /// key, if there is one: earlier in this batch, or in the log. A hash
-    /// match is confirmed against the stored event's writer and client id.
+    /// The receipt of the event `event` retries, if there is one: an event
+    /// with the same idempotency key (writer and client id) and the same
+    /// payload, earlier in this batch or in the log. Hash matches are
+    /// confirmed against the stored key and payload.
     fn duplicate_of(
         &mut self,
         event: &PreparedEvent,
-        batch_keys: &HashMap<u64, (usize, &str)>,
+        batch_keys: &HashMap<u64, Vec<(usize, &PreparedEvent)>>,
         receipts: &[Receipt],
     ) -> LogResult<Option<Receipt>> {
-        if let Some(&(position, key)) = batch_keys.get(&event.idempotency) {
-            // Same hash earlier in this batch; the key strings decide.
-            if key != event.idempotency_key {
-                return Ok(None);
+        if let Some(earlier) = batch_keys.get(&event.idempotency) {
+            for (position, other) in earlier {
+                if other.idempotency_key == event.idempotency_key
+                    && other.payload_digest == event.payload_digest
+                {
+                    let mut receipt = receipts[*position].clone();
+                    receipt.duplicate = true;
+                    return Ok(Some(receipt));
+                }
             }
-            let mut receipt = receipts[position].clone();
-            receipt.duplicate = true;
-            return Ok(Some(receipt));
         }
-        let known = match &self.idempotency {
-            Some(known) => known,
-            None => {
-                self.idempotency = Some(self.load_idempotency_keys()?);
-                self.idempotency
-                    .as_ref()
-                    .ok_or_else(|| LogError::Usage("idempotency keys".into()))?
-            }
-        };
-        let Some(&index) = known.get(&event.idempotency) else {
-            return Ok(None);
-        };
-        let stored = self.get(index)?;
-        let stored_key =
-            stored.envelope.event.id.as_deref().map(|client_id| {
+        if self.idempotency.is_none() {
+            self.idempotency = Some(self.load_idempotency_keys()?);
+        }
+        let candidates = self
+            .idempotency
+            .as_ref()
+            .and_then(|known| known.get(&event.idempotency))
+            .cloned()
+            .unwrap_or_default();
+        for index in candidates {
+            let stored = self.get(index)?;
+            let stored_key = stored.envelope.event.id.as_deref().map(|client_id| {
                 crate::prepare::idempotency_key(&stored.envelope.writer, client_id)
             });
-        if stored_key.as_deref() != Some(event.idempotency_key.as_str()) {
-            return Ok(None);
+            if stored_key.as_deref() != Some(event.idempotency_key.as_str())
+                || crate::prepare::payload_digest(stored.envelope.payload.as_bytes())
+                    != event.payload_digest
+            {
+                continue;
+            }
+            return Ok(Some(Receipt {
+                index,
+                id: stored.envelope.id,
+                stream: stored.envelope.stream,
+                commitment: stored.commitment,
+                salt: stored.salt,
+                duplicate: true,
+            }));
         }
-        Ok(Some(Receipt {
-            index,
-            id: stored.envelope.id,
-            stream: stored.envelope.stream,
-            commitment: stored.commitment,
-            salt: stored.salt,
-            duplicate: true,
-        }))
+        Ok(None)
     }
 
     /// Reads every idempotency key hash from the index (64 bytes per entry).
-    fn load_idempotency_keys(&self) -> LogResult<HashMap<u64, u64>> {
+    fn load_idempotency_keys(&self) -> LogResult<HashMap<u64, Vec<u64>>> {
         let mut known = HashMap::new();
         let total = self.index.len();
         let mut start = 0;
@@ -620,7 +635,8 @@ impl Log {
                 if record.idempotency != 0 {
                     known
                         .entry(record.idempotency)
-                        .or_insert(start + offset as u64);
+                        .or_insert_with(Vec::new)
+                        .push(start + offset as u64);
                 }
             }
             start += count;

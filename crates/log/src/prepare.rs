@@ -32,6 +32,16 @@ pub struct PreparedEvent {
     /// The key itself (writer, NUL, client id; empty when none), to confirm
     /// a hash match against the stored event.
     pub idempotency_key: String,
+    /// SHA-256 of the original payload: a retry is the same key with the
+    /// same payload. The same key with other content is a different event
+    /// and is appended (an id reused by mistake, or a Kubernetes audit ID
+    /// chosen by a client, must never hide an event).
+    pub payload_digest: [u8; 32],
+}
+
+/// The digest of a payload compared between an event and its retries.
+pub fn payload_digest(payload: &[u8]) -> [u8; 32] {
+    stele_event::commitment(&[0u8; 32], payload)
 }
 
 /// The idempotency key string of a writer and client id.
@@ -154,9 +164,15 @@ pub fn prepare_envelope(envelope: Envelope, salt: [u8; 32], now: Timestamp) -> P
         .as_deref()
         .map(|client_id| idempotency_key(&envelope.writer, client_id))
         .unwrap_or_default();
+    let payload_digest = if idempotency == 0 {
+        [0u8; 32]
+    } else {
+        payload_digest(envelope.payload.as_bytes())
+    };
     PreparedEvent {
         idempotency,
         idempotency_key,
+        payload_digest,
         id: envelope.id,
         stream: envelope.stream,
         epoch: epoch_of_seconds(now.as_second()),

@@ -41,6 +41,8 @@ pub(crate) struct PublishState {
     pub history: Vec<StoredCheckpoint>,
     /// Largest size a publish was requested for.
     pub requested: u64,
+    /// When this process last published (none before its first publish).
+    pub published_at: Option<std::time::Instant>,
     /// The first failure of the thread; nothing is written after it.
     pub error: Option<String>,
 }
@@ -227,6 +229,7 @@ impl Worker {
             });
             state.size = job.size;
             state.note = note.clone();
+            state.published_at = Some(std::time::Instant::now());
         }
         fsutil::atomic_replace(&self.layout.checkpoint(), note.as_bytes(), 0o644)?;
         state::write_snapshot(&self.layout.snapshot(), &job.snapshot)?;

@@ -17,6 +17,90 @@ use crate::engine::{Log, Receipt};
 use crate::error::{LogError, LogResult};
 use crate::prepare::PreparedEvent;
 
+/// A histogram with fixed upper bounds, lock-free to record into.
+#[derive(Debug)]
+pub struct Histogram {
+    /// Inclusive upper bounds, ascending.
+    pub bounds: &'static [f64],
+    counts: Vec<std::sync::atomic::AtomicU64>,
+    /// Sum of observed values, in millionths.
+    sum_micros: std::sync::atomic::AtomicU64,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram {
+            bounds,
+            counts: (0..bounds.len())
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            sum_micros: std::sync::atomic::AtomicU64::new(0),
+            count: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
+            self.counts[i].fetch_add(1, Relaxed);
+        }
+        self.sum_micros
+            .fetch_add((value * 1e6).max(0.0) as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// Cumulative counts per bound, the sum and the total count.
+    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut running = 0;
+        let cumulative = self
+            .counts
+            .iter()
+            .map(|c| {
+                running += c.load(Relaxed);
+                running
+            })
+            .collect();
+        (
+            cumulative,
+            self.sum_micros.load(Relaxed) as f64 / 1e6,
+            self.count.load(Relaxed),
+        )
+    }
+}
+
+/// Live counters of the writer thread, for metrics.
+#[derive(Debug)]
+pub struct SequencerMetrics {
+    /// Requests waiting in the queue.
+    pub queue_depth: std::sync::atomic::AtomicI64,
+    pub batches: std::sync::atomic::AtomicU64,
+    pub events: std::sync::atomic::AtomicU64,
+    /// Events per batch.
+    pub batch_size: Histogram,
+    /// Seconds to make a batch durable (segment and index fdatasync).
+    pub commit_seconds: Histogram,
+    pub errors: std::sync::atomic::AtomicU64,
+}
+
+impl Default for SequencerMetrics {
+    fn default() -> Self {
+        SequencerMetrics {
+            queue_depth: Default::default(),
+            batches: Default::default(),
+            events: Default::default(),
+            batch_size: Histogram::new(&[
+                1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0,
+            ]),
+            commit_seconds: Histogram::new(&[
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            errors: Default::default(),
+        }
+    }
+}
+
 /// Tuning of the writer thread.
 #[derive(Debug, Clone)]
 pub struct SequencerConfig {
@@ -49,6 +133,7 @@ struct Request {
 #[derive(Debug, Clone)]
 pub struct SequencerHandle {
     tx: SyncSender<Request>,
+    metrics: Arc<SequencerMetrics>,
 }
 
 /// Why a request was not taken.
@@ -68,7 +153,11 @@ impl SequencerHandle {
     pub fn append(&self, events: Vec<PreparedEvent>) -> Result<Vec<Receipt>, SubmitError> {
         let (reply, rx) = mpsc::sync_channel(1);
         match self.tx.try_send(Request { events, reply }) {
-            Ok(()) => {}
+            Ok(()) => {
+                self.metrics
+                    .queue_depth
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             Err(TrySendError::Full(_)) => return Err(SubmitError::Busy),
             Err(TrySendError::Disconnected(_)) => return Err(SubmitError::Stopped),
         }
@@ -84,6 +173,9 @@ impl SequencerHandle {
         self.tx
             .send(Request { events, reply })
             .map_err(|_| SubmitError::Stopped)?;
+        self.metrics
+            .queue_depth
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match rx.recv() {
             Ok(result) => Ok(result?),
             Err(_) => Err(SubmitError::Stopped),
@@ -97,6 +189,7 @@ impl SequencerHandle {
 pub struct Sequencer {
     handle: Option<SequencerHandle>,
     thread: JoinHandle<SequencerStats>,
+    metrics: Arc<SequencerMetrics>,
 }
 
 /// Locks a shared log, recovering the guard if a holder panicked (the log's
@@ -117,10 +210,16 @@ impl Sequencer {
     /// Starts the writer thread for a shared log.
     pub fn start(log: Arc<Mutex<Log>>, config: SequencerConfig) -> Sequencer {
         let (tx, rx) = mpsc::sync_channel(config.queue_depth.max(1));
-        let thread = std::thread::spawn(move || run(log, rx, config));
+        let metrics = Arc::new(SequencerMetrics::default());
+        let thread_metrics = metrics.clone();
+        let thread = std::thread::spawn(move || run(log, rx, config, &thread_metrics));
         Sequencer {
-            handle: Some(SequencerHandle { tx }),
+            handle: Some(SequencerHandle {
+                tx,
+                metrics: metrics.clone(),
+            }),
             thread,
+            metrics,
         }
     }
 
@@ -130,9 +229,17 @@ impl Sequencer {
             None => {
                 // Unreachable in practice: the handle is only taken by stop().
                 let (tx, _) = mpsc::sync_channel(1);
-                SequencerHandle { tx }
+                SequencerHandle {
+                    tx,
+                    metrics: self.metrics.clone(),
+                }
             }
         }
+    }
+
+    /// Live counters of the writer thread.
+    pub fn metrics(&self) -> Arc<SequencerMetrics> {
+        self.metrics.clone()
     }
 
     /// Stops accepting requests, finishes queued ones and publishes a final
@@ -146,7 +253,13 @@ impl Sequencer {
     }
 }
 
-fn run(shared: Arc<Mutex<Log>>, rx: Receiver<Request>, config: SequencerConfig) -> SequencerStats {
+fn run(
+    shared: Arc<Mutex<Log>>,
+    rx: Receiver<Request>,
+    config: SequencerConfig,
+    metrics: &SequencerMetrics,
+) -> SequencerStats {
+    use std::sync::atomic::Ordering::Relaxed;
     let mut stats = SequencerStats::default();
     let mut last_publish = Instant::now();
     let mut pending: Option<Request> = None;
@@ -184,6 +297,9 @@ fn run(shared: Arc<Mutex<Log>>, rx: Receiver<Request>, config: SequencerConfig) 
                 Err(_) => break,
             }
         }
+        metrics
+            .queue_depth
+            .fetch_sub(requests.len() as i64, Relaxed);
         let mut all = Vec::with_capacity(count);
         let mut sizes = Vec::with_capacity(requests.len());
         let mut replies = Vec::with_capacity(requests.len());
@@ -193,8 +309,16 @@ fn run(shared: Arc<Mutex<Log>>, rx: Receiver<Request>, config: SequencerConfig) 
             replies.push(request.reply);
         }
         let mut log = lock_log(&shared);
-        match log.append_batch(&all) {
+        let started = Instant::now();
+        let result = log.append_batch(&all);
+        metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
             Ok(receipts) => {
+                metrics.batches.fetch_add(1, Relaxed);
+                metrics.events.fetch_add(receipts.len() as u64, Relaxed);
+                metrics.batch_size.observe(receipts.len() as f64);
                 stats.batches += 1;
                 stats.events += receipts.len() as u64;
                 let mut receipts = receipts.into_iter();
@@ -204,6 +328,7 @@ fn run(shared: Arc<Mutex<Log>>, rx: Receiver<Request>, config: SequencerConfig) 
                 }
             }
             Err(e) => {
+                metrics.errors.fetch_add(1, Relaxed);
                 let message = e.to_string();
                 for reply in replies {
                     let _ = reply.send(Err(LogError::Poisoned(message.clone())));

@@ -145,9 +145,11 @@ fn sequencer_appends_every_request() {
     assert_verifies(&log);
 }
 
-/// A client `id` makes appends idempotent per writer: a retry returns the
-/// original receipt (never a second entry), within a batch, across batches
-/// and across reopening; the same id from another writer is another event.
+/// A client `id` makes appends idempotent per writer: a retry (same id,
+/// same payload) returns the original receipt (never a second entry),
+/// within a batch, across batches and across reopening; the same id from
+/// another writer, or with other content, is another event (a reused id
+/// must never hide an event).
 #[test]
 fn client_ids_make_retries_idempotent() {
     let dir = tempfile::tempdir().unwrap();
@@ -163,7 +165,7 @@ fn client_ids_make_retries_idempotent() {
     let first = log
         .append_batch(&[
             with_id(&alice, "req-1", "x"),
-            with_id(&alice, "req-1", "x-retry-in-batch"),
+            with_id(&alice, "req-1", "x"),
             with_id(&alice, "req-2", "y"),
             event(&alice, 0, None),
         ])
@@ -181,8 +183,9 @@ fn client_ids_make_retries_idempotent() {
 
     let retry = log
         .append_batch(&[
-            with_id(&alice, "req-1", "x-again"),
-            with_id(&bob, "req-1", "z"),
+            with_id(&alice, "req-1", "x"),
+            with_id(&bob, "req-1", "x"),
+            with_id(&alice, "req-1", "other content"),
         ])
         .unwrap();
     assert!(retry[0].duplicate);
@@ -192,17 +195,25 @@ fn client_ids_make_retries_idempotent() {
     );
     assert!(!retry[1].duplicate, "another writer's id is another event");
     assert_eq!(retry[1].index, 3);
+    assert!(
+        !retry[2].duplicate,
+        "the same id with other content is another event"
+    );
+    assert_eq!(retry[2].index, 4);
     log.publish().unwrap();
     drop(log);
 
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let after = log
-        .append_batch(&[with_id(&alice, "req-2", "y-again")])
+        .append_batch(&[
+            with_id(&alice, "req-2", "y"),
+            with_id(&alice, "req-1", "other content"),
+        ])
         .unwrap();
-    assert!(after[0].duplicate);
-    assert_eq!(after[0].index, 1);
+    assert!(after[0].duplicate && after[1].duplicate);
+    assert_eq!((after[0].index, after[1].index), (1, 4));
     assert_eq!(after[0].commitment, first[2].commitment);
-    assert_eq!(log.size(), 4);
+    assert_eq!(log.size(), 5);
     assert_eq!(log.get(0).unwrap().envelope.event.actor, "x");
     assert_verifies(&log);
 }

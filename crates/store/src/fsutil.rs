@@ -189,6 +189,29 @@ impl DirLock {
     }
 }
 
+/// An exclusive advisory lock that waits for its holder (short critical
+/// sections such as rewriting the token file).
+#[derive(Debug)]
+pub struct DirLockBlocking {
+    _file: File,
+}
+
+impl DirLockBlocking {
+    pub fn acquire(path: &Path) -> StoreResult<DirLockBlocking> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| StoreError::io("open lock file", path, e))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| StoreError::io("lock", path, e.into()))?;
+        Ok(DirLockBlocking { _file: file })
+    }
+}
+
 /// CRC-32 (IEEE) of `bytes`, the checksum used by every framed record.
 pub fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)

@@ -1,0 +1,624 @@
+//! The HTTP API: one router built by [`app`], handlers, and the mapping of
+//! every failure to a status code and a JSON error naming the problem.
+//!
+//! Writes are acknowledged only after the sequencer reports them durable;
+//! a full queue answers 503 with Retry-After. Reads of event content are
+//! themselves appended to the `_system` stream before the content is sent.
+//! Public tlog-tiles data (checkpoint, tiles, proofs) needs no credentials.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use stele_ingest::{BodyLimits, IngestError};
+use stele_log::sequencer::{SequencerHandle, SequencerMetrics, SubmitError, lock_log};
+use stele_log::{Log, LogError, PreparedEvent, Preparer, Receipt};
+
+use crate::config::Config;
+use crate::metrics::{self, HttpMetrics};
+use crate::tokens::{Principal, Role, TokenStore};
+
+/// What a connection tells the handlers about its peer.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    /// SHA-256 fingerprint of the verified client certificate, if any.
+    pub client_cert: Option<String>,
+}
+
+/// Shared state of the handlers.
+#[derive(Debug)]
+pub struct AppState {
+    pub log: Arc<Mutex<Log>>,
+    pub sequencer: SequencerHandle,
+    pub seq_metrics: Arc<SequencerMetrics>,
+    pub tokens: TokenStore,
+    pub config: Config,
+    pub metrics: HttpMetrics,
+    /// The public tlog-tiles tree (`DATA/log`).
+    pub public: PathBuf,
+    /// Client certificate fingerprint → principal.
+    pub cert_principals: HashMap<String, Principal>,
+    /// False while starting and once shutting down.
+    pub ready: AtomicBool,
+}
+
+/// An error response: status, stable code, message, and where in the
+/// request the problem is.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    item: Option<usize>,
+    line: Option<usize>,
+    field: Option<String>,
+    retry_after: Option<u32>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            item: None,
+            line: None,
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> ApiError {
+        let status = match e.code() {
+            "body_too_large" | "too_many_events" | "event_too_large" => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            "unsupported_content_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError {
+            status,
+            code: e.code(),
+            message: e.to_string(),
+            item: e.item(),
+            line: e.line(),
+            field: e.field().map(str::to_string),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> ApiError {
+        match e {
+            SubmitError::Busy => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "the append queue is full; retry later",
+                )
+            },
+            SubmitError::Stopped => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                    "the log writer is stopping",
+                )
+            },
+            SubmitError::Log(e) => log_error(e),
+        }
+    }
+}
+
+fn log_error(e: LogError) -> ApiError {
+    match e {
+        LogError::Usage(message) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+        LogError::Event(e) => ApiError {
+            field: e.field().map(str::to_string),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string())
+        },
+        other => {
+            // The log itself failed (I/O, integrity): this is the server's
+            // fault, and the writer has stopped; say so plainly.
+            tracing::error!(error = %other, "log failure");
+            ApiError {
+                retry_after: Some(30),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "log_unavailable",
+                    other.to_string(),
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(item) = self.item {
+            error["item"] = json!(item);
+        }
+        if let Some(line) = self.line {
+            error["line"] = json!(line);
+        }
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Builds the router over `state`.
+pub fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .route("/checkpoint", get(checkpoint))
+        .route("/tile/{*path}", get(tile))
+        .route("/v1/checkpoints", get(checkpoints))
+        .route("/v1/proof/consistency", get(consistency))
+        .route("/v1/events", post(post_events))
+        .route("/v1/events/{index}", get(get_event))
+        .route("/v1/ingest/kubernetes", post(post_kubernetes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_responses,
+        ))
+        .with_state(state)
+}
+
+async fn count_responses(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(request).await;
+    state.metrics.response(response.status().as_u16());
+    response
+}
+
+/// Finds the caller: a bearer token if one is sent (a bad one is refused
+/// even when a client certificate is present), else a mapped client
+/// certificate.
+fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    conn: Option<&ConnInfo>,
+) -> ApiResult<Principal> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("the Authorization header is not text"))?;
+        let token = text
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer <token>`"))?;
+        return match state.tokens.authenticate(token.trim()) {
+            Ok(Some(principal)) => Ok(principal),
+            Ok(None) => {
+                state.metrics.error("auth");
+                Err(ApiError::unauthorized("unknown or revoked token"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "token store unreadable");
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "token_store",
+                    "the token store cannot be read",
+                ))
+            }
+        };
+    }
+    if let Some(fingerprint) = conn.and_then(|c| c.client_cert.as_ref()) {
+        return match state.cert_principals.get(fingerprint) {
+            Some(principal) => Ok(principal.clone()),
+            None => {
+                state.metrics.error("auth");
+                Err(ApiError::unauthorized(format!(
+                    "client certificate {fingerprint} is not mapped to a principal"
+                )))
+            }
+        };
+    }
+    state.metrics.error("auth");
+    Err(ApiError::unauthorized(
+        "no credentials: send a bearer token or a client certificate",
+    ))
+}
+
+fn require(principal: &Principal, role: Role) -> ApiResult<()> {
+    if principal.has(role) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "principal {:?} does not have the {role:?} role",
+                principal.name
+            )
+            .to_lowercase(),
+        ))
+    }
+}
+
+async fn read_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
+    let limit = state.config.limits.max_body_bytes;
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds the {limit}-byte limit (or was cut off)"),
+        )
+    })
+}
+
+fn body_limits(state: &AppState) -> BodyLimits {
+    BodyLimits {
+        max_body_bytes: state.config.limits.max_body_bytes,
+        max_events: state.config.limits.max_events_per_request,
+        event: stele_event::Limits::default(),
+    }
+}
+
+fn receipt_json(receipt: &Receipt) -> Value {
+    let mut value = json!({
+        "index": receipt.index,
+        "id": receipt.id,
+        "stream": receipt.stream,
+        "commitment": B64.encode(receipt.commitment),
+        "salt": B64.encode(receipt.salt),
+    });
+    if receipt.duplicate {
+        value["duplicate"] = json!(true);
+    }
+    value
+}
+
+/// Runs blocking work (parsing, fsync waits) off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal",
+            "a worker failed",
+        )
+    })?
+}
+
+/// Appends prepared events as one request and counts them.
+fn append(state: &AppState, events: Vec<PreparedEvent>, raw_bytes: u64) -> ApiResult<Vec<Receipt>> {
+    let receipts = state.sequencer.append(events).map_err(|e| {
+        state.metrics.error("append");
+        ApiError::from(e)
+    })?;
+    let fresh = receipts.iter().filter(|r| !r.duplicate).count() as u64;
+    state.metrics.events_ingested.fetch_add(fresh, Relaxed);
+    state
+        .metrics
+        .duplicates
+        .fetch_add(receipts.len() as u64 - fresh, Relaxed);
+    state.metrics.bytes_ingested.fetch_add(raw_bytes, Relaxed);
+    Ok(receipts)
+}
+
+async fn post_events(
+    State(state): State<Arc<AppState>>,
+    conn: Option<axum::Extension<ConnInfo>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers, conn.as_deref())?;
+    require(&principal, Role::Writer)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let kind =
+        stele_ingest::body_kind(content_type).inspect_err(|_| state.metrics.error("input"))?;
+    let bytes = read_body(&state, body).await?;
+    let work_state = state.clone();
+    let receipts = blocking(move || {
+        let state = work_state;
+        let parsed = stele_ingest::parse_body(kind, &bytes, &body_limits(&state))
+            .inspect_err(|_| state.metrics.error("input"))?;
+        let preparer = Preparer::new(&principal.name, "http", "default");
+        let now = jiff::Timestamp::now();
+        let mut events = Vec::with_capacity(parsed.len());
+        let mut raw_bytes = 0u64;
+        for (raw, event) in parsed {
+            raw_bytes += raw.bytes.len() as u64;
+            let prepared = preparer
+                .prepare_parsed(event, raw.bytes, now)
+                .map_err(|e| ApiError {
+                    item: Some(raw.item),
+                    line: raw.line,
+                    ..ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_event",
+                        format!("event {}: {e}", raw.item),
+                    )
+                })?;
+            events.push(prepared);
+        }
+        append(&state, events, raw_bytes)
+    })
+    .await?;
+    let receipts: Vec<Value> = receipts.iter().map(receipt_json).collect();
+    Ok(axum::Json(json!({ "receipts": receipts })).into_response())
+}
+
+async fn post_kubernetes(
+    State(state): State<Arc<AppState>>,
+    conn: Option<axum::Extension<ConnInfo>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers, conn.as_deref())?;
+    require(&principal, Role::Writer)?;
+    let bytes = read_body(&state, body).await?;
+    let work_state = state.clone();
+    let receipts = blocking(move || {
+        let state = work_state;
+        let items = stele_ingest::kubernetes::parse_event_list(&bytes, &body_limits(&state))
+            .inspect_err(|_| state.metrics.error("input"))?;
+        let preparer = Preparer::new(&principal.name, "kubernetes", "default");
+        let now = jiff::Timestamp::now();
+        let mut events = Vec::with_capacity(items.len());
+        let mut raw_bytes = 0u64;
+        for (item, k8s) in items.into_iter().enumerate() {
+            raw_bytes += k8s.raw.len() as u64;
+            let prepared = preparer
+                .prepare_parsed(k8s.event, k8s.raw, now)
+                .map_err(|e| ApiError {
+                    item: Some(item),
+                    ..ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_event",
+                        format!("item {item}: {e}"),
+                    )
+                })?;
+            events.push(prepared);
+        }
+        append(&state, events, raw_bytes)
+    })
+    .await?;
+    let receipts: Vec<Value> = receipts.iter().map(receipt_json).collect();
+    Ok(axum::Json(json!({ "receipts": receipts })).into_response())
+}
+
+async fn get_event(
+    State(state): State<Arc<AppState>>,
+    Path(index): Path<String>,
+    conn: Option<axum::Extension<ConnInfo>>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers, conn.as_deref())?;
+    require(&principal, Role::Reader)?;
+    let index: u64 = index.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_index",
+            format!("{index:?} is not an entry index"),
+        )
+    })?;
+    let client = conn
+        .as_deref()
+        .map(|c| c.remote.to_string())
+        .unwrap_or_default();
+    let work_state = state.clone();
+    let body = blocking(move || {
+        let state = work_state;
+        let (stored, proof) = {
+            let mut log = lock_log(&state.log);
+            if index >= log.size() {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("entry {index} does not exist (the log has {} entries)", log.size()),
+                ));
+            }
+            if index >= log.published_size() {
+                log.publish().map_err(log_error)?;
+            }
+            let stored = log.get(index).map_err(log_error)?;
+            let proof = log.inclusion_proof(index, None).map_err(log_error)?;
+            (stored, proof)
+        };
+        // The read is audited durably before the content leaves.
+        let audit = json!({
+            "actor": principal.name,
+            "action": "event.read",
+            "resource": format!("events/{index}"),
+            "outcome": "success",
+            "attributes": {"method": principal.method, "client": client, "stream": stored.envelope.stream},
+        });
+        let raw = serde_json::to_vec(&audit).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", e.to_string()))?;
+        let system = Preparer::new("stele", "server", "_system");
+        let prepared = system
+            .prepare(&raw, jiff::Timestamp::now())
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", e.to_string()))?;
+        state.sequencer.append(vec![prepared])?;
+        state.metrics.reads.fetch_add(1, Relaxed);
+        Ok(json!({
+            "index": index,
+            "commitment": B64.encode(stored.commitment),
+            "salt": B64.encode(stored.salt),
+            "event": stored.envelope.to_json(),
+            "proof": proof.encode(),
+        }))
+    })
+    .await?;
+    Ok(axum::Json(body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ConsistencyQuery {
+    old: u64,
+    new: Option<u64>,
+}
+
+async fn consistency(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("{e}; use ?old=M&new=N"),
+        )
+    })?;
+    let body = blocking(move || {
+        let log = lock_log(&state.log);
+        let new = query.new.unwrap_or_else(|| log.published_size());
+        if query.old == 0 || query.old > new {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("need 0 < old <= new, got old={} new={new}", query.old),
+            ));
+        }
+        let hashes = log
+            .consistency_proof(query.old, Some(new))
+            .map_err(log_error)?;
+        Ok(json!({
+            "old": query.old,
+            "new": new,
+            "proof": hashes.iter().map(|h| h.to_base64()).collect::<Vec<_>>(),
+        }))
+    })
+    .await?;
+    Ok(axum::Json(body).into_response())
+}
+
+async fn checkpoints(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
+    let history = lock_log(&state.log).history();
+    let list: Vec<Value> = history
+        .iter()
+        .map(|c| json!({"size": c.size, "note": String::from_utf8_lossy(&c.note)}))
+        .collect();
+    Ok(axum::Json(json!({ "checkpoints": list })).into_response())
+}
+
+async fn checkpoint(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
+    let bytes = tokio::fs::read(state.public.join("checkpoint"))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "log_unavailable",
+                e.to_string(),
+            )
+        })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn tile(State(state): State<Arc<AppState>>, Path(path): Path<String>) -> ApiResult<Response> {
+    let full_path = format!("tile/{path}");
+    let (_, id) = stele_tlog::TileId::parse_path(&full_path).map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{full_path}: {e}"),
+        )
+    })?;
+    let bytes = match tokio::fs::read(state.public.join(&full_path)).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{full_path} does not exist"),
+            ));
+        }
+    };
+    // A tile's content never changes once written: full tiles for ever,
+    // partial tiles for their width. Full tiles are cached as immutable.
+    let cache = if id.is_full() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "public, max-age=60"
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream"),
+            (header::CACHE_CONTROL, cache),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let ready = state.ready.load(Relaxed);
+    if ready {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let (age, size) = {
+        let log = lock_log(&state.log);
+        (log.checkpoint_age().map(|d| d.as_secs_f64()), log.size())
+    };
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(&state.metrics, &state.seq_metrics, age, size),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}

@@ -1,0 +1,175 @@
+//! `stele serve` configuration: one TOML file, every field documented here
+//! where it is declared, with defaults that give the embedded local setup.
+//!
+//! Dangerous settings are refused at start-up by [`Config::validate`] with a
+//! message saying how to fix them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::tokens::Role;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data directory. Created, with fresh keys, on first start.
+    pub data: PathBuf,
+    /// Origin of a log created on first start (checkpoint first line).
+    pub origin: String,
+    /// Addresses to listen on. All listeners use TLS when `tls` is set.
+    pub listen: Vec<SocketAddr>,
+    /// TLS certificate and key; without it listeners speak plain HTTP,
+    /// which is allowed only on loopback addresses unless forced.
+    pub tls: Option<TlsConfig>,
+    /// Serve plain HTTP on a non-loopback address anyway (credentials and
+    /// audit events then cross the network in clear). Off by default.
+    pub allow_plain_http: bool,
+    /// Request and queue limits.
+    pub limits: Limits,
+    /// How often a checkpoint is published while events arrive, in
+    /// milliseconds.
+    pub publish_interval_ms: u64,
+    /// Client certificates accepted as principals (with `tls.client_ca`).
+    pub client_certs: Vec<ClientCert>,
+}
+
+/// TLS settings. Files are re-read when they change, without a restart.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the server.
+    pub cert: PathBuf,
+    /// PEM private key of the server.
+    pub key: PathBuf,
+    /// PEM bundle of CAs whose client certificates are verified (mTLS).
+    /// Clients without a certificate may still use bearer tokens.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Seconds between checks of the files for changes.
+    #[serde(default = "default_reload_seconds")]
+    pub reload_seconds: u64,
+}
+
+fn default_reload_seconds() -> u64 {
+    5
+}
+
+/// A client certificate mapped to a principal, by the SHA-256 fingerprint
+/// of its DER encoding (pinning: a certificate is accepted only if it is
+/// both signed by `client_ca` and listed here).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCert {
+    /// Lowercase hex SHA-256 of the certificate's DER bytes.
+    pub sha256: String,
+    /// Principal name recorded as the writer of events it appends.
+    pub principal: String,
+    pub roles: Vec<Role>,
+}
+
+/// Limits on requests; each violation is a 4xx (or 503) naming the limit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most events in one request.
+    pub max_events_per_request: usize,
+    /// Requests that may wait for the writer; beyond it, 503 + Retry-After.
+    pub queue_depth: usize,
+    /// Most concurrent connections per listener.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_events_per_request: 10_000,
+            queue_depth: 1024,
+            max_connections: 4096,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data: PathBuf::from("./stele-data"),
+            origin: "localhost/stele".into(),
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 7800))],
+            tls: None,
+            allow_plain_http: false,
+            limits: Limits::default(),
+            publish_interval_ms: 200,
+            client_certs: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Refuses dangerous or impossible settings. Returns warnings to log
+    /// loudly for settings that are allowed but risky.
+    pub fn validate(&self) -> Result<Vec<String>, String> {
+        let mut warnings = Vec::new();
+        if self.listen.is_empty() {
+            return Err("no listen address: set `listen = [\"127.0.0.1:7800\"]`".into());
+        }
+        if self.tls.is_none() {
+            for addr in &self.listen {
+                if !addr.ip().is_loopback() {
+                    if self.allow_plain_http {
+                        warnings.push(format!(
+                            "PLAIN HTTP ON {addr}: tokens and audit events cross the network unencrypted (allow_plain_http = true)"
+                        ));
+                    } else {
+                        return Err(format!(
+                            "refusing plain HTTP on non-loopback address {addr}: configure [tls] cert and key, or set allow_plain_http = true (--allow-plain-http) if you really mean it"
+                        ));
+                    }
+                }
+            }
+        }
+        if !self.client_certs.is_empty()
+            && self
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_ca.as_ref())
+                .is_none()
+        {
+            return Err("client_certs are listed but tls.client_ca is not set: client certificates cannot be verified".into());
+        }
+        for cert in &self.client_certs {
+            if cert.sha256.len() != 64
+                || !cert
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            {
+                return Err(format!(
+                    "client_certs: {:?} is not a lowercase hex SHA-256",
+                    cert.sha256
+                ));
+            }
+        }
+        if self.limits.max_body_bytes == 0
+            || self.limits.max_events_per_request == 0
+            || self.limits.queue_depth == 0
+        {
+            return Err("limits must be positive".into());
+        }
+        if self.publish_interval_ms == 0 || self.publish_interval_ms > 60_000 {
+            return Err("publish_interval_ms must be 1..=60000".into());
+        }
+        Ok(warnings)
+    }
+}

@@ -1,0 +1,284 @@
+//! `stele serve`: the HTTP(S) service in front of one log.
+//!
+//! [`serve`] opens (or, on first start, creates) the data directory, starts
+//! the group-commit sequencer, binds the listeners and serves [`api::app`]
+//! on each connection, with TLS (and optional client certificates) from
+//! [`tls`]. Shutdown stops accepting, lets in-flight requests finish, then
+//! stops the sequencer, which completes queued batches and publishes a
+//! final checkpoint. This crate owns no storage format: it calls the log
+//! engine and the ingestion adapters.
+
+pub mod api;
+pub mod config;
+pub mod metrics;
+pub mod tls;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use stele_log::sequencer::{Sequencer, SequencerConfig};
+use stele_log::{CreateOptions, Log, OpenOptions};
+use stele_store::keys::NewKek;
+use tokio::net::TcpListener;
+
+pub use api::{AppState, ConnInfo, app};
+pub use config::Config;
+
+/// What the first start of an empty data directory created; printed once.
+#[derive(Debug, Clone)]
+pub struct FirstStart {
+    pub verifier_key: String,
+    pub admin_token: String,
+}
+
+/// A bound, not yet serving, server: lets callers learn the addresses
+/// (port 0 in tests) before serving.
+pub struct Bound {
+    config: Config,
+    listeners: Vec<TcpListener>,
+    pub first_start: Option<FirstStart>,
+    log: Arc<Mutex<Log>>,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("addresses", &self.addresses())
+            .finish()
+    }
+}
+
+impl Bound {
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+}
+
+/// Validates the configuration, prepares the data directory and binds.
+pub async fn bind(
+    config: Config,
+    passphrase: Option<zeroize::Zeroizing<String>>,
+) -> Result<Bound, String> {
+    for warning in config.validate()? {
+        tracing::warn!("{warning}");
+        eprintln!("stele: WARNING: {warning}");
+    }
+    let mut first_start = None;
+    let empty = match std::fs::read_dir(&config.data) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(format!("{}: {e}", config.data.display())),
+    };
+    if empty {
+        let verifier_key = Log::create(
+            &config.data,
+            CreateOptions {
+                origin: config.origin.clone(),
+                kek: NewKek::Random,
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        let (_, admin_token) = tokens::create(&config.data, "admin", &[tokens::Role::Admin])?;
+        first_start = Some(FirstStart {
+            verifier_key,
+            admin_token,
+        });
+    }
+    let log = Log::open(&config.data, OpenOptions { passphrase }).map_err(|e| e.to_string())?;
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        listeners.push(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("listen on {addr}: {e}"))?,
+        );
+    }
+    Ok(Bound {
+        config,
+        listeners,
+        first_start,
+        log: Arc::new(Mutex::new(log)),
+    })
+}
+
+/// Serves until `shutdown` completes, then drains and stops.
+pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let Bound {
+        config,
+        listeners,
+        log,
+        ..
+    } = bound;
+    let tls = match &config.tls {
+        Some(tls_config) => {
+            let shared = Arc::new(RwLock::new(tls::load(tls_config)?));
+            tls::spawn_reloader(tls_config.clone(), shared.clone());
+            Some(shared)
+        }
+        None => None,
+    };
+    let sequencer = Sequencer::start(
+        log.clone(),
+        SequencerConfig {
+            max_batch: 4096,
+            queue_depth: config.limits.queue_depth,
+            publish_every: Duration::from_millis(config.publish_interval_ms),
+        },
+    );
+    let cert_principals: HashMap<String, tokens::Principal> = config
+        .client_certs
+        .iter()
+        .map(|c| {
+            (
+                c.sha256.clone(),
+                tokens::Principal {
+                    name: c.principal.clone(),
+                    roles: c.roles.clone(),
+                    method: "mtls",
+                },
+            )
+        })
+        .collect();
+    let state = Arc::new(AppState {
+        log: log.clone(),
+        sequencer: sequencer.handle(),
+        seq_metrics: sequencer.metrics(),
+        tokens: tokens::TokenStore::new(&config.data),
+        public: config.data.join("log"),
+        metrics: Default::default(),
+        cert_principals,
+        ready: Default::default(),
+        config: config.clone(),
+    });
+    let router = app(state.clone());
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let connections = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        let router = router.clone();
+        let tls = tls.clone();
+        let graceful = graceful.clone();
+        let mut stop = stop_rx.clone();
+        let connections = connections.clone();
+        accept_tasks.push(tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = stop.changed() => break,
+                };
+                let Ok((stream, remote)) = accepted else {
+                    continue;
+                };
+                let Ok(permit) = connections.clone().try_acquire_owned() else {
+                    // Over the connection limit: close at once.
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let router = router.clone();
+                let tls = tls.clone();
+                let graceful = graceful.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    serve_connection(stream, remote, router, tls, &graceful).await;
+                });
+            }
+        }));
+    }
+    state.ready.store(true, Relaxed);
+    shutdown.await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    state.ready.store(false, Relaxed);
+    let _ = stop_tx.send(true);
+    for task in accept_tasks {
+        let _ = task.await;
+    }
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s; closing");
+    }
+    drop(router);
+    drop(state);
+    tokio::task::spawn_blocking(move || sequencer.stop())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    router: axum::Router,
+    tls: Option<tls::SharedTls>,
+    graceful: &GracefulShutdown,
+) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    match tls {
+        Some(shared) => {
+            let config = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let handshake =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+            let Ok(Ok(tls_stream)) = handshake else {
+                return;
+            };
+            let client_cert = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(|cert| tls::fingerprint(cert.as_ref()));
+            let info = ConnInfo {
+                remote,
+                client_cert,
+            };
+            let service =
+                hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(info)));
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
+            let _ = graceful.watch(connection.into_owned()).await;
+        }
+        None => {
+            let info = ConnInfo {
+                remote,
+                client_cert: None,
+            };
+            let service =
+                hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(info)));
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let _ = graceful.watch(connection.into_owned()).await;
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,156 @@
+//! Prometheus metrics in the text exposition format, kept in atomics.
+//!
+//! Request counters live here; the writer's batch, commit-latency and queue
+//! figures come from the sequencer's own counters at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use stele_log::sequencer::{Histogram, SequencerMetrics};
+
+/// Counters kept by the HTTP layer.
+#[derive(Debug, Default)]
+pub struct HttpMetrics {
+    pub events_ingested: AtomicU64,
+    pub bytes_ingested: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub reads: AtomicU64,
+    /// Responses by status code.
+    pub responses: Mutex<BTreeMap<u16, u64>>,
+    /// Errors by category.
+    pub errors: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl HttpMetrics {
+    pub fn response(&self, status: u16) {
+        *self
+            .responses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(status)
+            .or_insert(0) += 1;
+    }
+
+    pub fn error(&self, category: &'static str) {
+        *self
+            .errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(category)
+            .or_insert(0) += 1;
+    }
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
+    let (cumulative, sum, count) = h.snapshot();
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (bound, c) in h.bounds.iter().zip(cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {c}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
+    );
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
+/// Renders every metric.
+pub fn render(
+    http: &HttpMetrics,
+    seq: &SequencerMetrics,
+    checkpoint_age: Option<f64>,
+    log_size: u64,
+) -> String {
+    let mut out = String::with_capacity(4096);
+    counter(
+        &mut out,
+        "stele_events_ingested_total",
+        "Events appended durably.",
+        http.events_ingested.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "stele_bytes_ingested_total",
+        "Raw event bytes appended durably.",
+        http.bytes_ingested.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "stele_duplicates_total",
+        "Events not appended because their idempotency key was known.",
+        http.duplicates.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "stele_event_reads_total",
+        "Event contents read (each one audited).",
+        http.reads.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "stele_batches_total",
+        "Durable batches (one fsync each).",
+        seq.batches.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "stele_batch_errors_total",
+        "Batches that failed to become durable.",
+        seq.errors.load(Relaxed),
+    );
+    histogram(
+        &mut out,
+        "stele_batch_events",
+        "Events per durable batch.",
+        &seq.batch_size,
+    );
+    histogram(
+        &mut out,
+        "stele_commit_seconds",
+        "Time to make a batch durable (segment and index fdatasync).",
+        &seq.commit_seconds,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP stele_queue_depth Requests waiting for the writer.\n# TYPE stele_queue_depth gauge\nstele_queue_depth {}",
+        seq.queue_depth.load(Relaxed).max(0)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP stele_log_size Entries in the log.\n# TYPE stele_log_size gauge\nstele_log_size {log_size}"
+    );
+    if let Some(age) = checkpoint_age {
+        let _ = writeln!(
+            out,
+            "# HELP stele_checkpoint_age_seconds Seconds since the last checkpoint was published.\n# TYPE stele_checkpoint_age_seconds gauge\nstele_checkpoint_age_seconds {age}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP stele_http_responses_total Responses by status.\n# TYPE stele_http_responses_total counter"
+    );
+    for (status, n) in http
+        .responses
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+    {
+        let _ = writeln!(out, "stele_http_responses_total{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP stele_errors_total Errors by category.\n# TYPE stele_errors_total counter"
+    );
+    for (category, n) in http.errors.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        let _ = writeln!(out, "stele_errors_total{{category=\"{category}\"}} {n}");
+    }
+    out
+}

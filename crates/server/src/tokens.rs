@@ -1,0 +1,265 @@
+//! Bearer API tokens: random, shown once, stored only as SHA-256 hashes,
+//! compared in constant time, each bound to a principal with roles.
+//!
+//! Token text: `stele_<id>_<secret>`, where `id` (12 hex digits) finds the
+//! record and `secret` (32 random bytes, base64url) is checked against its
+//! stored hash. The store is `DATA/tokens.json`, replaced atomically; the
+//! server re-reads it when it changes, so a revocation takes effect at the
+//! next request without a restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use stele_store::fsutil;
+
+/// What a principal may do. The policy engine replaces this model later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Append events.
+    Writer,
+    /// Read events and their proofs.
+    Reader,
+    /// Everything, including token administration.
+    Admin,
+}
+
+impl Role {
+    pub fn parse(text: &str) -> Result<Role, String> {
+        match text {
+            "writer" => Ok(Role::Writer),
+            "reader" => Ok(Role::Reader),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role {other:?} (writer, reader or admin)")),
+        }
+    }
+}
+
+/// One stored token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRecord {
+    pub id: String,
+    pub principal: String,
+    pub roles: Vec<Role>,
+    /// Hex SHA-256 of the secret part.
+    pub secret_sha256: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// The token file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    pub version: u32,
+    pub tokens: Vec<TokenRecord>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Path of the token file in a data directory.
+pub fn token_path(data: &Path) -> PathBuf {
+    data.join("tokens.json")
+}
+
+fn read_file(path: &Path) -> Result<TokenFile, String> {
+    match fsutil::read_optional(path).map_err(|e| e.to_string())? {
+        None => Ok(TokenFile {
+            version: 1,
+            tokens: Vec::new(),
+        }),
+        Some(bytes) => {
+            let file: TokenFile =
+                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            if file.version != 1 {
+                return Err(format!(
+                    "{}: unsupported token file version {}",
+                    path.display(),
+                    file.version
+                ));
+            }
+            Ok(file)
+        }
+    }
+}
+
+/// Changes the token file under its own lock (the server may be running).
+fn update<T>(
+    data: &Path,
+    change: impl FnOnce(&mut TokenFile) -> Result<T, String>,
+) -> Result<T, String> {
+    let _lock =
+        fsutil::DirLockBlocking::acquire(&data.join("tokens.lock")).map_err(|e| e.to_string())?;
+    let path = token_path(data);
+    let mut file = read_file(&path)?;
+    let out = change(&mut file)?;
+    let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
+    bytes.push(b'\n');
+    fsutil::atomic_replace(&path, &bytes, 0o600).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Creates a token and returns (its record, the token text shown once).
+pub fn create(
+    data: &Path,
+    principal: &str,
+    roles: &[Role],
+) -> Result<(TokenRecord, String), String> {
+    if principal.is_empty() || principal.len() > 256 || principal.chars().any(|c| c.is_control()) {
+        return Err("principal must be 1..=256 printable characters".into());
+    }
+    if roles.is_empty() {
+        return Err("give at least one role (writer, reader, admin)".into());
+    }
+    let mut id = [0u8; 6];
+    let mut secret = [0u8; 32];
+    stele_store::keys::random_bytes(&mut id).map_err(|e| e.to_string())?;
+    stele_store::keys::random_bytes(&mut secret).map_err(|e| e.to_string())?;
+    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let secret_text = URL_SAFE_NO_PAD.encode(secret);
+    let mut roles = roles.to_vec();
+    roles.sort_by_key(|r| *r as u8);
+    roles.dedup();
+    let record = TokenRecord {
+        id: id.clone(),
+        principal: principal.to_string(),
+        roles,
+        secret_sha256: sha256_hex(secret_text.as_bytes()),
+        created_at: jiff::Timestamp::now().to_string(),
+        revoked_at: None,
+    };
+    let stored = record.clone();
+    update(data, move |file| {
+        file.version = 1;
+        file.tokens.push(stored);
+        Ok(())
+    })?;
+    Ok((record, format!("stele_{id}_{secret_text}")))
+}
+
+/// Lists tokens (never their secrets: only hashes are stored).
+pub fn list(data: &Path) -> Result<Vec<TokenRecord>, String> {
+    Ok(read_file(&token_path(data))?.tokens)
+}
+
+/// Revokes a token by id.
+pub fn revoke(data: &Path, id: &str) -> Result<TokenRecord, String> {
+    update(data, |file| {
+        let record = file
+            .tokens
+            .iter_mut()
+            .find(|t| t.id == id)
+            .ok_or_else(|| format!("no token with id {id:?}"))?;
+        if record.revoked_at.is_none() {
+            record.revoked_at = Some(jiff::Timestamp::now().to_string());
+        }
+        Ok(record.clone())
+    })
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub roles: Vec<Role>,
+    /// "token" or "mtls".
+    pub method: &'static str,
+}
+
+impl Principal {
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&Role::Admin) || self.roles.contains(&role)
+    }
+}
+
+/// The server's view of the token file, re-read when it changes.
+#[derive(Debug)]
+pub struct TokenStore {
+    path: PathBuf,
+    cache: Mutex<(Option<SystemTime>, u64, Vec<TokenRecord>)>,
+}
+
+impl TokenStore {
+    pub fn new(data: &Path) -> TokenStore {
+        TokenStore {
+            path: token_path(data),
+            cache: Mutex::new((None, 0, Vec::new())),
+        }
+    }
+
+    fn current(&self) -> Result<Vec<TokenRecord>, String> {
+        let meta = std::fs::metadata(&self.path).ok();
+        let stamp = meta.as_ref().and_then(|m| m.modified().ok());
+        let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.0 != stamp || cache.1 != len || stamp.is_none() {
+            let file = read_file(&self.path)?;
+            *cache = (stamp, len, file.tokens);
+        }
+        Ok(cache.2.clone())
+    }
+
+    /// Checks a bearer token. `None` for unknown, malformed or revoked.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Principal>, String> {
+        let Some(rest) = token.strip_prefix("stele_") else {
+            return Ok(None);
+        };
+        let Some((id, secret)) = rest.split_once('_') else {
+            return Ok(None);
+        };
+        let hash = sha256_hex(secret.as_bytes());
+        for record in self.current()? {
+            if record.id != id {
+                continue;
+            }
+            let equal = aws_lc_rs::constant_time::verify_slices_are_equal(
+                record.secret_sha256.as_bytes(),
+                hash.as_bytes(),
+            )
+            .is_ok();
+            if equal && record.revoked_at.is_none() {
+                return Ok(Some(Principal {
+                    name: record.principal,
+                    roles: record.roles,
+                    method: "token",
+                }));
+            }
+            return Ok(None);
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_authenticate_revoke() {
+        let dir = tempfile::tempdir().unwrap();
+        let (record, token) = create(dir.path(), "ci-bot", &[Role::Writer]).unwrap();
+        let store = TokenStore::new(dir.path());
+        let principal = store.authenticate(&token).unwrap().unwrap();
+        assert_eq!(principal.name, "ci-bot");
+        assert!(principal.has(Role::Writer) && !principal.has(Role::Reader));
+        // The file holds no secret.
+        let text = std::fs::read_to_string(token_path(dir.path())).unwrap();
+        assert!(!text.contains(token.rsplit('_').next().unwrap()));
+        // A wrong secret with the right id, and garbage, are refused.
+        let wrong = format!("stele_{}_{}", record.id, "A".repeat(43));
+        assert_eq!(store.authenticate(&wrong).unwrap(), None);
+        assert_eq!(store.authenticate("Bearer nonsense").unwrap(), None);
+        revoke(dir.path(), &record.id).unwrap();
+        assert_eq!(store.authenticate(&token).unwrap(), None);
+        assert!(list(dir.path()).unwrap()[0].revoked_at.is_some());
+    }
+}

@@ -204,13 +204,25 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Counts every response and logs it: refusals and failures at info or
+/// warn level (structured fields), successes at debug level.
 async fn count_responses(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = std::time::Instant::now();
     let response = next.run(request).await;
-    state.metrics.response(response.status().as_u16());
+    let status = response.status().as_u16();
+    state.metrics.response(status);
+    let micros = started.elapsed().as_micros() as u64;
+    match status {
+        500.. => tracing::warn!(%method, %path, status, micros, "request failed"),
+        400.. => tracing::info!(%method, %path, status, micros, "request refused"),
+        _ => tracing::debug!(%method, %path, status, micros, "request"),
+    }
     response
 }
 

@@ -442,6 +442,12 @@ impl Log {
         self.published().history.clone()
     }
 
+    /// Whether the log still accepts writes (no earlier write, fsync or
+    /// publish failure).
+    pub fn health(&self) -> LogResult<()> {
+        self.check_writable()
+    }
+
     fn check_writable(&self) -> LogResult<()> {
         match &self.poisoned {
             Some(why) => Err(LogError::Poisoned(why.clone())),

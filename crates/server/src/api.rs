@@ -606,12 +606,15 @@ async fn tile(State(state): State<Arc<AppState>>, Path(path): Path<String>) -> A
         .into_response())
 }
 
+/// Ready when serving and the log still accepts writes; after an fsync or
+/// publish failure the writer has stopped and this says why.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let ready = state.ready.load(Relaxed);
-    if ready {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    if !state.ready.load(Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting or stopping\n").into_response();
+    }
+    match lock_log(&state.log).health() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
     }
 }
 

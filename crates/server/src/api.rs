@@ -53,6 +53,8 @@ pub struct AppState {
     pub cert_principals: HashMap<String, Principal>,
     /// False while starting and once shutting down.
     pub ready: AtomicBool,
+    /// Bytes of request bodies that may be in memory at once.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 /// An error response: status, stable code, message, and where in the
@@ -290,15 +292,49 @@ fn require(principal: &Principal, role: Role) -> ApiResult<()> {
     }
 }
 
-async fn read_body(state: &AppState, body: Body) -> ApiResult<Bytes> {
+/// Reads a request body within the size limit and the server-wide memory
+/// budget; the returned permit holds its share of the budget until dropped.
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<(Bytes, tokio::sync::OwnedSemaphorePermit)> {
     let limit = state.config.limits.max_body_bytes;
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             format!("request body exceeds the {limit}-byte limit (or was cut off)"),
         )
-    })
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let share = declared.unwrap_or(limit).clamp(1, limit) as u32;
+    let permit = state
+        .body_budget
+        .clone()
+        .try_acquire_many_owned(share)
+        .map_err(|_| {
+            state.metrics.error("overload");
+            ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    "too many request bodies in memory; retry later",
+                )
+            }
+        })?;
+    // A body longer than it declared is cut at the declared share.
+    let bytes = axum::body::to_bytes(body, share as usize)
+        .await
+        .map_err(|_| too_large())?;
+    Ok((bytes, permit))
 }
 
 fn body_limits(state: &AppState) -> BodyLimits {
@@ -365,9 +401,10 @@ async fn post_events(
         .and_then(|v| v.to_str().ok());
     let kind =
         stele_ingest::body_kind(content_type).inspect_err(|_| state.metrics.error("input"))?;
-    let bytes = read_body(&state, body).await?;
+    let (bytes, permit) = read_body(&state, &headers, body).await?;
     let work_state = state.clone();
     let receipts = blocking(move || {
+        let _permit = permit;
         let state = work_state;
         let parsed = stele_ingest::parse_body(kind, &bytes, &body_limits(&state))
             .inspect_err(|_| state.metrics.error("input"))?;
@@ -405,9 +442,10 @@ async fn post_kubernetes(
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
     require(&principal, Role::Writer)?;
-    let bytes = read_body(&state, body).await?;
+    let (bytes, permit) = read_body(&state, &headers, body).await?;
     let work_state = state.clone();
     let receipts = blocking(move || {
+        let _permit = permit;
         let state = work_state;
         let items = stele_ingest::kubernetes::parse_event_list(&bytes, &body_limits(&state))
             .inspect_err(|_| state.metrics.error("input"))?;
@@ -610,7 +648,11 @@ async fn tile(State(state): State<Arc<AppState>>, Path(path): Path<String>) -> A
 /// publish failure the writer has stopped and this says why.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if !state.ready.load(Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting or stopping\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: starting or stopping\n",
+        )
+            .into_response();
     }
     match lock_log(&state.log).health() {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),

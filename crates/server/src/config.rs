@@ -82,6 +82,10 @@ pub struct Limits {
     pub queue_depth: usize,
     /// Most concurrent connections per listener.
     pub max_connections: usize,
+    /// Request bodies held in memory at once, in bytes (each request counts
+    /// its Content-Length, or `max_body_bytes` when it sends none); beyond
+    /// it, 503 + Retry-After. Bounds memory under any load.
+    pub max_inflight_body_bytes: usize,
 }
 
 impl Default for Limits {
@@ -91,6 +95,7 @@ impl Default for Limits {
             max_events_per_request: 10_000,
             queue_depth: 1024,
             max_connections: 4096,
+            max_inflight_body_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -166,6 +171,14 @@ impl Config {
             || self.limits.queue_depth == 0
         {
             return Err("limits must be positive".into());
+        }
+        if self.limits.max_inflight_body_bytes < self.limits.max_body_bytes
+            || self.limits.max_inflight_body_bytes > u32::MAX as usize
+        {
+            return Err(
+                "limits.max_inflight_body_bytes must be at least max_body_bytes and below 4 GiB"
+                    .into(),
+            );
         }
         if self.publish_interval_ms == 0 || self.publish_interval_ms > 60_000 {
             return Err("publish_interval_ms must be 1..=60000".into());

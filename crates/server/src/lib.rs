@@ -159,6 +159,9 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         metrics: Default::default(),
         cert_principals,
         ready: Default::default(),
+        body_budget: Arc::new(tokio::sync::Semaphore::new(
+            config.limits.max_inflight_body_bytes,
+        )),
         config: config.clone(),
     });
     let router = app(state.clone());

@@ -190,6 +190,9 @@ pub struct Sequencer {
     handle: Option<SequencerHandle>,
     thread: JoinHandle<SequencerStats>,
     metrics: Arc<SequencerMetrics>,
+    /// Set by `stop`: the thread finishes what is queued and exits even if
+    /// some handle is still alive somewhere.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Locks a shared log, recovering the guard if a holder panicked (the log's
@@ -212,7 +215,10 @@ impl Sequencer {
         let (tx, rx) = mpsc::sync_channel(config.queue_depth.max(1));
         let metrics = Arc::new(SequencerMetrics::default());
         let thread_metrics = metrics.clone();
-        let thread = std::thread::spawn(move || run(log, rx, config, &thread_metrics));
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread_stopping = stopping.clone();
+        let thread =
+            std::thread::spawn(move || run(log, rx, config, &thread_metrics, &thread_stopping));
         Sequencer {
             handle: Some(SequencerHandle {
                 tx,
@@ -220,6 +226,7 @@ impl Sequencer {
             }),
             thread,
             metrics,
+            stopping,
         }
     }
 
@@ -242,11 +249,12 @@ impl Sequencer {
         self.metrics.clone()
     }
 
-    /// Stops accepting requests, finishes queued ones and publishes a final
-    /// checkpoint. Producers' clones of the handle must be dropped first, or
-    /// this waits for them.
+    /// Finishes the requests already queued, publishes a final checkpoint
+    /// and stops. Requests sent afterwards fail with `Stopped`.
     pub fn stop(mut self) -> LogResult<SequencerStats> {
         self.handle = None;
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.thread
             .join()
             .map_err(|_| LogError::Poisoned("the writer thread panicked".into()))
@@ -258,6 +266,7 @@ fn run(
     rx: Receiver<Request>,
     config: SequencerConfig,
     metrics: &SequencerMetrics,
+    stopping: &std::sync::atomic::AtomicBool,
 ) -> SequencerStats {
     use std::sync::atomic::Ordering::Relaxed;
     let mut stats = SequencerStats::default();
@@ -266,13 +275,21 @@ fn run(
     loop {
         let next = match pending.take() {
             Some(request) => Ok(request),
-            None => rx.recv_timeout(config.publish_every),
+            // Once stopping, take only what is already queued.
+            None if stopping.load(std::sync::atomic::Ordering::SeqCst) => match rx.try_recv() {
+                Ok(request) => Ok(request),
+                Err(_) => break,
+            },
+            None => rx.recv_timeout(config.publish_every.min(Duration::from_millis(100))),
         };
         let first = match next {
             Ok(request) => request,
             Err(RecvTimeoutError::Timeout) => {
                 let mut log = lock_log(&shared);
-                if log.size() > log.published_size() && log.publish_soon().is_ok() {
+                if last_publish.elapsed() >= config.publish_every
+                    && log.size() > log.published_size()
+                    && log.publish_soon().is_ok()
+                {
                     stats.publishes += 1;
                     last_publish = Instant::now();
                 }

@@ -80,7 +80,8 @@ pub struct Limits {
     pub max_events_per_request: usize,
     /// Requests that may wait for the writer; beyond it, 503 + Retry-After.
     pub queue_depth: usize,
-    /// Most concurrent connections per listener.
+    /// Most concurrent connections, all listeners together; further
+    /// connections are closed at once.
     pub max_connections: usize,
     /// Request bodies held in memory at once, in bytes (each request counts
     /// its Content-Length, or `max_body_bytes` when it sends none); beyond

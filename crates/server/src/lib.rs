@@ -120,10 +120,11 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         log,
         ..
     } = bound;
+    let mut reloader = None;
     let tls = match &config.tls {
         Some(tls_config) => {
             let shared = Arc::new(RwLock::new(tls::load(tls_config)?));
-            tls::spawn_reloader(tls_config.clone(), shared.clone());
+            reloader = Some(tls::spawn_reloader(tls_config.clone(), shared.clone()));
             Some(shared)
         }
         None => None,
@@ -165,6 +166,8 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         config: config.clone(),
     });
     let router = app(state.clone());
+    // Each connection gets a watcher; shutting down signals every watched
+    // connection to finish its in-flight requests and close.
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let connections = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
@@ -172,6 +175,8 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
     for listener in listeners {
         let router = router.clone();
         let tls = tls.clone();
+        // Only the accept loops hold the shutdown handle; connections hold
+        // watchers, so it can be taken back once the loops have stopped.
         let graceful = graceful.clone();
         let mut stop = stop_rx.clone();
         let connections = connections.clone();
@@ -192,10 +197,10 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
                 let _ = stream.set_nodelay(true);
                 let router = router.clone();
                 let tls = tls.clone();
-                let graceful = graceful.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    serve_connection(stream, remote, router, tls, &graceful).await;
+                    serve_connection(stream, remote, router, tls, watcher).await;
                 });
             }
         }));
@@ -208,12 +213,19 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
     for task in accept_tasks {
         let _ = task.await;
     }
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after 30 s; closing");
+    match Arc::try_unwrap(graceful) {
+        Ok(graceful) => {
+            if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+                .await
+                .is_err()
+            {
+                tracing::warn!("connections still open after 30 s; closing");
+            }
+        }
+        Err(_) => tracing::error!("shutdown handle still shared; not waiting for connections"),
+    }
+    if let Some(reloader) = reloader {
+        reloader.abort();
     }
     drop(router);
     drop(state);
@@ -229,7 +241,7 @@ async fn serve_connection(
     remote: SocketAddr,
     router: axum::Router,
     tls: Option<tls::SharedTls>,
-    graceful: &GracefulShutdown,
+    watcher: hyper_util::server::graceful::Watcher,
 ) {
     let builder = auto::Builder::new(TokioExecutor::new());
     match tls {
@@ -255,7 +267,7 @@ async fn serve_connection(
                 hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(info)));
             let connection =
                 builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
-            let _ = graceful.watch(connection.into_owned()).await;
+            let _ = watcher.watch(connection.into_owned()).await;
         }
         None => {
             let info = ConnInfo {
@@ -265,7 +277,7 @@ async fn serve_connection(
             let service =
                 hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(info)));
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let _ = graceful.watch(connection.into_owned()).await;
+            let _ = watcher.watch(connection.into_owned()).await;
         }
     }
 }

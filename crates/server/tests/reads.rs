@@ -1,0 +1,321 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Reads: GET /v1/events/{index} is audited in `_system`; the public
+//! tlog-tiles data (checkpoint, tiles, consistency proofs) verifies offline;
+//! /metrics, /openapi.json, /healthz and /readyz.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use stele_server::tokens::Role;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_audited_in_system_stream() {
+    let server = start(|_| {}).await;
+    let client = server.client();
+    let writer = server.token("writer", &[Role::Writer]);
+    let auditor = server.token("auditor", &[Role::Reader]);
+    let admin = server.admin_token.clone();
+    let r = post_json(
+        &client,
+        &server.url("/v1/events"),
+        Some(&writer),
+        &json!([
+            {"actor": "a", "action": "x", "stream": "payments"},
+            {"actor": "b", "action": "y"},
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    // Entry 1 read by the auditor: the audit record is the next entry.
+    let read = server.get_event(&client, &auditor, 0).await;
+    assert_eq!(read["event"]["event"]["actor"], "a");
+    let audit = server.get_event(&client, &admin, 2).await;
+    let envelope = &audit["event"];
+    assert_eq!(envelope["stream"], "_system");
+    assert_eq!(envelope["writer"], "stele");
+    assert_eq!(envelope["event"]["actor"], "auditor");
+    assert_eq!(envelope["event"]["action"], "event.read");
+    assert_eq!(envelope["event"]["resource"], "events/0");
+    assert_eq!(envelope["event"]["outcome"], "success");
+    assert_eq!(envelope["event"]["attributes"]["method"], "token");
+    assert_eq!(envelope["event"]["attributes"]["stream"], "payments");
+    verify_proof(&server, &audit, 2);
+    // The admin's read of entry 2 was itself audited as entry 3.
+    let audit = server.get_event(&client, &admin, 3).await;
+    assert_eq!(audit["event"]["stream"], "_system");
+    assert_eq!(audit["event"]["event"]["actor"], "admin");
+    assert_eq!(audit["event"]["event"]["resource"], "events/2");
+    assert_eq!(audit["event"]["event"]["attributes"]["stream"], "_system");
+
+    // A read with a client certificate names the certificate's principal.
+    let cert_reader = server.client_with(&server.pki.reader_client);
+    let r = send(cert_reader.get(server.url("/v1/events/1"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    drop(cert_reader);
+    let next = log_size(&server, &client).await - 1;
+    let audit = server.get_event(&client, &admin, next).await;
+    assert_eq!(audit["event"]["stream"], "_system");
+    assert_eq!(audit["event"]["event"]["actor"], "svc-reader");
+    assert_eq!(audit["event"]["event"]["resource"], "events/1");
+    assert_eq!(audit["event"]["event"]["attributes"]["method"], "mtls");
+
+    // Refused or impossible reads are not audited as reads (nothing is
+    // appended) and are 4xx.
+    let before = server.probe(&client, &writer).await;
+    let r = send(
+        client
+            .get(server.url("/v1/events/100000"))
+            .bearer_auth(&auditor),
+    )
+    .await;
+    assert_error(&r, 404, "not_found");
+    let r = send(
+        client
+            .get(server.url("/v1/events/abc"))
+            .bearer_auth(&auditor),
+    )
+    .await;
+    assert_error(&r, 400, "invalid_index");
+    let r = send(
+        client
+            .get(server.url("/v1/events/-1"))
+            .bearer_auth(&auditor),
+    )
+    .await;
+    assert_error(&r, 400, "invalid_index");
+    let r = send(client.get(server.url("/v1/events/0")).bearer_auth(&writer)).await;
+    assert_error(&r, 403, "forbidden");
+    let after = server.probe(&client, &writer).await;
+    assert_eq!(after, before + 1);
+
+    // Reading the newest entry works before the periodic publish: the
+    // server publishes on demand so the proof covers it.
+    let r = post_json(
+        &client,
+        &server.url("/v1/events"),
+        Some(&writer),
+        &json!({"actor": "fresh", "action": "new"}),
+    )
+    .await;
+    let receipt = &r.json["receipts"][0];
+    verify_receipt(&server, &client, &auditor, receipt).await;
+
+    drop(client);
+    server.stop().await;
+}
+
+fn checkpoint_of(server: &TestServer, note: &str) -> stele_tlog::Checkpoint {
+    let verifier = server.verifier();
+    let note = stele_tlog::open_note(note.as_bytes(), &[&verifier]).unwrap();
+    stele_tlog::Checkpoint::parse(&note.text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_tiles_and_consistency_verify() {
+    let server = start(|_| {}).await;
+    let client = server.client();
+    let writer = server.token("writer", &[Role::Writer]);
+    let url = server.url("/v1/events");
+
+    // A small log: 5 entries.
+    let batch: Vec<Value> = (0..5)
+        .map(|n| json!({"actor": "a", "action": format!("n{n}")}))
+        .collect();
+    let r = post_json(&client, &url, Some(&writer), &Value::Array(batch)).await;
+    assert_eq!(r.status, 200);
+    let receipts = r.json["receipts"].as_array().unwrap().clone();
+    let small = server.wait_checkpoint(&client, 5).await;
+    assert_eq!(small.size, 5);
+    assert_eq!(small.origin, server.config.origin);
+
+    // /checkpoint is a signed note: another key does not open it.
+    let r = send(client.get(server.url("/checkpoint"))).await;
+    assert_eq!(r.headers["cache-control"], "no-cache");
+    let stranger = stele_tlog::Signer::new(&server.config.origin, [7u8; 32]).unwrap();
+    assert!(stele_tlog::open_note(r.text.as_bytes(), &[&stranger.verifier()]).is_err());
+
+    // The partial level-0 tile holds exactly the entries' leaf hashes.
+    let r = send(client.get(server.url("/tile/0/000.p/5"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.bytes.len(), 5 * 32);
+    let cache = r.headers["cache-control"].to_str().unwrap();
+    assert!(
+        !cache.contains("immutable"),
+        "a partial tile is not immutable: {cache}"
+    );
+    for (n, receipt) in receipts.iter().enumerate() {
+        let leaf = stele_tlog::leaf_hash(&b64(&receipt["commitment"]));
+        assert_eq!(&r.bytes[n * 32..(n + 1) * 32], leaf.as_ref(), "leaf {n}");
+    }
+    let tree = stele_tlog::MemoryTree::from_leaves(
+        &receipts
+            .iter()
+            .map(|r| stele_tlog::leaf_hash(&b64(&r["commitment"])))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert_eq!(tree.root(), small.root);
+
+    // Grow past one full tile.
+    let batch: Vec<Value> = (0..300)
+        .map(|n| json!({"actor": "b", "action": format!("m{n}")}))
+        .collect();
+    let r = post_json(&client, &url, Some(&writer), &Value::Array(batch)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let big = server.wait_checkpoint(&client, 305).await;
+    assert_eq!(big.size, 305);
+    let r = send(client.get(server.url("/tile/0/000"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.bytes.len(), 256 * 32);
+    let cache = r.headers["cache-control"].to_str().unwrap();
+    assert!(
+        cache.contains("immutable"),
+        "a full tile is immutable: {cache}"
+    );
+    assert_eq!(&r.bytes[..5 * 32], &tree_leaves(&receipts)[..]);
+    let r = send(client.get(server.url("/tile/0/001.p/49"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.bytes.len(), 49 * 32);
+    let r = send(client.get(server.url("/tile/1/000.p/1"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.bytes.len(), 32);
+
+    // Tiles that do not exist, malformed paths, and paths that try to
+    // leave the tile tree are 404s that leak nothing.
+    for path in [
+        "/tile/0/002",
+        "/tile/0/000.p/999",
+        "/tile/x/y",
+        "/tile/0/..%2f..%2ftokens.json",
+        "/tile/..%2ftokens.json",
+        "/tile/0%2f..%2f..%2f..%2fmeta.json",
+    ] {
+        let r = send(client.get(server.url(path))).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.text);
+        assert!(!r.text.contains("secret_sha256"), "{path}");
+    }
+
+    // /v1/checkpoints lists the published history, each a signed note.
+    let r = send(client.get(server.url("/v1/checkpoints"))).await;
+    assert_eq!(r.status, 200);
+    let history = r.json["checkpoints"].as_array().unwrap();
+    let by_size = |size: u64| {
+        history
+            .iter()
+            .find(|c| c["size"] == size)
+            .map(|c| checkpoint_of(&server, c["note"].as_str().unwrap()))
+    };
+    let old = by_size(5).expect("checkpoint of size 5 in the history");
+    let new = by_size(305).expect("checkpoint of size 305 in the history");
+    assert_eq!(old, small);
+    assert_eq!(new, big);
+
+    // Consistency between the two verifies offline, and not against a
+    // wrong root.
+    let r = send(client.get(server.url("/v1/proof/consistency?old=5&new=305"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let proof: Vec<stele_tlog::Hash> = r.json["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| stele_tlog::Hash::from_base64(h.as_str().unwrap()).unwrap())
+        .collect();
+    stele_tlog::verify_consistency(5, 305, &proof, &old.root, &new.root).unwrap();
+    assert!(stele_tlog::verify_consistency(5, 305, &proof, &new.root, &new.root).is_err());
+    // `new` defaults to the latest checkpoint.
+    let r = send(client.get(server.url("/v1/proof/consistency?old=5"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let latest = server.checkpoint(&client).await;
+    assert_eq!(r.json["new"], latest.size);
+    // Bad queries are 4xx.
+    for (query, status) in [
+        ("", 400),
+        ("?old=0&new=5", 400),
+        ("?old=6&new=5", 400),
+        ("?old=abc", 400),
+        ("?old=5&new=77", 404),
+    ] {
+        let r = send(client.get(server.url(&format!("/v1/proof/consistency{query}")))).await;
+        assert_eq!(r.status, status, "{query}: {}", r.text);
+        assert!(r.json["error"]["code"].is_string(), "{query}: {}", r.text);
+    }
+
+    drop(client);
+    server.stop().await;
+}
+
+fn tree_leaves(receipts: &[Value]) -> Vec<u8> {
+    receipts
+        .iter()
+        .flat_map(|r| stele_tlog::leaf_hash(&b64(&r["commitment"])).0)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_openapi_and_health() {
+    let server = start(|_| {}).await;
+    let client = server.client();
+    let writer = server.token("writer", &[Role::Writer]);
+    let r = post_json(
+        &client,
+        &server.url("/v1/events"),
+        Some(&writer),
+        &json!([{"actor": "a", "action": "b"}, {"actor": "a", "action": "c"}]),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let _ = post_json(&client, &server.url("/v1/events"), None, &json!({})).await;
+
+    let r = send(client.get(server.url("/metrics"))).await;
+    assert_eq!(r.status, 200);
+    let metric = |name: &str| -> f64 {
+        r.text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{}", r.text))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(metric("stele_events_ingested_total"), 2.0);
+    assert_eq!(metric("stele_log_size"), 2.0);
+    assert!(r.text.contains("stele_commit_seconds_bucket"), "{}", r.text);
+    assert!(
+        r.text
+            .contains("stele_http_responses_total{status=\"401\"}"),
+        "{}",
+        r.text
+    );
+
+    let r = send(client.get(server.url("/openapi.json"))).await;
+    assert_eq!(r.status, 200);
+    let paths = r.json["paths"].as_object().expect("openapi.json has paths");
+    for path in [
+        "/v1/events",
+        "/v1/events/{index}",
+        "/v1/ingest/kubernetes",
+        "/v1/proof/consistency",
+        "/v1/checkpoints",
+        "/checkpoint",
+    ] {
+        assert!(paths.contains_key(path), "{path} not documented");
+    }
+
+    let r = send(client.get(server.url("/healthz"))).await;
+    assert_eq!(r.status, 200);
+    let r = send(client.get(server.url("/readyz"))).await;
+    assert_eq!(r.status, 200);
+    let r = send(client.get(server.url("/no/such/route"))).await;
+    assert_eq!(r.status, 404);
+
+    // The proof in a read is plain C2SP tlog-proof text.
+    let admin = server.admin_token.clone();
+    let read = server.get_event(&client, &admin, 0).await;
+    let text = read["proof"].as_str().unwrap();
+    assert!(text.starts_with("c2sp.org/tlog-proof@v1\n"), "{text}");
+
+    drop(client);
+    server.stop().await;
+}

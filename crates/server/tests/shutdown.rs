@@ -1,0 +1,222 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Graceful shutdown: appends racing the shutdown signal are either
+//! refused or durable (in the reopened log and under the final checkpoint),
+//! and `serve` returns promptly even while clients keep connections open.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_appends_are_durable_after_shutdown() {
+    let mut server = start(|_| {}).await;
+    let token = server.admin_token.clone();
+    let url = server.url("/v1/events");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        // One client per worker, dropped when the worker ends, so that
+        // connections close once the appends stop.
+        let client = server.client();
+        let url = url.clone();
+        let token = token.clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ok: Vec<Value> = Vec::new();
+            let mut refused = 0u32;
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && n < 400 {
+                n += 1;
+                let body = json!([
+                    {"actor": format!("w{worker}"), "action": "a", "id": format!("{worker}-{n}-a")},
+                    {"actor": format!("w{worker}"), "action": "b"},
+                ]);
+                match client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(response) => {
+                        let r = read_or_error(response).await;
+                        match r {
+                            Some(r) if r.status == 200 => {
+                                let receipts = r.json["receipts"].as_array().unwrap().clone();
+                                assert_eq!(receipts.len(), 2);
+                                ok.extend(receipts);
+                            }
+                            Some(r) => {
+                                // Refused while stopping: a 503, never another 5xx.
+                                assert_eq!(r.status, 503, "{}", r.text);
+                                assert!(r.headers.contains_key("retry-after"));
+                                refused += 1;
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    // The connection was closed by the shutdown.
+                    Err(_) => break,
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let serve = server.begin_stop();
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        let (ok, _) = task.await.unwrap();
+        acknowledged.extend(ok);
+    }
+    let result = tokio::time::timeout(Duration::from_secs(20), serve)
+        .await
+        .expect("serve() returns after shutdown")
+        .unwrap();
+    assert_eq!(result, Ok(()));
+    assert!(
+        !acknowledged.is_empty(),
+        "no append succeeded before shutdown"
+    );
+
+    // Everything acknowledged is in the reopened log, exactly as receipted,
+    // and the final checkpoint covers all of it.
+    let log = open_log(&server.data);
+    let max = acknowledged
+        .iter()
+        .map(|r| r["index"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert!(log.size() > max);
+    assert_eq!(
+        log.published_size(),
+        log.size(),
+        "the final checkpoint must cover every durable entry"
+    );
+    let mut seen = std::collections::HashSet::new();
+    for receipt in &acknowledged {
+        let index = receipt["index"].as_u64().unwrap();
+        assert!(seen.insert(index), "index {index} receipted twice");
+        let stored = log.get(index).unwrap();
+        assert_eq!(stored.commitment.to_vec(), b64(&receipt["commitment"]));
+        assert_eq!(stored.salt.to_vec(), b64(&receipt["salt"]));
+        assert_eq!(stored.envelope.id, receipt["id"].as_str().unwrap());
+        let proof = log.inclusion_proof(index, None).unwrap();
+        let verifier = server.verifier();
+        let checkpoint = proof
+            .verify(
+                &stele_tlog::leaf_hash(&stored.commitment),
+                &[&verifier],
+                None,
+            )
+            .unwrap();
+        assert_eq!(checkpoint.size, log.size());
+    }
+    // The published checkpoint file on disk agrees.
+    let note = std::fs::read(server.data.join("log").join("checkpoint")).unwrap();
+    let verifier = server.verifier();
+    let note = stele_tlog::open_note(&note, &[&verifier]).unwrap();
+    let checkpoint = stele_tlog::Checkpoint::parse(&note.text).unwrap();
+    assert_eq!(checkpoint.size, log.size());
+}
+
+/// Reads a response, or `None` if the connection broke mid-body.
+async fn read_or_error(response: reqwest::Response) -> Option<Resp> {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.ok()?.to_vec();
+    Some(Resp {
+        status,
+        headers,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        bytes,
+    })
+}
+
+/// A client that keeps an idle keep-alive connection (as every HTTP client
+/// pool does) must not keep the server from stopping: shutdown closes idle
+/// connections and lets only in-flight requests finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_idle_keepalive_connections() {
+    let mut server = start(|_| {}).await;
+    let client = server.client();
+    let token = server.admin_token.clone();
+    let r = post_json(
+        &client,
+        &server.url("/v1/events"),
+        Some(&token),
+        &json!({"actor": "a", "action": "b"}),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    // The pooled connection stays open while `client` lives.
+    let serve = server.begin_stop();
+    assert_returns_despite_client(serve, client, "an idle HTTP/2 connection").await;
+}
+
+/// The same with plain HTTP/1.1 keep-alive (no TLS, loopback).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_idle_http1_connections() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = stele_server::Config {
+        data: tmp.path().join("data"),
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        publish_interval_ms: 50,
+        ..Default::default()
+    };
+    let bound = stele_server::bind(config, None).await.unwrap();
+    let addr = bound.addresses()[0];
+    let token = bound.first_start.clone().unwrap().admin_token;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = tokio::spawn(stele_server::serve(bound, async move {
+        rx.await.ok();
+    }));
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let r = send(
+        client
+            .post(format!("http://{addr}/v1/events"))
+            .bearer_auth(&token)
+            .json(&json!({"actor": "a", "action": "b"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    tx.send(()).unwrap();
+    assert_returns_despite_client(serve, client, "an idle HTTP/1.1 connection").await;
+}
+
+/// Waits up to 5 s for `serve` to return while `client` keeps its pooled
+/// connection open; on failure, closes the client and says whether `serve`
+/// then returned (which shows it was waiting for the client to hang up).
+async fn assert_returns_despite_client(
+    mut serve: tokio::task::JoinHandle<Result<(), String>>,
+    client: reqwest::Client,
+    what: &str,
+) {
+    match tokio::time::timeout(Duration::from_secs(5), &mut serve).await {
+        Ok(result) => {
+            drop(client);
+            assert_eq!(result.unwrap(), Ok(()));
+        }
+        Err(_) => {
+            drop(client);
+            let after = tokio::time::timeout(Duration::from_secs(5), serve).await;
+            panic!(
+                "serve() did not return within 5 s of the shutdown signal while a client held {what}; \
+                 after the client closed its connection, serve() {}",
+                match after {
+                    Ok(Ok(Ok(()))) => "returned Ok at once".to_string(),
+                    Ok(other) => format!("returned {other:?}"),
+                    Err(_) => "still had not returned 5 s later".to_string(),
+                }
+            );
+        }
+    }
+}

@@ -107,9 +107,7 @@ fn target(args: &BenchHttpArgs) -> CliResult<Target> {
         Some("https") => "https",
         Some("http") => "http",
         _ => {
-            return Err(Failure::usage(
-                "--url must start with https:// or http://",
-            ));
+            return Err(Failure::usage("--url must start with https:// or http://"));
         }
     };
     if !matches!(uri.path(), "" | "/") {
@@ -585,8 +583,9 @@ pub fn run(args: BenchHttpArgs) -> CliResult<u8> {
     if args.concurrency == 0 || args.batch == 0 {
         return Err(Failure::usage("--concurrency and --batch must be positive"));
     }
-    if !(args.duration > 0.0 && args.duration <= 3600.0)
-        || !(args.max_seconds > 0.0 && args.max_seconds <= 3600.0)
+    let seconds_ok = |s: f64| s > 0.0 && s <= 3600.0;
+    if !seconds_ok(args.duration)
+        || !seconds_ok(args.max_seconds)
         || !(0.0..=600.0).contains(&args.warmup)
     {
         return Err(Failure::usage(
@@ -697,7 +696,10 @@ async fn run_async(args: BenchHttpArgs, target: Target) -> CliResult<u8> {
         + total.receipt_mismatch;
     let events_per_s = total.ok_events as f64 / elapsed;
     let requests_per_s = total.ok_requests as f64 / elapsed;
-    let mut probe_lat = probe.as_ref().map(|p| p.latencies.clone()).unwrap_or_default();
+    let mut probe_lat = probe
+        .as_ref()
+        .map(|p| p.latencies.clone())
+        .unwrap_or_default();
     probe_lat.sort_unstable();
 
     if args.json {

@@ -122,7 +122,9 @@ impl Default for SequencerConfig {
     }
 }
 
-type Reply = SyncSender<LogResult<Vec<Receipt>>>;
+/// Called once with the outcome of a request, on the writer thread: it
+/// must only hand the result over (send on a channel), never block.
+pub type Reply = Box<dyn FnOnce(LogResult<Vec<Receipt>>) + Send>;
 
 struct Request {
     events: Vec<PreparedEvent>,
@@ -148,19 +150,34 @@ pub enum SubmitError {
 }
 
 impl SequencerHandle {
-    /// Appends `events` and waits until they are durable. Fails fast with
-    /// [`SubmitError::Busy`] when the queue is full.
-    pub fn append(&self, events: Vec<PreparedEvent>) -> Result<Vec<Receipt>, SubmitError> {
-        let (reply, rx) = mpsc::sync_channel(1);
+    /// Queues `events` and returns at once; `reply` is called with the
+    /// receipts once they are durable (or with the error). Fails fast with
+    /// [`SubmitError::Busy`] when the queue is full, so a caller can answer
+    /// 503 instead of waiting. This is the call for async callers: `reply`
+    /// can complete a future.
+    pub fn submit(&self, events: Vec<PreparedEvent>, reply: Reply) -> Result<(), SubmitError> {
         match self.tx.try_send(Request { events, reply }) {
             Ok(()) => {
                 self.metrics
                     .queue_depth
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
             }
-            Err(TrySendError::Full(_)) => return Err(SubmitError::Busy),
-            Err(TrySendError::Disconnected(_)) => return Err(SubmitError::Stopped),
+            Err(TrySendError::Full(_)) => Err(SubmitError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Stopped),
         }
+    }
+
+    /// Appends `events` and waits until they are durable. Fails fast with
+    /// [`SubmitError::Busy`] when the queue is full.
+    pub fn append(&self, events: Vec<PreparedEvent>) -> Result<Vec<Receipt>, SubmitError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.submit(
+            events,
+            Box::new(move |result| {
+                let _ = reply.send(result);
+            }),
+        )?;
         match rx.recv() {
             Ok(result) => Ok(result?),
             Err(_) => Err(SubmitError::Stopped),
@@ -170,6 +187,9 @@ impl SequencerHandle {
     /// Like [`Self::append`] but waits for room in the queue.
     pub fn append_blocking(&self, events: Vec<PreparedEvent>) -> Result<Vec<Receipt>, SubmitError> {
         let (reply, rx) = mpsc::sync_channel(1);
+        let reply: Reply = Box::new(move |result| {
+            let _ = reply.send(result);
+        });
         self.tx
             .send(Request { events, reply })
             .map_err(|_| SubmitError::Stopped)?;
@@ -341,14 +361,14 @@ fn run(
                 let mut receipts = receipts.into_iter();
                 for (size, reply) in sizes.into_iter().zip(replies) {
                     let mine: Vec<Receipt> = receipts.by_ref().take(size).collect();
-                    let _ = reply.send(Ok(mine));
+                    reply(Ok(mine));
                 }
             }
             Err(e) => {
                 metrics.errors.fetch_add(1, Relaxed);
                 let message = e.to_string();
                 for reply in replies {
-                    let _ = reply.send(Err(LogError::Poisoned(message.clone())));
+                    reply(Err(LogError::Poisoned(message.clone())));
                 }
             }
         }

@@ -372,12 +372,68 @@ async fn blocking<T: Send + 'static>(
     })?
 }
 
-/// Appends prepared events as one request and counts them.
-fn append(state: &AppState, events: Vec<PreparedEvent>, raw_bytes: u64) -> ApiResult<Vec<Receipt>> {
-    let receipts = state.sequencer.append(events).map_err(|e| {
-        state.metrics.error("append");
-        ApiError::from(e)
-    })?;
+/// Bodies up to this size are parsed on the async worker itself; larger
+/// ones on the blocking pool, so a big batch never stalls other requests.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
+/// Parses and prepares the events of a `/v1/events` body, all or nothing.
+fn prepare_events(
+    state: &AppState,
+    principal: &Principal,
+    kind: stele_ingest::BodyKind,
+    bytes: &[u8],
+) -> ApiResult<(Vec<PreparedEvent>, u64)> {
+    let parsed = stele_ingest::parse_body(kind, bytes, &body_limits(state))
+        .inspect_err(|_| state.metrics.error("input"))?;
+    let preparer = Preparer::new(&principal.name, "http", "default");
+    let now = jiff::Timestamp::now();
+    let mut events = Vec::with_capacity(parsed.len());
+    let mut raw_bytes = 0u64;
+    for (raw, event) in parsed {
+        raw_bytes += raw.bytes.len() as u64;
+        let prepared = preparer
+            .prepare_parsed(event, raw.bytes, now)
+            .map_err(|e| ApiError {
+                item: Some(raw.item),
+                line: raw.line,
+                ..ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_event",
+                    format!("event {}: {e}", raw.item),
+                )
+            })?;
+        events.push(prepared);
+    }
+    Ok((events, raw_bytes))
+}
+
+/// Queues events for the writer and waits, without holding a thread, until
+/// they are durable.
+async fn append_durably(
+    state: &AppState,
+    events: Vec<PreparedEvent>,
+    raw_bytes: u64,
+) -> ApiResult<Vec<Receipt>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    state
+        .sequencer
+        .submit(
+            events,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        )
+        .map_err(|e| {
+            state.metrics.error("append");
+            ApiError::from(e)
+        })?;
+    let receipts = rx
+        .await
+        .map_err(|_| ApiError::from(SubmitError::Stopped))?
+        .map_err(|e| {
+            state.metrics.error("append");
+            ApiError::from(SubmitError::Log(e))
+        })?;
     let fresh = receipts.iter().filter(|r| !r.duplicate).count() as u64;
     state.metrics.events_ingested.fetch_add(fresh, Relaxed);
     state
@@ -401,35 +457,16 @@ async fn post_events(
         .and_then(|v| v.to_str().ok());
     let kind =
         stele_ingest::body_kind(content_type).inspect_err(|_| state.metrics.error("input"))?;
-    let (bytes, permit) = read_body(&state, &headers, body).await?;
-    let work_state = state.clone();
-    let receipts = blocking(move || {
-        let _permit = permit;
-        let state = work_state;
-        let parsed = stele_ingest::parse_body(kind, &bytes, &body_limits(&state))
-            .inspect_err(|_| state.metrics.error("input"))?;
-        let preparer = Preparer::new(&principal.name, "http", "default");
-        let now = jiff::Timestamp::now();
-        let mut events = Vec::with_capacity(parsed.len());
-        let mut raw_bytes = 0u64;
-        for (raw, event) in parsed {
-            raw_bytes += raw.bytes.len() as u64;
-            let prepared = preparer
-                .prepare_parsed(event, raw.bytes, now)
-                .map_err(|e| ApiError {
-                    item: Some(raw.item),
-                    line: raw.line,
-                    ..ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_event",
-                        format!("event {}: {e}", raw.item),
-                    )
-                })?;
-            events.push(prepared);
-        }
-        append(&state, events, raw_bytes)
-    })
-    .await?;
+    let (bytes, _permit) = read_body(&state, &headers, body).await?;
+    let (events, raw_bytes) = if bytes.len() <= INLINE_PARSE_BYTES {
+        prepare_events(&state, &principal, kind, &bytes)?
+    } else {
+        let work_state = state.clone();
+        let work_bytes = bytes.clone();
+        blocking(move || prepare_events(&work_state, &principal, kind, &work_bytes)).await?
+    };
+    drop(bytes);
+    let receipts = append_durably(&state, events, raw_bytes).await?;
     let receipts: Vec<Value> = receipts.iter().map(receipt_json).collect();
     Ok(axum::Json(json!({ "receipts": receipts })).into_response())
 }
@@ -442,10 +479,9 @@ async fn post_kubernetes(
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
     require(&principal, Role::Writer)?;
-    let (bytes, permit) = read_body(&state, &headers, body).await?;
+    let (bytes, _permit) = read_body(&state, &headers, body).await?;
     let work_state = state.clone();
-    let receipts = blocking(move || {
-        let _permit = permit;
+    let (events, raw_bytes) = blocking(move || {
         let state = work_state;
         let items = stele_ingest::kubernetes::parse_event_list(&bytes, &body_limits(&state))
             .inspect_err(|_| state.metrics.error("input"))?;
@@ -467,9 +503,10 @@ async fn post_kubernetes(
                 })?;
             events.push(prepared);
         }
-        append(&state, events, raw_bytes)
+        Ok((events, raw_bytes))
     })
     .await?;
+    let receipts = append_durably(&state, events, raw_bytes).await?;
     let receipts: Vec<Value> = receipts.iter().map(receipt_json).collect();
     Ok(axum::Json(json!({ "receipts": receipts })).into_response())
 }

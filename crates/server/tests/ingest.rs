@@ -293,8 +293,8 @@ async fn bad_input_is_refused_whole_and_named() {
     let writer = server.token("writer", &[Role::Writer]);
     let url = server.url("/v1/events");
 
-    let eleven_array = format!("[{}]", vec![OK; 11].join(","));
-    let eleven_lines = vec![OK; 11].join("\n");
+    let eleven_array = format!("[{}]", [OK; 11].join(","));
+    let eleven_lines = [OK; 11].join("\n");
     let mut invalid_utf8 = br#"{"actor":"a"#.to_vec();
     invalid_utf8.extend_from_slice(&[0xff, 0xfe]);
     invalid_utf8.extend_from_slice(br#"","action":"b"}"#);

@@ -221,6 +221,7 @@ async fn bad_eventlists_are_refused_whole() {
     let good = &raw_items[0][..];
     let no_user = br#"{"level":"Metadata","auditID":"x-1","stage":"ResponseComplete","verb":"get","user":{"groups":["g"]}}"#;
     let bad_stage = br#"{"level":"Metadata","auditID":"x-2","stage":"Later","verb":"get","user":{"username":"u"}}"#;
+    #[allow(clippy::type_complexity)]
     let cases: Vec<(&str, Vec<u8>, u16, &str, Option<u64>, Option<&str>)> = vec![
         (
             "wrong kind",

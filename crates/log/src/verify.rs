@@ -107,6 +107,17 @@ fn show(path: &Path) -> String {
 /// Verifies the whole log. I/O errors that stop verification altogether
 /// are returned as errors; everything else is a problem in the report.
 pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
+    verify_in_chunks(log, progress, CHUNK_BYTES)
+}
+
+/// [`verify`], reading segments `chunk_bytes` at a time (small values let
+/// tests put chunk boundaries everywhere).
+pub fn verify_in_chunks(
+    log: &Log,
+    progress: &dyn Progress,
+    chunk_bytes: usize,
+) -> LogResult<VerifyReport> {
+    let chunk_bytes = chunk_bytes.max(MIN_CHUNK_BYTES);
     let layout = log.layout().clone();
     let problems = Problems::default();
     let total = log.size();
@@ -212,7 +223,14 @@ pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
                 progress,
             )
         });
-        segment_pass(log, &records, &problems, &bytes_decrypted, progress);
+        segment_pass(
+            log,
+            &records,
+            &problems,
+            &bytes_decrypted,
+            progress,
+            chunk_bytes,
+        );
     });
 
     let problem_count = problems.count.load(Ordering::Relaxed);
@@ -357,6 +375,7 @@ fn segment_pass(
     problems: &Problems,
     bytes_decrypted: &AtomicU64,
     progress: &dyn Progress,
+    chunk_bytes: usize,
 ) {
     let mut by_segment: HashMap<u32, Vec<Expected>> = HashMap::new();
     for (i, r) in records.iter().enumerate() {
@@ -421,7 +440,19 @@ fn segment_pass(
         let mut k = 0usize;
         let mut chunk = Vec::new();
         while pos < file_len {
-            let want = (file_len - pos).min(CHUNK_BYTES as u64) as usize;
+            // A chunk always holds at least one whole record.
+            let next_len = {
+                let mut head = [0u8; 4];
+                match std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, pos) {
+                    // A corrupt length is bounded here and refused by the parser.
+                    Ok(()) => {
+                        4 + (u32::from_be_bytes(head) as usize)
+                            .min(stele_store::segment::MAX_RECORD_BODY as usize)
+                    }
+                    Err(_) => 0,
+                }
+            };
+            let want = (file_len - pos).min(chunk_bytes.max(next_len) as u64) as usize;
             chunk.resize(want, 0);
             if let Err(e) = std::os::unix::fs::FileExt::read_exact_at(&file, &mut chunk, pos) {
                 problems.add(show(&info.path), format!("read at byte {pos}: {e}"));
@@ -432,15 +463,16 @@ fn segment_pass(
             let mut unwalkable = false;
             while at < chunk.len() {
                 let offset = pos + at as u64;
-                match record_len(&chunk[at..]) {
-                    Some(len)
-                        if at + len > chunk.len()
-                            && offset + (len as u64) <= file_len
-                            && at > 0 =>
-                    {
-                        break;
-                    }
-                    _ => {}
+                // A record cut by the end of this chunk (even inside its
+                // length field) is read again at the start of the next one,
+                // unless the file itself ends there.
+                let chunk_end = pos + chunk.len() as u64;
+                let cut = match record_len(&chunk[at..]) {
+                    Some(len) => at + len > chunk.len() && offset + (len as u64) <= file_len,
+                    None => chunk_end < file_len,
+                };
+                if cut && at > 0 {
+                    break;
                 }
                 let (record, len) = match parse_record_ref(&info.path, offset, &chunk[at..]) {
                     Ok(parsed) => parsed,
@@ -514,6 +546,8 @@ fn segment_pass(
 /// Bytes of a segment read and checked at a time.
 /// Larger than the largest record, so a chunk always holds a whole one.
 const CHUNK_BYTES: usize = 32 * 1024 * 1024;
+/// Smallest chunk accepted by [`verify_in_chunks`].
+const MIN_CHUNK_BYTES: usize = 64;
 
 /// Decrypts the walked records of one chunk and recomputes their
 /// commitments, split across `threads`.

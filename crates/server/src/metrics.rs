@@ -10,6 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use stele_log::sequencer::{Histogram, SequencerMetrics};
 
+/// One counter per HTTP status code 100..=599.
+#[derive(Debug)]
+pub struct Responses(Vec<AtomicU64>);
+
+impl Default for Responses {
+    fn default() -> Self {
+        Responses((100..600).map(|_| AtomicU64::new(0)).collect())
+    }
+}
+
 /// Counters kept by the HTTP layer.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
@@ -17,20 +27,17 @@ pub struct HttpMetrics {
     pub bytes_ingested: AtomicU64,
     pub duplicates: AtomicU64,
     pub reads: AtomicU64,
-    /// Responses by status code.
-    pub responses: Mutex<BTreeMap<u16, u64>>,
+    /// Responses by status code (100..=599), without a lock.
+    pub responses: Responses,
     /// Errors by category.
     pub errors: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl HttpMetrics {
     pub fn response(&self, status: u16) {
-        *self
-            .responses
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(status)
-            .or_insert(0) += 1;
+        if let Some(slot) = self.responses.0.get(usize::from(status).wrapping_sub(100)) {
+            slot.fetch_add(1, Relaxed);
+        }
     }
 
     pub fn error(&self, category: &'static str) {
@@ -137,13 +144,12 @@ pub fn render(
         out,
         "# HELP stele_http_responses_total Responses by status.\n# TYPE stele_http_responses_total counter"
     );
-    for (status, n) in http
-        .responses
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-    {
-        let _ = writeln!(out, "stele_http_responses_total{{status=\"{status}\"}} {n}");
+    for (offset, counter) in http.responses.0.iter().enumerate() {
+        let n = counter.load(Relaxed);
+        if n > 0 {
+            let status = offset + 100;
+            let _ = writeln!(out, "stele_http_responses_total{{status=\"{status}\"}} {n}");
+        }
     }
     let _ = writeln!(
         out,

@@ -196,7 +196,9 @@ impl TokenStore {
         }
     }
 
-    fn current(&self) -> Result<Vec<TokenRecord>, String> {
+    /// The record with this id, from the file as it is now (re-read when
+    /// its modification time or length changed).
+    fn record(&self, id: &str) -> Result<Option<TokenRecord>, String> {
         let meta = std::fs::metadata(&self.path).ok();
         let stamp = meta.as_ref().and_then(|m| m.modified().ok());
         let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
@@ -205,7 +207,7 @@ impl TokenStore {
             let file = read_file(&self.path)?;
             *cache = (stamp, len, file.tokens);
         }
-        Ok(cache.2.clone())
+        Ok(cache.2.iter().find(|r| r.id == id).cloned())
     }
 
     /// Checks a bearer token. `None` for unknown, malformed or revoked.
@@ -217,10 +219,7 @@ impl TokenStore {
             return Ok(None);
         };
         let hash = sha256_hex(secret.as_bytes());
-        for record in self.current()? {
-            if record.id != id {
-                continue;
-            }
+        if let Some(record) = self.record(id)? {
             let equal = aws_lc_rs::constant_time::verify_slices_are_equal(
                 record.secret_sha256.as_bytes(),
                 hash.as_bytes(),

@@ -212,6 +212,29 @@ impl DirLockBlocking {
     }
 }
 
+/// Checks the big-endian CRC-32 in the last four bytes of `bytes` against
+/// the rest; `what` names the file kind in the error. `bytes` must hold at
+/// least four bytes.
+pub fn check_trailing_crc(path: &Path, bytes: &[u8], what: &str) -> StoreResult<()> {
+    let Some(split) = bytes.len().checked_sub(4) else {
+        return Err(StoreError::corrupt(path, 0, format!("{what} is truncated")));
+    };
+    let stored = u32::from_be_bytes([
+        bytes[split],
+        bytes[split + 1],
+        bytes[split + 2],
+        bytes[split + 3],
+    ]);
+    if crc32(&bytes[..split]) != stored {
+        return Err(StoreError::corrupt(
+            path,
+            split as u64,
+            format!("{what} checksum mismatch (altered or torn)"),
+        ));
+    }
+    Ok(())
+}
+
 /// CRC-32 (IEEE) of `bytes`, the checksum used by every framed record.
 pub fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)

@@ -307,21 +307,7 @@ fn parse_kek_header(path: &Path, bytes: &[u8]) -> StoreResult<u8> {
 }
 
 fn check_trailing_crc(path: &Path, bytes: &[u8]) -> StoreResult<()> {
-    let split = bytes.len() - 4;
-    let stored = u32::from_be_bytes([
-        bytes[split],
-        bytes[split + 1],
-        bytes[split + 2],
-        bytes[split + 3],
-    ]);
-    if crc32(&bytes[..split]) != stored {
-        return Err(StoreError::corrupt(
-            path,
-            split as u64,
-            "checksum mismatch (file altered or torn)",
-        ));
-    }
-    Ok(())
+    fsutil::check_trailing_crc(path, bytes, "key file")
 }
 
 fn dek_aad(segment_id: u32) -> Vec<u8> {

@@ -28,20 +28,8 @@ fn check_frame<'a>(path: &Path, bytes: &'a [u8], magic: &[u8; 8]) -> StoreResult
             "not the expected Stele state file",
         ));
     }
+    fsutil::check_trailing_crc(path, bytes, "state file")?;
     let split = bytes.len() - 4;
-    let stored = u32::from_be_bytes([
-        bytes[split],
-        bytes[split + 1],
-        bytes[split + 2],
-        bytes[split + 3],
-    ]);
-    if crc32(&bytes[..split]) != stored {
-        return Err(StoreError::corrupt(
-            path,
-            split as u64,
-            "state file checksum mismatch",
-        ));
-    }
     if bytes[8] != VERSION {
         return Err(StoreError::corrupt(
             path,

@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// Milliseconds between checkpoints while events arrive.
     #[arg(long)]
     publish_interval_ms: Option<u64>,
+    /// Log format on standard error: `text` or `json` (one object per line).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -112,12 +115,17 @@ fn settings(args: ServeArgs) -> CliResult<Config> {
 }
 
 pub fn run(args: ServeArgs) -> CliResult<u8> {
+    let json_logs = args.log_format == "json";
     let config = settings(args)?;
     config.validate().map_err(Failure::usage)?;
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if json_logs {
+        logs.json().try_init()
+    } else {
+        logs.try_init()
+    };
     let passphrase = if config.data.join("keys/kek.key").exists()
         && stele_log::Log::needs_passphrase(&config.data)?
     {

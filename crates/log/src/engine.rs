@@ -330,9 +330,11 @@ impl Log {
     fn recover(&mut self) -> LogResult<()> {
         // Segment lengths: start from the snapshot of the last publish, then
         // extend with every index entry after it.
+        // The snapshot only saves reading the index: an unreadable one is
+        // ignored, and the whole index is read instead.
         let mut committed: HashMap<u32, u64> = HashMap::new();
         let mut scan_from = 0;
-        if let Some(snapshot) = state::read_snapshot(&self.layout.snapshot())?
+        if let Ok(Some(snapshot)) = state::read_snapshot(&self.layout.snapshot())
             && snapshot.index_size <= self.index.len()
         {
             scan_from = snapshot.index_size;
@@ -372,6 +374,7 @@ impl Log {
                 )));
             }
             if len > keep {
+                check_only_orphans(&info.path, keep, len, total)?;
                 drop(SegmentWriter::open_at(&info.path, keep)?);
             }
         }
@@ -892,6 +895,62 @@ impl Log {
         stele_tlog::consistency_proof(&reader, old, size)
             .map_err(|e| LogError::Integrity(format!("cannot build consistency proof: {e}")))
     }
+}
+
+/// Before cutting a segment back to `keep`, checks that everything beyond
+/// it belongs to appends that never became durable: such records carry
+/// indices at or above the recovered log size `total` (they were numbered
+/// after the last durable entry). A record below it is a committed entry,
+/// so the committed length (from the snapshot) is wrong, and nothing is
+/// cut. A torn record at the end is the interrupted write itself.
+fn check_only_orphans(path: &Path, keep: u64, len: u64, total: u64) -> LogResult<()> {
+    let tail_len = usize::try_from(len - keep)
+        .map_err(|_| LogError::Integrity(format!("{}: impossible tail length", path.display())))?;
+    let file = std::fs::File::open(path).map_err(|e| StoreError::io("open", path, e))?;
+    let mut tail = vec![0u8; tail_len];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut tail, keep)
+        .map_err(|e| StoreError::io("read", path, e))?;
+    let mut at = 0usize;
+    while at < tail.len() {
+        let Ok((record, record_len)) =
+            segment::parse_record_ref(path, keep + at as u64, &tail[at..])
+        else {
+            // Only the interrupted write itself may fail to parse: a record
+            // cut off by the end of the file, or space the file system
+            // extended with zeros. Anything else means `keep` is not where
+            // the committed records end.
+            let rest = &tail[at..];
+            if rest.iter().all(|b| *b == 0) || rest.len() < 12 {
+                break;
+            }
+            // A record cut off by the end of the file still shows a
+            // plausible length and its own (uncommitted) entry number.
+            let declared = segment::record_len(rest).unwrap_or(0);
+            let mut number = [0u8; 8];
+            number.copy_from_slice(&rest[4..12]);
+            let number = u64::from_be_bytes(number);
+            let cut_off = declared > rest.len()
+                && declared <= segment::MAX_RECORD_BODY as usize + 4
+                && number >= total
+                && number - total < stele_store::index::MAX_BATCH_RECORDS;
+            if cut_off {
+                break;
+            }
+            return Err(LogError::Integrity(format!(
+                "{}: bytes beyond the committed length {keep} are not records of an interrupted append (segments.state altered?); nothing was cut",
+                path.display()
+            )));
+        };
+        if record.index < total {
+            return Err(LogError::Integrity(format!(
+                "{}: the record of entry {} lies beyond the committed length {keep} (segments.state altered?); nothing was cut",
+                path.display(),
+                record.index
+            )));
+        }
+        at += record_len;
+    }
+    Ok(())
 }
 
 /// Splits a record's plaintext into salt and envelope and checks both

@@ -244,3 +244,78 @@ fn verify_reads_records_across_chunk_boundaries() {
         assert!(report.bytes_decrypted > 0);
     }
 }
+
+/// The segment snapshot only speeds up recovery. A snapshot that claims a
+/// shorter committed length than the entries the index holds (altered with
+/// a valid checksum) must never make recovery cut committed records; an
+/// unreadable snapshot is ignored.
+#[test]
+fn a_lying_or_broken_snapshot_never_cuts_committed_records() {
+    use stele_store::state::{SegmentSnapshot, write_snapshot};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let preparer = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let batch: Vec<PreparedEvent> = (0..20).map(|i| event(&preparer, i, None)).collect();
+    log.append_batch(&batch).unwrap();
+    log.publish().unwrap();
+    drop(log);
+    let snapshot_path = data.join("segments.state");
+    let segment = std::fs::read_dir(data.join("segments/default"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let full = std::fs::metadata(&segment).unwrap().len();
+
+    // A snapshot that says the segment holds only its first bytes.
+    write_snapshot(
+        &snapshot_path,
+        &SegmentSnapshot {
+            index_size: 20,
+            lengths: vec![(1, 100)],
+        },
+    )
+    .unwrap();
+    let err = Log::open(&data, OpenOptions::default()).unwrap_err();
+    assert!(err.is_integrity(), "{err}");
+    assert!(err.to_string().contains("committed length"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        full,
+        "nothing was cut"
+    );
+
+    // The same lie at a record boundary: the records beyond it are
+    // committed entries, so nothing is cut either.
+    let log = Log::open(&data, OpenOptions::default());
+    drop(log);
+    let first_end = {
+        let bytes = std::fs::read(&segment).unwrap();
+        let (_, header) = stele_store::segment::SegmentHeader::decode(&segment, &bytes).unwrap();
+        header as u64 + stele_store::segment::record_len(&bytes[header..]).unwrap() as u64
+    };
+    write_snapshot(
+        &snapshot_path,
+        &SegmentSnapshot {
+            index_size: 20,
+            lengths: vec![(1, first_end)],
+        },
+    )
+    .unwrap();
+    let err = Log::open(&data, OpenOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("entry 1 lies beyond"), "{err}");
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        full,
+        "nothing was cut"
+    );
+
+    // A snapshot with a broken checksum is ignored: the index is read.
+    std::fs::write(&snapshot_path, b"STELESTA garbage").unwrap();
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    assert_eq!(log.get(19).unwrap().envelope.event.actor, "a19");
+    assert_verifies(&log);
+}

@@ -38,8 +38,8 @@ fn fixture() -> Fixture {
         "log/tile/0/001",
         "log/tile/entries/000",
         "log/tile/entries/001",
-        "log/tile/0/001.p/44",
-        "log/tile/entries/001.p/44",
+        "log/tile/0/002.p/88",
+        "log/tile/entries/002.p/88",
         "log/tile/0/002.p/141",
         "log/tile/entries/002.p/141",
         "log/tile/1/000.p/2",
@@ -47,6 +47,9 @@ fn fixture() -> Fixture {
     ] {
         assert!(template.join(f).is_file(), "the template lacks {f}");
     }
+    // Partial tiles of tiles that became full were pruned (readers use the
+    // full tile's prefix).
+    assert!(!template.join("log/tile/0/001.p").exists());
     let case = tmp.path().join("case");
     copy_dir(&template, &case);
     Fixture {
@@ -157,8 +160,8 @@ fn full_tile() {
 #[test]
 fn partial_tile_of_older_checkpoint() {
     let f = fixture();
-    flip_byte(&f.path("log/tile/0/001.p/44"), 33);
-    f.expect_detected(&["log/tile/0/001.p/44"]);
+    flip_byte(&f.path("log/tile/0/002.p/88"), 33);
+    f.expect_detected(&["log/tile/0/002.p/88"]);
 }
 
 #[test]

@@ -12,7 +12,11 @@
 //!    publication point; a crash before it loses nothing (the next open
 //!    signs again);
 //! 4. replace `log/checkpoint` (recovery redoes it from the history);
-//! 5. replace the segment snapshot (an older one stays correct).
+//! 5. replace the segment snapshot (an older one stays correct);
+//! 6. prune the partial tiles of every tile that became full before this
+//!    publish: that full tile is now durable, and a partial tile is exactly
+//!    its prefix, which readers fall back to (`tiles::read_public_tile`).
+//!    A crash while pruning leaves some partial tiles behind, harmlessly.
 //!
 //! After any error the thread records it and does nothing more; the `Log`
 //! reports it as poisoned.
@@ -85,6 +89,8 @@ struct Worker {
     signer: Signer,
     history: HistoryWriter,
     state: Arc<Mutex<PublishState>>,
+    /// `<tile>.p` directories of tiles written full since the last publish.
+    superseded: Vec<PathBuf>,
 }
 
 fn lock(state: &Mutex<PublishState>) -> MutexGuard<'_, PublishState> {
@@ -107,6 +113,7 @@ impl Publisher {
             signer,
             history,
             state: state.clone(),
+            superseded: Vec::new(),
         };
         let thread = std::thread::spawn(move || worker.run(rx));
         Publisher {
@@ -179,10 +186,15 @@ impl Worker {
             let failed = lock(&self.state).error.clone();
             match message {
                 Message::Tile(path, bytes) => {
-                    if failed.is_none()
-                        && let Err(e) = fsutil::write_file_unsynced(&path, &bytes)
-                    {
-                        self.fail(format!("writing a tile failed: {e}"));
+                    if failed.is_none() {
+                        match fsutil::write_file_unsynced(&path, &bytes) {
+                            Ok(()) => {
+                                let mut partials = path.into_os_string();
+                                partials.push(".p");
+                                self.superseded.push(PathBuf::from(partials));
+                            }
+                            Err(e) => self.fail(format!("writing a tile failed: {e}")),
+                        }
                     }
                 }
                 Message::Publish(job, done) => {
@@ -233,6 +245,11 @@ impl Worker {
         }
         fsutil::atomic_replace(&self.layout.checkpoint(), note.as_bytes(), 0o644)?;
         state::write_snapshot(&self.layout.snapshot(), &job.snapshot)?;
+        // Pruning is housekeeping: a failure only leaves files behind, so
+        // it never poisons the log.
+        for directory in self.superseded.drain(..) {
+            let _ = std::fs::remove_dir_all(directory);
+        }
         Ok(note)
     }
 }

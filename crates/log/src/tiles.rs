@@ -192,9 +192,16 @@ impl TileBuilder {
             let id = TileId::new(0, size / WIDTH as u64, bundle_width)
                 .map_err(|e| LogError::Usage(e.to_string()))?;
             let path = public.join(id.entries_path());
-            let bytes = fsutil::read(&path).map_err(|e| {
-                LogError::Integrity(format!("entry bundle of the latest checkpoint: {e}"))
-            })?;
+            let bytes = read_public_tile(public, &id.entries_path())
+                .map_err(|e| {
+                    LogError::Integrity(format!("entry bundle of the latest checkpoint: {e}"))
+                })?
+                .ok_or_else(|| {
+                    LogError::Integrity(format!(
+                        "entry bundle of the latest checkpoint: {} is missing",
+                        path.display()
+                    ))
+                })?;
             let entries = decode_bundle(&bytes)
                 .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display())))?;
             if entries.len() != bundle_width as usize {
@@ -247,12 +254,70 @@ impl DiskTiles {
     }
 }
 
+/// Reads a tile or entry bundle of the public tree by its path relative
+/// to the public root (`tile/0/001.p/44`). A partial tile whose file was
+/// pruned (after its full tile became durable) is the same-width prefix of
+/// the full tile, and is served from it. `None` when neither exists.
+pub fn read_public_tile(public: &Path, relative: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    let path = public.join(relative);
+    match std::fs::read(&path) {
+        Ok(bytes) => return Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StoreError::io("read", &path, e)),
+    }
+    let Ok((kind, id)) = TileId::parse_path(relative) else {
+        return Ok(None);
+    };
+    if id.is_full() {
+        return Ok(None);
+    }
+    let Ok(full) = TileId::new(id.level, id.index, WIDTH as u16) else {
+        return Ok(None);
+    };
+    let (full_path, entries) = match kind {
+        stele_tlog::TileKind::Entries => (public.join(full.entries_path()), true),
+        stele_tlog::TileKind::Hash(_) => (public.join(full.path()), false),
+    };
+    let bytes = match std::fs::read(&full_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("read", &full_path, e)),
+    };
+    let width = usize::from(id.width);
+    if entries {
+        let all =
+            decode_bundle(&bytes).map_err(|e| StoreError::corrupt(&full_path, 0, e.to_string()))?;
+        let prefix: Vec<&[u8]> = all.into_iter().take(width).collect();
+        if prefix.len() != width {
+            return Err(StoreError::corrupt(
+                &full_path,
+                0,
+                "full bundle holds too few entries",
+            ));
+        }
+        let encoded = encode_bundle(&prefix)
+            .map_err(|e| StoreError::corrupt(&full_path, 0, e.to_string()))?;
+        Ok(Some(encoded))
+    } else {
+        bytes
+            .get(..32 * width)
+            .map(|prefix| Some(prefix.to_vec()))
+            .ok_or_else(|| StoreError::corrupt(&full_path, 0, "full tile is too short"))
+    }
+}
+
 impl TileReader for DiskTiles {
     type Error = StoreError;
 
     fn read_tile(&self, tile: &TileId) -> Result<Vec<u8>, StoreError> {
         let path = self.path_of(tile);
-        let bytes = fsutil::read(&path)?;
+        let bytes = read_public_tile(&self.public, &tile.path())?.ok_or_else(|| {
+            StoreError::io(
+                "read",
+                &path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            )
+        })?;
         if bytes.len() != 32 * tile.width as usize {
             return Err(StoreError::corrupt(
                 &path,

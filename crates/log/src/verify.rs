@@ -260,7 +260,12 @@ impl CompareSink<'_> {
     fn compare(&self, path: &str, expected: &[u8]) {
         self.checked.fetch_add(1, Ordering::Relaxed);
         let full = self.public.join(path);
-        match std::fs::read(&full) {
+        let read = match crate::tiles::read_public_tile(&self.public, path) {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        };
+        match read {
             Ok(bytes) if bytes == expected => {}
             Ok(bytes) if bytes.len() != expected.len() => self.problems.add(
                 show(&full),

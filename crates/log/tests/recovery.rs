@@ -319,3 +319,53 @@ fn a_lying_or_broken_snapshot_never_cuts_committed_records() {
     assert_eq!(log.get(19).unwrap().envelope.event.actor, "a19");
     assert_verifies(&log);
 }
+
+/// Partial tiles are pruned once their full tile is durable; proofs against
+/// the older checkpoints that used them, verification and reopening read
+/// the full tile's prefix instead.
+#[test]
+fn partial_tiles_are_pruned_once_full_and_old_proofs_still_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let preparer = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let mut receipts = Vec::new();
+    for round in 0..3 {
+        let batch: Vec<PreparedEvent> = (0..100)
+            .map(|i| event(&preparer, round * 100 + i, None))
+            .collect();
+        receipts.extend(log.append_batch(&batch).unwrap());
+        log.publish().unwrap();
+        if round == 0 {
+            assert!(data.join("log/tile/0/000.p/100").exists());
+            assert!(data.join("log/tile/entries/000.p/100").exists());
+        }
+    }
+    // Size 300: the first level-0 tile and bundle are full, their partial
+    // versions are gone, the partial tiles of size 300 are there.
+    assert!(data.join("log/tile/0/000").exists());
+    assert!(
+        !data.join("log/tile/0/000.p").exists(),
+        "superseded partial tiles pruned"
+    );
+    assert!(!data.join("log/tile/entries/000.p").exists());
+    assert!(data.join("log/tile/0/001.p/44").exists());
+    let verifier = log.verifier().clone();
+    for size in [100u64, 200, 300] {
+        for index in [0u64, 57, 99] {
+            let proof = log.inclusion_proof(index, Some(size)).unwrap();
+            let leaf = stele_tlog::leaf_hash(&receipts[index as usize].commitment);
+            let checkpoint = proof.verify(&leaf, &[&verifier], None).unwrap();
+            assert_eq!(checkpoint.size, size);
+        }
+    }
+    assert_eq!(
+        log.consistency_proof(100, Some(300)).unwrap().len() > 0,
+        true
+    );
+    assert_verifies(&log);
+    drop(log);
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    assert_verifies(&log);
+}

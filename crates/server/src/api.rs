@@ -654,9 +654,15 @@ async fn tile(State(state): State<Arc<AppState>>, Path(path): Path<String>) -> A
             format!("{full_path}: {e}"),
         )
     })?;
-    let bytes = match tokio::fs::read(state.public.join(&full_path)).await {
-        Ok(bytes) => bytes,
-        Err(_) => {
+    // A pruned partial tile is served as the prefix of its full tile.
+    let public = state.public.clone();
+    let relative = full_path.clone();
+    let read =
+        tokio::task::spawn_blocking(move || stele_log::tiles::read_public_tile(&public, &relative))
+            .await;
+    let bytes = match read {
+        Ok(Ok(Some(bytes))) => bytes,
+        _ => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",

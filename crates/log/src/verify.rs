@@ -12,8 +12,9 @@
 //!   AEAD tag under the segment's data key, and its commitment recomputed
 //!   from the decrypted salt and envelope.
 //!
-//! Plus every checkpoint note's signature and origin, and `log/checkpoint`
-//! being the latest of them. Problems are collected (up to a limit) with
+//! Plus every checkpoint note's signature and origin, `log/checkpoint`
+//! being the latest of them, and the writer generation being at least every
+//! generation a record was sealed under (nonces are never reused). Problems are collected (up to a limit) with
 //! the file and position, rather than stopping at the first.
 
 use std::collections::HashMap;
@@ -212,6 +213,7 @@ pub fn verify_in_chunks(
 
     let tiles_checked = AtomicU64::new(0);
     let bytes_decrypted = AtomicU64::new(0);
+    let max_generation = AtomicU64::new(0);
     std::thread::scope(|scope| {
         scope.spawn(|| {
             tree_pass(
@@ -228,10 +230,27 @@ pub fn verify_in_chunks(
             &records,
             &problems,
             &bytes_decrypted,
+            &max_generation,
             progress,
             chunk_bytes,
         );
     });
+
+    // Record nonces are (writer generation, index): the stored generation
+    // must be at least every generation a record was sealed under, or the
+    // next writer could reuse a nonce.
+    let newest = max_generation.load(Ordering::Relaxed);
+    let generation_path = layout.generation();
+    match stele_store::state::read_generation(&generation_path) {
+        Ok(stored) if u64::from(stored) >= newest => {}
+        Ok(stored) => problems.add(
+            show(&generation_path),
+            format!(
+                "holds generation {stored}, but records were sealed under generation {newest} (nonce reuse risk)"
+            ),
+        ),
+        Err(e) => problems.add(show(&generation_path), e.to_string()),
+    }
 
     let problem_count = problems.count.load(Ordering::Relaxed);
     let list = problems
@@ -379,6 +398,7 @@ fn segment_pass(
     records: &[IndexRecord],
     problems: &Problems,
     bytes_decrypted: &AtomicU64,
+    max_generation: &AtomicU64,
     progress: &dyn Progress,
     chunk_bytes: usize,
 ) {
@@ -497,6 +517,7 @@ fn segment_pass(
                             && exp.index == record.index =>
                     {
                         walked.push((at, len, exp.index));
+                        max_generation.fetch_max(u64::from(record.generation), Ordering::Relaxed);
                         k += 1;
                     }
                     Some(exp) => {

@@ -14,8 +14,9 @@
 //!
 //! Plus every checkpoint note's signature and origin, `log/checkpoint`
 //! being the latest of them, and the writer generation being at least every
-//! generation a record was sealed under (nonces are never reused). Problems are collected (up to a limit) with
-//! the file and position, rather than stopping at the first.
+//! generation a record was sealed under (nonces are never reused).
+//! Problems are collected (up to a limit) with the file and position,
+//! rather than stopping at the first.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

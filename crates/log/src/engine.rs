@@ -904,53 +904,73 @@ impl Log {
 /// so the committed length (from the snapshot) is wrong, and nothing is
 /// cut. A torn record at the end is the interrupted write itself.
 fn check_only_orphans(path: &Path, keep: u64, len: u64, total: u64) -> LogResult<()> {
-    let tail_len = usize::try_from(len - keep)
-        .map_err(|_| LogError::Integrity(format!("{}: impossible tail length", path.display())))?;
+    use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path).map_err(|e| StoreError::io("open", path, e))?;
-    let mut tail = vec![0u8; tail_len];
-    std::os::unix::fs::FileExt::read_exact_at(&file, &mut tail, keep)
-        .map_err(|e| StoreError::io("read", path, e))?;
-    let mut at = 0usize;
-    while at < tail.len() {
-        let Ok((record, record_len)) =
-            segment::parse_record_ref(path, keep + at as u64, &tail[at..])
-        else {
-            // Only the interrupted write itself may fail to parse: a record
-            // cut off by the end of the file, or space the file system
-            // extended with zeros. Anything else means `keep` is not where
-            // the committed records end.
-            let rest = &tail[at..];
-            if rest.iter().all(|b| *b == 0) || rest.len() < 12 {
-                break;
-            }
-            // A record cut off by the end of the file still shows a
-            // plausible length and its own (uncommitted) entry number.
-            let declared = segment::record_len(rest).unwrap_or(0);
-            let mut number = [0u8; 8];
-            number.copy_from_slice(&rest[4..12]);
-            let number = u64::from_be_bytes(number);
-            let cut_off = declared > rest.len()
-                && declared <= segment::MAX_RECORD_BODY as usize + 4
-                && number >= total
-                && number - total < stele_store::index::MAX_BATCH_RECORDS;
-            if cut_off {
-                break;
-            }
-            return Err(LogError::Integrity(format!(
-                "{}: bytes beyond the committed length {keep} are not records of an interrupted append (segments.state altered?); nothing was cut",
-                path.display()
-            )));
-        };
-        if record.index < total {
-            return Err(LogError::Integrity(format!(
-                "{}: the record of entry {} lies beyond the committed length {keep} (segments.state altered?); nothing was cut",
-                path.display(),
-                record.index
-            )));
+    let read_at = |buf: &mut [u8], at: u64| {
+        file.read_exact_at(buf, at)
+            .map_err(|e| LogError::from(StoreError::io("read", path, e)))
+    };
+    let refuse = |what: String| {
+        Err(LogError::Integrity(format!(
+            "{}: {what} beyond the committed length {keep} (segments.state altered?); nothing was cut",
+            path.display()
+        )))
+    };
+    // Record by record, so memory stays bounded whatever the tail holds.
+    let mut pos = keep;
+    let mut record_bytes = Vec::new();
+    while pos < len {
+        let remaining = len - pos;
+        if remaining < 12 {
+            break; // too short to be anything but a torn write
         }
-        at += record_len;
+        let mut head = [0u8; 12];
+        read_at(&mut head, pos)?;
+        let declared = 4 + u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let number = u64::from_be_bytes([
+            head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
+        ]);
+        let plausible = declared <= segment::MAX_RECORD_BODY as usize + 4;
+        if plausible && declared as u64 <= remaining {
+            record_bytes.resize(declared, 0);
+            read_at(&mut record_bytes, pos)?;
+            if let Ok((record, record_len)) = segment::parse_record_ref(path, pos, &record_bytes) {
+                if record.index < total {
+                    return refuse(format!("the record of entry {} lies", record.index));
+                }
+                pos += record_len as u64;
+                continue;
+            }
+        }
+        // Only the interrupted write itself may fail to parse: a record cut
+        // off by the end of the file (plausible length, its own uncommitted
+        // entry number), or space the file system extended with zeros.
+        let cut_off = plausible
+            && declared as u64 > remaining
+            && number >= total
+            && number - total < stele_store::index::MAX_BATCH_RECORDS;
+        if cut_off || all_zero(&file, pos, len).map_err(|e| StoreError::io("read", path, e))? {
+            break;
+        }
+        return refuse("bytes that are not records of an interrupted append lie".to_string());
     }
     Ok(())
+}
+
+/// True when the bytes `from..to` of `file` are all zero (read in chunks).
+fn all_zero(file: &std::fs::File, from: u64, to: u64) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = from;
+    while pos < to {
+        let n = (to - pos).min(buf.len() as u64) as usize;
+        file.read_exact_at(&mut buf[..n], pos)?;
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
 }
 
 /// Splits a record's plaintext into salt and envelope and checks both

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use stele_store::{StoreError, fsutil};
+use stele_store::StoreError;
 use stele_tlog::tile::{
     TileId, TileReader, decode_bundle, decode_tile, encode_bundle, encode_tile,
 };
@@ -24,20 +24,6 @@ const WIDTH: usize = 256;
 pub trait TileSink {
     /// `path` is relative to the public tree root (`tile/0/x001/234`).
     fn full(&mut self, path: String, bytes: Vec<u8>) -> LogResult<()>;
-}
-
-/// A sink that writes files below the public root without fsync; the
-/// engine makes them durable with one `syncfs` before the next checkpoint.
-#[derive(Debug)]
-pub struct DiskSink<'a> {
-    pub public: &'a Path,
-}
-
-impl TileSink for DiskSink<'_> {
-    fn full(&mut self, path: String, bytes: Vec<u8>) -> LogResult<()> {
-        fsutil::write_file_unsynced(&self.public.join(path), &bytes)?;
-        Ok(())
-    }
 }
 
 /// The root of a perfect tree over `hashes` (a power-of-two count).
@@ -336,6 +322,20 @@ impl TileReader for DiskTiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stele_store::fsutil;
+
+    /// Writes tiles straight to disk (the engine hands them to its
+    /// publisher thread instead).
+    struct DiskSink<'a> {
+        public: &'a Path,
+    }
+
+    impl TileSink for DiskSink<'_> {
+        fn full(&mut self, path: String, bytes: Vec<u8>) -> LogResult<()> {
+            fsutil::write_file_unsynced(&self.public.join(path), &bytes)?;
+            Ok(())
+        }
+    }
 
     struct Collect(Vec<(String, Vec<u8>)>);
     impl TileSink for Collect {

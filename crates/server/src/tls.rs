@@ -109,6 +109,5 @@ pub fn spawn_reloader(tls: TlsConfig, shared: SharedTls) -> tokio::task::JoinHan
 
 /// SHA-256 fingerprint (lowercase hex) of a certificate's DER bytes.
 pub fn fingerprint(cert: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::tokens::sha256_hex(cert)
 }

@@ -61,7 +61,8 @@ pub struct TokenFile {
     pub tokens: Vec<TokenRecord>,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// Lowercase hex SHA-256 (token hashes, certificate fingerprints).
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

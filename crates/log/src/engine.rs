@@ -41,10 +41,12 @@ use stele_tlog::{Checkpoint, Hash, Signer, TlogProof, Verifier};
 use zeroize::Zeroizing;
 
 use crate::error::{LogError, LogResult};
+use crate::governance::{Hold, PolicyVersion};
 use crate::layout::Layout;
 use crate::meta::{FORMAT_VERSION, Meta};
 use crate::prepare::PreparedEvent;
 use crate::publisher::{PublishJob, PublishState, Publisher};
+use crate::purge::Tombstone;
 use crate::tiles::{DiskTiles, TileBuilder};
 
 /// Segments kept open for appending; older ones are closed after a batch.
@@ -102,36 +104,52 @@ pub(crate) struct SegmentInfo {
 }
 
 #[derive(Debug)]
-struct ActiveSegment {
+pub(crate) struct ActiveSegment {
     writer: SegmentWriter,
     key: Arc<DataKey>,
+}
+
+impl ActiveSegment {
+    pub(crate) fn segment_id(&self) -> u32 {
+        self.writer.header().id
+    }
 }
 
 /// An open log. See the module docs for the life of an entry.
 #[derive(Debug)]
 pub struct Log {
-    layout: Layout,
-    _lock: DirLock,
-    meta: Meta,
-    kek: Kek,
-    verifier: Verifier,
-    index: IndexFile,
+    pub(crate) layout: Layout,
+    pub(crate) _lock: DirLock,
+    pub(crate) meta: Meta,
+    pub(crate) kek: Kek,
+    pub(crate) verifier: Verifier,
+    pub(crate) index: IndexFile,
     /// Writer generation, bumped lazily before the first append.
-    generation: Option<u32>,
-    segments: BTreeMap<u32, SegmentInfo>,
+    pub(crate) generation: Option<u32>,
+    pub(crate) segments: BTreeMap<u32, SegmentInfo>,
     /// Durable committed length of every segment (header plus every record
     /// an index entry points at). Written whole into the snapshot.
-    committed: HashMap<u32, u64>,
-    active: Vec<ActiveSegment>,
-    keys: Mutex<HashMap<u32, Arc<DataKey>>>,
-    readers: Mutex<HashMap<u32, Arc<SegmentReader>>>,
-    tiles: TileBuilder,
+    pub(crate) committed: HashMap<u32, u64>,
+    pub(crate) active: Vec<ActiveSegment>,
+    pub(crate) keys: Mutex<HashMap<u32, Arc<DataKey>>>,
+    pub(crate) readers: Mutex<HashMap<u32, Arc<SegmentReader>>>,
+    pub(crate) tiles: TileBuilder,
     /// Idempotency key hash → first entry holding it; loaded from the index
     /// on first use.
-    idempotency: Option<HashMap<u64, Vec<u64>>>,
+    pub(crate) idempotency: Option<HashMap<u64, Vec<u64>>>,
     /// Writes tiles and publishes checkpoints on its own thread.
-    publisher: Publisher,
-    poisoned: Option<String>,
+    pub(crate) publisher: Publisher,
+    pub(crate) poisoned: Option<String>,
+    /// Tombstones of purged segments, by segment id (see `purge.rs`).
+    pub(crate) purged: BTreeMap<u32, Tombstone>,
+    /// Signs audit attestations (the log's checkpoint key).
+    pub(crate) attestor: Signer,
+    /// Applied policy versions, oldest first (see `governance.rs`).
+    pub(crate) policies: Vec<PolicyVersion>,
+    /// Legal holds, released ones included.
+    pub(crate) holds: Vec<Hold>,
+    /// Test hook: stop a purge after this step, as a crash would.
+    pub(crate) purge_stop: Option<u8>,
 }
 
 fn random_log_id() -> LogResult<[u8; 16]> {
@@ -140,7 +158,7 @@ fn random_log_id() -> LogResult<[u8; 16]> {
     Ok(id)
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -217,6 +235,8 @@ impl Log {
         let layout = Layout::new(dir);
         let meta = Meta::read(&layout.meta())?;
         let lock = DirLock::acquire(&layout.lock())?;
+        // An interrupted KEK rotation is finished (or undone) before any key is read.
+        let meta = crate::rotate::finish_interrupted_rotation(&layout, meta)?;
         let kek = Kek::open(
             &layout.kek(),
             options.passphrase.as_deref().map(|s| s.as_str()),
@@ -233,6 +253,10 @@ impl Log {
             )));
         }
         let verifier = signer.verifier();
+        // A second handle on the same key signs audit attestations; the
+        // first moves to the publisher thread.
+        let attestor = Signer::new(&meta.origin, *seed)
+            .map_err(|e| LogError::Integrity(format!("signing key: {e}")))?;
         let kek_kind = if Kek::needs_passphrase(&layout.kek())? {
             "passphrase"
         } else {
@@ -275,7 +299,7 @@ impl Log {
             )));
         }
 
-        let segments = discover_segments(&layout)?;
+        let (segments, purged) = discover_segments(&layout)?;
         let tiles = TileBuilder::load(&layout.public(), latest_checkpoint.size)?;
         if tiles.root() != latest_checkpoint.root {
             return Err(LogError::Integrity(format!(
@@ -321,8 +345,15 @@ impl Log {
             idempotency: None,
             publisher,
             poisoned: None,
+            purged,
+            attestor,
+            policies: Vec::new(),
+            holds: Vec::new(),
+            purge_stop: None,
         };
+        log.load_governance()?;
         log.recover()?;
+        log.finish_governance()?;
         Ok(log)
     }
 
@@ -346,6 +377,9 @@ impl Log {
             let count = (total - start).min(65_536);
             for (i, record) in self.index.read_range(start, count)?.iter().enumerate() {
                 let end = record.location.offset + u64::from(record.location.len);
+                if self.purged.contains_key(&record.segment_id) {
+                    continue;
+                }
                 if !self.segments.contains_key(&record.segment_id) {
                     return Err(LogError::Integrity(format!(
                         "entry {} refers to segment {}, which is not on disk",
@@ -361,6 +395,9 @@ impl Log {
         // Cut every segment back to its committed length: anything beyond is
         // from a batch whose index records never became durable.
         for (id, info) in &self.segments {
+            if self.purged.contains_key(id) {
+                continue; // being purged: finished after recovery
+            }
             let (_, header_len) = segment::read_header(&info.path)?;
             let keep = committed.get(id).copied().unwrap_or(0).max(header_len);
             self.committed.insert(*id, keep);
@@ -451,7 +488,7 @@ impl Log {
         self.check_writable()
     }
 
-    fn check_writable(&self) -> LogResult<()> {
+    pub(crate) fn check_writable(&self) -> LogResult<()> {
         match &self.poisoned {
             Some(why) => Err(LogError::Poisoned(why.clone())),
             None => self.publisher.check(),
@@ -459,7 +496,7 @@ impl Log {
     }
 
     /// Records a write failure: this handle never writes again.
-    fn poison(&mut self, error: LogError) -> LogError {
+    pub(crate) fn poison(&mut self, error: LogError) -> LogError {
         if self.poisoned.is_none() {
             self.poisoned = Some(error.to_string());
         }
@@ -611,7 +648,12 @@ impl Log {
             .cloned()
             .unwrap_or_default();
         for index in candidates {
-            let stored = self.get(index)?;
+            let stored = match self.get(index) {
+                Ok(stored) => stored,
+                // A purged event can no longer be compared: not a retry.
+                Err(LogError::Purged { .. }) => continue,
+                Err(e) => return Err(e),
+            };
             let stored_key = stored.envelope.event.id.as_deref().map(|client_id| {
                 crate::prepare::idempotency_key(&stored.envelope.writer, client_id)
             });
@@ -663,6 +705,19 @@ impl Log {
             return Ok(pos);
         }
         stele_event::check_stream_name(stream)?;
+        if let Some(t) = self
+            .purged
+            .values()
+            .find(|t| t.epoch_day == epoch && t.stream == stream)
+        {
+            return Err(LogError::Refused(format!(
+                "stream {stream:?} epoch {} was purged by policy (retention.purge event {}); it cannot receive new events (is the clock wrong?)",
+                t.epoch,
+                t.event_index
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "pending".into())
+            )));
+        }
         let existing = self
             .segments
             .iter()
@@ -710,7 +765,14 @@ impl Log {
     }
 
     fn next_segment_id(&self) -> LogResult<u32> {
-        let mut max = self.segments.keys().next_back().copied().unwrap_or(0);
+        // Purged segments keep their ids reserved through their tombstones.
+        let mut max = self
+            .segments
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .max(self.purged.keys().next_back().copied().unwrap_or(0));
         // Data key files outlive nothing they describe, but an id whose key
         // file exists may have been handed out just before a crash.
         if let Ok(entries) = std::fs::read_dir(self.layout.deks()) {
@@ -729,7 +791,7 @@ impl Log {
             .ok_or_else(|| LogError::Usage("segment ids exhausted".into()))
     }
 
-    fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<DataKey>>> {
+    pub(crate) fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<DataKey>>> {
         self.keys
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -836,6 +898,12 @@ impl Log {
     }
 
     pub(crate) fn read_record(&self, index: u64, record: &IndexRecord) -> LogResult<StoredEvent> {
+        if let Some(tombstone) = self.purged.get(&record.segment_id) {
+            return Err(LogError::Purged {
+                index,
+                tombstone: Box::new(tombstone.clone()),
+            });
+        }
         let reader = self.segment_reader(record.segment_id)?;
         let key = self.data_key(record.segment_id)?;
         let sealed = reader.read(record.location, index)?;
@@ -1072,12 +1140,13 @@ fn check_dir(dir: &Path) -> LogResult<()> {
 /// Finds every segment file and reads its header. A file whose header is
 /// torn (shorter than a complete header: a crash during creation) is
 /// removed; any other unreadable segment is an integrity error.
-fn discover_segments(layout: &Layout) -> LogResult<BTreeMap<u32, SegmentInfo>> {
+fn discover_segments(layout: &Layout) -> LogResult<Segments> {
     let mut out = BTreeMap::new();
+    let mut purged: BTreeMap<u32, Tombstone> = BTreeMap::new();
     let root = layout.segments();
     let streams = match std::fs::read_dir(&root) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, purged)),
         Err(e) => return Err(StoreError::io("read directory", &root, e).into()),
     };
     for stream_dir in streams {
@@ -1091,6 +1160,29 @@ fn discover_segments(layout: &Layout) -> LogResult<BTreeMap<u32, SegmentInfo>> {
         {
             let file = file.map_err(|e| StoreError::io("read directory", &dir, e))?;
             let path = file.path();
+            if path.extension().and_then(|e| e.to_str()) == Some("purged") {
+                let tombstone = Tombstone::read(&path)?;
+                let expected = dir.join(format!("{}.purged", tombstone.epoch));
+                if expected != path
+                    || crate::layout::epoch_date(tombstone.epoch_day) != tombstone.epoch
+                    || dir.file_name().and_then(|n| n.to_str()) != Some(tombstone.stream.as_str())
+                {
+                    return Err(LogError::Integrity(format!(
+                        "{}: names stream {:?} epoch {} (moved or altered?)",
+                        path.display(),
+                        tombstone.stream,
+                        tombstone.epoch
+                    )));
+                }
+                if let Some(previous) = purged.insert(tombstone.segment, tombstone) {
+                    return Err(LogError::Integrity(format!(
+                        "two purge records claim segment {} (one is {})",
+                        previous.segment,
+                        path.display()
+                    )));
+                }
+                continue;
+            }
             if path.extension().and_then(|e| e.to_str()) != Some("seg") {
                 continue;
             }
@@ -1126,8 +1218,11 @@ fn discover_segments(layout: &Layout) -> LogResult<BTreeMap<u32, SegmentInfo>> {
             }
         }
     }
-    Ok(out)
+    Ok((out, purged))
 }
+
+/// Segments on disk by id, and tombstones of purged ones.
+type Segments = (BTreeMap<u32, SegmentInfo>, BTreeMap<u32, Tombstone>);
 
 /// A segment file that holds only a prefix of a header (or nothing): the
 /// trace of a crash inside [`SegmentWriter::create`], never of a segment

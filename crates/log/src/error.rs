@@ -22,6 +22,21 @@ pub enum LogError {
     /// The data directory is missing, incomplete or not a Stele log.
     #[error("{0}")]
     NotALog(String),
+    /// A policy forbids it (early deletion, an undeclared stream, …).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The entry's content was deleted by a retention purge.
+    #[error(
+        "entry {index} was purged by policy: stream {:?} epoch {} (retention ended {}), recorded by the retention.purge event at index {}",
+        tombstone.stream,
+        tombstone.epoch,
+        crate::purge::timestamp_text(tombstone.purge_after),
+        tombstone.event_index.map(|i| i.to_string()).unwrap_or_else(|| "(pending)".into())
+    )]
+    Purged {
+        index: u64,
+        tombstone: Box<crate::purge::Tombstone>,
+    },
     /// An earlier write or fsync failed; this handle refuses further writes.
     #[error("the log stopped writing after an earlier failure ({0}); reopen it to recover")]
     Poisoned(String),
@@ -33,6 +48,7 @@ impl LogError {
     pub fn is_integrity(&self) -> bool {
         match self {
             LogError::Integrity(_) => true,
+            LogError::Refused(_) | LogError::Purged { .. } => true,
             LogError::Store(e) => e.is_integrity(),
             _ => false,
         }
@@ -47,6 +63,8 @@ impl LogError {
             LogError::Usage(_) => "usage",
             LogError::NotALog(_) => "not_a_log",
             LogError::Poisoned(_) => "poisoned",
+            LogError::Refused(_) => "refused",
+            LogError::Purged { .. } => "purged",
         }
     }
 }

@@ -42,6 +42,31 @@ impl Layout {
     pub fn kek(&self) -> PathBuf {
         self.keys().join("kek.key")
     }
+    /// The new KEK of a rotation that has not reached its commit point
+    /// (renamed over `kek.key` to commit). See `docs/formats/keys.md`.
+    pub fn kek_next(&self) -> PathBuf {
+        self.keys().join("kek.next")
+    }
+    /// When the current KEK was made, and how many rotations came before it
+    /// (JSON). Absent for a log whose KEK was never rotated.
+    pub fn kek_info(&self) -> PathBuf {
+        self.keys().join("kek.info")
+    }
+    /// `kek.info` of the KEK a rotation is installing; renamed over
+    /// `kek.info` as the rotation's last step, so it marks a rotation that
+    /// is still in progress.
+    pub fn kek_info_next(&self) -> PathBuf {
+        self.keys().join("kek.info.next")
+    }
+    /// The signing key re-wrapped under the KEK a rotation is installing.
+    pub fn signing_key_next(&self) -> PathBuf {
+        self.keys().join("signing.key.next")
+    }
+    /// The data key of segment `segment_id` re-wrapped under the KEK a
+    /// rotation is installing.
+    pub fn dek_next(&self, segment_id: u32) -> PathBuf {
+        self.deks().join(format!("{segment_id}.dek.next"))
+    }
     pub fn signing_key(&self) -> PathBuf {
         self.keys().join("signing.key")
     }

@@ -13,12 +13,16 @@
 //! takes prepared events and returns receipts, proofs and verification
 //! reports.
 
+pub mod audit;
 mod engine;
 pub mod error;
+pub mod governance;
 pub mod layout;
 mod meta;
 pub mod prepare;
 mod publisher;
+mod rotate;
+pub mod purge;
 pub mod sequencer;
 pub mod tiles;
 pub mod verify;
@@ -27,3 +31,4 @@ pub use engine::{CreateOptions, Log, OpenOptions, Receipt, StoredEvent};
 pub use error::{LogError, LogResult};
 pub use meta::Meta;
 pub use prepare::{PreparedEvent, Preparer};
+pub use rotate::{KekAgeSource, KekInfo, RotateStep};

@@ -72,6 +72,9 @@ pub struct Preparer {
     pub channel: String,
     pub default_stream: String,
     pub limits: Limits,
+    /// Routes each event to a stream; without one, events go to the stream
+    /// they ask for or `default_stream`.
+    pub policy: Option<std::sync::Arc<stele_policy::Policy>>,
 }
 
 impl Preparer {
@@ -81,7 +84,41 @@ impl Preparer {
             channel: channel.to_string(),
             default_stream: default_stream.to_string(),
             limits: Limits::default(),
+            policy: None,
         }
+    }
+
+    /// The same preparer, routing by `policy`.
+    pub fn with_policy(mut self, policy: std::sync::Arc<stele_policy::Policy>) -> Preparer {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The stream `event` goes to: the policy's routing decision (which
+    /// honours a requested stream only when the policy declares it), or
+    /// without a policy the requested stream or the default.
+    pub fn stream_for(&self, event: &stele_event::ClientEvent) -> Result<String, PrepareError> {
+        let Some(policy) = &self.policy else {
+            return Ok(event
+                .stream
+                .clone()
+                .unwrap_or_else(|| self.default_stream.clone()));
+        };
+        if self.default_stream.starts_with('_') {
+            // System events: their stream is fixed by the caller.
+            return Ok(self.default_stream.clone());
+        }
+        let input = stele_policy::RouteInput {
+            channel: &self.channel,
+            source: event.source.as_deref(),
+            writer: &self.writer,
+            action: &event.action,
+            requested_stream: event.stream.as_deref(),
+            attributes: event.attributes.as_ref(),
+        };
+        policy
+            .route(&input)
+            .map_err(|e| PrepareError::Route(e.to_string()))
     }
 
     /// Parses and prepares one raw client event received at `now`.
@@ -107,15 +144,8 @@ impl Preparer {
             .into_uuid()
             .hyphenated()
             .to_string();
-        let envelope = new_envelope(
-            parsed,
-            raw,
-            id,
-            now,
-            &self.writer,
-            &self.default_stream,
-            &self.channel,
-        )?;
+        let stream = self.stream_for(&parsed)?;
+        let envelope = new_envelope(parsed, raw, id, now, &self.writer, &stream, &self.channel)?;
         let mut salt = [0u8; 32];
         salt.copy_from_slice(&random[..32]);
         Ok(prepare_envelope(envelope, salt, now))
@@ -189,6 +219,10 @@ pub enum PrepareError {
     Event(#[from] EventError),
     #[error("random generator failed: {0}")]
     Random(String),
+    /// The policy routes the event nowhere (e.g. it asks for a stream the
+    /// policy does not declare).
+    #[error("stream: {0}")]
+    Route(String),
 }
 
 impl From<PrepareError> for crate::error::LogError {
@@ -196,6 +230,7 @@ impl From<PrepareError> for crate::error::LogError {
         match e {
             PrepareError::Event(e) => crate::error::LogError::Event(e),
             PrepareError::Random(s) => crate::error::LogError::Usage(s),
+            PrepareError::Route(s) => crate::error::LogError::Refused(s),
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct VerifyReport {
     pub entries: u64,
     pub checkpoints: usize,
     pub segments: usize,
+    /// Segments purged by retention (their entries stay in the tree).
+    pub purged_segments: usize,
     pub tiles: u64,
     pub bytes_decrypted: u64,
     /// Total problems found (the list keeps the first [`MAX_PROBLEMS`]).
@@ -237,6 +239,8 @@ pub fn verify_in_chunks(
         );
     });
 
+    purge_pass(log, &records, &problems);
+
     // Record nonces are (writer generation, index): the stored generation
     // must be at least every generation a record was sealed under, or the
     // next writer could reuse a nonce.
@@ -262,11 +266,73 @@ pub fn verify_in_chunks(
         entries: total,
         checkpoints: checkpoints.len(),
         segments: log.segment_infos().len(),
+        purged_segments: log.purged().len(),
         tiles: tiles_checked.load(Ordering::Relaxed),
         bytes_decrypted: bytes_decrypted.load(Ordering::Relaxed),
         problem_count,
         problems: list,
     })
+}
+
+/// Checks every tombstone: the entries it names are exactly those the
+/// index gives its segment, its `retention.purge` event is in the log with
+/// the same content, the purge was allowed when it was decided (retention
+/// over under every policy version, epoch ended, no hold), and the data key
+/// and segment file are gone.
+fn purge_pass(log: &Log, records: &[IndexRecord], problems: &Problems) {
+    for (id, tombstone) in log.purged() {
+        let path = show(&log.tombstone_path(&tombstone.stream, tombstone.epoch_day));
+        let mut digest = crate::purge::IndexDigest::default();
+        for (i, r) in records.iter().enumerate() {
+            if r.segment_id == *id {
+                digest.push(i as u64);
+            }
+        }
+        if let Err(e) = tombstone.matches(&digest.finish()) {
+            problems.add(&path, e);
+        }
+        if let Err(e) = log.purge_was_allowed(tombstone) {
+            problems.add(&path, e);
+        }
+        match tombstone.event_index {
+            None => problems.add(&path, "names no retention.purge event"),
+            Some(index) => match log.get(index) {
+                Ok(event) => {
+                    let envelope = &event.envelope;
+                    let same = envelope.stream == crate::governance::SYSTEM_STREAM
+                        && envelope.writer == crate::governance::SYSTEM_WRITER
+                        && envelope.event.action == "retention.purge"
+                        && envelope.event.id.as_deref() == Some(format!("purge:{id}").as_str())
+                        && envelope
+                            .event
+                            .attributes
+                            .as_ref()
+                            .map(|a| serde_json::Value::Object(a.clone()))
+                            == Some(tombstone.event_attributes());
+                    if !same {
+                        problems.add(
+                            &path,
+                            format!(
+                                "entry {index} is not the retention.purge event of segment {id}"
+                            ),
+                        );
+                    }
+                }
+                Err(e) => problems.add(&path, format!("its retention.purge event {index}: {e}")),
+            },
+        }
+        for leftover in [
+            log.layout().dek(*id),
+            log.layout().segment(&tombstone.stream, tombstone.epoch_day),
+        ] {
+            if leftover.exists() {
+                problems.add(
+                    show(&leftover),
+                    format!("still exists, but segment {id} was purged"),
+                );
+            }
+        }
+    }
 }
 
 /// Compares each completed tile with the file on disk.
@@ -412,7 +478,10 @@ fn segment_pass(
         });
     }
     for (id, expected) in &by_segment {
-        if *id != u32::MAX && !log.segment_infos().contains_key(id) {
+        if *id != u32::MAX
+            && !log.segment_infos().contains_key(id)
+            && !log.purged().contains_key(id)
+        {
             problems.add(
                 show(&log.layout().segments()),
                 format!(
@@ -427,6 +496,9 @@ fn segment_pass(
         .unwrap_or(1)
         .max(1);
     for (id, info) in log.segment_infos() {
+        if log.purged().contains_key(id) {
+            continue; // checked by the purge pass
+        }
         let expected = by_segment.remove(id).unwrap_or_default();
         let key = match log.data_key(*id) {
             Ok(key) => Some(key),

@@ -95,6 +95,54 @@ pub enum NewKek {
     },
 }
 
+impl NewKek {
+    /// The kind of key file this makes.
+    pub fn kind(&self) -> KekKind {
+        match self {
+            NewKek::Random => KekKind::File,
+            NewKek::Passphrase { .. } => KekKind::Passphrase,
+        }
+    }
+}
+
+/// How a KEK is held: the kind byte of `kek.key`, named as in `meta.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KekKind {
+    /// Kind 1: the raw key is in the 0600 key file (`"file"`).
+    File,
+    /// Kind 2: the key is derived from a passphrase (`"passphrase"`).
+    Passphrase,
+}
+
+impl KekKind {
+    /// The name used in `meta.json` and `kek.info`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KekKind::File => "file",
+            KekKind::Passphrase => "passphrase",
+        }
+    }
+
+    /// Parses a name written by [`KekKind::as_str`].
+    pub fn from_name(name: &str) -> Option<KekKind> {
+        match name {
+            "file" => Some(KekKind::File),
+            "passphrase" => Some(KekKind::Passphrase),
+            _ => None,
+        }
+    }
+
+    /// The kind of the KEK file at `path` (header and checksum checked; the
+    /// key itself is not opened).
+    pub fn of_file(path: &Path) -> StoreResult<KekKind> {
+        Ok(if Kek::needs_passphrase(path)? {
+            KekKind::Passphrase
+        } else {
+            KekKind::File
+        })
+    }
+}
+
 fn derive_passphrase_key(
     passphrase: &str,
     salt: &[u8],
@@ -356,14 +404,7 @@ impl DataKey {
     pub fn generate(kek: &Kek, segment_id: u32) -> StoreResult<(DataKey, Vec<u8>)> {
         let mut raw = Zeroizing::new([0u8; KEY_LEN]);
         random_bytes(raw.as_mut())?;
-        let wrapped = kek.wrap(&raw, &dek_aad(segment_id))?;
-        let mut file = Vec::with_capacity(8 + 1 + 4 + wrapped.len() + 4);
-        file.extend_from_slice(DEK_MAGIC);
-        file.push(FORMAT_VERSION);
-        file.extend_from_slice(&segment_id.to_be_bytes());
-        file.extend_from_slice(&wrapped);
-        let crc = crc32(&file);
-        file.extend_from_slice(&crc.to_be_bytes());
+        let file = dek_file(kek, segment_id, &raw)?;
         Ok((
             DataKey {
                 key: aes_key(&raw)?,
@@ -379,35 +420,26 @@ impl DataKey {
         path: &Path,
         bytes: &[u8],
     ) -> StoreResult<DataKey> {
-        if bytes.len() != 8 + 1 + 4 + NONCE_LEN + KEY_LEN + TAG_LEN + 4 || &bytes[..8] != DEK_MAGIC
-        {
-            return Err(StoreError::corrupt(path, 0, "not a Stele data key file"));
-        }
-        check_trailing_crc(path, bytes)?;
-        if bytes[8] != FORMAT_VERSION {
-            return Err(StoreError::corrupt(
-                path,
-                8,
-                format!("unsupported data key version {}", bytes[8]),
-            ));
-        }
-        let stored_id = u32::from_be_bytes([bytes[9], bytes[10], bytes[11], bytes[12]]);
-        if stored_id != segment_id {
-            return Err(StoreError::corrupt(
-                path,
-                9,
-                format!("data key belongs to segment {stored_id}, not {segment_id}"),
-            ));
-        }
-        let raw = kek
-            .unwrap_key(&bytes[13..bytes.len() - 4], &dek_aad(segment_id))
-            .ok_or_else(|| StoreError::WrongKey {
-                path: path.to_path_buf(),
-                what: "the key-encryption key does not open this data key (wrong key, or the file was altered)".into(),
-            })?;
+        let raw = unwrap_dek_raw(kek, segment_id, path, bytes)?;
         Ok(DataKey {
             key: aes_key(&raw)?,
         })
+    }
+
+    /// Re-wraps a data key file for `segment_id` from the `old` KEK to the
+    /// `new` one (KEK rotation) and returns the new file bytes. The data key
+    /// itself is unchanged, so the segment it seals is not re-encrypted; only
+    /// the 60-byte wrap blob gets a new random nonce, ciphertext and tag. A
+    /// file that `old` does not open is refused as [`StoreError::WrongKey`].
+    pub fn rewrap_file(
+        old: &Kek,
+        new: &Kek,
+        segment_id: u32,
+        path: &Path,
+        bytes: &[u8],
+    ) -> StoreResult<Vec<u8>> {
+        let raw = unwrap_dek_raw(old, segment_id, path, bytes)?;
+        dek_file(new, segment_id, &raw)
     }
 
     /// Encrypts `in_out` in place and returns the tag. See [`record_nonce`]
@@ -451,6 +483,53 @@ impl DataKey {
     }
 }
 
+/// Checks a data key file for `segment_id` and unwraps its raw key.
+fn unwrap_dek_raw(
+    kek: &Kek,
+    segment_id: u32,
+    path: &Path,
+    bytes: &[u8],
+) -> StoreResult<Zeroizing<[u8; KEY_LEN]>> {
+    if bytes.len() != 8 + 1 + 4 + NONCE_LEN + KEY_LEN + TAG_LEN + 4 || &bytes[..8] != DEK_MAGIC {
+        return Err(StoreError::corrupt(path, 0, "not a Stele data key file"));
+    }
+    check_trailing_crc(path, bytes)?;
+    if bytes[8] != FORMAT_VERSION {
+        return Err(StoreError::corrupt(
+            path,
+            8,
+            format!("unsupported data key version {}", bytes[8]),
+        ));
+    }
+    let stored_id = u32::from_be_bytes([bytes[9], bytes[10], bytes[11], bytes[12]]);
+    if stored_id != segment_id {
+        return Err(StoreError::corrupt(
+            path,
+            9,
+            format!("data key belongs to segment {stored_id}, not {segment_id}"),
+        ));
+    }
+    kek
+            .unwrap_key(&bytes[13..bytes.len() - 4], &dek_aad(segment_id))
+            .ok_or_else(|| StoreError::WrongKey {
+                path: path.to_path_buf(),
+                what: "the key-encryption key does not open this data key (wrong key, or the file was altered)".into(),
+            })
+}
+
+/// The bytes of a data key file: `raw` wrapped by `kek` for `segment_id`.
+fn dek_file(kek: &Kek, segment_id: u32, raw: &[u8; KEY_LEN]) -> StoreResult<Vec<u8>> {
+    let wrapped = kek.wrap(raw, &dek_aad(segment_id))?;
+    let mut file = Vec::with_capacity(8 + 1 + 4 + wrapped.len() + 4);
+    file.extend_from_slice(DEK_MAGIC);
+    file.push(FORMAT_VERSION);
+    file.extend_from_slice(&segment_id.to_be_bytes());
+    file.extend_from_slice(&wrapped);
+    let crc = crc32(&file);
+    file.extend_from_slice(&crc.to_be_bytes());
+    Ok(file)
+}
+
 /// Wraps the Ed25519 signing seed under the KEK for the key file.
 pub fn wrap_signing_seed(kek: &Kek, seed: &[u8; KEY_LEN]) -> StoreResult<Vec<u8>> {
     let wrapped = kek.wrap(seed, SIG_AAD)?;
@@ -485,6 +564,19 @@ pub fn unwrap_signing_seed(
             path: path.to_path_buf(),
             what: "the key-encryption key does not open the signing key (wrong key, or the file was altered)".into(),
         })
+}
+
+/// Re-wraps the signing key file from the `old` KEK to the `new` one (KEK
+/// rotation) and returns the new file bytes; the seed, and so the verifier
+/// key, is unchanged.
+pub fn rewrap_signing_seed(
+    old: &Kek,
+    new: &Kek,
+    path: &Path,
+    bytes: &[u8],
+) -> StoreResult<Vec<u8>> {
+    let seed = unwrap_signing_seed(old, path, bytes)?;
+    wrap_signing_seed(new, &seed)
 }
 
 #[cfg(test)]
@@ -577,5 +669,68 @@ mod tests {
             unwrap_signing_seed(&a, Path::new("s"), &altered),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn rewrap_keeps_the_data_key_and_drops_the_old_kek() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Kek::create(&dir.path().join("old"), NewKek::Random).unwrap();
+        let new = Kek::create(
+            &dir.path().join("new"),
+            NewKek::Passphrase {
+                passphrase: Zeroizing::new("new secret".into()),
+                params: cheap(),
+            },
+        )
+        .unwrap();
+        let path = Path::new("3.dek");
+        let (dek, file) = DataKey::generate(&old, 3).unwrap();
+        let commitment = [1u8; 32];
+        let mut sealed = b"record".to_vec();
+        let tag = dek.seal_record(1, 9, &commitment, &mut sealed).unwrap();
+        sealed.extend_from_slice(&tag);
+
+        let rewrapped = DataKey::rewrap_file(&old, &new, 3, path, &file).unwrap();
+        assert_eq!(rewrapped.len(), file.len());
+        assert_ne!(rewrapped, file);
+        // The same data key comes out under the new KEK: old records open.
+        let reopened = DataKey::unwrap_file(&new, 3, path, &rewrapped).unwrap();
+        assert_eq!(
+            reopened
+                .open_record(1, 9, &commitment, &mut sealed.clone())
+                .unwrap(),
+            b"record"
+        );
+        // The old KEK no longer opens the re-wrapped file, and a file the
+        // old KEK does not open cannot be re-wrapped.
+        assert!(matches!(
+            DataKey::unwrap_file(&old, 3, path, &rewrapped),
+            Err(StoreError::WrongKey { .. })
+        ));
+        assert!(matches!(
+            DataKey::rewrap_file(&old, &new, 3, path, &rewrapped),
+            Err(StoreError::WrongKey { .. })
+        ));
+        // The id stays bound.
+        assert!(DataKey::rewrap_file(&old, &new, 4, path, &file).is_err());
+
+        let seed = [7u8; 32];
+        let signing = wrap_signing_seed(&old, &seed).unwrap();
+        let signing2 = rewrap_signing_seed(&old, &new, path, &signing).unwrap();
+        assert_eq!(*unwrap_signing_seed(&new, path, &signing2).unwrap(), seed);
+        assert!(unwrap_signing_seed(&old, path, &signing2).is_err());
+    }
+
+    #[test]
+    fn kek_kind_names_and_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        Kek::create(&raw, NewKek::Random).unwrap();
+        assert_eq!(KekKind::of_file(&raw).unwrap(), KekKind::File);
+        for kind in [KekKind::File, KekKind::Passphrase] {
+            assert_eq!(KekKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(KekKind::from_name("other"), None);
+        assert_eq!(NewKek::Random.kind(), KekKind::File);
     }
 }

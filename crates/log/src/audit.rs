@@ -1,0 +1,523 @@
+//! Longevity audits: re-verification on a schedule, checks that every
+//! policy is still in effect, and signed attestations.
+//!
+//! The scheduler (in the server, or a test with its own clock) calls
+//! [`Log::verify_new_entries`] often, [`Log::verify_full`] rarely and
+//! [`Log::attest`] on its interval. An attestation lists one [`Finding`] per
+//! check, is signed with the log's key as a C2SP note over the SHA-256 of
+//! its canonical JSON, and is appended as an `audit.attestation` system
+//! event; `audit/latest.json` keeps the latest one for `stele audit report`.
+//!
+//! Files (atomic replace; a crash leaves the previous version, and the next
+//! run simply repeats the work):
+//! - `audit/state.json` — how far verification got (size and root), when
+//!   the last full verification ran and what it found;
+//! - `audit/latest.json` — the latest attestation, with its event index.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use stele_store::fsutil;
+
+use crate::engine::{Log, hex, open_checkpoint};
+use crate::error::{LogError, LogResult};
+use crate::layout::epoch_date;
+use crate::purge::timestamp_text;
+use crate::tiles::{TileBuilder, TileSink};
+use crate::verify::{self, NoProgress};
+
+/// Format version of the audit files and of the attestation body.
+pub const AUDIT_VERSION: u32 = 1;
+
+/// How far scheduled verification got.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditState {
+    pub v: u32,
+    /// Entries `[0, verified_size)` were verified; `verified_root` (hex)
+    /// is the root of that tree, checked against a signed checkpoint.
+    pub verified_size: u64,
+    pub verified_root: String,
+    pub last_incremental_at: Option<i64>,
+    /// Problems found by the last incremental run (empty when it passed).
+    pub last_incremental_problems: Vec<String>,
+    pub last_full_at: Option<i64>,
+    pub last_full_ok: Option<bool>,
+    pub last_full_problems: Vec<String>,
+    pub last_attestation_at: Option<i64>,
+}
+
+/// One check of an attestation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finding {
+    /// Stable name, e.g. `retention.backlog`.
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Finding {
+    fn new(check: &str, ok: bool, detail: impl Into<String>) -> Finding {
+        Finding {
+            check: check.to_string(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What the caller knows that the log does not: how it is served.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFacts {
+    /// Every listener (address, whether it speaks TLS); `None` when the
+    /// log is not being served (an offline audit).
+    pub listeners: Option<Vec<(std::net::SocketAddr, bool)>>,
+    /// Hash (hex) of the policy the server enforces in memory.
+    pub enforced_policy: Option<String>,
+}
+
+/// A signed statement of the audit findings at one time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attestation {
+    pub v: u32,
+    pub at: String,
+    pub origin: String,
+    /// Hash (hex) and sequence number of the active policy (0: the shipped
+    /// default, never applied).
+    pub policy_hash: String,
+    pub policy_seq: u64,
+    /// The latest signed checkpoint when the attestation was made.
+    pub checkpoint_size: u64,
+    pub checkpoint_root: String,
+    pub verified_size: u64,
+    pub last_full_verify: Option<String>,
+    pub findings: Vec<Finding>,
+    pub ok: bool,
+    /// C2SP signed note (by the log key) whose text is
+    /// `stele attestation v1\n<origin>\n<hex SHA-256 of the JSON of this
+    /// attestation without `signature` and `event_index`>\n`.
+    pub signature: String,
+    /// Index of the `audit.attestation` event holding it.
+    pub event_index: Option<u64>,
+}
+
+impl Attestation {
+    /// SHA-256 of the attestation without its signature and event index.
+    pub fn body_digest(&self) -> [u8; 32] {
+        let mut body = self.clone();
+        body.signature = String::new();
+        body.event_index = None;
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        Sha256::digest(&bytes).into()
+    }
+
+    /// The text the signature note signs.
+    pub fn signed_text(&self) -> String {
+        format!(
+            "stele attestation v1\n{}\n{}\n",
+            self.origin,
+            hex(&self.body_digest())
+        )
+    }
+
+    /// Checks the signature with the log's verifier key.
+    pub fn verify_signature(&self, verifier: &stele_tlog::Verifier) -> Result<(), String> {
+        let opened = stele_tlog::open_note(self.signature.as_bytes(), &[verifier])
+            .map_err(|e| format!("attestation signature: {e}"))?;
+        if opened.text != self.signed_text() {
+            return Err("the attestation does not match its signature (altered?)".into());
+        }
+        Ok(())
+    }
+
+    /// A human-readable report.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "attestation of {} at {}: {}\n",
+            self.origin,
+            self.at,
+            if self.ok { "ALL CHECKS PASSED" } else { "CHECKS FAILED" }
+        );
+        out.push_str(&format!(
+            "policy {} (version {})\ncheckpoint size {} root {}\nverified entries: {}\nlast full verification: {}\n",
+            self.policy_hash,
+            self.policy_seq,
+            self.checkpoint_size,
+            self.checkpoint_root,
+            self.verified_size,
+            self.last_full_verify.as_deref().unwrap_or("never"),
+        ));
+        for f in &self.findings {
+            out.push_str(&format!(
+                "  [{}] {}: {}\n",
+                if f.ok { " ok " } else { "FAIL" },
+                f.check,
+                f.detail
+            ));
+        }
+        if let Some(index) = self.event_index {
+            out.push_str(&format!("recorded as event {index}\n"));
+        }
+        out
+    }
+}
+
+fn audit_dir(root: &Path) -> PathBuf {
+    root.join("audit")
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> LogResult<()> {
+    let mut bytes =
+        serde_json::to_vec_pretty(value).map_err(|e| LogError::Usage(format!("audit: {e}")))?;
+    bytes.push(b'\n');
+    if let Some(parent) = path.parent() {
+        fsutil::create_dir_durable(parent)?;
+    }
+    fsutil::atomic_replace(path, &bytes, 0o644)?;
+    Ok(())
+}
+
+/// The latest attestation of the data directory `root`, read without
+/// opening (or locking) the log.
+pub fn latest_attestation(root: &Path) -> LogResult<Option<Attestation>> {
+    let path = audit_dir(root).join("latest.json");
+    match fsutil::read_optional(&path)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display()))),
+    }
+}
+
+struct Discard;
+
+impl TileSink for Discard {
+    fn full(&mut self, _path: String, _bytes: Vec<u8>) -> LogResult<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    fn audit_state_path(&self) -> PathBuf {
+        audit_dir(&self.layout.root).join("state.json")
+    }
+
+    /// The saved audit state (default when none).
+    pub fn audit_state(&self) -> LogResult<AuditState> {
+        let path = self.audit_state_path();
+        match fsutil::read_optional(&path)? {
+            None => Ok(AuditState {
+                v: AUDIT_VERSION,
+                ..AuditState::default()
+            }),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// Verifies the entries published since the last run: each one's
+    /// record decrypts and matches its commitment (purged ones excepted),
+    /// and the tree extended from the last verified root by their
+    /// commitments gives the root of the latest signed checkpoint. On
+    /// success the verified size moves forward; on failure it stays, and
+    /// the problems are kept for the next attestation.
+    pub fn verify_new_entries(&mut self, now: Timestamp) -> LogResult<Vec<String>> {
+        let mut state = self.audit_state()?;
+        let note = self.checkpoint_note();
+        let checkpoint = open_checkpoint(&self.verifier, &self.meta.origin, note.as_bytes())
+            .map_err(|e| LogError::Integrity(format!("latest checkpoint: {e}")))?;
+        let mut problems = Vec::new();
+        if checkpoint.size < state.verified_size {
+            problems.push(format!(
+                "the latest checkpoint (size {}) is smaller than the verified size {}",
+                checkpoint.size, state.verified_size
+            ));
+        } else {
+            let public = self.layout.public();
+            let mut tree = TileBuilder::load(&public, state.verified_size)?;
+            if state.verified_size > 0 && tree.root().to_hex() != state.verified_root {
+                problems.push(format!(
+                    "the tiles at size {} no longer give the verified root {}",
+                    state.verified_size, state.verified_root
+                ));
+            }
+            let mut next = state.verified_size;
+            while next < checkpoint.size {
+                let count = (checkpoint.size - next).min(4096);
+                let records = self.index.read_range(next, count)?;
+                for (offset, record) in records.iter().enumerate() {
+                    let index = next + offset as u64;
+                    tree.push(&record.commitment, &mut Discard)?;
+                    match self.read_record(index, record) {
+                        Ok(_) | Err(LogError::Purged { .. }) => {}
+                        Err(e) => problems.push(format!("entry {index}: {e}")),
+                    }
+                    if problems.len() >= 100 {
+                        break;
+                    }
+                }
+                next += count;
+            }
+            if problems.is_empty() && tree.root() != checkpoint.root {
+                problems.push(format!(
+                    "entries {}..{} do not give the root of the signed checkpoint of size {}",
+                    state.verified_size, checkpoint.size, checkpoint.size
+                ));
+            }
+            if problems.is_empty() {
+                state.verified_size = checkpoint.size;
+                state.verified_root = checkpoint.root.to_hex();
+            }
+        }
+        state.v = AUDIT_VERSION;
+        state.last_incremental_at = Some(now.as_second());
+        state.last_incremental_problems = problems.clone();
+        write_json(&self.audit_state_path(), &state)?;
+        Ok(problems)
+    }
+
+    /// Runs the whole-log verification (`stele verify`) and records its
+    /// outcome for attestations.
+    pub fn verify_full(&mut self, now: Timestamp) -> LogResult<verify::VerifyReport> {
+        let report = verify::verify(self, &NoProgress)?;
+        let mut state = self.audit_state()?;
+        state.v = AUDIT_VERSION;
+        state.last_full_at = Some(now.as_second());
+        state.last_full_ok = Some(report.ok());
+        state.last_full_problems = report.problems.iter().map(|p| p.to_string()).collect();
+        write_json(&self.audit_state_path(), &state)?;
+        Ok(report)
+    }
+
+    /// Checks that every policy is in effect, signs the findings and
+    /// appends them as an `audit.attestation` system event. Runs an
+    /// incremental verification first.
+    pub fn attest(&mut self, facts: &AuditFacts, now: Timestamp) -> LogResult<Attestation> {
+        self.check_writable()?;
+        let incremental = self.verify_new_entries(now)?;
+        let state = self.audit_state()?;
+        let policy = self.active_policy();
+        let policy_hash = hex(&policy.hash());
+        let schedule = policy.audit().clone();
+        let mut findings = Vec::new();
+
+        findings.push(if incremental.is_empty() {
+            Finding::new(
+                "verify.incremental",
+                true,
+                format!("entries 0..{} verified", state.verified_size),
+            )
+        } else {
+            Finding::new("verify.incremental", false, incremental.join("; "))
+        });
+
+        let max_age = schedule.max_since_full_verify.as_secs() as i64;
+        findings.push(match (state.last_full_at, state.last_full_ok) {
+            (Some(at), Some(true)) if now.as_second() - at <= max_age => Finding::new(
+                "verify.full",
+                true,
+                format!("last full verification {} passed", timestamp_text(at)),
+            ),
+            (Some(at), Some(true)) => Finding::new(
+                "verify.full",
+                false,
+                format!(
+                    "last full verification {} is older than the allowed {}s",
+                    timestamp_text(at),
+                    max_age
+                ),
+            ),
+            (Some(at), _) => Finding::new(
+                "verify.full",
+                false,
+                format!(
+                    "last full verification {} failed: {}",
+                    timestamp_text(at),
+                    state.last_full_problems.join("; ")
+                ),
+            ),
+            (None, _) => Finding::new("verify.full", false, "no full verification has run yet"),
+        });
+
+        let status = self.retention_status(now);
+        let backlog: Vec<String> = status
+            .iter()
+            .filter(|s| s.due)
+            .map(|s| format!("{} {}", s.stream, epoch_date(s.epoch_day)))
+            .collect();
+        findings.push(Finding::new(
+            "retention.backlog",
+            backlog.is_empty(),
+            if backlog.is_empty() {
+                format!(
+                    "no epoch past its retention without a hold ({} stored, {} held)",
+                    status.len(),
+                    status.iter().filter(|s| !s.held_by.is_empty()).count()
+                )
+            } else {
+                format!("past retention and not purged: {}", backlog.join(", "))
+            },
+        ));
+
+        let early: Vec<String> = self
+            .purged
+            .values()
+            .filter_map(|t| self.purge_was_allowed(t).err())
+            .collect();
+        findings.push(Finding::new(
+            "retention.no_early_deletion",
+            early.is_empty(),
+            if early.is_empty() {
+                format!(
+                    "{} purged epochs, each after its retention and under no hold",
+                    self.purged.len()
+                )
+            } else {
+                early.join("; ")
+            },
+        ));
+
+        // Every stored epoch must be sealed under a wrapped data key, and
+        // its stream declared with encryption required.
+        let mut unencrypted = Vec::new();
+        for (id, info) in &self.segments {
+            let stream = &info.header.stream;
+            if !self.layout.dek(*id).exists() {
+                unencrypted.push(format!("{stream} {}: data key file missing", epoch_date(info.header.epoch)));
+            }
+            if !stream.starts_with('_') && policy.stream(stream).is_none() {
+                unencrypted.push(format!("{stream}: not declared by the policy"));
+            }
+        }
+        findings.push(Finding::new(
+            "encryption.at_rest",
+            unencrypted.is_empty(),
+            if unencrypted.is_empty() {
+                format!(
+                    "{} stored epochs, each sealed with AES-256-GCM under its own wrapped data key",
+                    self.segments.len()
+                )
+            } else {
+                unencrypted.join("; ")
+            },
+        ));
+
+        let transport = policy.transport();
+        findings.push(match &facts.listeners {
+            None => Finding::new("transport.tls", true, "not serving (offline audit)"),
+            Some(listeners) => {
+                let violations: Vec<String> = listeners
+                    .iter()
+                    .filter_map(|(address, tls)| transport.check_listener(*address, *tls).err())
+                    .map(|v| v.to_string())
+                    .collect();
+                let with_tls = listeners.iter().filter(|(_, tls)| *tls).count();
+                if violations.is_empty() {
+                    Finding::new(
+                        "transport.tls",
+                        true,
+                        format!(
+                            "{} listeners, {with_tls} with TLS (TLS {:?})",
+                            listeners.len(),
+                            transport.tls
+                        ),
+                    )
+                } else {
+                    Finding::new("transport.tls", false, violations.join("; "))
+                }
+            }
+        });
+
+        if let Some(enforced) = &facts.enforced_policy {
+            findings.push(Finding::new(
+                "policy.in_effect",
+                *enforced == policy_hash,
+                if *enforced == policy_hash {
+                    format!("the server enforces the active policy {policy_hash}")
+                } else {
+                    format!(
+                        "the server enforces policy {enforced}, but the active version is {policy_hash}"
+                    )
+                },
+            ));
+        }
+
+        findings.extend(self.key_findings(&policy, now));
+
+        let note = self.checkpoint_note();
+        let checkpoint = open_checkpoint(&self.verifier, &self.meta.origin, note.as_bytes())
+            .map_err(|e| LogError::Integrity(format!("latest checkpoint: {e}")))?;
+        let ok = findings.iter().all(|f| f.ok);
+        let mut attestation = Attestation {
+            v: AUDIT_VERSION,
+            at: now.to_string(),
+            origin: self.meta.origin.clone(),
+            policy_hash,
+            policy_seq: self.policies.last().map(|v| v.seq).unwrap_or(0),
+            checkpoint_size: checkpoint.size,
+            checkpoint_root: checkpoint.root.to_hex(),
+            verified_size: state.verified_size,
+            last_full_verify: state.last_full_at.map(timestamp_text),
+            findings,
+            ok,
+            signature: String::new(),
+            event_index: None,
+        };
+        attestation.signature = stele_tlog::sign_note(&attestation.signed_text(), &[&self.attestor])
+            .map_err(|e| LogError::Usage(format!("signing the attestation: {e}")))?;
+        let mut attributes = serde_json::to_value(&attestation)
+            .map_err(|e| LogError::Usage(format!("attestation: {e}")))?;
+        if let Some(map) = attributes.as_object_mut() {
+            map.remove("event_index");
+        }
+        let receipt = self.append_system(
+            crate::governance::SYSTEM_WRITER,
+            "audit.attestation",
+            None,
+            Some("log"),
+            attributes,
+            now,
+        )?;
+        attestation.event_index = Some(receipt.index);
+        write_json(&audit_dir(&self.layout.root).join("latest.json"), &attestation)?;
+        let mut state = self.audit_state()?;
+        state.last_attestation_at = Some(now.as_second());
+        write_json(&self.audit_state_path(), &state)?;
+        Ok(attestation)
+    }
+
+    /// Key ages against the policy's bounds.
+    fn key_findings(&self, policy: &stele_policy::Policy, now: Timestamp) -> Vec<Finding> {
+        let info = match self.kek_info() {
+            Ok(info) => info,
+            Err(e) => return vec![Finding::new("keys.kek_age", false, format!("key-encryption key age unknown: {e}"))],
+        };
+        let age = now.as_second() - info.created_at;
+        let detail_age = format!(
+            "key-encryption key #{} ({}) created {}, {} days old",
+            info.number,
+            info.kind.as_str(),
+            timestamp_text(info.created_at),
+            age.max(0) / 86_400
+        );
+        match policy.keys().max_kek_age {
+            None => vec![Finding::new("keys.kek_age", true, format!("{detail_age}; no maximum age set"))],
+            Some(max) => {
+                let max = max.as_secs() as i64;
+                vec![Finding::new(
+                    "keys.kek_age",
+                    age <= max,
+                    format!(
+                        "{detail_age}; maximum {} days{}",
+                        max / 86_400,
+                        if age <= max { "" } else { " — rotate it with `stele keys rotate`" }
+                    ),
+                )]
+            }
+        }
+    }
+}

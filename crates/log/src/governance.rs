@@ -1,0 +1,949 @@
+//! Policy versions, legal holds and retention purges of one data directory.
+//!
+//! This is the only code that deletes event data, and it decides alone
+//! whether a deletion is allowed: whoever asks (the scheduler, an operator,
+//! an API call), an epoch is purged only when every policy version that
+//! applied to it since it began has let its retention end (the longest
+//! rule wins; see [`stele_policy::purge_after`]), the epoch itself is over,
+//! and no active legal hold covers it. A refused request is recorded as a
+//! `retention.refused` system event.
+//!
+//! Files (each written by atomic replace, so a crash leaves the old or the
+//! new content):
+//! - `policies/<seq>.json` — every applied policy version, with its source,
+//!   hash, activation time and who applied it;
+//! - `holds.json` — every legal hold ever placed, released ones included;
+//! - `segments/<stream>/<YYYY-MM-DD>.purged` — the tombstone of a purged
+//!   epoch (see [`crate::purge`]).
+//!
+//! Every change is also a system event in the `_system` stream, appended
+//! durably before the call returns: `policy.applied`, `hold.placed`,
+//! `hold.released`, `retention.purge`, `retention.refused`. Their client ids
+//! (`policy:<seq>`, `hold:<id>:placed`, …) make the append idempotent, so
+//! [`Log::open`] can finish a change interrupted between its file and its
+//! event without logging it twice.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use stele_policy::{AppliedPolicy, Policy, PolicySource};
+use stele_store::StoreError;
+use stele_store::fsutil;
+
+use crate::engine::{Log, Receipt, hex};
+use crate::error::{LogError, LogResult};
+use crate::layout::epoch_date;
+use crate::prepare::Preparer;
+use crate::purge::{self, MAX_LISTED_RANGES, TOMBSTONE_VERSION, Tombstone};
+
+/// The writer recorded on system events.
+pub const SYSTEM_WRITER: &str = "stele";
+/// The reserved stream of system events.
+pub const SYSTEM_STREAM: &str = "_system";
+
+/// One applied policy version.
+#[derive(Debug, Clone)]
+pub struct PolicyVersion {
+    pub seq: u64,
+    /// Unix seconds from which it applied.
+    pub activated_at: i64,
+    pub applied_by: String,
+    /// Hex SHA-256 ([`Policy::hash`]).
+    pub hash: String,
+    pub policy: Arc<Policy>,
+    /// The `policy.applied` system event.
+    pub event_index: Option<u64>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    v: u32,
+    seq: u64,
+    activated_at: i64,
+    applied_by: String,
+    hash: String,
+    /// Base64 of [`PolicySource::to_bytes`].
+    source: String,
+    event_index: Option<u64>,
+}
+
+/// A legal hold: while active, no epoch it covers is purged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    pub id: String,
+    /// Streams held; empty means every stream.
+    pub streams: Vec<String>,
+    /// First and last UTC day held (`YYYY-MM-DD`, inclusive); `None` is
+    /// unbounded.
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub reason: String,
+    pub placed_by: String,
+    pub placed_at: String,
+    pub released_by: Option<String>,
+    pub released_at: Option<String>,
+    /// The `hold.placed` and `hold.released` system events.
+    pub placed_event: Option<u64>,
+    pub released_event: Option<u64>,
+}
+
+/// What a new hold covers.
+#[derive(Debug, Clone, Default)]
+pub struct HoldSpec {
+    pub streams: Vec<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldFile {
+    v: u32,
+    holds: Vec<Hold>,
+}
+
+impl Hold {
+    pub fn active(&self) -> bool {
+        self.released_at.is_none()
+    }
+
+    /// Whether this hold, if active, covers `stream`'s epoch `day`.
+    pub fn covers(&self, stream: &str, day: u32) -> bool {
+        if !self.active() {
+            return false;
+        }
+        if !self.streams.is_empty() && !self.streams.iter().any(|s| s == stream) {
+            return false;
+        }
+        let from = self.from.as_deref().and_then(|d| parse_day(d).ok());
+        let to = self.to.as_deref().and_then(|d| parse_day(d).ok());
+        from.is_none_or(|f| f <= day) && to.is_none_or(|t| day <= t)
+    }
+}
+
+/// A `YYYY-MM-DD` date as a UTC day number.
+pub fn parse_day(text: &str) -> Result<u32, String> {
+    let date: jiff::civil::Date = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a date (YYYY-MM-DD): {e}"))?;
+    let seconds = date
+        .duration_since(jiff::civil::date(1970, 1, 1))
+        .as_secs();
+    u32::try_from(seconds.div_euclid(86_400)).map_err(|_| format!("{text:?} is before 1970"))
+}
+
+/// The retention state of one stored epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochStatus {
+    pub segment: u32,
+    pub stream: String,
+    pub epoch_day: u32,
+    /// Earliest purge time (Unix seconds); `None` means kept forever.
+    pub purge_after: Option<i64>,
+    /// Ids of active holds covering it.
+    pub held_by: Vec<String>,
+    /// True when it may be purged now.
+    pub due: bool,
+}
+
+/// What applying a policy did.
+#[derive(Debug, Clone)]
+pub struct ApplyOutcome {
+    /// `None` when the policy was already the active one (nothing applied).
+    pub seq: Option<u64>,
+    pub hash: String,
+    pub event_index: Option<u64>,
+    /// One line per retention change, saying to what data it applies.
+    pub changes: Vec<String>,
+}
+
+/// The policy that applies when none was ever applied.
+fn shipped_default() -> Arc<Policy> {
+    static DEFAULT: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
+    DEFAULT
+        .get_or_init(|| Arc::new(Policy::shipped_default()))
+        .clone()
+}
+
+fn end_of_day(day: u32) -> i64 {
+    (i64::from(day) + 1) * 86_400
+}
+
+impl Log {
+    fn policies_dir(&self) -> PathBuf {
+        self.layout.root.join("policies")
+    }
+
+    fn holds_path(&self) -> PathBuf {
+        self.layout.root.join("holds.json")
+    }
+
+    pub(crate) fn tombstone_path(&self, stream: &str, day: u32) -> PathBuf {
+        self.layout
+            .segments()
+            .join(stream)
+            .join(format!("{}.purged", epoch_date(day)))
+    }
+
+    /// Reads `policies/` and `holds.json` (at open).
+    pub(crate) fn load_governance(&mut self) -> LogResult<()> {
+        let dir = self.policies_dir();
+        let mut versions = Vec::new();
+        if dir.is_dir() {
+            let mut names: Vec<(u64, PathBuf)> = Vec::new();
+            for entry in
+                std::fs::read_dir(&dir).map_err(|e| StoreError::io("read directory", &dir, e))?
+            {
+                let entry = entry.map_err(|e| StoreError::io("read directory", &dir, e))?;
+                let path = entry.path();
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                if let Some(seq) = name.strip_suffix(".json").and_then(|s| s.parse().ok()) {
+                    names.push((seq, path));
+                }
+            }
+            names.sort();
+            for (position, (seq, path)) in names.into_iter().enumerate() {
+                if seq != position as u64 + 1 {
+                    return Err(LogError::Integrity(format!(
+                        "{}: policy versions must be numbered 1, 2, … without gaps (found {seq} at position {})",
+                        dir.display(),
+                        position + 1
+                    )));
+                }
+                versions.push(read_policy_file(&path, seq)?);
+            }
+        }
+        self.policies = versions;
+        let holds_path = self.holds_path();
+        self.holds = match fsutil::read_optional(&holds_path)? {
+            None => Vec::new(),
+            Some(bytes) => {
+                let file: HoldFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| LogError::Integrity(format!("{}: {e}", holds_path.display())))?;
+                file.holds
+            }
+        };
+        Ok(())
+    }
+
+    /// Completes changes a crash interrupted: tombstones whose event or
+    /// file deletions are missing, policy versions and holds whose system
+    /// event is missing. Every step is idempotent.
+    pub(crate) fn finish_governance(&mut self) -> LogResult<()> {
+        let now = Timestamp::now();
+        let pending: Vec<u32> = self.purged.keys().copied().collect();
+        for id in pending {
+            self.complete_purge(id, now)?;
+        }
+        for position in 0..self.policies.len() {
+            if self.policies[position].event_index.is_none() {
+                self.log_policy_version(position, Vec::new(), now)?;
+            }
+        }
+        for position in 0..self.holds.len() {
+            if self.holds[position].placed_event.is_none() {
+                self.log_hold(position, false, now)?;
+            }
+            if self.holds[position].released_at.is_some()
+                && self.holds[position].released_event.is_none()
+            {
+                self.log_hold(position, true, now)?;
+            }
+        }
+        // Open returns with everything it appended under a checkpoint.
+        self.publish()?;
+        Ok(())
+    }
+
+    /// Appends one system event to `_system` and waits for it to be durable.
+    /// With a `client_id`, a retry with identical content returns the
+    /// original receipt instead of appending again.
+    pub fn append_system(
+        &mut self,
+        actor: &str,
+        action: &str,
+        client_id: Option<&str>,
+        resource: Option<&str>,
+        attributes: Value,
+        now: Timestamp,
+    ) -> LogResult<Receipt> {
+        let mut event = json!({"actor": actor, "action": action, "attributes": attributes});
+        if let Some(id) = client_id {
+            event["id"] = Value::from(id);
+        }
+        if let Some(resource) = resource {
+            event["resource"] = Value::from(resource);
+        }
+        let raw = serde_json::to_vec(&event)
+            .map_err(|e| LogError::Usage(format!("system event: {e}")))?;
+        let prepared = Preparer::new(SYSTEM_WRITER, "system", SYSTEM_STREAM).prepare(&raw, now)?;
+        let receipt = self
+            .append_batch(std::slice::from_ref(&prepared))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| LogError::Usage("system event was not appended".into()))?;
+        self.publish_soon()?;
+        Ok(receipt)
+    }
+
+    // ----- policy versions -----
+
+    /// The policy in effect now (the shipped default when none was applied).
+    pub fn active_policy(&self) -> Arc<Policy> {
+        self.policies
+            .last()
+            .map(|v| v.policy.clone())
+            .unwrap_or_else(shipped_default)
+    }
+
+    /// Every applied policy version, oldest first.
+    pub fn policy_versions(&self) -> &[PolicyVersion] {
+        &self.policies
+    }
+
+    /// Applies `policy` from `now` on. Refused when it stops declaring a
+    /// stream that still holds data (its retention would become
+    /// undefined). A shorter retention applies to epochs that begin after
+    /// now only; data already written keeps the longer one. Crash story:
+    /// the version file is the commit point; its `policy.applied` event is
+    /// appended next, or by the next open.
+    pub fn apply_policy(
+        &mut self,
+        policy: Policy,
+        applied_by: &str,
+        now: Timestamp,
+    ) -> LogResult<ApplyOutcome> {
+        self.check_writable()?;
+        let hash = hex(&policy.hash());
+        let current = self.active_policy();
+        if !self.policies.is_empty() && hex(&current.hash()) == hash {
+            return Ok(ApplyOutcome {
+                seq: None,
+                hash,
+                event_index: None,
+                changes: Vec::new(),
+            });
+        }
+        let mut orphaned: Vec<String> = self
+            .segments
+            .values()
+            .filter(|info| !info.header.stream.starts_with('_'))
+            .filter(|info| policy.stream(&info.header.stream).is_none())
+            .map(|info| info.header.stream.clone())
+            .collect();
+        orphaned.sort();
+        orphaned.dedup();
+        if !orphaned.is_empty() {
+            return Err(LogError::Refused(format!(
+                "the new policy does not declare stream(s) {} that still hold data; keep declaring them until their data is purged",
+                orphaned.join(", ")
+            )));
+        }
+        let changes: Vec<String> = stele_policy::retention_changes(&current, &policy)
+            .iter()
+            .filter_map(describe_change)
+            .collect();
+        let seq = self.policies.len() as u64 + 1;
+        let file = PolicyFile {
+            v: 1,
+            seq,
+            activated_at: now.as_second(),
+            applied_by: applied_by.to_string(),
+            hash: hash.clone(),
+            source: B64.encode(policy.source().to_bytes()),
+            event_index: None,
+        };
+        fsutil::create_dir_durable(&self.policies_dir())?;
+        write_policy_file(&self.policies_dir(), &file)?;
+        // Committed: from here the version applies (and survives a crash).
+        self.policies.push(PolicyVersion {
+            seq,
+            activated_at: file.activated_at,
+            applied_by: file.applied_by,
+            hash: hash.clone(),
+            policy: Arc::new(policy),
+            event_index: None,
+        });
+        let position = self.policies.len() - 1;
+        let receipt = self.log_policy_version(position, changes.clone(), now)?;
+        Ok(ApplyOutcome {
+            seq: Some(seq),
+            hash,
+            event_index: Some(receipt.index),
+            changes,
+        })
+    }
+
+    fn log_policy_version(
+        &mut self,
+        position: usize,
+        changes: Vec<String>,
+        now: Timestamp,
+    ) -> LogResult<Receipt> {
+        let version = self.policies[position].clone();
+        let attributes = json!({
+            "seq": version.seq,
+            "hash": version.hash,
+            "activated_at": purge::timestamp_text(version.activated_at),
+            "applied_by": version.applied_by,
+        });
+        let mut receipt = self.append_system(
+            &version.applied_by,
+            "policy.applied",
+            Some(&format!("policy:{}", version.seq)),
+            Some("policy"),
+            attributes,
+            now,
+        )?;
+        if !changes.is_empty() {
+            // The changes are told in a second event so the first stays
+            // deterministic (a retry after a crash matches it).
+            receipt = self.append_system(
+                &version.applied_by,
+                "policy.retention_changes",
+                None,
+                Some("policy"),
+                json!({"seq": version.seq, "changes": changes}),
+                now,
+            )?;
+        }
+        let file = PolicyFile {
+            v: 1,
+            seq: version.seq,
+            activated_at: version.activated_at,
+            applied_by: version.applied_by.clone(),
+            hash: version.hash.clone(),
+            source: B64.encode(version.policy.source().to_bytes()),
+            event_index: Some(receipt.index),
+        };
+        write_policy_file(&self.policies_dir(), &file)?;
+        self.policies[position].event_index = Some(receipt.index);
+        Ok(receipt)
+    }
+
+    fn applied(&self) -> Vec<AppliedPolicy<'_>> {
+        if self.policies.is_empty() {
+            return Vec::new();
+        }
+        self.policies
+            .iter()
+            .map(|v| AppliedPolicy {
+                activated_at: v.activated_at,
+                policy: &v.policy,
+            })
+            .collect()
+    }
+
+    // ----- holds -----
+
+    /// Every hold ever placed, released ones included.
+    pub fn holds(&self) -> &[Hold] {
+        &self.holds
+    }
+
+    fn write_holds(&self) -> LogResult<()> {
+        let file = HoldFile {
+            v: 1,
+            holds: self.holds.clone(),
+        };
+        let mut bytes =
+            serde_json::to_vec_pretty(&file).map_err(|e| LogError::Usage(format!("holds: {e}")))?;
+        bytes.push(b'\n');
+        fsutil::atomic_replace(&self.holds_path(), &bytes, 0o644)?;
+        Ok(())
+    }
+
+    /// Places a legal hold. Crash story: `holds.json` is the commit point
+    /// (the hold protects data from then on); its `hold.placed` event is
+    /// appended next, or by the next open.
+    pub fn add_hold(&mut self, spec: HoldSpec, by: &str, now: Timestamp) -> LogResult<Hold> {
+        self.check_writable()?;
+        for stream in &spec.streams {
+            stele_event::check_stream_name(stream)?;
+        }
+        let from = spec.from.as_deref().map(parse_day).transpose();
+        let to = spec.to.as_deref().map(parse_day).transpose();
+        let (from, to) = match (from, to) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return Err(LogError::Usage(format!("hold: {e}"))),
+        };
+        if let (Some(f), Some(t)) = (from, to)
+            && f > t
+        {
+            return Err(LogError::Usage(format!(
+                "hold: from {} is after to {}",
+                epoch_date(f),
+                epoch_date(t)
+            )));
+        }
+        if spec.reason.trim().is_empty() {
+            return Err(LogError::Usage(
+                "hold: a reason is required (case or matter reference)".into(),
+            ));
+        }
+        let hold = Hold {
+            id: format!("hold-{}", uuid::Uuid::now_v7().simple()),
+            streams: spec.streams,
+            from: from.map(epoch_date),
+            to: to.map(epoch_date),
+            reason: spec.reason,
+            placed_by: by.to_string(),
+            placed_at: now.to_string(),
+            released_by: None,
+            released_at: None,
+            placed_event: None,
+            released_event: None,
+        };
+        self.holds.push(hold);
+        self.write_holds()?;
+        let position = self.holds.len() - 1;
+        self.log_hold(position, false, now)?;
+        Ok(self.holds[position].clone())
+    }
+
+    /// Releases an active hold (kept in the file, marked released).
+    pub fn release_hold(&mut self, id: &str, by: &str, now: Timestamp) -> LogResult<Hold> {
+        self.check_writable()?;
+        let position = self
+            .holds
+            .iter()
+            .position(|h| h.id == id)
+            .ok_or_else(|| LogError::Usage(format!("no hold with id {id:?}")))?;
+        if !self.holds[position].active() {
+            return Err(LogError::Usage(format!("hold {id} is already released")));
+        }
+        self.holds[position].released_by = Some(by.to_string());
+        self.holds[position].released_at = Some(now.to_string());
+        self.write_holds()?;
+        self.log_hold(position, true, now)?;
+        Ok(self.holds[position].clone())
+    }
+
+    fn log_hold(&mut self, position: usize, release: bool, now: Timestamp) -> LogResult<()> {
+        let hold = self.holds[position].clone();
+        let (action, actor, id) = if release {
+            (
+                "hold.released",
+                hold.released_by.clone().unwrap_or_default(),
+                format!("hold:{}:released", hold.id),
+            )
+        } else {
+            (
+                "hold.placed",
+                hold.placed_by.clone(),
+                format!("hold:{}:placed", hold.id),
+            )
+        };
+        let attributes = json!({
+            "hold": hold.id,
+            "streams": hold.streams,
+            "from": hold.from,
+            "to": hold.to,
+            "reason": hold.reason,
+            "placed_by": hold.placed_by,
+            "placed_at": hold.placed_at,
+            "released_by": if release { Value::from(hold.released_by.clone()) } else { Value::Null },
+            "released_at": if release { Value::from(hold.released_at.clone()) } else { Value::Null },
+        });
+        let receipt =
+            self.append_system(&actor, action, Some(&id), Some("hold"), attributes, now)?;
+        if release {
+            self.holds[position].released_event = Some(receipt.index);
+        } else {
+            self.holds[position].placed_event = Some(receipt.index);
+        }
+        self.write_holds()
+    }
+
+    // ----- retention -----
+
+    /// Tombstones of every purged epoch, by segment id.
+    pub fn purged(&self) -> &std::collections::BTreeMap<u32, Tombstone> {
+        &self.purged
+    }
+
+    /// The retention state of every stored (not purged) epoch at `now`.
+    pub fn retention_status(&self, now: Timestamp) -> Vec<EpochStatus> {
+        let applied = self.applied();
+        let now = now.as_second();
+        self.segments
+            .iter()
+            .filter(|(id, _)| !self.purged.contains_key(id))
+            .map(|(id, info)| {
+                let stream = &info.header.stream;
+                let day = info.header.epoch;
+                let purge_after = if stream.starts_with('_') {
+                    None // system events are kept forever
+                } else {
+                    stele_policy::purge_after(&applied, stream, day)
+                };
+                let held_by: Vec<String> = self
+                    .holds
+                    .iter()
+                    .filter(|h| h.covers(stream, day))
+                    .map(|h| h.id.clone())
+                    .collect();
+                let due = purge_after.is_some_and(|t| now >= t)
+                    && now >= end_of_day(day)
+                    && held_by.is_empty();
+                EpochStatus {
+                    segment: *id,
+                    stream: stream.clone(),
+                    epoch_day: day,
+                    purge_after,
+                    held_by,
+                    due,
+                }
+            })
+            .collect()
+    }
+
+    /// Re-checks a past purge against the recorded policy versions and
+    /// holds: at its decision time the epoch had ended, every policy
+    /// version since the epoch began had let its retention end, and no hold
+    /// then active covered it.
+    pub fn purge_was_allowed(&self, t: &Tombstone) -> Result<(), String> {
+        let epoch = format!("stream {:?} epoch {}", t.stream, t.epoch);
+        if t.decided_at < end_of_day(t.epoch_day) {
+            return Err(format!("{epoch} was purged before the epoch ended"));
+        }
+        // Only versions applied before the decision count.
+        let applied: Vec<AppliedPolicy<'_>> = self
+            .applied()
+            .into_iter()
+            .filter(|a| a.activated_at <= t.decided_at)
+            .collect();
+        let allowed_from = if t.stream.starts_with('_') {
+            None
+        } else {
+            stele_policy::purge_after(&applied, &t.stream, t.epoch_day)
+        };
+        match allowed_from {
+            None => {
+                return Err(format!(
+                    "{epoch} was purged, but the policy keeps it forever"
+                ));
+            }
+            Some(at) if t.decided_at < at => {
+                return Err(format!(
+                    "{epoch} was purged at {} before its retention ended at {}",
+                    purge::timestamp_text(t.decided_at),
+                    purge::timestamp_text(at)
+                ));
+            }
+            Some(at) if at != t.purge_after => {
+                return Err(format!(
+                    "{epoch}: the purge record says retention ended at {}, the policy history says {}",
+                    purge::timestamp_text(t.purge_after),
+                    purge::timestamp_text(at)
+                ));
+            }
+            Some(_) => {}
+        }
+        let decided = t.decided_at;
+        let seconds = |text: &Option<String>| {
+            text.as_deref()
+                .and_then(|s| s.parse::<Timestamp>().ok())
+                .map(|ts| ts.as_second())
+        };
+        for hold in &self.holds {
+            let placed = seconds(&Some(hold.placed_at.clone())).unwrap_or(i64::MIN);
+            let released = seconds(&hold.released_at).unwrap_or(i64::MAX);
+            let mut as_active = hold.clone();
+            as_active.released_at = None;
+            if placed <= decided && decided < released && as_active.covers(&t.stream, t.epoch_day) {
+                return Err(format!(
+                    "{epoch} was purged while hold {} covered it",
+                    hold.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Purges every epoch that is due at `now` (see the module docs).
+    pub fn enforce_retention(&mut self, by: &str, now: Timestamp) -> LogResult<Vec<Tombstone>> {
+        self.check_writable()?;
+        let due: Vec<EpochStatus> = self
+            .retention_status(now)
+            .into_iter()
+            .filter(|s| s.due)
+            .collect();
+        let mut done = Vec::with_capacity(due.len());
+        for status in due {
+            done.push(self.purge_segment(&status, by, now)?);
+        }
+        Ok(done)
+    }
+
+    /// An explicit request to purge one epoch now. Refused, with the reason
+    /// recorded as a `retention.refused` system event, unless the epoch is
+    /// due (retention over, epoch ended, no hold).
+    pub fn purge_epoch(
+        &mut self,
+        stream: &str,
+        day: u32,
+        by: &str,
+        now: Timestamp,
+    ) -> LogResult<Tombstone> {
+        self.check_writable()?;
+        if let Some(t) = self
+            .purged
+            .values()
+            .find(|t| t.stream == stream && t.epoch_day == day)
+        {
+            return Ok(t.clone());
+        }
+        let Some(status) = self
+            .retention_status(now)
+            .into_iter()
+            .find(|s| s.stream == stream && s.epoch_day == day)
+        else {
+            return Err(LogError::Usage(format!(
+                "stream {stream:?} has no stored epoch {}",
+                epoch_date(day)
+            )));
+        };
+        if status.due {
+            return self.purge_segment(&status, by, now);
+        }
+        let why = if !status.held_by.is_empty() {
+            format!("it is under legal hold {}", status.held_by.join(", "))
+        } else {
+            match status.purge_after {
+                None => "its retention is forever".to_string(),
+                Some(t) if now.as_second() < t => format!(
+                    "its retention ends at {} (the longest rule of every policy version since the epoch began applies)",
+                    purge::timestamp_text(t)
+                ),
+                Some(_) => "the epoch has not ended yet".to_string(),
+            }
+        };
+        let message = format!(
+            "refused to purge stream {stream:?} epoch {}: {why}",
+            epoch_date(day)
+        );
+        self.append_system(
+            by,
+            "retention.refused",
+            None,
+            Some(&format!("stream:{stream}")),
+            json!({
+                "stream": stream,
+                "epoch": epoch_date(day),
+                "purge_after": status.purge_after.map(purge::timestamp_text),
+                "held_by": status.held_by,
+                "reason": why,
+            }),
+            now,
+        )?;
+        Err(LogError::Refused(message))
+    }
+
+    /// The purge protocol for one due epoch. Each step says what a crash
+    /// right after it leaves; [`Log::open`] finishes from any of them.
+    fn purge_segment(
+        &mut self,
+        status: &EpochStatus,
+        by: &str,
+        now: Timestamp,
+    ) -> LogResult<Tombstone> {
+        // Defence in depth: re-check what made it due.
+        let purge_after = status.purge_after.ok_or_else(|| {
+            LogError::Refused(format!(
+                "stream {:?} epoch {} is kept forever",
+                status.stream,
+                epoch_date(status.epoch_day)
+            ))
+        })?;
+        if now.as_second() < purge_after
+            || now.as_second() < end_of_day(status.epoch_day)
+            || self
+                .holds
+                .iter()
+                .any(|h| h.covers(&status.stream, status.epoch_day))
+        {
+            return Err(LogError::Refused(format!(
+                "stream {:?} epoch {} is not due for purging",
+                status.stream,
+                epoch_date(status.epoch_day)
+            )));
+        }
+        let id = status.segment;
+        // Nothing is staged between batches, so closing the writer loses
+        // nothing.
+        self.active.retain(|a| a.segment_id() != id);
+        let entries = purge::segment_entries(&self.index, id)?;
+        let tombstone = Tombstone {
+            v: TOMBSTONE_VERSION,
+            segment: id,
+            stream: status.stream.clone(),
+            epoch: epoch_date(status.epoch_day),
+            epoch_day: status.epoch_day,
+            decided_at: now.as_second(),
+            purge_after,
+            policy: hex(&self.active_policy().hash()),
+            requested_by: by.to_string(),
+            entries: entries.entries,
+            first: entries.first,
+            last: entries.last,
+            ranges: (entries.ranges.len() <= MAX_LISTED_RANGES).then(|| entries.ranges.clone()),
+            indices_sha256: entries.indices_sha256,
+            event_index: None,
+        };
+        // 1. The decision: the tombstone is durable. Crash: the next open
+        //    appends the event and deletes the files.
+        tombstone.write(&self.tombstone_path(&tombstone.stream, tombstone.epoch_day))?;
+        self.purged.insert(id, tombstone);
+        self.purge_step_done(1)?;
+        self.complete_purge(id, now)?;
+        self.purged
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| LogError::Usage("purge record vanished".into()))
+    }
+
+    /// Test hook: the next purge stops right after `step` (1: tombstone
+    /// written, 2: event appended, 3: tombstone names the event, 4: data
+    /// key deleted, 5: segment deleted), leaving the files as a crash there
+    /// would; the handle is poisoned and must be reopened.
+    #[doc(hidden)]
+    pub fn stop_purge_after(&mut self, step: u8) {
+        self.purge_stop = Some(step);
+    }
+
+    fn purge_step_done(&mut self, step: u8) -> LogResult<()> {
+        if self.purge_stop == Some(step) {
+            self.purge_stop = None;
+            let e = LogError::Usage(format!("purge stopped after step {step} (test hook)"));
+            self.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Steps 2–4 of a purge, each idempotent.
+    fn complete_purge(&mut self, id: u32, now: Timestamp) -> LogResult<()> {
+        let Some(mut tombstone) = self.purged.get(&id).cloned() else {
+            return Ok(());
+        };
+        let path = self.tombstone_path(&tombstone.stream, tombstone.epoch_day);
+        // 2. The signed record: a `retention.purge` event, then its index in
+        //    the tombstone. Crash: the retry matches the same event.
+        if tombstone.event_index.is_none() {
+            let receipt = self.append_system(
+                &tombstone.requested_by.clone(),
+                "retention.purge",
+                Some(&format!("purge:{id}")),
+                Some(&format!("stream:{}", tombstone.stream)),
+                tombstone.event_attributes(),
+                now,
+            )?;
+            self.purge_step_done(2)?;
+            tombstone.event_index = Some(receipt.index);
+            tombstone.write(&path)?;
+            self.purged.insert(id, tombstone.clone());
+            self.purge_step_done(3)?;
+        }
+        // 3. Crypto-shred: the data key goes first, so the records are
+        //    unreadable from here even if the segment file lingered.
+        self.lock_keys().remove(&id);
+        remove_durably(&self.layout.dek(id))?;
+        self.purge_step_done(4)?;
+        // 4. The segment file itself.
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        let segment_path = self.layout.segment(&tombstone.stream, tombstone.epoch_day);
+        remove_durably(&segment_path)?;
+        self.purge_step_done(5)?;
+        self.segments.remove(&id);
+        self.committed.remove(&id);
+        Ok(())
+    }
+}
+
+/// One line for the operator about a retention change; `None` when
+/// nothing changed.
+fn describe_change(change: &stele_policy::RetentionChange) -> Option<String> {
+    use stele_policy::RetentionChange as C;
+    Some(match change {
+        C::Added { stream, retention } => format!("stream {stream}: new, {retention}"),
+        C::Removed { stream, retention } => {
+            format!("stream {stream}: no longer declared (had {retention})")
+        }
+        C::Lengthened { stream, old, new } => format!(
+            "stream {stream}: retention lengthened from {old} to {new}; applies to data already written"
+        ),
+        C::Shortened { stream, old, new } => format!(
+            "stream {stream}: retention shortened from {old} to {new}; applies only to epochs that begin after this version — data already written keeps {old}"
+        ),
+        C::Unchanged { .. } => return None,
+        _ => format!("{change:?}"),
+    })
+}
+
+/// Removes a file if present and makes the removal durable.
+fn remove_durably(path: &std::path::Path) -> LogResult<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            if let Some(parent) = path.parent() {
+                fsutil::fsync_dir(parent)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::io("remove", path, e).into()),
+    }
+}
+
+fn write_policy_file(dir: &std::path::Path, file: &PolicyFile) -> LogResult<()> {
+    let mut bytes =
+        serde_json::to_vec_pretty(file).map_err(|e| LogError::Usage(format!("policy: {e}")))?;
+    bytes.push(b'\n');
+    fsutil::atomic_replace(&dir.join(format!("{:06}.json", file.seq)), &bytes, 0o644)?;
+    Ok(())
+}
+
+fn read_policy_file(path: &std::path::Path, seq: u64) -> LogResult<PolicyVersion> {
+    let bad = |what: String| LogError::Integrity(format!("{}: {what}", path.display()));
+    let bytes = fsutil::read(path)?;
+    let file: PolicyFile = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if file.v != 1 || file.seq != seq {
+        return Err(bad(format!(
+            "version {} / seq {} (expected 1 / {seq})",
+            file.v, file.seq
+        )));
+    }
+    let source_bytes = B64
+        .decode(&file.source)
+        .map_err(|e| bad(format!("source: {e}")))?;
+    let source = PolicySource::from_bytes(&source_bytes).map_err(|e| bad(e.to_string()))?;
+    let policy = Policy::from_source(&source).map_err(|e| bad(e.to_string()))?;
+    if hex(&policy.hash()) != file.hash {
+        return Err(bad(format!(
+            "the policy hashes to {}, not the recorded {}",
+            hex(&policy.hash()),
+            file.hash
+        )));
+    }
+    Ok(PolicyVersion {
+        seq,
+        activated_at: file.activated_at,
+        applied_by: file.applied_by,
+        hash: file.hash,
+        policy: Arc::new(policy),
+        event_index: file.event_index,
+    })
+}

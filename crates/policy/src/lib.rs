@@ -93,13 +93,27 @@ pub const POLICY_HASH_DOMAIN: &[u8] = b"stele/policy/v1\n";
 
 /// The TOML of [`Policy::shipped_default`].
 pub const DEFAULT_TOML: &str = "\
-# The policy Stele uses when the operator has none: one stream kept forever.
+# The policy Stele uses when the operator has none: everything kept
+# forever, in the stream each event names (or `default`).
 version = 1
 default_stream = \"default\"
+undeclared_streams = \"inherit\"
 
 [streams.default]
 retain = \"forever\"
 ";
+
+/// What happens to an event that names a stream the policy does not
+/// declare (`undeclared_streams` in the policy file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum UndeclaredStreams {
+    /// Refused with an error naming the stream (the default).
+    Refuse,
+    /// Accepted into the named stream, which is governed by the default
+    /// stream's rules (retention, encryption) under every policy version.
+    Inherit,
+}
 
 /// Encryption requirement of a stream. Stele always encrypts at rest, so
 /// there is one value; it exists so callers can check the requirement
@@ -233,6 +247,7 @@ impl AuditSchedule {
 pub struct Policy {
     source: PolicySource,
     default_stream: String,
+    undeclared_streams: UndeclaredStreams,
     streams: BTreeMap<String, StreamPolicy>,
     routes: Vec<Route>,
     transport: TransportPolicy,
@@ -310,6 +325,7 @@ impl Policy {
         Ok(Policy {
             source: source.clone(),
             default_stream: parsed.default_stream,
+            undeclared_streams: parsed.undeclared_streams,
             streams: parsed.streams,
             routes: parsed.routes,
             transport: parsed.transport,
@@ -322,7 +338,8 @@ impl Policy {
     }
 
     /// The policy used when the operator has none ([`DEFAULT_TOML`]): one
-    /// stream `default` kept forever and the default stream, no routes, TLS
+    /// stream `default` kept forever and the default stream, every other
+    /// stream an event names governed like it, no routes, TLS
     /// optional, no key age limit, the default audit schedule, no local
     /// roles, and the shipped Cedar policies ([`DEFAULT_CEDAR`]).
     pub fn shipped_default() -> Policy {
@@ -335,6 +352,7 @@ impl Policy {
                 hash: policy_hash(DEFAULT_TOML, DEFAULT_CEDAR),
                 source,
                 default_stream: "default".to_owned(),
+                undeclared_streams: UndeclaredStreams::Inherit,
                 streams: BTreeMap::from([(
                     "default".to_owned(),
                     StreamPolicy {
@@ -381,8 +399,24 @@ impl Policy {
     }
 
     /// One declared stream.
+    ///
+    /// Under `undeclared_streams = "inherit"` every other non-reserved name
+    /// is governed by the default stream's rules.
     pub fn stream(&self, name: &str) -> Option<&StreamPolicy> {
-        self.streams.get(name)
+        match self.streams.get(name) {
+            Some(policy) => Some(policy),
+            None if self.undeclared_streams == UndeclaredStreams::Inherit
+                && !stele_event::is_reserved_stream_name(name) =>
+            {
+                self.streams.get(&self.default_stream)
+            }
+            None => None,
+        }
+    }
+
+    /// What happens to events naming an undeclared stream.
+    pub fn undeclared_streams(&self) -> UndeclaredStreams {
+        self.undeclared_streams
     }
 
     /// Every declared stream, in name order.
@@ -408,7 +442,7 @@ impl Policy {
                     stream: requested.to_owned(),
                 });
             }
-            if self.streams.contains_key(requested) {
+            if self.stream(requested).is_some() {
                 return Ok(requested.to_owned());
             }
             return Err(RouteError::UnknownStream {

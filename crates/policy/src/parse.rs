@@ -12,7 +12,10 @@ use toml::de::{DeTable, DeValue};
 use crate::error::{Problem, TextMap};
 use crate::retention::Retention;
 use crate::route::{Glob, KubernetesMatch, Route};
-use crate::{AuditSchedule, Encryption, KeyPolicy, StreamPolicy, TlsRequirement, TransportPolicy};
+use crate::{
+    AuditSchedule, Encryption, KeyPolicy, StreamPolicy, TlsRequirement, TransportPolicy,
+    UndeclaredStreams,
+};
 
 /// Longest accepted duration or `retain` length: 100 years of 365 days.
 pub const MAX_DURATION_DAYS: u64 = 36_500;
@@ -35,6 +38,7 @@ pub(crate) enum CedarSpec {
 #[derive(Debug)]
 pub(crate) struct Parsed {
     pub(crate) default_stream: String,
+    pub(crate) undeclared_streams: UndeclaredStreams,
     pub(crate) streams: BTreeMap<String, StreamPolicy>,
     pub(crate) routes: Vec<Route>,
     pub(crate) transport: TransportPolicy,
@@ -466,6 +470,7 @@ pub(crate) fn read(map: TextMap<'_>) -> Result<Parsed, Vec<Problem>> {
         &[
             "version",
             "default_stream",
+            "undeclared_streams",
             "streams",
             "routes",
             "transport",
@@ -533,6 +538,19 @@ pub(crate) fn read(map: TextMap<'_>) -> Result<Parsed, Vec<Problem>> {
                 }
                 default_stream = name.to_owned();
             }
+        }
+    }
+
+    let mut undeclared_streams = UndeclaredStreams::Refuse;
+    if let Some(item) = root.get("undeclared_streams") {
+        match reader.string(item, "undeclared_streams") {
+            Some("refuse") => {}
+            Some("inherit") => undeclared_streams = UndeclaredStreams::Inherit,
+            Some(other) => reader.at(
+                item.span().start,
+                format!("`undeclared_streams` = {other:?}: write \"refuse\" or \"inherit\""),
+            ),
+            None => {}
         }
     }
 
@@ -726,6 +744,7 @@ pub(crate) fn read(map: TextMap<'_>) -> Result<Parsed, Vec<Problem>> {
     if reader.problems.is_empty() {
         Ok(Parsed {
             default_stream,
+            undeclared_streams,
             streams,
             routes,
             transport,

@@ -231,3 +231,43 @@ fn kubernetes_fields() {
     event.attributes = None;
     assert_eq!(policy.route(&event).unwrap(), "k8s");
 }
+
+#[test]
+fn undeclared_streams_are_refused_unless_inherited() {
+    let strict = PolicySource::from_toml(
+        "p.toml",
+        "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"90d\"\n",
+    );
+    let strict = Policy::from_source(&strict).expect("valid");
+    let input = |stream| RouteInput {
+        channel: "events",
+        source: None,
+        writer: "w",
+        action: "a",
+        requested_stream: Some(stream),
+        attributes: None,
+    };
+    assert!(strict.route(&input("payments")).is_err());
+    assert!(strict.stream("payments").is_none());
+
+    let inherit = PolicySource::from_toml(
+        "p.toml",
+        "version = 1\ndefault_stream = \"ops\"\nundeclared_streams = \"inherit\"\n[streams.ops]\nretain = \"90d\"\n",
+    );
+    let inherit = Policy::from_source(&inherit).expect("valid");
+    assert_eq!(inherit.route(&input("payments")).expect("routed"), "payments");
+    assert_eq!(
+        inherit.stream("payments").map(|s| s.retention),
+        inherit.stream("ops").map(|s| s.retention)
+    );
+    // Reserved names are never inherited.
+    assert!(inherit.route(&input("_system")).is_err());
+    assert!(inherit.stream("_system").is_none());
+
+    let bad = PolicySource::from_toml(
+        "p.toml",
+        "version = 1\ndefault_stream = \"ops\"\nundeclared_streams = \"maybe\"\n[streams.ops]\nretain = \"90d\"\n",
+    );
+    let err = Policy::from_source(&bad).expect_err("refused").to_string();
+    assert!(err.contains("p.toml:3:") && err.contains("undeclared_streams"), "{err}");
+}

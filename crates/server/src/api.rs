@@ -28,7 +28,10 @@ use stele_log::{Log, LogError, PreparedEvent, Preparer, Receipt};
 
 use crate::config::Config;
 use crate::metrics::{self, HttpMetrics};
-use crate::tokens::{Principal, Role, TokenStore};
+use crate::access::authorize;
+use crate::governance::Governance;
+use crate::tokens::{Principal, TokenStore};
+use stele_policy::{Action, Resource};
 
 /// What a connection tells the handlers about its peer.
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Bytes of request bodies that may be in memory at once.
     pub body_budget: Arc<tokio::sync::Semaphore>,
+    /// The policy in force and audit results.
+    pub governance: Arc<Governance>,
 }
 
 /// An error response: status, stable code, message, and where in the
@@ -68,10 +73,16 @@ pub struct ApiError {
     line: Option<usize>,
     field: Option<String>,
     retry_after: Option<u32>,
+    /// The purge record, for an event purged by retention.
+    purge: Option<Value>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -80,6 +91,7 @@ impl ApiError {
             line: None,
             field: None,
             retry_after: None,
+            purge: None,
         }
     }
 
@@ -105,6 +117,7 @@ impl From<IngestError> for ApiError {
             line: e.line(),
             field: e.field().map(str::to_string),
             retry_after: None,
+            purge: None,
         }
     }
 }
@@ -133,9 +146,13 @@ impl From<SubmitError> for ApiError {
     }
 }
 
-fn log_error(e: LogError) -> ApiError {
+pub(crate) fn log_error(e: LogError) -> ApiError {
     match e {
         LogError::Usage(message) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+        LogError::Refused(message) => ApiError::new(StatusCode::CONFLICT, "refused", message),
+        purged @ LogError::Purged { .. } => {
+            ApiError::new(StatusCode::GONE, "purged", purged.to_string())
+        }
         LogError::Event(e) => ApiError {
             field: e.field().map(str::to_string),
             ..ApiError::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string())
@@ -168,6 +185,9 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             error["field"] = json!(field);
         }
+        if let Some(purge) = self.purge {
+            error["purge"] = purge;
+        }
         let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
         if let Some(seconds) = self.retry_after {
             response
@@ -183,7 +203,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// Builds the router over `state`.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -199,6 +219,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/events", post(post_events))
         .route("/v1/events/{index}", get(get_event))
         .route("/v1/ingest/kubernetes", post(post_kubernetes))
+        .merge(crate::admin::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_responses,
@@ -231,7 +252,7 @@ async fn count_responses(
 /// Finds the caller: a bearer token if one is sent (a bad one is refused
 /// even when a client certificate is present), else a mapped client
 /// certificate.
-fn authenticate(
+pub(crate) fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     conn: Option<&ConnInfo>,
@@ -276,25 +297,9 @@ fn authenticate(
     ))
 }
 
-fn require(principal: &Principal, role: Role) -> ApiResult<()> {
-    if principal.has(role) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "principal {:?} does not have the {role:?} role",
-                principal.name
-            )
-            .to_lowercase(),
-        ))
-    }
-}
-
 /// Reads a request body within the size limit and the server-wide memory
 /// budget; the returned permit holds its share of the budget until dropped.
-async fn read_body(
+pub(crate) async fn read_body(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
@@ -360,7 +365,7 @@ fn receipt_json(receipt: &Receipt) -> Value {
 }
 
 /// Runs blocking work (parsing, fsync waits) off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(work).await.map_err(|_| {
@@ -385,7 +390,8 @@ fn prepare_events(
 ) -> ApiResult<(Vec<PreparedEvent>, u64)> {
     let parsed = stele_ingest::parse_body(kind, bytes, &body_limits(state))
         .inspect_err(|_| state.metrics.error("input"))?;
-    let preparer = Preparer::new(&principal.name, "http", "default");
+    let preparer = Preparer::new(&principal.name, "http", "default")
+        .with_policy(state.governance.policy());
     let now = jiff::Timestamp::now();
     let mut events = Vec::with_capacity(parsed.len());
     let mut raw_bytes = 0u64;
@@ -398,7 +404,11 @@ fn prepare_events(
                 line: raw.line,
                 ..ApiError::new(
                     StatusCode::BAD_REQUEST,
-                    "invalid_event",
+                    if matches!(e, stele_log::prepare::PrepareError::Route(_)) {
+                        "unknown_stream"
+                    } else {
+                        "invalid_event"
+                    },
                     format!("event {}: {e}", raw.item),
                 )
             })?;
@@ -451,7 +461,7 @@ async fn post_events(
     body: Body,
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
-    require(&principal, Role::Writer)?;
+    authorize_some_append(&state, &principal, conn.as_deref())?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -463,9 +473,11 @@ async fn post_events(
     } else {
         let work_state = state.clone();
         let work_bytes = bytes.clone();
-        blocking(move || prepare_events(&work_state, &principal, kind, &work_bytes)).await?
+        let work_principal = principal.clone();
+        blocking(move || prepare_events(&work_state, &work_principal, kind, &work_bytes)).await?
     };
     drop(bytes);
+    authorize_appends(&state, &principal, conn.as_deref(), &events)?;
     let receipts = append_durably(&state, events, raw_bytes).await?;
     let receipts: Vec<Value> = receipts.iter().map(receipt_json).collect();
     Ok(axum::Json(json!({ "receipts": receipts })).into_response())
@@ -478,14 +490,17 @@ async fn post_kubernetes(
     body: Body,
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
-    require(&principal, Role::Writer)?;
+    authorize_some_append(&state, &principal, conn.as_deref())?;
     let (bytes, _permit) = read_body(&state, &headers, body).await?;
     let work_state = state.clone();
+    let work_principal = principal.clone();
     let (events, raw_bytes) = blocking(move || {
         let state = work_state;
+        let principal = work_principal;
         let items = stele_ingest::kubernetes::parse_event_list(&bytes, &body_limits(&state))
             .inspect_err(|_| state.metrics.error("input"))?;
-        let preparer = Preparer::new(&principal.name, "kubernetes", "default");
+        let preparer = Preparer::new(&principal.name, "kubernetes", "default")
+            .with_policy(state.governance.policy());
         let now = jiff::Timestamp::now();
         let mut events = Vec::with_capacity(items.len());
         let mut raw_bytes = 0u64;
@@ -497,7 +512,11 @@ async fn post_kubernetes(
                     item: Some(item),
                     ..ApiError::new(
                         StatusCode::BAD_REQUEST,
-                        "invalid_event",
+                        if matches!(e, stele_log::prepare::PrepareError::Route(_)) {
+                            "unknown_stream"
+                        } else {
+                            "invalid_event"
+                        },
                         format!("item {item}: {e}"),
                     )
                 })?;
@@ -506,9 +525,50 @@ async fn post_kubernetes(
         Ok((events, raw_bytes))
     })
     .await?;
+    authorize_appends(&state, &principal, conn.as_deref(), &events)?;
     let receipts = append_durably(&state, events, raw_bytes).await?;
     let receipts: Vec<Value> = receipts.iter().map(receipt_json).collect();
     Ok(axum::Json(json!({ "receipts": receipts })).into_response())
+}
+
+/// Before a body is read: a principal that may append to no declared
+/// stream is refused at once (403, recorded), whatever the body holds.
+fn authorize_some_append(
+    state: &AppState,
+    principal: &Principal,
+    conn: Option<&ConnInfo>,
+) -> ApiResult<()> {
+    let policy = state.governance.policy();
+    let allowed_somewhere = policy.streams().any(|(stream, _)| {
+        crate::access::decide(state, principal, conn, Action::Append, Resource::Stream(stream))
+            .allowed
+    });
+    if allowed_somewhere {
+        return Ok(());
+    }
+    authorize(
+        state,
+        principal,
+        conn,
+        Action::Append,
+        Resource::Stream(policy.default_stream()),
+    )
+}
+
+/// Every stream a request appends to must allow the principal to append.
+fn authorize_appends(
+    state: &AppState,
+    principal: &Principal,
+    conn: Option<&ConnInfo>,
+    events: &[PreparedEvent],
+) -> ApiResult<()> {
+    let mut streams: Vec<&str> = events.iter().map(|e| e.stream.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    for stream in streams {
+        authorize(state, principal, conn, Action::Append, Resource::Stream(stream))?;
+    }
+    Ok(())
 }
 
 async fn get_event(
@@ -518,7 +578,7 @@ async fn get_event(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
-    require(&principal, Role::Reader)?;
+    let conn_info = conn.as_deref().cloned();
     let index: u64 = index.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -545,10 +605,36 @@ async fn get_event(
             if index >= log.published_size() {
                 log.publish().map_err(log_error)?;
             }
-            let stored = log.get(index).map_err(log_error)?;
+            let stored = match log.get(index) {
+                Ok(stored) => stored,
+                Err(LogError::Purged { index, tombstone }) => {
+                    drop(log);
+                    authorize(
+                        &state,
+                        &principal,
+                        conn_info.as_ref(),
+                        Action::Read,
+                        Resource::Event { stream: &tombstone.stream, index },
+                    )?;
+                    return Err(ApiError {
+                        purge: Some(serde_json::to_value(&*tombstone).unwrap_or(Value::Null)),
+                        ..log_error(LogError::Purged { index, tombstone })
+                    });
+                }
+                Err(e) => return Err(log_error(e)),
+            };
             let proof = log.inclusion_proof(index, None).map_err(log_error)?;
             (stored, proof)
         };
+        // Decided on the stream the event is stored in; the content has
+        // not left the server.
+        authorize(
+            &state,
+            &principal,
+            conn_info.as_ref(),
+            Action::Read,
+            Resource::Event { stream: &stored.envelope.stream, index },
+        )?;
         // The read is audited durably before the content leaves.
         let audit = json!({
             "actor": principal.name,
@@ -694,6 +780,14 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: starting or stopping\n",
+        )
+            .into_response();
+    }
+    let failed = state.governance.failed_checks.load(Relaxed);
+    if failed > 0 && state.governance.policy().audit().readyz_fails_on_finding {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {failed} audit check(s) failed (see `stele audit report`)\n"),
         )
             .into_response();
     }

@@ -34,6 +34,11 @@ pub struct Config {
     pub publish_interval_ms: u64,
     /// Client certificates accepted as principals (with `tls.client_ca`).
     pub client_certs: Vec<ClientCert>,
+    /// The policy file (TOML; see docs/policy.md). Applied at start when it
+    /// differs from the log's active policy, and re-read on SIGHUP. Without
+    /// it the log's last applied policy is enforced (the shipped default
+    /// until one is applied).
+    pub policy: Option<PathBuf>,
 }
 
 /// TLS settings. Files are re-read when they change, without a restart.
@@ -112,6 +117,7 @@ impl Default for Config {
             limits: Limits::default(),
             publish_interval_ms: 200,
             client_certs: Vec::new(),
+            policy: None,
         }
     }
 }

@@ -8,8 +8,11 @@
 //! final checkpoint. This crate owns no storage format: it calls the log
 //! engine and the ingestion adapters.
 
+pub mod access;
+pub mod admin;
 pub mod api;
 pub mod config;
+pub mod governance;
 pub mod metrics;
 pub mod tls;
 pub mod tokens;
@@ -46,6 +49,7 @@ pub struct Bound {
     listeners: Vec<TcpListener>,
     pub first_start: Option<FirstStart>,
     log: Arc<Mutex<Log>>,
+    policy: Arc<stele_policy::Policy>,
 }
 
 impl std::fmt::Debug for Bound {
@@ -89,13 +93,17 @@ pub async fn bind(
             },
         )
         .map_err(|e| e.to_string())?;
-        let (_, admin_token) = tokens::create(&config.data, "admin", &[tokens::Role::Admin])?;
+        let (_, admin_token) = tokens::create(&config.data, "admin", &[tokens::Role::admin()])?;
         first_start = Some(FirstStart {
             verifier_key,
             admin_token,
         });
     }
-    let log = Log::open(&config.data, OpenOptions { passphrase }).map_err(|e| e.to_string())?;
+    let mut log =
+        Log::open(&config.data, OpenOptions { passphrase }).map_err(|e| e.to_string())?;
+    // The policy decides before anything is served: a requirement this
+    // configuration cannot meet refuses the start.
+    let policy = governance::startup_policy(&mut log, &config)?;
     let mut listeners = Vec::new();
     for addr in &config.listen {
         listeners.push(
@@ -109,6 +117,7 @@ pub async fn bind(
         listeners,
         first_start,
         log: Arc::new(Mutex::new(log)),
+        policy,
     })
 }
 
@@ -118,8 +127,10 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         config,
         listeners,
         log,
+        policy,
         ..
     } = bound;
+    let governance = Arc::new(governance::Governance::new(policy, config.policy.clone()));
     let mut reloader = None;
     let tls = match &config.tls {
         Some(tls_config) => {
@@ -164,8 +175,24 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
             config.limits.max_inflight_body_bytes,
         )),
         config: config.clone(),
+        governance: governance.clone(),
     });
     let router = app(state.clone());
+    let scheduler_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scheduler = governance::spawn_scheduler(
+        governance::SchedulerContext {
+            log: log.clone(),
+            governance: governance.clone(),
+            listeners: config
+                .listen
+                .iter()
+                .map(|a| (*a, config.tls.is_some()))
+                .collect(),
+        },
+        scheduler_stop.clone(),
+    )
+    .map_err(|e| format!("cannot start the scheduler: {e}"))?;
+    let reload_task = tokio::spawn(reload_policy_on_sighup(state.clone()));
     // Each connection gets a watcher; shutting down signals every watched
     // connection to finish its in-flight requests and close.
     let graceful = Arc::new(GracefulShutdown::new());
@@ -227,6 +254,9 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some(reloader) = reloader {
         reloader.abort();
     }
+    reload_task.abort();
+    scheduler_stop.store(true, Relaxed);
+    let _ = tokio::task::spawn_blocking(move || scheduler.join()).await;
     drop(router);
     drop(state);
     tokio::task::spawn_blocking(move || sequencer.stop())
@@ -278,6 +308,43 @@ async fn serve_connection(
                 hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(info)));
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let _ = watcher.watch(connection.into_owned()).await;
+        }
+    }
+}
+
+/// Re-reads the configured policy file on each SIGHUP and applies it (as
+/// principal `signal:SIGHUP`); a file that does not validate, or that the
+/// log refuses, leaves the policy in force unchanged and is logged.
+async fn reload_policy_on_sighup(state: Arc<AppState>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let Some(path) = state.governance.policy_path.clone() else {
+            tracing::warn!("SIGHUP: no policy file is configured; nothing to reload");
+            continue;
+        };
+        let work = state.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let policy = governance::load_policy(&path)?;
+            work.governance
+                .apply(&work.log, &work.config, policy, "signal:SIGHUP")
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        match result {
+            Ok(Ok(outcome)) => match outcome.seq {
+                Some(seq) => {
+                    tracing::info!(seq, hash = %outcome.hash, "SIGHUP: policy applied");
+                    for change in &outcome.changes {
+                        tracing::warn!("policy change: {change}");
+                    }
+                }
+                None => tracing::info!("SIGHUP: policy unchanged"),
+            },
+            Ok(Err(e)) => tracing::error!(error = %e, "SIGHUP: policy NOT applied; the previous one stays in force"),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed"),
         }
     }
 }

@@ -16,26 +16,67 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use stele_store::fsutil;
 
-/// What a principal may do. The policy engine replaces this model later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Append events.
-    Writer,
-    /// Read events and their proofs.
-    Reader,
-    /// Everything, including token administration.
-    Admin,
-}
+/// A role name. Roles mean nothing by themselves: the access policy (Cedar)
+/// says what members of each role may do; a principal is `in` each of its
+/// roles (`Stele::Role::"<name>"`). The shipped default policy knows
+/// `writer`, `reader` and `admin`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Role(String);
 
 impl Role {
+    /// A role name: 1 to 64 characters from `a-z 0-9 _ - .`.
     pub fn parse(text: &str) -> Result<Role, String> {
-        match text {
-            "writer" => Ok(Role::Writer),
-            "reader" => Ok(Role::Reader),
-            "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role {other:?} (writer, reader or admin)")),
+        let ok = !text.is_empty()
+            && text.len() <= 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
+        if ok {
+            Ok(Role(text.to_string()))
+        } else {
+            Err(format!(
+                "bad role {text:?}: use 1 to 64 characters from a-z, 0-9, '_', '-', '.'"
+            ))
         }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// May append (shipped default policy).
+    pub fn writer() -> Role {
+        Role("writer".into())
+    }
+
+    /// May read, query, export and verify (shipped default policy).
+    pub fn reader() -> Role {
+        Role("reader".into())
+    }
+
+    /// May do everything (shipped default policy).
+    pub fn admin() -> Role {
+        Role("admin".into())
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+    fn try_from(text: String) -> Result<Role, String> {
+        Role::parse(&text)
+    }
+}
+
+impl From<Role> for String {
+    fn from(role: Role) -> String {
+        role.0
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -119,7 +160,7 @@ pub fn create(
         return Err("principal must be 1..=256 printable characters".into());
     }
     if roles.is_empty() {
-        return Err("give at least one role (writer, reader, admin)".into());
+        return Err("give at least one role (the shipped policy knows writer, reader, admin)".into());
     }
     let mut id = [0u8; 6];
     let mut secret = [0u8; 32];
@@ -128,7 +169,7 @@ pub fn create(
     let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
     let secret_text = URL_SAFE_NO_PAD.encode(secret);
     let mut roles = roles.to_vec();
-    roles.sort_by_key(|r| *r as u8);
+    roles.sort();
     roles.dedup();
     let record = TokenRecord {
         id: id.clone(),
@@ -177,8 +218,9 @@ pub struct Principal {
 }
 
 impl Principal {
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.contains(&Role::Admin) || self.roles.contains(&role)
+    /// The role names, as the access policy sees them.
+    pub fn role_names(&self) -> Vec<String> {
+        self.roles.iter().map(|r| r.as_str().to_string()).collect()
     }
 }
 
@@ -246,11 +288,12 @@ mod tests {
     #[test]
     fn create_authenticate_revoke() {
         let dir = tempfile::tempdir().unwrap();
-        let (record, token) = create(dir.path(), "ci-bot", &[Role::Writer]).unwrap();
+        let (record, token) = create(dir.path(), "ci-bot", &[Role::writer()]).unwrap();
         let store = TokenStore::new(dir.path());
         let principal = store.authenticate(&token).unwrap().unwrap();
         assert_eq!(principal.name, "ci-bot");
-        assert!(principal.has(Role::Writer) && !principal.has(Role::Reader));
+        assert_eq!(principal.role_names(), vec!["writer".to_string()]);
+        assert!(Role::parse("Admin").is_err() && Role::parse("").is_err());
         // The file holds no secret.
         let text = std::fs::read_to_string(token_path(dir.path())).unwrap();
         assert!(!text.contains(token.rsplit('_').next().unwrap()));

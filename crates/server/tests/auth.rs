@@ -32,7 +32,7 @@ async fn bearer_tokens_and_roles() {
 
     // A token that does not exist, a garbled one, and a right id with a
     // wrong secret.
-    let (writer_record, writer) = tokens::create(&server.data, "ci-bot", &[Role::Writer]).unwrap();
+    let (writer_record, writer) = tokens::create(&server.data, "ci-bot", &[Role::writer()]).unwrap();
     let wrong_secret = format!("stele_{}_{}", writer_record.id, "A".repeat(43));
     for bad in [
         "stele_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
@@ -55,7 +55,7 @@ async fn bearer_tokens_and_roles() {
     assert_error(&r, 401, "unauthenticated");
 
     // Roles: a writer cannot read, a reader cannot append, admin does both.
-    let reader = server.token("auditor", &[Role::Reader]);
+    let reader = server.token("auditor", &[Role::reader()]);
     let r = send(client.get(&read_url).bearer_auth(&writer)).await;
     assert_error(&r, 403, "forbidden");
     let r = post_json(&client, &events, Some(&reader), &event).await;
@@ -94,10 +94,10 @@ async fn bearer_tokens_and_roles() {
     let r = send(client.get(&read_url).bearer_auth(&reader)).await;
     assert_eq!(r.status, 200, "{}", r.text);
 
-    // Refused requests appended nothing: the only entries are the three
-    // appends and the five audited reads so far.
+    // Refused requests appended nothing of theirs: the only entries are the
+    // three appends, the five audited reads and the three recorded denials.
     let size = log_size(&server, &client).await;
-    assert_eq!(size, 3 + 5, "refused requests must append nothing");
+    assert_eq!(size, 3 + 5 + 3, "refused requests must append nothing");
 
     drop(client);
     server.stop().await;

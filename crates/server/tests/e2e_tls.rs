@@ -120,7 +120,7 @@ async fn http2_http1_and_no_plain_http_on_the_tls_port() {
         .http1_only()
         .build()
         .unwrap();
-    let writer = server.token("w", &[Role::Writer]);
+    let writer = server.token("w", &[Role::writer()]);
     let response = http1
         .post(server.url("/v1/events"))
         .bearer_auth(&writer)
@@ -241,7 +241,7 @@ async fn dangerous_tls_settings_are_refused() {
     config.client_certs.push(ClientCert {
         sha256: pki.unmapped_client.fingerprint.to_uppercase(),
         principal: "x".into(),
-        roles: vec![Role::Writer],
+        roles: vec![Role::writer()],
     });
     assert!(stele_server::bind(config, None).await.is_err());
 

@@ -19,7 +19,7 @@ fn receipts(r: &Resp) -> Vec<Value> {
 async fn object_array_and_ndjson_append_and_verify() {
     let server = start(|_| {}).await;
     let client = server.client();
-    let writer = server.token("ingest-bot", &[Role::Writer]);
+    let writer = server.token("ingest-bot", &[Role::writer()]);
     let admin = server.admin_token.clone();
     let url = server.url("/v1/events");
 
@@ -128,8 +128,8 @@ async fn object_array_and_ndjson_append_and_verify() {
 async fn retries_with_a_client_id_are_idempotent() {
     let server = start(|_| {}).await;
     let client = server.client();
-    let writer = server.token("retrier", &[Role::Writer]);
-    let other_writer = server.token("someone-else", &[Role::Writer]);
+    let writer = server.token("retrier", &[Role::writer()]);
+    let other_writer = server.token("someone-else", &[Role::writer()]);
     let url = server.url("/v1/events");
     let body = json!([
         {"actor": "alice", "action": "pay", "id": "order-1", "attributes": {"amount": 10}},
@@ -290,7 +290,7 @@ async fn bad_input_is_refused_whole_and_named() {
     })
     .await;
     let client = server.client();
-    let writer = server.token("writer", &[Role::Writer]);
+    let writer = server.token("writer", &[Role::writer()]);
     let url = server.url("/v1/events");
 
     let eleven_array = format!("[{}]", [OK; 11].join(","));

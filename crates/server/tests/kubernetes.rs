@@ -51,7 +51,7 @@ async fn post_list(
 async fn eventlist_replay_and_retries() {
     let server = start(|_| {}).await;
     let client = server.client();
-    let webhook = server.token("kube-apiserver", &[Role::Writer]);
+    let webhook = server.token("kube-apiserver", &[Role::writer()]);
     let admin = server.admin_token.clone();
     let body = eventlist();
     let items: Vec<Value> = serde_json::from_slice::<Value>(&body).unwrap()["items"]
@@ -186,7 +186,7 @@ async fn eventlist_replay_and_retries() {
 
     // Another writer replaying the list appends its own copies: keys are
     // per writer.
-    let other = server.token("second-apiserver", &[Role::Writer]);
+    let other = server.token("second-apiserver", &[Role::writer()]);
     let r = post_list(&server, &client, &other, list_of(&[&raw_items[0][..]])).await;
     assert_eq!(r.status, 200);
     assert!(r.json["receipts"][0].get("duplicate").is_none());
@@ -210,7 +210,7 @@ async fn bad_eventlists_are_refused_whole() {
     })
     .await;
     let client = server.client();
-    let webhook = server.token("kube-apiserver", &[Role::Writer]);
+    let webhook = server.token("kube-apiserver", &[Role::writer()]);
     let body = eventlist();
     let raw_items: Vec<Vec<u8>> =
         stele_ingest::parse_event_list(&body, &stele_ingest::BodyLimits::default())

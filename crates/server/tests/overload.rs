@@ -17,7 +17,7 @@ async fn full_queue_answers_503_with_retry_after() {
         config.limits.queue_depth = 1;
     })
     .await;
-    let writer = server.token("burst", &[Role::Writer]);
+    let writer = server.token("burst", &[Role::writer()]);
     let url = server.url("/v1/events");
     let clients: Vec<reqwest::Client> = (0..4).map(|_| server.client()).collect();
     let mut tasks = Vec::new();

@@ -13,8 +13,8 @@ use stele_server::tokens::Role;
 async fn reads_are_audited_in_system_stream() {
     let server = start(|_| {}).await;
     let client = server.client();
-    let writer = server.token("writer", &[Role::Writer]);
-    let auditor = server.token("auditor", &[Role::Reader]);
+    let writer = server.token("writer", &[Role::writer()]);
+    let auditor = server.token("auditor", &[Role::reader()]);
     let admin = server.admin_token.clone();
     let r = post_json(
         &client,
@@ -61,8 +61,8 @@ async fn reads_are_audited_in_system_stream() {
     assert_eq!(audit["event"]["event"]["resource"], "events/1");
     assert_eq!(audit["event"]["event"]["attributes"]["method"], "mtls");
 
-    // Refused or impossible reads are not audited as reads (nothing is
-    // appended) and are 4xx.
+    // Refused or impossible reads are not audited as reads and are 4xx;
+    // the one denied by the access policy is recorded as `access.denied`.
     let before = server.probe(&client, &writer).await;
     let r = send(
         client
@@ -88,7 +88,14 @@ async fn reads_are_audited_in_system_stream() {
     let r = send(client.get(server.url("/v1/events/0")).bearer_auth(&writer)).await;
     assert_error(&r, 403, "forbidden");
     let after = server.probe(&client, &writer).await;
-    assert_eq!(after, before + 1);
+    assert_eq!(after, before + 2, "the denial and the probe");
+    let denial = server.get_event(&client, &admin, before + 1).await;
+    assert_eq!(denial["event"]["stream"], "_system");
+    assert_eq!(denial["event"]["event"]["action"], "access.denied");
+    assert_eq!(denial["event"]["event"]["actor"], "writer");
+    assert_eq!(denial["event"]["event"]["resource"], "events/0");
+    assert_eq!(denial["event"]["event"]["attributes"]["stream"], "payments");
+    assert_eq!(denial["event"]["event"]["attributes"]["requested"], "read");
 
     // Reading the newest entry works before the periodic publish: the
     // server publishes on demand so the proof covers it.
@@ -116,7 +123,7 @@ fn checkpoint_of(server: &TestServer, note: &str) -> stele_tlog::Checkpoint {
 async fn checkpoint_tiles_and_consistency_verify() {
     let server = start(|_| {}).await;
     let client = server.client();
-    let writer = server.token("writer", &[Role::Writer]);
+    let writer = server.token("writer", &[Role::writer()]);
     let url = server.url("/v1/events");
 
     // A small log: 5 entries.
@@ -257,7 +264,7 @@ fn tree_leaves(receipts: &[Value]) -> Vec<u8> {
 async fn metrics_openapi_and_health() {
     let server = start(|_| {}).await;
     let client = server.client();
-    let writer = server.token("writer", &[Role::Writer]);
+    let writer = server.token("writer", &[Role::writer()]);
     let r = post_json(
         &client,
         &server.url("/v1/events"),

@@ -177,12 +177,12 @@ pub fn base_config(tmp: &Path, pki: &Pki) -> Config {
             ClientCert {
                 sha256: pki.writer_client.fingerprint.clone(),
                 principal: "svc-writer".into(),
-                roles: vec![Role::Writer],
+                roles: vec![Role::writer()],
             },
             ClientCert {
                 sha256: pki.reader_client.fingerprint.clone(),
                 principal: "svc-reader".into(),
-                roles: vec![Role::Reader],
+                roles: vec![Role::reader()],
             },
         ],
         publish_interval_ms: 50,

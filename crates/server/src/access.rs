@@ -1,0 +1,143 @@
+//! Access decisions: every authenticated request is a Cedar authorization
+//! request (principal, action, resource, context) against the policy in
+//! force. Deny wins; a denial answers 403 naming the deciding policies and
+//! is recorded as an `access.denied` system event.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::http::StatusCode;
+use serde_json::json;
+use stele_log::Preparer;
+use stele_policy::{AccessContext, AccessRequest, Action, Decision, Resource};
+
+use crate::api::{ApiError, ApiResult, AppState, ConnInfo};
+use crate::tokens::Principal;
+
+/// How a resource is named in messages and system events.
+pub fn resource_text(resource: &Resource<'_>) -> String {
+    match resource {
+        Resource::Stream(name) => format!("stream:{name}"),
+        Resource::Event { stream, index } => format!("events/{index} (stream:{stream})"),
+        Resource::Log => "log".to_string(),
+    }
+}
+
+/// Decides one request; only the decision, nothing recorded.
+pub fn decide(
+    state: &AppState,
+    principal: &Principal,
+    conn: Option<&ConnInfo>,
+    action: Action,
+    resource: Resource<'_>,
+) -> Decision {
+    let roles = principal.role_names();
+    let request = AccessRequest {
+        principal: &principal.name,
+        principal_kind: if principal.method == "mtls" {
+            "service"
+        } else {
+            "user"
+        },
+        roles: &roles,
+        action,
+        resource,
+        context: AccessContext {
+            time: jiff::Timestamp::now().as_second(),
+            client_ip: conn
+                .map(|c| c.remote.ip())
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            tls: state.config.tls.is_some(),
+            tls_identity: conn.and_then(|c| c.client_cert.clone()),
+            auth_method: principal.method.to_string(),
+        },
+    };
+    state.governance.policy().authorize(&request)
+}
+
+/// Allows the request or answers 403; a denial is recorded as an
+/// `access.denied` system event (queued; the 403 does not wait for it).
+pub fn authorize(
+    state: &AppState,
+    principal: &Principal,
+    conn: Option<&ConnInfo>,
+    action: Action,
+    resource: Resource<'_>,
+) -> ApiResult<()> {
+    let decision = decide(state, principal, conn, action, resource);
+    if decision.allowed {
+        return Ok(());
+    }
+    let what = resource_text(&resource);
+    let why = if decision.reasons.is_empty() {
+        "no policy permits it".to_string()
+    } else {
+        format!("forbidden by {}", decision.reasons.join(", "))
+    };
+    state.metrics.error("forbidden");
+    state.governance.access_denied.fetch_add(1, Relaxed);
+    tracing::info!(principal = %principal.name, action = action.as_str(), resource = %what, %why, "access denied");
+    record_denial(state, principal, conn, action, &resource, &decision);
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "principal {:?} may not {} {what}: {why}",
+            principal.name,
+            action.as_str()
+        ),
+    ))
+}
+
+fn record_denial(
+    state: &AppState,
+    principal: &Principal,
+    conn: Option<&ConnInfo>,
+    action: Action,
+    resource: &Resource<'_>,
+    decision: &Decision,
+) {
+    // Same resource names as the `event.read` records: `events/<index>`,
+    // `streams/<name>` or `log`, the stream as an attribute.
+    let (name, stream) = match resource {
+        Resource::Stream(stream) => (format!("streams/{stream}"), Some(*stream)),
+        Resource::Event { stream, index } => (format!("events/{index}"), Some(*stream)),
+        Resource::Log => ("log".to_string(), None),
+    };
+    let event = json!({
+        "actor": principal.name,
+        "action": "access.denied",
+        "resource": name,
+        "outcome": "denied",
+        "attributes": {
+            "stream": stream,
+            "requested": action.as_str(),
+            "method": principal.method,
+            "client": conn.map(|c| c.remote.to_string()).unwrap_or_default(),
+            "policies": decision.reasons,
+            "errors": decision.errors,
+        },
+    });
+    let Ok(raw) = serde_json::to_vec(&event) else {
+        return;
+    };
+    let prepared = match Preparer::new("stele", "server", "_system").prepare(&raw, jiff::Timestamp::now()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a denial");
+            return;
+        }
+    };
+    if let Err(e) = state
+        .sequencer
+        .submit(vec![prepared], Box::new(|result| {
+            if let Err(e) = result {
+                tracing::error!(error = %e, "recording a denial failed");
+            }
+        }))
+    {
+        // A full queue must not turn a 403 into a 503; the metric counts it.
+        state.metrics.error("denial_not_recorded");
+        tracing::warn!(error = ?e, "denial not recorded (queue full)");
+    }
+}

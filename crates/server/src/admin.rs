@@ -1,0 +1,442 @@
+//! Policy, legal holds, retention, audits and export over HTTP. Every
+//! endpoint authenticates, asks the access policy, and goes through the
+//! log's governance calls, which record each change as a system event.
+//!
+//! - `GET  /v1/policy` (`policy.read`) — the active policy and every version
+//! - `PUT  /v1/policy` (`policy.apply`) — `{"toml": "...", "cedar": "..."}`
+//! - `GET  /v1/holds` (`hold.list`), `POST /v1/holds` (`hold.add`),
+//!   `POST /v1/holds/{id}/release` (`hold.release`)
+//! - `GET  /v1/retention` (`policy.read`) — every stored epoch, its purge
+//!   time and holds
+//! - `POST /v1/retention/purge` (`retention.run`) — `{"stream", "epoch"}`:
+//!   purges that epoch if (and only if) it is due; otherwise 409, recorded
+//! - `POST /v1/retention/run` (`retention.run`) — purges everything due now
+//! - `GET  /v1/audit/latest` (`audit.report`), `POST /v1/audit/run`
+//!   (`audit.run`) — the latest attestation, or a new one now
+//! - `GET  /v1/export?stream=S&from=I&to=J` (`export`) — NDJSON of the
+//!   stream's events in `[from, to)`, recorded as an `events.exported`
+//!   system event before any content is sent
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use stele_log::LogError;
+use stele_log::audit::AuditFacts;
+use stele_log::governance::HoldSpec;
+use stele_log::layout::epoch_date;
+use stele_log::sequencer::lock_log;
+use stele_policy::{Action, Policy, PolicySource, Resource};
+
+use crate::access::authorize;
+use crate::api::{
+    ApiError, ApiResult, AppState, ConnInfo, authenticate, blocking, log_error, read_body,
+};
+use crate::governance::{SchedulerContext, attest};
+use crate::tokens::Principal;
+
+/// Most entries one export request may cover.
+pub const MAX_EXPORT_RANGE: u64 = 10_000;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/policy", get(get_policy).put(put_policy))
+        .route("/v1/holds", get(list_holds).post(add_hold))
+        .route("/v1/holds/{id}/release", post(release_hold))
+        .route("/v1/retention", get(retention_status))
+        .route("/v1/retention/purge", post(purge_epoch))
+        .route("/v1/retention/run", post(run_retention))
+        .route("/v1/audit/latest", get(latest_attestation))
+        .route("/v1/audit/run", post(run_audit))
+        .route("/v1/export", get(export))
+}
+
+type Conn = Option<axum::Extension<ConnInfo>>;
+
+fn who(
+    state: &AppState,
+    headers: &HeaderMap,
+    conn: &Conn,
+    action: Action,
+    resource: Resource<'_>,
+) -> ApiResult<Principal> {
+    let principal = authenticate(state, headers, conn.as_deref())?;
+    authorize(state, &principal, conn.as_deref(), action, resource)?;
+    Ok(principal)
+}
+
+fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, code, message)
+}
+
+async fn json_body<T: serde::de::DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<T> {
+    let (bytes, _permit) = read_body(state, headers, body).await?;
+    serde_json::from_slice(&bytes).map_err(|e| bad_request("invalid_json", e.to_string()))
+}
+
+async fn get_policy(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    who(&state, &headers, &conn, Action::PolicyRead, Resource::Log)?;
+    let policy = state.governance.policy();
+    let versions: Vec<Value> = lock_log(&state.log)
+        .policy_versions()
+        .iter()
+        .map(|v| {
+            json!({
+                "seq": v.seq,
+                "hash": v.hash,
+                "activated_at": stele_log::purge::timestamp_text(v.activated_at),
+                "applied_by": v.applied_by,
+                "event_index": v.event_index,
+            })
+        })
+        .collect();
+    let source = policy.source();
+    Ok(axum::Json(json!({
+        "hash": state.governance.policy_hash(),
+        "toml": source.toml,
+        "cedar": source.cedar,
+        "versions": versions,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    toml: String,
+    #[serde(default)]
+    cedar: Option<String>,
+}
+
+async fn put_policy(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let principal = who(&state, &headers, &conn, Action::PolicyApply, Resource::Log)?;
+    let body: PolicyBody = json_body(&state, &headers, body).await?;
+    let source = PolicySource {
+        toml_name: "policy.toml".into(),
+        toml: body.toml,
+        cedar_name: body.cedar.as_ref().map(|_| "access.cedar".to_string()),
+        cedar: body.cedar,
+    };
+    let policy = Policy::from_source(&source).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string()))?;
+    let outcome = blocking(move || {
+        state
+            .governance
+            .apply(&state.log, &state.config, policy, &principal.name)
+            .map_err(log_error)
+    })
+    .await?;
+    Ok(axum::Json(json!({
+        "applied": outcome.seq.is_some(),
+        "seq": outcome.seq,
+        "hash": outcome.hash,
+        "event_index": outcome.event_index,
+        "changes": outcome.changes,
+    }))
+    .into_response())
+}
+
+async fn list_holds(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    who(&state, &headers, &conn, Action::HoldList, Resource::Log)?;
+    let holds = lock_log(&state.log).holds().to_vec();
+    Ok(axum::Json(json!({ "holds": holds })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldBody {
+    #[serde(default)]
+    streams: Vec<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    reason: String,
+}
+
+async fn add_hold(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers, conn.as_deref())?;
+    let body: HoldBody = json_body(&state, &headers, body).await?;
+    // A hold on named streams needs the permission on each; a hold on
+    // every stream needs it on the log.
+    if body.streams.is_empty() {
+        authorize(&state, &principal, conn.as_deref(), Action::HoldAdd, Resource::Log)?;
+    }
+    for stream in &body.streams {
+        authorize(&state, &principal, conn.as_deref(), Action::HoldAdd, Resource::Stream(stream))?;
+    }
+    let hold = blocking(move || {
+        lock_log(&state.log)
+            .add_hold(
+                HoldSpec {
+                    streams: body.streams,
+                    from: body.from,
+                    to: body.to,
+                    reason: body.reason,
+                },
+                &principal.name,
+                jiff::Timestamp::now(),
+            )
+            .map_err(|e| match e {
+                LogError::Usage(m) | LogError::Refused(m) => bad_request("invalid_hold", m),
+                LogError::Event(e) => bad_request("invalid_hold", e.to_string()),
+                other => log_error(other),
+            })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "hold": hold }))).into_response())
+}
+
+async fn release_hold(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    conn: Conn,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let principal = who(&state, &headers, &conn, Action::HoldRelease, Resource::Log)?;
+    let hold = blocking(move || {
+        lock_log(&state.log)
+            .release_hold(&id, &principal.name, jiff::Timestamp::now())
+            .map_err(log_error)
+    })
+    .await?;
+    Ok(axum::Json(json!({ "hold": hold })).into_response())
+}
+
+async fn retention_status(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    who(&state, &headers, &conn, Action::PolicyRead, Resource::Log)?;
+    let now = jiff::Timestamp::now();
+    let log = lock_log(&state.log);
+    let epochs: Vec<Value> = log
+        .retention_status(now)
+        .iter()
+        .map(|s| {
+            json!({
+                "stream": s.stream,
+                "epoch": epoch_date(s.epoch_day),
+                "purge_after": s.purge_after.map(stele_log::purge::timestamp_text),
+                "held_by": s.held_by,
+                "due": s.due,
+            })
+        })
+        .collect();
+    let purged: Vec<Value> = log
+        .purged()
+        .values()
+        .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
+        .collect();
+    Ok(axum::Json(json!({ "epochs": epochs, "purged": purged })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeBody {
+    stream: String,
+    /// `YYYY-MM-DD`.
+    epoch: String,
+}
+
+async fn purge_epoch(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let principal = who(&state, &headers, &conn, Action::RetentionRun, Resource::Log)?;
+    let body: PurgeBody = json_body(&state, &headers, body).await?;
+    let day = stele_log::governance::parse_day(&body.epoch)
+        .map_err(|e| bad_request("invalid_epoch", e))?;
+    let tombstone = blocking(move || {
+        lock_log(&state.log)
+            .purge_epoch(&body.stream, day, &principal.name, jiff::Timestamp::now())
+            .map_err(log_error)
+    })
+    .await?;
+    Ok(axum::Json(json!({ "purged": tombstone })).into_response())
+}
+
+async fn run_retention(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let principal = who(&state, &headers, &conn, Action::RetentionRun, Resource::Log)?;
+    let purged = blocking(move || {
+        lock_log(&state.log)
+            .enforce_retention(&principal.name, jiff::Timestamp::now())
+            .map_err(log_error)
+    })
+    .await?;
+    Ok(axum::Json(json!({ "purged": purged })).into_response())
+}
+
+async fn latest_attestation(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    who(&state, &headers, &conn, Action::AuditReport, Resource::Log)?;
+    let latest = stele_log::audit::latest_attestation(&state.config.data).map_err(log_error)?;
+    match latest {
+        Some(attestation) => Ok(axum::Json(attestation).into_response()),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no attestation has been made yet",
+        )),
+    }
+}
+
+async fn run_audit(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    who(&state, &headers, &conn, Action::AuditRun, Resource::Log)?;
+    let attestation = blocking(move || {
+        let listeners = state
+            .config
+            .listen
+            .iter()
+            .map(|a| (*a, state.config.tls.is_some()))
+            .collect();
+        let context = SchedulerContext {
+            log: state.log.clone(),
+            governance: state.governance.clone(),
+            listeners,
+        };
+        let facts = AuditFacts {
+            listeners: Some(context.listeners.clone()),
+            enforced_policy: Some(state.governance.policy_hash()),
+        };
+        attest(&context, &facts, jiff::Timestamp::now()).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "audit_failed",
+                "the attestation could not be made; see the server log",
+            )
+        })
+    })
+    .await?;
+    Ok(axum::Json(attestation).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    stream: String,
+    from: u64,
+    to: Option<u64>,
+}
+
+async fn export(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+    query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query
+        .map_err(|e| bad_request("invalid_query", format!("{e}; use ?stream=S&from=I&to=J")))?;
+    let principal = who(
+        &state,
+        &headers,
+        &conn,
+        Action::Export,
+        Resource::Stream(&query.stream),
+    )?;
+    let client = conn.as_ref().map(|c| c.remote.to_string()).unwrap_or_default();
+    let body = blocking(move || {
+        let mut log = lock_log(&state.log);
+        let size = log.size();
+        let to = query.to.unwrap_or(size).min(size);
+        if query.from > to || to - query.from > MAX_EXPORT_RANGE {
+            return Err(bad_request(
+                "invalid_query",
+                format!(
+                    "need from <= to and at most {MAX_EXPORT_RANGE} entries per request (log size {size})"
+                ),
+            ));
+        }
+        let mut lines = Vec::new();
+        let mut exported = 0u64;
+        let mut purged = 0u64;
+        for index in query.from..to {
+            match log.get(index) {
+                Ok(stored) if stored.envelope.stream == query.stream => {
+                    exported += 1;
+                    let line = json!({
+                        "index": index,
+                        "commitment": B64.encode(stored.commitment),
+                        "salt": B64.encode(stored.salt),
+                        "event": stored.envelope.to_json(),
+                    });
+                    lines.extend_from_slice(line.to_string().as_bytes());
+                    lines.push(b'\n');
+                }
+                Ok(_) => {}
+                Err(LogError::Purged { tombstone, .. }) if tombstone.stream == query.stream => {
+                    purged += 1;
+                    let line = json!({"index": index, "purged": &*tombstone});
+                    lines.extend_from_slice(line.to_string().as_bytes());
+                    lines.push(b'\n');
+                }
+                Err(LogError::Purged { .. }) => {}
+                Err(e) => return Err(log_error(e)),
+            }
+        }
+        // The export is recorded durably before any content leaves.
+        log.append_system(
+            &principal.name,
+            "events.exported",
+            None,
+            Some(&format!("stream:{}", query.stream)),
+            json!({
+                "stream": query.stream,
+                "from": query.from,
+                "to": to,
+                "exported": exported,
+                "purged": purged,
+                "method": principal.method,
+                "client": client,
+            }),
+            jiff::Timestamp::now(),
+        )
+        .map_err(log_error)?;
+        Ok(lines)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}

@@ -1,0 +1,249 @@
+//! The policy in force, and the scheduler that enforces retention and runs
+//! longevity audits.
+//!
+//! The policy lives in the log (every applied version is a file and a
+//! system event, see `stele_log::governance`); the server keeps the active
+//! one in memory for routing and access decisions and swaps it when a new
+//! version is applied (admin API, SIGHUP re-reading the configured file, or
+//! the file changing between restarts).
+//!
+//! The scheduler runs on its own thread and takes the log's lock for each
+//! task (appends wait meanwhile): retention enforcement every
+//! [`RETENTION_EVERY`], incremental verification, full verification and
+//! attestations at the intervals the policy's `[audit]` section sets.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use stele_log::Log;
+use stele_log::audit::{AuditFacts, Attestation};
+use stele_log::governance::ApplyOutcome;
+use stele_log::sequencer::lock_log;
+use stele_policy::{Policy, PolicySource};
+
+use crate::config::Config;
+
+/// How often due epochs are looked for.
+pub const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// Reads and validates a policy file (TOML and its Cedar side file).
+pub fn load_policy(path: &Path) -> Result<Policy, String> {
+    let source = PolicySource::load(path).map_err(|e| e.to_string())?;
+    Policy::from_source(&source).map_err(|e| e.to_string())
+}
+
+/// Refuses a policy whose transport requirement this configuration cannot
+/// meet, naming the listeners and the fix.
+pub fn check_transport(policy: &Policy, config: &Config) -> Result<(), String> {
+    for address in &config.listen {
+        policy
+            .transport()
+            .check_listener(*address, config.tls.is_some())
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The policy the server enforces, and audit results.
+#[derive(Debug)]
+pub struct Governance {
+    policy: RwLock<Arc<Policy>>,
+    /// The configured policy file (re-read on SIGHUP).
+    pub policy_path: Option<PathBuf>,
+    /// Failed checks of the latest attestation.
+    pub failed_checks: AtomicU64,
+    pub attestations: AtomicU64,
+    pub purged_epochs: AtomicU64,
+    pub access_denied: AtomicU64,
+    pub latest: Mutex<Option<Attestation>>,
+}
+
+impl Governance {
+    pub fn new(policy: Arc<Policy>, policy_path: Option<PathBuf>) -> Governance {
+        Governance {
+            policy: RwLock::new(policy),
+            policy_path,
+            failed_checks: AtomicU64::new(0),
+            attestations: AtomicU64::new(0),
+            purged_epochs: AtomicU64::new(0),
+            access_denied: AtomicU64::new(0),
+            latest: Mutex::new(None),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Hex hash of the policy in force.
+    pub fn policy_hash(&self) -> String {
+        hex(&self.policy().hash())
+    }
+
+    /// Applies `policy` to the log (recording who) and enforces it from
+    /// now on. The transport requirement is checked first: a policy this
+    /// server cannot meet is refused, and the old one stays.
+    pub fn apply(
+        &self,
+        log: &Mutex<Log>,
+        config: &Config,
+        policy: Policy,
+        by: &str,
+    ) -> Result<ApplyOutcome, stele_log::LogError> {
+        check_transport(&policy, config).map_err(stele_log::LogError::Refused)?;
+        let mut log = lock_log(log);
+        let outcome = log.apply_policy(policy, by, Timestamp::now())?;
+        let active = log.active_policy();
+        drop(log);
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = active;
+        Ok(outcome)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Applies the configured policy file at start when it differs from the
+/// log's active version, and returns the policy to enforce.
+pub fn startup_policy(log: &mut Log, config: &Config) -> Result<Arc<Policy>, String> {
+    if let Some(path) = &config.policy {
+        let policy = load_policy(path)?;
+        check_transport(&policy, config)?;
+        let outcome = log
+            .apply_policy(policy, &format!("config:{}", path.display()), Timestamp::now())
+            .map_err(|e| e.to_string())?;
+        if let Some(seq) = outcome.seq {
+            tracing::info!(seq, hash = %outcome.hash, "applied policy from {}", path.display());
+            for change in &outcome.changes {
+                tracing::warn!("policy change: {change}");
+            }
+        }
+    }
+    let active = log.active_policy();
+    check_transport(&active, config)?;
+    Ok(active)
+}
+
+/// What the scheduler needs.
+#[derive(Debug, Clone)]
+pub struct SchedulerContext {
+    pub log: Arc<Mutex<Log>>,
+    pub governance: Arc<Governance>,
+    pub listeners: Vec<(std::net::SocketAddr, bool)>,
+}
+
+/// Starts the scheduler thread; it stops when `stop` is set.
+pub fn spawn_scheduler(
+    context: SchedulerContext,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("stele-scheduler".into())
+        .spawn(move || run_scheduler(context, stop))
+}
+
+fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
+    let state = lock_log(&context.log).audit_state().unwrap_or_default();
+    // Resume the schedule where the last run left it.
+    let mut last_retention = i64::MIN;
+    let mut last_incremental = state.last_incremental_at.unwrap_or(i64::MIN);
+    let mut last_full = state.last_full_at.unwrap_or(i64::MIN);
+    // A log never attested gets its first attestation one interval after
+    // this start (its first full verification runs at once).
+    let mut last_attest = state
+        .last_attestation_at
+        .unwrap_or_else(|| Timestamp::now().as_second());
+    let due = |last: i64, every: Duration, now: i64| {
+        last == i64::MIN || now.saturating_sub(last) >= every.as_secs() as i64
+    };
+    while !stop.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = Timestamp::now();
+        let seconds = now.as_second();
+        let policy = context.governance.policy();
+        let schedule = policy.audit().clone();
+        if due(last_retention, RETENTION_EVERY, seconds) {
+            last_retention = seconds;
+            match lock_log(&context.log).enforce_retention("retention", now) {
+                Ok(purged) => {
+                    for t in &purged {
+                        tracing::info!(stream = %t.stream, epoch = %t.epoch, entries = t.entries, event = ?t.event_index, "retention purge");
+                    }
+                    context
+                        .governance
+                        .purged_epochs
+                        .fetch_add(purged.len() as u64, Relaxed);
+                }
+                Err(e) => tracing::error!(error = %e, "retention enforcement failed"),
+            }
+        }
+        if due(last_full, schedule.verify_full_every, seconds) {
+            last_full = seconds;
+            match lock_log(&context.log).verify_full(now) {
+                Ok(report) if report.ok() => tracing::info!(
+                    entries = report.entries,
+                    "scheduled full verification passed"
+                ),
+                Ok(report) => tracing::error!(
+                    problems = report.problem_count,
+                    first = ?report.problems.first().map(|p| p.to_string()),
+                    "scheduled full verification FAILED"
+                ),
+                Err(e) => tracing::error!(error = %e, "scheduled full verification could not run"),
+            }
+        } else if due(last_incremental, schedule.verify_new_every, seconds) {
+            last_incremental = seconds;
+            match lock_log(&context.log).verify_new_entries(now) {
+                Ok(problems) if problems.is_empty() => {}
+                Ok(problems) => tracing::error!(problems = ?problems, "incremental verification FAILED"),
+                Err(e) => tracing::error!(error = %e, "incremental verification could not run"),
+            }
+        }
+        if due(last_attest, schedule.attest_every, seconds) {
+            last_attest = seconds;
+            let facts = AuditFacts {
+                listeners: Some(context.listeners.clone()),
+                enforced_policy: Some(context.governance.policy_hash()),
+            };
+            attest(&context, &facts, now);
+        }
+    }
+}
+
+/// Runs one attestation and records its outcome (log, metrics, readiness).
+pub fn attest(context: &SchedulerContext, facts: &AuditFacts, now: Timestamp) -> Option<Attestation> {
+    let result = lock_log(&context.log).attest(facts, now);
+    match result {
+        Ok(attestation) => {
+            let failed = attestation.findings.iter().filter(|f| !f.ok).count() as u64;
+            context.governance.failed_checks.store(failed, Relaxed);
+            context.governance.attestations.fetch_add(1, Relaxed);
+            if failed == 0 {
+                tracing::info!(event = ?attestation.event_index, "attestation: all checks passed");
+            } else {
+                for f in attestation.findings.iter().filter(|f| !f.ok) {
+                    tracing::error!(check = %f.check, detail = %f.detail, "AUDIT CHECK FAILED");
+                }
+            }
+            *context
+                .governance
+                .latest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(attestation.clone());
+            Some(attestation)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "attestation could not be made");
+            context.governance.failed_checks.store(1, Relaxed);
+            None
+        }
+    }
+}

@@ -1,20 +1,34 @@
 //! Where each file lives in a data directory.
 //!
 //! ```text
-//! DATA/meta.json                 origin, log id, verifier key, format version
+//! DATA/meta.json                 origin, log id, verifier key, KEK kind, format version
 //! DATA/lock                      advisory lock held by the process using the log
 //! DATA/keys/kek.key              key-encryption key (0600), raw or passphrase-derived
+//! DATA/keys/kek.info             age and rotation count of the KEK (JSON); only after a rotation
 //! DATA/keys/signing.key          Ed25519 seed wrapped by the KEK (0600)
 //! DATA/keys/deks/<id>.dek        data key of segment <id>, wrapped by the KEK (0600)
+//! DATA/keys/kek.next             } a KEK rotation in progress only:
+//! DATA/keys/kek.info.next        } the new KEK, its kek.info, and the key
+//! DATA/keys/signing.key.next     } files re-wrapped under it
+//! DATA/keys/deks/<id>.dek.next   } (docs/formats/keys.md)
 //! DATA/index                     one 64-byte record per entry (the durable sequence)
-//! DATA/segments/<stream>/<YYYY-MM-DD>.seg   sealed events of one stream and UTC day
+//! DATA/segments/<stream>/<YYYY-MM-DD>.seg     sealed events of one stream and UTC day
+//! DATA/segments/<stream>/<YYYY-MM-DD>.purged  tombstone of a purged epoch (JSON)
 //! DATA/checkpoints               every signed checkpoint, append-only
 //! DATA/writer-generation         nonce generation counter
 //! DATA/segments.state            segment lengths at the last publish
+//! DATA/policies/<seq:06>.json    every applied policy version (JSON)
+//! DATA/holds.json                every legal hold, released ones included (JSON)
+//! DATA/audit/state.json          how far scheduled verification got (JSON)
+//! DATA/audit/latest.json         the latest signed attestation (JSON)
 //! DATA/log/checkpoint            latest signed checkpoint   } C2SP tlog-tiles,
 //! DATA/log/tile/<L>/<N>[.p/<W>]  hash tiles                 } servable as
 //! DATA/log/tile/entries/<N>[.p/<W>]  entry bundles          } static files
 //! ```
+//!
+//! Tombstones, `policies/` and `holds.json` are named in `governance.rs`,
+//! `audit/` in `audit.rs`; `DATA/tokens.json` belongs to the server. Byte
+//! formats: `docs/formats/`.
 
 use std::path::{Path, PathBuf};
 

@@ -59,12 +59,30 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// Longest `detail` of a finding, in bytes; longer ones are cut (at a
+/// character boundary) and say how much was left out, so an attestation
+/// always fits in one system event whatever went wrong.
+pub const MAX_FINDING_DETAIL: usize = 2048;
+
+/// Most problems one incremental verification collects before stopping.
+pub const MAX_INCREMENTAL_PROBLEMS: usize = 100;
+
 impl Finding {
     fn new(check: &str, ok: bool, detail: impl Into<String>) -> Finding {
+        let mut detail: String = detail.into();
+        if detail.len() > MAX_FINDING_DETAIL {
+            let total = detail.len();
+            let mut cut = MAX_FINDING_DETAIL;
+            while !detail.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            detail.truncate(cut);
+            detail.push_str(&format!(" … ({} more bytes)", total - cut));
+        }
         Finding {
             check: check.to_string(),
             ok,
-            detail: detail.into(),
+            detail,
         }
     }
 }
@@ -98,15 +116,16 @@ pub struct Attestation {
     pub findings: Vec<Finding>,
     pub ok: bool,
     /// C2SP signed note (by the log key) whose text is
-    /// `stele attestation v1\n<origin>\n<hex SHA-256 of the JSON of this
-    /// attestation without `signature` and `event_index`>\n`.
+    /// `stele attestation v1\n<origin>\n<hex SHA-256 of [`Self::body_digest`]>\n`.
     pub signature: String,
     /// Index of the `audit.attestation` event holding it.
     pub event_index: Option<u64>,
 }
 
 impl Attestation {
-    /// SHA-256 of the attestation without its signature and event index.
+    /// SHA-256 of the compact JSON (`serde_json::to_vec`, members in
+    /// declaration order) of this attestation with `signature` set to ""
+    /// and `event_index` to null, the two members filled in after signing.
     pub fn body_digest(&self) -> [u8; 32] {
         let mut body = self.clone();
         body.signature = String::new();
@@ -187,10 +206,24 @@ pub fn latest_attestation(root: &Path) -> LogResult<Option<Attestation>> {
     let path = audit_dir(root).join("latest.json");
     match fsutil::read_optional(&path)? {
         None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display()))),
+        Some(bytes) => {
+            let attestation: Attestation = serde_json::from_slice(&bytes)
+                .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display())))?;
+            check_version(&path, attestation.v)?;
+            Ok(Some(attestation))
+        }
     }
+}
+
+/// Refuses a file of a format version this Stele does not read.
+fn check_version(path: &Path, v: u32) -> LogResult<()> {
+    if v == AUDIT_VERSION {
+        return Ok(());
+    }
+    Err(LogError::Integrity(format!(
+        "{}: format version {v}; this Stele reads version {AUDIT_VERSION}",
+        path.display()
+    )))
 }
 
 struct Discard;
@@ -214,8 +247,12 @@ impl Log {
                 v: AUDIT_VERSION,
                 ..AuditState::default()
             }),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display()))),
+            Some(bytes) => {
+                let state: AuditState = serde_json::from_slice(&bytes)
+                    .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display())))?;
+                check_version(&path, state.v)?;
+                Ok(state)
+            }
         }
     }
 
@@ -246,7 +283,7 @@ impl Log {
                 ));
             }
             let mut next = state.verified_size;
-            while next < checkpoint.size {
+            'chunks: while next < checkpoint.size {
                 let count = (checkpoint.size - next).min(4096);
                 let records = self.index.read_range(next, count)?;
                 for (offset, record) in records.iter().enumerate() {
@@ -256,8 +293,11 @@ impl Log {
                         Ok(_) | Err(LogError::Purged { .. }) => {}
                         Err(e) => problems.push(format!("entry {index}: {e}")),
                     }
-                    if problems.len() >= 100 {
-                        break;
+                    if problems.len() >= MAX_INCREMENTAL_PROBLEMS {
+                        problems.push(format!(
+                            "stopped after {MAX_INCREMENTAL_PROBLEMS} problems at entry {index}"
+                        ));
+                        break 'chunks;
                     }
                 }
                 next += count;
@@ -283,6 +323,9 @@ impl Log {
     /// Runs the whole-log verification (`stele verify`) and records its
     /// outcome for attestations.
     pub fn verify_full(&mut self, now: Timestamp) -> LogResult<verify::VerifyReport> {
+        // A checkpoint requested but not yet signed would read as a
+        // checkpoint that lags the index.
+        self.publish()?;
         let report = verify::verify(self, &NoProgress)?;
         let mut state = self.audit_state()?;
         state.v = AUDIT_VERSION;
@@ -390,7 +433,7 @@ impl Log {
                 unencrypted.push(format!("{stream} {}: data key file missing", epoch_date(info.header.epoch)));
             }
             if !stream.starts_with('_') && policy.stream(stream).is_none() {
-                unencrypted.push(format!("{stream}: not declared by the policy"));
+                unencrypted.push(format!("{stream}: not governed by the policy"));
             }
         }
         findings.push(Finding::new(
@@ -519,5 +562,19 @@ impl Log {
                 )]
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_finding_details_are_cut_at_a_character_boundary() {
+        let short = Finding::new("x", true, "fine");
+        assert_eq!(short.detail, "fine");
+        let long = Finding::new("x", false, "é".repeat(MAX_FINDING_DETAIL));
+        assert!(long.detail.len() < MAX_FINDING_DETAIL + 40, "{}", long.detail.len());
+        assert!(long.detail.ends_with(&format!(" … ({} more bytes)", MAX_FINDING_DETAIL)));
     }
 }

@@ -352,6 +352,9 @@ impl Log {
             purge_stop: None,
         };
         log.load_governance()?;
+        // A purge record must be genuine before recovery treats its
+        // segment as gone.
+        log.check_pending_purges()?;
         log.recover()?;
         log.finish_governance()?;
         Ok(log)

@@ -230,6 +230,22 @@ impl Log {
             Some(bytes) => {
                 let file: HoldFile = serde_json::from_slice(&bytes)
                     .map_err(|e| LogError::Integrity(format!("{}: {e}", holds_path.display())))?;
+                if file.v != 1 {
+                    return Err(LogError::Integrity(format!(
+                        "{}: format version {}; this Stele reads version 1",
+                        holds_path.display(),
+                        file.v
+                    )));
+                }
+                for hold in &file.holds {
+                    if hold.released_at.is_some() != hold.released_by.is_some() {
+                        return Err(LogError::Integrity(format!(
+                            "{}: hold {} has only one of released_at and released_by",
+                            holds_path.display(),
+                            hold.id
+                        )));
+                    }
+                }
                 file.holds
             }
         };
@@ -247,7 +263,7 @@ impl Log {
         }
         for position in 0..self.policies.len() {
             if self.policies[position].event_index.is_none() {
-                self.log_policy_version(position, Vec::new(), now)?;
+                self.log_policy_version(position, now)?;
             }
         }
         for position in 0..self.holds.len() {
@@ -311,7 +327,7 @@ impl Log {
         &self.policies
     }
 
-    /// Applies `policy` from `now` on. Refused when it stops declaring a
+    /// Applies `policy` from `now` on. Refused when it stops governing a
     /// stream that still holds data (its retention would become
     /// undefined). A shorter retention applies to epochs that begin after
     /// now only; data already written keeps the longer one. Crash story:
@@ -345,14 +361,10 @@ impl Log {
         orphaned.dedup();
         if !orphaned.is_empty() {
             return Err(LogError::Refused(format!(
-                "the new policy does not declare stream(s) {} that still hold data; keep declaring them until their data is purged",
+                "the new policy does not govern stream(s) {} that still hold data (their retention would be undefined); keep declaring them, or keep `undeclared_streams = \"inherit\"`, until their data is purged",
                 orphaned.join(", ")
             )));
         }
-        let changes: Vec<String> = stele_policy::retention_changes(&current, &policy)
-            .iter()
-            .filter_map(describe_change)
-            .collect();
         let seq = self.policies.len() as u64 + 1;
         let file = PolicyFile {
             v: 1,
@@ -375,7 +387,7 @@ impl Log {
             event_index: None,
         });
         let position = self.policies.len() - 1;
-        let receipt = self.log_policy_version(position, changes.clone(), now)?;
+        let (receipt, changes) = self.log_policy_version(position, now)?;
         Ok(ApplyOutcome {
             seq: Some(seq),
             hash,
@@ -384,20 +396,33 @@ impl Log {
         })
     }
 
+    /// Appends the `policy.applied` event of the version at `position`.
+    /// Its content depends only on the stored versions (the retention
+    /// changes are computed against the version before), so the retry
+    /// after a crash is recognised by its client id instead of appended
+    /// twice. Returns the receipt and the retention changes it records.
     fn log_policy_version(
         &mut self,
         position: usize,
-        changes: Vec<String>,
         now: Timestamp,
-    ) -> LogResult<Receipt> {
+    ) -> LogResult<(Receipt, Vec<String>)> {
         let version = self.policies[position].clone();
+        let previous = match position.checked_sub(1) {
+            Some(before) => self.policies[before].policy.clone(),
+            None => shipped_default(),
+        };
+        let changes: Vec<String> = stele_policy::retention_changes(&previous, &version.policy)
+            .iter()
+            .filter_map(describe_change)
+            .collect();
         let attributes = json!({
             "seq": version.seq,
             "hash": version.hash,
             "activated_at": purge::timestamp_text(version.activated_at),
             "applied_by": version.applied_by,
+            "retention_changes": changes,
         });
-        let mut receipt = self.append_system(
+        let receipt = self.append_system(
             &version.applied_by,
             "policy.applied",
             Some(&format!("policy:{}", version.seq)),
@@ -405,18 +430,6 @@ impl Log {
             attributes,
             now,
         )?;
-        if !changes.is_empty() {
-            // The changes are told in a second event so the first stays
-            // deterministic (a retry after a crash matches it).
-            receipt = self.append_system(
-                &version.applied_by,
-                "policy.retention_changes",
-                None,
-                Some("policy"),
-                json!({"seq": version.seq, "changes": changes}),
-                now,
-            )?;
-        }
         let file = PolicyFile {
             v: 1,
             seq: version.seq,
@@ -428,7 +441,7 @@ impl Log {
         };
         write_policy_file(&self.policies_dir(), &file)?;
         self.policies[position].event_index = Some(receipt.index);
-        Ok(receipt)
+        Ok((receipt, changes))
     }
 
     fn applied(&self) -> Vec<AppliedPolicy<'_>> {
@@ -657,11 +670,27 @@ impl Log {
                 .map(|ts| ts.as_second())
         };
         for hold in &self.holds {
-            let placed = seconds(&Some(hold.placed_at.clone())).unwrap_or(i64::MIN);
-            let released = seconds(&hold.released_at).unwrap_or(i64::MAX);
             let mut as_active = hold.clone();
             as_active.released_at = None;
-            if placed <= decided && decided < released && as_active.covers(&t.stream, t.epoch_day) {
+            if !as_active.covers(&t.stream, t.epoch_day) {
+                continue;
+            }
+            // Was the hold active when the purge was decided? The log's
+            // order answers exactly when both events are known (one writer
+            // appends them in the order things happened); otherwise the
+            // clock does, to the second.
+            let active = match (t.event_index, hold.placed_event) {
+                (Some(purge_event), Some(placed_event)) => {
+                    placed_event < purge_event
+                        && hold.released_event.is_none_or(|released| released > purge_event)
+                }
+                _ => {
+                    let placed = seconds(&Some(hold.placed_at.clone())).unwrap_or(i64::MIN);
+                    let released = seconds(&hold.released_at).unwrap_or(i64::MAX);
+                    placed <= decided && decided < released
+                }
+            };
+            if active {
                 return Err(format!(
                     "{epoch} was purged while hold {} covered it",
                     hold.id
@@ -855,6 +884,11 @@ impl Log {
             self.purged.insert(id, tombstone.clone());
             self.purge_step_done(3)?;
         }
+        // Before anything is destroyed: the tombstone must describe this
+        // very segment and a purge the policy allowed. A stray or altered
+        // tombstone stops here (the log refuses to open) and deletes
+        // nothing.
+        self.check_before_shredding(&tombstone)?;
         // 3. Crypto-shred: the data key goes first, so the records are
         //    unreadable from here even if the segment file lingered.
         self.lock_keys().remove(&id);
@@ -870,6 +904,55 @@ impl Log {
         self.purge_step_done(5)?;
         self.segments.remove(&id);
         self.committed.remove(&id);
+        Ok(())
+    }
+}
+
+impl Log {
+    /// Checks every purge record whose data key or segment file is still
+    /// on disk (a purge a crash interrupted, or a forgery) before open
+    /// relies on it.
+    pub(crate) fn check_pending_purges(&self) -> LogResult<()> {
+        for tombstone in self.purged.values() {
+            self.check_before_shredding(tombstone)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses to destroy anything for `tombstone` unless its data key or
+    /// segment file belongs to the segment it names, its entries are the
+    /// index's entries of that segment, and the purge was allowed.
+    fn check_before_shredding(&self, tombstone: &Tombstone) -> LogResult<()> {
+        let id = tombstone.segment;
+        let segment_path = self.layout.segment(&tombstone.stream, tombstone.epoch_day);
+        let dek_exists = self.layout.dek(id).exists();
+        let segment_exists = segment_path.exists();
+        if !dek_exists && !segment_exists {
+            return Ok(());
+        }
+        let refuse = |why: String| {
+            LogError::Integrity(format!(
+                "purge record {}: {why}; nothing was deleted",
+                self.tombstone_path(&tombstone.stream, tombstone.epoch_day).display()
+            ))
+        };
+        if segment_exists {
+            let (header, _) = stele_store::segment::read_header(&segment_path)?;
+            if header.id != id || header.stream != tombstone.stream || header.epoch != tombstone.epoch_day {
+                return Err(refuse(format!(
+                    "names segment {id} of {:?} {}, but {} is segment {} of {:?} day {}",
+                    tombstone.stream,
+                    tombstone.epoch,
+                    segment_path.display(),
+                    header.id,
+                    header.stream,
+                    header.epoch
+                )));
+            }
+        }
+        let entries = purge::segment_entries(&self.index, id)?;
+        tombstone.matches(&entries).map_err(&refuse)?;
+        self.purge_was_allowed(tombstone).map_err(&refuse)?;
         Ok(())
     }
 }

@@ -82,7 +82,10 @@ fn purged_epochs(log: &Log, stream: &str) -> BTreeSet<i64> {
         .collect()
 }
 
-fn assert_verifies(log: &Log) {
+/// Publishes what is pending (system events ask for a checkpoint without
+/// waiting), then verifies everything.
+fn assert_verifies(log: &mut Log) {
+    log.publish().unwrap();
     let report = verify(log, &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
@@ -243,7 +246,7 @@ fn holds_block_purges_until_released() {
     assert_eq!(system_events(&log, "hold.placed").len(), 2);
     assert_eq!(system_events(&log, "hold.released").len(), 2);
     assert!(log.release_hold(&all.id, "counsel", noon(154)).is_err());
-    assert_verifies(&log);
+    assert_verifies(&mut log);
 }
 
 #[test]
@@ -302,9 +305,9 @@ fn no_path_deletes_early_and_shortening_applies_to_new_data_only() {
     let again = log.apply_policy(policy(&long), "admin", noon(300)).unwrap();
     assert_eq!(again.seq, None);
     drop(log);
-    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_eq!(log.policy_versions().len(), 3);
-    assert_verifies(&log);
+    assert_verifies(&mut log);
 }
 
 #[test]
@@ -320,7 +323,7 @@ fn a_purge_interrupted_at_any_step_completes_on_open() {
         assert!(log.enforce_retention("retention", noon(92)).is_err());
         assert!(log.health().is_err(), "a stopped purge poisons the handle");
         drop(log);
-        let log = Log::open(&data, OpenOptions::default()).unwrap();
+        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
         assert_eq!(purged_epochs(&log, "ops"), [0].into_iter().collect(), "step {step}");
         let tombstone = log.purged().values().next().unwrap().clone();
         assert!(tombstone.event_index.is_some(), "step {step}");
@@ -329,7 +332,7 @@ fn a_purge_interrupted_at_any_step_completes_on_open() {
         assert_eq!(system_events(&log, "retention.purge").len(), 1, "step {step}");
         assert!(matches!(log.get(indices[0]), Err(LogError::Purged { .. })));
         assert!(log.get(indices[2]).is_ok());
-        assert_verifies(&log);
+        assert_verifies(&mut log);
     }
 }
 
@@ -390,8 +393,55 @@ fn verify_reports_altered_purge_records_and_resurrected_files() {
 
     // A data key file put back after the purge.
     std::fs::write(data.join(format!("keys/deks/{}.dek", tombstone.segment)), b"x").unwrap();
-    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     // (Open finishes the purge again: the key file is deleted.)
-    assert_verifies(&log);
+    assert_verifies(&mut log);
     assert!(!data.join(format!("keys/deks/{}.dek", tombstone.segment)).exists());
+}
+
+#[test]
+fn a_forged_purge_record_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut log = open_new(&data);
+    log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+    append(&mut log, &["ops"], noon(0));
+    let live = append(&mut log, &["ops", "ops"], noon(1));
+    append(&mut log, &["ops"], noon(2));
+    log.enforce_retention("retention", noon(91)).unwrap();
+    let genuine = log.purged().values().next().unwrap().clone();
+    // Day 1 of `ops` is not due before day 92: a purge record for it is a
+    // forgery, however well formed.
+    let status = log.retention_status(noon(91));
+    let target = status
+        .iter()
+        .find(|s| s.stream == "ops" && s.epoch_day == genuine.epoch_day + 1)
+        .unwrap()
+        .clone();
+    assert!(!target.due);
+    drop(log);
+
+    let mut forged: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(data.join("segments/ops/2026-01-01.purged")).unwrap(),
+    )
+    .unwrap();
+    forged["segment"] = target.segment.into();
+    forged["epoch"] = "2026-01-02".into();
+    forged["epoch_day"] = target.epoch_day.into();
+    forged["event_index"] = serde_json::Value::Null;
+    let forged_path = data.join("segments/ops/2026-01-02.purged");
+    std::fs::write(&forged_path, serde_json::to_vec_pretty(&forged).unwrap()).unwrap();
+
+    let err = Log::open(&data, OpenOptions::default()).err().expect("refused");
+    assert!(err.to_string().contains("nothing was deleted"), "{err}");
+    assert!(data.join("segments/ops/2026-01-02.seg").exists());
+    assert!(data.join(format!("keys/deks/{}.dek", target.segment)).exists());
+
+    // Without the forgery everything is still there and verifies.
+    std::fs::remove_file(&forged_path).unwrap();
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    for index in live {
+        assert!(log.get(index).is_ok(), "entry {index}");
+    }
+    assert_verifies(&mut log);
 }

@@ -533,7 +533,7 @@ impl Log {
             .position(|h| h.id == id)
             .ok_or_else(|| LogError::Usage(format!("no hold with id {id:?}")))?;
         if !self.holds[position].active() {
-            return Err(LogError::Usage(format!("hold {id} is already released")));
+            return Err(LogError::Refused(format!("hold {id} is already released")));
         }
         self.holds[position].released_by = Some(by.to_string());
         self.holds[position].released_at = Some(now.to_string());

@@ -245,7 +245,8 @@ fn holds_block_purges_until_released() {
     // Placing and releasing were recorded.
     assert_eq!(system_events(&log, "hold.placed").len(), 2);
     assert_eq!(system_events(&log, "hold.released").len(), 2);
-    assert!(log.release_hold(&all.id, "counsel", noon(154)).is_err());
+    let again = log.release_hold(&all.id, "counsel", noon(154)).unwrap_err();
+    assert!(matches!(again, LogError::Refused(_)), "{again}");
     assert_verifies(&mut log);
 }
 

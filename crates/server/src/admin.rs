@@ -368,12 +368,15 @@ async fn export(
     headers: HeaderMap,
     query: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
+    // Who asks comes first: without credentials the answer is 401 whatever
+    // the query says.
+    let principal = authenticate(&state, &headers, conn.as_deref())?;
     let Query(query) = query
         .map_err(|e| bad_request("invalid_query", format!("{e}; use ?stream=S&from=I&to=J")))?;
-    let principal = who(
+    authorize(
         &state,
-        &headers,
-        &conn,
+        &principal,
+        conn.as_deref(),
         Action::Export,
         Resource::Stream(&query.stream),
     )?;

@@ -804,7 +804,13 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(&state.metrics, &state.seq_metrics, age, size),
+        metrics::render(
+            &state.metrics,
+            &state.seq_metrics,
+            &state.governance,
+            age,
+            size,
+        ),
     )
         .into_response()
 }

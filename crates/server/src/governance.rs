@@ -82,6 +82,15 @@ impl Governance {
             .clone()
     }
 
+    /// Makes `attestation` the latest: its failed checks drive `/readyz`
+    /// and the `stele_audit_failed_checks` metric. Returns that count.
+    pub fn record_attestation(&self, attestation: &Attestation) -> u64 {
+        let failed = attestation.findings.iter().filter(|f| !f.ok).count() as u64;
+        self.failed_checks.store(failed, Relaxed);
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(attestation.clone());
+        failed
+    }
+
     /// Hex hash of the policy in force.
     pub fn policy_hash(&self) -> String {
         hex(&self.policy().hash())
@@ -223,8 +232,7 @@ pub fn attest(context: &SchedulerContext, facts: &AuditFacts, now: Timestamp) ->
     let result = lock_log(&context.log).attest(facts, now);
     match result {
         Ok(attestation) => {
-            let failed = attestation.findings.iter().filter(|f| !f.ok).count() as u64;
-            context.governance.failed_checks.store(failed, Relaxed);
+            let failed = context.governance.record_attestation(&attestation);
             context.governance.attestations.fetch_add(1, Relaxed);
             if failed == 0 {
                 tracing::info!(event = ?attestation.event_index, "attestation: all checks passed");
@@ -233,11 +241,6 @@ pub fn attest(context: &SchedulerContext, facts: &AuditFacts, now: Timestamp) ->
                     tracing::error!(check = %f.check, detail = %f.detail, "AUDIT CHECK FAILED");
                 }
             }
-            *context
-                .governance
-                .latest
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(attestation.clone());
             Some(attestation)
         }
         Err(e) => {

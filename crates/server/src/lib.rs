@@ -131,6 +131,18 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         ..
     } = bound;
     let governance = Arc::new(governance::Governance::new(policy, config.policy.clone()));
+    // Readiness and metrics start from the latest attestation on disk, so
+    // a restart does not hide a failed check until the next one.
+    match stele_log::audit::latest_attestation(&config.data) {
+        Ok(Some(latest)) => {
+            governance.record_attestation(&latest);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "the latest attestation cannot be read");
+            governance.failed_checks.store(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
     let mut reloader = None;
     let tls = match &config.tls {
         Some(tls_config) => {

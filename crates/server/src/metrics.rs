@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use stele_log::sequencer::{Histogram, SequencerMetrics};
 
+use crate::governance::Governance;
+
 /// One counter per HTTP status code 100..=599.
 #[derive(Debug)]
 pub struct Responses(Vec<AtomicU64>);
@@ -73,10 +75,34 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
 pub fn render(
     http: &HttpMetrics,
     seq: &SequencerMetrics,
+    governance: &Governance,
     checkpoint_age: Option<f64>,
     log_size: u64,
 ) -> String {
     let mut out = String::with_capacity(4096);
+    let _ = writeln!(
+        out,
+        "# HELP stele_audit_failed_checks Failed checks of the latest attestation (0: all policies in effect).\n# TYPE stele_audit_failed_checks gauge\nstele_audit_failed_checks {}",
+        governance.failed_checks.load(Relaxed)
+    );
+    counter(
+        &mut out,
+        "stele_attestations_total",
+        "Signed attestations appended by this process.",
+        governance.attestations.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "stele_purged_epochs_total",
+        "Epochs purged by the retention scheduler in this process.",
+        governance.purged_epochs.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "stele_access_denied_total",
+        "Requests the access policy denied.",
+        governance.access_denied.load(Relaxed),
+    );
     counter(
         &mut out,
         "stele_events_ingested_total",

@@ -192,16 +192,29 @@ pub fn base_config(tmp: &Path, pki: &Pki) -> Config {
 
 /// Starts a server with the base configuration, changed by `configure`.
 pub async fn start(configure: impl FnOnce(&mut Config)) -> TestServer {
-    let tmp = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), String::new(), configure).await
+}
+
+/// Starts a server on `tmp`, whose `data` may already hold a log with
+/// `verifier_key` (then the admin token is empty: create tokens with
+/// [`TestServer::token`]).
+pub async fn start_in(
+    tmp: TempDir,
+    verifier_key: String,
+    configure: impl FnOnce(&mut Config),
+) -> TestServer {
     let pki = Pki::new(tmp.path());
     let mut config = base_config(tmp.path(), &pki);
     configure(&mut config);
     let bound = stele_server::bind(config.clone(), None).await.unwrap();
     let addr = bound.addresses()[0];
-    let first = bound
-        .first_start
-        .clone()
-        .expect("an empty data directory reports its first start");
+    let first = match bound.first_start.clone() {
+        Some(first) => first,
+        None => stele_server::FirstStart {
+            verifier_key,
+            admin_token: String::new(),
+        },
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(stele_server::serve(bound, async move {
         rx.await.ok();

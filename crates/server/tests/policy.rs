@@ -1,0 +1,346 @@
+//! The policy engine over real TLS: the example policy of
+//! `crates/policy/examples` loaded at start, routing by policy, Cedar
+//! decisions (deny wins, denials recorded), policy changes over the API
+//! (shortening applies to new data only, dropping a stream with data
+//! refused), legal holds, refused early purges, signed attestations,
+//! exports; and automatic purging of an epoch past its retention, read
+//! back as "purged by policy".
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use stele_server::tokens::Role;
+
+const EXAMPLE_TOML: &str = include_str!("../../policy/examples/policy.toml");
+const EXAMPLE_CEDAR: &str = include_str!("../../policy/examples/access.cedar");
+
+fn role(name: &str) -> Role {
+    Role::parse(name).unwrap()
+}
+
+/// The stored stream of entry `index`, read by `token`.
+async fn stream_of(server: &TestServer, client: &reqwest::Client, token: &str, index: u64) -> String {
+    let event = server.get_event(client, token, index).await;
+    event["event"]["stream"].as_str().unwrap().to_string()
+}
+
+async fn get(client: &reqwest::Client, url: String, token: &str) -> Resp {
+    send(client.get(url).bearer_auth(token)).await
+}
+
+async fn put_policy(server: &TestServer, client: &reqwest::Client, token: &str, toml: &str, cedar: &str) -> Resp {
+    send(
+        client
+            .put(server.url("/v1/policy"))
+            .bearer_auth(token)
+            .json(&json!({"toml": toml, "cedar": cedar})),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_policy_end_to_end() {
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy_path = policy_dir.path().join("policy.toml");
+    std::fs::write(&policy_path, EXAMPLE_TOML).unwrap();
+    std::fs::write(policy_dir.path().join("access.cedar"), EXAMPLE_CEDAR).unwrap();
+    let server = start(|config| config.policy = Some(policy_path.clone())).await;
+    let client = server.client();
+    let writer = server.token("svc-payments-api", &[role("writer")]);
+    let auditor = server.token("alice-auditor", &[role("auditor")]);
+    let admin = server.token("bob-admin", &[role("admin")]);
+    let legal = server.token("carol-legal", &[role("legal")]);
+    let url = server.url("/v1/events");
+
+    // The policy applied at start was recorded with its hash.
+    let r = get(&client, server.url("/v1/policy"), &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let hash = r.json["hash"].as_str().unwrap().to_string();
+    assert_eq!(r.json["versions"].as_array().unwrap().len(), 1);
+    let applied_at = r.json["versions"][0]["event_index"].as_u64().unwrap();
+    let applied = server.get_event(&client, &auditor, applied_at).await;
+    assert_eq!(applied["event"]["event"]["action"], "policy.applied");
+    assert_eq!(applied["event"]["event"]["attributes"]["hash"], hash.as_str());
+    assert!(
+        applied["event"]["event"]["actor"].as_str().unwrap().starts_with("config:"),
+        "{applied}"
+    );
+
+    // Routing: by action glob, by attribute, by writer + attribute, default.
+    let batch = json!([
+        {"actor": "u1", "action": "auth.login"},
+        {"actor": "u2", "action": "charge", "attributes": {"pci": "true"}},
+        {"actor": "u3", "action": "refund", "attributes": {"app": {"tier": "payments"}}},
+        {"actor": "u4", "action": "page.view"},
+        {"actor": "u5", "action": "page.view", "stream": "security"},
+    ]);
+    let r = post_json(&client, &url, Some(&writer), &batch).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let receipts = r.json["receipts"].as_array().unwrap().clone();
+    let expected = ["security", "compliance", "compliance", "operational", "security"];
+    for (receipt, stream) in receipts.iter().zip(expected) {
+        let index = receipt["index"].as_u64().unwrap();
+        assert_eq!(stream_of(&server, &client, &auditor, index).await, stream);
+    }
+    let first = receipts[0]["index"].as_u64().unwrap();
+
+    // Undeclared and reserved streams are refused, naming the stream, and
+    // nothing of the request is appended.
+    let before = server.probe(&client, &writer).await;
+    let r = post_json(
+        &client,
+        &url,
+        Some(&writer),
+        &json!([{"actor": "a", "action": "b"}, {"actor": "a", "action": "b", "stream": "nosuch"}]),
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("nosuch"), "{}", r.text);
+    assert_eq!(r.json["error"]["item"], 1);
+    let r = post_json(&client, &url, Some(&writer), &json!({"actor": "a", "action": "b", "stream": "_system"})).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(server.probe(&client, &writer).await, before + 1);
+
+    // Deny wins: administrators may not read payloads; the 403 names the
+    // deciding policy and the denial is itself recorded.
+    let r = get(&client, server.url(&format!("/v1/events/{first}")), &admin).await;
+    assert_error(&r, 403, "forbidden");
+    assert!(r.text.contains("admin-no-payloads"), "{}", r.text);
+    let probe = server.probe(&client, &writer).await;
+    let denial = server.get_event(&client, &auditor, probe - 1).await;
+    assert_eq!(denial["event"]["stream"], "_system");
+    assert_eq!(denial["event"]["event"]["action"], "access.denied");
+    assert_eq!(denial["event"]["event"]["actor"], "bob-admin");
+    assert_eq!(denial["event"]["event"]["attributes"]["requested"], "read");
+    assert_eq!(denial["event"]["event"]["attributes"]["stream"], "security");
+    let policies = denial["event"]["event"]["attributes"]["policies"].as_array().unwrap();
+    assert!(policies.iter().any(|p| p == "admin-no-payloads"), "{policies:?}");
+
+    // Writers may not read; auditors may not administer.
+    let r = get(&client, server.url(&format!("/v1/events/{first}")), &writer).await;
+    assert_error(&r, 403, "forbidden");
+    let r = put_policy(&server, &client, &auditor, EXAMPLE_TOML, EXAMPLE_CEDAR).await;
+    assert_error(&r, 403, "forbidden");
+    let r = send(
+        client
+            .post(server.url("/v1/holds"))
+            .bearer_auth(&auditor)
+            .json(&json!({"streams": ["operational"], "reason": "x"})),
+    )
+    .await;
+    assert_error(&r, 403, "forbidden");
+
+    // Exports leave only from 10.0.0.0/8 in the example; loopback is not.
+    let export_url = server.url(&format!("/v1/export?stream=security&from={first}"));
+    let r = get(&client, export_url.clone(), &auditor).await;
+    assert_error(&r, 403, "forbidden");
+    // No credentials: 401 before anything else, even a bad query.
+    let r = send(client.get(server.url("/v1/export?stream=security"))).await;
+    assert_error(&r, 401, "unauthenticated");
+
+    // A new policy over the API: exports from loopback allowed, the
+    // operational tier shortened (new data only).
+    let toml = EXAMPLE_TOML.replace("retain = \"90d\"", "retain = \"30d\"");
+    let cedar = EXAMPLE_CEDAR.replace("10.0.0.0/8", "127.0.0.0/8");
+    let r = put_policy(&server, &client, &admin, &toml, &cedar).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["applied"], true);
+    assert_eq!(r.json["seq"], 2);
+    let changes = r.json["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c.as_str().unwrap().contains("operational") && c.as_str().unwrap().contains("shortened")),
+        "{changes:?}"
+    );
+    let applied = server
+        .get_event(&client, &auditor, r.json["event_index"].as_u64().unwrap())
+        .await;
+    assert_eq!(applied["event"]["event"]["action"], "policy.applied");
+    assert_eq!(applied["event"]["event"]["actor"], "bob-admin");
+    let r = get(&client, server.url("/v1/policy"), &auditor).await;
+    assert_eq!(r.status, 200);
+    assert_ne!(r.json["hash"], hash.as_str());
+    assert_eq!(r.json["versions"].as_array().unwrap().len(), 2);
+
+    let r = get(&client, export_url, &auditor).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let lines: Vec<Value> = r.text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{}", r.text);
+    assert!(lines.iter().all(|l| l["event"]["stream"] == "security"), "{}", r.text);
+
+    // Dropping a stream that holds data is refused, and the old policy
+    // stays in force.
+    let without_security = toml
+        .replace("[streams.security]\nretain = \"forever\"\n", "")
+        .replace("[[routes]]\nstream = \"security\"\naction = \"auth.*\"\n", "");
+    assert!(!without_security.contains("streams.security"));
+    let r = put_policy(&server, &client, &admin, &without_security, &cedar).await;
+    assert_error(&r, 409, "refused");
+    assert!(r.text.contains("security"), "{}", r.text);
+    let r = get(&client, server.url("/v1/policy"), &admin).await;
+    assert_eq!(r.json["versions"].as_array().unwrap().len(), 2);
+
+    // Legal holds: placed by legal, listed by admin, released once.
+    let r = send(
+        client
+            .post(server.url("/v1/holds"))
+            .bearer_auth(&legal)
+            .json(&json!({"streams": ["operational"], "reason": "matter 7"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let hold_id = r.json["hold"]["id"].as_str().unwrap().to_string();
+    let r = get(&client, server.url("/v1/holds"), &admin).await;
+    assert_eq!(r.status, 200);
+    assert!(r.json["holds"].as_array().unwrap().iter().any(|h| h["id"] == hold_id.as_str()));
+    let release = server.url(&format!("/v1/holds/{hold_id}/release"));
+    let r = send(client.post(release.clone()).bearer_auth(&writer)).await;
+    assert_error(&r, 403, "forbidden");
+    let r = send(client.post(release.clone()).bearer_auth(&legal)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["hold"]["released_by"], "carol-legal");
+    let r = send(client.post(release).bearer_auth(&legal)).await;
+    assert_error(&r, 409, "refused");
+
+    // Purging today's epoch is early: refused (409), recorded, nothing gone.
+    let today = stele_log::layout::epoch_date((jiff::Timestamp::now().as_second() / 86_400) as u32);
+    let r = send(
+        client
+            .post(server.url("/v1/retention/purge"))
+            .bearer_auth(&admin)
+            .json(&json!({"stream": "operational", "epoch": today})),
+    )
+    .await;
+    assert_error(&r, 409, "refused");
+    assert!(r.text.contains("retention ends"), "{}", r.text);
+    let r = get(&client, server.url("/v1/retention"), &admin).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json["purged"].as_array().unwrap().is_empty());
+    let r = send(client.post(server.url("/v1/retention/run")).bearer_auth(&admin)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(r.json["purged"].as_array().unwrap().is_empty());
+    assert_eq!(stream_of(&server, &client, &auditor, first + 3).await, "operational");
+
+    // An attestation on demand, signed by the log key, with the active
+    // policy's hash; the auditor reads the same one back.
+    let r = send(client.post(server.url("/v1/audit/run")).bearer_auth(&admin)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let attestation: stele_log::audit::Attestation = serde_json::from_value(r.json.clone()).unwrap();
+    attestation.verify_signature(&server.verifier()).unwrap();
+    let policy_now = get(&client, server.url("/v1/policy"), &admin).await;
+    assert_eq!(attestation.policy_hash, policy_now.json["hash"].as_str().unwrap());
+    let transport = attestation.findings.iter().find(|f| f.check == "transport.tls").unwrap();
+    assert!(transport.ok, "{transport:?}");
+    let r = get(&client, server.url("/v1/audit/latest"), &auditor).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json, serde_json::to_value(&attestation).unwrap());
+    let r = send(client.post(server.url("/v1/audit/run")).bearer_auth(&writer)).await;
+    assert_error(&r, 403, "forbidden");
+
+    // The denials are counted.
+    let r = send(client.get(server.url("/metrics"))).await;
+    let denied = r
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("stele_access_denied_total "))
+        .unwrap();
+    assert!(denied.parse::<u64>().unwrap() >= 6, "{denied}");
+
+    drop(client);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_the_listeners_cannot_meet_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy_path = tmp.path().join("policy.toml");
+    std::fs::write(
+        &policy_path,
+        "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"90d\"\n[transport]\ntls = \"required\"\n",
+    )
+    .unwrap();
+    let pki = Pki::new(tmp.path());
+    let mut config = base_config(tmp.path(), &pki);
+    config.tls = None;
+    config.client_certs.clear();
+    config.allow_plain_http = true;
+    config.listen = vec!["0.0.0.0:0".parse().unwrap()];
+    config.policy = Some(policy_path);
+    let err = stele_server::bind(config, None).await.err().expect("refused");
+    assert!(err.contains("TLS") && err.contains("0.0.0.0"), "{err}");
+}
+
+/// An epoch written long ago under a 90-day policy is purged by the
+/// server's scheduler on start; reading it answers 410 with the purge
+/// record, and the rest still proves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_epoch_is_purged_and_reads_say_so() {
+    use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let vkey = Log::create(
+        &data,
+        CreateOptions {
+            origin: "localhost/stele".into(),
+            kek: stele_store::keys::NewKek::Random,
+        },
+    )
+    .unwrap();
+    let long_ago: jiff::Timestamp = "2020-01-01T12:00:00Z".parse().unwrap();
+    {
+        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+        let source = stele_policy::PolicySource::from_toml(
+            "policy.toml",
+            "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"90d\"\n[streams.keep]\nretain = \"forever\"\n",
+        );
+        let policy = stele_policy::Policy::from_source(&source).unwrap();
+        log.apply_policy(policy, "setup", long_ago).unwrap();
+        let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
+        let events: Vec<_> = ["ops", "ops", "keep"]
+            .iter()
+            .map(|s| {
+                let raw = format!(r#"{{"actor":"a","action":"old","stream":"{s}"}}"#);
+                preparer.prepare(raw.as_bytes(), long_ago).unwrap()
+            })
+            .collect();
+        log.append_batch(&events).unwrap();
+        log.publish().unwrap();
+    }
+    let server = start_in(tmp, vkey, |_| {}).await;
+    let client = server.client();
+    let admin = server.token("admin", &[Role::admin()]);
+    let reader = server.token("reader", &[Role::reader()]);
+
+    // The scheduler enforces retention as soon as it starts.
+    let mut purged = Vec::new();
+    for _ in 0..100 {
+        let r = get(&client, server.url("/v1/retention"), &admin).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        purged = r.json["purged"].as_array().unwrap().clone();
+        if !purged.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(purged.len(), 1, "{purged:?}");
+    assert_eq!(purged[0]["stream"], "ops");
+    assert_eq!(purged[0]["entries"], 2);
+
+    // Index 1 is an `ops` event (0 is the policy.applied event).
+    let r = get(&client, server.url("/v1/events/1"), &reader).await;
+    assert_error(&r, 410, "purged");
+    assert!(r.text.contains("purged by policy"), "{}", r.text);
+    assert_eq!(r.json["error"]["purge"]["stream"], "ops");
+    // The `keep` event is still readable, with a valid proof.
+    let kept = server.get_event(&client, &reader, 3).await;
+    assert_eq!(kept["event"]["stream"], "keep");
+    // The purge itself is a signed system event.
+    let event_index = purged[0]["event_index"].as_u64().unwrap();
+    let purge = server.get_event(&client, &reader, event_index).await;
+    assert_eq!(purge["event"]["event"]["action"], "retention.purge");
+
+    drop(client);
+    server.stop().await;
+}

@@ -9,9 +9,14 @@
 //! every durable entry, so no signed checkpoint ever covers data that is not
 //! durable and nothing acknowledged is lost.
 //!
-//! This crate does not parse command lines, speak HTTP or decide policy; it
-//! takes prepared events and returns receipts, proofs and verification
-//! reports.
+//! Governance lives here too because it changes what is stored: applied
+//! policy versions, legal holds and retention purges (`governance`,
+//! `purge`), scheduled verification and signed attestations (`audit`) and
+//! key-encryption-key rotation (`rotate`), each recorded as a `_system`
+//! event. What a policy *means* is decided by `stele-policy`.
+//!
+//! This crate does not parse command lines or speak HTTP; it takes prepared
+//! events and returns receipts, proofs and verification reports.
 
 pub mod audit;
 mod engine;

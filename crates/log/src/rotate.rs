@@ -207,6 +207,35 @@ impl Log {
         }
     }
 
+    /// [`Log::rotate_kek`] on behalf of `by`, recorded as a `key.rotated`
+    /// system event (the new KEK's number, kind, creation time and how many
+    /// data keys were re-wrapped). The rotation commits before the event:
+    /// a crash in between leaves the new KEK in force, and `kek.info` still
+    /// says when it was made.
+    pub fn rotate_kek_as(
+        &mut self,
+        new: NewKek,
+        by: &str,
+        now: jiff::Timestamp,
+    ) -> LogResult<KekInfo> {
+        let info = self.rotate_kek(new, now.as_second())?;
+        let data_keys = self.data_key_ages()?.len();
+        self.append_system(
+            by,
+            "key.rotated",
+            Some(&format!("kek:{}", info.number)),
+            Some("keys/kek"),
+            serde_json::json!({
+                "number": info.number,
+                "kind": info.kind.as_str(),
+                "created_at": crate::purge::timestamp_text(info.created_at),
+                "data_keys_rewrapped": data_keys,
+            }),
+            now,
+        )?;
+        Ok(info)
+    }
+
     /// What is known about the current KEK: from `keys/kek.info`, or for a
     /// log whose KEK was never rotated (no `kek.info`), from the key file's
     /// modification time (see [`KekAgeSource::KeyFileModified`]).

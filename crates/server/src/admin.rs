@@ -13,6 +13,11 @@
 //! - `POST /v1/retention/run` (`retention.run`) — purges everything due now
 //! - `GET  /v1/audit/latest` (`audit.report`), `POST /v1/audit/run`
 //!   (`audit.run`) — the latest attestation, or a new one now
+//! - `GET  /v1/keys` (`audit.report`) — the key-encryption key's number,
+//!   kind, age and the policy's maximum; `POST /v1/keys/rotate`
+//!   (`key.rotate`) — a new random KEK, every data key re-wrapped, recorded
+//!   as `key.rotated` (a passphrase-protected log is rotated offline with
+//!   `stele keys rotate`)
 //! - `GET  /v1/export?stream=S&from=I&to=J` (`export`) — NDJSON of the
 //!   stream's events in `[from, to)`, recorded as an `events.exported`
 //!   system event before any content is sent
@@ -56,6 +61,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/retention/run", post(run_retention))
         .route("/v1/audit/latest", get(latest_attestation))
         .route("/v1/audit/run", post(run_audit))
+        .route("/v1/keys", get(key_info))
+        .route("/v1/keys/rotate", post(rotate_keys))
         .route("/v1/export", get(export))
 }
 
@@ -352,6 +359,69 @@ async fn run_audit(
     })
     .await?;
     Ok(axum::Json(attestation).into_response())
+}
+
+fn kek_json(info: &stele_log::KekInfo, max_age: Option<std::time::Duration>, now: i64) -> Value {
+    let age_days = (now - info.created_at).max(0) / 86_400;
+    let max_days = max_age.map(|d| d.as_secs() as i64 / 86_400);
+    json!({
+        "number": info.number,
+        "kind": info.kind.as_str(),
+        "created_at": stele_log::purge::timestamp_text(info.created_at),
+        "age_days": age_days,
+        "max_age_days": max_days,
+        "within_policy": max_age.is_none_or(|max| now - info.created_at <= max.as_secs() as i64),
+    })
+}
+
+async fn key_info(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    who(&state, &headers, &conn, Action::AuditReport, Resource::Log)?;
+    let now = jiff::Timestamp::now().as_second();
+    let max_age = state.governance.policy().keys().max_kek_age;
+    let (info, data_keys) = {
+        let log = lock_log(&state.log);
+        let info = log.kek_info().map_err(log_error)?;
+        let data_keys = log.data_key_ages().map_err(log_error)?.len();
+        (info, data_keys)
+    };
+    Ok(axum::Json(json!({
+        "kek": kek_json(&info, max_age, now),
+        "data_keys": data_keys,
+    }))
+    .into_response())
+}
+
+async fn rotate_keys(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let principal = who(&state, &headers, &conn, Action::KeyRotate, Resource::Log)?;
+    let max_age = state.governance.policy().keys().max_kek_age;
+    let info = blocking(move || {
+        let mut log = lock_log(&state.log);
+        let current = log.kek_info().map_err(log_error)?;
+        if current.kind == stele_store::keys::KekKind::Passphrase {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "refused",
+                "this log's key-encryption key is derived from a passphrase; rotate it offline with `stele keys rotate --passphrase` (the server stopped)",
+            ));
+        }
+        log.rotate_kek_as(
+            stele_store::keys::NewKek::Random,
+            &principal.name,
+            jiff::Timestamp::now(),
+        )
+        .map_err(log_error)
+    })
+    .await?;
+    let now = jiff::Timestamp::now().as_second();
+    Ok(axum::Json(json!({ "kek": kek_json(&info, max_age, now) })).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -239,6 +239,25 @@ async fn example_policy_end_to_end() {
     let r = send(client.post(server.url("/v1/audit/run")).bearer_auth(&writer)).await;
     assert_error(&r, 403, "forbidden");
 
+    // Key rotation: a new key-encryption key, recorded; old events still
+    // decrypt.
+    let r = get(&client, server.url("/v1/keys"), &auditor).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["kek"]["number"], 0);
+    assert_eq!(r.json["kek"]["max_age_days"], 365);
+    assert_eq!(r.json["kek"]["within_policy"], true);
+    let r = send(client.post(server.url("/v1/keys/rotate")).bearer_auth(&auditor)).await;
+    assert_error(&r, 403, "forbidden");
+    let r = send(client.post(server.url("/v1/keys/rotate")).bearer_auth(&admin)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["kek"]["number"], 1);
+    let probe = server.probe(&client, &writer).await;
+    let rotated = server.get_event(&client, &auditor, probe - 1).await;
+    assert_eq!(rotated["event"]["event"]["action"], "key.rotated");
+    assert_eq!(rotated["event"]["event"]["actor"], "bob-admin");
+    assert_eq!(rotated["event"]["event"]["attributes"]["number"], 1);
+    assert_eq!(stream_of(&server, &client, &auditor, first).await, "security");
+
     // The denials are counted.
     let r = send(client.get(server.url("/metrics"))).await;
     let denied = r

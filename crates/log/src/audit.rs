@@ -159,7 +159,11 @@ impl Attestation {
             "attestation of {} at {}: {}\n",
             self.origin,
             self.at,
-            if self.ok { "ALL CHECKS PASSED" } else { "CHECKS FAILED" }
+            if self.ok {
+                "ALL CHECKS PASSED"
+            } else {
+                "CHECKS FAILED"
+            }
         );
         out.push_str(&format!(
             "policy {} (version {})\ncheckpoint size {} root {}\nverified entries: {}\nlast full verification: {}\n",
@@ -345,7 +349,7 @@ impl Log {
         let state = self.audit_state()?;
         let policy = self.active_policy();
         let policy_hash = hex(&policy.hash());
-        let schedule = policy.audit().clone();
+        let schedule = *policy.audit();
         let mut findings = Vec::new();
 
         findings.push(if incremental.is_empty() {
@@ -430,7 +434,10 @@ impl Log {
         for (id, info) in &self.segments {
             let stream = &info.header.stream;
             if !self.layout.dek(*id).exists() {
-                unencrypted.push(format!("{stream} {}: data key file missing", epoch_date(info.header.epoch)));
+                unencrypted.push(format!(
+                    "{stream} {}: data key file missing",
+                    epoch_date(info.header.epoch)
+                ));
             }
             if !stream.starts_with('_') && policy.stream(stream).is_none() {
                 unencrypted.push(format!("{stream}: not governed by the policy"));
@@ -510,8 +517,9 @@ impl Log {
             signature: String::new(),
             event_index: None,
         };
-        attestation.signature = stele_tlog::sign_note(&attestation.signed_text(), &[&self.attestor])
-            .map_err(|e| LogError::Usage(format!("signing the attestation: {e}")))?;
+        attestation.signature =
+            stele_tlog::sign_note(&attestation.signed_text(), &[&self.attestor])
+                .map_err(|e| LogError::Usage(format!("signing the attestation: {e}")))?;
         let mut attributes = serde_json::to_value(&attestation)
             .map_err(|e| LogError::Usage(format!("attestation: {e}")))?;
         if let Some(map) = attributes.as_object_mut() {
@@ -526,7 +534,10 @@ impl Log {
             now,
         )?;
         attestation.event_index = Some(receipt.index);
-        write_json(&audit_dir(&self.layout.root).join("latest.json"), &attestation)?;
+        write_json(
+            &audit_dir(&self.layout.root).join("latest.json"),
+            &attestation,
+        )?;
         let mut state = self.audit_state()?;
         state.last_attestation_at = Some(now.as_second());
         write_json(&self.audit_state_path(), &state)?;
@@ -537,7 +548,13 @@ impl Log {
     fn key_findings(&self, policy: &stele_policy::Policy, now: Timestamp) -> Vec<Finding> {
         let info = match self.kek_info() {
             Ok(info) => info,
-            Err(e) => return vec![Finding::new("keys.kek_age", false, format!("key-encryption key age unknown: {e}"))],
+            Err(e) => {
+                return vec![Finding::new(
+                    "keys.kek_age",
+                    false,
+                    format!("key-encryption key age unknown: {e}"),
+                )];
+            }
         };
         let age = now.as_second() - info.created_at;
         let detail_age = format!(
@@ -548,7 +565,11 @@ impl Log {
             age.max(0) / 86_400
         );
         match policy.keys().max_kek_age {
-            None => vec![Finding::new("keys.kek_age", true, format!("{detail_age}; no maximum age set"))],
+            None => vec![Finding::new(
+                "keys.kek_age",
+                true,
+                format!("{detail_age}; no maximum age set"),
+            )],
             Some(max) => {
                 let max = max.as_secs() as i64;
                 vec![Finding::new(
@@ -557,7 +578,11 @@ impl Log {
                     format!(
                         "{detail_age}; maximum {} days{}",
                         max / 86_400,
-                        if age <= max { "" } else { " — rotate it with `stele keys rotate`" }
+                        if age <= max {
+                            ""
+                        } else {
+                            " — rotate it with `stele keys rotate`"
+                        }
                     ),
                 )]
             }
@@ -574,7 +599,14 @@ mod tests {
         let short = Finding::new("x", true, "fine");
         assert_eq!(short.detail, "fine");
         let long = Finding::new("x", false, "é".repeat(MAX_FINDING_DETAIL));
-        assert!(long.detail.len() < MAX_FINDING_DETAIL + 40, "{}", long.detail.len());
-        assert!(long.detail.ends_with(&format!(" … ({} more bytes)", MAX_FINDING_DETAIL)));
+        assert!(
+            long.detail.len() < MAX_FINDING_DETAIL + 40,
+            "{}",
+            long.detail.len()
+        );
+        assert!(
+            long.detail
+                .ends_with(&format!(" … ({} more bytes)", MAX_FINDING_DETAIL))
+        );
     }
 }

@@ -134,9 +134,7 @@ pub fn parse_day(text: &str) -> Result<u32, String> {
     let date: jiff::civil::Date = text
         .parse()
         .map_err(|e| format!("{text:?} is not a date (YYYY-MM-DD): {e}"))?;
-    let seconds = date
-        .duration_since(jiff::civil::date(1970, 1, 1))
-        .as_secs();
+    let seconds = date.duration_since(jiff::civil::date(1970, 1, 1)).as_secs();
     u32::try_from(seconds.div_euclid(86_400)).map_err(|_| format!("{text:?} is before 1970"))
 }
 
@@ -682,7 +680,9 @@ impl Log {
             let active = match (t.event_index, hold.placed_event) {
                 (Some(purge_event), Some(placed_event)) => {
                     placed_event < purge_event
-                        && hold.released_event.is_none_or(|released| released > purge_event)
+                        && hold
+                            .released_event
+                            .is_none_or(|released| released > purge_event)
                 }
                 _ => {
                     let placed = seconds(&Some(hold.placed_at.clone())).unwrap_or(i64::MIN);
@@ -933,12 +933,16 @@ impl Log {
         let refuse = |why: String| {
             LogError::Integrity(format!(
                 "purge record {}: {why}; nothing was deleted",
-                self.tombstone_path(&tombstone.stream, tombstone.epoch_day).display()
+                self.tombstone_path(&tombstone.stream, tombstone.epoch_day)
+                    .display()
             ))
         };
         if segment_exists {
             let (header, _) = stele_store::segment::read_header(&segment_path)?;
-            if header.id != id || header.stream != tombstone.stream || header.epoch != tombstone.epoch_day {
+            if header.id != id
+                || header.stream != tombstone.stream
+                || header.epoch != tombstone.epoch_day
+            {
                 return Err(refuse(format!(
                     "names segment {id} of {:?} {}, but {} is segment {} of {:?} day {}",
                     tombstone.stream,

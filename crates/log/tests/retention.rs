@@ -109,8 +109,12 @@ fn a_year_of_retention() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut log = open_new(&data);
-    log.apply_policy(policy(TIERS), "admin", noon(0) - jiff::SignedDuration::from_hours(1))
-        .unwrap();
+    log.apply_policy(
+        policy(TIERS),
+        "admin",
+        noon(0) - jiff::SignedDuration::from_hours(1),
+    )
+    .unwrap();
     let mut by_day: Vec<(i64, Vec<u64>)> = Vec::new();
     // 2026-07-01 is day 181: legal data is kept through 2026-06-30.
     let legal_purge_day = 181;
@@ -257,14 +261,20 @@ fn no_path_deletes_early_and_shortening_applies_to_new_data_only() {
     let mut log = open_new(&data);
     // Without any policy (the shipped default) nothing is ever purged.
     append(&mut log, &["default"], noon(0));
-    assert!(log.enforce_retention("retention", noon(3000)).unwrap().is_empty());
+    assert!(
+        log.enforce_retention("retention", noon(3000))
+            .unwrap()
+            .is_empty()
+    );
     let err = log
         .purge_epoch("default", JAN1 as u32, "admin", noon(3000))
         .unwrap_err();
     assert!(err.to_string().contains("forever"), "{err}");
 
     // A policy that drops a stream holding data is refused.
-    let err = log.apply_policy(policy(TIERS), "admin", noon(1)).unwrap_err();
+    let err = log
+        .apply_policy(policy(TIERS), "admin", noon(1))
+        .unwrap_err();
     assert!(err.to_string().contains("default"), "{err}");
     let tiers = format!("{TIERS}\n[streams.default]\nretain = \"forever\"\n");
     log.apply_policy(policy(&tiers), "admin", noon(1)).unwrap();
@@ -325,12 +335,20 @@ fn a_purge_interrupted_at_any_step_completes_on_open() {
         assert!(log.health().is_err(), "a stopped purge poisons the handle");
         drop(log);
         let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-        assert_eq!(purged_epochs(&log, "ops"), [0].into_iter().collect(), "step {step}");
+        assert_eq!(
+            purged_epochs(&log, "ops"),
+            [0].into_iter().collect(),
+            "step {step}"
+        );
         let tombstone = log.purged().values().next().unwrap().clone();
         assert!(tombstone.event_index.is_some(), "step {step}");
         assert!(!log.layout().dek(tombstone.segment).exists());
         assert!(!log.layout().segment("ops", tombstone.epoch_day).exists());
-        assert_eq!(system_events(&log, "retention.purge").len(), 1, "step {step}");
+        assert_eq!(
+            system_events(&log, "retention.purge").len(),
+            1,
+            "step {step}"
+        );
         assert!(matches!(log.get(indices[0]), Err(LogError::Purged { .. })));
         assert!(log.get(indices[2]).is_ok());
         assert_verifies(&mut log);
@@ -358,7 +376,10 @@ fn verify_reports_altered_purge_records_and_resurrected_files() {
     let report = verify(&log, &NoProgress).unwrap();
     assert!(!report.ok());
     assert!(
-        report.problems.iter().any(|p| p.location.ends_with(".purged")),
+        report
+            .problems
+            .iter()
+            .any(|p| p.location.ends_with(".purged")),
         "{:?}",
         report.problems
     );
@@ -384,7 +405,10 @@ fn verify_reports_altered_purge_records_and_resurrected_files() {
         Ok(log) => {
             let report = verify(&log, &NoProgress).unwrap();
             assert!(
-                report.problems.iter().any(|p| p.what.contains("is missing")),
+                report
+                    .problems
+                    .iter()
+                    .any(|p| p.what.contains("is missing")),
                 "{:?}",
                 report.problems
             );
@@ -393,11 +417,19 @@ fn verify_reports_altered_purge_records_and_resurrected_files() {
     std::fs::write(&path, &original).unwrap();
 
     // A data key file put back after the purge.
-    std::fs::write(data.join(format!("keys/deks/{}.dek", tombstone.segment)), b"x").unwrap();
+    std::fs::write(
+        data.join(format!("keys/deks/{}.dek", tombstone.segment)),
+        b"x",
+    )
+    .unwrap();
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     // (Open finishes the purge again: the key file is deleted.)
     assert_verifies(&mut log);
-    assert!(!data.join(format!("keys/deks/{}.dek", tombstone.segment)).exists());
+    assert!(
+        !data
+            .join(format!("keys/deks/{}.dek", tombstone.segment))
+            .exists()
+    );
 }
 
 #[test]
@@ -433,10 +465,13 @@ fn a_forged_purge_record_deletes_nothing() {
     let forged_path = data.join("segments/ops/2026-01-02.purged");
     std::fs::write(&forged_path, serde_json::to_vec_pretty(&forged).unwrap()).unwrap();
 
-    let err = Log::open(&data, OpenOptions::default()).err().expect("refused");
+    let err = Log::open(&data, OpenOptions::default()).expect_err("refused");
     assert!(err.to_string().contains("nothing was deleted"), "{err}");
     assert!(data.join("segments/ops/2026-01-02.seg").exists());
-    assert!(data.join(format!("keys/deks/{}.dek", target.segment)).exists());
+    assert!(
+        data.join(format!("keys/deks/{}.dek", target.segment))
+            .exists()
+    );
 
     // Without the forgery everything is still there and verifies.
     std::fs::remove_file(&forged_path).unwrap();

@@ -255,7 +255,10 @@ fn undeclared_streams_are_refused_unless_inherited() {
         "version = 1\ndefault_stream = \"ops\"\nundeclared_streams = \"inherit\"\n[streams.ops]\nretain = \"90d\"\n",
     );
     let inherit = Policy::from_source(&inherit).expect("valid");
-    assert_eq!(inherit.route(&input("payments")).expect("routed"), "payments");
+    assert_eq!(
+        inherit.route(&input("payments")).expect("routed"),
+        "payments"
+    );
     assert_eq!(
         inherit.stream("payments").map(|s| s.retention),
         inherit.stream("ops").map(|s| s.retention)
@@ -269,5 +272,8 @@ fn undeclared_streams_are_refused_unless_inherited() {
         "version = 1\ndefault_stream = \"ops\"\nundeclared_streams = \"maybe\"\n[streams.ops]\nretain = \"90d\"\n",
     );
     let err = Policy::from_source(&bad).expect_err("refused").to_string();
-    assert!(err.contains("p.toml:3:") && err.contains("undeclared_streams"), "{err}");
+    assert!(
+        err.contains("p.toml:3:") && err.contains("undeclared_streams"),
+        "{err}"
+    );
 }

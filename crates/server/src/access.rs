@@ -121,21 +121,22 @@ fn record_denial(
     let Ok(raw) = serde_json::to_vec(&event) else {
         return;
     };
-    let prepared = match Preparer::new("stele", "server", "_system").prepare(&raw, jiff::Timestamp::now()) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot record a denial");
-            return;
-        }
-    };
-    if let Err(e) = state
-        .sequencer
-        .submit(vec![prepared], Box::new(|result| {
+    let prepared =
+        match Preparer::new("stele", "server", "_system").prepare(&raw, jiff::Timestamp::now()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record a denial");
+                return;
+            }
+        };
+    if let Err(e) = state.sequencer.submit(
+        vec![prepared],
+        Box::new(|result| {
             if let Err(e) = result {
                 tracing::error!(error = %e, "recording a denial failed");
             }
-        }))
-    {
+        }),
+    ) {
         // A full queue must not turn a 403 into a 503; the metric counts it.
         state.metrics.error("denial_not_recorded");
         tracing::warn!(error = ?e, "denial not recorded (queue full)");

@@ -145,7 +145,8 @@ async fn put_policy(
         cedar_name: body.cedar.as_ref().map(|_| "access.cedar".to_string()),
         cedar: body.cedar,
     };
-    let policy = Policy::from_source(&source).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string()))?;
+    let policy = Policy::from_source(&source)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string()))?;
     let outcome = blocking(move || {
         state
             .governance
@@ -196,10 +197,22 @@ async fn add_hold(
     // A hold on named streams needs the permission on each; a hold on
     // every stream needs it on the log.
     if body.streams.is_empty() {
-        authorize(&state, &principal, conn.as_deref(), Action::HoldAdd, Resource::Log)?;
+        authorize(
+            &state,
+            &principal,
+            conn.as_deref(),
+            Action::HoldAdd,
+            Resource::Log,
+        )?;
     }
     for stream in &body.streams {
-        authorize(&state, &principal, conn.as_deref(), Action::HoldAdd, Resource::Stream(stream))?;
+        authorize(
+            &state,
+            &principal,
+            conn.as_deref(),
+            Action::HoldAdd,
+            Resource::Stream(stream),
+        )?;
     }
     let hold = blocking(move || {
         lock_log(&state.log)
@@ -450,7 +463,10 @@ async fn export(
         Action::Export,
         Resource::Stream(&query.stream),
     )?;
-    let client = conn.as_ref().map(|c| c.remote.to_string()).unwrap_or_default();
+    let client = conn
+        .as_ref()
+        .map(|c| c.remote.to_string())
+        .unwrap_or_default();
     let body = blocking(move || {
         let mut log = lock_log(&state.log);
         let size = log.size();

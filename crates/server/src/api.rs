@@ -26,10 +26,10 @@ use stele_ingest::{BodyLimits, IngestError};
 use stele_log::sequencer::{SequencerHandle, SequencerMetrics, SubmitError, lock_log};
 use stele_log::{Log, LogError, PreparedEvent, Preparer, Receipt};
 
-use crate::config::Config;
-use crate::metrics::{self, HttpMetrics};
 use crate::access::authorize;
+use crate::config::Config;
 use crate::governance::Governance;
+use crate::metrics::{self, HttpMetrics};
 use crate::tokens::{Principal, TokenStore};
 use stele_policy::{Action, Resource};
 
@@ -74,7 +74,7 @@ pub struct ApiError {
     field: Option<String>,
     retry_after: Option<u32>,
     /// The purge record, for an event purged by retention.
-    purge: Option<Value>,
+    purge: Option<Box<Value>>,
 }
 
 impl ApiError {
@@ -186,7 +186,7 @@ impl IntoResponse for ApiError {
             error["field"] = json!(field);
         }
         if let Some(purge) = self.purge {
-            error["purge"] = purge;
+            error["purge"] = *purge;
         }
         let mut response = (self.status, axum::Json(json!({ "error": error }))).into_response();
         if let Some(seconds) = self.retry_after {
@@ -390,8 +390,8 @@ fn prepare_events(
 ) -> ApiResult<(Vec<PreparedEvent>, u64)> {
     let parsed = stele_ingest::parse_body(kind, bytes, &body_limits(state))
         .inspect_err(|_| state.metrics.error("input"))?;
-    let preparer = Preparer::new(&principal.name, "http", "default")
-        .with_policy(state.governance.policy());
+    let preparer =
+        Preparer::new(&principal.name, "http", "default").with_policy(state.governance.policy());
     let now = jiff::Timestamp::now();
     let mut events = Vec::with_capacity(parsed.len());
     let mut raw_bytes = 0u64;
@@ -540,8 +540,14 @@ fn authorize_some_append(
 ) -> ApiResult<()> {
     let policy = state.governance.policy();
     let allowed_somewhere = policy.streams().any(|(stream, _)| {
-        crate::access::decide(state, principal, conn, Action::Append, Resource::Stream(stream))
-            .allowed
+        crate::access::decide(
+            state,
+            principal,
+            conn,
+            Action::Append,
+            Resource::Stream(stream),
+        )
+        .allowed
     });
     if allowed_somewhere {
         return Ok(());
@@ -566,7 +572,13 @@ fn authorize_appends(
     streams.sort_unstable();
     streams.dedup();
     for stream in streams {
-        authorize(state, principal, conn, Action::Append, Resource::Stream(stream))?;
+        authorize(
+            state,
+            principal,
+            conn,
+            Action::Append,
+            Resource::Stream(stream),
+        )?;
     }
     Ok(())
 }
@@ -617,7 +629,7 @@ async fn get_event(
                         Resource::Event { stream: &tombstone.stream, index },
                     )?;
                     return Err(ApiError {
-                        purge: Some(serde_json::to_value(&*tombstone).unwrap_or(Value::Null)),
+                        purge: Some(Box::new(serde_json::to_value(&*tombstone).unwrap_or(Value::Null))),
                         ..log_error(LogError::Purged { index, tombstone })
                     });
                 }

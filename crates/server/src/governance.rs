@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use stele_log::Log;
-use stele_log::audit::{AuditFacts, Attestation};
+use stele_log::audit::{Attestation, AuditFacts};
 use stele_log::governance::ApplyOutcome;
 use stele_log::sequencer::lock_log;
 use stele_policy::{Policy, PolicySource};
@@ -127,7 +127,11 @@ pub fn startup_policy(log: &mut Log, config: &Config) -> Result<Arc<Policy>, Str
         let policy = load_policy(path)?;
         check_transport(&policy, config)?;
         let outcome = log
-            .apply_policy(policy, &format!("config:{}", path.display()), Timestamp::now())
+            .apply_policy(
+                policy,
+                &format!("config:{}", path.display()),
+                Timestamp::now(),
+            )
             .map_err(|e| e.to_string())?;
         if let Some(seq) = outcome.seq {
             tracing::info!(seq, hash = %outcome.hash, "applied policy from {}", path.display());
@@ -178,7 +182,7 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
         let now = Timestamp::now();
         let seconds = now.as_second();
         let policy = context.governance.policy();
-        let schedule = policy.audit().clone();
+        let schedule = *policy.audit();
         if due(last_retention, RETENTION_EVERY, seconds) {
             last_retention = seconds;
             match lock_log(&context.log).enforce_retention("retention", now) {
@@ -212,7 +216,9 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
             last_incremental = seconds;
             match lock_log(&context.log).verify_new_entries(now) {
                 Ok(problems) if problems.is_empty() => {}
-                Ok(problems) => tracing::error!(problems = ?problems, "incremental verification FAILED"),
+                Ok(problems) => {
+                    tracing::error!(problems = ?problems, "incremental verification FAILED")
+                }
                 Err(e) => tracing::error!(error = %e, "incremental verification could not run"),
             }
         }
@@ -228,7 +234,11 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
 }
 
 /// Runs one attestation and records its outcome (log, metrics, readiness).
-pub fn attest(context: &SchedulerContext, facts: &AuditFacts, now: Timestamp) -> Option<Attestation> {
+pub fn attest(
+    context: &SchedulerContext,
+    facts: &AuditFacts,
+    now: Timestamp,
+) -> Option<Attestation> {
     let result = lock_log(&context.log).attest(facts, now);
     match result {
         Ok(attestation) => {

@@ -99,8 +99,7 @@ pub async fn bind(
             admin_token,
         });
     }
-    let mut log =
-        Log::open(&config.data, OpenOptions { passphrase }).map_err(|e| e.to_string())?;
+    let mut log = Log::open(&config.data, OpenOptions { passphrase }).map_err(|e| e.to_string())?;
     // The policy decides before anything is served: a requirement this
     // configuration cannot meet refuses the start.
     let policy = governance::startup_policy(&mut log, &config)?;
@@ -140,7 +139,9 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         Ok(None) => {}
         Err(e) => {
             tracing::error!(error = %e, "the latest attestation cannot be read");
-            governance.failed_checks.store(1, std::sync::atomic::Ordering::Relaxed);
+            governance
+                .failed_checks
+                .store(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
     let mut reloader = None;
@@ -355,7 +356,9 @@ async fn reload_policy_on_sighup(state: Arc<AppState>) {
                 }
                 None => tracing::info!("SIGHUP: policy unchanged"),
             },
-            Ok(Err(e)) => tracing::error!(error = %e, "SIGHUP: policy NOT applied; the previous one stays in force"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "SIGHUP: policy NOT applied; the previous one stays in force")
+            }
             Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed"),
         }
     }

@@ -160,7 +160,9 @@ pub fn create(
         return Err("principal must be 1..=256 printable characters".into());
     }
     if roles.is_empty() {
-        return Err("give at least one role (the shipped policy knows writer, reader, admin)".into());
+        return Err(
+            "give at least one role (the shipped policy knows writer, reader, admin)".into(),
+        );
     }
     let mut id = [0u8; 6];
     let mut secret = [0u8; 32];

@@ -32,7 +32,8 @@ async fn bearer_tokens_and_roles() {
 
     // A token that does not exist, a garbled one, and a right id with a
     // wrong secret.
-    let (writer_record, writer) = tokens::create(&server.data, "ci-bot", &[Role::writer()]).unwrap();
+    let (writer_record, writer) =
+        tokens::create(&server.data, "ci-bot", &[Role::writer()]).unwrap();
     let wrong_secret = format!("stele_{}_{}", writer_record.id, "A".repeat(43));
     for bad in [
         "stele_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",

@@ -22,7 +22,12 @@ fn role(name: &str) -> Role {
 }
 
 /// The stored stream of entry `index`, read by `token`.
-async fn stream_of(server: &TestServer, client: &reqwest::Client, token: &str, index: u64) -> String {
+async fn stream_of(
+    server: &TestServer,
+    client: &reqwest::Client,
+    token: &str,
+    index: u64,
+) -> String {
     let event = server.get_event(client, token, index).await;
     event["event"]["stream"].as_str().unwrap().to_string()
 }
@@ -31,7 +36,13 @@ async fn get(client: &reqwest::Client, url: String, token: &str) -> Resp {
     send(client.get(url).bearer_auth(token)).await
 }
 
-async fn put_policy(server: &TestServer, client: &reqwest::Client, token: &str, toml: &str, cedar: &str) -> Resp {
+async fn put_policy(
+    server: &TestServer,
+    client: &reqwest::Client,
+    token: &str,
+    toml: &str,
+    cedar: &str,
+) -> Resp {
     send(
         client
             .put(server.url("/v1/policy"))
@@ -63,9 +74,15 @@ async fn example_policy_end_to_end() {
     let applied_at = r.json["versions"][0]["event_index"].as_u64().unwrap();
     let applied = server.get_event(&client, &auditor, applied_at).await;
     assert_eq!(applied["event"]["event"]["action"], "policy.applied");
-    assert_eq!(applied["event"]["event"]["attributes"]["hash"], hash.as_str());
+    assert_eq!(
+        applied["event"]["event"]["attributes"]["hash"],
+        hash.as_str()
+    );
     assert!(
-        applied["event"]["event"]["actor"].as_str().unwrap().starts_with("config:"),
+        applied["event"]["event"]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("config:"),
         "{applied}"
     );
 
@@ -80,7 +97,13 @@ async fn example_policy_end_to_end() {
     let r = post_json(&client, &url, Some(&writer), &batch).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let receipts = r.json["receipts"].as_array().unwrap().clone();
-    let expected = ["security", "compliance", "compliance", "operational", "security"];
+    let expected = [
+        "security",
+        "compliance",
+        "compliance",
+        "operational",
+        "security",
+    ];
     for (receipt, stream) in receipts.iter().zip(expected) {
         let index = receipt["index"].as_u64().unwrap();
         assert_eq!(stream_of(&server, &client, &auditor, index).await, stream);
@@ -100,7 +123,13 @@ async fn example_policy_end_to_end() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("nosuch"), "{}", r.text);
     assert_eq!(r.json["error"]["item"], 1);
-    let r = post_json(&client, &url, Some(&writer), &json!({"actor": "a", "action": "b", "stream": "_system"})).await;
+    let r = post_json(
+        &client,
+        &url,
+        Some(&writer),
+        &json!({"actor": "a", "action": "b", "stream": "_system"}),
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(server.probe(&client, &writer).await, before + 1);
 
@@ -116,8 +145,13 @@ async fn example_policy_end_to_end() {
     assert_eq!(denial["event"]["event"]["actor"], "bob-admin");
     assert_eq!(denial["event"]["event"]["attributes"]["requested"], "read");
     assert_eq!(denial["event"]["event"]["attributes"]["stream"], "security");
-    let policies = denial["event"]["event"]["attributes"]["policies"].as_array().unwrap();
-    assert!(policies.iter().any(|p| p == "admin-no-payloads"), "{policies:?}");
+    let policies = denial["event"]["event"]["attributes"]["policies"]
+        .as_array()
+        .unwrap();
+    assert!(
+        policies.iter().any(|p| p == "admin-no-payloads"),
+        "{policies:?}"
+    );
 
     // Writers may not read; auditors may not administer.
     let r = get(&client, server.url(&format!("/v1/events/{first}")), &writer).await;
@@ -151,7 +185,10 @@ async fn example_policy_end_to_end() {
     assert_eq!(r.json["seq"], 2);
     let changes = r.json["changes"].as_array().unwrap();
     assert!(
-        changes.iter().any(|c| c.as_str().unwrap().contains("operational") && c.as_str().unwrap().contains("shortened")),
+        changes
+            .iter()
+            .any(|c| c.as_str().unwrap().contains("operational")
+                && c.as_str().unwrap().contains("shortened")),
         "{changes:?}"
     );
     let applied = server
@@ -166,15 +203,26 @@ async fn example_policy_end_to_end() {
 
     let r = get(&client, export_url, &auditor).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let lines: Vec<Value> = r.text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = r
+        .text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{}", r.text);
-    assert!(lines.iter().all(|l| l["event"]["stream"] == "security"), "{}", r.text);
+    assert!(
+        lines.iter().all(|l| l["event"]["stream"] == "security"),
+        "{}",
+        r.text
+    );
 
     // Dropping a stream that holds data is refused, and the old policy
     // stays in force.
     let without_security = toml
         .replace("[streams.security]\nretain = \"forever\"\n", "")
-        .replace("[[routes]]\nstream = \"security\"\naction = \"auth.*\"\n", "");
+        .replace(
+            "[[routes]]\nstream = \"security\"\naction = \"auth.*\"\n",
+            "",
+        );
     assert!(!without_security.contains("streams.security"));
     let r = put_policy(&server, &client, &admin, &without_security, &cedar).await;
     assert_error(&r, 409, "refused");
@@ -194,7 +242,13 @@ async fn example_policy_end_to_end() {
     let hold_id = r.json["hold"]["id"].as_str().unwrap().to_string();
     let r = get(&client, server.url("/v1/holds"), &admin).await;
     assert_eq!(r.status, 200);
-    assert!(r.json["holds"].as_array().unwrap().iter().any(|h| h["id"] == hold_id.as_str()));
+    assert!(
+        r.json["holds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["id"] == hold_id.as_str())
+    );
     let release = server.url(&format!("/v1/holds/{hold_id}/release"));
     let r = send(client.post(release.clone()).bearer_auth(&writer)).await;
     assert_error(&r, 403, "forbidden");
@@ -218,25 +272,46 @@ async fn example_policy_end_to_end() {
     let r = get(&client, server.url("/v1/retention"), &admin).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.json["purged"].as_array().unwrap().is_empty());
-    let r = send(client.post(server.url("/v1/retention/run")).bearer_auth(&admin)).await;
+    let r = send(
+        client
+            .post(server.url("/v1/retention/run"))
+            .bearer_auth(&admin),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert!(r.json["purged"].as_array().unwrap().is_empty());
-    assert_eq!(stream_of(&server, &client, &auditor, first + 3).await, "operational");
+    assert_eq!(
+        stream_of(&server, &client, &auditor, first + 3).await,
+        "operational"
+    );
 
     // An attestation on demand, signed by the log key, with the active
     // policy's hash; the auditor reads the same one back.
     let r = send(client.post(server.url("/v1/audit/run")).bearer_auth(&admin)).await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let attestation: stele_log::audit::Attestation = serde_json::from_value(r.json.clone()).unwrap();
+    let attestation: stele_log::audit::Attestation =
+        serde_json::from_value(r.json.clone()).unwrap();
     attestation.verify_signature(&server.verifier()).unwrap();
     let policy_now = get(&client, server.url("/v1/policy"), &admin).await;
-    assert_eq!(attestation.policy_hash, policy_now.json["hash"].as_str().unwrap());
-    let transport = attestation.findings.iter().find(|f| f.check == "transport.tls").unwrap();
+    assert_eq!(
+        attestation.policy_hash,
+        policy_now.json["hash"].as_str().unwrap()
+    );
+    let transport = attestation
+        .findings
+        .iter()
+        .find(|f| f.check == "transport.tls")
+        .unwrap();
     assert!(transport.ok, "{transport:?}");
     let r = get(&client, server.url("/v1/audit/latest"), &auditor).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json, serde_json::to_value(&attestation).unwrap());
-    let r = send(client.post(server.url("/v1/audit/run")).bearer_auth(&writer)).await;
+    let r = send(
+        client
+            .post(server.url("/v1/audit/run"))
+            .bearer_auth(&writer),
+    )
+    .await;
     assert_error(&r, 403, "forbidden");
 
     // Key rotation: a new key-encryption key, recorded; old events still
@@ -246,9 +321,19 @@ async fn example_policy_end_to_end() {
     assert_eq!(r.json["kek"]["number"], 0);
     assert_eq!(r.json["kek"]["max_age_days"], 365);
     assert_eq!(r.json["kek"]["within_policy"], true);
-    let r = send(client.post(server.url("/v1/keys/rotate")).bearer_auth(&auditor)).await;
+    let r = send(
+        client
+            .post(server.url("/v1/keys/rotate"))
+            .bearer_auth(&auditor),
+    )
+    .await;
     assert_error(&r, 403, "forbidden");
-    let r = send(client.post(server.url("/v1/keys/rotate")).bearer_auth(&admin)).await;
+    let r = send(
+        client
+            .post(server.url("/v1/keys/rotate"))
+            .bearer_auth(&admin),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["kek"]["number"], 1);
     let probe = server.probe(&client, &writer).await;
@@ -256,7 +341,10 @@ async fn example_policy_end_to_end() {
     assert_eq!(rotated["event"]["event"]["action"], "key.rotated");
     assert_eq!(rotated["event"]["event"]["actor"], "bob-admin");
     assert_eq!(rotated["event"]["event"]["attributes"]["number"], 1);
-    assert_eq!(stream_of(&server, &client, &auditor, first).await, "security");
+    assert_eq!(
+        stream_of(&server, &client, &auditor, first).await,
+        "security"
+    );
 
     // The denials are counted.
     let r = send(client.get(server.url("/metrics"))).await;
@@ -287,7 +375,9 @@ async fn a_policy_the_listeners_cannot_meet_is_refused_at_start() {
     config.allow_plain_http = true;
     config.listen = vec!["0.0.0.0:0".parse().unwrap()];
     config.policy = Some(policy_path);
-    let err = stele_server::bind(config, None).await.err().expect("refused");
+    let Err(err) = stele_server::bind(config, None).await else {
+        panic!("a plain listener on 0.0.0.0 was accepted under tls = \"required\"");
+    };
     assert!(err.contains("TLS") && err.contains("0.0.0.0"), "{err}");
 }
 

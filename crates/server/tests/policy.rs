@@ -453,3 +453,94 @@ async fn an_expired_epoch_is_purged_and_reads_say_so() {
     drop(client);
     server.stop().await;
 }
+
+/// Records altered on disk: the audit run on demand finds it, the
+/// attestation says so (signed), `/readyz` fails as the policy asks, the
+/// metric counts the failed checks, and a restart does not forget it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_audit_is_loud() {
+    use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let vkey = Log::create(
+        &data,
+        CreateOptions {
+            origin: "localhost/stele".into(),
+            kek: stele_store::keys::NewKek::Random,
+        },
+    )
+    .unwrap();
+    let now = jiff::Timestamp::now();
+    {
+        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+        let source = stele_policy::PolicySource::from_toml(
+            "policy.toml",
+            "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"forever\"\n[audit]\nreadyz_fails_on_finding = true\n",
+        );
+        log.apply_policy(
+            stele_policy::Policy::from_source(&source).unwrap(),
+            "setup",
+            now,
+        )
+        .unwrap();
+        let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
+        let events: Vec<_> = (0..3)
+            .map(|n| {
+                let raw = format!(r#"{{"actor":"a","action":"n{n}"}}"#);
+                preparer.prepare(raw.as_bytes(), now).unwrap()
+            })
+            .collect();
+        log.append_batch(&events).unwrap();
+        log.publish().unwrap();
+    }
+    // Flip the last byte of the `ops` segment: the tag of its last record.
+    let day = stele_log::layout::epoch_date((now.as_second() / 86_400) as u32);
+    let segment = data.join(format!("segments/ops/{day}.seg"));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let server = start_in(tmp, vkey, |_| {}).await;
+    let client = server.client();
+    let admin = server.token("admin", &[Role::admin()]);
+    let r = send(client.get(server.url("/readyz"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let r = send(client.post(server.url("/v1/audit/run")).bearer_auth(&admin)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let attestation: stele_log::audit::Attestation =
+        serde_json::from_value(r.json.clone()).unwrap();
+    attestation.verify_signature(&server.verifier()).unwrap();
+    assert!(!attestation.ok);
+    let incremental = attestation
+        .findings
+        .iter()
+        .find(|f| f.check == "verify.incremental")
+        .unwrap();
+    assert!(!incremental.ok, "{incremental:?}");
+    assert!(incremental.detail.contains("entry 3"), "{incremental:?}");
+
+    let r = send(client.get(server.url("/readyz"))).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert!(r.text.contains("audit check"), "{}", r.text);
+    let r = send(client.get(server.url("/metrics"))).await;
+    let failed: u64 = r
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("stele_audit_failed_checks "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(failed >= 1, "{failed}");
+
+    // After a restart, readiness still reflects the latest attestation.
+    let verifier_key = server.verifier_key.clone();
+    drop(client);
+    let tmp = server.stop().await;
+    let server = start_in(tmp, verifier_key, |_| {}).await;
+    let client = server.client();
+    let r = send(client.get(server.url("/readyz"))).await;
+    assert_eq!(r.status, 503, "{}", r.text);
+    drop(client);
+    server.stop().await;
+}

@@ -8,14 +8,27 @@
 //! input is buffered, so interactive use gets receipts at once and bulk
 //! input gets large group commits. Events are appended in order up to the
 //! first refused line; that line and everything after it are not appended.
+//!
+//! The active policy routes every event as the server routes it (channel
+//! `cli`): a stream the event names must be declared, and events that name
+//! none go to `--stream` if given, else by the policy's routes to its
+//! default stream. Each event's stream must also allow the local operator
+//! to `append` (see [`crate::local`]); a denied line stops the input like a
+//! refused one and is recorded as an `access.denied` system event.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use jiff::Timestamp;
 use stele_log::{PreparedEvent, Preparer, Receipt};
+use stele_policy::{Action, Decision, Policy, Resource};
 
+use crate::local::{Operator, local_principal, now};
 use crate::{CliResult, DataArgs, Failure, open};
 
 /// Lines per chunk handed to a preparation worker.
@@ -37,20 +50,83 @@ struct Chunk {
 /// line ends the input: nothing after it is appended.
 struct Prepared {
     events: Vec<PreparedEvent>,
-    stop: Option<Failure>,
+    stop: Option<Stop>,
 }
 
-pub fn run(data: &DataArgs, stream: &str, writer: Option<String>) -> CliResult<u8> {
-    stele_event::check_client_stream_name(stream)
-        .map_err(|e| Failure::usage(format!("--stream: {e}")))?;
-    let writer = writer.unwrap_or_else(|| {
-        format!(
-            "local:{}",
-            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-        )
-    });
+/// Why the input stops.
+enum Stop {
+    /// A line was refused (or input failed).
+    Failed(Failure),
+    /// The policy does not let the operator append line `line` to `stream`;
+    /// the writer records the denial.
+    Denied {
+        line: u64,
+        stream: String,
+        decision: Decision,
+    },
+}
+
+/// How the workers turn lines into events and decide whether the operator
+/// may append them.
+#[derive(Clone)]
+struct Gate {
+    /// Routes by the policy: events that name a stream, and all events when
+    /// no `--stream` was given.
+    routed: Preparer,
+    /// `--stream`: events that name no stream go there.
+    fixed: Option<Preparer>,
+    policy: Arc<Policy>,
+    operator: Operator,
+    /// The clock (`STELE_NOW`), or `None` for the system clock.
+    clock: Option<Timestamp>,
+}
+
+pub fn run(data: &DataArgs, stream: Option<&str>, writer: Option<String>) -> CliResult<u8> {
+    if let Some(stream) = stream {
+        stele_event::check_client_stream_name(stream)
+            .map_err(|e| Failure::usage(format!("--stream: {e}")))?;
+    }
+    let writer = writer.unwrap_or_else(local_principal);
+    let clock = std::env::var_os("STELE_NOW").map(|_| now()).transpose()?;
+    let at = now()?;
     let mut log = open(data)?;
-    let preparer = Preparer::new(&writer, "cli", stream);
+    let operator = Operator::of(&log);
+    let policy = log.active_policy();
+    // Before any input is read, as the server does before reading a body:
+    // the named stream must exist and accept the operator's events, or,
+    // without one, some declared stream must.
+    match stream {
+        Some(stream) => {
+            if policy.stream(stream).is_none() {
+                return Err(Failure::refused(format!(
+                    "--stream: stream {stream:?} is not declared in the policy"
+                )));
+            }
+            operator.authorize(&mut log, Action::Append, Resource::Stream(stream), at)?;
+        }
+        None => {
+            let somewhere = policy.streams().any(|(name, _)| {
+                operator
+                    .decide(&policy, Action::Append, Resource::Stream(name), at)
+                    .allowed
+            });
+            if !somewhere {
+                operator.authorize(
+                    &mut log,
+                    Action::Append,
+                    Resource::Stream(policy.default_stream()),
+                    at,
+                )?;
+            }
+        }
+    }
+    let gate = Gate {
+        routed: Preparer::new(&writer, "cli", policy.default_stream()).with_policy(policy.clone()),
+        fixed: stream.map(|s| Preparer::new(&writer, "cli", s)),
+        policy,
+        operator: operator.clone(),
+        clock,
+    };
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -62,14 +138,14 @@ pub fn run(data: &DataArgs, stream: &str, writer: Option<String>) -> CliResult<u
     for _ in 0..workers {
         let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(QUEUE);
         let (result_tx, result_rx) = mpsc::sync_channel::<Prepared>(QUEUE);
-        let preparer = preparer.clone();
+        let gate = gate.clone();
         threads.push(std::thread::spawn(move || {
-            prepare_chunks(&preparer, chunk_rx, result_tx)
+            prepare_chunks(&gate, chunk_rx, result_tx)
         }));
         chunk_txs.push(chunk_tx);
         result_rxs.push(result_rx);
     }
-    let limit = preparer.limits.max_event_bytes;
+    let limit = gate.routed.limits.max_event_bytes;
     threads.push(std::thread::spawn(move || read_chunks(limit, chunk_txs)));
 
     let stdout = std::io::stdout();
@@ -111,9 +187,25 @@ pub fn run(data: &DataArgs, stream: &str, writer: Option<String>) -> CliResult<u
             out.write_all(line.as_bytes())?;
         }
         out.flush()?;
-        if let Some(failure) = stop {
-            outcome = Err(failure);
-            break;
+        match stop {
+            None => {}
+            Some(Stop::Failed(failure)) => {
+                outcome = Err(failure);
+                break;
+            }
+            Some(Stop::Denied {
+                line,
+                stream,
+                decision,
+            }) => {
+                let what = stele_server::access::resource_text(&Resource::Stream(&stream));
+                let failure = operator.denied(&mut log, Action::Append, &what, &decision, at);
+                outcome = Err(Failure::refused(format!(
+                    "line {line}: {}; nothing from this line on was appended",
+                    failure.message
+                )));
+                break;
+            }
         }
     }
     // Dropping the receivers stops the workers and the reader at their next
@@ -149,27 +241,55 @@ fn write_receipt(line: &mut String, receipt: &Receipt) {
     line.push_str("}\n");
 }
 
-fn prepare_chunks(preparer: &Preparer, chunks: Receiver<Chunk>, results: SyncSender<Prepared>) {
+fn prepare_chunks(gate: &Gate, chunks: Receiver<Chunk>, results: SyncSender<Prepared>) {
+    let mut decisions: HashMap<String, Decision> = HashMap::new();
     for chunk in chunks {
         let mut events = Vec::with_capacity(chunk.lines.len());
         let mut stop = None;
-        let now = jiff::Timestamp::now();
+        let now = gate.clock.unwrap_or_else(Timestamp::now);
         for (offset, raw) in chunk.lines.iter().enumerate() {
             if raw.iter().all(|b| b.is_ascii_whitespace()) {
                 continue;
             }
-            match preparer.prepare(raw, now) {
-                Ok(event) => events.push(event),
+            let line_no = chunk.first_line + offset as u64;
+            let prepared = stele_event::parse_client_event(raw, &gate.routed.limits)
+                .map_err(stele_log::prepare::PrepareError::from)
+                .and_then(|parsed| {
+                    let preparer = match (&parsed.stream, &gate.fixed) {
+                        (None, Some(fixed)) => fixed,
+                        _ => &gate.routed,
+                    };
+                    preparer.prepare_parsed(parsed, raw, now)
+                });
+            match prepared {
+                Ok(event) => {
+                    let decision = decisions.entry(event.stream.clone()).or_insert_with(|| {
+                        gate.operator.decide(
+                            &gate.policy,
+                            Action::Append,
+                            Resource::Stream(&event.stream),
+                            now,
+                        )
+                    });
+                    if !decision.allowed {
+                        stop = Some(Stop::Denied {
+                            line: line_no,
+                            stream: event.stream.clone(),
+                            decision: decision.clone(),
+                        });
+                        break;
+                    }
+                    events.push(event);
+                }
                 Err(e) => {
-                    let line_no = chunk.first_line + offset as u64;
-                    stop = Some(Failure::refused(format!(
+                    stop = Some(Stop::Failed(Failure::refused(format!(
                         "line {line_no}: {e}; nothing from this line on was appended"
-                    )));
+                    ))));
                     break;
                 }
             }
         }
-        let stop = stop.or(chunk.stop);
+        let stop = stop.or(chunk.stop.map(Stop::Failed));
         let last = stop.is_some();
         if results.send(Prepared { events, stop }).is_err() || last {
             return;

@@ -1,11 +1,16 @@
 //! `stele`: the one binary. Parses the command line, opens the data
 //! directory, calls the engine and turns outcomes into exit codes:
-//! 0 ok, 1 verification failed or input refused, 2 usage or I/O error.
-//! Errors are printed as one line on standard error.
+//! 0 ok, 1 verification failed, input refused or access denied, 2 usage
+//! or I/O error.
+//! Errors are printed as one line on standard error. Every command is
+//! described in `docs/cli.md`.
 
 mod append;
 mod bench;
 mod bench_http;
+mod govern;
+mod keyaudit;
+mod local;
 mod offline;
 mod serve;
 
@@ -18,6 +23,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Parser, Subcommand};
 use stele_log::verify::{self, Progress};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions};
+use stele_policy::{Action, Resource};
+use stele_store::StoreError;
 use stele_store::keys::{Argon2Params, NewKek};
 use zeroize::Zeroizing;
 
@@ -59,9 +66,10 @@ enum Command {
     Append {
         #[command(flatten)]
         data: DataArgs,
-        /// Stream for events that name none.
-        #[arg(long, default_value = "default")]
-        stream: String,
+        /// Stream for events that name none (default: the policy's routes
+        /// and default stream decide).
+        #[arg(long)]
+        stream: Option<String>,
         /// Principal recorded as the writer (default: local:$USER).
         #[arg(long)]
         writer: Option<String>,
@@ -112,6 +120,31 @@ enum Command {
     Token {
         #[command(subcommand)]
         action: serve::TokenAction,
+    },
+    /// Check, explain, apply and show policies.
+    Policy {
+        #[command(subcommand)]
+        action: govern::PolicyAction,
+    },
+    /// Place, list and release legal holds.
+    Hold {
+        #[command(subcommand)]
+        action: govern::HoldAction,
+    },
+    /// Retention status and purges.
+    Retention {
+        #[command(subcommand)]
+        action: govern::RetentionAction,
+    },
+    /// Rotate the key-encryption key; show key ages.
+    Keys {
+        #[command(subcommand)]
+        action: keyaudit::KeysAction,
+    },
+    /// Longevity audits: run one now, or report the latest attestation.
+    Audit {
+        #[command(subcommand)]
+        action: keyaudit::AuditAction,
     },
 }
 
@@ -214,7 +247,7 @@ fn run(cli: Cli) -> CliResult<u8> {
             data,
             stream,
             writer,
-        } => append::run(&data, &stream, writer),
+        } => append::run(&data, stream.as_deref(), writer),
         Command::Checkpoint { data } => {
             let log = open(&data)?;
             print_out(&log.checkpoint_note())?;
@@ -250,6 +283,11 @@ fn run(cli: Cli) -> CliResult<u8> {
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Token { action } => serve::token(action),
+        Command::Policy { action } => govern::policy(action),
+        Command::Hold { action } => govern::hold(action),
+        Command::Retention { action } => govern::retention(action),
+        Command::Keys { action } => keyaudit::keys(action),
+        Command::Audit { action } => keyaudit::audit(action),
     }
 }
 
@@ -281,7 +319,65 @@ pub(crate) fn open(data: &DataArgs) -> CliResult<Log> {
     } else {
         None
     };
-    Ok(Log::open(&data.data, OpenOptions { passphrase })?)
+    match Log::open(&data.data, OpenOptions { passphrase }) {
+        Ok(log) => Ok(log),
+        Err(LogError::Store(StoreError::Locked { .. })) => {
+            Err(Failure::usage(locked_message(&data.data)))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The holder of the data directory's lock, if another process holds it
+/// (read from /proc/locks, without taking the lock).
+fn lock_holder(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let inode = std::fs::metadata(dir.join("lock")).ok()?.ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let me = std::process::id();
+    locks.lines().find_map(|line| {
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let pid: u32 = f.get(4)?.parse().ok()?;
+        let ino: u64 = f.get(5)?.rsplit(':').next()?.parse().ok()?;
+        (f.get(1) == Some(&"FLOCK") && ino == inode && pid != me).then_some(pid)
+    })
+}
+
+/// Why the data directory cannot be opened: another `stele` holds it. A
+/// running server is named, with the way around it.
+fn locked_message(dir: &Path) -> String {
+    const API: &str = "use the HTTP API (GET/PUT /v1/policy, GET/POST /v1/holds, \
+                       GET /v1/retention, POST /v1/retention/run, POST /v1/retention/purge, \
+                       POST /v1/audit/run, GET /v1/audit/latest, GET /v1/events/{index}; \
+                       see docs/server.md) or stop the server";
+    let holder = lock_holder(dir);
+    let command = holder.and_then(|pid| {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        Some(args)
+    });
+    match (holder, command) {
+        (Some(pid), Some(args)) if args.iter().skip(1).any(|a| a == "serve") => format!(
+            "{}: the log is open in a running `stele serve` (pid {pid}); {API}",
+            dir.display()
+        ),
+        (Some(pid), Some(args)) => format!(
+            "{}: the data directory is in use by another stele process (pid {pid}: {}); \
+             wait for it to finish",
+            dir.display(),
+            args.join(" ")
+        ),
+        _ => format!(
+            "{}: the data directory is in use by another stele process; if it is a running \
+             `stele serve`, {API}",
+            dir.display()
+        ),
+    }
 }
 
 fn init(data: &DataArgs, origin: String, passphrase: bool) -> CliResult<u8> {
@@ -319,8 +415,47 @@ fn init(data: &DataArgs, origin: String, passphrase: bool) -> CliResult<u8> {
 }
 
 fn get(data: &DataArgs, index: u64) -> CliResult<u8> {
-    let log = open(data)?;
-    let event = log.get(index)?;
+    let at = local::now()?;
+    let mut log = open(data)?;
+    let operator = local::Operator::of(&log);
+    let event = match log.get(index) {
+        Ok(event) => event,
+        Err(LogError::Purged { index, tombstone }) => {
+            // Whether it was purged is itself read access to the event.
+            operator.authorize(
+                &mut log,
+                Action::Read,
+                Resource::Event {
+                    stream: &tombstone.stream,
+                    index,
+                },
+                at,
+            )?;
+            let record = serde_json::json!({"index": index, "purged": &*tombstone});
+            let text =
+                serde_json::to_string_pretty(&record).map_err(|e| Failure::usage(e.to_string()))?;
+            print_out(&format!("{text}\n"))?;
+            return Err(Failure::refused(
+                LogError::Purged { index, tombstone }.to_string(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Decided on the stream the event is stored in, before anything is shown.
+    operator.authorize(
+        &mut log,
+        Action::Read,
+        Resource::Event {
+            stream: &event.envelope.stream,
+            index,
+        },
+        at,
+    )?;
+    // The read is audited durably before the content is shown (from the
+    // first applied policy on; see `local`).
+    if !operator.ungoverned {
+        local::record_read(&mut log, &operator, index, &event.envelope.stream, at)?;
+    }
     let out = serde_json::json!({
         "index": event.index,
         "commitment": B64.encode(event.commitment),
@@ -350,7 +485,9 @@ impl Progress for Bar {
 
 fn verify_data(data: &DataArgs) -> CliResult<u8> {
     let started = std::time::Instant::now();
-    let log = open(data)?;
+    let at = local::now()?;
+    let mut log = open(data)?;
+    local::Operator::of(&log).authorize(&mut log, Action::Verify, Resource::Log, at)?;
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(

@@ -58,6 +58,11 @@ pub struct PolicyVersion {
     pub policy: Arc<Policy>,
     /// The `policy.applied` system event.
     pub event_index: Option<u64>,
+    /// Version 1 only: the log already held client data when it was
+    /// applied. That data was written under the shipped default (kept
+    /// forever), which therefore counts as a version in effect since the
+    /// beginning of time for every epoch that began before version 1.
+    pub prior_data: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -71,6 +76,9 @@ struct PolicyFile {
     /// Base64 of [`PolicySource::to_bytes`].
     source: String,
     event_index: Option<u64>,
+    /// See [`PolicyVersion::prior_data`]; absent means false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    prior_data: bool,
 }
 
 /// A legal hold: while active, no epoch it covers is purged.
@@ -163,12 +171,19 @@ pub struct ApplyOutcome {
     pub changes: Vec<String>,
 }
 
+static SHIPPED_DEFAULT: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
+
 /// The policy that applies when none was ever applied.
 fn shipped_default() -> Arc<Policy> {
-    static DEFAULT: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
-    DEFAULT
-        .get_or_init(|| Arc::new(Policy::shipped_default()))
-        .clone()
+    shipped_default_ref_arc().clone()
+}
+
+fn shipped_default_ref_arc() -> &'static Arc<Policy> {
+    SHIPPED_DEFAULT.get_or_init(|| Arc::new(Policy::shipped_default()))
+}
+
+fn shipped_default_ref() -> &'static Policy {
+    shipped_default_ref_arc()
 }
 
 fn end_of_day(day: u32) -> i64 {
@@ -364,6 +379,13 @@ impl Log {
             )));
         }
         let seq = self.policies.len() as u64 + 1;
+        // Data written before the first version was kept forever by the
+        // shipped default; it stays so (see `applied`).
+        let prior_data = seq == 1
+            && self
+                .segments
+                .values()
+                .any(|info| !info.header.stream.starts_with('_'));
         let file = PolicyFile {
             v: 1,
             seq,
@@ -372,6 +394,7 @@ impl Log {
             hash: hash.clone(),
             source: B64.encode(policy.source().to_bytes()),
             event_index: None,
+            prior_data,
         };
         fsutil::create_dir_durable(&self.policies_dir())?;
         write_policy_file(&self.policies_dir(), &file)?;
@@ -383,6 +406,7 @@ impl Log {
             hash: hash.clone(),
             policy: Arc::new(policy),
             event_index: None,
+            prior_data,
         });
         let position = self.policies.len() - 1;
         let (receipt, changes) = self.log_policy_version(position, now)?;
@@ -436,23 +460,31 @@ impl Log {
             hash: version.hash.clone(),
             source: B64.encode(version.policy.source().to_bytes()),
             event_index: Some(receipt.index),
+            prior_data: version.prior_data,
         };
         write_policy_file(&self.policies_dir(), &file)?;
         self.policies[position].event_index = Some(receipt.index);
         Ok((receipt, changes))
     }
 
+    /// The retention history: every applied version from its activation,
+    /// preceded by the shipped default from the beginning of time when
+    /// version 1 found data already written (that data was promised
+    /// "forever", and a later policy only ever lengthens what was written).
+    /// Empty when no version was applied (then everything is kept).
     fn applied(&self) -> Vec<AppliedPolicy<'_>> {
-        if self.policies.is_empty() {
-            return Vec::new();
+        let mut history = Vec::with_capacity(self.policies.len() + 1);
+        if self.policies.first().is_some_and(|v| v.prior_data) {
+            history.push(AppliedPolicy {
+                activated_at: i64::MIN,
+                policy: shipped_default_ref(),
+            });
         }
-        self.policies
-            .iter()
-            .map(|v| AppliedPolicy {
-                activated_at: v.activated_at,
-                policy: &v.policy,
-            })
-            .collect()
+        history.extend(self.policies.iter().map(|v| AppliedPolicy {
+            activated_at: v.activated_at,
+            policy: &v.policy,
+        }));
+        history
     }
 
     // ----- holds -----
@@ -1032,5 +1064,6 @@ fn read_policy_file(path: &std::path::Path, seq: u64) -> LogResult<PolicyVersion
         hash: file.hash,
         policy: Arc::new(policy),
         event_index: file.event_index,
+        prior_data: file.prior_data,
     })
 }

@@ -307,10 +307,15 @@ fn no_path_deletes_early_and_shortening_applies_to_new_data_only() {
     log.apply_policy(policy(&long), "admin", noon(45)).unwrap();
     log.enforce_retention("retention", noon(120)).unwrap();
     assert_eq!(purged_epochs(&log, "ops"), (31..=33).collect());
-    // Epoch 1 may go from day 1 + 1 + 200 = 202; epoch 2 from day 203.
+    // Epoch 2 may go from day 2 + 1 + 200 = 203. Epoch 1 began before
+    // the first policy, when the log already held data under the shipped
+    // default (forever): it is never due.
     log.enforce_retention("retention", noon(202)).unwrap();
-    assert!(purged_epochs(&log, "ops").contains(&1));
     assert!(!purged_epochs(&log, "ops").contains(&2));
+    log.enforce_retention("retention", noon(203)).unwrap();
+    assert!(purged_epochs(&log, "ops").contains(&2));
+    log.enforce_retention("retention", noon(5000)).unwrap();
+    assert!(!purged_epochs(&log, "ops").contains(&1));
     // Every version was logged; re-applying the active one is a no-op.
     assert_eq!(system_events(&log, "policy.applied").len(), 3);
     let again = log.apply_policy(policy(&long), "admin", noon(300)).unwrap();
@@ -479,5 +484,36 @@ fn a_forged_purge_record_deletes_nothing() {
     for index in live {
         assert!(log.get(index).is_ok(), "entry {index}");
     }
+    assert_verifies(&mut log);
+}
+
+#[test]
+fn data_written_before_the_first_policy_keeps_the_default_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut log = open_new(&data);
+    // Written under the shipped default: kept forever.
+    let before = append(&mut log, &["ops"], noon(0));
+    let outcome = log.apply_policy(policy(TIERS), "admin", noon(1)).unwrap();
+    assert!(log.policy_versions()[0].prior_data);
+    assert!(outcome.seq == Some(1));
+    let after = append(&mut log, &["ops"], noon(2));
+    log.enforce_retention("retention", noon(200)).unwrap();
+    // Day 2 began after version 1: its 90 days are over. Day 0 began under
+    // the shipped default and is never due.
+    assert_eq!(purged_epochs(&log, "ops"), [2].into_iter().collect());
+    assert!(log.get(before[0]).is_ok());
+    assert!(matches!(log.get(after[0]), Err(LogError::Purged { .. })));
+    let err = log
+        .purge_epoch("ops", JAN1 as u32, "admin", noon(5000))
+        .unwrap_err();
+    assert!(matches!(err, LogError::Refused(_)), "{err}");
+    assert!(err.to_string().contains("forever"), "{err}");
+    drop(log);
+    // The flag survives reopening.
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    assert!(log.policy_versions()[0].prior_data);
+    log.enforce_retention("retention", noon(6000)).unwrap();
+    assert!(log.get(before[0]).is_ok());
     assert_verifies(&mut log);
 }

@@ -1,0 +1,285 @@
+//! The operator at the keyboard: who runs the CLI (`local:<user>`), the
+//! clock the CLI hands to the engine, and the Cedar authorization of CLI
+//! operations on a data directory.
+//!
+//! Every command that opens a data directory on someone's behalf asks the
+//! active policy the same question the server asks for the same operation
+//! (same [`Action`], same [`Resource`]), as principal `local:<user>` of kind
+//! `local`, authentication method `local`, from 127.0.0.1 without TLS, with
+//! the policy's `[operators] local_roles`. A denial is recorded as an
+//! `access.denied` system event shaped like the server's
+//! (`stele_server::access`), with `"method": "local"` and source `cli`.
+//!
+//! While no policy has ever been applied to a data directory (the shipped
+//! default is in effect) the CLI keeps its behaviour from before policies
+//! existed: the operator gets the role `admin` — the shipped default
+//! declares no local roles, and honouring that literally would lock the
+//! owner of every existing log out of `stele append`, `get` and `verify` —
+//! and `stele get` records no `event.read`. The first applied policy ends
+//! this: from then on its `local_roles` decide and every read is recorded.
+//! See `docs/cli.md`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use jiff::Timestamp;
+use serde_json::json;
+use stele_log::{Log, LogError, Preparer};
+use stele_policy::{AccessContext, AccessRequest, Action, Decision, Policy, Resource};
+use stele_server::access::resource_text;
+
+use crate::{CliResult, Failure};
+
+/// The role of the operator while no policy has been applied.
+pub const UNGOVERNED_ROLE: &str = "admin";
+
+/// The CLI's clock. `STELE_NOW` (RFC 3339) replaces it in debug builds, so
+/// tests can step past a retention period; release builds refuse it rather
+/// than let a variable move retention decisions.
+pub fn now() -> CliResult<Timestamp> {
+    match std::env::var("STELE_NOW") {
+        Err(_) => Ok(Timestamp::now()),
+        Ok(text) if cfg!(debug_assertions) => text
+            .trim()
+            .parse::<Timestamp>()
+            .map_err(|e| Failure::usage(format!("STELE_NOW {text:?}: not an RFC 3339 time: {e}"))),
+        Ok(_) => Err(Failure::usage(
+            "STELE_NOW is a testing aid that only debug builds honour; unset it",
+        )),
+    }
+}
+
+/// The name of the user running the CLI: `$USER`, else `$LOGNAME`, else
+/// the name of the process's user id in /etc/passwd, else `uid<N>`.
+pub fn os_user() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Ok(name) = std::env::var(var)
+            && !name.is_empty()
+        {
+            return name;
+        }
+    }
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
+        });
+    let Some(uid) = uid else {
+        return "unknown".into();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.len() > 2 && fields[2] == uid).then(|| fields[0].to_owned())
+        })
+        .unwrap_or_else(|| format!("uid{uid}"))
+}
+
+/// The local principal name, `local:<user>`.
+pub fn local_principal() -> String {
+    format!("local:{}", os_user())
+}
+
+/// The operator as the access policy sees them.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub principal: String,
+    pub roles: Vec<String>,
+    /// True when the roles come from the ungoverned rule (no policy
+    /// applied yet), not from a policy's `[operators] local_roles`.
+    pub ungoverned: bool,
+}
+
+impl Operator {
+    /// The operator of `log`: roles from its active policy.
+    pub fn of(log: &Log) -> Operator {
+        Operator::under(&log.active_policy(), !log.policy_versions().is_empty())
+    }
+
+    /// The operator under `policy`; `applied` says whether it is an
+    /// applied version (false: the shipped default of an ungoverned log).
+    pub fn under(policy: &Policy, applied: bool) -> Operator {
+        let (roles, ungoverned) = if applied {
+            (policy.local_roles().to_vec(), false)
+        } else {
+            (vec![UNGOVERNED_ROLE.to_owned()], true)
+        };
+        Operator {
+            principal: local_principal(),
+            roles,
+            ungoverned,
+        }
+    }
+
+    /// The access request for `action` on `resource` at `now`.
+    pub fn request<'a>(
+        &'a self,
+        action: Action,
+        resource: Resource<'a>,
+        now: Timestamp,
+    ) -> AccessRequest<'a> {
+        local_request(&self.principal, "local", &self.roles, action, resource, now)
+    }
+
+    /// Only the decision.
+    pub fn decide(
+        &self,
+        policy: &Policy,
+        action: Action,
+        resource: Resource<'_>,
+        now: Timestamp,
+    ) -> Decision {
+        policy.authorize(&self.request(action, resource, now))
+    }
+
+    /// Allows the operation or fails with exit code 1, naming the deciding
+    /// policies; a denial is recorded as an `access.denied` system event.
+    pub fn authorize(
+        &self,
+        log: &mut Log,
+        action: Action,
+        resource: Resource<'_>,
+        now: Timestamp,
+    ) -> CliResult<()> {
+        let decision = self.decide(&log.active_policy(), action, resource, now);
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(self.denied(log, action, &resource_text(&resource), &decision, now))
+    }
+
+    /// Records a denial and returns the failure to report.
+    pub fn denied(
+        &self,
+        log: &mut Log,
+        action: Action,
+        what: &str,
+        decision: &Decision,
+        now: Timestamp,
+    ) -> Failure {
+        let recorded = match record_denial(log, self, action, what, decision, now) {
+            Ok(index) => format!("recorded as access.denied event {index}"),
+            Err(e) => format!("the denial could not be recorded: {e}"),
+        };
+        Failure::refused(format!(
+            "{}; {}; {recorded}",
+            denial_text(&self.principal, action, what, decision),
+            self.roles_text()
+        ))
+    }
+
+    /// The operator's roles and where they come from.
+    pub fn roles_text(&self) -> String {
+        let source = if self.ungoverned {
+            "no policy has been applied to this log"
+        } else {
+            "the active policy's [operators] local_roles"
+        };
+        format!("local roles [{}] ({source})", self.roles.join(", "))
+    }
+}
+
+/// An access request made from this machine (127.0.0.1, no TLS).
+pub fn local_request<'a>(
+    principal: &'a str,
+    kind: &'a str,
+    roles: &'a [String],
+    action: Action,
+    resource: Resource<'a>,
+    now: Timestamp,
+) -> AccessRequest<'a> {
+    AccessRequest {
+        principal,
+        principal_kind: kind,
+        roles,
+        action,
+        resource,
+        context: AccessContext {
+            time: now.as_second(),
+            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            tls: false,
+            tls_identity: None,
+            auth_method: "local".to_owned(),
+        },
+    }
+}
+
+/// The server's wording: `principal "P" may not ACTION WHAT: WHY`.
+pub fn denial_text(principal: &str, action: Action, what: &str, decision: &Decision) -> String {
+    let why = if decision.reasons.is_empty() {
+        "no policy permits it".to_string()
+    } else {
+        format!("forbidden by {}", decision.reasons.join(", "))
+    };
+    format!(
+        "principal {principal:?} may not {} {what}: {why}",
+        action.as_str()
+    )
+}
+
+/// Appends one event to `_system` as the CLI (source `cli`), durably and
+/// under a new checkpoint; returns its index.
+pub fn append_system_event(
+    log: &mut Log,
+    event: &serde_json::Value,
+    now: Timestamp,
+) -> Result<u64, LogError> {
+    let raw =
+        serde_json::to_vec(event).map_err(|e| LogError::Usage(format!("system event: {e}")))?;
+    let prepared = Preparer::new("stele", "cli", "_system").prepare(&raw, now)?;
+    let receipts = log.append_batch(std::slice::from_ref(&prepared))?;
+    let index = receipts
+        .first()
+        .map(|r| r.index)
+        .ok_or_else(|| LogError::Usage("the system event was not appended".into()))?;
+    log.publish()?;
+    Ok(index)
+}
+
+/// The `access.denied` event (the server's shape, method `local`).
+fn record_denial(
+    log: &mut Log,
+    operator: &Operator,
+    action: Action,
+    what: &str,
+    decision: &Decision,
+    now: Timestamp,
+) -> Result<u64, LogError> {
+    let event = json!({
+        "actor": operator.principal,
+        "action": "access.denied",
+        "resource": what,
+        "outcome": "denied",
+        "attributes": {
+            "requested": action.as_str(),
+            "method": "local",
+            "client": "cli",
+            "policies": decision.reasons,
+            "errors": decision.errors,
+        },
+    });
+    append_system_event(log, &event, now)
+}
+
+/// The `event.read` audit of a read (the server's shape, method `local`),
+/// durable before the content is shown.
+pub fn record_read(
+    log: &mut Log,
+    operator: &Operator,
+    index: u64,
+    stream: &str,
+    now: Timestamp,
+) -> CliResult<u64> {
+    let event = json!({
+        "actor": operator.principal,
+        "action": "event.read",
+        "resource": format!("events/{index}"),
+        "outcome": "success",
+        "attributes": {"method": "local", "client": "cli", "stream": stream},
+    });
+    Ok(append_system_event(log, &event, now)?)
+}

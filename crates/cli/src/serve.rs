@@ -171,6 +171,44 @@ pub fn run(args: ServeArgs) -> CliResult<u8> {
     })
 }
 
+/// Token administration is authorized like every other operation, as the
+/// local operator, under the log's active policy read without opening the
+/// log (so it works while the server runs). A denial is recorded as an
+/// `access.denied` event when the log can be opened (no server running);
+/// otherwise the message says it could not be.
+fn authorize_token(data: &std::path::Path, action: stele_policy::Action) -> CliResult<()> {
+    use crate::local::{Operator, denial_text};
+    stele_log::Log::read_meta(data)?;
+    let versions = stele_log::governance::read_policy_versions(data)?;
+    let (policy, applied) = match versions.last() {
+        Some(version) => (version.policy.clone(), true),
+        None => (
+            std::sync::Arc::new(stele_policy::Policy::shipped_default()),
+            false,
+        ),
+    };
+    let operator = Operator::under(&policy, applied);
+    let now = crate::local::now()?;
+    let resource = stele_policy::Resource::Log;
+    let decision = operator.decide(&policy, action, resource, now);
+    if decision.allowed {
+        return Ok(());
+    }
+    let args = crate::DataArgs {
+        data: data.to_path_buf(),
+        passphrase_file: None,
+    };
+    match crate::open(&args) {
+        Ok(mut log) => Err(operator.denied(&mut log, action, "log", &decision, now)),
+        Err(e) => Err(Failure::refused(format!(
+            "{}; {}; the denial could not be recorded ({})",
+            denial_text(&operator.principal, action, "log", &decision),
+            operator.roles_text(),
+            e.message
+        ))),
+    }
+}
+
 pub fn token(action: TokenAction) -> CliResult<u8> {
     match action {
         TokenAction::Create {
@@ -178,7 +216,7 @@ pub fn token(action: TokenAction) -> CliResult<u8> {
             principal,
             roles,
         } => {
-            stele_log::Log::read_meta(&data)?;
+            authorize_token(&data, stele_policy::Action::TokenCreate)?;
             let roles = roles
                 .iter()
                 .map(|r| Role::parse(r))
@@ -194,7 +232,7 @@ pub fn token(action: TokenAction) -> CliResult<u8> {
             Ok(0)
         }
         TokenAction::List { data } => {
-            stele_log::Log::read_meta(&data)?;
+            authorize_token(&data, stele_policy::Action::TokenList)?;
             let mut out = String::new();
             for record in tokens::list(&data).map_err(Failure::usage)? {
                 let roles: Vec<String> = record
@@ -218,7 +256,7 @@ pub fn token(action: TokenAction) -> CliResult<u8> {
             Ok(0)
         }
         TokenAction::Revoke { data, id } => {
-            stele_log::Log::read_meta(&data)?;
+            authorize_token(&data, stele_policy::Action::TokenRevoke)?;
             let record = tokens::revoke(&data, &id).map_err(Failure::usage)?;
             eprintln!(
                 "stele: token {} of {:?} revoked",

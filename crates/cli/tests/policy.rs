@@ -1054,6 +1054,29 @@ fn cli_denials_are_refused_and_recorded_as_access_denied() {
             "one access.denied event:\n{out}"
         );
     }
+    // Token administration too, though it reads the policy without
+    // opening the log (so that it works beside a running server).
+    for args in [
+        vec!["token", "create", "--principal", "x", "--role", "admin"],
+        vec!["token", "list"],
+        vec!["token", "revoke", "--id", "nope"],
+    ] {
+        let mut full = args.clone();
+        full.extend(["--data", p(&dir)]);
+        let size = checkpoint_size(&dir);
+        let out = run(&full);
+        expect(
+            &out,
+            1,
+            &["may not token.", "recorded as access.denied event"],
+        );
+        assert!(out.stdout.trim().is_empty(), "nothing printed:\n{out}");
+        assert_eq!(
+            checkpoint_size(&dir),
+            size + 1,
+            "one access.denied event:\n{out}"
+        );
+    }
     // What the example grants auditors is allowed.
     expect(&run(&["hold", "list", "--data", p(&dir)]), 0, &[]);
     verify_ok(&dir);

@@ -208,34 +208,7 @@ impl Log {
 
     /// Reads `policies/` and `holds.json` (at open).
     pub(crate) fn load_governance(&mut self) -> LogResult<()> {
-        let dir = self.policies_dir();
-        let mut versions = Vec::new();
-        if dir.is_dir() {
-            let mut names: Vec<(u64, PathBuf)> = Vec::new();
-            for entry in
-                std::fs::read_dir(&dir).map_err(|e| StoreError::io("read directory", &dir, e))?
-            {
-                let entry = entry.map_err(|e| StoreError::io("read directory", &dir, e))?;
-                let path = entry.path();
-                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-                    continue;
-                };
-                if let Some(seq) = name.strip_suffix(".json").and_then(|s| s.parse().ok()) {
-                    names.push((seq, path));
-                }
-            }
-            names.sort();
-            for (position, (seq, path)) in names.into_iter().enumerate() {
-                if seq != position as u64 + 1 {
-                    return Err(LogError::Integrity(format!(
-                        "{}: policy versions must be numbered 1, 2, … without gaps (found {seq} at position {})",
-                        dir.display(),
-                        position + 1
-                    )));
-                }
-                versions.push(read_policy_file(&path, seq)?);
-            }
-        }
+        let versions = read_policy_versions(&self.layout.root)?;
         self.policies = versions;
         let holds_path = self.holds_path();
         self.holds = match fsutil::read_optional(&holds_path)? {
@@ -1033,6 +1006,41 @@ fn write_policy_file(dir: &std::path::Path, file: &PolicyFile) -> LogResult<()> 
     bytes.push(b'\n');
     fsutil::atomic_replace(&dir.join(format!("{:06}.json", file.seq)), &bytes, 0o644)?;
     Ok(())
+}
+
+/// Every applied policy version of the data directory `root`, oldest
+/// first, read without opening (or locking) the log: what a command that
+/// runs beside the server (`stele token`) is governed by. Versions are
+/// validated exactly as `Log::open` does.
+pub fn read_policy_versions(root: &std::path::Path) -> LogResult<Vec<PolicyVersion>> {
+    let dir = root.join("policies");
+    let mut versions = Vec::new();
+    if !dir.is_dir() {
+        return Ok(versions);
+    }
+    let mut names: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| StoreError::io("read directory", &dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io("read directory", &dir, e))?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(seq) = name.strip_suffix(".json").and_then(|s| s.parse().ok()) {
+            names.push((seq, path));
+        }
+    }
+    names.sort();
+    for (position, (seq, path)) in names.into_iter().enumerate() {
+        if seq != position as u64 + 1 {
+            return Err(LogError::Integrity(format!(
+                "{}: policy versions must be numbered 1, 2, … without gaps (found {seq} at position {})",
+                dir.display(),
+                position + 1
+            )));
+        }
+        versions.push(read_policy_file(&path, seq)?);
+    }
+    Ok(versions)
 }
 
 fn read_policy_file(path: &std::path::Path, seq: u64) -> LogResult<PolicyVersion> {

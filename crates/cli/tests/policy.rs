@@ -1283,3 +1283,90 @@ fn a_running_server_is_named_with_the_http_api() {
     // Once it is gone the CLI works again.
     expect(&run(&["hold", "list", "--data", p(&dir)]), 0, &[]);
 }
+
+/// A running server re-reads its policy file on SIGHUP and applies it as a
+/// new version recorded as applied by `signal:SIGHUP`; a file that does not
+/// validate leaves the old version in force.
+#[test]
+fn sighup_applies_the_edited_policy_file() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    init_log(&dir);
+    let policy = write(tmp.path(), "policy.toml", OPS_30D);
+    let config = write(
+        tmp.path(),
+        "stele.toml",
+        &format!(
+            "data = {:?}\npolicy = {:?}\nlisten = [\"127.0.0.1:0\"]\n",
+            dir.display().to_string(),
+            policy.display().to_string()
+        ),
+    );
+    let mut server = Server(
+        stele()
+            .args(["serve", "--config", p(&config)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn stele serve"),
+    );
+    let pid = server.0.id().to_string();
+    // Wait for the announcement: from then on SIGHUP is caught.
+    let stderr = server.0.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                Ok(line) if line.contains(what) => return,
+                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(e) => panic!("server output ended before {what:?}: {e}"),
+            }
+        }
+        panic!("no {what:?} from the server within 30 s");
+    };
+    wait_for("listening on");
+    let hup = |pid: &str| {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+
+    // A broken file: refused, logged, the old version stays.
+    std::fs::write(&policy, "version = 1\ndefault_stream = \"nope\"\n").expect("write");
+    hup(&pid);
+    wait_for("policy NOT applied");
+    // A valid edit: lengthened retention, applied as version 2.
+    std::fs::write(&policy, OPS_30D.replace("30d", "60d")).expect("write");
+    hup(&pid);
+    wait_for("SIGHUP: policy applied");
+    drop(server);
+
+    let out = run(&["policy", "show", "--data", p(&dir), "--json"]);
+    expect(&out, 0, &[]);
+    let shown = json_of(&out);
+    let versions = shown["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 2, "{shown}");
+    assert!(
+        versions[0]["applied_by"]
+            .as_str()
+            .expect("by")
+            .starts_with("config:"),
+        "{shown}"
+    );
+    assert_eq!(versions[1]["applied_by"], "signal:SIGHUP");
+}

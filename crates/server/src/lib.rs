@@ -50,6 +50,9 @@ pub struct Bound {
     pub first_start: Option<FirstStart>,
     log: Arc<Mutex<Log>>,
     policy: Arc<stele_policy::Policy>,
+    /// SIGHUP is caught from bind on, so a hangup once the addresses are
+    /// announced re-reads the policy instead of killing the process.
+    hangup: Option<tokio::signal::unix::Signal>,
 }
 
 impl std::fmt::Debug for Bound {
@@ -111,12 +114,16 @@ pub async fn bind(
                 .map_err(|e| format!("listen on {addr}: {e}"))?,
         );
     }
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| tracing::warn!(error = %e, "SIGHUP cannot be caught; policy reload by signal is off"))
+        .ok();
     Ok(Bound {
         config,
         listeners,
         first_start,
         log: Arc::new(Mutex::new(log)),
         policy,
+        hangup,
     })
 }
 
@@ -127,6 +134,7 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         listeners,
         log,
         policy,
+        hangup,
         ..
     } = bound;
     let governance = Arc::new(governance::Governance::new(policy, config.policy.clone()));
@@ -205,7 +213,7 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         scheduler_stop.clone(),
     )
     .map_err(|e| format!("cannot start the scheduler: {e}"))?;
-    let reload_task = tokio::spawn(reload_policy_on_sighup(state.clone()));
+    let reload_task = tokio::spawn(reload_policy_on_sighup(state.clone(), hangup));
     // Each connection gets a watcher; shutting down signals every watched
     // connection to finish its in-flight requests and close.
     let graceful = Arc::new(GracefulShutdown::new());
@@ -328,9 +336,11 @@ async fn serve_connection(
 /// Re-reads the configured policy file on each SIGHUP and applies it (as
 /// principal `signal:SIGHUP`); a file that does not validate, or that the
 /// log refuses, leaves the policy in force unchanged and is logged.
-async fn reload_policy_on_sighup(state: Arc<AppState>) {
-    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-    else {
+async fn reload_policy_on_sighup(
+    state: Arc<AppState>,
+    hangup: Option<tokio::signal::unix::Signal>,
+) {
+    let Some(mut hangup) = hangup else {
         return;
     };
     while hangup.recv().await.is_some() {

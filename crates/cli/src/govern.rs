@@ -560,27 +560,7 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
             operator.authorize(&mut log, Action::PolicyRead, Resource::Log, at)?;
             let status = log.retention_status(at);
             if json {
-                let epochs: Vec<Value> = status
-                    .iter()
-                    .map(|s| {
-                        json!({
-                            "stream": s.stream,
-                            "epoch": epoch_date(s.epoch_day),
-                            "purge_after": s.purge_after.map(timestamp_text),
-                            "held_by": s.held_by,
-                            "due": s.due,
-                        })
-                    })
-                    .collect();
-                let purged: Vec<Value> = log
-                    .purged()
-                    .values()
-                    .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
-                    .collect();
-                print_out(&format!(
-                    "{}\n",
-                    pretty(&json!({ "epochs": epochs, "purged": purged }))?
-                ))?;
+                print_out(&format!("{}\n", pretty(&log.retention_report(at))?))?;
                 return Ok(0);
             }
             let mut out = String::new();

@@ -588,6 +588,31 @@ impl Log {
         &self.purged
     }
 
+    /// [`Log::retention_status`] and every purge record, as the JSON that
+    /// `GET /v1/retention` and `stele retention status --json` print:
+    /// `{"epochs": [{stream, epoch, purge_after, held_by, due}], "purged": [tombstone]}`.
+    pub fn retention_report(&self, now: Timestamp) -> Value {
+        let epochs: Vec<Value> = self
+            .retention_status(now)
+            .iter()
+            .map(|s| {
+                json!({
+                    "stream": s.stream,
+                    "epoch": epoch_date(s.epoch_day),
+                    "purge_after": s.purge_after.map(purge::timestamp_text),
+                    "held_by": s.held_by,
+                    "due": s.due,
+                })
+            })
+            .collect();
+        let purged: Vec<Value> = self
+            .purged
+            .values()
+            .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
+            .collect();
+        json!({ "epochs": epochs, "purged": purged })
+    }
+
     /// The retention state of every stored (not purged) epoch at `now`.
     pub fn retention_status(&self, now: Timestamp) -> Vec<EpochStatus> {
         let applied = self.applied();

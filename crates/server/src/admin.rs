@@ -37,7 +37,6 @@ use serde_json::{Value, json};
 use stele_log::LogError;
 use stele_log::audit::AuditFacts;
 use stele_log::governance::HoldSpec;
-use stele_log::layout::epoch_date;
 use stele_log::sequencer::lock_log;
 use stele_policy::{Action, Policy, PolicySource, Resource};
 
@@ -259,26 +258,8 @@ async fn retention_status(
 ) -> ApiResult<Response> {
     who(&state, &headers, &conn, Action::PolicyRead, Resource::Log)?;
     let now = jiff::Timestamp::now();
-    let log = lock_log(&state.log);
-    let epochs: Vec<Value> = log
-        .retention_status(now)
-        .iter()
-        .map(|s| {
-            json!({
-                "stream": s.stream,
-                "epoch": epoch_date(s.epoch_day),
-                "purge_after": s.purge_after.map(stele_log::purge::timestamp_text),
-                "held_by": s.held_by,
-                "due": s.due,
-            })
-        })
-        .collect();
-    let purged: Vec<Value> = log
-        .purged()
-        .values()
-        .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
-        .collect();
-    Ok(axum::Json(json!({ "epochs": epochs, "purged": purged })).into_response())
+    let report = lock_log(&state.log).retention_report(now);
+    Ok(axum::Json(report).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -32,6 +32,47 @@ async fn stream_of(
     event["event"]["stream"].as_str().unwrap().to_string()
 }
 
+/// A log in `<tmp>/data` (not yet served) under `policy_toml` applied at
+/// `at`, holding one event per stream named, received at `at` (entry 0 is
+/// the `policy.applied` event). Returns the directory and the verifier key.
+fn populated_log(
+    policy_toml: &str,
+    streams: &[&str],
+    at: jiff::Timestamp,
+) -> (tempfile::TempDir, String) {
+    use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let vkey = Log::create(
+        &data,
+        CreateOptions {
+            origin: "localhost/stele".into(),
+            kek: stele_store::keys::NewKek::Random,
+        },
+    )
+    .unwrap();
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let source = stele_policy::PolicySource::from_toml("policy.toml", policy_toml);
+    log.apply_policy(
+        stele_policy::Policy::from_source(&source).unwrap(),
+        "setup",
+        at,
+    )
+    .unwrap();
+    let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
+    let events: Vec<_> = streams
+        .iter()
+        .enumerate()
+        .map(|(n, stream)| {
+            let raw = format!(r#"{{"actor":"a","action":"n{n}","stream":"{stream}"}}"#);
+            preparer.prepare(raw.as_bytes(), at).unwrap()
+        })
+        .collect();
+    log.append_batch(&events).unwrap();
+    log.publish().unwrap();
+    (tmp, vkey)
+}
+
 async fn get(client: &reqwest::Client, url: String, token: &str) -> Resp {
     send(client.get(url).bearer_auth(token)).await
 }
@@ -386,37 +427,12 @@ async fn a_policy_the_listeners_cannot_meet_is_refused_at_start() {
 /// record, and the rest still proves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_epoch_is_purged_and_reads_say_so() {
-    use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let vkey = Log::create(
-        &data,
-        CreateOptions {
-            origin: "localhost/stele".into(),
-            kek: stele_store::keys::NewKek::Random,
-        },
-    )
-    .unwrap();
     let long_ago: jiff::Timestamp = "2020-01-01T12:00:00Z".parse().unwrap();
-    {
-        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-        let source = stele_policy::PolicySource::from_toml(
-            "policy.toml",
-            "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"90d\"\n[streams.keep]\nretain = \"forever\"\n",
-        );
-        let policy = stele_policy::Policy::from_source(&source).unwrap();
-        log.apply_policy(policy, "setup", long_ago).unwrap();
-        let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
-        let events: Vec<_> = ["ops", "ops", "keep"]
-            .iter()
-            .map(|s| {
-                let raw = format!(r#"{{"actor":"a","action":"old","stream":"{s}"}}"#);
-                preparer.prepare(raw.as_bytes(), long_ago).unwrap()
-            })
-            .collect();
-        log.append_batch(&events).unwrap();
-        log.publish().unwrap();
-    }
+    let (tmp, vkey) = populated_log(
+        "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"90d\"\n[streams.keep]\nretain = \"forever\"\n",
+        &["ops", "ops", "keep"],
+        long_ago,
+    );
     let server = start_in(tmp, vkey, |_| {}).await;
     let client = server.client();
     let admin = server.token("admin", &[Role::admin()]);
@@ -459,40 +475,13 @@ async fn an_expired_epoch_is_purged_and_reads_say_so() {
 /// metric counts the failed checks, and a restart does not forget it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_audit_is_loud() {
-    use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let vkey = Log::create(
-        &data,
-        CreateOptions {
-            origin: "localhost/stele".into(),
-            kek: stele_store::keys::NewKek::Random,
-        },
-    )
-    .unwrap();
     let now = jiff::Timestamp::now();
-    {
-        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-        let source = stele_policy::PolicySource::from_toml(
-            "policy.toml",
-            "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"forever\"\n[audit]\nreadyz_fails_on_finding = true\n",
-        );
-        log.apply_policy(
-            stele_policy::Policy::from_source(&source).unwrap(),
-            "setup",
-            now,
-        )
-        .unwrap();
-        let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
-        let events: Vec<_> = (0..3)
-            .map(|n| {
-                let raw = format!(r#"{{"actor":"a","action":"n{n}"}}"#);
-                preparer.prepare(raw.as_bytes(), now).unwrap()
-            })
-            .collect();
-        log.append_batch(&events).unwrap();
-        log.publish().unwrap();
-    }
+    let (tmp, vkey) = populated_log(
+        "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"forever\"\n[audit]\nreadyz_fails_on_finding = true\n",
+        &["ops", "ops", "ops"],
+        now,
+    );
+    let data = tmp.path().join("data");
     // Flip the last byte of the `ops` segment: the tag of its last record.
     let day = stele_log::layout::epoch_date((now.as_second() / 86_400) as u32);
     let segment = data.join(format!("segments/ops/{day}.seg"));

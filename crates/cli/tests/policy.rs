@@ -14,11 +14,13 @@ use serde_json::Value;
 
 /// The shipped example policy and its Cedar side file.
 fn example_policy() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/examples/policy.toml")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../policy/examples/policy.toml")
 }
 
 fn example_cedar() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policy/examples/access.cedar");
+    let path = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../policy/examples/access.cedar");
     std::fs::read_to_string(path).expect("read the example Cedar policies")
 }
 

@@ -15,7 +15,8 @@ use std::net::IpAddr;
 use stele_policy::{AccessContext, AccessRequest, Action, Policy, PolicySource, Resource};
 
 fn example() -> Policy {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy.toml");
+    let path = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("examples/policy.toml");
     Policy::from_source(&PolicySource::load(&path).unwrap()).unwrap_or_else(|e| panic!("{e}"))
 }
 

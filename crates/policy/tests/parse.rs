@@ -41,7 +41,8 @@ const MINIMAL: &str = "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nret
 
 #[test]
 fn example_files_parse_and_validate() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy.toml");
+    let path = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("examples/policy.toml");
     let source = PolicySource::load(&path).unwrap();
     assert!(
         source
@@ -587,7 +588,8 @@ fn cedar_duplicate_ids_and_both_sources_are_refused() {
 
 #[test]
 fn source_round_trips_and_hash_is_specified() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/policy.toml");
+    let path = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("examples/policy.toml");
     let source = PolicySource::load(&path).unwrap();
     let bytes = source.to_bytes();
     assert!(bytes.starts_with(b"{\"format\":\"stele/policy-source/v1\",\"toml_name\":"));

@@ -12,7 +12,7 @@ use serde_json::Value;
 use stele_server::tokens::Role;
 
 fn eventlist() -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let path = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("../ingest/tests/data/eventlist.json");
     std::fs::read(path).unwrap()
 }

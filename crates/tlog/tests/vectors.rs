@@ -17,7 +17,8 @@ use stele_tlog::proof::reference::reference_root;
 use stele_tlog::{Hash, empty_root, leaf_hash, verify_consistency, verify_inclusion};
 
 fn vectors_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testvectors")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("../../../shared/testvectors")
 }
 
 /// Every `*.json` file under `dir`, recursively, in sorted order.

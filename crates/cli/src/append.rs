@@ -25,7 +25,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use jiff::Timestamp;
-use stele_log::{PreparedEvent, Preparer, Receipt};
+use stele_log::{Log, PreparedEvent, Preparer, Receipt};
 use stele_policy::{Action, Decision, Policy, Resource};
 
 use crate::local::{Operator, local_principal, now};
@@ -160,14 +160,23 @@ pub fn run(data: &DataArgs, stream: Option<&str>, writer: Option<String>) -> Cli
         let mut batch: Vec<PreparedEvent> = Vec::new();
         let mut stop = None;
         // Wait for one chunk, then take every further chunk already
-        // prepared, up to the batch limit: one fsync for all of them.
-        match result_rxs[next % workers].recv() {
-            Ok(prepared) => {
+        // prepared, up to the batch limit: one fsync for all of them. A
+        // batch in flight is finished (its receipts printed) before waiting.
+        let first = match result_rxs[next % workers].try_recv() {
+            Ok(prepared) => Some(prepared),
+            Err(TryRecvError::Empty) => {
+                finish_in_flight(&mut log, &mut out, &mut line, 0)?;
+                result_rxs[next % workers].recv().ok()
+            }
+            Err(TryRecvError::Disconnected) => None,
+        };
+        match first {
+            Some(prepared) => {
                 next += 1;
                 batch.extend(prepared.events);
                 stop = prepared.stop;
             }
-            Err(_) => finished = true,
+            None => finished = true,
         }
         while stop.is_none() && !finished && batch.len() < MAX_BATCH - CHUNK_LINES {
             match result_rxs[next % workers].try_recv() {
@@ -180,13 +189,22 @@ pub fn run(data: &DataArgs, stream: Option<&str>, writer: Option<String>) -> Cli
                 Err(TryRecvError::Disconnected) => finished = true,
             }
         }
-        let receipts = log.append_batch(&batch)?;
-        // The receipts are printed only now that the batch is durable.
-        for receipt in &receipts {
-            write_receipt(&mut line, receipt);
-            out.write_all(line.as_bytes())?;
+        // Sealed and written now, durable on the log's commit thread while
+        // the next batch is prepared; receipts are printed only once a batch
+        // is durable.
+        if !batch.is_empty() {
+            while !log.can_begin(&batch) {
+                let keep = log.in_flight().saturating_sub(1);
+                finish_in_flight(&mut log, &mut out, &mut line, keep)?;
+            }
+            if let Err(e) = log.begin_append(&batch) {
+                let _ = finish_in_flight(&mut log, &mut out, &mut line, 0);
+                return Err(e.into());
+            }
         }
-        out.flush()?;
+        if stop.is_some() || finished {
+            finish_in_flight(&mut log, &mut out, &mut line, 0)?;
+        }
         match stop {
             None => {}
             Some(Stop::Failed(failure)) => {
@@ -218,6 +236,25 @@ pub fn run(data: &DataArgs, stream: Option<&str>, writer: Option<String>) -> Cli
     out.write_all(note.as_bytes())?;
     out.flush()?;
     outcome
+}
+
+/// Finishes batches in flight, oldest first, until at most `keep` remain,
+/// printing each one's receipts once it is durable.
+fn finish_in_flight(
+    log: &mut Log,
+    out: &mut impl Write,
+    line: &mut String,
+    keep: usize,
+) -> CliResult<()> {
+    while log.in_flight() > keep {
+        let receipts = log.finish_append()?;
+        for receipt in &receipts {
+            write_receipt(line, receipt);
+            out.write_all(line.as_bytes())?;
+        }
+        out.flush()?;
+    }
+    Ok(())
 }
 
 fn write_receipt(line: &mut String, receipt: &Receipt) {

@@ -4,18 +4,24 @@
 //! Life of an entry (each step says what survives a crash right there):
 //! 1. **Seal**: the event is sealed into its segment's staging buffer. Crash:
 //!    nothing is on disk; the event was never acknowledged.
-//! 2. **Segment fsync**: staged records are written and fdatasynced. Crash:
+//! 2. **Segment write and fsync**: staged records are written (2a, on the
+//!    writer's thread) and fdatasynced (2b, on the commit thread of
+//!    `committer.rs`, while the writer seals and writes the next batch: at
+//!    most [`MAX_IN_FLIGHT`] batches are written but not yet durable). Crash:
 //!    the records may be on disk, but no index record points at them, so the
 //!    next open cuts them (segment length comes from the index).
-//! 3. **Index fsync**: the batch's 64-byte index records are appended and
-//!    fdatasynced. After this the entries exist: they are acknowledged, and
-//!    every later open integrates and publishes them. Crash before the end:
-//!    a torn tail of the batch is cut; whole records that reached the disk
-//!    are kept (their segment records are durable) even though the caller
-//!    never got their receipts.
-//! 4. **Integrate**: leaves are added to the tree; completed tiles are handed
-//!    to the publisher thread, which writes them without fsync. Crash:
-//!    recovery rewrites them from the index.
+//! 3. **Index fsync** (commit thread, after 2b of the same batch and after
+//!    step 3 of every earlier batch): the batch's 64-byte index records are
+//!    appended and fdatasynced. After this the entries exist: they are
+//!    acknowledged, and every later open integrates and publishes them.
+//!    Crash before the end: a torn tail of the batch is cut; whole records
+//!    that reached the disk are kept (their segment records are durable)
+//!    even though the caller never got their receipts.
+//! 4. **Integrate** (writer's thread, once the commit thread reports the
+//!    batch durable; only then are its receipts returned): leaves are added
+//!    to the tree; completed tiles are handed to the publisher thread, which
+//!    writes them without fsync. Crash: recovery rewrites them from the
+//!    index.
 //! 5. **Publish** (on the publisher thread, see `publisher.rs`): partial
 //!    tiles written by rename, then one `syncfs` makes every tile durable;
 //!    the checkpoint is signed, appended to the history (fdatasync) and
@@ -40,6 +46,7 @@ use stele_tlog::tile::TileHashReader;
 use stele_tlog::{Checkpoint, Hash, Signer, TlogProof, Verifier};
 use zeroize::Zeroizing;
 
+use crate::committer::{Committer, Job};
 use crate::error::{LogError, LogResult};
 use crate::governance::{Hold, PolicyVersion};
 use crate::layout::Layout;
@@ -48,6 +55,11 @@ use crate::prepare::PreparedEvent;
 use crate::publisher::{PublishJob, PublishState, Publisher};
 use crate::purge::Tombstone;
 use crate::tiles::{DiskTiles, TileBuilder};
+
+/// Most batches written but not yet durable (see [`Log::begin_append`]).
+/// Recovery relies on it: a segment's uncommitted tail holds the records of
+/// at most this many batches.
+pub const MAX_IN_FLIGHT: usize = 2;
 
 /// Segments kept open for appending; older ones are closed after a batch.
 const MAX_ACTIVE_SEGMENTS: usize = 64;
@@ -115,6 +127,21 @@ impl ActiveSegment {
     }
 }
 
+/// A batch written but not yet known to be durable.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    receipts: Vec<Receipt>,
+    /// Commitments of the entries appended (duplicates are not), in order.
+    commitments: Vec<[u8; 32]>,
+    /// (idempotency key hash, entry) of the appended entries with a key.
+    keys: Vec<(u64, u64)>,
+    /// Every segment written to, with its written length.
+    segment_ends: Vec<(u32, u64)>,
+    /// The commit thread's answer; `None` when nothing was appended. (In a
+    /// mutex only so that the log can be shared between threads.)
+    done: Option<Mutex<std::sync::mpsc::Receiver<LogResult<()>>>>,
+}
+
 /// An open log. See the module docs for the life of an entry.
 #[derive(Debug)]
 pub struct Log {
@@ -150,6 +177,10 @@ pub struct Log {
     pub(crate) holds: Vec<Hold>,
     /// Test hook: stop a purge after this step, as a crash would.
     pub(crate) purge_stop: Option<u8>,
+    /// Makes written batches durable (steps 2b and 3).
+    pub(crate) committer: Committer,
+    /// Batches handed to the committer, oldest first.
+    pub(crate) in_flight: std::collections::VecDeque<InFlight>,
 }
 
 fn random_log_id() -> LogResult<[u8; 16]> {
@@ -350,6 +381,8 @@ impl Log {
             policies: Vec::new(),
             holds: Vec::new(),
             purge_stop: None,
+            committer: Committer::start(),
+            in_flight: std::collections::VecDeque::new(),
         };
         log.load_governance()?;
         // A purge record must be genuine before recovery treats its
@@ -507,25 +540,111 @@ impl Log {
     }
 
     /// Appends a batch durably (steps 1–4 of the module docs) and returns
-    /// the receipts. On any error the handle is poisoned.
+    /// the receipts. On any error the handle is poisoned. No batch may be in
+    /// flight (see [`Self::begin_append`]).
     pub fn append_batch(&mut self, events: &[PreparedEvent]) -> LogResult<Vec<Receipt>> {
-        self.check_writable()?;
-        if events.is_empty() {
-            return Ok(Vec::new());
+        if !self.in_flight.is_empty() {
+            return Err(LogError::Usage(
+                "batches are in flight: finish them before appending".into(),
+            ));
         }
+        self.begin_append(events)?;
+        self.finish_append()
+    }
+
+    /// Number of batches begun and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// True when `events` may be begun now: fewer than [`MAX_IN_FLIGHT`]
+    /// batches are in flight, and if the batch carries idempotency keys,
+    /// none is (a retry must be compared with durable entries only).
+    pub fn can_begin(&self, events: &[PreparedEvent]) -> bool {
+        self.in_flight.is_empty()
+            || (self.in_flight.len() < MAX_IN_FLIGHT && events.iter().all(|e| e.idempotency == 0))
+    }
+
+    /// Steps 1 and 2a for a batch: seals and writes it, and hands its
+    /// fdatasyncs and index records to the commit thread. The batch's
+    /// receipts come from the matching [`Self::finish_append`] (batches
+    /// finish in the order they began). On any error the handle is
+    /// poisoned.
+    pub fn begin_append(&mut self, events: &[PreparedEvent]) -> LogResult<()> {
+        self.check_writable()?;
         if events.len() > MAX_BATCH {
             return Err(LogError::Usage(format!(
                 "a batch holds at most {MAX_BATCH} events, got {}",
                 events.len()
             )));
         }
-        match self.append_inner(events) {
-            Ok(receipts) => Ok(receipts),
+        if !self.can_begin(events) {
+            return Err(LogError::Usage(format!(
+                "{} batches are in flight: finish one before beginning another",
+                self.in_flight.len()
+            )));
+        }
+        match self.begin_inner(events) {
+            Ok(batch) => {
+                self.in_flight.push_back(batch);
+                Ok(())
+            }
             Err(e) => Err(self.poison(e)),
         }
     }
 
-    fn append_inner(&mut self, events: &[PreparedEvent]) -> LogResult<Vec<Receipt>> {
+    /// Waits until the oldest batch in flight is durable, integrates it
+    /// (step 4) and returns its receipts. On any error the handle is
+    /// poisoned; every batch still in flight then fails too.
+    pub fn finish_append(&mut self) -> LogResult<Vec<Receipt>> {
+        let Some(batch) = self.in_flight.pop_front() else {
+            return Err(LogError::Usage("no batch is in flight".into()));
+        };
+        if let Some(done) = batch.done {
+            let done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+            let outcome = done
+                .recv()
+                .unwrap_or_else(|_| Err(LogError::Poisoned("the commit thread stopped".into())));
+            if let Err(e) = outcome {
+                return Err(self.poison(e));
+            }
+        }
+        self.check_writable()?;
+        // The entries exist now (step 3 returned on the commit thread), and
+        // so do their idempotency keys (they are part of the index records).
+        self.index.note_appended(batch.commitments.len() as u64);
+        if let Some(known) = self.idempotency.as_mut() {
+            for (hash, index) in &batch.keys {
+                known.entry(*hash).or_default().push(*index);
+            }
+        }
+        for (id, end) in &batch.segment_ends {
+            if let Some(active) = self.active.iter_mut().find(|a| a.segment_id() == *id) {
+                active.writer.mark_durable(*end);
+            }
+            let committed = self.committed.entry(*id).or_insert(0);
+            *committed = (*committed).max(*end);
+        }
+        // Step 4: integrate. Full tiles go to the publisher thread.
+        let mut sink = &self.publisher;
+        for commitment in &batch.commitments {
+            self.tiles.push(commitment, &mut sink)?;
+        }
+        Ok(batch.receipts)
+    }
+
+    /// The index the next appended entry gets: after every durable entry
+    /// and every entry in flight.
+    fn next_index(&self) -> u64 {
+        self.index.len()
+            + self
+                .in_flight
+                .iter()
+                .map(|b| b.commitments.len() as u64)
+                .sum::<u64>()
+    }
+
+    fn begin_inner(&mut self, events: &[PreparedEvent]) -> LogResult<InFlight> {
         let generation = match self.generation {
             Some(g) => g,
             None => {
@@ -534,10 +653,11 @@ impl Log {
                 g
             }
         };
-        let first = self.index.len();
+        let first = self.next_index();
         let mut index_bytes = Vec::with_capacity(events.len() * 64);
         let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
-        let mut appended: Vec<&PreparedEvent> = Vec::with_capacity(events.len());
+        let mut commitments: Vec<[u8; 32]> = Vec::with_capacity(events.len());
+        let mut keys: Vec<(u64, u64)> = Vec::new();
         // Idempotency keys of this batch: hash → (receipt position, event).
         let mut batch_keys: HashMap<u64, Vec<(usize, &PreparedEvent)>> = HashMap::new();
         // Step 1: seal into staging buffers; an event whose idempotency key
@@ -553,7 +673,7 @@ impl Log {
                     .or_default()
                     .push((receipts.len(), event));
             }
-            let index = first + appended.len() as u64;
+            let index = first + commitments.len() as u64;
             let slot = self.active_segment(&event.stream, event.epoch)?;
             let active = &mut self.active[slot];
             let location = active.writer.stage(
@@ -578,46 +698,52 @@ impl Log {
                 salt: event.salt,
                 duplicate: false,
             });
-            appended.push(event);
+            if event.idempotency != 0 {
+                keys.push((event.idempotency, index));
+            }
+            commitments.push(event.commitment);
         }
-        if appended.is_empty() {
-            return Ok(receipts);
+        if commitments.is_empty() {
+            return Ok(InFlight {
+                receipts,
+                commitments,
+                keys,
+                segment_ends: Vec::new(),
+                done: None,
+            });
         }
-        // Step 2: segment records durable.
+        // Step 2a: segment records written (page cache only).
+        let mut syncs = Vec::new();
+        let mut segment_ends = Vec::new();
         for active in &mut self.active {
             if active.writer.has_staged() {
-                active.writer.write_and_sync()?;
+                let sync = active.writer.write_staged()?;
+                segment_ends.push((active.segment_id(), sync.end));
+                syncs.push(sync);
             }
-        }
-        // Step 3: index records durable; the entries now exist, and so do
-        // their idempotency keys (they are part of the index records).
-        self.index.append_and_sync(&index_bytes)?;
-        if let Some(known) = self.idempotency.as_mut() {
-            for (offset, event) in appended.iter().enumerate() {
-                if event.idempotency != 0 {
-                    known
-                        .entry(event.idempotency)
-                        .or_default()
-                        .push(first + offset as u64);
-                }
-            }
-        }
-        for active in &self.active {
-            self.committed
-                .insert(active.writer.header().id, active.writer.durable_len());
         }
         // A long-running writer keeps only recent segments open; nothing is
-        // staged at this point, so closing one loses nothing.
+        // staged at this point, so closing one loses nothing (the commit
+        // thread holds its own handle).
         if self.active.len() > MAX_ACTIVE_SEGMENTS {
             let excess = self.active.len() - MAX_ACTIVE_SEGMENTS;
             self.active.drain(..excess);
         }
-        // Step 4: integrate. Full tiles go to the publisher thread.
-        let mut sink = &self.publisher;
-        for event in appended {
-            self.tiles.push(&event.commitment, &mut sink)?;
-        }
-        Ok(receipts)
+        // Steps 2b and 3 on the commit thread.
+        let (done, answer) = std::sync::mpsc::sync_channel(1);
+        self.committer.submit(Job {
+            segments: syncs,
+            index: self.index.appender(),
+            records: index_bytes,
+            done,
+        });
+        Ok(InFlight {
+            receipts,
+            commitments,
+            keys,
+            segment_ends,
+            done: Some(Mutex::new(answer)),
+        })
     }
 
     /// The receipt of the event `event` retries, if there is one: an event
@@ -1015,11 +1141,12 @@ fn check_only_orphans(path: &Path, keep: u64, len: u64, total: u64) -> LogResult
         }
         // Only the interrupted write itself may fail to parse: a record cut
         // off by the end of the file (plausible length, its own uncommitted
-        // entry number), or space the file system extended with zeros.
+        // entry number, within the batches that may have been in flight), or
+        // space the file system extended with zeros.
         let cut_off = plausible
             && declared as u64 > remaining
             && number >= total
-            && number - total < stele_store::index::MAX_BATCH_RECORDS;
+            && number - total < MAX_IN_FLIGHT as u64 * stele_store::index::MAX_BATCH_RECORDS;
         if cut_off || all_zero(&file, pos, len).map_err(|e| StoreError::io("read", path, e))? {
             break;
         }

@@ -19,6 +19,7 @@
 //! events and returns receipts, proofs and verification reports.
 
 pub mod audit;
+mod committer;
 mod engine;
 pub mod error;
 pub mod governance;

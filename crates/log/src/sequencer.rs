@@ -2,12 +2,17 @@
 //!
 //! Producers send prepared events with [`SequencerHandle::append`] and block
 //! until their events are durable. The writer thread takes every request
-//! waiting in the queue (up to [`SequencerConfig::max_batch`] events), appends
-//! them as one batch (one fdatasync per touched file), answers each request
-//! with its receipts, and publishes a checkpoint when
-//! [`SequencerConfig::publish_every`] has passed. The queue is bounded, so a
-//! slow disk pushes back on producers instead of growing memory.
+//! waiting in the queue (up to [`SequencerConfig::max_batch`] events), seals
+//! and writes them as one batch, and hands the batch's fdatasyncs to the
+//! log's commit thread (one fdatasync per touched file). While that runs it
+//! already seals and writes the next batch (at most
+//! [`crate::engine::MAX_IN_FLIGHT`] batches in flight); each request is
+//! answered with its receipts once its batch is durable. It publishes a
+//! checkpoint when [`SequencerConfig::publish_every`] has passed. The queue
+//! is bounded, so a slow disk pushes back on producers instead of growing
+//! memory.
 
+use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -281,6 +286,18 @@ impl Sequencer {
     }
 }
 
+/// Longest the writer keeps the log locked while batches follow each other
+/// without a pause; then it lets the batches in flight finish and releases
+/// the lock, so that reads and administration get their turn.
+const MAX_HOLD: Duration = Duration::from_millis(20);
+
+/// A batch begun on the log, with the requests to answer when it finishes.
+struct Flight {
+    sizes: Vec<usize>,
+    replies: Vec<Reply>,
+    started: Instant,
+}
+
 fn run(
     shared: Arc<Mutex<Log>>,
     rx: Receiver<Request>,
@@ -288,34 +305,49 @@ fn run(
     metrics: &SequencerMetrics,
     stopping: &std::sync::atomic::AtomicBool,
 ) -> SequencerStats {
-    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::atomic::Ordering::{Relaxed, SeqCst};
     let mut stats = SequencerStats::default();
     let mut last_publish = Instant::now();
     let mut pending: Option<Request> = None;
+    // Batches begun on the log, oldest first. While any is in flight the
+    // writer keeps the log locked (`guard`): nobody else may see a log with
+    // written but not yet durable batches.
+    let mut flight: VecDeque<Flight> = VecDeque::new();
+    let mut guard: Option<MutexGuard<'_, Log>> = None;
+    let mut held_since = Instant::now();
     loop {
+        // The next request, without waiting while batches are in flight.
         let next = match pending.take() {
-            Some(request) => Ok(request),
-            // Once stopping, take only what is already queued.
-            None if stopping.load(std::sync::atomic::Ordering::SeqCst) => match rx.try_recv() {
-                Ok(request) => Ok(request),
+            Some(request) => Some(request),
+            None if !flight.is_empty() => rx.try_recv().ok(),
+            None if stopping.load(SeqCst) => match rx.try_recv() {
+                Ok(request) => Some(request),
                 Err(_) => break,
             },
-            None => rx.recv_timeout(config.publish_every.min(Duration::from_millis(100))),
-        };
-        let first = match next {
-            Ok(request) => request,
-            Err(RecvTimeoutError::Timeout) => {
-                let mut log = lock_log(&shared);
-                if last_publish.elapsed() >= config.publish_every
-                    && log.size() > log.published_size()
-                    && log.publish_soon().is_ok()
-                {
-                    stats.publishes += 1;
-                    last_publish = Instant::now();
+            None => match rx.recv_timeout(config.publish_every.min(Duration::from_millis(100))) {
+                Ok(request) => Some(request),
+                Err(RecvTimeoutError::Timeout) => {
+                    let mut log = lock_log(&shared);
+                    if last_publish.elapsed() >= config.publish_every
+                        && log.size() > log.published_size()
+                        && log.publish_soon().is_ok()
+                    {
+                        stats.publishes += 1;
+                        last_publish = Instant::now();
+                    }
+                    continue;
                 }
-                continue;
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
+        };
+        let Some(first) = next else {
+            // Nothing more queued: finish what is in flight, let go of the
+            // log.
+            if let Some(log) = guard.as_mut() {
+                finish_all(log, &mut flight, metrics, &mut stats);
             }
-            Err(RecvTimeoutError::Disconnected) => break,
+            guard = None;
+            continue;
         };
         let mut requests = vec![first];
         let mut count = requests[0].events.len();
@@ -345,41 +377,99 @@ fn run(
             all.extend(request.events);
             replies.push(request.reply);
         }
-        let mut log = lock_log(&shared);
+        let log = guard.get_or_insert_with(|| {
+            held_since = Instant::now();
+            lock_log(&shared)
+        });
+        // Room for this batch: the oldest in flight finish first.
+        while !log.can_begin(&all) && !flight.is_empty() {
+            finish_one(log, &mut flight, metrics, &mut stats);
+        }
         let started = Instant::now();
-        let result = log.append_batch(&all);
-        metrics
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(receipts) => {
-                metrics.batches.fetch_add(1, Relaxed);
-                metrics.events.fetch_add(receipts.len() as u64, Relaxed);
-                metrics.batch_size.observe(receipts.len() as f64);
-                stats.batches += 1;
-                stats.events += receipts.len() as u64;
-                let mut receipts = receipts.into_iter();
-                for (size, reply) in sizes.into_iter().zip(replies) {
-                    let mine: Vec<Receipt> = receipts.by_ref().take(size).collect();
-                    reply(Ok(mine));
-                }
-            }
+        match log.begin_append(&all) {
+            Ok(()) => flight.push_back(Flight {
+                sizes,
+                replies,
+                started,
+            }),
             Err(e) => {
                 metrics.errors.fetch_add(1, Relaxed);
                 let message = e.to_string();
                 for reply in replies {
                     reply(Err(LogError::Poisoned(message.clone())));
                 }
+                finish_all(log, &mut flight, metrics, &mut stats);
             }
+        }
+        if held_since.elapsed() >= MAX_HOLD {
+            finish_all(log, &mut flight, metrics, &mut stats);
         }
         // Publishing runs on the publisher thread; this only queues it.
         if last_publish.elapsed() >= config.publish_every && log.publish_soon().is_ok() {
             stats.publishes += 1;
             last_publish = Instant::now();
         }
+        if flight.is_empty() {
+            guard = None;
+        }
     }
+    if let Some(log) = guard.as_mut() {
+        finish_all(log, &mut flight, metrics, &mut stats);
+    }
+    drop(guard);
     if lock_log(&shared).publish().is_ok() {
         stats.publishes += 1;
     }
     stats
+}
+
+/// Finishes every batch in flight, oldest first.
+fn finish_all(
+    log: &mut Log,
+    flight: &mut VecDeque<Flight>,
+    metrics: &SequencerMetrics,
+    stats: &mut SequencerStats,
+) {
+    while !flight.is_empty() {
+        finish_one(log, flight, metrics, stats);
+    }
+}
+
+/// Waits for the oldest batch in flight to be durable and answers its
+/// requests: each its own receipts, or the error.
+fn finish_one(
+    log: &mut Log,
+    flight: &mut VecDeque<Flight>,
+    metrics: &SequencerMetrics,
+    stats: &mut SequencerStats,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(batch) = flight.pop_front() else {
+        return;
+    };
+    let result = log.finish_append();
+    metrics
+        .commit_seconds
+        .observe(batch.started.elapsed().as_secs_f64());
+    match result {
+        Ok(receipts) => {
+            metrics.batches.fetch_add(1, Relaxed);
+            metrics.events.fetch_add(receipts.len() as u64, Relaxed);
+            metrics.batch_size.observe(receipts.len() as f64);
+            stats.batches += 1;
+            stats.events += receipts.len() as u64;
+            let mut receipts = receipts.into_iter();
+            for (size, reply) in batch.sizes.into_iter().zip(batch.replies) {
+                let mine: Vec<Receipt> = receipts.by_ref().take(size).collect();
+                reply(Ok(mine));
+            }
+        }
+        Err(e) => {
+            metrics.errors.fetch_add(1, Relaxed);
+            let message = e.to_string();
+            for reply in batch.replies {
+                reply(Err(LogError::Poisoned(message.clone())));
+            }
+        }
+    }
 }

@@ -20,6 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{StoreError, StoreResult};
 use crate::fsutil::{self, crc32};
@@ -97,10 +98,39 @@ fn encode_header(log_id: &[u8; 16]) -> [u8; HEADER_LEN as usize] {
 #[derive(Debug)]
 pub struct IndexFile {
     path: PathBuf,
-    file: File,
+    /// Shared with [`IndexAppender`]s, which append from another thread.
+    file: Arc<File>,
     log_id: [u8; 16],
     /// Number of durable entries.
     len: u64,
+}
+
+/// Appends records to an [`IndexFile`] (see [`IndexFile::appender`]).
+#[derive(Debug, Clone)]
+pub struct IndexAppender {
+    path: PathBuf,
+    file: Arc<File>,
+}
+
+impl IndexAppender {
+    /// Appends `encoded` whole records (at most [`MAX_BATCH_RECORDS`]) and
+    /// fdatasyncs. Crash story as [`IndexFile::append_and_sync`].
+    pub fn append_and_sync(&self, encoded: &[u8]) -> StoreResult<()> {
+        if encoded.is_empty()
+            || !(encoded.len() as u64).is_multiple_of(RECORD_LEN)
+            || encoded.len() as u64 > MAX_BATCH_RECORDS * RECORD_LEN
+        {
+            return Err(StoreError::Invalid(
+                "index append must be 1..=65536 whole records".into(),
+            ));
+        }
+        (&*self.file)
+            .write_all(encoded)
+            .map_err(|e| StoreError::io("write", &self.path, e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| StoreError::io("fdatasync", &self.path, e))
+    }
 }
 
 /// What [`IndexFile::open`] found beyond the trusted prefix.
@@ -123,7 +153,7 @@ impl IndexFile {
             .map_err(|e| StoreError::io("open", path, e))?;
         Ok(IndexFile {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             log_id,
             len: 0,
         })
@@ -220,7 +250,7 @@ impl IndexFile {
         Ok((
             IndexFile {
                 path: path.to_path_buf(),
-                file,
+                file: Arc::new(file),
                 log_id,
                 len: valid,
             },
@@ -255,21 +285,24 @@ impl IndexFile {
     /// records they point to must already be durable. On error the caller
     /// must stop writing and reopen.
     pub fn append_and_sync(&mut self, encoded: &[u8]) -> StoreResult<()> {
-        if !(encoded.len() as u64).is_multiple_of(RECORD_LEN)
-            || encoded.len() as u64 > MAX_BATCH_RECORDS * RECORD_LEN
-        {
-            return Err(StoreError::Invalid(
-                "index append must be 1..=65536 whole records".into(),
-            ));
-        }
-        self.file
-            .write_all(encoded)
-            .map_err(|e| StoreError::io("write", &self.path, e))?;
-        self.file
-            .sync_data()
-            .map_err(|e| StoreError::io("fdatasync", &self.path, e))?;
-        self.len += encoded.len() as u64 / RECORD_LEN;
+        self.appender().append_and_sync(encoded)?;
+        self.note_appended(encoded.len() as u64 / RECORD_LEN);
         Ok(())
+    }
+
+    /// A handle that appends to this index from another thread. Appends
+    /// must not overlap: one appender at a time, and the owner of the
+    /// `IndexFile` learns of each with [`Self::note_appended`].
+    pub fn appender(&self) -> IndexAppender {
+        IndexAppender {
+            path: self.path.clone(),
+            file: self.file.clone(),
+        }
+    }
+
+    /// Counts `records` appended (and synced) through an [`IndexAppender`].
+    pub fn note_appended(&mut self, records: u64) {
+        self.len += records;
     }
 
     /// Reads entry `index`.

@@ -20,6 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{StoreError, StoreResult};
 use crate::fsutil::{self, crc32};
@@ -133,7 +134,9 @@ pub struct RecordLocation {
 #[derive(Debug)]
 pub struct SegmentWriter {
     path: PathBuf,
-    file: File,
+    /// Shared with [`SegmentSync`] handles, which fdatasync it from another
+    /// thread while this writer goes on writing.
+    file: Arc<File>,
     header: SegmentHeader,
     /// Length of the file including staged bytes.
     staged_end: u64,
@@ -167,7 +170,7 @@ impl SegmentWriter {
         let len = bytes.len() as u64;
         Ok(SegmentWriter {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             header,
             staged_end: len,
             durable_end: len,
@@ -215,7 +218,7 @@ impl SegmentWriter {
             .map_err(|e| StoreError::io("seek", path, e))?;
         Ok(SegmentWriter {
             path: path.to_path_buf(),
-            file,
+            file: Arc::new(file),
             header,
             staged_end: committed_end,
             durable_end: committed_end,
@@ -287,15 +290,53 @@ impl SegmentWriter {
         if self.staged.is_empty() {
             return Ok(());
         }
-        self.file
+        let sync = self.write_staged()?;
+        sync.sync()?;
+        self.mark_durable(sync.end);
+        Ok(())
+    }
+
+    /// Writes every staged record, without syncing, and returns the handle
+    /// that makes them durable ([`SegmentSync::sync`], possibly on another
+    /// thread). Crash story: the written records are in the page cache only;
+    /// no index record refers to them yet, so recovery cuts them. On error
+    /// the caller must stop writing.
+    pub fn write_staged(&mut self) -> StoreResult<SegmentSync> {
+        (&*self.file)
             .write_all(&self.staged)
             .map_err(|e| StoreError::io("write", &self.path, e))?;
+        self.staged.clear();
+        Ok(SegmentSync {
+            path: self.path.clone(),
+            file: self.file.clone(),
+            end: self.staged_end,
+        })
+    }
+
+    /// Records that a [`SegmentSync`] of this writer has returned: the file
+    /// is durable up to `end`.
+    pub fn mark_durable(&mut self, end: u64) {
+        self.durable_end = self.durable_end.max(end.min(self.staged_end));
+    }
+}
+
+/// Makes the records a [`SegmentWriter`] has written durable.
+#[derive(Debug, Clone)]
+pub struct SegmentSync {
+    path: PathBuf,
+    file: Arc<File>,
+    /// The file's written length when the handle was made: what `sync`
+    /// makes durable (at least).
+    pub end: u64,
+}
+
+impl SegmentSync {
+    /// fdatasyncs the file. An error means the written records may be lost:
+    /// the writer must stop (a failed fdatasync is never retried).
+    pub fn sync(&self) -> StoreResult<()> {
         self.file
             .sync_data()
-            .map_err(|e| StoreError::io("fdatasync", &self.path, e))?;
-        self.staged.clear();
-        self.durable_end = self.staged_end;
-        Ok(())
+            .map_err(|e| StoreError::io("fdatasync", &self.path, e))
     }
 }
 

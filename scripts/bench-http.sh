@@ -11,6 +11,8 @@
 #   BENCH_QUIET_WAIT  seconds to wait for idle CPUs before each step (120)
 #   PG_BIN          PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
 #   CARGO_TARGET_DIR  honoured for the release build
+#   STELE_BIN       a stele binary to measure instead of building one (to
+#                   compare two builds in one session)
 #
 # Everything runs on 127.0.0.1 with a throwaway CA, data directories and
 # database cluster under one temporary directory, removed on exit; every
@@ -21,7 +23,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-STELE="$TARGET_DIR/release/stele"
+STELE=${STELE_BIN:-$TARGET_DIR/release/stele}
 RUN_LIMIT=$((SECONDS_PER_RUN + 90)) # hard bound on any one step
 
 for tool in openssl jq timeout ss awk; do
@@ -95,8 +97,13 @@ wait_quiet() {
 mkdir -p "$WORK/out"
 
 # ---------------------------------------------------------------- build
-say "building stele (release) in $TARGET_DIR"
-(cd "$ROOT" && timeout 1800 cargo build -p stele-cli --release --quiet)
+if [ -n "${STELE_BIN:-}" ]; then
+    say "measuring $STELE_BIN (not built here)"
+    [ -x "$STELE_BIN" ] || { echo "STELE_BIN=$STELE_BIN is not an executable" >&2; exit 2; }
+else
+    say "building stele (release) in $TARGET_DIR"
+    (cd "$ROOT" && timeout 1800 cargo build -p stele-cli --release --quiet)
+fi
 
 say "machine"
 echo "date:   $(date -u '+%Y-%m-%d %H:%M UTC')"

@@ -201,6 +201,75 @@ pub(crate) struct AccessPolicies {
     set: PolicySet,
     texts: BTreeMap<String, String>,
     schema: Option<Schema>,
+    cache: DecisionCache,
+}
+
+/// Most decisions kept by a [`DecisionCache`]; when full it starts over.
+const DECISION_CACHE_MAX: usize = 4096;
+
+/// Decisions already made for this policy set, keyed by everything a
+/// decision depends on. Deciding is pure (the entities are built from the
+/// request alone), so a cached decision is exactly the one Cedar would make
+/// again; `context.time` is whole seconds, so a busy principal decides once
+/// per second and stream. Requests about single events are not cached (each
+/// names another index). A new policy set starts with an empty cache.
+#[derive(Default)]
+struct DecisionCache(std::sync::Mutex<HashMap<DecisionKey, Decision>>);
+
+impl DecisionCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DecisionKey, Decision>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Clone for DecisionCache {
+    fn clone(&self) -> Self {
+        DecisionCache::default()
+    }
+}
+
+impl std::fmt::Debug for DecisionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecisionCache")
+    }
+}
+
+/// Every field of an [`AccessRequest`] but single-event resources.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    principal: String,
+    principal_kind: String,
+    roles: Vec<String>,
+    action: Action,
+    /// The stream's name, `None` for the log.
+    stream: Option<String>,
+    time: i64,
+    client_ip: IpAddr,
+    tls: bool,
+    tls_identity: Option<String>,
+    auth_method: String,
+}
+
+impl DecisionKey {
+    fn of(request: &AccessRequest<'_>) -> Option<DecisionKey> {
+        let stream = match request.resource {
+            Resource::Stream(name) => Some(name.to_owned()),
+            Resource::Log => None,
+            Resource::Event { .. } => return None,
+        };
+        Some(DecisionKey {
+            principal: request.principal.to_owned(),
+            principal_kind: request.principal_kind.to_owned(),
+            roles: request.roles.to_vec(),
+            action: request.action,
+            stream,
+            time: request.context.time,
+            client_ip: request.context.client_ip,
+            tls: request.context.tls,
+            tls_identity: request.context.tls_identity.clone(),
+            auth_method: request.context.auth_method.clone(),
+        })
+    }
 }
 
 /// Where a Cedar text sits, to report positions in the right file.
@@ -221,8 +290,29 @@ impl CedarOrigin<'_> {
     }
 }
 
+/// The entity types requests are built from, parsed once.
+const ENTITY_TYPES: [&str; 6] = [
+    "Stele::Role",
+    "Stele::Principal",
+    "Stele::Stream",
+    "Stele::Event",
+    "Stele::Log",
+    "Stele::Action",
+];
+
 fn type_name(name: &str) -> Result<EntityTypeName, String> {
-    EntityTypeName::from_str(name).map_err(|e| format!("bad entity type {name}: {e}"))
+    static PARSED: std::sync::OnceLock<HashMap<&'static str, EntityTypeName>> =
+        std::sync::OnceLock::new();
+    let parsed = PARSED.get_or_init(|| {
+        ENTITY_TYPES
+            .iter()
+            .filter_map(|n| Some((*n, EntityTypeName::from_str(n).ok()?)))
+            .collect()
+    });
+    match parsed.get(name) {
+        Some(parsed) => Ok(parsed.clone()),
+        None => EntityTypeName::from_str(name).map_err(|e| format!("bad entity type {name}: {e}")),
+    }
 }
 
 fn uid(type_name_str: &str, id: &str) -> Result<EntityUid, String> {
@@ -252,6 +342,7 @@ impl AccessPolicies {
             set: PolicySet::new(),
             texts: BTreeMap::new(),
             schema: None,
+            cache: DecisionCache::default(),
         }
     }
 
@@ -348,6 +439,7 @@ impl AccessPolicies {
                 set,
                 texts,
                 schema: Some(schema),
+                cache: DecisionCache::default(),
             })
         } else {
             Err(problems)
@@ -361,6 +453,23 @@ impl AccessPolicies {
 
     /// Decides `request`.
     pub(crate) fn authorize(&self, request: &AccessRequest<'_>) -> Decision {
+        let Some(key) = DecisionKey::of(request) else {
+            return self.decide(request);
+        };
+        if let Some(decision) = self.cache.lock().get(&key) {
+            return decision.clone();
+        }
+        let decision = self.decide(request);
+        let mut cache = self.cache.lock();
+        if cache.len() >= DECISION_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, decision.clone());
+        decision
+    }
+
+    /// Asks Cedar.
+    fn decide(&self, request: &AccessRequest<'_>) -> Decision {
         let (cedar_request, entities) = match self.build(request) {
             Ok(built) => built,
             Err(error) => {

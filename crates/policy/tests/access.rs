@@ -369,3 +369,89 @@ fn action_names_round_trip() {
         );
     }
 }
+
+/// Decisions are remembered per policy set (see `DecisionCache`): asking
+/// again, in another order, after requests that differ in any one field,
+/// and after the cache has started over, gives the same answers as the
+/// first time, and each field still counts.
+#[test]
+fn repeated_decisions_are_the_same_and_every_field_counts() {
+    let toml = r#"
+version = 1
+default_stream = "ops"
+[streams.ops]
+retain = "1d"
+[streams.audit]
+retain = "forever"
+[access]
+cedar = '''
+@id("ops-append")
+permit (principal in Stele::Role::"writer", action == Stele::Action::"append", resource == Stele::Stream::"ops")
+when { context.time < 1800000100 && context.client_ip.isInRange(ip("10.0.0.0/8"))
+       && context.tls && context.auth_method == "token" && principal.kind == "service" };
+@id("mtls-verify")
+permit (principal, action == Stele::Action::"verify", resource)
+when { context.tls_identity == "ops-box" };
+@id("no-mallory")
+forbid (principal == Stele::Principal::"mallory", action, resource);
+'''
+"#;
+    let policy = Policy::from_source(&PolicySource::from_toml("p.toml", toml)).unwrap();
+    let writer = who("w", "service", &["writer"]);
+    let user = who("w", "user", &["writer"]);
+    let nobody = who("w", "service", &[]);
+    let mallory = who("mallory", "service", &["writer"]);
+    let base = || request(&writer, Action::Append, OPS, "10.0.0.1");
+    let mut cases: Vec<(AccessRequest<'_>, bool)> = vec![(base(), true)];
+    cases.push((request(&user, Action::Append, OPS, "10.0.0.1"), false));
+    cases.push((request(&nobody, Action::Append, OPS, "10.0.0.1"), false));
+    cases.push((request(&mallory, Action::Append, OPS, "10.0.0.1"), false));
+    cases.push((request(&writer, Action::Read, OPS, "10.0.0.1"), false));
+    cases.push((
+        request(
+            &writer,
+            Action::Append,
+            Resource::Stream("audit"),
+            "10.0.0.1",
+        ),
+        false,
+    ));
+    cases.push((request(&writer, Action::Append, OPS, "11.0.0.1"), false));
+    let mut late = base();
+    late.context.time = 1_800_000_100;
+    cases.push((late, false));
+    let mut plain = base();
+    plain.context.tls = false;
+    cases.push((plain, false));
+    let mut mtls = base();
+    mtls.context.auth_method = "mtls".into();
+    cases.push((mtls, false));
+    let mut verify = request(&writer, Action::Verify, LOG, "10.0.0.1");
+    cases.push((verify.clone(), false));
+    verify.context.tls_identity = Some("ops-box".into());
+    cases.push((verify, true));
+
+    for round in 0..3 {
+        let order: Vec<usize> = if round == 1 {
+            (0..cases.len()).rev().collect()
+        } else {
+            (0..cases.len()).collect()
+        };
+        for i in order {
+            let (req, allowed) = &cases[i];
+            let decision = policy.authorize(req);
+            assert_eq!(
+                decision.allowed, *allowed,
+                "round {round}, case {i}: {decision:?}"
+            );
+        }
+        if round == 1 {
+            // More distinct requests than the cache keeps.
+            for second in 0..5000 {
+                let mut req = base();
+                req.context.time = 1_700_000_000 + second;
+                assert!(policy.authorize(&req).allowed);
+            }
+        }
+    }
+}

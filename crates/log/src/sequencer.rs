@@ -320,6 +320,7 @@ fn run(
         let next = match pending.take() {
             Some(request) => Some(request),
             None if !flight.is_empty() => rx.try_recv().ok(),
+            // Once stopping, take only what is already queued.
             None if stopping.load(SeqCst) => match rx.try_recv() {
                 Ok(request) => Some(request),
                 Err(_) => break,

@@ -148,7 +148,7 @@ pub fn render(
     histogram(
         &mut out,
         "stele_commit_seconds",
-        "Time to make a batch durable (segment and index fdatasync).",
+        "Time from writing a batch to its being durable (segment and index fdatasync, after those of the batch before it).",
         &seq.commit_seconds,
     );
     let _ = writeln!(

@@ -119,6 +119,25 @@ fn create_baseline(dir: &std::path::Path, files: usize) -> CliResult<Duration> {
 }
 
 /// SHA-256 baseline over `size`-byte messages, one core.
+/// Bytes in the files under `path` (or of the file itself); what cannot
+/// be read counts as nothing.
+fn tree_bytes(path: &std::path::Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| tree_bytes(&entry.path()))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 fn sha_baseline(size: usize) -> f64 {
     let message = vec![0x61u8; size];
     let salt = [7u8; 32];
@@ -230,11 +249,11 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     .map_err(|e| Failure::usage(format!("preparing events: {e}")))?;
     let prepare_secs = started.elapsed().as_secs_f64();
     let all: Vec<PreparedEvent> = prepared.into_iter().flatten().collect();
-    let stored_bytes: usize = all.iter().map(|e| e.canonical.len() + 32).sum();
+    let sealed_bytes: usize = all.iter().map(|e| e.stored.len() + 32).sum();
     println!(
-        "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, salt, commitment); avg stored event {} B",
+        "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, pack, salt, commitment); avg sealed event {} B (salt and stored envelope)",
         args.events as f64 / prepare_secs,
-        stored_bytes / args.events
+        sealed_bytes / args.events
     );
 
     // Split into requests, dealt round-robin to producers.
@@ -290,10 +309,14 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         )));
     }
     let rate = args.events as f64 / append_secs;
+    let segments = tree_bytes(&data.join("segments"));
+    let index = tree_bytes(&data.join("index"));
+    let tiles = tree_bytes(&data.join("log"));
+    let written = segments + index + tiles;
     println!(
-        "append    {:.0} events/s, {:.1} MB/s stored, {} batches (avg {:.0} events), durable before ack",
+        "append    {:.0} events/s, {:.1} MB/s written, {} batches (avg {:.0} events), durable before ack",
         rate,
-        stored_bytes as f64 / append_secs / 1e6,
+        written as f64 / append_secs / 1e6,
         stats.batches,
         stats.events as f64 / stats.batches.max(1) as f64
     );
@@ -308,6 +331,14 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         "publish   final checkpoint at size {} after {:.2}s total",
         log.published_size(),
         total_secs
+    );
+    let per_event = |bytes: u64| bytes as f64 / args.events as f64;
+    println!(
+        "disk      {:.0} B per event: segments {:.0}, index {:.0}, tiles {:.0}",
+        per_event(written),
+        per_event(segments),
+        per_event(index),
+        per_event(tiles)
     );
     println!(
         "ratio     append / (fdatasync-per-256-events baseline) = {:.2}",

@@ -173,12 +173,32 @@ impl Envelope {
     /// Members are written in the fixed order of [`ENVELOPE_MEMBERS`]; only
     /// `event.attributes` goes through the general canonicalizer.
     pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        self.write_canonical_marked(out);
+    }
+
+    /// The canonical bytes and the stored form of the envelope: packed
+    /// (see `stored.rs`) when that is smaller, else the canonical bytes
+    /// again. The commitment is over the first; the second is what a
+    /// segment record keeps after the salt.
+    pub fn canonical_and_stored(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut canonical = Vec::with_capacity(self.estimated_canonical_len());
+        let payload_at = self.write_canonical_marked(&mut canonical);
+        let stored = crate::stored::pack(&canonical, payload_at)
+            .unwrap_or_else(|| canonical.clone());
+        (canonical, stored)
+    }
+
+    /// [`Self::write_canonical`], returning where in `out` the `payload`
+    /// string (quotes included) was written.
+    fn write_canonical_marked(&self, out: &mut Vec<u8>) -> std::ops::Range<usize> {
         out.extend_from_slice(b"{\"event\":");
         self.event.write_canonical(out);
         out.extend_from_slice(b",\"id\":");
         jcs::write_string(&self.id, out);
         out.extend_from_slice(b",\"payload\":");
+        let payload_start = out.len();
         jcs::write_string(&self.payload, out);
+        let payload_at = payload_start..out.len();
         out.extend_from_slice(b",\"received_at\":");
         jcs::write_string(&self.received_at, out);
         if let Some(source) = &self.source {
@@ -190,6 +210,7 @@ impl Envelope {
         out.extend_from_slice(b",\"v\":1,\"writer\":");
         jcs::write_string(&self.writer, out);
         out.push(b'}');
+        payload_at
     }
 
     /// Over-estimates the canonical length so one allocation usually

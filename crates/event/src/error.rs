@@ -197,6 +197,14 @@ pub enum EventError {
     #[error("envelope bytes are not in canonical (RFC 8785) form")]
     NotCanonical,
 
+    /// The stored form of an envelope (what follows the salt in a segment
+    /// record) cannot be unpacked; see `docs/formats/event.md`.
+    #[error("stored envelope is malformed: {reason}")]
+    BadStoredForm {
+        /// What was wrong.
+        reason: &'static str,
+    },
+
     /// A value that goes into an envelope is unusable, e.g. an id that is not
     /// a UUID string.
     #[error("field \"{field}\": {reason}")]
@@ -237,7 +245,8 @@ impl EventError {
             | Self::Syntax { .. }
             | Self::TrailingData { .. }
             | Self::NotAnObject { .. }
-            | Self::NotCanonical => "",
+            | Self::NotCanonical
+            | Self::BadStoredForm { .. } => "",
         };
         if path.is_empty() { None } else { Some(path) }
     }
@@ -272,9 +281,10 @@ impl EventError {
             | Self::IdTooLong { .. }
             | Self::TooDeep { .. }
             | Self::TooManyAttributeKeys { .. } => "limit",
-            Self::UnsupportedVersion { .. } | Self::NotCanonical | Self::InvalidEnvelope { .. } => {
-                "envelope"
-            }
+            Self::UnsupportedVersion { .. }
+            | Self::NotCanonical
+            | Self::BadStoredForm { .. }
+            | Self::InvalidEnvelope { .. } => "envelope",
         }
     }
 

@@ -244,37 +244,63 @@ fn escaped_extra_len(bytes: &[u8]) -> usize {
 /// Writes the escaped form of `bytes` into `dst`, which must be one byte
 /// longer than the escaped text ([`escaped_extra_len`] more than `bytes`).
 ///
-/// Quotes in a payload come at unpredictable places, so instead of
-/// branching on each byte it always writes two bytes (the byte or a
-/// backslash, then the escape letter or a zero that the next byte
-/// overwrites) and advances by one or two. Only `\u00xx` escapes, rare in
-/// practice, take a branch. Writes that would not fit are dropped rather
-/// than panicking, which cannot happen when the length is right.
+/// Eight bytes at a time: the bytes before the first one that needs an
+/// escape are copied as they are, then that one is escaped. Each escape
+/// always writes two bytes (a backslash and the escape letter, or the byte
+/// and a zero that the next write overwrites); only `\u00xx` escapes, rare
+/// in practice, take another branch. Writes that would not fit are dropped
+/// rather than panicking, which cannot happen when the length is right.
 fn write_escaped(bytes: &[u8], dst: &mut [u8]) {
+    let mut i = 0;
     let mut j = 0;
-    for &b in bytes {
-        let escape = ESCAPES[usize::from(b)];
-        if escape == b'u' {
-            if let Some(slot) = dst.get_mut(j..j + 6) {
-                slot.copy_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[usize::from(b >> 4)],
-                    HEX[usize::from(b & 0x0f)],
-                ]);
+    while i < bytes.len() {
+        let word = bytes.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok());
+        let Some(word) = word else {
+            // Fewer than eight bytes left: one by one.
+            for &b in bytes.get(i..).unwrap_or_default() {
+                j += write_escaped_byte(b, dst.get_mut(j..).unwrap_or_default());
             }
-            j += 6;
-            continue;
+            return;
+        };
+        // Copy the bytes before the first one that needs an escape (all
+        // eight when none does), then escape that one.
+        let run = escape_mask(u64::from_le_bytes(word)).trailing_zeros() as usize / 8;
+        if let (Some(from), Some(to)) = (word.get(..run), dst.get_mut(j..j + run)) {
+            to.copy_from_slice(from);
         }
-        let escaped = escape != 0;
-        if let Some([first, second]) = dst.get_mut(j..j + 2) {
-            *first = if escaped { b'\\' } else { b };
-            *second = escape;
+        i += run;
+        j += run;
+        if let Some(&b) = word.get(run) {
+            j += write_escaped_byte(b, dst.get_mut(j..).unwrap_or_default());
+            i += 1;
         }
-        j += 1 + usize::from(escaped);
     }
+}
+
+/// Writes one byte escaped at the start of `dst`; returns how many bytes
+/// it takes (the two-byte write may leave a zero the next byte overwrites).
+#[inline(always)]
+fn write_escaped_byte(b: u8, dst: &mut [u8]) -> usize {
+    let escape = ESCAPES[usize::from(b)];
+    if escape == b'u' {
+        if let Some(slot) = dst.get_mut(..6) {
+            slot.copy_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0x0f)],
+            ]);
+        }
+        return 6;
+    }
+    let escaped = escape != 0;
+    if let Some([first, second, ..]) = dst.get_mut(..2) {
+        *first = if escaped { b'\\' } else { b };
+        *second = escape;
+    }
+    1 + usize::from(escaped)
 }
 
 /// Extra bytes each byte needs once escaped: 5 for `\u00xx`, 1 for the
@@ -302,6 +328,19 @@ const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
 /// classic SWAR test from "Bit Twiddling Hacks").
 const fn has_byte_below(word: u64, n: u8) -> bool {
     word.wrapping_sub(LOW_BITS.wrapping_mul(n as u64)) & !word & HIGH_BITS != 0
+}
+
+/// The high bit of each byte of `word` (little-endian) that is a control
+/// character, `"` or `\`, and possibly of bytes above one that is: the
+/// lowest set bit is always exact, which is all [`write_escaped`] uses.
+const fn escape_mask(word: u64) -> u64 {
+    byte_below_mask(word, 0x20)
+        | byte_below_mask(word ^ LOW_BITS.wrapping_mul(b'"' as u64), 1)
+        | byte_below_mask(word ^ LOW_BITS.wrapping_mul(b'\\' as u64), 1)
+}
+
+const fn byte_below_mask(word: u64, n: u8) -> u64 {
+    word.wrapping_sub(LOW_BITS.wrapping_mul(n as u64)) & !word & HIGH_BITS
 }
 
 /// Whether any byte of `word` is a control character, `"` or `\`.

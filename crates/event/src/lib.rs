@@ -19,6 +19,7 @@ mod error;
 mod jcs;
 mod json;
 mod limits;
+mod stored;
 
 pub use client::{
     ClientEvent, STREAM_NAME_MAX, check_client_stream_name, check_stream_name,
@@ -31,6 +32,7 @@ pub use envelope::{
 pub use error::EventError;
 pub use jcs::{canonicalize, compare_utf16, to_canonical_vec};
 pub use limits::{Limits, MAX_DEPTH_CEILING};
+pub use stored::{DICTIONARY, MAX_CANONICAL_BYTES, PACKED_FORM, canonical_from_stored};
 
 #[cfg(test)]
 mod tests;

@@ -804,11 +804,17 @@ proptest! {
         let fast = envelope.canonical_bytes();
         prop_assert_eq!(&fast, &to_canonical_vec(&envelope.to_json()));
         let back = Envelope::from_canonical(&fast).unwrap();
-        prop_assert_eq!(back.canonical_bytes(), fast);
+        prop_assert_eq!(&back.canonical_bytes(), &fast);
         prop_assert_eq!(&back.id, &envelope.id);
         prop_assert_eq!(&back.payload, &envelope.payload);
         prop_assert_eq!(&back.event.actor, &envelope.event.actor);
         prop_assert_eq!(&back.event.time, &envelope.event.time);
+        // The stored form rebuilds exactly the canonical bytes.
+        let (canonical, stored) = envelope.canonical_and_stored();
+        prop_assert_eq!(&canonical, &fast);
+        prop_assert!(stored.len() <= canonical.len());
+        let mut scratch = Vec::new();
+        prop_assert_eq!(canonical_from_stored(&stored, &mut scratch).unwrap(), &fast[..]);
     }
 
     /// Random bytes never panic the parser.
@@ -831,6 +837,9 @@ proptest! {
             prop_assert_eq!(&bytes, &to_canonical_vec(&envelope.to_json()));
             let back = Envelope::from_canonical(&bytes).unwrap();
             back.verify_payload(&Limits::default()).unwrap();
+            let (_, stored) = envelope.canonical_and_stored();
+            let mut scratch = Vec::new();
+            prop_assert_eq!(canonical_from_stored(&stored, &mut scratch).unwrap(), &bytes[..]);
         }
     }
 
@@ -896,4 +905,30 @@ fn bench_canonical_bytes() {
         raw.len(),
         envelope.canonical_bytes().len()
     );
+}
+
+/// The stored form keeps the payload once: its `payload` member is one
+/// copy of the stored text, and the rest (the event, the server's fields)
+/// packs to well under its canonical size.
+#[test]
+fn stored_form_keeps_the_payload_once() {
+    let raw = r#"{"actor":"user-5@example.com","action":"document.read","resource":"documents/5","outcome":"success","attributes":{"ip":"10.0.0.5","tags":["a","b"],"note":"said \"hi\"\n","n":1.5}}"#;
+    let envelope = sample_envelope(raw);
+    let (canonical, stored) = envelope.canonical_and_stored();
+    assert_eq!(stored.first(), Some(&PACKED_FORM));
+    let mut escaped = Vec::new();
+    crate::jcs::write_string(&envelope.payload, &mut escaped);
+    let text = escaped.len() - 2;
+    let rest = canonical.len() - text;
+    assert!(
+        stored.len() <= text + rest * 2 / 3,
+        "stored {} bytes: a {text}-byte payload text and {rest} other bytes (canonical {})\n{}",
+        stored.len(),
+        canonical.len(),
+        crate::stored::describe(&stored)
+    );
+    let mut scratch = Vec::new();
+    let rebuilt = canonical_from_stored(&stored, &mut scratch).unwrap();
+    assert_eq!(rebuilt, canonical);
+    assert_eq!(Envelope::from_canonical(rebuilt).unwrap(), envelope);
 }

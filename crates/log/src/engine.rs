@@ -681,7 +681,7 @@ impl Log {
                 generation,
                 index,
                 &event.commitment,
-                &[&event.salt, &event.canonical],
+                &[&event.salt, &event.stored],
             )?;
             let record = IndexRecord {
                 commitment: event.commitment,
@@ -1171,8 +1171,8 @@ fn all_zero(file: &std::fs::File, from: u64, to: u64) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// Splits a record's plaintext into salt and envelope and checks both
-/// against the commitment in the index.
+/// Splits a record's plaintext into salt and stored envelope, rebuilds the
+/// canonical bytes and checks both against the commitment in the index.
 pub(crate) fn decode_plaintext(
     index: u64,
     commitment: &[u8; 32],
@@ -1185,9 +1185,15 @@ pub(crate) fn decode_plaintext(
             path.display()
         )));
     }
-    let canonical = plain.split_off(32);
+    let stored = plain.split_off(32);
     let mut salt = [0u8; 32];
     salt.copy_from_slice(&plain);
+    let mut scratch = Vec::new();
+    let canonical = stele_event::canonical_from_stored(&stored, &mut scratch)
+        .map_err(|e| {
+            LogError::Integrity(format!("{}: entry {index}: {e}", path.display()))
+        })?
+        .to_vec();
     if &stele_event::commitment(&salt, &canonical) != commitment {
         return Err(LogError::Integrity(format!(
             "{}: entry {index} does not match its commitment",

@@ -21,8 +21,10 @@ pub struct PreparedEvent {
     /// UTC day of `received_at`; selects the segment.
     pub epoch: u32,
     pub salt: [u8; 32],
-    /// RFC 8785 bytes of the envelope.
-    pub canonical: Vec<u8>,
+    /// The envelope as a segment record keeps it after the salt: packed, or
+    /// its canonical (RFC 8785) bytes (`stele_event::canonical_from_stored`
+    /// gives the canonical bytes back).
+    pub stored: Vec<u8>,
     /// SHA-256("stele/event/v1\n" ‖ salt ‖ canonical): the Merkle leaf data.
     pub commitment: [u8; 32],
     /// Hash of the idempotency key (0 when the event has no client `id`):
@@ -180,7 +182,7 @@ fn take_random(out: &mut [u8]) -> Result<(), PrepareError> {
 /// Encodes an already built envelope with a given salt. The idempotency
 /// key is taken from the envelope's writer and client `id`.
 pub fn prepare_envelope(envelope: Envelope, salt: [u8; 32], now: Timestamp) -> PreparedEvent {
-    let canonical = envelope.canonical_bytes();
+    let (canonical, stored) = envelope.canonical_and_stored();
     let commitment = commitment(&salt, &canonical);
     let idempotency = envelope
         .event
@@ -207,7 +209,7 @@ pub fn prepare_envelope(envelope: Envelope, salt: [u8; 32], now: Timestamp) -> P
         stream: envelope.stream,
         epoch: epoch_of_seconds(now.as_second()),
         salt,
-        canonical,
+        stored,
         commitment,
     }
 }

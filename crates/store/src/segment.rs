@@ -433,6 +433,24 @@ pub fn record_len(bytes: &[u8]) -> Option<usize> {
     Some(4 + u32::from_be_bytes(head) as usize)
 }
 
+/// The entry number, writer generation and total length of the record at
+/// the start of `bytes`, read from its framing alone: the checksum is not
+/// checked (see [`parse_record_ref`]). `None` when the length is impossible
+/// or the record does not fit in `bytes`.
+pub fn peek_record(bytes: &[u8]) -> Option<(u64, u32, usize)> {
+    let body_len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?);
+    if body_len > MAX_RECORD_BODY || (body_len as usize) < RECORD_OVERHEAD - 4 {
+        return None;
+    }
+    let total = 4 + body_len as usize;
+    if bytes.len() < total {
+        return None;
+    }
+    let index = u64::from_be_bytes(bytes.get(4..12)?.try_into().ok()?);
+    let generation = u32::from_be_bytes(bytes.get(12..16)?.try_into().ok()?);
+    Some((index, generation, total))
+}
+
 /// Parses one record from `bytes` (which start at the record's length
 /// field). Returns the record and its total length.
 pub fn parse_record(path: &Path, offset: u64, bytes: &[u8]) -> StoreResult<(SealedRecord, usize)> {

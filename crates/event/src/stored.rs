@@ -54,7 +54,7 @@ pub(crate) fn pack(canonical: &[u8], payload_at: Range<usize>) -> Option<Vec<u8>
     let mut dictionary = Vec::with_capacity(DICTIONARY.len() + text.len());
     dictionary.extend_from_slice(DICTIONARY);
     dictionary.extend_from_slice(text);
-    let table = MatchTable::new(&dictionary);
+    let table = MatchTable::new(text);
 
     let mut out = Vec::with_capacity(canonical.len() / 2 + text.len() + 16);
     out.push(PACKED_FORM);
@@ -172,43 +172,77 @@ fn read_varint(input: &mut &[u8]) -> Result<usize, EventError> {
     Err(bad("number longer than 5 bytes"))
 }
 
-/// One candidate position per hash of an 8-byte window of the dictionary.
+/// Candidate dictionary positions for 8-byte windows: every position of
+/// the fixed text (built once), and every fourth position of the stored
+/// text (built per event; a common run of 11 bytes or more always covers
+/// one of them, and the match is then grown both ways).
 struct MatchTable {
-    slots: Vec<u32>,
-    bits: u32,
+    text_slots: Vec<u32>,
+    text_bits: u32,
 }
 
 const EMPTY: u32 = u32::MAX;
+const TEXT_STRIDE: usize = 4;
 
-impl MatchTable {
-    fn new(dictionary: &[u8]) -> MatchTable {
-        // Four slots per window keeps collisions (which lose matches) rare.
-        let size = (dictionary.len() * 4).next_power_of_two().clamp(1024, 1 << 18);
-        let bits = size.trailing_zeros();
-        let mut slots = vec![EMPTY; size];
-        for (position, window) in dictionary.windows(MIN_MATCH).enumerate() {
+/// Slots over every window of [`DICTIONARY`], first occurrence kept.
+fn fixed_table() -> &'static (Vec<u32>, u32) {
+    static FIXED: std::sync::OnceLock<(Vec<u32>, u32)> = std::sync::OnceLock::new();
+    FIXED.get_or_init(|| {
+        let bits = 10;
+        let mut slots = vec![EMPTY; 1 << bits];
+        for (position, window) in DICTIONARY.windows(MIN_MATCH).enumerate() {
             let slot = &mut slots[hash(window, bits)];
-            // The first occurrence is kept: deterministic, and it prefers the
-            // fixed dictionary, whose offsets are the shortest.
             if *slot == EMPTY {
                 *slot = position as u32;
             }
         }
-        MatchTable { slots, bits }
+        (slots, bits)
+    })
+}
+
+impl MatchTable {
+    fn new(text: &[u8]) -> MatchTable {
+        let windows = text.len() / TEXT_STRIDE + 1;
+        let size = (windows * 2).next_power_of_two().clamp(64, 1 << 16);
+        let bits = size.trailing_zeros();
+        let mut slots = vec![EMPTY; size];
+        let mut position = 0;
+        while let Some(window) = text.get(position..position + MIN_MATCH) {
+            let slot = &mut slots[hash(window, bits)];
+            if *slot == EMPTY {
+                *slot = (DICTIONARY.len() + position) as u32;
+            }
+            position += TEXT_STRIDE;
+        }
+        MatchTable {
+            text_slots: slots,
+            text_bits: bits,
+        }
     }
 
-    /// Appends instructions that rebuild `src` (greedy: the longest match at
-    /// the first position that has one).
+    /// The dictionary position where `window` (8 bytes) starts, if known.
+    fn find(&self, window: &[u8], dictionary: &[u8]) -> Option<usize> {
+        let (fixed, fixed_bits) = fixed_table();
+        [
+            self.text_slots[hash(window, self.text_bits)],
+            fixed[hash(window, *fixed_bits)],
+        ]
+        .into_iter()
+        .filter(|candidate| *candidate != EMPTY)
+        .map(|candidate| candidate as usize)
+        .find(|&start| dictionary.get(start..start + MIN_MATCH) == Some(window))
+    }
+
+    /// Appends instructions that rebuild `src` (greedy: the first match
+    /// found, grown both ways).
     fn encode(&self, src: &[u8], dictionary: &[u8], out: &mut Vec<u8>) {
         let mut literal_start = 0;
         let mut i = 0;
         while let Some(window) = src.get(i..i + MIN_MATCH) {
-            let candidate = self.slots[hash(window, self.bits)];
-            let start = candidate as usize;
-            if candidate == EMPTY || dictionary.get(start..start + MIN_MATCH) != Some(window) {
+            let Some(start) = self.find(window, dictionary) else {
                 i += 1;
                 continue;
-            }
+            };
             let mut len = MIN_MATCH;
             while src.get(i + len).is_some() && src.get(i + len) == dictionary.get(start + len) {
                 len += 1;

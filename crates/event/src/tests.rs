@@ -900,10 +900,24 @@ fn bench_canonical_bytes() {
         total += usize::from(parse_client_event(raw.as_bytes(), &Limits::default()).is_ok());
     }
     let parse = start.elapsed() / (iterations / 4);
+    let start = std::time::Instant::now();
+    for _ in 0..iterations / 4 {
+        total += std::hint::black_box(&envelope).canonical_and_stored().1.len();
+    }
+    let stored = start.elapsed() / (iterations / 4);
+    let (_, packed) = envelope.canonical_and_stored();
+    let mut scratch = Vec::new();
+    let start = std::time::Instant::now();
+    for _ in 0..iterations {
+        total += canonical_from_stored(std::hint::black_box(&packed), &mut scratch)
+            .map_or(0, <[u8]>::len);
+    }
+    let unpack = start.elapsed() / iterations;
     println!(
-        "payload {} bytes, canonical {} bytes: canonical_bytes {fast:?} (payload string {payload_only:?}, event {event_only:?}), via Value {slow:?}, parse {parse:?} ({total})",
+        "payload {} bytes, canonical {} bytes: canonical_bytes {fast:?} (payload string {payload_only:?}, event {event_only:?}), via Value {slow:?}, parse {parse:?}, canonical and stored {stored:?} (packed {} bytes), rebuilt from packed {unpack:?} ({total})",
         raw.len(),
-        envelope.canonical_bytes().len()
+        envelope.canonical_bytes().len(),
+        packed.len()
     );
 }
 

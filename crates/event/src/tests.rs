@@ -868,7 +868,8 @@ proptest! {
 #[test]
 #[ignore = "timing, not a correctness test"]
 fn bench_canonical_bytes() {
-    let raw = r#"{"actor":"user:alice@example.com","action":"document.read","resource":"doc/8c1f2a","outcome":"success","time":"2026-11-26T04:51:57.123Z","id":"req-7d3e","source":"web","attributes":{"ip":"203.0.113.7","ua":"Mozilla/5.0","bytes":1234}}"#;
+    let raw = std::env::var("STELE_BENCH_EVENT").unwrap_or_else(|_| r#"{"actor":"user:alice@example.com","action":"document.read","resource":"doc/8c1f2a","outcome":"success","time":"2026-11-26T04:51:57.123Z","id":"req-7d3e","source":"web","attributes":{"ip":"203.0.113.7","ua":"Mozilla/5.0","bytes":1234}}"#.to_string());
+    let raw = raw.as_str();
     let envelope = sample_envelope(raw);
     let iterations = 200_000u32;
     let mut total = 0usize;

@@ -51,21 +51,56 @@ pub(crate) fn pack(canonical: &[u8], payload_at: Range<usize>) -> Option<Vec<u8>
     let text = canonical.get(text_at.clone())?;
     let before = canonical.get(..text_at.start)?;
     let after = canonical.get(text_at.end..)?;
-    let mut dictionary = Vec::with_capacity(DICTIONARY.len() + text.len());
-    dictionary.extend_from_slice(DICTIONARY);
-    dictionary.extend_from_slice(text);
-    let table = MatchTable::new(text);
+    PACKER.with(|packer| {
+        let (dictionary, slots) = &mut *packer.borrow_mut();
+        dictionary.clear();
+        dictionary.extend_from_slice(DICTIONARY);
+        dictionary.extend_from_slice(text);
+        let packed = {
+            let table = MatchTable::new(text, slots);
+            pack_with(canonical, text, before, after, &table, dictionary)
+        };
+        // Only the allocations of ordinary events are kept: a thread that
+        // once packed a 64 KiB event does not hold its tables for good.
+        if slots.capacity() > KEEP_SLOTS {
+            *slots = Vec::new();
+        }
+        if dictionary.capacity() > KEEP_DICTIONARY_BYTES {
+            *dictionary = Vec::new();
+        }
+        packed
+    })
+}
+
+const KEEP_SLOTS: usize = 4096;
+const KEEP_DICTIONARY_BYTES: usize = 16 * 1024;
+
+thread_local! {
+    /// The dictionary and match table of the last event packed on this
+    /// thread, kept for their allocations.
+    static PACKER: std::cell::RefCell<(Vec<u8>, Vec<u32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn pack_with(
+    canonical: &[u8],
+    text: &[u8],
+    before: &[u8],
+    after: &[u8],
+    table: &MatchTable<'_>,
+    dictionary: &[u8],
+) -> Option<Vec<u8>> {
 
     let mut out = Vec::with_capacity(canonical.len() / 2 + text.len() + 16);
     out.push(PACKED_FORM);
     write_varint(canonical.len(), &mut out);
     write_varint(text.len(), &mut out);
     out.extend_from_slice(text);
-    table.encode(before, &dictionary, &mut out);
+    table.encode(before, dictionary, &mut out);
     if !text.is_empty() {
         write_copy(DICTIONARY.len(), text.len(), &mut out);
     }
-    table.encode(after, &dictionary, &mut out);
+    table.encode(after, dictionary, &mut out);
     (out.len() < canonical.len()).then_some(out)
 }
 
@@ -176,36 +211,40 @@ fn read_varint(input: &mut &[u8]) -> Result<usize, EventError> {
 /// the fixed text (built once), and every fourth position of the stored
 /// text (built per event; a common run of 11 bytes or more always covers
 /// one of them, and the match is then grown both ways).
-struct MatchTable {
-    text_slots: Vec<u32>,
+struct MatchTable<'a> {
+    text_slots: &'a [u32],
     text_bits: u32,
+    fixed_slots: &'a [u32],
 }
 
 const EMPTY: u32 = u32::MAX;
 const TEXT_STRIDE: usize = 4;
+const FIXED_BITS: u32 = 10;
 
 /// Slots over every window of [`DICTIONARY`], first occurrence kept.
-fn fixed_table() -> &'static (Vec<u32>, u32) {
-    static FIXED: std::sync::OnceLock<(Vec<u32>, u32)> = std::sync::OnceLock::new();
+fn fixed_slots() -> &'static [u32] {
+    static FIXED: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
     FIXED.get_or_init(|| {
-        let bits = 10;
-        let mut slots = vec![EMPTY; 1 << bits];
+        let mut slots = vec![EMPTY; 1 << FIXED_BITS];
         for (position, window) in DICTIONARY.windows(MIN_MATCH).enumerate() {
-            let slot = &mut slots[hash(window, bits)];
+            let slot = &mut slots[hash(window, FIXED_BITS)];
             if *slot == EMPTY {
                 *slot = position as u32;
             }
         }
-        (slots, bits)
+        slots
     })
 }
 
-impl MatchTable {
-    fn new(text: &[u8]) -> MatchTable {
+impl<'a> MatchTable<'a> {
+    /// Indexes `text` in `slots` (reused between events, so packing does
+    /// not allocate a table each time).
+    fn new(text: &[u8], slots: &'a mut Vec<u32>) -> MatchTable<'a> {
         let windows = text.len() / TEXT_STRIDE + 1;
         let size = (windows * 2).next_power_of_two().clamp(64, 1 << 16);
         let bits = size.trailing_zeros();
-        let mut slots = vec![EMPTY; size];
+        slots.clear();
+        slots.resize(size, EMPTY);
         let mut position = 0;
         while let Some(window) = text.get(position..position + MIN_MATCH) {
             let slot = &mut slots[hash(window, bits)];
@@ -217,20 +256,20 @@ impl MatchTable {
         MatchTable {
             text_slots: slots,
             text_bits: bits,
+            fixed_slots: fixed_slots(),
         }
     }
 
     /// The dictionary position where `window` (8 bytes) starts, if known.
     fn find(&self, window: &[u8], dictionary: &[u8]) -> Option<usize> {
-        let (fixed, fixed_bits) = fixed_table();
-        [
-            self.text_slots[hash(window, self.text_bits)],
-            fixed[hash(window, *fixed_bits)],
-        ]
-        .into_iter()
-        .filter(|candidate| *candidate != EMPTY)
-        .map(|candidate| candidate as usize)
-        .find(|&start| dictionary.get(start..start + MIN_MATCH) == Some(window))
+        let product = mix(window);
+        let text = self.text_slots[(product >> (64 - self.text_bits)) as usize];
+        let fixed = self.fixed_slots[(product >> (64 - FIXED_BITS)) as usize];
+        [text, fixed]
+            .into_iter()
+            .filter(|candidate| *candidate != EMPTY)
+            .map(|candidate| candidate as usize)
+            .find(|&start| dictionary.get(start..start + MIN_MATCH) == Some(window))
     }
 
     /// Appends instructions that rebuild `src` (greedy: the first match
@@ -300,9 +339,15 @@ fn write_literal(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 fn hash(window: &[u8], bits: u32) -> usize {
+    (mix(window) >> (64 - bits)) as usize
+}
+
+/// The 8-byte window multiplied by a large odd constant; its top bits are
+/// the hash at any table size.
+fn mix(window: &[u8]) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&window[..8]);
-    (u64::from_le_bytes(word).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+    u64::from_le_bytes(word).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// The instructions of a packed body, one per line, for test messages.

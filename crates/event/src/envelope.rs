@@ -183,8 +183,8 @@ impl Envelope {
     pub fn canonical_and_stored(&self) -> (Vec<u8>, Vec<u8>) {
         let mut canonical = Vec::with_capacity(self.estimated_canonical_len());
         let payload_at = self.write_canonical_marked(&mut canonical);
-        let stored = crate::stored::pack(&canonical, payload_at)
-            .unwrap_or_else(|| canonical.clone());
+        let stored =
+            crate::stored::pack(&canonical, payload_at).unwrap_or_else(|| canonical.clone());
         (canonical, stored)
     }
 

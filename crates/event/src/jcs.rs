@@ -254,7 +254,9 @@ fn write_escaped(bytes: &[u8], dst: &mut [u8]) {
     let mut i = 0;
     let mut j = 0;
     while i < bytes.len() {
-        let word = bytes.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok());
+        let word = bytes
+            .get(i..i + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok());
         let Some(word) = word else {
             // Fewer than eight bytes left: one by one.
             for &b in bytes.get(i..).unwrap_or_default() {

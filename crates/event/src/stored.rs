@@ -90,7 +90,6 @@ fn pack_with(
     table: &MatchTable<'_>,
     dictionary: &[u8],
 ) -> Option<Vec<u8>> {
-
     let mut out = Vec::with_capacity(canonical.len() / 2 + text.len() + 16);
     out.push(PACKED_FORM);
     write_varint(canonical.len(), &mut out);
@@ -165,7 +164,11 @@ fn unpack(packed: &[u8], out: &mut Vec<u8>) -> Result<(), EventError> {
                 // The dictionary is DICTIONARY followed by the stored text;
                 // a copy may span both.
                 let fixed = DICTIONARY.len();
-                out.extend_from_slice(DICTIONARY.get(offset.min(fixed)..end.min(fixed)).unwrap_or_default());
+                out.extend_from_slice(
+                    DICTIONARY
+                        .get(offset.min(fixed)..end.min(fixed))
+                        .unwrap_or_default(),
+                );
                 out.extend_from_slice(
                     text.get(offset.saturating_sub(fixed)..end.saturating_sub(fixed))
                         .unwrap_or_default(),
@@ -321,7 +324,12 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
         }
         n += 8;
     }
-    n + a.iter().skip(n).zip(b.iter().skip(n)).take_while(|(x, y)| x == y).count()
+    n + a
+        .iter()
+        .skip(n)
+        .zip(b.iter().skip(n))
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 fn write_copy(offset: usize, len: usize, out: &mut Vec<u8>) {
@@ -459,12 +467,21 @@ mod tests {
             (b"\x01\x02\x00\x00\x05ab", "literal runs past the end"),
             (b"\x01\x02\x00\x00\x00", "literal out of range"),
             (b"\x01\x02\x00\x00\x03abc", "literal out of range"),
-            (b"\x01\x02\x00\x00\x01a", "it rebuilds fewer bytes than it says"),
+            (
+                b"\x01\x02\x00\x00\x01a",
+                "it rebuilds fewer bytes than it says",
+            ),
             (b"\x01\x02\x00\x01\x00\x00", "copy out of range"),
             (b"\x01\x02\x00\x01\x00\x03", "copy out of range"),
             (b"\x01\x02\x00\x01\x00", "number runs past the end"),
-            (b"\x01\x02\x00\x01\xff\xff\xff\xff\xff\x01", "number longer than 5 bytes"),
-            (b"\x01\x02\x00\x01\xff\xff\xff\xff\x7f\x01", "number too large"),
+            (
+                b"\x01\x02\x00\x01\xff\xff\xff\xff\xff\x01",
+                "number longer than 5 bytes",
+            ),
+            (
+                b"\x01\x02\x00\x01\xff\xff\xff\xff\x7f\x01",
+                "number too large",
+            ),
             (b"\x01\x81\x80\x80\x08\x00", "it rebuilds more than 16 MiB"),
         ];
         for (body, reason) in cases {
@@ -482,7 +499,9 @@ mod tests {
         ops.push(2);
         assert_eq!(
             canonical_from_stored(&packed_body(2, b"x", &ops), &mut scratch),
-            Err(EventError::BadStoredForm { reason: "copy out of range" })
+            Err(EventError::BadStoredForm {
+                reason: "copy out of range"
+            })
         );
         let mut ops = vec![OP_LITERAL, 1, b'<', OP_COPY];
         write_varint(DICTIONARY.len() - 1, &mut ops);

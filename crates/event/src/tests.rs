@@ -903,7 +903,10 @@ fn bench_canonical_bytes() {
     let parse = start.elapsed() / (iterations / 4);
     let start = std::time::Instant::now();
     for _ in 0..iterations / 4 {
-        total += std::hint::black_box(&envelope).canonical_and_stored().1.len();
+        total += std::hint::black_box(&envelope)
+            .canonical_and_stored()
+            .1
+            .len();
     }
     let stored = start.elapsed() / (iterations / 4);
     let (_, packed) = envelope.canonical_and_stored();

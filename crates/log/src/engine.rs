@@ -1190,9 +1190,7 @@ pub(crate) fn decode_plaintext(
     salt.copy_from_slice(&plain);
     let mut scratch = Vec::new();
     let canonical = stele_event::canonical_from_stored(&stored, &mut scratch)
-        .map_err(|e| {
-            LogError::Integrity(format!("{}: entry {index}: {e}", path.display()))
-        })?
+        .map_err(|e| LogError::Integrity(format!("{}: entry {index}: {e}", path.display())))?
         .to_vec();
     if &stele_event::commitment(&salt, &canonical) != commitment {
         return Err(LogError::Integrity(format!(

@@ -745,7 +745,8 @@ fn check_record(
     let (salt, stored) = plain.split_at(32);
     let mut salt_arr = [0u8; 32];
     salt_arr.copy_from_slice(salt);
-    let canonical = stele_event::canonical_from_stored(stored, scratch).map_err(|e| e.to_string())?;
+    let canonical =
+        stele_event::canonical_from_stored(stored, scratch).map_err(|e| e.to_string())?;
     if &stele_event::commitment(&salt_arr, canonical) != commitment {
         return Err("decrypted event does not match its commitment".into());
     }

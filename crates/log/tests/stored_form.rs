@@ -64,7 +64,10 @@ fn packed_and_canonical_records_read_and_verify_alike() {
         assert_eq!(&stored.commitment, commitment);
         assert_eq!(stored.envelope.event.actor, format!("user-{n}@example.com"));
         assert_eq!(stored.canonical, stored.envelope.canonical_bytes());
-        assert_eq!(stele_event::commitment(&stored.salt, &stored.canonical), *commitment);
+        assert_eq!(
+            stele_event::commitment(&stored.salt, &stored.canonical),
+            *commitment
+        );
     }
     let report = verify(&log, &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
@@ -84,20 +87,30 @@ fn a_wrong_packed_body_fails_its_commitment() {
     let mut bad = event(&preparer, 2);
     // Same shape, one literal byte changed: it still unpacks.
     let mut scratch = Vec::new();
-    let canonical = canonical_from_stored(&bad.stored, &mut scratch).unwrap().to_vec();
+    let canonical = canonical_from_stored(&bad.stored, &mut scratch)
+        .unwrap()
+        .to_vec();
     let at = bad.stored.len() - 2;
     bad.stored[at] ^= 0x01;
-    let rebuilt = canonical_from_stored(&bad.stored, &mut scratch).unwrap().to_vec();
+    let rebuilt = canonical_from_stored(&bad.stored, &mut scratch)
+        .unwrap()
+        .to_vec();
     assert_ne!(rebuilt, canonical, "the damage changes what is rebuilt");
     log.append_batch(&[good, bad]).unwrap();
     log.publish().unwrap();
 
     assert!(log.get(0).is_ok());
     let err = log.get(1).unwrap_err().to_string();
-    assert!(err.contains("entry 1") && err.contains("commitment"), "{err}");
+    assert!(
+        err.contains("entry 1") && err.contains("commitment"),
+        "{err}"
+    );
     let report = verify(&log, &NoProgress).unwrap();
     assert!(!report.ok());
     let problems = format!("{:?}", report.problems);
-    assert!(problems.contains("entry 1") && problems.contains("commitment"), "{problems}");
+    assert!(
+        problems.contains("entry 1") && problems.contains("commitment"),
+        "{problems}"
+    );
     assert!(!problems.contains("entry 0"), "{problems}");
 }

@@ -365,7 +365,10 @@ fn receipts_response(receipts: &[Receipt]) -> Response {
     }
     body.extend_from_slice(b"]}");
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response()

@@ -120,7 +120,6 @@ fn create_baseline(dir: &std::path::Path, files: usize) -> CliResult<Duration> {
     Ok(per)
 }
 
-/// SHA-256 baseline over `size`-byte messages, one core.
 /// Bytes in the files under `path` (or of the file itself); what cannot
 /// be read counts as nothing.
 fn tree_bytes(path: &std::path::Path) -> u64 {
@@ -140,6 +139,7 @@ fn tree_bytes(path: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// SHA-256 baseline over `size`-byte messages, one core.
 fn sha_baseline(size: usize) -> f64 {
     let message = vec![0x61u8; size];
     let salt = [7u8; 32];

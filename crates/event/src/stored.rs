@@ -45,6 +45,10 @@ pub const MAX_CANONICAL_BYTES: usize = 16 << 20;
 /// payload, quotes included. Returns `None` when the packed body would not
 /// be smaller than `canonical`, which is then stored as it is.
 pub(crate) fn pack(canonical: &[u8], payload_at: Range<usize>) -> Option<Vec<u8>> {
+    if canonical.len() > MAX_CANONICAL_BYTES {
+        // Never written as a body no reader would rebuild.
+        return None;
+    }
     // The payload text between the quotes is the stored part of the
     // dictionary.
     let text_at = payload_at.start + 1..payload_at.end.checked_sub(1)?;
@@ -444,6 +448,17 @@ mod tests {
         // only add bytes.
         let canonical = b"QQQQ\"\"ZZZZ";
         assert_eq!(pack(canonical, 4..6), None);
+    }
+
+    #[test]
+    fn declines_what_no_reader_would_rebuild() {
+        // Copies of the fixed text: it would pack to almost nothing, but
+        // rebuilds more than readers accept, so it is stored as it is.
+        let canonical = DICTIONARY.repeat(MAX_CANONICAL_BYTES / DICTIONARY.len() + 1);
+        assert!(canonical.len() > MAX_CANONICAL_BYTES);
+        assert_eq!(pack(&canonical, 0..2), None);
+        let fits = DICTIONARY.repeat(1000);
+        assert!(pack(&fits, 0..2).is_some_and(|packed| packed.len() < fits.len() / 10));
     }
 
     #[test]

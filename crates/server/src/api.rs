@@ -375,8 +375,10 @@ fn receipts_response(receipts: &[Receipt]) -> Response {
 }
 
 fn write_receipt(receipt: &Receipt, out: &mut Vec<u8>) {
+    use std::io::Write as _;
     out.extend_from_slice(b"{\"index\":");
-    out.extend_from_slice(receipt.index.to_string().as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{}", receipt.index);
     out.extend_from_slice(b",\"id\":");
     write_json_string(&receipt.id, out);
     out.extend_from_slice(b",\"stream\":");

@@ -1,7 +1,7 @@
 //! Segment records keep an envelope packed or as its canonical bytes
-//! (`docs/formats/event.md`, "Stored form"): a log holding both reads,
-//! and verifies every entry, and a record whose packed body is
-//! damaged under a valid seal is reported, never read.
+//! (`docs/formats/event.md`, "Stored form"): every entry of a log holding
+//! both reads back and verifies, and a record whose packed body is damaged
+//! under a valid seal is reported, never read.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -660,6 +660,7 @@ impl Log {
         let mut keys: Vec<(u64, u64)> = Vec::new();
         // Idempotency keys of this batch: hash → (receipt position, event).
         let mut batch_keys: HashMap<u64, Vec<(usize, &PreparedEvent)>> = HashMap::new();
+        let mut canonical_scratch = Vec::new();
         // Step 1: seal into staging buffers; an event whose idempotency key
         // is already in the log (or earlier in this batch) is not appended.
         for event in events {
@@ -676,12 +677,20 @@ impl Log {
             let index = first + commitments.len() as u64;
             let slot = self.active_segment(&event.stream, event.epoch)?;
             let active = &mut self.active[slot];
+            // A segment begun before the packed form (version 1) keeps
+            // canonical bodies, so the builds that wrote it can still read it.
+            let body = if active.writer.header().version == segment::VERSION_CANONICAL_ONLY {
+                stele_event::canonical_from_stored(&event.stored, &mut canonical_scratch)
+                    .map_err(|e| LogError::Usage(format!("event {}: {e}", event.id)))?
+            } else {
+                &event.stored
+            };
             let location = active.writer.stage(
                 &active.key,
                 generation,
                 index,
                 &event.commitment,
-                &[&event.salt, &event.stored],
+                &[&event.salt, body],
             )?;
             let record = IndexRecord {
                 commitment: event.commitment,
@@ -880,6 +889,7 @@ impl Log {
         fsutil::create_dir_durable(&self.layout.deks())?;
         fsutil::atomic_replace(&self.layout.dek(id), &wrapped, SECRET_MODE)?;
         let header = SegmentHeader {
+            version: segment::VERSION,
             id,
             epoch,
             stream: stream.to_string(),

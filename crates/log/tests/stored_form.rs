@@ -114,3 +114,76 @@ fn a_wrong_packed_body_fails_its_commitment() {
     );
     assert!(!problems.contains("entry 0"), "{problems}");
 }
+
+fn segment_file(data: &std::path::Path) -> std::path::PathBuf {
+    let dir = data.join("segments/default");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.pop().unwrap()
+}
+
+/// Bytes a batch of `events` adds to a segment when each body is `body`.
+fn record_bytes(events: &[PreparedEvent], body: impl Fn(&PreparedEvent) -> usize) -> u64 {
+    // Length, index, generation, tag, CRC; then the salt.
+    events.iter().map(|e| (36 + 32 + body(e)) as u64).sum()
+}
+
+fn canonical_len(event: &PreparedEvent) -> usize {
+    let mut scratch = Vec::new();
+    canonical_from_stored(&event.stored, &mut scratch)
+        .unwrap()
+        .len()
+}
+
+/// New segments are version 2 and take packed bodies; a segment begun by a
+/// build before the packed form (version 1) keeps taking canonical bodies,
+/// so that build can still read all of it.
+#[test]
+fn a_version_1_segment_keeps_canonical_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let preparer = Preparer::new("tester", "test", "default");
+    let mut log = open_new(&data);
+    let first: Vec<PreparedEvent> = (0..5).map(|n| event(&preparer, n)).collect();
+    log.append_batch(&first).unwrap();
+    log.publish().unwrap();
+    drop(log);
+    let seg = segment_file(&data);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    assert_eq!(bytes[8], 2, "new segments are version 2");
+    let packed_len = std::fs::metadata(&seg).unwrap().len();
+    let stream_len = u16::from_be_bytes([bytes[20], bytes[21]]) as usize;
+    let crc_at = 22 + stream_len;
+    let header_len = (crc_at + 4) as u64;
+    assert_eq!(
+        packed_len - header_len,
+        record_bytes(&first, |e| e.stored.len())
+    );
+
+    // The same file as a version-1 build would have begun it.
+    bytes[8] = 1;
+    let crc = stele_store::fsutil::crc32(&bytes[..crc_at]);
+    bytes[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let second: Vec<PreparedEvent> = (5..10).map(|n| event(&preparer, n)).collect();
+    assert!(second.iter().all(|e| e.stored[0] == PACKED_FORM));
+    log.append_batch(&second).unwrap();
+    log.publish().unwrap();
+    let grown = std::fs::metadata(&seg).unwrap().len() - packed_len;
+    assert_eq!(grown, record_bytes(&second, canonical_len));
+    assert!(grown > record_bytes(&second, |e| e.stored.len()));
+    for n in 0..10u64 {
+        assert_eq!(
+            log.get(n).unwrap().envelope.event.actor,
+            format!("user-{n}@example.com")
+        );
+    }
+    let report = verify(&log, &NoProgress).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}

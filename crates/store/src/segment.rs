@@ -1,7 +1,7 @@
 //! Segment files: the sealed payloads of one stream for one epoch.
 //!
 //! A segment is a header followed by append-only records. Each record holds
-//! one event (salt and canonical envelope) sealed with the segment's data key;
+//! one event (salt and stored envelope) sealed with the segment's data key;
 //! its log index, writer generation and checksum are in clear so recovery and
 //! verification can walk a segment without keys. Retention drops a whole
 //! segment file with its data key. This module does not choose segments,
@@ -10,7 +10,7 @@
 //!
 //! Layout (all integers big-endian; see `docs/formats/segment.md`):
 //! ```text
-//! header: "STELESEG" | version u8 = 1 | 0u8 x3 | segment id u32 | epoch u32
+//! header: "STELESEG" | version u8 (1 or 2) | 0u8 x3 | segment id u32 | epoch u32
 //!         | stream length u16 | stream bytes | crc32 u32 (of everything before)
 //! record: body length u32 | index u64 | generation u32 | ciphertext | tag[16]
 //!         | crc32 u32 (of index..tag)
@@ -27,7 +27,14 @@ use crate::fsutil::{self, crc32};
 use crate::keys::{DataKey, TAG_LEN};
 
 const MAGIC: &[u8; 8] = b"STELESEG";
-const VERSION: u8 = 1;
+/// Version of segments whose record bodies are canonical envelopes only
+/// (written before the packed stored form; still read, and appended to in
+/// that form).
+pub const VERSION_CANONICAL_ONLY: u8 = 1;
+/// Version of the segments written now: record bodies canonical or packed.
+/// A reader that knows only version 1 refuses these files by their header
+/// instead of taking packed bodies for damage.
+pub const VERSION: u8 = 2;
 /// Bytes of a record that are not ciphertext: length, index, generation, tag, crc.
 pub const RECORD_OVERHEAD: usize = 4 + 8 + 4 + TAG_LEN + 4;
 /// The largest record body a reader accepts; larger lengths mean corruption.
@@ -39,6 +46,8 @@ pub const MAX_STREAM_LEN: usize = 255;
 /// (days since 1970-01-01 UTC) and its stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentHeader {
+    /// [`VERSION`] for new segments, or [`VERSION_CANONICAL_ONLY`].
+    pub version: u8,
     pub id: u32,
     pub epoch: u32,
     pub stream: String,
@@ -52,9 +61,15 @@ impl SegmentHeader {
                 "stream name must be 1..={MAX_STREAM_LEN} bytes"
             )));
         }
+        if self.version != VERSION && self.version != VERSION_CANONICAL_ONLY {
+            return Err(StoreError::Invalid(format!(
+                "segment version {} cannot be written",
+                self.version
+            )));
+        }
         let mut out = Vec::with_capacity(26 + self.stream.len());
         out.extend_from_slice(MAGIC);
-        out.push(VERSION);
+        out.push(self.version);
         out.extend_from_slice(&[0, 0, 0]);
         out.extend_from_slice(&self.id.to_be_bytes());
         out.extend_from_slice(&self.epoch.to_be_bytes());
@@ -70,7 +85,8 @@ impl SegmentHeader {
         if bytes.len() < 22 || &bytes[..8] != MAGIC {
             return Err(StoreError::corrupt(path, 0, "not a Stele segment file"));
         }
-        if bytes[8] != VERSION {
+        let version = bytes[8];
+        if version != VERSION && version != VERSION_CANONICAL_ONLY {
             return Err(StoreError::corrupt(
                 path,
                 8,
@@ -96,7 +112,15 @@ impl SegmentHeader {
         let stream = std::str::from_utf8(&bytes[22..end])
             .map_err(|_| StoreError::corrupt(path, 22, "stream name is not UTF-8"))?
             .to_string();
-        Ok((SegmentHeader { id, epoch, stream }, end + 4))
+        Ok((
+            SegmentHeader {
+                version,
+                id,
+                epoch,
+                stream,
+            },
+            end + 4,
+        ))
     }
 }
 
@@ -543,12 +567,44 @@ mod tests {
     use crate::keys::{Kek, NewKek};
 
     #[test]
+    fn header_versions() {
+        let path = Path::new("x.seg");
+        for version in [VERSION_CANONICAL_ONLY, VERSION] {
+            let header = SegmentHeader {
+                version,
+                id: 7,
+                epoch: 20000,
+                stream: "app".into(),
+            };
+            let bytes = header.encode().unwrap();
+            assert_eq!(bytes[8], version);
+            assert_eq!(SegmentHeader::decode(path, &bytes).unwrap().0, header);
+        }
+        let mut header = SegmentHeader {
+            version: 3,
+            id: 7,
+            epoch: 20000,
+            stream: "app".into(),
+        };
+        assert!(
+            header.encode().is_err(),
+            "an unknown version is never written"
+        );
+        header.version = VERSION;
+        let mut bytes = header.encode().unwrap();
+        bytes[8] = 3;
+        let err = SegmentHeader::decode(path, &bytes).unwrap_err().to_string();
+        assert!(err.contains("unsupported segment version 3"), "{err}");
+    }
+
+    #[test]
     fn stage_write_read_open_and_cut() {
         let dir = tempfile::tempdir().unwrap();
         let kek = Kek::create(&dir.path().join("kek"), NewKek::Random).unwrap();
         let (key, _) = DataKey::generate(&kek, 1).unwrap();
         let path = dir.path().join("s/a.seg");
         let header = SegmentHeader {
+            version: VERSION,
             id: 1,
             epoch: 20000,
             stream: "default".into(),
@@ -593,6 +649,7 @@ mod tests {
         let mut writer = SegmentWriter::create(
             &path,
             SegmentHeader {
+                version: VERSION,
                 id: 1,
                 epoch: 1,
                 stream: "s".into(),

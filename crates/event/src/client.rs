@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::error::EventError;
 use crate::jcs;
-use crate::json::{self, BigIntegers, ParseOptions};
+use crate::json::{self, BigIntegers, Members, ParseOptions};
 use crate::limits::Limits;
 
 /// Longest stream name, in bytes, reserved `_` prefix included.
@@ -79,19 +79,15 @@ pub fn parse_client_event(raw: &[u8], limits: &Limits) -> Result<ClientEvent, Ev
             limit: limits.max_event_bytes,
         });
     }
-    let value = json::parse(
+    let members = json::parse_members(
         raw,
         ParseOptions {
             max_depth: limits.effective_max_depth(),
             big_integers: BigIntegers::Refuse,
         },
+        &EVENT_FIELDS,
     )?;
-    match value {
-        Value::Object(map) => read_event(map, Mode::Client(limits), ""),
-        other => Err(EventError::NotAnObject {
-            found: json::type_name(&other),
-        }),
-    }
+    read_event(members, Mode::Client(limits), "")
 }
 
 impl ClientEvent {
@@ -233,7 +229,7 @@ pub(crate) fn check_stream_at(
 /// Checks the exact RFC 3339 `date-time` syntax (§5.6), which `jiff`'s more
 /// lenient ISO 8601 parser would otherwise widen (basic format, space
 /// separator, bracketed annotations). Calendar validity is left to `jiff`.
-fn check_rfc3339_syntax(s: &str) -> Result<(), &'static str> {
+pub(crate) fn check_rfc3339_syntax(s: &str) -> Result<(), &'static str> {
     const SHAPE: &[u8; 19] = b"dddd-dd-ddTdd:dd:dd";
     let b = s.as_bytes();
     if b.len() < SHAPE.len() + 1 {
@@ -346,22 +342,33 @@ enum LengthLimit {
     Id,
 }
 
-/// Reads a client event out of a JSON object; `prefix` is prepended to field
-/// paths in errors (`""` for client input, `"event."` inside an envelope).
-pub(crate) fn read_event(
-    mut map: Map<String, Value>,
+/// Reads a client event out of a JSON object given as an already parsed map
+/// (the `event` member of an envelope).
+pub(crate) fn read_event_map(
+    map: Map<String, Value>,
+    mode: Mode<'_>,
+    prefix: &str,
+) -> Result<ClientEvent, EventError> {
+    read_event(Members::from_map(map, &EVENT_FIELDS), mode, prefix)
+}
+
+/// Reads a client event out of the members of a JSON object; `prefix` is
+/// prepended to field paths in errors (`""` for client input, `"event."`
+/// inside an envelope).
+fn read_event(
+    mut members: Members<9>,
     mode: Mode<'_>,
     prefix: &str,
 ) -> Result<ClientEvent, EventError> {
     // Unknown members are reported first: a misspelled `actor` is better
     // reported as unknown than as missing.
-    if let Some(key) = map.keys().find(|k| !EVENT_FIELDS.contains(&k.as_str())) {
+    if let Some(key) = &members.unknown {
         return Err(EventError::UnknownField {
             field: format!("{prefix}{key}"),
         });
     }
     let mut reader = Reader {
-        map: &mut map,
+        members: &mut members,
         mode,
         prefix,
     };
@@ -395,9 +402,9 @@ pub(crate) fn read_event(
 }
 
 /// Member-by-member reader over the object being validated; members are
-/// removed as they are read so that values move out without copying.
+/// taken as they are read so that values move out without copying.
 struct Reader<'m, 'l> {
-    map: &'m mut Map<String, Value>,
+    members: &'m mut Members<9>,
     mode: Mode<'l>,
     prefix: &'m str,
 }
@@ -407,9 +414,15 @@ impl Reader<'_, '_> {
         format!("{}{name}", self.prefix)
     }
 
+    /// Takes a member out of the object.
+    fn member(&mut self, name: &str) -> Option<Value> {
+        let i = EVENT_FIELDS.iter().position(|field| *field == name)?;
+        self.members.take(i)
+    }
+
     /// Takes a member; in client mode `null` counts as absent.
     fn take(&mut self, name: &str) -> Option<Value> {
-        match (self.map.remove(name), self.mode) {
+        match (self.member(name), self.mode) {
             (Some(Value::Null), Mode::Client(_)) => None,
             (value, _) => value,
         }
@@ -418,7 +431,7 @@ impl Reader<'_, '_> {
     /// Takes a required member; `null` is not absence here but a value of
     /// the wrong type, which makes for the more precise error.
     fn required_text(&mut self, name: &str) -> Result<String, EventError> {
-        match self.map.remove(name) {
+        match self.member(name) {
             None => Err(EventError::MissingField {
                 field: self.path(name),
             }),

@@ -111,9 +111,13 @@ pub fn new_envelope(
         None => channel.to_owned(),
     };
     let received_at = received_at.to_string();
-    // A Timestamp always displays in normalized form; this only refuses
-    // instants before year 0000, which RFC 3339 cannot express.
-    client::check_normalized_time(&received_at, "received_at")?;
+    // A Timestamp always displays in normalized form (UTC, `Z`, no trailing
+    // fractional zeros); only instants before year 0000, which RFC 3339
+    // cannot express, display otherwise (with a signed six-digit year).
+    client::check_rfc3339_syntax(&received_at).map_err(|reason| EventError::InvalidTime {
+        field: "received_at".to_owned(),
+        reason: reason.to_owned(),
+    })?;
     Ok(Envelope {
         id,
         stream,
@@ -301,7 +305,7 @@ impl Envelope {
                     field: "event".to_owned(),
                 });
             }
-            Some(Value::Object(event)) => client::read_event(event, Mode::Stored, "event.")?,
+            Some(Value::Object(event)) => client::read_event_map(event, Mode::Stored, "event.")?,
             Some(other) => {
                 return Err(EventError::WrongType {
                     field: "event".to_owned(),

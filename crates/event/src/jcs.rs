@@ -279,6 +279,25 @@ fn write_escaped(bytes: &[u8], dst: &mut [u8]) {
     }
 }
 
+/// How many leading bytes of `bytes` are plain string text: neither a
+/// control character, `"` nor `\`. These are the bytes a JSON string holds
+/// as they are, so the parser scans string runs with it too.
+pub(crate) fn plain_prefix_len(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(word) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let mask = escape_mask(u64::from_le_bytes(*word));
+        if mask != 0 {
+            return i + mask.trailing_zeros() as usize / 8;
+        }
+        i += 8;
+    }
+    let rest = bytes.get(i..).unwrap_or_default();
+    i + rest
+        .iter()
+        .take_while(|&&b| ESCAPES[usize::from(b)] == 0)
+        .count()
+}
+
 /// Writes one byte escaped at the start of `dst`; returns how many bytes
 /// it takes (the two-byte write may leave a zero the next byte overwrites).
 #[inline(always)]
@@ -517,7 +536,40 @@ mod tests {
         out
     }
 
+    /// The plain prefix ends exactly at the first byte a JSON string cannot
+    /// hold as it is, wherever it falls in the eight-byte words.
+    #[test]
+    fn plain_prefix_stops_at_the_first_special_byte() {
+        let naive = |bytes: &[u8]| {
+            bytes
+                .iter()
+                .take_while(|&&b| b >= 0x20 && b != b'"' && b != b'\\')
+                .count()
+        };
+        for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+            for len in 0..40 {
+                for at in 0..=len {
+                    let mut bytes = vec![b'a'; len];
+                    bytes.extend_from_slice("é€".as_bytes());
+                    if at < len {
+                        bytes[at] = special;
+                    }
+                    assert_eq!(plain_prefix_len(&bytes), naive(&bytes), "{bytes:?}");
+                }
+            }
+        }
+        assert_eq!(plain_prefix_len(b""), 0);
+        assert_eq!(plain_prefix_len(&[0x7f, 0x80, 0xff, 0x20]), 4);
+    }
+
     proptest! {
+        /// Random bytes: the plain prefix is what a byte-by-byte scan finds.
+        #[test]
+        fn plain_prefix_matches_a_byte_scan(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let naive = bytes.iter().take_while(|&&b| b >= 0x20 && b != b'"' && b != b'\\').count();
+            prop_assert_eq!(plain_prefix_len(&bytes), naive);
+        }
+
         #[test]
         fn write_string_matches_reference(s in "(\\PC|[\u{0}-\u{1f}\"\\\\\u{7f}])*") {
             let mut out = Vec::new();

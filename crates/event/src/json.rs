@@ -11,9 +11,12 @@
 //! literal `100000000000000000000` from `1e20`; the number rules here depend
 //! on the literal's spelling.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Number, Value};
 
 use crate::error::EventError;
+use crate::jcs;
 
 /// 2^53, the largest integer magnitude every IEEE 754 double can hold
 /// exactly together with its neighbours; integer literals up to it are kept
@@ -64,11 +67,74 @@ pub(crate) fn parse(raw: &[u8], options: ParseOptions) -> Result<Value, EventErr
         options,
     };
     let value = parser.parse_value(0)?;
-    parser.skip_whitespace();
-    if parser.pos != raw.len() {
-        return Err(EventError::TrailingData { offset: parser.pos });
-    }
+    parser.finish()?;
     Ok(value)
+}
+
+/// The members of a top-level object picked out by name: the value of each
+/// name in `names` that is present, and the first other member name in
+/// document order. Other members are parsed (and checked) but not kept.
+#[derive(Debug)]
+pub(crate) struct Members<const N: usize> {
+    pub(crate) known: [Option<Value>; N],
+    pub(crate) unknown: Option<String>,
+}
+
+impl<const N: usize> Members<N> {
+    /// Picks the members out of an already parsed object.
+    pub(crate) fn from_map(map: Map<String, Value>, names: &[&str; N]) -> Self {
+        let mut members = Members {
+            known: std::array::from_fn(|_| None),
+            unknown: None,
+        };
+        for (key, value) in map {
+            match names.iter().position(|name| *name == key) {
+                Some(i) => members.known[i] = Some(value),
+                None => {
+                    members.unknown.get_or_insert(key);
+                }
+            }
+        }
+        members
+    }
+
+    /// Takes the value of `names[i]`.
+    pub(crate) fn take(&mut self, i: usize) -> Option<Value> {
+        self.known.get_mut(i).and_then(Option::take)
+    }
+}
+
+/// Parses one JSON document that must be an object, the way [`parse`] does
+/// (same errors, in the same order), but keeps its members by name instead
+/// of building a map: the top level of an event is a fixed set of members,
+/// and hashing each name into a map only to take it out again is most of
+/// the cost of reading a small event. A document that is valid JSON but not
+/// an object is refused with [`EventError::NotAnObject`].
+pub(crate) fn parse_members<const N: usize>(
+    raw: &[u8],
+    options: ParseOptions,
+    names: &[&str; N],
+) -> Result<Members<N>, EventError> {
+    let text = std::str::from_utf8(raw).map_err(|e| EventError::InvalidUtf8 {
+        offset: e.valid_up_to(),
+    })?;
+    let mut parser = Parser {
+        text,
+        bytes: raw,
+        pos: 0,
+        options,
+    };
+    parser.skip_whitespace();
+    if parser.peek() != Some(b'{') {
+        let value = parser.parse_value(0)?;
+        parser.finish()?;
+        return Err(EventError::NotAnObject {
+            found: type_name(&value),
+        });
+    }
+    let members = parser.parse_top_object(names)?;
+    parser.finish()?;
+    Ok(members)
 }
 
 /// Longest literal quoted back in a number error; the rest is elided so that
@@ -94,7 +160,7 @@ struct Parser<'a> {
     options: ParseOptions,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -191,6 +257,82 @@ impl Parser<'_> {
         }
     }
 
+    /// Refuses anything but whitespace after the document.
+    fn finish(&mut self) -> Result<(), EventError> {
+        self.skip_whitespace();
+        if self.pos != self.bytes.len() {
+            return Err(EventError::TrailingData { offset: self.pos });
+        }
+        Ok(())
+    }
+
+    /// [`Self::parse_object`] for the top-level object of [`parse_members`]:
+    /// the same checks (depth, syntax, duplicate names before their values),
+    /// but members are sorted into `names` instead of a map.
+    fn parse_top_object<const N: usize>(
+        &mut self,
+        names: &[&str; N],
+    ) -> Result<Members<N>, EventError> {
+        let depth = 1;
+        self.check_depth(depth)?;
+        self.pos += 1;
+        let mut members = Members {
+            known: std::array::from_fn(|_| None),
+            unknown: None,
+        };
+        // Names of the other members, for the duplicate check; usually none.
+        let mut others: Vec<String> = Vec::new();
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(members);
+        }
+        loop {
+            self.skip_whitespace();
+            if self.peek() != Some(b'"') {
+                return Err(self.syntax("expected a string key"));
+            }
+            let key = self.parse_key()?;
+            let slot = names.iter().position(|name| *name == key);
+            let duplicate = match slot {
+                Some(i) => members.known.get(i).is_some_and(Option::is_some),
+                None => others.iter().any(|other| *other == key),
+            };
+            if duplicate {
+                return Err(EventError::DuplicateKey {
+                    field: key.into_owned(),
+                });
+            }
+            self.skip_whitespace();
+            if self.peek() != Some(b':') {
+                return Err(self.syntax("expected ':' after an object key"));
+            }
+            self.pos += 1;
+            let value = match self.parse_value(depth) {
+                Ok(value) => value,
+                Err(e) => return Err(e.within_key(&key)),
+            };
+            match slot.and_then(|i| members.known.get_mut(i)) {
+                Some(known) => *known = Some(value),
+                None => {
+                    if members.unknown.is_none() {
+                        members.unknown = Some(key.clone().into_owned());
+                    }
+                    others.push(key.into_owned());
+                }
+            }
+            self.skip_whitespace();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(members);
+                }
+                _ => return Err(self.syntax("expected ',' or '}' in an object")),
+            }
+        }
+    }
+
     fn parse_array(&mut self, depth: usize) -> Result<Value, EventError> {
         self.check_depth(depth)?;
         self.pos += 1;
@@ -218,13 +360,15 @@ impl Parser<'_> {
     }
 
     /// Parses a string starting at its opening quote. Unescaped runs are
-    /// copied as slices; they always start and end next to an ASCII byte, so
-    /// they are valid `str` boundaries of the already-validated input.
+    /// found eight bytes at a time and copied as slices; they always start
+    /// and end next to an ASCII byte, so they are valid `str` boundaries of
+    /// the already-validated input.
     fn parse_string(&mut self) -> Result<String, EventError> {
         self.pos += 1;
         let mut out = String::new();
-        let mut run_start = self.pos;
         loop {
+            let run_start = self.pos;
+            self.skip_plain();
             match self.peek() {
                 None => return Err(self.syntax("unterminated string")),
                 Some(b'"') => {
@@ -236,14 +380,33 @@ impl Parser<'_> {
                     self.push_run(&mut out, run_start)?;
                     self.pos += 1;
                     self.parse_escape(&mut out)?;
-                    run_start = self.pos;
                 }
-                Some(0x00..=0x1f) => {
+                Some(_) => {
                     return Err(self.syntax("control character in a string must be escaped"));
                 }
-                Some(_) => self.pos += 1,
             }
         }
+    }
+
+    /// Moves past the bytes a string holds as they are.
+    fn skip_plain(&mut self) {
+        self.pos += jcs::plain_prefix_len(self.bytes.get(self.pos..).unwrap_or_default());
+    }
+
+    /// Parses an object key starting at its opening quote, borrowing it from
+    /// the input when it holds no escape (member names seldom do).
+    fn parse_key(&mut self) -> Result<Cow<'a, str>, EventError> {
+        let start = self.pos + 1;
+        self.pos = start;
+        self.skip_plain();
+        if self.peek() == Some(b'"')
+            && let Some(key) = self.text.get(start..self.pos)
+        {
+            self.pos += 1;
+            return Ok(Cow::Borrowed(key));
+        }
+        self.pos = start - 1;
+        self.parse_string().map(Cow::Owned)
     }
 
     fn push_run(&self, out: &mut String, start: usize) -> Result<(), EventError> {

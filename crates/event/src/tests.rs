@@ -27,6 +27,45 @@ fn with_attributes(attributes: &str) -> String {
     format!(r#"{{"actor":"alice","action":"read","attributes":{attributes}}}"#)
 }
 
+/// The event parser as it reads a general JSON document first and then
+/// takes the members out of the map; the member-picking parser must give
+/// exactly the same result and the same first error.
+///
+/// One difference is deliberate: with several unknown members, the map
+/// path names the first in the map's order (sorted, or document order when
+/// `serde_json` preserves order), the member parser always the first in
+/// the document. [`unknown_unnamed`] compares the two up to that name.
+fn parse_through_map(raw: &[u8], limits: &Limits) -> Result<ClientEvent, EventError> {
+    if raw.len() > limits.max_event_bytes {
+        return Err(EventError::EventTooLarge {
+            size: raw.len(),
+            limit: limits.max_event_bytes,
+        });
+    }
+    let options = crate::json::ParseOptions {
+        max_depth: limits.effective_max_depth(),
+        big_integers: crate::json::BigIntegers::Refuse,
+    };
+    match crate::json::parse(raw, options)? {
+        Value::Object(map) => {
+            crate::client::read_event_map(map, crate::client::Mode::Client(limits), "")
+        }
+        other => Err(EventError::NotAnObject {
+            found: crate::json::type_name(&other),
+        }),
+    }
+}
+
+/// `result` with the name of an unknown member left out.
+fn unknown_unnamed(result: Result<ClientEvent, EventError>) -> Result<ClientEvent, EventError> {
+    result.map_err(|e| match e {
+        EventError::UnknownField { .. } => EventError::UnknownField {
+            field: String::new(),
+        },
+        other => other,
+    })
+}
+
 fn sample_envelope(raw: &str) -> Envelope {
     let parsed = parse(raw).unwrap();
     new_envelope(
@@ -680,6 +719,36 @@ fn from_canonical_is_strict() {
     ));
 }
 
+/// `received_at` is written as the timestamp displays, which is the
+/// normalized form for every instant in years 0000 to 9999; an instant before
+/// year 0000 has no RFC 3339 spelling and is refused, naming the field.
+#[test]
+fn received_at_is_normalized_or_refused() {
+    let raw = r#"{"actor":"a","action":"b"}"#;
+    let envelope = |at: jiff::Timestamp| {
+        new_envelope(
+            parse(raw).unwrap(),
+            raw.as_bytes(),
+            UUID.into(),
+            at,
+            "w",
+            "s",
+            "c",
+        )
+    };
+    let at = jiff::Timestamp::new(1_795_000_000, 120_000_000).unwrap();
+    assert_eq!(envelope(at).unwrap().received_at, "2026-11-18T11:06:40.12Z");
+    let year_zero: jiff::Timestamp = "0000-01-01T00:00:00Z".parse().unwrap();
+    assert_eq!(
+        envelope(year_zero).unwrap().received_at,
+        "0000-01-01T00:00:00Z"
+    );
+    let before = year_zero - jiff::SignedDuration::from_nanos(1);
+    let err = envelope(before).unwrap_err();
+    assert_eq!(err.field(), Some("received_at"), "{err}");
+    assert!(matches!(err, EventError::InvalidTime { .. }), "{err}");
+}
+
 #[test]
 fn verify_payload_detects_a_swapped_event() {
     let mut envelope = sample_envelope(r#"{"actor":"a","action":"b"}"#);
@@ -820,7 +889,11 @@ proptest! {
     /// Random bytes never panic the parser.
     #[test]
     fn random_bytes_never_panic(raw in prop::collection::vec(any::<u8>(), 0..256)) {
-        let _ = parse_client_event(&raw, &Limits::default());
+        let limits = Limits::default();
+        prop_assert_eq!(
+            unknown_unnamed(parse_client_event(&raw, &limits)),
+            unknown_unnamed(parse_through_map(&raw, &limits))
+        );
         let _ = Envelope::from_canonical(&raw);
     }
 
@@ -828,7 +901,12 @@ proptest! {
     /// that canonicalizes consistently and reads back.
     #[test]
     fn random_json_never_panics(value in arb_json(), attributes in arb_attributes()) {
-        let _ = parse_client_event(&serde_json::to_vec(&value).unwrap(), &Limits::default());
+        let raw = serde_json::to_vec(&value).unwrap();
+        let limits = Limits::default();
+        prop_assert_eq!(
+            unknown_unnamed(parse_client_event(&raw, &limits)),
+            unknown_unnamed(parse_through_map(&raw, &limits))
+        );
         let event = json!({"actor": "a", "action": "b", "attributes": attributes});
         let raw = serde_json::to_vec(&event).unwrap();
         if let Ok(parsed) = parse_client_event(&raw, &Limits::default()) {
@@ -859,7 +937,57 @@ proptest! {
             1 => raw.insert(i, byte),
             _ => raw.truncate(i),
         }
-        let _ = parse_client_event(&raw, &Limits::default());
+        let limits = Limits::default();
+        prop_assert_eq!(
+            unknown_unnamed(parse_client_event(&raw, &limits)),
+            unknown_unnamed(parse_through_map(&raw, &limits))
+        );
+    }
+
+    /// Objects with any mix of event members, unknown members, repeated
+    /// names, escaped names and values of every type are read exactly as
+    /// through a map, errors included (which member is named first).
+    #[test]
+    fn members_read_as_through_a_map(
+        members in prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "actor", "action", "resource", "outcome", "time", "id", "stream",
+                    "source", "attributes", "extra", "Actor", "act\\u006fr", "",
+                ]),
+                prop_oneof![
+                    Just("\"x\"".to_owned()),
+                    Just("\"\"".to_owned()),
+                    Just("\"2026-11-26T04:51:57+01:00\"".to_owned()),
+                    Just("null".to_owned()),
+                    Just("12".to_owned()),
+                    Just("{\"k\":[1,{\"k\":2}]}".to_owned()),
+                    Just("{\"k\":1,\"k\":2}".to_owned()),
+                    Just("[1,".to_owned()),
+                    arb_json().prop_map(|v| serde_json::to_string(&v).unwrap()),
+                ],
+            ),
+            0..8,
+        ),
+        trailing in prop::sample::select(vec!["", " ", " x", "}"]),
+    ) {
+        let body: Vec<String> = members
+            .iter()
+            .map(|(name, value)| format!("\"{name}\" : {value}"))
+            .collect();
+        let raw = format!("{{ {} }}{trailing}", body.join(","));
+        let limits = Limits::default();
+        let read = parse_client_event(raw.as_bytes(), &limits);
+        prop_assert_eq!(
+            unknown_unnamed(read.clone()),
+            unknown_unnamed(parse_through_map(raw.as_bytes(), &limits))
+        );
+        // The unknown member named is the first in the document.
+        if let Err(EventError::UnknownField { field }) = read {
+            let known = ["actor", "action", "resource", "outcome", "time", "id", "stream", "source", "attributes"];
+            let first = members.iter().map(|(name, _)| name.replace("\\u006f", "o")).find(|name| !known.contains(&name.as_str()));
+            prop_assert_eq!(Some(field), first);
+        }
     }
 }
 

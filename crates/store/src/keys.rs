@@ -59,10 +59,33 @@ impl Default for Argon2Params {
     }
 }
 
-/// Fills `out` from the operating system's CSPRNG (through aws-lc).
+/// Fills `out` from the kernel's CSPRNG (`getrandom(2)`, blocking only
+/// until the kernel's generator is first seeded at boot).
+///
+/// Not aws-lc's generator: it seeds a generator per thread from CPU-timing
+/// jitter, which costs tens of milliseconds of CPU on the first call in
+/// every thread, so a one-event `stele append` spent most of its time there
+/// and every new server thread paused on its first event.
 pub fn random_bytes(out: &mut [u8]) -> StoreResult<()> {
-    aws_lc_rs::rand::fill(out)
-        .map_err(|_| StoreError::Invalid("the system random generator failed".into()))
+    let mut filled = 0;
+    while let Some(rest) = out.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+        // Reads over 256 bytes may be cut short by a signal.
+        match rustix::rand::getrandom(rest, rustix::rand::GetRandomFlags::empty()) {
+            Ok(0) => {
+                return Err(StoreError::Invalid(
+                    "the system random generator returned nothing".into(),
+                ));
+            }
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                return Err(StoreError::Invalid(format!(
+                    "the system random generator failed: {e}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn aes_key(bytes: &[u8; KEY_LEN]) -> StoreResult<LessSafeKey> {
@@ -588,6 +611,31 @@ mod tests {
             m_cost_kib: 64,
             t_cost: 1,
             p_cost: 1,
+        }
+    }
+
+    /// Every byte of a large request is filled (reads over 256 bytes may
+    /// come back short), and two draws differ.
+    #[test]
+    fn random_bytes_fills_everything() {
+        for len in [0, 1, 42, 256, 257, 65_536, 1 << 20] {
+            let mut a = vec![0u8; len];
+            let mut b = vec![0u8; len];
+            random_bytes(&mut a).unwrap();
+            random_bytes(&mut b).unwrap();
+            for (x, y) in a.chunks(32).zip(b.chunks(32)) {
+                // 32 zero bytes, or the same 32 bytes twice, by chance: 2^-256.
+                if x.len() == 32 {
+                    assert!(x.iter().any(|&v| v != 0), "unfilled bytes in {len}");
+                    assert_ne!(x, y, "two draws of {len} bytes agree");
+                }
+            }
+            if len >= 32 {
+                assert!(
+                    a[len - 32..].iter().any(|&v| v != 0),
+                    "unfilled tail in {len}"
+                );
+            }
         }
     }
 

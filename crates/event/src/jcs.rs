@@ -191,91 +191,106 @@ const ESCAPES: [u8; 256] = {
 ///
 /// This is the hot loop of envelope serialization, and the payload it
 /// mostly runs on is JSON text, with an escaped quote every few bytes. So a
-/// first pass measures the escaped length (eight bytes at a time while a
-/// word holds nothing to escape), and if anything needs escaping a second,
-/// branch-light pass writes into a buffer of exactly that size.
+/// first pass measures the escaped length eight bytes at a time, and if
+/// anything needs escaping a second pass writes into a buffer of that size
+/// (plus eight bytes of slack, so that it can always store whole words).
 pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
     let extra = escaped_extra_len(bytes);
-    out.reserve(bytes.len() + extra + 2);
+    out.reserve(bytes.len() + extra + WORD + 2);
     out.push(b'"');
     if extra == 0 {
         out.extend_from_slice(bytes);
-        out.push(b'"');
     } else {
         let start = out.len();
-        // One byte more than the escaped text: the escaper may scribble
-        // there, and it then receives the closing quote.
         let end = start + bytes.len() + extra;
-        out.resize(end + 1, 0);
+        out.resize(end + WORD, 0);
         if let Some(dst) = out.get_mut(start..) {
             write_escaped(bytes, dst);
         }
-        if let Some(last) = out.get_mut(end) {
-            *last = b'"';
-        }
+        out.truncate(end);
     }
+    out.push(b'"');
 }
 
-/// How many bytes escaping adds to `bytes`.
+const WORD: usize = 8;
+
+/// How many bytes escaping adds to `bytes`: one per special byte, except
+/// control characters written `\u00xx` (five).
 fn escaped_extra_len(bytes: &[u8]) -> usize {
     let mut extra = 0;
-    let mut i = 0;
-    while let Some(rest) = bytes.get(i..) {
-        if let Some(word) = rest.first_chunk::<8>() {
-            if !word_may_need_escape(u64::from_le_bytes(*word)) {
-                i += 8;
-                continue;
-            }
-            for &b in word {
-                extra += usize::from(EXTRA_LEN[usize::from(b)]);
-            }
-            i += 8;
+    let mut words = bytes.chunks_exact(WORD);
+    for word in words.by_ref() {
+        let Ok(word) = <[u8; WORD]>::try_from(word) else {
+            continue;
+        };
+        let word = u64::from_le_bytes(word);
+        if control_mask(word) == 0 {
+            // Only `"` and `\`, one extra byte each: the marked bytes, as
+            // ones, summed into the top byte by the multiplication.
+            extra += ((special_mask(word) >> 7).wrapping_mul(LOW_BITS) >> 56) as usize;
         } else {
-            for &b in rest {
-                extra += usize::from(EXTRA_LEN[usize::from(b)]);
-            }
-            break;
+            extra += word
+                .to_le_bytes()
+                .iter()
+                .map(|&b| usize::from(EXTRA_LEN[usize::from(b)]))
+                .sum::<usize>();
         }
     }
     extra
+        + words
+            .remainder()
+            .iter()
+            .map(|&b| usize::from(EXTRA_LEN[usize::from(b)]))
+            .sum::<usize>()
 }
 
-/// Writes the escaped form of `bytes` into `dst`, which must be one byte
+/// Writes the escaped form of `bytes` into `dst`, which must be eight bytes
 /// longer than the escaped text ([`escaped_extra_len`] more than `bytes`).
 ///
-/// Eight bytes at a time: the bytes before the first one that needs an
-/// escape are copied as they are, then that one is escaped. Each escape
-/// always writes two bytes (a backslash and the escape letter, or the byte
-/// and a zero that the next write overwrites); only `\u00xx` escapes, rare
-/// in practice, take another branch. Writes that would not fit are dropped
-/// rather than panicking, which cannot happen when the length is right.
+/// Eight bytes at a time: the whole word is stored, then for each byte in
+/// it that needs an escape (in order), the output is advanced over the
+/// bytes before it, the escape is written, and the rest of the word is
+/// stored again after the escape. Every store is a fixed eight bytes (or
+/// two, or six for the rare `\u00xx`), which the slack makes room for.
+/// Stores that would not fit are dropped rather than panicking, which
+/// cannot happen when the length is right.
 fn write_escaped(bytes: &[u8], dst: &mut [u8]) {
-    let mut i = 0;
     let mut j = 0;
-    while i < bytes.len() {
-        let word = bytes
-            .get(i..i + 8)
-            .and_then(|w| <[u8; 8]>::try_from(w).ok());
-        let Some(word) = word else {
-            // Fewer than eight bytes left: one by one.
-            for &b in bytes.get(i..).unwrap_or_default() {
+    let mut words = bytes.chunks_exact(WORD);
+    for word in words.by_ref() {
+        let Ok(word) = <[u8; WORD]>::try_from(word) else {
+            continue;
+        };
+        let w = u64::from_le_bytes(word);
+        store_word(w, dst, j);
+        let mut special = special_mask(w);
+        // Bytes of this word already in place, up to and including the
+        // last escaped one.
+        let mut placed = 0;
+        while special != 0 {
+            let at = special.trailing_zeros() as usize / 8;
+            j += at - placed;
+            if let Some(&b) = word.get(at) {
                 j += write_escaped_byte(b, dst.get_mut(j..).unwrap_or_default());
             }
-            return;
-        };
-        // Copy the bytes before the first one that needs an escape (all
-        // eight when none does), then escape that one.
-        let run = escape_mask(u64::from_le_bytes(word)).trailing_zeros() as usize / 8;
-        if let (Some(from), Some(to)) = (word.get(..run), dst.get_mut(j..j + run)) {
-            to.copy_from_slice(from);
+            placed = at + 1;
+            store_word(w.checked_shr(8 * placed as u32).unwrap_or(0), dst, j);
+            special &= special - 1;
         }
-        i += run;
-        j += run;
-        if let Some(&b) = word.get(run) {
-            j += write_escaped_byte(b, dst.get_mut(j..).unwrap_or_default());
-            i += 1;
-        }
+        j += WORD - placed;
+    }
+    // Fewer than eight bytes left: one by one.
+    for &b in words.remainder() {
+        j += write_escaped_byte(b, dst.get_mut(j..).unwrap_or_default());
+    }
+}
+
+/// Stores the eight bytes of `word` (little-endian) at `dst[at..]`.
+#[inline(always)]
+fn store_word(word: u64, dst: &mut [u8], at: usize) {
+    if let Some(to) = dst.get_mut(at..).and_then(<[u8]>::first_chunk_mut::<WORD>) {
+        *to = word.to_le_bytes();
     }
 }
 
@@ -285,7 +300,7 @@ fn write_escaped(bytes: &[u8], dst: &mut [u8]) {
 pub(crate) fn plain_prefix_len(bytes: &[u8]) -> usize {
     let mut i = 0;
     while let Some(word) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-        let mask = escape_mask(u64::from_le_bytes(*word));
+        let mask = special_mask(u64::from_le_bytes(*word));
         if mask != 0 {
             return i + mask.trailing_zeros() as usize / 8;
         }
@@ -345,30 +360,30 @@ const LOW_BITS: u64 = u64::from_ne_bytes([0x01; 8]);
 /// `0x80` in every byte of a word.
 const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
 
-/// Whether any byte of `word` is below `n` (exact for `n <= 0x80`; the
-/// classic SWAR test from "Bit Twiddling Hacks").
-const fn has_byte_below(word: u64, n: u8) -> bool {
-    word.wrapping_sub(LOW_BITS.wrapping_mul(n as u64)) & !word & HIGH_BITS != 0
+/// `0x7f` in every byte of a word.
+const LOW_SEVEN_BITS: u64 = u64::from_ne_bytes([0x7f; 8]);
+
+/// The high bit of each byte of `word` that is zero. Exact for every byte:
+/// `(b & 0x7f) + 0x7f` stays below 0x100, so nothing carries into the next
+/// byte, and reaches 0x80 exactly when `b & 0x7f` is not zero.
+const fn zero_mask(word: u64) -> u64 {
+    !(((word & LOW_SEVEN_BITS) + LOW_SEVEN_BITS) | word) & HIGH_BITS
 }
 
-/// The high bit of each byte of `word` (little-endian) that is a control
-/// character, `"` or `\`, and possibly of bytes above one that is: the
-/// lowest set bit is always exact, which is all [`write_escaped`] uses.
-const fn escape_mask(word: u64) -> u64 {
-    byte_below_mask(word, 0x20)
-        | byte_below_mask(word ^ LOW_BITS.wrapping_mul(b'"' as u64), 1)
-        | byte_below_mask(word ^ LOW_BITS.wrapping_mul(b'\\' as u64), 1)
+/// The high bit of each byte of `word` below 0x20 (a control character),
+/// exactly: `(b & 0x7f) + 0x60` reaches 0x80 exactly when `b & 0x7f` is
+/// 0x20 or more, and bytes from 0x80 up have their own high bit.
+const fn control_mask(word: u64) -> u64 {
+    !(((word & LOW_SEVEN_BITS) + LOW_BITS.wrapping_mul(0x60)) | word) & HIGH_BITS
 }
 
-const fn byte_below_mask(word: u64, n: u8) -> u64 {
-    word.wrapping_sub(LOW_BITS.wrapping_mul(n as u64)) & !word & HIGH_BITS
-}
-
-/// Whether any byte of `word` is a control character, `"` or `\`.
-const fn word_may_need_escape(word: u64) -> bool {
-    has_byte_below(word, 0x20)
-        || has_byte_below(word ^ LOW_BITS.wrapping_mul(b'"' as u64), 1)
-        || has_byte_below(word ^ LOW_BITS.wrapping_mul(b'\\' as u64), 1)
+/// The high bit of each byte of `word` (little-endian) that a JSON string
+/// cannot hold as it is: a control character, `"` or `\`. Exact for every
+/// byte.
+const fn special_mask(word: u64) -> u64 {
+    control_mask(word)
+        | zero_mask(word ^ LOW_BITS.wrapping_mul(b'"' as u64))
+        | zero_mask(word ^ LOW_BITS.wrapping_mul(b'\\' as u64))
 }
 
 #[cfg(test)]
@@ -536,6 +551,38 @@ mod tests {
         out
     }
 
+    /// The word masks mark exactly the bytes they name, whatever the
+    /// neighbouring bytes are (no borrow or carry leaks between bytes).
+    #[test]
+    fn word_masks_are_exact() {
+        let expected = |word: [u8; 8], is: fn(u8) -> bool| {
+            word.iter()
+                .enumerate()
+                .filter(|(_, b)| is(**b))
+                .map(|(k, _)| 0x80u64 << (8 * k))
+                .sum::<u64>()
+        };
+        let fillers = [
+            0x00, 0x01, 0x1f, 0x20, 0x21, b'"', b'\\', 0x7f, 0x80, 0xa2, 0xdc, 0xff,
+        ];
+        for b in 0..=255u8 {
+            for k in 0..8 {
+                for filler in fillers {
+                    let mut word = [filler; 8];
+                    word[k] = b;
+                    let w = u64::from_le_bytes(word);
+                    assert_eq!(zero_mask(w), expected(word, |b| b == 0), "{word:?}");
+                    assert_eq!(control_mask(w), expected(word, |b| b < 0x20), "{word:?}");
+                    assert_eq!(
+                        special_mask(w),
+                        expected(word, |b| b < 0x20 || b == b'"' || b == b'\\'),
+                        "{word:?}"
+                    );
+                }
+            }
+        }
+    }
+
     /// The plain prefix ends exactly at the first byte a JSON string cannot
     /// hold as it is, wherever it falls in the eight-byte words.
     #[test]
@@ -571,10 +618,15 @@ mod tests {
         }
 
         #[test]
-        fn write_string_matches_reference(s in "(\\PC|[\u{0}-\u{1f}\"\\\\\u{7f}])*") {
-            let mut out = Vec::new();
+        fn write_string_matches_reference(
+            s in "(\\PC|[\u{0}-\u{1f}\"\\\\\u{7f}])*",
+            prefix in "[a-z]{0,9}",
+        ) {
+            // After other output, as inside an envelope: only the string is
+            // appended, and nothing of the slack stays behind.
+            let mut out = prefix.clone().into_bytes();
             write_string(&s, &mut out);
-            prop_assert_eq!(String::from_utf8(out).unwrap(), reference_escape(&s));
+            prop_assert_eq!(String::from_utf8(out).unwrap(), prefix + &reference_escape(&s));
         }
 
         #[test]

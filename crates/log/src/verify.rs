@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use stele_store::fsutil;
 use stele_store::index::IndexRecord;
@@ -533,117 +533,51 @@ fn segment_pass(
         };
         // Walk the file in chunks, records in file order; the index must
         // point at each. Every complete record of a chunk is checked (AEAD
-        // and commitment) on all cores before the next chunk is read.
+        // and commitment) on all cores while the next chunk is read and
+        // walked.
+        let mut walk = Walk {
+            file: &file,
+            path: &info.path,
+            file_len,
+            expected: &expected,
+            k: 0,
+            problems,
+            max_generation,
+        };
+        let key = key.as_deref();
         let mut pos = header_len;
-        let mut k = 0usize;
-        let mut chunk = Vec::new();
-        while pos < file_len {
-            // A chunk always holds at least one whole record.
-            let next_len = {
-                let mut head = [0u8; 4];
-                match std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, pos) {
-                    // A corrupt length is bounded here and refused by the parser.
-                    Ok(()) => {
-                        4 + (u32::from_be_bytes(head) as usize)
-                            .min(stele_store::segment::MAX_RECORD_BODY as usize)
-                    }
-                    Err(_) => 0,
+        let mut more = pos < file_len;
+        let mut ready: Option<(Vec<u8>, Walked)> = None;
+        let mut spare = Vec::new();
+        while more || ready.is_some() {
+            let next = std::thread::scope(|scope| {
+                if let Some((chunk, walked)) = &ready {
+                    scope.spawn(move || {
+                        process(
+                            &walked.records,
+                            chunk,
+                            walked.pos,
+                            key,
+                            &info.path,
+                            records,
+                            problems,
+                            bytes_decrypted,
+                            progress,
+                            threads,
+                        )
+                    });
                 }
-            };
-            let want = (file_len - pos).min(chunk_bytes.max(next_len) as u64) as usize;
-            chunk.resize(want, 0);
-            if let Err(e) = std::os::unix::fs::FileExt::read_exact_at(&file, &mut chunk, pos) {
-                problems.add(show(&info.path), format!("read at byte {pos}: {e}"));
-                break;
+                more.then(|| walk.read_and_walk(pos, chunk_bytes, &mut spare))
+            });
+            // The processed chunk's buffer is read into next time.
+            let processed = ready.take().map(|(chunk, _)| chunk).unwrap_or_default();
+            if let Some(walked) = next {
+                pos += walked.len as u64;
+                more = pos < file_len && !walked.stopped;
+                ready = Some((std::mem::replace(&mut spare, processed), walked));
             }
-            let mut walked: Vec<(usize, usize, u64)> = Vec::new();
-            let mut at = 0usize;
-            let mut unwalkable = false;
-            while at < chunk.len() {
-                let offset = pos + at as u64;
-                // A record cut by the end of this chunk (even inside its
-                // length field) is read again at the start of the next one,
-                // unless the file itself ends there.
-                let chunk_end = pos + chunk.len() as u64;
-                let cut = match record_len(&chunk[at..]) {
-                    Some(len) => at + len > chunk.len() && offset + (len as u64) <= file_len,
-                    None => chunk_end < file_len,
-                };
-                if cut && at > 0 {
-                    break;
-                }
-                // Where the index expects it: the checksum is checked with
-                // the decryption, on all threads (`check_record`).
-                if let (Some(exp), Some((index, generation, len))) =
-                    (expected.get(k), peek_record(&chunk[at..]))
-                    && exp.offset == offset
-                    && exp.len as usize == len
-                    && exp.index == index
-                {
-                    walked.push((at, len, exp.index));
-                    max_generation.fetch_max(u64::from(generation), Ordering::Relaxed);
-                    k += 1;
-                    at += len;
-                    continue;
-                }
-                let (record, len) = match parse_record_ref(&info.path, offset, &chunk[at..]) {
-                    Ok(parsed) => parsed,
-                    Err(e) => {
-                        problems.add(
-                            show(&info.path),
-                            format!("{e}; the rest of the file cannot be walked"),
-                        );
-                        unwalkable = true;
-                        break;
-                    }
-                };
-                match expected.get(k) {
-                    Some(exp)
-                        if exp.offset == offset
-                            && exp.len as usize == len
-                            && exp.index == record.index =>
-                    {
-                        walked.push((at, len, exp.index));
-                        max_generation.fetch_max(u64::from(record.generation), Ordering::Relaxed);
-                        k += 1;
-                    }
-                    Some(exp) => {
-                        problems.add(
-                            show(&info.path),
-                            format!(
-                                "record at byte {offset} holds entry {} but the index expects entry {} at byte {}",
-                                record.index, exp.index, exp.offset
-                            ),
-                        );
-                        k += 1;
-                    }
-                    None => problems.add(
-                        show(&info.path),
-                        format!(
-                            "record at byte {offset} (entry {}) is not referenced by the index",
-                            record.index
-                        ),
-                    ),
-                }
-                at += len;
-            }
-            process(
-                &walked,
-                &chunk,
-                pos,
-                key.as_deref(),
-                &info.path,
-                records,
-                problems,
-                bytes_decrypted,
-                progress,
-                threads,
-            );
-            if unwalkable {
-                break;
-            }
-            pos += at as u64;
         }
+        let k = walk.k;
         if k < expected.len() {
             problems.add(
                 show(&info.path),
@@ -654,6 +588,141 @@ fn segment_pass(
                 ),
             );
         }
+    }
+}
+
+/// A chunk of a segment file read and walked: where it starts and the
+/// records found where the index expects them, to be checked.
+struct Walked {
+    /// File offset of the chunk's first byte.
+    pos: u64,
+    /// Bytes of the chunk walked (the next chunk starts after them).
+    len: usize,
+    /// (offset in the chunk, length, entry index) of each record to check.
+    records: Vec<(usize, usize, u64)>,
+    /// The file cannot be walked further (unreadable, or a record that
+    /// cannot be parsed); the records found before are still checked.
+    stopped: bool,
+}
+
+/// Walking one segment file in order against the records the index
+/// expects in it.
+struct Walk<'a> {
+    file: &'a std::fs::File,
+    path: &'a Path,
+    file_len: u64,
+    expected: &'a [Expected],
+    /// The next expected record.
+    k: usize,
+    problems: &'a Problems,
+    max_generation: &'a AtomicU64,
+}
+
+impl Walk<'_> {
+    /// Reads the chunk starting at `pos` into `chunk` and walks it: each
+    /// record where the index expects it is listed for checking; anything
+    /// else is a problem. A record cut by the chunk's end is left for the
+    /// next chunk.
+    fn read_and_walk(&mut self, pos: u64, chunk_bytes: usize, chunk: &mut Vec<u8>) -> Walked {
+        let mut walked = Walked {
+            pos,
+            len: 0,
+            records: Vec::new(),
+            stopped: false,
+        };
+        // A chunk always holds at least one whole record.
+        let next_len = {
+            let mut head = [0u8; 4];
+            match std::os::unix::fs::FileExt::read_exact_at(self.file, &mut head, pos) {
+                // A corrupt length is bounded here and refused by the parser.
+                Ok(()) => {
+                    4 + (u32::from_be_bytes(head) as usize)
+                        .min(stele_store::segment::MAX_RECORD_BODY as usize)
+                }
+                Err(_) => 0,
+            }
+        };
+        let want = (self.file_len - pos).min(chunk_bytes.max(next_len) as u64) as usize;
+        chunk.resize(want, 0);
+        if let Err(e) = std::os::unix::fs::FileExt::read_exact_at(self.file, chunk, pos) {
+            self.problems
+                .add(show(self.path), format!("read at byte {pos}: {e}"));
+            walked.stopped = true;
+            return walked;
+        }
+        let mut at = 0usize;
+        while at < chunk.len() {
+            let offset = pos + at as u64;
+            // A record cut by the end of this chunk (even inside its length
+            // field) is read again at the start of the next one, unless the
+            // file itself ends there.
+            let chunk_end = pos + chunk.len() as u64;
+            let cut = match record_len(&chunk[at..]) {
+                Some(len) => at + len > chunk.len() && offset + (len as u64) <= self.file_len,
+                None => chunk_end < self.file_len,
+            };
+            if cut && at > 0 {
+                break;
+            }
+            // Where the index expects it: the checksum is checked with the
+            // decryption, on all threads (`check_record`).
+            if let (Some(exp), Some((index, generation, len))) =
+                (self.expected.get(self.k), peek_record(&chunk[at..]))
+                && exp.offset == offset
+                && exp.len as usize == len
+                && exp.index == index
+            {
+                walked.records.push((at, len, exp.index));
+                self.max_generation
+                    .fetch_max(u64::from(generation), Ordering::Relaxed);
+                self.k += 1;
+                at += len;
+                continue;
+            }
+            let (record, len) = match parse_record_ref(self.path, offset, &chunk[at..]) {
+                Ok(parsed) => parsed,
+                Err(e) => {
+                    self.problems.add(
+                        show(self.path),
+                        format!("{e}; the rest of the file cannot be walked"),
+                    );
+                    walked.stopped = true;
+                    break;
+                }
+            };
+            match self.expected.get(self.k) {
+                Some(exp)
+                    if exp.offset == offset
+                        && exp.len as usize == len
+                        && exp.index == record.index =>
+                {
+                    walked.records.push((at, len, exp.index));
+                    self.max_generation
+                        .fetch_max(u64::from(record.generation), Ordering::Relaxed);
+                    self.k += 1;
+                }
+                Some(exp) => {
+                    self.problems.add(
+                        show(self.path),
+                        format!(
+                            "record at byte {offset} holds entry {} but the index expects entry {} at byte {}",
+                            record.index, exp.index, exp.offset
+                        ),
+                    );
+                    self.k += 1;
+                }
+                None => self.problems.add(
+                    show(self.path),
+                    format!(
+                        "record at byte {offset} (entry {}) is not referenced by the index",
+                        record.index
+                    ),
+                ),
+            }
+            at += len;
+        }
+        walked.len = at;
+        walked
     }
 }
 
@@ -693,34 +762,47 @@ fn process(
         progress.advance(walked.len() as u64);
         return;
     };
-    let per = walked.len().div_ceil(threads).max(1);
+    // Threads take blocks of records as they go, so that one slowed down
+    // (sharing its core with the tree pass or the next read) does not hold
+    // the others up at the end of the chunk.
+    let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        for part in walked.chunks(per) {
-            scope.spawn(move || {
+        for _ in 0..threads.clamp(1, walked.len()) {
+            scope.spawn(|| {
                 let mut buffer = Vec::with_capacity(4096);
                 let mut scratch = Vec::with_capacity(4096);
                 let mut decrypted = 0u64;
-                for (at, len, index) in part {
-                    let commitment = &records[*index as usize].commitment;
-                    match check_record(
-                        key,
-                        path,
-                        &chunk[*at..*at + *len],
-                        chunk_pos + *at as u64,
-                        commitment,
-                        &mut buffer,
-                        &mut scratch,
-                    ) {
-                        Ok(n) => decrypted += n,
-                        Err(what) => problems.add(show(path), format!("entry {index}: {what}")),
+                loop {
+                    let first = next.fetch_add(PROCESS_BLOCK, Ordering::Relaxed);
+                    let Some(block) = walked.get(first..(first + PROCESS_BLOCK).min(walked.len()))
+                    else {
+                        break;
+                    };
+                    for (at, len, index) in block {
+                        let commitment = &records[*index as usize].commitment;
+                        match check_record(
+                            key,
+                            path,
+                            &chunk[*at..*at + *len],
+                            chunk_pos + *at as u64,
+                            commitment,
+                            &mut buffer,
+                            &mut scratch,
+                        ) {
+                            Ok(n) => decrypted += n,
+                            Err(what) => problems.add(show(path), format!("entry {index}: {what}")),
+                        }
                     }
+                    progress.advance(block.len() as u64);
                 }
-                progress.advance(part.len() as u64);
                 bytes_decrypted.fetch_add(decrypted, Ordering::Relaxed);
             });
         }
     });
 }
+
+/// Records a checking thread takes at a time.
+const PROCESS_BLOCK: usize = 256;
 
 /// Opens one record, rebuilds the canonical envelope (into `scratch` when
 /// it is packed) and recomputes its commitment; returns plaintext bytes.

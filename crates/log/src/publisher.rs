@@ -233,6 +233,10 @@ impl Worker {
         let note = stele_tlog::sign_note(&checkpoint.to_body(), &[&self.signer])
             .map_err(|e| LogError::Usage(e.to_string()))?;
         self.history.append(job.size, note.as_bytes())?;
+        fsutil::atomic_replace(&self.layout.checkpoint(), note.as_bytes(), 0o644)?;
+        // Only now is the checkpoint published as far as this process tells
+        // anyone: a `Log::publish` that finds this size already published
+        // returns at once, and `log/checkpoint` must then already hold it.
         {
             let mut state = lock(&self.state);
             state.history.push(StoredCheckpoint {
@@ -243,7 +247,6 @@ impl Worker {
             state.note = note.clone();
             state.published_at = Some(std::time::Instant::now());
         }
-        fsutil::atomic_replace(&self.layout.checkpoint(), note.as_bytes(), 0o644)?;
         state::write_snapshot(&self.layout.snapshot(), &job.snapshot)?;
         // Pruning is housekeeping: a failure only leaves files behind, so
         // it never poisons the log.

@@ -330,6 +330,38 @@ fn verify_in_chunks_names_damage_wherever_chunks_fall() {
     }
 }
 
+/// `publish` returns once `log/checkpoint` holds the newest checkpoint,
+/// also when a checkpoint of that size was already asked for without
+/// waiting (`publish_soon`, as system events do) and is still being
+/// written by the publisher thread.
+#[test]
+fn publish_returns_with_the_public_checkpoint_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let preparer = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let checkpoint = data.join("log/checkpoint");
+    for i in 0..150 {
+        log.append_batch(&[event(&preparer, i, None)]).unwrap();
+        log.publish_soon().unwrap();
+        // Give the publisher thread a head start of varying length, so
+        // that some rounds call `publish` while it is between steps.
+        std::thread::sleep(std::time::Duration::from_micros((i as u64 * 397) % 4000));
+        let note = log.publish().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&checkpoint).unwrap(),
+            note,
+            "round {i}"
+        );
+        assert_eq!(
+            log.history().last().unwrap().note,
+            note.as_bytes(),
+            "round {i}"
+        );
+    }
+}
+
 /// The segment snapshot only speeds up recovery. A snapshot that claims a
 /// shorter committed length than the entries the index holds (altered with
 /// a valid checksum) must never make recovery cut committed records; an

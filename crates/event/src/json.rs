@@ -57,15 +57,7 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
 
 /// Parses one JSON document from `raw`.
 pub(crate) fn parse(raw: &[u8], options: ParseOptions) -> Result<Value, EventError> {
-    let text = std::str::from_utf8(raw).map_err(|e| EventError::InvalidUtf8 {
-        offset: e.valid_up_to(),
-    })?;
-    let mut parser = Parser {
-        text,
-        bytes: raw,
-        pos: 0,
-        options,
-    };
+    let mut parser = Parser::new(raw, options)?;
     let value = parser.parse_value(0)?;
     parser.finish()?;
     Ok(value)
@@ -115,15 +107,7 @@ pub(crate) fn parse_members<const N: usize>(
     options: ParseOptions,
     names: &[&str; N],
 ) -> Result<Members<N>, EventError> {
-    let text = std::str::from_utf8(raw).map_err(|e| EventError::InvalidUtf8 {
-        offset: e.valid_up_to(),
-    })?;
-    let mut parser = Parser {
-        text,
-        bytes: raw,
-        pos: 0,
-        options,
-    };
+    let mut parser = Parser::new(raw, options)?;
     parser.skip_whitespace();
     if parser.peek() != Some(b'{') {
         let value = parser.parse_value(0)?;
@@ -161,6 +145,19 @@ struct Parser<'a> {
 }
 
 impl<'a> Parser<'a> {
+    /// A parser at the start of `raw`, which must be UTF-8.
+    fn new(raw: &'a [u8], options: ParseOptions) -> Result<Parser<'a>, EventError> {
+        let text = std::str::from_utf8(raw).map_err(|e| EventError::InvalidUtf8 {
+            offset: e.valid_up_to(),
+        })?;
+        Ok(Parser {
+            text,
+            bytes: raw,
+            pos: 0,
+            options,
+        })
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }

@@ -75,24 +75,79 @@ pub(crate) struct Members<const N: usize> {
 impl<const N: usize> Members<N> {
     /// Picks the members out of an already parsed object.
     pub(crate) fn from_map(map: Map<String, Value>, names: &[&str; N]) -> Self {
-        let mut members = Members {
-            known: std::array::from_fn(|_| None),
-            unknown: None,
-        };
+        let mut sink = MemberSlots::new(names);
         for (key, value) in map {
-            match names.iter().position(|name| *name == key) {
-                Some(i) => members.known[i] = Some(value),
-                None => {
-                    members.unknown.get_or_insert(key);
-                }
-            }
+            sink.insert(Cow::Owned(key), value);
         }
-        members
+        sink.members
     }
 
     /// Takes the value of `names[i]`.
     pub(crate) fn take(&mut self, i: usize) -> Option<Value> {
         self.known.get_mut(i).and_then(Option::take)
+    }
+}
+
+/// Where [`Parser::parse_object_into`] puts the members of an object.
+trait ObjectSink {
+    /// Whether a member of this name was already put here.
+    fn holds(&self, key: &str) -> bool;
+    fn insert(&mut self, key: Cow<'_, str>, value: Value);
+}
+
+impl ObjectSink for Map<String, Value> {
+    fn holds(&self, key: &str) -> bool {
+        self.contains_key(key)
+    }
+
+    fn insert(&mut self, key: Cow<'_, str>, value: Value) {
+        Map::insert(self, key.into_owned(), value);
+    }
+}
+
+/// Sorts members into [`Members`] by name.
+struct MemberSlots<'n, const N: usize> {
+    names: &'n [&'n str; N],
+    members: Members<N>,
+    /// Names of the other members, for the duplicate check; usually none.
+    others: Vec<String>,
+}
+
+impl<'n, const N: usize> MemberSlots<'n, N> {
+    fn new(names: &'n [&'n str; N]) -> Self {
+        MemberSlots {
+            names,
+            members: Members {
+                known: std::array::from_fn(|_| None),
+                unknown: None,
+            },
+            others: Vec::new(),
+        }
+    }
+
+    fn slot(&self, key: &str) -> Option<usize> {
+        self.names.iter().position(|name| *name == key)
+    }
+}
+
+impl<const N: usize> ObjectSink for MemberSlots<'_, N> {
+    fn holds(&self, key: &str) -> bool {
+        match self.slot(key) {
+            Some(i) => self.members.known.get(i).is_some_and(Option::is_some),
+            None => self.others.iter().any(|other| other == key),
+        }
+    }
+
+    fn insert(&mut self, key: Cow<'_, str>, value: Value) {
+        match self.slot(&key).and_then(|i| self.members.known.get_mut(i)) {
+            Some(known) => *known = Some(value),
+            None => {
+                if self.members.unknown.is_none() {
+                    self.members.unknown = Some(key.clone().into_owned());
+                }
+                self.others.push(key.into_owned());
+            }
+        }
     }
 }
 
@@ -116,9 +171,10 @@ pub(crate) fn parse_members<const N: usize>(
             found: type_name(&value),
         });
     }
-    let members = parser.parse_top_object(names)?;
+    let mut sink = MemberSlots::new(names);
+    parser.parse_object_into(1, &mut sink)?;
     parser.finish()?;
-    Ok(members)
+    Ok(sink.members)
 }
 
 /// Longest literal quoted back in a number error; the rest is elided so that
@@ -213,76 +269,26 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_object(&mut self, depth: usize) -> Result<Value, EventError> {
-        self.check_depth(depth)?;
-        self.pos += 1;
         let mut map = Map::new();
-        self.skip_whitespace();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(Value::Object(map));
-        }
-        loop {
-            self.skip_whitespace();
-            if self.peek() != Some(b'"') {
-                return Err(self.syntax("expected a string key"));
-            }
-            let key = self.parse_string()?;
-            // Checked before the value is parsed so that the error points at
-            // the duplicate rather than at whatever follows it.
-            if map.contains_key(&key) {
-                return Err(EventError::DuplicateKey { field: key });
-            }
-            self.skip_whitespace();
-            if self.peek() != Some(b':') {
-                return Err(self.syntax("expected ':' after an object key"));
-            }
-            self.pos += 1;
-            let value = match self.parse_value(depth) {
-                Ok(value) => value,
-                Err(e) => return Err(e.within_key(&key)),
-            };
-            map.insert(key, value);
-            self.skip_whitespace();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(Value::Object(map));
-                }
-                _ => return Err(self.syntax("expected ',' or '}' in an object")),
-            }
-        }
+        self.parse_object_into(depth, &mut map)?;
+        Ok(Value::Object(map))
     }
 
-    /// Refuses anything but whitespace after the document.
-    fn finish(&mut self) -> Result<(), EventError> {
-        self.skip_whitespace();
-        if self.pos != self.bytes.len() {
-            return Err(EventError::TrailingData { offset: self.pos });
-        }
-        Ok(())
-    }
-
-    /// [`Self::parse_object`] for the top-level object of [`parse_members`]:
-    /// the same checks (depth, syntax, duplicate names before their values),
-    /// but members are sorted into `names` instead of a map.
-    fn parse_top_object<const N: usize>(
+    /// Parses the object whose `{` is at the current position, handing its
+    /// members to `sink` in document order. A name the sink already holds
+    /// is refused before its value is parsed, so that the error points at
+    /// the duplicate rather than at whatever follows it.
+    fn parse_object_into(
         &mut self,
-        names: &[&str; N],
-    ) -> Result<Members<N>, EventError> {
-        let depth = 1;
+        depth: usize,
+        sink: &mut impl ObjectSink,
+    ) -> Result<(), EventError> {
         self.check_depth(depth)?;
         self.pos += 1;
-        let mut members = Members {
-            known: std::array::from_fn(|_| None),
-            unknown: None,
-        };
-        // Names of the other members, for the duplicate check; usually none.
-        let mut others: Vec<String> = Vec::new();
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
             self.pos += 1;
-            return Ok(members);
+            return Ok(());
         }
         loop {
             self.skip_whitespace();
@@ -290,12 +296,7 @@ impl<'a> Parser<'a> {
                 return Err(self.syntax("expected a string key"));
             }
             let key = self.parse_key()?;
-            let slot = names.iter().position(|name| *name == key);
-            let duplicate = match slot {
-                Some(i) => members.known.get(i).is_some_and(Option::is_some),
-                None => others.iter().any(|other| *other == key),
-            };
-            if duplicate {
+            if sink.holds(&key) {
                 return Err(EventError::DuplicateKey {
                     field: key.into_owned(),
                 });
@@ -309,25 +310,26 @@ impl<'a> Parser<'a> {
                 Ok(value) => value,
                 Err(e) => return Err(e.within_key(&key)),
             };
-            match slot.and_then(|i| members.known.get_mut(i)) {
-                Some(known) => *known = Some(value),
-                None => {
-                    if members.unknown.is_none() {
-                        members.unknown = Some(key.clone().into_owned());
-                    }
-                    others.push(key.into_owned());
-                }
-            }
+            sink.insert(key, value);
             self.skip_whitespace();
             match self.peek() {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
-                    return Ok(members);
+                    return Ok(());
                 }
                 _ => return Err(self.syntax("expected ',' or '}' in an object")),
             }
         }
+    }
+
+    /// Refuses anything but whitespace after the document.
+    fn finish(&mut self) -> Result<(), EventError> {
+        self.skip_whitespace();
+        if self.pos != self.bytes.len() {
+            return Err(EventError::TrailingData { offset: self.pos });
+        }
+        Ok(())
     }
 
     fn parse_array(&mut self, depth: usize) -> Result<Value, EventError> {

@@ -267,6 +267,14 @@ fn verify_in_chunks_names_damage_wherever_chunks_fall() {
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|x| x == "seg"))
         .unwrap();
+    // What verification names, at chunk sizes putting boundaries anywhere.
+    let problems_by_chunk = |log: &Log| {
+        [64, 900, 1800, 4096, 100_000, 1 << 20].map(|chunk| {
+            let report = stele_log::verify::verify_in_chunks(log, &NoProgress, chunk).unwrap();
+            let named: Vec<String> = report.problems.into_iter().map(|p| p.what).collect();
+            (chunk, named)
+        })
+    };
     let original = std::fs::read(&segment).unwrap();
     let (_, header_len) = stele_store::segment::SegmentHeader::decode(&segment, &original).unwrap();
     // Byte offsets of every record.
@@ -285,9 +293,7 @@ fn verify_in_chunks_names_damage_wherever_chunks_fall() {
     altered[offsets[150] + 40] ^= 0x01;
     std::fs::write(&segment, &altered).unwrap();
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    for chunk in [64, 900, 1800, 4096, 100_000, 1 << 20] {
-        let report = stele_log::verify::verify_in_chunks(&log, &NoProgress, chunk).unwrap();
-        let named: Vec<&str> = report.problems.iter().map(|p| p.what.as_str()).collect();
+    for (chunk, named) in problems_by_chunk(&log) {
         assert_eq!(named.len(), 1, "chunk {chunk}: {named:?}");
         assert!(
             named[0].starts_with("entry 150:"),
@@ -304,9 +310,7 @@ fn verify_in_chunks_names_damage_wherever_chunks_fall() {
     altered[offsets[200]..offsets[200] + 4].copy_from_slice(&[0xff; 4]);
     std::fs::write(&segment, &altered).unwrap();
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    for chunk in [64, 900, 1800, 4096, 100_000, 1 << 20] {
-        let report = stele_log::verify::verify_in_chunks(&log, &NoProgress, chunk).unwrap();
-        let named: Vec<&str> = report.problems.iter().map(|p| p.what.as_str()).collect();
+    for (chunk, named) in problems_by_chunk(&log) {
         assert!(
             named.iter().any(|w| w.starts_with("entry 10:")),
             "chunk {chunk}: {named:?}"

@@ -20,8 +20,11 @@ use crate::limits::Limits;
 /// Longest stream name, in bytes, reserved `_` prefix included.
 pub const STREAM_NAME_MAX: usize = 64;
 
+/// How many members a client event may have.
+const FIELD_COUNT: usize = 9;
+
 /// The members a client event may have, in the order they are validated.
-const EVENT_FIELDS: [&str; 9] = [
+const EVENT_FIELDS: [&str; FIELD_COUNT] = [
     "actor",
     "action",
     "resource",
@@ -356,7 +359,7 @@ pub(crate) fn read_event_map(
 /// prepended to field paths in errors (`""` for client input, `"event."`
 /// inside an envelope).
 fn read_event(
-    mut members: Members<9>,
+    mut members: Members<FIELD_COUNT>,
     mode: Mode<'_>,
     prefix: &str,
 ) -> Result<ClientEvent, EventError> {
@@ -404,7 +407,7 @@ fn read_event(
 /// Member-by-member reader over the object being validated; members are
 /// taken as they are read so that values move out without copying.
 struct Reader<'m, 'l> {
-    members: &'m mut Members<9>,
+    members: &'m mut Members<FIELD_COUNT>,
     mode: Mode<'l>,
     prefix: &'m str,
 }

@@ -2,11 +2,13 @@
 //! writer seals and writes the next batch.
 //!
 //! For each batch the writer hands over (see `Log::begin_append`), the
-//! thread runs steps 2b and 3 of the life of an entry (`engine.rs`):
-//! fdatasync every segment the batch wrote to, then append the batch's index
-//! records and fdatasync the index. Jobs run strictly one after the other,
-//! so the index grows in entry order and never refers to a segment record
-//! that is not durable.
+//! thread runs steps 2b and 3 of the life of an entry (`engine.rs`) at the
+//! same time: a second thread fdatasyncs every segment the batch wrote to
+//! while this one appends the batch's index records and fdatasyncs the
+//! index. The batch is durable when both return. Jobs run strictly one
+//! after the other, so the index grows in entry order, and only the last
+//! batch's index records can point at segment records that are not durable
+//! (which recovery detects and cuts).
 //!
 //! After a failure nothing more is done: every later job fails without
 //! touching a file. A failed fdatasync is never retried, and no index record
@@ -15,6 +17,7 @@
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
+use stele_store::StoreResult;
 use stele_store::index::IndexAppender;
 use stele_store::segment::SegmentSync;
 
@@ -62,7 +65,7 @@ impl Committer {
             // The thread could not be started: commit on the caller's
             // thread, with the same steps.
             _ => {
-                let result = commit(&job);
+                let result = commit(&job, &SegmentSyncer::inline());
                 let _ = job.done.send(result);
             }
         }
@@ -79,13 +82,14 @@ impl Drop for Committer {
 }
 
 fn run(rx: Receiver<Job>) {
+    let syncer = SegmentSyncer::start();
     let mut failed: Option<String> = None;
     for job in rx {
         let result = match &failed {
             Some(why) => Err(LogError::Poisoned(format!(
                 "an earlier commit failed: {why}"
             ))),
-            None => commit(&job),
+            None => commit(&job, &syncer),
         };
         if let Err(e) = &result
             && failed.is_none()
@@ -96,16 +100,80 @@ fn run(rx: Receiver<Job>) {
     }
 }
 
-/// Steps 2b and 3 for one batch.
-fn commit(job: &Job) -> LogResult<()> {
-    // Step 2b: segment records durable. Crash before this ends: no index
-    // record points at them, so the next open cuts them.
-    for segment in &job.segments {
-        segment.sync()?;
-    }
-    // Step 3: index records durable; the entries now exist. Crash before
-    // this ends: a torn tail of the batch is cut at the next open; whole
-    // records kept are backed by the durable segment records above.
-    job.index.append_and_sync(&job.records)?;
+/// Steps 2b and 3 for one batch, at the same time: the segment records are
+/// fdatasynced on the syncer's thread while this thread appends and
+/// fdatasyncs the index records. The batch is durable only when both
+/// return. Crash before that: the index may hold records of this batch
+/// whose segment records are not durable, or the reverse; the next open
+/// keeps only entries whose index and segment records are both whole
+/// (`Log::recover`), and cuts the rest, none of which was acknowledged.
+fn commit(job: &Job, syncer: &SegmentSyncer) -> LogResult<()> {
+    let segments = syncer.start_sync(&job.segments);
+    let index = job.index.append_and_sync(&job.records);
+    segments.wait()?;
+    index?;
     Ok(())
+}
+
+/// A second thread that fdatasyncs segments while the commit thread
+/// fdatasyncs the index, so a batch waits for one flush instead of two in
+/// a row.
+struct SegmentSyncer {
+    /// `None` when the thread could not be started: syncs then run on the
+    /// caller's thread.
+    channel: Option<(Sender<Vec<SegmentSync>>, Receiver<StoreResult<()>>)>,
+}
+
+/// Segments being synced; [`Self::wait`] returns the outcome.
+enum PendingSync<'a> {
+    Thread(&'a Receiver<StoreResult<()>>),
+    Done(StoreResult<()>),
+}
+
+impl SegmentSyncer {
+    fn start() -> SegmentSyncer {
+        let (requests, incoming) = mpsc::channel::<Vec<SegmentSync>>();
+        let (answers, outcomes) = mpsc::channel();
+        let started = std::thread::Builder::new()
+            .name("stele-commit-seg".into())
+            .spawn(move || {
+                for segments in incoming {
+                    let result = segments.iter().try_for_each(SegmentSync::sync);
+                    if answers.send(result).is_err() {
+                        break;
+                    }
+                }
+            })
+            .is_ok();
+        SegmentSyncer {
+            channel: started.then_some((requests, outcomes)),
+        }
+    }
+
+    /// Syncs on the caller's thread.
+    fn inline() -> SegmentSyncer {
+        SegmentSyncer { channel: None }
+    }
+
+    /// Begins fdatasyncing every segment in `segments` (in order).
+    fn start_sync(&self, segments: &[SegmentSync]) -> PendingSync<'_> {
+        match &self.channel {
+            Some((requests, outcomes)) if requests.send(segments.to_vec()).is_ok() => {
+                PendingSync::Thread(outcomes)
+            }
+            _ => PendingSync::Done(segments.iter().try_for_each(SegmentSync::sync)),
+        }
+    }
+}
+
+impl PendingSync<'_> {
+    fn wait(self) -> LogResult<()> {
+        match self {
+            PendingSync::Thread(outcomes) => match outcomes.recv() {
+                Ok(result) => Ok(result?),
+                Err(_) => Err(LogError::Poisoned("the segment sync thread stopped".into())),
+            },
+            PendingSync::Done(result) => Ok(result?),
+        }
+    }
 }

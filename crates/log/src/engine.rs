@@ -7,16 +7,18 @@
 //! 2. **Segment write and fsync**: staged records are written (2a, on the
 //!    writer's thread) and fdatasynced (2b, on the commit thread of
 //!    `committer.rs`, while the writer seals and writes the next batch: at
-//!    most [`MAX_IN_FLIGHT`] batches are written but not yet durable). Crash:
-//!    the records may be on disk, but no index record points at them, so the
-//!    next open cuts them (segment length comes from the index).
-//! 3. **Index fsync** (commit thread, after 2b of the same batch and after
-//!    step 3 of every earlier batch): the batch's 64-byte index records are
-//!    appended and fdatasynced. After this the entries exist: they are
-//!    acknowledged, and every later open integrates and publishes them.
-//!    Crash before the end: a torn tail of the batch is cut; whole records
-//!    that reached the disk are kept (their segment records are durable)
-//!    even though the caller never got their receipts.
+//!    most [`MAX_IN_FLIGHT`] batches are written but not yet durable). Crash
+//!    with no index record pointing at them: the next open cuts them
+//!    (segment length comes from the index).
+//! 3. **Index fsync** (commit thread, at the same time as 2b of the same
+//!    batch and after steps 2b and 3 of every earlier batch): the batch's
+//!    64-byte index records are appended and fdatasynced. Once both 2b and
+//!    3 have returned the entries exist: they are acknowledged, and every
+//!    later open integrates and publishes them. Crash before both return: a
+//!    torn index tail is cut; whole index records are kept only if the
+//!    segment records they point at are whole and authentic
+//!    ([`Log::cut_unbacked_tail`]), even though the caller never got their
+//!    receipts; the index is cut at the first that is not.
 //! 4. **Integrate** (writer's thread, once the commit thread reports the
 //!    batch durable; only then are its receipts returned): leaves are added
 //!    to the tree; completed tiles are handed to the publisher thread, which
@@ -38,7 +40,7 @@ use stele_event::Envelope;
 use stele_store::StoreError;
 use stele_store::fsutil::{self, DirLock, SECRET_MODE};
 use stele_store::history::{self, HistoryWriter, StoredCheckpoint};
-use stele_store::index::{IndexFile, IndexRecord};
+use stele_store::index::{IndexFile, IndexRecord, MAX_BATCH_RECORDS};
 use stele_store::keys::{self, DataKey, Kek, NewKek};
 use stele_store::segment::{self, SegmentHeader, SegmentReader, SegmentWriter};
 use stele_store::state::{self, SegmentSnapshot};
@@ -395,6 +397,7 @@ impl Log {
 
     /// Brings segments, tiles and the checkpoint up to the durable index.
     fn recover(&mut self) -> LogResult<()> {
+        self.cut_unbacked_tail()?;
         // Segment lengths: start from the snapshot of the last publish, then
         // extend with every index entry after it.
         // The snapshot only saves reading the index: an unreadable one is
@@ -465,6 +468,53 @@ impl Log {
         }
         if self.tiles.size() > self.published_size() {
             self.publish()?;
+        }
+        Ok(())
+    }
+
+    /// The last append's segment and index records are fdatasynced at the
+    /// same time (step 2b and 3), so a crash may leave index records whose
+    /// segment records never reached the disk, or reached it torn, or not
+    /// at all while stale bytes fill their place. Each entry of the last
+    /// append's reach ([`MAX_BATCH_RECORDS`] entries before the end, and
+    /// never below the latest signed checkpoint) is read back and
+    /// authenticated (the tag binds its index and commitment); the index is
+    /// cut at the first that is not whole. None of the entries cut was acknowledged: their
+    /// batch's fdatasyncs had not both returned. An entry that fails further
+    /// back, or for a reason that is not damaged data (an I/O error, a
+    /// segment file that is gone), is reported and nothing is cut.
+    fn cut_unbacked_tail(&mut self) -> LogResult<()> {
+        let total = self.index.len();
+        let from = self
+            .published_size()
+            .max(total.saturating_sub(MAX_BATCH_RECORDS));
+        let mut start = from;
+        while start < total {
+            let count = (total - start).min(4096);
+            let records = self.index.read_range(start, count)?;
+            for (i, record) in records.iter().enumerate() {
+                let index = start + i as u64;
+                if self.purged.contains_key(&record.segment_id) {
+                    continue;
+                }
+                if !self.segments.contains_key(&record.segment_id) {
+                    return Err(LogError::Integrity(format!(
+                        "entry {index} refers to segment {}, which is not on disk",
+                        record.segment_id
+                    )));
+                }
+                match self.open_record(index, record) {
+                    Ok(_) => {}
+                    Err(e) if is_damaged_data(&e) => {
+                        // Crash story: a crash during the cut leaves the
+                        // index longer; the next open checks it again.
+                        self.index.cut_to(index)?;
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            start += count;
         }
         Ok(())
     }
@@ -1043,11 +1093,22 @@ impl Log {
                 tombstone: Box::new(tombstone.clone()),
             });
         }
+        let (plain, reader) = self.open_record(index, record)?;
+        decode_plaintext(index, &record.commitment, plain, reader.path())
+    }
+
+    /// Reads entry `index`'s sealed record and opens it: the plaintext is
+    /// authentic and belongs at this index with this commitment.
+    fn open_record(
+        &self,
+        index: u64,
+        record: &IndexRecord,
+    ) -> LogResult<(Vec<u8>, Arc<SegmentReader>)> {
         let reader = self.segment_reader(record.segment_id)?;
         let key = self.data_key(record.segment_id)?;
         let sealed = reader.read(record.location, index)?;
         let plain = sealed.open(&key, &record.commitment, reader.path())?;
-        decode_plaintext(index, &record.commitment, plain, reader.path())
+        Ok((plain, reader))
     }
 
     fn require_published(&self, size: Option<u64>) -> LogResult<(u64, Vec<u8>)> {
@@ -1163,6 +1224,16 @@ fn check_only_orphans(path: &Path, keep: u64, len: u64, total: u64) -> LogResult
         return refuse("bytes that are not records of an interrupted append lie".to_string());
     }
     Ok(())
+}
+
+/// True when reading an entry failed because the bytes on disk are not a
+/// whole, authentic record (as a crash leaves an unsynced write), rather
+/// than because of an I/O error or a missing file or key.
+fn is_damaged_data(error: &LogError) -> bool {
+    matches!(
+        error,
+        LogError::Store(StoreError::Corrupt { .. } | StoreError::Authentication { .. })
+    )
 }
 
 /// True when the bytes `from..to` of `file` are all zero (read in chunks).

@@ -3,10 +3,12 @@
 //! The index is the durable truth of the log's length. Entry `i` is the
 //! 64-byte record at byte `64 + 64 * i`; it holds the entry's commitment (the
 //! Merkle leaf data) and where its sealed record lives. An entry exists once
-//! its index record is durable. The writer makes the segment records durable
-//! *before* writing their index records, so every durable index record points
-//! at a durable segment record. This module does not know about trees or
-//! keys.
+//! its index record and the segment record it points at are both durable.
+//! The writer fdatasyncs a batch's segment records and its index records at
+//! the same time, so after a crash the last append's index records may point
+//! at segment records that never reached the disk; the log's recovery checks
+//! that tail against the segments and cuts it with [`IndexFile::cut_to`].
+//! This module does not know about trees or keys.
 //!
 //! Layout (big-endian; see `docs/formats/index.md`):
 //! ```text
@@ -281,9 +283,9 @@ impl IndexFile {
 
     /// Appends `records` (already encoded, in order) and fdatasyncs. Crash
     /// story: before this returns, any prefix of the records may be durable
-    /// (a torn one is cut at the next open); after, all are. The segment
-    /// records they point to must already be durable. On error the caller
-    /// must stop writing and reopen.
+    /// (a torn one is cut at the next open); after, all are. The entries
+    /// exist once the segment records they point to are durable too. On
+    /// error the caller must stop writing and reopen.
     pub fn append_and_sync(&mut self, encoded: &[u8]) -> StoreResult<()> {
         self.appender().append_and_sync(encoded)?;
         self.note_appended(encoded.len() as u64 / RECORD_LEN);
@@ -303,6 +305,27 @@ impl IndexFile {
     /// Counts `records` appended (and synced) through an [`IndexAppender`].
     pub fn note_appended(&mut self, records: u64) {
         self.len += records;
+    }
+
+    /// Cuts the index back to `entries` records (fewer than it holds), for
+    /// recovery only: the caller has established that the records cut were
+    /// never acknowledged. The cut is fsynced before returning; a crash
+    /// during it leaves either length, and the next open decides again.
+    pub fn cut_to(&mut self, entries: u64) -> StoreResult<()> {
+        if entries >= self.len {
+            return Err(StoreError::Invalid(format!(
+                "cannot cut the index to {entries} entries: it holds {}",
+                self.len
+            )));
+        }
+        self.file
+            .set_len(HEADER_LEN + entries * RECORD_LEN)
+            .map_err(|e| StoreError::io("truncate", &self.path, e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| StoreError::io("fsync", &self.path, e))?;
+        self.len = entries;
+        Ok(())
     }
 
     /// Reads entry `index`.

@@ -121,7 +121,13 @@ fn commit(job: &Job, syncer: &SegmentSyncer) -> LogResult<()> {
 struct SegmentSyncer {
     /// `None` when the thread could not be started: syncs then run on the
     /// caller's thread.
-    channel: Option<(Sender<Vec<SegmentSync>>, Receiver<StoreResult<()>>)>,
+    channel: Option<SyncChannel>,
+}
+
+/// Segments to the syncer's thread, outcomes back.
+struct SyncChannel {
+    requests: Sender<Vec<SegmentSync>>,
+    outcomes: Receiver<StoreResult<()>>,
 }
 
 /// Segments being synced; [`Self::wait`] returns the outcome.
@@ -146,7 +152,7 @@ impl SegmentSyncer {
             })
             .is_ok();
         SegmentSyncer {
-            channel: started.then_some((requests, outcomes)),
+            channel: started.then_some(SyncChannel { requests, outcomes }),
         }
     }
 
@@ -158,8 +164,8 @@ impl SegmentSyncer {
     /// Begins fdatasyncing every segment in `segments` (in order).
     fn start_sync(&self, segments: &[SegmentSync]) -> PendingSync<'_> {
         match &self.channel {
-            Some((requests, outcomes)) if requests.send(segments.to_vec()).is_ok() => {
-                PendingSync::Thread(outcomes)
+            Some(channel) if channel.requests.send(segments.to_vec()).is_ok() => {
+                PendingSync::Thread(&channel.outcomes)
             }
             _ => PendingSync::Done(segments.iter().try_for_each(SegmentSync::sync)),
         }

@@ -6,7 +6,9 @@
 //! and writes them as one batch, and hands the batch's fdatasyncs to the
 //! log's commit thread (one fdatasync per touched file). While that runs it
 //! already seals and writes the next batch (at most
-//! [`crate::engine::MAX_IN_FLIGHT`] batches in flight); each request is
+//! [`crate::engine::MAX_IN_FLIGHT`] batches in flight, and only a batch of
+//! at least [`MIN_OVERLAP_EVENTS`]: a smaller one waits for the batches in
+//! flight and gathers what arrives meanwhile); each request is
 //! answered with its receipts once its batch is durable. It publishes a
 //! checkpoint when [`SequencerConfig::publish_every`] has passed. The queue
 //! is bounded, so a slow disk pushes back on producers instead of growing
@@ -291,6 +293,37 @@ impl Sequencer {
 /// the lock, so that reads and administration get their turn.
 const MAX_HOLD: Duration = Duration::from_millis(20);
 
+/// Fewest events a batch needs to be begun while others are in flight (see
+/// [`crate::engine::MAX_IN_FLIGHT`]); a smaller one waits for them to
+/// finish, gathering more requests meanwhile.
+const MIN_OVERLAP_EVENTS: usize = 64;
+
+/// Moves queued requests into `requests` while the batch has room (up to
+/// `max_batch` events); one too big to join is left in `pending` to start
+/// the next batch.
+fn take_queued(
+    rx: &Receiver<Request>,
+    requests: &mut Vec<Request>,
+    count: &mut usize,
+    pending: &mut Option<Request>,
+    max_batch: usize,
+) {
+    while *count < max_batch {
+        match rx.try_recv() {
+            Ok(request) if *count + request.events.len() > crate::engine::MAX_BATCH => {
+                // Too big to join this batch: it starts the next one.
+                *pending = Some(request);
+                break;
+            }
+            Ok(request) => {
+                *count += request.events.len();
+                requests.push(request);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
 /// A batch begun on the log, with the requests to answer when it finishes.
 struct Flight {
     sizes: Vec<usize>,
@@ -353,19 +386,17 @@ fn run(
         let mut requests = vec![first];
         let mut count = requests[0].events.len();
         let max_batch = config.max_batch.min(crate::engine::MAX_BATCH);
-        while count < max_batch {
-            match rx.try_recv() {
-                Ok(request) if count + request.events.len() > crate::engine::MAX_BATCH => {
-                    // Too big to join this batch: it starts the next one.
-                    pending = Some(request);
-                    break;
-                }
-                Ok(request) => {
-                    count += request.events.len();
-                    requests.push(request);
-                }
-                Err(_) => break,
-            }
+        take_queued(&rx, &mut requests, &mut count, &mut pending, max_batch);
+        // A small batch gains little from being written while another
+        // syncs, and costs a flush of its own: it waits for the batches in
+        // flight instead, and takes in what arrives meanwhile.
+        if count < MIN_OVERLAP_EVENTS
+            && pending.is_none()
+            && let Some(log) = guard.as_mut()
+            && !flight.is_empty()
+        {
+            finish_all(log, &mut flight, metrics, &mut stats);
+            take_queued(&rx, &mut requests, &mut count, &mut pending, max_batch);
         }
         metrics
             .queue_depth

@@ -607,7 +607,7 @@ impl Log {
         self.in_flight.len()
     }
 
-    /// True when `events` may be begun now: fewer than [`MAX_IN_FLIGHT`]
+    /// True when `events` may be begun now: fewer than `MAX_IN_FLIGHT`
     /// batches are in flight, and if the batch carries idempotency keys,
     /// none is (a retry must be compared with durable entries only).
     pub fn can_begin(&self, events: &[PreparedEvent]) -> bool {

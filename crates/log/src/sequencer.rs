@@ -6,8 +6,8 @@
 //! and writes them as one batch, and hands the batch's fdatasyncs to the
 //! log's commit thread (one fdatasync per touched file). While that runs it
 //! already seals and writes the next batch (at most
-//! [`crate::engine::MAX_IN_FLIGHT`] batches in flight, and only a batch of
-//! at least [`MIN_OVERLAP_EVENTS`]: a smaller one waits for the batches in
+//! `MAX_IN_FLIGHT` (engine) batches in flight, and only a batch of
+//! at least `MIN_OVERLAP_EVENTS`: a smaller one waits for the batches in
 //! flight and gathers what arrives meanwhile); each request is
 //! answered with its receipts once its batch is durable. It publishes a
 //! checkpoint when [`SequencerConfig::publish_every`] has passed. The queue

@@ -757,3 +757,45 @@ fn signed_entries_with_missing_segment_records_are_never_cut() {
     assert!(err.to_string().contains("committed entries reach"), "{err}");
     assert_eq!(std::fs::read(data.join("index")).unwrap(), index_before);
 }
+
+/// One batch over two segments, of which only one reached the disk: the
+/// index is cut at the first entry whose record is missing, and the other
+/// segment's records of the entries after it are cut as orphans.
+#[test]
+fn a_batch_over_two_segments_is_cut_where_the_first_record_is_missing() {
+    let p = Preparer::new("tester", "test", "default");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    log.append_batch(&[event(&p, 0, Some("x")), event(&p, 1, Some("y"))])
+        .unwrap();
+    log.publish().unwrap();
+    let y_segment = segment_of(&data, "y");
+    let y_before = std::fs::metadata(&y_segment).unwrap().len();
+    log.append_batch(&[
+        event(&p, 2, Some("x")),
+        event(&p, 3, Some("y")),
+        event(&p, 4, Some("x")),
+    ])
+    .unwrap();
+    drop(log);
+    // The crash: stream y's segment lost the second batch's record.
+    cut_file(&y_segment, y_before);
+
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    assert_eq!(log.size(), 3);
+    assert_eq!(log.get(2).unwrap().envelope.event.actor, "a2");
+    assert_verifies(&log);
+    let receipts = log
+        .append_batch(&[event(&p, 5, Some("y")), event(&p, 6, Some("x"))])
+        .unwrap();
+    assert_eq!(receipts[0].index, 3);
+    log.publish().unwrap();
+    assert_verifies(&log);
+    drop(log);
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    assert_eq!(log.size(), 5);
+    assert_eq!(log.get(4).unwrap().envelope.event.actor, "a6");
+    assert_verifies(&log);
+}

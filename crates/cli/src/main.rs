@@ -5,12 +5,6 @@
 //! Errors are printed as one line on standard error. Every command is
 //! described in `docs/cli.md`.
 
-/// The server frees on one thread what another allocated (request bodies,
-/// prepared events, receipts) thousands of times a second; mimalloc does
-/// that with less work than the system allocator (see docs/benchmarks.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod append;
 mod bench;
 mod bench_http;

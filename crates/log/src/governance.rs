@@ -262,6 +262,8 @@ impl Log {
                 self.log_hold(position, true, now)?;
             }
         }
+        // A KEK rotation whose `key.rotated` event a crash cut off.
+        self.record_rotation_event(now)?;
         // Open returns with everything it appended under a checkpoint.
         self.publish()?;
         Ok(())

@@ -67,6 +67,25 @@ struct KekInfoFile {
     created_at: i64,
     number: u64,
     kind: String,
+    /// Who asked for the rotation, when it is to be recorded as a
+    /// `key.rotated` system event ([`Log::rotate_kek_as`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rotated_by: Option<String>,
+    /// Data keys re-wrapped by the rotation (part of the event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data_keys_rewrapped: Option<u64>,
+    /// Log index of the `key.rotated` event, once it is durable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    event_index: Option<u64>,
+}
+
+/// The `key.rotated` event a rotation owes the log: who asked for it and
+/// what it re-wrapped, and the event's index once appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RotationEvent {
+    by: String,
+    data_keys_rewrapped: u64,
+    index: Option<u64>,
 }
 
 /// The steps of a rotation, in order. Only for crash tests: see
@@ -149,6 +168,18 @@ impl Log {
         now_unix: i64,
         stop_after: RotateStep,
     ) -> LogResult<KekInfo> {
+        self.rotate_inner(new, now_unix, stop_after, None)
+    }
+
+    /// The rotation; with `by`, `kek.info` also records that a `key.rotated`
+    /// event on behalf of `by` is owed (see [`Log::rotate_kek_as`]).
+    fn rotate_inner(
+        &mut self,
+        new: NewKek,
+        now_unix: i64,
+        stop_after: RotateStep,
+        by: Option<&str>,
+    ) -> LogResult<KekInfo> {
         self.health()?;
         let layout = self.layout().clone();
         // Leftovers of an earlier attempt on this handle (an error before
@@ -165,7 +196,18 @@ impl Log {
             kind: new.kind(),
             source: KekAgeSource::Recorded,
         };
-        let new_kek = match prepare(&layout, &self.kek, new, &info, stop_after) {
+        let event = match by {
+            Some(by) => Some(RotationEvent {
+                by: by.to_string(),
+                data_keys_rewrapped: wrapped_files(&layout)?
+                    .iter()
+                    .filter(|f| matches!(f, WrappedFile::DataKey(_)))
+                    .count() as u64,
+                index: None,
+            }),
+            None => None,
+        };
+        let new_kek = match prepare(&layout, &self.kek, new, &info, event.as_ref(), stop_after) {
             Ok(Some(kek)) => kek,
             Ok(None) => return Ok(info),
             Err(e) => {
@@ -209,19 +251,37 @@ impl Log {
 
     /// [`Log::rotate_kek`] on behalf of `by`, recorded as a `key.rotated`
     /// system event (the new KEK's number, kind, creation time and how many
-    /// data keys were re-wrapped). The rotation commits before the event:
-    /// a crash in between leaves the new KEK in force, and `kek.info` still
-    /// says when it was made.
+    /// data keys were re-wrapped). The rotation commits before the event,
+    /// and `kek.info` says the event is owed until it holds the event's
+    /// index: a crash in between leaves the new KEK in force, and the next
+    /// open appends the event (or, if it was already durable, finds it by
+    /// its client id `kek:<number>` and only records its index).
     pub fn rotate_kek_as(
         &mut self,
         new: NewKek,
         by: &str,
         now: jiff::Timestamp,
     ) -> LogResult<KekInfo> {
-        let info = self.rotate_kek(new, now.as_second())?;
-        let data_keys = self.data_key_ages()?.len();
-        self.append_system(
-            by,
+        let info = self.rotate_inner(new, now.as_second(), RotateStep::Done, Some(by))?;
+        self.record_rotation_event(now)?;
+        Ok(info)
+    }
+
+    /// Appends the `key.rotated` event the last rotation owes, if any, and
+    /// records its index in `kek.info`. Idempotent: the event carries the
+    /// client id `kek:<number>` and the same content every time, so a retry
+    /// after a crash returns the durable original instead of a second
+    /// event. Crash after the append and before `kek.info` is replaced: the
+    /// next call finds the original.
+    pub(crate) fn record_rotation_event(&mut self, now: jiff::Timestamp) -> LogResult<()> {
+        let Some((info, event)) = read_rotation_event(self.layout())? else {
+            return Ok(());
+        };
+        if event.index.is_some() {
+            return Ok(());
+        }
+        let receipt = self.append_system(
+            &event.by,
             "key.rotated",
             Some(&format!("kek:{}", info.number)),
             Some("keys/kek"),
@@ -229,11 +289,17 @@ impl Log {
                 "number": info.number,
                 "kind": info.kind.as_str(),
                 "created_at": crate::purge::timestamp_text(info.created_at),
-                "data_keys_rewrapped": data_keys,
+                "data_keys_rewrapped": event.data_keys_rewrapped,
             }),
             now,
         )?;
-        Ok(info)
+        let recorded = RotationEvent {
+            index: Some(receipt.index),
+            ..event
+        };
+        // Atomic replace; crash before it: the event is owed again and is
+        // found by its client id.
+        write_kek_info(&self.layout().kek_info(), &info, Some(&recorded))
     }
 
     /// What is known about the current KEK: from `keys/kek.info`, or for a
@@ -274,6 +340,7 @@ fn prepare(
     old_kek: &Kek,
     new: NewKek,
     info: &KekInfo,
+    event: Option<&RotationEvent>,
     stop_after: RotateStep,
 ) -> LogResult<Option<Kek>> {
     // (a) The new KEK. `create_new_durable` refuses an existing `kek.next`;
@@ -286,7 +353,7 @@ fn prepare(
     // Its age, written after `kek.next` so that `kek.info.next` without
     // `kek.next` can only mean "committed" (see `finish_interrupted_rotation`).
     // Crash: `kek.next` exists, so the next open rolls back.
-    write_kek_info(&layout.kek_info_next(), info)?;
+    write_kek_info(&layout.kek_info_next(), info, event)?;
     if stop_after <= RotateStep::NextInfoWritten {
         return Ok(None);
     }
@@ -475,9 +542,7 @@ fn read_kek_info(layout: &Layout) -> LogResult<KekInfo> {
             source: KekAgeSource::KeyFileModified,
         });
     };
-    let file: KekInfoFile = serde_json::from_slice(&bytes).map_err(|e| {
-        LogError::Integrity(format!("{}: not a KEK info file: {e}", info_path.display()))
-    })?;
+    let file = parse_kek_info(&info_path, &bytes)?;
     if KekKind::from_name(&file.kind) != Some(kind) {
         return Err(LogError::Integrity(format!(
             "{}: says the key-encryption key is held as {:?}, but {} is a {:?} key",
@@ -495,12 +560,51 @@ fn read_kek_info(layout: &Layout) -> LogResult<KekInfo> {
     })
 }
 
+fn parse_kek_info(path: &Path, bytes: &[u8]) -> LogResult<KekInfoFile> {
+    let file: KekInfoFile = serde_json::from_slice(bytes).map_err(|e| {
+        LogError::Integrity(format!("{}: not a KEK info file: {e}", path.display()))
+    })?;
+    if file.rotated_by.is_some() != file.data_keys_rewrapped.is_some()
+        || (file.event_index.is_some() && file.rotated_by.is_none())
+    {
+        return Err(LogError::Integrity(format!(
+            "{}: rotated_by and data_keys_rewrapped come together, and event_index only with them",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// The current KEK and the `key.rotated` event its rotation owes, if it
+/// was made by [`Log::rotate_kek_as`].
+fn read_rotation_event(layout: &Layout) -> LogResult<Option<(KekInfo, RotationEvent)>> {
+    let info = read_kek_info(layout)?;
+    let Some(bytes) = fsutil::read_optional(&layout.kek_info())? else {
+        return Ok(None);
+    };
+    let file = parse_kek_info(&layout.kek_info(), &bytes)?;
+    Ok(match (file.rotated_by, file.data_keys_rewrapped) {
+        (Some(by), Some(data_keys_rewrapped)) => Some((
+            info,
+            RotationEvent {
+                by,
+                data_keys_rewrapped,
+                index: file.event_index,
+            },
+        )),
+        _ => None,
+    })
+}
+
 /// Writes a `kek.info` file by atomic replace (it holds nothing secret).
-fn write_kek_info(path: &Path, info: &KekInfo) -> LogResult<()> {
+fn write_kek_info(path: &Path, info: &KekInfo, event: Option<&RotationEvent>) -> LogResult<()> {
     let file = KekInfoFile {
         created_at: info.created_at,
         number: info.number,
         kind: info.kind.as_str().to_string(),
+        rotated_by: event.map(|e| e.by.clone()),
+        data_keys_rewrapped: event.map(|e| e.data_keys_rewrapped),
+        event_index: event.and_then(|e| e.index),
     };
     let mut bytes = serde_json::to_vec(&file)
         .map_err(|e| LogError::Usage(format!("cannot encode KEK info: {e}")))?;

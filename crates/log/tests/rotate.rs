@@ -387,3 +387,94 @@ fn key_ages_fall_back_to_file_times_and_survive_rotation() {
     assert_eq!(log.kek_info().unwrap().created_at, NOW);
     assert_eq!(log.data_key_ages().unwrap(), expected);
 }
+
+fn kek_info_json(data: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(Layout::new(data).kek_info()).unwrap()).unwrap()
+}
+
+fn write_kek_info_json(data: &Path, value: &serde_json::Value) {
+    std::fs::write(
+        Layout::new(data).kek_info(),
+        serde_json::to_vec(value).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Asserts that entry `index` is the `key.rotated` event of KEK `number`
+/// on behalf of `by`.
+fn assert_rotation_event(log: &Log, index: u64, by: &str, number: u64, data_keys: u64) {
+    let stored = log.get(index).unwrap();
+    let event = &stored.envelope.event;
+    assert_eq!(event.action, "key.rotated");
+    assert_eq!(event.actor, by);
+    let attributes = serde_json::to_value(&event.attributes).unwrap();
+    assert_eq!(attributes["number"], number);
+    assert_eq!(attributes["data_keys_rewrapped"], data_keys);
+}
+
+/// `rotate_kek_as` records the rotation in the log; a crash after the
+/// rotation committed and before its event was durable leaves `kek.info`
+/// saying the event is owed, and the next open appends it, once.
+#[test]
+fn a_rotation_event_cut_off_by_a_crash_is_appended_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data, NewKek::Random);
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    append(&mut log, 0, 6);
+    let now = jiff::Timestamp::from_second(NOW).unwrap();
+    let rewrapped = dek_paths(&data).len() as u64;
+    let info = log.rotate_kek_as(NewKek::Random, "alice", now).unwrap();
+    assert_eq!(log.size(), 7);
+    assert_rotation_event(&log, 6, "alice", info.number, rewrapped);
+    // The event went to a new `_system` segment, with a data key of its own.
+    let data_keys = dek_paths(&data).len() as u64;
+    assert_eq!(data_keys, rewrapped + 1);
+    assert_eq!(kek_info_json(&data)["event_index"], 6);
+    drop(log);
+
+    // The second rotation's event never reached the log: `kek.info` as the
+    // rotation leaves it before the event is appended.
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    log.rotate_kek(NewKek::Random, NOW + 60).unwrap();
+    drop(log);
+    let mut owed = kek_info_json(&data);
+    owed["rotated_by"] = "bob".into();
+    owed["data_keys_rewrapped"] = data_keys.into();
+    write_kek_info_json(&data, &owed);
+
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    assert_eq!(log.size(), 8);
+    assert_rotation_event(&log, 7, "bob", 2, data_keys);
+    assert_eq!(kek_info_json(&data)["event_index"], 7);
+    let report = verify(&log, &NoProgress).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    drop(log);
+    // Owed no more: opening again appends nothing.
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    assert_eq!(log.size(), 8);
+}
+
+/// A crash after the event was durable but before `kek.info` recorded its
+/// index: the next open finds the event by its client id instead of
+/// appending a second one.
+#[test]
+fn a_durable_rotation_event_is_never_appended_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data, NewKek::Random);
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    append(&mut log, 0, 3);
+    let now = jiff::Timestamp::from_second(NOW).unwrap();
+    log.rotate_kek_as(NewKek::Random, "alice", now).unwrap();
+    assert_eq!(log.size(), 4);
+    drop(log);
+    let mut unrecorded = kek_info_json(&data);
+    unrecorded.as_object_mut().unwrap().remove("event_index");
+    write_kek_info_json(&data, &unrecorded);
+
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    assert_eq!(log.size(), 4);
+    assert_eq!(kek_info_json(&data)["event_index"], 3);
+    assert_rotation_event(&log, 3, "alice", 1, dek_paths(&data).len() as u64 - 1);
+}

@@ -57,7 +57,7 @@ impl Committer {
 
     /// Hands `job` to the thread. Its `done` receives the outcome; if the
     /// thread is gone, `done`'s sender is dropped unanswered.
-    pub fn submit(&self, job: Job) {
+    pub fn submit(&self, mut job: Job) {
         match (&self.jobs, &self.thread) {
             (Some(jobs), Some(_)) => {
                 let _ = jobs.send(job);
@@ -65,7 +65,7 @@ impl Committer {
             // The thread could not be started: commit on the caller's
             // thread, with the same steps.
             _ => {
-                let result = commit(&job, &SegmentSyncer::inline());
+                let result = commit(&mut job, &SegmentSyncer::inline());
                 let _ = job.done.send(result);
             }
         }
@@ -84,12 +84,12 @@ impl Drop for Committer {
 fn run(rx: Receiver<Job>) {
     let syncer = SegmentSyncer::start();
     let mut failed: Option<String> = None;
-    for job in rx {
+    for mut job in rx {
         let result = match &failed {
             Some(why) => Err(LogError::Poisoned(format!(
                 "an earlier commit failed: {why}"
             ))),
-            None => commit(&job, &syncer),
+            None => commit(&mut job, &syncer),
         };
         if let Err(e) = &result
             && failed.is_none()
@@ -107,8 +107,8 @@ fn run(rx: Receiver<Job>) {
 /// whose segment records are not durable, or the reverse; the next open
 /// keeps only entries whose index and segment records are both whole
 /// (`Log::recover`), and cuts the rest, none of which was acknowledged.
-fn commit(job: &Job, syncer: &SegmentSyncer) -> LogResult<()> {
-    let segments = syncer.start_sync(&job.segments);
+fn commit(job: &mut Job, syncer: &SegmentSyncer) -> LogResult<()> {
+    let segments = syncer.start_sync(std::mem::take(&mut job.segments));
     let index = job.index.append_and_sync(&job.records);
     segments.wait()?;
     index?;
@@ -162,13 +162,16 @@ impl SegmentSyncer {
     }
 
     /// Begins fdatasyncing every segment in `segments` (in order).
-    fn start_sync(&self, segments: &[SegmentSync]) -> PendingSync<'_> {
-        match &self.channel {
-            Some(channel) if channel.requests.send(segments.to_vec()).is_ok() => {
-                PendingSync::Thread(&channel.outcomes)
-            }
-            _ => PendingSync::Done(segments.iter().try_for_each(SegmentSync::sync)),
-        }
+    fn start_sync(&self, segments: Vec<SegmentSync>) -> PendingSync<'_> {
+        let segments = match &self.channel {
+            Some(channel) => match channel.requests.send(segments) {
+                Ok(()) => return PendingSync::Thread(&channel.outcomes),
+                // The thread is gone: sync here instead.
+                Err(mpsc::SendError(segments)) => segments,
+            },
+            None => segments,
+        };
+        PendingSync::Done(segments.iter().try_for_each(SegmentSync::sync))
     }
 }
 

@@ -274,7 +274,7 @@ impl Log {
     /// event. Crash after the append and before `kek.info` is replaced: the
     /// next call finds the original.
     pub(crate) fn record_rotation_event(&mut self, now: jiff::Timestamp) -> LogResult<()> {
-        let Some((info, event)) = read_rotation_event(self.layout())? else {
+        let (info, Some(event)) = read_kek_file(self.layout())? else {
             return Ok(());
         };
         if event.index.is_some() {
@@ -529,18 +529,25 @@ fn list_deks(layout: &Layout, suffix: &str) -> LogResult<Vec<u32>> {
 }
 
 fn read_kek_info(layout: &Layout) -> LogResult<KekInfo> {
+    Ok(read_kek_file(layout)?.0)
+}
+
+/// The current KEK and, if its rotation was on someone's behalf
+/// ([`Log::rotate_kek_as`]), the `key.rotated` event it owes the log.
+fn read_kek_file(layout: &Layout) -> LogResult<(KekInfo, Option<RotationEvent>)> {
     let kek_path = layout.kek();
     let kind = KekKind::of_file(&kek_path)?;
     let info_path = layout.kek_info();
     let Some(bytes) = fsutil::read_optional(&info_path)? else {
         let metadata =
             std::fs::metadata(&kek_path).map_err(|e| StoreError::io("stat", &kek_path, e))?;
-        return Ok(KekInfo {
+        let info = KekInfo {
             created_at: metadata.mtime(),
             number: 0,
             kind,
             source: KekAgeSource::KeyFileModified,
-        });
+        };
+        return Ok((info, None));
     };
     let file = parse_kek_info(&info_path, &bytes)?;
     if KekKind::from_name(&file.kind) != Some(kind) {
@@ -552,12 +559,21 @@ fn read_kek_info(layout: &Layout) -> LogResult<KekInfo> {
             kind.as_str()
         )));
     }
-    Ok(KekInfo {
+    let info = KekInfo {
         created_at: file.created_at,
         number: file.number,
         kind,
         source: KekAgeSource::Recorded,
-    })
+    };
+    let event = match (file.rotated_by, file.data_keys_rewrapped) {
+        (Some(by), Some(data_keys_rewrapped)) => Some(RotationEvent {
+            by,
+            data_keys_rewrapped,
+            index: file.event_index,
+        }),
+        _ => None,
+    };
+    Ok((info, event))
 }
 
 fn parse_kek_info(path: &Path, bytes: &[u8]) -> LogResult<KekInfoFile> {
@@ -573,27 +589,6 @@ fn parse_kek_info(path: &Path, bytes: &[u8]) -> LogResult<KekInfoFile> {
         )));
     }
     Ok(file)
-}
-
-/// The current KEK and the `key.rotated` event its rotation owes, if it
-/// was made by [`Log::rotate_kek_as`].
-fn read_rotation_event(layout: &Layout) -> LogResult<Option<(KekInfo, RotationEvent)>> {
-    let info = read_kek_info(layout)?;
-    let Some(bytes) = fsutil::read_optional(&layout.kek_info())? else {
-        return Ok(None);
-    };
-    let file = parse_kek_info(&layout.kek_info(), &bytes)?;
-    Ok(match (file.rotated_by, file.data_keys_rewrapped) {
-        (Some(by), Some(data_keys_rewrapped)) => Some((
-            info,
-            RotationEvent {
-                by,
-                data_keys_rewrapped,
-                index: file.event_index,
-            },
-        )),
-        _ => None,
-    })
 }
 
 /// Writes a `kek.info` file by atomic replace (it holds nothing secret).

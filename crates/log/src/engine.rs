@@ -473,16 +473,17 @@ impl Log {
     }
 
     /// The last append's segment and index records are fdatasynced at the
-    /// same time (step 2b and 3), so a crash may leave index records whose
+    /// same time (steps 2b and 3), so a crash may leave index records whose
     /// segment records never reached the disk, or reached it torn, or not
     /// at all while stale bytes fill their place. Each entry of the last
     /// append's reach ([`MAX_BATCH_RECORDS`] entries before the end, and
     /// never below the latest signed checkpoint) is read back and
     /// authenticated (the tag binds its index and commitment); the index is
-    /// cut at the first that is not whole. None of the entries cut was acknowledged: their
-    /// batch's fdatasyncs had not both returned. An entry that fails further
-    /// back, or for a reason that is not damaged data (an I/O error, a
-    /// segment file that is gone), is reported and nothing is cut.
+    /// cut at the first that is not whole. None of the entries cut was
+    /// acknowledged: their batch's fdatasyncs had not both returned. A
+    /// failure that is not damaged data (an I/O error, a segment file that
+    /// is gone, a key that does not open) stops the open and nothing is
+    /// cut; entries before the reach are not read here (`verify` does).
     fn cut_unbacked_tail(&mut self) -> LogResult<()> {
         let total = self.index.len();
         let from = self

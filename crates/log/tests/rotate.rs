@@ -412,6 +412,22 @@ fn assert_rotation_event(log: &Log, index: u64, by: &str, number: u64, data_keys
     assert_eq!(attributes["data_keys_rewrapped"], data_keys);
 }
 
+/// A new log at `data` with `events` events, whose KEK "alice" then
+/// rotated with `rotate_kek_as`; returns the open log and how many data
+/// keys the rotation re-wrapped.
+fn rotated_by_alice(data: &Path, events: usize) -> (Log, u64) {
+    create(data, NewKek::Random);
+    let mut log = Log::open(data, OpenOptions::default()).unwrap();
+    append(&mut log, 0, events);
+    let rewrapped = dek_paths(data).len() as u64;
+    let now = jiff::Timestamp::from_second(NOW).unwrap();
+    let info = log.rotate_kek_as(NewKek::Random, "alice", now).unwrap();
+    assert_eq!(log.size(), events as u64 + 1);
+    assert_rotation_event(&log, events as u64, "alice", info.number, rewrapped);
+    assert_eq!(kek_info_json(data)["event_index"], events);
+    (log, rewrapped)
+}
+
 /// `rotate_kek_as` records the rotation in the log; a crash after the
 /// rotation committed and before its event was durable leaves `kek.info`
 /// saying the event is owed, and the next open appends it, once.
@@ -419,18 +435,10 @@ fn assert_rotation_event(log: &Log, index: u64, by: &str, number: u64, data_keys
 fn a_rotation_event_cut_off_by_a_crash_is_appended_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    create(&data, NewKek::Random);
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    append(&mut log, 0, 6);
-    let now = jiff::Timestamp::from_second(NOW).unwrap();
-    let rewrapped = dek_paths(&data).len() as u64;
-    let info = log.rotate_kek_as(NewKek::Random, "alice", now).unwrap();
-    assert_eq!(log.size(), 7);
-    assert_rotation_event(&log, 6, "alice", info.number, rewrapped);
+    let (log, rewrapped) = rotated_by_alice(&data, 6);
     // The event went to a new `_system` segment, with a data key of its own.
     let data_keys = dek_paths(&data).len() as u64;
     assert_eq!(data_keys, rewrapped + 1);
-    assert_eq!(kek_info_json(&data)["event_index"], 6);
     drop(log);
 
     // The second rotation's event never reached the log: `kek.info` as the
@@ -462,12 +470,7 @@ fn a_rotation_event_cut_off_by_a_crash_is_appended_at_the_next_open() {
 fn a_durable_rotation_event_is_never_appended_twice() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    create(&data, NewKek::Random);
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    append(&mut log, 0, 3);
-    let now = jiff::Timestamp::from_second(NOW).unwrap();
-    log.rotate_kek_as(NewKek::Random, "alice", now).unwrap();
-    assert_eq!(log.size(), 4);
+    let (log, rewrapped) = rotated_by_alice(&data, 3);
     drop(log);
     let mut unrecorded = kek_info_json(&data);
     unrecorded.as_object_mut().unwrap().remove("event_index");
@@ -476,5 +479,5 @@ fn a_durable_rotation_event_is_never_appended_twice() {
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_eq!(log.size(), 4);
     assert_eq!(kek_info_json(&data)["event_index"], 3);
-    assert_rotation_event(&log, 3, "alice", 1, dek_paths(&data).len() as u64 - 1);
+    assert_rotation_event(&log, 3, "alice", 1, rewrapped);
 }

@@ -237,7 +237,7 @@ pub fn audit(action: AuditAction) -> CliResult<u8> {
                 eprintln!("FAIL {problem}");
             }
             // Offline: no listeners, no server policy to compare.
-            let attestation = log.attest(&AuditFacts::default(), at)?;
+            let attestation = log.attest_as(&AuditFacts::default(), &operator.principal, at)?;
             log.publish()?;
             print_out(&attestation.render())?;
             if attestation.ok {

@@ -905,6 +905,8 @@ fn audit_run_and_report_with_signature_checks() {
     );
     let recorded = get_json(&dir, event);
     assert_eq!(recorded["event"]["event"]["action"], "audit.attestation");
+    // On behalf of the operator who ran it.
+    assert_eq!(recorded["event"]["event"]["actor"], "local:tester");
     assert_eq!(
         recorded["event"]["event"]["attributes"]["signature"],
         report["signature"]

@@ -341,9 +341,21 @@ impl Log {
     }
 
     /// Checks that every policy is in effect, signs the findings and
-    /// appends them as an `audit.attestation` system event. Runs an
-    /// incremental verification first.
+    /// appends them as an `audit.attestation` system event, on the log's own
+    /// behalf (the scheduled audits). Runs an incremental verification
+    /// first.
     pub fn attest(&mut self, facts: &AuditFacts, now: Timestamp) -> LogResult<Attestation> {
+        self.attest_as(facts, crate::governance::SYSTEM_WRITER, now)
+    }
+
+    /// [`Log::attest`] on demand of `by` (an operator or an API principal),
+    /// who is the `audit.attestation` event's actor.
+    pub fn attest_as(
+        &mut self,
+        facts: &AuditFacts,
+        by: &str,
+        now: Timestamp,
+    ) -> LogResult<Attestation> {
         self.check_writable()?;
         let incremental = self.verify_new_entries(now)?;
         let state = self.audit_state()?;
@@ -525,14 +537,8 @@ impl Log {
         if let Some(map) = attributes.as_object_mut() {
             map.remove("event_index");
         }
-        let receipt = self.append_system(
-            crate::governance::SYSTEM_WRITER,
-            "audit.attestation",
-            None,
-            Some("log"),
-            attributes,
-            now,
-        )?;
+        let receipt =
+            self.append_system(by, "audit.attestation", None, Some("log"), attributes, now)?;
         attestation.event_index = Some(receipt.index);
         write_json(
             &audit_dir(&self.layout.root).join("latest.json"),

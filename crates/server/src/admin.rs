@@ -326,7 +326,7 @@ async fn run_audit(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    who(&state, &headers, &conn, Action::AuditRun, Resource::Log)?;
+    let principal = who(&state, &headers, &conn, Action::AuditRun, Resource::Log)?;
     let attestation = blocking(move || {
         let listeners = state
             .config
@@ -343,7 +343,7 @@ async fn run_audit(
             listeners: Some(context.listeners.clone()),
             enforced_policy: Some(state.governance.policy_hash()),
         };
-        attest(&context, &facts, jiff::Timestamp::now()).ok_or_else(|| {
+        attest(&context, &facts, &principal.name, jiff::Timestamp::now()).ok_or_else(|| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "audit_failed",

@@ -228,7 +228,7 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
                 listeners: Some(context.listeners.clone()),
                 enforced_policy: Some(context.governance.policy_hash()),
             };
-            attest(&context, &facts, now);
+            attest(&context, &facts, stele_log::governance::SYSTEM_WRITER, now);
         }
     }
 }
@@ -237,9 +237,10 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
 pub fn attest(
     context: &SchedulerContext,
     facts: &AuditFacts,
+    by: &str,
     now: Timestamp,
 ) -> Option<Attestation> {
-    let result = lock_log(&context.log).attest(facts, now);
+    let result = lock_log(&context.log).attest_as(facts, by, now);
     match result {
         Ok(attestation) => {
             let failed = context.governance.record_attestation(&attestation);

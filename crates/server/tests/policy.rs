@@ -353,6 +353,11 @@ async fn example_policy_end_to_end() {
     let attestation: stele_log::audit::Attestation =
         serde_json::from_value(r.json.clone()).unwrap();
     attestation.verify_signature(&server.verifier()).unwrap();
+    // Recorded on behalf of the administrator who asked for it.
+    let index = attestation.event_index.unwrap();
+    let recorded = server.get_event(&client, &auditor, index).await;
+    assert_eq!(recorded["event"]["event"]["action"], "audit.attestation");
+    assert_eq!(recorded["event"]["event"]["actor"], "bob-admin");
     let policy_now = get(&client, server.url("/v1/policy"), &admin).await;
     assert_eq!(
         attestation.policy_hash,

@@ -21,6 +21,10 @@
 //! - `GET  /v1/export?stream=S&from=I&to=J` (`export`) — NDJSON of the
 //!   stream's events in `[from, to)`, recorded as an `events.exported`
 //!   system event before any content is sent
+//! - `GET  /v1/query?stream=S&from=I[&to=J][&actor=…][&action=…]
+//!   [&resource=…][&outcome=…][&limit=N]` (`query`) — the stream's events
+//!   in `[from, to)` whose fields equal every filter given, at most `limit`,
+//!   recorded as an `events.queried` system event before any is sent
 
 use std::sync::Arc;
 
@@ -47,8 +51,11 @@ use crate::api::{
 use crate::governance::{SchedulerContext, attest};
 use crate::tokens::Principal;
 
-/// Most entries one export request may cover.
+/// Most entries one export or query request may cover.
 pub const MAX_EXPORT_RANGE: u64 = 10_000;
+/// Most events one query returns (`limit`), and the default.
+pub const MAX_QUERY_RESULTS: usize = 1_000;
+const DEFAULT_QUERY_RESULTS: usize = 100;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -63,6 +70,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/keys", get(key_info))
         .route("/v1/keys/rotate", post(rotate_keys))
         .route("/v1/export", get(export))
+        .route("/v1/query", get(search))
 }
 
 type Conn = Option<axum::Extension<ConnInfo>>;
@@ -418,6 +426,68 @@ async fn rotate_keys(
     Ok(axum::Json(json!({ "kek": kek_json(&info, max_age, now) })).into_response())
 }
 
+/// The end of the range `[from, to)` an export or query covers: `to`
+/// (default and at most the log size), after checking the range.
+fn scan_range(log: &stele_log::Log, from: u64, to: Option<u64>) -> ApiResult<u64> {
+    let size = log.size();
+    let to = to.unwrap_or(size).min(size);
+    if from > to || to - from > MAX_EXPORT_RANGE {
+        return Err(bad_request(
+            "invalid_query",
+            format!(
+                "need from <= to and at most {MAX_EXPORT_RANGE} entries per request (log size {size})"
+            ),
+        ));
+    }
+    Ok(to)
+}
+
+/// An entry of the stream being scanned.
+enum StreamEntry<'a> {
+    Event(u64, &'a stele_log::StoredEvent),
+    /// Its content was purged by retention.
+    Purged(u64, &'a stele_log::purge::Tombstone),
+}
+
+/// Visits, in index order, the entries of `stream` in `[from, to)` (those
+/// of other streams are skipped) until `visit` returns false. Returns the
+/// index after the last entry read.
+fn scan_stream(
+    log: &stele_log::Log,
+    stream: &str,
+    from: u64,
+    to: u64,
+    mut visit: impl FnMut(StreamEntry) -> bool,
+) -> ApiResult<u64> {
+    for index in from..to {
+        let more = match log.get(index) {
+            Ok(stored) if stored.envelope.stream == stream => {
+                visit(StreamEntry::Event(index, &stored))
+            }
+            Ok(_) => true,
+            Err(LogError::Purged { tombstone, .. }) if tombstone.stream == stream => {
+                visit(StreamEntry::Purged(index, &tombstone))
+            }
+            Err(LogError::Purged { .. }) => true,
+            Err(e) => return Err(log_error(e)),
+        };
+        if !more {
+            return Ok(index + 1);
+        }
+    }
+    Ok(to)
+}
+
+/// An entry as export and query send it.
+fn entry_json(index: u64, stored: &stele_log::StoredEvent) -> Value {
+    json!({
+        "index": index,
+        "commitment": B64.encode(stored.commitment),
+        "salt": B64.encode(stored.salt),
+        "event": stored.envelope.to_json(),
+    })
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
@@ -450,43 +520,25 @@ async fn export(
         .unwrap_or_default();
     let body = blocking(move || {
         let mut log = lock_log(&state.log);
-        let size = log.size();
-        let to = query.to.unwrap_or(size).min(size);
-        if query.from > to || to - query.from > MAX_EXPORT_RANGE {
-            return Err(bad_request(
-                "invalid_query",
-                format!(
-                    "need from <= to and at most {MAX_EXPORT_RANGE} entries per request (log size {size})"
-                ),
-            ));
-        }
+        let to = scan_range(&log, query.from, query.to)?;
         let mut lines = Vec::new();
         let mut exported = 0u64;
         let mut purged = 0u64;
-        for index in query.from..to {
-            match log.get(index) {
-                Ok(stored) if stored.envelope.stream == query.stream => {
+        scan_stream(&log, &query.stream, query.from, to, |entry| {
+            let line = match entry {
+                StreamEntry::Event(index, stored) => {
                     exported += 1;
-                    let line = json!({
-                        "index": index,
-                        "commitment": B64.encode(stored.commitment),
-                        "salt": B64.encode(stored.salt),
-                        "event": stored.envelope.to_json(),
-                    });
-                    lines.extend_from_slice(line.to_string().as_bytes());
-                    lines.push(b'\n');
+                    entry_json(index, stored)
                 }
-                Ok(_) => {}
-                Err(LogError::Purged { tombstone, .. }) if tombstone.stream == query.stream => {
+                StreamEntry::Purged(index, tombstone) => {
                     purged += 1;
-                    let line = json!({"index": index, "purged": &*tombstone});
-                    lines.extend_from_slice(line.to_string().as_bytes());
-                    lines.push(b'\n');
+                    json!({"index": index, "purged": tombstone})
                 }
-                Err(LogError::Purged { .. }) => {}
-                Err(e) => return Err(log_error(e)),
-            }
-        }
+            };
+            lines.extend_from_slice(line.to_string().as_bytes());
+            lines.push(b'\n');
+            true
+        })?;
         // The export is recorded durably before any content leaves.
         log.append_system(
             &principal.name,
@@ -509,4 +561,130 @@ async fn export(
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchQuery {
+    stream: String,
+    from: u64,
+    to: Option<u64>,
+    actor: Option<String>,
+    action: Option<String>,
+    resource: Option<String>,
+    outcome: Option<String>,
+    limit: Option<usize>,
+}
+
+impl SearchQuery {
+    /// Whether `event` has every field the query names, equal.
+    fn matches(&self, event: &stele_event::ClientEvent) -> bool {
+        let same = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| have == Some(w))
+        };
+        same(&self.actor, Some(&event.actor))
+            && same(&self.action, Some(&event.action))
+            && same(&self.resource, event.resource.as_deref())
+            && same(&self.outcome, event.outcome.as_deref())
+    }
+
+    /// The filters given, for the `events.queried` record.
+    fn filters(&self) -> Value {
+        let mut filters = serde_json::Map::new();
+        for (name, value) in [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("resource", &self.resource),
+            ("outcome", &self.outcome),
+        ] {
+            if let Some(value) = value {
+                filters.insert(name.into(), Value::from(value.as_str()));
+            }
+        }
+        Value::Object(filters)
+    }
+}
+
+/// `GET /v1/query`: the events of one stream in a range whose fields equal
+/// the filters given. Scans at most [`MAX_EXPORT_RANGE`] entries and returns
+/// at most `limit` events; `next` says where to resume when the limit cut
+/// the scan short (else `null`). Purged entries are counted, not returned.
+async fn search(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+    query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers, conn.as_deref())?;
+    let Query(query) = query.map_err(|e| {
+        bad_request(
+            "invalid_query",
+            format!(
+                "{e}; use ?stream=S&from=I[&to=J][&actor=A][&action=X][&resource=R][&outcome=O][&limit=N]"
+            ),
+        )
+    })?;
+    let limit = query.limit.unwrap_or(DEFAULT_QUERY_RESULTS);
+    if limit == 0 || limit > MAX_QUERY_RESULTS {
+        return Err(bad_request(
+            "invalid_query",
+            format!("limit must be 1 to {MAX_QUERY_RESULTS}"),
+        ));
+    }
+    authorize(
+        &state,
+        &principal,
+        conn.as_deref(),
+        Action::Query,
+        Resource::Stream(&query.stream),
+    )?;
+    let client = conn
+        .as_ref()
+        .map(|c| c.remote.to_string())
+        .unwrap_or_default();
+    let body = blocking(move || {
+        let mut log = lock_log(&state.log);
+        let to = scan_range(&log, query.from, query.to)?;
+        let mut events = Vec::new();
+        let mut purged = 0u64;
+        let scanned_to = scan_stream(&log, &query.stream, query.from, to, |entry| {
+            match entry {
+                StreamEntry::Event(index, stored) if query.matches(&stored.envelope.event) => {
+                    events.push(entry_json(index, stored));
+                }
+                StreamEntry::Event(..) => {}
+                StreamEntry::Purged(..) => purged += 1,
+            }
+            events.len() < limit
+        })?;
+        let next = (scanned_to < to).then_some(scanned_to);
+        // The query is recorded durably before any content leaves.
+        log.append_system(
+            &principal.name,
+            "events.queried",
+            None,
+            Some(&format!("stream:{}", query.stream)),
+            json!({
+                "stream": query.stream,
+                "from": query.from,
+                "to": scanned_to,
+                "filters": query.filters(),
+                "matched": events.len(),
+                "purged": purged,
+                "method": principal.method,
+                "client": client,
+            }),
+            jiff::Timestamp::now(),
+        )
+        .map_err(log_error)?;
+        Ok(json!({
+            "events": events,
+            "from": query.from,
+            "to": scanned_to,
+            "next": next,
+            "purged": purged,
+        }))
+    })
+    .await?;
+    Ok(axum::Json(body).into_response())
 }

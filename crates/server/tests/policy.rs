@@ -276,6 +276,57 @@ async fn example_policy_end_to_end() {
         r.text
     );
 
+    // Queries: the auditor filters a stream by the events' fields; each
+    // query is recorded, by whom and with which filters, before its answer.
+    let query_url = |q: &str| server.url(&format!("/v1/query?stream=security&from={first}&{q}"));
+    let r = get(&client, query_url("actor=u5&action=page.view"), &auditor).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let found = r.json["events"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{}", r.text);
+    assert_eq!(found[0]["index"], first + 4);
+    assert_eq!(found[0]["event"]["event"]["actor"], "u5");
+    assert_eq!(found[0]["event"]["stream"], "security");
+    assert_eq!(r.json["next"], Value::Null);
+    let probe = server.probe(&client, &writer).await;
+    let record = recent_system_event(&server, &client, &auditor, probe, "events.queried").await;
+    assert_eq!(record["event"]["event"]["actor"], "alice-auditor");
+    let attributes = &record["event"]["event"]["attributes"];
+    assert_eq!(
+        attributes["filters"],
+        json!({"actor": "u5", "action": "page.view"})
+    );
+    assert_eq!(attributes["matched"], 1);
+    assert_eq!(attributes["stream"], "security");
+    // A limit stops the scan and says where to go on.
+    let r = get(&client, query_url("limit=1"), &auditor).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["events"].as_array().unwrap().len(), 1, "{}", r.text);
+    assert_eq!(r.json["events"][0]["index"], first);
+    assert_eq!(r.json["next"], first + 1);
+    let r = get(&client, query_url("outcome=success"), &auditor).await;
+    assert_eq!(r.json["events"].as_array().unwrap().len(), 0, "{}", r.text);
+    // Administrators may not query (a forbid), nor writers; no credentials
+    // is 401 whatever the query; bad queries are 400.
+    assert_error(&get(&client, query_url(""), &admin).await, 403, "forbidden");
+    assert_error(
+        &get(&client, query_url(""), &writer).await,
+        403,
+        "forbidden",
+    );
+    let r = send(client.get(server.url("/v1/query?stream=security"))).await;
+    assert_error(&r, 401, "unauthenticated");
+    for bad in ["limit=0", "limit=1001", "colour=red"] {
+        let r = get(&client, query_url(bad), &auditor).await;
+        assert_error(&r, 400, "invalid_query");
+    }
+    let r = get(
+        &client,
+        server.url("/v1/query?stream=security&from=1000000"),
+        &auditor,
+    )
+    .await;
+    assert_error(&r, 400, "invalid_query");
+
     // Dropping a stream that holds data is refused, and the old policy
     // stays in force.
     let without_security = toml

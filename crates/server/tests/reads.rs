@@ -305,6 +305,8 @@ async fn metrics_openapi_and_health() {
         "/v1/ingest/kubernetes",
         "/v1/proof/consistency",
         "/v1/checkpoints",
+        "/v1/export",
+        "/v1/query",
         "/checkpoint",
     ] {
         assert!(paths.contains_key(path), "{path} not documented");

@@ -449,17 +449,28 @@ enum StreamEntry<'a> {
     Purged(u64, &'a stele_log::purge::Tombstone),
 }
 
+/// Entries read per hold of the log lock while scanning, so that appends
+/// wait at most for one chunk, not for a whole export or query.
+const SCAN_CHUNK: u64 = 256;
+
 /// Visits, in index order, the entries of `stream` in `[from, to)` (those
 /// of other streams are skipped) until `visit` returns false. Returns the
-/// index after the last entry read.
+/// index after the last entry read. Takes the log lock for
+/// [`SCAN_CHUNK`] entries at a time (entries never change once written; a
+/// purge in between shows as purge records from there on).
 fn scan_stream(
-    log: &stele_log::Log,
+    shared: &std::sync::Mutex<stele_log::Log>,
     stream: &str,
     from: u64,
     to: u64,
     mut visit: impl FnMut(StreamEntry) -> bool,
 ) -> ApiResult<u64> {
+    let mut log = lock_log(shared);
     for index in from..to {
+        if index > from && (index - from).is_multiple_of(SCAN_CHUNK) {
+            drop(log);
+            log = lock_log(shared);
+        }
         let more = match log.get(index) {
             Ok(stored) if stored.envelope.stream == stream => {
                 visit(StreamEntry::Event(index, &stored))
@@ -519,12 +530,11 @@ async fn export(
         .map(|c| c.remote.to_string())
         .unwrap_or_default();
     let body = blocking(move || {
-        let mut log = lock_log(&state.log);
-        let to = scan_range(&log, query.from, query.to)?;
+        let to = scan_range(&lock_log(&state.log), query.from, query.to)?;
         let mut lines = Vec::new();
         let mut exported = 0u64;
         let mut purged = 0u64;
-        scan_stream(&log, &query.stream, query.from, to, |entry| {
+        scan_stream(&state.log, &query.stream, query.from, to, |entry| {
             let line = match entry {
                 StreamEntry::Event(index, stored) => {
                     exported += 1;
@@ -540,23 +550,24 @@ async fn export(
             true
         })?;
         // The export is recorded durably before any content leaves.
-        log.append_system(
-            &principal.name,
-            "events.exported",
-            None,
-            Some(&format!("stream:{}", query.stream)),
-            json!({
-                "stream": query.stream,
-                "from": query.from,
-                "to": to,
-                "exported": exported,
-                "purged": purged,
-                "method": principal.method,
-                "client": client,
-            }),
-            jiff::Timestamp::now(),
-        )
-        .map_err(log_error)?;
+        lock_log(&state.log)
+            .append_system(
+                &principal.name,
+                "events.exported",
+                None,
+                Some(&format!("stream:{}", query.stream)),
+                json!({
+                    "stream": query.stream,
+                    "from": query.from,
+                    "to": to,
+                    "exported": exported,
+                    "purged": purged,
+                    "method": principal.method,
+                    "client": client,
+                }),
+                jiff::Timestamp::now(),
+            )
+            .map_err(log_error)?;
         Ok(lines)
     })
     .await?;
@@ -643,11 +654,10 @@ async fn search(
         .map(|c| c.remote.to_string())
         .unwrap_or_default();
     let body = blocking(move || {
-        let mut log = lock_log(&state.log);
-        let to = scan_range(&log, query.from, query.to)?;
+        let to = scan_range(&lock_log(&state.log), query.from, query.to)?;
         let mut events = Vec::new();
         let mut purged = 0u64;
-        let scanned_to = scan_stream(&log, &query.stream, query.from, to, |entry| {
+        let scanned_to = scan_stream(&state.log, &query.stream, query.from, to, |entry| {
             match entry {
                 StreamEntry::Event(index, stored) if query.matches(&stored.envelope.event) => {
                     events.push(entry_json(index, stored));
@@ -659,24 +669,25 @@ async fn search(
         })?;
         let next = (scanned_to < to).then_some(scanned_to);
         // The query is recorded durably before any content leaves.
-        log.append_system(
-            &principal.name,
-            "events.queried",
-            None,
-            Some(&format!("stream:{}", query.stream)),
-            json!({
-                "stream": query.stream,
-                "from": query.from,
-                "to": scanned_to,
-                "filters": query.filters(),
-                "matched": events.len(),
-                "purged": purged,
-                "method": principal.method,
-                "client": client,
-            }),
-            jiff::Timestamp::now(),
-        )
-        .map_err(log_error)?;
+        lock_log(&state.log)
+            .append_system(
+                &principal.name,
+                "events.queried",
+                None,
+                Some(&format!("stream:{}", query.stream)),
+                json!({
+                    "stream": query.stream,
+                    "from": query.from,
+                    "to": scanned_to,
+                    "filters": query.filters(),
+                    "matched": events.len(),
+                    "purged": purged,
+                    "method": principal.method,
+                    "client": client,
+                }),
+                jiff::Timestamp::now(),
+            )
+            .map_err(log_error)?;
         Ok(json!({
             "events": events,
             "from": query.from,
@@ -687,4 +698,65 @@ async fn search(
     })
     .await?;
     Ok(axum::Json(body).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
+    use stele_store::keys::NewKek;
+
+    /// A scan longer than one chunk of the log lock sees every entry of its
+    /// stream once, in order, skips the others, and stops where asked.
+    #[test]
+    fn scans_cross_lock_chunks_and_stop_where_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Log::create(
+            &data,
+            CreateOptions {
+                origin: "test.example/log".into(),
+                kek: NewKek::Random,
+            },
+        )
+        .unwrap();
+        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+        let preparer = Preparer::new("tester", "test", "default");
+        let now = jiff::Timestamp::now();
+        let events: Vec<_> = (0..3 * SCAN_CHUNK + 5)
+            .map(|n| {
+                let stream = if n % 3 == 0 { "a" } else { "b" };
+                let raw = format!(r#"{{"actor":"u{n}","action":"x","stream":"{stream}"}}"#);
+                preparer.prepare(raw.as_bytes(), now).unwrap()
+            })
+            .collect();
+        log.append_batch(&events).unwrap();
+        let size = log.size();
+        let shared = std::sync::Mutex::new(log);
+
+        let mut seen = Vec::new();
+        let end = scan_stream(&shared, "a", 1, size, |entry| {
+            if let StreamEntry::Event(index, stored) = entry {
+                assert_eq!(stored.envelope.event.actor, format!("u{index}"));
+                seen.push(index);
+            }
+            true
+        })
+        .unwrap();
+        assert_eq!(end, size);
+        let expected: Vec<u64> = (1..size).filter(|n| n % 3 == 0).collect();
+        assert_eq!(seen, expected);
+
+        // Stop at the 100th entry of stream "a" (index 297, in the second
+        // chunk): the scan ends right after it.
+        let mut count = 0;
+        let end = scan_stream(&shared, "a", 0, size, |_| {
+            count += 1;
+            count < 100
+        })
+        .unwrap();
+        assert_eq!(end, 298);
+    }
 }

@@ -426,6 +426,28 @@ async fn rotate_keys(
     Ok(axum::Json(json!({ "kek": kek_json(&info, max_age, now) })).into_response())
 }
 
+/// Authorizes `action` on `stream` (export, query) and returns the peer's
+/// address, which the system event records.
+fn authorize_stream(
+    state: &AppState,
+    principal: &Principal,
+    conn: &Conn,
+    action: Action,
+    stream: &str,
+) -> ApiResult<String> {
+    authorize(
+        state,
+        principal,
+        conn.as_deref(),
+        action,
+        Resource::Stream(stream),
+    )?;
+    Ok(conn
+        .as_ref()
+        .map(|c| c.remote.to_string())
+        .unwrap_or_default())
+}
+
 /// The end of the range `[from, to)` an export or query covers: `to`
 /// (default and at most the log size), after checking the range.
 fn scan_range(log: &stele_log::Log, from: u64, to: Option<u64>) -> ApiResult<u64> {
@@ -518,17 +540,7 @@ async fn export(
     let principal = authenticate(&state, &headers, conn.as_deref())?;
     let Query(query) = query
         .map_err(|e| bad_request("invalid_query", format!("{e}; use ?stream=S&from=I&to=J")))?;
-    authorize(
-        &state,
-        &principal,
-        conn.as_deref(),
-        Action::Export,
-        Resource::Stream(&query.stream),
-    )?;
-    let client = conn
-        .as_ref()
-        .map(|c| c.remote.to_string())
-        .unwrap_or_default();
+    let client = authorize_stream(&state, &principal, &conn, Action::Export, &query.stream)?;
     let body = blocking(move || {
         let to = scan_range(&lock_log(&state.log), query.from, query.to)?;
         let mut lines = Vec::new();
@@ -642,17 +654,7 @@ async fn search(
             format!("limit must be 1 to {MAX_QUERY_RESULTS}"),
         ));
     }
-    authorize(
-        &state,
-        &principal,
-        conn.as_deref(),
-        Action::Query,
-        Resource::Stream(&query.stream),
-    )?;
-    let client = conn
-        .as_ref()
-        .map(|c| c.remote.to_string())
-        .unwrap_or_default();
+    let client = authorize_stream(&state, &principal, &conn, Action::Query, &query.stream)?;
     let body = blocking(move || {
         let to = scan_range(&lock_log(&state.log), query.from, query.to)?;
         let mut events = Vec::new();

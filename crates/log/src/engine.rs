@@ -782,13 +782,7 @@ impl Log {
                 syncs.push(sync);
             }
         }
-        // A long-running writer keeps only recent segments open; nothing is
-        // staged at this point, so closing one loses nothing (the commit
-        // thread holds its own handle).
-        if self.active.len() > MAX_ACTIVE_SEGMENTS {
-            let excess = self.active.len() - MAX_ACTIVE_SEGMENTS;
-            self.active.drain(..excess);
-        }
+        self.close_idle_segments(&segment_ends);
         // Steps 2b and 3 on the commit thread.
         let (done, answer) = std::sync::mpsc::sync_channel(1);
         self.committer.submit(Job {
@@ -804,6 +798,32 @@ impl Log {
             segment_ends,
             done: Some(Mutex::new(answer)),
         })
+    }
+
+    /// A long-running writer keeps only [`MAX_ACTIVE_SEGMENTS`] segments
+    /// open, closing the oldest first. Nothing is staged at this point, so
+    /// closing one loses nothing (the commit thread holds its own handle).
+    /// A segment that a batch in flight wrote to (`written`: the batch being
+    /// begun) stays open: opened again, it would be cut back to its
+    /// committed length, which does not yet count those records.
+    fn close_idle_segments(&mut self, written: &[(u32, u64)]) {
+        let mut excess = self.active.len().saturating_sub(MAX_ACTIVE_SEGMENTS);
+        if excess == 0 {
+            return;
+        }
+        let busy: std::collections::HashSet<u32> = written
+            .iter()
+            .chain(self.in_flight.iter().flat_map(|b| b.segment_ends.iter()))
+            .map(|(id, _)| *id)
+            .collect();
+        self.active.retain(|active| {
+            if excess > 0 && !busy.contains(&active.segment_id()) {
+                excess -= 1;
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// The receipt of the event `event` retries, if there is one: an event

@@ -799,3 +799,45 @@ fn a_batch_over_two_segments_is_cut_where_the_first_record_is_missing() {
     assert_eq!(log.get(4).unwrap().envelope.event.actor, "a6");
     assert_verifies(&log);
 }
+
+/// The writer keeps at most 64 segments open. A segment closed right after
+/// a batch wrote to it, and opened again by the next batch while the first
+/// is still in flight, must continue after the first batch's records, never
+/// cut them (they are about to be acknowledged).
+#[test]
+fn a_segment_closed_and_reopened_while_its_batch_is_in_flight_keeps_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let p = Preparer::new("tester", "test", "default");
+    let streams: Vec<String> = (0..70).map(|i| format!("s{i}")).collect();
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let first: Vec<PreparedEvent> = streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| event(&p, i, Some(s)))
+        .collect();
+    // s0..s5 are the oldest open segments once the first batch is written.
+    let second: Vec<PreparedEvent> = (0..6)
+        .map(|i| event(&p, 100 + i, Some(&streams[i])))
+        .collect();
+    log.begin_append(&first).unwrap();
+    log.begin_append(&second).unwrap();
+    let a = log.finish_append().unwrap();
+    let b = log.finish_append().unwrap();
+    assert_eq!((a.len(), b.len()), (70, 6));
+    for i in 0..70u64 {
+        assert_eq!(log.get(i).unwrap().envelope.event.actor, format!("a{i}"));
+    }
+    for i in 0..6u64 {
+        let stored = log.get(70 + i).unwrap();
+        assert_eq!(stored.envelope.event.actor, format!("a{}", 100 + i));
+    }
+    log.publish().unwrap();
+    assert_verifies(&log);
+    drop(log);
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    assert_eq!(log.size(), 76);
+    assert_eq!(log.get(0).unwrap().envelope.event.actor, "a0");
+    assert_verifies(&log);
+}

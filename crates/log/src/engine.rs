@@ -195,6 +195,22 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A log closed with nothing in flight leaves its files without the zeros
+/// written ahead of their records (best effort: the next open cuts any
+/// that are left). With batches in flight, or after a failure, the files
+/// are left as they are for recovery.
+impl Drop for Log {
+    fn drop(&mut self) {
+        if self.poisoned.is_some() || !self.in_flight.is_empty() {
+            return;
+        }
+        for active in &mut self.active {
+            let _ = active.writer.trim_reserved();
+        }
+        let _ = self.index.trim_reserved();
+    }
+}
+
 impl Log {
     /// Creates a new log in `dir` (which must be absent or empty) and
     /// returns its verifier key. Crash story: `meta.json` is written last, so
@@ -322,15 +338,17 @@ impl Log {
         let history_writer = HistoryWriter::open(&layout.history(), torn)?;
         repair_public_checkpoint(&layout, &history)?;
 
-        let (index, _recovery) = IndexFile::open(&layout.index(), latest_checkpoint.size)?;
-        if hex(&index.log_id()) != meta.log_id {
+        // A foreign index is refused before its open may cut anything.
+        let index_log_id = stele_store::index::read_log_id(&layout.index())?;
+        if hex(&index_log_id) != meta.log_id {
             return Err(LogError::NotALog(format!(
                 "{} belongs to another log (log id {} is not {})",
                 layout.index().display(),
-                hex(&index.log_id()),
+                hex(&index_log_id),
                 meta.log_id
             )));
         }
+        let (index, _recovery) = IndexFile::open(&layout.index(), latest_checkpoint.size)?;
 
         let (segments, purged) = discover_segments(&layout)?;
         let tiles = TileBuilder::load(&layout.public(), latest_checkpoint.size)?;
@@ -787,7 +805,7 @@ impl Log {
         let (done, answer) = std::sync::mpsc::sync_channel(1);
         self.committer.submit(Job {
             segments: syncs,
-            index: self.index.appender(),
+            index: self.index.appender_at(first),
             records: index_bytes,
             done,
         });
@@ -816,9 +834,11 @@ impl Log {
             .chain(self.in_flight.iter().flat_map(|b| b.segment_ends.iter()))
             .map(|(id, _)| *id)
             .collect();
-        self.active.retain(|active| {
+        self.active.retain_mut(|active| {
             if excess > 0 && !busy.contains(&active.segment_id()) {
                 excess -= 1;
+                // Best effort: zeros left behind are cut at the next open.
+                let _ = active.writer.trim_reserved();
                 false
             } else {
                 true
@@ -1191,7 +1211,8 @@ impl Log {
 /// indices at or above the recovered log size `total` (they were numbered
 /// after the last durable entry). A record below it is a committed entry,
 /// so the committed length (from the snapshot) is wrong, and nothing is
-/// cut. A torn record at the end is the interrupted write itself.
+/// cut. A torn record followed only by zeros (or the end of the file) is
+/// the interrupted write itself.
 fn check_only_orphans(path: &Path, keep: u64, len: u64, total: u64) -> LogResult<()> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path).map_err(|e| StoreError::io("open", path, e))?;
@@ -1231,15 +1252,23 @@ fn check_only_orphans(path: &Path, keep: u64, len: u64, total: u64) -> LogResult
                 continue;
             }
         }
-        // Only the interrupted write itself may fail to parse: a record cut
-        // off by the end of the file (plausible length, its own uncommitted
-        // entry number, within the batches that may have been in flight), or
-        // space the file system extended with zeros.
-        let cut_off = plausible
-            && declared as u64 > remaining
-            && number >= total
-            && number - total < MAX_IN_FLIGHT as u64 * stele_store::index::MAX_BATCH_RECORDS;
-        if cut_off || all_zero(&file, pos, len).map_err(|e| StoreError::io("read", path, e))? {
+        // Only the interrupted write itself may fail to parse: the part of
+        // a record that reached the file before the write stopped, followed
+        // only by the zeros written ahead of it or by the end of the file.
+        // Either that part is shorter than a record header, or the header
+        // is plausible, numbers its own uncommitted entry (within the
+        // batches that may have been in flight) and declares more bytes
+        // than were written. Zeros alone are space written ahead (or that
+        // the file system extended the file with).
+        let written = fsutil::end_of_nonzero(&file, pos, len)
+            .map_err(|e| StoreError::io("read", path, e))?
+            - pos;
+        let torn = written < 12
+            || (plausible
+                && declared as u64 > written
+                && number >= total
+                && number - total < MAX_IN_FLIGHT as u64 * stele_store::index::MAX_BATCH_RECORDS);
+        if torn {
             break;
         }
         return refuse("bytes that are not records of an interrupted append lie".to_string());
@@ -1255,22 +1284,6 @@ fn is_damaged_data(error: &LogError) -> bool {
         error,
         LogError::Store(StoreError::Corrupt { .. } | StoreError::Authentication { .. })
     )
-}
-
-/// True when the bytes `from..to` of `file` are all zero (read in chunks).
-fn all_zero(file: &std::fs::File, from: u64, to: u64) -> std::io::Result<bool> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = from;
-    while pos < to {
-        let n = (to - pos).min(buf.len() as u64) as usize;
-        file.read_exact_at(&mut buf[..n], pos)?;
-        if buf[..n].iter().any(|b| *b != 0) {
-            return Ok(false);
-        }
-        pos += n as u64;
-    }
-    Ok(true)
 }
 
 /// Splits a record's plaintext into salt and stored envelope, rebuilds the

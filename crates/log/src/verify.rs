@@ -514,7 +514,30 @@ fn segment_pass(
                 continue;
             }
         };
-        let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let on_disk = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // Records end at the committed length; the file may go on with
+        // zeros written ahead of the next records, and nothing else.
+        let file_len = match log.committed.get(id) {
+            Some(committed) if *committed < on_disk => {
+                match stele_store::fsutil::end_of_nonzero(&file, *committed, on_disk) {
+                    Ok(end) if end == *committed => *committed,
+                    Ok(_) => {
+                        problems.add(
+                            show(&info.path),
+                            format!(
+                                "bytes after the last committed record (byte {committed}) are not zeros"
+                            ),
+                        );
+                        on_disk
+                    }
+                    Err(e) => {
+                        problems.add(show(&info.path), e.to_string());
+                        on_disk
+                    }
+                }
+            }
+            _ => on_disk,
+        };
         let mut head = vec![0u8; (file_len as usize).min(22 + 255 + 4)];
         if let Err(e) = std::io::Read::read_exact(&mut file, &mut head) {
             problems.add(show(&info.path), e.to_string());

@@ -280,7 +280,8 @@ fn verify_in_chunks_names_damage_wherever_chunks_fall() {
     // Byte offsets of every record.
     let mut offsets = Vec::new();
     let mut at = header_len;
-    while at < original.len() {
+    // The records, then zeros written ahead of the next ones.
+    while at < original.len() && original[at..].iter().any(|b| *b != 0) {
         offsets.push(at);
         at += stele_store::segment::record_len(&original[at..]).unwrap();
     }
@@ -654,8 +655,8 @@ fn segment_of(data: &Path, stream: &str) -> std::path::PathBuf {
 }
 
 /// Appends a published batch of two events, then an unpublished batch of
-/// three, all to stream "x"; returns the segment and its length after each
-/// of the three records of the second batch.
+/// three, all to stream "x"; returns the segment and where its records end
+/// after the first batch and after each of the three records of the second.
 fn two_batches(data: &Path, p: &Preparer, publish_second: bool) -> (std::path::PathBuf, Vec<u64>) {
     create(data);
     let mut log = Log::open(data, OpenOptions::default()).unwrap();
@@ -663,7 +664,6 @@ fn two_batches(data: &Path, p: &Preparer, publish_second: bool) -> (std::path::P
         .unwrap();
     log.publish().unwrap();
     let segment = segment_of(data, "x");
-    let mut ends = vec![std::fs::metadata(&segment).unwrap().len()];
     log.append_batch(&[
         event(p, 2, Some("x")),
         event(p, 3, Some("x")),
@@ -674,14 +674,18 @@ fn two_batches(data: &Path, p: &Preparer, publish_second: bool) -> (std::path::P
         log.publish().unwrap();
     }
     drop(log);
-    let index = stele_store::index::IndexFile::open(&data.join("index"), 0)
-        .unwrap()
-        .0;
-    for entry in 2..5 {
-        let record = index.read(entry).unwrap();
-        ends.push(record.location.offset + u64::from(record.location.len));
-    }
-    (segment, ends)
+    (
+        segment,
+        (1..5).map(|entry| record_end(data, entry)).collect(),
+    )
+}
+
+/// The end of entry `index`'s segment record (where the next record of
+/// its segment begins), from the index of a log that is not open.
+fn record_end(data: &Path, index: u64) -> u64 {
+    let (file, _) = stele_store::index::IndexFile::open(&data.join("index"), 0).unwrap();
+    let record = file.read(index).unwrap();
+    record.location.offset + u64::from(record.location.len)
 }
 
 fn cut_file(path: &Path, len: u64) {
@@ -698,9 +702,10 @@ fn cut_file(path: &Path, len: u64) {
 fn indexed_entries_whose_segment_records_are_not_durable_are_cut() {
     let p = Preparer::new("tester", "test", "default");
     // (what the crash left of the second batch's segment records, entries kept)
-    let cases: [(&str, usize); 3] = [
+    let cases: [(&str, usize); 4] = [
         ("none", 2),
         ("two and a torn third", 4),
+        ("two and a torn third, then zeros written ahead", 4),
         ("forged third", 4),
     ];
     for (case, kept) in cases {
@@ -710,6 +715,17 @@ fn indexed_entries_whose_segment_records_are_not_durable_are_cut() {
         match case {
             "none" => cut_file(&segment, ends[0]),
             "two and a torn third" => cut_file(&segment, ends[3] - 9),
+            "two and a torn third, then zeros written ahead" => {
+                // The write stopped inside the third record; what follows
+                // is the zeros the file was grown by before.
+                use std::os::unix::fs::FileExt;
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&segment)
+                    .unwrap();
+                let torn_at = ends[3] - 9;
+                file.write_all_at(&vec![0u8; 9 + 65_536], torn_at).unwrap();
+            }
             _ => {
                 // A record with a valid frame and checksum whose sealed
                 // bytes are not the entry's (as stale bytes could be): only
@@ -772,7 +788,6 @@ fn a_batch_over_two_segments_is_cut_where_the_first_record_is_missing() {
         .unwrap();
     log.publish().unwrap();
     let y_segment = segment_of(&data, "y");
-    let y_before = std::fs::metadata(&y_segment).unwrap().len();
     log.append_batch(&[
         event(&p, 2, Some("x")),
         event(&p, 3, Some("y")),
@@ -780,8 +795,9 @@ fn a_batch_over_two_segments_is_cut_where_the_first_record_is_missing() {
     ])
     .unwrap();
     drop(log);
-    // The crash: stream y's segment lost the second batch's record.
-    cut_file(&y_segment, y_before);
+    // The crash: stream y's segment lost the second batch's record (it
+    // began where entry 1's ended).
+    cut_file(&y_segment, record_end(&data, 1));
 
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_eq!(log.size(), 3);
@@ -839,5 +855,55 @@ fn a_segment_closed_and_reopened_while_its_batch_is_in_flight_keeps_it() {
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_eq!(log.size(), 76);
     assert_eq!(log.get(0).unwrap().envelope.event.actor, "a0");
+    assert_verifies(&log);
+}
+
+/// Segment files grow ahead of their records by zeros. Verification of an
+/// open log reads records up to the committed length and requires zeros
+/// after it; anything else there is named.
+#[test]
+fn verify_requires_zeros_after_the_committed_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let p = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    log.append_batch(&[event(&p, 0, Some("x")), event(&p, 1, Some("x"))])
+        .unwrap();
+    log.publish().unwrap();
+    let segment = segment_of(&data, "x");
+    let bytes = std::fs::read(&segment).unwrap();
+    let records_end = bytes.len() - bytes.iter().rev().take_while(|b| **b == 0).count();
+    assert!(
+        bytes.len() - records_end >= 60_000,
+        "no space written ahead"
+    );
+    assert_verifies(&log);
+
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.write_all_at(b"junk", records_end as u64 + 100)
+        .unwrap();
+    let report = verify(&log, &NoProgress).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.what.contains("are not zeros")),
+        "{:?}",
+        report.problems
+    );
+    // With the junk gone, appends go on right after the records.
+    file.write_all_at(&[0; 4], records_end as u64 + 100)
+        .unwrap();
+    log.append_batch(&[event(&p, 2, Some("x"))]).unwrap();
+    log.publish().unwrap();
+    assert_verifies(&log);
+    drop(log);
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    assert_eq!(log.get(2).unwrap().envelope.event.actor, "a2");
     assert_verifies(&log);
 }

@@ -240,9 +240,104 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     crc32fast::hash(bytes)
 }
 
+/// Least zero-filled space an append file (segment, index) is grown by.
+pub const MIN_RESERVE: u64 = 64 * 1024;
+/// Most zero-filled space an append file is grown by at once.
+pub const MAX_RESERVE: u64 = 1024 * 1024;
+
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+
+/// Writes `data` at byte `at` of an append file whose zero-filled space
+/// ends at `*reserved_end` (its length), growing the file when `data`
+/// reaches past it: zeros are written after `data` up to a new end, as
+/// much again as the file holds (at least [`MIN_RESERVE`], at most
+/// [`MAX_RESERVE`]). An fdatasync of bytes written over zeros the disk
+/// already holds flushes only those blocks; an fdatasync after the file
+/// grew must also write its size and block map. So most appends' flushes
+/// find their space already durable, and only one in many grows the file.
+///
+/// Nothing is synced here. Crash story: until the caller's next fdatasync
+/// returns, any part of `data` and of the new zeros may be on disk or not,
+/// and the file may have its old length or the new one; the readers of
+/// these files take zeros after the last record for unused space.
+pub fn write_reserving(
+    file: &File,
+    path: &Path,
+    at: u64,
+    data: &[u8],
+    reserved_end: &mut u64,
+) -> StoreResult<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(data, at)
+        .map_err(|e| StoreError::io("write", path, e))?;
+    let end = at + data.len() as u64;
+    if end > *reserved_end {
+        let grown = end + end.clamp(MIN_RESERVE, MAX_RESERVE);
+        let mut pos = end;
+        while pos < grown {
+            let n = (grown - pos).min(ZEROS.len() as u64) as usize;
+            file.write_all_at(&ZEROS[..n], pos)
+                .map_err(|e| StoreError::io("write", path, e))?;
+            pos += n as u64;
+        }
+        *reserved_end = grown;
+    }
+    Ok(())
+}
+
+/// The offset just after the last non-zero byte of `file` in `from..to`,
+/// or `from` when those bytes are all zero; read from the end backwards in
+/// chunks, so a long zero-filled tail costs its reading and nothing else.
+pub fn end_of_nonzero(file: &File, from: u64, to: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut end = to;
+    while end > from {
+        let n = (end - from).min(buf.len() as u64) as usize;
+        let chunk = &mut buf[..n];
+        file.read_exact_at(chunk, end - n as u64)?;
+        if let Some(last) = chunk.iter().rposition(|b| *b != 0) {
+            return Ok(end - n as u64 + last as u64 + 1);
+        }
+        end -= n as u64;
+    }
+    Ok(from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_reserve_zeroed_space_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .unwrap();
+        let mut reserved = 0;
+        write_reserving(&file, &path, 0, b"abc", &mut reserved).unwrap();
+        assert_eq!(reserved, 3 + MIN_RESERVE);
+        assert_eq!(file.metadata().unwrap().len(), reserved);
+        // Within the reserve: the file does not grow.
+        write_reserving(&file, &path, 3, b"def", &mut reserved).unwrap();
+        assert_eq!(file.metadata().unwrap().len(), 3 + MIN_RESERVE);
+        assert_eq!(end_of_nonzero(&file, 0, reserved).unwrap(), 6);
+        assert_eq!(end_of_nonzero(&file, 6, reserved).unwrap(), 6);
+        // Past it: grown by as much as the file holds, at most MAX_RESERVE.
+        let at = 3 * MAX_RESERVE;
+        write_reserving(&file, &path, at, b"x", &mut reserved).unwrap();
+        assert_eq!(reserved, at + 1 + MAX_RESERVE);
+        assert_eq!(file.metadata().unwrap().len(), reserved);
+        assert_eq!(end_of_nonzero(&file, 0, reserved).unwrap(), at + 1);
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(&bytes[..6], b"abcdef");
+        assert!(bytes[6..at as usize].iter().all(|b| *b == 0));
+        assert!(bytes[at as usize + 1..].iter().all(|b| *b == 0));
+    }
 
     #[test]
     fn atomic_replace_overwrites_and_sets_mode() {

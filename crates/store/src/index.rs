@@ -19,10 +19,10 @@
 //! ```
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{StoreError, StoreResult};
 use crate::fsutil::{self, crc32};
@@ -96,27 +96,72 @@ fn encode_header(log_id: &[u8; 16]) -> [u8; HEADER_LEN as usize] {
     out
 }
 
+/// The log id in the header of the index at `path`, with the header
+/// checked (magic, checksum, version); reads nothing else and changes
+/// nothing, so a caller can refuse a foreign index before opening it.
+pub fn read_log_id(path: &Path) -> StoreResult<[u8; 16]> {
+    let file = File::open(path).map_err(|e| StoreError::io("open", path, e))?;
+    read_header(&file, path)
+}
+
+fn read_header(file: &File, path: &Path) -> StoreResult<[u8; 16]> {
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact_at(&mut header, 0)
+        .map_err(|_| StoreError::corrupt(path, 0, "index header is missing or truncated"))?;
+    if &header[..8] != MAGIC {
+        return Err(StoreError::corrupt(path, 0, "not a Stele index file"));
+    }
+    if crc32(&header[..60]) != u32::from_be_bytes([header[60], header[61], header[62], header[63]])
+    {
+        return Err(StoreError::corrupt(
+            path,
+            60,
+            "index header checksum mismatch",
+        ));
+    }
+    if header[8] != VERSION {
+        return Err(StoreError::corrupt(
+            path,
+            8,
+            format!("unsupported index version {}", header[8]),
+        ));
+    }
+    let mut log_id = [0u8; 16];
+    log_id.copy_from_slice(&header[12..28]);
+    Ok(log_id)
+}
+
 /// The open index file.
 #[derive(Debug)]
 pub struct IndexFile {
     path: PathBuf,
     /// Shared with [`IndexAppender`]s, which append from another thread.
     file: Arc<File>,
+    /// Length of the file: records, then zeros written ahead of them
+    /// (`fsutil::write_reserving`). Shared with appenders, which run one
+    /// at a time.
+    reserved_end: Arc<AtomicU64>,
     log_id: [u8; 16],
     /// Number of durable entries.
     len: u64,
 }
 
-/// Appends records to an [`IndexFile`] (see [`IndexFile::appender`]).
+/// Appends records to an [`IndexFile`] (see [`IndexFile::appender_at`]).
 #[derive(Debug, Clone)]
 pub struct IndexAppender {
     path: PathBuf,
     file: Arc<File>,
+    reserved_end: Arc<AtomicU64>,
+    /// Entry number of the first record appended.
+    first: u64,
 }
 
 impl IndexAppender {
-    /// Appends `encoded` whole records (at most [`MAX_BATCH_RECORDS`]) and
-    /// fdatasyncs. Crash story as [`IndexFile::append_and_sync`].
+    /// Writes `encoded` whole records (at most [`MAX_BATCH_RECORDS`]) as
+    /// entries from the appender's first on, and fdatasyncs. The file grows
+    /// ahead of its records by zeros (`fsutil::write_reserving`), so most
+    /// syncs flush only the records. Crash story as
+    /// [`IndexFile::append_and_sync`].
     pub fn append_and_sync(&self, encoded: &[u8]) -> StoreResult<()> {
         if encoded.is_empty()
             || !(encoded.len() as u64).is_multiple_of(RECORD_LEN)
@@ -126,9 +171,16 @@ impl IndexAppender {
                 "index append must be 1..=65536 whole records".into(),
             ));
         }
-        (&*self.file)
-            .write_all(encoded)
-            .map_err(|e| StoreError::io("write", &self.path, e))?;
+        let mut reserved_end = self.reserved_end.load(Ordering::Acquire);
+        let written = fsutil::write_reserving(
+            &self.file,
+            &self.path,
+            HEADER_LEN + self.first * RECORD_LEN,
+            encoded,
+            &mut reserved_end,
+        );
+        self.reserved_end.store(reserved_end, Ordering::Release);
+        written?;
         self.file
             .sync_data()
             .map_err(|e| StoreError::io("fdatasync", &self.path, e))
@@ -150,12 +202,13 @@ impl IndexFile {
         fsutil::create_new_durable(path, &encode_header(&log_id), 0o600)?;
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .open(path)
             .map_err(|e| StoreError::io("open", path, e))?;
         Ok(IndexFile {
             path: path.to_path_buf(),
             file: Arc::new(file),
+            reserved_end: Arc::new(AtomicU64::new(HEADER_LEN)),
             log_id,
             len: 0,
         })
@@ -163,43 +216,21 @@ impl IndexFile {
 
     /// Opens the index. Records below `trusted` (the size of the last signed
     /// checkpoint) are not re-read here; records from `trusted` on are
-    /// checked and the file is cut at the first torn or invalid one. Only the
-    /// last append can be torn by a crash, and it was not acknowledged
-    /// because its fdatasync never returned; so the cut is allowed only when
-    /// the invalid record is within [`MAX_BATCH_RECORDS`] of the end of the
-    /// file. Anything else is corruption, never repaired silently. The cut is
-    /// fsynced before returning. A file shorter than `trusted` entries is
-    /// corruption too.
+    /// checked and the file is cut at the first torn or invalid one, or
+    /// where the zeros written ahead of the records begin. Only the last
+    /// append can be torn by a crash, and it was not acknowledged because
+    /// its fdatasync never returned; so the cut is allowed only when the
+    /// bytes after the last valid record that are not zeros span at most
+    /// [`MAX_BATCH_RECORDS`] records. Anything else is corruption, never
+    /// repaired silently. The cut is fsynced before returning. A file
+    /// shorter than `trusted` entries is corruption too.
     pub fn open(path: &Path, trusted: u64) -> StoreResult<(IndexFile, IndexRecovery)> {
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .open(path)
             .map_err(|e| StoreError::io("open", path, e))?;
-        let mut header = [0u8; HEADER_LEN as usize];
-        file.read_exact_at(&mut header, 0)
-            .map_err(|_| StoreError::corrupt(path, 0, "index header is missing or truncated"))?;
-        if &header[..8] != MAGIC {
-            return Err(StoreError::corrupt(path, 0, "not a Stele index file"));
-        }
-        if crc32(&header[..60])
-            != u32::from_be_bytes([header[60], header[61], header[62], header[63]])
-        {
-            return Err(StoreError::corrupt(
-                path,
-                60,
-                "index header checksum mismatch",
-            ));
-        }
-        if header[8] != VERSION {
-            return Err(StoreError::corrupt(
-                path,
-                8,
-                format!("unsupported index version {}", header[8]),
-            ));
-        }
-        let mut log_id = [0u8; 16];
-        log_id.copy_from_slice(&header[12..28]);
+        let log_id = read_header(&file, path)?;
         let file_len = file
             .metadata()
             .map_err(|e| StoreError::io("stat", path, e))?
@@ -230,13 +261,16 @@ impl IndexFile {
         }
         let keep = HEADER_LEN + valid * RECORD_LEN;
         let cut_bytes = file_len - keep;
-        if cut_bytes > MAX_BATCH_RECORDS * RECORD_LEN {
+        // Zeros at the end are space written ahead of the records.
+        let torn = fsutil::end_of_nonzero(&file, keep, file_len)
+            .map_err(|e| StoreError::io("read", path, e))?
+            - keep;
+        if torn > MAX_BATCH_RECORDS * RECORD_LEN {
             return Err(StoreError::corrupt(
                 path,
                 keep,
                 format!(
-                    "index record of entry {valid} is invalid and {} bytes follow it: more than one append could have torn",
-                    cut_bytes
+                    "index record of entry {valid} is invalid and {torn} bytes that are not zeros follow it: more than one append could have torn"
                 ),
             ));
         }
@@ -253,6 +287,7 @@ impl IndexFile {
             IndexFile {
                 path: path.to_path_buf(),
                 file: Arc::new(file),
+                reserved_end: Arc::new(AtomicU64::new(keep)),
                 log_id,
                 len: valid,
             },
@@ -287,24 +322,44 @@ impl IndexFile {
     /// exist once the segment records they point to are durable too. On
     /// error the caller must stop writing and reopen.
     pub fn append_and_sync(&mut self, encoded: &[u8]) -> StoreResult<()> {
-        self.appender().append_and_sync(encoded)?;
+        self.appender_at(self.len).append_and_sync(encoded)?;
         self.note_appended(encoded.len() as u64 / RECORD_LEN);
         Ok(())
     }
 
-    /// A handle that appends to this index from another thread. Appends
-    /// must not overlap: one appender at a time, and the owner of the
-    /// `IndexFile` learns of each with [`Self::note_appended`].
-    pub fn appender(&self) -> IndexAppender {
+    /// A handle that writes records from entry `first` on, from another
+    /// thread. Appends must not overlap and must follow each other (`first`
+    /// is the entry after the last record written): one appender at a time,
+    /// and the owner of the `IndexFile` learns of each with
+    /// [`Self::note_appended`].
+    pub fn appender_at(&self, first: u64) -> IndexAppender {
         IndexAppender {
             path: self.path.clone(),
             file: self.file.clone(),
+            reserved_end: self.reserved_end.clone(),
+            first,
         }
     }
 
     /// Counts `records` appended (and synced) through an [`IndexAppender`].
     pub fn note_appended(&mut self, records: u64) {
         self.len += records;
+    }
+
+    /// Cuts the zeros written ahead of the records, when the index is
+    /// closed and no appender is running (an appender's records beyond
+    /// [`Self::len`] would be cut too). Crash story: no sync is needed; the
+    /// file has either length after a crash, and zeros after the records
+    /// are unused space either way.
+    pub fn trim_reserved(&mut self) -> StoreResult<()> {
+        let end = HEADER_LEN + self.len * RECORD_LEN;
+        if self.reserved_end.load(Ordering::Acquire) > end {
+            self.file
+                .set_len(end)
+                .map_err(|e| StoreError::io("truncate", &self.path, e))?;
+            self.reserved_end.store(end, Ordering::Release);
+        }
+        Ok(())
     }
 
     /// Cuts the index back to `entries` records (fewer than it holds), for
@@ -318,12 +373,14 @@ impl IndexFile {
                 self.len
             )));
         }
+        let keep = HEADER_LEN + entries * RECORD_LEN;
         self.file
-            .set_len(HEADER_LEN + entries * RECORD_LEN)
+            .set_len(keep)
             .map_err(|e| StoreError::io("truncate", &self.path, e))?;
         self.file
             .sync_all()
             .map_err(|e| StoreError::io("fsync", &self.path, e))?;
+        self.reserved_end.store(keep, Ordering::Release);
         self.len = entries;
         Ok(())
     }
@@ -394,17 +451,29 @@ mod tests {
         }
         index.append_and_sync(&batch).unwrap();
         drop(index);
+        // The file grew ahead of its records by zeros.
+        let grown = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(
+            grown,
+            2 * (HEADER_LEN + 10 * RECORD_LEN) + fsutil::MIN_RESERVE
+                - (HEADER_LEN + 10 * RECORD_LEN)
+        );
         // Simulate a torn write: half a record after the tenth.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(&record(10).encode()[..30]).unwrap();
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&record(10).encode()[..30], HEADER_LEN + 10 * RECORD_LEN)
+            .unwrap();
         drop(f);
         let (index, rec) = IndexFile::open(&path, 5).unwrap();
         assert_eq!(
             rec,
             IndexRecovery {
                 entries: 10,
-                cut_bytes: 30
+                cut_bytes: grown - (HEADER_LEN + 10 * RECORD_LEN)
             }
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            HEADER_LEN + 10 * RECORD_LEN
         );
         assert_eq!(index.log_id(), [7u8; 16]);
         assert_eq!(index.read(3).unwrap(), record(3));
@@ -428,12 +497,12 @@ mod tests {
         assert!(matches!(index.read(2), Err(StoreError::Corrupt { .. })));
         // An invalid record with more than one batch after it is corruption.
         drop(index);
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
         let mut many = Vec::new();
         for i in 7..(8 + MAX_BATCH_RECORDS) {
             many.extend_from_slice(&record(i).encode());
         }
-        f.write_all(&many).unwrap();
+        f.write_all_at(&many, HEADER_LEN + 7 * RECORD_LEN).unwrap();
         drop(f);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[(HEADER_LEN + 7 * RECORD_LEN + 5) as usize] ^= 1;
@@ -449,5 +518,56 @@ mod tests {
         let beyond = index.len() + 1;
         drop(index);
         assert!(IndexFile::open(&path, beyond).is_err());
+    }
+
+    /// Appends land after the records, wherever the zeros written ahead
+    /// end; reopening drops the zeros; non-zero bytes far beyond the last
+    /// valid record are corruption even when zeros follow them.
+    #[test]
+    fn zeros_written_ahead_are_unused_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let mut index = IndexFile::create(&path, [1u8; 16]).unwrap();
+        for i in 0..3 {
+            index.append_and_sync(&record(i).encode()).unwrap();
+        }
+        let appender = index.appender_at(3);
+        appender.append_and_sync(&record(3).encode()).unwrap();
+        index.note_appended(1);
+        assert_eq!(
+            index.read_range(0, 4).unwrap(),
+            (0..4).map(record).collect::<Vec<_>>()
+        );
+        drop(index);
+        let (index, rec) = IndexFile::open(&path, 0).unwrap();
+        assert_eq!(rec.entries, 4);
+        assert_eq!(
+            rec.cut_bytes,
+            HEADER_LEN + RECORD_LEN + fsutil::MIN_RESERVE - (HEADER_LEN + 4 * RECORD_LEN)
+        );
+        drop(index);
+
+        // One garbage record just past the last: a torn append, cut.
+        let mut index = IndexFile::open(&path, 0).unwrap().0;
+        index.append_and_sync(&record(4).encode()).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        drop(index);
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&[0xAB; 64], HEADER_LEN + 5 * RECORD_LEN)
+            .unwrap();
+        drop(f);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
+        let (index, rec) = IndexFile::open(&path, 0).unwrap();
+        assert_eq!(rec.entries, 5);
+        drop(index);
+
+        // Garbage more than one append past the last valid record.
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        let far = HEADER_LEN + (6 + MAX_BATCH_RECORDS) * RECORD_LEN;
+        f.write_all_at(&[0xAB; 8], far).unwrap();
+        f.write_all_at(&[0; 4096], far + 8).unwrap();
+        drop(f);
+        let err = IndexFile::open(&path, 0).unwrap_err().to_string();
+        assert!(err.contains("not zeros"), "{err}");
     }
 }

@@ -17,7 +17,7 @@
 //! ```
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -166,6 +166,9 @@ pub struct SegmentWriter {
     staged_end: u64,
     /// Length of the durable prefix of the file.
     durable_end: u64,
+    /// Length of the file: records, then zeros written ahead of them
+    /// (`fsutil::write_reserving`).
+    reserved_end: u64,
     staged: Vec<u8>,
 }
 
@@ -198,13 +201,14 @@ impl SegmentWriter {
             header,
             staged_end: len,
             durable_end: len,
+            reserved_end: len,
             staged: Vec::new(),
         })
     }
 
     /// Opens an existing segment for appending after `committed_end`, cutting
-    /// anything beyond it (records of a batch that was never acknowledged),
-    /// and makes the cut durable before returning.
+    /// anything beyond it (records of a batch that was never acknowledged,
+    /// zeros written ahead), and makes the cut durable before returning.
     pub fn open_at(path: &Path, committed_end: u64) -> StoreResult<SegmentWriter> {
         let (header, header_len) = read_header(path)?;
         if committed_end < header_len {
@@ -214,7 +218,7 @@ impl SegmentWriter {
                 "committed length is inside the header",
             ));
         }
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
@@ -238,14 +242,13 @@ impl SegmentWriter {
             file.sync_all()
                 .map_err(|e| StoreError::io("fsync", path, e))?;
         }
-        file.seek(SeekFrom::Start(committed_end))
-            .map_err(|e| StoreError::io("seek", path, e))?;
         Ok(SegmentWriter {
             path: path.to_path_buf(),
             file: Arc::new(file),
             header,
             staged_end: committed_end,
             durable_end: committed_end,
+            reserved_end: committed_end,
             staged: Vec::new(),
         })
     }
@@ -322,19 +325,42 @@ impl SegmentWriter {
 
     /// Writes every staged record, without syncing, and returns the handle
     /// that makes them durable ([`SegmentSync::sync`], possibly on another
-    /// thread). Crash story: the written records are in the page cache only;
-    /// no index record refers to them yet, so recovery cuts them. On error
-    /// the caller must stop writing.
+    /// thread). The file grows ahead of its records by zeros
+    /// (`fsutil::write_reserving`), so most syncs flush only the records.
+    /// Crash story: the written records are in the page cache only; no
+    /// index record refers to them yet, so recovery cuts them (and the
+    /// zeros). On error the caller must stop writing.
     pub fn write_staged(&mut self) -> StoreResult<SegmentSync> {
-        (&*self.file)
-            .write_all(&self.staged)
-            .map_err(|e| StoreError::io("write", &self.path, e))?;
+        let at = self.staged_end - self.staged.len() as u64;
+        fsutil::write_reserving(
+            &self.file,
+            &self.path,
+            at,
+            &self.staged,
+            &mut self.reserved_end,
+        )?;
         self.staged.clear();
         Ok(SegmentSync {
             path: self.path.clone(),
             file: self.file.clone(),
             end: self.staged_end,
         })
+    }
+
+    /// Cuts the zeros written ahead of the records, for a writer that is
+    /// closed. Records written and not yet durable are kept (their sync
+    /// may still be running). Crash story: no sync is needed; the file has
+    /// either length after a crash, and zeros after the records are unused
+    /// space either way.
+    pub fn trim_reserved(&mut self) -> StoreResult<()> {
+        let written_end = self.staged_end - self.staged.len() as u64;
+        if self.reserved_end > written_end {
+            self.file
+                .set_len(written_end)
+                .map_err(|e| StoreError::io("truncate", &self.path, e))?;
+            self.reserved_end = written_end;
+        }
+        Ok(())
     }
 
     /// Records that a [`SegmentSync`] of this writer has returned: the file

@@ -506,6 +506,9 @@ fn verify_data(data: &DataArgs) -> CliResult<u8> {
         bar.finish_and_clear();
     }
     let seconds = started.elapsed().as_secs_f64();
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
     for problem in &report.problems {
         eprintln!("FAIL {problem}");
     }

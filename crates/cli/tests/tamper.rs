@@ -358,25 +358,51 @@ fn truncated_index_is_reported() {
     f.expect_detected(&[&format!("{}", index.display())]);
 }
 
-/// Designed behaviour: recovery cuts bytes after the last committed record
-/// only when they are what an interrupted append leaves (records numbered
-/// at or after the log's end, a record cut off by the end of the file, or
-/// zeros). Anything else there was written by someone else: the log refuses
-/// to open, names the segment, and cuts nothing.
+/// Designed behaviour: bytes after the last committed record that are not
+/// what an interrupted append leaves (a power loss can leave them, and so
+/// can someone writing to the file) are not part of the log. The open that
+/// finds them keeps them in `recovered/`, cuts them, and appends a
+/// `log.recovered` event naming them; `verify` notes the kept file, and
+/// reports it if it is altered afterwards.
 #[test]
-fn garbage_after_segment_end_is_reported_not_cut() {
+fn garbage_after_segment_end_is_kept_aside_cut_and_recorded() {
     let f = fixture();
     let seg = segment_file(&f.case, "default");
     let mut bytes = std::fs::read(&seg).expect("read");
+    let len = bytes.len();
     bytes.extend_from_slice(&[0xA5; 1000]);
-    let grown = bytes.len() as u64;
     std::fs::write(&seg, &bytes).expect("write");
-    f.expect_detected(&["default", "committed length"]);
-    assert_eq!(
-        std::fs::metadata(&seg).expect("stat").len(),
-        grown,
-        "nothing was cut"
+    let out = verify_ok(&f.case);
+    assert!(out.stdout.starts_with("OK: 654 entries"), "{out}");
+    assert!(
+        out.stderr.contains("note: ")
+            && out.stderr.contains("1000 bytes after the committed length"),
+        "{out}"
     );
+    assert_eq!(
+        std::fs::metadata(&seg).expect("stat").len() as usize,
+        len,
+        "cut"
+    );
+    let event = get(&f.case, 653);
+    assert_eq!(
+        event["event"]["event"]["action"], "log.recovered",
+        "{event}"
+    );
+    let kept = event["event"]["event"]["attributes"]["kept"]
+        .as_str()
+        .expect("kept")
+        .to_string();
+    assert_eq!(
+        std::fs::read(f.case.join(&kept)).expect("kept file"),
+        vec![0xA5; 1000]
+    );
+    // Appending goes on right after the committed records.
+    let rs = append_ok(&f.case, &ndjson(["after".to_string()]));
+    assert_eq!(rs[0].index, 654);
+    // The kept bytes are evidence: changing them is reported.
+    std::fs::write(f.case.join(&kept), [0xA5; 999]).expect("write");
+    f.expect_detected(&[&kept, "SHA-256"]);
 }
 
 /// What a crash after the segment write but before the index write leaves
@@ -404,9 +430,10 @@ fn zero_tail_after_segment_end_is_cut_by_recovery() {
 }
 
 /// A copy of a committed record appended after the end is not what a crash
-/// leaves (its entry number is below the log's end): reported, not cut.
+/// leaves (its entry number is below the log's end): kept aside and cut
+/// like any other foreign bytes, and the entry itself is untouched.
 #[test]
-fn duplicated_last_record_is_reported_not_cut() {
+fn duplicated_last_record_is_kept_aside_and_cut() {
     let f = fixture();
     let seg = segment_file(&f.case, "default");
     let len = std::fs::metadata(&seg).expect("stat").len() as usize;
@@ -423,11 +450,11 @@ fn duplicated_last_record_is_reported_not_cut() {
     let mut grown = bytes.clone();
     grown.extend_from_slice(&bytes[last..]);
     std::fs::write(&seg, &grown).expect("write");
-    f.expect_detected(&["default", "entry 652 lies beyond"]);
-    assert_eq!(
-        std::fs::metadata(&seg).expect("stat").len() as usize,
-        grown.len()
-    );
+    let out = verify_ok(&f.case);
+    assert!(out.stdout.starts_with("OK: 654 entries"), "{out}");
+    assert!(out.stderr.contains("recovered/"), "{out}");
+    assert_eq!(std::fs::metadata(&seg).expect("stat").len() as usize, len);
+    assert_eq!(actor_of(&get(&f.case, 652)), "user-652");
 }
 
 #[test]

@@ -35,6 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use jiff::Timestamp;
 use std::sync::MutexGuard;
 use stele_event::Envelope;
 use stele_store::StoreError;
@@ -416,17 +417,89 @@ impl Log {
     /// Brings segments, tiles and the checkpoint up to the durable index.
     fn recover(&mut self) -> LogResult<()> {
         self.cut_unbacked_tail()?;
+        let total = self.index.len();
         // Segment lengths: start from the snapshot of the last publish, then
-        // extend with every index entry after it.
-        // The snapshot only saves reading the index: an unreadable one is
-        // ignored, and the whole index is read instead.
+        // extend with every index entry after it. The snapshot only saves
+        // reading the index: an unreadable one, or one a segment disagrees
+        // with (a tail holding a committed entry's record, or a segment
+        // shorter than it says), is ignored and the whole index is read.
+        let (mut committed, from_snapshot) = self.committed_lengths(true)?;
+        let mut tails = self.segment_tails(&committed, total)?;
+        if from_snapshot
+            && tails
+                .iter()
+                .any(|t| matches!(t.kind, TailKind::Short | TailKind::Foreign { .. }))
+        {
+            (committed, _) = self.committed_lengths(false)?;
+            tails = self.segment_tails(&committed, total)?;
+        }
+        // Cut every segment back to its committed length: anything beyond is
+        // from a batch whose index records never became durable, or is not
+        // the log's at all (kept aside first, see `salvage`).
+        let now = Timestamp::now();
+        for tail in &tails {
+            self.committed.insert(tail.id, tail.keep);
+            match tail.kind {
+                TailKind::None => {}
+                TailKind::Short => {
+                    return Err(LogError::Integrity(format!(
+                        "{}: {} bytes, but committed entries reach byte {}",
+                        tail.path.display(),
+                        tail.len,
+                        tail.keep
+                    )));
+                }
+                TailKind::Leftovers => {
+                    drop(SegmentWriter::open_at(&tail.path, tail.keep)?);
+                }
+                TailKind::Foreign { end } => {
+                    crate::salvage::keep_aside(
+                        &self.layout,
+                        tail.id,
+                        &tail.path,
+                        tail.keep,
+                        end,
+                        now,
+                    )?;
+                    // Crash story: the bytes are kept; a crash before the
+                    // cut finds them again and keeps the same file again.
+                    drop(SegmentWriter::open_at(&tail.path, tail.keep)?);
+                }
+            }
+        }
+
+        // Integrate every durable entry not yet in the published tree.
+        let mut next = self.tiles.size();
+        while next < total {
+            let count = (total - next).min(65_536);
+            let records = self.index.read_range(next, count)?;
+            let mut sink = &self.publisher;
+            for record in records {
+                self.tiles.push(&record.commitment, &mut sink)?;
+            }
+            next += count;
+        }
+        if self.tiles.size() > self.published_size() {
+            self.publish()?;
+        }
+        Ok(())
+    }
+
+    /// The committed length of every segment the index points into: the end
+    /// of its last record that a durable index entry points at. With
+    /// `use_snapshot`, the lengths of `segments.state` stand for the entries
+    /// it covers (returned `true` when it was used).
+    fn committed_lengths(&self, use_snapshot: bool) -> LogResult<(HashMap<u32, u64>, bool)> {
         let mut committed: HashMap<u32, u64> = HashMap::new();
         let mut scan_from = 0;
-        if let Ok(Some(snapshot)) = state::read_snapshot(&self.layout.snapshot())
+        let mut used = false;
+        if use_snapshot
+            && let Ok(Some(snapshot)) = state::read_snapshot(&self.layout.snapshot())
             && snapshot.index_size <= self.index.len()
         {
             scan_from = snapshot.index_size;
             committed.extend(snapshot.lengths.iter().copied());
+            used = true;
         }
         let total = self.index.len();
         let mut start = scan_from;
@@ -449,45 +522,36 @@ impl Log {
             }
             start += count;
         }
-        // Cut every segment back to its committed length: anything beyond is
-        // from a batch whose index records never became durable.
+        Ok((committed, used))
+    }
+
+    /// What lies after the committed length of each segment (purged ones
+    /// aside: their purge is finished after recovery).
+    fn segment_tails(&self, committed: &HashMap<u32, u64>, total: u64) -> LogResult<Vec<Tail>> {
+        let mut tails = Vec::new();
         for (id, info) in &self.segments {
             if self.purged.contains_key(id) {
-                continue; // being purged: finished after recovery
+                continue;
             }
             let (_, header_len) = segment::read_header(&info.path)?;
             let keep = committed.get(id).copied().unwrap_or(0).max(header_len);
-            self.committed.insert(*id, keep);
             let len = std::fs::metadata(&info.path)
                 .map_err(|e| StoreError::io("stat", &info.path, e))?
                 .len();
-            if len < keep {
-                return Err(LogError::Integrity(format!(
-                    "{}: {len} bytes, but committed entries reach byte {keep}",
-                    info.path.display()
-                )));
-            }
-            if len > keep {
-                check_only_orphans(&info.path, keep, len, total)?;
-                drop(SegmentWriter::open_at(&info.path, keep)?);
-            }
+            let kind = match len.cmp(&keep) {
+                std::cmp::Ordering::Less => TailKind::Short,
+                std::cmp::Ordering::Equal => TailKind::None,
+                std::cmp::Ordering::Greater => classify_tail(&info.path, keep, len, total)?,
+            };
+            tails.push(Tail {
+                id: *id,
+                path: info.path.clone(),
+                keep,
+                len,
+                kind,
+            });
         }
-
-        // Integrate every durable entry not yet in the published tree.
-        let mut next = self.tiles.size();
-        while next < total {
-            let count = (total - next).min(65_536);
-            let records = self.index.read_range(next, count)?;
-            let mut sink = &self.publisher;
-            for record in records {
-                self.tiles.push(&record.commitment, &mut sink)?;
-            }
-            next += count;
-        }
-        if self.tiles.size() > self.published_size() {
-            self.publish()?;
-        }
-        Ok(())
+        Ok(tails)
     }
 
     /// The last append's segment and index records are fdatasynced at the
@@ -1206,27 +1270,53 @@ impl Log {
     }
 }
 
-/// Before cutting a segment back to `keep`, checks that everything beyond
-/// it belongs to appends that never became durable: such records carry
-/// indices at or above the recovered log size `total` (they were numbered
-/// after the last durable entry). A record below it is a committed entry,
-/// so the committed length (from the snapshot) is wrong, and nothing is
-/// cut. A torn record followed only by zeros (or the end of the file) is
-/// the interrupted write itself.
-fn check_only_orphans(path: &Path, keep: u64, len: u64, total: u64) -> LogResult<()> {
+/// What lies after a segment's committed length.
+struct Tail {
+    id: u32,
+    path: PathBuf,
+    /// The committed length (at least the header's).
+    keep: u64,
+    /// The file's length.
+    len: u64,
+    kind: TailKind,
+}
+
+enum TailKind {
+    /// The file ends at its committed length.
+    None,
+    /// The file is shorter than its committed entries: data is missing.
+    Short,
+    /// What an interrupted append leaves: records of entries at or after
+    /// the log's end, then at most one record cut short, followed only by
+    /// zeros. Cut.
+    Leftovers,
+    /// Anything else (bytes a power loss left out of order, or that someone
+    /// wrote); its non-zero bytes end at `end`. Kept aside, then cut.
+    Foreign { end: u64 },
+}
+
+/// Walks the bytes of a segment after its committed length `keep`, record
+/// by record (memory stays bounded whatever the tail holds). Records of an
+/// interrupted append carry indices at or above the recovered log size
+/// `total` (they were numbered after the last durable entry); a record
+/// below it is a committed entry out of place. The interrupted write
+/// itself may be cut short: what reached the file is either shorter than a
+/// record header, or a plausible header numbering its own uncommitted
+/// entry (within the batches that may have been in flight) and declaring
+/// more bytes than were written; only zeros follow it (space written
+/// ahead, or that the file system extended the file with).
+fn classify_tail(path: &Path, keep: u64, len: u64, total: u64) -> LogResult<TailKind> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path).map_err(|e| StoreError::io("open", path, e))?;
     let read_at = |buf: &mut [u8], at: u64| {
         file.read_exact_at(buf, at)
             .map_err(|e| LogError::from(StoreError::io("read", path, e)))
     };
-    let refuse = |what: String| {
-        Err(LogError::Integrity(format!(
-            "{}: {what} beyond the committed length {keep} (segments.state altered?); nothing was cut",
-            path.display()
-        )))
+    let foreign = || -> LogResult<TailKind> {
+        let end = fsutil::end_of_nonzero(&file, keep, len)
+            .map_err(|e| StoreError::io("read", path, e))?;
+        Ok(TailKind::Foreign { end })
     };
-    // Record by record, so memory stays bounded whatever the tail holds.
     let mut pos = keep;
     let mut record_bytes = Vec::new();
     while pos < len {
@@ -1246,20 +1336,12 @@ fn check_only_orphans(path: &Path, keep: u64, len: u64, total: u64) -> LogResult
             read_at(&mut record_bytes, pos)?;
             if let Ok((record, record_len)) = segment::parse_record_ref(path, pos, &record_bytes) {
                 if record.index < total {
-                    return refuse(format!("the record of entry {} lies", record.index));
+                    return foreign();
                 }
                 pos += record_len as u64;
                 continue;
             }
         }
-        // Only the interrupted write itself may fail to parse: the part of
-        // a record that reached the file before the write stopped, followed
-        // only by the zeros written ahead of it or by the end of the file.
-        // Either that part is shorter than a record header, or the header
-        // is plausible, numbers its own uncommitted entry (within the
-        // batches that may have been in flight) and declares more bytes
-        // than were written. Zeros alone are space written ahead (or that
-        // the file system extended the file with).
         let written = fsutil::end_of_nonzero(&file, pos, len)
             .map_err(|e| StoreError::io("read", path, e))?
             - pos;
@@ -1271,9 +1353,9 @@ fn check_only_orphans(path: &Path, keep: u64, len: u64, total: u64) -> LogResult
         if torn {
             break;
         }
-        return refuse("bytes that are not records of an interrupted append lie".to_string());
+        return foreign();
     }
-    Ok(())
+    Ok(TailKind::Leftovers)
 }
 
 /// True when reading an entry failed because the bytes on disk are not a

@@ -264,6 +264,8 @@ impl Log {
         }
         // A KEK rotation whose `key.rotated` event a crash cut off.
         self.record_rotation_event(now)?;
+        // Bytes recovery kept aside whose `log.recovered` event is owed.
+        self.record_salvage_events(now)?;
         // Open returns with everything it appended under a checkpoint.
         self.publish()?;
         Ok(())
@@ -926,7 +928,9 @@ impl Log {
         self.lock_keys().remove(&id);
         remove_durably(&self.layout.dek(id))?;
         self.purge_step_done(4)?;
-        // 4. The segment file itself.
+        // 4. The segment file itself, and any bytes recovery cut from it
+        //    and kept aside (`salvage`).
+        crate::salvage::remove_segment(&self.layout, id)?;
         self.readers
             .lock()
             .unwrap_or_else(|p| p.into_inner())

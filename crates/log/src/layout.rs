@@ -19,6 +19,7 @@
 //! DATA/segments.state            segment lengths at the last publish
 //! DATA/policies/<seq:06>.json    every applied policy version (JSON)
 //! DATA/holds.json                every legal hold, released ones included (JSON)
+//! DATA/recovered/<id>-<offset>.bin|json  bytes recovery cut from a segment, kept aside
 //! DATA/audit/state.json          how far scheduled verification got (JSON)
 //! DATA/audit/latest.json         the latest signed attestation (JSON)
 //! DATA/log/checkpoint            latest signed checkpoint   } C2SP tlog-tiles,
@@ -27,7 +28,7 @@
 //! ```
 //!
 //! Tombstones, `policies/` and `holds.json` are named in `governance.rs`,
-//! `audit/` in `audit.rs`; `DATA/tokens.json` belongs to the server. Byte
+//! `audit/` in `audit.rs`, `recovered/` in `salvage.rs`; `DATA/tokens.json` belongs to the server. Byte
 //! formats: `docs/formats/`.
 
 use std::path::{Path, PathBuf};

@@ -29,6 +29,7 @@ pub mod prepare;
 mod publisher;
 pub mod purge;
 mod rotate;
+pub mod salvage;
 pub mod sequencer;
 pub mod tiles;
 pub mod verify;

@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use sha2::Digest;
 use stele_store::fsutil;
 use stele_store::index::IndexRecord;
 use stele_store::keys::DataKey;
@@ -31,6 +32,7 @@ use stele_tlog::Checkpoint;
 
 use crate::engine::{Log, open_checkpoint};
 use crate::error::LogResult;
+use crate::layout::Layout;
 use crate::tiles::{TileBuilder, TileSink};
 
 /// How many problems a report keeps in detail.
@@ -77,6 +79,9 @@ pub struct VerifyReport {
     /// Total problems found (the list keeps the first [`MAX_PROBLEMS`]).
     pub problem_count: u64,
     pub problems: Vec<Problem>,
+    /// What needs a person's eye without being wrong (bytes recovery kept
+    /// aside).
+    pub notes: Vec<String>,
 }
 
 impl VerifyReport {
@@ -257,6 +262,8 @@ pub fn verify_in_chunks(
         Err(e) => problems.add(show(&generation_path), e.to_string()),
     }
 
+    let notes = salvage_pass(&layout, &problems)?;
+
     let problem_count = problems.count.load(Ordering::Relaxed);
     let list = problems
         .list
@@ -271,7 +278,44 @@ pub fn verify_in_chunks(
         bytes_decrypted: bytes_decrypted.load(Ordering::Relaxed),
         problem_count,
         problems: list,
+        notes,
     })
+}
+
+/// Bytes recovery cut from segments and kept aside (`salvage`): each is a
+/// note for a person to look at; a kept file that no longer matches its
+/// manifest is a problem.
+fn salvage_pass(layout: &Layout, problems: &Problems) -> LogResult<Vec<String>> {
+    let mut notes = Vec::new();
+    for (name, kept) in crate::salvage::list(layout)? {
+        let path = layout.recovered().join(format!("{name}.bin"));
+        match fsutil::read_optional(&path)? {
+            None => problems.add(show(&path), "is missing (its manifest is there)"),
+            Some(bytes) => {
+                if kept.length != bytes.len() as u64
+                    || crate::engine::hex(&sha2::Sha256::digest(&bytes)) != kept.sha256
+                {
+                    problems.add(
+                        show(&path),
+                        "does not match the length and SHA-256 in its manifest",
+                    );
+                }
+            }
+        }
+        let event = kept
+            .event_index
+            .map(|i| format!("event {i}"))
+            .unwrap_or_else(|| "its event not yet appended".to_string());
+        notes.push(format!(
+            "{}: {} bytes after the committed length of {} (byte {}), cut and kept aside at recovery on {} ({event}); not part of the log: look at them, then delete recovered/{name}.*",
+            show(&path),
+            kept.length,
+            kept.file,
+            kept.offset,
+            kept.found_at
+        ));
+    }
+    Ok(notes)
 }
 
 /// Checks every tombstone: the entries it names are exactly those the

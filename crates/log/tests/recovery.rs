@@ -392,48 +392,36 @@ fn a_lying_or_broken_snapshot_never_cuts_committed_records() {
         .path();
     let full = std::fs::metadata(&segment).unwrap().len();
 
-    // A snapshot that says the segment holds only its first bytes.
-    write_snapshot(
-        &snapshot_path,
-        &SegmentSnapshot {
-            index_size: 20,
-            lengths: vec![(1, 100)],
-        },
-    )
-    .unwrap();
-    let err = Log::open(&data, OpenOptions::default()).unwrap_err();
-    assert!(err.is_integrity(), "{err}");
-    assert!(err.to_string().contains("committed length"), "{err}");
-    assert_eq!(
-        std::fs::metadata(&segment).unwrap().len(),
-        full,
-        "nothing was cut"
-    );
-
-    // The same lie at a record boundary: the records beyond it are
-    // committed entries, so nothing is cut either.
-    let log = Log::open(&data, OpenOptions::default());
-    drop(log);
+    // A snapshot that says the segment holds only its first bytes, then
+    // one that lies at a record boundary, then one that says the segment
+    // is longer than it is: the segment disagrees with each, so recovery
+    // reads the whole index instead, cuts nothing and keeps nothing aside.
     let first_end = {
         let bytes = std::fs::read(&segment).unwrap();
         let (_, header) = stele_store::segment::SegmentHeader::decode(&segment, &bytes).unwrap();
         header as u64 + stele_store::segment::record_len(&bytes[header..]).unwrap() as u64
     };
-    write_snapshot(
-        &snapshot_path,
-        &SegmentSnapshot {
-            index_size: 20,
-            lengths: vec![(1, first_end)],
-        },
-    )
-    .unwrap();
-    let err = Log::open(&data, OpenOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("entry 1 lies beyond"), "{err}");
-    assert_eq!(
-        std::fs::metadata(&segment).unwrap().len(),
-        full,
-        "nothing was cut"
-    );
+    for lie in [100, first_end, full + 1000] {
+        write_snapshot(
+            &snapshot_path,
+            &SegmentSnapshot {
+                index_size: 20,
+                lengths: vec![(1, lie)],
+            },
+        )
+        .unwrap();
+        let log = Log::open(&data, OpenOptions::default()).unwrap();
+        assert_eq!(log.size(), 20, "lie {lie}");
+        assert_eq!(log.get(19).unwrap().envelope.event.actor, "a19");
+        assert_verifies(&log);
+        drop(log);
+        assert_eq!(
+            std::fs::metadata(&segment).unwrap().len(),
+            full,
+            "nothing was cut (lie {lie})"
+        );
+        assert!(!data.join("recovered").exists(), "lie {lie}");
+    }
 
     // A snapshot with a broken checksum is ignored: the index is read.
     std::fs::write(&snapshot_path, b"STELESTA garbage").unwrap();
@@ -906,4 +894,171 @@ fn verify_requires_zeros_after_the_committed_records() {
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_eq!(log.get(2).unwrap().envelope.event.actor, "a2");
     assert_verifies(&log);
+}
+
+/// After a power loss, the unsynced pages of the last batch reach the disk
+/// in any order: a record's page missing (zeros) or stale (old bytes), and
+/// a later record of the same batch whole. The open cuts the index at the
+/// first entry whose record is not whole, keeps the bytes after the
+/// committed length aside in `recovered/`, cuts them from the segment, and
+/// appends a `log.recovered` event naming them, once; `verify` notes them.
+#[test]
+fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
+    use std::os::unix::fs::FileExt;
+    let p = Preparer::new("tester", "test", "default");
+    for stale in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (segment, ends) = two_batches(&data, &p, false);
+        // Entry 3's record (between ends[1] and ends[2]) never reached the
+        // disk; entry 4's after it did.
+        let hole = if stale {
+            (0..ends[2] - ends[1]).map(|i| (i * 7 + 3) as u8).collect()
+        } else {
+            vec![0u8; (ends[2] - ends[1]) as usize]
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap();
+        file.write_all_at(&hole, ends[1]).unwrap();
+        let tail = std::fs::read(&segment).unwrap()[ends[1] as usize..ends[3] as usize].to_vec();
+
+        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+        // Entries 0..3 stay; the open appended its event as entry 3.
+        assert_eq!(log.size(), 4, "stale {stale}");
+        let event = log.get(3).unwrap().envelope;
+        assert_eq!(event.stream, "_system");
+        assert_eq!(event.event.action, "log.recovered");
+        assert_eq!(log.get(2).unwrap().envelope.event.actor, "a2");
+        let name = format!("1-{}", ends[1]);
+        let kept = std::fs::read(data.join("recovered").join(format!("{name}.bin"))).unwrap();
+        assert_eq!(kept, tail, "the bytes after the committed length are kept");
+        let attributes = event.event.attributes.unwrap();
+        assert_eq!(attributes["offset"], ends[1]);
+        assert_eq!(attributes["length"], ends[3] - ends[1]);
+        assert_eq!(attributes["kept"], format!("recovered/{name}.bin"));
+        let records_end = {
+            let bytes = std::fs::read(&segment).unwrap();
+            (bytes.len() - bytes.iter().rev().take_while(|b| **b == 0).count()) as u64
+        };
+        assert_eq!(
+            records_end, ends[1],
+            "the segment was cut where its committed records end"
+        );
+        let report = verify(&log, &NoProgress).unwrap();
+        assert!(report.ok(), "{:?}", report.problems);
+        assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
+        assert!(
+            report.notes[0].contains(&format!("recovered/{name}.bin")),
+            "{:?}",
+            report.notes
+        );
+        assert!(report.notes[0].contains("event 3"), "{:?}", report.notes);
+
+        // Appends go on after the committed records; the event is not
+        // appended again by later opens.
+        let receipts = log.append_batch(&[event_of(&p, 9)]).unwrap();
+        assert_eq!(receipts[0].index, 4);
+        log.publish().unwrap();
+        drop(log);
+        let log = Log::open(&data, OpenOptions::default()).unwrap();
+        assert_eq!(log.size(), 5);
+        assert_eq!(log.get(4).unwrap().envelope.event.actor, "a9");
+        assert_verifies(&log);
+        drop(log);
+
+        // A kept file altered afterwards no longer matches its manifest.
+        let bin = data.join("recovered").join(format!("{name}.bin"));
+        std::fs::write(&bin, b"something else").unwrap();
+        let log = Log::open(&data, OpenOptions::default()).unwrap();
+        let report = verify(&log, &NoProgress).unwrap();
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.location.ends_with(".bin") && p.what.contains("SHA-256")),
+            "{:?}",
+            report.problems
+        );
+    }
+}
+
+fn event_of(p: &Preparer, n: usize) -> PreparedEvent {
+    event(p, n, Some("x"))
+}
+
+/// The event a kept tail owes survives a crash between the cut and its
+/// append: the next open appends it (once), from the manifest.
+#[test]
+fn a_kept_tail_whose_event_was_not_appended_gets_it_at_the_next_open() {
+    let p = Preparer::new("tester", "test", "default");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (segment, ends) = two_batches(&data, &p, false);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(ends[3] + 100)
+        .unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap();
+        file.write_all_at(&[0xA5; 100], ends[3]).unwrap();
+    }
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    assert_eq!(log.size(), 6);
+    drop(log);
+    // As if the open had stopped before its event: the manifest without
+    // the event's index, and the index without the event.
+    let name = format!("1-{}", ends[3]);
+    let manifest_path = data.join("recovered").join(format!("{name}.json"));
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(manifest["event_index"], 5);
+    assert_eq!(manifest["length"], 100);
+    manifest["event_index"] = serde_json::Value::Null;
+    std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    // The event is found by its client id, not appended twice.
+    assert_eq!(log.size(), 6);
+    drop(log);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(manifest["event_index"], 5);
+}
+
+/// More than recovery keeps aside is not a crash's leftovers: the open is
+/// refused and nothing is cut.
+#[test]
+fn a_foreign_tail_larger_than_what_recovery_keeps_is_refused() {
+    let p = Preparer::new("tester", "test", "default");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (segment, ends) = two_batches(&data, &p, true);
+    let big = stele_log::salvage::MAX_KEPT_BYTES + 1;
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap();
+        file.write_all_at(&vec![0x5A; big as usize], ends[3])
+            .unwrap();
+    }
+    let len = std::fs::metadata(&segment).unwrap().len();
+    let err = Log::open(&data, OpenOptions::default()).unwrap_err();
+    assert!(err.is_integrity(), "{err}");
+    assert!(err.to_string().contains("nothing was cut"), "{err}");
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), len);
+    assert!(
+        !data
+            .join("recovered")
+            .join(format!("1-{}.bin", ends[3]))
+            .exists()
+    );
 }

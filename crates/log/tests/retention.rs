@@ -517,3 +517,45 @@ fn data_written_before_the_first_policy_keeps_the_default_forever() {
     assert!(log.get(before[0]).is_ok());
     assert_verifies(&mut log);
 }
+
+/// Bytes recovery kept aside from a segment are part of what its purge
+/// destroys; those of other segments stay.
+#[test]
+fn a_purge_deletes_the_bytes_kept_aside_from_its_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut log = open_new(&data);
+    log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+    append(&mut log, &["ops", "compliance"], noon(0));
+    append(&mut log, &["ops"], noon(1));
+    log.publish().unwrap();
+    drop(log);
+    for stream in ["ops", "compliance"] {
+        let first = std::fs::read_dir(data.join("segments").join(stream))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+            .min()
+            .unwrap();
+        let mut bytes = std::fs::read(&first).unwrap();
+        let end = bytes.len() - bytes.iter().rev().take_while(|b| **b == 0).count();
+        bytes.truncate(end);
+        bytes.extend_from_slice(b"not a record");
+        std::fs::write(&first, &bytes).unwrap();
+    }
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let kept = stele_log::salvage::list(log.layout()).unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(system_events(&log, "log.recovered").len(), 2);
+    log.enforce_retention("retention", noon(92)).unwrap();
+    let tombstone = log.purged().values().next().unwrap().clone();
+    let left = stele_log::salvage::list(log.layout()).unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_ne!(left[0].1.segment, tombstone.segment);
+    let files = std::fs::read_dir(log.layout().recovered()).unwrap().count();
+    assert_eq!(files, 2, "the other segment's bytes and manifest stay");
+    log.publish().unwrap();
+    let report = verify(&log, &NoProgress).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
+}

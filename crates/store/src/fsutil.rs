@@ -129,6 +129,69 @@ pub fn sync_filesystem(dir: &Path) -> StoreResult<()> {
 }
 
 /// Reads a whole file, mapping errors to [`StoreError`].
+/// Block alignment used for `O_DIRECT` reads (offsets, lengths and buffer
+/// addresses): the page size, a multiple of every block size here.
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// Opens `path` for reading with `O_DIRECT` (reads go from the disk into
+/// the caller's buffer, bypassing the page cache), or `None` where the file
+/// system does not support it (tmpfs). Reads must be aligned to
+/// [`DIRECT_ALIGN`]; see [`read_direct_at`].
+pub fn open_direct(path: &Path) -> Option<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path)
+        .ok()
+}
+
+/// Reads `len` bytes at `pos` of a file opened by [`open_direct`] into
+/// `raw`, which it grows as needed, and returns where in `raw` they start.
+/// The read covers the aligned blocks around the bytes.
+pub fn read_direct_at(
+    file: &File,
+    raw: &mut Vec<u8>,
+    pos: u64,
+    len: usize,
+) -> std::io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let aligned = pos & !(DIRECT_ALIGN as u64 - 1);
+    let lead = (pos - aligned) as usize;
+    let span = (lead + len).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+    if raw.len() < span + DIRECT_ALIGN {
+        raw.resize(span + DIRECT_ALIGN, 0);
+    }
+    let base = (DIRECT_ALIGN - raw.as_ptr() as usize % DIRECT_ALIGN) % DIRECT_ALIGN;
+    let mut filled = 0usize;
+    while filled < lead + len {
+        // A read returns whole blocks unless it reaches the end of the
+        // file, so the next one starts aligned.
+        let n = file.read_at(
+            &mut raw[base + filled..base + span],
+            aligned + filled as u64,
+        )?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        filled += n;
+        if !filled.is_multiple_of(DIRECT_ALIGN) && filled < lead + len {
+            // Short of whole blocks: the end of the file came first.
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(base + lead)
+}
+
+/// Asks the kernel to start reading `path` into the page cache and returns
+/// without waiting (`posix_fadvise(WILLNEED)`), so a later read finds it
+/// there. Only a hint: a file that cannot be opened is skipped, and the
+/// later read reports the problem.
+pub fn prefetch(path: &Path) {
+    if let Ok(file) = File::open(path) {
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::WillNeed);
+    }
+}
+
 pub fn read(path: &Path) -> StoreResult<Vec<u8>> {
     fs::read(path).map_err(|e| StoreError::io("read", path, e))
 }
@@ -307,6 +370,48 @@ pub fn end_of_nonzero(file: &File, from: u64, to: u64) -> std::io::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Direct reads at any offset and length give the bytes a buffered
+    /// read gives, up to the file's unaligned end; past it, an error.
+    #[test]
+    fn direct_reads_match_buffered_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let bytes: Vec<u8> = (0..3 * DIRECT_ALIGN as u64 + 1234)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        fs::write(&path, &bytes).unwrap();
+        let Some(direct) = open_direct(&path) else {
+            return; // this file system has no O_DIRECT: nothing to compare
+        };
+        let mut raw = Vec::new();
+        let len = bytes.len() as u64;
+        for (pos, n) in [
+            (0u64, 1usize),
+            (0, DIRECT_ALIGN),
+            (1, DIRECT_ALIGN),
+            (4095, 2),
+            (4096, 8192),
+            (5000, 7000),
+            (len - 1, 1),
+            (100, (len - 100) as usize),
+            (0, len as usize),
+        ] {
+            let start = read_direct_at(&direct, &mut raw, pos, n).unwrap();
+            assert_eq!(
+                (raw.as_ptr() as usize + start - (pos as usize % DIRECT_ALIGN)) % DIRECT_ALIGN,
+                0,
+                "the read landed block-aligned"
+            );
+            assert_eq!(
+                &raw[start..start + n],
+                &bytes[pos as usize..pos as usize + n],
+                "{pos} {n}"
+            );
+        }
+        let err = read_direct_at(&direct, &mut raw, len - 10, 11).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
 
     #[test]
     fn writes_reserve_zeroed_space_ahead() {

@@ -10,7 +10,8 @@
 //! (the durable index says where every entry's record is), so the open
 //! goes on, but such bytes are evidence: before the cut they are written to
 //! `DATA/recovered/<segment id>-<offset>.bin` with a manifest
-//! `<segment id>-<offset>.json`, and the open appends a `log.recovered`
+//! `<segment id>-<offset>.json` (`-2`, `-3`, … added when other bytes
+//! were already kept from the same place), and the open appends a `log.recovered`
 //! event to `_system` naming them. `stele verify` lists the kept files.
 //!
 //! Crash story, in order: (1) the bytes, then the manifest, each by atomic
@@ -108,7 +109,27 @@ pub(crate) fn keep_aside(
         .map_err(|e| StoreError::io("read", path, e))?;
     let dir = layout.recovered();
     fsutil::create_dir_durable(&dir)?;
-    let name = name(segment, offset);
+    let sha256 = hex(&Sha256::digest(&bytes));
+    // The same bytes kept before (an open that stopped before its cut) keep
+    // their files; other bytes cut at the same place later (another crash
+    // before anything was committed to this segment) get a new name, so no
+    // kept file is ever replaced.
+    let mut name = name(segment, offset);
+    for n in 2.. {
+        match fsutil::read_optional(&dir.join(format!("{name}.json")))? {
+            None => break,
+            Some(existing) => {
+                if let Ok(kept) = serde_json::from_slice::<Salvaged>(&existing)
+                    && kept.sha256 == sha256
+                    && kept.length == length
+                {
+                    fsutil::atomic_replace(&dir.join(format!("{name}.bin")), &bytes, 0o600)?;
+                    return Ok(kept);
+                }
+            }
+        }
+        name = format!("{segment}-{offset}-{n}");
+    }
     fsutil::atomic_replace(&dir.join(format!("{name}.bin")), &bytes, 0o600)?;
     let file = path
         .strip_prefix(&layout.root)
@@ -121,7 +142,7 @@ pub(crate) fn keep_aside(
         file,
         offset,
         length,
-        sha256: hex(&Sha256::digest(&bytes)),
+        sha256,
         found_at: now.to_string(),
         event_index: None,
     };

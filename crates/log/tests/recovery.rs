@@ -1062,3 +1062,46 @@ fn a_foreign_tail_larger_than_what_recovery_keeps_is_refused() {
             .exists()
     );
 }
+
+/// Other bytes cut later from the same place get files of their own: a
+/// kept file is never replaced. The same bytes again (what an open that
+/// stopped before its cut finds) reuse their files.
+#[test]
+fn tails_cut_from_the_same_place_keep_their_own_files() {
+    use std::os::unix::fs::FileExt;
+    let p = Preparer::new("tester", "test", "default");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (segment, ends) = two_batches(&data, &p, true);
+    let end = ends[3];
+    let add = |bytes: &[u8]| {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap();
+        file.write_all_at(bytes, end).unwrap();
+        drop(Log::open(&data, OpenOptions::default()).unwrap());
+    };
+    add(b"first foreign bytes");
+    add(b"second foreign bytes");
+    add(b"first foreign bytes");
+    let recovered = data.join("recovered");
+    assert_eq!(
+        std::fs::read(recovered.join(format!("1-{end}.bin"))).unwrap(),
+        b"first foreign bytes"
+    );
+    assert_eq!(
+        std::fs::read(recovered.join(format!("1-{end}-2.bin"))).unwrap(),
+        b"second foreign bytes"
+    );
+    assert_eq!(std::fs::read_dir(&recovered).unwrap().count(), 4);
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    let events: Vec<_> = (5..log.size())
+        .map(|i| log.get(i).unwrap().envelope.event)
+        .filter(|e| e.action == "log.recovered")
+        .collect();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let report = verify(&log, &NoProgress).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.notes.len(), 2, "{:?}", report.notes);
+}

@@ -320,7 +320,12 @@ pub(crate) fn open(data: &DataArgs) -> CliResult<Log> {
         None
     };
     match Log::open(&data.data, OpenOptions { passphrase }) {
-        Ok(log) => Ok(log),
+        Ok(log) => {
+            for kept in log.kept_at_open() {
+                eprintln!("warning: {kept}");
+            }
+            Ok(log)
+        }
         Err(LogError::Store(StoreError::Locked { .. })) => {
             Err(Failure::usage(locked_message(&data.data)))
         }

@@ -375,7 +375,9 @@ fn garbage_after_segment_end_is_kept_aside_cut_and_recorded() {
     let out = verify_ok(&f.case);
     assert!(out.stdout.starts_with("OK: 654 entries"), "{out}");
     assert!(
-        out.stderr.contains("note: ")
+        out.stderr
+            .contains("warning: 1000 bytes after the committed records")
+            && out.stderr.contains("note: ")
             && out.stderr.contains("1000 bytes after the committed length"),
         "{out}"
     );

@@ -184,6 +184,8 @@ pub struct Log {
     pub(crate) committer: Committer,
     /// Batches handed to the committer, oldest first.
     pub(crate) in_flight: std::collections::VecDeque<InFlight>,
+    /// What this open's recovery kept aside in `recovered/` (one line each).
+    kept_at_open: Vec<String>,
 }
 
 fn random_log_id() -> LogResult<[u8; 16]> {
@@ -404,6 +406,7 @@ impl Log {
             purge_stop: None,
             committer: Committer::start(),
             in_flight: std::collections::VecDeque::new(),
+            kept_at_open: Vec::new(),
         };
         log.load_governance()?;
         // A purge record must be genuine before recovery treats its
@@ -453,7 +456,7 @@ impl Log {
                     drop(SegmentWriter::open_at(&tail.path, tail.keep)?);
                 }
                 TailKind::Foreign { end } => {
-                    crate::salvage::keep_aside(
+                    let (name, kept) = crate::salvage::keep_aside(
                         &self.layout,
                         tail.id,
                         &tail.path,
@@ -464,6 +467,12 @@ impl Log {
                     // Crash story: the bytes are kept; a crash before the
                     // cut finds them again and keeps the same file again.
                     drop(SegmentWriter::open_at(&tail.path, tail.keep)?);
+                    self.kept_at_open.push(format!(
+                        "{} bytes after the committed records of {} were not an interrupted append's: cut, and kept in {}",
+                        kept.length,
+                        tail.path.display(),
+                        self.layout.recovered().join(format!("{name}.bin")).display()
+                    ));
                 }
             }
         }
@@ -600,6 +609,13 @@ impl Log {
             start += count;
         }
         Ok(())
+    }
+
+    /// What this open's recovery cut from segments and kept aside in
+    /// `recovered/` (bytes that were not an interrupted append's), one
+    /// line each for the operator; each is also a `log.recovered` event.
+    pub fn kept_at_open(&self) -> &[String] {
+        &self.kept_at_open
     }
 
     pub fn meta(&self) -> &Meta {

@@ -86,7 +86,8 @@ fn write_manifest(path: &Path, manifest: &Salvaged) -> LogResult<()> {
 }
 
 /// Copies bytes `offset..end` of segment `segment` (at `path`) into
-/// `recovered/`, durably, before the caller cuts them (step 1).
+/// `recovered/`, durably, before the caller cuts them (step 1); returns the
+/// name they are kept under and their manifest.
 pub(crate) fn keep_aside(
     layout: &Layout,
     segment: u32,
@@ -94,7 +95,7 @@ pub(crate) fn keep_aside(
     offset: u64,
     end: u64,
     now: Timestamp,
-) -> LogResult<Salvaged> {
+) -> LogResult<(String, Salvaged)> {
     use std::os::unix::fs::FileExt;
     let length = end - offset;
     if length > MAX_KEPT_BYTES {
@@ -124,7 +125,7 @@ pub(crate) fn keep_aside(
                     && kept.length == length
                 {
                     fsutil::atomic_replace(&dir.join(format!("{name}.bin")), &bytes, 0o600)?;
-                    return Ok(kept);
+                    return Ok((name, kept));
                 }
             }
         }
@@ -147,7 +148,7 @@ pub(crate) fn keep_aside(
         event_index: None,
     };
     write_manifest(&dir.join(format!("{name}.json")), &manifest)?;
-    Ok(manifest)
+    Ok((name, manifest))
 }
 
 /// Every kept tail, by name (`<segment id>-<offset>`), in name order.

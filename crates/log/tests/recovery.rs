@@ -927,6 +927,7 @@ fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
         let mut log = Log::open(&data, OpenOptions::default()).unwrap();
         // Entries 0..3 stay; the open appended its event as entry 3.
         assert_eq!(log.size(), 4, "stale {stale}");
+        assert_eq!(log.kept_at_open().len(), 1, "{:?}", log.kept_at_open());
         let event = log.get(3).unwrap().envelope;
         assert_eq!(event.stream, "_system");
         assert_eq!(event.event.action, "log.recovered");
@@ -963,6 +964,7 @@ fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
         log.publish().unwrap();
         drop(log);
         let log = Log::open(&data, OpenOptions::default()).unwrap();
+        assert!(log.kept_at_open().is_empty());
         assert_eq!(log.size(), 5);
         assert_eq!(log.get(4).unwrap().envelope.event.actor, "a9");
         assert_verifies(&log);

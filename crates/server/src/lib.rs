@@ -103,6 +103,9 @@ pub async fn bind(
         });
     }
     let mut log = Log::open(&config.data, OpenOptions { passphrase }).map_err(|e| e.to_string())?;
+    for kept in log.kept_at_open() {
+        tracing::warn!("{kept}");
+    }
     // The policy decides before anything is served: a requirement this
     // configuration cannot meet refuses the start.
     let policy = governance::startup_policy(&mut log, &config)?;

@@ -105,6 +105,10 @@ fn fsync_baseline(
 /// File-creation baseline: new 8 KiB files (the size of a full tile), the
 /// cost the tile writer pays twice per 256 entries. On ext4 it varies by
 /// more than ten times with how many inodes were freed recently nearby.
+/// File creation slower than this (8 KiB files) makes tile writing a limit
+/// and the run hard to compare: the output says so.
+const SLOW_CREATE: Duration = Duration::from_micros(100);
+
 fn create_baseline(dir: &std::path::Path, files: usize) -> CliResult<Duration> {
     let sub = dir.join("create-baseline");
     std::fs::create_dir_all(&sub)?;
@@ -215,6 +219,11 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         create.as_secs_f64() * 1e6,
         128.0 / create.as_secs_f64().max(1e-9)
     );
+    if create > SLOW_CREATE {
+        println!(
+            "note      creating files is slow on this file system right now; on ext4 without a journal, files deleted in the last minutes slow every creation (docs/benchmarks.md): compare only runs with similar baselines"
+        );
+    }
 
     Log::create(
         &data,

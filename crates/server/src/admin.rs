@@ -34,8 +34,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use stele_log::LogError;
@@ -51,11 +49,8 @@ use crate::api::{
 use crate::governance::{SchedulerContext, attest};
 use crate::tokens::Principal;
 
-/// Most entries one export or query request may cover.
-pub const MAX_EXPORT_RANGE: u64 = 10_000;
-/// Most events one query returns (`limit`), and the default.
-pub const MAX_QUERY_RESULTS: usize = 1_000;
-const DEFAULT_QUERY_RESULTS: usize = 100;
+use crate::scan::{DEFAULT_QUERY_RESULTS, Filters};
+pub use crate::scan::{MAX_EXPORT_RANGE, MAX_QUERY_RESULTS};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -448,77 +443,9 @@ fn authorize_stream(
         .unwrap_or_default())
 }
 
-/// The end of the range `[from, to)` an export or query covers: `to`
-/// (default and at most the log size), after checking the range.
+/// The end of the range `[from, to)` an export or query covers.
 fn scan_range(log: &stele_log::Log, from: u64, to: Option<u64>) -> ApiResult<u64> {
-    let size = log.size();
-    let to = to.unwrap_or(size).min(size);
-    if from > to || to - from > MAX_EXPORT_RANGE {
-        return Err(bad_request(
-            "invalid_query",
-            format!(
-                "need from <= to and at most {MAX_EXPORT_RANGE} entries per request (log size {size})"
-            ),
-        ));
-    }
-    Ok(to)
-}
-
-/// An entry of the stream being scanned.
-enum StreamEntry<'a> {
-    Event(u64, &'a stele_log::StoredEvent),
-    /// Its content was purged by retention.
-    Purged(u64, &'a stele_log::purge::Tombstone),
-}
-
-/// Entries read per hold of the log lock while scanning, so that appends
-/// wait at most for one chunk, not for a whole export or query.
-const SCAN_CHUNK: u64 = 256;
-
-/// Visits, in index order, the entries of `stream` in `[from, to)` (those
-/// of other streams are skipped) until `visit` returns false. Returns the
-/// index after the last entry read. Takes the log lock for
-/// [`SCAN_CHUNK`] entries at a time (entries never change once written; a
-/// purge in between shows as purge records from there on).
-fn scan_stream(
-    shared: &std::sync::Mutex<stele_log::Log>,
-    stream: &str,
-    from: u64,
-    to: u64,
-    mut visit: impl FnMut(StreamEntry) -> bool,
-) -> ApiResult<u64> {
-    let mut log = lock_log(shared);
-    for index in from..to {
-        if index > from && (index - from).is_multiple_of(SCAN_CHUNK) {
-            drop(log);
-            log = lock_log(shared);
-        }
-        let more = match log.get(index) {
-            Ok(stored) if stored.envelope.stream == stream => {
-                visit(StreamEntry::Event(index, &stored))
-            }
-            Ok(_) => true,
-            Err(LogError::Purged { tombstone, .. }) if tombstone.stream == stream => {
-                visit(StreamEntry::Purged(index, &tombstone))
-            }
-            Err(LogError::Purged { .. }) => true,
-            Err(e) => return Err(log_error(e)),
-        };
-        if !more {
-            return Ok(index + 1);
-        }
-    }
-    Ok(to)
-}
-
-/// An entry as export and query send it.
-fn entry_json(index: u64, stored: &stele_log::StoredEvent) -> Value {
-    json!({
-        "index": index,
-        "commitment": B64.encode(stored.commitment),
-        "salt": B64.encode(stored.salt),
-        "event": stored.envelope.to_json(),
-    })
+    crate::scan::range_end(log.size(), from, to).map_err(|e| bad_request("invalid_query", e))
 }
 
 #[derive(Debug, Deserialize)]
@@ -543,24 +470,8 @@ async fn export(
     let client = authorize_stream(&state, &principal, &conn, Action::Export, &query.stream)?;
     let body = blocking(move || {
         let to = scan_range(&lock_log(&state.log), query.from, query.to)?;
-        let mut lines = Vec::new();
-        let mut exported = 0u64;
-        let mut purged = 0u64;
-        scan_stream(&state.log, &query.stream, query.from, to, |entry| {
-            let line = match entry {
-                StreamEntry::Event(index, stored) => {
-                    exported += 1;
-                    entry_json(index, stored)
-                }
-                StreamEntry::Purged(index, tombstone) => {
-                    purged += 1;
-                    json!({"index": index, "purged": tombstone})
-                }
-            };
-            lines.extend_from_slice(line.to_string().as_bytes());
-            lines.push(b'\n');
-            true
-        })?;
+        let export =
+            crate::scan::export(&state.log, &query.stream, query.from, to).map_err(log_error)?;
         // The export is recorded durably before any content leaves.
         lock_log(&state.log)
             .append_system(
@@ -572,15 +483,15 @@ async fn export(
                     "stream": query.stream,
                     "from": query.from,
                     "to": to,
-                    "exported": exported,
-                    "purged": purged,
+                    "exported": export.exported,
+                    "purged": export.purged,
                     "method": principal.method,
                     "client": client,
                 }),
                 jiff::Timestamp::now(),
             )
             .map_err(log_error)?;
-        Ok(lines)
+        Ok(export.ndjson)
     })
     .await?;
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
@@ -600,31 +511,13 @@ struct SearchQuery {
 }
 
 impl SearchQuery {
-    /// Whether `event` has every field the query names, equal.
-    fn matches(&self, event: &stele_event::ClientEvent) -> bool {
-        let same = |want: &Option<String>, have: Option<&str>| {
-            want.as_deref().is_none_or(|w| have == Some(w))
-        };
-        same(&self.actor, Some(&event.actor))
-            && same(&self.action, Some(&event.action))
-            && same(&self.resource, event.resource.as_deref())
-            && same(&self.outcome, event.outcome.as_deref())
-    }
-
-    /// The filters given, for the `events.queried` record.
-    fn filters(&self) -> Value {
-        let mut filters = serde_json::Map::new();
-        for (name, value) in [
-            ("actor", &self.actor),
-            ("action", &self.action),
-            ("resource", &self.resource),
-            ("outcome", &self.outcome),
-        ] {
-            if let Some(value) = value {
-                filters.insert(name.into(), Value::from(value.as_str()));
-            }
+    fn filters(&self) -> Filters {
+        Filters {
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            resource: self.resource.clone(),
+            outcome: self.outcome.clone(),
         }
-        Value::Object(filters)
     }
 }
 
@@ -657,19 +550,9 @@ async fn search(
     let client = authorize_stream(&state, &principal, &conn, Action::Query, &query.stream)?;
     let body = blocking(move || {
         let to = scan_range(&lock_log(&state.log), query.from, query.to)?;
-        let mut events = Vec::new();
-        let mut purged = 0u64;
-        let scanned_to = scan_stream(&state.log, &query.stream, query.from, to, |entry| {
-            match entry {
-                StreamEntry::Event(index, stored) if query.matches(&stored.envelope.event) => {
-                    events.push(entry_json(index, stored));
-                }
-                StreamEntry::Event(..) => {}
-                StreamEntry::Purged(..) => purged += 1,
-            }
-            events.len() < limit
-        })?;
-        let next = (scanned_to < to).then_some(scanned_to);
+        let filters = query.filters();
+        let found = crate::scan::query(&state.log, &query.stream, query.from, to, &filters, limit)
+            .map_err(log_error)?;
         // The query is recorded durably before any content leaves.
         lock_log(&state.log)
             .append_system(
@@ -680,85 +563,18 @@ async fn search(
                 json!({
                     "stream": query.stream,
                     "from": query.from,
-                    "to": scanned_to,
-                    "filters": query.filters(),
-                    "matched": events.len(),
-                    "purged": purged,
+                    "to": found.scanned_to,
+                    "filters": filters.to_json(),
+                    "matched": found.events.len(),
+                    "purged": found.purged,
                     "method": principal.method,
                     "client": client,
                 }),
                 jiff::Timestamp::now(),
             )
             .map_err(log_error)?;
-        Ok(json!({
-            "events": events,
-            "from": query.from,
-            "to": scanned_to,
-            "next": next,
-            "purged": purged,
-        }))
+        Ok(crate::scan::found_json(query.from, to, found))
     })
     .await?;
     Ok(axum::Json(body).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-    use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
-    use stele_store::keys::NewKek;
-
-    /// A scan longer than one chunk of the log lock sees every entry of its
-    /// stream once, in order, skips the others, and stops where asked.
-    #[test]
-    fn scans_cross_lock_chunks_and_stop_where_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        Log::create(
-            &data,
-            CreateOptions {
-                origin: "test.example/log".into(),
-                kek: NewKek::Random,
-            },
-        )
-        .unwrap();
-        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-        let preparer = Preparer::new("tester", "test", "default");
-        let now = jiff::Timestamp::now();
-        let events: Vec<_> = (0..3 * SCAN_CHUNK + 5)
-            .map(|n| {
-                let stream = if n % 3 == 0 { "a" } else { "b" };
-                let raw = format!(r#"{{"actor":"u{n}","action":"x","stream":"{stream}"}}"#);
-                preparer.prepare(raw.as_bytes(), now).unwrap()
-            })
-            .collect();
-        log.append_batch(&events).unwrap();
-        let size = log.size();
-        let shared = std::sync::Mutex::new(log);
-
-        let mut seen = Vec::new();
-        let end = scan_stream(&shared, "a", 1, size, |entry| {
-            if let StreamEntry::Event(index, stored) = entry {
-                assert_eq!(stored.envelope.event.actor, format!("u{index}"));
-                seen.push(index);
-            }
-            true
-        })
-        .unwrap();
-        assert_eq!(end, size);
-        let expected: Vec<u64> = (1..size).filter(|n| n % 3 == 0).collect();
-        assert_eq!(seen, expected);
-
-        // Stop at the 100th entry of stream "a" (index 297, in the second
-        // chunk): the scan ends right after it.
-        let mut count = 0;
-        let end = scan_stream(&shared, "a", 0, size, |_| {
-            count += 1;
-            count < 100
-        })
-        .unwrap();
-        assert_eq!(end, 298);
-    }
 }

@@ -14,6 +14,7 @@ pub mod api;
 pub mod config;
 pub mod governance;
 pub mod metrics;
+pub mod scan;
 pub mod tls;
 pub mod tokens;
 

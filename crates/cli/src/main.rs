@@ -12,6 +12,7 @@ mod govern;
 mod keyaudit;
 mod local;
 mod offline;
+mod read;
 mod serve;
 
 use std::io::Write;
@@ -85,6 +86,49 @@ enum Command {
         data: DataArgs,
         #[arg(long)]
         index: u64,
+    },
+    /// Print the entries of one stream in a range of indices as NDJSON (each
+    /// with its salt and commitment; purged ones as their purge record),
+    /// recorded first as an `events.exported` system event. At most 10,000
+    /// entries per call.
+    Export {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        stream: String,
+        /// First index of the range.
+        #[arg(long)]
+        from: u64,
+        /// End of the range (exclusive; default and at most the log size).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Print the events of one stream in a range of indices whose fields
+    /// equal the filters given, as JSON (`next` says where to resume when
+    /// `--limit` cut the scan short), recorded first as an `events.queried`
+    /// system event. At most 10,000 entries scanned per call.
+    Query {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        stream: String,
+        /// First index of the range.
+        #[arg(long)]
+        from: u64,
+        /// End of the range (exclusive; default and at most the log size).
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        resource: Option<String>,
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Most events to return (1 to 1,000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
     },
     /// Print inclusion or consistency proofs.
     Proof {
@@ -254,6 +298,35 @@ fn run(cli: Cli) -> CliResult<u8> {
             Ok(0)
         }
         Command::Get { data, index } => get(&data, index),
+        Command::Export {
+            data,
+            stream,
+            from,
+            to,
+        } => read::export(&data, &stream, from, to),
+        Command::Query {
+            data,
+            stream,
+            from,
+            to,
+            actor,
+            action,
+            resource,
+            outcome,
+            limit,
+        } => read::query(
+            &data,
+            &stream,
+            from,
+            to,
+            &stele_server::scan::Filters {
+                actor,
+                action,
+                resource,
+                outcome,
+            },
+            limit,
+        ),
         Command::Proof { kind } => match kind {
             ProofKind::Inclusion { data, index, size } => {
                 let log = open(&data)?;

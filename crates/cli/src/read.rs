@@ -1,0 +1,95 @@
+//! `stele export` and `stele query`: a stream's entries in bulk, read from
+//! the data directory the way `GET /v1/export` and `GET /v1/query` read
+//! them (`stele_server::scan`), authorized for the local operator by the
+//! active policy and recorded as an `events.exported` / `events.queried`
+//! system event (method `local`, client `cli`) before anything is shown.
+
+use std::sync::Mutex;
+
+use serde_json::json;
+use stele_log::Log;
+use stele_policy::{Action, Resource};
+use stele_server::scan::{self, Filters, MAX_QUERY_RESULTS};
+
+use crate::{CliResult, DataArgs, Failure, local, open, print_out};
+
+/// The log back from the mutex the scan shares it through.
+fn unshare(shared: Mutex<Log>) -> Log {
+    shared.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Prints the entries of `stream` in `[from, to)` as NDJSON.
+pub fn export(data: &DataArgs, stream: &str, from: u64, to: Option<u64>) -> CliResult<u8> {
+    let at = local::now()?;
+    let mut log = open(data)?;
+    let operator = local::Operator::of(&log);
+    operator.authorize(&mut log, Action::Export, Resource::Stream(stream), at)?;
+    let to = scan::range_end(log.size(), from, to).map_err(Failure::usage)?;
+    let shared = Mutex::new(log);
+    let export = scan::export(&shared, stream, from, to)?;
+    let mut log = unshare(shared);
+    let event = json!({
+        "actor": operator.principal,
+        "action": "events.exported",
+        "resource": format!("stream:{stream}"),
+        "attributes": {
+            "stream": stream,
+            "from": from,
+            "to": to,
+            "exported": export.exported,
+            "purged": export.purged,
+            "method": "local",
+            "client": "cli",
+        },
+    });
+    // Recorded durably before any content is shown.
+    local::append_system_event(&mut log, &event, at)?;
+    print_out(&String::from_utf8_lossy(&export.ndjson))?;
+    Ok(0)
+}
+
+/// Prints the events of `stream` in `[from, to)` whose fields equal
+/// `filters`, at most `limit`, as one JSON object.
+pub fn query(
+    data: &DataArgs,
+    stream: &str,
+    from: u64,
+    to: Option<u64>,
+    filters: &Filters,
+    limit: usize,
+) -> CliResult<u8> {
+    if limit == 0 || limit > MAX_QUERY_RESULTS {
+        return Err(Failure::usage(format!(
+            "--limit must be 1 to {MAX_QUERY_RESULTS}"
+        )));
+    }
+    let at = local::now()?;
+    let mut log = open(data)?;
+    let operator = local::Operator::of(&log);
+    operator.authorize(&mut log, Action::Query, Resource::Stream(stream), at)?;
+    let to = scan::range_end(log.size(), from, to).map_err(Failure::usage)?;
+    let shared = Mutex::new(log);
+    let found = scan::query(&shared, stream, from, to, filters, limit)?;
+    let mut log = unshare(shared);
+    let event = json!({
+        "actor": operator.principal,
+        "action": "events.queried",
+        "resource": format!("stream:{stream}"),
+        "attributes": {
+            "stream": stream,
+            "from": from,
+            "to": found.scanned_to,
+            "filters": filters.to_json(),
+            "matched": found.events.len(),
+            "purged": found.purged,
+            "method": "local",
+            "client": "cli",
+        },
+    });
+    // Recorded durably before any content is shown.
+    local::append_system_event(&mut log, &event, at)?;
+    let answer = scan::found_json(from, to, found);
+    let text = serde_json::to_string_pretty(&answer).map_err(|e| Failure::usage(e.to_string()))?;
+    print_out(&format!("{text}\n"))?;
+    Ok(0)
+}

@@ -94,14 +94,8 @@ enum Command {
     Export {
         #[command(flatten)]
         data: DataArgs,
-        #[arg(long)]
-        stream: String,
-        /// First index of the range.
-        #[arg(long)]
-        from: u64,
-        /// End of the range (exclusive; default and at most the log size).
-        #[arg(long)]
-        to: Option<u64>,
+        #[command(flatten)]
+        range: read::StreamRange,
     },
     /// Print the events of one stream in a range of indices whose fields
     /// equal the filters given, as JSON (`next` says where to resume when
@@ -110,14 +104,8 @@ enum Command {
     Query {
         #[command(flatten)]
         data: DataArgs,
-        #[arg(long)]
-        stream: String,
-        /// First index of the range.
-        #[arg(long)]
-        from: u64,
-        /// End of the range (exclusive; default and at most the log size).
-        #[arg(long)]
-        to: Option<u64>,
+        #[command(flatten)]
+        range: read::StreamRange,
         #[arg(long)]
         actor: Option<String>,
         #[arg(long)]
@@ -298,17 +286,10 @@ fn run(cli: Cli) -> CliResult<u8> {
             Ok(0)
         }
         Command::Get { data, index } => get(&data, index),
-        Command::Export {
-            data,
-            stream,
-            from,
-            to,
-        } => read::export(&data, &stream, from, to),
+        Command::Export { data, range } => read::export(&data, &range),
         Command::Query {
             data,
-            stream,
-            from,
-            to,
+            range,
             actor,
             action,
             resource,
@@ -316,9 +297,7 @@ fn run(cli: Cli) -> CliResult<u8> {
             limit,
         } => read::query(
             &data,
-            &stream,
-            from,
-            to,
+            &range,
             &stele_server::scan::Filters {
                 actor,
                 action,

@@ -13,18 +13,32 @@ use stele_server::scan::{self, Filters, MAX_QUERY_RESULTS};
 
 use crate::{CliResult, DataArgs, Failure, local, open, print_out};
 
+/// Which entries: a stream and a range of indices.
+#[derive(Debug, clap::Args)]
+pub struct StreamRange {
+    #[arg(long)]
+    pub stream: String,
+    /// First index of the range.
+    #[arg(long)]
+    pub from: u64,
+    /// End of the range (exclusive; default and at most the log size).
+    #[arg(long)]
+    pub to: Option<u64>,
+}
+
 /// The log back from the mutex the scan shares it through.
 fn unshare(shared: Mutex<Log>) -> Log {
     shared.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Prints the entries of `stream` in `[from, to)` as NDJSON.
-pub fn export(data: &DataArgs, stream: &str, from: u64, to: Option<u64>) -> CliResult<u8> {
+/// Prints the entries of the range's stream in the range as NDJSON.
+pub fn export(data: &DataArgs, range: &StreamRange) -> CliResult<u8> {
+    let (stream, from) = (range.stream.as_str(), range.from);
     let at = local::now()?;
     let mut log = open(data)?;
     let operator = local::Operator::of(&log);
     operator.authorize(&mut log, Action::Export, Resource::Stream(stream), at)?;
-    let to = scan::range_end(log.size(), from, to).map_err(Failure::usage)?;
+    let to = scan::range_end(log.size(), from, range.to).map_err(Failure::usage)?;
     let shared = Mutex::new(log);
     let export = scan::export(&shared, stream, from, to)?;
     let mut log = unshare(shared);
@@ -48,16 +62,15 @@ pub fn export(data: &DataArgs, stream: &str, from: u64, to: Option<u64>) -> CliR
     Ok(0)
 }
 
-/// Prints the events of `stream` in `[from, to)` whose fields equal
-/// `filters`, at most `limit`, as one JSON object.
+/// Prints the events of the range's stream in the range whose fields
+/// equal `filters`, at most `limit`, as one JSON object.
 pub fn query(
     data: &DataArgs,
-    stream: &str,
-    from: u64,
-    to: Option<u64>,
+    range: &StreamRange,
     filters: &Filters,
     limit: usize,
 ) -> CliResult<u8> {
+    let (stream, from) = (range.stream.as_str(), range.from);
     if limit == 0 || limit > MAX_QUERY_RESULTS {
         return Err(Failure::usage(format!(
             "--limit must be 1 to {MAX_QUERY_RESULTS}"
@@ -67,7 +80,7 @@ pub fn query(
     let mut log = open(data)?;
     let operator = local::Operator::of(&log);
     operator.authorize(&mut log, Action::Query, Resource::Stream(stream), at)?;
-    let to = scan::range_end(log.size(), from, to).map_err(Failure::usage)?;
+    let to = scan::range_end(log.size(), from, range.to).map_err(Failure::usage)?;
     let shared = Mutex::new(log);
     let found = scan::query(&shared, stream, from, to, filters, limit)?;
     let mut log = unshare(shared);

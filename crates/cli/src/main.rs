@@ -114,6 +114,12 @@ enum Command {
         resource: Option<String>,
         #[arg(long)]
         outcome: Option<String>,
+        /// Only events received at or after this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only events received before this RFC 3339 time.
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
         /// Most events to return (1 to 1,000).
         #[arg(long, default_value_t = 100)]
         limit: usize,
@@ -294,18 +300,25 @@ fn run(cli: Cli) -> CliResult<u8> {
             action,
             resource,
             outcome,
+            since,
+            until,
             limit,
-        } => read::query(
-            &data,
-            &range,
-            &stele_server::scan::Filters {
+        } => {
+            let time = |name: &str, text: Option<String>| {
+                text.map(|t| stele_server::scan::parse_time(name, &t))
+                    .transpose()
+                    .map_err(|e| Failure::usage(format!("--{e}")))
+            };
+            let filters = stele_server::scan::Filters {
                 actor,
                 action,
                 resource,
                 outcome,
-            },
-            limit,
-        ),
+                since: time("since", since)?,
+                until: time("until", until)?,
+            };
+            read::query(&data, &range, &filters, limit)
+        }
         Command::Proof { kind } => match kind {
             ProofKind::Inclusion { data, index, size } => {
                 let log = open(&data)?;

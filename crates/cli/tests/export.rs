@@ -217,3 +217,55 @@ fn an_operator_the_policy_does_not_let_export_is_refused_and_recorded() {
         assert!(out.stdout.is_empty(), "{out}");
     }
 }
+
+/// `--since` and `--until` bound the server clock's `received_at`: two
+/// appends made at two instants are told apart.
+#[test]
+fn query_by_when_events_were_received() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    init_log(&dir);
+    append_ok(&dir, &ndjson(["early".to_string()]));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    append_ok(&dir, &ndjson(["late".to_string()]));
+    let late_at = get(&dir, 1)["event"]["received_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let actors = |bound: &str| {
+        let out = run(&[
+            "query",
+            "--data",
+            p(&dir),
+            "--stream",
+            "default",
+            "--from",
+            "0",
+            bound,
+            &late_at,
+        ]);
+        expect(&out, 0, &[]);
+        let answer: Value = serde_json::from_str(&out.stdout).unwrap();
+        answer["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"]["event"]["actor"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(actors("--since"), ["late"]);
+    assert_eq!(actors("--until"), ["early"]);
+    let out = run(&[
+        "query",
+        "--data",
+        p(&dir),
+        "--stream",
+        "default",
+        "--from",
+        "0",
+        "--since",
+        "monday",
+    ]);
+    expect(&out, 2, &["--since must be an RFC 3339 time"]);
+    expect_one_error_line(&out);
+}

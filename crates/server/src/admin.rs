@@ -507,17 +507,27 @@ struct SearchQuery {
     action: Option<String>,
     resource: Option<String>,
     outcome: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     limit: Option<usize>,
 }
 
 impl SearchQuery {
-    fn filters(&self) -> Filters {
-        Filters {
+    fn filters(&self) -> ApiResult<Filters> {
+        let time = |name: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|t| crate::scan::parse_time(name, t))
+                .transpose()
+                .map_err(|e| bad_request("invalid_query", e))
+        };
+        Ok(Filters {
             actor: self.actor.clone(),
             action: self.action.clone(),
             resource: self.resource.clone(),
             outcome: self.outcome.clone(),
-        }
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+        })
     }
 }
 
@@ -536,7 +546,7 @@ async fn search(
         bad_request(
             "invalid_query",
             format!(
-                "{e}; use ?stream=S&from=I[&to=J][&actor=A][&action=X][&resource=R][&outcome=O][&limit=N]"
+                "{e}; use ?stream=S&from=I[&to=J][&actor=A][&action=X][&resource=R][&outcome=O][&since=T][&until=T][&limit=N]"
             ),
         )
     })?;
@@ -547,10 +557,10 @@ async fn search(
             format!("limit must be 1 to {MAX_QUERY_RESULTS}"),
         ));
     }
+    let filters = query.filters()?;
     let client = authorize_stream(&state, &principal, &conn, Action::Query, &query.stream)?;
     let body = blocking(move || {
         let to = scan_range(&lock_log(&state.log), query.from, query.to)?;
-        let filters = query.filters();
         let found = crate::scan::query(&state.log, &query.stream, query.from, to, &filters, limit)
             .map_err(log_error)?;
         // The query is recorded durably before any content leaves.

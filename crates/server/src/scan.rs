@@ -8,7 +8,6 @@ use std::sync::Mutex;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use stele_log::sequencer::lock_log;
 use stele_log::{Log, LogError, StoredEvent};
@@ -125,26 +124,49 @@ pub fn export(shared: &Mutex<Log>, stream: &str, from: u64, to: u64) -> Result<E
     Ok(out)
 }
 
-/// Fields an event must have, equal, to match a query (none given: every
-/// event matches).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// What an event must be to match a query (nothing given: every event
+/// matches): these fields equal, and received (by the server's clock, the
+/// envelope's `received_at`) at or after `since` and before `until`.
+#[derive(Debug, Clone, Default)]
 pub struct Filters {
     pub actor: Option<String>,
     pub action: Option<String>,
     pub resource: Option<String>,
     pub outcome: Option<String>,
+    pub since: Option<jiff::Timestamp>,
+    pub until: Option<jiff::Timestamp>,
+}
+
+/// Parses a `since`/`until` bound: an RFC 3339 time with its offset.
+pub fn parse_time(name: &str, text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse::<jiff::Timestamp>().map_err(|e| {
+        format!("{name} must be an RFC 3339 time with an offset, like 2026-01-31T12:00:00Z ({e})")
+    })
 }
 
 impl Filters {
-    /// Whether `event` has every field the filters name, equal.
-    pub fn matches(&self, event: &stele_event::ClientEvent) -> bool {
+    /// Whether the event of `envelope` matches.
+    pub fn matches(&self, envelope: &stele_event::Envelope) -> bool {
+        let event = &envelope.event;
         let same = |want: &Option<String>, have: Option<&str>| {
             want.as_deref().is_none_or(|w| have == Some(w))
         };
-        same(&self.actor, Some(&event.actor))
+        if !(same(&self.actor, Some(&event.actor))
             && same(&self.action, Some(&event.action))
             && same(&self.resource, event.resource.as_deref())
-            && same(&self.outcome, event.outcome.as_deref())
+            && same(&self.outcome, event.outcome.as_deref()))
+        {
+            return false;
+        }
+        if self.since.is_none() && self.until.is_none() {
+            return true;
+        }
+        // The server wrote it; one that does not parse matches no range.
+        let Ok(received) = envelope.received_at.parse::<jiff::Timestamp>() else {
+            return false;
+        };
+        self.since.is_none_or(|since| received >= since)
+            && self.until.is_none_or(|until| received < until)
     }
 
     /// The filters given, for the `events.queried` record.
@@ -158,6 +180,11 @@ impl Filters {
         ] {
             if let Some(value) = value {
                 filters.insert(name.into(), Value::from(value.as_str()));
+            }
+        }
+        for (name, value) in [("since", &self.since), ("until", &self.until)] {
+            if let Some(value) = value {
+                filters.insert(name.into(), Value::from(value.to_string()));
             }
         }
         Value::Object(filters)
@@ -189,7 +216,7 @@ pub fn query(
     let mut purged = 0u64;
     let scanned_to = scan_stream(shared, stream, from, to, |entry| {
         match entry {
-            StreamEntry::Event(index, stored) if filters.matches(&stored.envelope.event) => {
+            StreamEntry::Event(index, stored) if filters.matches(&stored.envelope) => {
                 events.push(entry_json(index, stored));
             }
             StreamEntry::Event(..) => {}

@@ -305,6 +305,38 @@ async fn example_policy_end_to_end() {
     assert_eq!(r.json["next"], first + 1);
     let r = get(&client, query_url("outcome=success"), &auditor).await;
     assert_eq!(r.json["events"].as_array().unwrap().len(), 0, "{}", r.text);
+    // Received at or after `since`, before `until` (the server's clock):
+    // these events arrived in one request, so at one instant.
+    let received = found[0]["event"]["received_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let all = get(&client, query_url(""), &auditor).await.json["events"]
+        .as_array()
+        .unwrap()
+        .len();
+    let r = get(&client, query_url(&format!("since={received}")), &auditor).await;
+    assert_eq!(
+        r.json["events"].as_array().unwrap().len(),
+        all,
+        "{}",
+        r.text
+    );
+    let r = get(&client, query_url(&format!("until={received}")), &auditor).await;
+    assert_eq!(r.json["events"].as_array().unwrap().len(), 0, "{}", r.text);
+    let probe = server.probe(&client, &writer).await;
+    let record = recent_system_event(&server, &client, &auditor, probe, "events.queried").await;
+    assert_eq!(
+        record["event"]["event"]["attributes"]["filters"]["until"],
+        received.parse::<jiff::Timestamp>().unwrap().to_string()
+    );
+    let r = get(&client, query_url("since=yesterday"), &auditor).await;
+    assert_error(&r, 400, "invalid_query");
+    assert!(
+        r.text.contains("since must be an RFC 3339 time"),
+        "{}",
+        r.text
+    );
     // Administrators may not query (a forbid), nor writers; no credentials
     // is 401 whatever the query; bad queries are 400.
     assert_error(&get(&client, query_url(""), &admin).await, 403, "forbidden");

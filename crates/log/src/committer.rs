@@ -145,8 +145,14 @@ impl SegmentSyncer {
             .spawn(move || {
                 for segments in incoming {
                     let result = segments.iter().try_for_each(SegmentSync::sync);
+                    let synced = result.is_ok();
                     if answers.send(result).is_err() {
                         break;
+                    }
+                    // After the answer, so the batch's acknowledgement
+                    // does not wait for it.
+                    if synced {
+                        segments.iter().for_each(SegmentSync::release_cache);
                     }
                 }
             })

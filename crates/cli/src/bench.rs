@@ -57,6 +57,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+/// CPU time used so far by every thread of this process.
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -118,6 +127,9 @@ fn create_baseline(dir: &std::path::Path, files: usize) -> CliResult<Duration> {
         std::fs::write(sub.join(i.to_string()), &buf)?;
     }
     let per = started.elapsed() / files as u32;
+    // Written back now, not by the first checkpoint's `syncfs` in the
+    // measured part.
+    stele_store::fsutil::sync_filesystem(&sub).map_err(|e| Failure::usage(e.to_string()))?;
     // The files stay until the whole benchmark directory is removed: on
     // ext4 without a journal, inodes deleted in the last minutes make every
     // new file's creation slower, which would slow the tiles measured next.
@@ -284,6 +296,7 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     let log = std::sync::Arc::new(std::sync::Mutex::new(log));
     let sequencer = Sequencer::start(log.clone(), SequencerConfig::default());
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let latencies: Vec<Vec<Duration>> = std::thread::scope(|scope| {
         let handles: Vec<_> = queues
             .into_iter()
@@ -308,6 +321,7 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
             .collect()
     });
     let append_secs = started.elapsed().as_secs_f64();
+    let append_cpu = process_cpu().saturating_sub(cpu_before);
     let stats = sequencer.stop()?;
     let log = stele_log::sequencer::lock_log(&log);
     let total_secs = started.elapsed().as_secs_f64();
@@ -337,6 +351,11 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.99)),
         ms(lat.last().copied().unwrap_or_default())
+    );
+    println!(
+        "cpu       {:.2} µs per event while appending, all threads ({:.0} % of {threads} cores busy)",
+        append_cpu.as_secs_f64() * 1e6 / args.events as f64,
+        100.0 * append_cpu.as_secs_f64() / (append_secs * threads as f64)
     );
     println!(
         "publish   final checkpoint at size {} after {:.2}s total",

@@ -17,6 +17,12 @@ mod serve;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// mimalloc instead of the C library's allocator: ingestion allocates and
+/// frees many small buffers per event on several threads, which glibc's
+/// malloc serves measurably slower (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use base64::Engine as _;

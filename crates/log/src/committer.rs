@@ -14,14 +14,41 @@
 //! touching a file. A failed fdatasync is never retried, and no index record
 //! of a later batch may take the place of the records of the failed one.
 
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use stele_store::StoreResult;
 use stele_store::index::IndexAppender;
 use stele_store::segment::SegmentSync;
 
 use crate::error::{LogError, LogResult};
+use crate::sequencer::Histogram;
+
+/// How long the commit threads' flushes take, for metrics: the disk's own
+/// latency, apart from the time a batch waits for the one before it.
+#[derive(Debug)]
+pub struct FsyncMetrics {
+    /// Seconds per segment `fdatasync`.
+    pub segment: Histogram,
+    /// Seconds per index append (a `pwrite` of the batch's records) and
+    /// its `fdatasync`.
+    pub index: Histogram,
+}
+
+const FSYNC_BOUNDS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+impl Default for FsyncMetrics {
+    fn default() -> Self {
+        FsyncMetrics {
+            segment: Histogram::new(FSYNC_BOUNDS),
+            index: Histogram::new(FSYNC_BOUNDS),
+        }
+    }
+}
 
 /// One written batch to make durable.
 pub(crate) struct Job {
@@ -40,18 +67,21 @@ pub(crate) struct Job {
 pub(crate) struct Committer {
     jobs: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    metrics: Arc<FsyncMetrics>,
 }
 
 impl Committer {
-    pub fn start() -> Committer {
+    pub fn start(metrics: Arc<FsyncMetrics>) -> Committer {
         let (jobs, rx) = mpsc::channel();
+        let thread_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("stele-commit".into())
-            .spawn(move || run(rx))
+            .spawn(move || run(rx, &thread_metrics))
             .ok();
         Committer {
             jobs: Some(jobs),
             thread,
+            metrics,
         }
     }
 
@@ -65,7 +95,7 @@ impl Committer {
             // The thread could not be started: commit on the caller's
             // thread, with the same steps.
             _ => {
-                let result = commit(&mut job, &SegmentSyncer::inline());
+                let result = commit(&mut job, &SegmentSyncer::inline(), &self.metrics);
                 let _ = job.done.send(result);
             }
         }
@@ -81,15 +111,15 @@ impl Drop for Committer {
     }
 }
 
-fn run(rx: Receiver<Job>) {
-    let syncer = SegmentSyncer::start();
+fn run(rx: Receiver<Job>, metrics: &Arc<FsyncMetrics>) {
+    let syncer = SegmentSyncer::start(metrics.clone());
     let mut failed: Option<String> = None;
     for mut job in rx {
         let result = match &failed {
             Some(why) => Err(LogError::Poisoned(format!(
                 "an earlier commit failed: {why}"
             ))),
-            None => commit(&mut job, &syncer),
+            None => commit(&mut job, &syncer, metrics),
         };
         if let Err(e) = &result
             && failed.is_none()
@@ -107,9 +137,11 @@ fn run(rx: Receiver<Job>) {
 /// whose segment records are not durable, or the reverse; the next open
 /// keeps only entries whose index and segment records are both whole
 /// (`Log::recover`), and cuts the rest, none of which was acknowledged.
-fn commit(job: &mut Job, syncer: &SegmentSyncer) -> LogResult<()> {
-    let segments = syncer.start_sync(std::mem::take(&mut job.segments));
+fn commit(job: &mut Job, syncer: &SegmentSyncer, metrics: &FsyncMetrics) -> LogResult<()> {
+    let segments = syncer.start_sync(std::mem::take(&mut job.segments), metrics);
+    let started = Instant::now();
     let index = job.index.append_and_sync(&job.records);
+    metrics.index.observe(started.elapsed().as_secs_f64());
     segments.wait()?;
     index?;
     Ok(())
@@ -137,14 +169,14 @@ enum PendingSync<'a> {
 }
 
 impl SegmentSyncer {
-    fn start() -> SegmentSyncer {
+    fn start(metrics: Arc<FsyncMetrics>) -> SegmentSyncer {
         let (requests, incoming) = mpsc::channel::<Vec<SegmentSync>>();
         let (answers, outcomes) = mpsc::channel();
         let started = std::thread::Builder::new()
             .name("stele-commit-seg".into())
             .spawn(move || {
                 for segments in incoming {
-                    let result = segments.iter().try_for_each(SegmentSync::sync);
+                    let result = sync_all(&segments, &metrics);
                     let synced = result.is_ok();
                     if answers.send(result).is_err() {
                         break;
@@ -168,7 +200,7 @@ impl SegmentSyncer {
     }
 
     /// Begins fdatasyncing every segment in `segments` (in order).
-    fn start_sync(&self, segments: Vec<SegmentSync>) -> PendingSync<'_> {
+    fn start_sync(&self, segments: Vec<SegmentSync>, metrics: &FsyncMetrics) -> PendingSync<'_> {
         let segments = match &self.channel {
             Some(channel) => match channel.requests.send(segments) {
                 Ok(()) => return PendingSync::Thread(&channel.outcomes),
@@ -177,8 +209,19 @@ impl SegmentSyncer {
             },
             None => segments,
         };
-        PendingSync::Done(segments.iter().try_for_each(SegmentSync::sync))
+        PendingSync::Done(sync_all(&segments, metrics))
     }
+}
+
+/// fdatasyncs every segment in order, timing each; stops at the first
+/// failure.
+fn sync_all(segments: &[SegmentSync], metrics: &FsyncMetrics) -> StoreResult<()> {
+    segments.iter().try_for_each(|segment| {
+        let started = Instant::now();
+        let result = segment.sync();
+        metrics.segment.observe(started.elapsed().as_secs_f64());
+        result
+    })
 }
 
 impl PendingSync<'_> {

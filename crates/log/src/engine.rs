@@ -49,7 +49,7 @@ use stele_tlog::tile::TileHashReader;
 use stele_tlog::{Checkpoint, Hash, Signer, TlogProof, Verifier};
 use zeroize::Zeroizing;
 
-use crate::committer::{Committer, Job};
+use crate::committer::{Committer, FsyncMetrics, Job};
 use crate::error::{LogError, LogResult};
 use crate::governance::{Hold, PolicyVersion};
 use crate::layout::Layout;
@@ -182,6 +182,8 @@ pub struct Log {
     pub(crate) purge_stop: Option<u8>,
     /// Makes written batches durable (steps 2b and 3).
     pub(crate) committer: Committer,
+    /// The commit threads' flush latencies.
+    fsync_metrics: Arc<FsyncMetrics>,
     /// Batches handed to the committer, oldest first.
     pub(crate) in_flight: std::collections::VecDeque<InFlight>,
     /// What this open's recovery kept aside in `recovered/` (one line each).
@@ -382,6 +384,7 @@ impl Log {
                 error: None,
             },
         );
+        let fsync_metrics = Arc::new(FsyncMetrics::default());
         let mut log = Log {
             layout,
             _lock: lock,
@@ -404,7 +407,8 @@ impl Log {
             policies: Vec::new(),
             holds: Vec::new(),
             purge_stop: None,
-            committer: Committer::start(),
+            committer: Committer::start(fsync_metrics.clone()),
+            fsync_metrics,
             in_flight: std::collections::VecDeque::new(),
             kept_at_open: Vec::new(),
         };
@@ -616,6 +620,12 @@ impl Log {
     /// line each for the operator; each is also a `log.recovered` event.
     pub fn kept_at_open(&self) -> &[String] {
         &self.kept_at_open
+    }
+
+    /// How long each segment and index flush of this handle's appends
+    /// took (shared: readable while the log is busy).
+    pub fn fsync_metrics(&self) -> Arc<FsyncMetrics> {
+        self.fsync_metrics.clone()
     }
 
     pub fn meta(&self) -> &Meta {

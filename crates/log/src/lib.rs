@@ -34,6 +34,7 @@ pub mod sequencer;
 pub mod tiles;
 pub mod verify;
 
+pub use committer::FsyncMetrics;
 pub use engine::{CreateOptions, Log, OpenOptions, Receipt, StoredEvent};
 pub use error::{LogError, LogResult};
 pub use meta::Meta;

@@ -47,6 +47,8 @@ pub struct AppState {
     pub log: Arc<Mutex<Log>>,
     pub sequencer: SequencerHandle,
     pub seq_metrics: Arc<SequencerMetrics>,
+    /// Flush latencies of the log's commit threads.
+    pub fsync_metrics: Arc<stele_log::FsyncMetrics>,
     pub tokens: TokenStore,
     pub config: Config,
     pub metrics: HttpMetrics,
@@ -859,6 +861,7 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         metrics::render(
             &state.metrics,
             &state.seq_metrics,
+            &state.fsync_metrics,
             &state.governance,
             age,
             size,

@@ -191,6 +191,7 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         log: log.clone(),
         sequencer: sequencer.handle(),
         seq_metrics: sequencer.metrics(),
+        fsync_metrics: stele_log::sequencer::lock_log(&log).fsync_metrics(),
         tokens: tokens::TokenStore::new(&config.data),
         public: config.data.join("log"),
         metrics: Default::default(),

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use stele_log::FsyncMetrics;
 use stele_log::sequencer::{Histogram, SequencerMetrics};
 
 use crate::governance::Governance;
@@ -53,14 +54,24 @@ impl HttpMetrics {
 }
 
 fn histogram(out: &mut String, name: &str, help: &str, h: &Histogram) {
-    let (cumulative, sum, count) = h.snapshot();
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    histogram_series(out, name, "", h);
+}
+
+/// The sample lines of one histogram series; `labels` is empty or ends
+/// with a comma (`file="index",`).
+fn histogram_series(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    let (cumulative, sum, count) = h.snapshot();
     for (bound, c) in h.bounds.iter().zip(cumulative) {
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {c}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {c}");
     }
+    let plain = match labels.trim_end_matches(',') {
+        "" => String::new(),
+        some => format!("{{{some}}}"),
+    };
     let _ = writeln!(
         out,
-        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}"
+        "{name}_bucket{{{labels}le=\"+Inf\"}} {count}\n{name}_sum{plain} {sum}\n{name}_count{plain} {count}"
     );
 }
 
@@ -75,6 +86,7 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
 pub fn render(
     http: &HttpMetrics,
     seq: &SequencerMetrics,
+    fsync: &FsyncMetrics,
     governance: &Governance,
     checkpoint_age: Option<f64>,
     log_size: u64,
@@ -151,6 +163,13 @@ pub fn render(
         "Time from writing a batch to its being durable (segment and index fdatasync, after those of the batch before it).",
         &seq.commit_seconds,
     );
+    let name = "stele_fsync_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Latency of each flush by the commit threads: file=\"segment\" an fdatasync of a segment, file=\"index\" the index records' write and fdatasync.\n# TYPE {name} histogram"
+    );
+    histogram_series(&mut out, name, "file=\"segment\",", &fsync.segment);
+    histogram_series(&mut out, name, "file=\"index\",", &fsync.index);
     let _ = writeln!(
         out,
         "# HELP stele_queue_depth Requests waiting for the writer.\n# TYPE stele_queue_depth gauge\nstele_queue_depth {}",

@@ -289,6 +289,19 @@ async fn metrics_openapi_and_health() {
     assert_eq!(metric("stele_events_ingested_total"), 2.0);
     assert_eq!(metric("stele_log_size"), 2.0);
     assert!(r.text.contains("stele_commit_seconds_bucket"), "{}", r.text);
+    // Every flush of the batch above is timed, per file.
+    for file in ["segment", "index"] {
+        let count = metric(&format!("stele_fsync_seconds_count{{file=\"{file}\"}}"));
+        assert!(count >= 1.0, "{file}: {count}");
+        let all = metric(&format!(
+            "stele_fsync_seconds_bucket{{file=\"{file}\",le=\"+Inf\"}}"
+        ));
+        assert_eq!(all, count, "{file}");
+        let slowest = metric(&format!(
+            "stele_fsync_seconds_bucket{{file=\"{file}\",le=\"1\"}}"
+        ));
+        assert!(slowest <= count, "{file}");
+    }
     assert!(
         r.text
             .contains("stele_http_responses_total{status=\"401\"}"),

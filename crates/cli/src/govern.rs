@@ -187,9 +187,7 @@ fn load_policy(file: &Path) -> CliResult<Policy> {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use stele_tlog::hash::hex;
 
 pub fn policy(action: PolicyAction) -> CliResult<u8> {
     match action {

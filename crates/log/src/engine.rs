@@ -196,9 +196,7 @@ fn random_log_id() -> LogResult<[u8; 16]> {
     Ok(id)
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use stele_tlog::hash::hex;
 
 /// A log closed with nothing in flight leaves its files without the zeros
 /// written ahead of their records (best effort: the next open cuts any

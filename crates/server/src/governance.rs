@@ -116,9 +116,7 @@ impl Governance {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use stele_tlog::hash::hex;
 
 /// Applies the configured policy file at start when it differs from the
 /// log's active version, and returns the policy to enforce.

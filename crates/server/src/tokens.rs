@@ -105,7 +105,7 @@ pub struct TokenFile {
 /// Lowercase hex SHA-256 (token hashes, certificate fingerprints).
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    stele_tlog::hash::hex(digest.as_ref())
 }
 
 /// Path of the token file in a data directory.
@@ -168,7 +168,7 @@ pub fn create(
     let mut secret = [0u8; 32];
     stele_store::keys::random_bytes(&mut id).map_err(|e| e.to_string())?;
     stele_store::keys::random_bytes(&mut secret).map_err(|e| e.to_string())?;
-    let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let id = stele_tlog::hash::hex(&id);
     let secret_text = URL_SAFE_NO_PAD.encode(secret);
     let mut roles = roles.to_vec();
     roles.sort();

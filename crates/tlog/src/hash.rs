@@ -73,13 +73,7 @@ impl Hash {
 
     /// Lower-case hexadecimal form, for logs and diagnostics.
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(HASH_SIZE * 2);
-        for b in self.0 {
-            s.push(char::from(DIGITS[usize::from(b >> 4)]));
-            s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-        }
-        s
+        hex(&self.0)
     }
 }
 
@@ -229,9 +223,26 @@ impl CompactRange {
     }
 }
 
+/// Lower-case hexadecimal form of any bytes (two digits per byte).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_two_lower_case_digits_per_byte() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff, 0x10]), "000fa5ff10");
+        assert_eq!(hex(&[]), "");
+    }
 
     #[test]
     fn empty_root_is_sha256_of_nothing() {

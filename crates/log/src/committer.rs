@@ -71,8 +71,9 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub fn start(metrics: Arc<FsyncMetrics>) -> Committer {
+    pub fn start() -> Committer {
         let (jobs, rx) = mpsc::channel();
+        let metrics = Arc::new(FsyncMetrics::default());
         let thread_metrics = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("stele-commit".into())
@@ -83,6 +84,11 @@ impl Committer {
             thread,
             metrics,
         }
+    }
+
+    /// The flush latencies of this committer's threads.
+    pub fn metrics(&self) -> Arc<FsyncMetrics> {
+        self.metrics.clone()
     }
 
     /// Hands `job` to the thread. Its `done` receives the outcome; if the

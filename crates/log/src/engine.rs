@@ -182,8 +182,6 @@ pub struct Log {
     pub(crate) purge_stop: Option<u8>,
     /// Makes written batches durable (steps 2b and 3).
     pub(crate) committer: Committer,
-    /// The commit threads' flush latencies.
-    fsync_metrics: Arc<FsyncMetrics>,
     /// Batches handed to the committer, oldest first.
     pub(crate) in_flight: std::collections::VecDeque<InFlight>,
     /// What this open's recovery kept aside in `recovered/` (one line each).
@@ -382,7 +380,6 @@ impl Log {
                 error: None,
             },
         );
-        let fsync_metrics = Arc::new(FsyncMetrics::default());
         let mut log = Log {
             layout,
             _lock: lock,
@@ -405,8 +402,7 @@ impl Log {
             policies: Vec::new(),
             holds: Vec::new(),
             purge_stop: None,
-            committer: Committer::start(fsync_metrics.clone()),
-            fsync_metrics,
+            committer: Committer::start(),
             in_flight: std::collections::VecDeque::new(),
             kept_at_open: Vec::new(),
         };
@@ -623,7 +619,7 @@ impl Log {
     /// How long each segment and index flush of this handle's appends
     /// took (shared: readable while the log is busy).
     pub fn fsync_metrics(&self) -> Arc<FsyncMetrics> {
-        self.fsync_metrics.clone()
+        self.committer.metrics()
     }
 
     pub fn meta(&self) -> &Meta {

@@ -1,0 +1,241 @@
+//! `stele bench` and `stele bench http`: small runs that check what they
+//! report and that what they measured is a real log (it verifies, and it
+//! holds the events they counted). No figure is asserted beyond "some".
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+
+use common::*;
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// The line of `stdout` that starts with `prefix` (a `stele bench` line
+/// label), or a failure naming it.
+fn line<'a>(out: &'a Out, prefix: &str) -> &'a str {
+    out.stdout
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line:\n{out}"))
+}
+
+/// The first number after `label` on `text`'s line.
+fn number_after(text: &str, label: &str) -> f64 {
+    let rest = &text[text
+        .find(label)
+        .unwrap_or_else(|| panic!("{label} in {text}"))
+        + label.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits
+        .parse()
+        .unwrap_or_else(|_| panic!("number after {label} in {text}"))
+}
+
+#[test]
+fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bench");
+    let out = run(&[
+        "bench",
+        "--dir",
+        p(&dir),
+        "--events",
+        "3000",
+        "--producers",
+        "3",
+        "--request",
+        "50",
+        "--verify",
+        "--keep",
+    ]);
+    expect(&out, 0, &[]);
+    for prefix in [
+        "baseline  fdatasync after a 300 B append",
+        "baseline  fdatasync after a 75 KiB append",
+        "baseline  SHA-256 on one core",
+        "baseline  creating an 8 KiB file",
+        "prepare",
+        "latency   per request of 50 events",
+        "disk",
+    ] {
+        line(&out, prefix);
+    }
+    let append = line(&out, "append");
+    assert!(number_after(append, "append") > 0.0, "{append}");
+    assert!(append.contains("durable before ack"), "{append}");
+    let cpu = line(&out, "cpu");
+    assert!(number_after(cpu, "cpu") > 0.0, "{cpu}");
+    assert!(
+        line(&out, "publish").contains("at size 3000"),
+        "every event is in the final checkpoint:\n{out}"
+    );
+    assert!(line(&out, "verify").ends_with("OK"), "{out}");
+
+    // What it measured is an ordinary log: it opens and verifies.
+    let data = dir.join("data");
+    let verified = run(&["verify", "--data", p(&data)]);
+    expect(&verified, 0, &[]);
+    let checkpoint = run(&["checkpoint", "--data", p(&data)]);
+    expect(&checkpoint, 0, &[]);
+    assert_eq!(
+        checkpoint.stdout.lines().nth(1),
+        Some("3000"),
+        "{checkpoint}"
+    );
+}
+
+#[test]
+fn bench_removes_its_directory_unless_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bench");
+    let out = run(&["bench", "--dir", p(&dir), "--events", "500"]);
+    expect(&out, 0, &["append"]);
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}
+
+#[test]
+fn bench_refuses_counts_of_zero() {
+    for flag in ["--events", "--producers", "--request"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = run(&["bench", "--dir", p(tmp.path()), flag, "0"]);
+        expect(&out, 2, &["must be positive"]);
+        expect_one_error_line(&out);
+    }
+}
+
+/// Kills the server it holds when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `stele serve` on a free loopback port and returns it with its
+/// base URL (read from its "listening on" line; the rest of its standard
+/// error is drained on a thread).
+fn serve(data: &Path) -> (Server, String) {
+    let mut child = stele()
+        .args(["serve", "--data", p(data), "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn stele serve");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let server = Server(child);
+    let url = loop {
+        let l = lines
+            .next()
+            .expect("stele serve ended before listening")
+            .unwrap();
+        if let Some(at) = l.find("listening on ") {
+            break l[at + "listening on ".len()..].trim().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (server, url)
+}
+
+#[test]
+fn bench_http_loads_a_running_server_and_counts_only_durable_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let init = run(&["init", "--data", p(&data), "--origin", ORIGIN]);
+    expect(&init, 0, &[]);
+    let (server, url) = serve(&data);
+    let token = run(&[
+        "token",
+        "create",
+        "--data",
+        p(&data),
+        "--principal",
+        "bench",
+        "--role",
+        "writer",
+    ]);
+    expect(&token, 0, &[]);
+    let token = token.stdout.lines().last().unwrap().trim().to_string();
+
+    let out = run(&[
+        "bench",
+        "http",
+        "--url",
+        &url,
+        "--token",
+        &token,
+        "--concurrency",
+        "4",
+        "--batch",
+        "10",
+        "--warmup",
+        "0.2",
+        "--duration",
+        "1",
+        "--json",
+    ]);
+    expect(&out, 0, &[]);
+    let summary: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(summary["errors"]["total"], 0, "{summary}");
+    let events = summary["events"].as_u64().unwrap();
+    assert!(events > 0, "{summary}");
+    assert_eq!(events % 10, 0, "whole requests only: {summary}");
+    assert!(summary["events_per_s"].as_f64().unwrap() > 0.0, "{summary}");
+    assert!(
+        summary["latency_ms"]["p99"].as_f64().unwrap() > 0.0,
+        "{summary}"
+    );
+    let probes = summary["checkpoint"]["probes"].as_u64().unwrap();
+    assert!(probes > 0, "{summary}");
+    assert_eq!(summary["checkpoint"]["not_covered"], 0, "{summary}");
+
+    // A wrong token is counted as errors (401s), and the exit code says so.
+    let refused = run(&[
+        "bench",
+        "http",
+        "--url",
+        &url,
+        "--token",
+        "stele_nope_nope",
+        "--concurrency",
+        "1",
+        "--warmup",
+        "0",
+        "--duration",
+        "0.3",
+        "--no-checkpoint-probe",
+        "--json",
+    ]);
+    assert_ne!(refused.code, 0, "{refused}");
+    let summary: serde_json::Value = serde_json::from_str(refused.stdout.trim()).unwrap();
+    assert!(
+        summary["errors"]["status"]["401"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    assert_eq!(summary["events"], 0, "{summary}");
+
+    drop(server);
+    // Everything acknowledged (counted or not: warm-up, probes) is in the
+    // log, which verifies.
+    let verified = run(&["verify", "--data", p(&data)]);
+    expect(&verified, 0, &[]);
+    let checkpoint = run(&["checkpoint", "--data", p(&data)]);
+    expect(&checkpoint, 0, &[]);
+    let size: u64 = checkpoint.stdout.lines().nth(1).unwrap().parse().unwrap();
+    assert!(
+        size >= events + probes,
+        "log size {size} < {events} + {probes}"
+    );
+}

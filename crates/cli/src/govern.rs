@@ -13,6 +13,7 @@ use stele_log::layout::epoch_date;
 use stele_log::purge::{Tombstone, timestamp_text};
 use stele_log::{Log, LogError};
 use stele_policy::{Action, Policy, PolicySource, Resource};
+use stele_tlog::hash::hex;
 
 use crate::local::{Operator, local_request, now};
 use crate::{CliResult, DataArgs, Failure, open, print_out};
@@ -186,8 +187,6 @@ fn load_policy(file: &Path) -> CliResult<Policy> {
         }
     }
 }
-
-pub use stele_tlog::hash::hex;
 
 pub fn policy(action: PolicyAction) -> CliResult<u8> {
     match action {

@@ -21,12 +21,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use stele_store::fsutil;
 
-use crate::engine::{Log, hex, open_checkpoint};
+use crate::engine::{Log, open_checkpoint};
 use crate::error::{LogError, LogResult};
 use crate::layout::epoch_date;
 use crate::purge::timestamp_text;
 use crate::tiles::{TileBuilder, TileSink};
 use crate::verify::{self, NoProgress};
+use stele_tlog::hash::hex;
 
 /// Format version of the audit files and of the attestation body.
 pub const AUDIT_VERSION: u32 = 1;

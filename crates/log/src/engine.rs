@@ -45,6 +45,7 @@ use stele_store::index::{IndexFile, IndexRecord, MAX_BATCH_RECORDS};
 use stele_store::keys::{self, DataKey, Kek, NewKek};
 use stele_store::segment::{self, SegmentHeader, SegmentReader, SegmentWriter};
 use stele_store::state::{self, SegmentSnapshot};
+use stele_tlog::hash::hex;
 use stele_tlog::tile::TileHashReader;
 use stele_tlog::{Checkpoint, Hash, Signer, TlogProof, Verifier};
 use zeroize::Zeroizing;
@@ -193,8 +194,6 @@ fn random_log_id() -> LogResult<[u8; 16]> {
     keys::random_bytes(&mut id)?;
     Ok(id)
 }
-
-pub(crate) use stele_tlog::hash::hex;
 
 /// A log closed with nothing in flight leaves its files without the zeros
 /// written ahead of their records (best effort: the next open cuts any

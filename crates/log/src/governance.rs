@@ -35,11 +35,12 @@ use stele_policy::{AppliedPolicy, Policy, PolicySource};
 use stele_store::StoreError;
 use stele_store::fsutil;
 
-use crate::engine::{Log, Receipt, hex};
+use crate::engine::{Log, Receipt};
 use crate::error::{LogError, LogResult};
 use crate::layout::epoch_date;
 use crate::prepare::Preparer;
 use crate::purge::{self, MAX_LISTED_RANGES, TOMBSTONE_VERSION, Tombstone};
+use stele_tlog::hash::hex;
 
 /// The writer recorded on system events.
 pub const SYSTEM_WRITER: &str = "stele";

@@ -120,7 +120,7 @@ impl IndexDigest {
             first: self.first,
             last: self.last,
             ranges: self.ranges,
-            indices_sha256: crate::engine::hex(&self.hasher.finalize()),
+            indices_sha256: stele_tlog::hash::hex(&self.hasher.finalize()),
         }
     }
 }

@@ -33,9 +33,10 @@ use sha2::{Digest, Sha256};
 use stele_store::StoreError;
 use stele_store::fsutil;
 
-use crate::engine::{Log, hex};
+use crate::engine::Log;
 use crate::error::{LogError, LogResult};
 use crate::layout::Layout;
+use stele_tlog::hash::hex;
 
 /// Most bytes one cut may keep aside. A larger tail is not a crash's
 /// leftovers (a batch is at most 4,096 events); the open refuses it and

@@ -297,7 +297,7 @@ fn salvage_pass(layout: &Layout, problems: &Problems) -> LogResult<Vec<String>> 
             None => problems.add(show(&path), "is missing (its manifest is there)"),
             Some(bytes) => {
                 if kept.length != bytes.len() as u64
-                    || crate::engine::hex(&sha2::Sha256::digest(&bytes)) != kept.sha256
+                    || stele_tlog::hash::hex(&sha2::Sha256::digest(&bytes)) != kept.sha256
                 {
                     problems.add(
                         show(&path),

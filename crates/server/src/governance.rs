@@ -23,6 +23,7 @@ use stele_log::audit::{Attestation, AuditFacts};
 use stele_log::governance::ApplyOutcome;
 use stele_log::sequencer::lock_log;
 use stele_policy::{Policy, PolicySource};
+use stele_tlog::hash::hex;
 
 use crate::config::Config;
 
@@ -115,8 +116,6 @@ impl Governance {
         Ok(outcome)
     }
 }
-
-pub(crate) use stele_tlog::hash::hex;
 
 /// Applies the configured policy file at start when it differs from the
 /// log's active version, and returns the policy to enforce.

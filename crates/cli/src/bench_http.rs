@@ -11,7 +11,8 @@
 //! A separate probe appends one event about every 100 ms, notes the index
 //! from its receipt and the time of the acknowledgement, then polls
 //! `GET /checkpoint` every 10 ms until the published tree covers that
-//! index: the ack→checkpoint latency.
+//! index: the ack→checkpoint latency. It probes at least once, however
+//! short the run.
 //!
 //! The run is bounded: `--duration` seconds (after `--warmup`), or
 //! `--requests` requests within at most `--max-seconds`; every request has
@@ -501,7 +502,10 @@ async fn probe(shared: Arc<Shared>) -> ProbeStats {
     let poll_limit = Duration::from_secs(10);
     let mut next = Instant::now().max(shared.measure_from);
     tokio::time::sleep_until(next.into()).await;
-    while !shared.stopped() {
+    // At least one probe, however short the run.
+    let mut first = true;
+    while first || !shared.stopped() {
+        first = false;
         next += period;
         let s = match &mut sender {
             Some(s) => s,

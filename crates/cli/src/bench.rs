@@ -24,9 +24,10 @@ pub struct BenchArgs {
     /// `http`: load a running `stele serve` over HTTP(S) instead.
     #[command(subcommand)]
     mode: Option<BenchMode>,
-    /// Directory to create the benchmark log in (removed afterwards).
-    /// Default: a new directory under the current one, so the disk measured
-    /// is the one the data would live on.
+    /// Directory to create the benchmark's own new directory in
+    /// (`stele-bench-<pid>`, removed afterwards unless --keep; nothing else
+    /// in DIR is touched). Default: the current directory, so the disk
+    /// measured is the one the data would live on.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Events to append.
@@ -187,54 +188,81 @@ pub fn run(args: BenchArgs) -> CliResult<u8> {
             "--events, --producers and --request must be positive",
         ));
     }
-    let dir = match &args.dir {
+    if args.events > MAX_EVENTS
+        || args.producers > MAX_PRODUCERS
+        || args.request > stele_log::MAX_BATCH
+        || !(MIN_EVENT_SIZE..=MAX_EVENT_SIZE).contains(&args.event_size)
+    {
+        return Err(Failure::usage(format!(
+            "--events is at most {MAX_EVENTS}, --producers at most {MAX_PRODUCERS}, --request at most {}, --event-size in {MIN_EVENT_SIZE}..={MAX_EVENT_SIZE}",
+            stele_log::MAX_BATCH
+        )));
+    }
+    let parent = match &args.dir {
         Some(d) => d.clone(),
-        None => std::env::current_dir()?.join(format!("stele-bench-{}", std::process::id())),
+        None => std::env::current_dir()?,
     };
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| Failure::usage(format!("--dir {}: {e}", parent.display())))?;
+    // A directory of its own, which must not exist yet: only what this run
+    // created is ever removed.
+    let dir = parent.join(format!("stele-bench-{}", std::process::id()));
+    std::fs::create_dir(&dir)
+        .map_err(|e| Failure::usage(format!("cannot create {}: {e}", dir.display())))?;
     let result = bench_in(&dir, &args);
-    if !args.keep {
+    if args.keep {
+        let _ = outln!("kept      {}", dir.display());
+    } else {
         let _ = std::fs::remove_dir_all(&dir);
     }
     result
 }
+
+/// Bounds on the flags, so a typo is refused rather than exhausting memory.
+const MAX_EVENTS: usize = 100_000_000;
+const MAX_PRODUCERS: usize = 1024;
+const MIN_EVENT_SIZE: usize = 64;
+const MAX_EVENT_SIZE: usize = 64 * 1024;
 
 fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     let data = dir.join("data");
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
-    println!(
+    outln!(
         "stele bench: {} events of ~{} B, {} producers x {} events per request, {threads} cores",
-        args.events, args.event_size, args.producers, args.request
-    );
+        args.events,
+        args.event_size,
+        args.producers,
+        args.request
+    )?;
 
     let (fsync_small, fsync_small_p50) = fsync_baseline(dir, args.event_size, 500)?;
     let (fsync_big, _) = fsync_baseline(dir, 256 * args.event_size, 500)?;
     let sha = sha_baseline(args.event_size);
-    println!(
+    outln!(
         "baseline  fdatasync after a {} B append: {:.0}/s (p50 {:.3} ms)",
         args.event_size,
         fsync_small,
         ms(fsync_small_p50)
-    );
-    println!(
+    )?;
+    outln!(
         "baseline  fdatasync after a {} KiB append (256 events): {:.0}/s = {:.0} events/s",
         256 * args.event_size / 1024,
         fsync_big,
         fsync_big * 256.0
-    );
-    println!("baseline  SHA-256 on one core: {sha:.0} MB/s");
+    )?;
+    outln!("baseline  SHA-256 on one core: {sha:.0} MB/s")?;
     let create = create_baseline(dir, 500)?;
-    println!(
+    outln!(
         "baseline  creating an 8 KiB file: {:.0} µs (tiles need 2 per 256 events: {:.0} events/s for one thread)",
         create.as_secs_f64() * 1e6,
         128.0 / create.as_secs_f64().max(1e-9)
-    );
+    )?;
     if create > SLOW_CREATE {
-        println!(
+        outln!(
             "note      creating files is slow on this file system right now; on ext4 without a journal, files deleted in the last minutes slow every creation (docs/benchmarks.md): compare only runs with similar baselines"
-        );
+        )?;
     }
 
     Log::create(
@@ -273,11 +301,11 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     let prepare_secs = started.elapsed().as_secs_f64();
     let all: Vec<PreparedEvent> = prepared.into_iter().flatten().collect();
     let sealed_bytes: usize = all.iter().map(|e| e.stored.len() + 32).sum();
-    println!(
+    outln!(
         "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, pack, salt, commitment); avg sealed event {} B (salt and stored envelope)",
         args.events as f64 / prepare_secs,
         sealed_bytes / args.events
-    );
+    )?;
 
     // Split into requests, dealt round-robin to producers.
     let mut queues: Vec<Vec<Vec<PreparedEvent>>> =
@@ -338,55 +366,55 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     let index = tree_bytes(&data.join("index"));
     let tiles = tree_bytes(&data.join("log"));
     let written = segments + index + tiles;
-    println!(
+    outln!(
         "append    {:.0} events/s, {:.1} MB/s written, {} batches (avg {:.0} events), durable before ack",
         rate,
         written as f64 / append_secs / 1e6,
         stats.batches,
         stats.events as f64 / stats.batches.max(1) as f64
-    );
-    println!(
+    )?;
+    outln!(
         "latency   per request of {} events: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
         args.request,
         ms(percentile(&lat, 0.5)),
         ms(percentile(&lat, 0.99)),
         ms(lat.last().copied().unwrap_or_default())
-    );
-    println!(
+    )?;
+    outln!(
         "cpu       {:.2} µs per event while appending, all threads ({:.0} % of {threads} cores busy)",
         append_cpu.as_secs_f64() * 1e6 / args.events as f64,
         100.0 * append_cpu.as_secs_f64() / (append_secs * threads as f64)
-    );
-    println!(
+    )?;
+    outln!(
         "publish   final checkpoint at size {} after {:.2}s total",
         log.published_size(),
         total_secs
-    );
+    )?;
     let per_event = |bytes: u64| bytes as f64 / args.events as f64;
-    println!(
+    outln!(
         "disk      {:.0} B per event: segments {:.0}, index {:.0}, tiles {:.0}",
         per_event(written),
         per_event(segments),
         per_event(index),
         per_event(tiles)
-    );
-    println!(
+    )?;
+    outln!(
         "ratio     append / (fdatasync-per-256-events baseline) = {:.2}",
         rate / (fsync_big * 256.0)
-    );
+    )?;
 
     if args.verify {
         let started = Instant::now();
         let report = stele_log::verify::verify(&log, &stele_log::verify::NoProgress)?;
         let secs = started.elapsed().as_secs_f64();
-        println!(
+        outln!(
             "verify    {:.0} events/s ({} entries, {} bytes decrypted, {} tiles) {}",
             report.entries as f64 / secs,
             report.entries,
             report.bytes_decrypted,
             report.tiles,
             if report.ok() { "OK" } else { "FAILED" }
-        );
+        )?;
         if !report.ok() {
             return Ok(1);
         }

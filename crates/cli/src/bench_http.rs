@@ -120,9 +120,22 @@ fn target(args: &BenchHttpArgs) -> CliResult<Target> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let port = uri
-        .port_u16()
-        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    // `Uri::port` is None for a port that does not parse as well as for
+    // none at all: look at the text after the host (and after `]` for an
+    // IPv6 address) so that ":78000" is refused, not taken as the default.
+    let authority_text = uri.authority().map(|a| a.as_str()).unwrap_or("");
+    let after_host = authority_text
+        .rsplit_once(']')
+        .map_or(authority_text, |(_, rest)| rest);
+    let port = match after_host.rsplit_once(':') {
+        None if scheme == "https" => 443,
+        None => 80,
+        Some((_, text)) => text
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| Failure::usage(format!("--url has an invalid port {text:?}")))?,
+    };
     let authority = uri
         .authority()
         .map(|a| a.to_string())
@@ -583,9 +596,26 @@ fn percentile_us(sorted: &[u32], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)] as f64 / 1e3
 }
 
+/// Bounds on the flags, so a typo is refused rather than exhausting memory
+/// or threads.
+const MAX_CONCURRENCY: usize = 10_000;
+const MAX_BATCH: usize = 100_000;
+const MAX_THREADS: usize = 256;
+const MIN_EVENT_SIZE: usize = 64;
+const MAX_EVENT_SIZE: usize = 64 * 1024;
+
 pub fn run(args: BenchHttpArgs) -> CliResult<u8> {
     if args.concurrency == 0 || args.batch == 0 {
         return Err(Failure::usage("--concurrency and --batch must be positive"));
+    }
+    if args.concurrency > MAX_CONCURRENCY
+        || args.batch > MAX_BATCH
+        || args.threads.is_some_and(|t| t > MAX_THREADS)
+        || !(MIN_EVENT_SIZE..=MAX_EVENT_SIZE).contains(&args.event_size)
+    {
+        return Err(Failure::usage(format!(
+            "--concurrency is at most {MAX_CONCURRENCY}, --batch at most {MAX_BATCH}, --threads at most {MAX_THREADS}, --event-size in {MIN_EVENT_SIZE}..={MAX_EVENT_SIZE}"
+        )));
     }
     let seconds_ok = |s: f64| s > 0.0 && s <= 3600.0;
     if !seconds_ok(args.duration)
@@ -749,9 +779,9 @@ async fn run_async(args: BenchHttpArgs, target: Target) -> CliResult<u8> {
                 "errors": p.errors,
             })),
         });
-        println!("{summary}");
+        outln!("{summary}")?;
     } else {
-        println!(
+        outln!(
             "stele bench http: {} {}, {} clients x {} events/request, ~{} B events, {:.1}s measured",
             args.url,
             if args.http2 { "HTTP/2" } else { "HTTP/1.1" },
@@ -759,18 +789,19 @@ async fn run_async(args: BenchHttpArgs, target: Target) -> CliResult<u8> {
             args.batch,
             args.event_size,
             elapsed
-        );
-        println!(
+        )?;
+        outln!(
             "throughput {events_per_s:.0} events/s acknowledged (durable), {requests_per_s:.0} requests/s, {} events in {} requests",
-            total.ok_events, total.ok_requests
-        );
-        println!(
+            total.ok_events,
+            total.ok_requests
+        )?;
+        outln!(
             "latency    per request: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
             percentile_us(lat, 0.50),
             percentile_us(lat, 0.90),
             percentile_us(lat, 0.99),
             lat.last().map(|&u| u as f64 / 1e3).unwrap_or(0.0)
-        );
+        )?;
         let mut parts: Vec<String> = total
             .statuses
             .iter()
@@ -785,16 +816,16 @@ async fn run_async(args: BenchHttpArgs, target: Target) -> CliResult<u8> {
         if total.receipt_mismatch > 0 {
             parts.push(format!("wrong receipt count: {}", total.receipt_mismatch));
         }
-        println!(
+        outln!(
             "errors     {errors}{}",
             if parts.is_empty() {
                 String::new()
             } else {
                 format!(" ({})", parts.join(", "))
             }
-        );
+        )?;
         if let Some(p) = &probe {
-            println!(
+            outln!(
                 "checkpoint ack -> covering checkpoint: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} probes ({} not covered within 10 s, {} failed)",
                 percentile_us(&probe_lat, 0.50),
                 percentile_us(&probe_lat, 0.99),
@@ -802,7 +833,7 @@ async fn run_async(args: BenchHttpArgs, target: Target) -> CliResult<u8> {
                 p.latencies.len(),
                 p.not_covered,
                 p.errors
-            );
+            )?;
         }
     }
     Ok(if errors == 0 && total.ok_requests > 0 {

@@ -5,6 +5,14 @@
 //! Errors are printed as one line on standard error. Every command is
 //! described in `docs/cli.md`.
 
+/// `println!` that returns an error instead of panicking when stdout is
+/// gone (a closed pipe): `outln!(...)?`.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        crate::print_out(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod append;
 mod bench;
 mod bench_http;

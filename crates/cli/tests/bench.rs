@@ -81,8 +81,11 @@ fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
     );
     assert!(line(&out, "verify").ends_with("OK"), "{out}");
 
-    // What it measured is an ordinary log: it opens and verifies.
-    let data = dir.join("data");
+    // What it measured is an ordinary log, in a directory of its own
+    // under --dir: it opens and verifies.
+    let kept = std::path::PathBuf::from(line(&out, "kept").trim_start_matches("kept").trim());
+    assert_eq!(kept.parent(), Some(dir.as_path()), "{out}");
+    let data = kept.join("data");
     let verified = run(&["verify", "--data", p(&data)]);
     expect(&verified, 0, &[]);
     let checkpoint = run(&["checkpoint", "--data", p(&data)]);
@@ -95,12 +98,78 @@ fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
 }
 
 #[test]
-fn bench_removes_its_directory_unless_kept() {
+fn bench_removes_only_the_directory_it_created() {
     let tmp = tempfile::tempdir().unwrap();
+    // --dir names a directory that already holds someone's files: they
+    // stay, and so does the directory; only the run's own is removed.
     let dir = tmp.path().join("bench");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("precious.txt"), b"not the benchmark's").unwrap();
     let out = run(&["bench", "--dir", p(&dir), "--events", "500"]);
     expect(&out, 0, &["append"]);
-    assert!(!dir.exists(), "{} is left behind", dir.display());
+    assert!(!out.stdout.contains("kept"), "{out}");
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["precious.txt"], "{out}");
+    assert_eq!(
+        std::fs::read(dir.join("precious.txt")).unwrap(),
+        b"not the benchmark's"
+    );
+
+    // A run that fails (here: refused flags) removes nothing either.
+    let out = run(&[
+        "bench",
+        "--dir",
+        p(&dir),
+        "--event-size",
+        "18446744073709551615",
+    ]);
+    expect(&out, 2, &["--event-size"]);
+    assert!(dir.join("precious.txt").exists());
+}
+
+#[test]
+fn bench_refuses_flags_out_of_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [
+        &["--event-size", "18446744073709551615"][..],
+        &["--event-size", "10"],
+        &["--producers", "100000"],
+        &["--request", "1000000"],
+    ] {
+        let mut all = vec!["bench", "--dir", p(tmp.path())];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        expect(&out, 2, &[args[0]]);
+    }
+    for args in [
+        &["--threads", "18446744073709551615"][..],
+        &["--concurrency", "18446744073709551615"],
+        &["--batch", "18446744073709551615"],
+        &["--event-size", "18446744073709551615"],
+    ] {
+        let mut all = vec![
+            "bench",
+            "http",
+            "--url",
+            "http://127.0.0.1:9",
+            "--token",
+            "x",
+        ];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        expect(&out, 2, &[args[0]]);
+    }
+    for url in [
+        "http://127.0.0.1:78000",
+        "http://127.0.0.1:abc",
+        "https://[::1]:0",
+    ] {
+        let out = run(&["bench", "http", "--url", url, "--token", "x"]);
+        expect(&out, 2, &["invalid port"]);
+    }
 }
 
 #[test]
@@ -237,4 +306,24 @@ fn bench_http_loads_a_running_server_and_counts_only_durable_events() {
         size >= events + probes,
         "log size {size} < {events} + {probes}"
     );
+}
+
+#[test]
+fn bench_output_into_a_closed_pipe_is_an_error_not_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(common::bin())
+        .args(["bench", "--dir", p(tmp.path()), "--events", "500"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the first line is written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    // Its directory is removed as after any other failure.
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }

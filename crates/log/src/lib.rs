@@ -35,7 +35,7 @@ pub mod tiles;
 pub mod verify;
 
 pub use committer::FsyncMetrics;
-pub use engine::{CreateOptions, Log, OpenOptions, Receipt, StoredEvent};
+pub use engine::{CreateOptions, Log, MAX_BATCH, OpenOptions, Receipt, StoredEvent};
 pub use error::{LogError, LogResult};
 pub use meta::Meta;
 pub use prepare::{PreparedEvent, Preparer};

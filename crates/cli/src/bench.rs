@@ -221,8 +221,8 @@ pub fn run(args: BenchArgs) -> CliResult<u8> {
 /// Bounds on the flags, so a typo is refused rather than exhausting memory.
 const MAX_EVENTS: usize = 100_000_000;
 const MAX_PRODUCERS: usize = 1024;
-const MIN_EVENT_SIZE: usize = 64;
-const MAX_EVENT_SIZE: usize = 64 * 1024;
+pub(crate) const MIN_EVENT_SIZE: usize = 64;
+pub(crate) const MAX_EVENT_SIZE: usize = 64 * 1024;
 
 fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     let data = dir.join("data");

@@ -32,6 +32,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::bench::{MAX_EVENT_SIZE, MIN_EVENT_SIZE};
 use crate::{CliResult, Failure};
 
 #[derive(Debug, clap::Args)]
@@ -601,8 +602,6 @@ fn percentile_us(sorted: &[u32], p: f64) -> f64 {
 const MAX_CONCURRENCY: usize = 10_000;
 const MAX_BATCH: usize = 100_000;
 const MAX_THREADS: usize = 256;
-const MIN_EVENT_SIZE: usize = 64;
-const MAX_EVENT_SIZE: usize = 64 * 1024;
 
 pub fn run(args: BenchHttpArgs) -> CliResult<u8> {
     if args.concurrency == 0 || args.batch == 0 {

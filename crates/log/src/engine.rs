@@ -36,6 +36,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
+
+use crate::checkpoints::CheckpointHistory;
 use std::sync::MutexGuard;
 use stele_event::Envelope;
 use stele_store::StoreError;
@@ -321,8 +323,13 @@ impl Log {
         }
 
         // The latest checkpoint in the history is the trusted prefix.
-        let (history, torn) = history::read_all(&layout.history())?;
-        let latest = history.last().cloned().ok_or_else(|| {
+        let history::Scan {
+            index: history,
+            last,
+            previous,
+            torn_at,
+        } = history::scan(&layout.history())?;
+        let latest = last.ok_or_else(|| {
             LogError::Integrity(format!(
                 "{}: no checkpoint recorded",
                 layout.history().display()
@@ -335,8 +342,8 @@ impl Log {
                     layout.history().display()
                 ))
             })?;
-        let history_writer = HistoryWriter::open(&layout.history(), torn)?;
-        repair_public_checkpoint(&layout, &history)?;
+        let history_writer = HistoryWriter::open(&layout.history(), torn_at)?;
+        repair_public_checkpoint(&layout, &latest, previous.as_ref())?;
 
         // A foreign index is refused before its open may cut anything.
         let index_log_id = stele_store::index::read_log_id(&layout.index())?;
@@ -665,9 +672,19 @@ impl Log {
         self.published().note.clone()
     }
 
-    /// Every published checkpoint, oldest first.
-    pub fn history(&self) -> Vec<StoredCheckpoint> {
-        self.published().history.clone()
+    /// Number of published checkpoints (including the empty tree's).
+    pub fn history_count(&self) -> u64 {
+        self.published().history.count()
+    }
+
+    /// A reader of the published checkpoints that does not hold the log:
+    /// pages and lookups read the history file, taking the publish state's
+    /// lock only to copy where to read.
+    pub fn checkpoint_history(&self) -> CheckpointHistory {
+        CheckpointHistory {
+            path: self.layout.history(),
+            state: self.publisher.shared_state(),
+        }
     }
 
     /// Whether the log still accepts writes (no earlier write, fsync or
@@ -1236,20 +1253,20 @@ impl Log {
     }
 
     fn require_published(&self, size: Option<u64>) -> LogResult<(u64, Vec<u8>)> {
-        let published = self.published();
-        let size = size.unwrap_or(published.size);
-        published
-            .history
-            .iter()
-            .rev()
-            .find(|c| c.size == size)
-            .map(|c| (size, c.note.clone()))
-            .ok_or_else(|| {
-                LogError::Usage(format!(
-                    "no checkpoint of size {size} was published (latest is {})",
-                    published.size
-                ))
-            })
+        let (latest, latest_note) = {
+            let published = self.published();
+            (published.size, published.note.clone())
+        };
+        let size = size.unwrap_or(latest);
+        if size == latest {
+            return Ok((size, latest_note.into_bytes()));
+        }
+        match self.checkpoint_history().find_size(size)? {
+            Some(stored) => Ok((size, stored.note)),
+            None => Err(LogError::Usage(format!(
+                "no checkpoint of size {size} was published (latest is {latest})"
+            ))),
+        }
     }
 
     /// A C2SP tlog-proof of entry `index` against the published checkpoint
@@ -1433,18 +1450,16 @@ pub(crate) fn decode_plaintext(
 /// the history append and the replace leaves the previous checkpoint (or
 /// none, or a temporary file) there; anything else was not written by this
 /// log and is reported, never overwritten.
-fn repair_public_checkpoint(layout: &Layout, history: &[StoredCheckpoint]) -> LogResult<()> {
-    let Some(latest) = history.last() else {
-        return Ok(());
-    };
+fn repair_public_checkpoint(
+    layout: &Layout,
+    latest: &StoredCheckpoint,
+    previous: Option<&StoredCheckpoint>,
+) -> LogResult<()> {
     let public_note = fsutil::read_optional(&layout.checkpoint())?;
     if public_note.as_deref() == Some(latest.note.as_slice()) {
         return Ok(());
     }
-    let previous = history
-        .len()
-        .checked_sub(2)
-        .map(|i| history[i].note.as_slice());
+    let previous = previous.map(|c| c.note.as_slice());
     let tmp_exists = fsutil::tmp_sibling(&layout.checkpoint()).exists();
     match public_note.as_deref() {
         None => {}

@@ -19,6 +19,7 @@
 //! events and returns receipts, proofs and verification reports.
 
 pub mod audit;
+mod checkpoints;
 mod committer;
 mod engine;
 pub mod error;
@@ -34,6 +35,7 @@ pub mod sequencer;
 pub mod tiles;
 pub mod verify;
 
+pub use checkpoints::{CheckpointHistory, HistoryStream};
 pub use committer::FsyncMetrics;
 pub use engine::{CreateOptions, Log, MAX_BATCH, OpenOptions, Receipt, StoredEvent};
 pub use error::{LogError, LogResult};

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use stele_store::fsutil;
-use stele_store::history::{HistoryWriter, StoredCheckpoint};
+use stele_store::history::{HistoryIndex, HistoryWriter};
 use stele_store::state::{self, SegmentSnapshot};
 use stele_tlog::{Checkpoint, Hash, Signer};
 
@@ -41,8 +41,9 @@ pub(crate) struct PublishState {
     /// Size and note of the latest published checkpoint.
     pub size: u64,
     pub note: String,
-    /// Every published checkpoint, oldest first.
-    pub history: Vec<StoredCheckpoint>,
+    /// Where every published checkpoint is in the history file (the
+    /// records themselves stay on disk).
+    pub history: HistoryIndex,
     /// Largest size a publish was requested for.
     pub requested: u64,
     /// When this process last published (none before its first publish).
@@ -93,7 +94,7 @@ struct Worker {
     superseded: Vec<PathBuf>,
 }
 
-fn lock(state: &Mutex<PublishState>) -> MutexGuard<'_, PublishState> {
+pub(crate) fn lock(state: &Mutex<PublishState>) -> MutexGuard<'_, PublishState> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -126,6 +127,11 @@ impl Publisher {
 
     pub fn state(&self) -> MutexGuard<'_, PublishState> {
         lock(&self.state)
+    }
+
+    /// The state itself, for readers that outlive a borrow of the log.
+    pub fn shared_state(&self) -> Arc<Mutex<PublishState>> {
+        self.state.clone()
     }
 
     /// The thread's failure, if any.
@@ -232,17 +238,14 @@ impl Worker {
         let checkpoint = Checkpoint::new(self.origin.clone(), job.size, job.root);
         let note = stele_tlog::sign_note(&checkpoint.to_body(), &[&self.signer])
             .map_err(|e| LogError::Usage(e.to_string()))?;
-        self.history.append(job.size, note.as_bytes())?;
+        let appended = self.history.append(job.size, note.as_bytes())?;
         fsutil::atomic_replace(&self.layout.checkpoint(), note.as_bytes(), 0o644)?;
         // Only now is the checkpoint published as far as this process tells
         // anyone: a `Log::publish` that finds this size already published
         // returns at once, and `log/checkpoint` must then already hold it.
         {
             let mut state = lock(&self.state);
-            state.history.push(StoredCheckpoint {
-                size: job.size,
-                note: note.as_bytes().to_vec(),
-            });
+            state.history.push(appended.offset, job.size, appended.len);
             state.size = job.size;
             state.note = note.clone();
             state.published_at = Some(std::time::Instant::now());

@@ -28,7 +28,7 @@ use stele_store::fsutil;
 use stele_store::index::IndexRecord;
 use stele_store::keys::DataKey;
 use stele_store::segment::{SegmentHeader, parse_record_ref, peek_record, record_len};
-use stele_tlog::Checkpoint;
+use stele_tlog::Hash;
 use stele_tlog::tile::{TILE_WIDTH, TileId};
 
 use crate::engine::{Log, open_checkpoint};
@@ -133,10 +133,21 @@ pub fn verify_in_chunks(
     let total = log.size();
     progress.start(total * 2);
 
-    // Checkpoints: signatures, origins, sizes, and the public copy.
-    let mut checkpoints: Vec<Checkpoint> = Vec::new();
-    for (i, stored) in log.history().iter().enumerate() {
-        let location = format!("{} (checkpoint #{i})", show(&layout.history()));
+    // Checkpoints: signatures, origins, sizes, and the public copy. The
+    // history is streamed; only each tree head's size and root are kept
+    // (40 bytes, at most one per entry) for the tree pass.
+    let mut checkpoints: Vec<TreeHead> = Vec::new();
+    let mut latest_note: Option<Vec<u8>> = None;
+    let history_path = show(&layout.history());
+    for (i, stored) in log.checkpoint_history().stream()?.enumerate() {
+        let location = format!("{history_path} (checkpoint #{i})");
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                problems.add(&location, e.to_string());
+                break;
+            }
+        };
         match open_checkpoint(log.verifier(), &log.meta().origin, &stored.note) {
             Ok(cp) => {
                 if cp.size != stored.size {
@@ -159,14 +170,17 @@ pub fn verify_in_chunks(
                         ),
                     );
                 }
-                checkpoints.push(cp);
+                checkpoints.push(TreeHead {
+                    size: cp.size,
+                    root: cp.root,
+                });
             }
             Err(e) => problems.add(&location, format!("signature or format: {e}")),
         }
+        latest_note = Some(stored.note);
     }
     match fsutil::read_optional(&layout.checkpoint())? {
-        Some(bytes)
-            if Some(bytes.as_slice()) == log.history().last().map(|c| c.note.as_slice()) => {}
+        Some(bytes) if Some(&bytes) == latest_note.as_ref() => {}
         Some(_) => problems.add(
             show(&layout.checkpoint()),
             "is not the latest checkpoint in the history",
@@ -475,10 +489,17 @@ fn prefetch_tiles(public: &Path, size: u64, compared: &AtomicU64, done: &AtomicB
 /// Tiles [`prefetch_tiles`] asks for ahead of the tree pass (8 KiB each).
 const PREFETCH_AHEAD: u64 = 1024;
 
+/// The size and root of one stored checkpoint, for the tree pass.
+#[derive(Debug, Clone, Copy)]
+struct TreeHead {
+    size: u64,
+    root: Hash,
+}
+
 fn tree_pass(
     log: &Log,
     records: &[IndexRecord],
-    checkpoints: &[Checkpoint],
+    checkpoints: &[TreeHead],
     problems: &Problems,
     tiles_checked: &AtomicU64,
     progress: &dyn Progress,

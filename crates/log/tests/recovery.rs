@@ -359,11 +359,10 @@ fn publish_returns_with_the_public_checkpoint_in_place() {
             note,
             "round {i}"
         );
-        assert_eq!(
-            log.history().last().unwrap().note,
-            note.as_bytes(),
-            "round {i}"
-        );
+        let history = log.checkpoint_history();
+        let last = history.page(history.count() - 1, 10).unwrap();
+        assert_eq!(last.len(), 1, "round {i}");
+        assert_eq!(last[0].note, note.as_bytes(), "round {i}");
     }
 }
 
@@ -471,7 +470,7 @@ fn partial_tiles_are_pruned_once_full_and_old_proofs_still_work() {
         }
     }
     let root_of = |size: u64| {
-        let stored = log.history().into_iter().find(|c| c.size == size).unwrap();
+        let stored = log.checkpoint_history().find_size(size).unwrap().unwrap();
         let note = stele_tlog::open_note(&stored.note, &[&verifier]).unwrap();
         stele_tlog::Checkpoint::parse(&note.text).unwrap().root
     };
@@ -1106,4 +1105,55 @@ fn tails_cut_from_the_same_place_keep_their_own_files() {
     let report = verify(&log, &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.notes.len(), 2, "{:?}", report.notes);
+}
+
+/// A history longer than several index marks (one per 256 checkpoints)
+/// survives a reopen: every checkpoint is found by number and by size, proofs
+/// against old sizes verify, and `verify` streams it all.
+#[test]
+fn long_checkpoint_history_is_found_by_number_and_size_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let preparer = Preparer::new("tester", "test", "default");
+    let mut receipts = Vec::new();
+    {
+        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+        for n in 0..600 {
+            receipts.extend(log.append_batch(&[event(&preparer, n, None)]).unwrap());
+            log.publish().unwrap();
+        }
+        assert_eq!(log.history_count(), 601);
+    }
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    let history = log.checkpoint_history();
+    assert_eq!(history.count(), 601);
+    let all: Vec<_> = history.stream().unwrap().map(Result::unwrap).collect();
+    assert_eq!(all.len(), 601);
+    for (k, stored) in all.iter().enumerate() {
+        assert_eq!(stored.size, k as u64, "checkpoint #{k} is of size {k}");
+    }
+    assert_eq!(history.page(255, 3).unwrap(), all[255..258]);
+    assert_eq!(history.page(600, 3).unwrap(), all[600..]);
+    assert!(history.page(601, 3).unwrap().is_empty());
+    assert_eq!(all.last().unwrap().note, log.checkpoint_note().into_bytes());
+    let verifier = log.verifier().clone();
+    for size in [1u64, 255, 256, 257, 511, 512, 599, 600] {
+        assert_eq!(
+            history.find_size(size).unwrap().as_ref(),
+            Some(&all[size as usize])
+        );
+        let index = size / 2;
+        let proof = log.inclusion_proof(index, Some(size)).unwrap();
+        let leaf = stele_tlog::leaf_hash(&receipts[index as usize].commitment);
+        assert_eq!(proof.verify(&leaf, &[&verifier], None).unwrap().size, size);
+    }
+    assert!(history.find_size(601).unwrap().is_none());
+    assert!(matches!(
+        log.inclusion_proof(0, Some(601)),
+        Err(LogError::Usage(_))
+    ));
+    let report = verify(&log, &NoProgress).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.checkpoints, 601);
 }

@@ -756,13 +756,59 @@ async fn consistency(
     Ok(axum::Json(body).into_response())
 }
 
-async fn checkpoints(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
-    let history = lock_log(&state.log).history();
-    let list: Vec<Value> = history
-        .iter()
-        .map(|c| json!({"size": c.size, "note": String::from_utf8_lossy(&c.note)}))
-        .collect();
-    Ok(axum::Json(json!({ "checkpoints": list })).into_response())
+/// Checkpoints per `GET /v1/checkpoints` page unless `limit` says otherwise.
+pub const DEFAULT_CHECKPOINTS_PAGE: usize = 100;
+/// Most checkpoints one page may hold (a note is a few hundred bytes).
+pub const MAX_CHECKPOINTS_PAGE: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointsQuery {
+    /// Number of the first checkpoint (0 is the empty tree's).
+    #[serde(default)]
+    from: u64,
+    limit: Option<usize>,
+}
+
+/// One page of the checkpoint history, oldest first, read from the
+/// history file without holding the log; `next` is the `from` of the next
+/// page, or null after the last checkpoint.
+async fn checkpoints(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<CheckpointsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("{e}; use ?from=N&limit=L"),
+        )
+    })?;
+    let limit = query.limit.unwrap_or(DEFAULT_CHECKPOINTS_PAGE);
+    if limit == 0 || limit > MAX_CHECKPOINTS_PAGE {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit must be 1..={MAX_CHECKPOINTS_PAGE}, got {limit}"),
+        ));
+    }
+    let history = lock_log(&state.log).checkpoint_history();
+    let body = blocking(move || {
+        let count = history.count();
+        let page = history.page(query.from, limit).map_err(log_error)?;
+        let end = query.from.saturating_add(page.len() as u64);
+        let list: Vec<Value> = page
+            .iter()
+            .map(|c| json!({"size": c.size, "note": String::from_utf8_lossy(&c.note)}))
+            .collect();
+        Ok(json!({
+            "checkpoints": list,
+            "count": count,
+            "next": if end < count { Some(end) } else { None },
+        }))
+    })
+    .await?;
+    Ok(axum::Json(body).into_response())
 }
 
 async fn checkpoint(State(state): State<Arc<AppState>>) -> ApiResult<Response> {

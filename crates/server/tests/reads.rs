@@ -219,6 +219,41 @@ async fn checkpoint_tiles_and_consistency_verify() {
     assert_eq!(old, small);
     assert_eq!(new, big);
 
+    // The history pages: walking `next` one checkpoint at a time gives the
+    // same list, in tree-size order, and ends with `next: null`.
+    let count = r.json["count"].as_u64().unwrap();
+    assert_eq!(count, history.len() as u64);
+    assert!(r.json["next"].is_null());
+    let mut walked = Vec::new();
+    let mut from = Some(0u64);
+    while let Some(at) = from {
+        let r = send(client.get(server.url(&format!("/v1/checkpoints?from={at}&limit=1")))).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json["checkpoints"].as_array().unwrap().len(), 1);
+        walked.push(r.json["checkpoints"][0].clone());
+        from = r.json["next"].as_u64();
+        assert!(walked.len() as u64 <= count, "next never ends");
+    }
+    assert_eq!(&walked, history);
+    assert!(
+        walked
+            .windows(2)
+            .all(|w| w[0]["size"].as_u64() < w[1]["size"].as_u64())
+    );
+    let r = send(client.get(server.url(&format!("/v1/checkpoints?from={count}")))).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["checkpoints"], json!([]));
+    assert!(r.json["next"].is_null());
+    let r = send(client.get(server.url("/v1/checkpoints?from=1&limit=2"))).await;
+    assert_eq!(r.json["checkpoints"].as_array().unwrap()[..], history[1..3]);
+    let after = if count > 3 { json!(3) } else { Value::Null };
+    assert_eq!(r.json["next"], after);
+    for bad in ["limit=0", "limit=1001", "from=abc", "from=-1", "size=3"] {
+        let r = send(client.get(server.url(&format!("/v1/checkpoints?{bad}")))).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+        assert_eq!(r.json["error"]["code"], "invalid_query", "{bad}");
+    }
+
     // Consistency between the two verifies offline, and not against a
     // wrong root.
     let r = send(client.get(server.url("/v1/proof/consistency?old=5&new=305"))).await;

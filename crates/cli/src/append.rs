@@ -87,6 +87,11 @@ pub fn run(data: &DataArgs, stream: Option<&str>, writer: Option<String>) -> Cli
             .map_err(|e| Failure::usage(format!("--stream: {e}")))?;
     }
     let writer = writer.unwrap_or_else(local_principal);
+    if writer.trim().is_empty() {
+        return Err(Failure::usage(
+            "--writer: the writer must be a non-empty principal name",
+        ));
+    }
     let clock = std::env::var_os("STELE_NOW").map(|_| now()).transpose()?;
     let at = now()?;
     let mut log = open(data)?;

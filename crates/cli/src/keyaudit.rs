@@ -71,8 +71,9 @@ const DAY: i64 = 86_400;
 fn new_passphrase(file: Option<&std::path::Path>) -> CliResult<Zeroizing<String>> {
     let pass = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Failure::usage(format!("new passphrase file {}: {e}", path.display()))
+            let bytes = crate::read_limited(path, crate::MAX_PASSPHRASE_FILE, "new passphrase file")?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                Failure::usage(format!("new passphrase file {}: not UTF-8", path.display()))
             })?;
             Zeroizing::new(text.trim_end_matches(['\n', '\r']).to_string())
         }

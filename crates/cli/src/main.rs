@@ -268,25 +268,66 @@ impl From<std::io::Error> for Failure {
 pub(crate) type CliResult<T> = Result<T, Failure>;
 
 fn main() -> ExitCode {
+    // A panic is a bug: one line on standard error, exit 2 (below).
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("stele: internal error: {info}");
+        let text = info.to_string().replace('\n', ": ");
+        eprintln!("stele: internal error: {text}");
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("stele: error: {}", usage_line(&e));
+            return ExitCode::from(2);
         }
     };
-    match run(cli) {
-        Ok(code) => ExitCode::from(code),
-        Err(failure) => {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
+        Ok(Ok(code)) => ExitCode::from(code),
+        Ok(Err(failure)) => {
             eprintln!("stele: error: {}", failure.message);
             ExitCode::from(failure.code)
         }
+        Err(_) => ExitCode::from(2),
     }
 }
+
+/// A command-line error as one line: clap's message without its "error:"
+/// prefix, usage block and tips, and where to find help.
+fn usage_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid command line");
+    let message = first.trim().strip_prefix("error:").unwrap_or(first).trim();
+    format!("{message} (see stele --help)")
+}
+
+/// Reads a file the user named, refusing one larger than `limit` bytes
+/// (`/dev/zero` or a wrong path must not exhaust memory).
+pub(crate) fn read_limited(path: &Path, limit: u64, what: &str) -> CliResult<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure::usage(format!("{what} {}: {e}", path.display())))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Failure::usage(format!("{what} {}: {e}", path.display())))?;
+    if bytes.len() as u64 > limit {
+        return Err(Failure::usage(format!(
+            "{what} {}: larger than {limit} bytes",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Longest passphrase file read.
+const MAX_PASSPHRASE_FILE: u64 = 64 * 1024;
 
 fn run(cli: Cli) -> CliResult<u8> {
     match cli.command {
@@ -379,8 +420,10 @@ fn print_out(text: &str) -> CliResult<()> {
 
 fn read_passphrase(file: Option<&Path>) -> CliResult<Option<Zeroizing<String>>> {
     if let Some(path) = file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Failure::usage(format!("passphrase file {}: {e}", path.display())))?;
+        let bytes = read_limited(path, MAX_PASSPHRASE_FILE, "passphrase file")?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Failure::usage(format!("passphrase file {}: not UTF-8", path.display()))
+        })?;
         let trimmed = text.trim_end_matches(['\n', '\r']).to_string();
         return Ok(Some(Zeroizing::new(trimmed)));
     }

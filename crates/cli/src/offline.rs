@@ -10,7 +10,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use stele_tlog::{TlogProof, Verifier, leaf_hash};
 
-use crate::{CliResult, Failure, print_out};
+use crate::{CliResult, Failure, print_out, read_limited};
+
+/// Longest proof file read: a tlog-proof is a checkpoint and at most 64
+/// hashes, a few kilobytes.
+const MAX_PROOF_FILE: u64 = 1 << 20;
+/// Longest event file read (`stele get` output for the largest event).
+const MAX_EVENT_FILE: u64 = 64 << 20;
 
 fn decode_32(text: &str, what: &str) -> CliResult<[u8; 32]> {
     let bytes = B64
@@ -23,8 +29,7 @@ fn decode_32(text: &str, what: &str) -> CliResult<[u8; 32]> {
 
 /// The commitment of an event file as printed by `stele get`.
 fn event_commitment(path: &Path) -> CliResult<[u8; 32]> {
-    let text =
-        std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let text = read_limited(path, MAX_EVENT_FILE, "event file")?;
     let value: serde_json::Value = serde_json::from_slice(&text)
         .map_err(|e| Failure::usage(format!("{}: not JSON: {e}", path.display())))?;
     let salt = value
@@ -60,8 +65,10 @@ pub fn verify_proof(
     commitment: Option<&str>,
 ) -> CliResult<u8> {
     let verifier = Verifier::from_vkey(vkey).map_err(|e| Failure::usage(format!("--vkey: {e}")))?;
-    let text = std::fs::read_to_string(proof)
-        .map_err(|e| Failure::usage(format!("{}: {e}", proof.display())))?;
+    let bytes = read_limited(proof, MAX_PROOF_FILE, "proof file")?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Failure::refused(format!("{}: not a tlog-proof (not UTF-8)", proof.display()))
+    })?;
     let parsed = TlogProof::parse(&text)
         .map_err(|e| Failure::refused(format!("{}: {e}", proof.display())))?;
     let commitment = match (event, commitment) {

@@ -301,6 +301,10 @@ fn proofs_for_unpublished_sizes_and_absent_entries() {
     expect(&out, 2, &["no checkpoint of size 4"]);
     let out = run(&["proof", "consistency", "--data", p(&dir), "--old", "6"]);
     expect(&out, 2, &["6"]);
+    // Nothing is proven consistent with the empty tree: a usage error.
+    let out = run(&["proof", "consistency", "--data", p(&dir), "--old", "0"]);
+    expect(&out, 2, &["old size must be at least 1"]);
+    expect_one_error_line(&out);
     // The published ones work.
     expect(
         &run(&[
@@ -426,6 +430,16 @@ fn passphrase_protected_log() {
         p(&tmp.path().join("nope")),
     ]);
     expect(&out, 2, &["nope"]);
+    // An endless passphrase file is refused, not read into memory.
+    let out = run(&[
+        "checkpoint",
+        "--data",
+        p(&dir),
+        "--passphrase-file",
+        "/dev/zero",
+    ]);
+    expect(&out, 2, &["passphrase file", "larger than"]);
+    expect_one_error_line(&out);
     // Right one from the file.
     let out = run(&[
         "get",
@@ -816,6 +830,65 @@ fn verify_proof_refuses_the_wrong_event() {
     // Neither --event nor --commitment.
     let out = run(&["verify-proof", "--vkey", &f.vkey, "--proof", p(&f.proof)]);
     expect(&out, 2, &["--event", "--commitment"]);
+}
+
+/// Files named on the command line are read only up to a limit: an endless
+/// one (`/dev/zero`) is refused, not read into memory; a proof that is not
+/// text is a proof that does not verify (1), not an I/O error.
+#[test]
+fn verify_proof_bounds_what_it_reads() {
+    let f = proof_fixture();
+    let zero = Path::new("/dev/zero");
+    let out = verify_proof(&f.vkey, zero, ("--commitment", &f.commitment));
+    expect(&out, 2, &["proof file", "larger than"]);
+    expect_one_error_line(&out);
+    let out = verify_proof(&f.vkey, &f.proof, ("--event", "/dev/zero"));
+    expect(&out, 2, &["event file", "larger than"]);
+    expect_one_error_line(&out);
+    let binary = f.proof.with_extension("bin");
+    std::fs::write(&binary, [0xffu8, 0xfe, 0x00, 0x80]).expect("write");
+    let out = verify_proof(&f.vkey, &binary, ("--commitment", &f.commitment));
+    expect(&out, 1, &["not a tlog-proof"]);
+    expect_one_error_line(&out);
+}
+
+/// Command-line mistakes are one `stele: error:` line, exit 2; help and
+/// version are not errors.
+#[test]
+fn command_line_errors_are_one_line() {
+    for args in [
+        &["append", "--data"][..],
+        &["append", "--nonsense"],
+        &["get", "--data", "/tmp", "--index", "minus-one"],
+        &["no-such-command"],
+        &[],
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, 2, "{args:?}: {out}");
+        expect_one_error_line(&out);
+        assert!(out.stderr.contains("stele --help"), "{args:?}: {out}");
+    }
+    expect(&run(&["--version"]), 0, &["stele"]);
+    expect(&run(&["append", "--help"]), 0, &["--data"]);
+}
+
+#[test]
+fn empty_writer_is_a_usage_error_before_reading_input() {
+    let (_tmp, dir) = new_log();
+    let out = run_full(
+        &["append", "--data", p(&dir), "--writer", " "],
+        b"{\"actor\":\"a\",\"action\":\"b\"}\n",
+        &[],
+    );
+    expect(&out, 2, &["--writer", "non-empty"]);
+    expect_one_error_line(&out);
+    assert_eq!(
+        run(&["checkpoint", "--data", p(&dir)])
+            .stdout
+            .lines()
+            .nth(1),
+        Some("0")
+    );
 }
 
 /// A refused line ends `append` even when standard input stays open (a

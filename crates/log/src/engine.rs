@@ -1281,7 +1281,7 @@ impl Log {
         let tiles = DiskTiles::new(&self.layout.public());
         let reader = TileHashReader::new(size, &tiles);
         let hashes = stele_tlog::inclusion_proof(&reader, index, size)
-            .map_err(|e| LogError::Integrity(format!("cannot build inclusion proof: {e}")))?;
+            .map_err(|e| proof_error("inclusion", e))?;
         Ok(TlogProof {
             extra: None,
             index,
@@ -1294,6 +1294,12 @@ impl Log {
     /// of `size` (the latest by default).
     pub fn consistency_proof(&self, old: u64, size: Option<u64>) -> LogResult<Vec<Hash>> {
         let (size, _) = self.require_published(size)?;
+        if old == 0 {
+            return Err(LogError::Usage(
+                "old size must be at least 1: nothing is proven consistent with the empty tree"
+                    .into(),
+            ));
+        }
         if old > size {
             return Err(LogError::Usage(format!(
                 "old size {old} is larger than the checkpoint size {size}"
@@ -1301,8 +1307,26 @@ impl Log {
         }
         let tiles = DiskTiles::new(&self.layout.public());
         let reader = TileHashReader::new(size, &tiles);
-        stele_tlog::consistency_proof(&reader, old, size)
-            .map_err(|e| LogError::Integrity(format!("cannot build consistency proof: {e}")))
+        stele_tlog::consistency_proof(&reader, old, size).map_err(|e| proof_error("consistency", e))
+    }
+}
+
+/// Classifies a failure to build a proof from the stored tiles: a request
+/// outside the tree is the caller's mistake, a tile that cannot be read is
+/// the store's (I/O, or corruption when its bytes are wrong), and a tile
+/// the tree should have but cannot exist is corruption.
+fn proof_error(
+    kind: &str,
+    e: stele_tlog::ProofError<stele_tlog::tile::TileHashError<StoreError>>,
+) -> LogError {
+    use stele_tlog::ProofError;
+    use stele_tlog::tile::TileHashError;
+    match e {
+        ProofError::Reader(TileHashError::Reader(store)) => LogError::Store(store),
+        ProofError::Reader(other) => {
+            LogError::Integrity(format!("cannot build {kind} proof: {other}"))
+        }
+        request => LogError::Usage(format!("cannot build {kind} proof: {request}")),
     }
 }
 

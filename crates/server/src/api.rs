@@ -143,6 +143,16 @@ impl From<SubmitError> for ApiError {
                     "the log writer is stopping",
                 )
             },
+            SubmitError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_events",
+                format!("{e}; split the request"),
+            ),
+            // A batch the log refused without failing (it stays writable):
+            // the request itself is at fault, not the server.
+            SubmitError::Log(LogError::Usage(message)) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+            }
             SubmitError::Log(e) => log_error(e),
         }
     }

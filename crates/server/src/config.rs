@@ -81,7 +81,8 @@ pub struct ClientCert {
 pub struct Limits {
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
-    /// Most events in one request.
+    /// Most events in one request; at most [`stele_log::MAX_BATCH`]
+    /// (65,536), the most one append can hold.
     pub max_events_per_request: usize,
     /// Requests that may wait for the writer; beyond it, 503 + Retry-After.
     pub queue_depth: usize,
@@ -179,6 +180,14 @@ impl Config {
         {
             return Err("limits must be positive".into());
         }
+        if self.limits.max_events_per_request > stele_log::MAX_BATCH {
+            return Err(format!(
+                "limits.max_events_per_request = {} is more than one append can hold ({}): lower it to at most {}",
+                self.limits.max_events_per_request,
+                stele_log::MAX_BATCH,
+                stele_log::MAX_BATCH
+            ));
+        }
         if self.limits.max_inflight_body_bytes < self.limits.max_body_bytes
             || self.limits.max_inflight_body_bytes > u32::MAX as usize
         {
@@ -191,5 +200,25 @@ impl Config {
             return Err("publish_interval_ms must be 1..=60000".into());
         }
         Ok(warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// More events per request than one append holds would make every
+    /// such request fail on the writer: refused at start, naming the bound.
+    #[test]
+    fn events_per_request_above_the_batch_limit_are_refused() {
+        let mut config = Config::default();
+        config.limits.max_events_per_request = stele_log::MAX_BATCH;
+        assert!(config.validate().is_ok());
+        config.limits.max_events_per_request = stele_log::MAX_BATCH + 1;
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("max_events_per_request"), "{error}");
+        assert!(error.contains("65536"), "{error}");
     }
 }

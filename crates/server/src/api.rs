@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -635,6 +636,14 @@ fn authorize_appends(
     Ok(())
 }
 
+/// Longest a read waits for a checkpoint covering its entry. One is asked
+/// for at once; the publisher thread normally signs it within
+/// milliseconds, so running out means the publisher is stuck or slow.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(15);
+
+/// How often a waiting read looks for that checkpoint.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(10);
+
 async fn get_event(
     State(state): State<Arc<AppState>>,
     Path(index): Path<String>,
@@ -642,7 +651,6 @@ async fn get_event(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
-    let conn_info = conn.as_deref().cloned();
     let index: u64 = index.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -650,55 +658,80 @@ async fn get_event(
             format!("{index:?} is not an entry index"),
         )
     })?;
+    let conn_info = conn.as_deref().cloned();
     let client = conn
         .as_deref()
         .map(|c| c.remote.to_string())
         .unwrap_or_default();
+    // First the entry and the decision on the stream it is stored in: a
+    // caller who may not read it gets nothing published, recorded as a
+    // read or sent.
     let work_state = state.clone();
-    let body = blocking(move || {
+    let work_principal = principal.clone();
+    let work_conn = conn_info.clone();
+    let stored = blocking(move || {
         let state = work_state;
-        let (stored, proof) = {
-            let mut log = lock_log(&state.log);
+        let looked_up = {
+            let log = lock_log(&state.log);
             if index >= log.size() {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "not_found",
-                    format!("entry {index} does not exist (the log has {} entries)", log.size()),
+                    format!(
+                        "entry {index} does not exist (the log has {} entries)",
+                        log.size()
+                    ),
                 ));
             }
-            if index >= log.published_size() {
-                log.publish().map_err(log_error)?;
-            }
-            let stored = match log.get(index) {
-                Ok(stored) => stored,
-                Err(LogError::Purged { index, tombstone }) => {
-                    drop(log);
-                    authorize(
-                        &state,
-                        &principal,
-                        conn_info.as_ref(),
-                        Action::Read,
-                        Resource::Event { stream: &tombstone.stream, index },
-                    )?;
-                    return Err(ApiError {
-                        purge: Some(Box::new(serde_json::to_value(&*tombstone).unwrap_or(Value::Null))),
-                        ..log_error(LogError::Purged { index, tombstone })
-                    });
-                }
-                Err(e) => return Err(log_error(e)),
-            };
-            let proof = log.inclusion_proof(index, None).map_err(log_error)?;
-            (stored, proof)
+            log.get(index)
         };
-        // Decided on the stream the event is stored in; the content has
-        // not left the server.
-        authorize(
-            &state,
-            &principal,
-            conn_info.as_ref(),
-            Action::Read,
-            Resource::Event { stream: &stored.envelope.stream, index },
-        )?;
+        match looked_up {
+            Ok(stored) => {
+                // Decided on the stream the event is stored in; the
+                // content has not left the server.
+                authorize(
+                    &state,
+                    &work_principal,
+                    work_conn.as_ref(),
+                    Action::Read,
+                    Resource::Event {
+                        stream: &stored.envelope.stream,
+                        index,
+                    },
+                )?;
+                Ok(stored)
+            }
+            Err(LogError::Purged { index, tombstone }) => {
+                authorize(
+                    &state,
+                    &work_principal,
+                    work_conn.as_ref(),
+                    Action::Read,
+                    Resource::Event {
+                        stream: &tombstone.stream,
+                        index,
+                    },
+                )?;
+                Err(ApiError {
+                    purge: Some(Box::new(
+                        serde_json::to_value(&*tombstone).unwrap_or(Value::Null),
+                    )),
+                    ..log_error(LogError::Purged { index, tombstone })
+                })
+            }
+            Err(e) => Err(log_error(e)),
+        }
+    })
+    .await?;
+    // The proof needs a checkpoint that covers the entry; waiting for it
+    // holds neither the log nor a thread.
+    wait_for_checkpoint(&state, index + 1).await?;
+    let work_state = state.clone();
+    let body = blocking(move || {
+        let state = work_state;
+        let proof = lock_log(&state.log)
+            .inclusion_proof(index, None)
+            .map_err(log_error)?;
         // The read is audited durably before the content leaves.
         let audit = json!({
             "actor": principal.name,
@@ -724,6 +757,43 @@ async fn get_event(
     })
     .await?;
     Ok(axum::Json(body).into_response())
+}
+
+/// Waits until a published checkpoint covers `size` entries, asking the
+/// publisher thread for one (without waiting under the log lock) while
+/// none does. 503 + Retry-After when none comes within [`CHECKPOINT_WAIT`].
+async fn wait_for_checkpoint(state: &Arc<AppState>, size: u64) -> ApiResult<()> {
+    let deadline = tokio::time::Instant::now() + CHECKPOINT_WAIT;
+    loop {
+        let work_state = state.clone();
+        let published = blocking(move || {
+            let mut log = lock_log(&work_state.log);
+            if log.published_size() < size {
+                // Only queues a checkpoint (a no-op when one covering the
+                // log is already on its way); the publisher signs it.
+                log.publish_soon().map_err(log_error)?;
+            }
+            Ok(log.published_size())
+        })
+        .await?;
+        if published >= size {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "checkpoint_pending",
+                    format!(
+                        "no checkpoint covers entry {} yet (latest covers {published}); retry later",
+                        size - 1
+                    ),
+                )
+            });
+        }
+        tokio::time::sleep(CHECKPOINT_POLL).await;
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -767,7 +837,9 @@ async fn consistency(
 }
 
 async fn checkpoints(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
-    let history = lock_log(&state.log).history();
+    // The writer may hold the log through a batch's fsyncs: wait off the
+    // async workers.
+    let history = blocking(move || Ok(lock_log(&state.log).history())).await?;
     let list: Vec<Value> = history
         .iter()
         .map(|c| json!({"size": c.size, "note": String::from_utf8_lossy(&c.note)}))
@@ -855,18 +927,32 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
-    match lock_log(&state.log).health() {
+    // The writer may hold the log through a batch's fsyncs: wait off the
+    // async workers.
+    let work_state = state.clone();
+    let health = tokio::task::spawn_blocking(move || {
+        lock_log(&work_state.log)
+            .health()
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the health check failed: {e}")));
+    match health {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
     }
 }
 
-async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    let (age, size) = {
-        let log = lock_log(&state.log);
-        (log.checkpoint_age().map(|d| d.as_secs_f64()), log.size())
-    };
-    (
+async fn metrics_text(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
+    // The writer may hold the log through a batch's fsyncs: wait off the
+    // async workers.
+    let work_state = state.clone();
+    let (age, size) = blocking(move || {
+        let log = lock_log(&work_state.log);
+        Ok((log.checkpoint_age().map(|d| d.as_secs_f64()), log.size()))
+    })
+    .await?;
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(
             &state.metrics,
@@ -877,7 +963,7 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
             size,
         ),
     )
-        .into_response()
+        .into_response())
 }
 
 async fn openapi() -> Response {

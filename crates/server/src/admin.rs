@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -44,7 +45,8 @@ use stele_policy::{Action, Policy, PolicySource, Resource};
 
 use crate::access::authorize;
 use crate::api::{
-    ApiError, ApiResult, AppState, ConnInfo, authenticate, blocking, log_error, read_body,
+    ApiError, ApiResult, AppState, ConnInfo, authenticate, blocking, log_error, path_param,
+    read_body,
 };
 use crate::governance::{SchedulerContext, attest};
 use crate::tokens::Principal;
@@ -244,11 +246,12 @@ async fn add_hold(
 
 async fn release_hold(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let principal = who(&state, &headers, &conn, Action::HoldRelease, Resource::Log)?;
+    let id = path_param("id", id)?;
     let hold = blocking(move || {
         lock_log(&state.log)
             .release_hold(&id, &principal.name, jiff::Timestamp::now())

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -233,11 +234,50 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/events/{index}", get(get_event))
         .route("/v1/ingest/kubernetes", post(post_kubernetes))
         .merge(crate::admin::routes())
+        // Set after every route: the 405 fallback applies to the routes
+        // registered before it.
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_responses,
         ))
         .with_state(state)
+}
+
+/// A path no route serves: a JSON 404 like every other error.
+async fn route_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint at {}; see /openapi.json", uri.path()),
+    )
+}
+
+/// A served path asked with a method it does not take: a JSON 405 (the
+/// router adds the `Allow` header listing the methods it takes).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// A path parameter as text, or a JSON 400 naming it when the path
+/// segment does not decode (invalid percent-encoding or UTF-8).
+pub(crate) fn path_param(
+    name: &'static str,
+    extracted: Result<Path<String>, PathRejection>,
+) -> ApiResult<String> {
+    extracted.map(|Path(value)| value).map_err(|e| ApiError {
+        field: Some(name.into()),
+        ..ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            format!("path parameter {name}: {}", e.body_text()),
+        )
+    })
 }
 
 /// Counts every response and logs it: refusals and failures at info or
@@ -646,16 +686,18 @@ const CHECKPOINT_POLL: Duration = Duration::from_millis(10);
 
 async fn get_event(
     State(state): State<Arc<AppState>>,
-    Path(index): Path<String>,
+    index: Result<Path<String>, PathRejection>,
     conn: Option<axum::Extension<ConnInfo>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
-    let index: u64 = index.parse().map_err(|_| {
-        ApiError::new(
+    let index = path_param("index", index)?;
+    let index: u64 = index.parse().map_err(|_| ApiError {
+        field: Some("index".into()),
+        ..ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_index",
-            format!("{index:?} is not an entry index"),
+            format!("path parameter index: {index:?} is not an entry index (0 to 2^64-1)"),
         )
     })?;
     let conn_info = conn.as_deref().cloned();
@@ -867,7 +909,18 @@ async fn checkpoint(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
         .into_response())
 }
 
-async fn tile(State(state): State<Arc<AppState>>, Path(path): Path<String>) -> ApiResult<Response> {
+async fn tile(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    // A path that does not even decode names no tile: 404 like any other.
+    let path = path.map(|Path(path)| path).map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("not a tile path: {}", e.body_text()),
+        )
+    })?;
     let full_path = format!("tile/{path}");
     let (_, id) = stele_tlog::TileId::parse_path(&full_path).map_err(|e| {
         ApiError::new(

@@ -388,10 +388,22 @@ pub(crate) async fn read_body(
                 )
             }
         })?;
-    // A body longer than it declared is cut at the declared share.
-    let bytes = axum::body::to_bytes(body, share as usize)
-        .await
-        .map_err(|_| too_large())?;
+    // A body longer than it declared is cut at the declared share. A
+    // client that stops sending it is answered 408 once the deadline
+    // passes, which frees its share of the budget and its connection.
+    let seconds = state.config.timeouts.body_read_seconds;
+    let read = axum::body::to_bytes(body, share as usize);
+    let bytes = match tokio::time::timeout(Duration::from_secs(seconds), read).await {
+        Ok(read) => read.map_err(|_| too_large())?,
+        Err(_) => {
+            state.metrics.error("body_timeout");
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {seconds} s"),
+            ));
+        }
+    };
     Ok((bytes, permit))
 }
 

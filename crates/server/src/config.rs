@@ -223,6 +223,9 @@ impl Config {
                 stele_log::MAX_BATCH
             ));
         }
+        if self.limits.max_connections == 0 {
+            return Err("limits.max_connections must be positive".into());
+        }
         for (name, seconds) in [
             ("header_read_seconds", self.timeouts.header_read_seconds),
             ("body_read_seconds", self.timeouts.body_read_seconds),
@@ -266,6 +269,15 @@ mod tests {
         let error = config.validate().unwrap_err();
         assert!(error.contains("max_events_per_request"), "{error}");
         assert!(error.contains("65536"), "{error}");
+    }
+
+    /// Without a connection slot nothing could ever be served.
+    #[test]
+    fn zero_connections_are_refused() {
+        let mut config = Config::default();
+        config.limits.max_connections = 0;
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("max_connections"), "{error}");
     }
 
     /// Every timeout must be at least a second and at most an hour.

@@ -76,7 +76,9 @@ pub async fn bind(
     config: Config,
     passphrase: Option<zeroize::Zeroizing<String>>,
 ) -> Result<Bound, String> {
-    for warning in config.validate()? {
+    let mut warnings = config.validate()?;
+    warnings.extend(open_files_warning(config.limits.max_connections));
+    for warning in warnings {
         tracing::warn!("{warning}");
         eprintln!("stele: WARNING: {warning}");
     }
@@ -272,6 +274,10 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
 /// Longest shutdown waits for open connections to finish their requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// Pause after a failed `accept` before the next: out of file descriptors
+/// (EMFILE, ENFILE) or memory, retrying at once would spin a core.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Accepts connections on one listener until `stop`, each served on a
 /// task of its own while it holds one of the `connections` permits.
 async fn accept_loop(
@@ -282,13 +288,31 @@ async fn accept_loop(
     connections: Arc<tokio::sync::Semaphore>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    // Whether the last accept failed: a run of failures is logged once.
+    let mut failing = false;
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.changed() => break,
         };
-        let Ok((stream, remote)) = accepted else {
-            continue;
+        let (stream, remote) = match accepted {
+            Ok(accepted) => {
+                if failing {
+                    tracing::info!("accepting connections again");
+                    failing = false;
+                }
+                accepted
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "accept failed; retrying every 100 ms until it succeeds");
+                    failing = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    _ = stop.changed() => break,
+                }
+            }
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             // Over the connection limit: close at once.
@@ -304,6 +328,25 @@ async fn accept_loop(
             connection::serve_connection(stream, remote, router, tls, timeouts, stop).await;
         });
     }
+}
+
+/// File descriptors kept for the server's own use (listeners, the log's
+/// files, the token store, TLS files) beside one per connection.
+const RESERVED_FILES: u64 = 128;
+
+/// A warning when this process may not open enough files for
+/// `max_connections` connections (RLIMIT_NOFILE): accepting beyond that
+/// fails (and backs off) instead of serving.
+fn open_files_warning(max_connections: usize) -> Option<String> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current?;
+    let needed = (max_connections as u64).saturating_add(RESERVED_FILES);
+    if limit >= needed {
+        return None;
+    }
+    Some(format!(
+        "limits.max_connections = {max_connections} but this process may open only {limit} files (RLIMIT_NOFILE): connections beyond about {} will not be accepted; raise the limit to at least {needed} (ulimit -n, systemd LimitNOFILE=) or lower limits.max_connections",
+        limit.saturating_sub(RESERVED_FILES)
+    ))
 }
 
 /// Re-reads the configured policy file on each SIGHUP and applies it (as
@@ -360,5 +403,29 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// More connections than open files allow is reported with the limit
+    /// and the fix; fewer is not.
+    #[test]
+    fn open_files_warning_compares_with_the_limit() {
+        let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+        else {
+            return;
+        };
+        let warning = open_files_warning(usize::try_from(limit).unwrap_or(usize::MAX)).unwrap();
+        assert!(warning.contains("RLIMIT_NOFILE"), "{warning}");
+        assert!(warning.contains("limits.max_connections"), "{warning}");
+        if limit >= RESERVED_FILES {
+            let fits = usize::try_from(limit - RESERVED_FILES).unwrap_or(usize::MAX);
+            assert_eq!(open_files_warning(fits), None);
+        }
     }
 }

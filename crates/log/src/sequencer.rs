@@ -152,6 +152,10 @@ pub enum SubmitError {
     Busy,
     #[error("the log writer has stopped")]
     Stopped,
+    /// More events than one append can hold ([`crate::MAX_BATCH`]); the
+    /// request was not queued, and the caller should split it.
+    #[error("a request holds at most {max} events, got {events}")]
+    TooLarge { events: usize, max: usize },
     #[error(transparent)]
     Log(#[from] LogError),
 }
@@ -163,6 +167,7 @@ impl SequencerHandle {
     /// 503 instead of waiting. This is the call for async callers: `reply`
     /// can complete a future.
     pub fn submit(&self, events: Vec<PreparedEvent>, reply: Reply) -> Result<(), SubmitError> {
+        check_request_size(&events)?;
         match self.tx.try_send(Request { events, reply }) {
             Ok(()) => {
                 self.metrics
@@ -193,6 +198,7 @@ impl SequencerHandle {
 
     /// Like [`Self::append`] but waits for room in the queue.
     pub fn append_blocking(&self, events: Vec<PreparedEvent>) -> Result<Vec<Receipt>, SubmitError> {
+        check_request_size(&events)?;
         let (reply, rx) = mpsc::sync_channel(1);
         let reply: Reply = Box::new(move |result| {
             let _ = reply.send(result);
@@ -207,6 +213,31 @@ impl SequencerHandle {
             Ok(result) => Ok(result?),
             Err(_) => Err(SubmitError::Stopped),
         }
+    }
+}
+
+/// A request larger than one batch could never be begun: refuse it before
+/// it is queued, instead of failing it (and its batch) on the writer.
+fn check_request_size(events: &[PreparedEvent]) -> Result<(), SubmitError> {
+    if events.len() > crate::engine::MAX_BATCH {
+        return Err(SubmitError::TooLarge {
+            events: events.len(),
+            max: crate::engine::MAX_BATCH,
+        });
+    }
+    Ok(())
+}
+
+/// The error each request of a batch that could not be begun is answered
+/// with. Only a failure that poisoned the log is reported as `Poisoned`;
+/// one that left the log writable (a refused batch) keeps its own kind.
+fn begin_failure(log: &Log, error: &LogError) -> LogError {
+    if log.health().is_err() {
+        return LogError::Poisoned(error.to_string());
+    }
+    match error {
+        LogError::Refused(message) => LogError::Refused(message.clone()),
+        other => LogError::Usage(other.to_string()),
     }
 }
 
@@ -426,9 +457,8 @@ fn run(
             }),
             Err(e) => {
                 metrics.errors.fetch_add(1, Relaxed);
-                let message = e.to_string();
                 for reply in replies {
-                    reply(Err(LogError::Poisoned(message.clone())));
+                    reply(Err(begin_failure(log, &e)));
                 }
                 finish_all(log, &mut flight, metrics, &mut stats);
             }

@@ -146,6 +146,43 @@ fn sequencer_appends_every_request() {
     assert_verifies(&log);
 }
 
+/// A request larger than one append can hold is refused before it is
+/// queued (never reported as a failure of the log), and the log keeps
+/// taking appends.
+#[test]
+fn sequencer_refuses_a_request_larger_than_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let preparer = Preparer::new("tester", "test", "default");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(
+        Log::open(&data, OpenOptions::default()).unwrap(),
+    ));
+    let sequencer = stele_log::sequencer::Sequencer::start(log.clone(), Default::default());
+    let handle = sequencer.handle();
+    let one = event(&preparer, 0, None);
+    let too_many = vec![one.clone(); stele_log::MAX_BATCH + 1];
+    match handle.append(too_many.clone()) {
+        Err(stele_log::sequencer::SubmitError::TooLarge { events, max }) => {
+            assert_eq!(
+                (events, max),
+                (stele_log::MAX_BATCH + 1, stele_log::MAX_BATCH)
+            );
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(matches!(
+        handle.append_blocking(too_many),
+        Err(stele_log::sequencer::SubmitError::TooLarge { .. })
+    ));
+    assert!(log.lock().unwrap().health().is_ok());
+    let receipts = handle.append(vec![event(&preparer, 1, None)]).unwrap();
+    assert_eq!(receipts[0].index, 0);
+    drop(handle);
+    let stats = sequencer.stop().unwrap();
+    assert_eq!(stats.events, 1);
+}
+
 /// A client `id` makes appends idempotent per writer: a retry (same id,
 /// same payload) returns the original receipt (never a second entry),
 /// within a batch, across batches and across reopening; the same id from

@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -44,7 +45,8 @@ use stele_policy::{Action, Policy, PolicySource, Resource};
 
 use crate::access::authorize;
 use crate::api::{
-    ApiError, ApiResult, AppState, ConnInfo, authenticate, blocking, log_error, read_body,
+    ApiError, ApiResult, AppState, ConnInfo, authenticate, blocking, log_error, path_param,
+    read_body,
 };
 use crate::governance::{SchedulerContext, attest};
 use crate::tokens::Principal;
@@ -102,19 +104,23 @@ async fn get_policy(
 ) -> ApiResult<Response> {
     who(&state, &headers, &conn, Action::PolicyRead, Resource::Log)?;
     let policy = state.governance.policy();
-    let versions: Vec<Value> = lock_log(&state.log)
-        .policy_versions()
-        .iter()
-        .map(|v| {
-            json!({
-                "seq": v.seq,
-                "hash": v.hash,
-                "activated_at": stele_log::purge::timestamp_text(v.activated_at),
-                "applied_by": v.applied_by,
-                "event_index": v.event_index,
+    let work_state = state.clone();
+    let versions: Vec<Value> = blocking(move || {
+        Ok(lock_log(&work_state.log)
+            .policy_versions()
+            .iter()
+            .map(|v| {
+                json!({
+                    "seq": v.seq,
+                    "hash": v.hash,
+                    "activated_at": stele_log::purge::timestamp_text(v.activated_at),
+                    "applied_by": v.applied_by,
+                    "event_index": v.event_index,
+                })
             })
-        })
-        .collect();
+            .collect())
+    })
+    .await?;
     let source = policy.source();
     Ok(axum::Json(json!({
         "hash": state.governance.policy_hash(),
@@ -172,7 +178,7 @@ async fn list_holds(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     who(&state, &headers, &conn, Action::HoldList, Resource::Log)?;
-    let holds = lock_log(&state.log).holds().to_vec();
+    let holds = blocking(move || Ok(lock_log(&state.log).holds().to_vec())).await?;
     Ok(axum::Json(json!({ "holds": holds })).into_response())
 }
 
@@ -240,11 +246,12 @@ async fn add_hold(
 
 async fn release_hold(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let principal = who(&state, &headers, &conn, Action::HoldRelease, Resource::Log)?;
+    let id = path_param("id", id)?;
     let hold = blocking(move || {
         lock_log(&state.log)
             .release_hold(&id, &principal.name, jiff::Timestamp::now())
@@ -261,7 +268,7 @@ async fn retention_status(
 ) -> ApiResult<Response> {
     who(&state, &headers, &conn, Action::PolicyRead, Resource::Log)?;
     let now = jiff::Timestamp::now();
-    let report = lock_log(&state.log).retention_report(now);
+    let report = blocking(move || Ok(lock_log(&state.log).retention_report(now))).await?;
     Ok(axum::Json(report).into_response())
 }
 
@@ -313,7 +320,9 @@ async fn latest_attestation(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     who(&state, &headers, &conn, Action::AuditReport, Resource::Log)?;
-    let latest = stele_log::audit::latest_attestation(&state.config.data).map_err(log_error)?;
+    let data = state.config.data.clone();
+    let latest =
+        blocking(move || stele_log::audit::latest_attestation(&data).map_err(log_error)).await?;
     match latest {
         Some(attestation) => Ok(axum::Json(attestation).into_response()),
         None => Err(ApiError::new(
@@ -379,12 +388,13 @@ async fn key_info(
     who(&state, &headers, &conn, Action::AuditReport, Resource::Log)?;
     let now = jiff::Timestamp::now().as_second();
     let max_age = state.governance.policy().keys().max_kek_age;
-    let (info, data_keys) = {
+    let (info, data_keys) = blocking(move || {
         let log = lock_log(&state.log);
         let info = log.kek_info().map_err(log_error)?;
         let data_keys = log.data_key_ages().map_err(log_error)?.len();
-        (info, data_keys)
-    };
+        Ok((info, data_keys))
+    })
+    .await?;
     Ok(axum::Json(json!({
         "kek": kek_json(&info, max_age, now),
         "data_keys": data_keys,

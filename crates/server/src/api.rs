@@ -11,9 +11,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -143,6 +145,16 @@ impl From<SubmitError> for ApiError {
                     "the log writer is stopping",
                 )
             },
+            SubmitError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_events",
+                format!("{e}; split the request"),
+            ),
+            // A batch the log refused without failing (it stays writable):
+            // the request itself is at fault, not the server.
+            SubmitError::Log(LogError::Usage(message)) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+            }
             SubmitError::Log(e) => log_error(e),
         }
     }
@@ -222,11 +234,50 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/events/{index}", get(get_event))
         .route("/v1/ingest/kubernetes", post(post_kubernetes))
         .merge(crate::admin::routes())
+        // Set after every route: the 405 fallback applies to the routes
+        // registered before it.
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             count_responses,
         ))
         .with_state(state)
+}
+
+/// A path no route serves: a JSON 404 like every other error.
+async fn route_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint at {}; see /openapi.json", uri.path()),
+    )
+}
+
+/// A served path asked with a method it does not take: a JSON 405 (the
+/// router adds the `Allow` header listing the methods it takes).
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// A path parameter as text, or a JSON 400 naming it when the path
+/// segment does not decode (invalid percent-encoding or UTF-8).
+pub(crate) fn path_param(
+    name: &'static str,
+    extracted: Result<Path<String>, PathRejection>,
+) -> ApiResult<String> {
+    extracted.map(|Path(value)| value).map_err(|e| ApiError {
+        field: Some(name.into()),
+        ..ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            format!("path parameter {name}: {}", e.body_text()),
+        )
+    })
 }
 
 /// Counts every response and logs it: refusals and failures at info or
@@ -337,10 +388,22 @@ pub(crate) async fn read_body(
                 )
             }
         })?;
-    // A body longer than it declared is cut at the declared share.
-    let bytes = axum::body::to_bytes(body, share as usize)
-        .await
-        .map_err(|_| too_large())?;
+    // A body longer than it declared is cut at the declared share. A
+    // client that stops sending it is answered 408 once the deadline
+    // passes, which frees its share of the budget and its connection.
+    let seconds = state.config.timeouts.body_read_seconds;
+    let read = axum::body::to_bytes(body, share as usize);
+    let bytes = match tokio::time::timeout(Duration::from_secs(seconds), read).await {
+        Ok(read) => read.map_err(|_| too_large())?,
+        Err(_) => {
+            state.metrics.error("body_timeout");
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {seconds} s"),
+            ));
+        }
+    };
     Ok((bytes, permit))
 }
 
@@ -625,70 +688,104 @@ fn authorize_appends(
     Ok(())
 }
 
+/// Longest a read waits for a checkpoint covering its entry. One is asked
+/// for at once; the publisher thread normally signs it within
+/// milliseconds, so running out means the publisher is stuck or slow.
+const CHECKPOINT_WAIT: Duration = Duration::from_secs(15);
+
+/// How often a waiting read looks for that checkpoint.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(10);
+
 async fn get_event(
     State(state): State<Arc<AppState>>,
-    Path(index): Path<String>,
+    index: Result<Path<String>, PathRejection>,
     conn: Option<axum::Extension<ConnInfo>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
-    let conn_info = conn.as_deref().cloned();
-    let index: u64 = index.parse().map_err(|_| {
-        ApiError::new(
+    let index = path_param("index", index)?;
+    let index: u64 = index.parse().map_err(|_| ApiError {
+        field: Some("index".into()),
+        ..ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_index",
-            format!("{index:?} is not an entry index"),
+            format!("path parameter index: {index:?} is not an entry index (0 to 2^64-1)"),
         )
     })?;
+    let conn_info = conn.as_deref().cloned();
     let client = conn
         .as_deref()
         .map(|c| c.remote.to_string())
         .unwrap_or_default();
+    // First the entry and the decision on the stream it is stored in: a
+    // caller who may not read it gets nothing published, recorded as a
+    // read or sent.
     let work_state = state.clone();
-    let body = blocking(move || {
+    let work_principal = principal.clone();
+    let work_conn = conn_info.clone();
+    let stored = blocking(move || {
         let state = work_state;
-        let (stored, proof) = {
-            let mut log = lock_log(&state.log);
+        let looked_up = {
+            let log = lock_log(&state.log);
             if index >= log.size() {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "not_found",
-                    format!("entry {index} does not exist (the log has {} entries)", log.size()),
+                    format!(
+                        "entry {index} does not exist (the log has {} entries)",
+                        log.size()
+                    ),
                 ));
             }
-            if index >= log.published_size() {
-                log.publish().map_err(log_error)?;
-            }
-            let stored = match log.get(index) {
-                Ok(stored) => stored,
-                Err(LogError::Purged { index, tombstone }) => {
-                    drop(log);
-                    authorize(
-                        &state,
-                        &principal,
-                        conn_info.as_ref(),
-                        Action::Read,
-                        Resource::Event { stream: &tombstone.stream, index },
-                    )?;
-                    return Err(ApiError {
-                        purge: Some(Box::new(serde_json::to_value(&*tombstone).unwrap_or(Value::Null))),
-                        ..log_error(LogError::Purged { index, tombstone })
-                    });
-                }
-                Err(e) => return Err(log_error(e)),
-            };
-            let proof = log.inclusion_proof(index, None).map_err(log_error)?;
-            (stored, proof)
+            log.get(index)
         };
-        // Decided on the stream the event is stored in; the content has
-        // not left the server.
-        authorize(
-            &state,
-            &principal,
-            conn_info.as_ref(),
-            Action::Read,
-            Resource::Event { stream: &stored.envelope.stream, index },
-        )?;
+        match looked_up {
+            Ok(stored) => {
+                // Decided on the stream the event is stored in; the
+                // content has not left the server.
+                authorize(
+                    &state,
+                    &work_principal,
+                    work_conn.as_ref(),
+                    Action::Read,
+                    Resource::Event {
+                        stream: &stored.envelope.stream,
+                        index,
+                    },
+                )?;
+                Ok(stored)
+            }
+            Err(LogError::Purged { index, tombstone }) => {
+                authorize(
+                    &state,
+                    &work_principal,
+                    work_conn.as_ref(),
+                    Action::Read,
+                    Resource::Event {
+                        stream: &tombstone.stream,
+                        index,
+                    },
+                )?;
+                Err(ApiError {
+                    purge: Some(Box::new(
+                        serde_json::to_value(&*tombstone).unwrap_or(Value::Null),
+                    )),
+                    ..log_error(LogError::Purged { index, tombstone })
+                })
+            }
+            Err(e) => Err(log_error(e)),
+        }
+    })
+    .await?;
+    // The proof needs a checkpoint that covers the entry; waiting for it
+    // holds neither the log nor a thread.
+    wait_for_checkpoint(&state, index + 1).await?;
+    let work_state = state.clone();
+    let body = blocking(move || {
+        let state = work_state;
+        let proof = lock_log(&state.log)
+            .inclusion_proof(index, None)
+            .map_err(log_error)?;
         // The read is audited durably before the content leaves.
         let audit = json!({
             "actor": principal.name,
@@ -714,6 +811,43 @@ async fn get_event(
     })
     .await?;
     Ok(axum::Json(body).into_response())
+}
+
+/// Waits until a published checkpoint covers `size` entries, asking the
+/// publisher thread for one (without waiting under the log lock) while
+/// none does. 503 + Retry-After when none comes within [`CHECKPOINT_WAIT`].
+async fn wait_for_checkpoint(state: &Arc<AppState>, size: u64) -> ApiResult<()> {
+    let deadline = tokio::time::Instant::now() + CHECKPOINT_WAIT;
+    loop {
+        let work_state = state.clone();
+        let published = blocking(move || {
+            let mut log = lock_log(&work_state.log);
+            if log.published_size() < size {
+                // Only queues a checkpoint (a no-op when one covering the
+                // log is already on its way); the publisher signs it.
+                log.publish_soon().map_err(log_error)?;
+            }
+            Ok(log.published_size())
+        })
+        .await?;
+        if published >= size {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "checkpoint_pending",
+                    format!(
+                        "no checkpoint covers entry {} yet (latest covers {published}); retry later",
+                        size - 1
+                    ),
+                )
+            });
+        }
+        tokio::time::sleep(CHECKPOINT_POLL).await;
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -792,8 +926,10 @@ async fn checkpoints(
             format!("limit must be 1..={MAX_CHECKPOINTS_PAGE}, got {limit}"),
         ));
     }
-    let history = lock_log(&state.log).checkpoint_history();
     let body = blocking(move || {
+        // The writer may hold the log through a batch's fsyncs: the lock
+        // (only to get the history handle) is taken off the async workers.
+        let history = lock_log(&state.log).checkpoint_history();
         let count = history.count();
         let page = history.page(query.from, limit).map_err(log_error)?;
         let end = query.from.saturating_add(page.len() as u64);
@@ -831,7 +967,18 @@ async fn checkpoint(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
         .into_response())
 }
 
-async fn tile(State(state): State<Arc<AppState>>, Path(path): Path<String>) -> ApiResult<Response> {
+async fn tile(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    // A path that does not even decode names no tile: 404 like any other.
+    let path = path.map(|Path(path)| path).map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("not a tile path: {}", e.body_text()),
+        )
+    })?;
     let full_path = format!("tile/{path}");
     let (_, id) = stele_tlog::TileId::parse_path(&full_path).map_err(|e| {
         ApiError::new(
@@ -891,18 +1038,32 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
-    match lock_log(&state.log).health() {
+    // The writer may hold the log through a batch's fsyncs: wait off the
+    // async workers.
+    let work_state = state.clone();
+    let health = tokio::task::spawn_blocking(move || {
+        lock_log(&work_state.log)
+            .health()
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the health check failed: {e}")));
+    match health {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
     }
 }
 
-async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    let (age, size) = {
-        let log = lock_log(&state.log);
-        (log.checkpoint_age().map(|d| d.as_secs_f64()), log.size())
-    };
-    (
+async fn metrics_text(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
+    // The writer may hold the log through a batch's fsyncs: wait off the
+    // async workers.
+    let work_state = state.clone();
+    let (age, size) = blocking(move || {
+        let log = lock_log(&work_state.log);
+        Ok((log.checkpoint_age().map(|d| d.as_secs_f64()), log.size()))
+    })
+    .await?;
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics::render(
             &state.metrics,
@@ -913,7 +1074,7 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
             size,
         ),
     )
-        .into_response()
+        .into_response())
 }
 
 async fn openapi() -> Response {

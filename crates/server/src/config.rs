@@ -29,6 +29,9 @@ pub struct Config {
     pub allow_plain_http: bool,
     /// Request and queue limits.
     pub limits: Limits,
+    /// How long a connection may take to send a request, a body, or
+    /// nothing at all.
+    pub timeouts: Timeouts,
     /// How often a checkpoint is published while events arrive, in
     /// milliseconds.
     pub publish_interval_ms: u64,
@@ -81,7 +84,8 @@ pub struct ClientCert {
 pub struct Limits {
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
-    /// Most events in one request.
+    /// Most events in one request; at most [`stele_log::MAX_BATCH`]
+    /// (65,536), the most one append can hold.
     pub max_events_per_request: usize,
     /// Requests that may wait for the writer; beyond it, 503 + Retry-After.
     pub queue_depth: usize,
@@ -106,6 +110,37 @@ impl Default for Limits {
     }
 }
 
+/// Time limits on connections, in seconds; each bounds how long a client
+/// that stops sending can hold one of the `max_connections` slots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// A new connection must begin its first request within this time (on
+    /// HTTP/1, each request's headers must also arrive within it, which
+    /// bounds how long a kept-alive connection waits for its next
+    /// request); otherwise it is closed.
+    pub header_read_seconds: u64,
+    /// A request body must arrive whole within this time of the handler
+    /// starting to read it; otherwise 408 `body_timeout`.
+    pub body_read_seconds: u64,
+    /// A connection with no request in flight that sends and receives
+    /// nothing for this long is closed (gracefully: HTTP/2 gets a GOAWAY).
+    pub idle_seconds: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header_read_seconds: 10,
+            body_read_seconds: 30,
+            idle_seconds: 60,
+        }
+    }
+}
+
+/// Longest accepted value of each timeout: one hour.
+pub const MAX_TIMEOUT_SECONDS: u64 = 3600;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -115,6 +150,7 @@ impl Default for Config {
             tls: None,
             allow_plain_http: false,
             limits: Limits::default(),
+            timeouts: Timeouts::default(),
             publish_interval_ms: 200,
             client_certs: Vec::new(),
             policy: None,
@@ -179,6 +215,28 @@ impl Config {
         {
             return Err("limits must be positive".into());
         }
+        if self.limits.max_events_per_request > stele_log::MAX_BATCH {
+            return Err(format!(
+                "limits.max_events_per_request = {} is more than one append can hold ({}): lower it to at most {}",
+                self.limits.max_events_per_request,
+                stele_log::MAX_BATCH,
+                stele_log::MAX_BATCH
+            ));
+        }
+        if self.limits.max_connections == 0 {
+            return Err("limits.max_connections must be positive".into());
+        }
+        for (name, seconds) in [
+            ("header_read_seconds", self.timeouts.header_read_seconds),
+            ("body_read_seconds", self.timeouts.body_read_seconds),
+            ("idle_seconds", self.timeouts.idle_seconds),
+        ] {
+            if seconds == 0 || seconds > MAX_TIMEOUT_SECONDS {
+                return Err(format!(
+                    "timeouts.{name} = {seconds} is out of range: use 1..={MAX_TIMEOUT_SECONDS} seconds"
+                ));
+            }
+        }
         if self.limits.max_inflight_body_bytes < self.limits.max_body_bytes
             || self.limits.max_inflight_body_bytes > u32::MAX as usize
         {
@@ -191,5 +249,64 @@ impl Config {
             return Err("publish_interval_ms must be 1..=60000".into());
         }
         Ok(warnings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// More events per request than one append holds would make every
+    /// such request fail on the writer: refused at start, naming the bound.
+    #[test]
+    fn events_per_request_above_the_batch_limit_are_refused() {
+        let mut config = Config::default();
+        config.limits.max_events_per_request = stele_log::MAX_BATCH;
+        assert!(config.validate().is_ok());
+        config.limits.max_events_per_request = stele_log::MAX_BATCH + 1;
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("max_events_per_request"), "{error}");
+        assert!(error.contains("65536"), "{error}");
+    }
+
+    /// Without a connection slot nothing could ever be served.
+    #[test]
+    fn zero_connections_are_refused() {
+        let mut config = Config::default();
+        config.limits.max_connections = 0;
+        let error = config.validate().unwrap_err();
+        assert!(error.contains("max_connections"), "{error}");
+    }
+
+    /// Every timeout must be at least a second and at most an hour.
+    #[test]
+    fn timeouts_out_of_range_are_refused() {
+        assert!(Config::default().validate().is_ok());
+        let setters: [fn(&mut Timeouts, u64); 3] = [
+            |t, v| t.header_read_seconds = v,
+            |t, v| t.body_read_seconds = v,
+            |t, v| t.idle_seconds = v,
+        ];
+        for set in setters {
+            for bad in [0, MAX_TIMEOUT_SECONDS + 1] {
+                let mut config = Config::default();
+                set(&mut config.timeouts, bad);
+                let error = config.validate().unwrap_err();
+                assert!(error.contains("timeouts."), "{error}");
+            }
+        }
+    }
+
+    /// The timeouts are read from a `[timeouts]` table; unknown keys refused.
+    #[test]
+    fn timeouts_are_read_from_toml() {
+        let config: Config =
+            toml::from_str("[timeouts]\nheader_read_seconds = 3\nidle_seconds = 7\n").unwrap();
+        assert_eq!(config.timeouts.header_read_seconds, 3);
+        assert_eq!(config.timeouts.body_read_seconds, 30);
+        assert_eq!(config.timeouts.idle_seconds, 7);
+        assert!(toml::from_str::<Config>("[timeouts]\nheader = 3\n").is_err());
     }
 }

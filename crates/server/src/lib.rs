@@ -12,6 +12,7 @@ pub mod access;
 pub mod admin;
 pub mod api;
 pub mod config;
+mod connection;
 pub mod governance;
 pub mod metrics;
 pub mod scan;
@@ -25,9 +26,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use stele_log::sequencer::{Sequencer, SequencerConfig};
 use stele_log::{CreateOptions, Log, OpenOptions};
 use stele_store::keys::NewKek;
@@ -78,7 +76,9 @@ pub async fn bind(
     config: Config,
     passphrase: Option<zeroize::Zeroizing<String>>,
 ) -> Result<Bound, String> {
-    for warning in config.validate()? {
+    let mut warnings = config.validate()?;
+    warnings.extend(open_files_warning(config.limits.max_connections));
+    for warning in warnings {
         tracing::warn!("{warning}");
         eprintln!("stele: WARNING: {warning}");
     }
@@ -219,45 +219,29 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
     )
     .map_err(|e| format!("cannot start the scheduler: {e}"))?;
     let reload_task = tokio::spawn(reload_policy_on_sighup(state.clone(), hangup));
-    // Each connection gets a watcher; shutting down signals every watched
-    // connection to finish its in-flight requests and close.
-    let graceful = Arc::new(GracefulShutdown::new());
+    // Every accept loop and every connection holds a receiver of `stop`;
+    // shutting down sends `true`, and each connection then finishes its
+    // requests in flight and closes. Once every receiver is gone, every
+    // connection has closed.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let connections = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
+    let timeouts = connection::ConnectionTimeouts::from_config(&config.timeouts);
     let mut accept_tasks = Vec::new();
     for listener in listeners {
         let router = router.clone();
         let tls = tls.clone();
-        // Only the accept loops hold the shutdown handle; connections hold
-        // watchers, so it can be taken back once the loops have stopped.
-        let graceful = graceful.clone();
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
         let connections = connections.clone();
-        accept_tasks.push(tokio::spawn(async move {
-            loop {
-                let accepted = tokio::select! {
-                    accepted = listener.accept() => accepted,
-                    _ = stop.changed() => break,
-                };
-                let Ok((stream, remote)) = accepted else {
-                    continue;
-                };
-                let Ok(permit) = connections.clone().try_acquire_owned() else {
-                    // Over the connection limit: close at once.
-                    drop(stream);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let router = router.clone();
-                let tls = tls.clone();
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    serve_connection(stream, remote, router, tls, watcher).await;
-                });
-            }
-        }));
+        accept_tasks.push(tokio::spawn(accept_loop(
+            listener,
+            router,
+            tls,
+            timeouts,
+            connections,
+            stop,
+        )));
     }
+    drop(stop_rx);
     state.ready.store(true, Relaxed);
     shutdown.await;
     tracing::info!("shutting down: finishing in-flight requests");
@@ -266,16 +250,11 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
     for task in accept_tasks {
         let _ = task.await;
     }
-    match Arc::try_unwrap(graceful) {
-        Ok(graceful) => {
-            if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
-                .await
-                .is_err()
-            {
-                tracing::warn!("connections still open after 30 s; closing");
-            }
-        }
-        Err(_) => tracing::error!("shutdown handle still shared; not waiting for connections"),
+    if tokio::time::timeout(SHUTDOWN_GRACE, stop_tx.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s; closing");
     }
     if let Some(reloader) = reloader {
         reloader.abort();
@@ -292,50 +271,82 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
     Ok(())
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    remote: SocketAddr,
+/// Longest shutdown waits for open connections to finish their requests.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Pause after a failed `accept` before the next: out of file descriptors
+/// (EMFILE, ENFILE) or memory, retrying at once would spin a core.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accepts connections on one listener until `stop`, each served on a
+/// task of its own while it holds one of the `connections` permits.
+async fn accept_loop(
+    listener: TcpListener,
     router: axum::Router,
     tls: Option<tls::SharedTls>,
-    watcher: hyper_util::server::graceful::Watcher,
+    timeouts: connection::ConnectionTimeouts,
+    connections: Arc<tokio::sync::Semaphore>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    match tls {
-        Some(shared) => {
-            let config = shared.read().unwrap_or_else(|p| p.into_inner()).clone();
-            let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let handshake =
-                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
-            let Ok(Ok(tls_stream)) = handshake else {
-                return;
-            };
-            let client_cert = tls_stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|certs| certs.first())
-                .map(|cert| tls::fingerprint(cert.as_ref()));
-            let info = ConnInfo {
-                remote,
-                client_cert,
-            };
-            let service =
-                hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(info)));
-            let connection =
-                builder.serve_connection_with_upgrades(TokioIo::new(tls_stream), service);
-            let _ = watcher.watch(connection.into_owned()).await;
-        }
-        None => {
-            let info = ConnInfo {
-                remote,
-                client_cert: None,
-            };
-            let service =
-                hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(info)));
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            let _ = watcher.watch(connection.into_owned()).await;
-        }
+    // Whether the last accept failed: a run of failures is logged once.
+    let mut failing = false;
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.changed() => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(accepted) => {
+                if failing {
+                    tracing::info!("accepting connections again");
+                    failing = false;
+                }
+                accepted
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "accept failed; retrying every 100 ms until it succeeds");
+                    failing = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    _ = stop.changed() => break,
+                }
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            // Over the connection limit: close at once.
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let tls = tls.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            connection::serve_connection(stream, remote, router, tls, timeouts, stop).await;
+        });
     }
+}
+
+/// File descriptors kept for the server's own use (listeners, the log's
+/// files, the token store, TLS files) beside one per connection.
+const RESERVED_FILES: u64 = 128;
+
+/// A warning when this process may not open enough files for
+/// `max_connections` connections (RLIMIT_NOFILE): accepting beyond that
+/// fails (and backs off) instead of serving.
+fn open_files_warning(max_connections: usize) -> Option<String> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current?;
+    let needed = (max_connections as u64).saturating_add(RESERVED_FILES);
+    if limit >= needed {
+        return None;
+    }
+    Some(format!(
+        "limits.max_connections = {max_connections} but this process may open only {limit} files (RLIMIT_NOFILE): connections beyond about {} will not be accepted; raise the limit to at least {needed} (ulimit -n, systemd LimitNOFILE=) or lower limits.max_connections",
+        limit.saturating_sub(RESERVED_FILES)
+    ))
 }
 
 /// Re-reads the configured policy file on each SIGHUP and applies it (as
@@ -392,5 +403,29 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// More connections than open files allow is reported with the limit
+    /// and the fix; fewer is not.
+    #[test]
+    fn open_files_warning_compares_with_the_limit() {
+        let Some(limit) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+        else {
+            return;
+        };
+        let warning = open_files_warning(usize::try_from(limit).unwrap_or(usize::MAX)).unwrap();
+        assert!(warning.contains("RLIMIT_NOFILE"), "{warning}");
+        assert!(warning.contains("limits.max_connections"), "{warning}");
+        if limit >= RESERVED_FILES {
+            let fits = usize::try_from(limit - RESERVED_FILES).unwrap_or(usize::MAX);
+            assert_eq!(open_files_warning(fits), None);
+        }
     }
 }

@@ -376,3 +376,54 @@ async fn metrics_openapi_and_health() {
     drop(client);
     server.stop().await;
 }
+
+/// A read is decided before anything else happens: a caller who may not
+/// read an entry that no checkpoint covers yet is refused without a
+/// checkpoint being published for it; an authorized read of the same
+/// entry then waits for one and returns a proof that verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_read_publishes_nothing() {
+    // No periodic checkpoint during the test; and the scheduler's first
+    // full verification (which publishes) is over before it starts.
+    let server = start(|config| config.publish_interval_ms = 60_000).await;
+    let state = server.data.join("audit/state.json");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let verified = || {
+        std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .is_some_and(|state| state["last_full_at"].is_i64())
+    };
+    while !verified() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no full verification within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let client = server.client();
+    let writer = server.token("writer", &[Role::writer()]);
+    let auditor = server.token("auditor", &[Role::reader()]);
+    let index = server.probe(&client, &writer).await;
+    let published = server.checkpoint(&client).await.size;
+    assert!(published <= index, "entry {index} is already published");
+
+    // The writer may not read: 403, and still no checkpoint covers it.
+    let r = send(
+        client
+            .get(server.url(&format!("/v1/events/{index}")))
+            .bearer_auth(&writer),
+    )
+    .await;
+    assert_error(&r, 403, "forbidden");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(server.checkpoint(&client).await.size, published);
+
+    // The auditor may: the read waits for a checkpoint over the entry.
+    let read = server.get_event(&client, &auditor, index).await;
+    assert_eq!(read["event"]["event"]["actor"], "probe");
+    let checkpoint = verify_proof(&server, &read, index);
+    assert!(checkpoint.size > index);
+    drop(client);
+    server.stop().await;
+}

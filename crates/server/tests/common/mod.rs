@@ -510,3 +510,80 @@ pub fn rustls_client(ca_der: &[u8]) -> Arc<rustls::ClientConfig> {
             .with_no_client_auth(),
     )
 }
+
+/// A raw TLS connection to the server (no ALPN: HTTP/1.1 by default), for
+/// tests that must control every byte sent.
+pub async fn raw_tls(
+    server: &TestServer,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(rustls_client(&server.pki.ca.der));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+        .await
+        .expect("TLS handshake within 5 s")
+        .unwrap()
+}
+
+/// Reads until the peer closes the connection (end of stream or an
+/// error) or `within` passes. Returns what was read and whether it closed.
+pub async fn read_until_closed<S>(stream: &mut S, within: Duration) -> (Vec<u8>, bool)
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt as _;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return (received, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (received, true),
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body: its status
+/// and its body. Panics if none arrives within `within`.
+pub async fn read_http1_response<S>(stream: &mut S, within: Duration) -> (u16, String, Vec<u8>)
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt as _;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&received[..end]).into_owned();
+            let status: u16 = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("not an HTTP response: {head}"));
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())
+                        .flatten()
+                })
+                .unwrap_or_else(|| panic!("no Content-Length: {head}"));
+            if received.len() >= end + 4 + length {
+                let body = received[end + 4..end + 4 + length].to_vec();
+                return (status, head, body);
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .expect("a readable connection");
+        assert!(
+            n > 0,
+            "connection closed before a whole response: {received:?}"
+        );
+        received.extend_from_slice(&buf[..n]);
+    }
+}

@@ -850,6 +850,16 @@ async fn wait_for_checkpoint(state: &Arc<AppState>, size: u64) -> ApiResult<()> 
     }
 }
 
+/// 400 `invalid_query` for a query string that does not parse, saying
+/// what it should look like.
+fn invalid_query(e: &axum::extract::rejection::QueryRejection, usage: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        format!("{e}; use {usage}"),
+    )
+}
+
 #[derive(Debug, Deserialize)]
 struct ConsistencyQuery {
     old: u64,
@@ -860,13 +870,7 @@ async fn consistency(
     State(state): State<Arc<AppState>>,
     query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(query) = query.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("{e}; use ?old=M&new=N"),
-        )
-    })?;
+    let Query(query) = query.map_err(|e| invalid_query(&e, "?old=M&new=N"))?;
     let body = blocking(move || {
         let log = lock_log(&state.log);
         let new = query.new.unwrap_or_else(|| log.published_size());
@@ -911,13 +915,7 @@ async fn checkpoints(
     State(state): State<Arc<AppState>>,
     query: Result<Query<CheckpointsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let Query(query) = query.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("{e}; use ?from=N&limit=L"),
-        )
-    })?;
+    let Query(query) = query.map_err(|e| invalid_query(&e, "?from=N&limit=L"))?;
     let limit = query.limit.unwrap_or(DEFAULT_CHECKPOINTS_PAGE);
     if limit == 0 || limit > MAX_CHECKPOINTS_PAGE {
         return Err(ApiError::new(

@@ -1,6 +1,9 @@
 //! `verify`: re-derive everything from the bytes on disk.
 //!
-//! Checks, in two passes that run in parallel:
+//! The index is read one window of entries at a time ([`Granularity`]),
+//! and segments in chunks, so memory stays bounded whatever the log's
+//! size. Each window goes through two passes that run in parallel and
+//! carry their state over to the next window:
 //! - **Tree pass** (one thread): every index record; every leaf, full tile
 //!   and entry bundle recomputed and compared with the file; at every
 //!   published size the root compared with that signed checkpoint, and the
@@ -18,7 +21,7 @@
 //! Problems are collected (up to a limit) with the file and position,
 //! rather than stopping at the first.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -31,9 +34,10 @@ use stele_store::segment::{SegmentHeader, parse_record_ref, peek_record, record_
 use stele_tlog::Hash;
 use stele_tlog::tile::{TILE_WIDTH, TileId};
 
-use crate::engine::{Log, open_checkpoint};
+use crate::engine::{Log, SegmentInfo, open_checkpoint};
 use crate::error::LogResult;
 use crate::layout::Layout;
+use crate::purge::IndexDigest;
 use crate::tiles::{TileBuilder, TileSink};
 
 /// How many problems a report keeps in detail.
@@ -114,20 +118,42 @@ fn show(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// How finely a verification reads: segment bytes per read and index
+/// entries per window. Memory is bounded by both, whatever the log's size.
+#[derive(Debug, Clone, Copy)]
+pub struct Granularity {
+    /// Bytes of a segment read and checked at a time (two such buffers are
+    /// held: one being checked while the next is read).
+    pub chunk_bytes: usize,
+    /// Index entries held at a time (their records and where the segment
+    /// pass expects them: about 80 bytes each).
+    pub window_entries: u64,
+}
+
+impl Default for Granularity {
+    fn default() -> Self {
+        Granularity {
+            chunk_bytes: CHUNK_BYTES,
+            window_entries: WINDOW_ENTRIES,
+        }
+    }
+}
+
 /// Verifies the whole log. I/O errors that stop verification altogether
 /// are returned as errors; everything else is a problem in the report.
 pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
-    verify_in_chunks(log, progress, CHUNK_BYTES)
+    verify_with(log, progress, Granularity::default())
 }
 
-/// [`verify`], reading segments `chunk_bytes` at a time (small values let
-/// tests put chunk boundaries everywhere).
-pub fn verify_in_chunks(
+/// [`verify`], reading `granularity` at a time (small values let tests put
+/// chunk and window boundaries everywhere).
+pub fn verify_with(
     log: &Log,
     progress: &dyn Progress,
-    chunk_bytes: usize,
+    granularity: Granularity,
 ) -> LogResult<VerifyReport> {
-    let chunk_bytes = chunk_bytes.max(MIN_CHUNK_BYTES);
+    let chunk_bytes = granularity.chunk_bytes.max(MIN_CHUNK_BYTES);
+    let window = granularity.window_entries.max(1);
     let layout = log.layout().clone();
     let problems = Problems::default();
     let total = log.size();
@@ -199,70 +225,54 @@ pub fn verify_in_chunks(
         );
     }
 
-    // Read the index once: commitments for the tree pass, locations for the
-    // segment pass.
-    let mut records: Vec<IndexRecord> = Vec::with_capacity(total as usize);
-    let mut start = 0;
-    while start < total {
-        let count = (total - start).min(65_536);
-        match log.index_file().read_range(start, count) {
-            Ok(chunk) => records.extend(chunk),
-            Err(e) => {
-                // Fall back to one record at a time to name each bad one.
-                for i in start..start + count {
-                    match log.index_file().read(i) {
-                        Ok(r) => records.push(r),
-                        Err(_) => {
-                            problems.add(
-                                show(&layout.index()),
-                                format!("index record of entry {i} is corrupt ({e})"),
-                            );
-                            records.push(IndexRecord {
-                                commitment: [0u8; 32],
-                                segment_id: u32::MAX,
-                                location: stele_store::segment::RecordLocation {
-                                    offset: 0,
-                                    len: 0,
-                                },
-                                idempotency: 0,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        start += count;
-    }
-
+    // The index is read one window at a time; each window's commitments go
+    // to the tree pass and its locations to the segment pass, which run in
+    // parallel and both carry their state over to the next window.
     let tiles_checked = AtomicU64::new(0);
     let bytes_decrypted = AtomicU64::new(0);
     let max_generation = AtomicU64::new(0);
     let tree_done = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            tree_pass(
-                log,
-                &records,
-                &checkpoints,
-                &problems,
-                &tiles_checked,
-                progress,
-            );
-            tree_done.store(true, Ordering::Relaxed);
-        });
-        scope.spawn(|| prefetch_tiles(&layout.public(), total, &tiles_checked, &tree_done));
-        segment_pass(
-            log,
-            &records,
-            &problems,
-            &bytes_decrypted,
-            &max_generation,
-            progress,
-            chunk_bytes,
-        );
+    let mut tree = TreePass::new(log, &checkpoints, &problems, &tiles_checked);
+    let mut segments = SegmentPass::new(
+        log,
+        &problems,
+        &bytes_decrypted,
+        &max_generation,
+        chunk_bytes,
+    );
+    let mut purged: BTreeMap<u32, IndexDigest> = log
+        .purged()
+        .keys()
+        .map(|id| (*id, IndexDigest::default()))
+        .collect();
+    std::thread::scope(|outer| {
+        outer.spawn(|| prefetch_tiles(&layout.public(), total, &tiles_checked, &tree_done));
+        let mut start = 0u64;
+        // At least one window, also for an empty index: the last window
+        // walks every segment to its end.
+        loop {
+            let end = start.saturating_add(window).min(total);
+            let records = read_index(log, start, end, &problems);
+            for (i, r) in records.iter().enumerate() {
+                if let Some(digest) = purged.get_mut(&r.segment_id) {
+                    digest.push(start + i as u64);
+                }
+            }
+            std::thread::scope(|scope| {
+                scope.spawn(|| tree.push(start, &records, progress));
+                segments.window(start, &records, end == total, progress);
+            });
+            start = end;
+            if start >= total {
+                break;
+            }
+        }
+        tree.finish(total);
+        tree_done.store(true, Ordering::Relaxed);
     });
+    segments.finish();
 
-    purge_pass(log, &records, &problems);
+    purge_pass(log, purged, &problems);
 
     // Record nonces are (writer generation, index): the stored generation
     // must be at least every generation a record was sealed under, or the
@@ -298,6 +308,45 @@ pub fn verify_in_chunks(
         problems: list,
         notes,
     })
+}
+
+/// The index records of entries `start..end`. A corrupt record is named
+/// and stands in as one that points nowhere (`segment_id` `u32::MAX`), so
+/// the window keeps one record per entry.
+fn read_index(log: &Log, start: u64, end: u64, problems: &Problems) -> Vec<IndexRecord> {
+    let mut records: Vec<IndexRecord> = Vec::with_capacity((end - start) as usize);
+    let mut at = start;
+    while at < end {
+        let count = (end - at).min(65_536);
+        match log.index_file().read_range(at, count) {
+            Ok(chunk) => records.extend(chunk),
+            Err(e) => {
+                // Fall back to one record at a time to name each bad one.
+                for i in at..at + count {
+                    match log.index_file().read(i) {
+                        Ok(r) => records.push(r),
+                        Err(_) => {
+                            problems.add(
+                                show(&log.layout().index()),
+                                format!("index record of entry {i} is corrupt ({e})"),
+                            );
+                            records.push(IndexRecord {
+                                commitment: [0u8; 32],
+                                segment_id: u32::MAX,
+                                location: stele_store::segment::RecordLocation {
+                                    offset: 0,
+                                    len: 0,
+                                },
+                                idempotency: 0,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        at += count;
+    }
+    records
 }
 
 /// Bytes recovery cut from segments and kept aside (`salvage`): each is a
@@ -341,15 +390,11 @@ fn salvage_pass(layout: &Layout, problems: &Problems) -> LogResult<Vec<String>> 
 /// the same content, the purge was allowed when it was decided (retention
 /// over under every policy version, epoch ended, no hold), and the data key
 /// and segment file are gone.
-fn purge_pass(log: &Log, records: &[IndexRecord], problems: &Problems) {
+/// `digests` holds, per purged segment, the entries the index gives it.
+fn purge_pass(log: &Log, mut digests: BTreeMap<u32, IndexDigest>, problems: &Problems) {
     for (id, tombstone) in log.purged() {
         let path = show(&log.tombstone_path(&tombstone.stream, tombstone.epoch_day));
-        let mut digest = crate::purge::IndexDigest::default();
-        for (i, r) in records.iter().enumerate() {
-            if r.segment_id == *id {
-                digest.push(i as u64);
-            }
-        }
+        let digest = digests.remove(id).unwrap_or_default();
         if let Err(e) = tombstone.matches(&digest.finish()) {
             problems.add(&path, e);
         }
@@ -496,71 +541,110 @@ struct TreeHead {
     root: Hash,
 }
 
-fn tree_pass(
-    log: &Log,
-    records: &[IndexRecord],
-    checkpoints: &[TreeHead],
-    problems: &Problems,
-    tiles_checked: &AtomicU64,
-    progress: &dyn Progress,
-) {
-    let mut sink = CompareSink {
-        public: log.layout().public(),
-        problems,
-        checked: tiles_checked,
-    };
-    let mut builder = TileBuilder::new();
-    let mut next_checkpoint = 0usize;
-    let history = show(&log.layout().history());
-    let check_at_size =
-        |builder: &TileBuilder, next_checkpoint: &mut usize, sink: &CompareSink<'_>| {
-            while *next_checkpoint < checkpoints.len()
-                && checkpoints[*next_checkpoint].size == builder.size()
-            {
-                let cp = &checkpoints[*next_checkpoint];
-                if cp.root != builder.root() {
-                    problems.add(
-                        &history,
-                        format!(
-                            "checkpoint of size {} has root {} but the entries give {}",
-                            cp.size,
-                            cp.root.to_base64(),
-                            builder.root().to_base64()
-                        ),
-                    );
-                }
-                match builder.partial_tiles() {
-                    Ok(tiles) => {
-                        for (path, bytes) in tiles {
-                            sink.compare(&path, &bytes);
-                        }
-                    }
-                    Err(e) => problems.add(&history, e.to_string()),
-                }
-                *next_checkpoint += 1;
-            }
+/// Rebuilds the tree from the commitments, window by window: every leaf,
+/// full tile and entry bundle compared with its file, and at every size a
+/// checkpoint was signed for, its root and that size's partial tiles.
+struct TreePass<'a> {
+    checkpoints: &'a [TreeHead],
+    problems: &'a Problems,
+    sink: CompareSink<'a>,
+    builder: TileBuilder,
+    /// The first checkpoint not yet reached.
+    next_checkpoint: usize,
+    index_path: String,
+    history_path: String,
+    /// A leaf was refused: the tree cannot be built further.
+    stopped: bool,
+}
+
+impl<'a> TreePass<'a> {
+    fn new(
+        log: &Log,
+        checkpoints: &'a [TreeHead],
+        problems: &'a Problems,
+        tiles_checked: &'a AtomicU64,
+    ) -> TreePass<'a> {
+        let mut pass = TreePass {
+            checkpoints,
+            problems,
+            sink: CompareSink {
+                public: log.layout().public(),
+                problems,
+                checked: tiles_checked,
+            },
+            builder: TileBuilder::new(),
+            next_checkpoint: 0,
+            index_path: show(&log.layout().index()),
+            history_path: show(&log.layout().history()),
+            stopped: false,
         };
-    check_at_size(&builder, &mut next_checkpoint, &sink);
-    for (i, record) in records.iter().enumerate() {
-        if let Err(e) = builder.push(&record.commitment, &mut sink) {
-            problems.add(show(&log.layout().index()), format!("entry {i}: {e}"));
-            return;
-        }
-        check_at_size(&builder, &mut next_checkpoint, &sink);
-        if i % 65_536 == 65_535 {
-            progress.advance(65_536);
+        pass.check_at_size();
+        pass
+    }
+
+    /// Compares every checkpoint of the tree's current size.
+    fn check_at_size(&mut self) {
+        while let Some(cp) = self.checkpoints.get(self.next_checkpoint)
+            && cp.size == self.builder.size()
+        {
+            if cp.root != self.builder.root() {
+                self.problems.add(
+                    &self.history_path,
+                    format!(
+                        "checkpoint of size {} has root {} but the entries give {}",
+                        cp.size,
+                        cp.root.to_base64(),
+                        self.builder.root().to_base64()
+                    ),
+                );
+            }
+            match self.builder.partial_tiles() {
+                Ok(tiles) => {
+                    for (path, bytes) in tiles {
+                        self.sink.compare(&path, &bytes);
+                    }
+                }
+                Err(e) => self.problems.add(&self.history_path, e.to_string()),
+            }
+            self.next_checkpoint += 1;
         }
     }
-    progress.advance(records.len() as u64 % 65_536);
-    if next_checkpoint < checkpoints.len() {
-        problems.add(
-            &history,
-            format!(
-                "checkpoint of size {} is beyond the {} entries in the index",
-                checkpoints[next_checkpoint].size,
-                records.len()
-            ),
-        );
+
+    /// Adds the entries of one window, the first being entry `base`.
+    fn push(&mut self, base: u64, records: &[IndexRecord], progress: &dyn Progress) {
+        if self.stopped {
+            progress.advance(records.len() as u64);
+            return;
+        }
+        for (i, record) in records.iter().enumerate() {
+            if let Err(e) = self.builder.push(&record.commitment, &mut self.sink) {
+                self.problems
+                    .add(&self.index_path, format!("entry {}: {e}", base + i as u64));
+                self.stopped = true;
+                progress.advance((records.len() - i) as u64);
+                return;
+            }
+            self.check_at_size();
+            if i % 65_536 == 65_535 {
+                progress.advance(65_536);
+            }
+        }
+        progress.advance(records.len() as u64 % 65_536);
+    }
+
+    /// After the last window: a checkpoint larger than the index is wrong.
+    fn finish(&self, total: u64) {
+        if let Some(cp) = self.checkpoints.get(self.next_checkpoint)
+            && !self.stopped
+        {
+            self.problems.add(
+                &self.history_path,
+                format!(
+                    "checkpoint of size {} is beyond the {total} entries in the index",
+                    cp.size
+                ),
+            );
+        }
     }
 }
 
@@ -571,50 +655,30 @@ struct Expected {
     len: u32,
 }
 
-fn segment_pass(
-    log: &Log,
-    records: &[IndexRecord],
-    problems: &Problems,
-    bytes_decrypted: &AtomicU64,
-    max_generation: &AtomicU64,
-    progress: &dyn Progress,
-    chunk_bytes: usize,
-) {
-    let mut by_segment: HashMap<u32, Vec<Expected>> = HashMap::new();
-    for (i, r) in records.iter().enumerate() {
-        by_segment.entry(r.segment_id).or_default().push(Expected {
-            index: i as u64,
-            offset: r.location.offset,
-            len: r.location.len,
-        });
-    }
-    for (id, expected) in &by_segment {
-        if *id != u32::MAX
-            && !log.segment_infos().contains_key(id)
-            && !log.purged().contains_key(id)
-        {
-            problems.add(
-                show(&log.layout().segments()),
-                format!(
-                    "segment {id} (entries from {}) is missing",
-                    expected.first().map(|e| e.index).unwrap_or(0)
-                ),
-            );
-        }
-    }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .max(1);
-    for (id, info) in log.segment_infos() {
-        if log.purged().contains_key(id) {
-            continue; // checked by the purge pass
-        }
-        let expected = by_segment.remove(id).unwrap_or_default();
-        let key = match log.data_key(*id) {
+/// An open segment file being walked, window after window.
+struct Cursor {
+    file: std::fs::File,
+    /// The same file opened with `O_DIRECT`, where the file system allows.
+    direct: Option<std::fs::File>,
+    key: Option<std::sync::Arc<DataKey>>,
+    /// Where records end: the committed length (zeros after it checked
+    /// once, at open) or the file's length.
+    file_len: u64,
+    /// The next byte to walk.
+    pos: u64,
+    /// The walk met a record it cannot parse; the rest of the file is not
+    /// walked.
+    stopped: bool,
+}
+
+impl Cursor {
+    /// Opens a segment for walking: its data key, its length, its header.
+    /// `None` (the reason reported) when it cannot be walked at all.
+    fn open(log: &Log, id: u32, info: &SegmentInfo, problems: &Problems) -> Option<Cursor> {
+        let key = match log.data_key(id) {
             Ok(key) => Some(key),
             Err(e) => {
-                problems.add(show(&log.layout().dek(*id)), e.to_string());
+                problems.add(show(&log.layout().dek(id)), e.to_string());
                 None
             }
         };
@@ -622,15 +686,15 @@ fn segment_pass(
             Ok(file) => file,
             Err(e) => {
                 problems.add(show(&info.path), e.to_string());
-                continue;
+                return None;
             }
         };
         let on_disk = file.metadata().map(|m| m.len()).unwrap_or(0);
         // Records end at the committed length; the file may go on with
         // zeros written ahead of the next records, and nothing else.
-        let file_len = match log.committed.get(id) {
+        let file_len = match log.committed.get(&id) {
             Some(committed) if *committed < on_disk => {
-                match stele_store::fsutil::end_of_nonzero(&file, *committed, on_disk) {
+                match fsutil::end_of_nonzero(&file, *committed, on_disk) {
                     Ok(end) if end == *committed => *committed,
                     Ok(_) => {
                         problems.add(
@@ -652,39 +716,173 @@ fn segment_pass(
         let mut head = vec![0u8; (file_len as usize).min(22 + 255 + 4)];
         if let Err(e) = std::io::Read::read_exact(&mut file, &mut head) {
             problems.add(show(&info.path), e.to_string());
-            continue;
+            return None;
         }
         let header_len = match SegmentHeader::decode(&info.path, &head) {
             Ok((header, len)) if header == info.header => len as u64,
             Ok(_) => {
                 problems.add(show(&info.path), "header changed while verifying");
-                continue;
+                return None;
             }
             Err(e) => {
                 problems.add(show(&info.path), e.to_string());
-                continue;
+                return None;
             }
         };
-        // Walk the file in chunks, records in file order; the index must
-        // point at each. Every complete record of a chunk is checked (AEAD
-        // and commitment) on all cores while the next chunk is read and
-        // walked.
-        let direct = fsutil::open_direct(&info.path);
-        let mut walk = Walk {
-            file: &file,
-            direct: direct.as_ref(),
-            path: &info.path,
+        Some(Cursor {
+            direct: fsutil::open_direct(&info.path),
+            file,
+            key,
             file_len,
-            expected: &expected,
-            k: 0,
+            pos: header_len,
+            stopped: false,
+        })
+    }
+}
+
+/// Walks every segment against the index, one window of entries at a
+/// time: each segment from where the previous window left it up to its
+/// last record the window expects (to its end in the last window).
+struct SegmentPass<'a> {
+    log: &'a Log,
+    problems: &'a Problems,
+    bytes_decrypted: &'a AtomicU64,
+    max_generation: &'a AtomicU64,
+    chunk_bytes: usize,
+    threads: usize,
+    /// Segments walked so far; `None` for one that cannot be walked (its
+    /// reason already reported).
+    cursors: BTreeMap<u32, Option<Cursor>>,
+    /// Segment ids the index names that do not exist, reported once.
+    missing: HashSet<u32>,
+    /// Per segment: indexed entries its walk did not find (how many, the
+    /// first), reported once at the end.
+    unreached: BTreeMap<u32, (u64, u64)>,
+    /// The two chunk buffers, kept from one walk to the next.
+    buffers: (ChunkBuf, ChunkBuf),
+}
+
+impl<'a> SegmentPass<'a> {
+    fn new(
+        log: &'a Log,
+        problems: &'a Problems,
+        bytes_decrypted: &'a AtomicU64,
+        max_generation: &'a AtomicU64,
+        chunk_bytes: usize,
+    ) -> SegmentPass<'a> {
+        SegmentPass {
+            log,
             problems,
+            bytes_decrypted,
             max_generation,
+            chunk_bytes,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .max(1),
+            cursors: BTreeMap::new(),
+            missing: HashSet::new(),
+            unreached: BTreeMap::new(),
+            buffers: Default::default(),
+        }
+    }
+
+    /// Checks the records of one window of entries (the first being entry
+    /// `base`); `last` for the window that ends the index.
+    fn window(&mut self, base: u64, records: &[IndexRecord], last: bool, progress: &dyn Progress) {
+        let log = self.log;
+        let mut by_segment: BTreeMap<u32, Vec<Expected>> = BTreeMap::new();
+        for (i, r) in records.iter().enumerate() {
+            by_segment.entry(r.segment_id).or_default().push(Expected {
+                index: base + i as u64,
+                offset: r.location.offset,
+                len: r.location.len,
+            });
+        }
+        for (id, expected) in &by_segment {
+            if *id != u32::MAX
+                && !log.segment_infos().contains_key(id)
+                && !log.purged().contains_key(id)
+                && self.missing.insert(*id)
+            {
+                self.problems.add(
+                    show(&log.layout().segments()),
+                    format!(
+                        "segment {id} (entries from {}) is missing",
+                        expected.first().map(|e| e.index).unwrap_or(0)
+                    ),
+                );
+            }
+        }
+        for (id, info) in log.segment_infos() {
+            if log.purged().contains_key(id) {
+                continue; // checked by the purge pass
+            }
+            let expected = by_segment.remove(id).unwrap_or_default();
+            if expected.is_empty() && !last {
+                continue;
+            }
+            let mut cursor = match self.cursors.remove(id) {
+                Some(cursor) => cursor,
+                None => Cursor::open(log, *id, info, self.problems),
+            };
+            if let Some(cursor) = &mut cursor {
+                let found = self.walk(cursor, &info.path, &expected, base, records, last, progress);
+                if let Some(first) = expected.get(found) {
+                    let unreached = self.unreached.entry(*id).or_insert((0, first.index));
+                    unreached.0 += (expected.len() - found) as u64;
+                }
+            }
+            self.cursors.insert(*id, cursor);
+        }
+    }
+
+    /// Walks one segment from its cursor against the records `expected`
+    /// of this window, in chunks: each chunk's records are checked (AEAD
+    /// and commitment) on all cores while the next chunk is read and
+    /// walked. Before the last window the walk stops after the last
+    /// expected record; in the last window it goes to the end of the file,
+    /// so that records the index does not point at are found. Returns how
+    /// many of `expected` were found.
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &mut self,
+        cursor: &mut Cursor,
+        path: &Path,
+        expected: &[Expected],
+        base: u64,
+        records: &[IndexRecord],
+        last: bool,
+        progress: &dyn Progress,
+    ) -> usize {
+        if cursor.stopped {
+            return 0;
+        }
+        // Reads are sized to end with this window's last expected record,
+        // so that a segment with few entries in the window is not read
+        // ahead of them.
+        let window_end = expected
+            .last()
+            .map(|e| e.offset.saturating_add(u64::from(e.len)))
+            .filter(|end| *end > cursor.pos && !last);
+        let mut walk = Walk {
+            file: &cursor.file,
+            direct: cursor.direct.as_ref(),
+            path,
+            file_len: cursor.file_len,
+            expected,
+            k: 0,
+            last,
+            problems: self.problems,
+            max_generation: self.max_generation,
         };
-        let key = key.as_deref();
-        let mut pos = header_len;
-        let mut more = pos < file_len;
+        let key = cursor.key.as_deref();
+        let (chunk_bytes, threads) = (self.chunk_bytes, self.threads);
+        let (problems, bytes_decrypted) = (self.problems, self.bytes_decrypted);
+        let mut pos = cursor.pos;
+        let mut more = pos < cursor.file_len && (last || !expected.is_empty());
         let mut ready: Option<(ChunkBuf, Walked)> = None;
-        let mut spare = ChunkBuf::default();
+        let (mut spare, mut idle) = std::mem::take(&mut self.buffers);
         while more || ready.is_some() {
             let next = std::thread::scope(|scope| {
                 if let Some((chunk, walked)) = &ready {
@@ -694,7 +892,8 @@ fn segment_pass(
                             chunk.bytes(),
                             walked.pos,
                             key,
-                            &info.path,
+                            path,
+                            base,
                             records,
                             problems,
                             bytes_decrypted,
@@ -703,25 +902,45 @@ fn segment_pass(
                         )
                     });
                 }
-                more.then(|| walk.read_and_walk(pos, chunk_bytes, &mut spare))
+                more.then(|| {
+                    let want = window_end.map_or(chunk_bytes, |end| {
+                        ((end - pos).min(chunk_bytes as u64) as usize).max(MIN_CHUNK_BYTES)
+                    });
+                    walk.read_and_walk(pos, want, &mut spare)
+                })
             });
             // The processed chunk's buffer is read into next time.
-            let processed = ready.take().map(|(chunk, _)| chunk).unwrap_or_default();
-            if let Some(walked) = next {
-                pos += walked.len as u64;
-                more = pos < file_len && !walked.stopped;
-                ready = Some((std::mem::replace(&mut spare, processed), walked));
+            let processed = ready.take().map(|(chunk, _)| chunk);
+            match next {
+                Some(walked) => {
+                    pos += walked.len as u64;
+                    more = pos < cursor.file_len
+                        && !walked.stopped
+                        && (last || walk.k < expected.len());
+                    cursor.stopped = walked.stopped;
+                    let refill = processed.unwrap_or_else(|| std::mem::take(&mut idle));
+                    ready = Some((std::mem::replace(&mut spare, refill), walked));
+                }
+                None => idle = processed.unwrap_or_default(),
             }
         }
-        let k = walk.k;
-        if k < expected.len() {
-            problems.add(
-                show(&info.path),
-                format!(
-                    "{} indexed entries (from entry {}) are missing from the file",
-                    expected.len() - k,
-                    expected[k].index
-                ),
+        self.buffers = (spare, idle);
+        cursor.pos = pos;
+        walk.k
+    }
+
+    /// After the last window: the indexed entries no walk found.
+    fn finish(&self) {
+        for (id, (count, first)) in &self.unreached {
+            let path = self
+                .log
+                .segment_infos()
+                .get(id)
+                .map(|info| show(&info.path))
+                .unwrap_or_default();
+            self.problems.add(
+                path,
+                format!("{count} indexed entries (from entry {first}) are missing from the file"),
             );
         }
     }
@@ -752,6 +971,9 @@ struct Walk<'a> {
     expected: &'a [Expected],
     /// The next expected record.
     k: usize,
+    /// The last window: walk to the end of the file, past the expected
+    /// records (else stop after them: the rest belongs to later windows).
+    last: bool,
     problems: &'a Problems,
     max_generation: &'a AtomicU64,
 }
@@ -790,6 +1012,9 @@ impl Walk<'_> {
         let chunk = buf.bytes();
         let mut at = 0usize;
         while at < chunk.len() {
+            if !self.last && self.k == self.expected.len() {
+                break;
+            }
             let offset = pos + at as u64;
             // A record cut by the end of this chunk (even inside its length
             // field) is read again at the start of the next one, unless the
@@ -912,7 +1137,9 @@ impl ChunkBuf {
 /// Bytes of a segment read and checked at a time.
 /// Larger than the largest record, so a chunk always holds a whole one.
 const CHUNK_BYTES: usize = 32 * 1024 * 1024;
-/// Smallest chunk accepted by [`verify_in_chunks`].
+/// Index entries held at a time (about 80 bytes each: 20 MiB).
+const WINDOW_ENTRIES: u64 = 256 * 1024;
+/// Smallest chunk accepted by [`verify_with`].
 const MIN_CHUNK_BYTES: usize = 64;
 
 /// Checks the walked records of one chunk (which starts at byte
@@ -925,6 +1152,7 @@ fn process(
     chunk_pos: u64,
     key: Option<&DataKey>,
     path: &Path,
+    base: u64,
     records: &[IndexRecord],
     problems: &Problems,
     bytes_decrypted: &AtomicU64,
@@ -962,7 +1190,7 @@ fn process(
                         break;
                     };
                     for (at, len, index) in block {
-                        let commitment = &records[*index as usize].commitment;
+                        let commitment = &records[(*index - base) as usize].commitment;
                         match check_record(
                             key,
                             path,

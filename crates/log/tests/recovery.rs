@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use stele_log::verify::{NoProgress, verify};
+use stele_log::verify::{Granularity, NoProgress, VerifyReport, verify};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions, PreparedEvent, Preparer};
 use stele_store::keys::NewKek;
 
@@ -276,11 +276,34 @@ fn verify_reads_records_across_chunk_boundaries() {
         .chain(820..960)
         .chain(1700..1800);
     for chunk in sizes {
-        let report = stele_log::verify::verify_in_chunks(&log, &NoProgress, chunk).unwrap();
+        let report = verify_with(&log, chunk, 1 << 20);
         assert!(report.ok(), "chunk {chunk}: {:?}", report.problems);
         assert_eq!(report.entries, 300);
         assert!(report.bytes_decrypted > 0);
     }
+    // The index read in windows: each carries the walk over to the next.
+    let whole = verify_with(&log, 1 << 20, 1 << 20);
+    for chunk in [64, 900, 4096, 1 << 20] {
+        for window in [1, 2, 7, 64, 256, 299, 300] {
+            let report = verify_with(&log, chunk, window);
+            assert!(
+                report.ok(),
+                "chunk {chunk} window {window}: {:?}",
+                report.problems
+            );
+            assert_eq!(report.entries, 300);
+            assert_eq!(report.bytes_decrypted, whole.bytes_decrypted);
+            assert_eq!(report.tiles, whole.tiles);
+        }
+    }
+}
+
+fn verify_with(log: &Log, chunk_bytes: usize, window_entries: u64) -> VerifyReport {
+    let granularity = Granularity {
+        chunk_bytes,
+        window_entries,
+    };
+    stele_log::verify::verify_with(log, &NoProgress, granularity).unwrap()
 }
 
 /// Damage is found wherever chunks fall: a record whose sealed bytes were
@@ -305,11 +328,25 @@ fn verify_in_chunks_names_damage_wherever_chunks_fall() {
         .find(|p| p.extension().is_some_and(|x| x == "seg"))
         .unwrap();
     // What verification names, at chunk sizes putting boundaries anywhere.
+    // (The index is read in windows of various sizes too.)
     let problems_by_chunk = |log: &Log| {
-        [64, 900, 1800, 4096, 100_000, 1 << 20].map(|chunk| {
-            let report = stele_log::verify::verify_in_chunks(log, &NoProgress, chunk).unwrap();
-            let named: Vec<String> = report.problems.into_iter().map(|p| p.what).collect();
-            (chunk, named)
+        [
+            (64, 1 << 20),
+            (900, 7),
+            (1800, 1),
+            (4096, 64),
+            (100_000, 150),
+            (100_000, 299),
+            (1 << 20, 1 << 20),
+            (1 << 20, 5),
+        ]
+        .map(|(chunk, window)| {
+            let named: Vec<String> = verify_with(log, chunk, window)
+                .problems
+                .into_iter()
+                .map(|p| p.what)
+                .collect();
+            (format!("{chunk}/{window}"), named)
         })
     };
     let original = std::fs::read(&segment).unwrap();
@@ -369,6 +406,112 @@ fn verify_in_chunks_names_damage_wherever_chunks_fall() {
                 .any(|w| w.starts_with("entry 1") && !w.starts_with("entry 10:")),
             "chunk {chunk}: {named:?}"
         );
+    }
+}
+
+/// Entries of three streams interleaved in the index (three segments):
+/// verification reads the index in windows, walking each segment only up
+/// to the last record a window expects in it, and names damage exactly
+/// once whatever the windows: an altered record by its entry, and a record
+/// the index does not point at (a copy of one, written after the last
+/// committed record, where only zeros may be) as such.
+#[test]
+fn verify_walks_interleaved_segments_window_by_window() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let p = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let streams = ["a", "b", "c"];
+    for batch in 0..8 {
+        let events: Vec<PreparedEvent> = (batch * 50..batch * 50 + 50)
+            .map(|i| event(&p, i, Some(streams[(i * 7 / 3) % 3])))
+            .collect();
+        log.append_batch(&events).unwrap();
+        log.publish().unwrap();
+    }
+    let grid = [
+        (64, 1),
+        (64, 3),
+        (4096, 10),
+        (1 << 20, 7),
+        (1 << 20, 100),
+        (1 << 20, 399),
+        (1 << 20, 400),
+        (1 << 20, 1 << 20),
+    ];
+    let whole = verify_with(&log, 1 << 20, 1 << 20);
+    assert!(whole.ok(), "{:?}", whole.problems);
+    assert_eq!((whole.entries, whole.segments), (400, 3));
+    for (chunk, window) in grid {
+        let report = verify_with(&log, chunk, window);
+        assert!(report.ok(), "{chunk}/{window}: {:?}", report.problems);
+        assert_eq!(report.bytes_decrypted, whole.bytes_decrypted);
+    }
+
+    // Records of stream b: (offset, length, entry).
+    let segment = segment_of(&data, "b");
+    let original = std::fs::read(&segment).unwrap();
+    let (_, header_len) = stele_store::segment::SegmentHeader::decode(&segment, &original).unwrap();
+    let mut records = Vec::new();
+    let mut at = header_len;
+    while let Some((index, _, len)) = stele_store::segment::peek_record(&original[at..]) {
+        records.push((at, len, index));
+        at += len;
+    }
+    assert!(records.len() > 100, "{}", records.len());
+    let records_end = at;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+
+    // One record's sealed bytes altered.
+    let (offset, _, entry) = records[records.len() / 2];
+    file.write_all_at(&[original[offset + 40] ^ 1], (offset + 40) as u64)
+        .unwrap();
+    for (chunk, window) in grid {
+        let named: Vec<String> = verify_with(&log, chunk, window)
+            .problems
+            .into_iter()
+            .map(|p| p.what)
+            .collect();
+        assert_eq!(named.len(), 1, "{chunk}/{window}: {named:?}");
+        assert!(
+            named[0].starts_with(&format!("entry {entry}:")),
+            "{chunk}/{window}: {named:?}"
+        );
+    }
+    file.write_all_at(&original[offset + 40..offset + 41], (offset + 40) as u64)
+        .unwrap();
+
+    // A copy of the first record after the last one.
+    let (offset, len, entry) = records[0];
+    file.write_all_at(&original[offset..offset + len], records_end as u64)
+        .unwrap();
+    for (chunk, window) in grid {
+        let named: Vec<String> = verify_with(&log, chunk, window)
+            .problems
+            .into_iter()
+            .map(|p| p.what)
+            .collect();
+        let unreferenced =
+            format!("record at byte {records_end} (entry {entry}) is not referenced by the index");
+        assert_eq!(
+            named.iter().filter(|w| **w == unreferenced).count(),
+            1,
+            "{chunk}/{window}: {named:?}"
+        );
+        // Besides: the bytes after the committed length are not zeros, and
+        // the walk stops at the zeros after the copy.
+        assert!(
+            named.iter().all(|w| *w == unreferenced
+                || w.contains("are not zeros")
+                || w.contains("the rest of the file cannot be walked")),
+            "{chunk}/{window}: {named:?}"
+        );
+        assert_eq!(named.len(), 3, "{chunk}/{window}: {named:?}");
     }
 }
 

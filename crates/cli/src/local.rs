@@ -229,13 +229,13 @@ pub fn append_system_event(
     now: Timestamp,
 ) -> Result<u64, LogError> {
     let raw =
-        serde_json::to_vec(event).map_err(|e| LogError::Usage(format!("system event: {e}")))?;
+        serde_json::to_vec(event).map_err(|e| LogError::Internal(format!("system event: {e}")))?;
     let prepared = Preparer::new("stele", "cli", "_system").prepare(&raw, now)?;
     let receipts = log.append_batch(std::slice::from_ref(&prepared))?;
     let index = receipts
         .first()
         .map(|r| r.index)
-        .ok_or_else(|| LogError::Usage("the system event was not appended".into()))?;
+        .ok_or_else(|| LogError::Internal("the system event was not appended".into()))?;
     log.publish()?;
     Ok(index)
 }

@@ -196,7 +196,7 @@ fn audit_dir(root: &Path) -> PathBuf {
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> LogResult<()> {
     let mut bytes =
-        serde_json::to_vec_pretty(value).map_err(|e| LogError::Usage(format!("audit: {e}")))?;
+        serde_json::to_vec_pretty(value).map_err(|e| LogError::Internal(format!("audit: {e}")))?;
     bytes.push(b'\n');
     if let Some(parent) = path.parent() {
         fsutil::create_dir_durable(parent)?;
@@ -532,9 +532,9 @@ impl Log {
         };
         attestation.signature =
             stele_tlog::sign_note(&attestation.signed_text(), &[&self.attestor])
-                .map_err(|e| LogError::Usage(format!("signing the attestation: {e}")))?;
+                .map_err(|e| LogError::Internal(format!("signing the attestation: {e}")))?;
         let mut attributes = serde_json::to_value(&attestation)
-            .map_err(|e| LogError::Usage(format!("attestation: {e}")))?;
+            .map_err(|e| LogError::Internal(format!("attestation: {e}")))?;
         if let Some(map) = attributes.as_object_mut() {
             map.remove("event_index");
         }

@@ -251,7 +251,7 @@ impl Log {
         // The empty tree gets a signed checkpoint too, so every log has one.
         let checkpoint = Checkpoint::new(options.origin.clone(), 0, stele_tlog::empty_root());
         let note = stele_tlog::sign_note(&checkpoint.to_body(), &[&signer])
-            .map_err(|e| LogError::Usage(e.to_string()))?;
+            .map_err(|e| LogError::Internal(e.to_string()))?;
         let mut history = HistoryWriter::open(&layout.history(), None)?;
         history.append(0, note.as_bytes())?;
         fsutil::atomic_replace(&layout.checkpoint(), note.as_bytes(), 0o644)?;
@@ -850,7 +850,7 @@ impl Log {
             // canonical bodies, so the builds that wrote it can still read it.
             let body = if active.writer.header().version == segment::VERSION_CANONICAL_ONLY {
                 stele_event::canonical_from_stored(&event.stored, &mut canonical_scratch)
-                    .map_err(|e| LogError::Usage(format!("event {}: {e}", event.id)))?
+                    .map_err(|e| LogError::Internal(format!("event {}: {e}", event.id)))?
             } else {
                 &event.stored
             };
@@ -1118,7 +1118,7 @@ impl Log {
             }
         }
         max.checked_add(1)
-            .ok_or_else(|| LogError::Usage("segment ids exhausted".into()))
+            .ok_or_else(|| LogError::Internal("segment ids exhausted".into()))
     }
 
     pub(crate) fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<DataKey>>> {
@@ -1218,7 +1218,7 @@ impl Log {
     /// Reads entry `index`, decrypts it and checks it against its commitment.
     pub fn get(&self, index: u64) -> LogResult<StoredEvent> {
         if index >= self.index.len() {
-            return Err(LogError::Usage(format!(
+            return Err(LogError::NotFound(format!(
                 "entry {index} does not exist (the log has {} entries)",
                 self.index.len()
             )));
@@ -1263,7 +1263,7 @@ impl Log {
         }
         match self.checkpoint_history().find_size(size)? {
             Some(stored) => Ok((size, stored.note)),
-            None => Err(LogError::Usage(format!(
+            None => Err(LogError::NotFound(format!(
                 "no checkpoint of size {size} was published (latest is {latest})"
             ))),
         }
@@ -1274,7 +1274,7 @@ impl Log {
     pub fn inclusion_proof(&self, index: u64, size: Option<u64>) -> LogResult<TlogProof> {
         let (size, note) = self.require_published(size)?;
         if index >= size {
-            return Err(LogError::Usage(format!(
+            return Err(LogError::NotFound(format!(
                 "entry {index} is not in the checkpoint of size {size}"
             )));
         }

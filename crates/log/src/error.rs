@@ -16,9 +16,19 @@ pub enum LogError {
     /// Stored data failed a check: altered, missing or inconsistent.
     #[error("integrity: {0}")]
     Integrity(String),
-    /// The caller asked for something that does not exist or is not allowed.
+    /// The caller asked for something the log does not allow (a malformed
+    /// request, an operation out of order).
     #[error("{0}")]
     Usage(String),
+    /// The caller asked for something that does not exist: an entry beyond
+    /// the tree, a checkpoint size never published, an unknown hold or
+    /// epoch.
+    #[error("{0}")]
+    NotFound(String),
+    /// A step that cannot fail on a sound log did (encoding, signing, a
+    /// counter or the tree at its limit): a fault of Stele, not the caller.
+    #[error("internal: {0}")]
+    Internal(String),
     /// The data directory is missing, incomplete or not a Stele log.
     #[error("{0}")]
     NotALog(String),
@@ -61,6 +71,8 @@ impl LogError {
             LogError::Event(e) => e.category(),
             LogError::Integrity(_) => "integrity",
             LogError::Usage(_) => "usage",
+            LogError::NotFound(_) => "not_found",
+            LogError::Internal(_) => "internal",
             LogError::NotALog(_) => "not_a_log",
             LogError::Poisoned(_) => "poisoned",
             LogError::Refused(_) => "refused",

@@ -292,13 +292,13 @@ impl Log {
             event["resource"] = Value::from(resource);
         }
         let raw = serde_json::to_vec(&event)
-            .map_err(|e| LogError::Usage(format!("system event: {e}")))?;
+            .map_err(|e| LogError::Internal(format!("system event: {e}")))?;
         let prepared = Preparer::new(SYSTEM_WRITER, "system", SYSTEM_STREAM).prepare(&raw, now)?;
         let receipt = self
             .append_batch(std::slice::from_ref(&prepared))?
             .into_iter()
             .next()
-            .ok_or_else(|| LogError::Usage("system event was not appended".into()))?;
+            .ok_or_else(|| LogError::Internal("system event was not appended".into()))?;
         self.publish_soon()?;
         Ok(receipt)
     }
@@ -477,8 +477,8 @@ impl Log {
             v: 1,
             holds: self.holds.clone(),
         };
-        let mut bytes =
-            serde_json::to_vec_pretty(&file).map_err(|e| LogError::Usage(format!("holds: {e}")))?;
+        let mut bytes = serde_json::to_vec_pretty(&file)
+            .map_err(|e| LogError::Internal(format!("holds: {e}")))?;
         bytes.push(b'\n');
         fsutil::atomic_replace(&self.holds_path(), &bytes, 0o644)?;
         Ok(())
@@ -539,7 +539,7 @@ impl Log {
             .holds
             .iter()
             .position(|h| h.id == id)
-            .ok_or_else(|| LogError::Usage(format!("no hold with id {id:?}")))?;
+            .ok_or_else(|| LogError::NotFound(format!("no hold with id {id:?}")))?;
         if !self.holds[position].active() {
             return Err(LogError::Refused(format!("hold {id} is already released")));
         }
@@ -773,7 +773,7 @@ impl Log {
             .into_iter()
             .find(|s| s.stream == stream && s.epoch_day == day)
         else {
-            return Err(LogError::Usage(format!(
+            return Err(LogError::NotFound(format!(
                 "stream {stream:?} has no stored epoch {}",
                 epoch_date(day)
             )));
@@ -874,7 +874,7 @@ impl Log {
         self.purged
             .get(&id)
             .cloned()
-            .ok_or_else(|| LogError::Usage("purge record vanished".into()))
+            .ok_or_else(|| LogError::Internal("purge record vanished".into()))
     }
 
     /// Test hook: the next purge stops right after `step` (1: tombstone
@@ -889,7 +889,7 @@ impl Log {
     fn purge_step_done(&mut self, step: u8) -> LogResult<()> {
         if self.purge_stop == Some(step) {
             self.purge_stop = None;
-            let e = LogError::Usage(format!("purge stopped after step {step} (test hook)"));
+            let e = LogError::Internal(format!("purge stopped after step {step} (test hook)"));
             self.poisoned = Some(e.to_string());
             return Err(e);
         }
@@ -1034,7 +1034,7 @@ fn remove_durably(path: &std::path::Path) -> LogResult<()> {
 
 fn write_policy_file(dir: &std::path::Path, file: &PolicyFile) -> LogResult<()> {
     let mut bytes =
-        serde_json::to_vec_pretty(file).map_err(|e| LogError::Usage(format!("policy: {e}")))?;
+        serde_json::to_vec_pretty(file).map_err(|e| LogError::Internal(format!("policy: {e}")))?;
     bytes.push(b'\n');
     fsutil::atomic_replace(&dir.join(format!("{:06}.json", file.seq)), &bytes, 0o644)?;
     Ok(())

@@ -56,7 +56,7 @@ impl Meta {
 
     pub fn write(&self, path: &Path) -> LogResult<()> {
         let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| LogError::Usage(format!("cannot encode meta: {e}")))?;
+            .map_err(|e| LogError::Internal(format!("cannot encode meta: {e}")))?;
         bytes.push(b'\n');
         fsutil::atomic_replace(path, &bytes, 0o644)?;
         Ok(())

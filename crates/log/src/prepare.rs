@@ -231,7 +231,7 @@ impl From<PrepareError> for crate::error::LogError {
     fn from(e: PrepareError) -> Self {
         match e {
             PrepareError::Event(e) => crate::error::LogError::Event(e),
-            PrepareError::Random(s) => crate::error::LogError::Usage(s),
+            PrepareError::Random(s) => crate::error::LogError::Internal(s),
             PrepareError::Route(s) => crate::error::LogError::Refused(s),
         }
     }

@@ -237,7 +237,7 @@ impl Worker {
         fsutil::sync_filesystem(&public)?;
         let checkpoint = Checkpoint::new(self.origin.clone(), job.size, job.root);
         let note = stele_tlog::sign_note(&checkpoint.to_body(), &[&self.signer])
-            .map_err(|e| LogError::Usage(e.to_string()))?;
+            .map_err(|e| LogError::Internal(e.to_string()))?;
         let appended = self.history.append(job.size, note.as_bytes())?;
         fsutil::atomic_replace(&self.layout.checkpoint(), note.as_bytes(), 0o644)?;
         // Only now is the checkpoint published as far as this process tells

@@ -203,7 +203,7 @@ impl Tombstone {
     /// the old content or the new one is there, never a mix.
     pub fn write(&self, path: &Path) -> LogResult<()> {
         let mut bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| LogError::Usage(format!("purge record: {e}")))?;
+            .map_err(|e| LogError::Internal(format!("purge record: {e}")))?;
         bytes.push(b'\n');
         fsutil::atomic_replace(path, &bytes, 0o644)?;
         Ok(())

@@ -189,7 +189,7 @@ impl Log {
             .kek_info()?
             .number
             .checked_add(1)
-            .ok_or_else(|| LogError::Usage("KEK rotation count exhausted".into()))?;
+            .ok_or_else(|| LogError::Internal("KEK rotation count exhausted".into()))?;
         let info = KekInfo {
             created_at: now_unix,
             number,
@@ -602,7 +602,7 @@ fn write_kek_info(path: &Path, info: &KekInfo, event: Option<&RotationEvent>) ->
         event_index: event.and_then(|e| e.index),
     };
     let mut bytes = serde_json::to_vec(&file)
-        .map_err(|e| LogError::Usage(format!("cannot encode KEK info: {e}")))?;
+        .map_err(|e| LogError::Internal(format!("cannot encode KEK info: {e}")))?;
     bytes.push(b'\n');
     fsutil::atomic_replace(path, &bytes, 0o644)?;
     Ok(())

@@ -81,7 +81,7 @@ fn name(segment: u32, offset: u64) -> String {
 
 fn write_manifest(path: &Path, manifest: &Salvaged) -> LogResult<()> {
     let mut bytes = serde_json::to_vec_pretty(manifest)
-        .map_err(|e| LogError::Usage(format!("recovered manifest: {e}")))?;
+        .map_err(|e| LogError::Internal(format!("recovered manifest: {e}")))?;
     bytes.push(b'\n');
     Ok(fsutil::atomic_replace(path, &bytes, 0o600)?)
 }

@@ -237,6 +237,7 @@ fn begin_failure(log: &Log, error: &LogError) -> LogError {
     }
     match error {
         LogError::Refused(message) => LogError::Refused(message.clone()),
+        LogError::Internal(message) => LogError::Internal(message.clone()),
         other => LogError::Usage(other.to_string()),
     }
 }

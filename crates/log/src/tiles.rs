@@ -86,13 +86,13 @@ impl TileBuilder {
         self.size = self
             .size
             .checked_add(1)
-            .ok_or_else(|| LogError::Usage("the tree is full".into()))?;
+            .ok_or_else(|| LogError::Internal("the tree is full".into()))?;
         self.bundle.push(*commitment);
         if self.bundle.len() == WIDTH {
             let entries: Vec<&[u8]> = self.bundle.iter().map(|c| c.as_slice()).collect();
-            let bytes = encode_bundle(&entries).map_err(|e| LogError::Usage(e.to_string()))?;
+            let bytes = encode_bundle(&entries).map_err(|e| LogError::Internal(e.to_string()))?;
             let id = TileId::new(0, self.size / WIDTH as u64 - 1, WIDTH as u16)
-                .map_err(|e| LogError::Usage(e.to_string()))?;
+                .map_err(|e| LogError::Internal(e.to_string()))?;
             sink.full(id.entries_path(), bytes)?;
             self.bundle.clear();
         }
@@ -111,7 +111,7 @@ impl TileBuilder {
             let shift = 8 * (level as u32 + 1);
             let index = (self.size >> shift) - 1;
             let id = TileId::new(level as u8, index, WIDTH as u16)
-                .map_err(|e| LogError::Usage(e.to_string()))?;
+                .map_err(|e| LogError::Internal(e.to_string()))?;
             sink.full(id.path(), encode_tile(&self.edge[level]))?;
             hash = perfect_root(&self.edge[level]);
             self.edge[level].clear();
@@ -129,14 +129,14 @@ impl TileBuilder {
             }
             let index = self.size >> (8 * (level as u32 + 1));
             let id = TileId::new(level as u8, index, hashes.len() as u16)
-                .map_err(|e| LogError::Usage(e.to_string()))?;
+                .map_err(|e| LogError::Internal(e.to_string()))?;
             out.push((id.path(), encode_tile(hashes)));
         }
         if !self.bundle.is_empty() {
             let entries: Vec<&[u8]> = self.bundle.iter().map(|c| c.as_slice()).collect();
-            let bytes = encode_bundle(&entries).map_err(|e| LogError::Usage(e.to_string()))?;
+            let bytes = encode_bundle(&entries).map_err(|e| LogError::Internal(e.to_string()))?;
             let id = TileId::new(0, self.size / WIDTH as u64, self.bundle.len() as u16)
-                .map_err(|e| LogError::Usage(e.to_string()))?;
+                .map_err(|e| LogError::Internal(e.to_string()))?;
             out.push((id.entries_path(), bytes));
         }
         Ok(out)
@@ -161,7 +161,7 @@ impl TileBuilder {
             if width > 0 {
                 let index = size >> (8 * (level + 1));
                 let id = TileId::new(level as u8, index, width)
-                    .map_err(|e| LogError::Usage(e.to_string()))?;
+                    .map_err(|e| LogError::Internal(e.to_string()))?;
                 let bytes = reader.read_tile(&id).map_err(|e| {
                     LogError::Integrity(format!("tile of the latest checkpoint: {e}"))
                 })?;
@@ -176,7 +176,7 @@ impl TileBuilder {
         let mut bundle = Vec::new();
         if bundle_width > 0 {
             let id = TileId::new(0, size / WIDTH as u64, bundle_width)
-                .map_err(|e| LogError::Usage(e.to_string()))?;
+                .map_err(|e| LogError::Internal(e.to_string()))?;
             let path = public.join(id.entries_path());
             let bytes = read_public_tile(public, &id.entries_path())
                 .map_err(|e| {
@@ -210,7 +210,7 @@ impl TileBuilder {
             let leaves: Vec<Hash> = bundle.iter().map(|c| leaf_hash(c)).collect();
             if edge.first().map(|e| e.as_slice()) != Some(leaves.as_slice()) {
                 let tile = TileId::new(0, size / WIDTH as u64, bundle_width)
-                    .map_err(|e| LogError::Usage(e.to_string()))?;
+                    .map_err(|e| LogError::Internal(e.to_string()))?;
                 return Err(LogError::Integrity(format!(
                     "{} and {} disagree: one of them was altered",
                     path.display(),

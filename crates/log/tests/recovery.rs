@@ -1331,7 +1331,7 @@ fn long_checkpoint_history_is_found_by_number_and_size_after_reopen() {
     assert!(history.find_size(601).unwrap().is_none());
     assert!(matches!(
         log.inclusion_proof(0, Some(601)),
-        Err(LogError::Usage(_))
+        Err(LogError::NotFound(_))
     ));
     let report = verify(&log, &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);

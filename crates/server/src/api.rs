@@ -162,7 +162,14 @@ impl From<SubmitError> for ApiError {
 
 pub(crate) fn log_error(e: LogError) -> ApiError {
     match e {
-        LogError::Usage(message) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+        LogError::NotFound(message) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+        LogError::Usage(message) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
+        LogError::Internal(message) => {
+            tracing::error!(error = %message, "internal fault");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+        }
         LogError::Refused(message) => ApiError::new(StatusCode::CONFLICT, "refused", message),
         purged @ LogError::Purged { .. } => {
             ApiError::new(StatusCode::GONE, "purged", purged.to_string())
@@ -477,7 +484,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(work).await.map_err(|_| {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "a worker failed",
         )
@@ -794,11 +801,11 @@ async fn get_event(
             "outcome": "success",
             "attributes": {"method": principal.method, "client": client, "stream": stored.envelope.stream},
         });
-        let raw = serde_json::to_vec(&audit).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", e.to_string()))?;
+        let raw = serde_json::to_vec(&audit).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
         let system = Preparer::new("stele", "server", "_system");
         let prepared = system
             .prepare(&raw, jiff::Timestamp::now())
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "internal", e.to_string()))?;
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
         state.sequencer.append(vec![prepared])?;
         state.metrics.reads.fetch_add(1, Relaxed);
         Ok(json!({

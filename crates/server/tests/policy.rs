@@ -401,6 +401,25 @@ async fn example_policy_end_to_end() {
     assert_eq!(r.json["hold"]["released_by"], "carol-legal");
     let r = send(client.post(release).bearer_auth(&legal)).await;
     assert_error(&r, 409, "refused");
+    let r = send(
+        client
+            .post(server.url("/v1/holds/no-such-hold/release"))
+            .bearer_auth(&legal),
+    )
+    .await;
+    assert_error(&r, 404, "not_found");
+    assert!(r.text.contains("no-such-hold"), "{}", r.text);
+
+    // An epoch the stream never stored: nothing to purge (404).
+    let r = send(
+        client
+            .post(server.url("/v1/retention/purge"))
+            .bearer_auth(&admin)
+            .json(&json!({"stream": "operational", "epoch": "2001-01-01"})),
+    )
+    .await;
+    assert_error(&r, 404, "not_found");
+    assert!(r.text.contains("no stored epoch"), "{}", r.text);
 
     // Purging today's epoch is early: refused (409), recorded, nothing gone.
     let today = stele_log::layout::epoch_date((jiff::Timestamp::now().as_second() / 86_400) as u32);

@@ -34,16 +34,27 @@ pub struct PreparedEvent {
     /// The key itself (writer, NUL, client id; empty when none), to confirm
     /// a hash match against the stored event.
     pub idempotency_key: String,
-    /// SHA-256 of the original payload: a retry is the same key with the
-    /// same payload. The same key with other content is a different event
+    /// Digest of the original payload's canonical form ([`payload_digest`]):
+    /// a retry is the same key with the same payload. The same key with other content is a different event
     /// and is appended (an id reused by mistake, or a Kubernetes audit ID
     /// chosen by a client, must never hide an event).
     pub payload_digest: [u8; 32],
 }
 
 /// The digest of a payload compared between an event and its retries.
+/// A retry is the same JSON value, however it is spaced or its members
+/// ordered, so the digest is taken over the payload's canonical (RFC 8785)
+/// form. Bytes that are not JSON (payloads are validated before they get
+/// here) are digested as they are, under another domain.
 pub fn payload_digest(payload: &[u8]) -> [u8; 32] {
-    stele_event::commitment(&[0u8; 32], payload)
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(value) => {
+            let mut input = b"stele/payload/v1\n".to_vec();
+            stele_event::canonicalize(&value, &mut input);
+            stele_event::commitment(&[0u8; 32], &input)
+        }
+        Err(_) => stele_event::commitment(&[0u8; 32], payload),
+    }
 }
 
 /// The idempotency key string of a writer and client id.

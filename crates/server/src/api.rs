@@ -604,6 +604,21 @@ async fn post_kubernetes(
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
     authorize_some_append(&state, &principal, conn.as_deref())?;
+    // kube-apiserver sends `application/json`; anything else is not an
+    // EventList from it.
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match stele_ingest::body_kind(content_type) {
+        Ok(stele_ingest::BodyKind::Json) => {}
+        _ => {
+            state.metrics.error("input");
+            return Err(stele_ingest::IngestError::UnsupportedContentType(
+                content_type.unwrap_or("").to_owned(),
+            )
+            .into());
+        }
+    }
     let (bytes, _permit) = read_body(&state, &headers, body).await?;
     let work_state = state.clone();
     let work_principal = principal.clone();

@@ -207,6 +207,7 @@ fn receipts_event_id(item: &Value) -> String {
 async fn bad_eventlists_are_refused_whole() {
     let server = start(|config| {
         config.limits.max_events_per_request = 3;
+        config.limits.max_body_bytes = 256 * 1024;
     })
     .await;
     let client = server.client();
@@ -291,6 +292,127 @@ async fn bad_eventlists_are_refused_whole() {
         }
         if let Some(field) = field {
             assert_eq!(r.json["error"]["field"], field, "{name}: {}", r.text);
+        }
+        let next = server.probe(&client, &webhook).await;
+        assert_eq!(
+            next,
+            previous + 1,
+            "{name}: a refused list appended entries"
+        );
+        previous = next;
+    }
+
+    // Bodies that are not an EventList from kube-apiserver at all, and
+    // items over a limit (items may nest 128 deep: custom resources nest
+    // deeply): 4xx naming the problem, nothing appended.
+    let nested = format!(
+        r#"{{"level":"Metadata","auditID":"x-3","stage":"ResponseComplete","verb":"get","user":{{"username":"u"}},"requestObject":{{"a":{}{}}}}}"#,
+        "[".repeat(130),
+        "]".repeat(130)
+    );
+    let huge_number = br#"{"level":"Metadata","auditID":"x-4","stage":"ResponseComplete","verb":"get","user":{"username":"u"},"responseStatus":{"code":1e400}}"#;
+    let mut not_utf8 = good.to_vec();
+    let at = not_utf8.iter().position(|b| *b == b'"').unwrap() + 1;
+    not_utf8.insert(at, 0xff);
+    let mut oversize = br#"{"level":"Metadata","auditID":"x-5","stage":"ResponseComplete","verb":"get","user":{"username":"u"},"annotations":{"pad":""#.to_vec();
+    oversize.extend(std::iter::repeat_n(b'a', 70 * 1024));
+    oversize.extend_from_slice(br#""}}"#);
+    let mut over_body = list_of(&[good]);
+    over_body.extend(std::iter::repeat_n(b' ', 300 * 1024));
+    #[allow(clippy::type_complexity)]
+    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str, Option<u64>)> = vec![
+        (
+            "text/plain",
+            Some("text/plain"),
+            list_of(&[good]),
+            415,
+            "unsupported_content_type",
+            None,
+        ),
+        (
+            "NDJSON",
+            Some("application/x-ndjson"),
+            list_of(&[good]),
+            415,
+            "unsupported_content_type",
+            None,
+        ),
+        (
+            "no content type",
+            None,
+            list_of(&[good]),
+            415,
+            "unsupported_content_type",
+            None,
+        ),
+        (
+            "Latin-1 charset",
+            Some("application/json; charset=iso-8859-1"),
+            list_of(&[good]),
+            415,
+            "unsupported_content_type",
+            None,
+        ),
+        (
+            "invalid UTF-8 in item 1",
+            Some("application/json"),
+            list_of(&[good, &not_utf8]),
+            400,
+            "invalid_utf8",
+            None,
+        ),
+        (
+            "nesting too deep in item 1",
+            Some("application/json"),
+            list_of(&[good, nested.as_bytes()]),
+            400,
+            "invalid_event",
+            Some(1),
+        ),
+        (
+            "number out of range in item 0",
+            Some("application/json"),
+            list_of(&[huge_number]),
+            400,
+            "invalid_event",
+            Some(0),
+        ),
+        (
+            "item 1 over the event limit",
+            Some("application/json"),
+            list_of(&[good, &oversize]),
+            413,
+            "event_too_large",
+            Some(1),
+        ),
+        (
+            "body over the limit",
+            Some("application/json"),
+            over_body,
+            413,
+            "body_too_large",
+            None,
+        ),
+    ];
+    for (name, content_type, body, status, code, item) in cases {
+        let r = post_raw(
+            &client,
+            &server.url("/v1/ingest/kubernetes"),
+            Some(&webhook),
+            content_type,
+            body,
+        )
+        .await;
+        assert_error(&r, status, code);
+        assert!(
+            r.json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{name}: {}",
+            r.text
+        );
+        if let Some(item) = item {
+            assert_eq!(r.json["error"]["item"], item, "{name}: {}", r.text);
         }
         let next = server.probe(&client, &webhook).await;
         assert_eq!(

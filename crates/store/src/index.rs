@@ -181,8 +181,7 @@ impl IndexAppender {
         );
         self.reserved_end.store(reserved_end, Ordering::Release);
         written?;
-        self.file
-            .sync_data()
+        crate::fault::fdatasync(&self.file, &self.path)
             .map_err(|e| StoreError::io("fdatasync", &self.path, e))
     }
 }

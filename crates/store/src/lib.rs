@@ -17,12 +17,14 @@
 //! - [`state`]: small atomically replaced files (writer generation, segment
 //!   lengths at the last publish).
 //! - [`fsutil`]: fsync discipline, atomic replace, the directory lock.
+//! - [`fault`]: the fdatasync of appended records, which tests can make fail.
 //!
 //! What this crate does not do: decide ordering, batch, retry, or interpret
 //! what it stores. After any I/O error a caller must stop writing and reopen;
 //! nothing here retries a failed fsync.
 
 pub mod error;
+pub mod fault;
 pub mod fsutil;
 pub mod history;
 pub mod index;

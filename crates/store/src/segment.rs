@@ -404,8 +404,7 @@ impl SegmentSync {
     /// fdatasyncs the file. An error means the written records may be lost:
     /// the writer must stop (a failed fdatasync is never retried).
     pub fn sync(&self) -> StoreResult<()> {
-        self.file
-            .sync_data()
+        crate::fault::fdatasync(&self.file, &self.path)
             .map_err(|e| StoreError::io("fdatasync", &self.path, e))
     }
 

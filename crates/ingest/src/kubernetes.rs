@@ -14,11 +14,11 @@
 //! |--------------|------------------------------------------------------------------------------------------|
 //! | `actor`      | `user.username` (required; an impersonated user is recorded in attributes)               |
 //! | `action`     | `verb` (required), e.g. `create`; the resource is kept apart in `resource`                |
-//! | `resource`   | `<apiGroup or core>/<namespace or _cluster>/<resource>[/<name>][/<subresource>]` from `objectRef`; `requestURI` when there is no `objectRef` (non-resource URLs such as `/healthz`) |
+//! | `resource`   | `<apiGroup or core>/<namespace or _cluster>/<resource>[/<name>][/<subresource>]` from `objectRef`; `requestURI` when there is no `objectRef` (non-resource URLs such as `/healthz`), shortened to fit `max_string_bytes` when longer (its start, then `…sha256:<hex of the whole URI>`) |
 //! | `outcome`    | `success` when `responseStatus.code` < 400, `failure` from 400 up, `unknown` without a code (the `RequestReceived` stage has none) |
 //! | `source`     | the first of `sourceIPs`, if any                                                         |
 //! | `time`       | `stageTimestamp`, normalized to UTC by the event crate's RFC 3339 rules                  |
-//! | `id`         | [`dedupe_key`]`(auditID, stage)`: `k8s:<auditID>/<stage>`                                |
+//! | `id`         | [`dedupe_key`]`(auditID, stage)`: `k8s:<auditID>/<stage>`, or `k8s:sha256:<hex of the auditID>/<stage>` when longer than `max_id_bytes` |
 //! | `stream`     | none: routing by policy happens later                                                    |
 //! | `attributes` | `{"kubernetes": {auditID, stage, level, requestURI, userAgent, sourceIPs, user, impersonatedUser, objectRef, responseStatus: {code, reason}, annotations}}`, absent and empty values left out |
 //!
@@ -27,10 +27,15 @@
 //! never copied into attributes: they can be large and sensitive, and they
 //! stay in the raw payload, which is stored (encrypted) with the event.
 //!
-//! Nothing is truncated: a mapped value over the event limits (an actor,
-//! resource or id over its length limit, too many attribute keys) refuses
-//! the item, and with it the whole list, with an error naming the item and
-//! the Stele field. Each item's raw bytes must fit `max_event_bytes`; the
+//! The two values any API client chooses, anonymous ones included — the
+//! `auditID` (its `Audit-ID` header) and a non-resource request URI — never
+//! refuse an item: a long one is hashed into the id, or shortened with its
+//! hash in `resource`, and kept whole in the attributes and the raw
+//! payload; otherwise one hostile request would lose the batch of other
+//! users' events it travels with. Nothing else is shortened: any other
+//! mapped value over the event limits (an actor over its length limit, too
+//! many attribute keys) refuses the item, and with it the whole list, with
+//! an error naming the item and the Stele field. Each item's raw bytes must fit `max_event_bytes`; the
 //! mapped event is derived from them and is not counted against that limit
 //! again. Items may nest up to [`stele_event::MAX_DEPTH_CEILING`] deep
 //! whatever the client depth limit says, since request and response objects
@@ -76,13 +81,30 @@ pub struct K8sEvent<'a> {
     pub event: ClientEvent,
 }
 
-/// The idempotency key of an audit event: `k8s:<auditID>/<stage>`.
+/// The idempotency key of an audit event: `k8s:<auditID>/<stage>`, or
+/// `k8s:sha256:<hex SHA-256 of the auditID>/<stage>` when that would be
+/// longer than `max_id_bytes`.
 ///
 /// kube-apiserver retries a failed webhook request with the same events, and
 /// one request produces one event per stage under the same `auditID`, so
-/// the pair identifies an event across retries.
-pub fn dedupe_key(audit_id: &str, stage: &str) -> String {
-    format!("k8s:{audit_id}/{stage}")
+/// the pair identifies an event across retries. Any API client may choose
+/// its request's `auditID` (the `Audit-ID` header), so a long one must not
+/// refuse the item (and with it the batch of other users' events): it is
+/// hashed instead; the full ID stays in the event's attributes.
+pub fn dedupe_key(audit_id: &str, stage: &str, max_id_bytes: usize) -> String {
+    let key = format!("k8s:{audit_id}/{stage}");
+    if key.len() <= max_id_bytes {
+        return key;
+    }
+    format!("k8s:sha256:{}/{stage}", sha256_hex(audit_id.as_bytes()))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Reads a webhook request body and maps every audit event in it, refusing
@@ -333,14 +355,17 @@ fn map_item<'a>(
     let mut document = Map::new();
     document.insert("actor".into(), username.into());
     document.insert("action".into(), verb.into());
-    if let Some(resource) = resource(&audit) {
+    if let Some(resource) = resource(&audit, limits.event.max_string_bytes) {
         document.insert("resource".into(), resource.into());
     }
     document.insert("outcome".into(), outcome(&audit).into());
     if let Some(time) = non_empty(&audit.stage_timestamp) {
         document.insert("time".into(), time.into());
     }
-    document.insert("id".into(), dedupe_key(audit_id, stage).into());
+    document.insert(
+        "id".into(),
+        dedupe_key(audit_id, stage, limits.event.max_id_bytes).into(),
+    );
     let first_source = audit.source_ips.iter().flatten().find(|ip| !ip.is_empty());
     if let Some(source) = first_source {
         document.insert("source".into(), source.as_str().into());
@@ -381,7 +406,7 @@ fn map_item<'a>(
 }
 
 /// The `resource` of the mapped event; see the module documentation.
-fn resource(audit: &AuditEvent) -> Option<String> {
+fn resource(audit: &AuditEvent, max_bytes: usize) -> Option<String> {
     if let Some(object) = &audit.object_ref
         && let Some(kind) = non_empty(&object.resource)
     {
@@ -397,7 +422,24 @@ fn resource(audit: &AuditEvent) -> Option<String> {
         }
         return Some(path);
     }
-    non_empty(&audit.request_uri).map(str::to_owned)
+    non_empty(&audit.request_uri).map(|uri| shorten(uri, max_bytes))
+}
+
+/// `value` if it fits in `max_bytes`, else its longest prefix that leaves
+/// room for `…sha256:<hex SHA-256 of the whole value>` after it. For the
+/// request URI of a non-resource request, which any client (anonymous
+/// included) chooses: an over-long one must not refuse the item. The whole
+/// value stays in the attributes and the raw payload.
+fn shorten(value: &str, max_bytes: usize) -> String {
+    if value.len() <= max_bytes {
+        return value.to_owned();
+    }
+    let suffix = format!("…sha256:{}", sha256_hex(value.as_bytes()));
+    let mut end = max_bytes.saturating_sub(suffix.len()).min(value.len());
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &value[..end])
 }
 
 /// The `outcome` of the mapped event. A code of 0 is Go's zero value, which

@@ -212,12 +212,19 @@ fn dedupe_keys_are_distinct_per_stage_and_request() {
     let events = parse();
     let mut keys: Vec<_> = events.iter().map(|e| e.event.id.clone().unwrap()).collect();
     for (event, key) in events.iter().zip(&keys) {
-        assert_eq!(key, &dedupe_key(&event.audit_id, &event.stage));
+        assert_eq!(key, &dedupe_key(&event.audit_id, &event.stage, 256));
     }
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), events.len());
-    assert_eq!(dedupe_key("abc", "Panic"), "k8s:abc/Panic");
+    assert_eq!(dedupe_key("abc", "Panic", 256), "k8s:abc/Panic");
+    // Up to the limit the ID is kept as it is; beyond, it is hashed (the
+    // SHA-256 of "abc" is the FIPS 180-2 example).
+    assert_eq!(dedupe_key("abc", "Panic", 13), "k8s:abc/Panic");
+    assert_eq!(
+        dedupe_key("abc", "Panic", 12),
+        "k8s:sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad/Panic"
+    );
 }
 
 #[test]
@@ -293,9 +300,9 @@ fn missing_required_fields_name_the_item() {
 
 #[test]
 fn values_over_the_event_limits_refuse_the_item_untruncated() {
-    let mut bad = item(5);
-    bad["requestURI"] = json!(format!("/healthz?{}", "a".repeat(2000)));
-    let error = error_for(vec![item(0), bad]);
+    let mut bad = item(0);
+    bad["user"]["username"] = json!("u".repeat(1025));
+    let error = error_for(vec![item(1), bad]);
     let IngestError::Event {
         item: 1,
         line: None,
@@ -304,16 +311,63 @@ fn values_over_the_event_limits_refuse_the_item_untruncated() {
     else {
         panic!("unexpected {error:?}");
     };
-    assert_eq!(field, "resource");
-    let mut bad = item(0);
-    bad["user"]["username"] = json!("u".repeat(1025));
-    assert_eq!(error_for(vec![bad]).field(), Some("actor"));
-    let mut bad = item(0);
-    bad["auditID"] = json!("x".repeat(300));
-    assert_eq!(error_for(vec![bad]).field(), Some("id"));
+    assert_eq!(field, "actor");
     let mut bad = item(0);
     bad["stageTimestamp"] = json!("yesterday");
     assert_eq!(error_for(vec![bad]).field(), Some("time"));
+}
+
+/// What any API client chooses — its audit ID and a non-resource URL —
+/// never refuses the item (and the batch of other users' events with it):
+/// a long audit ID is hashed into the id, a long URL shortened with its
+/// hash in `resource`; both stay whole in the attributes and the raw bytes.
+#[test]
+fn client_chosen_values_over_the_limits_are_kept_not_refused() {
+    let long_uri = format!("/healthz?{}", "a".repeat(2000));
+    let long_id = "x".repeat(300);
+    let mut uri_item = item(5);
+    uri_item["requestURI"] = json!(long_uri);
+    let mut id_item = item(0);
+    id_item["auditID"] = json!(long_id);
+    let body = list(vec![item(1), uri_item, id_item]);
+    let events = parse_event_list(&body, &limits()).unwrap();
+    assert_eq!(events.len(), 3);
+
+    let resource = events[1].event.resource.as_deref().unwrap();
+    assert!(resource.len() <= 1024, "{}", resource.len());
+    assert!(long_uri.starts_with(resource.split('…').next().unwrap()));
+    assert!(
+        resource.len() > 900,
+        "kept as much as fits: {}",
+        resource.len()
+    );
+    use sha2::Digest;
+    let digest: String = sha2::Sha256::digest(long_uri.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(
+        resource.ends_with(&format!("…sha256:{digest}")),
+        "{resource}"
+    );
+    assert_eq!(kubernetes(&events[1])["requestURI"], long_uri.as_str());
+    assert!(
+        std::str::from_utf8(events[1].raw)
+            .unwrap()
+            .contains(&long_uri)
+    );
+
+    let id = events[2].event.id.as_deref().unwrap();
+    assert!(id.starts_with("k8s:sha256:") && id.len() <= 256, "{id}");
+    assert_eq!(kubernetes(&events[2])["auditID"], long_id.as_str());
+    assert_eq!(id, dedupe_key(&long_id, &events[2].stage, 256));
+    // Another stage of the same request keeps a distinct key.
+    let other = if events[2].stage == "RequestReceived" {
+        "ResponseComplete"
+    } else {
+        "RequestReceived"
+    };
+    assert_ne!(id, dedupe_key(&long_id, other, 256));
 }
 
 #[test]

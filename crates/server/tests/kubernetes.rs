@@ -422,6 +422,32 @@ async fn bad_eventlists_are_refused_whole() {
         );
         previous = next;
     }
+
+    // What any API client chooses (a long Audit-ID, a long non-resource
+    // URL) never costs the batch: both items are stored, and a retry of the
+    // list is recognized.
+    let mut long_id: Value = serde_json::from_slice(good).unwrap();
+    long_id["auditID"] = Value::String("h".repeat(400));
+    let mut long_uri: Value = serde_json::from_slice(good).unwrap();
+    long_uri["auditID"] = Value::String("long-uri".into());
+    long_uri.as_object_mut().unwrap().remove("objectRef");
+    long_uri["requestURI"] = Value::String(format!("/healthz?{}", "q".repeat(5000)));
+    let items = [
+        serde_json::to_vec(&long_id).unwrap(),
+        serde_json::to_vec(&long_uri).unwrap(),
+    ];
+    let body = list_of(&[&items[0], &items[1]]);
+    let r = post_list(&server, &client, &webhook, body.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let first = r.json["receipts"].as_array().unwrap().clone();
+    assert_eq!(first.len(), 2);
+    let r = post_list(&server, &client, &webhook, body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for (n, receipt) in r.json["receipts"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(receipt["duplicate"], true, "{receipt}");
+        assert_eq!(receipt["index"], first[n]["index"]);
+    }
+    assert_eq!(server.probe(&client, &webhook).await, previous + 3);
     drop(client);
     server.stop().await;
 }

@@ -156,6 +156,11 @@ async fn checkpoint_tiles_and_consistency_verify() {
         let leaf = stele_tlog::leaf_hash(&b64(&receipt["commitment"]));
         assert_eq!(&r.bytes[n * 32..(n + 1) * 32], leaf.as_ref(), "leaf {n}");
     }
+    // The partial entry bundle holds the commitments themselves, each
+    // after its 16-bit big-endian length (C2SP tlog-tiles).
+    let r = send(client.get(server.url("/tile/entries/000.p/5"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.bytes, entry_bundle(&receipts));
     let tree = stele_tlog::MemoryTree::from_leaves(
         &receipts
             .iter()
@@ -171,6 +176,12 @@ async fn checkpoint_tiles_and_consistency_verify() {
         .collect();
     let r = post_json(&client, &url, Some(&writer), &Value::Array(batch)).await;
     assert_eq!(r.status, 200, "{}", r.text);
+    let all: Vec<Value> = receipts
+        .iter()
+        .chain(r.json["receipts"].as_array().unwrap())
+        .cloned()
+        .collect();
+    assert_eq!(all.len(), 305);
     let big = server.wait_checkpoint(&client, 305).await;
     assert_eq!(big.size, 305);
     let r = send(client.get(server.url("/tile/0/000"))).await;
@@ -182,6 +193,23 @@ async fn checkpoint_tiles_and_consistency_verify() {
         "a full tile is immutable: {cache}"
     );
     assert_eq!(&r.bytes[..5 * 32], &tree_leaves(&receipts)[..]);
+    assert_eq!(r.bytes, tree_leaves(&all[..256]));
+    let r = send(client.get(server.url("/tile/entries/000"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.bytes, entry_bundle(&all[..256]));
+    let cache = r.headers["cache-control"].to_str().unwrap();
+    assert!(
+        cache.contains("immutable"),
+        "a full bundle is immutable: {cache}"
+    );
+    let r = send(client.get(server.url("/tile/entries/001.p/49"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.bytes, entry_bundle(&all[256..]));
+    // The partial bundle of an earlier checkpoint is still served (from
+    // the full one, once the tile is complete).
+    let r = send(client.get(server.url("/tile/entries/000.p/5"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.bytes, entry_bundle(&receipts));
     let r = send(client.get(server.url("/tile/0/001.p/49"))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.bytes.len(), 49 * 32);
@@ -288,6 +316,17 @@ async fn checkpoint_tiles_and_consistency_verify() {
     server.stop().await;
 }
 
+/// The C2SP entry bundle of these receipts' commitments.
+fn entry_bundle(receipts: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for receipt in receipts {
+        let commitment = b64(&receipt["commitment"]);
+        out.extend_from_slice(&(commitment.len() as u16).to_be_bytes());
+        out.extend_from_slice(&commitment);
+    }
+    out
+}
+
 fn tree_leaves(receipts: &[Value]) -> Vec<u8> {
     receipts
         .iter()
@@ -309,6 +348,16 @@ async fn metrics_openapi_and_health() {
     .await;
     assert_eq!(r.status, 200);
     let _ = post_json(&client, &server.url("/v1/events"), None, &json!({})).await;
+    let r = post_raw(
+        &client,
+        &server.url("/v1/events"),
+        Some(&writer),
+        Some("text/csv"),
+        b"a,b".to_vec(),
+    )
+    .await;
+    assert_error(&r, 415, "unsupported_content_type");
+    server.wait_checkpoint(&client, 2).await;
 
     let r = send(client.get(server.url("/metrics"))).await;
     assert_eq!(r.status, 200);
@@ -323,6 +372,19 @@ async fn metrics_openapi_and_health() {
     };
     assert_eq!(metric("stele_events_ingested_total"), 2.0);
     assert_eq!(metric("stele_log_size"), 2.0);
+    // The raw bytes of the two events as sent (`{"action":"b","actor":"a"}`).
+    assert_eq!(metric("stele_bytes_ingested_total"), 52.0);
+    // One batch of two events; nothing waiting.
+    assert_eq!(metric("stele_batch_events_count"), 1.0);
+    assert_eq!(metric("stele_batch_events_sum"), 2.0);
+    assert_eq!(metric("stele_batches_total"), 1.0);
+    assert_eq!(metric("stele_batch_errors_total"), 0.0);
+    assert_eq!(metric("stele_queue_depth"), 0.0);
+    let age = metric("stele_checkpoint_age_seconds");
+    assert!((0.0..60.0).contains(&age), "{age}");
+    // The unauthenticated request and the malformed one, by category.
+    assert_eq!(metric("stele_errors_total{category=\"auth\"}"), 1.0);
+    assert_eq!(metric("stele_errors_total{category=\"input\"}"), 1.0);
     assert!(r.text.contains("stele_commit_seconds_bucket"), "{}", r.text);
     // Every flush of the batch above is timed, per file.
     for file in ["segment", "index"] {

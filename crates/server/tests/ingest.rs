@@ -586,3 +586,53 @@ async fn bad_input_is_refused_whole_and_named() {
     drop(client);
     server.stop().await;
 }
+
+/// A body sent without a length (chunked) is cut off as soon as it passes
+/// `max_body_bytes`: 413 with a JSON error, the rest never read, nothing
+/// appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_the_limit_is_refused_while_streaming() {
+    use tokio::io::AsyncWriteExt as _;
+    let server = start(|config| {
+        config.limits.max_body_bytes = 100_000;
+    })
+    .await;
+    let client = server.client();
+    let writer = server.token("writer", &[Role::writer()]);
+    let before = log_size(&server, &client).await;
+
+    let mut stream = raw_tls(&server).await;
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {writer}\r\n\
+         Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // Valid NDJSON lines, 8 KiB chunks, up to 1 MB: far over the limit.
+    let line = format!("{}\n", json!({"actor": "a", "action": "x".repeat(200)}));
+    let chunk: String = line.repeat(8192 / line.len());
+    let mut sent = 0usize;
+    while sent < 1_000_000 {
+        let framed = format!("{:x}\r\n{chunk}\r\n", chunk.len());
+        if stream.write_all(framed.as_bytes()).await.is_err() {
+            break; // the server stopped reading and closed: expected
+        }
+        sent += chunk.len();
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let _ = stream.flush().await;
+    let (status, head, body) =
+        read_http1_response(&mut stream, std::time::Duration::from_secs(10)).await;
+    assert_eq!(status, 413, "{head}");
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"]["code"], "body_too_large", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("100000"),
+        "{error}"
+    );
+    assert_eq!(log_size(&server, &client).await, before);
+    drop(client);
+    server.stop().await;
+}

@@ -294,6 +294,64 @@ fn bench_http_loads_a_running_server_and_counts_only_durable_events() {
     assert_eq!(summary["errors"]["status"]["401"], 5, "{summary}");
     assert_eq!(summary["events"], 0, "{summary}");
 
+    // `token list` shows the token without its secret; `token revoke`
+    // takes effect on the running server at once.
+    let list = run(&["token", "list", "--data", p(&data)]);
+    expect(&list, 0, &[]);
+    let line = list
+        .stdout
+        .lines()
+        .find(|l| l.contains("\tbench\t"))
+        .unwrap_or_else(|| panic!("bench token not listed:\n{list}"));
+    assert!(
+        line.contains("writer") && line.ends_with("active"),
+        "{line}"
+    );
+    // `stele_<12 hex digits>_<base64url secret>` (the secret may hold `_`).
+    let (_, secret) = token["stele_".len()..].split_once('_').unwrap();
+    assert!(secret.len() >= 40, "{token}");
+    assert!(
+        !list.stdout.contains(secret),
+        "list shows a secret:\n{list}"
+    );
+    let tokens_file = std::fs::read_to_string(data.join("tokens.json")).unwrap();
+    assert!(!tokens_file.contains(secret), "the secret is stored");
+    let id = line.split('\t').next().unwrap();
+    expect(
+        &run(&["token", "revoke", "--data", p(&data), "--id", id]),
+        0,
+        &[],
+    );
+    let list = run(&["token", "list", "--data", p(&data)]);
+    assert!(
+        list.stdout
+            .lines()
+            .any(|l| l.starts_with(id) && l.contains("revoked")),
+        "{list}"
+    );
+    let revoked = run(&[
+        "bench",
+        "http",
+        "--url",
+        &url,
+        "--token",
+        &token,
+        "--concurrency",
+        "1",
+        "--warmup",
+        "0",
+        "--requests",
+        "3",
+        "--no-checkpoint-probe",
+        "--json",
+    ]);
+    assert_ne!(revoked.code, 0, "{revoked}");
+    let summary: serde_json::Value = serde_json::from_str(revoked.stdout.trim()).unwrap();
+    assert_eq!(summary["errors"]["status"]["401"], 3, "{summary}");
+    // Revoking an unknown id is a usage error.
+    let unknown = run(&["token", "revoke", "--data", p(&data), "--id", "no-such-id"]);
+    expect(&unknown, 2, &["no-such-id"]);
+
     drop(server);
     // Everything acknowledged (counted or not: warm-up, probes) is in the
     // log, which verifies.

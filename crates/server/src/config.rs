@@ -271,6 +271,43 @@ mod tests {
         assert!(error.contains("65536"), "{error}");
     }
 
+    /// The embedded default: `./stele-data`, plain HTTP on loopback port
+    /// 7800, nothing to warn about. Plain HTTP elsewhere is refused unless
+    /// forced, and forcing it is warned about loudly, naming the address.
+    #[test]
+    fn defaults_and_the_plain_http_warning() {
+        let config = Config::default();
+        assert_eq!(config.data, PathBuf::from("./stele-data"));
+        assert_eq!(config.listen, vec!["127.0.0.1:7800".parse().unwrap()]);
+        assert!(config.tls.is_none());
+        assert_eq!(config.validate().unwrap(), Vec::<String>::new());
+        let ipv6_loopback = Config {
+            listen: vec!["[::1]:7800".parse().unwrap()],
+            ..Config::default()
+        };
+        assert_eq!(ipv6_loopback.validate().unwrap(), Vec::<String>::new());
+
+        let exposed = Config {
+            listen: vec![
+                "127.0.0.1:7800".parse().unwrap(),
+                "10.1.2.3:7800".parse().unwrap(),
+            ],
+            ..Config::default()
+        };
+        let error = exposed.validate().unwrap_err();
+        assert!(error.contains("10.1.2.3:7800"), "{error}");
+        let forced = Config {
+            allow_plain_http: true,
+            ..exposed
+        };
+        let warnings = forced.validate().unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("PLAIN HTTP ON 10.1.2.3:7800"),
+            "{warnings:?}"
+        );
+    }
+
     /// Without a connection slot nothing could ever be served.
     #[test]
     fn zero_connections_are_refused() {

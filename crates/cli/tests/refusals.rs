@@ -160,6 +160,34 @@ fn integer_beyond_2_pow_53() {
 }
 
 #[test]
+fn nesting_beyond_the_depth_limit() {
+    let deep = format!(
+        r#"{{"actor":"x","action":"y","attributes":{{"a":{}1{}}}}}"#,
+        "[".repeat(40),
+        "]".repeat(40)
+    );
+    refused_on_line_3(&deep, &["max_depth", "32"]);
+}
+
+#[test]
+fn invalid_utf8_names_the_line_and_stores_nothing_from_it() {
+    let (_tmp, dir) = new_log();
+    let mut input = format!("{}\n", event_line("good-1")).into_bytes();
+    input.extend_from_slice(b"{\"actor\":\"caf\xe9\",\"action\":\"y\"}\n");
+    input.extend_from_slice(format!("{}\n", event_line("after-bad")).as_bytes());
+    let out = run_full(&["append", "--data", p(&dir)], &input, &[]);
+    assert_eq!(out.code, 1, "refusal must exit 1:\n{out}");
+    expect_one_error_line(&out);
+    assert!(
+        out.stderr.contains("line 2") && out.stderr.to_lowercase().contains("utf-8"),
+        "{out}"
+    );
+    assert_eq!(receipts(&out.stdout).len(), 1, "{out}");
+    assert_eq!(checkpoint_size(&dir), 1);
+    verify_ok(&dir);
+}
+
+#[test]
 fn trailing_data_after_object() {
     refused_on_line_3(
         r#"{"actor":"x","action":"y"} {"actor":"x","action":"y"}"#,

@@ -104,6 +104,67 @@ async fn certificate_reload_without_restart() {
     server.stop().await;
 }
 
+/// Whether a client holding `identity` completes a request (the TLS
+/// handshake, client certificate included) on a new connection.
+async fn accepted(server: &TestServer, identity: &Identity) -> bool {
+    let client = server.client_with(identity);
+    client.get(server.url("/healthz")).send().await.is_ok()
+}
+
+/// Polls new connections until `identity` is accepted (or refused).
+async fn wait_for_client(server: &TestServer, identity: &Identity, want: bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while accepted(server, identity).await != want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server did not switch to {what} within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ca_bundle_reload_without_restart() {
+    let server = start(|_| {}).await;
+    let foreign = &server.pki.foreign_client;
+    assert!(accepted(&server, &server.pki.writer_client).await);
+    assert!(
+        !accepted(&server, foreign).await,
+        "an unknown CA is refused"
+    );
+
+    // The bundle gains the other CA: its client certificates complete the
+    // handshake (and, mapped to no principal, authenticate as nobody).
+    let bundle = format!("{}{}", server.pki.ca.pem, server.pki.other_ca.pem);
+    replace(&server.pki.ca_path, &bundle);
+    wait_for_client(&server, foreign, true, "the two-CA bundle").await;
+    let r = send(
+        server
+            .client_with(foreign)
+            .post(server.url("/v1/events"))
+            .json(&json!({"actor": "a", "action": "b"})),
+    )
+    .await;
+    assert_error(&r, 401, "unauthenticated");
+    assert!(accepted(&server, &server.pki.writer_client).await);
+
+    // A broken bundle keeps the working one; removing the CA again
+    // refuses its certificates again.
+    replace(
+        &server.pki.ca_path,
+        "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n",
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        accepted(&server, foreign).await,
+        "a broken bundle replaced the working one"
+    );
+    replace(&server.pki.ca_path, &server.pki.ca.pem);
+    wait_for_client(&server, foreign, false, "the one-CA bundle").await;
+    assert!(accepted(&server, &server.pki.writer_client).await);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_http1_and_no_plain_http_on_the_tls_port() {
     let server = start(|_| {}).await;

@@ -252,15 +252,18 @@ pub fn verify_with(
         // walks every segment to its end.
         loop {
             let end = start.saturating_add(window).min(total);
-            let records = read_index(log, start, end, &problems);
+            let (records, corrupt) = read_index(log, start, end, &problems);
             for (i, r) in records.iter().enumerate() {
-                if let Some(digest) = purged.get_mut(&r.segment_id) {
-                    digest.push(start + i as u64);
+                let index = start + i as u64;
+                if let Some(digest) = purged.get_mut(&r.segment_id)
+                    && corrupt.binary_search(&index).is_err()
+                {
+                    digest.push(index);
                 }
             }
             std::thread::scope(|scope| {
                 scope.spawn(|| tree.push(start, &records, progress));
-                segments.window(start, &records, end == total, progress);
+                segments.window(start, &records, &corrupt, end == total, progress);
             });
             start = end;
             if start >= total {
@@ -310,11 +313,18 @@ pub fn verify_with(
     })
 }
 
-/// The index records of entries `start..end`. A corrupt record is named
-/// and stands in as one that points nowhere (`segment_id` `u32::MAX`), so
-/// the window keeps one record per entry.
-fn read_index(log: &Log, start: u64, end: u64, problems: &Problems) -> Vec<IndexRecord> {
+/// The index records of entries `start..end`, and the entries whose
+/// record is corrupt (named as problems; each stands in the window as an
+/// all-zero record, so the window keeps one record per entry, and the
+/// segment pass expects nothing for it).
+fn read_index(
+    log: &Log,
+    start: u64,
+    end: u64,
+    problems: &Problems,
+) -> (Vec<IndexRecord>, Vec<u64>) {
     let mut records: Vec<IndexRecord> = Vec::with_capacity((end - start) as usize);
+    let mut corrupt = Vec::new();
     let mut at = start;
     while at < end {
         let count = (end - at).min(65_536);
@@ -330,9 +340,10 @@ fn read_index(log: &Log, start: u64, end: u64, problems: &Problems) -> Vec<Index
                                 show(&log.layout().index()),
                                 format!("index record of entry {i} is corrupt ({e})"),
                             );
+                            corrupt.push(i);
                             records.push(IndexRecord {
                                 commitment: [0u8; 32],
-                                segment_id: u32::MAX,
+                                segment_id: 0,
                                 location: stele_store::segment::RecordLocation {
                                     offset: 0,
                                     len: 0,
@@ -346,7 +357,7 @@ fn read_index(log: &Log, start: u64, end: u64, problems: &Problems) -> Vec<Index
         }
         at += count;
     }
-    records
+    (records, corrupt)
 }
 
 /// Bytes recovery cut from segments and kept aside (`salvage`): each is a
@@ -621,7 +632,8 @@ impl<'a> TreePass<'a> {
                 self.problems
                     .add(&self.index_path, format!("entry {}: {e}", base + i as u64));
                 self.stopped = true;
-                progress.advance((records.len() - i) as u64);
+                // Entries before `i` were counted in whole blocks only.
+                progress.advance((records.len() - i / 65_536 * 65_536) as u64);
                 return;
             }
             self.check_at_size();
@@ -788,20 +800,32 @@ impl<'a> SegmentPass<'a> {
     }
 
     /// Checks the records of one window of entries (the first being entry
-    /// `base`); `last` for the window that ends the index.
-    fn window(&mut self, base: u64, records: &[IndexRecord], last: bool, progress: &dyn Progress) {
+    /// `base`; `corrupt` lists, sorted, those whose index record is
+    /// corrupt); `last` for the window that ends the index.
+    fn window(
+        &mut self,
+        base: u64,
+        records: &[IndexRecord],
+        corrupt: &[u64],
+        last: bool,
+        progress: &dyn Progress,
+    ) {
         let log = self.log;
         let mut by_segment: BTreeMap<u32, Vec<Expected>> = BTreeMap::new();
         for (i, r) in records.iter().enumerate() {
+            let index = base + i as u64;
+            if corrupt.binary_search(&index).is_ok() {
+                progress.advance(1);
+                continue;
+            }
             by_segment.entry(r.segment_id).or_default().push(Expected {
-                index: base + i as u64,
+                index,
                 offset: r.location.offset,
                 len: r.location.len,
             });
         }
         for (id, expected) in &by_segment {
-            if *id != u32::MAX
-                && !log.segment_infos().contains_key(id)
+            if !log.segment_infos().contains_key(id)
                 && !log.purged().contains_key(id)
                 && self.missing.insert(*id)
             {
@@ -904,7 +928,8 @@ impl<'a> SegmentPass<'a> {
                 }
                 more.then(|| {
                     let want = window_end.map_or(chunk_bytes, |end| {
-                        ((end - pos).min(chunk_bytes as u64) as usize).max(MIN_CHUNK_BYTES)
+                        (end.saturating_sub(pos).min(chunk_bytes as u64) as usize)
+                            .max(MIN_CHUNK_BYTES)
                     });
                     walk.read_and_walk(pos, want, &mut spare)
                 })
@@ -1053,6 +1078,23 @@ impl Walk<'_> {
                     break;
                 }
             };
+            // Entries the index places before this byte have no record
+            // starting where it says (the walk went past them): each is
+            // named, and this record is compared with the next one, so that
+            // one record too many or too few does not shift every later
+            // comparison.
+            while let Some(exp) = self.expected.get(self.k)
+                && exp.offset < offset
+            {
+                self.problems.add(
+                    show(self.path),
+                    format!(
+                        "the index places entry {} at byte {}, where no record starts",
+                        exp.index, exp.offset
+                    ),
+                );
+                self.k += 1;
+            }
             match self.expected.get(self.k) {
                 Some(exp)
                     if exp.offset == offset
@@ -1064,17 +1106,18 @@ impl Walk<'_> {
                         .fetch_max(u64::from(record.generation), Ordering::Relaxed);
                     self.k += 1;
                 }
-                Some(exp) => {
+                Some(exp) if exp.offset == offset => {
                     self.problems.add(
                         show(self.path),
                         format!(
-                            "record at byte {offset} holds entry {} but the index expects entry {} at byte {}",
-                            record.index, exp.index, exp.offset
+                            "record at byte {offset} holds entry {} ({len} bytes) but the index expects entry {} ({} bytes) there",
+                            record.index, exp.index, exp.len
                         ),
                     );
                     self.k += 1;
                 }
-                None => self.problems.add(
+                // Before the next expected record, or after the last one.
+                _ => self.problems.add(
                     show(self.path),
                     format!(
                         "record at byte {offset} (entry {}) is not referenced by the index",

@@ -1337,3 +1337,162 @@ fn long_checkpoint_history_is_found_by_number_and_size_after_reopen() {
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.checkpoints, 601);
 }
+
+/// Rewrites entry `i`'s index record with `change` applied and a valid
+/// CRC, as someone with write access to the data directory could.
+fn rewrite_index_record(data: &Path, i: u64, change: impl FnOnce(&mut [u8; 64])) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(data.join("index"))
+        .unwrap();
+    let mut record = [0u8; 64];
+    file.read_exact_at(&mut record, 64 + 64 * i).unwrap();
+    change(&mut record);
+    let crc = stele_store::fsutil::crc32(&record[..60]);
+    record[60..].copy_from_slice(&crc.to_be_bytes());
+    file.write_all_at(&record, 64 + 64 * i).unwrap();
+}
+
+/// Entry `i`'s index record as stored: (commitment, segment offset,
+/// record length).
+fn index_record(data: &Path, i: u64) -> ([u8; 32], u64, u32) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(data.join("index")).unwrap();
+    let mut r = [0u8; 64];
+    file.read_exact_at(&mut r, 64 + 64 * i).unwrap();
+    (
+        r[..32].try_into().unwrap(),
+        u64::from_be_bytes(r[40..48].try_into().unwrap()),
+        u32::from_be_bytes(r[36..40].try_into().unwrap()),
+    )
+}
+
+/// One log of 300 entries in one segment, published every 30 entries.
+fn one_stream_log(data: &Path) -> Log {
+    create(data);
+    let p = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(data, OpenOptions::default()).unwrap();
+    for batch in 0..10 {
+        let events: Vec<PreparedEvent> = (batch * 30..batch * 30 + 30)
+            .map(|i| event(&p, i, None))
+            .collect();
+        log.append_batch(&events).unwrap();
+        log.publish().unwrap();
+    }
+    log
+}
+
+/// A corrupt index record costs the walk one comparison, not every later
+/// one: its entry is named, its record is named as unreferenced, and every
+/// other record of the segment is still matched and checked.
+#[test]
+fn a_corrupt_index_record_does_not_shift_later_comparisons() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = one_stream_log(&data);
+    let whole = verify_with(&log, 1 << 20, 1 << 20);
+    assert!(whole.ok(), "{:?}", whole.problems);
+    let (commitment, offset, _) = index_record(&data, 100);
+    let index = std::fs::OpenOptions::new()
+        .write(true)
+        .open(data.join("index"))
+        .unwrap();
+    // A byte of entry 100's commitment flipped, CRC left as it was.
+    index
+        .write_all_at(&[!commitment[0]], 64 + 64 * 100)
+        .unwrap();
+    for (chunk, window) in [(64, 7), (4096, 100), (4096, 101), (1 << 20, 1 << 20)] {
+        let report = verify_with(&log, chunk, window);
+        let segment: Vec<&String> = report
+            .problems
+            .iter()
+            .filter(|p| p.location.ends_with(".seg"))
+            .map(|p| &p.what)
+            .collect();
+        assert_eq!(
+            segment,
+            [&format!(
+                "record at byte {offset} (entry 100) is not referenced by the index"
+            )],
+            "{chunk}/{window}: {:?}",
+            report.problems
+        );
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.what.starts_with("index record of entry 100 is corrupt")),
+            "{chunk}/{window}: {:?}",
+            report.problems
+        );
+        // All but that one record were decrypted and checked.
+        assert!(
+            report.bytes_decrypted < whole.bytes_decrypted
+                && report.bytes_decrypted > whole.bytes_decrypted * 298 / 300,
+            "{chunk}/{window}: {} of {}",
+            report.bytes_decrypted,
+            whole.bytes_decrypted
+        );
+    }
+}
+
+/// The index places entry 9 as shorter than its record and entry 10
+/// inside it: the walk names both and goes on (with the window ending at
+/// entry 10, the read size computed from the window's end must not
+/// underflow past it).
+#[test]
+fn index_locations_inside_a_record_are_named_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = one_stream_log(&data);
+    let (_, nine_at, nine_len) = index_record(&data, 9);
+    let (_, ten_at, _) = index_record(&data, 10);
+    let half = nine_len / 2;
+    rewrite_index_record(&data, 9, |r| r[36..40].copy_from_slice(&half.to_be_bytes()));
+    let inside = nine_at + u64::from(half);
+    rewrite_index_record(&data, 10, |r| {
+        r[40..48].copy_from_slice(&inside.to_be_bytes())
+    });
+    for (chunk, window) in [(64, 11), (64, 13), (4096, 11), (1 << 20, 1 << 20)] {
+        let report = verify_with(&log, chunk, window);
+        let named: Vec<&String> = report.problems.iter().map(|p| &p.what).collect();
+        assert_eq!(
+            named,
+            [
+                &format!(
+                    "record at byte {nine_at} holds entry 9 ({nine_len} bytes) but the index expects entry 9 ({half} bytes) there"
+                ),
+                &format!("the index places entry 10 at byte {inside}, where no record starts"),
+                &format!("record at byte {ten_at} (entry 10) is not referenced by the index"),
+            ],
+            "{chunk}/{window}"
+        );
+    }
+}
+
+/// Any segment id an index record can hold is checked, the largest too
+/// (it once stood for "corrupt record" inside verification).
+#[test]
+fn an_index_record_naming_segment_u32_max_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = one_stream_log(&data);
+    let (_, offset, _) = index_record(&data, 5);
+    rewrite_index_record(&data, 5, |r| {
+        r[32..36].copy_from_slice(&u32::MAX.to_be_bytes())
+    });
+    let report = verify_with(&log, 1 << 20, 1 << 20);
+    let named: Vec<&String> = report.problems.iter().map(|p| &p.what).collect();
+    assert_eq!(
+        named,
+        [
+            &"segment 4294967295 (entries from 5) is missing".to_string(),
+            &format!("record at byte {offset} (entry 5) is not referenced by the index"),
+        ],
+        "{:?}",
+        report.problems
+    );
+}

@@ -55,6 +55,21 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
     }
 }
 
+/// Parses one JSON document strictly (no duplicate keys at any depth, no
+/// number that overflows a double, nesting at most `max_depth`), reading
+/// integer literals beyond ±2^53 as the nearest double. For documents
+/// other than client events that must still be unambiguous JSON (a
+/// Kubernetes audit event, whose objects may carry such integers).
+pub fn parse_strict(raw: &[u8], max_depth: usize) -> Result<Value, EventError> {
+    parse(
+        raw,
+        ParseOptions {
+            max_depth: max_depth.min(crate::MAX_DEPTH_CEILING),
+            big_integers: BigIntegers::AsDouble,
+        },
+    )
+}
+
 /// Parses one JSON document from `raw`.
 pub(crate) fn parse(raw: &[u8], options: ParseOptions) -> Result<Value, EventError> {
     let mut parser = Parser::new(raw, options)?;

@@ -31,6 +31,7 @@ pub use envelope::{
 };
 pub use error::EventError;
 pub use jcs::{canonicalize, compare_utf16, to_canonical_vec};
+pub use json::parse_strict;
 pub use limits::{Limits, MAX_DEPTH_CEILING};
 pub use stored::{DICTIONARY, MAX_CANONICAL_BYTES, PACKED_FORM, canonical_from_stored};
 

@@ -5,7 +5,9 @@
 //! fields it maps, ignores the ones it does not know (new Kubernetes
 //! releases add fields), and is strict only about the list itself (`kind`
 //! must be `EventList`, `apiVersion` must be `audit.k8s.io/v1`) and about the
-//! fields Stele cannot do without. Setting kube-apiserver up is described in
+//! fields Stele cannot do without (each item must be strict JSON: no key
+//! twice, no number a double cannot hold; struct members must be objects).
+//! Setting kube-apiserver up is described in
 //! `docs/kubernetes.md`.
 //!
 //! # Mapping
@@ -328,8 +330,38 @@ fn map_item<'a>(
             limit: limits.event.max_event_bytes,
         });
     }
+    // Parsed strictly first: a key given twice (which would let the mapped
+    // attributes say one thing and the stored original another) or a
+    // number no double holds refuses the item.
+    let value =
+        stele_event::parse_strict(raw, MAX_DEPTH_CEILING).map_err(|source| IngestError::Event {
+            item,
+            line: None,
+            source,
+        })?;
+    // The struct-typed members must be objects: serde would also read a
+    // struct from an array, position by position.
+    for (field, member) in [
+        ("user", value.get("user")),
+        ("impersonatedUser", value.get("impersonatedUser")),
+        ("objectRef", value.get("objectRef")),
+        ("responseStatus", value.get("responseStatus")),
+        ("annotations", value.get("annotations")),
+        ("user.extra", value.get("user").and_then(|u| u.get("extra"))),
+        (
+            "impersonatedUser.extra",
+            value.get("impersonatedUser").and_then(|u| u.get("extra")),
+        ),
+    ] {
+        if let Some(member) = member
+            && !member.is_null()
+            && !member.is_object()
+        {
+            return Err(invalid_item(item, field, "must be a JSON object"));
+        }
+    }
     let audit: AuditEvent =
-        serde_json::from_slice(raw).map_err(|error| IngestError::InvalidKubernetesEvent {
+        serde_json::from_value(value).map_err(|error| IngestError::InvalidKubernetesEvent {
             item,
             field: None,
             reason: format!("not an audit.k8s.io/v1 Event: {error}"),

@@ -317,6 +317,12 @@ pub(crate) fn authenticate(
     headers: &HeaderMap,
     conn: Option<&ConnInfo>,
 ) -> ApiResult<Principal> {
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        state.metrics.error("auth");
+        return Err(ApiError::unauthorized(
+            "more than one Authorization header: send exactly one",
+        ));
+    }
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let text = value
             .to_str()
@@ -401,7 +407,18 @@ pub(crate) async fn read_body(
     let seconds = state.config.timeouts.body_read_seconds;
     let read = axum::body::to_bytes(body, share as usize);
     let bytes = match tokio::time::timeout(Duration::from_secs(seconds), read).await {
-        Ok(read) => read.map_err(|_| too_large())?,
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) if is_length_limit(&e) => return Err(too_large()),
+        Ok(Err(e)) => {
+            state.metrics.error("input");
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!(
+                    "the request body could not be read ({e}): broken chunked framing, or the connection ended before the declared Content-Length"
+                ),
+            ));
+        }
         Err(_) => {
             state.metrics.error("body_timeout");
             return Err(ApiError::new(
@@ -412,6 +429,37 @@ pub(crate) async fn read_body(
         }
     };
     Ok((bytes, permit))
+}
+
+/// Whether reading a body failed on its size limit (rather than on its
+/// framing or the connection).
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = source {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// The request's Content-Type: `None` when absent; a value that is not
+/// visible ASCII is refused as such (not reported as missing).
+fn content_type(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<String>> {
+    match headers.get(header::CONTENT_TYPE) {
+        None => Ok(None),
+        Some(value) => match value.to_str() {
+            Ok(text) => Ok(Some(text.to_owned())),
+            Err(_) => {
+                state.metrics.error("input");
+                Err(stele_ingest::IngestError::UnsupportedContentType(
+                    "(a value that is not visible ASCII)".to_owned(),
+                )
+                .into())
+            }
+        },
+    }
 }
 
 fn body_limits(state: &AppState) -> BodyLimits {
@@ -576,11 +624,9 @@ async fn post_events(
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
     authorize_some_append(&state, &principal, conn.as_deref())?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let kind =
-        stele_ingest::body_kind(content_type).inspect_err(|_| state.metrics.error("input"))?;
+    let content_type = content_type(&state, &headers)?;
+    let kind = stele_ingest::body_kind(content_type.as_deref())
+        .inspect_err(|_| state.metrics.error("input"))?;
     let (bytes, _permit) = read_body(&state, &headers, body).await?;
     let (events, raw_bytes) = if bytes.len() <= INLINE_PARSE_BYTES {
         prepare_events(&state, &principal, kind, &bytes)?
@@ -606,15 +652,13 @@ async fn post_kubernetes(
     authorize_some_append(&state, &principal, conn.as_deref())?;
     // kube-apiserver sends `application/json`; anything else is not an
     // EventList from it.
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    match stele_ingest::body_kind(content_type) {
+    let content_type = content_type(&state, &headers)?;
+    match stele_ingest::body_kind(content_type.as_deref()) {
         Ok(stele_ingest::BodyKind::Json) => {}
         _ => {
             state.metrics.error("input");
             return Err(stele_ingest::IngestError::UnsupportedContentType(
-                content_type.unwrap_or("").to_owned(),
+                content_type.unwrap_or_default(),
             )
             .into());
         }

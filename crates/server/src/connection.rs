@@ -110,9 +110,14 @@ async fn serve_http<T>(
 {
     let remote = info.remote;
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client may shut down its sending side once its request is out
+    // (half-close) and still wait for the answer; without this the
+    // connection would be dropped at that EOF, and an event it carried
+    // could be stored with its receipt never sent.
     builder
         .http1()
         .timer(TokioTimer::new())
+        .half_close(true)
         .header_read_timeout(timeouts.header_read);
     builder.http2().timer(TokioTimer::new());
     let inner = hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(info)));

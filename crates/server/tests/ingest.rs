@@ -636,3 +636,101 @@ async fn a_chunked_body_over_the_limit_is_refused_while_streaming() {
     drop(client);
     server.stop().await;
 }
+
+/// Edges of HTTP/1.1 framing and headers, over raw TLS: a client that
+/// half-closes after its request still gets its receipt; broken chunked
+/// framing is a 400 that says so (not "too large"); a Content-Type that is
+/// not ASCII is refused as such; two Authorization headers are refused.
+/// Nothing refused is appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_framing_and_header_edges() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = start(|_| {}).await;
+    let client = server.client();
+    let writer = server.token("writer", &[Role::writer()]);
+    let reader = server.token("reader", &[Role::reader()]);
+    let before = log_size(&server, &client).await;
+
+    // Half-close: the request, then EOF on the client's sending side.
+    let event = r#"{"actor":"half","action":"close"}"#;
+    let mut stream = raw_tls(&server).await;
+    let request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {writer}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{event}",
+        event.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("an answer within 10 s")
+        .ok();
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains(r#""receipts""#), "{text}");
+    assert_eq!(log_size(&server, &client).await, before + 1);
+
+    // Broken chunked framing.
+    for body in [
+        "zz\r\n{}\r\n0\r\n\r\n".to_string(),
+        format!("{:x}\r\n{event}0\r\n\r\n", event.len()),
+    ] {
+        let mut stream = raw_tls(&server).await;
+        let request = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {writer}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{body}"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let (status, head, body) = read_http1_response(&mut stream, Duration::from_secs(10)).await;
+        assert_eq!(status, 400, "{head}");
+        let error: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error["error"]["code"], "invalid_body", "{error}");
+    }
+
+    // A Content-Type with a byte that is not ASCII.
+    let mut stream = raw_tls(&server).await;
+    let mut request = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {writer}\r\n\
+         Content-Length: {}\r\nContent-Type: application/json; x=",
+        event.len()
+    )
+    .into_bytes();
+    request.push(0xff);
+    request.extend_from_slice(format!("\r\n\r\n{event}").as_bytes());
+    stream.write_all(&request).await.unwrap();
+    let (status, head, body) = read_http1_response(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(status, 415, "{head}");
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        error["error"]["code"], "unsupported_content_type",
+        "{error}"
+    );
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("not visible ASCII") && !message.contains("missing"),
+        "{message}"
+    );
+
+    // Two Authorization headers, valid or not, in either order.
+    for (first, second) in [
+        (writer.as_str(), "bad"),
+        ("bad", writer.as_str()),
+        (writer.as_str(), reader.as_str()),
+    ] {
+        let r = send(
+            client
+                .post(server.url("/v1/events"))
+                .header("authorization", format!("Bearer {first}"))
+                .header("authorization", format!("Bearer {second}"))
+                .json(&serde_json::json!({"actor": "a", "action": "b"})),
+        )
+        .await;
+        assert_error(&r, 401, "unauthenticated");
+        assert!(r.text.contains("more than one"), "{}", r.text);
+    }
+    assert_eq!(log_size(&server, &client).await, before + 1);
+    drop(client);
+    server.stop().await;
+}

@@ -311,6 +311,8 @@ async fn bad_eventlists_are_refused_whole() {
         "]".repeat(130)
     );
     let huge_number = br#"{"level":"Metadata","auditID":"x-4","stage":"ResponseComplete","verb":"get","user":{"username":"u"},"responseStatus":{"code":1e400}}"#;
+    let user_array = br#"{"level":"Metadata","auditID":"x-7","stage":"ResponseComplete","verb":"get","user":["root","uid-1",["system:masters"],{}]}"#;
+    let twice = br#"{"level":"Metadata","auditID":"x-8","stage":"ResponseComplete","verb":"get","user":{"username":"u"},"annotations":{"authorization.k8s.io/decision":"forbid","authorization.k8s.io/decision":"allow"}}"#.to_vec();
     let mut not_utf8 = good.to_vec();
     let at = not_utf8.iter().position(|b| *b == b'"').unwrap() + 1;
     not_utf8.insert(at, 0xff);
@@ -376,6 +378,22 @@ async fn bad_eventlists_are_refused_whole() {
             400,
             "invalid_event",
             Some(0),
+        ),
+        (
+            "user given as an array in item 1",
+            Some("application/json"),
+            list_of(&[good, user_array]),
+            400,
+            "invalid_event",
+            Some(1),
+        ),
+        (
+            "a key twice in item 1's annotations",
+            Some("application/json"),
+            list_of(&[good, &twice]),
+            400,
+            "invalid_event",
+            Some(1),
         ),
         (
             "item 1 over the event limit",

@@ -770,14 +770,20 @@ async fn get_event(
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
     let index = path_param("index", index)?;
-    let index: u64 = index.parse().map_err(|_| ApiError {
-        field: Some("index".into()),
-        ..ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_index",
-            format!("path parameter index: {index:?} is not an entry index (0 to 2^64-1)"),
-        )
-    })?;
+    // Decimal digits only (`parse` would also take a leading `+`).
+    let digits = !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit());
+    let index: u64 = index
+        .parse()
+        .ok()
+        .filter(|_| digits)
+        .ok_or_else(|| ApiError {
+            field: Some("index".into()),
+            ..ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_index",
+                format!("path parameter index: {index:?} is not an entry index (0 to 2^64-1)"),
+            )
+        })?;
     let conn_info = conn.as_deref().cloned();
     let client = conn
         .as_deref()
@@ -927,6 +933,7 @@ fn invalid_query(e: &axum::extract::rejection::QueryRejection, usage: &str) -> A
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ConsistencyQuery {
     old: u64,
     new: Option<u64>,

@@ -85,6 +85,15 @@ async fn reads_are_audited_in_system_stream() {
     )
     .await;
     assert_error(&r, 400, "invalid_index");
+    for odd in ["+0", "%2B1", "%200", "18446744073709551616"] {
+        let r = send(
+            client
+                .get(server.url(&format!("/v1/events/{odd}")))
+                .bearer_auth(&auditor),
+        )
+        .await;
+        assert_error(&r, 400, "invalid_index");
+    }
     let r = send(client.get(server.url("/v1/events/0")).bearer_auth(&writer)).await;
     assert_error(&r, 403, "forbidden");
     let after = server.probe(&client, &writer).await;
@@ -305,6 +314,7 @@ async fn checkpoint_tiles_and_consistency_verify() {
         ("?old=0&new=5", 400),
         ("?old=6&new=5", 400),
         ("?old=abc", 400),
+        ("?old=1&new=2&x=1", 400),
         ("?old=5&new=77", 404),
     ] {
         let r = send(client.get(server.url(&format!("/v1/proof/consistency{query}")))).await;

@@ -7,8 +7,7 @@
 //! must be `EventList`, `apiVersion` must be `audit.k8s.io/v1`) and about the
 //! fields Stele cannot do without (each item must be strict JSON: no key
 //! twice, no number a double cannot hold; struct members must be objects).
-//! Setting kube-apiserver up is described in
-//! `docs/kubernetes.md`.
+//! Setting kube-apiserver up is described in `docs/kubernetes.md`.
 //!
 //! # Mapping
 //!
@@ -37,9 +36,9 @@
 //! users' events it travels with. Nothing else is shortened: any other
 //! mapped value over the event limits (an actor over its length limit, too
 //! many attribute keys) refuses the item, and with it the whole list, with
-//! an error naming the item and the Stele field. Each item's raw bytes must fit `max_event_bytes`; the
-//! mapped event is derived from them and is not counted against that limit
-//! again. Items may nest up to [`stele_event::MAX_DEPTH_CEILING`] deep
+//! an error naming the item and the Stele field. Each item's raw bytes must
+//! fit `max_event_bytes`; the mapped event is derived from them and is not
+//! counted against that limit again. Items may nest up to [`stele_event::MAX_DEPTH_CEILING`] deep
 //! whatever the client depth limit says, since request and response objects
 //! (custom resource schemas in particular) legitimately nest deeply and are
 //! stored, not parsed as client events.

@@ -35,9 +35,10 @@ pub struct PreparedEvent {
     /// a hash match against the stored event.
     pub idempotency_key: String,
     /// Digest of the original payload's canonical form ([`payload_digest`]):
-    /// a retry is the same key with the same payload. The same key with other content is a different event
-    /// and is appended (an id reused by mistake, or a Kubernetes audit ID
-    /// chosen by a client, must never hide an event).
+    /// a retry is the same key with the same payload. The same key with
+    /// other content is a different event and is appended (an id reused by
+    /// mistake, or a Kubernetes audit ID chosen by a client, must never hide
+    /// an event).
     pub payload_digest: [u8; 32],
 }
 

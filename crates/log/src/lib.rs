@@ -33,6 +33,7 @@ mod rotate;
 pub mod salvage;
 pub mod sequencer;
 pub mod tiles;
+pub mod tokens;
 pub mod verify;
 
 pub use checkpoints::{CheckpointHistory, HistoryStream};

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use stele_server::tokens::{self, Role};
+use stele_server::tokens::Role;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_tokens_and_roles() {
@@ -32,8 +32,8 @@ async fn bearer_tokens_and_roles() {
 
     // A token that does not exist, a garbled one, and a right id with a
     // wrong secret.
-    let (writer_record, writer) =
-        tokens::create(&server.data, "ci-bot", &[Role::writer()]).unwrap();
+    let created = server.token_with("ci-bot", &[Role::writer()], None, None);
+    let (writer_record, writer) = (created.entry, created.text);
     let wrong_secret = format!("stele_{}_{}", writer_record.id, "A".repeat(43));
     for bad in [
         "stele_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
@@ -88,7 +88,13 @@ async fn bearer_tokens_and_roles() {
     assert_eq!(stored["event"]["writer"], "admin");
 
     // Revocation while serving takes effect at the next request.
-    tokens::revoke(&server.data, &writer_record.id).unwrap();
+    let r = send(
+        client
+            .delete(server.url(&format!("/v1/tokens/{}", writer_record.id)))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let r = post_json(&client, &events, Some(&writer), &event).await;
     assert_error(&r, 401, "unauthenticated");
     // Other tokens are unaffected.

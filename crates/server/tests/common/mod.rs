@@ -156,6 +156,8 @@ pub struct TestServer {
     pub admin_token: String,
     pub pki: Pki,
     pub config: Config,
+    /// The served log, for granting tokens the way the server does.
+    pub log: Arc<std::sync::Mutex<stele_log::Log>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
     pub tmp: TempDir,
@@ -208,6 +210,7 @@ pub async fn start_in(
     configure(&mut config);
     let bound = stele_server::bind(config.clone(), None).await.unwrap();
     let addr = bound.addresses()[0];
+    let log = bound.log();
     let first = match bound.first_start.clone() {
         Some(first) => first,
         None => stele_server::FirstStart {
@@ -226,6 +229,7 @@ pub async fn start_in(
         admin_token: first.admin_token,
         pki,
         config,
+        log,
         shutdown: Some(tx),
         task: Some(task),
         tmp,
@@ -256,9 +260,27 @@ impl TestServer {
 
     /// A token for a new principal.
     pub fn token(&self, principal: &str, roles: &[Role]) -> String {
-        stele_server::tokens::create(&self.data, principal, roles)
+        self.token_with(principal, roles, None, None).text
+    }
+
+    /// A token granted through the served log (its `token.created` event
+    /// first, then `tokens.json`), as `POST /v1/tokens` does.
+    pub fn token_with(
+        &self,
+        principal: &str,
+        roles: &[Role],
+        expires_at: Option<jiff::Timestamp>,
+        streams: Option<Vec<String>>,
+    ) -> stele_log::tokens::CreatedToken {
+        let spec = stele_log::tokens::TokenSpec {
+            principal: principal.into(),
+            roles: roles.to_vec(),
+            expires_at,
+            streams,
+        };
+        stele_log::sequencer::lock_log(&self.log)
+            .create_token(&spec, "test-harness", jiff::Timestamp::now())
             .unwrap()
-            .1
     }
 
     /// Asks the server to stop and waits (bounded) for `serve` to return

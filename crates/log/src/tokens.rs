@@ -244,13 +244,13 @@ pub fn parse_expiry(text: &str, now: Timestamp) -> Result<Timestamp, String> {
     let at = if let Ok(at) = text.parse::<Timestamp>() {
         at
     } else {
-        let split = text.len().saturating_sub(1);
-        let (number, unit) = (&text[..split], &text[split..]);
-        let seconds_per = match unit {
-            "d" => 86_400,
-            "h" => 3_600,
-            "m" => 60,
-            "s" => 1,
+        let unit = text.chars().last().unwrap_or(' ');
+        let number = text.strip_suffix(unit).unwrap_or("");
+        let seconds_per: i64 = match unit {
+            'd' => 86_400,
+            'h' => 3_600,
+            'm' => 60,
+            's' => 1,
             _ => 0,
         };
         let count: i64 = match number.parse::<u32>() {
@@ -310,6 +310,11 @@ fn validate_spec(spec: &TokenSpec, by: &str, now: Timestamp) -> LogResult<TokenS
             }
             for stream in &list {
                 stele_event::check_stream_name(stream)?;
+                if stream.starts_with('_') {
+                    return Err(LogError::Usage(format!(
+                        "stream {stream:?} is reserved for the log's own events"
+                    )));
+                }
             }
             Some(list)
         }
@@ -437,7 +442,7 @@ pub fn check_token_file(log: &Log) -> LogResult<Vec<(String, String)>> {
     if file.tokens.is_empty() {
         return Ok(problems);
     }
-    log.with_idempotency(|known| {
+    log.with_idempotency(|known| -> LogResult<Vec<(String, String)>> {
         let mut seen = std::collections::HashSet::new();
         for entry in &file.tokens {
             if !seen.insert(entry.id.clone()) {

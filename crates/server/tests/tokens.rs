@@ -330,7 +330,7 @@ async fn expiry_and_stream_scope() {
     assert_eq!(log_size(&server, &client).await, size + 3);
 
     // Past its expiry the token is refused, and the metric says why.
-    let wait = (soon - jiff::Timestamp::now()).as_millis().max(0) as u64 + 300;
+    let wait = soon.duration_since(jiff::Timestamp::now()).as_millis().max(0) as u64 + 300;
     tokio::time::sleep(Duration::from_millis(wait)).await;
     let r = post_json(&client, &events, Some(&brief.text), &event).await;
     assert_error(&r, 401, "unauthenticated");

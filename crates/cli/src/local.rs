@@ -48,6 +48,28 @@ pub fn now() -> CliResult<Timestamp> {
     }
 }
 
+/// The grace period between announcing that an epoch is due and purging
+/// it ([`stele_log::DEFAULT_RETENTION_GRACE`]). `STELE_RETENTION_GRACE`
+/// (seconds) replaces it in debug builds, so tests can purge in one run;
+/// release builds refuse it, as they refuse `STELE_NOW`.
+pub fn retention_grace() -> CliResult<std::time::Duration> {
+    match std::env::var("STELE_RETENTION_GRACE") {
+        Err(_) => Ok(stele_log::DEFAULT_RETENTION_GRACE),
+        Ok(text) if cfg!(debug_assertions) => text
+            .trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|e| {
+                Failure::usage(format!(
+                    "STELE_RETENTION_GRACE {text:?}: not a number of seconds: {e}"
+                ))
+            }),
+        Ok(_) => Err(Failure::usage(
+            "STELE_RETENTION_GRACE is a testing aid that only debug builds honour; unset it",
+        )),
+    }
+}
+
 /// The name of the user running the CLI: `$USER`, else `$LOGNAME`, else
 /// the name of the process's user id in /etc/passwd, else `uid<N>`.
 pub fn os_user() -> String {

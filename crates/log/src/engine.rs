@@ -181,6 +181,11 @@ pub struct Log {
     pub(crate) policies: Vec<PolicyVersion>,
     /// Legal holds, released ones included.
     pub(crate) holds: Vec<Hold>,
+    /// The newest time the log records (Unix seconds): no governance
+    /// decision is taken at an earlier time (see `governance.rs`).
+    pub(crate) time_floor: Option<i64>,
+    /// Epochs announced due by this process (see `announce.rs`).
+    pub(crate) announcements: crate::announce::Announcements,
     /// Test hook: stop a purge after this step, as a crash would.
     pub(crate) purge_stop: Option<u8>,
     /// Makes written batches durable (steps 2b and 3).
@@ -407,6 +412,8 @@ impl Log {
             attestor,
             policies: Vec::new(),
             holds: Vec::new(),
+            time_floor: None,
+            announcements: crate::announce::Announcements::default(),
             purge_stop: None,
             committer: Committer::start(),
             in_flight: std::collections::VecDeque::new(),
@@ -417,6 +424,9 @@ impl Log {
         // segment as gone.
         log.check_pending_purges()?;
         log.recover()?;
+        // The files beside the log are checked against (and, where a crash
+        // left them behind, rebuilt from) the log's own record.
+        log.reconcile_governance()?;
         log.finish_governance()?;
         Ok(log)
     }
@@ -642,6 +652,11 @@ impl Log {
 
     pub(crate) fn segment_infos(&self) -> &BTreeMap<u32, SegmentInfo> {
         &self.segments
+    }
+
+    /// The durable committed length of segment `id`, when known.
+    pub(crate) fn committed_length(&self, id: u32) -> Option<u64> {
+        self.committed.get(&id).copied()
     }
 
     pub(crate) fn index_file(&self) -> &IndexFile {

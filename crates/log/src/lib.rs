@@ -18,6 +18,7 @@
 //! This crate does not parse command lines or speak HTTP; it takes prepared
 //! events and returns receipts, proofs and verification reports.
 
+mod announce;
 pub mod audit;
 mod checkpoints;
 mod committer;
@@ -25,6 +26,7 @@ mod engine;
 pub mod error;
 pub mod governance;
 pub mod layout;
+mod ledger;
 mod meta;
 pub mod prepare;
 mod publisher;
@@ -35,6 +37,7 @@ pub mod sequencer;
 pub mod tiles;
 pub mod verify;
 
+pub use announce::{DEFAULT_RETENTION_GRACE, MAX_DRIFT, RetentionRun};
 pub use checkpoints::{CheckpointHistory, HistoryStream};
 pub use committer::FsyncMetrics;
 pub use engine::{CreateOptions, Log, MAX_BATCH, OpenOptions, Receipt, StoredEvent};

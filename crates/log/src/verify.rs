@@ -276,6 +276,11 @@ pub fn verify_with(
     segments.finish();
 
     purge_pass(log, purged, &problems);
+    // Governance from the log alone: the files beside it agree, and no
+    // recorded time goes backwards.
+    for (location, what) in crate::ledger::governance_problems(log) {
+        problems.add(location, what);
+    }
 
     // Record nonces are (writer generation, index): the stored generation
     // must be at least every generation a record was sealed under, or the

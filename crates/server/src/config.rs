@@ -42,6 +42,11 @@ pub struct Config {
     /// it the log's last applied policy is enforced (the shipped default
     /// until one is applied).
     pub policy: Option<PathBuf>,
+    /// Seconds between announcing that an epoch is due (a `retention.due`
+    /// event) and purging it, measured on this process's monotonic clock
+    /// with the wall clock agreeing: a clock jump alone never purges.
+    /// At most 30 days.
+    pub retention_grace_seconds: u64,
 }
 
 /// TLS settings. Files are re-read when they change, without a restart.
@@ -154,6 +159,7 @@ impl Default for Config {
             publish_interval_ms: 200,
             client_certs: Vec::new(),
             policy: None,
+            retention_grace_seconds: stele_log::DEFAULT_RETENTION_GRACE.as_secs(),
         }
     }
 }
@@ -244,6 +250,9 @@ impl Config {
                 "limits.max_inflight_body_bytes must be at least max_body_bytes and below 4 GiB"
                     .into(),
             );
+        }
+        if self.retention_grace_seconds > 30 * 86_400 {
+            return Err("retention_grace_seconds must be at most 2592000 (30 days)".into());
         }
         if self.publish_interval_ms == 0 || self.publish_interval_ms > 60_000 {
             return Err("publish_interval_ms must be 1..=60000".into());

@@ -164,6 +164,7 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
     let state = lock_log(&context.log).audit_state().unwrap_or_default();
     // Resume the schedule where the last run left it.
     let mut last_retention = i64::MIN;
+    let mut retention_wakeup: Option<std::time::Instant> = None;
     let mut last_incremental = state.last_incremental_at.unwrap_or(i64::MIN);
     let mut last_full = state.last_full_at.unwrap_or(i64::MIN);
     // A log never attested gets its first attestation one interval after
@@ -180,10 +181,24 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
         let seconds = now.as_second();
         let policy = context.governance.policy();
         let schedule = *policy.audit();
-        if due(last_retention, RETENTION_EVERY, seconds) {
+        if due(last_retention, RETENTION_EVERY, seconds)
+            || retention_wakeup.is_some_and(|at| std::time::Instant::now() >= at)
+        {
             last_retention = seconds;
-            match lock_log(&context.log).enforce_retention("retention", now) {
-                Ok(purged) => {
+            match lock_log(&context.log).run_retention("retention", now) {
+                Ok(run) => {
+                    // Announced epochs are purged as soon as their grace
+                    // period has passed, not a whole interval later.
+                    retention_wakeup = run
+                        .waiting
+                        .iter()
+                        .map(|(_, left)| *left)
+                        .min()
+                        .map(|left| std::time::Instant::now() + left);
+                    for (status, left) in &run.waiting {
+                        tracing::warn!(stream = %status.stream, epoch_day = status.epoch_day, purge_in_seconds = left.as_secs(), "retention: epoch due and announced; purged after the grace period");
+                    }
+                    let purged = run.purged;
                     for t in &purged {
                         tracing::info!(stream = %t.stream, epoch = %t.epoch, entries = t.entries, event = ?t.event_index, "retention purge");
                     }

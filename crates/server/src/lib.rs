@@ -104,6 +104,7 @@ pub async fn bind(
         });
     }
     let mut log = Log::open(&config.data, OpenOptions { passphrase }).map_err(|e| e.to_string())?;
+    log.set_retention_grace(Duration::from_secs(config.retention_grace_seconds));
     for kept in log.kept_at_open() {
         tracing::warn!("{kept}");
     }

@@ -549,9 +549,10 @@ async fn a_policy_the_listeners_cannot_meet_is_refused_at_start() {
     assert!(err.contains("TLS") && err.contains("0.0.0.0"), "{err}");
 }
 
-/// An epoch written long ago under a 90-day policy is purged by the
-/// server's scheduler on start; reading it answers 410 with the purge
-/// record, and the rest still proves.
+/// An epoch written long ago under a 90-day policy is announced due by
+/// the server's scheduler on start (`retention.due`) and purged once the
+/// grace period has passed on the server's own clock; reading it answers
+/// 410 with the purge record, and the rest still proves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_epoch_is_purged_and_reads_say_so() {
     let long_ago: jiff::Timestamp = "2020-01-01T12:00:00Z".parse().unwrap();
@@ -560,25 +561,38 @@ async fn an_expired_epoch_is_purged_and_reads_say_so() {
         &["ops", "ops", "keep"],
         long_ago,
     );
-    let server = start_in(tmp, vkey, |_| {}).await;
+    let grace = std::time::Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    let server = start_in(tmp, vkey, |c| c.retention_grace_seconds = grace.as_secs()).await;
     let client = server.client();
     let admin = server.token("admin", &[Role::admin()]);
     let reader = server.token("reader", &[Role::reader()]);
 
-    // The scheduler enforces retention as soon as it starts.
+    // The scheduler announces the due epoch as soon as it starts, and
+    // purges nothing before the grace period has passed.
     let mut purged = Vec::new();
     for _ in 0..100 {
         let r = get(&client, server.url("/v1/retention"), &admin).await;
         assert_eq!(r.status, 200, "{}", r.text);
         purged = r.json["purged"].as_array().unwrap().clone();
+        if started.elapsed() < grace {
+            assert!(purged.is_empty(), "purged within the grace period");
+        }
         if !purged.is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(purged.len(), 1, "{purged:?}");
+    assert!(started.elapsed() >= grace, "purged within the grace period");
     assert_eq!(purged[0]["stream"], "ops");
     assert_eq!(purged[0]["entries"], 2);
+    // The purge names its announcement, made on start.
+    let announced = purged[0]["announced"].as_u64().expect("no announcement");
+    let due = server.get_event(&client, &reader, announced).await;
+    assert_eq!(due["event"]["event"]["action"], "retention.due");
+    assert_eq!(due["event"]["event"]["attributes"]["stream"], "ops");
+    assert_eq!(due["event"]["event"]["attributes"]["grace_seconds"], 2);
 
     // Index 1 is an `ops` event (0 is the policy.applied event).
     let r = get(&client, server.url("/v1/events/1"), &reader).await;

@@ -432,16 +432,7 @@ fn read_passphrase(file: Option<&Path>) -> CliResult<Option<Zeroizing<String>>> 
 
 /// Opens (and so recovers) the log in `data`.
 pub(crate) fn open(data: &DataArgs) -> CliResult<Log> {
-    // Identity first, so a directory that is not a log says so.
-    Log::read_meta(&data.data)?;
-    let passphrase = if Log::needs_passphrase(&data.data)? {
-        Some(read_passphrase(data.passphrase_file.as_deref())?.ok_or_else(|| {
-            Failure::usage("this log's key is protected by a passphrase: set STELE_PASSPHRASE or use --passphrase-file")
-        })?)
-    } else {
-        None
-    };
-    match Log::open(&data.data, OpenOptions { passphrase }) {
+    match Log::open(&data.data, open_options(data)?) {
         Ok(log) => {
             for kept in log.kept_at_open() {
                 eprintln!("warning: {kept}");
@@ -453,6 +444,20 @@ pub(crate) fn open(data: &DataArgs) -> CliResult<Log> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The passphrase a data directory's key needs, if any; checks first that
+/// the directory is a log, so one that is not says so.
+fn open_options(data: &DataArgs) -> CliResult<OpenOptions> {
+    Log::read_meta(&data.data)?;
+    let passphrase = if Log::needs_passphrase(&data.data)? {
+        Some(read_passphrase(data.passphrase_file.as_deref())?.ok_or_else(|| {
+            Failure::usage("this log's key is protected by a passphrase: set STELE_PASSPHRASE or use --passphrase-file")
+        })?)
+    } else {
+        None
+    };
+    Ok(OpenOptions { passphrase })
 }
 
 /// The holder of the data directory's lock, if another process holds it
@@ -613,7 +618,10 @@ impl Progress for Bar {
 fn verify_data(data: &DataArgs) -> CliResult<u8> {
     let started = std::time::Instant::now();
     let at = local::now()?;
-    let mut log = open(data)?;
+    // Read-only: no lock, no recovery, nothing written (what a recovery
+    // would do is reported as notes), so it runs beside a writer and on a
+    // read-only copy. A denial cannot be recorded from here; it says so.
+    let mut log = Log::open_read_only(&data.data, open_options(data)?)?;
     local::Operator::of(&log).authorize(&mut log, Action::Verify, Resource::Log, at)?;
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let bar = indicatif::ProgressBar::new(0);

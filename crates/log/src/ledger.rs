@@ -417,7 +417,11 @@ fn system_events(log: &Log) -> LogResult<Vec<SystemEvent>> {
                     info.path.display()
                 )));
             };
-            indices.push(index);
+            // Records past the log's size are a running writer's (or an
+            // interrupted append's) and not part of what is read here.
+            if index < log.size() {
+                indices.push(index);
+            }
             offset += total;
         }
     }

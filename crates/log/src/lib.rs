@@ -31,11 +31,13 @@ mod meta;
 pub mod prepare;
 mod publisher;
 pub mod purge;
+mod read_only;
 mod rotate;
 pub mod salvage;
 pub mod sequencer;
 pub mod tiles;
 pub mod verify;
+mod verify_files;
 
 pub use announce::{DEFAULT_RETENTION_GRACE, MAX_DRIFT, RetentionRun};
 pub use checkpoints::{CheckpointHistory, HistoryStream};

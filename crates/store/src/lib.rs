@@ -18,6 +18,8 @@
 //!   lengths at the last publish).
 //! - [`fsutil`]: fsync discipline, atomic replace, the directory lock.
 //! - [`fault`]: the fdatasync of appended records, which tests can make fail.
+//! - [`torn`]: what a crash can leave of a record being written, told apart
+//!   from a record altered after it was written.
 //!
 //! What this crate does not do: decide ordering, batch, retry, or interpret
 //! what it stores. After any I/O error a caller must stop writing and reopen;
@@ -31,5 +33,6 @@ pub mod index;
 pub mod keys;
 pub mod segment;
 pub mod state;
+pub mod torn;
 
 pub use error::{StoreError, StoreResult};

@@ -912,7 +912,7 @@ fn command_line_errors_are_one_line() {
         let out = run(args);
         assert_eq!(out.code, 2, "{args:?}: {out}");
         expect_one_error_line(&out);
-        assert!(out.stderr.contains("stele --help"), "{args:?}: {out}");
+        assert!(out.stderr.contains(" --help)"), "{args:?}: {out}");
     }
     expect(&run(&["--version"]), 0, &["stele"]);
     expect(&run(&["append", "--help"]), 0, &["--data"]);

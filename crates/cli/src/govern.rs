@@ -298,16 +298,14 @@ fn apply(data: &DataArgs, file: &Path, allow_lockout: bool) -> CliResult<u8> {
     let operator = Operator::of(&log);
     operator.authorize(&mut log, Action::PolicyApply, Resource::Log, at)?;
     // The operator after the change: would they still be allowed to change
-    // the policy again?
-    let after = Operator::under(&policy, true);
-    let decision = after.decide(&policy, Action::PolicyApply, Resource::Log, at);
-    if !decision.allowed && !allow_lockout {
+    // the policy again? (The server asks the same before `PUT /v1/policy`.)
+    let lockout = stele_server::operator::check_lockout(&policy, &operator.principal, at);
+    if let Err(why) = &lockout
+        && !allow_lockout
+    {
         return Err(Failure::refused(format!(
-            "policy not applied: under it, {} ({}); the CLI could not change the policy again \
-             (only the HTTP API could). Add `[operators] local_roles` that may policy.apply, \
-             or pass --allow-lockout",
-            crate::local::denial_text(&after.principal, Action::PolicyApply, "log", &decision),
-            after.roles_text()
+            "policy not applied: {why}. Add `[operators] local_roles` that may policy.apply, \
+             or pass --allow-lockout"
         )));
     }
     let outcome = match log.apply_policy(policy, &operator.principal, at) {
@@ -332,7 +330,7 @@ fn apply(data: &DataArgs, file: &Path, allow_lockout: bool) -> CliResult<u8> {
             for change in &outcome.changes {
                 out.push_str(&format!("  {change}\n"));
             }
-            if !decision.allowed {
+            if lockout.is_err() {
                 eprintln!(
                     "stele: WARNING: the local operator may no longer apply policies from the CLI"
                 );
@@ -395,7 +393,7 @@ fn show(data: &DataArgs, as_json: bool) -> CliResult<u8> {
     out.push_str(&format!(
         "default stream: {}; undeclared streams: {}\n",
         policy.default_stream(),
-        format!("{:?}", policy.undeclared_streams()).to_lowercase()
+        policy.undeclared_streams().as_str()
     ));
     out.push_str("streams:\n");
     for (name, stream) in policy.streams() {

@@ -118,8 +118,10 @@ pub fn run(args: ServeArgs) -> CliResult<u8> {
     let json_logs = args.log_format == "json";
     let config = settings(args)?;
     config.validate().map_err(Failure::usage)?;
+    // Colours only for a person at a terminal, not in files or journals.
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = if json_logs {
         logs.json().try_init()
@@ -225,8 +227,15 @@ pub fn token(action: TokenAction) -> CliResult<u8> {
             let (record, token) =
                 tokens::create(&data, &principal, &roles).map_err(Failure::usage)?;
             eprintln!(
-                "stele: token {} for {:?} ({:?}); shown once:",
-                record.id, record.principal, record.roles
+                "stele: token {} for {:?} (roles {}); shown once:",
+                record.id,
+                record.principal,
+                record
+                    .roles
+                    .iter()
+                    .map(Role::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             print_out(&format!("{token}\n"))?;
             Ok(0)
@@ -235,11 +244,7 @@ pub fn token(action: TokenAction) -> CliResult<u8> {
             authorize_token(&data, stele_policy::Action::TokenList)?;
             let mut out = String::new();
             for record in tokens::list(&data).map_err(Failure::usage)? {
-                let roles: Vec<String> = record
-                    .roles
-                    .iter()
-                    .map(|r| format!("{r:?}").to_lowercase())
-                    .collect();
+                let roles: Vec<String> = record.roles.iter().map(Role::to_string).collect();
                 out.push_str(&format!(
                     "{}\t{}\t{}\tcreated {}\t{}\n",
                     record.id,

@@ -235,7 +235,8 @@ fn bench_http_loads_a_running_server_and_counts_only_durable_events() {
         "--role",
         "writer",
     ]);
-    expect(&token, 0, &[]);
+    expect(&token, 0, &["(roles writer)"]);
+    assert!(!token.stderr.contains("Role("), "Debug text: {token}");
     let token = token.stdout.lines().last().unwrap().trim().to_string();
 
     let out = run(&[
@@ -304,7 +305,7 @@ fn bench_http_loads_a_running_server_and_counts_only_durable_events() {
         .find(|l| l.contains("\tbench\t"))
         .unwrap_or_else(|| panic!("bench token not listed:\n{list}"));
     assert!(
-        line.contains("writer") && line.ends_with("active"),
+        line.split('\t').nth(2) == Some("writer") && line.ends_with("active"),
         "{line}"
     );
     // `stele_<12 hex digits>_<base64url secret>` (the secret may hold `_`).

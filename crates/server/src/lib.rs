@@ -15,6 +15,7 @@ pub mod config;
 mod connection;
 pub mod governance;
 pub mod metrics;
+pub mod operator;
 pub mod scan;
 pub mod tls;
 pub mod tokens;

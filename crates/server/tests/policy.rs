@@ -206,6 +206,11 @@ async fn example_policy_end_to_end() {
     assert_eq!(denial["event"]["event"]["actor"], "bob-admin");
     assert_eq!(denial["event"]["event"]["attributes"]["requested"], "read");
     assert_eq!(denial["event"]["event"]["attributes"]["stream"], "security");
+    assert_eq!(
+        denial["event"]["event"]["resource"],
+        format!("events/{first} (stream:security)"),
+        "the documented resource form, as in the 403"
+    );
     let policies = denial["event"]["event"]["attributes"]["policies"]
         .as_array()
         .unwrap();
@@ -232,6 +237,13 @@ async fn example_policy_end_to_end() {
     let export_url = server.url(&format!("/v1/export?stream=security&from={first}"));
     let r = get(&client, export_url.clone(), &auditor).await;
     assert_error(&r, 403, "forbidden");
+    let probe = server.probe(&client, &writer).await;
+    let denial = recent_system_event(&server, &client, &auditor, probe, "access.denied").await;
+    assert_eq!(denial["event"]["event"]["resource"], "stream:security");
+    assert_eq!(
+        denial["event"]["event"]["attributes"]["requested"],
+        "export"
+    );
     // No credentials: 401 before anything else, even a bad query.
     let r = send(client.get(server.url("/v1/export?stream=security"))).await;
     assert_error(&r, 401, "unauthenticated");
@@ -332,6 +344,33 @@ async fn example_policy_end_to_end() {
     );
     let r = get(&client, query_url("since=yesterday"), &auditor).await;
     assert_error(&r, 400, "invalid_query");
+    // RFC 3339 offsets end at ±23:59 (jiff alone takes up to ±25:59).
+    for offset in ["%2B24:00", "-25:59", "%2B05:60"] {
+        let r = get(
+            &client,
+            query_url(&format!("since=2026-01-01T00:00:00{offset}")),
+            &auditor,
+        )
+        .await;
+        assert_error(&r, 400, "invalid_query");
+    }
+    let r = get(
+        &client,
+        query_url("since=2026-01-01T00:00:00%2B23:59"),
+        &auditor,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // A stream that is no stream name is a bad query, named, before
+    // anything is decided or recorded.
+    for bad in ["..%2Fx", "a%2Fb", "", "X"] {
+        for endpoint in ["export", "query"] {
+            let url = server.url(&format!("/v1/{endpoint}?stream={bad}&from=0"));
+            let r = get(&client, url, &auditor).await;
+            assert_error(&r, 400, "invalid_query");
+            assert_eq!(r.json["error"]["field"], "stream", "{}", r.text);
+        }
+    }
     assert!(
         r.text.contains("since must be an RFC 3339 time"),
         "{}",
@@ -673,4 +712,111 @@ async fn a_failed_audit_is_loud() {
     assert_eq!(r.status, 503, "{}", r.text);
     drop(client);
     server.stop().await;
+}
+
+/// `PUT /v1/policy` makes the check `stele policy apply` makes: a policy
+/// under which the local operator could no longer apply one is refused
+/// (409 `lockout`, nothing applied) unless the body says `allow_lockout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_policy_refuses_to_lock_the_cli_operator_out() {
+    let server = start(|_| {}).await;
+    let client = server.client();
+    let admin = server.admin_token.clone();
+    let no_operators = "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"90d\"\n";
+    let put = |body: Value| {
+        send(
+            client
+                .put(server.url("/v1/policy"))
+                .bearer_auth(&admin)
+                .json(&body),
+        )
+    };
+    let r = put(json!({"toml": no_operators})).await;
+    assert_error(&r, 409, "lockout");
+    assert!(
+        r.text.contains("local_roles") && r.text.contains("allow_lockout"),
+        "{}",
+        r.text
+    );
+    let r = get(&client, server.url("/v1/policy"), &admin).await;
+    assert_eq!(
+        r.json["versions"].as_array().unwrap().len(),
+        0,
+        "{}",
+        r.text
+    );
+    // Local roles that may apply a policy: applied.
+    let with_operators = format!("{no_operators}[operators]\nlocal_roles = [\"admin\"]\n");
+    let r = put(json!({"toml": with_operators})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["seq"], 1);
+    // Told: applied even though it locks the operator out.
+    let r = put(json!({"toml": no_operators, "allow_lockout": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["seq"], 2);
+    drop(client);
+    server.stop().await;
+}
+
+/// A restart with `policy = FILE` does not silently revert a version
+/// applied over the API: the start is refused, naming that version, and
+/// nothing changes; once the file is the active policy it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_revert_a_policy_applied_over_the_api() {
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy_path = policy_dir.path().join("policy.toml");
+    let original = "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"90d\"\n[operators]\nlocal_roles = [\"admin\"]\n";
+    std::fs::write(&policy_path, original).unwrap();
+    let server = start(|config| config.policy = Some(policy_path.clone())).await;
+    let client = server.client();
+    let admin = server.admin_token.clone();
+    let changed = original.replace("\"90d\"", "\"120d\"");
+    let r = send(
+        client
+            .put(server.url("/v1/policy"))
+            .bearer_auth(&admin)
+            .json(&json!({"toml": changed})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["seq"], 2);
+    drop(client);
+    let tmp = server.stop().await;
+
+    let pki = Pki::new(tmp.path());
+    let mut config = base_config(tmp.path(), &pki);
+    config.policy = Some(policy_path.clone());
+    let Err(err) = stele_server::bind(config.clone(), None).await else {
+        panic!("the configured file was applied over version 2 at start");
+    };
+    assert!(
+        err.contains("version 2") && err.contains("admin") && err.contains("revert"),
+        "{err}"
+    );
+    let versions = open_log(&config.data).policy_versions().len();
+    assert_eq!(versions, 2, "a refused start applies nothing");
+
+    // The file now holds the active version: the start applies nothing.
+    std::fs::write(&policy_path, &changed).unwrap();
+    let bound = stele_server::bind(config.clone(), None).await.unwrap();
+    drop(bound);
+    assert_eq!(open_log(&config.data).policy_versions().len(), 2);
+    // A file edited after the configuration applied the active version
+    // is applied at start, as a new version by `config:<path>`.
+    let server = start(|config| config.policy = Some(policy_path.clone())).await;
+    let tmp = server.stop().await;
+    let edited = original.replace("\"90d\"", "\"150d\"");
+    std::fs::write(&policy_path, &edited).unwrap();
+    let pki = Pki::new(tmp.path());
+    let mut config = base_config(tmp.path(), &pki);
+    config.policy = Some(policy_path.clone());
+    drop(stele_server::bind(config.clone(), None).await.unwrap());
+    let log = open_log(&config.data);
+    let versions = log.policy_versions();
+    assert_eq!(versions.len(), 2);
+    assert!(
+        versions[1].applied_by.starts_with("config:"),
+        "{}",
+        versions[1].applied_by
+    );
 }

@@ -18,6 +18,7 @@
 //! This crate does not parse command lines or speak HTTP; it takes prepared
 //! events and returns receipts, proofs and verification reports.
 
+mod anchor;
 pub mod audit;
 mod checkpoints;
 mod committer;
@@ -32,6 +33,7 @@ pub mod purge;
 mod rotate;
 pub mod salvage;
 pub mod sequencer;
+mod session;
 pub mod tiles;
 pub mod verify;
 

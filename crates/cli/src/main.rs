@@ -16,6 +16,7 @@ macro_rules! outln {
 mod append;
 mod bench;
 mod bench_http;
+mod check;
 mod govern;
 mod keyaudit;
 mod local;
@@ -60,6 +61,11 @@ struct DataArgs {
     /// the STELE_PASSPHRASE environment variable is used).
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
+    /// File outside the data directory that keeps a copy of the latest
+    /// signed checkpoint: a log rolled back behind it (a restored backup)
+    /// is refused, and it is brought up to date at every publish.
+    #[arg(long, value_name = "FILE")]
+    anchor: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +170,9 @@ enum Command {
         #[arg(long, group = "leaf")]
         commitment: Option<String>,
     },
+    /// Check that a server's current checkpoint extends one kept earlier
+    /// (signature and consistency proof): notices a rollback or a fork.
+    Check(check::CheckArgs),
     /// Measure durable append throughput and latency in-process.
     Bench(bench::BenchArgs),
     /// Run the HTTP(S) service (embedded default: ./stele-data on 127.0.0.1:7800).
@@ -400,6 +409,7 @@ fn run(cli: Cli) -> CliResult<u8> {
             event,
             commitment,
         } => offline::verify_proof(&vkey, &proof, event.as_deref(), commitment.as_deref()),
+        Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Token { action } => serve::token(action),
@@ -441,7 +451,11 @@ pub(crate) fn open(data: &DataArgs) -> CliResult<Log> {
     } else {
         None
     };
-    match Log::open(&data.data, OpenOptions { passphrase }) {
+    let options = OpenOptions {
+        passphrase,
+        anchor: data.anchor.clone(),
+    };
+    match Log::open(&data.data, options) {
         Ok(log) => {
             for kept in log.kept_at_open() {
                 eprintln!("warning: {kept}");

@@ -42,6 +42,12 @@ pub struct Config {
     /// it the log's last applied policy is enforced (the shipped default
     /// until one is applied).
     pub policy: Option<PathBuf>,
+    /// A file outside the data directory (another disk or host) where the
+    /// server keeps a copy of each checkpoint it publishes. At start the
+    /// log refuses to open if it no longer reaches that checkpoint: a data
+    /// directory restored from a backup, or rolled back, is noticed before
+    /// it can sign a second tree of a size it already signed.
+    pub anchor: Option<PathBuf>,
 }
 
 /// TLS settings. Files are re-read when they change, without a restart.
@@ -154,6 +160,7 @@ impl Default for Config {
             publish_interval_ms: 200,
             client_certs: Vec::new(),
             policy: None,
+            anchor: None,
         }
     }
 }

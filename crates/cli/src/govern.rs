@@ -237,6 +237,7 @@ fn explain(args: ExplainArgs) -> CliResult<u8> {
             let data = DataArgs {
                 data: dir.clone(),
                 passphrase_file: args.passphrase_file.clone(),
+                anchor: None,
             };
             let mut log = open(&data)?;
             let operator = Operator::of(&log);

@@ -16,6 +16,7 @@ macro_rules! outln {
 mod append;
 mod bench;
 mod bench_http;
+mod check;
 mod govern;
 mod keyaudit;
 mod local;
@@ -66,6 +67,11 @@ struct DataArgs {
     /// the STELE_PASSPHRASE environment variable is used).
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
+    /// File outside the data directory that keeps a copy of the latest
+    /// signed checkpoint: a log rolled back behind it (a restored backup)
+    /// is refused, and it is brought up to date at every publish.
+    #[arg(long, value_name = "FILE")]
+    anchor: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -173,6 +179,9 @@ enum Command {
         #[arg(long, group = "leaf")]
         commitment: Option<String>,
     },
+    /// Check that a server's current checkpoint extends one kept earlier
+    /// (signature and consistency proof): notices a rollback or a fork.
+    Check(check::CheckArgs),
     /// Measure durable append throughput and latency in-process.
     Bench(bench::BenchArgs),
     /// Run the HTTP(S) service (embedded default: ./stele-data on 127.0.0.1:7800).
@@ -444,6 +453,7 @@ fn run(cli: Cli) -> CliResult<u8> {
             event,
             commitment,
         } => offline::verify_proof(&vkey, &proof, event.as_deref(), commitment.as_deref()),
+        Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Token { action } => serve::token(action),
@@ -509,7 +519,10 @@ fn open_options(data: &DataArgs) -> CliResult<OpenOptions> {
     } else {
         None
     };
-    Ok(OpenOptions { passphrase })
+    Ok(OpenOptions {
+        passphrase,
+        anchor: data.anchor.clone(),
+    })
 }
 
 /// The holder of the data directory's lock, if another process holds it

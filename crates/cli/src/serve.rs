@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Milliseconds between checkpoints while events arrive.
     #[arg(long)]
     publish_interval_ms: Option<u64>,
+    /// File outside the data directory that keeps a copy of each published
+    /// checkpoint; the server refuses to start on a log rolled back behind it.
+    #[arg(long, value_name = "FILE")]
+    anchor: Option<PathBuf>,
     /// Log format on standard error: `text` or `json` (one object per line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -111,6 +115,9 @@ fn settings(args: ServeArgs) -> CliResult<Config> {
     if let Some(n) = args.publish_interval_ms {
         config.publish_interval_ms = n;
     }
+    if let Some(anchor) = args.anchor {
+        config.anchor = Some(anchor);
+    }
     Ok(config)
 }
 
@@ -153,9 +160,16 @@ pub fn run(args: ServeArgs) -> CliResult<u8> {
         } else {
             "http"
         };
-        let bound = stele_server::bind(config, passphrase)
-            .await
-            .map_err(Failure::usage)?;
+        // A log that fails a check at open (`integrity: …`, the prefix of
+        // `LogError::Integrity`: damage, a rollback or a fork the anchor
+        // shows) is a refusal, exit 1; anything else a setup problem.
+        let bound = stele_server::bind(config, passphrase).await.map_err(|e| {
+            if e.starts_with("integrity: ") {
+                Failure::refused(e)
+            } else {
+                Failure::usage(e)
+            }
+        })?;
         if let Some(first) = &bound.first_start {
             eprintln!("stele: created a new log; verifier key:");
             print_out(&format!("{}\n", first.verifier_key))?;
@@ -199,6 +213,7 @@ fn authorize_token(data: &std::path::Path, action: stele_policy::Action) -> CliR
     let args = crate::DataArgs {
         data: data.to_path_buf(),
         passphrase_file: None,
+        anchor: None,
     };
     match crate::open(&args) {
         Ok(mut log) => Err(operator.denied(&mut log, action, "log", &decision, now)),

@@ -401,6 +401,7 @@ fn key_files_are_private() {
             "keys/deks/1.dek",
             "keys/deks/2.dek",
             "keys/kek.key",
+            "keys/sessions",
             "keys/signing.key"
         ]
     );

@@ -46,6 +46,7 @@ use stele_store::history::{self, HistoryWriter, StoredCheckpoint};
 use stele_store::index::{IndexFile, IndexRecord, MAX_BATCH_RECORDS};
 use stele_store::keys::{self, DataKey, Kek, NewKek};
 use stele_store::segment::{self, SegmentHeader, SegmentReader, SegmentWriter};
+use stele_store::sessions::{SegmentKeys, Sessions};
 use stele_store::state::{self, SegmentSnapshot};
 use stele_tlog::hash::hex;
 use stele_tlog::tile::TileHashReader;
@@ -87,6 +88,10 @@ pub struct CreateOptions {
 pub struct OpenOptions {
     /// Passphrase for a passphrase-protected key-encryption key.
     pub passphrase: Option<Zeroizing<String>>,
+    /// A file outside the data directory that keeps a copy of the latest
+    /// signed checkpoint (`anchor.rs`): the open refuses a log that no
+    /// longer reaches it.
+    pub anchor: Option<PathBuf>,
 }
 
 /// What a writer gets back once its event is durable.
@@ -160,12 +165,14 @@ pub struct Log {
     pub(crate) index: IndexFile,
     /// Writer generation, bumped lazily before the first append.
     pub(crate) generation: Option<u32>,
+    /// The salt of every writer session, this one's once it began.
+    pub(crate) sessions: Arc<Sessions>,
     pub(crate) segments: BTreeMap<u32, SegmentInfo>,
     /// Durable committed length of every segment (header plus every record
     /// an index entry points at). Written whole into the snapshot.
     pub(crate) committed: HashMap<u32, u64>,
     pub(crate) active: Vec<ActiveSegment>,
-    pub(crate) keys: Mutex<HashMap<u32, Arc<DataKey>>>,
+    pub(crate) keys: Mutex<HashMap<u32, Arc<SegmentKeys>>>,
     pub(crate) readers: Mutex<HashMap<u32, Arc<SegmentReader>>>,
     pub(crate) tiles: TileBuilder,
     /// Idempotency key hash → first entry holding it; loaded from the index
@@ -264,6 +271,8 @@ impl Log {
         let mut history = HistoryWriter::open(&layout.history(), None)?;
         history.append(0, note.as_bytes())?;
         fsutil::atomic_replace(&layout.checkpoint(), note.as_bytes(), 0o644)?;
+        // Every generation of a new log seals under a session salt.
+        stele_store::sessions::create(&layout.sessions(), 1)?;
         let meta = Meta {
             format: FORMAT_VERSION,
             origin: options.origin,
@@ -295,6 +304,21 @@ impl Log {
         let layout = Layout::new(dir);
         let meta = Meta::read(&layout.meta())?;
         let lock = DirLock::acquire(&layout.lock())?;
+        // The latest checkpoint in the history is the trusted prefix.
+        let history::Scan {
+            index: history,
+            last,
+            previous,
+            torn_at,
+        } = history::scan(&layout.history())?;
+        // Evidence of a rollback or a fork refuses the open before any
+        // file is changed (recovery, a rotation finished, the anchor).
+        let anchor = options
+            .anchor
+            .as_deref()
+            .map(|path| crate::anchor::Anchor::new(path, dir))
+            .transpose()?;
+        crate::anchor::check_rollback(&layout, &meta, last.as_ref(), anchor.as_ref())?;
         // An interrupted KEK rotation is finished (or undone) before any key is read.
         let meta = crate::rotate::finish_interrupted_rotation(&layout, meta)?;
         let OpenedKeys {
@@ -304,13 +328,8 @@ impl Log {
             verifier,
         } = open_keys(&layout, &meta, &options)?;
 
-        // The latest checkpoint in the history is the trusted prefix.
-        let history::Scan {
-            index: history,
-            last,
-            previous,
-            torn_at,
-        } = history::scan(&layout.history())?;
+        let sessions = crate::session::load(&layout, &meta)?;
+
         let latest = last.ok_or_else(|| {
             LogError::Integrity(format!(
                 "{}: no checkpoint recorded",
@@ -360,6 +379,7 @@ impl Log {
             &meta.origin,
             signer,
             history_writer,
+            anchor,
             PublishState {
                 size: latest_checkpoint.size,
                 note: String::from_utf8_lossy(&latest.note).into_owned(),
@@ -377,6 +397,7 @@ impl Log {
             verifier,
             index,
             generation: None,
+            sessions,
             segments,
             committed: HashMap::new(),
             active: Vec::new(),
@@ -869,7 +890,7 @@ impl Log {
         let generation = match self.generation {
             Some(g) => g,
             None => {
-                let g = state::bump_generation(&self.layout.generation())?;
+                let g = crate::session::begin(&self.layout, &mut self.meta, &self.sessions)?;
                 self.generation = Some(g);
                 g
             }
@@ -1112,7 +1133,9 @@ impl Log {
                 let writer = SegmentWriter::open_at(&path, committed)?;
                 ActiveSegment {
                     writer,
-                    key: self.data_key(id)?,
+                    key: self
+                        .segment_keys(id)?
+                        .record_key(self.session_generation()?)?,
                 }
             }
             None => self.create_segment(stream, epoch)?,
@@ -1141,9 +1164,17 @@ impl Log {
         let writer = SegmentWriter::create(&path, header.clone())?;
         self.committed.insert(id, writer.durable_len());
         self.segments.insert(id, SegmentInfo { header, path });
-        let key = Arc::new(key);
-        self.lock_keys().insert(id, key.clone());
+        let keys = Arc::new(SegmentKeys::new(id, key, self.sessions.clone()));
+        self.lock_keys().insert(id, keys.clone());
+        let key = keys.record_key(self.session_generation()?)?;
         Ok(ActiveSegment { writer, key })
+    }
+
+    /// The generation of this handle's writer session, which begins before
+    /// any segment is opened for appending.
+    fn session_generation(&self) -> LogResult<u32> {
+        self.generation
+            .ok_or_else(|| LogError::Internal("no writer session has begun".into()))
     }
 
     fn next_segment_id(&self) -> LogResult<u32> {
@@ -1173,14 +1204,15 @@ impl Log {
             .ok_or_else(|| LogError::Internal("segment ids exhausted".into()))
     }
 
-    pub(crate) fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<DataKey>>> {
+    pub(crate) fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<SegmentKeys>>> {
         self.keys
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The unwrapped data key of a segment (cached).
-    pub(crate) fn data_key(&self, id: u32) -> LogResult<Arc<DataKey>> {
+    /// The keys of a segment: its unwrapped data key and the record keys
+    /// derived from it (cached).
+    pub(crate) fn segment_keys(&self, id: u32) -> LogResult<Arc<SegmentKeys>> {
         if let Some(key) = self.lock_keys().get(&id) {
             return Ok(key.clone());
         }
@@ -1194,9 +1226,10 @@ impl Log {
                 )));
             }
         };
-        let key = Arc::new(DataKey::unwrap_file(&self.kek, id, &path, &bytes)?);
-        self.lock_keys().insert(id, key.clone());
-        Ok(key)
+        let key = DataKey::unwrap_file(&self.kek, id, &path, &bytes)?;
+        let keys = Arc::new(SegmentKeys::new(id, key, self.sessions.clone()));
+        self.lock_keys().insert(id, keys.clone());
+        Ok(keys)
     }
 
     fn segment_reader(&self, id: u32) -> LogResult<Arc<SegmentReader>> {
@@ -1298,8 +1331,9 @@ impl Log {
         record: &IndexRecord,
     ) -> LogResult<(Vec<u8>, Arc<SegmentReader>)> {
         let reader = self.segment_reader(record.segment_id)?;
-        let key = self.data_key(record.segment_id)?;
+        let keys = self.segment_keys(record.segment_id)?;
         let sealed = reader.read(record.location, index)?;
+        let key = keys.record_key(sealed.generation)?;
         let plain = sealed.open(&key, &record.commitment, reader.path())?;
         Ok((plain, reader))
     }

@@ -18,6 +18,7 @@
 //! This crate does not parse command lines or speak HTTP; it takes prepared
 //! events and returns receipts, proofs and verification reports.
 
+mod anchor;
 mod announce;
 pub mod audit;
 mod checkpoints;
@@ -35,6 +36,7 @@ mod read_only;
 mod rotate;
 pub mod salvage;
 pub mod sequencer;
+mod session;
 pub mod tiles;
 pub mod verify;
 mod verify_files;

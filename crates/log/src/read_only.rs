@@ -63,7 +63,22 @@ impl Log {
         // The history first: every checkpoint read is then covered by the
         // index read after it.
         let mut pending = Vec::new();
-        let scan = history::scan(&layout.history())?;
+        let mut scan = history::scan(&layout.history())?;
+        // Evidence of a rollback or a fork (`anchor.rs`), as a writing open
+        // checks it. A running writer appends to the history before it
+        // replaces `log/checkpoint` and the anchor, so a refusal is
+        // confirmed against a fresh read of the history first.
+        let anchor = options
+            .anchor
+            .as_deref()
+            .map(|path| crate::anchor::Anchor::new(path, dir))
+            .transpose()?;
+        if crate::anchor::check_rollback(&layout, &meta, scan.last.as_ref(), anchor.as_ref())
+            .is_err()
+        {
+            scan = history::scan(&layout.history())?;
+            crate::anchor::check_rollback(&layout, &meta, scan.last.as_ref(), anchor.as_ref())?;
+        }
         let latest = scan.last.ok_or_else(|| {
             LogError::Integrity(format!(
                 "{}: no checkpoint recorded",
@@ -115,12 +130,14 @@ impl Log {
                 error: None,
             },
         );
+        let sessions = crate::session::load(&layout, &meta)?;
         let mut log = Log {
             layout,
             _lock: None,
             meta,
             kek,
             verifier,
+            sessions,
             index,
             generation: None,
             segments,

@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use sha2::Digest;
 use stele_store::fsutil;
 use stele_store::index::IndexRecord;
-use stele_store::keys::DataKey;
 use stele_store::segment::{SegmentHeader, parse_record_ref, peek_record, record_len};
+use stele_store::sessions::SegmentKeys;
 use stele_tlog::Hash;
 use stele_tlog::tile::{TILE_WIDTH, TileId};
 
@@ -765,7 +765,7 @@ struct Cursor {
     file: std::fs::File,
     /// The same file opened with `O_DIRECT`, where the file system allows.
     direct: Option<std::fs::File>,
-    key: Option<std::sync::Arc<DataKey>>,
+    key: Option<std::sync::Arc<SegmentKeys>>,
     /// Where records end: the committed length (zeros after it checked
     /// once, at open) or the file's length.
     file_len: u64,
@@ -780,7 +780,7 @@ impl Cursor {
     /// Opens a segment for walking: its data key, its length, its header.
     /// `None` (the reason reported) when it cannot be walked at all.
     fn open(log: &Log, id: u32, info: &SegmentInfo, problems: &Problems) -> Option<Cursor> {
-        let key = match log.data_key(id) {
+        let key = match log.segment_keys(id) {
             Ok(key) => Some(key),
             Err(e) => {
                 problems.add(show(&log.layout().dek(id)), e.to_string());
@@ -1289,7 +1289,7 @@ fn process(
     walked: &[(usize, usize, u64)],
     chunk: &[u8],
     chunk_pos: u64,
-    key: Option<&DataKey>,
+    key: Option<&SegmentKeys>,
     path: &Path,
     base: u64,
     records: &[IndexRecord],
@@ -1357,7 +1357,7 @@ const PROCESS_BLOCK: usize = 256;
 /// Opens one record, rebuilds the canonical envelope (into `scratch` when
 /// it is packed) and recomputes its commitment; returns plaintext bytes.
 fn check_record(
-    key: &DataKey,
+    keys: &SegmentKeys,
     path: &Path,
     bytes: &[u8],
     offset: u64,
@@ -1368,6 +1368,9 @@ fn check_record(
     let (record, _) = parse_record_ref(path, offset, bytes).map_err(|e| e.to_string())?;
     buffer.clear();
     buffer.extend_from_slice(record.sealed);
+    let key = keys
+        .record_key(record.generation)
+        .map_err(|e| e.to_string())?;
     let plain = key
         .open_record(record.generation, record.index, commitment, buffer)
         .ok_or("sealed record does not authenticate (altered, or under another key)")?;

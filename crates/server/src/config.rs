@@ -49,6 +49,12 @@ pub struct Config {
     /// with the wall clock agreeing: a clock jump alone never purges.
     /// At most 30 days.
     pub retention_grace_seconds: u64,
+    /// A file outside the data directory (another disk or host) where the
+    /// server keeps a copy of each checkpoint it publishes. At start the
+    /// log refuses to open if it no longer reaches that checkpoint: a data
+    /// directory restored from a backup, or rolled back, is noticed before
+    /// it can sign a second tree of a size it already signed.
+    pub anchor: Option<PathBuf>,
 }
 
 /// TLS settings. Files are re-read when they change, without a restart.
@@ -162,6 +168,7 @@ impl Default for Config {
             client_certs: Vec::new(),
             policy: None,
             retention_grace_seconds: stele_log::DEFAULT_RETENTION_GRACE.as_secs(),
+            anchor: None,
         }
     }
 }

@@ -104,7 +104,11 @@ pub async fn bind(
             admin_token,
         });
     }
-    let mut log = Log::open(&config.data, OpenOptions { passphrase }).map_err(|e| e.to_string())?;
+    let options = OpenOptions {
+        passphrase,
+        anchor: config.anchor.clone(),
+    };
+    let mut log = Log::open(&config.data, options).map_err(|e| e.to_string())?;
     log.set_retention_grace(Duration::from_secs(config.retention_grace_seconds));
     for kept in log.kept_at_open() {
         tracing::warn!("{kept}");

@@ -9,6 +9,9 @@
 //! The pieces, and the file each one owns (formats in `docs/formats/`):
 //! - [`keys`]: the key-encryption key (raw or from a passphrase via Argon2id),
 //!   data keys wrapped by it (one per segment), and the wrapped signing key.
+//! - [`sessions`]: the random salt of each writer session and the record
+//!   keys derived from it, so that no (key, nonce) pair repeats even in a
+//!   restored or copied directory.
 //! - [`segment`]: append-only segment files of AES-256-GCM sealed records, one
 //!   per (stream, epoch).
 //! - [`index`]: the sequence index, one fixed 64-byte record per log entry; it
@@ -32,6 +35,7 @@ pub mod history;
 pub mod index;
 pub mod keys;
 pub mod segment;
+pub mod sessions;
 pub mod state;
 pub mod torn;
 

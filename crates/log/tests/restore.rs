@@ -596,7 +596,8 @@ fn an_altered_or_missing_sessions_file_is_refused() {
     }
     let sessions = template.join("keys/sessions");
     let salt_byte = 17 + 4 + 5;
-    let cases: [(&str, Box<dyn Fn(&Path)>); 3] = [
+    type Damage = Box<dyn Fn(&Path)>;
+    let cases: [(&str, Damage); 3] = [
         (
             "salt",
             Box::new(move |dir: &Path| {

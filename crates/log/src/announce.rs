@@ -137,9 +137,7 @@ impl Log {
                         .push(self.purge_segment(&status, by, now, Some(announced))?);
                 }
                 Readiness::Waiting(left) => run.waiting.push((status, left)),
-                Readiness::ClockDisagrees { .. } => {
-                    unreachable_disagreement(&status)?;
-                }
+                Readiness::ClockDisagrees { .. } => return Err(fresh_disagreement(&status)),
             }
         }
         Ok(run)
@@ -211,18 +209,15 @@ impl Log {
                 epoch_date(status.epoch_day),
                 left.as_secs()
             ))),
-            Readiness::ClockDisagrees { .. } => {
-                unreachable_disagreement(status)?;
-                Err(LogError::Internal("announcement".into()))
-            }
+            Readiness::ClockDisagrees { .. } => Err(fresh_disagreement(status)),
         }
     }
 }
 
 /// A fresh announcement cannot disagree with the clock it was made by.
-fn unreachable_disagreement(status: &EpochStatus) -> LogResult<()> {
-    Err(LogError::Internal(format!(
+fn fresh_disagreement(status: &EpochStatus) -> LogError {
+    LogError::Internal(format!(
         "the announcement of segment {} disagrees with the clock that just made it",
         status.segment
-    )))
+    ))
 }

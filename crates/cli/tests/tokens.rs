@@ -57,7 +57,11 @@ fn token_commands_are_events_and_verify_checks_the_file() {
         "--streams",
         "app,web",
     ]);
-    expect(&created, 0, &["recorded as event", "expires", "streams app,web"]);
+    expect(
+        &created,
+        0,
+        &["recorded as event", "expires", "streams app,web"],
+    );
     let token = created.stdout.trim().to_string();
     let index = event_of(&created);
     let entry = get(&data, index);

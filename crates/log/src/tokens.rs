@@ -29,7 +29,7 @@ use stele_store::fsutil;
 
 use crate::engine::{Log, StoredEvent};
 use crate::error::{LogError, LogResult};
-use crate::governance::{SYSTEM_STREAM, SYSTEM_WRITER};
+use crate::governance::{MAX_PRINCIPAL_BYTES, SYSTEM_STREAM, SYSTEM_WRITER};
 
 /// Name of the token file in a data directory.
 pub const TOKEN_FILE: &str = "tokens.json";
@@ -41,8 +41,6 @@ pub const TOKEN_FILE_VERSION: u32 = 2;
 pub const MAX_ROLES: usize = 16;
 /// Most streams one token may be scoped to.
 pub const MAX_SCOPE_STREAMS: usize = 64;
-/// Longest principal name (and `created_by` / `revoked_by`), in bytes.
-pub const MAX_PRINCIPAL_BYTES: usize = 256;
 /// Domain separation of the secret commitment recorded in events.
 const COMMITMENT_DOMAIN: &[u8] = b"stele/token/v1\n";
 
@@ -226,8 +224,8 @@ pub fn read_token_file(data: &Path) -> LogResult<TokenFile> {
 /// Replaces `tokens.json` atomically (the old or the new content survives a
 /// crash, never a mix). The caller holds [`TOKEN_LOCK`].
 fn write_token_file(data: &Path, file: &TokenFile) -> LogResult<()> {
-    let mut bytes = serde_json::to_vec_pretty(file)
-        .map_err(|e| LogError::Internal(format!("tokens: {e}")))?;
+    let mut bytes =
+        serde_json::to_vec_pretty(file).map_err(|e| LogError::Internal(format!("tokens: {e}")))?;
     bytes.push(b'\n');
     fsutil::atomic_replace(&token_path(data), &bytes, 0o600)?;
     Ok(())
@@ -490,11 +488,7 @@ fn system_event(
     Ok(None)
 }
 
-fn token_events_in(
-    log: &Log,
-    known: &HashMap<u64, Vec<u64>>,
-    id: &str,
-) -> LogResult<TokenEvents> {
+fn token_events_in(log: &Log, known: &HashMap<u64, Vec<u64>>, id: &str) -> LogResult<TokenEvents> {
     let created = system_event(log, known, &created_client_id(id))?.map(|found| {
         found.map(|stored| TokenEvent {
             index: stored.index,
@@ -540,6 +534,7 @@ impl Log {
         now: Timestamp,
     ) -> LogResult<CreatedToken> {
         self.check_writable()?;
+        self.check_clock(now, "create a token")?;
         let spec = validate_spec(spec, by, now)?;
         let data = self.layout.root.clone();
         let _lock = lock_token_file(&data)?;
@@ -677,8 +672,14 @@ impl Log {
         now: Timestamp,
     ) -> LogResult<u64> {
         let resource = format!("tokens/{id}");
-        let receipt =
-            self.append_system(actor, action, Some(client_id), Some(&resource), attributes, now)?;
+        let receipt = self.append_system(
+            actor,
+            action,
+            Some(client_id),
+            Some(&resource),
+            attributes,
+            now,
+        )?;
         Ok(receipt.index)
     }
 }
@@ -699,7 +700,16 @@ mod tests {
             "2026-01-01T02:00:00Z"
         );
         assert!(parse_expiry("2027-01-01T00:00:00Z", now).is_ok());
-        for bad in ["", "d", "0d", "-1d", "+1d", "1w", "2025-01-01T00:00:00Z", "30 d"] {
+        for bad in [
+            "",
+            "d",
+            "0d",
+            "-1d",
+            "+1d",
+            "1w",
+            "2025-01-01T00:00:00Z",
+            "30 d",
+        ] {
             assert!(parse_expiry(bad, now).is_err(), "{bad:?}");
         }
     }

@@ -16,6 +16,7 @@ pub mod config;
 mod connection;
 pub mod governance;
 pub mod metrics;
+pub mod operator;
 pub mod scan;
 pub mod tls;
 pub mod token_admin;
@@ -28,8 +29,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use stele_log::sequencer::{Sequencer, SequencerConfig};
 use stele_log::governance::SYSTEM_WRITER;
+use stele_log::sequencer::{Sequencer, SequencerConfig};
 use stele_log::{CreateOptions, Log, OpenOptions};
 use stele_store::keys::NewKek;
 use tokio::net::TcpListener;
@@ -110,7 +111,12 @@ pub async fn bind(
             admin_token: String::new(),
         });
     }
-    let mut log = Log::open(&config.data, OpenOptions { passphrase }).map_err(|e| e.to_string())?;
+    let options = OpenOptions {
+        passphrase,
+        anchor: config.anchor.clone(),
+    };
+    let mut log = Log::open(&config.data, options).map_err(|e| e.to_string())?;
+    log.set_retention_grace(Duration::from_secs(config.retention_grace_seconds));
     for kept in log.kept_at_open() {
         tracing::warn!("{kept}");
     }

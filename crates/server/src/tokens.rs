@@ -140,11 +140,7 @@ impl TokenStore {
             let file = read_token_file(data).map_err(|e| e.to_string())?;
             *cache = FileCache {
                 stamp,
-                entries: file
-                    .tokens
-                    .into_iter()
-                    .map(|t| (t.id.clone(), t))
-                    .collect(),
+                entries: file.tokens.into_iter().map(|t| (t.id.clone(), t)).collect(),
                 reported: HashSet::new(),
             };
         }
@@ -222,8 +218,7 @@ impl TokenStore {
             self.report(id, &problem);
             return refuse(Refusal::NotInLog, Some(id));
         }
-        if events.revoked.is_some() || entry.revoked_at.is_some() || entry.revoked_event.is_some()
-        {
+        if events.revoked.is_some() || entry.revoked_at.is_some() || entry.revoked_event.is_some() {
             if let Some(problem) = stele_log::tokens::revocation_problem(&entry, &events) {
                 self.report(id, &problem);
             }

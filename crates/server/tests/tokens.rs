@@ -95,7 +95,10 @@ async fn grants_and_revocations_are_events_written_first() {
         let r = post_json(&client, &url, Some(&admin), &bad).await;
         assert_eq!(r.status, 400, "{bad}: {}", r.text);
     }
-    assert_eq!(std::fs::read(server.data.join("tokens.json")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(server.data.join("tokens.json")).unwrap(),
+        before
+    );
     assert_eq!(log_size(&server, &client).await, size);
     // A writer may not create tokens: 403, recorded as a denial (one entry).
     let r = post_json(
@@ -108,7 +111,12 @@ async fn grants_and_revocations_are_events_written_first() {
     assert_error(&r, 403, "forbidden");
     // Only `server.token` above added a record.
     assert_eq!(read_token_file(&server.data).unwrap().tokens.len(), 3);
-    let r = send(client.delete(server.url("/v1/tokens/000000000000")).bearer_auth(&admin)).await;
+    let r = send(
+        client
+            .delete(server.url("/v1/tokens/000000000000"))
+            .bearer_auth(&admin),
+    )
+    .await;
     assert_error(&r, 404, "not_found");
     // One token.created for `w`, one access.denied, and an audit trail of
     // nothing else.
@@ -116,7 +124,12 @@ async fn grants_and_revocations_are_events_written_first() {
     assert_eq!(log_size(&server, &client).await, size + 2);
 
     // Revoke over the API: the token is refused at once.
-    let r = send(client.delete(server.url(&format!("/v1/tokens/{id}"))).bearer_auth(&admin)).await;
+    let r = send(
+        client
+            .delete(server.url(&format!("/v1/tokens/{id}")))
+            .bearer_auth(&admin),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json["state"], "revoked");
     let revoked_event = r.json["revoked_event"].as_u64().unwrap();
@@ -142,7 +155,10 @@ async fn grants_and_revocations_are_events_written_first() {
             )
         })
         .collect();
-    assert!(states.contains(&(id.clone(), "revoked".to_string())), "{states:?}");
+    assert!(
+        states.contains(&(id.clone(), "revoked".to_string())),
+        "{states:?}"
+    );
 
     let data = server.data.clone();
     drop(client);
@@ -211,15 +227,18 @@ async fn records_the_log_does_not_back_are_refused() {
     let tmp = server.stop().await;
     let problems = verify_problems(&data);
     assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("tokens.json") && p.contains("0123456789ab") && p.contains("token.created event")),
+        problems.iter().any(|p| p.contains("tokens.json")
+            && p.contains("0123456789ab")
+            && p.contains("token.created event")),
         "{problems:#?}"
     );
     assert!(
         problems.iter().any(|p| p.contains("tokens.json")
             && p.contains(&writer.entry.id)
-            && p.contains(&format!("token.created event {}", writer.entry.created_event))),
+            && p.contains(&format!(
+                "token.created event {}",
+                writer.entry.created_event
+            ))),
         "{problems:#?}"
     );
     drop(tmp);
@@ -232,10 +251,21 @@ async fn a_revoked_token_stays_revoked_whatever_the_file_says() {
     let admin = server.admin_token.clone();
     let reader = server.token_with("auditor", &[Role::reader()], None, None);
     let events = server.url("/v1/events");
-    let first = post_json(&client, &events, Some(&admin), &json!({"actor": "a", "action": "b"})).await;
+    let first = post_json(
+        &client,
+        &events,
+        Some(&admin),
+        &json!({"actor": "a", "action": "b"}),
+    )
+    .await;
     let index = first.json["receipts"][0]["index"].as_u64().unwrap();
     let read = server.url(&format!("/v1/events/{index}"));
-    assert_eq!(send(client.get(&read).bearer_auth(&reader.text)).await.status, 200);
+    assert_eq!(
+        send(client.get(&read).bearer_auth(&reader.text))
+            .await
+            .status,
+        200
+    );
     let r = send(
         client
             .delete(server.url(&format!("/v1/tokens/{}", reader.entry.id)))
@@ -246,7 +276,11 @@ async fn a_revoked_token_stays_revoked_whatever_the_file_says() {
 
     // Undo the revocation in the file: the event wins.
     let mut file = read_token_file(&server.data).unwrap();
-    let record = file.tokens.iter_mut().find(|t| t.id == reader.entry.id).unwrap();
+    let record = file
+        .tokens
+        .iter_mut()
+        .find(|t| t.id == reader.entry.id)
+        .unwrap();
     record.revoked_at = None;
     record.revoked_by = None;
     record.revoked_event = None;
@@ -259,9 +293,9 @@ async fn a_revoked_token_stays_revoked_whatever_the_file_says() {
     let tmp = server.stop().await;
     let problems = verify_problems(&data);
     assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("tokens.json") && p.contains(&reader.entry.id) && p.contains("token.revoked event")),
+        problems.iter().any(|p| p.contains("tokens.json")
+            && p.contains(&reader.entry.id)
+            && p.contains("token.revoked event")),
         "{problems:#?}"
     );
     // A restart writes the revocation back into the file, and still refuses.
@@ -274,6 +308,7 @@ async fn a_revoked_token_stays_revoked_whatever_the_file_says() {
         .unwrap();
     assert!(record.revoked_event.is_some() && record.revoked_at.is_some());
     let client = server.client();
+    let read = server.url(&format!("/v1/events/{index}"));
     let r = send(client.get(&read).bearer_auth(&reader.text)).await;
     assert_error(&r, 401, "unauthenticated");
     drop(client);
@@ -319,9 +354,19 @@ async fn expiry_and_stream_scope() {
     let r = post_json(&client, &events, Some(&scoped.text), &outside).await;
     assert_error(&r, 403, "forbidden");
     assert!(r.text.contains("token scope"), "{}", r.text);
-    let r = send(client.post(server.url("/v1/keys/rotate")).bearer_auth(&scoped.text)).await;
+    let r = send(
+        client
+            .post(server.url("/v1/keys/rotate"))
+            .bearer_auth(&scoped.text),
+    )
+    .await;
     assert_error(&r, 403, "forbidden");
-    let r = send(client.get(server.url("/v1/tokens")).bearer_auth(&scoped.text)).await;
+    let r = send(
+        client
+            .get(server.url("/v1/tokens"))
+            .bearer_auth(&scoped.text),
+    )
+    .await;
     assert_error(&r, 403, "forbidden");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while log_size(&server, &client).await < size + 3 && std::time::Instant::now() < deadline {
@@ -330,7 +375,11 @@ async fn expiry_and_stream_scope() {
     assert_eq!(log_size(&server, &client).await, size + 3);
 
     // Past its expiry the token is refused, and the metric says why.
-    let wait = soon.duration_since(jiff::Timestamp::now()).as_millis().max(0) as u64 + 300;
+    let wait = soon
+        .duration_since(jiff::Timestamp::now())
+        .as_millis()
+        .max(0) as u64
+        + 300;
     tokio::time::sleep(Duration::from_millis(wait)).await;
     let r = post_json(&client, &events, Some(&brief.text), &event).await;
     assert_error(&r, 401, "unauthenticated");
@@ -346,17 +395,21 @@ async fn expiry_and_stream_scope() {
     let tmp = server.stop().await;
     let denials = system_events(&data, "access.denied");
     assert_eq!(denials.len(), 3, "{denials:?}");
-    assert!(denials.iter().all(|(_, a)| a["policies"][0]
-        .as_str()
-        .unwrap()
-        .starts_with("token scope")));
+    assert!(denials.iter().all(|(_, a)| {
+        a["policies"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("token scope")
+    }));
     drop(tmp);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_401s_is_counted_and_sampled_boundedly() {
     let server = start(|c| c.limits.auth_failure_window_seconds = 1).await;
-    let client = server.client();
+    // A new connection per request: a 401 is answered before the body is
+    // read, and the server then closes the connection.
+    let client = server.client_without_reuse();
     let events = server.url("/v1/events");
     let event = json!({"actor": "a", "action": "b"});
     let started = std::time::Instant::now();
@@ -375,7 +428,9 @@ async fn a_flood_of_401s_is_counted_and_sampled_boundedly() {
             let event = event.clone();
             batch.push(tokio::spawn(async move {
                 let token = (!token.is_empty()).then_some(token);
-                post_json(&client, &events, token.as_deref(), &event).await.status
+                post_json(&client, &events, token.as_deref(), &event)
+                    .await
+                    .status
             }));
         }
         for task in batch {

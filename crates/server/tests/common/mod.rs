@@ -157,7 +157,9 @@ pub struct TestServer {
     pub pki: Pki,
     pub config: Config,
     /// The served log, for granting tokens the way the server does.
-    pub log: Arc<std::sync::Mutex<stele_log::Log>>,
+    /// The served log, not kept open by the test: once the server stops,
+    /// the data directory can be opened again.
+    log: std::sync::Weak<std::sync::Mutex<stele_log::Log>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
     pub tmp: TempDir,
@@ -188,6 +190,8 @@ pub fn base_config(tmp: &Path, pki: &Pki) -> Config {
             },
         ],
         publish_interval_ms: 50,
+        // Purges follow their announcement at once unless a test says.
+        retention_grace_seconds: 0,
         ..Default::default()
     }
 }
@@ -210,7 +214,7 @@ pub async fn start_in(
     configure(&mut config);
     let bound = stele_server::bind(config.clone(), None).await.unwrap();
     let addr = bound.addresses()[0];
-    let log = bound.log();
+    let log = Arc::downgrade(&bound.log());
     let first = match bound.first_start.clone() {
         Some(first) => first,
         None => stele_server::FirstStart {
@@ -253,9 +257,19 @@ impl TestServer {
         self.builder().build().unwrap()
     }
 
+    /// A client that opens a new connection for every request.
+    pub fn client_without_reuse(&self) -> reqwest::Client {
+        self.builder().pool_max_idle_per_host(0).build().unwrap()
+    }
+
     /// A client presenting `identity` as its certificate.
     pub fn client_with(&self, identity: &Identity) -> reqwest::Client {
         self.builder().identity(identity.reqwest()).build().unwrap()
+    }
+
+    /// The served log (while the server runs).
+    pub fn served_log(&self) -> Arc<std::sync::Mutex<stele_log::Log>> {
+        self.log.upgrade().expect("the server is running")
     }
 
     /// A token for a new principal.
@@ -278,7 +292,7 @@ impl TestServer {
             expires_at,
             streams,
         };
-        stele_log::sequencer::lock_log(&self.log)
+        stele_log::sequencer::lock_log(&self.served_log())
             .create_token(&spec, "test-harness", jiff::Timestamp::now())
             .unwrap()
     }
@@ -447,6 +461,11 @@ pub fn assert_error(r: &Resp, status: u16, code: &str) {
         error["message"].as_str().is_some_and(|m| !m.is_empty()),
         "error without message: {error}"
     );
+}
+
+/// Standard base64, as the API writes hashes and commitments.
+pub fn base64_of(bytes: &[u8]) -> String {
+    B64.encode(bytes)
 }
 
 pub fn b64(text: &Value) -> Vec<u8> {

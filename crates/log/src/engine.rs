@@ -1257,10 +1257,12 @@ impl Log {
         if let Some(reader) = readers.get(&id) {
             return Ok(reader.clone());
         }
-        let info = self
-            .segments
-            .get(&id)
-            .ok_or_else(|| LogError::Integrity(format!("segment {id} is not on disk")))?;
+        let info = self.segments.get(&id).ok_or_else(|| {
+            LogError::Integrity(format!(
+                "{}: segment {id} is missing: the index refers to it",
+                self.layout.segments().display()
+            ))
+        })?;
         let reader = Arc::new(SegmentReader::open(&info.path)?);
         if reader.header != info.header {
             return Err(LogError::Integrity(format!(

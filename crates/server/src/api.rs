@@ -300,12 +300,6 @@ pub(crate) fn path_param(
 
 /// Counts every response and logs it: refusals and failures at info or
 /// warn level (structured fields), successes at debug level.
-///
-/// A refusal of an HTTP/1 request that carries a body says
-/// `Connection: close`: it may have been answered before the body was
-/// read (authentication, size and type checks come first), and the
-/// connection then cannot be reused; saying so keeps a client from
-/// sending its next request into a connection the server is closing.
 async fn count_responses(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
@@ -314,19 +308,7 @@ async fn count_responses(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let started = std::time::Instant::now();
-    let carries_body = request.version() <= axum::http::Version::HTTP_11
-        && (request.headers().contains_key(header::TRANSFER_ENCODING)
-            || request
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.trim() != "0"));
-    let mut response = next.run(request).await;
-    if carries_body && response.status().as_u16() >= 400 {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
+    let response = next.run(request).await;
     let status = response.status().as_u16();
     state.metrics.response(status);
     let micros = started.elapsed().as_micros() as u64;

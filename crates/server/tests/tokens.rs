@@ -407,10 +407,9 @@ async fn expiry_and_stream_scope() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_401s_is_counted_and_sampled_boundedly() {
     let server = start(|c| c.limits.auth_failure_window_seconds = 1).await;
-    // HTTP/1.1 with a pool of kept-alive connections: each 401 is answered
-    // before its body is read and says `Connection: close`, so no request
-    // is sent into a connection the server is closing.
-    let client = server.client_http1();
+    // A new connection per request: a 401 is answered before the body is
+    // read, and the server then closes the connection.
+    let client = server.client_without_reuse();
     let events = server.url("/v1/events");
     let event = json!({"actor": "a", "action": "b"});
     let started = std::time::Instant::now();

@@ -257,9 +257,9 @@ impl TestServer {
         self.builder().build().unwrap()
     }
 
-    /// A client that speaks only HTTP/1.1 (the others negotiate HTTP/2).
-    pub fn client_http1(&self) -> reqwest::Client {
-        self.builder().http1_only().build().unwrap()
+    /// A client that opens a new connection for every request.
+    pub fn client_without_reuse(&self) -> reqwest::Client {
+        self.builder().pool_max_idle_per_host(0).build().unwrap()
     }
 
     /// A client presenting `identity` as its certificate.

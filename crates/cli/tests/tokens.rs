@@ -160,3 +160,37 @@ fn token_commands_are_events_and_verify_checks_the_file() {
         "{list}"
     );
 }
+
+#[test]
+fn refused_token_requests_are_usage_errors_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_log(&data);
+    let before = checkpoint_size(&data);
+    for (args, needle) in [
+        (&["--role", "Admin"][..], "bad role \"Admin\""),
+        (&["--role", "writer", "--expires", "0d"][..], "bad expiry"),
+        (
+            &["--role", "writer", "--expires", "tomorrow"][..],
+            "bad expiry",
+        ),
+        (
+            &["--role", "writer", "--streams", "_system"][..],
+            "reserved",
+        ),
+        (
+            &["--role", "writer", "--streams", "../x"][..],
+            "stream scope",
+        ),
+    ] {
+        let mut full = vec!["token", "create", "--data", p(&data), "--principal", "x"];
+        full.extend_from_slice(args);
+        let out = run(&full);
+        expect(&out, 2, &[needle]);
+        expect_one_error_line(&out);
+    }
+    let out = run(&["token", "revoke", "--data", p(&data), "--id", "123"]);
+    expect(&out, 2, &["no token with id \"123\""]);
+    assert_eq!(checkpoint_size(&data), before, "nothing was appended");
+    assert!(!data.join("tokens.json").exists(), "no file was written");
+}

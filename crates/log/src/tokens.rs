@@ -307,7 +307,11 @@ fn validate_spec(spec: &TokenSpec, by: &str, now: Timestamp) -> LogResult<TokenS
                 )));
             }
             for stream in &list {
-                stele_event::check_stream_name(stream)?;
+                stele_event::check_stream_name(stream).map_err(|e| {
+                    LogError::Usage(format!(
+                        "stream scope: {stream:?} is not a stream name: {e}"
+                    ))
+                })?;
                 if stream.starts_with('_') {
                     return Err(LogError::Usage(format!(
                         "stream {stream:?} is reserved for the log's own events"

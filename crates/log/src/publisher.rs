@@ -111,9 +111,18 @@ impl Publisher {
         signer: Signer,
         history: HistoryWriter,
         anchor: Option<Anchor>,
-        initial: PublishState,
+        mut initial: PublishState,
     ) -> Publisher {
         let (tx, rx) = mpsc::sync_channel::<Message>(QUEUE);
+        // The anchor catches up with the latest checkpoint (or is written
+        // the first time), which the open has just checked it against,
+        // before the open returns: once a log is open, its anchor exists.
+        // A failure poisons the publisher, as a failed publish does.
+        if let Some(anchor) = &anchor
+            && let Err(e) = anchor.keep(initial.note.as_bytes())
+        {
+            initial.error = Some(format!("writing the anchor failed: {e}"));
+        }
         let state = Arc::new(Mutex::new(initial));
         let worker = Worker {
             layout: layout.clone(),
@@ -208,14 +217,6 @@ impl Drop for Publisher {
 
 impl Worker {
     fn run(mut self, rx: Receiver<Message>) {
-        // The anchor catches up with the latest checkpoint (or is written
-        // the first time), which the open has just checked it against.
-        if let Some(anchor) = &self.anchor {
-            let note = lock(&self.state).note.clone();
-            if let Err(e) = anchor.keep(note.as_bytes()) {
-                self.fail(format!("writing the anchor failed: {e}"));
-            }
-        }
         for message in rx {
             let failed = lock(&self.state).error.clone();
             match message {

@@ -652,8 +652,12 @@ def sc_deleted_holds(w):
     """3: holds.json deleted: the held epoch must not be purged."""
     d, epochs, hold_id = _governed(w, {"ops": "1d"}, "ops", hold="ops")
     token = token_create(d)
-    os.remove(os.path.join(d, "holds.json"))
-    return _retention_verdict(d, w, token, epochs, "ops", None, "holds.json deleted")
+    path = os.path.join(d, "holds.json")
+    os.remove(path)
+    result, msg = _retention_verdict(d, w, token, epochs, "ops", None, "holds.json deleted")
+    if os.path.exists(path) and hold_id and hold_id in open(path).read():
+        msg += f"; holds.json rebuilt with {hold_id}"
+    return result, msg
 
 
 def sc_deleted_policy(w):

@@ -452,11 +452,16 @@ pub fn check_token_file(log: &Log) -> LogResult<Vec<(String, String)>> {
                 continue;
             }
             let events = token_events_in(log, known, &entry.id)?;
+            // The messages name the file themselves; the location does too.
+            let unprefixed = |e: String| match e.strip_prefix(&format!("{TOKEN_FILE}: ")) {
+                Some(rest) => rest.to_string(),
+                None => e,
+            };
             if let Err(e) = check_entry(entry, &events) {
-                problems.push((path.clone(), e));
+                problems.push((path.clone(), unprefixed(e)));
             }
             if let Some(e) = revocation_problem(entry, &events) {
-                problems.push((path.clone(), e));
+                problems.push((path.clone(), unprefixed(e)));
             }
         }
         Ok(problems)

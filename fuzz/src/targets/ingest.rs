@@ -39,7 +39,8 @@ pub fn client_event(data: &[u8]) {
         },
     )
     .expect("the canonical form of an accepted event is accepted");
-    assert_eq!(again, event);
+    // Equal as RFC 8785 defines it (1.5e3 and 1500 are one number), so
+    // the canonical bytes are compared, not the parsed values.
     assert_eq!(again.canonical_bytes(), canonical);
 }
 
@@ -120,6 +121,6 @@ pub fn k8s_event_list(data: &[u8]) {
         };
         let again = parse_client_event(&item.event.canonical_bytes(), &unbounded)
             .expect("a mapped event is a valid client event");
-        assert_eq!(again, item.event);
+        assert_eq!(again.canonical_bytes(), item.event.canonical_bytes());
     }
 }

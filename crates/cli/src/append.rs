@@ -79,19 +79,32 @@ struct Gate {
     operator: Operator,
     /// The clock (`STELE_NOW`), or `None` for the system clock.
     clock: Option<Timestamp>,
+    /// `--writer` when it names someone other than the operator: recorded
+    /// in each event's attributes as [`CLAIMED_WRITER`].
+    claimed_writer: Option<String>,
 }
 
-pub fn run(data: &DataArgs, stream: Option<&str>, writer: Option<String>) -> CliResult<u8> {
+/// The attribute that records the writer `--writer` claims. The envelope's
+/// `writer` is always the operator who ran the command (`local:<user>`):
+/// a name given on the command line is not authenticated.
+pub const CLAIMED_WRITER: &str = "claimed_writer";
+
+pub fn run(data: &DataArgs, stream: Option<&str>, claimed: Option<String>) -> CliResult<u8> {
     if let Some(stream) = stream {
         stele_event::check_client_stream_name(stream)
             .map_err(|e| Failure::usage(format!("--stream: {e}")))?;
     }
-    let writer = writer.unwrap_or_else(local_principal);
-    if writer.trim().is_empty() {
-        return Err(Failure::usage(
-            "--writer: the writer must be a non-empty principal name",
-        ));
+    let writer = local_principal();
+    if let Some(claimed) = &claimed {
+        let limit = stele_event::Limits::default().max_string_bytes;
+        if claimed.trim().is_empty() || claimed.len() > limit {
+            return Err(Failure::usage(format!(
+                "--writer: the claimed writer must be a non-empty principal name of at most \
+                 {limit} bytes"
+            )));
+        }
     }
+    let claimed_writer = claimed.filter(|claimed| *claimed != writer);
     let clock = std::env::var_os("STELE_NOW").map(|_| now()).transpose()?;
     let at = now()?;
     let mut log = open(data)?;
@@ -131,6 +144,7 @@ pub fn run(data: &DataArgs, stream: Option<&str>, writer: Option<String>) -> Cli
         policy,
         operator: operator.clone(),
         clock,
+        claimed_writer,
     };
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -283,6 +297,26 @@ fn write_receipt(line: &mut String, receipt: &Receipt) {
     line.push_str("}\n");
 }
 
+/// Records the writer `--writer` claims in the event's attributes (as
+/// [`CLAIMED_WRITER`]). An event that already names another claimed
+/// writer there is refused rather than silently changed.
+fn claim_writer(event: &mut stele_event::ClientEvent, claimed: Option<&str>) -> Result<(), String> {
+    let Some(claimed) = claimed else {
+        return Ok(());
+    };
+    let attributes = event.attributes.get_or_insert_with(Default::default);
+    match attributes.get(CLAIMED_WRITER) {
+        Some(serde_json::Value::String(own)) if own == claimed => Ok(()),
+        Some(_) => Err(format!(
+            "attributes.{CLAIMED_WRITER}: the event names another claimed writer than --writer"
+        )),
+        None => {
+            attributes.insert(CLAIMED_WRITER.into(), claimed.into());
+            Ok(())
+        }
+    }
+}
+
 fn prepare_chunks(gate: &Gate, chunks: Receiver<Chunk>, results: SyncSender<Prepared>) {
     let mut decisions: HashMap<String, Decision> = HashMap::new();
     for chunk in chunks {
@@ -295,13 +329,16 @@ fn prepare_chunks(gate: &Gate, chunks: Receiver<Chunk>, results: SyncSender<Prep
             }
             let line_no = chunk.first_line + offset as u64;
             let prepared = stele_event::parse_client_event(raw, &gate.routed.limits)
-                .map_err(stele_log::prepare::PrepareError::from)
-                .and_then(|parsed| {
+                .map_err(|e| e.to_string())
+                .and_then(|mut parsed| {
+                    claim_writer(&mut parsed, gate.claimed_writer.as_deref())?;
                     let preparer = match (&parsed.stream, &gate.fixed) {
                         (None, Some(fixed)) => fixed,
                         _ => &gate.routed,
                     };
-                    preparer.prepare_parsed(parsed, raw, now)
+                    preparer
+                        .prepare_parsed(parsed, raw, now)
+                        .map_err(|e| e.to_string())
                 });
             match prepared {
                 Ok(event) => {

@@ -89,7 +89,7 @@ pub struct BenchHttpArgs {
 }
 
 /// Where to connect and how.
-struct Target {
+pub(crate) struct Target {
     host: String,
     port: u16,
     authority: String,
@@ -101,10 +101,37 @@ struct Target {
 }
 
 fn target(args: &BenchHttpArgs) -> CliResult<Target> {
-    let uri: Uri = args
-        .url
+    let url = base_url(&args.url)?;
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => std::env::var("STELE_TOKEN")
+            .map_err(|_| Failure::usage("give a writer token with --token or STELE_TOKEN"))?,
+    };
+    let mut target = endpoint(
+        url,
+        args.ca.as_deref(),
+        args.http2,
+        Duration::from_millis(args.request_timeout_ms.max(1)),
+    )?;
+    target.auth = format!("Bearer {}", token.trim());
+    Ok(target)
+}
+
+/// A base URL taken apart: scheme, host (without IPv6 brackets), port and
+/// authority as written.
+pub(crate) struct BaseUrl {
+    scheme: &'static str,
+    host: String,
+    port: u16,
+    authority: String,
+}
+
+/// Parses `--url`: `https://` or `http://`, a host, an optional port and no
+/// path.
+pub(crate) fn base_url(url: &str) -> CliResult<BaseUrl> {
+    let uri: Uri = url
         .parse()
-        .map_err(|e| Failure::usage(format!("--url {:?}: {e}", args.url)))?;
+        .map_err(|e| Failure::usage(format!("--url {url:?}: {e}")))?;
     let scheme = match uri.scheme_str() {
         Some("https") => "https",
         Some("http") => "http",
@@ -141,13 +168,31 @@ fn target(args: &BenchHttpArgs) -> CliResult<Target> {
         .authority()
         .map(|a| a.to_string())
         .unwrap_or_else(|| host.clone());
-    let token = match &args.token {
-        Some(t) => t.clone(),
-        None => std::env::var("STELE_TOKEN")
-            .map_err(|_| Failure::usage("give a writer token with --token or STELE_TOKEN"))?,
-    };
+    Ok(BaseUrl {
+        scheme,
+        host,
+        port,
+        authority,
+    })
+}
+
+/// Where and how to connect to `url`: TLS trusting only the PEM CA
+/// certificates of `ca` for https. Requests carry no credentials until
+/// `auth` is set.
+pub(crate) fn endpoint(
+    url: BaseUrl,
+    ca: Option<&std::path::Path>,
+    http2: bool,
+    timeout: Duration,
+) -> CliResult<Target> {
+    let BaseUrl {
+        scheme,
+        host,
+        port,
+        authority,
+    } = url;
     let tls = if scheme == "https" {
-        let ca = args.ca.as_ref().ok_or_else(|| {
+        let ca = ca.ok_or_else(|| {
             Failure::usage("https needs --ca FILE: the PEM CA that signed the server certificate")
         })?;
         let mut roots = rustls::RootCertStore::empty();
@@ -172,7 +217,7 @@ fn target(args: &BenchHttpArgs) -> CliResult<Target> {
             .map_err(|e| Failure::usage(format!("TLS: {e}")))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = if args.http2 {
+        config.alpn_protocols = if http2 {
             vec![b"h2".to_vec()]
         } else {
             vec![b"http/1.1".to_vec()]
@@ -189,28 +234,28 @@ fn target(args: &BenchHttpArgs) -> CliResult<Target> {
         authority,
         scheme,
         tls,
-        http2: args.http2,
-        auth: format!("Bearer {}", token.trim()),
-        timeout: Duration::from_millis(args.request_timeout_ms.max(1)),
+        http2,
+        auth: String::new(),
+        timeout,
     })
 }
 
 /// One client connection.
-enum Sender {
+pub(crate) enum Sender {
     H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
 /// Why a request produced no answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Failed {
+pub(crate) enum Failed {
     Connect,
     Transport,
     Timeout,
 }
 
 impl Failed {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Failed::Connect => "connect",
             Failed::Transport => "transport",
@@ -240,7 +285,7 @@ where
     }
 }
 
-async fn connect(target: &Target) -> Result<Sender, Failed> {
+pub(crate) async fn connect(target: &Target) -> Result<Sender, Failed> {
     let attempt = async {
         let stream = tokio::net::TcpStream::connect((target.host.as_str(), target.port))
             .await
@@ -268,7 +313,7 @@ async fn connect(target: &Target) -> Result<Sender, Failed> {
 
 impl Sender {
     /// Sends one request and reads the whole answer.
-    async fn send(
+    pub(crate) async fn send(
         &mut self,
         target: &Target,
         request: Request<Full<Bytes>>,
@@ -300,7 +345,7 @@ impl Sender {
     }
 }
 
-fn request(
+pub(crate) fn request(
     target: &Target,
     method: hyper::Method,
     path: &str,

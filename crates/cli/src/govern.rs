@@ -15,7 +15,7 @@ use stele_log::{Log, LogError};
 use stele_policy::{Action, Policy, PolicySource, Resource};
 use stele_tlog::hash::hex;
 
-use crate::local::{Operator, local_request, now};
+use crate::local::{Operator, local_request, now, retention_grace};
 use crate::{CliResult, DataArgs, Failure, open, print_out};
 
 #[derive(Debug, clap::Subcommand)]
@@ -147,10 +147,15 @@ pub enum RetentionAction {
         #[arg(long)]
         json: bool,
     },
-    /// Purge every epoch that is due now.
+    /// Purge every epoch that is due now and was announced a grace period
+    /// ago (`retention.due`); announce the others.
     Run {
         #[command(flatten)]
         data: DataArgs,
+        /// Stay until the grace period of every announced epoch has
+        /// passed, then purge it (still only if it is due).
+        #[arg(long)]
+        wait: bool,
     },
     /// Purge one epoch, only if it is due; otherwise refuse (exit 1), and
     /// the refusal is recorded in the log.
@@ -232,6 +237,7 @@ fn explain(args: ExplainArgs) -> CliResult<u8> {
             let data = DataArgs {
                 data: dir.clone(),
                 passphrase_file: args.passphrase_file.clone(),
+                anchor: None,
             };
             let mut log = open(&data)?;
             let operator = Operator::of(&log);
@@ -293,16 +299,14 @@ fn apply(data: &DataArgs, file: &Path, allow_lockout: bool) -> CliResult<u8> {
     let operator = Operator::of(&log);
     operator.authorize(&mut log, Action::PolicyApply, Resource::Log, at)?;
     // The operator after the change: would they still be allowed to change
-    // the policy again?
-    let after = Operator::under(&policy, true);
-    let decision = after.decide(&policy, Action::PolicyApply, Resource::Log, at);
-    if !decision.allowed && !allow_lockout {
+    // the policy again? (The server asks the same before `PUT /v1/policy`.)
+    let lockout = stele_server::operator::check_lockout(&policy, &operator.principal, at);
+    if let Err(why) = &lockout
+        && !allow_lockout
+    {
         return Err(Failure::refused(format!(
-            "policy not applied: under it, {} ({}); the CLI could not change the policy again \
-             (only the HTTP API could). Add `[operators] local_roles` that may policy.apply, \
-             or pass --allow-lockout",
-            crate::local::denial_text(&after.principal, Action::PolicyApply, "log", &decision),
-            after.roles_text()
+            "policy not applied: {why}. Add `[operators] local_roles` that may policy.apply, \
+             or pass --allow-lockout"
         )));
     }
     let outcome = match log.apply_policy(policy, &operator.principal, at) {
@@ -327,7 +331,7 @@ fn apply(data: &DataArgs, file: &Path, allow_lockout: bool) -> CliResult<u8> {
             for change in &outcome.changes {
                 out.push_str(&format!("  {change}\n"));
             }
-            if !decision.allowed {
+            if lockout.is_err() {
                 eprintln!(
                     "stele: WARNING: the local operator may no longer apply policies from the CLI"
                 );
@@ -390,7 +394,7 @@ fn show(data: &DataArgs, as_json: bool) -> CliResult<u8> {
     out.push_str(&format!(
         "default stream: {}; undeclared streams: {}\n",
         policy.default_stream(),
-        format!("{:?}", policy.undeclared_streams()).to_lowercase()
+        policy.undeclared_streams().as_str()
     ));
     out.push_str("streams:\n");
     for (name, stream) in policy.streams() {
@@ -583,13 +587,40 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
             print_out(&out)?;
             Ok(0)
         }
-        RetentionAction::Run { data } => {
+        RetentionAction::Run { data, wait } => {
             let mut log = open(&data)?;
+            log.set_retention_grace(retention_grace()?);
             let operator = Operator::of(&log);
             operator.authorize(&mut log, Action::RetentionRun, Resource::Log, at)?;
-            let purged = log.enforce_retention(&operator.principal, at)?;
+            let mut run = log.run_retention(&operator.principal, at)?;
+            let mut purged = std::mem::take(&mut run.purged);
+            while wait && !run.waiting.is_empty() {
+                let left = run
+                    .waiting
+                    .iter()
+                    .map(|(_, left)| *left)
+                    .max()
+                    .unwrap_or_default();
+                eprintln!(
+                    "stele: {} epoch(s) announced due; waiting {} s before purging",
+                    run.waiting.len(),
+                    left.as_secs()
+                );
+                log.publish()?;
+                std::thread::sleep(left);
+                run = log.run_retention(&operator.principal, now()?)?;
+                purged.append(&mut run.purged);
+            }
             log.publish()?;
-            if purged.is_empty() {
+            for (status, left) in &run.waiting {
+                eprintln!(
+                    "stele: stream {} epoch {} is due and announced (retention.due); it is purged after {} s more of grace by `stele serve`, or by `stele retention run --wait`",
+                    status.stream,
+                    epoch_date(status.epoch_day),
+                    left.as_secs()
+                );
+            }
+            if purged.is_empty() && run.waiting.is_empty() {
                 eprintln!("stele: no epoch is due");
             }
             let text: String = purged.iter().map(purge_line).collect();
@@ -603,6 +634,7 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
         } => {
             let day = parse_day(&epoch).map_err(|e| Failure::usage(format!("--epoch: {e}")))?;
             let mut log = open(&data)?;
+            log.set_retention_grace(retention_grace()?);
             let operator = Operator::of(&log);
             operator.authorize(&mut log, Action::RetentionRun, Resource::Log, at)?;
             let result = log.purge_epoch(&stream, day, &operator.principal, at);

@@ -6,7 +6,8 @@
 //! active policy the same question the server asks for the same operation
 //! (same [`Action`], same [`Resource`]), as principal `local:<user>` of kind
 //! `local`, authentication method `local`, from 127.0.0.1 without TLS, with
-//! the policy's `[operators] local_roles`. A denial is recorded as an
+//! the policy's `[operators] local_roles` (the request is built by
+//! `stele_server::operator`, which the server shares). A denial is recorded as an
 //! `access.denied` system event shaped like the server's
 //! (`stele_server::access`), with `"method": "local"` and source `cli`.
 //!
@@ -19,13 +20,12 @@
 //! this: from then on its `local_roles` decide and every read is recorded.
 //! See `docs/cli.md`.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use jiff::Timestamp;
 use serde_json::json;
 use stele_log::{Log, LogError, Preparer};
-use stele_policy::{AccessContext, AccessRequest, Action, Decision, Policy, Resource};
+use stele_policy::{AccessRequest, Action, Decision, Policy, Resource};
 use stele_server::access::resource_text;
+pub use stele_server::operator::{denial_text, local_principal, local_request};
 
 use crate::{CliResult, Failure};
 
@@ -48,40 +48,26 @@ pub fn now() -> CliResult<Timestamp> {
     }
 }
 
-/// The name of the user running the CLI: `$USER`, else `$LOGNAME`, else
-/// the name of the process's user id in /etc/passwd, else `uid<N>`.
-pub fn os_user() -> String {
-    for var in ["USER", "LOGNAME"] {
-        if let Ok(name) = std::env::var(var)
-            && !name.is_empty()
-        {
-            return name;
-        }
+/// The grace period between announcing that an epoch is due and purging
+/// it ([`stele_log::DEFAULT_RETENTION_GRACE`]). `STELE_RETENTION_GRACE`
+/// (seconds) replaces it in debug builds, so tests can purge in one run;
+/// release builds refuse it, as they refuse `STELE_NOW`.
+pub fn retention_grace() -> CliResult<std::time::Duration> {
+    match std::env::var("STELE_RETENTION_GRACE") {
+        Err(_) => Ok(stele_log::DEFAULT_RETENTION_GRACE),
+        Ok(text) if cfg!(debug_assertions) => text
+            .trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|e| {
+                Failure::usage(format!(
+                    "STELE_RETENTION_GRACE {text:?}: not a number of seconds: {e}"
+                ))
+            }),
+        Ok(_) => Err(Failure::usage(
+            "STELE_RETENTION_GRACE is a testing aid that only debug builds honour; unset it",
+        )),
     }
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
-        });
-    let Some(uid) = uid else {
-        return "unknown".into();
-    };
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .find_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            (fields.len() > 2 && fields[2] == uid).then(|| fields[0].to_owned())
-        })
-        .unwrap_or_else(|| format!("uid{uid}"))
-}
-
-/// The local principal name, `local:<user>`.
-pub fn local_principal() -> String {
-    format!("local:{}", os_user())
 }
 
 /// The operator as the access policy sees them.
@@ -181,44 +167,6 @@ impl Operator {
         };
         format!("local roles [{}] ({source})", self.roles.join(", "))
     }
-}
-
-/// An access request made from this machine (127.0.0.1, no TLS).
-pub fn local_request<'a>(
-    principal: &'a str,
-    kind: &'a str,
-    roles: &'a [String],
-    action: Action,
-    resource: Resource<'a>,
-    now: Timestamp,
-) -> AccessRequest<'a> {
-    AccessRequest {
-        principal,
-        principal_kind: kind,
-        roles,
-        action,
-        resource,
-        context: AccessContext {
-            time: now.as_second(),
-            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            tls: false,
-            tls_identity: None,
-            auth_method: "local".to_owned(),
-        },
-    }
-}
-
-/// The server's wording: `principal "P" may not ACTION WHAT: WHY`.
-pub fn denial_text(principal: &str, action: Action, what: &str, decision: &Decision) -> String {
-    let why = if decision.reasons.is_empty() {
-        "no policy permits it".to_string()
-    } else {
-        format!("forbidden by {}", decision.reasons.join(", "))
-    };
-    format!(
-        "principal {principal:?} may not {} {what}: {why}",
-        action.as_str()
-    )
 }
 
 /// Appends one event to `_system` as the CLI (source `cli`), durably and

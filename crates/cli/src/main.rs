@@ -16,6 +16,7 @@ macro_rules! outln {
 mod append;
 mod bench;
 mod bench_http;
+mod check;
 mod govern;
 mod keyaudit;
 mod local;
@@ -45,7 +46,13 @@ use zeroize::Zeroizing;
 
 /// A tamper-evident, append-only audit log.
 #[derive(Debug, Parser)]
-#[command(name = "stele", version, about, propagate_version = true)]
+#[command(
+    name = "stele",
+    version,
+    about,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,6 +67,11 @@ struct DataArgs {
     /// the STELE_PASSPHRASE environment variable is used).
     #[arg(long, value_name = "FILE")]
     passphrase_file: Option<PathBuf>,
+    /// File outside the data directory that keeps a copy of the latest
+    /// signed checkpoint: a log rolled back behind it (a restored backup)
+    /// is refused, and it is brought up to date at every publish.
+    #[arg(long, value_name = "FILE")]
+    anchor: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,8 +97,10 @@ enum Command {
         /// and default stream decide).
         #[arg(long)]
         stream: Option<String>,
-        /// Principal recorded as the writer (default: local:$USER).
-        #[arg(long)]
+        /// A writer to record as claimed, in each event's attribute
+        /// `claimed_writer`; the event's writer is always the operator
+        /// running the command, local:$USER.
+        #[arg(long, value_name = "NAME")]
         writer: Option<String>,
     },
     /// Print the latest signed checkpoint.
@@ -139,6 +153,7 @@ enum Command {
         limit: usize,
     },
     /// Print inclusion or consistency proofs.
+    #[command(arg_required_else_help = true)]
     Proof {
         #[command(subcommand)]
         kind: ProofKind,
@@ -164,36 +179,45 @@ enum Command {
         #[arg(long, group = "leaf")]
         commitment: Option<String>,
     },
+    /// Check that a server's current checkpoint extends one kept earlier
+    /// (signature and consistency proof): notices a rollback or a fork.
+    Check(check::CheckArgs),
     /// Measure durable append throughput and latency in-process.
     Bench(bench::BenchArgs),
     /// Run the HTTP(S) service (embedded default: ./stele-data on 127.0.0.1:7800).
     Serve(serve::ServeArgs),
     /// Create, list or revoke API tokens (works while the server runs).
+    #[command(arg_required_else_help = true)]
     Token {
         #[command(subcommand)]
         action: serve::TokenAction,
     },
     /// Check, explain, apply and show policies.
+    #[command(arg_required_else_help = true)]
     Policy {
         #[command(subcommand)]
         action: govern::PolicyAction,
     },
     /// Place, list and release legal holds.
+    #[command(arg_required_else_help = true)]
     Hold {
         #[command(subcommand)]
         action: govern::HoldAction,
     },
     /// Retention status and purges.
+    #[command(arg_required_else_help = true)]
     Retention {
         #[command(subcommand)]
         action: govern::RetentionAction,
     },
     /// Rotate the key-encryption key; show key ages.
+    #[command(arg_required_else_help = true)]
     Keys {
         #[command(subcommand)]
         action: keyaudit::KeysAction,
     },
     /// Longevity audits: run one now, or report the latest attestation.
+    #[command(arg_required_else_help = true)]
     Audit {
         #[command(subcommand)]
         action: keyaudit::AuditAction,
@@ -280,6 +304,12 @@ fn main() -> ExitCode {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // `stele` or `stele proof` alone: the command's help (its
+            // subcommands) on standard error, as a usage error.
+            let _ = e.print();
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("stele: error: {}", usage_line(&e));
             return ExitCode::from(2);
@@ -288,7 +318,9 @@ fn main() -> ExitCode {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cli))) {
         Ok(Ok(code)) => ExitCode::from(code),
         Ok(Err(failure)) => {
-            eprintln!("stele: error: {}", failure.message);
+            if !failure.message.is_empty() {
+                eprintln!("stele: error: {}", failure.message);
+            }
             ExitCode::from(failure.code)
         }
         Err(_) => ExitCode::from(2),
@@ -296,15 +328,36 @@ fn main() -> ExitCode {
 }
 
 /// A command-line error as one line: clap's message without its "error:"
-/// prefix, usage block and tips, and where to find help.
+/// prefix, with what it lists below it (the missing flags, a similar
+/// command's name), and the help of the command at fault.
 fn usage_line(e: &clap::Error) -> String {
     let rendered = e.render().to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid command line");
-    let message = first.trim().strip_prefix("error:").unwrap_or(first).trim();
-    format!("{message} (see stele --help)")
+    let mut message = String::new();
+    let mut command = "stele".to_owned();
+    for line in rendered.lines().map(str::trim) {
+        if let Some(usage) = line.strip_prefix("Usage:") {
+            // `Usage: stele init --data <DIR> …`: the command is the words
+            // before the first flag or placeholder.
+            command = usage
+                .split_whitespace()
+                .take_while(|word| !word.starts_with(['-', '<', '[']))
+                .collect::<Vec<_>>()
+                .join(" ");
+            break;
+        }
+        if line.is_empty() || line.starts_with("For more information") {
+            continue;
+        }
+        let line = line.strip_prefix("error:").unwrap_or(line).trim();
+        if !message.is_empty() {
+            message.push_str(if message.ends_with(':') { " " } else { "; " });
+        }
+        message.push_str(line);
+    }
+    if message.is_empty() {
+        message.push_str("invalid command line");
+    }
+    format!("{message} (see {command} --help)")
 }
 
 /// Reads a file the user named, refusing one larger than `limit` bytes
@@ -400,6 +453,7 @@ fn run(cli: Cli) -> CliResult<u8> {
             event,
             commitment,
         } => offline::verify_proof(&vkey, &proof, event.as_deref(), commitment.as_deref()),
+        Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Token { action } => serve::token(action),
@@ -411,11 +465,19 @@ fn run(cli: Cli) -> CliResult<u8> {
     }
 }
 
+/// Writes `text` to standard output. A reader that stopped reading
+/// (`stele … | head`) ends the command quietly with exit 0: what it read
+/// was shown, and what it did not want is no error.
 fn print_out(text: &str) -> CliResult<()> {
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
-    Ok(())
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure {
+            code: 0,
+            message: String::new(),
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn read_passphrase(file: Option<&Path>) -> CliResult<Option<Zeroizing<String>>> {
@@ -432,16 +494,7 @@ fn read_passphrase(file: Option<&Path>) -> CliResult<Option<Zeroizing<String>>> 
 
 /// Opens (and so recovers) the log in `data`.
 pub(crate) fn open(data: &DataArgs) -> CliResult<Log> {
-    // Identity first, so a directory that is not a log says so.
-    Log::read_meta(&data.data)?;
-    let passphrase = if Log::needs_passphrase(&data.data)? {
-        Some(read_passphrase(data.passphrase_file.as_deref())?.ok_or_else(|| {
-            Failure::usage("this log's key is protected by a passphrase: set STELE_PASSPHRASE or use --passphrase-file")
-        })?)
-    } else {
-        None
-    };
-    match Log::open(&data.data, OpenOptions { passphrase }) {
+    match Log::open(&data.data, open_options(data)?) {
         Ok(log) => {
             for kept in log.kept_at_open() {
                 eprintln!("warning: {kept}");
@@ -453,6 +506,23 @@ pub(crate) fn open(data: &DataArgs) -> CliResult<Log> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The passphrase a data directory's key needs, if any; checks first that
+/// the directory is a log, so one that is not says so.
+fn open_options(data: &DataArgs) -> CliResult<OpenOptions> {
+    Log::read_meta(&data.data)?;
+    let passphrase = if Log::needs_passphrase(&data.data)? {
+        Some(read_passphrase(data.passphrase_file.as_deref())?.ok_or_else(|| {
+            Failure::usage("this log's key is protected by a passphrase: set STELE_PASSPHRASE or use --passphrase-file")
+        })?)
+    } else {
+        None
+    };
+    Ok(OpenOptions {
+        passphrase,
+        anchor: data.anchor.clone(),
+    })
 }
 
 /// The holder of the data directory's lock, if another process holds it
@@ -613,7 +683,10 @@ impl Progress for Bar {
 fn verify_data(data: &DataArgs) -> CliResult<u8> {
     let started = std::time::Instant::now();
     let at = local::now()?;
-    let mut log = open(data)?;
+    // Read-only: no lock, no recovery, nothing written (what a recovery
+    // would do is reported as notes), so it runs beside a writer and on a
+    // read-only copy. A denial cannot be recorded from here; it says so.
+    let mut log = Log::open_read_only(&data.data, open_options(data)?)?;
     local::Operator::of(&log).authorize(&mut log, Action::Verify, Resource::Log, at)?;
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let bar = indicatif::ProgressBar::new(0);

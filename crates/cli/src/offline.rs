@@ -69,6 +69,10 @@ pub fn verify_proof(
     let text = String::from_utf8(bytes).map_err(|_| {
         Failure::refused(format!("{}: not a tlog-proof (not UTF-8)", proof.display()))
     })?;
+    // A tlog-proof ends with exactly one newline (its last signature
+    // line's); tools that print it as a JSON string's value (`jq -r
+    // .proof`) add one more, and an editor may drop it.
+    let text = format!("{}\n", text.trim_end_matches('\n'));
     let parsed = TlogProof::parse(&text)
         .map_err(|e| Failure::refused(format!("{}: {e}", proof.display())))?;
     let commitment = match (event, commitment) {

@@ -16,7 +16,7 @@ use crate::{CliResult, DataArgs, Failure, local, open, print_out};
 /// Which entries: a stream and a range of indices.
 #[derive(Debug, clap::Args)]
 pub struct StreamRange {
-    #[arg(long)]
+    #[arg(long, value_parser = stream_name)]
     pub stream: String,
     /// First index of the range.
     #[arg(long)]
@@ -24,6 +24,11 @@ pub struct StreamRange {
     /// End of the range (exclusive; default and at most the log size).
     #[arg(long)]
     pub to: Option<u64>,
+}
+
+/// A `--stream` value: a stream name (checked as the server checks it).
+fn stream_name(text: &str) -> Result<String, String> {
+    scan::check_stream(text).map(|()| text.to_owned())
 }
 
 /// The log back from the mutex the scan shares it through.

@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// Milliseconds between checkpoints while events arrive.
     #[arg(long)]
     publish_interval_ms: Option<u64>,
+    /// File outside the data directory that keeps a copy of each published
+    /// checkpoint; the server refuses to start on a log rolled back behind it.
+    #[arg(long, value_name = "FILE")]
+    anchor: Option<PathBuf>,
     /// Log format on standard error: `text` or `json` (one object per line).
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -111,6 +115,9 @@ fn settings(args: ServeArgs) -> CliResult<Config> {
     if let Some(n) = args.publish_interval_ms {
         config.publish_interval_ms = n;
     }
+    if let Some(anchor) = args.anchor {
+        config.anchor = Some(anchor);
+    }
     Ok(config)
 }
 
@@ -118,8 +125,10 @@ pub fn run(args: ServeArgs) -> CliResult<u8> {
     let json_logs = args.log_format == "json";
     let config = settings(args)?;
     config.validate().map_err(Failure::usage)?;
+    // Colours only for a person at a terminal, not in files or journals.
     let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = if json_logs {
         logs.json().try_init()
@@ -151,9 +160,16 @@ pub fn run(args: ServeArgs) -> CliResult<u8> {
         } else {
             "http"
         };
-        let bound = stele_server::bind(config, passphrase)
-            .await
-            .map_err(Failure::usage)?;
+        // A log that fails a check at open (`integrity: …`, the prefix of
+        // `LogError::Integrity`: damage, a rollback or a fork the anchor
+        // shows) is a refusal, exit 1; anything else a setup problem.
+        let bound = stele_server::bind(config, passphrase).await.map_err(|e| {
+            if e.starts_with("integrity: ") {
+                Failure::refused(e)
+            } else {
+                Failure::usage(e)
+            }
+        })?;
         if let Some(first) = &bound.first_start {
             eprintln!("stele: created a new log; verifier key:");
             print_out(&format!("{}\n", first.verifier_key))?;
@@ -197,6 +213,7 @@ fn authorize_token(data: &std::path::Path, action: stele_policy::Action) -> CliR
     let args = crate::DataArgs {
         data: data.to_path_buf(),
         passphrase_file: None,
+        anchor: None,
     };
     match crate::open(&args) {
         Ok(mut log) => Err(operator.denied(&mut log, action, "log", &decision, now)),
@@ -225,8 +242,15 @@ pub fn token(action: TokenAction) -> CliResult<u8> {
             let (record, token) =
                 tokens::create(&data, &principal, &roles).map_err(Failure::usage)?;
             eprintln!(
-                "stele: token {} for {:?} ({:?}); shown once:",
-                record.id, record.principal, record.roles
+                "stele: token {} for {:?} (roles {}); shown once:",
+                record.id,
+                record.principal,
+                record
+                    .roles
+                    .iter()
+                    .map(Role::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             print_out(&format!("{token}\n"))?;
             Ok(0)
@@ -235,11 +259,7 @@ pub fn token(action: TokenAction) -> CliResult<u8> {
             authorize_token(&data, stele_policy::Action::TokenList)?;
             let mut out = String::new();
             for record in tokens::list(&data).map_err(Failure::usage)? {
-                let roles: Vec<String> = record
-                    .roles
-                    .iter()
-                    .map(|r| format!("{r:?}").to_lowercase())
-                    .collect();
+                let roles: Vec<String> = record.roles.iter().map(Role::to_string).collect();
                 out.push_str(&format!(
                     "{}\t{}\t{}\tcreated {}\t{}\n",
                     record.id,

@@ -235,7 +235,8 @@ fn bench_http_loads_a_running_server_and_counts_only_durable_events() {
         "--role",
         "writer",
     ]);
-    expect(&token, 0, &[]);
+    expect(&token, 0, &["(roles writer)"]);
+    assert!(!token.stderr.contains("Role("), "Debug text: {token}");
     let token = token.stdout.lines().last().unwrap().trim().to_string();
 
     let out = run(&[
@@ -304,7 +305,7 @@ fn bench_http_loads_a_running_server_and_counts_only_durable_events() {
         .find(|l| l.contains("\tbench\t"))
         .unwrap_or_else(|| panic!("bench token not listed:\n{list}"));
     assert!(
-        line.contains("writer") && line.ends_with("active"),
+        line.split('\t').nth(2) == Some("writer") && line.ends_with("active"),
         "{line}"
     );
     // `stele_<12 hex digits>_<base64url secret>` (the secret may hold `_`).
@@ -367,7 +368,7 @@ fn bench_http_loads_a_running_server_and_counts_only_durable_events() {
 }
 
 #[test]
-fn bench_output_into_a_closed_pipe_is_an_error_not_a_panic() {
+fn bench_output_into_a_closed_pipe_ends_quietly_not_in_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(common::bin())
         .args(["bench", "--dir", p(tmp.path()), "--events", "500"])
@@ -379,9 +380,11 @@ fn bench_output_into_a_closed_pipe_is_an_error_not_a_panic() {
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // A reader that went away (`stele bench | head`) ends the command
+    // quietly, as for every command but `append` (whose receipts matter).
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    // Its directory is removed as after any other failure.
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    // Its directory is removed as after any other run.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }

@@ -72,7 +72,12 @@ fn round_trip_append_get_prove_verify_offline() {
         let env = &entry["event"];
         assert_eq!(env["id"].as_str(), Some(r.id.as_str()));
         assert_eq!(env["stream"].as_str(), Some(r.stream.as_str()));
-        assert_eq!(env["writer"].as_str(), Some("svc:ingest"));
+        // The writer is the operator; `--writer` is only a claim.
+        assert_eq!(env["writer"].as_str(), Some("local:tester"));
+        assert_eq!(
+            env["event"]["attributes"]["claimed_writer"].as_str(),
+            Some("svc:ingest")
+        );
         let sent: serde_json::Value = serde_json::from_str(&events[i]).expect("json");
         assert_eq!(env["event"]["actor"], sent["actor"]);
         assert_eq!(env["event"]["action"], sent["action"]);
@@ -147,6 +152,93 @@ fn round_trip_append_get_prove_verify_offline() {
     assert_eq!(actor_of(&get(&dir, 3)), "d\u{e9}sir\u{e9}e \u{1F600}");
     assert!(segment_file(&dir, "billing").is_file());
     verify_ok(&dir);
+}
+
+/// `--writer` cannot make another principal the writer of record: the
+/// envelope's writer is the operator, the claimed name is the attribute
+/// `claimed_writer`, and client ids de-duplicate under the operator. An
+/// event naming another claimed writer itself is refused.
+#[test]
+fn writer_flag_is_recorded_as_a_claim() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    init_log(&dir);
+    let line = r#"{"actor":"a","action":"b","id":"k1"}"#;
+    let out = run_full(
+        &["append", "--data", p(&dir), "--writer", "admin"],
+        format!("{line}\n").as_bytes(),
+        &[],
+    );
+    expect(&out, 0, &[]);
+    let entry = get(&dir, 0);
+    assert_eq!(entry["event"]["writer"].as_str(), Some("local:tester"));
+    assert_eq!(
+        entry["event"]["event"]["attributes"]["claimed_writer"].as_str(),
+        Some("admin")
+    );
+    // The payload is the line as read.
+    assert_eq!(entry["event"]["payload"].as_str(), Some(line));
+    // The same line again is a retry of the operator's event (same
+    // writer, client id and payload).
+    let out = run_full(
+        &["append", "--data", p(&dir), "--writer", "admin"],
+        format!("{line}\n").as_bytes(),
+        &[],
+    );
+    expect(&out, 0, &["\"duplicate\":true"]);
+    // Naming oneself adds nothing.
+    let out = run_full(
+        &["append", "--data", p(&dir), "--writer", "local:tester"],
+        event_line("self").as_bytes(),
+        &[],
+    );
+    expect(&out, 0, &[]);
+    assert!(get(&dir, 1)["event"]["event"].get("attributes").is_none());
+    // An event claiming someone else itself conflicts with --writer.
+    let out = run_full(
+        &["append", "--data", p(&dir), "--writer", "admin"],
+        br#"{"actor":"a","action":"b","attributes":{"claimed_writer":"root"}}
+"#,
+        &[],
+    );
+    expect(&out, 1, &["line 1", "claimed_writer"]);
+    expect_one_error_line(&out);
+    assert_eq!(checkpoint_size(&dir), 2);
+    verify_ok(&dir);
+}
+
+/// The README lists every command `stele --help` lists, and the
+/// repository ignores the data directory `stele serve` creates by default.
+#[test]
+fn readme_lists_every_command() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let help = run(&["--help"]);
+    expect(&help, 0, &["Commands:"]);
+    let commands: Vec<&str> = help
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect();
+    assert!(commands.len() > 15, "{commands:?}");
+    for command in commands {
+        assert!(
+            readme.contains(&format!("`stele {command} "))
+                || readme.contains(&format!("`stele {command}`")),
+            "README.md does not list `stele {command}`"
+        );
+    }
+    let ignored = std::fs::read_to_string(root.join(".gitignore")).expect(".gitignore");
+    assert!(
+        ignored
+            .lines()
+            .any(|l| matches!(l.trim(), "stele-data/" | "/stele-data/" | "stele-data")),
+        ".gitignore does not ignore stele-data/"
+    );
 }
 
 #[test]
@@ -309,6 +401,7 @@ fn key_files_are_private() {
             "keys/deks/1.dek",
             "keys/deks/2.dek",
             "keys/kek.key",
+            "keys/sessions",
             "keys/signing.key"
         ]
     );

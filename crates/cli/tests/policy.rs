@@ -695,8 +695,16 @@ fn retention_purge_refused_until_due_then_purged_and_get_says_so() {
     );
     expect(&out, 0, &[&format!("held by {hold}")]);
 
-    // Released: purged.
-    expect(&run(&["hold", "release", "--data", p(&dir), &hold]), 0, &[]);
+    // Released (at the log's time: the purge requests above recorded it,
+    // and nothing is decided at an earlier time): purged.
+    expect(
+        &run_env(
+            &["hold", "release", "--data", p(&dir), &hold],
+            &[("STELE_NOW", &later)],
+        ),
+        0,
+        &[],
+    );
     let out = run_env(
         &[
             "retention",

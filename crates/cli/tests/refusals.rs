@@ -495,9 +495,10 @@ fn kek_from_another_log_is_refused() {
     init_log(&b);
     append_ok(&a, &ndjson(["a0".to_string()]));
     std::fs::copy(b.join("keys/kek.key"), a.join("keys/kek.key")).expect("copy kek");
+    // (`verify` reads without the lock and is not refused: see
+    // `verify_read_only.rs`.)
     for args in [
         vec!["checkpoint"],
-        vec!["verify"],
         vec!["get", "--index", "0"],
         vec!["append"],
     ] {
@@ -675,9 +676,10 @@ fn second_process_is_refused_while_the_log_is_in_use() {
     let first = parse_receipt(line.trim_end()).unwrap_or_else(|| panic!("no receipt: {line:?}"));
     assert_eq!(first.index, 0);
     // The first process holds the log (its stdin is still open).
+    // (`verify` reads without the lock and is not refused: see
+    // `verify_read_only.rs`.)
     for args in [
         vec!["checkpoint"],
-        vec!["verify"],
         vec!["get", "--index", "0"],
         vec!["append"],
     ] {
@@ -765,6 +767,25 @@ fn verify_proof_accepts_the_genuine_proof() {
         0,
         &["OK", "entry 1"],
     );
+}
+
+/// A proof saved with one more trailing newline (as `jq -r .proof` writes
+/// the proof of a `GET /v1/events/{index}` answer) or without its own
+/// still verifies.
+#[test]
+fn verify_proof_accepts_trailing_newlines() {
+    let f = proof_fixture();
+    let text = std::fs::read_to_string(&f.proof).expect("read");
+    assert!(text.ends_with('\n') && !text.ends_with("\n\n"), "{text}");
+    for (name, variant) in [
+        ("jq", format!("{text}\n")),
+        ("bare", text.trim_end_matches('\n').to_owned()),
+    ] {
+        let path = f.proof.with_extension(name);
+        std::fs::write(&path, variant).expect("write");
+        let out = verify_proof(&f.vkey, &path, ("--commitment", &f.commitment));
+        expect(&out, 0, &["OK", "entry 1"]);
+    }
 }
 
 #[test]
@@ -889,15 +910,119 @@ fn command_line_errors_are_one_line() {
         &["append", "--nonsense"],
         &["get", "--data", "/tmp", "--index", "minus-one"],
         &["no-such-command"],
-        &[],
     ] {
         let out = run(args);
         assert_eq!(out.code, 2, "{args:?}: {out}");
         expect_one_error_line(&out);
-        assert!(out.stderr.contains("stele --help"), "{args:?}: {out}");
+        assert!(out.stderr.contains(" --help)"), "{args:?}: {out}");
     }
     expect(&run(&["--version"]), 0, &["stele"]);
     expect(&run(&["append", "--help"]), 0, &["--data"]);
+}
+
+/// A command-line mistake names what is wrong — the missing flag, the
+/// command or flag a typo resembles — and the help of the command at
+/// fault, in one line.
+#[test]
+fn usage_errors_name_the_missing_flag() {
+    let out = run(&["init", "--data", "/nonexistent/x"]);
+    expect(&out, 2, &["--origin", "(see stele init --help)"]);
+    expect_one_error_line(&out);
+    let out = run(&[
+        "token",
+        "create",
+        "--data",
+        "/nonexistent",
+        "--role",
+        "writer",
+    ]);
+    expect(&out, 2, &["--principal", "(see stele token create --help)"]);
+    expect_one_error_line(&out);
+    let out = run(&["proof", "inclusion", "--data", "/nonexistent"]);
+    expect(&out, 2, &["--index", "(see stele proof inclusion --help)"]);
+    expect_one_error_line(&out);
+    let out = run(&["inti", "--data", "x"]);
+    expect(&out, 2, &["'inti'", "'init'"]);
+    expect_one_error_line(&out);
+    let out = run(&["verify", "--dta", "x"]);
+    expect(&out, 2, &["'--dta'", "'--data'"]);
+    expect_one_error_line(&out);
+}
+
+/// A command given without its subcommand (`stele proof`), and `stele`
+/// alone, print the command's usage and subcommands on standard error,
+/// exit 2.
+#[test]
+fn a_command_without_its_subcommand_prints_its_usage() {
+    for (args, listed) in [
+        (&["proof"][..], &["inclusion", "consistency"][..]),
+        (&["policy"], &["check", "explain", "apply", "show"]),
+        (&["hold"], &["add", "list", "release"]),
+        (&["token"], &["create", "list", "revoke"]),
+        (&[], &["init", "append", "verify-proof"]),
+    ] {
+        let out = run(args);
+        assert_eq!(out.code, 2, "{out}");
+        assert!(out.stdout.is_empty(), "{out}");
+        assert!(out.stderr.contains("Usage: stele"), "{out}");
+        for name in listed {
+            assert!(out.stderr.contains(&format!("  {name} ")), "{name}: {out}");
+        }
+    }
+}
+
+/// `stele … | head`: a reader that has closed the pipe ends the command
+/// quietly, exit 0 and nothing on standard error, whatever it was printing.
+#[test]
+fn a_closed_standard_output_ends_quietly() {
+    let (_tmp, dir) = new_log();
+    append_ok(&dir, &ndjson((0..3).map(|i| format!("e{i}"))));
+    for args in [
+        &["checkpoint", "--data", p(&dir)][..],
+        &["get", "--data", p(&dir), "--index", "1"],
+        &[
+            "export",
+            "--data",
+            p(&dir),
+            "--stream",
+            "default",
+            "--from",
+            "0",
+        ],
+        &["proof", "inclusion", "--data", p(&dir), "--index", "0"],
+        &["--help"],
+    ] {
+        // The pipe's reader is closed before the command starts: every
+        // write fails with EPIPE.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let output = stele()
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("run stele");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+/// `--stream` of `export` and `query` must be a stream name: `../x` is a
+/// usage error naming the flag, and nothing is recorded.
+#[test]
+fn export_and_query_refuse_a_stream_that_is_no_stream_name() {
+    let (_tmp, dir) = new_log();
+    append_ok(&dir, &ndjson((0..2).map(|i| format!("e{i}"))));
+    for command in ["export", "query"] {
+        for bad in ["../x", "a/b", "", "X"] {
+            let out = run(&[command, "--data", p(&dir), "--stream", bad, "--from", "0"]);
+            expect(&out, 2, &["--stream", "not a stream name"]);
+            expect_one_error_line(&out);
+        }
+    }
+    assert_eq!(checkpoint_size(&dir), 2, "nothing was recorded");
 }
 
 #[test]

@@ -199,3 +199,23 @@ fn serve_with_no_arguments_is_the_embedded_default() {
         );
     }
 }
+
+/// Log lines carry no ANSI colour codes when standard error is not a
+/// terminal (a pipe here; a file or a journal in production).
+#[test]
+fn logs_are_plain_text_when_not_on_a_terminal() {
+    let cwd = tempfile::tempdir().unwrap();
+    let (server, _stdout, stderr) =
+        start(cwd.path(), &["--data", "data", "--listen", "127.0.0.1:0"]);
+    let mut lines = wait_for(&stderr, "listening on ");
+    let (code, rest) = terminate(server, &stderr);
+    assert_eq!(code, 0, "{rest:?}");
+    lines.extend(rest);
+    assert!(lines.iter().any(|l| l.contains("INFO")), "{lines:?}");
+    for line in &lines {
+        assert!(
+            !line.contains('\u{1b}'),
+            "ANSI escape in a log line: {line:?}"
+        );
+    }
+}

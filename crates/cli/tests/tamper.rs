@@ -360,10 +360,11 @@ fn truncated_index_is_reported() {
 
 /// Designed behaviour: bytes after the last committed record that are not
 /// what an interrupted append leaves (a power loss can leave them, and so
-/// can someone writing to the file) are not part of the log. The open that
+/// can someone writing to the file) are not part of the log. `verify`
+/// (read-only) says what the next open will do with them; the open that
 /// finds them keeps them in `recovered/`, cuts them, and appends a
-/// `log.recovered` event naming them; `verify` notes the kept file, and
-/// reports it if it is altered afterwards.
+/// `log.recovered` event naming them; `verify` then notes the kept file,
+/// and reports it if it is altered afterwards.
 #[test]
 fn garbage_after_segment_end_is_kept_aside_cut_and_recorded() {
     let f = fixture();
@@ -373,19 +374,23 @@ fn garbage_after_segment_end_is_kept_aside_cut_and_recorded() {
     bytes.extend_from_slice(&[0xA5; 1000]);
     std::fs::write(&seg, &bytes).expect("write");
     let out = verify_ok(&f.case);
-    assert!(out.stdout.starts_with("OK: 654 entries"), "{out}");
+    assert!(out.stdout.starts_with("OK: 653 entries"), "{out}");
     assert!(
-        out.stderr
-            .contains("warning: 1000 bytes after the committed records")
-            && out.stderr.contains("note: ")
-            && out.stderr.contains("1000 bytes after the committed length"),
+        out.stderr.contains("note: ")
+            && out.stderr.contains("1000 bytes after the committed length")
+            && out
+                .stderr
+                .contains("the next open keeps them in recovered/"),
         "{out}"
     );
     assert_eq!(
         std::fs::metadata(&seg).expect("stat").len() as usize,
-        len,
-        "cut"
+        len + 1000,
+        "verify cut nothing"
     );
+    // The next writing open keeps them aside and cuts them.
+    let rs = append_ok(&f.case, &ndjson(["after".to_string()]));
+    assert_eq!(rs[0].index, 654);
     let event = get(&f.case, 653);
     assert_eq!(
         event["event"]["event"]["action"], "log.recovered",
@@ -399,9 +404,9 @@ fn garbage_after_segment_end_is_kept_aside_cut_and_recorded() {
         std::fs::read(f.case.join(&kept)).expect("kept file"),
         vec![0xA5; 1000]
     );
-    // Appending goes on right after the committed records.
-    let rs = append_ok(&f.case, &ndjson(["after".to_string()]));
-    assert_eq!(rs[0].index, 654);
+    let out = verify_ok(&f.case);
+    assert!(out.stdout.starts_with("OK: 655 entries"), "{out}");
+    assert!(out.stderr.contains(&kept), "{out}");
     // The kept bytes are evidence: changing them is reported.
     std::fs::write(f.case.join(&kept), [0xA5; 999]).expect("write");
     f.expect_detected(&[&kept, "SHA-256"]);
@@ -422,8 +427,8 @@ fn zero_tail_after_segment_end_is_cut_by_recovery() {
     assert!(out.stdout.starts_with("OK: 653 entries"), "{out}");
     assert_eq!(
         std::fs::metadata(&seg).expect("stat").len(),
-        len,
-        "the tail was not cut"
+        len + 4096,
+        "verify changed the segment"
     );
     let rs = append_ok(&f.case, &ndjson(["after-crash".to_string()]));
     assert_eq!(rs[0].index, 653);
@@ -453,9 +458,18 @@ fn duplicated_last_record_is_kept_aside_and_cut() {
     grown.extend_from_slice(&bytes[last..]);
     std::fs::write(&seg, &grown).expect("write");
     let out = verify_ok(&f.case);
-    assert!(out.stdout.starts_with("OK: 654 entries"), "{out}");
+    assert!(out.stdout.starts_with("OK: 653 entries"), "{out}");
     assert!(out.stderr.contains("recovered/"), "{out}");
-    assert_eq!(std::fs::metadata(&seg).expect("stat").len() as usize, len);
+    assert_eq!(
+        std::fs::metadata(&seg).expect("stat").len() as usize,
+        grown.len(),
+        "verify changed the segment"
+    );
+    // The next writing open keeps it aside and cuts it.
+    append_ok(&f.case, &ndjson(["after".to_string()]));
+    let out = verify_ok(&f.case);
+    assert!(out.stdout.starts_with("OK: 655 entries"), "{out}");
+    assert!(out.stderr.contains("recovered/"), "{out}");
     assert_eq!(actor_of(&get(&f.case, 652)), "user-652");
 }
 

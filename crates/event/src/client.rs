@@ -265,10 +265,23 @@ pub(crate) fn check_rfc3339_syntax(s: &str) -> Result<(), &'static str> {
         [b'+' | b'-', h1, h2, b':', m1, m2]
             if [h1, h2, m1, m2].iter().all(|c| c.is_ascii_digit()) =>
         {
+            // RFC 3339 §5.6: time-numoffset is a time-hour (00-23) and a
+            // time-minute (00-59); jiff alone would take up to ±25:59.
+            if (h1 - b'0') * 10 + (h2 - b'0') > 23 || *m1 > b'5' {
+                return Err("offset beyond ±23:59");
+            }
             Ok(())
         }
         _ => Err("expected 'Z' or a ±HH:MM offset at the end"),
     }
+}
+
+/// Parses an RFC 3339 `date-time` as a client sends it (event `time`,
+/// query bounds): exactly the RFC's syntax, offsets within ±23:59, and an
+/// instant within years 0000 to 9999 in UTC.
+pub fn parse_rfc3339(s: &str) -> Result<jiff::Timestamp, String> {
+    let normalized = normalize_time(s)?;
+    normalized.parse().map_err(|e: jiff::Error| e.to_string())
 }
 
 /// Parses an RFC 3339 timestamp and returns it in the normalized UTC form.
@@ -559,6 +572,8 @@ mod tests {
             "2026-11-26t04:51:57z",
             "2026-11-26T04:51:57.123456789+05:30",
             "2026-11-26T04:51:57-00:00",
+            "2026-11-26T04:51:57+23:59",
+            "2026-11-26T04:51:57-23:59",
         ] {
             assert!(normalize_time(ok).is_ok(), "{ok}");
         }
@@ -573,6 +588,9 @@ mod tests {
             "2026-02-30T04:51:57Z",
             "2026-11-26T04:51:57.1234567891Z",
             "0000-01-01T00:00:00+01:00",
+            "2026-11-26T04:51:57+24:00",
+            "2026-11-26T04:51:57-25:59",
+            "2026-11-26T04:51:57+05:60",
             "",
             "é",
         ] {

@@ -23,7 +23,7 @@ mod stored;
 
 pub use client::{
     ClientEvent, STREAM_NAME_MAX, check_client_stream_name, check_stream_name,
-    is_reserved_stream_name, parse_client_event,
+    is_reserved_stream_name, parse_client_event, parse_rfc3339,
 };
 pub use commitment::{COMMITMENT_DOMAIN, commitment};
 pub use envelope::{

@@ -46,6 +46,7 @@ use stele_store::history::{self, HistoryWriter, StoredCheckpoint};
 use stele_store::index::{IndexFile, IndexRecord, MAX_BATCH_RECORDS};
 use stele_store::keys::{self, DataKey, Kek, NewKek};
 use stele_store::segment::{self, SegmentHeader, SegmentReader, SegmentWriter};
+use stele_store::sessions::{SegmentKeys, Sessions};
 use stele_store::state::{self, SegmentSnapshot};
 use stele_tlog::hash::hex;
 use stele_tlog::tile::TileHashReader;
@@ -87,6 +88,10 @@ pub struct CreateOptions {
 pub struct OpenOptions {
     /// Passphrase for a passphrase-protected key-encryption key.
     pub passphrase: Option<Zeroizing<String>>,
+    /// A file outside the data directory that keeps a copy of the latest
+    /// signed checkpoint (`anchor.rs`): the open refuses a log that no
+    /// longer reaches it.
+    pub anchor: Option<PathBuf>,
 }
 
 /// What a writer gets back once its event is durable.
@@ -152,19 +157,22 @@ pub(crate) struct InFlight {
 #[derive(Debug)]
 pub struct Log {
     pub(crate) layout: Layout,
-    pub(crate) _lock: DirLock,
+    /// The directory lock; `None` for a read-only handle, which takes none.
+    pub(crate) _lock: Option<DirLock>,
     pub(crate) meta: Meta,
     pub(crate) kek: Kek,
     pub(crate) verifier: Verifier,
     pub(crate) index: IndexFile,
     /// Writer generation, bumped lazily before the first append.
     pub(crate) generation: Option<u32>,
+    /// The salt of every writer session, this one's once it began.
+    pub(crate) sessions: Arc<Sessions>,
     pub(crate) segments: BTreeMap<u32, SegmentInfo>,
     /// Durable committed length of every segment (header plus every record
     /// an index entry points at). Written whole into the snapshot.
     pub(crate) committed: HashMap<u32, u64>,
     pub(crate) active: Vec<ActiveSegment>,
-    pub(crate) keys: Mutex<HashMap<u32, Arc<DataKey>>>,
+    pub(crate) keys: Mutex<HashMap<u32, Arc<SegmentKeys>>>,
     pub(crate) readers: Mutex<HashMap<u32, Arc<SegmentReader>>>,
     pub(crate) tiles: TileBuilder,
     /// Idempotency key hash → first entry holding it; loaded from the index
@@ -181,6 +189,11 @@ pub struct Log {
     pub(crate) policies: Vec<PolicyVersion>,
     /// Legal holds, released ones included.
     pub(crate) holds: Vec<Hold>,
+    /// The newest time the log records (Unix seconds): no governance
+    /// decision is taken at an earlier time (see `governance.rs`).
+    pub(crate) time_floor: Option<i64>,
+    /// Epochs announced due by this process (see `announce.rs`).
+    pub(crate) announcements: crate::announce::Announcements,
     /// Test hook: stop a purge after this step, as a crash would.
     pub(crate) purge_stop: Option<u8>,
     /// Makes written batches durable (steps 2b and 3).
@@ -188,7 +201,10 @@ pub struct Log {
     /// Batches handed to the committer, oldest first.
     pub(crate) in_flight: std::collections::VecDeque<InFlight>,
     /// What this open's recovery kept aside in `recovered/` (one line each).
-    kept_at_open: Vec<String>,
+    pub(crate) kept_at_open: Vec<String>,
+    /// A read-only handle ([`Log::open_read_only`]): what the next writing
+    /// open would repair, one line each; `None` for a writing handle.
+    pub(crate) read_only: Option<Vec<String>>,
 }
 
 fn random_log_id() -> LogResult<[u8; 16]> {
@@ -203,7 +219,7 @@ fn random_log_id() -> LogResult<[u8; 16]> {
 /// are left as they are for recovery.
 impl Drop for Log {
     fn drop(&mut self) {
-        if self.poisoned.is_some() || !self.in_flight.is_empty() {
+        if self.poisoned.is_some() || !self.in_flight.is_empty() || self.read_only.is_some() {
             return;
         }
         for active in &mut self.active {
@@ -255,6 +271,8 @@ impl Log {
         let mut history = HistoryWriter::open(&layout.history(), None)?;
         history.append(0, note.as_bytes())?;
         fsutil::atomic_replace(&layout.checkpoint(), note.as_bytes(), 0o644)?;
+        // Every generation of a new log seals under a session salt.
+        stele_store::sessions::create(&layout.sessions(), 1)?;
         let meta = Meta {
             format: FORMAT_VERSION,
             origin: options.origin,
@@ -286,42 +304,6 @@ impl Log {
         let layout = Layout::new(dir);
         let meta = Meta::read(&layout.meta())?;
         let lock = DirLock::acquire(&layout.lock())?;
-        // An interrupted KEK rotation is finished (or undone) before any key is read.
-        let meta = crate::rotate::finish_interrupted_rotation(&layout, meta)?;
-        let kek = Kek::open(
-            &layout.kek(),
-            options.passphrase.as_deref().map(|s| s.as_str()),
-        )?;
-        let signing_path = layout.signing_key();
-        let seed = keys::unwrap_signing_seed(&kek, &signing_path, &fsutil::read(&signing_path)?)?;
-        let signer = Signer::new(&meta.origin, *seed)
-            .map_err(|e| LogError::Integrity(format!("signing key: {e}")))?;
-        if signer.verifier_key() != meta.verifier_key {
-            return Err(LogError::Integrity(format!(
-                "{}: the signing key does not match the verifier key in {}",
-                signing_path.display(),
-                layout.meta().display()
-            )));
-        }
-        let verifier = signer.verifier();
-        // A second handle on the same key signs audit attestations; the
-        // first moves to the publisher thread.
-        let attestor = Signer::new(&meta.origin, *seed)
-            .map_err(|e| LogError::Integrity(format!("signing key: {e}")))?;
-        let kek_kind = if Kek::needs_passphrase(&layout.kek())? {
-            "passphrase"
-        } else {
-            "file"
-        };
-        if meta.kek != kek_kind {
-            return Err(LogError::Integrity(format!(
-                "{}: says the key-encryption key is held as {:?}, but {} is a {kek_kind:?} key",
-                layout.meta().display(),
-                meta.kek,
-                layout.kek().display()
-            )));
-        }
-
         // The latest checkpoint in the history is the trusted prefix.
         let history::Scan {
             index: history,
@@ -329,6 +311,25 @@ impl Log {
             previous,
             torn_at,
         } = history::scan(&layout.history())?;
+        // Evidence of a rollback or a fork refuses the open before any
+        // file is changed (recovery, a rotation finished, the anchor).
+        let anchor = options
+            .anchor
+            .as_deref()
+            .map(|path| crate::anchor::Anchor::new(path, dir))
+            .transpose()?;
+        crate::anchor::check_rollback(&layout, &meta, last.as_ref(), anchor.as_ref())?;
+        // An interrupted KEK rotation is finished (or undone) before any key is read.
+        let meta = crate::rotate::finish_interrupted_rotation(&layout, meta)?;
+        let OpenedKeys {
+            kek,
+            signer,
+            attestor,
+            verifier,
+        } = open_keys(&layout, &meta, &options)?;
+
+        let sessions = crate::session::load(&layout, &meta)?;
+
         let latest = last.ok_or_else(|| {
             LogError::Integrity(format!(
                 "{}: no checkpoint recorded",
@@ -349,15 +350,16 @@ impl Log {
         let index_log_id = stele_store::index::read_log_id(&layout.index())?;
         if hex(&index_log_id) != meta.log_id {
             return Err(LogError::NotALog(format!(
-                "{} belongs to another log (log id {} is not {})",
+                "{} belongs to another log: its log id {} is not the log_id {} in {} (one of the two files was replaced or altered)",
                 layout.index().display(),
                 hex(&index_log_id),
-                meta.log_id
+                meta.log_id,
+                layout.meta().display()
             )));
         }
         let (index, _recovery) = IndexFile::open(&layout.index(), latest_checkpoint.size)?;
 
-        let (segments, purged) = discover_segments(&layout)?;
+        let (segments, purged) = discover_segments(&layout, RemoveTornCreates::Yes)?;
         let tiles = TileBuilder::load(&layout.public(), latest_checkpoint.size)?;
         if tiles.root() != latest_checkpoint.root {
             return Err(LogError::Integrity(format!(
@@ -377,6 +379,7 @@ impl Log {
             &meta.origin,
             signer,
             history_writer,
+            anchor,
             PublishState {
                 size: latest_checkpoint.size,
                 note: String::from_utf8_lossy(&latest.note).into_owned(),
@@ -388,12 +391,13 @@ impl Log {
         );
         let mut log = Log {
             layout,
-            _lock: lock,
+            _lock: Some(lock),
             meta,
             kek,
             verifier,
             index,
             generation: None,
+            sessions,
             segments,
             committed: HashMap::new(),
             active: Vec::new(),
@@ -407,16 +411,22 @@ impl Log {
             attestor,
             policies: Vec::new(),
             holds: Vec::new(),
+            time_floor: None,
+            announcements: crate::announce::Announcements::default(),
             purge_stop: None,
             committer: Committer::start(),
             in_flight: std::collections::VecDeque::new(),
             kept_at_open: Vec::new(),
+            read_only: None,
         };
         log.load_governance()?;
         // A purge record must be genuine before recovery treats its
         // segment as gone.
         log.check_pending_purges()?;
         log.recover()?;
+        // The files beside the log are checked against (and, where a crash
+        // left them behind, rebuilt from) the log's own record.
+        log.reconcile_governance()?;
         log.finish_governance()?;
         Ok(log)
     }
@@ -502,7 +512,10 @@ impl Log {
     /// of its last record that a durable index entry points at. With
     /// `use_snapshot`, the lengths of `segments.state` stand for the entries
     /// it covers (returned `true` when it was used).
-    fn committed_lengths(&self, use_snapshot: bool) -> LogResult<(HashMap<u32, u64>, bool)> {
+    pub(crate) fn committed_lengths(
+        &self,
+        use_snapshot: bool,
+    ) -> LogResult<(HashMap<u32, u64>, bool)> {
         let mut committed: HashMap<u32, u64> = HashMap::new();
         let mut scan_from = 0;
         let mut used = false;
@@ -540,7 +553,11 @@ impl Log {
 
     /// What lies after the committed length of each segment (purged ones
     /// aside: their purge is finished after recovery).
-    fn segment_tails(&self, committed: &HashMap<u32, u64>, total: u64) -> LogResult<Vec<Tail>> {
+    pub(crate) fn segment_tails(
+        &self,
+        committed: &HashMap<u32, u64>,
+        total: u64,
+    ) -> LogResult<Vec<Tail>> {
         let mut tails = Vec::new();
         for (id, info) in &self.segments {
             if self.purged.contains_key(id) {
@@ -570,15 +587,19 @@ impl Log {
     /// The last append's segment and index records are fdatasynced at the
     /// same time (steps 2b and 3), so a crash may leave index records whose
     /// segment records never reached the disk, or reached it torn, or not
-    /// at all while stale bytes fill their place. Each entry of the last
-    /// append's reach ([`MAX_BATCH_RECORDS`] entries before the end, and
-    /// never below the latest signed checkpoint) is read back and
+    /// at all while the zeros written ahead fill their place. Each entry of
+    /// the last append's reach ([`MAX_BATCH_RECORDS`] entries before the
+    /// end, and never below the latest signed checkpoint) is read back and
     /// authenticated (the tag binds its index and commitment); the index is
-    /// cut at the first that is not whole. None of the entries cut was
-    /// acknowledged: their batch's fdatasyncs had not both returned. A
-    /// failure that is not damaged data (an I/O error, a segment file that
-    /// is gone, a key that does not open) stops the open and nothing is
-    /// cut; entries before the reach are not read here (`verify` does).
+    /// cut at the first that is torn: missing, cut short, or with a sector
+    /// of zeros where its bytes belong ([`stele_store::torn`]). None of the
+    /// entries cut was acknowledged: their batch's fdatasyncs had not both
+    /// returned. A record that is all there and still fails its checksum or
+    /// tag was altered after it was written: the open fails naming it, and
+    /// nothing is cut (it may be an acknowledged entry). A failure that is
+    /// not damaged data (an I/O error, a segment file that is gone, a key
+    /// that does not open) stops the open too; entries before the reach are
+    /// not read here (`verify` does).
     fn cut_unbacked_tail(&mut self) -> LogResult<()> {
         let total = self.index.len();
         let from = self
@@ -602,6 +623,7 @@ impl Log {
                 match self.open_record(index, record) {
                     Ok(_) => {}
                     Err(e) if is_damaged_data(&e) => {
+                        self.tear_of(index, record, &e)?;
                         // Crash story: a crash during the cut leaves the
                         // index longer; the next open checks it again.
                         self.index.cut_to(index)?;
@@ -613,6 +635,46 @@ impl Log {
             start += count;
         }
         Ok(())
+    }
+
+    /// Decides whether the record of entry `index`, which failed to read
+    /// back with `failure`, was torn by a crash (`Ok`: it may be cut) or
+    /// altered after it was written (an integrity error naming the segment,
+    /// the byte and the entry).
+    pub(crate) fn tear_of(
+        &self,
+        index: u64,
+        record: &IndexRecord,
+        failure: &LogError,
+    ) -> LogResult<stele_store::torn::TearMark> {
+        let path = self
+            .segments
+            .get(&record.segment_id)
+            .map(|info| info.path.clone())
+            .ok_or_else(|| {
+                LogError::Integrity(format!(
+                    "entry {index} refers to segment {}, which is not on disk",
+                    record.segment_id
+                ))
+            })?;
+        let offset = record.location.offset;
+        let len = u64::from(record.location.len);
+        let altered = |why: String| {
+            LogError::Integrity(format!(
+                "{}: the record of entry {index} at byte {offset} ({len} bytes) {why}, yet does not read back ({failure}): altered after it was written, not torn by a crash; nothing was cut (the entry may have been acknowledged: restore the segment from a backup)",
+                path.display()
+            ))
+        };
+        // A valid index record never gives an impossible length, and no
+        // crash tears one into it.
+        if len > u64::from(segment::MAX_RECORD_BODY) + 4 {
+            return Err(altered("has a length no record can have".into()));
+        }
+        let on_disk = read_record_bytes(&path, offset, len)?;
+        match stele_store::torn::segment_record_tear(&on_disk, offset, len) {
+            Some(mark) => Ok(mark),
+            None => Err(altered("is all there, with no sector of zeros".into())),
+        }
     }
 
     /// What this open's recovery cut from segments and kept aside in
@@ -642,6 +704,11 @@ impl Log {
 
     pub(crate) fn segment_infos(&self) -> &BTreeMap<u32, SegmentInfo> {
         &self.segments
+    }
+
+    /// The durable committed length of segment `id`, when known.
+    pub(crate) fn committed_length(&self, id: u32) -> Option<u64> {
+        self.committed.get(&id).copied()
     }
 
     pub(crate) fn index_file(&self) -> &IndexFile {
@@ -694,6 +761,12 @@ impl Log {
     }
 
     pub(crate) fn check_writable(&self) -> LogResult<()> {
+        if self.read_only.is_some() {
+            return Err(LogError::Usage(
+                "this handle on the log is read-only (opened for verification): it writes nothing"
+                    .into(),
+            ));
+        }
         match &self.poisoned {
             Some(why) => Err(LogError::Poisoned(why.clone())),
             None => self.publisher.check(),
@@ -817,7 +890,7 @@ impl Log {
         let generation = match self.generation {
             Some(g) => g,
             None => {
-                let g = state::bump_generation(&self.layout.generation())?;
+                let g = crate::session::begin(&self.layout, &mut self.meta, &self.sessions)?;
                 self.generation = Some(g);
                 g
             }
@@ -1060,7 +1133,9 @@ impl Log {
                 let writer = SegmentWriter::open_at(&path, committed)?;
                 ActiveSegment {
                     writer,
-                    key: self.data_key(id)?,
+                    key: self
+                        .segment_keys(id)?
+                        .record_key(self.session_generation()?)?,
                 }
             }
             None => self.create_segment(stream, epoch)?,
@@ -1089,9 +1164,17 @@ impl Log {
         let writer = SegmentWriter::create(&path, header.clone())?;
         self.committed.insert(id, writer.durable_len());
         self.segments.insert(id, SegmentInfo { header, path });
-        let key = Arc::new(key);
-        self.lock_keys().insert(id, key.clone());
+        let keys = Arc::new(SegmentKeys::new(id, key, self.sessions.clone()));
+        self.lock_keys().insert(id, keys.clone());
+        let key = keys.record_key(self.session_generation()?)?;
         Ok(ActiveSegment { writer, key })
+    }
+
+    /// The generation of this handle's writer session, which begins before
+    /// any segment is opened for appending.
+    fn session_generation(&self) -> LogResult<u32> {
+        self.generation
+            .ok_or_else(|| LogError::Internal("no writer session has begun".into()))
     }
 
     fn next_segment_id(&self) -> LogResult<u32> {
@@ -1121,14 +1204,15 @@ impl Log {
             .ok_or_else(|| LogError::Internal("segment ids exhausted".into()))
     }
 
-    pub(crate) fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<DataKey>>> {
+    pub(crate) fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<SegmentKeys>>> {
         self.keys
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The unwrapped data key of a segment (cached).
-    pub(crate) fn data_key(&self, id: u32) -> LogResult<Arc<DataKey>> {
+    /// The keys of a segment: its unwrapped data key and the record keys
+    /// derived from it (cached).
+    pub(crate) fn segment_keys(&self, id: u32) -> LogResult<Arc<SegmentKeys>> {
         if let Some(key) = self.lock_keys().get(&id) {
             return Ok(key.clone());
         }
@@ -1142,9 +1226,10 @@ impl Log {
                 )));
             }
         };
-        let key = Arc::new(DataKey::unwrap_file(&self.kek, id, &path, &bytes)?);
-        self.lock_keys().insert(id, key.clone());
-        Ok(key)
+        let key = DataKey::unwrap_file(&self.kek, id, &path, &bytes)?;
+        let keys = Arc::new(SegmentKeys::new(id, key, self.sessions.clone()));
+        self.lock_keys().insert(id, keys.clone());
+        Ok(keys)
     }
 
     fn segment_reader(&self, id: u32) -> LogResult<Arc<SegmentReader>> {
@@ -1240,14 +1325,15 @@ impl Log {
 
     /// Reads entry `index`'s sealed record and opens it: the plaintext is
     /// authentic and belongs at this index with this commitment.
-    fn open_record(
+    pub(crate) fn open_record(
         &self,
         index: u64,
         record: &IndexRecord,
     ) -> LogResult<(Vec<u8>, Arc<SegmentReader>)> {
         let reader = self.segment_reader(record.segment_id)?;
-        let key = self.data_key(record.segment_id)?;
+        let keys = self.segment_keys(record.segment_id)?;
         let sealed = reader.read(record.location, index)?;
+        let key = keys.record_key(sealed.generation)?;
         let plain = sealed.open(&key, &record.commitment, reader.path())?;
         Ok((plain, reader))
     }
@@ -1331,17 +1417,17 @@ fn proof_error(
 }
 
 /// What lies after a segment's committed length.
-struct Tail {
-    id: u32,
-    path: PathBuf,
+pub(crate) struct Tail {
+    pub(crate) id: u32,
+    pub(crate) path: PathBuf,
     /// The committed length (at least the header's).
-    keep: u64,
+    pub(crate) keep: u64,
     /// The file's length.
-    len: u64,
-    kind: TailKind,
+    pub(crate) len: u64,
+    pub(crate) kind: TailKind,
 }
 
-enum TailKind {
+pub(crate) enum TailKind {
     /// The file ends at its committed length.
     None,
     /// The file is shorter than its committed entries: data is missing.
@@ -1418,10 +1504,26 @@ fn classify_tail(path: &Path, keep: u64, len: u64, total: u64) -> LogResult<Tail
     Ok(TailKind::Leftovers)
 }
 
+/// The bytes of the file at `path` from `offset`, at most `len` of them
+/// (fewer when the file ends first; none when it ends before `offset`).
+fn read_record_bytes(path: &Path, offset: u64, len: u64) -> LogResult<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| StoreError::io("open", path, e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| StoreError::io("stat", path, e))?
+        .len();
+    let n = file_len.saturating_sub(offset).min(len);
+    let mut bytes = vec![0u8; n as usize];
+    file.read_exact_at(&mut bytes, offset)
+        .map_err(|e| StoreError::io("read", path, e))?;
+    Ok(bytes)
+}
+
 /// True when reading an entry failed because the bytes on disk are not a
 /// whole, authentic record (as a crash leaves an unsynced write), rather
 /// than because of an I/O error or a missing file or key.
-fn is_damaged_data(error: &LogError) -> bool {
+pub(crate) fn is_damaged_data(error: &LogError) -> bool {
     matches!(
         error,
         LogError::Store(StoreError::Corrupt { .. } | StoreError::Authentication { .. })
@@ -1518,7 +1620,72 @@ pub(crate) fn open_checkpoint(
     Ok(checkpoint)
 }
 
-fn check_dir(dir: &Path) -> LogResult<()> {
+/// The keys of an open log, checked against `meta.json`.
+pub(crate) struct OpenedKeys {
+    pub(crate) kek: Kek,
+    /// Signs checkpoints (moves to the publisher thread).
+    pub(crate) signer: Signer,
+    /// A second handle on the same key: signs audit attestations.
+    pub(crate) attestor: Signer,
+    pub(crate) verifier: Verifier,
+}
+
+/// Opens the key-encryption key and the signing key, and checks both
+/// against `meta.json`. Reads only.
+pub(crate) fn open_keys(
+    layout: &Layout,
+    meta: &Meta,
+    options: &OpenOptions,
+) -> LogResult<OpenedKeys> {
+    let kek = Kek::open(
+        &layout.kek(),
+        options.passphrase.as_deref().map(|s| s.as_str()),
+    )?;
+    let signing_path = layout.signing_key();
+    let seed = keys::unwrap_signing_seed(&kek, &signing_path, &fsutil::read(&signing_path)?)?;
+    // The seed is any 32 bytes: only the origin (the key's name) can be
+    // refused, and it comes from `meta.json`.
+    let signer = Signer::new(&meta.origin, *seed).map_err(|e| {
+        LogError::Integrity(format!(
+            "{}: origin {:?} is not a valid key name: {e}",
+            layout.meta().display(),
+            meta.origin
+        ))
+    })?;
+    if signer.verifier_key() != meta.verifier_key {
+        return Err(LogError::Integrity(format!(
+            "{}: the signing key does not match the verifier key in {}",
+            signing_path.display(),
+            layout.meta().display()
+        )));
+    }
+    let verifier = signer.verifier();
+    // A second handle on the same key signs audit attestations; the
+    // first moves to the publisher thread.
+    let attestor = Signer::new(&meta.origin, *seed)
+        .map_err(|e| LogError::Integrity(format!("{}: origin: {e}", layout.meta().display())))?;
+    let kek_kind = if Kek::needs_passphrase(&layout.kek())? {
+        "passphrase"
+    } else {
+        "file"
+    };
+    if meta.kek != kek_kind {
+        return Err(LogError::Integrity(format!(
+            "{}: says the key-encryption key is held as {:?}, but {} is a {kek_kind:?} key",
+            layout.meta().display(),
+            meta.kek,
+            layout.kek().display()
+        )));
+    }
+    Ok(OpenedKeys {
+        kek,
+        signer,
+        attestor,
+        verifier,
+    })
+}
+
+pub(crate) fn check_dir(dir: &Path) -> LogResult<()> {
     if !dir.is_dir() {
         return Err(LogError::NotALog(format!(
             "{} does not exist or is not a directory",
@@ -1530,8 +1697,9 @@ fn check_dir(dir: &Path) -> LogResult<()> {
 
 /// Finds every segment file and reads its header. A file whose header is
 /// torn (shorter than a complete header: a crash during creation) is
-/// removed; any other unreadable segment is an integrity error.
-fn discover_segments(layout: &Layout) -> LogResult<Segments> {
+/// removed (left alone and skipped by a read-only open); any other
+/// unreadable segment is an integrity error.
+pub(crate) fn discover_segments(layout: &Layout, remove: RemoveTornCreates) -> LogResult<Segments> {
     let mut out = BTreeMap::new();
     let mut purged: BTreeMap<u32, Tombstone> = BTreeMap::new();
     let root = layout.segments();
@@ -1597,6 +1765,9 @@ fn discover_segments(layout: &Layout) -> LogResult<Segments> {
                 Err(e) => {
                     let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
                     if len < 22 + 4 + 256 && is_torn_create(&path) {
+                        if remove == RemoveTornCreates::No {
+                            continue; // the read-only open notes it
+                        }
                         // Nothing can refer to a segment whose header never
                         // became durable, so removing it loses nothing.
                         std::fs::remove_file(&path)
@@ -1610,6 +1781,14 @@ fn discover_segments(layout: &Layout) -> LogResult<Segments> {
         }
     }
     Ok((out, purged))
+}
+
+/// Whether [`discover_segments`] removes a segment file whose header a
+/// crash cut short (a writing open) or leaves it (a read-only one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RemoveTornCreates {
+    Yes,
+    No,
 }
 
 /// Segments on disk by id, and tombstones of purged ones.

@@ -38,7 +38,8 @@ use stele_store::fsutil;
 use crate::engine::{Log, Receipt};
 use crate::error::{LogError, LogResult};
 use crate::layout::epoch_date;
-use crate::prepare::Preparer;
+use crate::ledger::Ledger;
+use crate::prepare::{PreparedEvent, Preparer};
 use crate::purge::{self, MAX_LISTED_RANGES, TOMBSTONE_VERSION, Tombstone};
 use stele_tlog::hash::hex;
 
@@ -46,6 +47,49 @@ use stele_tlog::hash::hex;
 pub const SYSTEM_WRITER: &str = "stele";
 /// The reserved stream of system events.
 pub const SYSTEM_STREAM: &str = "_system";
+
+/// The longest hold reason (a case or matter reference), in bytes.
+pub const MAX_HOLD_REASON_BYTES: usize = 4096;
+/// The most streams one hold may name.
+pub const MAX_HOLD_STREAMS: usize = 256;
+/// The longest principal name recorded by a governance change, in bytes.
+pub const MAX_PRINCIPAL_BYTES: usize = 1024;
+
+/// Checks what a hold request gives, before anything is built.
+fn check_hold_spec(spec: &HoldSpec) -> LogResult<()> {
+    if spec.streams.len() > MAX_HOLD_STREAMS {
+        return Err(LogError::Usage(format!(
+            "hold: {} streams named; a hold names at most {MAX_HOLD_STREAMS} (or none, for every stream)",
+            spec.streams.len()
+        )));
+    }
+    for stream in &spec.streams {
+        stele_event::check_stream_name(stream)?;
+    }
+    if spec.reason.trim().is_empty() {
+        return Err(LogError::Usage(
+            "hold: a reason is required (case or matter reference)".into(),
+        ));
+    }
+    if spec.reason.len() > MAX_HOLD_REASON_BYTES {
+        return Err(LogError::Usage(format!(
+            "hold: the reason is {} bytes; at most {MAX_HOLD_REASON_BYTES} (a case or matter reference)",
+            spec.reason.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a principal name a governance change records.
+fn check_principal(name: &str) -> LogResult<()> {
+    if name.len() > MAX_PRINCIPAL_BYTES {
+        return Err(LogError::Usage(format!(
+            "the principal name is {} bytes; at most {MAX_PRINCIPAL_BYTES}",
+            name.len()
+        )));
+    }
+    Ok(())
+}
 
 /// One applied policy version.
 #[derive(Debug, Clone)]
@@ -250,37 +294,20 @@ impl Log {
     pub(crate) fn load_governance(&mut self) -> LogResult<()> {
         let versions = read_policy_versions(&self.layout.root)?;
         self.policies = versions;
-        let holds_path = self.holds_path();
-        self.holds = match fsutil::read_optional(&holds_path)? {
-            None => Vec::new(),
-            Some(bytes) => parse_holds(&holds_path, &bytes)?,
-        };
+        self.holds = read_holds(&self.holds_path())?;
         Ok(())
     }
 
     /// Completes changes a crash interrupted: tombstones whose event or
-    /// file deletions are missing, policy versions and holds whose system
-    /// event is missing. Every step is idempotent.
+    /// file deletions are missing, a key rotation or kept bytes whose event
+    /// is missing. Every step is idempotent. Policy versions and holds need
+    /// nothing here: their event comes first, and `reconcile_governance`
+    /// has already rebuilt any file a crash left behind.
     pub(crate) fn finish_governance(&mut self) -> LogResult<()> {
         let now = Timestamp::now();
         let pending: Vec<u32> = self.purged.keys().copied().collect();
         for id in pending {
             self.complete_purge(id, now)?;
-        }
-        for position in 0..self.policies.len() {
-            if self.policies[position].event_index.is_none() {
-                self.log_policy_version(position, now)?;
-            }
-        }
-        for position in 0..self.holds.len() {
-            if self.holds[position].placed_event.is_none() {
-                self.log_hold(position, false, now)?;
-            }
-            if self.holds[position].released_at.is_some()
-                && self.holds[position].released_event.is_none()
-            {
-                self.log_hold(position, true, now)?;
-            }
         }
         // A KEK rotation whose `key.rotated` event a crash cut off.
         self.record_rotation_event(now)?;
@@ -289,6 +316,250 @@ impl Log {
         // Open returns with everything it appended under a checkpoint.
         self.publish()?;
         Ok(())
+    }
+
+    /// Checks the governance files against the log's own record of every
+    /// policy version, hold and purge (see [`crate::ledger`]). A file a
+    /// crash left behind its event is rebuilt from the event; a file that
+    /// records something the log does not (a version or hold with no event,
+    /// a hold released without a `hold.released` event, an altered field)
+    /// fails the open, naming the file and the event, and nothing acts on
+    /// it.
+    pub(crate) fn reconcile_governance(&mut self) -> LogResult<()> {
+        let ledger = Ledger::replay(self)?;
+        self.reconcile_policies(&ledger)?;
+        self.reconcile_holds(&ledger)?;
+        self.reconcile_purges(&ledger)?;
+        let last_entry = self
+            .index
+            .len()
+            .checked_sub(1)
+            .and_then(|last| self.get(last).ok())
+            .and_then(|e| e.envelope.received_at.parse::<Timestamp>().ok())
+            .map(|t| t.as_second());
+        self.time_floor = ledger.newest.max(last_entry);
+        Ok(())
+    }
+
+    fn reconcile_policies(&mut self, ledger: &Ledger) -> LogResult<()> {
+        let dir = self.policies_dir();
+        let file_of = |seq: u64| dir.join(format!("{seq:06}.json"));
+        if let Some(extra) = self.policies.get(ledger.policies.len()) {
+            return Err(LogError::Integrity(format!(
+                "{}: no policy.applied event in the log records policy version {} (the log records {} version(s)); nothing acts on it — remove the file (a version is applied only once the log records it) and apply the policy again",
+                file_of(extra.seq).display(),
+                extra.seq,
+                ledger.policies.len()
+            )));
+        }
+        for (position, logged) in ledger.policies.iter().enumerate() {
+            let path = file_of(logged.seq);
+            match self.policies.get(position) {
+                Some(cached) => {
+                    let differs = crate::ledger::policy_differences(cached, logged);
+                    if !differs.is_empty() {
+                        return Err(crate::ledger::disagreement(
+                            &path,
+                            logged.event_index,
+                            &format!(
+                                "policy version {} differs from its policy.applied event in {}",
+                                logged.seq,
+                                differs.join(", ")
+                            ),
+                        ));
+                    }
+                    if cached.event_index.is_none() {
+                        self.policies[position].event_index = Some(logged.event_index);
+                        write_policy_file(&self.policies_dir(), &self.policy_file(position))?;
+                    }
+                }
+                None => {
+                    let source = logged.source.as_ref().ok_or_else(|| {
+                        LogError::Integrity(format!(
+                            "{}: missing, and the policy.applied event of version {} (entry {}) does not hold the policy itself; restore the file from a backup",
+                            path.display(),
+                            logged.seq,
+                            logged.event_index
+                        ))
+                    })?;
+                    let policy = Policy::from_source(source).map_err(|e| {
+                        LogError::Integrity(format!(
+                            "entry {}: the policy of version {} does not load: {e}",
+                            logged.event_index, logged.seq
+                        ))
+                    })?;
+                    if hex(&policy.hash()) != logged.hash {
+                        return Err(LogError::Integrity(format!(
+                            "entry {}: the policy of version {} hashes to {}, not the recorded {}",
+                            logged.event_index,
+                            logged.seq,
+                            hex(&policy.hash()),
+                            logged.hash
+                        )));
+                    }
+                    self.policies.push(PolicyVersion {
+                        seq: logged.seq,
+                        activated_at: logged.activated_at,
+                        applied_by: logged.applied_by.clone(),
+                        hash: logged.hash.clone(),
+                        policy: Arc::new(policy),
+                        event_index: Some(logged.event_index),
+                        prior_data: logged.prior_data.unwrap_or(false),
+                    });
+                    // Crash: the file is rebuilt again by the next open.
+                    fsutil::create_dir_durable(&self.policies_dir())?;
+                    write_policy_file(&self.policies_dir(), &self.policy_file(position))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reconcile_holds(&mut self, ledger: &Ledger) -> LogResult<()> {
+        let path = self.holds_path();
+        let logged = crate::ledger::holds_by_id(&ledger.holds);
+        let mut behind = self.holds.len() != ledger.holds.len();
+        for cached in &self.holds {
+            let Some(record) = logged.get(cached.id.as_str()) else {
+                return Err(LogError::Integrity(format!(
+                    "{}: no hold.placed event in the log records hold {}; nothing acts on it",
+                    path.display(),
+                    cached.id
+                )));
+            };
+            let differs = crate::ledger::hold_differences(cached, record);
+            // A crash may leave the file behind its events: the hold's
+            // placement or release recorded, the file not yet rewritten.
+            let lagging = differs.iter().all(|field| match *field {
+                "placed_event" => cached.placed_event.is_none(),
+                "released_by" | "released_at" | "released_event" => {
+                    cached.released_at.is_none() && cached.released_event.is_none()
+                }
+                _ => false,
+            });
+            if !lagging {
+                let event = match differs.first() {
+                    Some(f) if f.starts_with("released") => record.released_event,
+                    _ => record.placed_event,
+                };
+                let what = if cached.released_at.is_some() && record.released_at.is_none() {
+                    format!(
+                        "hold {} is marked released, but the log has no hold.released event for it (it is still in force)",
+                        cached.id
+                    )
+                } else {
+                    format!(
+                        "hold {} differs from the log's record in {}",
+                        cached.id,
+                        differs.join(", ")
+                    )
+                };
+                return Err(crate::ledger::disagreement(
+                    &path,
+                    event.or(record.placed_event).unwrap_or_default(),
+                    &what,
+                ));
+            }
+            behind |= !differs.is_empty();
+        }
+        self.holds = ledger.holds.clone();
+        if behind {
+            // Crash: the next open rebuilds it again.
+            self.write_holds()?;
+        }
+        Ok(())
+    }
+
+    fn reconcile_purges(&self, ledger: &Ledger) -> LogResult<()> {
+        for (id, tombstone) in &self.purged {
+            let path = self.tombstone_path(&tombstone.stream, tombstone.epoch_day);
+            let logged = ledger.purges.get(id);
+            match (tombstone.event_index, logged) {
+                (Some(index), Some(record))
+                    if record.event_index == index
+                        && record.attributes == tombstone.event_attributes() => {}
+                (Some(index), Some(record)) => {
+                    return Err(crate::ledger::disagreement(
+                        &path,
+                        record.event_index,
+                        &format!(
+                            "the purge record (naming entry {index}) differs from the retention.purge event of segment {id}"
+                        ),
+                    ));
+                }
+                (Some(index), None) => {
+                    return Err(LogError::Integrity(format!(
+                        "{}: names retention.purge event {index}, but the log records no purge of segment {id}; nothing acts on it",
+                        path.display()
+                    )));
+                }
+                // Decided, its event not yet appended (`complete_purge`
+                // appends it, or finds it, once it is proved due).
+                (None, _) => {}
+            }
+        }
+        for (id, record) in &ledger.purges {
+            if !self.purged.contains_key(id) {
+                return Err(LogError::Integrity(format!(
+                    "segment {id}: the log records its purge (entry {}), but its purge record (segments/<stream>/<day>.purged) is missing",
+                    record.event_index
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a governance decision at a time earlier than the newest the
+    /// log records: a clock set back must not backdate a policy version or
+    /// make a purge look older than it is.
+    pub(crate) fn check_clock(&self, now: Timestamp, what: &str) -> LogResult<()> {
+        match self.time_floor {
+            Some(floor) if now.as_second() < floor => Err(LogError::Refused(format!(
+                "refused to {what}: the clock reads {now}, earlier than the newest time the log records ({}); Stele takes no governance decision at a time earlier than the log's — correct the clock",
+                purge::timestamp_text(floor)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Raises the newest time the log records.
+    fn note_time(&mut self, now: Timestamp) {
+        let now = now.as_second();
+        self.time_floor = Some(self.time_floor.map_or(now, |f| f.max(now)));
+    }
+
+    /// Builds one system event for `_system`, refusing (before anything is
+    /// written) one the log could not take, e.g. over the event size limit.
+    fn prepare_system(
+        &self,
+        actor: &str,
+        action: &str,
+        client_id: Option<&str>,
+        resource: Option<&str>,
+        attributes: Value,
+        now: Timestamp,
+    ) -> LogResult<PreparedEvent> {
+        let mut event = json!({"actor": actor, "action": action, "attributes": attributes});
+        if let Some(id) = client_id {
+            event["id"] = Value::from(id);
+        }
+        if let Some(resource) = resource {
+            event["resource"] = Value::from(resource);
+        }
+        let raw = serde_json::to_vec(&event)
+            .map_err(|e| LogError::Internal(format!("system event: {e}")))?;
+        Ok(Preparer::new(SYSTEM_WRITER, "system", SYSTEM_STREAM).prepare(&raw, now)?)
+    }
+
+    /// Appends one prepared system event and waits for it to be durable.
+    fn append_prepared_system(&mut self, prepared: PreparedEvent) -> LogResult<Receipt> {
+        let receipt = self
+            .append_batch(std::slice::from_ref(&prepared))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| LogError::Internal("system event was not appended".into()))?;
+        self.publish_soon()?;
+        Ok(receipt)
     }
 
     /// Appends one system event to `_system` and waits for it to be durable.
@@ -303,23 +574,8 @@ impl Log {
         attributes: Value,
         now: Timestamp,
     ) -> LogResult<Receipt> {
-        let mut event = json!({"actor": actor, "action": action, "attributes": attributes});
-        if let Some(id) = client_id {
-            event["id"] = Value::from(id);
-        }
-        if let Some(resource) = resource {
-            event["resource"] = Value::from(resource);
-        }
-        let raw = serde_json::to_vec(&event)
-            .map_err(|e| LogError::Internal(format!("system event: {e}")))?;
-        let prepared = Preparer::new(SYSTEM_WRITER, "system", SYSTEM_STREAM).prepare(&raw, now)?;
-        let receipt = self
-            .append_batch(std::slice::from_ref(&prepared))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| LogError::Internal("system event was not appended".into()))?;
-        self.publish_soon()?;
-        Ok(receipt)
+        let prepared = self.prepare_system(actor, action, client_id, resource, attributes, now)?;
+        self.append_prepared_system(prepared)
     }
 
     // ----- policy versions -----
@@ -337,12 +593,29 @@ impl Log {
         &self.policies
     }
 
+    fn policy_file(&self, position: usize) -> PolicyFile {
+        let version = &self.policies[position];
+        PolicyFile {
+            v: 1,
+            seq: version.seq,
+            activated_at: version.activated_at,
+            applied_by: version.applied_by.clone(),
+            hash: version.hash.clone(),
+            source: B64.encode(version.policy.source().to_bytes()),
+            event_index: version.event_index,
+            prior_data: version.prior_data,
+        }
+    }
+
     /// Applies `policy` from `now` on. Refused when it stops governing a
     /// stream that still holds data (its retention would become
-    /// undefined). A shorter retention applies to epochs that begin after
-    /// now only; data already written keeps the longer one. Crash story:
-    /// the version file is the commit point; its `policy.applied` event is
-    /// appended next, or by the next open.
+    /// undefined), when its `policy.applied` event (which holds the policy
+    /// itself) would be over the event size limit, or when the clock reads
+    /// earlier than the log's newest time. A shorter retention applies to
+    /// epochs that begin after now only; data already written keeps the
+    /// longer one. Crash story: the `policy.applied` event is the commit
+    /// point; `policies/<seq>.json` is written next, or rebuilt from the
+    /// event by the next open.
     pub fn apply_policy(
         &mut self,
         policy: Policy,
@@ -360,6 +633,8 @@ impl Log {
                 changes: Vec::new(),
             });
         }
+        check_principal(applied_by)?;
+        self.check_clock(now, "apply a policy")?;
         let mut orphaned: Vec<String> = self
             .segments
             .values()
@@ -383,85 +658,66 @@ impl Log {
                 .segments
                 .values()
                 .any(|info| !info.header.stream.starts_with('_'));
-        let file = PolicyFile {
-            v: 1,
+        let version = PolicyVersion {
             seq,
             activated_at: now.as_second(),
             applied_by: applied_by.to_string(),
             hash: hash.clone(),
-            source: B64.encode(policy.source().to_bytes()),
-            event_index: None,
-            prior_data,
-        };
-        fsutil::create_dir_durable(&self.policies_dir())?;
-        write_policy_file(&self.policies_dir(), &file)?;
-        // Committed: from here the version applies (and survives a crash).
-        self.policies.push(PolicyVersion {
-            seq,
-            activated_at: file.activated_at,
-            applied_by: file.applied_by,
-            hash: hash.clone(),
             policy: Arc::new(policy),
             event_index: None,
             prior_data,
-        });
-        let position = self.policies.len() - 1;
-        let (receipt, changes) = self.log_policy_version(position, now)?;
-        Ok(ApplyOutcome {
-            seq: Some(seq),
-            hash,
-            event_index: Some(receipt.index),
-            changes,
-        })
-    }
-
-    /// Appends the `policy.applied` event of the version at `position`.
-    /// Its content depends only on the stored versions (the retention
-    /// changes are computed against the version before), so the retry
-    /// after a crash is recognised by its client id instead of appended
-    /// twice. Returns the receipt and the retention changes it records.
-    fn log_policy_version(
-        &mut self,
-        position: usize,
-        now: Timestamp,
-    ) -> LogResult<(Receipt, Vec<String>)> {
-        let version = self.policies[position].clone();
-        let previous = match position.checked_sub(1) {
-            Some(before) => self.policies[before].policy.clone(),
-            None => shipped_default(),
         };
+        let previous = self.active_policy();
         let changes: Vec<String> = stele_policy::retention_changes(&previous, &version.policy)
             .iter()
             .filter_map(describe_change)
             .collect();
+        let source: Value = serde_json::from_slice(&version.policy.source().to_bytes())
+            .map_err(|e| LogError::Internal(format!("policy source: {e}")))?;
         let attributes = json!({
             "seq": version.seq,
             "hash": version.hash,
             "activated_at": purge::timestamp_text(version.activated_at),
             "applied_by": version.applied_by,
             "retention_changes": changes,
+            "prior_data": prior_data,
+            "source": source,
         });
-        let receipt = self.append_system(
-            &version.applied_by,
-            "policy.applied",
-            Some(&format!("policy:{}", version.seq)),
-            Some("policy"),
-            attributes,
-            now,
-        )?;
-        let file = PolicyFile {
-            v: 1,
-            seq: version.seq,
-            activated_at: version.activated_at,
-            applied_by: version.applied_by.clone(),
-            hash: version.hash.clone(),
-            source: B64.encode(version.policy.source().to_bytes()),
+        // Built (and its size checked) before anything is written.
+        let prepared = self
+            .prepare_system(
+                &version.applied_by,
+                "policy.applied",
+                Some(&format!("policy:{seq}")),
+                Some("policy"),
+                attributes,
+                now,
+            )
+            .map_err(|e| match e {
+                LogError::Event(e) => LogError::Usage(format!(
+                    "the policy is too large to record in the log ({e}); the TOML and Cedar text together must fit in one event"
+                )),
+                other => other,
+            })?;
+        // 1. The commit point: the `policy.applied` event, holding the
+        //    policy itself, is durable. Crash: the next open finds it and
+        //    writes `policies/<seq>.json` from it.
+        let receipt = self.append_prepared_system(prepared)?;
+        self.note_time(now);
+        self.policies.push(PolicyVersion {
             event_index: Some(receipt.index),
-            prior_data: version.prior_data,
-        };
-        write_policy_file(&self.policies_dir(), &file)?;
-        self.policies[position].event_index = Some(receipt.index);
-        Ok((receipt, changes))
+            ..version
+        });
+        // 2. The cache file. Crash: rebuilt by the next open.
+        let position = self.policies.len() - 1;
+        fsutil::create_dir_durable(&self.policies_dir())?;
+        write_policy_file(&self.policies_dir(), &self.policy_file(position))?;
+        Ok(ApplyOutcome {
+            seq: Some(seq),
+            hash,
+            event_index: Some(receipt.index),
+            changes,
+        })
     }
 
     /// The retention history: every applied version from its activation,
@@ -497,14 +753,14 @@ impl Log {
         Ok(())
     }
 
-    /// Places a legal hold. Crash story: `holds.json` is the commit point
-    /// (the hold protects data from then on); its `hold.placed` event is
-    /// appended next, or by the next open.
+    /// Places a legal hold. Everything is checked and its `hold.placed`
+    /// event built before anything is written. Crash story: the event is
+    /// the commit point (the hold protects data from then on);
+    /// `holds.json` is rewritten next, or rebuilt by the next open.
     pub fn add_hold(&mut self, spec: HoldSpec, by: &str, now: Timestamp) -> LogResult<Hold> {
         self.check_writable()?;
-        for stream in &spec.streams {
-            stele_event::check_stream_name(stream)?;
-        }
+        check_hold_spec(&spec)?;
+        check_principal(by)?;
         let from = spec.from.as_deref().map(parse_day).transpose();
         let to = spec.to.as_deref().map(parse_day).transpose();
         let (from, to) = match (from, to) {
@@ -520,12 +776,8 @@ impl Log {
                 epoch_date(t)
             )));
         }
-        if spec.reason.trim().is_empty() {
-            return Err(LogError::Usage(
-                "hold: a reason is required (case or matter reference)".into(),
-            ));
-        }
-        let hold = Hold {
+        self.check_clock(now, "place a hold")?;
+        let mut hold = Hold {
             id: format!("hold-{}", uuid::Uuid::now_v7().simple()),
             streams: spec.streams,
             from: from.map(epoch_date),
@@ -538,16 +790,22 @@ impl Log {
             placed_event: None,
             released_event: None,
         };
-        self.holds.push(hold);
+        let prepared = self.prepare_hold_event(&hold, false, now)?;
+        // 1. The commit point: `hold.placed` is durable.
+        let receipt = self.append_prepared_system(prepared)?;
+        self.note_time(now);
+        hold.placed_event = Some(receipt.index);
+        self.holds.push(hold.clone());
+        // 2. The cache. Crash: rebuilt by the next open.
         self.write_holds()?;
-        let position = self.holds.len() - 1;
-        self.log_hold(position, false, now)?;
-        Ok(self.holds[position].clone())
+        Ok(hold)
     }
 
-    /// Releases an active hold (kept in the file, marked released).
+    /// Releases an active hold (kept in the file, marked released). Crash
+    /// story as for [`Log::add_hold`]: `hold.released` first, then the file.
     pub fn release_hold(&mut self, id: &str, by: &str, now: Timestamp) -> LogResult<Hold> {
         self.check_writable()?;
+        check_principal(by)?;
         let position = self
             .holds
             .iter()
@@ -556,15 +814,27 @@ impl Log {
         if !self.holds[position].active() {
             return Err(LogError::Refused(format!("hold {id} is already released")));
         }
-        self.holds[position].released_by = Some(by.to_string());
-        self.holds[position].released_at = Some(now.to_string());
+        self.check_clock(now, "release a hold")?;
+        let mut hold = self.holds[position].clone();
+        hold.released_by = Some(by.to_string());
+        hold.released_at = Some(now.to_string());
+        let prepared = self.prepare_hold_event(&hold, true, now)?;
+        // 1. The commit point: `hold.released` is durable.
+        let receipt = self.append_prepared_system(prepared)?;
+        self.note_time(now);
+        hold.released_event = Some(receipt.index);
+        self.holds[position] = hold.clone();
+        // 2. The cache. Crash: rebuilt by the next open.
         self.write_holds()?;
-        self.log_hold(position, true, now)?;
-        Ok(self.holds[position].clone())
+        Ok(hold)
     }
 
-    fn log_hold(&mut self, position: usize, release: bool, now: Timestamp) -> LogResult<()> {
-        let hold = self.holds[position].clone();
+    fn prepare_hold_event(
+        &self,
+        hold: &Hold,
+        release: bool,
+        now: Timestamp,
+    ) -> LogResult<PreparedEvent> {
         let (action, actor, id) = if release {
             (
                 "hold.released",
@@ -586,17 +856,10 @@ impl Log {
             "reason": hold.reason,
             "placed_by": hold.placed_by,
             "placed_at": hold.placed_at,
-            "released_by": if release { Value::from(hold.released_by.clone()) } else { Value::Null },
-            "released_at": if release { Value::from(hold.released_at.clone()) } else { Value::Null },
+            "released_by": hold.released_by,
+            "released_at": hold.released_at,
         });
-        let receipt =
-            self.append_system(&actor, action, Some(&id), Some("hold"), attributes, now)?;
-        if release {
-            self.holds[position].released_event = Some(receipt.index);
-        } else {
-            self.holds[position].placed_event = Some(receipt.index);
-        }
-        self.write_holds()
+        self.prepare_system(&actor, action, Some(&id), Some("hold"), attributes, now)
     }
 
     // ----- retention -----
@@ -677,11 +940,28 @@ impl Log {
             return Err(format!("{epoch} was purged before the epoch ended"));
         }
         // Only versions applied before the decision count.
-        let applied: Vec<AppliedPolicy<'_>> = self
-            .applied()
-            .into_iter()
-            .filter(|a| a.activated_at <= t.decided_at)
-            .collect();
+        // Only versions applied before the decision count: before its
+        // event in the log when it has one, else by time.
+        let recorded_before = |v: &PolicyVersion| match (t.event_index, v.event_index) {
+            (Some(purge_event), Some(version_event)) => version_event < purge_event,
+            _ => v.activated_at <= t.decided_at,
+        };
+        let mut applied: Vec<AppliedPolicy<'_>> = Vec::new();
+        if self.policies.first().is_some_and(|v| v.prior_data) {
+            applied.push(AppliedPolicy {
+                activated_at: i64::MIN,
+                policy: shipped_default_ref(),
+            });
+        }
+        applied.extend(
+            self.policies
+                .iter()
+                .filter(|v| recorded_before(v))
+                .map(|v| AppliedPolicy {
+                    activated_at: v.activated_at,
+                    policy: &v.policy,
+                }),
+        );
         let allowed_from = if t.stream.starts_with('_') {
             None
         } else {
@@ -748,19 +1028,11 @@ impl Log {
         Ok(())
     }
 
-    /// Purges every epoch that is due at `now` (see the module docs).
+    /// Purges every epoch that is due at `now` and was announced by this
+    /// process at least the grace period before (see `announce.rs`);
+    /// announces the others.
     pub fn enforce_retention(&mut self, by: &str, now: Timestamp) -> LogResult<Vec<Tombstone>> {
-        self.check_writable()?;
-        let due: Vec<EpochStatus> = self
-            .retention_status(now)
-            .into_iter()
-            .filter(|s| s.due)
-            .collect();
-        let mut done = Vec::with_capacity(due.len());
-        for status in due {
-            done.push(self.purge_segment(&status, by, now)?);
-        }
-        Ok(done)
+        Ok(self.run_retention(by, now)?.purged)
     }
 
     /// An explicit request to purge one epoch now. Refused, with the reason
@@ -774,6 +1046,7 @@ impl Log {
         now: Timestamp,
     ) -> LogResult<Tombstone> {
         self.check_writable()?;
+        self.check_clock(now, "purge an epoch")?;
         if let Some(t) = self
             .purged
             .values()
@@ -792,7 +1065,8 @@ impl Log {
             )));
         };
         if status.due {
-            return self.purge_segment(&status, by, now);
+            let announced = self.matured_announcement(&status, by, now)?;
+            return self.purge_segment(&status, by, now, Some(announced));
         }
         let why = if !status.held_by.is_empty() {
             format!("it is under legal hold {}", status.held_by.join(", "))
@@ -829,11 +1103,12 @@ impl Log {
 
     /// The purge protocol for one due epoch. Each step says what a crash
     /// right after it leaves; [`Log::open`] finishes from any of them.
-    fn purge_segment(
+    pub(crate) fn purge_segment(
         &mut self,
         status: &EpochStatus,
         by: &str,
         now: Timestamp,
+        announced: Option<u64>,
     ) -> LogResult<Tombstone> {
         // Defence in depth: re-check what made it due.
         let purge_after = status.purge_after.ok_or_else(|| {
@@ -877,6 +1152,7 @@ impl Log {
             ranges: (entries.ranges.len() <= MAX_LISTED_RANGES).then(|| entries.ranges.clone()),
             indices_sha256: entries.indices_sha256,
             event_index: None,
+            announced,
         };
         // 1. The decision: the tombstone is durable. Crash: the next open
         //    appends the event and deletes the files.
@@ -926,6 +1202,7 @@ impl Log {
                 tombstone.event_attributes(),
                 now,
             )?;
+            self.note_time(now);
             self.purge_step_done(2)?;
             tombstone.event_index = Some(receipt.index);
             tombstone.write(&path)?;
@@ -1051,6 +1328,14 @@ fn write_policy_file(dir: &std::path::Path, file: &PolicyFile) -> LogResult<()> 
     bytes.push(b'\n');
     fsutil::atomic_replace(&dir.join(format!("{:06}.json", file.seq)), &bytes, 0o644)?;
     Ok(())
+}
+
+/// The holds of `holds.json` (none when it is absent), as the file says.
+pub(crate) fn read_holds(holds_path: &Path) -> LogResult<Vec<Hold>> {
+    match fsutil::read_optional(holds_path)? {
+        None => Ok(Vec::new()),
+        Some(bytes) => parse_holds(holds_path, &bytes),
+    }
 }
 
 /// Every applied policy version of the data directory `root`, oldest

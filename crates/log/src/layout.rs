@@ -7,6 +7,7 @@
 //! DATA/keys/kek.info             age and rotation count of the KEK (JSON); only after a rotation
 //! DATA/keys/signing.key          Ed25519 seed wrapped by the KEK (0600)
 //! DATA/keys/deks/<id>.dek        data key of segment <id>, wrapped by the KEK (0600)
+//! DATA/keys/sessions             random salt of every writer session (record keys)
 //! DATA/keys/kek.next             } a KEK rotation in progress only:
 //! DATA/keys/kek.info.next        } the new KEK, its kek.info, and the key
 //! DATA/keys/signing.key.next     } files re-wrapped under it
@@ -90,6 +91,10 @@ impl Layout {
     }
     pub fn dek(&self, segment_id: u32) -> PathBuf {
         self.deks().join(format!("{segment_id}.dek"))
+    }
+    /// The salt of every writer session (`stele_store::sessions`).
+    pub fn sessions(&self) -> PathBuf {
+        self.keys().join("sessions")
     }
     pub fn index(&self) -> PathBuf {
         self.root.join("index")

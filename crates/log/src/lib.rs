@@ -18,6 +18,8 @@
 //! This crate does not parse command lines or speak HTTP; it takes prepared
 //! events and returns receipts, proofs and verification reports.
 
+mod anchor;
+mod announce;
 pub mod audit;
 mod checkpoints;
 mod committer;
@@ -25,16 +27,21 @@ mod engine;
 pub mod error;
 pub mod governance;
 pub mod layout;
+mod ledger;
 mod meta;
 pub mod prepare;
 mod publisher;
 pub mod purge;
+mod read_only;
 mod rotate;
 pub mod salvage;
 pub mod sequencer;
+mod session;
 pub mod tiles;
 pub mod verify;
+mod verify_files;
 
+pub use announce::{DEFAULT_RETENTION_GRACE, MAX_DRIFT, RetentionRun};
 pub use checkpoints::{CheckpointHistory, HistoryStream};
 pub use committer::FsyncMetrics;
 #[doc(hidden)]

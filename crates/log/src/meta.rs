@@ -10,8 +10,14 @@ use stele_store::fsutil;
 
 use crate::error::{LogError, LogResult};
 
-/// Current format version of the data directory.
-pub const FORMAT_VERSION: u32 = 1;
+/// Current format version of the data directory: 2 since record keys are
+/// derived per writer session (`keys/sessions`). A directory of format 1 is
+/// still read, and becomes format 2 at its first append (`session.rs`);
+/// builds that know only format 1 then refuse it instead of taking the
+/// records sealed under session keys for damage.
+pub const FORMAT_VERSION: u32 = 2;
+/// The format of directories made before session salts.
+pub const FORMAT_BEFORE_SESSIONS: u32 = 1;
 
 /// The identity of a log.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -44,9 +50,9 @@ impl Meta {
         let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| {
             LogError::NotALog(format!("{}: not a Stele meta file: {e}", path.display()))
         })?;
-        if meta.format != FORMAT_VERSION {
+        if meta.format != FORMAT_VERSION && meta.format != FORMAT_BEFORE_SESSIONS {
             return Err(LogError::NotALog(format!(
-                "{}: data directory format {} is not supported (this stele reads format {FORMAT_VERSION})",
+                "{}: data directory format {} is not supported (this stele reads formats {FORMAT_BEFORE_SESSIONS} and {FORMAT_VERSION})",
                 path.display(),
                 meta.format
             )));

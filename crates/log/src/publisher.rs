@@ -11,7 +11,10 @@
 //! 3. sign, append to the checkpoint history, fdatasync. This is the
 //!    publication point; a crash before it loses nothing (the next open
 //!    signs again);
-//! 4. replace `log/checkpoint` (recovery redoes it from the history);
+//! 4. replace `log/checkpoint` (recovery redoes it from the history), then
+//!    the anchor outside the data directory, if there is one (`anchor.rs`;
+//!    a crash before leaves it one checkpoint behind, which the log still
+//!    extends, and the next open or publish brings it up to date);
 //! 5. replace the segment snapshot (an older one stays correct);
 //! 6. prune the partial tiles of every tile that became full before this
 //!    publish: that full tile is now durable, and a partial tile is exactly
@@ -31,6 +34,7 @@ use stele_store::history::{HistoryIndex, HistoryWriter};
 use stele_store::state::{self, SegmentSnapshot};
 use stele_tlog::{Checkpoint, Hash, Signer};
 
+use crate::anchor::Anchor;
 use crate::error::{LogError, LogResult};
 use crate::layout::Layout;
 use crate::tiles::TileSink;
@@ -89,6 +93,8 @@ struct Worker {
     origin: String,
     signer: Signer,
     history: HistoryWriter,
+    /// Where a copy of each published checkpoint goes, if anywhere.
+    anchor: Option<Anchor>,
     state: Arc<Mutex<PublishState>>,
     /// `<tile>.p` directories of tiles written full since the last publish.
     superseded: Vec<PathBuf>,
@@ -104,6 +110,7 @@ impl Publisher {
         origin: &str,
         signer: Signer,
         history: HistoryWriter,
+        anchor: Option<Anchor>,
         initial: PublishState,
     ) -> Publisher {
         let (tx, rx) = mpsc::sync_channel::<Message>(QUEUE);
@@ -113,6 +120,7 @@ impl Publisher {
             origin: origin.to_string(),
             signer,
             history,
+            anchor,
             state: state.clone(),
             superseded: Vec::new(),
         };
@@ -122,6 +130,18 @@ impl Publisher {
             tx: Some(tx),
             thread: Some(thread),
             state,
+        }
+    }
+
+    /// A publisher with no thread, for a read-only handle: it holds what
+    /// was published when the log was opened, and refuses every tile and
+    /// publish.
+    pub fn read_only(layout: &Layout, initial: PublishState) -> Publisher {
+        Publisher {
+            public: layout.public(),
+            tx: None,
+            thread: None,
+            state: Arc::new(Mutex::new(initial)),
         }
     }
 
@@ -188,6 +208,14 @@ impl Drop for Publisher {
 
 impl Worker {
     fn run(mut self, rx: Receiver<Message>) {
+        // The anchor catches up with the latest checkpoint (or is written
+        // the first time), which the open has just checked it against.
+        if let Some(anchor) = &self.anchor {
+            let note = lock(&self.state).note.clone();
+            if let Err(e) = anchor.keep(note.as_bytes()) {
+                self.fail(format!("writing the anchor failed: {e}"));
+            }
+        }
         for message in rx {
             let failed = lock(&self.state).error.clone();
             match message {
@@ -240,6 +268,9 @@ impl Worker {
             .map_err(|e| LogError::Internal(e.to_string()))?;
         let appended = self.history.append(job.size, note.as_bytes())?;
         fsutil::atomic_replace(&self.layout.checkpoint(), note.as_bytes(), 0o644)?;
+        if let Some(anchor) = &self.anchor {
+            anchor.keep(note.as_bytes())?;
+        }
         // Only now is the checkpoint published as far as this process tells
         // anyone: a `Log::publish` that finds this size already published
         // returns at once, and `log/checkpoint` must then already hold it.

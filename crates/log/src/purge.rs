@@ -63,6 +63,11 @@ pub struct Tombstone {
     /// Index of the `retention.purge` system event; `None` until it is
     /// durable (a crash right after the decision).
     pub event_index: Option<u64>,
+    /// Index of the `retention.due` event that announced the purge a grace
+    /// period before it was decided (see `announce.rs`); absent in purge
+    /// records written before announcements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub announced: Option<u64>,
 }
 
 /// The entries of one segment, read from the index.
@@ -213,7 +218,7 @@ impl Tombstone {
     /// in the tombstone but the event's own index. Deterministic, so a
     /// retried append after a crash is recognised as the same event.
     pub fn event_attributes(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut attributes = serde_json::json!({
             "segment": self.segment,
             "stream": self.stream,
             "epoch": self.epoch,
@@ -226,7 +231,11 @@ impl Tombstone {
             "last": self.last,
             "ranges": self.ranges,
             "indices_sha256": self.indices_sha256,
-        })
+        });
+        if let Some(announced) = self.announced {
+            attributes["announced"] = announced.into();
+        }
+        attributes
     }
 }
 
@@ -266,6 +275,7 @@ mod tests {
             ranges: Some(entries.ranges.clone()),
             indices_sha256: entries.indices_sha256.clone(),
             event_index: None,
+            announced: None,
         };
         assert!(tombstone.covers(4) && tombstone.covers(9) && tombstone.covers(12));
         assert!(!tombstone.covers(6) && !tombstone.covers(2) && !tombstone.covers(13));

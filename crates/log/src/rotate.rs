@@ -82,10 +82,10 @@ struct KekInfoFile {
 /// The `key.rotated` event a rotation owes the log: who asked for it and
 /// what it re-wrapped, and the event's index once appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct RotationEvent {
-    by: String,
-    data_keys_rewrapped: u64,
-    index: Option<u64>,
+pub(crate) struct RotationEvent {
+    pub(crate) by: String,
+    pub(crate) data_keys_rewrapped: u64,
+    pub(crate) index: Option<u64>,
 }
 
 /// The steps of a rotation, in order. Only for crash tests: see
@@ -534,7 +534,7 @@ fn read_kek_info(layout: &Layout) -> LogResult<KekInfo> {
 
 /// The current KEK and, if its rotation was on someone's behalf
 /// ([`Log::rotate_kek_as`]), the `key.rotated` event it owes the log.
-fn read_kek_file(layout: &Layout) -> LogResult<(KekInfo, Option<RotationEvent>)> {
+pub(crate) fn read_kek_file(layout: &Layout) -> LogResult<(KekInfo, Option<RotationEvent>)> {
     let kek_path = layout.kek();
     let kind = KekKind::of_file(&kek_path)?;
     let info_path = layout.kek_info();

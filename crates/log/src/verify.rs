@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use sha2::Digest;
 use stele_store::fsutil;
 use stele_store::index::IndexRecord;
-use stele_store::keys::DataKey;
 use stele_store::segment::{SegmentHeader, parse_record_ref, peek_record, record_len};
+use stele_store::sessions::SegmentKeys;
 use stele_tlog::Hash;
 use stele_tlog::tile::{TILE_WIDTH, TileId};
 
@@ -164,6 +164,7 @@ pub fn verify_with(
     // (40 bytes, at most one per entry) for the tree pass.
     let mut checkpoints: Vec<TreeHead> = Vec::new();
     let mut latest_note: Option<Vec<u8>> = None;
+    let mut previous_note: Option<Vec<u8>> = None;
     let history_path = show(&layout.history());
     for (i, stored) in log.checkpoint_history().stream()?.enumerate() {
         let location = format!("{history_path} (checkpoint #{i})");
@@ -203,26 +204,29 @@ pub fn verify_with(
             }
             Err(e) => problems.add(&location, format!("signature or format: {e}")),
         }
-        latest_note = Some(stored.note);
+        previous_note = latest_note.replace(stored.note);
     }
-    match fsutil::read_optional(&layout.checkpoint())? {
-        Some(bytes) if Some(&bytes) == latest_note.as_ref() => {}
-        Some(_) => problems.add(
-            show(&layout.checkpoint()),
-            "is not the latest checkpoint in the history",
-        ),
-        None => problems.add(show(&layout.checkpoint()), "is missing"),
-    }
-    if let Some(last) = checkpoints.last()
-        && last.size != total
-    {
-        problems.add(
+    let mut notes = log
+        .pending_recovery()
+        .map(<[String]>::to_vec)
+        .unwrap_or_default();
+    check_public_checkpoint(
+        log,
+        latest_note.as_deref(),
+        previous_note.as_deref(),
+        &problems,
+        &mut notes,
+    )?;
+    // Entries after the latest checkpoint are durable but not yet signed
+    // (a writer publishes them soon; a writing open publishes them at
+    // once); their tiles are not compared, as no checkpoint commits to them.
+    let signed = checkpoints.last().map_or(0, |c| c.size);
+    if signed < total {
+        notes.push(format!(
+            "{}: the latest checkpoint covers {signed} of the {total} entries; the {} after it are verified, but not yet signed (the next publish signs them)",
             show(&layout.history()),
-            format!(
-                "latest checkpoint covers {} entries but the index holds {total}",
-                last.size
-            ),
-        );
+            total - signed
+        ));
     }
 
     // The index is read one window at a time; each window's commitments go
@@ -232,7 +236,7 @@ pub fn verify_with(
     let bytes_decrypted = AtomicU64::new(0);
     let max_generation = AtomicU64::new(0);
     let tree_done = AtomicBool::new(false);
-    let mut tree = TreePass::new(log, &checkpoints, &problems, &tiles_checked);
+    let mut tree = TreePass::new(log, &checkpoints, signed, &problems, &tiles_checked);
     let mut segments = SegmentPass::new(
         log,
         &problems,
@@ -240,6 +244,7 @@ pub fn verify_with(
         &max_generation,
         chunk_bytes,
     );
+    let mut key_events = crate::verify_files::KeyEventWatch::new(log);
     let mut purged: BTreeMap<u32, IndexDigest> = log
         .purged()
         .keys()
@@ -255,11 +260,13 @@ pub fn verify_with(
             let (records, corrupt) = read_index(log, start, end, &problems);
             for (i, r) in records.iter().enumerate() {
                 let index = start + i as u64;
-                if let Some(digest) = purged.get_mut(&r.segment_id)
-                    && corrupt.binary_search(&index).is_err()
-                {
+                if corrupt.binary_search(&index).is_ok() {
+                    continue;
+                }
+                if let Some(digest) = purged.get_mut(&r.segment_id) {
                     digest.push(index);
                 }
+                key_events.see(index, r.idempotency);
             }
             std::thread::scope(|scope| {
                 scope.spawn(|| tree.push(start, &records, progress));
@@ -275,7 +282,12 @@ pub fn verify_with(
     });
     segments.finish();
 
-    purge_pass(log, purged, &problems);
+    purge_pass(log, purged, &problems, &mut notes);
+    // Governance from the log alone: the files beside it agree, and no
+    // recorded time goes backwards.
+    for (location, what) in crate::ledger::governance_problems(log) {
+        problems.add(location, what);
+    }
 
     // Record nonces are (writer generation, index): the stored generation
     // must be at least every generation a record was sealed under, or the
@@ -293,7 +305,18 @@ pub fn verify_with(
         Err(e) => problems.add(show(&generation_path), e.to_string()),
     }
 
-    let notes = salvage_pass(&layout, &problems)?;
+    notes.extend(salvage_pass(&layout, &problems)?);
+
+    // Files that mirror events: each must say what the log says.
+    let (kek_problems, kek_notes) = crate::verify_files::check_kek_info(log, &key_events);
+    notes.extend(kek_notes);
+    let heads: Vec<(u64, Hash)> = checkpoints.iter().map(|c| (c.size, c.root)).collect();
+    for (location, what) in kek_problems
+        .into_iter()
+        .chain(crate::verify_files::check_audit_files(log, &heads))
+    {
+        problems.add(location, what);
+    }
 
     let problem_count = problems.count.load(Ordering::Relaxed);
     let list = problems
@@ -311,6 +334,49 @@ pub fn verify_with(
         problems: list,
         notes,
     })
+}
+
+/// Checks `log/checkpoint` against the history: it must be the latest
+/// checkpoint. A read-only handle also accepts the one before (a publish
+/// between its history append and its replace of `log/checkpoint`, which the
+/// next open finishes) and one published after the handle read the history
+/// (a writer running beside it).
+fn check_public_checkpoint(
+    log: &Log,
+    latest: Option<&[u8]>,
+    previous: Option<&[u8]>,
+    problems: &Problems,
+    notes: &mut Vec<String>,
+) -> LogResult<()> {
+    let layout = log.layout();
+    let public = show(&layout.checkpoint());
+    let Some(bytes) = fsutil::read_optional(&layout.checkpoint())? else {
+        problems.add(public, "is missing");
+        return Ok(());
+    };
+    if Some(bytes.as_slice()) == latest {
+        return Ok(());
+    }
+    if log.pending_recovery().is_some() {
+        if Some(bytes.as_slice()) == previous {
+            notes.push(format!(
+                "{public} is the checkpoint before the latest in the history (a publish being finished, or interrupted by a crash): the next open rewrites it"
+            ));
+            return Ok(());
+        }
+        // Published since the history was read: it is in the history now,
+        // as its last or (while being replaced) its second-to-last record.
+        let now = stele_store::history::scan(&layout.history())?;
+        if [now.last, now.previous]
+            .iter()
+            .flatten()
+            .any(|c| c.note == bytes)
+        {
+            return Ok(());
+        }
+    }
+    problems.add(public, "is not the latest checkpoint in the history");
+    Ok(())
 }
 
 /// The index records of entries `start..end`, and the entries whose
@@ -402,7 +468,15 @@ fn salvage_pass(layout: &Layout, problems: &Problems) -> LogResult<Vec<String>> 
 /// over under every policy version, epoch ended, no hold), and the data key
 /// and segment file are gone.
 /// `digests` holds, per purged segment, the entries the index gives it.
-fn purge_pass(log: &Log, mut digests: BTreeMap<u32, IndexDigest>, problems: &Problems) {
+fn purge_pass(
+    log: &Log,
+    mut digests: BTreeMap<u32, IndexDigest>,
+    problems: &Problems,
+    notes: &mut Vec<String>,
+) {
+    // A purge a crash interrupted is finished by the next writing open; a
+    // read-only handle reports what is left to do instead.
+    let read_only = log.pending_recovery().is_some();
     for (id, tombstone) in log.purged() {
         let path = show(&log.tombstone_path(&tombstone.stream, tombstone.epoch_day));
         let digest = digests.remove(id).unwrap_or_default();
@@ -413,6 +487,9 @@ fn purge_pass(log: &Log, mut digests: BTreeMap<u32, IndexDigest>, problems: &Pro
             problems.add(&path, e);
         }
         match tombstone.event_index {
+            None if read_only => notes.push(format!(
+                "{path}: names no retention.purge event yet (a purge a crash interrupted): the next open appends it and finishes the purge"
+            )),
             None => problems.add(&path, "names no retention.purge event"),
             Some(index) => match log.get(index) {
                 Ok(event) => {
@@ -443,7 +520,12 @@ fn purge_pass(log: &Log, mut digests: BTreeMap<u32, IndexDigest>, problems: &Pro
             log.layout().dek(*id),
             log.layout().segment(&tombstone.stream, tombstone.epoch_day),
         ] {
-            if leftover.exists() {
+            if leftover.exists() && read_only && tombstone.event_index.is_none() {
+                notes.push(format!(
+                    "{}: still exists; the next open deletes it, finishing the purge of segment {id}",
+                    show(&leftover)
+                ));
+            } else if leftover.exists() {
                 problems.add(
                     show(&leftover),
                     format!("still exists, but segment {id} was purged"),
@@ -458,6 +540,11 @@ struct CompareSink<'a> {
     public: PathBuf,
     problems: &'a Problems,
     checked: &'a AtomicU64,
+    /// The tree size at which the tiles now completing complete.
+    at_size: u64,
+    /// The latest checkpoint's size: tiles that complete after it are not
+    /// compared (they may not be written yet, and nothing signed them).
+    signed: u64,
 }
 
 impl CompareSink<'_> {
@@ -498,7 +585,9 @@ impl CompareSink<'_> {
 
 impl TileSink for CompareSink<'_> {
     fn full(&mut self, path: String, bytes: Vec<u8>) -> LogResult<()> {
-        self.compare(&path, &bytes);
+        if self.at_size <= self.signed {
+            self.compare(&path, &bytes);
+        }
         Ok(())
     }
 }
@@ -572,6 +661,7 @@ impl<'a> TreePass<'a> {
     fn new(
         log: &Log,
         checkpoints: &'a [TreeHead],
+        signed: u64,
         problems: &'a Problems,
         tiles_checked: &'a AtomicU64,
     ) -> TreePass<'a> {
@@ -582,6 +672,8 @@ impl<'a> TreePass<'a> {
                 public: log.layout().public(),
                 problems,
                 checked: tiles_checked,
+                at_size: 0,
+                signed,
             },
             builder: TileBuilder::new(),
             next_checkpoint: 0,
@@ -628,6 +720,7 @@ impl<'a> TreePass<'a> {
             return;
         }
         for (i, record) in records.iter().enumerate() {
+            self.sink.at_size = base + i as u64 + 1;
             if let Err(e) = self.builder.push(&record.commitment, &mut self.sink) {
                 self.problems
                     .add(&self.index_path, format!("entry {}: {e}", base + i as u64));
@@ -672,7 +765,7 @@ struct Cursor {
     file: std::fs::File,
     /// The same file opened with `O_DIRECT`, where the file system allows.
     direct: Option<std::fs::File>,
-    key: Option<std::sync::Arc<DataKey>>,
+    key: Option<std::sync::Arc<SegmentKeys>>,
     /// Where records end: the committed length (zeros after it checked
     /// once, at open) or the file's length.
     file_len: u64,
@@ -687,7 +780,7 @@ impl Cursor {
     /// Opens a segment for walking: its data key, its length, its header.
     /// `None` (the reason reported) when it cannot be walked at all.
     fn open(log: &Log, id: u32, info: &SegmentInfo, problems: &Problems) -> Option<Cursor> {
-        let key = match log.data_key(id) {
+        let key = match log.segment_keys(id) {
             Ok(key) => Some(key),
             Err(e) => {
                 problems.add(show(&log.layout().dek(id)), e.to_string());
@@ -705,6 +798,9 @@ impl Cursor {
         // Records end at the committed length; the file may go on with
         // zeros written ahead of the next records, and nothing else.
         let file_len = match log.committed.get(&id) {
+            // A read-only handle surveyed the tail already (a note, if
+            // anything is there): records end at the committed length.
+            Some(committed) if log.pending_recovery().is_some() => (*committed).min(on_disk),
             Some(committed) if *committed < on_disk => {
                 match fsutil::end_of_nonzero(&file, *committed, on_disk) {
                     Ok(end) if end == *committed => *committed,
@@ -1193,7 +1289,7 @@ fn process(
     walked: &[(usize, usize, u64)],
     chunk: &[u8],
     chunk_pos: u64,
-    key: Option<&DataKey>,
+    key: Option<&SegmentKeys>,
     path: &Path,
     base: u64,
     records: &[IndexRecord],
@@ -1261,7 +1357,7 @@ const PROCESS_BLOCK: usize = 256;
 /// Opens one record, rebuilds the canonical envelope (into `scratch` when
 /// it is packed) and recomputes its commitment; returns plaintext bytes.
 fn check_record(
-    key: &DataKey,
+    keys: &SegmentKeys,
     path: &Path,
     bytes: &[u8],
     offset: u64,
@@ -1272,6 +1368,9 @@ fn check_record(
     let (record, _) = parse_record_ref(path, offset, bytes).map_err(|e| e.to_string())?;
     buffer.clear();
     buffer.extend_from_slice(record.sealed);
+    let key = keys
+        .record_key(record.generation)
+        .map_err(|e| e.to_string())?;
     let plain = key
         .open_record(record.generation, record.index, commitment, buffer)
         .ok_or("sealed record does not authenticate (altered, or under another key)")?;

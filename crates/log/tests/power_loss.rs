@@ -1,6 +1,7 @@
 //! What a power loss can leave, page by page: the unsynced pages of the
-//! batches in flight reach the disk or not, in any order, and a page that
-//! did not may hold zeros or stale bytes. For many random outcomes, the
+//! batches in flight reach the disk or not, in any order, sector by sector
+//! for a page whose write was interrupted; what did not holds zeros, or
+//! stale bytes where no index record points. For many random outcomes, the
 //! next open must succeed, keep every entry of the batches that were
 //! durable, keep only whole entries of the others, verify, and take new
 //! appends.
@@ -58,39 +59,60 @@ fn segment_paths(data: &Path) -> BTreeMap<u32, PathBuf> {
     out
 }
 
+/// A disk writes 512-byte sectors whole or not at all.
+const SECTOR: u64 = 512;
+
 /// Replaces the bytes of `path` from `from` on with what a power loss may
 /// leave of unsynced pages: either the pages reached the disk in order up
-/// to some page and none after it (zeros), or page by page, in any order,
-/// the bytes written, zeros, or stale bytes. Bytes before `from` (durable)
-/// are never touched, even in the page that holds both.
-fn lose_power(path: &Path, from: u64, rng: &mut Rng) {
+/// to some page and none after it, or page by page, in any order, the
+/// page written, not written, or (a write the power loss interrupted) some
+/// of its sectors written and the others not. Bytes that were not written
+/// hold what the disk held before: zeros (the files grow ahead of their
+/// records by zeros), or, from `stale_from` on (where no index record can
+/// point), stale bytes, as anything else written there would be. Bytes
+/// before `from` (durable) are never touched, even in the page that holds
+/// both.
+fn lose_power(path: &Path, from: u64, stale_from: u64, rng: &mut Rng) {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .unwrap();
     let len = file.metadata().unwrap().len();
+    let unwritten = |start: u64, end: u64, rng: &mut Rng| {
+        let n = (end - start) as usize;
+        let bytes: Vec<u8> = if start >= stale_from && rng.below(2) == 0 {
+            (0..n).map(|_| rng.next() as u8).collect()
+        } else {
+            vec![0u8; n]
+        };
+        file.write_all_at(&bytes, start).unwrap();
+    };
     let mut page_start = from / PAGE * PAGE;
     let in_order = rng.below(3) == 0;
     let mut reached = true;
     while page_start < len {
         let start = page_start.max(from);
         let end = (page_start + PAGE).min(len);
-        let n = (end - start) as usize;
         if in_order {
             reached = reached && rng.below(4) != 0;
             if !reached {
-                file.write_all_at(&vec![0u8; n], start).unwrap();
+                unwritten(start, end, rng);
             }
             page_start += PAGE;
             continue;
         }
         match rng.below(3) {
             0 => {} // reached the disk
-            1 => file.write_all_at(&vec![0u8; n], start).unwrap(),
+            1 => unwritten(start, end, rng),
             _ => {
-                let stale: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
-                file.write_all_at(&stale, start).unwrap();
+                let mut sector = start / SECTOR * SECTOR;
+                while sector < end {
+                    if rng.below(2) == 0 {
+                        unwritten(sector.max(start), (sector + SECTOR).min(end), rng);
+                    }
+                    sector += SECTOR;
+                }
             }
         }
         page_start += PAGE;
@@ -154,11 +176,23 @@ fn any_mix_of_unsynced_pages_recovers_every_durable_entry() {
             .unwrap()
             .set_len(INDEX_HEADER + in_index * RECORD_LEN)
             .unwrap();
-        lose_power(&index_path, INDEX_HEADER + durable * RECORD_LEN, &mut rng);
+        lose_power(
+            &index_path,
+            INDEX_HEADER + durable * RECORD_LEN,
+            u64::MAX,
+            &mut rng,
+        );
+        let mut indexed_ends: HashMap<u32, u64> = HashMap::new();
+        for record in &records[..in_index as usize] {
+            let end = record.location.offset + u64::from(record.location.len);
+            let slot = indexed_ends.entry(record.segment_id).or_insert(0);
+            *slot = (*slot).max(end);
+        }
         for (id, path) in segment_paths(&data) {
             let (_, header_len) = stele_store::segment::read_header(&path).unwrap();
             let from = durable_ends.get(&id).copied().unwrap_or(header_len);
-            lose_power(&path, from, &mut rng);
+            let stale_from = indexed_ends.get(&id).copied().unwrap_or(header_len);
+            lose_power(&path, from, stale_from, &mut rng);
         }
 
         let mut log = Log::open(&data, OpenOptions::default())

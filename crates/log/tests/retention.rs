@@ -44,6 +44,15 @@ retain = "forever"
 retain_until = "2026-06-30"
 "#;
 
+/// Opens the log with no grace between announcing and purging: the
+/// simulated clock jumps a day at a time (`announce.rs` is tested in
+/// `governance_ledger.rs`).
+fn opened(dir: &Path) -> Log {
+    let mut log = Log::open(dir, OpenOptions::default()).unwrap();
+    log.set_retention_grace(std::time::Duration::ZERO);
+    log
+}
+
 fn open_new(dir: &Path) -> Log {
     Log::create(
         dir,
@@ -53,7 +62,7 @@ fn open_new(dir: &Path) -> Log {
         },
     )
     .unwrap();
-    Log::open(dir, OpenOptions::default()).unwrap()
+    opened(dir)
 }
 
 /// Appends one event per stream named, received at `at`; returns indices.
@@ -184,7 +193,7 @@ fn a_year_of_retention() {
     }
     let count = log.purged().len();
     drop(log);
-    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    let log = opened(&data);
     assert_eq!(log.purged().len(), count);
     let report = verify(&log, &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
@@ -321,7 +330,7 @@ fn no_path_deletes_early_and_shortening_applies_to_new_data_only() {
     let again = log.apply_policy(policy(&long), "admin", noon(300)).unwrap();
     assert_eq!(again.seq, None);
     drop(log);
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let mut log = opened(&data);
     assert_eq!(log.policy_versions().len(), 3);
     assert_verifies(&mut log);
 }
@@ -339,7 +348,7 @@ fn a_purge_interrupted_at_any_step_completes_on_open() {
         assert!(log.enforce_retention("retention", noon(92)).is_err());
         assert!(log.health().is_err(), "a stopped purge poisons the handle");
         drop(log);
-        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+        let mut log = opened(&data);
         assert_eq!(
             purged_epochs(&log, "ops"),
             [0].into_iter().collect(),
@@ -374,39 +383,41 @@ fn verify_reports_altered_purge_records_and_resurrected_files() {
     let original = std::fs::read(&path).unwrap();
     drop(log);
 
-    // Claims fewer entries than the index gives the segment.
-    let text = String::from_utf8(original.clone()).unwrap();
-    std::fs::write(&path, text.replace("\"entries\": 2", "\"entries\": 1")).unwrap();
-    let log = Log::open(&data, OpenOptions::default()).unwrap();
-    let report = verify(&log, &NoProgress).unwrap();
-    assert!(!report.ok());
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.location.ends_with(".purged")),
-        "{:?}",
-        report.problems
-    );
-    drop(log);
-
-    // Says the retention ended earlier than the policy allows.
+    // Claims fewer entries than the index gives the segment; says the
+    // retention ended earlier than the policy allows. Either way the
+    // record disagrees with the log's `retention.purge` event: the open
+    // refuses it, naming the file and the event.
     let early = (JAN1 + 10) * DAY;
-    let text = String::from_utf8(original.clone()).unwrap().replace(
-        &format!("\"purge_after\": {}", tombstone.purge_after),
-        &format!("\"purge_after\": {early}"),
-    );
-    std::fs::write(&path, text).unwrap();
-    let log = Log::open(&data, OpenOptions::default()).unwrap();
-    let report = verify(&log, &NoProgress).unwrap();
-    assert!(!report.ok());
-    drop(log);
+    let text = String::from_utf8(original.clone()).unwrap();
+    for altered in [
+        text.replace("\"entries\": 2", "\"entries\": 1"),
+        text.replace(
+            &format!("\"purge_after\": {}", tombstone.purge_after),
+            &format!("\"purge_after\": {early}"),
+        ),
+    ] {
+        assert_ne!(altered, text);
+        std::fs::write(&path, altered).unwrap();
+        let error = Log::open(&data, OpenOptions::default())
+            .map(|_| ())
+            .expect_err("an altered purge record was accepted");
+        let message = error.to_string();
+        assert!(
+            message.contains(".purged") && message.contains("retention.purge event"),
+            "{message}"
+        );
+    }
+    std::fs::write(&path, &original).unwrap();
+    drop(opened(&data));
 
     // The tombstone removed: the entries point at a segment that is gone,
     // with no record of why (a deletion outside policy).
     std::fs::remove_file(&path).unwrap();
     match Log::open(&data, OpenOptions::default()) {
-        Err(e) => assert!(e.to_string().contains("not on disk"), "{e}"),
+        Err(e) => assert!(
+            e.to_string().contains("not on disk") || e.to_string().contains("purge record"),
+            "{e}"
+        ),
         Ok(log) => {
             let report = verify(&log, &NoProgress).unwrap();
             assert!(
@@ -427,7 +438,7 @@ fn verify_reports_altered_purge_records_and_resurrected_files() {
         b"x",
     )
     .unwrap();
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let mut log = opened(&data);
     // (Open finishes the purge again: the key file is deleted.)
     assert_verifies(&mut log);
     assert!(
@@ -480,7 +491,7 @@ fn a_forged_purge_record_deletes_nothing() {
 
     // Without the forgery everything is still there and verifies.
     std::fs::remove_file(&forged_path).unwrap();
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let mut log = opened(&data);
     for index in live {
         assert!(log.get(index).is_ok(), "entry {index}");
     }
@@ -511,7 +522,7 @@ fn data_written_before_the_first_policy_keeps_the_default_forever() {
     assert!(err.to_string().contains("forever"), "{err}");
     drop(log);
     // The flag survives reopening.
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let mut log = opened(&data);
     assert!(log.policy_versions()[0].prior_data);
     log.enforce_retention("retention", noon(6000)).unwrap();
     assert!(log.get(before[0]).is_ok());
@@ -543,7 +554,7 @@ fn a_purge_deletes_the_bytes_kept_aside_from_its_segment() {
         bytes.extend_from_slice(b"not a record");
         std::fs::write(&first, &bytes).unwrap();
     }
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let mut log = opened(&data);
     let kept = stele_log::salvage::list(log.layout()).unwrap();
     assert_eq!(kept.len(), 2, "{kept:?}");
     assert_eq!(system_events(&log, "log.recovered").len(), 2);

@@ -115,6 +115,16 @@ pub enum UndeclaredStreams {
     Inherit,
 }
 
+impl UndeclaredStreams {
+    /// The value as the policy file writes it: `refuse` or `inherit`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UndeclaredStreams::Refuse => "refuse",
+            UndeclaredStreams::Inherit => "inherit",
+        }
+    }
+}
+
 /// Encryption requirement of a stream. Stele always encrypts at rest, so
 /// there is one value; it exists so callers can check the requirement
 /// explicitly and so a policy can state it.

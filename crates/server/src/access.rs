@@ -97,17 +97,16 @@ fn record_denial(
     resource: &Resource<'_>,
     decision: &Decision,
 ) {
-    // Same resource names as the `event.read` records: `events/<index>`,
-    // `streams/<name>` or `log`, the stream as an attribute.
-    let (name, stream) = match resource {
-        Resource::Stream(stream) => (format!("streams/{stream}"), Some(*stream)),
-        Resource::Event { stream, index } => (format!("events/{index}"), Some(*stream)),
-        Resource::Log => ("log".to_string(), None),
+    // The resource as the 403 and the CLI's denials name it (`stream:<s>`,
+    // `events/<i> (stream:<s>)` or `log`), the stream also as an attribute.
+    let stream = match resource {
+        Resource::Stream(stream) | Resource::Event { stream, .. } => Some(*stream),
+        Resource::Log => None,
     };
     let event = json!({
         "actor": principal.name,
         "action": "access.denied",
-        "resource": name,
+        "resource": resource_text(resource),
         "outcome": "denied",
         "attributes": {
             "stream": stream,
@@ -139,6 +138,6 @@ fn record_denial(
     ) {
         // A full queue must not turn a 403 into a 503; the metric counts it.
         state.metrics.error("denial_not_recorded");
-        tracing::warn!(error = ?e, "denial not recorded (queue full)");
+        tracing::warn!(error = %e, "denial not recorded (queue full)");
     }
 }

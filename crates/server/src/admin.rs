@@ -3,7 +3,9 @@
 //! log's governance calls, which record each change as a system event.
 //!
 //! - `GET  /v1/policy` (`policy.read`) — the active policy and every version
-//! - `PUT  /v1/policy` (`policy.apply`) — `{"toml": "...", "cedar": "..."}`
+//! - `PUT  /v1/policy` (`policy.apply`) — `{"toml": "...", "cedar": "...",
+//!   "allow_lockout": false}`; 409 `lockout` for a policy under which the
+//!   local operator could no longer apply one (as `stele policy apply`)
 //! - `GET  /v1/holds` (`hold.list`), `POST /v1/holds` (`hold.add`),
 //!   `POST /v1/holds/{id}/release` (`hold.release`)
 //! - `GET  /v1/retention` (`policy.read`) — every stored epoch, its purge
@@ -137,6 +139,10 @@ struct PolicyBody {
     toml: String,
     #[serde(default)]
     cedar: Option<String>,
+    /// Apply even if, under the new policy, the local operator (the CLI on
+    /// this machine) may no longer apply a policy.
+    #[serde(default)]
+    allow_lockout: bool,
 }
 
 async fn put_policy(
@@ -155,6 +161,21 @@ async fn put_policy(
     };
     let policy = Policy::from_source(&source)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string()))?;
+    // The check `stele policy apply` makes: the operator of this machine
+    // (the user the server runs as) must still be able to change it.
+    let operator = crate::operator::local_principal();
+    if let Err(why) = crate::operator::check_lockout(&policy, &operator, jiff::Timestamp::now())
+        && !body.allow_lockout
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "lockout",
+            format!(
+                "policy not applied: {why}. Add `[operators] local_roles` that may \
+                 policy.apply, or send \"allow_lockout\": true"
+            ),
+        ));
+    }
     let outcome = blocking(move || {
         state
             .governance
@@ -432,7 +453,8 @@ async fn rotate_keys(
 }
 
 /// Authorizes `action` on `stream` (export, query) and returns the peer's
-/// address, which the system event records.
+/// address, which the system event records. A name that is not a stream
+/// name (`../x`) is refused first, as a bad query.
 fn authorize_stream(
     state: &AppState,
     principal: &Principal,
@@ -440,6 +462,13 @@ fn authorize_stream(
     action: Action,
     stream: &str,
 ) -> ApiResult<String> {
+    crate::scan::check_stream(stream).map_err(|e| {
+        bad_request(
+            "invalid_query",
+            format!("query parameter stream {stream:?}: {e}"),
+        )
+        .with_field("stream")
+    })?;
     authorize(
         state,
         principal,

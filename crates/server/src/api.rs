@@ -99,6 +99,14 @@ impl ApiError {
         }
     }
 
+    /// The same error, naming the request field or parameter at fault.
+    pub(crate) fn with_field(self, name: &str) -> ApiError {
+        ApiError {
+            field: Some(name.to_owned()),
+            ..self
+        }
+    }
+
     fn unauthorized(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
     }
@@ -370,6 +378,7 @@ pub(crate) async fn read_body(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<(Bytes, tokio::sync::OwnedSemaphorePermit)> {
+    check_content_encoding(state, headers)?;
     let limit = state.config.limits.max_body_bytes;
     let too_large = || {
         ApiError::new(
@@ -429,6 +438,32 @@ pub(crate) async fn read_body(
         }
     };
     Ok((bytes, permit))
+}
+
+/// Refuses a body sent with a `Content-Encoding` other than `identity`
+/// (415, RFC 9110 §15.5.16): bodies are parsed as sent, and a compressed
+/// one would otherwise be refused as malformed JSON, misleadingly.
+fn check_content_encoding(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let identity = value.to_str().is_ok_and(|text| {
+            text.split(',')
+                .map(str::trim)
+                .all(|coding| coding.is_empty() || coding.eq_ignore_ascii_case("identity"))
+        });
+        if !identity {
+            state.metrics.error("input");
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_content_encoding",
+                format!(
+                    "Content-Encoding {:?} is not supported: send the body uncompressed \
+                     (identity)",
+                    String::from_utf8_lossy(value.as_bytes())
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether reading a body failed on its size limit (rather than on its
@@ -770,18 +805,24 @@ async fn get_event(
 ) -> ApiResult<Response> {
     let principal = authenticate(&state, &headers, conn.as_deref())?;
     let index = path_param("index", index)?;
-    // Decimal digits only (`parse` would also take a leading `+`).
-    let digits = !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit());
+    // Canonical decimal only: digits (`parse` would also take a leading
+    // `+`), no leading zero, so that one entry has one URL.
+    let canonical = !index.is_empty()
+        && index.bytes().all(|b| b.is_ascii_digit())
+        && (index == "0" || !index.starts_with('0'));
     let index: u64 = index
         .parse()
         .ok()
-        .filter(|_| digits)
+        .filter(|_| canonical)
         .ok_or_else(|| ApiError {
             field: Some("index".into()),
             ..ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_index",
-                format!("path parameter index: {index:?} is not an entry index (0 to 2^64-1)"),
+                format!(
+                    "path parameter index: {index:?} is not an entry index (0 to 2^64-1 in \
+                     decimal, without leading zeros)"
+                ),
             )
         })?;
     let conn_info = conn.as_deref().cloned();

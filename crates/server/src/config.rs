@@ -38,10 +38,23 @@ pub struct Config {
     /// Client certificates accepted as principals (with `tls.client_ca`).
     pub client_certs: Vec<ClientCert>,
     /// The policy file (TOML; see docs/policy.md). Applied at start when it
-    /// differs from the log's active policy, and re-read on SIGHUP. Without
+    /// differs from the log's active policy, and re-read on SIGHUP; a start
+    /// is refused rather than revert a version applied over the API or
+    /// with `stele policy apply` (docs/server.md). Without
     /// it the log's last applied policy is enforced (the shipped default
     /// until one is applied).
     pub policy: Option<PathBuf>,
+    /// Seconds between announcing that an epoch is due (a `retention.due`
+    /// event) and purging it, measured on this process's monotonic clock
+    /// with the wall clock agreeing: a clock jump alone never purges.
+    /// At most 30 days.
+    pub retention_grace_seconds: u64,
+    /// A file outside the data directory (another disk or host) where the
+    /// server keeps a copy of each checkpoint it publishes. At start the
+    /// log refuses to open if it no longer reaches that checkpoint: a data
+    /// directory restored from a backup, or rolled back, is noticed before
+    /// it can sign a second tree of a size it already signed.
+    pub anchor: Option<PathBuf>,
 }
 
 /// TLS settings. Files are re-read when they change, without a restart.
@@ -154,6 +167,8 @@ impl Default for Config {
             publish_interval_ms: 200,
             client_certs: Vec::new(),
             policy: None,
+            retention_grace_seconds: stele_log::DEFAULT_RETENTION_GRACE.as_secs(),
+            anchor: None,
         }
     }
 }
@@ -245,6 +260,9 @@ impl Config {
                     .into(),
             );
         }
+        if self.retention_grace_seconds > 30 * 86_400 {
+            return Err("retention_grace_seconds must be at most 2592000 (30 days)".into());
+        }
         if self.publish_interval_ms == 0 || self.publish_interval_ms > 60_000 {
             return Err("publish_interval_ms must be 1..=60000".into());
         }
@@ -334,6 +352,52 @@ mod tests {
                 assert!(error.contains("timeouts."), "{error}");
             }
         }
+    }
+
+    /// Every setting docs/kubernetes.md names exists: each ```toml block
+    /// parses as a configuration, and each inline `[table] key`, `table.key`
+    /// or `key` with an underscore is a field (unknown ones are refused).
+    #[test]
+    fn kubernetes_guide_names_settings_that_exist() {
+        let guide = include_str!("../../../docs/kubernetes.md");
+        let (mut prose, mut block, mut fence) = (String::new(), String::new(), None);
+        for line in guide.lines() {
+            match (&fence, line.trim_start().strip_prefix("```")) {
+                (None, Some(lang)) => fence = Some(lang.trim().to_owned()),
+                (Some(lang), Some(_)) => {
+                    if lang == "toml" {
+                        toml::from_str::<Config>(&block).unwrap_or_else(|e| panic!("{e}\n{block}"));
+                    }
+                    block.clear();
+                    fence = None;
+                }
+                (Some(_), None) => block.push_str(&format!("{line}\n")),
+                (None, None) => prose.push_str(&format!("{line}\n")),
+            }
+        }
+        let mut named = 0;
+        for span in prose.split('`').skip(1).step_by(2) {
+            let (table, key) = match span.strip_prefix('[').and_then(|s| s.split_once("] ")) {
+                Some((table, key)) => (Some(table), key),
+                None => match span.split_once('.') {
+                    Some((table, key)) => (Some(table), key),
+                    None => (None, span),
+                },
+            };
+            let setting = |s: &str| s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+            if !key.contains('_') || !setting(key) || !table.is_none_or(setting) {
+                continue;
+            }
+            named += 1;
+            let text = match table {
+                Some(table) => format!("[{table}]\n{key} = 0\n"),
+                None => format!("{key} = 0\n"),
+            };
+            if let Err(e) = toml::from_str::<Config>(&text) {
+                assert!(!e.to_string().contains("unknown field"), "`{span}`: {e}");
+            }
+        }
+        assert!(named >= 3, "the guide names {named} settings");
     }
 
     /// The timeouts are read from a `[timeouts]` table; unknown keys refused.

@@ -117,12 +117,45 @@ impl Governance {
     }
 }
 
+/// Whether a policy version was applied from the configuration: at a start
+/// (`config:<path>`) or by SIGHUP re-reading the configured file.
+fn from_configuration(applied_by: &str) -> bool {
+    applied_by.starts_with("config:") || applied_by == "signal:SIGHUP"
+}
+
 /// Applies the configured policy file at start when it differs from the
 /// log's active version, and returns the policy to enforce.
+///
+/// A start never reverts a version applied another way: when the active
+/// version came from `PUT /v1/policy` or `stele policy apply` (not from the
+/// configured file) and the file differs from it, the start is refused,
+/// naming the version and how to settle it, instead of silently applying
+/// the file over it.
 pub fn startup_policy(log: &mut Log, config: &Config) -> Result<Arc<Policy>, String> {
     if let Some(path) = &config.policy {
         let policy = load_policy(path)?;
         check_transport(&policy, config)?;
+        let hash = hex(&policy.hash());
+        if let Some(active) = log.policy_versions().last()
+            && active.hash != hash
+            && !from_configuration(&active.applied_by)
+        {
+            let data = config.data.display();
+            return Err(format!(
+                "the configured policy file {} (hash {hash}) differs from the log's active \
+                 policy version {} (hash {}), which {} applied at {}; starting would revert it. \
+                 Either write the active version into the file (`stele policy show --data {data} \
+                 --json` prints its TOML and Cedar), remove `policy` from the configuration to \
+                 keep enforcing the active version, or apply the file deliberately with \
+                 `stele policy apply --data {data} {}` and start again",
+                path.display(),
+                active.seq,
+                active.hash,
+                active.applied_by,
+                stele_log::purge::timestamp_text(active.activated_at),
+                path.display()
+            ));
+        }
         let outcome = log
             .apply_policy(
                 policy,
@@ -164,6 +197,7 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
     let state = lock_log(&context.log).audit_state().unwrap_or_default();
     // Resume the schedule where the last run left it.
     let mut last_retention = i64::MIN;
+    let mut retention_wakeup: Option<std::time::Instant> = None;
     let mut last_incremental = state.last_incremental_at.unwrap_or(i64::MIN);
     let mut last_full = state.last_full_at.unwrap_or(i64::MIN);
     // A log never attested gets its first attestation one interval after
@@ -180,12 +214,26 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
         let seconds = now.as_second();
         let policy = context.governance.policy();
         let schedule = *policy.audit();
-        if due(last_retention, RETENTION_EVERY, seconds) {
+        if due(last_retention, RETENTION_EVERY, seconds)
+            || retention_wakeup.is_some_and(|at| std::time::Instant::now() >= at)
+        {
             last_retention = seconds;
-            match lock_log(&context.log).enforce_retention("retention", now) {
-                Ok(purged) => {
+            match lock_log(&context.log).run_retention("retention", now) {
+                Ok(run) => {
+                    // Announced epochs are purged as soon as their grace
+                    // period has passed, not a whole interval later.
+                    retention_wakeup = run
+                        .waiting
+                        .iter()
+                        .map(|(_, left)| *left)
+                        .min()
+                        .map(|left| std::time::Instant::now() + left);
+                    for (status, left) in &run.waiting {
+                        tracing::warn!(stream = %status.stream, epoch_day = status.epoch_day, purge_in_seconds = left.as_secs(), "retention: epoch due and announced; purged after the grace period");
+                    }
+                    let purged = run.purged;
                     for t in &purged {
-                        tracing::info!(stream = %t.stream, epoch = %t.epoch, entries = t.entries, event = ?t.event_index, "retention purge");
+                        tracing::info!(stream = %t.stream, epoch = %t.epoch, entries = t.entries, event = t.event_index, "retention purge");
                     }
                     context
                         .governance
@@ -204,7 +252,7 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
                 ),
                 Ok(report) => tracing::error!(
                     problems = report.problem_count,
-                    first = ?report.problems.first().map(|p| p.to_string()),
+                    first = %report.problems.first().map(|p| p.to_string()).unwrap_or_default(),
                     "scheduled full verification FAILED"
                 ),
                 Err(e) => tracing::error!(error = %e, "scheduled full verification could not run"),
@@ -214,7 +262,7 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
             match lock_log(&context.log).verify_new_entries(now) {
                 Ok(problems) if problems.is_empty() => {}
                 Ok(problems) => {
-                    tracing::error!(problems = ?problems, "incremental verification FAILED")
+                    tracing::error!(problems = %problems.join("; "), "incremental verification FAILED")
                 }
                 Err(e) => tracing::error!(error = %e, "incremental verification could not run"),
             }
@@ -243,7 +291,10 @@ pub fn attest(
             let failed = context.governance.record_attestation(&attestation);
             context.governance.attestations.fetch_add(1, Relaxed);
             if failed == 0 {
-                tracing::info!(event = ?attestation.event_index, "attestation: all checks passed");
+                tracing::info!(
+                    event = attestation.event_index,
+                    "attestation: all checks passed"
+                );
             } else {
                 for f in attestation.findings.iter().filter(|f| !f.ok) {
                     tracing::error!(check = %f.check, detail = %f.detail, "AUDIT CHECK FAILED");

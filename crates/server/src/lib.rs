@@ -15,6 +15,7 @@ pub mod config;
 mod connection;
 pub mod governance;
 pub mod metrics;
+pub mod operator;
 pub mod scan;
 pub mod tls;
 pub mod tokens;
@@ -103,7 +104,12 @@ pub async fn bind(
             admin_token,
         });
     }
-    let mut log = Log::open(&config.data, OpenOptions { passphrase }).map_err(|e| e.to_string())?;
+    let options = OpenOptions {
+        passphrase,
+        anchor: config.anchor.clone(),
+    };
+    let mut log = Log::open(&config.data, options).map_err(|e| e.to_string())?;
+    log.set_retention_grace(Duration::from_secs(config.retention_grace_seconds));
     for kept in log.kept_at_open() {
         tracing::warn!("{kept}");
     }

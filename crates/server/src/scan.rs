@@ -31,6 +31,19 @@ pub fn range_end(size: u64, from: u64, to: Option<u64>) -> Result<u64, String> {
     Ok(to)
 }
 
+/// Checks the `stream` an export or query names: any stream name, system
+/// ones included (`_system` can be exported). The error says why, for the
+/// caller to prefix with the parameter's name.
+pub fn check_stream(stream: &str) -> Result<(), String> {
+    match stele_event::check_stream_name(stream) {
+        Ok(()) => Ok(()),
+        Err(stele_event::EventError::InvalidStream { reason, .. }) => {
+            Err(format!("not a stream name: {reason}"))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// An entry of the stream being scanned.
 #[derive(Debug)]
 pub enum StreamEntry<'a> {
@@ -139,7 +152,7 @@ pub struct Filters {
 
 /// Parses a `since`/`until` bound: an RFC 3339 time with its offset.
 pub fn parse_time(name: &str, text: &str) -> Result<jiff::Timestamp, String> {
-    text.parse::<jiff::Timestamp>().map_err(|e| {
+    stele_event::parse_rfc3339(text).map_err(|e| {
         format!("{name} must be an RFC 3339 time with an offset, like 2026-01-31T12:00:00Z ({e})")
     })
 }

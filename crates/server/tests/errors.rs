@@ -2,7 +2,8 @@
 //! Every error the API answers is JSON in the documented shape: unknown
 //! paths (404), methods a path does not take (405, with `Allow`), path
 //! parameters that are not numbers or do not decode (400 naming the
-//! parameter), tile paths that name no tile (404); and settings the log
+//! parameter), tile paths that name no tile (404), compressed bodies
+//! (415); and settings the log
 //! engine cannot honour are refused at start.
 
 mod common;
@@ -69,6 +70,40 @@ async fn every_refusal_is_json() {
         let r = send(client.get(server.url(path))).await;
         assert_error(&r, 404, "not_found");
     }
+
+    // A body in another Content-Encoding than identity: 415, JSON, on
+    // every endpoint that takes a body, before it is read.
+    let event = serde_json::to_vec(&json!({"actor": "a", "action": "b"})).unwrap();
+    for (method, path, encoding) in [
+        (reqwest::Method::POST, "/v1/events", "gzip"),
+        (reqwest::Method::POST, "/v1/events", "identity, br"),
+        (reqwest::Method::POST, "/v1/ingest/kubernetes", "deflate"),
+        (reqwest::Method::PUT, "/v1/policy", "gzip"),
+        (reqwest::Method::POST, "/v1/holds", "zstd"),
+        (reqwest::Method::POST, "/v1/retention/purge", "x-gzip"),
+    ] {
+        let r = send(
+            client
+                .request(method.clone(), server.url(path))
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .header("content-encoding", encoding)
+                .body(event.clone()),
+        )
+        .await;
+        assert_error(&r, 415, "unsupported_content_encoding");
+        assert!(r.text.contains(encoding), "{method} {path}: {}", r.text);
+    }
+    let r = send(
+        client
+            .post(server.url("/v1/events"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .header("content-encoding", "identity")
+            .body(event),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
 
     // What is served is unchanged.
     let r = send(client.get(server.url("/checkpoint"))).await;

@@ -206,6 +206,11 @@ async fn example_policy_end_to_end() {
     assert_eq!(denial["event"]["event"]["actor"], "bob-admin");
     assert_eq!(denial["event"]["event"]["attributes"]["requested"], "read");
     assert_eq!(denial["event"]["event"]["attributes"]["stream"], "security");
+    assert_eq!(
+        denial["event"]["event"]["resource"],
+        format!("events/{first} (stream:security)"),
+        "the documented resource form, as in the 403"
+    );
     let policies = denial["event"]["event"]["attributes"]["policies"]
         .as_array()
         .unwrap();
@@ -232,6 +237,13 @@ async fn example_policy_end_to_end() {
     let export_url = server.url(&format!("/v1/export?stream=security&from={first}"));
     let r = get(&client, export_url.clone(), &auditor).await;
     assert_error(&r, 403, "forbidden");
+    let probe = server.probe(&client, &writer).await;
+    let denial = recent_system_event(&server, &client, &auditor, probe, "access.denied").await;
+    assert_eq!(denial["event"]["event"]["resource"], "stream:security");
+    assert_eq!(
+        denial["event"]["event"]["attributes"]["requested"],
+        "export"
+    );
     // No credentials: 401 before anything else, even a bad query.
     let r = send(client.get(server.url("/v1/export?stream=security"))).await;
     assert_error(&r, 401, "unauthenticated");
@@ -337,6 +349,33 @@ async fn example_policy_end_to_end() {
         "{}",
         r.text
     );
+    // RFC 3339 offsets end at ±23:59 (jiff alone takes up to ±25:59).
+    for offset in ["%2B24:00", "-25:59", "%2B05:60"] {
+        let r = get(
+            &client,
+            query_url(&format!("since=2026-01-01T00:00:00{offset}")),
+            &auditor,
+        )
+        .await;
+        assert_error(&r, 400, "invalid_query");
+    }
+    let r = get(
+        &client,
+        query_url("since=2026-01-01T00:00:00%2B23:59"),
+        &auditor,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // A stream that is no stream name is a bad query, named, before
+    // anything is decided or recorded.
+    for bad in ["..%2Fx", "a%2Fb", "", "X"] {
+        for endpoint in ["export", "query"] {
+            let url = server.url(&format!("/v1/{endpoint}?stream={bad}&from=0"));
+            let r = get(&client, url, &auditor).await;
+            assert_error(&r, 400, "invalid_query");
+            assert_eq!(r.json["error"]["field"], "stream", "{}", r.text);
+        }
+    }
     // Administrators may not query (a forbid), nor writers; no credentials
     // is 401 whatever the query; bad queries are 400.
     assert_error(&get(&client, query_url(""), &admin).await, 403, "forbidden");
@@ -549,9 +588,10 @@ async fn a_policy_the_listeners_cannot_meet_is_refused_at_start() {
     assert!(err.contains("TLS") && err.contains("0.0.0.0"), "{err}");
 }
 
-/// An epoch written long ago under a 90-day policy is purged by the
-/// server's scheduler on start; reading it answers 410 with the purge
-/// record, and the rest still proves.
+/// An epoch written long ago under a 90-day policy is announced due by
+/// the server's scheduler on start (`retention.due`) and purged once the
+/// grace period has passed on the server's own clock; reading it answers
+/// 410 with the purge record, and the rest still proves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_epoch_is_purged_and_reads_say_so() {
     let long_ago: jiff::Timestamp = "2020-01-01T12:00:00Z".parse().unwrap();
@@ -560,25 +600,38 @@ async fn an_expired_epoch_is_purged_and_reads_say_so() {
         &["ops", "ops", "keep"],
         long_ago,
     );
-    let server = start_in(tmp, vkey, |_| {}).await;
+    let grace = std::time::Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    let server = start_in(tmp, vkey, |c| c.retention_grace_seconds = grace.as_secs()).await;
     let client = server.client();
     let admin = server.token("admin", &[Role::admin()]);
     let reader = server.token("reader", &[Role::reader()]);
 
-    // The scheduler enforces retention as soon as it starts.
+    // The scheduler announces the due epoch as soon as it starts, and
+    // purges nothing before the grace period has passed.
     let mut purged = Vec::new();
     for _ in 0..100 {
         let r = get(&client, server.url("/v1/retention"), &admin).await;
         assert_eq!(r.status, 200, "{}", r.text);
         purged = r.json["purged"].as_array().unwrap().clone();
+        if started.elapsed() < grace {
+            assert!(purged.is_empty(), "purged within the grace period");
+        }
         if !purged.is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(purged.len(), 1, "{purged:?}");
+    assert!(started.elapsed() >= grace, "purged within the grace period");
     assert_eq!(purged[0]["stream"], "ops");
     assert_eq!(purged[0]["entries"], 2);
+    // The purge names its announcement, made on start.
+    let announced = purged[0]["announced"].as_u64().expect("no announcement");
+    let due = server.get_event(&client, &reader, announced).await;
+    assert_eq!(due["event"]["event"]["action"], "retention.due");
+    assert_eq!(due["event"]["event"]["attributes"]["stream"], "ops");
+    assert_eq!(due["event"]["event"]["attributes"]["grace_seconds"], 2);
 
     // Index 1 is an `ops` event (0 is the policy.applied event).
     let r = get(&client, server.url("/v1/events/1"), &reader).await;
@@ -659,4 +712,111 @@ async fn a_failed_audit_is_loud() {
     assert_eq!(r.status, 503, "{}", r.text);
     drop(client);
     server.stop().await;
+}
+
+/// `PUT /v1/policy` makes the check `stele policy apply` makes: a policy
+/// under which the local operator could no longer apply one is refused
+/// (409 `lockout`, nothing applied) unless the body says `allow_lockout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_policy_refuses_to_lock_the_cli_operator_out() {
+    let server = start(|_| {}).await;
+    let client = server.client();
+    let admin = server.admin_token.clone();
+    let no_operators = "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"90d\"\n";
+    let put = |body: Value| {
+        send(
+            client
+                .put(server.url("/v1/policy"))
+                .bearer_auth(&admin)
+                .json(&body),
+        )
+    };
+    let r = put(json!({"toml": no_operators})).await;
+    assert_error(&r, 409, "lockout");
+    assert!(
+        r.text.contains("local_roles") && r.text.contains("allow_lockout"),
+        "{}",
+        r.text
+    );
+    let r = get(&client, server.url("/v1/policy"), &admin).await;
+    assert_eq!(
+        r.json["versions"].as_array().unwrap().len(),
+        0,
+        "{}",
+        r.text
+    );
+    // Local roles that may apply a policy: applied.
+    let with_operators = format!("{no_operators}[operators]\nlocal_roles = [\"admin\"]\n");
+    let r = put(json!({"toml": with_operators})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["seq"], 1);
+    // Told: applied even though it locks the operator out.
+    let r = put(json!({"toml": no_operators, "allow_lockout": true})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["seq"], 2);
+    drop(client);
+    server.stop().await;
+}
+
+/// A restart with `policy = FILE` does not silently revert a version
+/// applied over the API: the start is refused, naming that version, and
+/// nothing changes; once the file is the active policy it starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_revert_a_policy_applied_over_the_api() {
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy_path = policy_dir.path().join("policy.toml");
+    let original = "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"90d\"\n[operators]\nlocal_roles = [\"admin\"]\n";
+    std::fs::write(&policy_path, original).unwrap();
+    let server = start(|config| config.policy = Some(policy_path.clone())).await;
+    let client = server.client();
+    let admin = server.admin_token.clone();
+    let changed = original.replace("\"90d\"", "\"120d\"");
+    let r = send(
+        client
+            .put(server.url("/v1/policy"))
+            .bearer_auth(&admin)
+            .json(&json!({"toml": changed})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["seq"], 2);
+    drop(client);
+    let tmp = server.stop().await;
+
+    let pki = Pki::new(tmp.path());
+    let mut config = base_config(tmp.path(), &pki);
+    config.policy = Some(policy_path.clone());
+    let Err(err) = stele_server::bind(config.clone(), None).await else {
+        panic!("the configured file was applied over version 2 at start");
+    };
+    assert!(
+        err.contains("version 2") && err.contains("admin") && err.contains("revert"),
+        "{err}"
+    );
+    let versions = open_log(&config.data).policy_versions().len();
+    assert_eq!(versions, 2, "a refused start applies nothing");
+
+    // The file now holds the active version: the start applies nothing.
+    std::fs::write(&policy_path, &changed).unwrap();
+    let bound = stele_server::bind(config.clone(), None).await.unwrap();
+    drop(bound);
+    assert_eq!(open_log(&config.data).policy_versions().len(), 2);
+    // A file edited after the configuration applied the active version
+    // is applied at start, as a new version by `config:<path>`.
+    let server = start(|config| config.policy = Some(policy_path.clone())).await;
+    let tmp = server.stop().await;
+    let edited = original.replace("\"90d\"", "\"150d\"");
+    std::fs::write(&policy_path, &edited).unwrap();
+    let pki = Pki::new(tmp.path());
+    let mut config = base_config(tmp.path(), &pki);
+    config.policy = Some(policy_path.clone());
+    drop(stele_server::bind(config.clone(), None).await.unwrap());
+    let log = open_log(&config.data);
+    let versions = log.policy_versions();
+    assert_eq!(versions.len(), 2);
+    assert!(
+        versions[1].applied_by.starts_with("config:"),
+        "{}",
+        versions[1].applied_by
+    );
 }

@@ -131,6 +131,88 @@ fn read_header(file: &File, path: &Path) -> StoreResult<[u8; 16]> {
     Ok(log_id)
 }
 
+/// What [`scan`] found: the records to keep and where they end.
+struct Scan {
+    log_id: [u8; 16],
+    /// Bytes to keep: the header and every valid record.
+    keep: u64,
+    recovery: IndexRecovery,
+}
+
+/// Reads the index and decides how much of it is the log (see
+/// [`IndexFile::open`]); writes nothing.
+fn scan(file: &File, path: &Path, trusted: u64) -> StoreResult<Scan> {
+    let log_id = read_header(file, path)?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| StoreError::io("stat", path, e))?
+        .len();
+    let whole = (file_len - HEADER_LEN) / RECORD_LEN;
+    if whole < trusted {
+        return Err(StoreError::corrupt(
+            path,
+            file_len,
+            format!("index holds {whole} entries but a signed checkpoint covers {trusted}"),
+        ));
+    }
+    // Check the untrusted tail record by record, reading in chunks.
+    let mut valid = trusted;
+    let chunk = 4096u64;
+    let mut buf = vec![0u8; (chunk * RECORD_LEN) as usize];
+    let mut invalid: Option<[u8; RECORD_LEN as usize]> = None;
+    'scan: while valid < whole {
+        let n = (whole - valid).min(chunk);
+        let bytes = &mut buf[..(n * RECORD_LEN) as usize];
+        file.read_exact_at(bytes, HEADER_LEN + valid * RECORD_LEN)
+            .map_err(|e| StoreError::io("read", path, e))?;
+        for record in bytes.chunks_exact(RECORD_LEN as usize) {
+            if IndexRecord::decode(record).is_none() {
+                let mut copy = [0u8; RECORD_LEN as usize];
+                copy.copy_from_slice(record);
+                invalid = Some(copy);
+                break 'scan;
+            }
+            valid += 1;
+        }
+    }
+    let keep = HEADER_LEN + valid * RECORD_LEN;
+    // A whole record that fails its checks without the zeros an
+    // interrupted write leaves was altered after it was written.
+    if let Some(record) = invalid
+        && !crate::torn::index_record_torn(&record)
+    {
+        return Err(StoreError::corrupt(
+            path,
+            keep,
+            format!(
+                "index record of entry {valid} is whole but fails its checksum or has reserved bytes set: altered after it was written, not torn by a crash (it does not end in the zeros an interrupted write leaves); nothing was cut"
+            ),
+        ));
+    }
+    // Zeros at the end are space written ahead of the records.
+    let torn = fsutil::end_of_nonzero(file, keep, file_len)
+        .map_err(|e| StoreError::io("read", path, e))?
+        - keep;
+    if torn > MAX_BATCH_RECORDS * RECORD_LEN {
+        return Err(StoreError::corrupt(
+            path,
+            keep,
+            format!(
+                "index record of entry {valid} is invalid and {torn} bytes that are not zeros follow it: more than one append could have torn"
+            ),
+        ));
+    }
+    Ok(Scan {
+        log_id,
+        keep,
+        recovery: IndexRecovery {
+            entries: valid,
+            cut_bytes: file_len - keep,
+            torn_bytes: torn,
+        },
+    })
+}
+
 /// The open index file.
 #[derive(Debug)]
 pub struct IndexFile {
@@ -191,8 +273,12 @@ impl IndexAppender {
 pub struct IndexRecovery {
     /// Entries kept.
     pub entries: u64,
-    /// Bytes cut from the end (torn or never-completed records).
+    /// Bytes cut from the end (torn or never-completed records, and the
+    /// zeros written ahead of the records).
     pub cut_bytes: u64,
+    /// Of those, the bytes up to the last one that is not zero: records of
+    /// an append that did not finish (0 when only zeros are cut).
+    pub torn_bytes: u64,
 }
 
 impl IndexFile {
@@ -215,69 +301,27 @@ impl IndexFile {
 
     /// Opens the index. Records below `trusted` (the size of the last signed
     /// checkpoint) are not re-read here; records from `trusted` on are
-    /// checked and the file is cut at the first torn or invalid one, or
-    /// where the zeros written ahead of the records begin. Only the last
-    /// append can be torn by a crash, and it was not acknowledged because
-    /// its fdatasync never returned; so the cut is allowed only when the
-    /// bytes after the last valid record that are not zeros span at most
-    /// [`MAX_BATCH_RECORDS`] records. Anything else is corruption, never
-    /// repaired silently. The cut is fsynced before returning. A file
-    /// shorter than `trusted` entries is corruption too.
+    /// checked and the file is cut at the first torn one, or where the zeros
+    /// written ahead of the records begin. Only the last append can be torn
+    /// by a crash, and it was not acknowledged because its fdatasync never
+    /// returned; so the cut is allowed only when the first invalid record
+    /// bears the mark of an interrupted write (it ends in zeros:
+    /// [`crate::torn::index_record_torn`]) and the bytes after it that are
+    /// not zeros span at most [`MAX_BATCH_RECORDS`] records. Anything else
+    /// is corruption, never repaired silently. The cut is fsynced before
+    /// returning. A file shorter than `trusted` entries is corruption too.
     pub fn open(path: &Path, trusted: u64) -> StoreResult<(IndexFile, IndexRecovery)> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| StoreError::io("open", path, e))?;
-        let log_id = read_header(&file, path)?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| StoreError::io("stat", path, e))?
-            .len();
-        let whole = (file_len - HEADER_LEN) / RECORD_LEN;
-        if whole < trusted {
-            return Err(StoreError::corrupt(
-                path,
-                file_len,
-                format!("index holds {whole} entries but a signed checkpoint covers {trusted}"),
-            ));
-        }
-        // Check the untrusted tail record by record, reading in chunks.
-        let mut valid = trusted;
-        let chunk = 4096u64;
-        let mut buf = vec![0u8; (chunk * RECORD_LEN) as usize];
-        'scan: while valid < whole {
-            let n = (whole - valid).min(chunk);
-            let bytes = &mut buf[..(n * RECORD_LEN) as usize];
-            file.read_exact_at(bytes, HEADER_LEN + valid * RECORD_LEN)
-                .map_err(|e| StoreError::io("read", path, e))?;
-            for record in bytes.chunks_exact(RECORD_LEN as usize) {
-                if IndexRecord::decode(record).is_none() {
-                    break 'scan;
-                }
-                valid += 1;
-            }
-        }
-        let keep = HEADER_LEN + valid * RECORD_LEN;
-        let cut_bytes = file_len - keep;
-        // Zeros at the end are space written ahead of the records.
-        let torn = fsutil::end_of_nonzero(&file, keep, file_len)
-            .map_err(|e| StoreError::io("read", path, e))?
-            - keep;
-        if torn > MAX_BATCH_RECORDS * RECORD_LEN {
-            return Err(StoreError::corrupt(
-                path,
-                keep,
-                format!(
-                    "index record of entry {valid} is invalid and {torn} bytes that are not zeros follow it: more than one append could have torn"
-                ),
-            ));
-        }
-        if cut_bytes > 0 {
+        let scan = scan(&file, path, trusted)?;
+        if scan.recovery.cut_bytes > 0 {
             // Crash story: the cut removes only records that were never
             // acknowledged (their batch did not finish its fdatasync, or they
             // are torn). If we crash during the cut, the next open cuts again.
-            file.set_len(keep)
+            file.set_len(scan.keep)
                 .map_err(|e| StoreError::io("truncate", path, e))?;
             file.sync_all()
                 .map_err(|e| StoreError::io("fsync", path, e))?;
@@ -286,14 +330,31 @@ impl IndexFile {
             IndexFile {
                 path: path.to_path_buf(),
                 file: Arc::new(file),
-                reserved_end: Arc::new(AtomicU64::new(keep)),
-                log_id,
-                len: valid,
+                reserved_end: Arc::new(AtomicU64::new(scan.keep)),
+                log_id: scan.log_id,
+                len: scan.recovery.entries,
             },
-            IndexRecovery {
-                entries: valid,
-                cut_bytes,
+            scan.recovery,
+        ))
+    }
+
+    /// Opens the index for reading only: the same checks as [`Self::open`],
+    /// but nothing is cut; the returned recovery says what the next
+    /// [`Self::open`] would cut. The file is opened read-only (no write
+    /// permission needed); while a writer appends, the entries are those
+    /// whose records were whole when the file was read.
+    pub fn open_read_only(path: &Path, trusted: u64) -> StoreResult<(IndexFile, IndexRecovery)> {
+        let file = File::open(path).map_err(|e| StoreError::io("open", path, e))?;
+        let scan = scan(&file, path, trusted)?;
+        Ok((
+            IndexFile {
+                path: path.to_path_buf(),
+                file: Arc::new(file),
+                reserved_end: Arc::new(AtomicU64::new(scan.keep)),
+                log_id: scan.log_id,
+                len: scan.recovery.entries,
             },
+            scan.recovery,
         ))
     }
 
@@ -384,6 +445,13 @@ impl IndexFile {
         Ok(())
     }
 
+    /// Narrows a read-only view to its first `entries` records (fewer than
+    /// it holds): reads stop there; the file is not touched. For a view
+    /// that leaves out what the next recovery would cut.
+    pub fn limit(&mut self, entries: u64) {
+        self.len = self.len.min(entries);
+    }
+
     /// Reads entry `index`.
     pub fn read(&self, index: u64) -> StoreResult<IndexRecord> {
         let mut records = self.read_range(index, 1)?;
@@ -467,7 +535,8 @@ mod tests {
             rec,
             IndexRecovery {
                 entries: 10,
-                cut_bytes: grown - (HEADER_LEN + 10 * RECORD_LEN)
+                cut_bytes: grown - (HEADER_LEN + 10 * RECORD_LEN),
+                torn_bytes: 30,
             }
         );
         assert_eq!(
@@ -478,10 +547,23 @@ mod tests {
         assert_eq!(index.read(3).unwrap(), record(3));
         assert!(index.read(10).is_err());
 
-        // A corrupt record after the trusted prefix is cut with everything after it.
+        // A whole record after the trusted prefix with a flipped bit is
+        // corruption, not a tear: the open refuses and cuts nothing.
         drop(index);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[(HEADER_LEN + 7 * RECORD_LEN + 5) as usize] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let err = IndexFile::open(&path, 5).unwrap_err().to_string();
+        assert!(
+            err.contains("entry 7") && err.contains("nothing was cut"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+        // A torn one (its first bytes, then the zeros it was written over)
+        // is cut with everything after it.
+        let at = (HEADER_LEN + 7 * RECORD_LEN) as usize;
+        bytes[at + 5] ^= 1;
+        bytes[at + 20..at + 64].fill(0);
         std::fs::write(&path, &bytes).unwrap();
         let (index, rec) = IndexFile::open(&path, 5).unwrap();
         assert_eq!(rec.entries, 7);
@@ -546,13 +628,19 @@ mod tests {
         );
         drop(index);
 
-        // One garbage record just past the last: a torn append, cut.
+        // One record just past the last written only in part (its first
+        // bytes, then the zeros written ahead): a torn append, cut. The
+        // same bytes without the zeros are not a tear.
         let mut index = IndexFile::open(&path, 0).unwrap().0;
         index.append_and_sync(&record(4).encode()).unwrap();
         let len = std::fs::metadata(&path).unwrap().len();
         drop(index);
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all_at(&[0xAB; 64], HEADER_LEN + 5 * RECORD_LEN)
+            .unwrap();
+        let err = IndexFile::open(&path, 0).unwrap_err().to_string();
+        assert!(err.contains("not torn by a crash"), "{err}");
+        f.write_all_at(&[0; 40], HEADER_LEN + 5 * RECORD_LEN + 24)
             .unwrap();
         drop(f);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), len);

@@ -387,8 +387,11 @@ fn dek_aad(segment_id: u32) -> Vec<u8> {
     aad
 }
 
-/// A data key: seals and opens the records of one segment.
+/// A record-sealing key: a segment's data key, or a record key derived
+/// from it for one writer session (`sessions::derive_record_key`).
 pub struct DataKey {
+    /// Kept for deriving record keys; zeroed when dropped.
+    raw: Zeroizing<[u8; KEY_LEN]>,
     key: LessSafeKey,
 }
 
@@ -428,12 +431,20 @@ impl DataKey {
         let mut raw = Zeroizing::new([0u8; KEY_LEN]);
         random_bytes(raw.as_mut())?;
         let file = dek_file(kek, segment_id, &raw)?;
-        Ok((
-            DataKey {
-                key: aes_key(&raw)?,
-            },
-            file,
-        ))
+        Ok((DataKey::from_raw(raw)?, file))
+    }
+
+    /// A key from its 32 bytes.
+    pub(crate) fn from_raw(raw: Zeroizing<[u8; KEY_LEN]>) -> StoreResult<DataKey> {
+        Ok(DataKey {
+            key: aes_key(&raw)?,
+            raw,
+        })
+    }
+
+    /// The key's bytes, the input of record-key derivation.
+    pub(crate) fn raw(&self) -> &[u8; KEY_LEN] {
+        &self.raw
     }
 
     /// Unwraps a data key file for `segment_id`.
@@ -443,10 +454,7 @@ impl DataKey {
         path: &Path,
         bytes: &[u8],
     ) -> StoreResult<DataKey> {
-        let raw = unwrap_dek_raw(kek, segment_id, path, bytes)?;
-        Ok(DataKey {
-            key: aes_key(&raw)?,
-        })
+        DataKey::from_raw(unwrap_dek_raw(kek, segment_id, path, bytes)?)
     }
 
     /// Re-wraps a data key file for `segment_id` from the `old` KEK to the

@@ -9,6 +9,9 @@
 //! The pieces, and the file each one owns (formats in `docs/formats/`):
 //! - [`keys`]: the key-encryption key (raw or from a passphrase via Argon2id),
 //!   data keys wrapped by it (one per segment), and the wrapped signing key.
+//! - [`sessions`]: the random salt of each writer session and the record
+//!   keys derived from it, so that no (key, nonce) pair repeats even in a
+//!   restored or copied directory.
 //! - [`segment`]: append-only segment files of AES-256-GCM sealed records, one
 //!   per (stream, epoch).
 //! - [`index`]: the sequence index, one fixed 64-byte record per log entry; it
@@ -18,6 +21,8 @@
 //!   lengths at the last publish).
 //! - [`fsutil`]: fsync discipline, atomic replace, the directory lock.
 //! - [`fault`]: the fdatasync of appended records, which tests can make fail.
+//! - [`torn`]: what a crash can leave of a record being written, told apart
+//!   from a record altered after it was written.
 //!
 //! What this crate does not do: decide ordering, batch, retry, or interpret
 //! what it stores. After any I/O error a caller must stop writing and reopen;
@@ -30,6 +35,8 @@ pub mod history;
 pub mod index;
 pub mod keys;
 pub mod segment;
+pub mod sessions;
 pub mod state;
+pub mod torn;
 
 pub use error::{StoreError, StoreResult};

@@ -68,7 +68,14 @@ pub fn read_generation(path: &Path) -> StoreResult<u32> {
 /// story: the new value is used only after this returns, when it is durable;
 /// a crash before that leaves the old value, which nothing used yet.
 pub fn bump_generation(path: &Path) -> StoreResult<u32> {
+    bump_generation_past(path, 0)
+}
+
+/// Like [`bump_generation`], but the new value is also above `at_least`
+/// (the newest generation another file records). Same crash story.
+pub fn bump_generation_past(path: &Path, at_least: u32) -> StoreResult<u32> {
     let next = read_generation(path)?
+        .max(at_least)
         .checked_add(1)
         .ok_or_else(|| StoreError::Invalid("writer generation exhausted (2^32 opens)".into()))?;
     fsutil::atomic_replace(path, &frame(GEN_MAGIC, &next.to_be_bytes()), 0o644)?;
@@ -136,6 +143,9 @@ mod tests {
         assert_eq!(bump_generation(&path).unwrap(), 1);
         assert_eq!(bump_generation(&path).unwrap(), 2);
         assert_eq!(read_generation(&path).unwrap(), 2);
+        assert_eq!(bump_generation_past(&path, 1).unwrap(), 3);
+        assert_eq!(bump_generation_past(&path, 9).unwrap(), 10);
+        assert_eq!(read_generation(&path).unwrap(), 10);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[10] ^= 1;
         std::fs::write(&path, bytes).unwrap();

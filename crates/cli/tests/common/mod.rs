@@ -24,6 +24,8 @@ pub fn stele() -> Command {
     let mut cmd = Command::new(bin());
     cmd.env_remove("STELE_PASSPHRASE");
     cmd.env("USER", "tester");
+    // Purges follow their announcement at once unless a test says.
+    cmd.env("STELE_RETENTION_GRACE", "0");
     cmd
 }
 

@@ -186,6 +186,8 @@ pub fn base_config(tmp: &Path, pki: &Pki) -> Config {
             },
         ],
         publish_interval_ms: 50,
+        // Purges follow their announcement at once unless a test says.
+        retention_grace_seconds: 0,
         ..Default::default()
     }
 }

@@ -1,0 +1,660 @@
+//! The governance ledger: policy versions, legal holds and purges as the
+//! log itself records them, read back from the `_system` stream.
+//!
+//! The log is the source of truth for every decision that can delete data:
+//! `policy.applied`, `hold.placed`, `hold.released` and `retention.purge`
+//! events are appended (durably) before the files beside the log change.
+//! Those files — `policies/<seq>.json`, `holds.json`, the `.purged`
+//! tombstones — are caches of this ledger. [`Log::open`] replays the ledger
+//! and reconciles: a cache entry a crash left unwritten is rebuilt from its
+//! event, and a cache entry that disagrees with the log, or that no event
+//! records, makes the open fail naming the file and the event, so nothing
+//! acts on it. `verify` replays it again from the log alone and proves that
+//! every purge was due under the versions and holds recorded before it.
+//!
+//! Replay reads only the `_system` segments (walked record by record up to
+//! their committed length), never the whole index: its cost is the number
+//! of system events, not the size of the log.
+//!
+//! This module does not decide retention (see `stele_policy::purge_after`
+//! and `governance`); it only says what the log recorded, in log order.
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use serde_json::{Map, Value};
+use stele_policy::PolicySource;
+
+use crate::engine::Log;
+use crate::error::{LogError, LogResult};
+use crate::governance::{Hold, PolicyVersion, SYSTEM_STREAM, SYSTEM_WRITER};
+
+/// One `policy.applied` event.
+#[derive(Debug, Clone)]
+pub(crate) struct LedgerPolicy {
+    pub seq: u64,
+    pub hash: String,
+    pub activated_at: i64,
+    pub applied_by: String,
+    /// `None` in events written before the log recorded it.
+    pub prior_data: Option<bool>,
+    /// The policy itself; `None` in events written before the log recorded
+    /// sources (the cache file's source is then checked by its hash).
+    pub source: Option<PolicySource>,
+    pub event_index: u64,
+}
+
+/// One `retention.purge` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LedgerPurge {
+    pub segment: u32,
+    pub attributes: Value,
+    pub decided_at: i64,
+    pub event_index: u64,
+}
+
+/// Every governance decision the log records, in log order.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    pub policies: Vec<LedgerPolicy>,
+    pub holds: Vec<Hold>,
+    pub purges: BTreeMap<u32, LedgerPurge>,
+    /// `retention.due` announcements: event index → (segment, announced
+    /// at, grace in seconds).
+    pub announcements: BTreeMap<u64, (u32, i64, u64)>,
+    /// The newest time recorded by any system event (`received_at`), Unix
+    /// seconds.
+    pub newest: Option<i64>,
+    /// `(event index, time, what)` of every time a governance event
+    /// recorded, in log order: they must never go backwards.
+    pub times: Vec<(u64, i64, String)>,
+}
+
+/// A system event of the ledger, as read back.
+struct SystemEvent {
+    index: u64,
+    action: String,
+    client_id: Option<String>,
+    received_at: i64,
+    attributes: Map<String, Value>,
+}
+
+fn seconds(text: &str) -> Option<i64> {
+    text.parse::<Timestamp>().ok().map(|t| t.as_second())
+}
+
+fn bad(index: u64, action: &str, what: impl std::fmt::Display) -> LogError {
+    LogError::Integrity(format!(
+        "entry {index} ({action} in {SYSTEM_STREAM}): {what}"
+    ))
+}
+
+fn text<'a>(event: &'a SystemEvent, name: &str) -> LogResult<&'a str> {
+    event
+        .attributes
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            bad(
+                event.index,
+                &event.action,
+                format!("attribute {name:?} is missing or not a string"),
+            )
+        })
+}
+
+fn optional_text(event: &SystemEvent, name: &str) -> LogResult<Option<String>> {
+    match event.attributes.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad(
+            event.index,
+            &event.action,
+            format!("attribute {name:?} is not a string"),
+        )),
+    }
+}
+
+fn number(event: &SystemEvent, name: &str) -> LogResult<u64> {
+    event
+        .attributes
+        .get(name)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| {
+            bad(
+                event.index,
+                &event.action,
+                format!("attribute {name:?} is missing or not a number"),
+            )
+        })
+}
+
+fn time(event: &SystemEvent, name: &str) -> LogResult<i64> {
+    let value = text(event, name)?;
+    seconds(value).ok_or_else(|| {
+        bad(
+            event.index,
+            &event.action,
+            format!("attribute {name:?} is not an RFC 3339 time: {value:?}"),
+        )
+    })
+}
+
+impl Ledger {
+    /// Replays every governance event of `log`'s `_system` stream.
+    pub(crate) fn replay(log: &Log) -> LogResult<Ledger> {
+        let mut ledger = Ledger::default();
+        for event in system_events(log)? {
+            ledger.newest = Some(
+                ledger
+                    .newest
+                    .map_or(event.received_at, |n| n.max(event.received_at)),
+            );
+            match event.action.as_str() {
+                "policy.applied" => ledger.policy(&event)?,
+                "hold.placed" => ledger.hold_placed(&event)?,
+                "hold.released" => ledger.hold_released(&event)?,
+                "retention.purge" => ledger.purge(&event)?,
+                "retention.due" => ledger.announcement(&event)?,
+                _ => {}
+            }
+        }
+        Ok(ledger)
+    }
+
+    fn policy(&mut self, event: &SystemEvent) -> LogResult<()> {
+        let seq = number(event, "seq")?;
+        let expected = self.policies.len() as u64 + 1;
+        if seq != expected || event.client_id.as_deref() != Some(&format!("policy:{seq}")) {
+            return Err(bad(
+                event.index,
+                &event.action,
+                format!("records policy version {seq}, but the next version is {expected}"),
+            ));
+        }
+        let source = match event.attributes.get("source") {
+            None | Some(Value::Null) => None,
+            Some(value) => {
+                let bytes =
+                    serde_json::to_vec(value).map_err(|e| bad(event.index, &event.action, e))?;
+                Some(
+                    PolicySource::from_bytes(&bytes)
+                        .map_err(|e| bad(event.index, &event.action, e))?,
+                )
+            }
+        };
+        let activated_at = time(event, "activated_at")?;
+        self.times.push((
+            event.index,
+            activated_at,
+            format!("policy version {seq} activated"),
+        ));
+        self.policies.push(LedgerPolicy {
+            seq,
+            hash: text(event, "hash")?.to_string(),
+            activated_at,
+            applied_by: text(event, "applied_by")?.to_string(),
+            prior_data: event.attributes.get("prior_data").and_then(Value::as_bool),
+            source,
+            event_index: event.index,
+        });
+        Ok(())
+    }
+
+    fn hold_fields(event: &SystemEvent) -> LogResult<Hold> {
+        let streams = match event.attributes.get("streams") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|s| s.as_str().map(str::to_string))
+                .collect::<Option<Vec<String>>>(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            bad(
+                event.index,
+                &event.action,
+                "attribute \"streams\" is not a list of names",
+            )
+        })?;
+        Ok(Hold {
+            id: text(event, "hold")?.to_string(),
+            streams,
+            from: optional_text(event, "from")?,
+            to: optional_text(event, "to")?,
+            reason: text(event, "reason")?.to_string(),
+            placed_by: text(event, "placed_by")?.to_string(),
+            placed_at: text(event, "placed_at")?.to_string(),
+            released_by: optional_text(event, "released_by")?,
+            released_at: optional_text(event, "released_at")?,
+            placed_event: None,
+            released_event: None,
+        })
+    }
+
+    fn hold_placed(&mut self, event: &SystemEvent) -> LogResult<()> {
+        let mut hold = Self::hold_fields(event)?;
+        if event.client_id.as_deref() != Some(&format!("hold:{}:placed", hold.id))
+            || self.holds.iter().any(|h| h.id == hold.id)
+            || hold.released_at.is_some()
+        {
+            return Err(bad(
+                event.index,
+                &event.action,
+                format!("is not a first placement of hold {}", hold.id),
+            ));
+        }
+        let placed_at = time(event, "placed_at")?;
+        self.times
+            .push((event.index, placed_at, format!("hold {} placed", hold.id)));
+        hold.placed_event = Some(event.index);
+        self.holds.push(hold);
+        Ok(())
+    }
+
+    fn hold_released(&mut self, event: &SystemEvent) -> LogResult<()> {
+        let fields = Self::hold_fields(event)?;
+        let released_at = time(event, "released_at")?;
+        let Some(hold) = self.holds.iter_mut().find(|h| h.id == fields.id) else {
+            return Err(bad(
+                event.index,
+                &event.action,
+                format!(
+                    "releases hold {}, which no earlier hold.placed event placed",
+                    fields.id
+                ),
+            ));
+        };
+        if hold.released_event.is_some()
+            || event.client_id.as_deref() != Some(&format!("hold:{}:released", fields.id))
+            || fields.released_by.is_none()
+        {
+            return Err(bad(
+                event.index,
+                &event.action,
+                format!("is not the one release of hold {}", fields.id),
+            ));
+        }
+        hold.released_by = fields.released_by;
+        hold.released_at = fields.released_at;
+        hold.released_event = Some(event.index);
+        self.times.push((
+            event.index,
+            released_at,
+            format!("hold {} released", fields.id),
+        ));
+        Ok(())
+    }
+
+    fn purge(&mut self, event: &SystemEvent) -> LogResult<()> {
+        let segment = u32::try_from(number(event, "segment")?)
+            .map_err(|_| bad(event.index, &event.action, "segment id out of range"))?;
+        let decided_at = time(event, "decided_at")?;
+        if self.purges.contains_key(&segment) {
+            return Err(bad(
+                event.index,
+                &event.action,
+                format!("purges segment {segment} a second time"),
+            ));
+        }
+        self.times.push((
+            event.index,
+            decided_at,
+            format!("purge of segment {segment} decided"),
+        ));
+        self.purges.insert(
+            segment,
+            LedgerPurge {
+                segment,
+                attributes: Value::Object(event.attributes.clone()),
+                decided_at,
+                event_index: event.index,
+            },
+        );
+        Ok(())
+    }
+
+    fn announcement(&mut self, event: &SystemEvent) -> LogResult<()> {
+        let segment = u32::try_from(number(event, "segment")?)
+            .map_err(|_| bad(event.index, &event.action, "segment id out of range"))?;
+        let at = time(event, "announced_at")?;
+        let grace = number(event, "grace_seconds")?;
+        self.announcements.insert(event.index, (segment, at, grace));
+        Ok(())
+    }
+
+    /// Why the purge of `record` was not announced as `retention.due`
+    /// requires, if it was not: an announcement of the same segment,
+    /// earlier in the log, at least its grace period before the decision.
+    /// A purge that names no announcement is accepted only before the
+    /// log's first announcement (written by a build that did not announce).
+    pub(crate) fn unannounced(&self, record: &LedgerPurge) -> Option<String> {
+        let Some(announced) = record.attributes.get("announced") else {
+            let first = self.announcements.keys().next()?;
+            return (*first < record.event_index).then(|| {
+                format!(
+                    "the purge of segment {} (entry {}) names no retention.due announcement",
+                    record.segment, record.event_index
+                )
+            });
+        };
+        let Some(index) = announced.as_u64() else {
+            return Some(format!(
+                "entry {}: \"announced\" is not an entry",
+                record.event_index
+            ));
+        };
+        match self.announcements.get(&index) {
+            Some(&(segment, at, grace))
+                if segment == record.segment
+                    && index < record.event_index
+                    && record.decided_at.saturating_sub(at) >= grace as i64 =>
+            {
+                None
+            }
+            Some(&(segment, at, grace)) => Some(format!(
+                "the purge of segment {} (entry {}, decided {}) does not follow its announcement (entry {index}: segment {segment}, announced {}, grace {grace} s)",
+                record.segment,
+                record.event_index,
+                crate::purge::timestamp_text(record.decided_at),
+                crate::purge::timestamp_text(at)
+            )),
+            None => Some(format!(
+                "the purge of segment {} (entry {}) names entry {index}, which is not a retention.due announcement",
+                record.segment, record.event_index
+            )),
+        }
+    }
+
+    /// The first governance time that is earlier than one recorded before it
+    /// in the log, as a message.
+    pub(crate) fn backwards_time(&self) -> Option<String> {
+        let mut newest: Option<&(u64, i64, String)> = None;
+        for entry in &self.times {
+            if let Some(before) = newest
+                && entry.1 < before.1
+            {
+                return Some(format!(
+                    "entry {}: {} at {}, earlier than entry {}: {} at {}",
+                    entry.0,
+                    entry.2,
+                    crate::purge::timestamp_text(entry.1),
+                    before.0,
+                    before.2,
+                    crate::purge::timestamp_text(before.1)
+                ));
+            }
+            if newest.is_none_or(|n| entry.1 >= n.1) {
+                newest = Some(entry);
+            }
+        }
+        None
+    }
+}
+
+/// Every event of the `_system` stream with a governance action, in log
+/// order, read by walking the `_system` segments up to their committed
+/// lengths (each entry then read back through the index, which checks its
+/// location, tag and commitment).
+fn system_events(log: &Log) -> LogResult<Vec<SystemEvent>> {
+    let mut indices: Vec<u64> = Vec::new();
+    for (id, info) in log.segment_infos() {
+        if info.header.stream != SYSTEM_STREAM || log.purged().contains_key(id) {
+            continue;
+        }
+        let bytes = std::fs::read(&info.path)
+            .map_err(|e| stele_store::StoreError::io("read", &info.path, e))?;
+        let (_, header_len) = stele_store::segment::read_header(&info.path)?;
+        let end = log
+            .committed_length(*id)
+            .unwrap_or(bytes.len() as u64)
+            .min(bytes.len() as u64) as usize;
+        let mut offset = header_len as usize;
+        while offset < end {
+            let Some((index, _, total)) = stele_store::segment::peek_record(&bytes[offset..end])
+            else {
+                return Err(LogError::Integrity(format!(
+                    "{}: the record at byte {offset} cannot be read",
+                    info.path.display()
+                )));
+            };
+            // Records past the log's size are a running writer's (or an
+            // interrupted append's) and not part of what is read here.
+            if index < log.size() {
+                indices.push(index);
+            }
+            offset += total;
+        }
+    }
+    indices.sort_unstable();
+    let mut events = Vec::new();
+    for index in indices {
+        let stored = log.get(index)?;
+        let envelope = stored.envelope;
+        if envelope.writer != SYSTEM_WRITER || envelope.stream != SYSTEM_STREAM {
+            continue;
+        }
+        let action = envelope.event.action.clone();
+        if !matches!(
+            action.as_str(),
+            "policy.applied"
+                | "hold.placed"
+                | "hold.released"
+                | "retention.purge"
+                | "retention.due"
+        ) {
+            continue;
+        }
+        let received_at = seconds(&envelope.received_at).ok_or_else(|| {
+            bad(
+                index,
+                &action,
+                format!("received_at {:?} is not a time", envelope.received_at),
+            )
+        })?;
+        events.push(SystemEvent {
+            index,
+            action,
+            client_id: envelope.event.id.clone(),
+            received_at,
+            attributes: envelope.event.attributes.clone().unwrap_or_default(),
+        });
+    }
+    Ok(events)
+}
+
+/// Where two records of the same thing disagree, as a message naming both.
+pub(crate) fn disagreement(file: &std::path::Path, event: u64, what: &str) -> LogError {
+    LogError::Integrity(format!(
+        "{}: {what} (the log's event is entry {event}); the file beside the log disagrees with the log, so nothing acts on it — restore the file from the log's record or investigate who changed it",
+        file.display()
+    ))
+}
+
+/// Which fields of a cached hold differ from the log's record of it.
+pub(crate) fn hold_differences(cached: &Hold, logged: &Hold) -> Vec<&'static str> {
+    let mut fields = Vec::new();
+    let pairs: [(&'static str, bool); 10] = [
+        ("streams", cached.streams == logged.streams),
+        ("from", cached.from == logged.from),
+        ("to", cached.to == logged.to),
+        ("reason", cached.reason == logged.reason),
+        ("placed_by", cached.placed_by == logged.placed_by),
+        ("placed_at", cached.placed_at == logged.placed_at),
+        ("released_by", cached.released_by == logged.released_by),
+        ("released_at", cached.released_at == logged.released_at),
+        ("placed_event", cached.placed_event == logged.placed_event),
+        (
+            "released_event",
+            cached.released_event == logged.released_event,
+        ),
+    ];
+    for (name, same) in pairs {
+        if !same {
+            fields.push(name);
+        }
+    }
+    fields
+}
+
+/// Indexes of the ledger's holds by id.
+pub(crate) fn holds_by_id(holds: &[Hold]) -> HashMap<&str, &Hold> {
+    holds.iter().map(|h| (h.id.as_str(), h)).collect()
+}
+
+/// Which fields of a cached policy version differ from the log's record.
+pub(crate) fn policy_differences(cached: &PolicyVersion, logged: &LedgerPolicy) -> Vec<String> {
+    let mut differs = Vec::new();
+    if cached.seq != logged.seq {
+        differs.push(format!("seq {} (the log: {})", cached.seq, logged.seq));
+    }
+    if cached.hash != logged.hash {
+        differs.push(format!("hash {} (the log: {})", cached.hash, logged.hash));
+    }
+    if cached.activated_at != logged.activated_at {
+        differs.push("activated_at".to_string());
+    }
+    if cached.applied_by != logged.applied_by {
+        differs.push("applied_by".to_string());
+    }
+    if logged.prior_data.is_some_and(|p| p != cached.prior_data) {
+        differs.push("prior_data".to_string());
+    }
+    if cached.event_index.is_some_and(|i| i != logged.event_index) {
+        differs.push("event_index".to_string());
+    }
+    differs
+}
+
+/// What `verify` finds wrong with governance, from the log alone: the
+/// ledger replays (every event well formed and in order), its recorded
+/// times never go backwards, and the files beside the log — read from
+/// disk again, not from the open handle — say exactly what the log says.
+/// Each problem is `(where, what)`.
+pub(crate) fn governance_problems(log: &Log) -> Vec<(String, String)> {
+    let mut problems = Vec::new();
+    let ledger = match Ledger::replay(log) {
+        Ok(ledger) => ledger,
+        Err(e) => {
+            problems.push((SYSTEM_STREAM.to_string(), e.to_string()));
+            return problems;
+        }
+    };
+    if let Some(what) = ledger.backwards_time() {
+        problems.push((
+            SYSTEM_STREAM.to_string(),
+            format!("governance time goes backwards: {what}"),
+        ));
+    }
+    let root = &log.layout().root;
+    let policies_dir = root.join("policies");
+    match crate::governance::read_policy_versions(root) {
+        Err(e) => problems.push((policies_dir.display().to_string(), e.to_string())),
+        Ok(cached) => {
+            for (position, logged) in ledger.policies.iter().enumerate() {
+                let file = policies_dir.join(format!("{:06}.json", logged.seq));
+                match cached.get(position) {
+                    None => problems.push((
+                        file.display().to_string(),
+                        format!(
+                            "missing: the log records policy version {} (entry {})",
+                            logged.seq, logged.event_index
+                        ),
+                    )),
+                    Some(version) => {
+                        let differs = policy_differences(version, logged);
+                        if !differs.is_empty() || version.event_index.is_none() {
+                            problems.push((
+                                file.display().to_string(),
+                                format!(
+                                    "differs from its policy.applied event (entry {}): {}",
+                                    logged.event_index,
+                                    if differs.is_empty() {
+                                        "event_index".to_string()
+                                    } else {
+                                        differs.join(", ")
+                                    }
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            for extra in cached.iter().skip(ledger.policies.len()) {
+                problems.push((
+                    policies_dir
+                        .join(format!("{:06}.json", extra.seq))
+                        .display()
+                        .to_string(),
+                    format!(
+                        "no policy.applied event in the log records policy version {}",
+                        extra.seq
+                    ),
+                ));
+            }
+        }
+    }
+    let holds_path = root.join("holds.json");
+    match crate::governance::read_holds(&holds_path) {
+        Err(e) => problems.push((holds_path.display().to_string(), e.to_string())),
+        Ok(cached) => {
+            let logged = holds_by_id(&ledger.holds);
+            for hold in &cached {
+                match logged.get(hold.id.as_str()) {
+                    None => problems.push((
+                        holds_path.display().to_string(),
+                        format!("no hold.placed event in the log records hold {}", hold.id),
+                    )),
+                    Some(record) => {
+                        let differs = hold_differences(hold, record);
+                        if !differs.is_empty() {
+                            problems.push((
+                                holds_path.display().to_string(),
+                                format!(
+                                    "hold {} differs from its events (entries {}{}) in {}",
+                                    hold.id,
+                                    record.placed_event.unwrap_or_default(),
+                                    record
+                                        .released_event
+                                        .map(|r| format!(", {r}"))
+                                        .unwrap_or_default(),
+                                    differs.join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            let cached_ids: std::collections::HashSet<&str> =
+                cached.iter().map(|h| h.id.as_str()).collect();
+            for hold in &ledger.holds {
+                if !cached_ids.contains(hold.id.as_str()) {
+                    problems.push((
+                        holds_path.display().to_string(),
+                        format!(
+                            "missing hold {}, which the log places (entry {})",
+                            hold.id,
+                            hold.placed_event.unwrap_or_default()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for record in ledger.purges.values() {
+        if let Some(what) = ledger.unannounced(record) {
+            problems.push((SYSTEM_STREAM.to_string(), what));
+        }
+    }
+    for (id, record) in &ledger.purges {
+        if !log.purged().contains_key(id) {
+            problems.push((
+                format!("segment {id}"),
+                format!(
+                    "the log records its purge (entry {}), but its purge record is missing",
+                    record.event_index
+                ),
+            ));
+        }
+    }
+    problems
+}

@@ -1,0 +1,143 @@
+//! `verify` checks the files that mirror events against those events:
+//! `keys/kek.info` against the `key.rotated` events (an edited `created_at`
+//! that would hide an over-age key is found), `audit/latest.json` against
+//! its `audit.attestation` event and signature, `audit/state.json` against
+//! the signed checkpoints. Each edit is a problem naming the file; the
+//! untouched log verifies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use stele_log::audit::AuditFacts;
+use stele_log::verify::{NoProgress, VerifyReport, verify};
+use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
+use stele_store::keys::NewKek;
+
+fn report(data: &Path) -> VerifyReport {
+    let log = Log::open_read_only(data, OpenOptions::default()).unwrap();
+    verify(&log, &NoProgress).unwrap()
+}
+
+#[track_caller]
+fn assert_problem(data: &Path, file: &str, what: &str) {
+    let report = report(data);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.location.ends_with(file) && p.what.contains(what)),
+        "no problem {what:?} on {file}: {:?}",
+        report.problems
+    );
+}
+
+/// A log with events, two KEK rotations recorded as events, and an
+/// attestation; returns `kek.info` after the first and after the second
+/// rotation.
+fn log_with_rotations_and_attestation(data: &Path) -> (Vec<u8>, Vec<u8>) {
+    Log::create(
+        data,
+        CreateOptions {
+            origin: "files.test/log".into(),
+            kek: NewKek::Random,
+        },
+    )
+    .unwrap();
+    let p = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(data, OpenOptions::default()).unwrap();
+    let now = jiff::Timestamp::now();
+    let events: Vec<_> = (0..20)
+        .map(|i| {
+            p.prepare(
+                format!(r#"{{"actor":"a{i}","action":"x"}}"#).as_bytes(),
+                now,
+            )
+            .unwrap()
+        })
+        .collect();
+    log.append_batch(&events).unwrap();
+    log.rotate_kek_as(NewKek::Random, "local:alice", now)
+        .unwrap();
+    let first = std::fs::read(data.join("keys/kek.info")).unwrap();
+    log.rotate_kek_as(NewKek::Random, "local:bob", now).unwrap();
+    let second = std::fs::read(data.join("keys/kek.info")).unwrap();
+    log.attest(&AuditFacts::default(), now).unwrap();
+    log.publish().unwrap();
+    drop(log);
+    let clean = report(data);
+    assert!(clean.ok(), "{:?}", clean.problems);
+    (first, second)
+}
+
+#[test]
+fn kek_info_must_say_what_the_key_rotated_events_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (first, second) = log_with_rotations_and_attestation(&data);
+    let info_path = data.join("keys/kek.info");
+
+    // created_at moved a year later: the key looks younger than it is.
+    let mut info: serde_json::Value = serde_json::from_slice(&second).unwrap();
+    let created = info["created_at"].as_i64().unwrap();
+    info["created_at"] = (created + 365 * 86_400).into();
+    std::fs::write(&info_path, serde_json::to_vec(&info).unwrap()).unwrap();
+    assert_problem(&data, "keys/kek.info", "created_at");
+
+    // The same edit with the event's record removed from the file.
+    let mut stripped = info.clone();
+    let object = stripped.as_object_mut().unwrap();
+    for member in ["rotated_by", "data_keys_rewrapped", "event_index"] {
+        object.remove(member);
+    }
+    std::fs::write(&info_path, serde_json::to_vec(&stripped).unwrap()).unwrap();
+    assert_problem(&data, "keys/kek.info", "created_at");
+
+    // The first rotation's file put back: older than the key.
+    std::fs::write(&info_path, &first).unwrap();
+    assert_problem(&data, "keys/kek.info", "older than the key");
+
+    // Removed: the age would come from the key file's time.
+    std::fs::remove_file(&info_path).unwrap();
+    assert_problem(&data, "keys/kek.info", "is missing");
+
+    std::fs::write(&info_path, &second).unwrap();
+    assert!(report(&data).ok());
+}
+
+#[test]
+fn audit_files_must_say_what_the_log_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    log_with_rotations_and_attestation(&data);
+    let latest_path = data.join("audit/latest.json");
+    let state_path = data.join("audit/state.json");
+    let latest = std::fs::read(&latest_path).unwrap();
+    let state = std::fs::read(&state_path).unwrap();
+
+    // A finding changed: the signature no longer matches.
+    let mut edited: serde_json::Value = serde_json::from_slice(&latest).unwrap();
+    edited["findings"][0]["detail"] = "all good".into();
+    std::fs::write(&latest_path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    assert_problem(&data, "audit/latest.json", "signature");
+
+    // A genuine attestation pointed at another event.
+    let mut moved: serde_json::Value = serde_json::from_slice(&latest).unwrap();
+    moved["event_index"] = 3.into();
+    std::fs::write(&latest_path, serde_json::to_vec(&moved).unwrap()).unwrap();
+    assert_problem(
+        &data,
+        "audit/latest.json",
+        "entry 3 is not the audit.attestation",
+    );
+    std::fs::write(&latest_path, &latest).unwrap();
+
+    // A verified size no checkpoint was signed for.
+    let mut progressed: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    progressed["verified_size"] = 7.into();
+    std::fs::write(&state_path, serde_json::to_vec(&progressed).unwrap()).unwrap();
+    assert_problem(&data, "audit/state.json", "not a signed checkpoint");
+
+    std::fs::write(&state_path, &state).unwrap();
+    assert!(report(&data).ok());
+}

@@ -1,0 +1,219 @@
+//! Torn or tampered: what a crash can leave of a record that was being
+//! written, told apart from damage done to a record after it was written.
+//!
+//! The model (documented in `docs/formats/segment.md`, "Torn vs tampered"):
+//! a disk writes each 512-byte sector ([`SECTOR`]) whole or not at all, and
+//! the bytes a record is written over are zeros (segments and the index grow
+//! ahead of their records by zeros, and recovery cuts files with `ftruncate`
+//! before anything is written there again; file systems read blocks that
+//! were never written as zeros). So a record a power loss interrupted is
+//! missing, cut short by the end of the file, or has sectors that still hold
+//! zeros where its bytes belong, in whole or at their end (a sector written
+//! from a page the writer was still copying into holds the record's first
+//! bytes and zeros after them). A record that is all there, with no such
+//! zeros, yet fails its checksum or tag, was changed after it was written:
+//! corruption, never cut as a tear.
+//!
+//! These functions only look at bytes; they decide nothing and write
+//! nothing.
+
+/// The unit a disk writes atomically (a logical sector): after a power loss
+/// each one holds either what was last written to it or what it held before.
+pub const SECTOR: u64 = 512;
+
+/// Zero bytes that mark a sector's end as never written. Ciphertext, tags
+/// and checksums hold a run this long by chance once in 2^64 places.
+const ZERO_RUN: usize = 8;
+
+/// Bytes at the start of a segment record in clear: length (4), entry
+/// number (8), writer generation (4). Small numbers, so they hold zeros of
+/// their own and never count as a run of unwritten bytes.
+const CLEAR_HEAD: u64 = 16;
+
+/// Where a segment record shows the marks of an interrupted write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TearMark {
+    /// The file ends `missing` bytes before the record does.
+    CutShort { missing: u64 },
+    /// The sector at this file offset holds zeros where the record's bytes
+    /// belong (the whole sector's share of the record, or its last bytes).
+    ZeroSector { at: u64 },
+}
+
+impl std::fmt::Display for TearMark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TearMark::CutShort { missing } => {
+                write!(f, "the file ends {missing} bytes before the record does")
+            }
+            TearMark::ZeroSector { at } => {
+                write!(
+                    f,
+                    "the sector at byte {at} holds zeros where the record's bytes belong"
+                )
+            }
+        }
+    }
+}
+
+/// The first mark of an interrupted write in the segment record that the
+/// index places at file offset `offset` with total length `len`, given the
+/// bytes `on_disk` read there (shorter than `len` when the file ends
+/// first). `None`: every sector of the record holds written bytes, so if it
+/// fails its checks it was altered, not torn.
+///
+/// Each sector's share of the record is looked at separately. A share
+/// counts as unwritten when it ends in at least 8 zero bytes past the
+/// record's clear head (bytes 16 on: ciphertext, tag, checksum), or, for a
+/// share with fewer than 8 such bytes, when all of it is zeros and it holds
+/// at least 4 bytes (its part of the length field, which is never zero, or
+/// the end of the record's checksum). A share of 1 to 3 bytes is never
+/// evidence: zeros there are as likely written as not.
+pub fn segment_record_tear(on_disk: &[u8], offset: u64, len: u64) -> Option<TearMark> {
+    if (on_disk.len() as u64) < len {
+        return Some(TearMark::CutShort {
+            missing: len - on_disk.len() as u64,
+        });
+    }
+    let mut start = 0u64; // in record coordinates
+    while start < len {
+        let sector_end = ((offset + start) / SECTOR + 1) * SECTOR - offset;
+        let end = sector_end.min(len);
+        let share = &on_disk[start as usize..end as usize];
+        let past_head = end.saturating_sub(start.max(CLEAR_HEAD)) as usize;
+        let trailing_zeros = share.iter().rev().take_while(|b| **b == 0).count();
+        let unwritten = if past_head >= ZERO_RUN {
+            trailing_zeros >= ZERO_RUN
+        } else {
+            share.len() >= 4 && trailing_zeros == share.len()
+        };
+        if unwritten {
+            return Some(TearMark::ZeroSector { at: offset + start });
+        }
+        start = end;
+    }
+    None
+}
+
+/// True when a 64-byte index record that fails its checks shows the mark of
+/// an interrupted write: it ends in at least 8 zero bytes. Index records lie
+/// whole inside one sector (64 divides 512 and the header is 64 bytes), so
+/// a torn one is all zeros, or its first bytes followed by zeros; a
+/// written record ends in its reserved zeros and a checksum, which is zero
+/// once in 2^32 records.
+pub fn index_record_torn(record: &[u8]) -> bool {
+    record.iter().rev().take_while(|b| **b == 0).count() >= ZERO_RUN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(len: usize) -> Vec<u8> {
+        // A plausible record: length field, entry 5, generation 1, then
+        // bytes that are never zero.
+        let mut r = Vec::with_capacity(len);
+        r.extend_from_slice(&((len - 4) as u32).to_be_bytes());
+        r.extend_from_slice(&5u64.to_be_bytes());
+        r.extend_from_slice(&1u32.to_be_bytes());
+        r.extend((16..len).map(|i| (i % 251 + 1) as u8));
+        r
+    }
+
+    #[test]
+    fn a_whole_record_with_a_flipped_bit_is_not_torn() {
+        for offset in [0u64, 100, 500, 508, 510, 511, 1000] {
+            let mut r = record(1500);
+            r[700] ^= 0x10;
+            assert_eq!(
+                segment_record_tear(&r, offset, 1500),
+                None,
+                "offset {offset}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_or_short_record_is_torn() {
+        let r = record(1500);
+        assert_eq!(
+            segment_record_tear(&r[..1000], 40, 1500),
+            Some(TearMark::CutShort { missing: 500 })
+        );
+        assert_eq!(
+            segment_record_tear(&[], 40, 1500),
+            Some(TearMark::CutShort { missing: 1500 })
+        );
+    }
+
+    #[test]
+    fn a_zero_sector_anywhere_in_the_record_is_a_tear() {
+        // Record at file offset 300: sectors of the file start at 512, 1024.
+        let offset = 300u64;
+        let r = record(1500);
+        for sector_start in [512u64, 1024, 1536] {
+            let mut torn = r.clone();
+            let a = (sector_start - offset) as usize;
+            let b = ((sector_start + SECTOR - offset) as usize).min(r.len());
+            torn[a..b].fill(0);
+            assert_eq!(
+                segment_record_tear(&torn, offset, 1500),
+                Some(TearMark::ZeroSector { at: sector_start })
+            );
+        }
+        // The first share (bytes 300..512 of the file) unwritten.
+        let mut torn = r.clone();
+        torn[..212].fill(0);
+        assert_eq!(
+            segment_record_tear(&torn, offset, 1500),
+            Some(TearMark::ZeroSector { at: 300 })
+        );
+        // A sector written from a page still being copied: its first bytes,
+        // then zeros.
+        let mut torn = r.clone();
+        torn[(1024 - 300 + 100)..(1536 - 300)].fill(0);
+        assert_eq!(
+            segment_record_tear(&torn, offset, 1500),
+            Some(TearMark::ZeroSector { at: 1024 })
+        );
+    }
+
+    #[test]
+    fn small_shares_hold_zeros_of_their_own() {
+        // The record starts 2 bytes before a sector ends: those 2 bytes are
+        // the length field's high bytes, zero in every record.
+        let r = record(1500);
+        assert_eq!(segment_record_tear(&r, 510, 1500), None);
+        // Starting 14 bytes before: length, entry and part of the
+        // generation, with zeros of their own at the end.
+        assert_eq!(segment_record_tear(&r, 498, 1500), None);
+        // A last share of 2 bytes that happen to be zero.
+        let mut r2 = record(1500);
+        r2[1498] = 0;
+        r2[1499] = 0;
+        assert_eq!(segment_record_tear(&r2, 1536 - 1498, 1500), None);
+        // A last share of 4 zero bytes (the whole checksum) is a tear.
+        let mut r3 = record(1500);
+        r3[1496..].fill(0);
+        let offset = 2048 - 1496;
+        assert_eq!(
+            segment_record_tear(&r3, offset as u64, 1500),
+            Some(TearMark::ZeroSector { at: 2048 })
+        );
+    }
+
+    #[test]
+    fn index_records() {
+        let mut written = [7u8; 64];
+        written[56..60].fill(0); // reserved
+        written[63] = 9; // checksum's last byte
+        assert!(!index_record_torn(&written));
+        let mut flipped = written;
+        flipped[3] ^= 1;
+        assert!(!index_record_torn(&flipped));
+        assert!(index_record_torn(&[0u8; 64]));
+        let mut prefix = written;
+        prefix[40..].fill(0);
+        assert!(index_record_torn(&prefix));
+    }
+}

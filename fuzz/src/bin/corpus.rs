@@ -69,6 +69,7 @@ fn main() {
     fixture("kek.key", &read("keys/kek.key"));
     fixture("signing.key", &read("keys/signing.key"));
     fixture("segment.dek", &read("keys/deks/1.dek"));
+    fixture("sessions", &read("keys/sessions"));
     fixture("origin.txt", ORIGIN.as_bytes());
 
     key_files(&c, &data, work.path());
@@ -147,6 +148,9 @@ fn build_log(data: &Path) {
     let released = log.add_hold(spec, "admin", noon(3)).expect("hold");
     log.release_hold(&released.id, "admin", noon(4))
         .expect("release");
+    // No grace between announcing a purge and carrying it out: the seed
+    // log needs a purge record, and this process does not wait.
+    log.set_retention_grace(std::time::Duration::ZERO);
     let purged = log
         .enforce_retention("retention", noon(10))
         .expect("retention");
@@ -199,6 +203,14 @@ fn key_files(c: &Corpus, data: &Path, work: &Path) {
             .to_string();
         c.add("dek_file", &name, &std::fs::read(&path).expect("dek"));
     }
+    let sessions = std::fs::read(data.join("keys/sessions")).expect("sessions");
+    c.add("sessions", "sessions", &sessions);
+    let mut torn = sessions.clone();
+    torn.extend_from_slice(&[0xa5; 21]);
+    c.add("sessions", "torn", &torn);
+    let mut zeros = sessions[..stele_store::sessions::HEADER_LEN].to_vec();
+    zeros.extend_from_slice(&[0; stele_store::sessions::ENTRY_LEN]);
+    c.add("sessions", "zero-entry", &zeros);
     c.add(
         "kek_info",
         "kek.info",

@@ -79,6 +79,11 @@ pub const ALL: &[Target] = &[
         run: store::kek_file,
     },
     Target {
+        name: "sessions",
+        about: "keys/sessions (session salts)",
+        run: store::sessions,
+    },
+    Target {
         name: "dek_file",
         about: "keys/deks/<id>.dek",
         run: store::dek_file,

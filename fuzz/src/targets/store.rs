@@ -10,6 +10,7 @@ use stele_store::keys::{DataKey, Kek, rewrap_signing_seed, unwrap_signing_seed};
 use stele_store::segment::{
     RecordRef, SealedRecord, SegmentHeader, parse_record, parse_record_ref, peek_record, record_len,
 };
+use stele_store::sessions::{self, SessionSalt};
 use stele_store::{StoreError, fsutil, state};
 
 use super::fixtures;
@@ -30,7 +31,9 @@ pub fn segment_header(data: &[u8]) {
 /// Input: the commitment the index holds for the record (32 bytes), then
 /// the record as it sits in the segment. The framing agrees with the
 /// cheap peeks recovery uses; a record that opens with the corpus log's
-/// data key decodes to an envelope whose commitment is the one given.
+/// record key of its generation (derived from the segment's data key and
+/// the session salt, as the log does) decodes to an envelope whose
+/// commitment is the one given.
 pub fn segment_record(data: &[u8]) {
     let Some((commitment, bytes)) = data.split_first_chunk::<32>() else {
         return;
@@ -57,7 +60,10 @@ pub fn segment_record(data: &[u8]) {
             sealed: sealed.to_vec()
         }
     );
-    let Ok(plain) = owned.open(&fixtures::keys().data_key, commitment, path) else {
+    let Ok(key) = fixtures::keys().segment_keys.record_key(generation) else {
+        return;
+    };
+    let Ok(plain) = owned.open(&key, commitment, path) else {
         return;
     };
     let Ok(stored) = stele_log::decode_plaintext(index, commitment, plain, path) else {
@@ -259,4 +265,64 @@ pub fn signing_key_file(data: &[u8]) {
     let rewrapped = rewrap_signing_seed(&keys.kek, &keys.kek, path, data).expect("rewraps");
     let again = unwrap_signing_seed(&keys.kek, path, &rewrapped).expect("opens");
     assert_eq!(*seed, *again);
+}
+
+/// `keys/sessions`: an accepted file is its valid prefix (header and whole
+/// entries, rewritten byte for byte by `create` and `append`) plus at most
+/// one torn entry (cut short, or all zeros); appending the next session
+/// cuts that tail and reads back as the same table plus the new salt.
+pub fn sessions(data: &[u8]) {
+    let dir = crate::scratch::fresh_dir("sessions");
+    let path = dir.join("sessions");
+    std::fs::write(&path, data).expect("write scratch file");
+    let Ok(Some(mut scan)) = sessions::read(&path) else {
+        return;
+    };
+    let valid = scan.valid_len as usize;
+    assert!(valid >= sessions::HEADER_LEN && valid <= data.len());
+    assert_eq!((valid - sessions::HEADER_LEN) % sessions::ENTRY_LEN, 0);
+    assert_eq!(
+        (valid - sessions::HEADER_LEN) / sessions::ENTRY_LEN,
+        scan.table.len()
+    );
+    let tail = &data[valid..];
+    assert!(
+        tail.len() < sessions::ENTRY_LEN
+            || (tail.len() == sessions::ENTRY_LEN && tail.iter().all(|b| *b == 0)),
+        "only a torn last entry is left out"
+    );
+    let first = scan.table.first_salted().expect("a file has a header");
+    // Rebuilt by the writer's own functions, the valid prefix is the same.
+    let copy = dir.join("copy");
+    let mut rebuilt = sessions::create(&copy, first).expect("creates");
+    for entry in data[sessions::HEADER_LEN..valid].chunks_exact(sessions::ENTRY_LEN) {
+        let generation = u32::from_be_bytes(entry[..4].try_into().expect("4 bytes"));
+        let salt = SessionSalt(entry[4..36].try_into().expect("a salt"));
+        assert_eq!(
+            scan.table.key_of(generation),
+            Some(sessions::GenerationKey::Salted(salt))
+        );
+        sessions::append(&copy, &mut rebuilt, generation, salt).expect("appends");
+    }
+    assert_eq!(rebuilt.table, scan.table);
+    assert_eq!(std::fs::read(&copy).expect("copy"), &data[..valid]);
+    // The next session cuts the torn tail.
+    let Some(next) = scan
+        .table
+        .last_generation()
+        .map_or(Some(first), |g| g.checked_add(1))
+    else {
+        return;
+    };
+    let salt = SessionSalt([0x5a; sessions::SALT_LEN]);
+    sessions::append(&path, &mut scan, next, salt).expect("appends after a valid prefix");
+    let again = sessions::read(&path)
+        .expect("reads after append")
+        .expect("still there");
+    assert_eq!(again.table, scan.table);
+    assert_eq!(
+        again.table.key_of(next),
+        Some(sessions::GenerationKey::Salted(salt))
+    );
+    assert_eq!(again.valid_len, (valid + sessions::ENTRY_LEN) as u64);
 }

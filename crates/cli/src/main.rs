@@ -186,7 +186,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run the HTTP(S) service (embedded default: ./stele-data on 127.0.0.1:7800).
     Serve(serve::ServeArgs),
-    /// Create, list or revoke API tokens (works while the server runs).
+    /// Create, list or revoke API tokens (create and revoke need the data
+    /// directory: while the server runs, use its /v1/tokens API).
     #[command(arg_required_else_help = true)]
     Token {
         #[command(subcommand)]
@@ -546,7 +547,8 @@ fn lock_holder(dir: &Path) -> Option<u32> {
 fn locked_message(dir: &Path) -> String {
     const API: &str = "use the HTTP API (GET/PUT /v1/policy, GET/POST /v1/holds, \
                        GET /v1/retention, POST /v1/retention/run, POST /v1/retention/purge, \
-                       POST /v1/audit/run, GET /v1/audit/latest, GET /v1/events/{index}; \
+                       POST /v1/audit/run, GET /v1/audit/latest, GET /v1/events/{index}, \
+                       GET/POST /v1/tokens, DELETE /v1/tokens/{id}; \
                        see docs/server.md) or stop the server";
     let holder = lock_holder(dir);
     let command = holder.and_then(|pid| {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use stele_server::config::{Config, TlsConfig};
-use stele_server::tokens::{self, Role};
+use stele_server::tokens::Role;
 
 use crate::{CliResult, Failure, print_out};
 
@@ -56,26 +56,39 @@ pub struct ServeArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum TokenAction {
-    /// Create a token; it is printed once and only its hash is kept.
+    /// Create a token; it is printed once and only its hash is kept. The
+    /// grant is recorded as a `token.created` event first, so the data
+    /// directory must not be in use (while `stele serve` runs, use
+    /// `POST /v1/tokens`).
     Create {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        data: crate::DataArgs,
         /// Principal recorded as the writer of what this token appends.
         #[arg(long)]
         principal: String,
         /// writer, reader or admin; repeat for several.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+        /// When the token stops working: a duration (30d, 12h, 90m) or an
+        /// RFC 3339 time. Without it the token never expires.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Limit the token to these streams (comma-separated); it is then
+        /// denied everything else, log-wide operations included.
+        #[arg(long, value_delimiter = ',')]
+        streams: Option<Vec<String>>,
     },
-    /// List tokens (ids, principals, roles, revocation).
+    /// List tokens (ids, principals, roles, expiry, scope, revocation).
+    /// Reads tokens.json only, so it works while the server runs.
     List {
         #[arg(long)]
         data: PathBuf,
     },
-    /// Revoke a token by id; takes effect at the server's next request.
+    /// Revoke a token by id, recorded as a `token.revoked` event first
+    /// (while `stele serve` runs, use `DELETE /v1/tokens/{id}`).
     Revoke {
-        #[arg(long)]
-        data: PathBuf,
+        #[command(flatten)]
+        data: crate::DataArgs,
         #[arg(long)]
         id: String,
     },
@@ -226,63 +239,118 @@ fn authorize_token(data: &std::path::Path, action: stele_policy::Action) -> CliR
     }
 }
 
+/// Opens the log for a token change; a running server holding it is
+/// named by the error, with the HTTP API to use instead.
+fn open_for_tokens(data: &crate::DataArgs) -> CliResult<stele_log::Log> {
+    let mut log = crate::open(data)?;
+    for id in log.finish_token_file()? {
+        eprintln!(
+            "stele: token {id} was revoked in the log but not in tokens.json; marked revoked"
+        );
+    }
+    Ok(log)
+}
+
 pub fn token(action: TokenAction) -> CliResult<u8> {
     match action {
         TokenAction::Create {
             data,
             principal,
             roles,
+            expires,
+            streams,
         } => {
-            authorize_token(&data, stele_policy::Action::TokenCreate)?;
+            authorize_token(&data.data, stele_policy::Action::TokenCreate)?;
+            let now = crate::local::now()?;
             let roles = roles
                 .iter()
                 .map(|r| Role::parse(r))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(Failure::usage)?;
-            let (record, token) =
-                tokens::create(&data, &principal, &roles).map_err(Failure::usage)?;
+            let expires_at = expires
+                .as_deref()
+                .map(|text| stele_log::tokens::parse_expiry(text, now))
+                .transpose()
+                .map_err(Failure::usage)?;
+            let spec = stele_log::tokens::TokenSpec {
+                principal,
+                roles,
+                expires_at,
+                streams,
+            };
+            let mut log = open_for_tokens(&data)?;
+            let by = crate::local::local_principal();
+            let created = log.create_token(&spec, &by, now)?;
+            let entry = &created.entry;
             eprintln!(
-                "stele: token {} for {:?} (roles {}); shown once:",
-                record.id,
-                record.principal,
-                record
-                    .roles
-                    .iter()
-                    .map(Role::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "stele: token {} for {:?} (roles {}{}{}), recorded as event {}; shown once:",
+                entry.id,
+                entry.principal,
+                join_roles(&entry.roles),
+                entry
+                    .expires_at
+                    .as_ref()
+                    .map(|at| format!(", expires {at}"))
+                    .unwrap_or_default(),
+                entry
+                    .streams
+                    .as_ref()
+                    .map(|s| format!(", streams {}", s.join(",")))
+                    .unwrap_or_default(),
+                entry.created_event
             );
-            print_out(&format!("{token}\n"))?;
+            print_out(&format!("{}\n", created.text))?;
             Ok(0)
         }
         TokenAction::List { data } => {
             authorize_token(&data, stele_policy::Action::TokenList)?;
+            let now = crate::local::now()?;
             let mut out = String::new();
-            for record in tokens::list(&data).map_err(Failure::usage)? {
-                let roles: Vec<String> = record.roles.iter().map(Role::to_string).collect();
+            for entry in stele_log::tokens::read_token_file(&data)?.tokens {
+                let state = match (&entry.revoked_at, entry.expired(now)) {
+                    (Some(at), _) => format!("revoked {at}"),
+                    (None, true) => "expired".to_string(),
+                    (None, false) => "active".to_string(),
+                };
                 out.push_str(&format!(
-                    "{}\t{}\t{}\tcreated {}\t{}\n",
-                    record.id,
-                    record.principal,
-                    roles.join(","),
-                    record.created_at,
-                    record
-                        .revoked_at
-                        .map(|at| format!("revoked {at}"))
-                        .unwrap_or_else(|| "active".into())
+                    "{}\t{}\t{}\tcreated {} (event {})\texpires {}\tstreams {}\t{}\n",
+                    entry.id,
+                    entry.principal,
+                    join_roles(&entry.roles),
+                    entry.created_at,
+                    entry.created_event,
+                    entry.expires_at.as_deref().unwrap_or("never"),
+                    entry
+                        .streams
+                        .as_ref()
+                        .map(|s| s.join(","))
+                        .unwrap_or_else(|| "all".into()),
+                    state
                 ));
             }
             print_out(&out)?;
             Ok(0)
         }
         TokenAction::Revoke { data, id } => {
-            authorize_token(&data, stele_policy::Action::TokenRevoke)?;
-            let record = tokens::revoke(&data, &id).map_err(Failure::usage)?;
+            authorize_token(&data.data, stele_policy::Action::TokenRevoke)?;
+            let now = crate::local::now()?;
+            let mut log = open_for_tokens(&data)?;
+            let by = crate::local::local_principal();
+            let entry = log.revoke_token(&id, &by, now)?;
             eprintln!(
-                "stele: token {} of {:?} revoked",
-                record.id, record.principal
+                "stele: token {} of {:?} revoked (event {})",
+                entry.id,
+                entry.principal,
+                entry
+                    .revoked_event
+                    .map(|i| i.to_string())
+                    .unwrap_or_default()
             );
             Ok(0)
         }
     }
+}
+
+fn join_roles(roles: &[Role]) -> String {
+    roles.iter().map(Role::as_str).collect::<Vec<_>>().join(",")
 }

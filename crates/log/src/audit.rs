@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use stele_store::fsutil;
 
@@ -190,7 +191,7 @@ impl Attestation {
     }
 }
 
-fn audit_dir(root: &Path) -> PathBuf {
+pub(crate) fn audit_dir(root: &Path) -> PathBuf {
     root.join("audit")
 }
 
@@ -549,6 +550,41 @@ impl Log {
         state.last_attestation_at = Some(now.as_second());
         write_json(&self.audit_state_path(), &state)?;
         Ok(attestation)
+    }
+
+    /// Rebuilds `audit/latest.json` from the log's latest
+    /// `audit.attestation` event (entry `latest`) when the file is missing
+    /// or holds an earlier attestation: a crash between the event and the
+    /// file, or a file removed or put back. A file that cannot be read is
+    /// left for `verify` to report. The event is the record; the file is
+    /// its copy for `stele audit report`.
+    pub(crate) fn reconcile_attestation(&mut self, latest: Option<u64>) -> LogResult<()> {
+        let Some(latest) = latest else {
+            return Ok(());
+        };
+        let behind = match latest_attestation(&self.layout.root) {
+            Ok(None) => true,
+            Ok(Some(kept)) => kept.event_index.is_some_and(|index| index < latest),
+            Err(_) => false,
+        };
+        if !behind {
+            return Ok(());
+        }
+        let event = self.get(latest)?;
+        let mut attributes = Value::Object(event.envelope.event.attributes.unwrap_or_default());
+        if let Some(map) = attributes.as_object_mut() {
+            map.insert("event_index".into(), Value::from(latest));
+        }
+        let attestation: Attestation = serde_json::from_value(attributes).map_err(|e| {
+            LogError::Integrity(format!(
+                "entry {latest} (audit.attestation in _system) is not an attestation: {e}"
+            ))
+        })?;
+        // Atomic replace: the old file or the rebuilt one survives a crash.
+        write_json(
+            &audit_dir(&self.layout.root).join("latest.json"),
+            &attestation,
+        )
     }
 
     /// Key ages against the policy's bounds.

@@ -1077,6 +1077,26 @@ impl Log {
         Ok(None)
     }
 
+    /// Loads the idempotency index (once per open; appends keep it current).
+    pub(crate) fn load_idempotency(&mut self) -> LogResult<()> {
+        if self.idempotency.is_none() {
+            self.idempotency = Some(self.load_idempotency_keys()?);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` over the idempotency index: the loaded one, or one read
+    /// for this call when none is loaded (read-only callers).
+    pub(crate) fn with_idempotency<R>(
+        &self,
+        f: impl FnOnce(&HashMap<u64, Vec<u64>>) -> R,
+    ) -> LogResult<R> {
+        match &self.idempotency {
+            Some(known) => Ok(f(known)),
+            None => Ok(f(&self.load_idempotency_keys()?)),
+        }
+    }
+
     /// Reads every idempotency key hash from the index (64 bytes per entry).
     fn load_idempotency_keys(&self) -> LogResult<HashMap<u64, Vec<u64>>> {
         let mut known = HashMap::new();
@@ -1237,10 +1257,12 @@ impl Log {
         if let Some(reader) = readers.get(&id) {
             return Ok(reader.clone());
         }
-        let info = self
-            .segments
-            .get(&id)
-            .ok_or_else(|| LogError::Integrity(format!("segment {id} is not on disk")))?;
+        let info = self.segments.get(&id).ok_or_else(|| {
+            LogError::Integrity(format!(
+                "{}: segment {id} is missing: the index refers to it",
+                self.layout.segments().display()
+            ))
+        })?;
         let reader = Arc::new(SegmentReader::open(&info.path)?);
         if reader.header != info.header {
             return Err(LogError::Integrity(format!(

@@ -330,6 +330,7 @@ impl Log {
         self.reconcile_policies(&ledger)?;
         self.reconcile_holds(&ledger)?;
         self.reconcile_purges(&ledger)?;
+        self.reconcile_attestation(ledger.latest_attestation)?;
         let last_entry = self
             .index
             .len()

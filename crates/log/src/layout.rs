@@ -29,7 +29,7 @@
 //! ```
 //!
 //! Tombstones, `policies/` and `holds.json` are named in `governance.rs`,
-//! `audit/` in `audit.rs`, `recovered/` in `salvage.rs`; `DATA/tokens.json` belongs to the server. Byte
+//! `audit/` in `audit.rs`, `recovered/` in `salvage.rs`; `DATA/tokens.json` in `tokens.rs`. Byte
 //! formats: `docs/formats/`.
 
 use std::path::{Path, PathBuf};

@@ -68,6 +68,9 @@ pub(crate) struct Ledger {
     /// `(event index, time, what)` of every time a governance event
     /// recorded, in log order: they must never go backwards.
     pub times: Vec<(u64, i64, String)>,
+    /// The index of the latest `audit.attestation` event
+    /// (`audit/latest.json` must hold it).
+    pub latest_attestation: Option<u64>,
 }
 
 /// A system event of the ledger, as read back.
@@ -156,6 +159,7 @@ impl Ledger {
                 "hold.released" => ledger.hold_released(&event)?,
                 "retention.purge" => ledger.purge(&event)?,
                 "retention.due" => ledger.announcement(&event)?,
+                "audit.attestation" => ledger.latest_attestation = Some(event.index),
                 _ => {}
             }
         }
@@ -441,6 +445,7 @@ fn system_events(log: &Log) -> LogResult<Vec<SystemEvent>> {
                 | "hold.released"
                 | "retention.purge"
                 | "retention.due"
+                | "audit.attestation"
         ) {
             continue;
         }
@@ -530,6 +535,37 @@ pub(crate) fn policy_differences(cached: &PolicyVersion, logged: &LedgerPolicy) 
 /// times never go backwards, and the files beside the log — read from
 /// disk again, not from the open handle — say exactly what the log says.
 /// Each problem is `(where, what)`.
+/// `audit/latest.json` against the latest `audit.attestation` event: a
+/// file removed, or put back from an earlier attestation (one that
+/// reported a clean run, say), while the log records a later one. That the
+/// file holds exactly the event it names is checked with the other audit
+/// files (`verify_files`).
+fn attestation_problem(log: &Log, ledger: &Ledger) -> Option<(String, String)> {
+    let latest = ledger.latest_attestation?;
+    let path = crate::audit::audit_dir(&log.layout().root).join("latest.json");
+    match crate::audit::latest_attestation(&log.layout().root) {
+        Ok(Some(attestation)) => match attestation.event_index {
+            Some(index) if index < latest => Some((
+                path.display().to_string(),
+                format!(
+                    "holds the attestation of entry {index}, but the log's latest audit.attestation event is entry {latest}; a writing open rebuilds it from the event"
+                ),
+            )),
+            // The latest (or one made beside a read-only view), or one
+            // naming no event: the audit file checks judge it.
+            _ => None,
+        },
+        Ok(None) => Some((
+            path.display().to_string(),
+            format!(
+                "is missing, but the log records an audit.attestation event (entry {latest}); a writing open rebuilds it from the event"
+            ),
+        )),
+        // Unreadable: reported by the audit file checks.
+        Err(_) => None,
+    }
+}
+
 pub(crate) fn governance_problems(log: &Log) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let ledger = match Ledger::replay(log) {
@@ -546,6 +582,9 @@ pub(crate) fn governance_problems(log: &Log) -> Vec<(String, String)> {
         ));
     }
     let root = &log.layout().root;
+    if let Some(problem) = attestation_problem(log, &ledger) {
+        problems.push(problem);
+    }
     let policies_dir = root.join("policies");
     match crate::governance::read_policy_versions(root) {
         Err(e) => problems.push((policies_dir.display().to_string(), e.to_string())),
@@ -647,8 +686,25 @@ pub(crate) fn governance_problems(log: &Log) -> Vec<(String, String)> {
     }
     for (id, record) in &ledger.purges {
         if !log.purged().contains_key(id) {
+            // The event names the stream and day, hence the file's path.
+            // The event names the stream and day, hence the file (shown
+            // only: nothing is opened by this name).
+            let file = match (
+                record.attributes["stream"].as_str(),
+                record.attributes["epoch"].as_str(),
+            ) {
+                (Some(stream), Some(epoch)) => format!(
+                    "{} (segment {id})",
+                    log.layout()
+                        .segments()
+                        .join(stream)
+                        .join(format!("{epoch}.purged"))
+                        .display()
+                ),
+                _ => format!("segment {id}"),
+            };
             problems.push((
-                format!("segment {id}"),
+                file,
                 format!(
                     "the log records its purge (entry {}), but its purge record is missing",
                     record.event_index

@@ -38,6 +38,7 @@ pub mod salvage;
 pub mod sequencer;
 mod session;
 pub mod tiles;
+pub mod tokens;
 pub mod verify;
 mod verify_files;
 

@@ -289,6 +289,11 @@ pub fn verify_with(
         problems.add(location, what);
     }
 
+    // Every record of `tokens.json` against its token events.
+    for (file, what) in crate::tokens::check_token_file(log)? {
+        problems.add(file, what);
+    }
+
     // Record nonces are (writer generation, index): the stored generation
     // must be at least every generation a record was sealed under, or the
     // next writer could reuse a nonce.

@@ -436,3 +436,49 @@ fn a_due_epoch_is_announced_and_purged_only_after_the_grace_period() {
     let report = verify(&log, &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
+
+#[test]
+fn a_removed_or_older_attestation_file_is_reported_and_rebuilt_from_its_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut log, _) = governed(&data);
+    let facts = stele_log::audit::AuditFacts {
+        listeners: None,
+        enforced_policy: None,
+    };
+    let first = log.attest(&facts, noon(100)).unwrap();
+    let latest_path = data.join("audit/latest.json");
+    let older = std::fs::read(&latest_path).unwrap();
+    let second = log.attest(&facts, noon(100)).unwrap();
+    assert!(second.event_index > first.event_index);
+    let current = std::fs::read(&latest_path).unwrap();
+
+    // Put back the earlier attestation, then remove the file: verify names
+    // the file and the log's latest event each time.
+    for damage in [Some(older), None] {
+        match &damage {
+            Some(bytes) => std::fs::write(&latest_path, bytes).unwrap(),
+            None => std::fs::remove_file(&latest_path).unwrap(),
+        }
+        let report = verify(&log, &NoProgress).unwrap();
+        let text = format!("{:?}", report.problems);
+        assert!(!report.ok(), "{damage:?}");
+        assert!(
+            text.contains("latest.json")
+                && text.contains(&format!(
+                    "audit.attestation event is entry {}",
+                    second.event_index.unwrap()
+                ))
+                || text.contains(&format!(
+                    "audit.attestation event (entry {})",
+                    second.event_index.unwrap()
+                )),
+            "{text}"
+        );
+    }
+    // A writing open rebuilds the file from the event, byte for byte.
+    drop(log);
+    let log = reopen(&data).unwrap();
+    assert_eq!(std::fs::read(&latest_path).unwrap(), current);
+    assert!(verify(&log, &NoProgress).unwrap().ok());
+}

@@ -23,7 +23,31 @@ pub fn resource_text(resource: &Resource<'_>) -> String {
     }
 }
 
-/// Decides one request; only the decision, nothing recorded.
+/// The scope check of a token limited to some streams, made before the
+/// access policy is asked: such a token may act only on a stream of its
+/// list or on an event of one; anything log-wide (administration,
+/// verification, holds, tokens) is outside every scope. `Some` is the
+/// denial, naming the scope as its reason.
+fn scope_denial(principal: &Principal, resource: &Resource<'_>) -> Option<Decision> {
+    let streams = principal.streams.as_ref()?;
+    let inside = match resource {
+        Resource::Stream(stream) | Resource::Event { stream, .. } => {
+            streams.iter().any(|s| s == stream)
+        }
+        Resource::Log => false,
+    };
+    if inside {
+        return None;
+    }
+    Some(Decision {
+        allowed: false,
+        reasons: vec![format!("token scope (streams {})", streams.join(", "))],
+        errors: Vec::new(),
+    })
+}
+
+/// Decides one request; only the decision, nothing recorded. A scoped
+/// token outside its streams is denied before the policy is asked.
 pub fn decide(
     state: &AppState,
     principal: &Principal,
@@ -31,6 +55,9 @@ pub fn decide(
     action: Action,
     resource: Resource<'_>,
 ) -> Decision {
+    if let Some(denial) = scope_denial(principal, &resource) {
+        return denial;
+    }
     let roles = principal.role_names();
     let request = AccessRequest {
         principal: &principal.name,

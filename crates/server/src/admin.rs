@@ -74,14 +74,14 @@ pub fn routes() -> Router<Arc<AppState>> {
 
 type Conn = Option<axum::Extension<ConnInfo>>;
 
-fn who(
+async fn who(
     state: &AppState,
     headers: &HeaderMap,
     conn: &Conn,
     action: Action,
     resource: Resource<'_>,
 ) -> ApiResult<Principal> {
-    let principal = authenticate(state, headers, conn.as_deref())?;
+    let principal = authenticate(state, headers, conn.as_deref()).await?;
     authorize(state, &principal, conn.as_deref(), action, resource)?;
     Ok(principal)
 }
@@ -104,7 +104,7 @@ async fn get_policy(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    who(&state, &headers, &conn, Action::PolicyRead, Resource::Log)?;
+    who(&state, &headers, &conn, Action::PolicyRead, Resource::Log).await?;
     let policy = state.governance.policy();
     let work_state = state.clone();
     let versions: Vec<Value> = blocking(move || {
@@ -151,7 +151,7 @@ async fn put_policy(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let principal = who(&state, &headers, &conn, Action::PolicyApply, Resource::Log)?;
+    let principal = who(&state, &headers, &conn, Action::PolicyApply, Resource::Log).await?;
     let body: PolicyBody = json_body(&state, &headers, body).await?;
     let source = PolicySource {
         toml_name: "policy.toml".into(),
@@ -198,7 +198,7 @@ async fn list_holds(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    who(&state, &headers, &conn, Action::HoldList, Resource::Log)?;
+    who(&state, &headers, &conn, Action::HoldList, Resource::Log).await?;
     let holds = blocking(move || Ok(lock_log(&state.log).holds().to_vec())).await?;
     Ok(axum::Json(json!({ "holds": holds })).into_response())
 }
@@ -221,7 +221,7 @@ async fn add_hold(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers, conn.as_deref())?;
+    let principal = authenticate(&state, &headers, conn.as_deref()).await?;
     let body: HoldBody = json_body(&state, &headers, body).await?;
     // A hold on named streams needs the permission on each; a hold on
     // every stream needs it on the log.
@@ -271,7 +271,7 @@ async fn release_hold(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let principal = who(&state, &headers, &conn, Action::HoldRelease, Resource::Log)?;
+    let principal = who(&state, &headers, &conn, Action::HoldRelease, Resource::Log).await?;
     let id = path_param("id", id)?;
     let hold = blocking(move || {
         lock_log(&state.log)
@@ -287,7 +287,7 @@ async fn retention_status(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    who(&state, &headers, &conn, Action::PolicyRead, Resource::Log)?;
+    who(&state, &headers, &conn, Action::PolicyRead, Resource::Log).await?;
     let now = jiff::Timestamp::now();
     let report = blocking(move || Ok(lock_log(&state.log).retention_report(now))).await?;
     Ok(axum::Json(report).into_response())
@@ -307,7 +307,7 @@ async fn purge_epoch(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let principal = who(&state, &headers, &conn, Action::RetentionRun, Resource::Log)?;
+    let principal = who(&state, &headers, &conn, Action::RetentionRun, Resource::Log).await?;
     let body: PurgeBody = json_body(&state, &headers, body).await?;
     let day = stele_log::governance::parse_day(&body.epoch)
         .map_err(|e| bad_request("invalid_epoch", e))?;
@@ -325,7 +325,7 @@ async fn run_retention(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let principal = who(&state, &headers, &conn, Action::RetentionRun, Resource::Log)?;
+    let principal = who(&state, &headers, &conn, Action::RetentionRun, Resource::Log).await?;
     let purged = blocking(move || {
         lock_log(&state.log)
             .enforce_retention(&principal.name, jiff::Timestamp::now())
@@ -340,7 +340,7 @@ async fn latest_attestation(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    who(&state, &headers, &conn, Action::AuditReport, Resource::Log)?;
+    who(&state, &headers, &conn, Action::AuditReport, Resource::Log).await?;
     let data = state.config.data.clone();
     let latest =
         blocking(move || stele_log::audit::latest_attestation(&data).map_err(log_error)).await?;
@@ -359,7 +359,7 @@ async fn run_audit(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let principal = who(&state, &headers, &conn, Action::AuditRun, Resource::Log)?;
+    let principal = who(&state, &headers, &conn, Action::AuditRun, Resource::Log).await?;
     let attestation = blocking(move || {
         let listeners = state
             .config
@@ -406,7 +406,7 @@ async fn key_info(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    who(&state, &headers, &conn, Action::AuditReport, Resource::Log)?;
+    who(&state, &headers, &conn, Action::AuditReport, Resource::Log).await?;
     let now = jiff::Timestamp::now().as_second();
     let max_age = state.governance.policy().keys().max_kek_age;
     let (info, data_keys) = blocking(move || {
@@ -428,7 +428,7 @@ async fn rotate_keys(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let principal = who(&state, &headers, &conn, Action::KeyRotate, Resource::Log)?;
+    let principal = who(&state, &headers, &conn, Action::KeyRotate, Resource::Log).await?;
     let max_age = state.governance.policy().keys().max_kek_age;
     let info = blocking(move || {
         let mut log = lock_log(&state.log);
@@ -503,7 +503,7 @@ async fn export(
 ) -> ApiResult<Response> {
     // Who asks comes first: without credentials the answer is 401 whatever
     // the query says.
-    let principal = authenticate(&state, &headers, conn.as_deref())?;
+    let principal = authenticate(&state, &headers, conn.as_deref()).await?;
     let Query(query) = query
         .map_err(|e| bad_request("invalid_query", format!("{e}; use ?stream=S&from=I&to=J")))?;
     let client = authorize_stream(&state, &principal, &conn, Action::Export, &query.stream)?;
@@ -608,7 +608,7 @@ async fn search(
     headers: HeaderMap,
     query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers, conn.as_deref())?;
+    let principal = authenticate(&state, &headers, conn.as_deref()).await?;
     let Query(query) = query.map_err(|e| {
         bad_request(
             "invalid_query",

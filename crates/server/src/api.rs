@@ -52,6 +52,8 @@ pub struct AppState {
     /// Flush latencies of the log's commit threads.
     pub fsync_metrics: Arc<stele_log::FsyncMetrics>,
     pub tokens: TokenStore,
+    /// Failed authentications, counted and sampled into the log.
+    pub auth_failures: crate::authlog::AuthFailures,
     pub config: Config,
     pub metrics: HttpMetrics,
     /// The public tlog-tiles tree (`DATA/log`).
@@ -249,6 +251,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/events/{index}", get(get_event))
         .route("/v1/ingest/kubernetes", post(post_kubernetes))
         .merge(crate::admin::routes())
+        .merge(crate::token_admin::routes())
         // Set after every route: the 405 fallback applies to the routes
         // registered before it.
         .fallback(route_not_found)
@@ -297,6 +300,12 @@ pub(crate) fn path_param(
 
 /// Counts every response and logs it: refusals and failures at info or
 /// warn level (structured fields), successes at debug level.
+///
+/// A refusal of an HTTP/1 request that carries a body says
+/// `Connection: close`: it may have been answered before the body was
+/// read (authentication, size and type checks come first), and the
+/// connection then cannot be reused; saying so keeps a client from
+/// sending its next request into a connection the server is closing.
 async fn count_responses(
     State(state): State<Arc<AppState>>,
     request: axum::extract::Request,
@@ -305,7 +314,19 @@ async fn count_responses(
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let carries_body = request.version() <= axum::http::Version::HTTP_11
+        && (request.headers().contains_key(header::TRANSFER_ENCODING)
+            || request
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() != "0"));
+    let mut response = next.run(request).await;
+    if carries_body && response.status().as_u16() >= 400 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = response.status().as_u16();
     state.metrics.response(status);
     let micros = started.elapsed().as_micros() as u64;
@@ -319,31 +340,48 @@ async fn count_responses(
 
 /// Finds the caller: a bearer token if one is sent (a bad one is refused
 /// even when a client certificate is present), else a mapped client
-/// certificate.
-pub(crate) fn authenticate(
+/// certificate. Every refusal (401) is counted and sampled into the log
+/// (`authlog`).
+pub(crate) async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     conn: Option<&ConnInfo>,
 ) -> ApiResult<Principal> {
-    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+    let client = conn.map(|c| c.remote.ip());
+    let refuse = |reason: &'static str, token_id: Option<&str>, message: String| {
         state.metrics.error("auth");
-        return Err(ApiError::unauthorized(
-            "more than one Authorization header: send exactly one",
+        state.auth_failures.record(client, token_id, reason);
+        ApiError::unauthorized(message)
+    };
+    if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return Err(refuse(
+            "bad_header",
+            None,
+            "more than one Authorization header: send exactly one".into(),
         ));
     }
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let text = value
-            .to_str()
-            .map_err(|_| ApiError::unauthorized("the Authorization header is not text"))?;
-        let token = text
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer <token>`"))?;
-        return match state.tokens.authenticate(token.trim()) {
-            Ok(Some(principal)) => Ok(principal),
-            Ok(None) => {
-                state.metrics.error("auth");
-                Err(ApiError::unauthorized("unknown or revoked token"))
-            }
+        let text = value.to_str().map_err(|_| {
+            refuse(
+                "bad_header",
+                None,
+                "the Authorization header is not text".into(),
+            )
+        })?;
+        let token = text.strip_prefix("Bearer ").ok_or_else(|| {
+            refuse(
+                "bad_header",
+                None,
+                "use `Authorization: Bearer <token>`".into(),
+            )
+        })?;
+        return match state.tokens.authenticate(&state.log, token.trim()).await {
+            Ok(Ok(principal)) => Ok(principal),
+            Ok(Err(refused)) => Err(refuse(
+                refused.reason.as_str(),
+                refused.token_id.as_deref(),
+                refused.reason.message().into(),
+            )),
             Err(e) => {
                 tracing::error!(error = %e, "token store unreadable");
                 Err(ApiError::new(
@@ -357,17 +395,17 @@ pub(crate) fn authenticate(
     if let Some(fingerprint) = conn.and_then(|c| c.client_cert.as_ref()) {
         return match state.cert_principals.get(fingerprint) {
             Some(principal) => Ok(principal.clone()),
-            None => {
-                state.metrics.error("auth");
-                Err(ApiError::unauthorized(format!(
-                    "client certificate {fingerprint} is not mapped to a principal"
-                )))
-            }
+            None => Err(refuse(
+                "unmapped_certificate",
+                None,
+                format!("client certificate {fingerprint} is not mapped to a principal"),
+            )),
         };
     }
-    state.metrics.error("auth");
-    Err(ApiError::unauthorized(
-        "no credentials: send a bearer token or a client certificate",
+    Err(refuse(
+        "no_credentials",
+        None,
+        "no credentials: send a bearer token or a client certificate".into(),
     ))
 }
 
@@ -657,7 +695,7 @@ async fn post_events(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers, conn.as_deref())?;
+    let principal = authenticate(&state, &headers, conn.as_deref()).await?;
     authorize_some_append(&state, &principal, conn.as_deref())?;
     let content_type = content_type(&state, &headers)?;
     let kind =
@@ -683,7 +721,7 @@ async fn post_kubernetes(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers, conn.as_deref())?;
+    let principal = authenticate(&state, &headers, conn.as_deref()).await?;
     authorize_some_append(&state, &principal, conn.as_deref())?;
     // kube-apiserver sends `application/json`; anything else is not an
     // EventList from it.
@@ -738,14 +776,17 @@ async fn post_kubernetes(
 }
 
 /// Before a body is read: a principal that may append to no declared
-/// stream is refused at once (403, recorded), whatever the body holds.
+/// stream (nor to any stream its token is scoped to) is refused at once
+/// (403, recorded), whatever the body holds.
 fn authorize_some_append(
     state: &AppState,
     principal: &Principal,
     conn: Option<&ConnInfo>,
 ) -> ApiResult<()> {
     let policy = state.governance.policy();
-    let allowed_somewhere = policy.streams().any(|(stream, _)| {
+    let declared = policy.streams().map(|(stream, _)| stream);
+    let scoped = principal.streams.iter().flatten().map(String::as_str);
+    let allowed_somewhere = declared.chain(scoped).any(|stream| {
         crate::access::decide(
             state,
             principal,
@@ -803,7 +844,7 @@ async fn get_event(
     conn: Option<axum::Extension<ConnInfo>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let principal = authenticate(&state, &headers, conn.as_deref())?;
+    let principal = authenticate(&state, &headers, conn.as_deref()).await?;
     let index = path_param("index", index)?;
     // Canonical decimal only: digits (`parse` would also take a leading
     // `+`), no leading zero, so that one entry has one URL.
@@ -1198,18 +1239,16 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> ApiResult<Response>
         Ok((log.checkpoint_age().map(|d| d.as_secs_f64()), log.size()))
     })
     .await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics::render(
-            &state.metrics,
-            &state.seq_metrics,
-            &state.fsync_metrics,
-            &state.governance,
-            age,
-            size,
-        ),
-    )
-        .into_response())
+    let mut text = metrics::render(
+        &state.metrics,
+        &state.seq_metrics,
+        &state.fsync_metrics,
+        &state.governance,
+        age,
+        size,
+    );
+    state.auth_failures.render(&mut text);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 async fn openapi() -> Response {

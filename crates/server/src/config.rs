@@ -109,6 +109,10 @@ pub struct Limits {
     /// its Content-Length, or `max_body_bytes` when it sends none); beyond
     /// it, 503 + Retry-After. Bounds memory under any load.
     pub max_inflight_body_bytes: usize,
+    /// Failed authentications (401s) are recorded as at most one
+    /// `auth.failed` event per window of this many seconds, carrying the
+    /// window's count and a few samples (1..=86400).
+    pub auth_failure_window_seconds: u64,
 }
 
 impl Default for Limits {
@@ -119,6 +123,7 @@ impl Default for Limits {
             queue_depth: 1024,
             max_connections: 4096,
             max_inflight_body_bytes: 256 * 1024 * 1024,
+            auth_failure_window_seconds: 60,
         }
     }
 }
@@ -201,6 +206,12 @@ impl Config {
                     }
                 }
             }
+        }
+        if !(1..=86_400).contains(&self.limits.auth_failure_window_seconds) {
+            return Err(format!(
+                "limits.auth_failure_window_seconds = {}: use 1 to 86400",
+                self.limits.auth_failure_window_seconds
+            ));
         }
         if !self.client_certs.is_empty()
             && self

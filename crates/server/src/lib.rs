@@ -11,6 +11,7 @@
 pub mod access;
 pub mod admin;
 pub mod api;
+pub mod authlog;
 pub mod config;
 mod connection;
 pub mod governance;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod operator;
 pub mod scan;
 pub mod tls;
+pub mod token_admin;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use stele_log::governance::SYSTEM_WRITER;
 use stele_log::sequencer::{Sequencer, SequencerConfig};
 use stele_log::{CreateOptions, Log, OpenOptions};
 use stele_store::keys::NewKek;
@@ -64,6 +67,11 @@ impl std::fmt::Debug for Bound {
 }
 
 impl Bound {
+    /// The log this server will serve (shared with the sequencer).
+    pub fn log(&self) -> Arc<Mutex<Log>> {
+        self.log.clone()
+    }
+
     pub fn addresses(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()
@@ -98,10 +106,9 @@ pub async fn bind(
             },
         )
         .map_err(|e| e.to_string())?;
-        let (_, admin_token) = tokens::create(&config.data, "admin", &[tokens::Role::admin()])?;
         first_start = Some(FirstStart {
             verifier_key,
-            admin_token,
+            admin_token: String::new(),
         });
     }
     let options = OpenOptions {
@@ -112,6 +119,27 @@ pub async fn bind(
     log.set_retention_grace(Duration::from_secs(config.retention_grace_seconds));
     for kept in log.kept_at_open() {
         tracing::warn!("{kept}");
+    }
+    if let Some(first) = first_start.as_mut() {
+        // The first admin token is granted like any other: its
+        // `token.created` event is durable before its record is written.
+        let spec = stele_log::tokens::TokenSpec {
+            principal: "admin".into(),
+            roles: vec![tokens::Role::admin()],
+            ..Default::default()
+        };
+        first.admin_token = log
+            .create_token(&spec, SYSTEM_WRITER, jiff::Timestamp::now())
+            .map_err(|e| format!("creating the first admin token: {e}"))?
+            .text;
+    }
+    // Revocations in the log that `tokens.json` does not show (a crash
+    // between the event and the file, or an edit) are written back.
+    for id in log.finish_token_file().map_err(|e| e.to_string())? {
+        tracing::warn!(
+            token = %id,
+            "tokens.json did not show the token.revoked event of this token; marked revoked"
+        );
     }
     // The policy decides before anything is served: a requirement this
     // configuration cannot meet refuses the start.
@@ -189,6 +217,7 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
                     name: c.principal.clone(),
                     roles: c.roles.clone(),
                     method: "mtls",
+                    streams: None,
                 },
             )
         })
@@ -199,6 +228,7 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         seq_metrics: sequencer.metrics(),
         fsync_metrics: stele_log::sequencer::lock_log(&log).fsync_metrics(),
         tokens: tokens::TokenStore::new(&config.data),
+        auth_failures: Default::default(),
         public: config.data.join("log"),
         metrics: Default::default(),
         cert_principals,
@@ -225,6 +255,8 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
     )
     .map_err(|e| format!("cannot start the scheduler: {e}"))?;
     let reload_task = tokio::spawn(reload_policy_on_sighup(state.clone(), hangup));
+    let (auth_stop, auth_stop_rx) = tokio::sync::watch::channel(false);
+    let auth_task = tokio::spawn(authlog::run(state.clone(), auth_stop_rx));
     // Every accept loop and every connection holds a receiver of `stop`;
     // shutting down sends `true`, and each connection then finishes its
     // requests in flight and closes. Once every receiver is gone, every
@@ -266,6 +298,9 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         reloader.abort();
     }
     reload_task.abort();
+    // The last window of failed authentications, before the sequencer stops.
+    let _ = auth_stop.send(true);
+    let _ = auth_task.await;
     scheduler_stop.store(true, Relaxed);
     let _ = tokio::task::spawn_blocking(move || scheduler.join()).await;
     drop(router);

@@ -1,213 +1,31 @@
-//! Bearer API tokens: random, shown once, stored only as SHA-256 hashes,
-//! compared in constant time, each bound to a principal with roles.
+//! Bearer API tokens at the server: parsing the token text, finding its
+//! record in `tokens.json`, and accepting it only when the record matches
+//! the log's `token.created` event and no `token.revoked` event exists
+//! ([`stele_log::tokens::check_entry`]). The file format, the events and
+//! the create/revoke protocol live in [`stele_log::tokens`].
 //!
 //! Token text: `stele_<id>_<secret>`, where `id` (12 hex digits) finds the
-//! record and `secret` (32 random bytes, base64url) is checked against its
-//! stored hash. The store is `DATA/tokens.json`, replaced atomically; the
-//! server re-reads it when it changes, so a revocation takes effect at the
-//! next request without a restart.
+//! record and `secret` (32 random bytes, base64url) is checked, in constant
+//! time, against its stored SHA-256. The server re-reads the file when it
+//! changes; what the log says about each token id is looked up once (on
+//! the blocking pool, under the log lock) and kept, because while the
+//! server runs it alone appends token events, and it forgets an id's
+//! answer whenever it appends one for it.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::{Deserialize, Serialize};
-use stele_store::fsutil;
+use stele_log::Log;
+use stele_log::sequencer::lock_log;
+use stele_log::tokens::{TokenEntry, TokenEvents, read_token_file};
 
-/// A role name. Roles mean nothing by themselves: the access policy (Cedar)
-/// says what members of each role may do; a principal is `in` each of its
-/// roles (`Stele::Role::"<name>"`). The shipped default policy knows
-/// `writer`, `reader` and `admin`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Role(String);
-
-impl Role {
-    /// A role name: 1 to 64 characters from `a-z 0-9 _ - .`.
-    pub fn parse(text: &str) -> Result<Role, String> {
-        let ok = !text.is_empty()
-            && text.len() <= 64
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-.".contains(&b));
-        if ok {
-            Ok(Role(text.to_string()))
-        } else {
-            Err(format!(
-                "bad role {text:?}: use 1 to 64 characters from a-z, 0-9, '_', '-', '.'"
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// May append (shipped default policy).
-    pub fn writer() -> Role {
-        Role("writer".into())
-    }
-
-    /// May read, query, export and verify (shipped default policy).
-    pub fn reader() -> Role {
-        Role("reader".into())
-    }
-
-    /// May do everything (shipped default policy).
-    pub fn admin() -> Role {
-        Role("admin".into())
-    }
-}
-
-impl TryFrom<String> for Role {
-    type Error = String;
-    fn try_from(text: String) -> Result<Role, String> {
-        Role::parse(&text)
-    }
-}
-
-impl From<Role> for String {
-    fn from(role: Role) -> String {
-        role.0
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// One stored token.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRecord {
-    pub id: String,
-    pub principal: String,
-    pub roles: Vec<Role>,
-    /// Hex SHA-256 of the secret part.
-    pub secret_sha256: String,
-    pub created_at: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_at: Option<String>,
-}
-
-/// The token file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenFile {
-    pub version: u32,
-    pub tokens: Vec<TokenRecord>,
-}
+pub use stele_log::tokens::{Role, token_path};
 
 /// Lowercase hex SHA-256 (token hashes, certificate fingerprints).
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    stele_tlog::hash::hex(digest.as_ref())
-}
-
-/// Path of the token file in a data directory.
-pub fn token_path(data: &Path) -> PathBuf {
-    data.join("tokens.json")
-}
-
-fn read_file(path: &Path) -> Result<TokenFile, String> {
-    match fsutil::read_optional(path).map_err(|e| e.to_string())? {
-        None => Ok(TokenFile {
-            version: 1,
-            tokens: Vec::new(),
-        }),
-        Some(bytes) => {
-            let file: TokenFile =
-                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            if file.version != 1 {
-                return Err(format!(
-                    "{}: unsupported token file version {}",
-                    path.display(),
-                    file.version
-                ));
-            }
-            Ok(file)
-        }
-    }
-}
-
-/// Changes the token file under its own lock (the server may be running).
-fn update<T>(
-    data: &Path,
-    change: impl FnOnce(&mut TokenFile) -> Result<T, String>,
-) -> Result<T, String> {
-    let _lock =
-        fsutil::DirLockBlocking::acquire(&data.join("tokens.lock")).map_err(|e| e.to_string())?;
-    let path = token_path(data);
-    let mut file = read_file(&path)?;
-    let out = change(&mut file)?;
-    let mut bytes = serde_json::to_vec_pretty(&file).map_err(|e| e.to_string())?;
-    bytes.push(b'\n');
-    fsutil::atomic_replace(&path, &bytes, 0o600).map_err(|e| e.to_string())?;
-    Ok(out)
-}
-
-/// Creates a token and returns (its record, the token text shown once).
-pub fn create(
-    data: &Path,
-    principal: &str,
-    roles: &[Role],
-) -> Result<(TokenRecord, String), String> {
-    if principal.is_empty() || principal.len() > 256 || principal.chars().any(|c| c.is_control()) {
-        return Err("principal must be 1..=256 printable characters".into());
-    }
-    if roles.is_empty() {
-        return Err(
-            "give at least one role (the shipped policy knows writer, reader, admin)".into(),
-        );
-    }
-    let mut id = [0u8; 6];
-    let mut secret = [0u8; 32];
-    stele_store::keys::random_bytes(&mut id).map_err(|e| e.to_string())?;
-    stele_store::keys::random_bytes(&mut secret).map_err(|e| e.to_string())?;
-    let id = stele_tlog::hash::hex(&id);
-    let secret_text = URL_SAFE_NO_PAD.encode(secret);
-    let mut roles = roles.to_vec();
-    roles.sort();
-    roles.dedup();
-    let record = TokenRecord {
-        id: id.clone(),
-        principal: principal.to_string(),
-        roles,
-        secret_sha256: sha256_hex(secret_text.as_bytes()),
-        created_at: jiff::Timestamp::now().to_string(),
-        revoked_at: None,
-    };
-    let stored = record.clone();
-    update(data, move |file| {
-        file.version = 1;
-        file.tokens.push(stored);
-        Ok(())
-    })?;
-    Ok((record, format!("stele_{id}_{secret_text}")))
-}
-
-/// Lists tokens (never their secrets: only hashes are stored).
-pub fn list(data: &Path) -> Result<Vec<TokenRecord>, String> {
-    Ok(read_file(&token_path(data))?.tokens)
-}
-
-/// Revokes a token by id.
-pub fn revoke(data: &Path, id: &str) -> Result<TokenRecord, String> {
-    update(data, |file| {
-        let record = file
-            .tokens
-            .iter_mut()
-            .find(|t| t.id == id)
-            .ok_or_else(|| format!("no token with id {id:?}"))?;
-        if record.revoked_at.is_none() {
-            record.revoked_at = Some(jiff::Timestamp::now().to_string());
-        }
-        Ok(record.clone())
-    })
+    stele_log::tokens::sha256_hex(bytes)
 }
 
 /// An authenticated caller.
@@ -217,6 +35,8 @@ pub struct Principal {
     pub roles: Vec<Role>,
     /// "token" or "mtls".
     pub method: &'static str,
+    /// The streams a scoped token is limited to; `None` for every stream.
+    pub streams: Option<Vec<String>>,
 }
 
 impl Principal {
@@ -226,89 +46,204 @@ impl Principal {
     }
 }
 
-/// The server's view of the token file, re-read when it changes.
+/// Why a bearer token was refused (the `reason` of metrics and of
+/// `auth.failed` samples).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Refusal {
+    /// Not of the form `stele_<id>_<secret>`.
+    Malformed,
+    /// No record with this id.
+    UnknownToken,
+    /// The record exists; the secret does not match it.
+    WrongSecret,
+    /// The record does not match its `token.created` event (or has none).
+    NotInLog,
+    Revoked,
+    Expired,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed_token",
+            Refusal::UnknownToken => "unknown_token",
+            Refusal::WrongSecret => "wrong_secret",
+            Refusal::NotInLog => "token_not_in_log",
+            Refusal::Revoked => "revoked",
+            Refusal::Expired => "expired",
+        }
+    }
+
+    /// The message of the 401 (the same for every refusal that could tell
+    /// a prober which ids exist).
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::Malformed => "malformed token: expected stele_<id>_<secret>",
+            Refusal::Expired => "token expired",
+            _ => "unknown or revoked token",
+        }
+    }
+}
+
+/// A refused token: why, and the id it claimed when that is well formed
+/// (12 hex digits; never any of the secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub reason: Refusal,
+    pub token_id: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct FileCache {
+    stamp: Option<(SystemTime, u64)>,
+    entries: HashMap<String, TokenEntry>,
+    /// Ids already reported as not matching the log in this version of the
+    /// file (one loud error per record, not one per request).
+    reported: HashSet<String>,
+}
+
+/// The server's view of the token file and of the token events.
 #[derive(Debug)]
 pub struct TokenStore {
     path: PathBuf,
-    cache: Mutex<(Option<SystemTime>, u64, Vec<TokenRecord>)>,
+    file: Mutex<FileCache>,
+    /// What the log says about each token id looked up so far.
+    ledger: Mutex<HashMap<String, Arc<TokenEvents>>>,
+}
+
+fn well_formed_id(id: &str) -> bool {
+    id.len() == 12
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl TokenStore {
     pub fn new(data: &Path) -> TokenStore {
         TokenStore {
             path: token_path(data),
-            cache: Mutex::new((None, 0, Vec::new())),
+            file: Mutex::new(FileCache::default()),
+            ledger: Mutex::new(HashMap::new()),
         }
     }
 
     /// The record with this id, from the file as it is now (re-read when
     /// its modification time or length changed).
-    fn record(&self, id: &str) -> Result<Option<TokenRecord>, String> {
+    fn entry(&self, id: &str) -> Result<Option<TokenEntry>, String> {
         let meta = std::fs::metadata(&self.path).ok();
-        let stamp = meta.as_ref().and_then(|m| m.modified().ok());
-        let len = meta.as_ref().map(|m| m.len()).unwrap_or(0);
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0 != stamp || cache.1 != len || stamp.is_none() {
-            let file = read_file(&self.path)?;
-            *cache = (stamp, len, file.tokens);
+        let stamp = meta
+            .as_ref()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        let mut cache = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.stamp != stamp || stamp.is_none() {
+            let data = self.path.parent().unwrap_or(Path::new("."));
+            let file = read_token_file(data).map_err(|e| e.to_string())?;
+            *cache = FileCache {
+                stamp,
+                entries: file.tokens.into_iter().map(|t| (t.id.clone(), t)).collect(),
+                reported: HashSet::new(),
+            };
         }
-        Ok(cache.2.iter().find(|r| r.id == id).cloned())
+        Ok(cache.entries.get(id).cloned())
     }
 
-    /// Checks a bearer token. `None` for unknown, malformed or revoked.
-    pub fn authenticate(&self, token: &str) -> Result<Option<Principal>, String> {
-        let Some(rest) = token.strip_prefix("stele_") else {
-            return Ok(None);
+    /// Forgets what the log said about `id` (after this server appended a
+    /// token event for it).
+    pub fn forget(&self, id: &str) {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// What the log says about `id`: from the ledger, or looked up under
+    /// the log lock on the blocking pool.
+    async fn events(&self, log: &Arc<Mutex<Log>>, id: &str) -> Result<Arc<TokenEvents>, String> {
+        if let Some(known) = self
+            .ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            return Ok(known.clone());
+        }
+        let shared = log.clone();
+        let owned = id.to_string();
+        let events = tokio::task::spawn_blocking(move || lock_log(&shared).token_events(&owned))
+            .await
+            .map_err(|e| format!("token lookup: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let events = Arc::new(events);
+        self.ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), events.clone());
+        Ok(events)
+    }
+
+    /// Checks a bearer token. `Ok(Err(_))` is a refusal (401); `Err` means
+    /// the token file or the log cannot be read (503).
+    pub async fn authenticate(
+        &self,
+        log: &Arc<Mutex<Log>>,
+        token: &str,
+    ) -> Result<Result<Principal, Refused>, String> {
+        let refuse = |reason, token_id: Option<&str>| {
+            Ok(Err(Refused {
+                reason,
+                token_id: token_id.map(str::to_string),
+            }))
         };
-        let Some((id, secret)) = rest.split_once('_') else {
-            return Ok(None);
+        let Some((id, secret)) = token
+            .strip_prefix("stele_")
+            .and_then(|rest| rest.split_once('_'))
+            .filter(|(id, _)| well_formed_id(id))
+        else {
+            return refuse(Refusal::Malformed, None);
+        };
+        let Some(entry) = self.entry(id)? else {
+            return refuse(Refusal::UnknownToken, Some(id));
         };
         let hash = sha256_hex(secret.as_bytes());
-        if let Some(record) = self.record(id)? {
-            let equal = aws_lc_rs::constant_time::verify_slices_are_equal(
-                record.secret_sha256.as_bytes(),
-                hash.as_bytes(),
-            )
-            .is_ok();
-            if equal && record.revoked_at.is_none() {
-                return Ok(Some(Principal {
-                    name: record.principal,
-                    roles: record.roles,
-                    method: "token",
-                }));
-            }
-            return Ok(None);
+        let equal = aws_lc_rs::constant_time::verify_slices_are_equal(
+            entry.secret_sha256.as_bytes(),
+            hash.as_bytes(),
+        )
+        .is_ok();
+        if !equal {
+            return refuse(Refusal::WrongSecret, Some(id));
         }
-        Ok(None)
+        let events = self.events(log, id).await?;
+        if let Err(problem) = stele_log::tokens::check_entry(&entry, &events) {
+            self.report(id, &problem);
+            return refuse(Refusal::NotInLog, Some(id));
+        }
+        if events.revoked.is_some() || entry.revoked_at.is_some() || entry.revoked_event.is_some() {
+            if let Some(problem) = stele_log::tokens::revocation_problem(&entry, &events) {
+                self.report(id, &problem);
+            }
+            return refuse(Refusal::Revoked, Some(id));
+        }
+        if entry.expired(jiff::Timestamp::now()) {
+            return refuse(Refusal::Expired, Some(id));
+        }
+        Ok(Ok(Principal {
+            name: entry.principal,
+            roles: entry.roles,
+            method: "token",
+            streams: entry.streams,
+        }))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn create_authenticate_revoke() {
-        let dir = tempfile::tempdir().unwrap();
-        let (record, token) = create(dir.path(), "ci-bot", &[Role::writer()]).unwrap();
-        let store = TokenStore::new(dir.path());
-        let principal = store.authenticate(&token).unwrap().unwrap();
-        assert_eq!(principal.name, "ci-bot");
-        assert_eq!(principal.role_names(), vec!["writer".to_string()]);
-        assert!(Role::parse("Admin").is_err() && Role::parse("").is_err());
-        // The file holds no secret.
-        let text = std::fs::read_to_string(token_path(dir.path())).unwrap();
-        // The secret is everything after `stele_<id>_`; being URL-safe
-        // base64, it may itself hold `_`.
-        let secret = token.splitn(3, '_').nth(2).unwrap();
-        assert_eq!(secret.len(), 43);
-        assert!(!text.contains(secret));
-        // A wrong secret with the right id, and garbage, are refused.
-        let wrong = format!("stele_{}_{}", record.id, "A".repeat(43));
-        assert_eq!(store.authenticate(&wrong).unwrap(), None);
-        assert_eq!(store.authenticate("Bearer nonsense").unwrap(), None);
-        revoke(dir.path(), &record.id).unwrap();
-        assert_eq!(store.authenticate(&token).unwrap(), None);
-        assert!(list(dir.path()).unwrap()[0].revoked_at.is_some());
+    /// Logs a record that disagrees with the log, once per file version.
+    fn report(&self, id: &str, problem: &str) {
+        let mut cache = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.reported.insert(id.to_string()) {
+            tracing::error!(
+                file = %self.path.display(),
+                token = id,
+                "REFUSED TOKEN RECORD: {problem}; the token is refused until the record matches the log"
+            );
+        }
     }
 }

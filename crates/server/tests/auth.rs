@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use stele_server::tokens::{self, Role};
+use stele_server::tokens::Role;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_tokens_and_roles() {
@@ -23,17 +23,26 @@ async fn bearer_tokens_and_roles() {
     let index = first.json["receipts"][0]["index"].as_u64().unwrap();
     let read_url = server.url(&format!("/v1/events/{index}"));
 
-    // No credentials at all.
+    // No credentials at all. Over HTTP/1.1 the body was not read, so the
+    // connection is not reused; a request without a body keeps it.
     let r = post_json(&client, &events, None, &event).await;
     assert_error(&r, 401, "unauthenticated");
     assert_eq!(r.headers["www-authenticate"], "Bearer");
+    let http1 = server.client_http1();
+    let r = post_json(&http1, &events, None, &event).await;
+    assert_error(&r, 401, "unauthenticated");
+    assert_eq!(r.headers["connection"], "close");
+    let r = send(http1.get(&read_url)).await;
+    assert_error(&r, 401, "unauthenticated");
+    assert!(r.headers.get("connection").is_none(), "no body, kept alive");
+    drop(http1);
     let r = send(client.get(&read_url)).await;
     assert_error(&r, 401, "unauthenticated");
 
     // A token that does not exist, a garbled one, and a right id with a
     // wrong secret.
-    let (writer_record, writer) =
-        tokens::create(&server.data, "ci-bot", &[Role::writer()]).unwrap();
+    let created = server.token_with("ci-bot", &[Role::writer()], None, None);
+    let (writer_record, writer) = (created.entry, created.text);
     let wrong_secret = format!("stele_{}_{}", writer_record.id, "A".repeat(43));
     for bad in [
         "stele_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
@@ -88,7 +97,13 @@ async fn bearer_tokens_and_roles() {
     assert_eq!(stored["event"]["writer"], "admin");
 
     // Revocation while serving takes effect at the next request.
-    tokens::revoke(&server.data, &writer_record.id).unwrap();
+    let r = send(
+        client
+            .delete(server.url(&format!("/v1/tokens/{}", writer_record.id)))
+            .bearer_auth(&admin),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let r = post_json(&client, &events, Some(&writer), &event).await;
     assert_error(&r, 401, "unauthenticated");
     // Other tokens are unaffected.
@@ -96,9 +111,11 @@ async fn bearer_tokens_and_roles() {
     assert_eq!(r.status, 200, "{}", r.text);
 
     // Refused requests appended nothing of theirs: the only entries are the
-    // three appends, the five audited reads and the three recorded denials.
+    // three appends, the five audited reads, the three recorded denials and
+    // the four token events (three grants, one revocation). The 401s are
+    // only counted until their window closes.
     let size = log_size(&server, &client).await;
-    assert_eq!(size, 3 + 5 + 3, "refused requests must append nothing");
+    assert_eq!(size, 3 + 5 + 3 + 4, "refused requests must append nothing");
 
     drop(client);
     server.stop().await;

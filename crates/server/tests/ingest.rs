@@ -76,7 +76,8 @@ async fn object_array_and_ndjson_append_and_verify() {
     .await;
     let jsonl = receipts(&r);
 
-    // Indexes are consecutive across requests: nothing else was appended.
+    // Indexes are consecutive across requests: nothing else was appended
+    // after the token grants (the first admin token's and the writer's).
     let all: Vec<&Value> = one
         .iter()
         .chain(&three)
@@ -84,7 +85,7 @@ async fn object_array_and_ndjson_append_and_verify() {
         .chain(&jsonl)
         .collect();
     for (n, receipt) in all.iter().enumerate() {
-        assert_eq!(receipt["index"].as_u64().unwrap(), n as u64);
+        assert_eq!(receipt["index"].as_u64().unwrap(), 2 + n as u64);
     }
     let mut ids = std::collections::HashSet::new();
     for receipt in &all {
@@ -141,8 +142,10 @@ async fn retries_with_a_client_id_are_idempotent() {
 
     // The same request again: the identified events come back as the
     // originals; the event without an id is a new event.
+    // After the three token grants (admin, retrier, someone-else) and the
+    // three events.
     let p0 = server.probe(&client, &writer).await;
-    assert_eq!(p0, 3);
+    assert_eq!(p0, 3 + 3);
     let again = receipts(&post_json(&client, &url, Some(&writer), &body).await);
     for n in 0..2 {
         assert_eq!(again[n]["duplicate"], true, "{}", again[n]);

@@ -27,38 +27,47 @@ async fn reads_are_audited_in_system_stream() {
     )
     .await;
     assert_eq!(r.status, 200);
+    // After the token grants: the first of the two events.
+    let a = r.json["receipts"][0]["index"].as_u64().unwrap();
+    assert_eq!(a, 3, "after three token.created events");
 
-    // Entry 1 read by the auditor: the audit record is the next entry.
-    let read = server.get_event(&client, &auditor, 0).await;
+    // Entry a read by the auditor: the audit record is the next entry.
+    let read = server.get_event(&client, &auditor, a).await;
     assert_eq!(read["event"]["event"]["actor"], "a");
-    let audit = server.get_event(&client, &admin, 2).await;
+    let audit = server.get_event(&client, &admin, a + 2).await;
     let envelope = &audit["event"];
     assert_eq!(envelope["stream"], "_system");
     assert_eq!(envelope["writer"], "stele");
     assert_eq!(envelope["event"]["actor"], "auditor");
     assert_eq!(envelope["event"]["action"], "event.read");
-    assert_eq!(envelope["event"]["resource"], "events/0");
+    assert_eq!(envelope["event"]["resource"], format!("events/{a}"));
     assert_eq!(envelope["event"]["outcome"], "success");
     assert_eq!(envelope["event"]["attributes"]["method"], "token");
     assert_eq!(envelope["event"]["attributes"]["stream"], "payments");
-    verify_proof(&server, &audit, 2);
-    // The admin's read of entry 2 was itself audited as entry 3.
-    let audit = server.get_event(&client, &admin, 3).await;
+    verify_proof(&server, &audit, a + 2);
+    // The admin's read of entry a + 2 was itself audited as entry a + 3.
+    let audit = server.get_event(&client, &admin, a + 3).await;
     assert_eq!(audit["event"]["stream"], "_system");
     assert_eq!(audit["event"]["event"]["actor"], "admin");
-    assert_eq!(audit["event"]["event"]["resource"], "events/2");
+    assert_eq!(
+        audit["event"]["event"]["resource"],
+        format!("events/{}", a + 2)
+    );
     assert_eq!(audit["event"]["event"]["attributes"]["stream"], "_system");
 
     // A read with a client certificate names the certificate's principal.
     let cert_reader = server.client_with(&server.pki.reader_client);
-    let r = send(cert_reader.get(server.url("/v1/events/1"))).await;
+    let r = send(cert_reader.get(server.url(&format!("/v1/events/{}", a + 1)))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     drop(cert_reader);
     let next = log_size(&server, &client).await - 1;
     let audit = server.get_event(&client, &admin, next).await;
     assert_eq!(audit["event"]["stream"], "_system");
     assert_eq!(audit["event"]["event"]["actor"], "svc-reader");
-    assert_eq!(audit["event"]["event"]["resource"], "events/1");
+    assert_eq!(
+        audit["event"]["event"]["resource"],
+        format!("events/{}", a + 1)
+    );
     assert_eq!(audit["event"]["event"]["attributes"]["method"], "mtls");
 
     // Refused or impossible reads are not audited as reads and are 4xx;
@@ -103,7 +112,12 @@ async fn reads_are_audited_in_system_stream() {
         assert_error(&r, 400, "invalid_index");
         assert_eq!(r.json["error"]["field"], "index", "{}", r.text);
     }
-    let r = send(client.get(server.url("/v1/events/0")).bearer_auth(&writer)).await;
+    let r = send(
+        client
+            .get(server.url(&format!("/v1/events/{a}")))
+            .bearer_auth(&writer),
+    )
+    .await;
     assert_error(&r, 403, "forbidden");
     let after = server.probe(&client, &writer).await;
     assert_eq!(after, before + 2, "the denial and the probe");
@@ -113,7 +127,7 @@ async fn reads_are_audited_in_system_stream() {
     assert_eq!(denial["event"]["event"]["actor"], "writer");
     assert_eq!(
         denial["event"]["event"]["resource"],
-        "events/0 (stream:payments)"
+        format!("events/{a} (stream:payments)")
     );
     assert_eq!(denial["event"]["event"]["attributes"]["stream"], "payments");
     assert_eq!(denial["event"]["event"]["attributes"]["requested"], "read");
@@ -144,16 +158,24 @@ fn checkpoint_of(server: &TestServer, note: &str) -> stele_tlog::Checkpoint {
 async fn checkpoint_tiles_and_consistency_verify() {
     let server = start(|_| {}).await;
     let client = server.client();
-    let writer = server.token("writer", &[Role::writer()]);
+    // The only token, so the only grant: `token.created` is entry 0.
+    let writer = server.admin_token.clone();
     let url = server.url("/v1/events");
+    let grant = stele_log::sequencer::lock_log(&server.served_log())
+        .get(0)
+        .unwrap();
+    assert_eq!(grant.envelope.event.action, "token.created");
+    let grant = json!({"index": 0, "commitment": base64_of(grant.commitment.as_ref())});
 
-    // A small log: 5 entries.
-    let batch: Vec<Value> = (0..5)
+    // A small log: 5 entries (the grant and 4 events).
+    let batch: Vec<Value> = (0..4)
         .map(|n| json!({"actor": "a", "action": format!("n{n}")}))
         .collect();
     let r = post_json(&client, &url, Some(&writer), &Value::Array(batch)).await;
     assert_eq!(r.status, 200);
-    let receipts = r.json["receipts"].as_array().unwrap().clone();
+    let receipts: Vec<Value> = std::iter::once(grant)
+        .chain(r.json["receipts"].as_array().unwrap().iter().cloned())
+        .collect();
     let small = server.wait_checkpoint(&client, 5).await;
     assert_eq!(small.size, 5);
     assert_eq!(small.origin, server.config.origin);
@@ -379,7 +401,8 @@ async fn metrics_openapi_and_health() {
     )
     .await;
     assert_error(&r, 415, "unsupported_content_type");
-    server.wait_checkpoint(&client, 2).await;
+    // Two events after two token grants (admin, writer).
+    server.wait_checkpoint(&client, 4).await;
 
     let r = send(client.get(server.url("/metrics"))).await;
     assert_eq!(r.status, 200);
@@ -393,7 +416,7 @@ async fn metrics_openapi_and_health() {
             .unwrap()
     };
     assert_eq!(metric("stele_events_ingested_total"), 2.0);
-    assert_eq!(metric("stele_log_size"), 2.0);
+    assert_eq!(metric("stele_log_size"), 4.0);
     // The raw bytes of the two events as sent (`{"action":"b","actor":"a"}`).
     assert_eq!(metric("stele_bytes_ingested_total"), 52.0);
     // One batch of two events; nothing waiting.
@@ -489,6 +512,9 @@ async fn a_refused_read_publishes_nothing() {
     let client = server.client();
     let writer = server.token("writer", &[Role::writer()]);
     let auditor = server.token("auditor", &[Role::reader()]);
+    // A token grant asks for a checkpoint soon: let those of the three
+    // grants be published before the probe.
+    server.wait_checkpoint(&client, 3).await;
     let index = server.probe(&client, &writer).await;
     let published = server.checkpoint(&client).await.size;
     assert!(published <= index, "entry {index} is already published");

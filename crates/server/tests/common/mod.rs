@@ -156,6 +156,10 @@ pub struct TestServer {
     pub admin_token: String,
     pub pki: Pki,
     pub config: Config,
+    /// The served log, for granting tokens the way the server does.
+    /// The served log, not kept open by the test: once the server stops,
+    /// the data directory can be opened again.
+    log: std::sync::Weak<std::sync::Mutex<stele_log::Log>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
     pub tmp: TempDir,
@@ -210,6 +214,7 @@ pub async fn start_in(
     configure(&mut config);
     let bound = stele_server::bind(config.clone(), None).await.unwrap();
     let addr = bound.addresses()[0];
+    let log = Arc::downgrade(&bound.log());
     let first = match bound.first_start.clone() {
         Some(first) => first,
         None => stele_server::FirstStart {
@@ -228,6 +233,7 @@ pub async fn start_in(
         admin_token: first.admin_token,
         pki,
         config,
+        log,
         shutdown: Some(tx),
         task: Some(task),
         tmp,
@@ -251,16 +257,44 @@ impl TestServer {
         self.builder().build().unwrap()
     }
 
+    /// A client that speaks only HTTP/1.1 (the others negotiate HTTP/2).
+    pub fn client_http1(&self) -> reqwest::Client {
+        self.builder().http1_only().build().unwrap()
+    }
+
     /// A client presenting `identity` as its certificate.
     pub fn client_with(&self, identity: &Identity) -> reqwest::Client {
         self.builder().identity(identity.reqwest()).build().unwrap()
     }
 
+    /// The served log (while the server runs).
+    pub fn served_log(&self) -> Arc<std::sync::Mutex<stele_log::Log>> {
+        self.log.upgrade().expect("the server is running")
+    }
+
     /// A token for a new principal.
     pub fn token(&self, principal: &str, roles: &[Role]) -> String {
-        stele_server::tokens::create(&self.data, principal, roles)
+        self.token_with(principal, roles, None, None).text
+    }
+
+    /// A token granted through the served log (its `token.created` event
+    /// first, then `tokens.json`), as `POST /v1/tokens` does.
+    pub fn token_with(
+        &self,
+        principal: &str,
+        roles: &[Role],
+        expires_at: Option<jiff::Timestamp>,
+        streams: Option<Vec<String>>,
+    ) -> stele_log::tokens::CreatedToken {
+        let spec = stele_log::tokens::TokenSpec {
+            principal: principal.into(),
+            roles: roles.to_vec(),
+            expires_at,
+            streams,
+        };
+        stele_log::sequencer::lock_log(&self.served_log())
+            .create_token(&spec, "test-harness", jiff::Timestamp::now())
             .unwrap()
-            .1
     }
 
     /// Asks the server to stop and waits (bounded) for `serve` to return
@@ -427,6 +461,11 @@ pub fn assert_error(r: &Resp, status: u16, code: &str) {
         error["message"].as_str().is_some_and(|m| !m.is_empty()),
         "error without message: {error}"
     );
+}
+
+/// Standard base64, as the API writes hashes and commitments.
+pub fn base64_of(bytes: &[u8]) -> String {
+    B64.encode(bytes)
 }
 
 pub fn b64(text: &Value) -> Vec<u8> {

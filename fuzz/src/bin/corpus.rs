@@ -13,11 +13,10 @@
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use sha2::Digest;
 use stele_log::governance::HoldSpec;
+use stele_log::tokens::{Role, TokenSpec, token_path};
 use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
 use stele_policy::{Policy, PolicySource};
-use stele_server::tokens::{self, Role};
 use stele_store::index::{IndexRecord, RECORD_LEN};
 use stele_store::keys::{Argon2Params, Kek, NewKek};
 use stele_store::segment::{SegmentHeader, record_len};
@@ -395,23 +394,35 @@ fn governance_files(c: &Corpus, data: &Path) {
             .to_string();
         c.add("tombstone", &name, &std::fs::read(path).expect("tombstone"));
     }
-    let writer = Role::parse("writer").expect("role");
-    let (_, _) = tokens::create(data, "ci-bot", &[writer.clone()]).expect("token");
-    let (revoked, _) =
-        tokens::create(data, "old", &[Role::parse("admin").expect("role")]).expect("token");
-    tokens::revoke(data, &revoked.id).expect("revoke");
-    let file = std::fs::read(tokens::token_path(data)).expect("tokens");
-    c.add("tokens_json", "tokens.json", &file);
-    // A record whose secret is the one the target tries, so that a token
-    // authenticates in the seed run.
-    let mut with_known = serde_json::from_slice::<serde_json::Value>(&file).expect("token JSON");
-    let hash: String = sha2::Sha256::digest(b"fuzz")
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    with_known["tokens"][0]["secret_sha256"] = hash.into();
-    let bytes = serde_json::to_vec_pretty(&with_known).expect("token JSON");
-    c.add("tokens_json", "fuzz-secret.json", &bytes);
+    let mut log = Log::open(data, OpenOptions::default()).expect("reopen");
+    let writer = TokenSpec {
+        principal: "ci-bot".into(),
+        roles: vec![Role::writer()],
+        expires_at: None,
+        streams: None,
+    };
+    log.create_token(&writer, "admin", noon(12)).expect("token");
+    let scoped = TokenSpec {
+        principal: "auditor".into(),
+        roles: vec![Role::reader()],
+        expires_at: Some(noon(40)),
+        streams: Some(vec!["audit".into(), "legal".into()]),
+    };
+    log.create_token(&scoped, "admin", noon(12)).expect("token");
+    let admin = TokenSpec {
+        principal: "old".into(),
+        roles: vec![Role::admin()],
+        expires_at: None,
+        streams: None,
+    };
+    let revoked = log.create_token(&admin, "admin", noon(12)).expect("token");
+    log.revoke_token(&revoked.entry.id, "admin", noon(13))
+        .expect("revoke");
+    c.add(
+        "tokens_json",
+        "tokens.json",
+        &std::fs::read(token_path(data)).expect("tokens"),
+    );
 }
 
 /// Inputs that come from clients and operators rather than from files the

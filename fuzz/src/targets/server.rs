@@ -1,48 +1,56 @@
-//! `stele-server`: the token file, the configuration file and the query
-//! strings of the read endpoints.
+//! `stele-server` and the token file it reads: `tokens.json`, the
+//! configuration file and the query strings of the read endpoints.
 
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
-use sha2::Digest;
+use stele_log::tokens::{
+    TokenEvent, TokenEvents, TokenFile, check_entry, created_attributes, read_token_file,
+    revocation_problem, token_path,
+};
 use stele_server::admin::check_scan_query;
 use stele_server::api::check_tree_query;
 use stele_server::config::Config;
-use stele_server::tokens::{self, TokenStore};
 
-/// The secret part of the bearer token tried against every record.
-const SECRET: &str = "fuzz";
-
-/// `tokens.json` as `stele token list` and the server read it: a bearer
-/// token authenticates exactly when its id names a live record whose hash
-/// is the hash of its secret, and then as that record's principal.
+/// `tokens.json` as the server, `stele token list` and `verify` read it: an
+/// accepted file writes back to one that reads the same; every record
+/// matches the `token.created` event it would have been made from, and no
+/// record matches a log without one; a revocation the log and the record
+/// agree on is no problem, one only the record claims is.
 pub fn tokens_json(data: &[u8]) {
     let dir = crate::scratch::fresh_dir("tokens");
-    std::fs::write(tokens::token_path(&dir), data).expect("write scratch file");
-    let listed = tokens::list(&dir);
-    let store = TokenStore::new(&dir);
-    let authenticated = store.authenticate(&format!("stele_0_{SECRET}"));
-    let Ok(records) = listed else {
-        assert!(
-            authenticated.is_err(),
-            "an unreadable token file authenticates no one"
-        );
+    std::fs::write(token_path(&dir), data).expect("write scratch file");
+    let Ok(file) = read_token_file(&dir) else {
         return;
     };
-    let secret_hash: String = sha2::Sha256::digest(SECRET.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    for record in &records {
-        if record.id.contains('_') {
-            continue;
+    let mut written = serde_json::to_vec_pretty(&file).expect("an accepted file encodes");
+    written.push(b'\n');
+    std::fs::write(token_path(&dir), &written).expect("write scratch file");
+    let again: TokenFile = read_token_file(&dir).expect("reads back");
+    assert_eq!(again.tokens, file.tokens);
+    let now = jiff::Timestamp::now();
+    for entry in &file.tokens {
+        let _ = entry.expired(now);
+        let granted = TokenEvents {
+            created: Some(Ok(TokenEvent {
+                index: entry.created_event,
+                actor: entry.created_by.clone(),
+                attributes: created_attributes(entry),
+            })),
+            revoked: entry.revoked_event,
+        };
+        assert_eq!(check_entry(entry, &granted), Ok(()));
+        assert!(check_entry(entry, &TokenEvents::default()).is_err());
+        match (entry.revoked_event, entry.revoked_at.is_some()) {
+            (Some(_), _) | (None, false) => assert_eq!(revocation_problem(entry, &granted), None),
+            (None, true) => assert!(revocation_problem(entry, &granted).is_some()),
         }
-        let first = records.iter().find(|r| r.id == record.id).expect("listed");
-        let expected = (first.secret_sha256 == secret_hash && first.revoked_at.is_none())
-            .then(|| first.principal.clone());
-        let got = store
-            .authenticate(&format!("stele_{}_{SECRET}", record.id))
-            .expect("a readable token file stays readable");
-        assert_eq!(got.map(|p| p.name), expected);
+        if entry.revoked_event.is_some() {
+            let unrevoked = TokenEvents {
+                revoked: None,
+                ..granted
+            };
+            assert!(revocation_problem(entry, &unrevoked).is_some());
+        }
     }
 }
 

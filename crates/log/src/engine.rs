@@ -1554,7 +1554,9 @@ pub(crate) fn is_damaged_data(error: &LogError) -> bool {
 
 /// Splits a record's plaintext into salt and stored envelope, rebuilds the
 /// canonical bytes and checks both against the commitment in the index.
-pub(crate) fn decode_plaintext(
+/// Public only for the fuzz targets.
+#[doc(hidden)]
+pub fn decode_plaintext(
     index: u64,
     commitment: &[u8; 32],
     mut plain: Vec<u8>,

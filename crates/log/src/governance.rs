@@ -23,7 +23,7 @@
 //! [`Log::open`] can finish a change interrupted between its file and its
 //! event without logging it twice.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -161,6 +161,45 @@ pub struct HoldSpec {
 struct HoldFile {
     v: u32,
     holds: Vec<Hold>,
+}
+
+/// Reads the bytes of `holds.json` (at `path`, named in errors). Public
+/// only for the fuzz targets.
+#[doc(hidden)]
+pub fn parse_holds(path: &Path, bytes: &[u8]) -> LogResult<Vec<Hold>> {
+    let file: HoldFile = serde_json::from_slice(bytes)
+        .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display())))?;
+    if file.v != 1 {
+        return Err(LogError::Integrity(format!(
+            "{}: format version {}; this Stele reads version 1",
+            path.display(),
+            file.v
+        )));
+    }
+    for hold in &file.holds {
+        if hold.released_at.is_some() != hold.released_by.is_some() {
+            return Err(LogError::Integrity(format!(
+                "{}: hold {} has only one of released_at and released_by",
+                path.display(),
+                hold.id
+            )));
+        }
+    }
+    Ok(file.holds)
+}
+
+/// The bytes of `holds.json` holding `holds`. Public only for the fuzz
+/// targets.
+#[doc(hidden)]
+pub fn encode_holds(holds: &[Hold]) -> LogResult<Vec<u8>> {
+    let file = HoldFile {
+        v: 1,
+        holds: holds.to_vec(),
+    };
+    let mut bytes =
+        serde_json::to_vec_pretty(&file).map_err(|e| LogError::Internal(format!("holds: {e}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 impl Hold {
@@ -710,13 +749,7 @@ impl Log {
     }
 
     fn write_holds(&self) -> LogResult<()> {
-        let file = HoldFile {
-            v: 1,
-            holds: self.holds.clone(),
-        };
-        let mut bytes = serde_json::to_vec_pretty(&file)
-            .map_err(|e| LogError::Internal(format!("holds: {e}")))?;
-        bytes.push(b'\n');
+        let bytes = encode_holds(&self.holds)?;
         fsutil::atomic_replace(&self.holds_path(), &bytes, 0o644)?;
         Ok(())
     }
@@ -1299,29 +1332,11 @@ fn write_policy_file(dir: &std::path::Path, file: &PolicyFile) -> LogResult<()> 
 }
 
 /// The holds of `holds.json` (none when it is absent), as the file says.
-pub(crate) fn read_holds(holds_path: &std::path::Path) -> LogResult<Vec<Hold>> {
-    let Some(bytes) = fsutil::read_optional(holds_path)? else {
-        return Ok(Vec::new());
-    };
-    let file: HoldFile = serde_json::from_slice(&bytes)
-        .map_err(|e| LogError::Integrity(format!("{}: {e}", holds_path.display())))?;
-    if file.v != 1 {
-        return Err(LogError::Integrity(format!(
-            "{}: format version {}; this Stele reads version 1",
-            holds_path.display(),
-            file.v
-        )));
+pub(crate) fn read_holds(holds_path: &Path) -> LogResult<Vec<Hold>> {
+    match fsutil::read_optional(holds_path)? {
+        None => Ok(Vec::new()),
+        Some(bytes) => parse_holds(holds_path, &bytes),
     }
-    for hold in &file.holds {
-        if hold.released_at.is_some() != hold.released_by.is_some() {
-            return Err(LogError::Integrity(format!(
-                "{}: hold {} has only one of released_at and released_by",
-                holds_path.display(),
-                hold.id
-            )));
-        }
-    }
-    Ok(file.holds)
 }
 
 /// Every applied policy version of the data directory `root`, oldest

@@ -45,8 +45,12 @@ mod verify_files;
 pub use announce::{DEFAULT_RETENTION_GRACE, MAX_DRIFT, RetentionRun};
 pub use checkpoints::{CheckpointHistory, HistoryStream};
 pub use committer::FsyncMetrics;
+#[doc(hidden)]
+pub use engine::decode_plaintext;
 pub use engine::{CreateOptions, Log, MAX_BATCH, OpenOptions, Receipt, StoredEvent};
 pub use error::{LogError, LogResult};
 pub use meta::Meta;
 pub use prepare::{PreparedEvent, Preparer};
+#[doc(hidden)]
+pub use rotate::kek_info_round_trip;
 pub use rotate::{KekAgeSource, KekInfo, RotateStep};

@@ -601,11 +601,22 @@ fn write_kek_info(path: &Path, info: &KekInfo, event: Option<&RotationEvent>) ->
         data_keys_rewrapped: event.map(|e| e.data_keys_rewrapped),
         event_index: event.and_then(|e| e.index),
     };
-    let mut bytes = serde_json::to_vec(&file)
+    fsutil::atomic_replace(path, &encode_kek_info(&file)?, 0o644)?;
+    Ok(())
+}
+
+fn encode_kek_info(file: &KekInfoFile) -> LogResult<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(file)
         .map_err(|e| LogError::Internal(format!("cannot encode KEK info: {e}")))?;
     bytes.push(b'\n');
-    fsutil::atomic_replace(path, &bytes, 0o644)?;
-    Ok(())
+    Ok(bytes)
+}
+
+/// Reads `kek.info` bytes as `open` does and writes them back as a
+/// rotation would. Public only for the fuzz targets.
+#[doc(hidden)]
+pub fn kek_info_round_trip(bytes: &[u8]) -> LogResult<Vec<u8>> {
+    encode_kek_info(&parse_kek_info(Path::new("kek.info"), bytes)?)
 }
 
 /// Creates or truncates `path` (0600), writes `bytes`, sets the modification

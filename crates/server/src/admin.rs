@@ -552,6 +552,17 @@ struct SearchQuery {
 }
 
 impl SearchQuery {
+    fn limit(&self) -> ApiResult<usize> {
+        let limit = self.limit.unwrap_or(DEFAULT_QUERY_RESULTS);
+        if limit == 0 || limit > MAX_QUERY_RESULTS {
+            return Err(bad_request(
+                "invalid_query",
+                format!("limit must be 1 to {MAX_QUERY_RESULTS}"),
+            ));
+        }
+        Ok(limit)
+    }
+
     fn filters(&self) -> ApiResult<Filters> {
         let time = |name: &str, text: &Option<String>| {
             text.as_deref()
@@ -568,6 +579,23 @@ impl SearchQuery {
             until: time("until", &self.until)?,
         })
     }
+}
+
+/// Reads the query string of `GET /v1/export` (`search` false) or
+/// `GET /v1/query` (`search` true) as its handler does before it needs
+/// the log. Public only for the fuzz targets.
+#[doc(hidden)]
+pub fn check_scan_query(search: bool, uri: &axum::http::Uri) -> ApiResult<()> {
+    let invalid =
+        |e: axum::extract::rejection::QueryRejection| bad_request("invalid_query", e.to_string());
+    if search {
+        let Query(query) = Query::<SearchQuery>::try_from_uri(uri).map_err(invalid)?;
+        query.limit()?;
+        query.filters()?;
+    } else {
+        Query::<ExportQuery>::try_from_uri(uri).map_err(invalid)?;
+    }
+    Ok(())
 }
 
 /// `GET /v1/query`: the events of one stream in a range whose fields equal
@@ -589,13 +617,7 @@ async fn search(
             ),
         )
     })?;
-    let limit = query.limit.unwrap_or(DEFAULT_QUERY_RESULTS);
-    if limit == 0 || limit > MAX_QUERY_RESULTS {
-        return Err(bad_request(
-            "invalid_query",
-            format!("limit must be 1 to {MAX_QUERY_RESULTS}"),
-        ));
-    }
+    let limit = query.limit()?;
     let filters = query.filters()?;
     let client = authorize_stream(&state, &principal, &conn, Action::Query, &query.stream)?;
     let body = blocking(move || {

@@ -1045,6 +1045,36 @@ struct CheckpointsQuery {
     limit: Option<usize>,
 }
 
+impl CheckpointsQuery {
+    fn limit(&self) -> ApiResult<usize> {
+        let limit = self.limit.unwrap_or(DEFAULT_CHECKPOINTS_PAGE);
+        if limit == 0 || limit > MAX_CHECKPOINTS_PAGE {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("limit must be 1..={MAX_CHECKPOINTS_PAGE}, got {limit}"),
+            ));
+        }
+        Ok(limit)
+    }
+}
+
+/// Reads the query string of `GET /v1/proof/consistency` (`checkpoints`
+/// false) or `GET /v1/checkpoints` (`checkpoints` true) as its handler
+/// does before it needs the log. Public only for the fuzz targets.
+#[doc(hidden)]
+pub fn check_tree_query(checkpoints: bool, uri: &axum::http::Uri) -> ApiResult<()> {
+    if checkpoints {
+        let Query(query) = Query::<CheckpointsQuery>::try_from_uri(uri)
+            .map_err(|e| invalid_query(&e, "?from=N&limit=L"))?;
+        query.limit()?;
+    } else {
+        Query::<ConsistencyQuery>::try_from_uri(uri)
+            .map_err(|e| invalid_query(&e, "?old=M&new=N"))?;
+    }
+    Ok(())
+}
+
 /// One page of the checkpoint history, oldest first, read from the
 /// history file without holding the log; `next` is the `from` of the next
 /// page, or null after the last checkpoint.
@@ -1053,14 +1083,7 @@ async fn checkpoints(
     query: Result<Query<CheckpointsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = query.map_err(|e| invalid_query(&e, "?from=N&limit=L"))?;
-    let limit = query.limit.unwrap_or(DEFAULT_CHECKPOINTS_PAGE);
-    if limit == 0 || limit > MAX_CHECKPOINTS_PAGE {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("limit must be 1..={MAX_CHECKPOINTS_PAGE}, got {limit}"),
-        ));
-    }
+    let limit = query.limit()?;
     let body = blocking(move || {
         // The writer may hold the log through a batch's fsyncs: the lock
         // (only to get the history handle) is taken off the async workers.

@@ -96,6 +96,15 @@ impl SegmentHeader {
         let id = u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]);
         let epoch = u32::from_be_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]);
         let stream_len = u16::from_be_bytes([bytes[20], bytes[21]]) as usize;
+        // The writer never writes another length, so a header that claims
+        // one was not written by Stele, whatever its checksum says.
+        if stream_len == 0 || stream_len > MAX_STREAM_LEN {
+            return Err(StoreError::corrupt(
+                path,
+                20,
+                format!("stream name length {stream_len} is outside 1..={MAX_STREAM_LEN}"),
+            ));
+        }
         let end = 22 + stream_len;
         if bytes.len() < end + 4 {
             return Err(StoreError::corrupt(path, 20, "segment header is truncated"));
@@ -658,6 +667,35 @@ mod tests {
         bytes[8] = 3;
         let err = SegmentHeader::decode(path, &bytes).unwrap_err().to_string();
         assert!(err.contains("unsupported segment version 3"), "{err}");
+    }
+
+    /// A header carrying a stream name length the writer never writes (0,
+    /// or over 255) whose checksum matches is refused as corrupt, not
+    /// taken for a header that `encode` could not write back (found by the
+    /// `segment_header` fuzz target).
+    #[test]
+    fn header_stream_length_outside_what_the_writer_writes() {
+        let path = Path::new("x.seg");
+        for stream_len in [0usize, MAX_STREAM_LEN + 1, usize::from(u16::MAX)] {
+            let mut bytes = MAGIC.to_vec();
+            bytes.push(VERSION);
+            bytes.extend_from_slice(&[0, 0, 0]);
+            bytes.extend_from_slice(&7u32.to_be_bytes());
+            bytes.extend_from_slice(&20000u32.to_be_bytes());
+            bytes.extend_from_slice(&(stream_len as u16).to_be_bytes());
+            bytes.extend(std::iter::repeat_n(b'a', stream_len));
+            let crc = crc32(&bytes);
+            bytes.extend_from_slice(&crc.to_be_bytes());
+            let err = SegmentHeader::decode(path, &bytes).unwrap_err();
+            assert!(
+                matches!(err, StoreError::Corrupt { .. }),
+                "stream length {stream_len}: {err}"
+            );
+            assert!(
+                err.to_string().contains("stream name length"),
+                "stream length {stream_len}: {err}"
+            );
+        }
     }
 
     #[test]

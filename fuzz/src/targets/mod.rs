@@ -1,0 +1,161 @@
+//! The targets, grouped by the crate that owns the parser. Each function
+//! takes one input and panics only when an invariant fails.
+
+pub mod fixtures;
+mod ingest;
+mod log;
+mod policy;
+mod server;
+mod store;
+mod tlog;
+
+use crate::Target;
+
+/// Every target; the names are the corpus directories.
+pub const ALL: &[Target] = &[
+    Target {
+        name: "tlog_proof",
+        about: "TlogProof::parse (offline proofs)",
+        run: tlog::tlog_proof,
+    },
+    Target {
+        name: "checkpoint",
+        about: "Checkpoint::parse (checkpoint bodies)",
+        run: tlog::checkpoint,
+    },
+    Target {
+        name: "signed_note",
+        about: "open_note (signed checkpoints)",
+        run: tlog::signed_note,
+    },
+    Target {
+        name: "verifier_key",
+        about: "Verifier::from_vkey",
+        run: tlog::verifier_key,
+    },
+    Target {
+        name: "tile_path",
+        about: "TileId::parse_path (GET /tile/...)",
+        run: tlog::tile_path,
+    },
+    Target {
+        name: "tile",
+        about: "decode_tile (hash tiles)",
+        run: tlog::tile,
+    },
+    Target {
+        name: "entry_bundle",
+        about: "decode_bundle (entry bundles)",
+        run: tlog::entry_bundle,
+    },
+    Target {
+        name: "segment_header",
+        about: "SegmentHeader::decode",
+        run: store::segment_header,
+    },
+    Target {
+        name: "segment_record",
+        about: "segment record framing, opening and plaintext",
+        run: store::segment_record,
+    },
+    Target {
+        name: "index",
+        about: "index file open (recovery) and IndexRecord::decode",
+        run: store::index,
+    },
+    Target {
+        name: "checkpoint_history",
+        about: "checkpoint history scan and reader",
+        run: store::checkpoint_history,
+    },
+    Target {
+        name: "writer_state",
+        about: "writer-generation and segments.state",
+        run: store::writer_state,
+    },
+    Target {
+        name: "kek_file",
+        about: "keys/kek.key",
+        run: store::kek_file,
+    },
+    Target {
+        name: "sessions",
+        about: "keys/sessions (session salts)",
+        run: store::sessions,
+    },
+    Target {
+        name: "dek_file",
+        about: "keys/deks/<id>.dek",
+        run: store::dek_file,
+    },
+    Target {
+        name: "signing_key_file",
+        about: "keys/signing.key",
+        run: store::signing_key_file,
+    },
+    Target {
+        name: "kek_info",
+        about: "keys/kek.info",
+        run: log::kek_info,
+    },
+    Target {
+        name: "meta_json",
+        about: "meta.json",
+        run: log::meta_json,
+    },
+    Target {
+        name: "holds_json",
+        about: "holds.json",
+        run: log::holds_json,
+    },
+    Target {
+        name: "tombstone",
+        about: "segments/<s>/<day>.purged",
+        run: log::tombstone,
+    },
+    Target {
+        name: "policy_version",
+        about: "policies/<seq>.json",
+        run: log::policy_version,
+    },
+    Target {
+        name: "stored_event",
+        about: "stored envelope bodies (packed or canonical)",
+        run: log::stored_event,
+    },
+    Target {
+        name: "policy_toml",
+        about: "policy TOML with inline Cedar",
+        run: policy::policy_toml,
+    },
+    Target {
+        name: "tokens_json",
+        about: "tokens.json and bearer tokens",
+        run: server::tokens_json,
+    },
+    Target {
+        name: "server_config",
+        about: "server configuration TOML",
+        run: server::server_config,
+    },
+    Target {
+        name: "query_string",
+        about: "export, query, consistency and checkpoints query strings",
+        run: server::query_string,
+    },
+    Target {
+        name: "client_event",
+        about: "parse_client_event (one event's JSON)",
+        run: ingest::client_event,
+    },
+    Target {
+        name: "ingest_body",
+        about: "JSON and NDJSON request bodies",
+        run: ingest::ingest_body,
+    },
+    Target {
+        name: "k8s_event_list",
+        about: "Kubernetes audit.k8s.io/v1 EventList",
+        run: ingest::k8s_event_list,
+    },
+];

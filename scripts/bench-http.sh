@@ -158,6 +158,11 @@ mkdir -p "$TLS"
 echo "ok"
 
 # ---------------------------------------------------------------- stele
+# The log and the writer token come first: a token is granted through the
+# log (a `token.created` event), which a running server holds.
+"$STELE" init --data "$WORK/stele" --origin localhost/stele >/dev/null 2>&1
+TOKEN=$("$STELE" token create --data "$WORK/stele" --principal bench --role writer 2>/dev/null | tail -1)
+[ -n "$TOKEN" ] || { echo "could not create a writer token" >&2; exit 2; }
 STELE_PORT=$(free_port 17800)
 say "stele serve on https://127.0.0.1:$STELE_PORT"
 "$STELE" serve --data "$WORK/stele" --listen "127.0.0.1:$STELE_PORT" \
@@ -170,8 +175,6 @@ for _ in $(seq 1 300); do
     sleep 0.1
 done
 grep -q "listening on" "$WORK/stele.err" || { echo "stele serve did not start" >&2; exit 2; }
-TOKEN=$("$STELE" token create --data "$WORK/stele" --principal bench --role writer 2>/dev/null | tail -1)
-[ -n "$TOKEN" ] || { echo "could not create a writer token" >&2; exit 2; }
 
 stele_run() { # name concurrency batch
     local name=$1 out="$WORK/out/stele-$1.json"

@@ -72,9 +72,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/query", get(search))
 }
 
-type Conn = Option<axum::Extension<ConnInfo>>;
+pub(crate) type Conn = Option<axum::Extension<ConnInfo>>;
 
-async fn who(
+/// Authenticates the caller and authorizes `action` on `resource`.
+pub(crate) async fn who(
     state: &AppState,
     headers: &HeaderMap,
     conn: &Conn,

@@ -26,30 +26,13 @@ use stele_log::sequencer::lock_log;
 use stele_log::tokens::{Role, TokenEntry, TokenSpec, parse_expiry, read_token_file};
 use stele_policy::{Action, Resource};
 
-use crate::access::authorize;
-use crate::api::{
-    ApiError, ApiResult, AppState, ConnInfo, authenticate, blocking, log_error, path_param,
-    read_body,
-};
-use crate::tokens::Principal;
+use crate::admin::{Conn, who};
+use crate::api::{ApiError, ApiResult, AppState, blocking, log_error, path_param, read_body};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", delete(revoke_token))
-}
-
-type Conn = Option<axum::Extension<ConnInfo>>;
-
-async fn who(
-    state: &AppState,
-    headers: &HeaderMap,
-    conn: &Conn,
-    action: Action,
-) -> ApiResult<Principal> {
-    let principal = authenticate(state, headers, conn.as_deref()).await?;
-    authorize(state, &principal, conn.as_deref(), action, Resource::Log)?;
-    Ok(principal)
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {
@@ -99,7 +82,7 @@ async fn create_token(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let principal = who(&state, &headers, &conn, Action::TokenCreate).await?;
+    let principal = who(&state, &headers, &conn, Action::TokenCreate, Resource::Log).await?;
     let (bytes, _permit) = read_body(&state, &headers, body).await?;
     let body: CreateBody = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string()))?;
@@ -144,7 +127,7 @@ async fn list_tokens(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    who(&state, &headers, &conn, Action::TokenList).await?;
+    who(&state, &headers, &conn, Action::TokenList, Resource::Log).await?;
     let data = state.config.data.clone();
     let file = blocking(move || read_token_file(&data).map_err(log_error)).await?;
     let now = jiff::Timestamp::now();
@@ -158,7 +141,7 @@ async fn revoke_token(
     conn: Conn,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let principal = who(&state, &headers, &conn, Action::TokenRevoke).await?;
+    let principal = who(&state, &headers, &conn, Action::TokenRevoke, Resource::Log).await?;
     let id = path_param("id", id)?;
     let work = state.clone();
     let target = id.clone();

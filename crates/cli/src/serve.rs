@@ -189,10 +189,13 @@ pub fn run(args: ServeArgs) -> CliResult<u8> {
             eprintln!("stele: one-time admin token (shown once, only its hash is kept):");
             print_out(&format!("{}\n", first.admin_token))?;
         }
+        // Signal handlers first: a SIGTERM sent as soon as "listening"
+        // appears must stop the server gracefully.
+        let shutdown = stele_server::shutdown_signal().map_err(Failure::usage)?;
         for addr in bound.addresses() {
             eprintln!("stele: listening on {scheme}://{addr}");
         }
-        stele_server::serve(bound, stele_server::shutdown_signal())
+        stele_server::serve(bound, shutdown)
             .await
             .map_err(Failure::usage)?;
         eprintln!("stele: stopped; every acknowledged event is durable and published");

@@ -1792,7 +1792,7 @@ pub(crate) fn discover_segments(layout: &Layout, remove: RemoveTornCreates) -> L
                         }
                         // Nothing can refer to a segment whose header never
                         // became durable, so removing it loses nothing.
-                        std::fs::remove_file(&path)
+                        stele_store::fileio::remove_file(&path)
                             .map_err(|e| StoreError::io("remove", &path, e))?;
                         fsutil::fsync_dir(&dir)?;
                     } else {
@@ -1816,13 +1816,19 @@ pub(crate) enum RemoveTornCreates {
 /// Segments on disk by id, and tombstones of purged ones.
 type Segments = (BTreeMap<u32, SegmentInfo>, BTreeMap<u32, Tombstone>);
 
-/// A segment file that holds only a prefix of a header (or nothing): the
+/// A segment file that holds only a prefix of a header, nothing, or only
+/// zeros where its header was written: the
 /// trace of a crash inside [`SegmentWriter::create`], never of a segment
 /// that held records.
 fn is_torn_create(path: &Path) -> bool {
     let Ok(bytes) = std::fs::read(path) else {
         return false;
     };
+    // A power loss can keep the new file's length and lose its bytes
+    // (zeros where the header was, on file systems that order neither).
+    if bytes.iter().all(|b| *b == 0) {
+        return true;
+    }
     let magic = b"STELESEG";
     let n = bytes.len().min(magic.len());
     if bytes[..n] != magic[..n] {

@@ -1311,7 +1311,7 @@ fn describe_change(change: &stele_policy::RetentionChange) -> Option<String> {
 
 /// Removes a file if present and makes the removal durable.
 fn remove_durably(path: &std::path::Path) -> LogResult<()> {
-    match std::fs::remove_file(path) {
+    match stele_store::fileio::remove_file(path) {
         Ok(()) => {
             if let Some(parent) = path.parent() {
                 fsutil::fsync_dir(parent)?;

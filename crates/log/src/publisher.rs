@@ -286,7 +286,7 @@ impl Worker {
         // Pruning is housekeeping: a failure only leaves files behind, so
         // it never poisons the log.
         for directory in self.superseded.drain(..) {
-            let _ = std::fs::remove_dir_all(directory);
+            let _ = stele_store::fileio::remove_dir_all(&directory);
         }
         Ok(note)
     }

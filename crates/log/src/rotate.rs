@@ -21,12 +21,12 @@
 //! This module does not decide when to rotate or how old a key may be; it
 //! records and reports ages, and a policy elsewhere judges them.
 
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use stele_store::StoreError;
+use stele_store::fileio::{self, Open};
 use stele_store::fsutil::{self, SECRET_MODE};
 use stele_store::keys::{self, DataKey, Kek, KekKind, NewKek};
 
@@ -226,7 +226,7 @@ impl Log {
         // next open rolls forward without any key. Crash between the two:
         // the rename is either lost (roll back) or durable (roll forward),
         // and both are consistent states.
-        if let Err(e) = std::fs::rename(layout.kek_next(), layout.kek()) {
+        if let Err(e) = fileio::rename(&layout.kek_next(), &layout.kek()) {
             let _ = roll_back(&layout);
             return Err(StoreError::io("rename", layout.kek(), e).into());
         }
@@ -450,7 +450,7 @@ fn roll_forward(layout: &Layout, meta: &mut Meta, stop_after: RotateStep) -> Log
     for (done, file) in files.iter().enumerate() {
         let from = file.next_path(layout);
         let to = file.path(layout);
-        std::fs::rename(&from, &to).map_err(|e| StoreError::io("rename", &to, e))?;
+        fileio::rename(&from, &to).map_err(|e| StoreError::io("rename", &to, e))?;
         if stop_after <= RotateStep::HalfInstalled && done + 1 == half {
             return Ok(());
         }
@@ -473,7 +473,7 @@ fn roll_forward(layout: &Layout, meta: &mut Meta, stop_after: RotateStep) -> Log
     // Last: the new KEK's age replaces the old one's, and with it the
     // marker goes. Crash before the directory fsync: the rename may be
     // undone, and the next open repeats this (harmless) step.
-    std::fs::rename(layout.kek_info_next(), layout.kek_info())
+    fileio::rename(&layout.kek_info_next(), &layout.kek_info())
         .map_err(|e| StoreError::io("rename", layout.kek_info(), e))?;
     fsutil::fsync_dir(&layout.keys())?;
     Ok(())
@@ -623,22 +623,15 @@ pub fn kek_info_round_trip(bytes: &[u8]) -> LogResult<Vec<u8>> {
 /// time to `modified` and fsyncs the file, but not its directory (the
 /// caller fsyncs each directory once after writing many files).
 fn write_synced(path: &Path, bytes: &[u8], modified: std::time::SystemTime) -> LogResult<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(SECRET_MODE)
-        .open(path)
+    let file = fileio::open_write(path, Open::CreateTruncate, SECRET_MODE)
         .map_err(|e| StoreError::io("create", path, e))?;
     // A leftover file keeps its old mode unless set explicitly.
     file.set_permissions(std::fs::Permissions::from_mode(SECRET_MODE))
         .map_err(|e| StoreError::io("chmod", path, e))?;
-    file.write_all(bytes)
-        .map_err(|e| StoreError::io("write", path, e))?;
+    fileio::write_at(&file, path, bytes, 0).map_err(|e| StoreError::io("write", path, e))?;
     file.set_modified(modified)
         .map_err(|e| StoreError::io("set modification time", path, e))?;
-    file.sync_all()
-        .map_err(|e| StoreError::io("fsync", path, e))?;
+    fileio::sync_all(&file, path).map_err(|e| StoreError::io("fsync", path, e))?;
     Ok(())
 }
 
@@ -651,7 +644,7 @@ fn exists(path: &Path) -> LogResult<bool> {
 }
 
 fn remove_if_present(path: &Path) -> LogResult<()> {
-    match std::fs::remove_file(path) {
+    match fileio::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StoreError::io("remove", path, e).into()),

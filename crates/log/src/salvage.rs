@@ -196,7 +196,7 @@ pub(crate) fn remove_segment(layout: &Layout, segment: u32) -> LogResult<()> {
         }
         for ext in ["bin", "json"] {
             let path = dir.join(format!("{name}.{ext}"));
-            match std::fs::remove_file(&path) {
+            match stele_store::fileio::remove_file(&path) {
                 Ok(()) => removed = true,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(StoreError::io("remove", &path, e).into()),

@@ -125,3 +125,183 @@ fn a_failed_fdatasync_stops_the_writer_and_is_never_retried() {
     let report = verify(&log, &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
+
+/// Events of `stream` (a new stream makes the batch create a segment, and
+/// with it a data key file and directory entries).
+fn stream_events(
+    preparer: &Preparer,
+    stream: &str,
+    from: usize,
+    count: usize,
+) -> Vec<PreparedEvent> {
+    (from..from + count)
+        .map(|n| {
+            let raw = format!(r#"{{"actor":"a{n}","action":"act","stream":"{stream}"}}"#);
+            preparer
+                .prepare(raw.as_bytes(), jiff::Timestamp::now())
+                .unwrap()
+        })
+        .collect()
+}
+
+/// One fault at a time, at one kind of call and on one kind of file, once
+/// or persistently: the segment fdatasync only, the index fdatasync only,
+/// directory fsyncs only, a full disk on a segment or index write. Each
+/// fails the batch that meets it, stops the writer (no later call reaches
+/// the faulty operation again: never retried), changes no file after, and
+/// a reopen once the fault is gone recovers every acknowledged entry.
+#[test]
+fn each_fault_alone_stops_the_writer_and_keeps_what_was_acknowledged() {
+    use stele_store::fileio::{Errno, Fault, FaultOp, inject, remove_faults};
+    let cases: &[(&str, FaultOp, Option<&str>, Errno, bool)] = &[
+        (
+            "segment fdatasync, persistent",
+            FaultOp::DataSync,
+            Some("segments/"),
+            Errno::IO,
+            false,
+        ),
+        (
+            "segment fdatasync, once",
+            FaultOp::DataSync,
+            Some("segments/"),
+            Errno::IO,
+            true,
+        ),
+        (
+            "index fdatasync, persistent",
+            FaultOp::DataSync,
+            Some("index"),
+            Errno::IO,
+            false,
+        ),
+        (
+            "index fdatasync, once",
+            FaultOp::DataSync,
+            Some("index"),
+            Errno::IO,
+            true,
+        ),
+        (
+            "directory fsync, once",
+            FaultOp::DirSync,
+            None,
+            Errno::IO,
+            true,
+        ),
+        (
+            "segment write, disk full",
+            FaultOp::Write,
+            Some("segments/"),
+            Errno::NOSPC,
+            false,
+        ),
+        (
+            "index write, disk full once",
+            FaultOp::Write,
+            Some("index"),
+            Errno::NOSPC,
+            true,
+        ),
+    ];
+    for (name, op, file, errno, once) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Log::create(
+            &data,
+            CreateOptions {
+                origin: "test.example/log".into(),
+                kek: NewKek::Random,
+            },
+        )
+        .unwrap();
+        let preparer = Preparer::new("tester", "test", "default");
+        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+        let acknowledged = log
+            .append_batch(&stream_events(&preparer, "a", 0, 5))
+            .unwrap();
+        inject(Fault {
+            under: data.clone(),
+            op: *op,
+            file: file.map(str::to_string),
+            errno: *errno,
+            once: *once,
+        });
+        // A new stream: the batch creates a segment (directory entries and
+        // a data key) and writes records and index records.
+        let failed = log.append_batch(&stream_events(&preparer, "b", 5, 3));
+        assert!(
+            failed.is_err(),
+            "{name}: the batch meeting the fault succeeded"
+        );
+        let before = sizes(&data);
+        for round in 0..3 {
+            let refused = log.append_batch(&stream_events(&preparer, "a", 8 + round, 1));
+            assert!(
+                matches!(refused, Err(LogError::Poisoned(_))),
+                "{name}: round {round}: {refused:?}"
+            );
+        }
+        assert_eq!(
+            sizes(&data),
+            before,
+            "{name}: a stopped writer touched a file"
+        );
+        drop(log);
+        let attempts = remove_faults(&data);
+        assert_eq!(attempts, vec![1], "{name}: the faulty call ran again");
+
+        let mut log = Log::open(&data, OpenOptions::default())
+            .unwrap_or_else(|e| panic!("{name}: the reopen failed: {e}"));
+        for receipt in &acknowledged {
+            let stored = log.get(receipt.index).unwrap();
+            assert_eq!(stored.envelope.id, receipt.id, "{name}");
+        }
+        let report = verify(&log, &NoProgress).unwrap();
+        assert!(report.ok(), "{name}: {:?}", report.problems);
+        log.append_batch(&stream_events(&preparer, "b", 100, 2))
+            .unwrap_or_else(|e| panic!("{name}: no append after the reopen: {e}"));
+    }
+}
+
+/// A read the disk fails (EIO on a segment) is an error for that read,
+/// not a stopped log: other reads and appends go on, and the same read
+/// succeeds once the disk answers again.
+#[test]
+fn a_failed_read_fails_that_read_only() {
+    use stele_store::fileio::{Fault, FaultOp, inject, remove_faults};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    Log::create(
+        &data,
+        CreateOptions {
+            origin: "test.example/log".into(),
+            kek: NewKek::Random,
+        },
+    )
+    .unwrap();
+    let preparer = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let receipts = log.append_batch(&events(&preparer, 0, 3)).unwrap();
+    inject(Fault {
+        under: data.clone(),
+        op: FaultOp::Read,
+        file: Some("segments/".into()),
+        errno: stele_store::fileio::Errno::IO,
+        once: true,
+    });
+    let failed = log.get(receipts[1].index);
+    match failed {
+        Err(LogError::Store(e)) => assert!(e.to_string().contains("read"), "{e}"),
+        other => panic!("expected the read failure, got {other:?}"),
+    }
+    assert!(log.health().is_ok(), "{:?}", log.health());
+    assert_eq!(
+        log.get(receipts[1].index).unwrap().envelope.id,
+        receipts[1].id
+    );
+    // Two reads of the segment met the fault: the one it failed and the
+    // one after it.
+    assert_eq!(remove_faults(&data), vec![2]);
+    log.append_batch(&events(&preparer, 3, 1)).unwrap();
+}

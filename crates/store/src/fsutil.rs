@@ -6,28 +6,27 @@
 //! write, so retrying would report success for data that is gone.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{StoreError, StoreResult};
+use crate::fileio::{self, Open};
 
 /// Permission bits for files holding secrets (keys, passphrase material).
 pub const SECRET_MODE: u32 = 0o600;
 
 /// Fsyncs a directory so that entries created, renamed or removed in it are
 /// durable.
+#[track_caller]
 pub fn fsync_dir(dir: &Path) -> StoreResult<()> {
-    let handle = File::open(dir).map_err(|e| StoreError::io("open directory", dir, e))?;
-    handle
-        .sync_all()
-        .map_err(|e| StoreError::io("fsync directory", dir, e))
+    fileio::sync_dir(dir).map_err(|e| StoreError::io("fsync directory", dir, e))
 }
 
 /// Creates `dir` and any missing parents, fsyncing each parent whose entry
 /// list changed. Crash story: a directory that exists after return survives a
 /// crash; one created just before a crash may vanish, which callers handle by
 /// creating it again.
+#[track_caller]
 pub fn create_dir_durable(dir: &Path) -> StoreResult<()> {
     if dir.is_dir() {
         return Ok(());
@@ -37,7 +36,7 @@ pub fn create_dir_durable(dir: &Path) -> StoreResult<()> {
     {
         create_dir_durable(parent)?;
     }
-    match fs::create_dir(dir) {
+    match fileio::create_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(StoreError::io("create directory", dir, e)),
@@ -54,42 +53,31 @@ pub fn create_dir_durable(dir: &Path) -> StoreResult<()> {
 /// it, rename over `path`, fsync the directory. Crash story: at every point
 /// `path` holds either the complete old content or the complete new content;
 /// a leftover `*.tmp` sibling is harmless and overwritten next time.
+#[track_caller]
 pub fn atomic_replace(path: &Path, bytes: &[u8], mode: u32) -> StoreResult<()> {
     let tmp = tmp_sibling(path);
     {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
+        let file = fileio::open_write(&tmp, Open::CreateTruncate, mode)
             .map_err(|e| StoreError::io("create", &tmp, e))?;
         // The mode given to open() only applies to new files; a leftover
         // temporary file keeps its old mode unless set explicitly.
         file.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(|e| StoreError::io("chmod", &tmp, e))?;
-        file.write_all(bytes)
-            .map_err(|e| StoreError::io("write", &tmp, e))?;
-        file.sync_all()
-            .map_err(|e| StoreError::io("fsync", &tmp, e))?;
+        fileio::write_at(&file, &tmp, bytes, 0).map_err(|e| StoreError::io("write", &tmp, e))?;
+        fileio::sync_all(&file, &tmp).map_err(|e| StoreError::io("fsync", &tmp, e))?;
     }
-    fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", path, e))?;
+    fileio::rename(&tmp, path).map_err(|e| StoreError::io("rename", path, e))?;
     fsync_dir(parent_of(path))
 }
 
 /// Creates a new file that must not exist yet, writes `bytes`, fsyncs it and
 /// its directory. Used for key files at `init`.
+#[track_caller]
 pub fn create_new_durable(path: &Path, bytes: &[u8], mode: u32) -> StoreResult<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
+    let file = fileio::open_write(path, Open::CreateNew, mode)
         .map_err(|e| StoreError::io("create", path, e))?;
-    file.write_all(bytes)
-        .map_err(|e| StoreError::io("write", path, e))?;
-    file.sync_all()
-        .map_err(|e| StoreError::io("fsync", path, e))?;
+    fileio::write_at(&file, path, bytes, 0).map_err(|e| StoreError::io("write", path, e))?;
+    fileio::sync_all(&file, path).map_err(|e| StoreError::io("fsync", path, e))?;
     fsync_dir(parent_of(path))
 }
 
@@ -97,12 +85,34 @@ pub fn create_new_durable(path: &Path, bytes: &[u8], mode: u32) -> StoreResult<(
 /// caller makes it durable later with [`sync_filesystem`]. Used for tiles,
 /// which are derived data that recovery can rewrite.
 pub fn write_file_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
-    if let Some(parent) = path.parent()
-        && !parent.is_dir()
-    {
-        fs::create_dir_all(parent).map_err(|e| StoreError::io("create directory", parent, e))?;
+    if let Some(parent) = path.parent() {
+        create_dirs_unsynced(parent)?;
     }
-    fs::write(path, bytes).map_err(|e| StoreError::io("write", path, e))
+    write_whole_unsynced(path, bytes)
+}
+
+/// Creates `dir` and its missing parents, without fsync.
+fn create_dirs_unsynced(dir: &Path) -> StoreResult<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        create_dirs_unsynced(parent)?;
+    }
+    match fileio::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::io("create directory", dir, e)),
+    }
+}
+
+/// Creates or empties `path` and writes `bytes`, without fsync.
+fn write_whole_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+    let file = fileio::open_write(path, Open::CreateTruncate, 0o644)
+        .map_err(|e| StoreError::io("create", path, e))?;
+    fileio::write_at(&file, path, bytes, 0).map_err(|e| StoreError::io("write", path, e))
 }
 
 /// Replaces `path` with `bytes` by writing a temporary sibling and renaming
@@ -111,21 +121,19 @@ pub fn write_file_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
 /// used for partial tiles, which may already exist with content a signed
 /// checkpoint needs.
 pub fn replace_file_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
-    if let Some(parent) = path.parent()
-        && !parent.is_dir()
-    {
-        fs::create_dir_all(parent).map_err(|e| StoreError::io("create directory", parent, e))?;
+    if let Some(parent) = path.parent() {
+        create_dirs_unsynced(parent)?;
     }
     let tmp = tmp_sibling(path);
-    fs::write(&tmp, bytes).map_err(|e| StoreError::io("write", &tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| StoreError::io("rename", path, e))
+    write_whole_unsynced(&tmp, bytes)?;
+    fileio::rename(&tmp, path).map_err(|e| StoreError::io("rename", path, e))
 }
 
 /// Flushes every dirty page and metadata change of the file system holding
 /// `dir` (`syncfs(2)`), one call instead of one `fsync` per tile file.
+#[track_caller]
 pub fn sync_filesystem(dir: &Path) -> StoreResult<()> {
-    let handle = File::open(dir).map_err(|e| StoreError::io("open directory", dir, e))?;
-    rustix::fs::syncfs(&handle).map_err(|e| StoreError::io("syncfs", dir, e.into()))
+    fileio::sync_filesystem(dir).map_err(|e| StoreError::io("syncfs", dir, e))
 }
 
 /// Reads a whole file, mapping errors to [`StoreError`].
@@ -234,13 +242,7 @@ pub struct DirLock {
 impl DirLock {
     /// Takes the lock at `path` without waiting.
     pub fn acquire(path: &Path) -> StoreResult<DirLock> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(path)
+        let file = fileio::open_write(path, Open::Create, 0o644)
             .map_err(|e| StoreError::io("open lock file", path, e))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(DirLock { _file: file }),
@@ -261,13 +263,7 @@ pub struct DirLockBlocking {
 
 impl DirLockBlocking {
     pub fn acquire(path: &Path) -> StoreResult<DirLockBlocking> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
+        let file = fileio::open_write(path, Open::Create, 0o600)
             .map_err(|e| StoreError::io("open lock file", path, e))?;
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| StoreError::io("lock", path, e.into()))?;
@@ -330,16 +326,14 @@ pub fn write_reserving(
     data: &[u8],
     reserved_end: &mut u64,
 ) -> StoreResult<()> {
-    use std::os::unix::fs::FileExt;
-    file.write_all_at(data, at)
-        .map_err(|e| StoreError::io("write", path, e))?;
+    fileio::write_at(file, path, data, at).map_err(|e| StoreError::io("write", path, e))?;
     let end = at + data.len() as u64;
     if end > *reserved_end {
         let grown = end + end.clamp(MIN_RESERVE, MAX_RESERVE);
         let mut pos = end;
         while pos < grown {
             let n = (grown - pos).min(ZEROS.len() as u64) as usize;
-            file.write_all_at(&ZEROS[..n], pos)
+            fileio::write_at(file, path, &ZEROS[..n], pos)
                 .map_err(|e| StoreError::io("write", path, e))?;
             pos += n as u64;
         }

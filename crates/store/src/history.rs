@@ -15,12 +15,12 @@
 //! [`HistoryReader`] then reads any record or range with one seek and at
 //! most `MARK_EVERY - 1` skipped records.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::error::{StoreError, StoreResult};
+use crate::fileio::{self, Open};
 use crate::fsutil::{self, crc32};
 
 const MAGIC: &[u8; 4] = b"CKPT";
@@ -233,7 +233,13 @@ fn classify_tail(
                 Ok(Some(_))
             )
     });
-    if later_record || complete_but_bad(&rest) {
+    // A complete record whose checksum fails is torn, not altered, when a
+    // sector of it still holds zeros where its bytes belong (a power loss
+    // kept the file's new length and only some of its sectors; see
+    // `torn.rs`). Its clear head (magic, size, note length) is 16 bytes,
+    // as a segment record's is.
+    let torn = crate::torn::segment_record_tear(&rest, pos, rest.len() as u64).is_some();
+    if later_record || (complete_but_bad(&rest) && !torn) {
         return Err(corrupt());
     }
     Ok(pos)
@@ -346,21 +352,14 @@ impl HistoryWriter {
     /// given (from [`scan`]), the torn tail is cut first, durably.
     pub fn open(path: &Path, torn_at: Option<u64>) -> StoreResult<HistoryWriter> {
         let existed = path.exists();
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o644)
-            .open(path)
+        let file = fileio::open_write(path, Open::Create, 0o644)
             .map_err(|e| StoreError::io("open", path, e))?;
         if let Some(at) = torn_at {
-            file.set_len(at)
-                .map_err(|e| StoreError::io("truncate", path, e))?;
-            file.sync_all()
-                .map_err(|e| StoreError::io("fsync", path, e))?;
+            fileio::set_len(&file, path, at).map_err(|e| StoreError::io("truncate", path, e))?;
+            fileio::sync_all(&file, path).map_err(|e| StoreError::io("fsync", path, e))?;
         }
         if !existed {
-            file.sync_all()
-                .map_err(|e| StoreError::io("fsync", path, e))?;
+            fileio::sync_all(&file, path).map_err(|e| StoreError::io("fsync", path, e))?;
             fsutil::fsync_dir(fsutil::parent_of(path))?;
         }
         let end = file
@@ -388,11 +387,9 @@ impl HistoryWriter {
         record.extend_from_slice(note);
         let crc = crc32(&record[4..]);
         record.extend_from_slice(&crc.to_be_bytes());
-        self.file
-            .write_all(&record)
+        fileio::write_at(&self.file, &self.path, &record, self.end)
             .map_err(|e| StoreError::io("write", &self.path, e))?;
-        self.file
-            .sync_data()
+        fileio::sync_data(&self.file, &self.path)
             .map_err(|e| StoreError::io("fdatasync", &self.path, e))?;
         let appended = Appended {
             offset: self.end,
@@ -423,8 +420,11 @@ mod tests {
         w.append(1, b"note one\n").unwrap();
         w.append(5, b"note five\n").unwrap();
         drop(w);
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
-        f.write_all(b"CKPT\0\0\0\0\0\0\0\x09\0\0\0\x20abc").unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"CKPT\0\0\0\0\0\0\0\x09\0\0\0\x20abc").unwrap();
         drop(f);
         let (all_records, torn) = all(&path).unwrap();
         assert_eq!(all_records.len(), 2);

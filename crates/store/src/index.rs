@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{StoreError, StoreResult};
+use crate::fileio;
 use crate::fsutil::{self, crc32};
 use crate::segment::RecordLocation;
 
@@ -263,7 +264,7 @@ impl IndexAppender {
         );
         self.reserved_end.store(reserved_end, Ordering::Release);
         written?;
-        crate::fault::fdatasync(&self.file, &self.path)
+        fileio::sync_data(&self.file, &self.path)
             .map_err(|e| StoreError::io("fdatasync", &self.path, e))
     }
 }
@@ -321,10 +322,9 @@ impl IndexFile {
             // Crash story: the cut removes only records that were never
             // acknowledged (their batch did not finish its fdatasync, or they
             // are torn). If we crash during the cut, the next open cuts again.
-            file.set_len(scan.keep)
+            fileio::set_len(&file, path, scan.keep)
                 .map_err(|e| StoreError::io("truncate", path, e))?;
-            file.sync_all()
-                .map_err(|e| StoreError::io("fsync", path, e))?;
+            fileio::sync_all(&file, path).map_err(|e| StoreError::io("fsync", path, e))?;
         }
         Ok((
             IndexFile {
@@ -414,8 +414,7 @@ impl IndexFile {
     pub fn trim_reserved(&mut self) -> StoreResult<()> {
         let end = HEADER_LEN + self.len * RECORD_LEN;
         if self.reserved_end.load(Ordering::Acquire) > end {
-            self.file
-                .set_len(end)
+            fileio::set_len(&self.file, &self.path, end)
                 .map_err(|e| StoreError::io("truncate", &self.path, e))?;
             self.reserved_end.store(end, Ordering::Release);
         }
@@ -434,11 +433,9 @@ impl IndexFile {
             )));
         }
         let keep = HEADER_LEN + entries * RECORD_LEN;
-        self.file
-            .set_len(keep)
+        fileio::set_len(&self.file, &self.path, keep)
             .map_err(|e| StoreError::io("truncate", &self.path, e))?;
-        self.file
-            .sync_all()
+        fileio::sync_all(&self.file, &self.path)
             .map_err(|e| StoreError::io("fsync", &self.path, e))?;
         self.reserved_end.store(keep, Ordering::Release);
         self.len = entries;

@@ -20,7 +20,10 @@
 //! - [`state`]: small atomically replaced files (writer generation, segment
 //!   lengths at the last publish).
 //! - [`fsutil`]: fsync discipline, atomic replace, the directory lock.
-//! - [`fault`]: the fdatasync of appended records, which tests can make fail.
+//! - [`fileio`]: the one seam every write, sync, rename and removal goes
+//!   through; test builds trace it, skip a sync site, or inject faults.
+//! - [`sim`] (test builds only): the crash simulator, which computes from a
+//!   trace what a power loss may leave on disk.
 //! - [`torn`]: what a crash can leave of a record being written, told apart
 //!   from a record altered after it was written.
 //!
@@ -29,14 +32,22 @@
 //! nothing here retries a failed fsync.
 
 pub mod error;
-pub mod fault;
+pub mod fileio;
 pub mod fsutil;
 pub mod history;
 pub mod index;
 pub mod keys;
 pub mod segment;
 pub mod sessions;
+#[cfg(feature = "fault-injection")]
+pub mod sim;
 pub mod state;
 pub mod torn;
 
 pub use error::{StoreError, StoreResult};
+
+/// The fault-injection entry points under their earlier name.
+#[cfg(feature = "fault-injection")]
+pub mod fault {
+    pub use crate::fileio::{fdatasync_attempts, set_fdatasync_failing};
+}

@@ -17,12 +17,12 @@
 //! ```
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{StoreError, StoreResult};
+use crate::fileio::{self, Open};
 use crate::fsutil::{self, crc32};
 use crate::keys::{DataKey, TAG_LEN};
 
@@ -202,17 +202,10 @@ impl SegmentWriter {
         if let Some(parent) = path.parent() {
             fsutil::create_dir_durable(parent)?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
+        let file = fileio::open_write(path, Open::CreateNew, 0o600)
             .map_err(|e| StoreError::io("create", path, e))?;
-        file.write_all(&bytes)
-            .map_err(|e| StoreError::io("write", path, e))?;
-        file.sync_all()
-            .map_err(|e| StoreError::io("fsync", path, e))?;
+        fileio::write_at(&file, path, &bytes, 0).map_err(|e| StoreError::io("write", path, e))?;
+        fileio::sync_all(&file, path).map_err(|e| StoreError::io("fsync", path, e))?;
         fsutil::fsync_dir(fsutil::parent_of(path))?;
         let len = bytes.len() as u64;
         Ok(SegmentWriter {
@@ -258,10 +251,9 @@ impl SegmentWriter {
             ));
         }
         if len > committed_end {
-            file.set_len(committed_end)
+            fileio::set_len(&file, path, committed_end)
                 .map_err(|e| StoreError::io("truncate", path, e))?;
-            file.sync_all()
-                .map_err(|e| StoreError::io("fsync", path, e))?;
+            fileio::sync_all(&file, path).map_err(|e| StoreError::io("fsync", path, e))?;
         }
         Ok(SegmentWriter {
             path: path.to_path_buf(),
@@ -382,8 +374,7 @@ impl SegmentWriter {
     pub fn trim_reserved(&mut self) -> StoreResult<()> {
         let written_end = self.staged_end - self.staged.len() as u64;
         if self.reserved_end > written_end {
-            self.file
-                .set_len(written_end)
+            fileio::set_len(&self.file, &self.path, written_end)
                 .map_err(|e| StoreError::io("truncate", &self.path, e))?;
             self.reserved_end = written_end;
         }
@@ -413,7 +404,7 @@ impl SegmentSync {
     /// fdatasyncs the file. An error means the written records may be lost:
     /// the writer must stop (a failed fdatasync is never retried).
     pub fn sync(&self) -> StoreResult<()> {
-        crate::fault::fdatasync(&self.file, &self.path)
+        fileio::sync_data(&self.file, &self.path)
             .map_err(|e| StoreError::io("fdatasync", &self.path, e))
     }
 
@@ -596,16 +587,16 @@ impl SegmentReader {
             ));
         }
         let mut buf = vec![0u8; location.len as usize];
-        self.file
-            .read_exact_at(&mut buf, location.offset)
-            .map_err(|e| match e.kind() {
+        fileio::read_exact_at(&self.file, &self.path, &mut buf, location.offset).map_err(|e| {
+            match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => StoreError::corrupt(
                     &self.path,
                     location.offset,
                     format!("record of entry {index} is missing (file too short)"),
                 ),
                 _ => StoreError::io("read", &self.path, e),
-            })?;
+            }
+        })?;
         let (record, total) = parse_record(&self.path, location.offset, &buf)?;
         if total != buf.len() {
             return Err(StoreError::corrupt(

@@ -27,8 +27,6 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -36,6 +34,7 @@ use aws_lc_rs::hkdf::{HKDF_SHA256, KeyType, Salt};
 use zeroize::Zeroizing;
 
 use crate::error::{StoreError, StoreResult};
+use crate::fileio::{self, Open};
 use crate::fsutil::{self, SECRET_MODE, crc32};
 use crate::keys::{DataKey, KEY_LEN, random_bytes};
 
@@ -244,22 +243,19 @@ pub fn append(
     entry.extend_from_slice(&salt.0);
     let crc = crc32(&entry);
     entry.extend_from_slice(&crc.to_be_bytes());
-    let file = OpenOptions::new()
-        .write(true)
-        .open(path)
+    let file = fileio::open_write(path, Open::Existing, SECRET_MODE)
         .map_err(|e| StoreError::io("open", path, e))?;
     let len = file
         .metadata()
         .map_err(|e| StoreError::io("stat", path, e))?
         .len();
     if len != scan.valid_len {
-        file.set_len(scan.valid_len)
+        fileio::set_len(&file, path, scan.valid_len)
             .map_err(|e| StoreError::io("truncate", path, e))?;
     }
-    file.write_all_at(&entry, scan.valid_len)
+    fileio::write_at(&file, path, &entry, scan.valid_len)
         .map_err(|e| StoreError::io("write", path, e))?;
-    file.sync_all()
-        .map_err(|e| StoreError::io("fsync", path, e))?;
+    fileio::sync_all(&file, path).map_err(|e| StoreError::io("fsync", path, e))?;
     scan.valid_len += ENTRY_LEN as u64;
     scan.table.salts.insert(generation, salt);
     Ok(())

@@ -1485,3 +1485,37 @@ fn an_index_record_naming_segment_u32_max_is_reported() {
         report.problems
     );
 }
+
+/// A segment created just before a power loss may be left empty, with a
+/// prefix of its header, or (its length kept, its bytes not) all zeros:
+/// nothing refers to it, so the next open removes it. A short file with
+/// other bytes was not left by a crash and is refused.
+#[test]
+fn segments_torn_at_creation_are_removed_and_others_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let preparer = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    log.append_batch(&[event(&preparer, 0, None)]).unwrap();
+    drop(log);
+    let torn_dir = data.join("segments/torn");
+    std::fs::create_dir_all(&torn_dir).unwrap();
+    let torn = [
+        ("2026-01-01.seg", Vec::new()),
+        ("2026-01-02.seg", b"STELE".to_vec()),
+        ("2026-01-03.seg", vec![0u8; 33]),
+    ];
+    for (name, bytes) in &torn {
+        std::fs::write(torn_dir.join(name), bytes).unwrap();
+    }
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    for (name, _) in &torn {
+        assert!(!torn_dir.join(name).exists(), "{name} was kept");
+    }
+    assert_eq!(log.size(), 1);
+    assert_verifies(&log);
+    drop(log);
+    std::fs::write(torn_dir.join("2026-01-04.seg"), [7u8; 33]).unwrap();
+    assert!(Log::open(&data, OpenOptions::default()).is_err());
+}

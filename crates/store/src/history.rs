@@ -412,6 +412,29 @@ mod tests {
         Ok((out, scan.torn_at))
     }
 
+    /// A power loss can keep a last record's length and lose some of its
+    /// sectors (zeros where its bytes belong): torn, cut at the next open.
+    /// The same record whole with one byte changed is altered: an error.
+    #[test]
+    fn a_last_record_with_a_zero_sector_is_torn_not_altered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoints");
+        let mut w = HistoryWriter::open(&path, None).unwrap();
+        w.append(1, b"note one\n").unwrap();
+        let last = w.append(2, "x".repeat(1500).as_bytes()).unwrap();
+        drop(w);
+        let whole = std::fs::read(&path).unwrap();
+        let mut torn = whole.clone();
+        let sector = (last.offset / 512 + 1) * 512;
+        torn[sector as usize..sector as usize + 512].fill(0);
+        std::fs::write(&path, &torn).unwrap();
+        assert_eq!(scan(&path).unwrap().torn_at, Some(last.offset));
+        let mut altered = whole;
+        altered[sector as usize + 10] ^= 1;
+        std::fs::write(&path, &altered).unwrap();
+        assert!(scan(&path).is_err());
+    }
+
     #[test]
     fn append_read_and_torn_tail() {
         let dir = tempfile::tempdir().unwrap();

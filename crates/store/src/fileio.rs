@@ -175,6 +175,8 @@ pub fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], at: u64) -> io::R
 mod hooks {
     use std::path::Path;
 
+    /// What the call is; only the traced build reads it.
+    #[allow(dead_code)]
     pub(super) enum Call<'a> {
         Open(super::Open),
         Write { at: u64, data: &'a [u8] },

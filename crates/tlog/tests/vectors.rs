@@ -1,6 +1,6 @@
 //! Published test vectors: the transparency-dev/merkle RFC 6962 proof
-//! vectors and the Go sumdb signed-note example, read from the shared
-//! test-vector directory beside the repository checkout.
+//! vectors and the Go sumdb signed-note example, vendored with their
+//! licences in `tests/testvectors/` (its README says where each comes from).
 
 // Test helpers outside #[test] functions may unwrap and panic: a failure
 // there is a test failure, which is exactly what a panic reports.
@@ -12,13 +12,12 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
-use stele_tlog::note::{NoteError, Verifier, open_note};
+use stele_tlog::note::{NoteError, Signer, Verifier, open_note, sign_note};
 use stele_tlog::proof::reference::reference_root;
 use stele_tlog::{Hash, empty_root, leaf_hash, verify_consistency, verify_inclusion};
 
 fn vectors_dir() -> PathBuf {
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
-        .join("../../../shared/testvectors")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("tests/testvectors")
 }
 
 /// Every `*.json` file under `dir`, recursively, in sorted order.
@@ -187,6 +186,7 @@ fn rfc6962_eight_leaf_root() {
 }
 
 struct NoteVector {
+    skey: String,
     vkey: String,
     text: String,
     note: String,
@@ -195,6 +195,7 @@ struct NoteVector {
 fn note_vector() -> NoteVector {
     let v = load(&vectors_dir().join("signed-note.json"));
     NoteVector {
+        skey: v["skey"].as_str().unwrap().into(),
         vkey: v["vkey"].as_str().unwrap().into(),
         text: v["text"].as_str().unwrap().into(),
         note: v["note"].as_str().unwrap().into(),
@@ -214,6 +215,50 @@ fn signed_note_vector_accepted() {
     assert_eq!(note.signatures[0].name, "PeterNeumann");
     assert_eq!(note.signatures[0].key_id, 0xc74f20a3);
     assert!(note.unverified.is_empty());
+}
+
+/// A Go `PRIVATE+KEY+<name>+<hash hex>+<base64(0x01 || seed)>` string as
+/// (name, key hash, Ed25519 seed).
+fn parse_go_private_key(skey: &str) -> (String, u32, [u8; 32]) {
+    let rest = skey.strip_prefix("PRIVATE+KEY+").unwrap();
+    let mut parts = rest.splitn(3, '+');
+    let (name, hash, key) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let key = STANDARD.decode(key).unwrap();
+    assert_eq!(key.len(), 33, "algorithm byte and 32-byte seed");
+    assert_eq!(key[0], 0x01, "Ed25519");
+    (
+        name.into(),
+        u32::from_str_radix(hash, 16).unwrap(),
+        key[1..].try_into().unwrap(),
+    )
+}
+
+/// Known answer: Stele's signer, given the Go test's private key and text,
+/// writes the Go reference implementation's signed note byte for byte
+/// (Ed25519 is deterministic), with the same key ID and verifier key.
+#[test]
+fn signed_note_vector_signed_identically() {
+    let nv = note_vector();
+    let (name, key_id, seed) = parse_go_private_key(&nv.skey);
+    let signer = Signer::new(&name, seed).unwrap();
+    assert_eq!(
+        signer.key_id(),
+        key_id,
+        "key ID derived from the public key"
+    );
+    assert_eq!(signer.verifier_key(), nv.vkey);
+    let note = sign_note(&nv.text, &[&signer]).unwrap();
+    assert_eq!(note, nv.note, "the Go note, byte for byte");
+    // And it opens with the verifier built from the published key.
+    let verifier = Verifier::from_vkey(&nv.vkey).unwrap();
+    assert_eq!(
+        open_note(note.as_bytes(), &[&verifier]).unwrap().text,
+        nv.text
+    );
 }
 
 /// Splits the vector note into (text, key name, raw signature bytes incl. key ID).

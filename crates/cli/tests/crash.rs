@@ -74,24 +74,37 @@ fn parse_actor(actor: &str) -> (u64, u64) {
 #[derive(Debug, Clone, Copy)]
 enum Kill {
     /// This long after the spawn: lands in start-up, recovery or the
-    /// first batches, whatever the machine's speed.
+    /// first batches, depending on the machine's speed.
     AfterSpawn(Duration),
-    /// This long after the first receipt arrived: lands mid-stream even on
-    /// a slow or loaded machine.
-    AfterFirstReceipt(Duration),
+    /// Once `receipts` receipts have been printed, and `then` later: lands
+    /// mid-stream, with at least that many entries acknowledged, however
+    /// slow or loaded the machine.
+    AfterReceipts { receipts: usize, then: Duration },
 }
 
 /// Kill time of an iteration, pseudo-random from its number: every 7th
 /// 0..8 ms after the spawn, every 7th 8..60 ms after the spawn, the others
-/// 0..120 ms after the first receipt (so 5..150 ms after the spawn on an
-/// idle machine).
+/// 0..120 ms after the 1..=80th receipt.
 fn kill_delay(iter: u64) -> Kill {
     let mut rng = Rng(0x5EED_0000 + iter);
     match iter % 7 {
         3 => Kill::AfterSpawn(Duration::from_millis(rng.range(0, 8))),
         5 => Kill::AfterSpawn(Duration::from_millis(rng.range(8, 60))),
-        _ => Kill::AfterFirstReceipt(Duration::from_millis(rng.range(0, 120))),
+        _ => Kill::AfterReceipts {
+            receipts: rng.range(1, 81) as usize,
+            then: Duration::from_millis(rng.range(0, 120)),
+        },
     }
+}
+
+/// What a schedule of kills guarantees, whatever the machine's speed: how
+/// many iterations are killed mid-stream, and how many receipts they get
+/// at least.
+fn guaranteed(kills: impl Iterator<Item = Kill>) -> (usize, usize) {
+    kills.fold((0, 0), |(iterations, receipts), kill| match kill {
+        Kill::AfterSpawn(_) => (iterations, receipts),
+        Kill::AfterReceipts { receipts: n, .. } => (iterations + 1, receipts + n),
+    })
 }
 
 /// What one killed `append` printed.
@@ -101,7 +114,7 @@ struct Iteration {
     receipts: Vec<Receipt>,
 }
 
-/// Spawns `stele append`, feeds events until it dies, kills it after
+/// Spawns `stele append`, feeds events until it dies, kills it at
 /// `delay`; returns the complete receipts it printed.
 fn run_and_kill(dir: &Path, iter: u64, delay: Kill, streams: bool) -> Vec<Receipt> {
     let mut child: Child = stele()
@@ -130,7 +143,13 @@ fn run_and_kill(dir: &Path, iter: u64, delay: Kill, streams: bool) -> Vec<Receip
         // The pipe broke: the child is gone.
         n
     });
-    let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
+    let wanted = match delay {
+        Kill::AfterReceipts { receipts, .. } => receipts,
+        Kill::AfterSpawn(_) => usize::MAX,
+    };
+    // Told once `wanted` receipts have been read; dropped when the output
+    // ends.
+    let (reached_tx, reached_rx) = std::sync::mpsc::channel::<()>();
     let reader = std::thread::spawn(move || {
         let mut input = BufReader::new(stdout);
         let mut receipts = Vec::new();
@@ -147,10 +166,11 @@ fn run_and_kill(dir: &Path, iter: u64, delay: Kill, streams: bool) -> Vec<Receip
                 break;
             }
             if let Some(r) = parse_receipt(line.trim_end()) {
-                if receipts.is_empty() {
-                    let _ = first_tx.send(());
-                }
                 receipts.push(r);
+                if receipts.len() == wanted {
+                    // The receiver is gone only if the test already failed.
+                    let _ = reached_tx.send(());
+                }
             } else {
                 // The checkpoint note after the receipts never comes (stdin
                 // is never closed), so anything else is a broken line.
@@ -165,15 +185,32 @@ fn run_and_kill(dir: &Path, iter: u64, delay: Kill, streams: bool) -> Vec<Receip
         s
     });
 
+    // Whether the output ended before the kill: the process died by itself.
+    let mut output_ended = false;
     match delay {
         Kill::AfterSpawn(d) => std::thread::sleep(d.saturating_sub(started.elapsed())),
-        Kill::AfterFirstReceipt(d) => {
-            // Ends early if the process dies without printing anything.
-            let _ = first_rx.recv_timeout(Duration::from_secs(20));
-            std::thread::sleep(d);
+        Kill::AfterReceipts { receipts, then } => {
+            // A hang guard, kept short: the process appends at full speed
+            // meanwhile, and a build that never prints receipts would fill
+            // the disk.
+            match reached_rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(()) => std::thread::sleep(then),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => output_ended = true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    child.kill().expect("SIGKILL");
+                    panic!(
+                        "iteration {iter}: stele append printed fewer than {receipts} receipts in 30 s \
+                         (receipts must be printed as each batch is durable)"
+                    );
+                }
+            }
         }
     }
-    let early_exit = child.try_wait().expect("try_wait");
+    let early_exit = if output_ended {
+        Some(child.wait().expect("wait"))
+    } else {
+        child.try_wait().expect("try_wait")
+    };
     if early_exit.is_none() {
         child.kill().expect("SIGKILL");
     }
@@ -198,6 +235,16 @@ fn run_and_kill(dir: &Path, iter: u64, delay: Kill, streams: bool) -> Vec<Receip
         "iteration {iter}: {} receipts for {sent} events sent",
         receipts.len()
     );
+    if let Kill::AfterReceipts {
+        receipts: wanted, ..
+    } = delay
+    {
+        assert!(
+            receipts.len() >= wanted,
+            "iteration {iter}: killed after {wanted} receipts but only {} were read",
+            receipts.len()
+        );
+    }
     receipts
 }
 
@@ -467,15 +514,23 @@ fn sigkill_during_append_loses_no_receipt() {
         "{ITERATIONS} kills, {total} receipts, {with_receipts} iterations with receipts, {without} without, {:?}",
         started.elapsed()
     );
-    // The run is only meaningful if kills landed both mid-stream and early.
+    // The run is only meaningful if kills landed both mid-stream and early,
+    // with enough receipts to exercise recovery. The schedule guarantees it
+    // on any machine: each mid-stream kill waits for its receipts.
+    let (mid_stream, promised) = guaranteed((0..ITERATIONS).map(kill_delay));
     assert!(
-        with_receipts as u64 >= ITERATIONS / 2,
-        "too few iterations got receipts: {with_receipts}"
+        mid_stream as u64 >= ITERATIONS / 2 && mid_stream < ITERATIONS as usize,
+        "{mid_stream} of {ITERATIONS} kills mid-stream"
     );
     assert!(
-        total >= 1000,
-        "too few receipts ({total}) to exercise recovery"
+        promised >= 1000,
+        "the schedule promises {promised} receipts"
     );
+    assert!(
+        with_receipts >= mid_stream,
+        "{with_receipts} iterations got receipts, {mid_stream} were killed mid-stream"
+    );
+    assert!(total >= promised, "{total} receipts, {promised} promised");
     check(&dir, &vkey, &iterations, 200, true, 0xF1A1, false);
     // After everything, a normal append still works on the recovered log.
     let before = checkpoint_size(&dir);
@@ -499,7 +554,9 @@ fn sigkill_during_append_to_several_streams() {
         iterations.push(Iteration { iter, receipts });
     }
     let total: usize = iterations.iter().map(|it| it.receipts.len()).sum();
-    assert!(total >= 300, "too few receipts ({total})");
+    let (_, promised) = guaranteed((0..15).map(|iter| kill_delay(iter + 1000)));
+    assert!(promised >= 300, "the schedule promises {promised} receipts");
+    assert!(total >= promised, "{total} receipts, {promised} promised");
     check(&dir, &vkey, &iterations, 100, true, 0x57AE, true);
     for s in ["s0", "s1", "s2"] {
         assert!(segment_file(&dir, s).is_file());
@@ -605,11 +662,23 @@ fn kill_after_receipts_then_kill_during_startup() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    // Wait until it holds the lock (taken at the start of the open), then
-    // give its recovery (integrate and publish the killed entries) ample
-    // time to finish; it then waits for input that never comes.
+    // Wait until its recovery has published a checkpoint covering the
+    // killed entries (the file is replaced atomically, and read here
+    // without opening the log); it then waits for input that never comes.
     wait_for_lock(&dir, child.id());
-    std::thread::sleep(Duration::from_millis(300));
+    let want = 2 + receipts.len() as u64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let note = std::fs::read_to_string(dir.join("log/checkpoint")).expect("log/checkpoint");
+        if note_size(&note) == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second writer did not publish size {want} within 60 s:\n{note}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     child.kill().expect("kill");
     child.wait().expect("wait");
     for r in &receipts {

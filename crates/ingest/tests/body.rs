@@ -304,43 +304,109 @@ fn first_bad_event_refuses_the_body() {
     ));
 }
 
-proptest! {
-    #[test]
-    fn never_panics_on_random_bytes(body in proptest::collection::vec(any::<u8>(), 0..512)) {
-        for kind in [BodyKind::Json, BodyKind::Ndjson] {
-            let _ = parse_body(kind, &body, &limits());
+/// What `parse_body` must answer given what `split_body` answered for the
+/// same body: the split's error unchanged, or one parsed event per slice
+/// (the same slices, in order), or a refusal of one of those events.
+fn parse_agrees_with_split(kind: BodyKind, body: &[u8]) -> Result<(), TestCaseError> {
+    let split = split_body(kind, body, &limits());
+    let parsed = parse_body(kind, body, &limits());
+    match (split, parsed) {
+        (Err(split), parsed) => prop_assert_eq!(parsed.unwrap_err(), split),
+        (Ok(raw), Ok(parsed)) => {
+            prop_assert_eq!(parsed.len(), raw.len());
+            for (p, r) in parsed.iter().zip(&raw) {
+                prop_assert_eq!((p.0.item, p.0.line, p.0.bytes), (r.item, r.line, r.bytes));
+            }
         }
+        (Ok(raw), Err(e)) => {
+            prop_assert_eq!(e.code(), "invalid_event", "{}", e);
+            let item = e.item().unwrap();
+            prop_assert!(
+                item < raw.len(),
+                "{} names item {} of {}",
+                e,
+                item,
+                raw.len()
+            );
+            prop_assert_eq!(e.line(), raw[item].line);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    /// Never a panic, and `parse_body` answers what `split_body` implies.
+    #[test]
+    fn random_bytes_parse_as_they_split(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        for kind in [BodyKind::Json, BodyKind::Ndjson] {
+            parse_agrees_with_split(kind, &body)?;
+        }
+        // Only the absence of a panic is checked here: random bytes are
+        // almost never an EventList (tests/kubernetes.rs checks the mapping).
         let _ = stele_ingest::parse_event_list(&body, &limits());
     }
 
     #[test]
-    fn never_panics_on_json_like_bytes(
+    fn json_like_bytes_parse_as_they_split(
         body in proptest::collection::vec(
             prop::sample::select(b"{}[]\":,\\ \n\r0123456789-+.eEtrufalsn\xc3\xa9\xffaxu".to_vec()),
             0..256,
         )
     ) {
         for kind in [BodyKind::Json, BodyKind::Ndjson] {
-            let _ = parse_body(kind, &body, &limits());
+            parse_agrees_with_split(kind, &body)?;
         }
         let _ = stele_ingest::parse_event_list(&body, &limits());
     }
 
+    /// The same events sent as a JSON array and as NDJSON (with blank lines,
+    /// either line ending, with or without one at the end) come back as the same slices, numbered alike,
+    /// every one of them, with the NDJSON line each started on.
     #[test]
-    fn array_and_ndjson_agree(actors in proptest::collection::vec("[a-z]{1,8}", 1..20)) {
+    fn array_and_ndjson_agree(
+        actors in proptest::collection::vec("[a-z]{1,8}", 1..20),
+        blank_lines in proptest::collection::vec(0..3usize, 20),
+        crlf in any::<bool>(),
+        final_newline in any::<bool>(),
+    ) {
         let events: Vec<String> = actors
             .iter()
             .map(|a| format!("{{\"actor\":\"{a}\",\"action\":\"x\"}}"))
             .collect();
         let json = format!("[{}]", events.join(" ,\n"));
-        let ndjson = events.join("\r\n");
+        let newline = if crlf { "\r\n" } else { "\n" };
+        let mut ndjson = String::new();
+        let mut lines = Vec::new();
+        let mut line = 1;
+        for (event, blanks) in events.iter().zip(&blank_lines) {
+            for _ in 0..*blanks {
+                ndjson.push_str(" \t");
+                ndjson.push_str(newline);
+                line += 1;
+            }
+            ndjson.push_str(event);
+            if final_newline || lines.len() + 1 < events.len() {
+                ndjson.push_str(newline);
+            }
+            lines.push(line);
+            line += 1;
+        }
         let from_json = split_body(BodyKind::Json, json.as_bytes(), &limits()).unwrap();
         let from_ndjson = split_body(BodyKind::Ndjson, ndjson.as_bytes(), &limits()).unwrap();
         prop_assert_eq!(from_json.len(), events.len());
-        for ((j, n), e) in from_json.iter().zip(&from_ndjson).zip(&events) {
-            prop_assert_eq!(j.bytes, e.as_bytes());
-            prop_assert_eq!(n.bytes, e.as_bytes());
-            prop_assert_eq!(j.item, n.item);
+        prop_assert_eq!(from_ndjson.len(), events.len());
+        for (i, e) in events.iter().enumerate() {
+            let (j, n) = (&from_json[i], &from_ndjson[i]);
+            prop_assert_eq!((j.item, j.line, j.bytes), (i, None, e.as_bytes()));
+            prop_assert_eq!((n.item, n.line, n.bytes), (i, Some(lines[i]), e.as_bytes()));
+        }
+        let parsed_json = parse_body(BodyKind::Json, json.as_bytes(), &limits()).unwrap();
+        let parsed_ndjson = parse_body(BodyKind::Ndjson, ndjson.as_bytes(), &limits()).unwrap();
+        prop_assert_eq!(parsed_json.len(), actors.len());
+        prop_assert_eq!(parsed_ndjson.len(), actors.len());
+        for ((j, n), actor) in parsed_json.iter().zip(&parsed_ndjson).zip(&actors) {
+            prop_assert_eq!(&j.1, &n.1);
+            prop_assert_eq!(&j.1.actor, actor);
         }
     }
 }

@@ -190,11 +190,16 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
                 .store(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
+    let http_metrics = metrics::HttpMetrics::default();
     let mut reloader = None;
     let tls = match &config.tls {
         Some(tls_config) => {
             let shared = Arc::new(RwLock::new(tls::load(tls_config)?));
-            reloader = Some(tls::spawn_reloader(tls_config.clone(), shared.clone()));
+            reloader = Some(tls::spawn_reloader(
+                tls_config.clone(),
+                shared.clone(),
+                http_metrics.tls_reloads.clone(),
+            ));
             Some(shared)
         }
         None => None,
@@ -230,7 +235,7 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         tokens: tokens::TokenStore::new(&config.data),
         auth_failures: Default::default(),
         public: config.data.join("log"),
-        metrics: Default::default(),
+        metrics: http_metrics,
         cert_principals,
         ready: Default::default(),
         body_budget: Arc::new(tokio::sync::Semaphore::new(

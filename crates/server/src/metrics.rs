@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use stele_log::FsyncMetrics;
 use stele_log::sequencer::{Histogram, SequencerMetrics};
@@ -34,6 +34,8 @@ pub struct HttpMetrics {
     pub responses: Responses,
     /// Errors by category.
     pub errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Outcomes of TLS file changes, kept by the reloader task.
+    pub tls_reloads: Arc<crate::tls::ReloadCounters>,
 }
 
 impl HttpMetrics {
@@ -185,6 +187,12 @@ pub fn render(
             "# HELP stele_checkpoint_age_seconds Seconds since the last checkpoint was published.\n# TYPE stele_checkpoint_age_seconds gauge\nstele_checkpoint_age_seconds {age}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP stele_tls_reloads_total Changes of the TLS files seen: result=\"loaded\" replaced the configuration for new connections, result=\"failed\" did not load and left the previous one in force.\n# TYPE stele_tls_reloads_total counter\nstele_tls_reloads_total{{result=\"loaded\"}} {}\nstele_tls_reloads_total{{result=\"failed\"}} {}",
+        http.tls_reloads.loaded.load(Relaxed),
+        http.tls_reloads.failed.load(Relaxed)
+    );
     let _ = writeln!(
         out,
         "# HELP stele_http_responses_total Responses by status.\n# TYPE stele_http_responses_total counter"

@@ -4,8 +4,12 @@
 //! A reloader task checks the files' modification times; a changed set is
 //! parsed and, only if valid, becomes the configuration for new
 //! connections. A broken file never replaces a working configuration.
+//! Each outcome is counted ([`ReloadCounters`], `stele_tls_reloads_total`
+//! in `/metrics`) and logged, so that a change that did not take effect is
+//! seen, not only one that did.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -64,11 +68,19 @@ pub fn load(tls: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(config))
 }
 
-fn stamp(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+/// What identifies one version of a file: its modification time, and also
+/// its inode and length, because a file replaced within the file system's
+/// timestamp granularity (a few milliseconds), or copied with its old time
+/// kept (`cp -p`, `rsync -a`), has the same modification time.
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.ino(), meta.len()))
 }
 
-fn stamps(tls: &TlsConfig) -> Vec<Option<SystemTime>> {
+fn stamps(tls: &TlsConfig) -> Vec<Stamp> {
     let mut out = vec![stamp(&tls.cert), stamp(&tls.key)];
     if let Some(ca) = &tls.client_ca {
         out.push(stamp(ca));
@@ -79,8 +91,23 @@ fn stamps(tls: &TlsConfig) -> Vec<Option<SystemTime>> {
 /// The current TLS configuration, shared by the accept loops.
 pub type SharedTls = Arc<RwLock<Arc<ServerConfig>>>;
 
-/// Watches the files and swaps in a new configuration when they change.
-pub fn spawn_reloader(tls: TlsConfig, shared: SharedTls) -> tokio::task::JoinHandle<()> {
+/// What the reloader did each time it saw the files change.
+#[derive(Debug, Default)]
+pub struct ReloadCounters {
+    /// The changed files loaded and became the configuration for new
+    /// connections.
+    pub loaded: AtomicU64,
+    /// The changed files did not load; the previous configuration stays.
+    pub failed: AtomicU64,
+}
+
+/// Watches the files and swaps in a new configuration when they change,
+/// counting each outcome in `counters`.
+pub fn spawn_reloader(
+    tls: TlsConfig,
+    shared: SharedTls,
+    counters: Arc<ReloadCounters>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut seen = stamps(&tls);
         let period = Duration::from_secs(tls.reload_seconds.max(1));
@@ -90,16 +117,24 @@ pub fn spawn_reloader(tls: TlsConfig, shared: SharedTls) -> tokio::task::JoinHan
             if now == seen {
                 continue;
             }
-            match load(&tls) {
+            let loaded = load(&tls);
+            if stamps(&tls) != now {
+                // A file changed while it was read: what loaded (or failed)
+                // may mix two versions. Look again at the next tick.
+                continue;
+            }
+            match loaded {
                 Ok(config) => {
                     *shared.write().unwrap_or_else(|p| p.into_inner()) = config;
                     seen = now;
+                    counters.loaded.fetch_add(1, Relaxed);
                     tracing::info!(cert = %tls.cert.display(), "TLS configuration reloaded");
                 }
                 Err(e) => {
                     // Keep serving with the old configuration; try again when
                     // the files change again.
                     seen = now;
+                    counters.failed.fetch_add(1, Relaxed);
                     tracing::error!(error = %e, "TLS files changed but do not load; keeping the previous configuration");
                 }
             }

@@ -40,16 +40,69 @@ fn replace(path: &Path, contents: &str) {
 
 /// Polls new connections until the server presents `want`.
 async fn wait_for_cert(server: &TestServer, want: &[u8], what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if presented_cert(server).await.as_deref() == Some(want) {
             return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the server did not switch to {what} within 10 s"
+            "the server did not switch to {what} within 30 s"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What the TLS reloader has done so far, from `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reloads {
+    /// Changes of the files that loaded and replaced the configuration.
+    loaded: u64,
+    /// Changes of the files that did not load (the previous one stayed).
+    failed: u64,
+}
+
+async fn reloads(server: &TestServer) -> Reloads {
+    let r = send(server.client().get(server.url("/metrics"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let value = |result: &str| -> u64 {
+        let name = format!("stele_tls_reloads_total{{result=\"{result}\"}} ");
+        r.text
+            .lines()
+            .find_map(|l| l.strip_prefix(&name))
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{}", r.text))
+            .parse()
+            .unwrap()
+    };
+    Reloads {
+        loaded: value("loaded"),
+        failed: value("failed"),
+    }
+}
+
+/// Waits until the reloader has seen one more change of the files than
+/// `before` and has refused it: the change was looked at, and did not
+/// load. Returns the new counts.
+async fn wait_for_failed_reload(server: &TestServer, before: Reloads, what: &str) -> Reloads {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = reloads(server).await;
+        if now != before {
+            assert_eq!(
+                now,
+                Reloads {
+                    failed: before.failed + 1,
+                    ..before
+                },
+                "{what}: the reloader must refuse it, once"
+            );
+            return now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the reloader did not look at {what} within 30 s ({now:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -58,13 +111,26 @@ async fn certificate_reload_without_restart() {
     let server = start(|_| {}).await;
     let a = server.pki.server.der.clone();
     assert_eq!(presented_cert(&server).await.as_deref(), Some(&a[..]));
+    assert_eq!(
+        reloads(&server).await,
+        Reloads {
+            loaded: 0,
+            failed: 0
+        }
+    );
 
-    // Certificate B: same CA, different serial and subject.
+    // Certificate B: same CA, different serial and subject. The key and
+    // the certificate are two files, replaced one after the other, so the
+    // reloader may see the new key with the old certificate first (and
+    // refuse that pair); it loads B exactly once.
     let b = server.pki.ca.server("stele server B", 1001);
     assert_ne!(a, b.der);
     replace(&server.pki.key_path, &b.key_pem);
     replace(&server.pki.cert_path, &b.cert_pem);
     wait_for_cert(&server, &b.der, "certificate B").await;
+    let after_b = reloads(&server).await;
+    assert_eq!(after_b.loaded, 1, "{after_b:?}");
+    assert!(after_b.failed <= 1, "{after_b:?}");
     // Ordinary clients connect to the reloaded server.
     let client = server.client();
     let r = post_json(
@@ -77,12 +143,14 @@ async fn certificate_reload_without_restart() {
     assert_eq!(r.status, 200, "{}", r.text);
     drop(client);
 
-    // A broken certificate file never replaces the working one.
+    // A broken certificate file never replaces the working one: once the
+    // reloader has looked at it (and counted its refusal), B is still
+    // served.
     replace(
         &server.pki.cert_path,
         "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after_broken = wait_for_failed_reload(&server, after_b, "a broken certificate file").await;
     assert_eq!(
         presented_cert(&server).await.as_deref(),
         Some(&b.der[..]),
@@ -91,7 +159,8 @@ async fn certificate_reload_without_restart() {
     // Neither does a certificate that does not match the key.
     let c = server.pki.ca.server("stele server C", 1002);
     replace(&server.pki.cert_path, &c.cert_pem);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after_mismatch =
+        wait_for_failed_reload(&server, after_broken, "a certificate without its key").await;
     assert_eq!(
         presented_cert(&server).await.as_deref(),
         Some(&b.der[..]),
@@ -100,6 +169,13 @@ async fn certificate_reload_without_restart() {
     // Once the key arrives too, C is served.
     replace(&server.pki.key_path, &c.key_pem);
     wait_for_cert(&server, &c.der, "certificate C").await;
+    assert_eq!(
+        reloads(&server).await,
+        Reloads {
+            loaded: 2,
+            ..after_mismatch
+        }
+    );
 
     server.stop().await;
 }
@@ -113,13 +189,13 @@ async fn accepted(server: &TestServer, identity: &Identity) -> bool {
 
 /// Polls new connections until `identity` is accepted (or refused).
 async fn wait_for_client(server: &TestServer, identity: &Identity, want: bool, what: &str) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while accepted(server, identity).await != want {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the server did not switch to {what} within 10 s"
+            "the server did not switch to {what} within 30 s"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -138,6 +214,14 @@ async fn client_ca_bundle_reload_without_restart() {
     let bundle = format!("{}{}", server.pki.ca.pem, server.pki.other_ca.pem);
     replace(&server.pki.ca_path, &bundle);
     wait_for_client(&server, foreign, true, "the two-CA bundle").await;
+    let two_cas = reloads(&server).await;
+    assert_eq!(
+        two_cas,
+        Reloads {
+            loaded: 1,
+            failed: 0
+        }
+    );
     let r = send(
         server
             .client_with(foreign)
@@ -148,19 +232,26 @@ async fn client_ca_bundle_reload_without_restart() {
     assert_error(&r, 401, "unauthenticated");
     assert!(accepted(&server, &server.pki.writer_client).await);
 
-    // A broken bundle keeps the working one; removing the CA again
-    // refuses its certificates again.
+    // A broken bundle keeps the working one (once the reloader has looked
+    // at it); removing the CA again refuses its certificates again.
     replace(
         &server.pki.ca_path,
         "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n",
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let broken = wait_for_failed_reload(&server, two_cas, "a broken CA bundle").await;
     assert!(
         accepted(&server, foreign).await,
         "a broken bundle replaced the working one"
     );
     replace(&server.pki.ca_path, &server.pki.ca.pem);
     wait_for_client(&server, foreign, false, "the one-CA bundle").await;
+    assert_eq!(
+        reloads(&server).await,
+        Reloads {
+            loaded: 2,
+            ..broken
+        }
+    );
     assert!(accepted(&server, &server.pki.writer_client).await);
     server.stop().await;
 }

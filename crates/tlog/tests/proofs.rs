@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use stele_tlog::proof::reference::{reference_consistency, reference_inclusion, reference_root};
 use stele_tlog::{
     CompactRange, Hash, MemoryTree, VerifyError, consistency_proof, inclusion_proof, leaf_hash,
-    tree_root, verify_consistency, verify_inclusion,
+    node_hash, tree_root, verify_consistency, verify_inclusion,
 };
 
 const BIG: usize = 100_000;
@@ -221,28 +221,245 @@ fn reader_errors_propagate() {
     assert!(tree_root(&tree, 4).is_err());
 }
 
+/// Distinct stand-ins for subtree hashes: at these sizes no tree can be
+/// built, but a proof's hashes are opaque to the verifier, so a proof of
+/// the right shape over arbitrary hashes must verify against the root that
+/// the RFC 9162 tree shape gives them.
+fn hashes(tag: &str, n: usize) -> Vec<Hash> {
+    (0..n)
+        .map(|i| leaf_hash(format!("{tag}-{i}").as_bytes()))
+        .collect()
+}
+
+/// The root above `leaf` when every proof hash is a right sibling
+/// (`leaf` is the leftmost leaf of the subtree they cover).
+fn fold_left_edge(leaf: Hash, proof: &[Hash]) -> Hash {
+    proof.iter().fold(leaf, |r, p| node_hash(&r, p))
+}
+
+/// The root above `leaf` when every proof hash is a left sibling
+/// (`leaf` is the rightmost node of a tree of size 2^k - 1).
+fn fold_right_edge(leaf: Hash, proof: &[Hash]) -> Hash {
+    proof.iter().fold(leaf, |r, p| node_hash(p, &r))
+}
+
+/// Verification at sizes near 2^64, where an overflow or an off-by-one in
+/// the index arithmetic would show: each call has exactly one right answer.
+/// Valid proofs are built from the RFC 9162 tree shape (PATH and SUBPROOF
+/// unrolled by hand for these sizes); every other call must fail with the
+/// error naming what is wrong.
 #[test]
-fn extreme_sizes_do_not_panic() {
-    let h = Hash::default();
-    let proof = vec![h; 64];
-    for (index, size) in [
-        (0, u64::MAX),
-        (u64::MAX - 1, u64::MAX),
-        (u64::MAX, u64::MAX),
-        (1 << 63, u64::MAX),
-    ] {
-        let _ = verify_inclusion(&h, index, size, &proof, &h);
-        let _ = verify_inclusion(&h, index, size, &[], &h);
+fn extreme_sizes_give_exact_results() {
+    use VerifyError::*;
+    const MAX: u64 = u64::MAX;
+    const HALF: u64 = 1 << 63;
+    let leaf = leaf_hash(b"leaf");
+    let zero = Hash::default();
+    let zeros = vec![zero; 64];
+
+    // Leaf 0 of 2^64 - 1: 64 right siblings (the top level splits at
+    // 2^63, and the left part is a perfect tree of height 63).
+    let path = hashes("first", 64);
+    assert_eq!(path_len(0, MAX), 64);
+    let root = fold_left_edge(leaf, &path);
+    assert_eq!(verify_inclusion(&leaf, 0, MAX, &path, &root), Ok(()));
+    assert_eq!(
+        verify_inclusion(&leaf, 0, MAX, &path[..63], &root),
+        Err(ProofTooShort { len: 63 })
+    );
+    let mut longer = path.clone();
+    longer.push(leaf);
+    assert_eq!(
+        verify_inclusion(&leaf, 0, MAX, &longer, &root),
+        Err(ProofTooLong { len: 65 })
+    );
+    assert_eq!(
+        verify_inclusion(&flip(&leaf, 0), 0, MAX, &path, &root),
+        Err(RootMismatch)
+    );
+    // The same hashes claimed for leaf 1: the lowest sibling would be on
+    // the left, so another root.
+    assert_eq!(
+        verify_inclusion(&leaf, 1, MAX, &path, &root),
+        Err(RootMismatch)
+    );
+    assert_eq!(
+        verify_inclusion(&zero, 0, MAX, &zeros, &zero),
+        Err(RootMismatch)
+    );
+    assert_eq!(
+        verify_inclusion(&zero, 0, MAX, &[], &zero),
+        Err(ProofTooShort { len: 0 })
+    );
+
+    // The last leaf of 2^64 - 1 (index 2^64 - 2) is alone on the right
+    // edge: 63 left siblings, the smallest first.
+    let path = hashes("last", 63);
+    assert_eq!(path_len(MAX - 1, MAX), 63);
+    let root = fold_right_edge(leaf, &path);
+    assert_eq!(verify_inclusion(&leaf, MAX - 1, MAX, &path, &root), Ok(()));
+    assert_eq!(
+        verify_inclusion(&leaf, MAX - 1, MAX, &zeros, &root),
+        Err(ProofTooLong { len: 64 })
+    );
+    assert_eq!(
+        verify_inclusion(&leaf, MAX - 1, MAX, &path[..62], &root),
+        Err(ProofTooShort { len: 62 })
+    );
+    assert_eq!(
+        verify_inclusion(&zero, MAX - 1, MAX, &[], &zero),
+        Err(ProofTooShort { len: 0 })
+    );
+
+    // Leaf 2^63: the first of the right part (2^63 - 1 leaves, so 63 right
+    // siblings), then the left half's root as the last, left, sibling.
+    let path = hashes("middle", 64);
+    assert_eq!(path_len(HALF, MAX), 64);
+    let root = node_hash(&path[63], &fold_left_edge(leaf, &path[..63]));
+    assert_eq!(verify_inclusion(&leaf, HALF, MAX, &path, &root), Ok(()));
+    assert_eq!(
+        verify_inclusion(&leaf, HALF - 1, MAX, &path, &root),
+        Err(RootMismatch)
+    );
+    assert_eq!(
+        verify_inclusion(&zero, HALF, MAX, &zeros, &zero),
+        Err(RootMismatch)
+    );
+    assert_eq!(
+        verify_inclusion(&zero, HALF, MAX, &[], &zero),
+        Err(ProofTooShort { len: 0 })
+    );
+
+    // No index is in range at its own size, even the largest.
+    for proof in [&zeros[..], &[]] {
+        assert_eq!(
+            verify_inclusion(&zero, MAX, MAX, proof, &zero),
+            Err(IndexOutOfRange {
+                index: MAX,
+                size: MAX
+            })
+        );
     }
-    for (old, new) in [
-        (1, u64::MAX),
-        (u64::MAX - 1, u64::MAX),
-        (1 << 63, u64::MAX),
-        (u64::MAX, u64::MAX),
-    ] {
-        let _ = verify_consistency(old, new, &proof, &h, &h);
-        let _ = verify_consistency(old, new, &[h], &h, &h);
+    assert_eq!(
+        verify_inclusion(&zero, 0, 0, &[], &zero),
+        Err(IndexOutOfRange { index: 0, size: 0 })
+    );
+    // The largest possible tree has 2^64 - 1 leaves; 2^63 is a perfect
+    // tree whose leaf 2^63 - 1 has 63 left siblings.
+    let path = hashes("perfect", 63);
+    let root = fold_right_edge(leaf, &path);
+    assert_eq!(
+        verify_inclusion(&leaf, HALF - 1, HALF, &path, &root),
+        Ok(())
+    );
+
+    // Consistency 1 -> 2^64 - 1: the old root is leaf 0, and the proof its
+    // 64 right siblings (SUBPROOF(1, D[n], true) never includes the old
+    // root itself).
+    let proof = hashes("c1", 64);
+    let new_root = fold_left_edge(leaf, &proof);
+    assert_eq!(verify_consistency(1, MAX, &proof, &leaf, &new_root), Ok(()));
+    assert_eq!(
+        verify_consistency(1, MAX, &proof[..63], &leaf, &new_root),
+        Err(ProofTooShort { len: 63 })
+    );
+    assert_eq!(
+        verify_consistency(1, MAX, &proof, &leaf, &leaf),
+        Err(NewRootMismatch)
+    );
+    assert_eq!(
+        verify_consistency(1, MAX, &zeros, &zero, &zero),
+        Err(NewRootMismatch)
+    );
+    assert_eq!(
+        verify_consistency(1, MAX, &[zero], &zero, &zero),
+        Err(ProofTooShort { len: 1 })
+    );
+
+    // Consistency 2^64 - 2 -> 2^64 - 1: the old tree is perfect subtrees
+    // of 2^63, 2^62, ..., 2 leaves; the new one adds one leaf beside the
+    // last. SUBPROOF gives [the 2-leaf subtree X, the new leaf Y, then the
+    // 62 larger subtrees L1 (4 leaves) .. L62 (2^63 leaves)].
+    let x = leaf_hash(b"x");
+    let y = leaf_hash(b"y");
+    let left = hashes("l", 62);
+    let mut proof = vec![x, y];
+    proof.extend_from_slice(&left);
+    let old_root = fold_right_edge(x, &left);
+    let new_root = fold_right_edge(node_hash(&x, &y), &left);
+    assert_eq!(
+        verify_consistency(MAX - 1, MAX, &proof, &old_root, &new_root),
+        Ok(())
+    );
+    assert_eq!(
+        verify_consistency(MAX - 1, MAX, &proof, &new_root, &new_root),
+        Err(OldRootMismatch)
+    );
+    assert_eq!(
+        verify_consistency(MAX - 1, MAX, &proof, &old_root, &old_root),
+        Err(NewRootMismatch)
+    );
+    assert_eq!(
+        verify_consistency(MAX - 1, MAX, &zeros, &zero, &zero),
+        Err(OldRootMismatch)
+    );
+    assert_eq!(
+        verify_consistency(MAX - 1, MAX, &[zero], &zero, &zero),
+        Err(ProofTooShort { len: 1 })
+    );
+
+    // Consistency 2^63 -> 2^64 - 1: the old tree is the new one's left
+    // half, so the proof is only the right half's root.
+    let (old_root, right) = (leaf_hash(b"left half"), leaf_hash(b"right half"));
+    let new_root = node_hash(&old_root, &right);
+    assert_eq!(
+        verify_consistency(HALF, MAX, &[right], &old_root, &new_root),
+        Ok(())
+    );
+    assert_eq!(
+        verify_consistency(HALF, MAX, &[right, right], &old_root, &new_root),
+        Err(ProofTooLong { len: 2 })
+    );
+    assert_eq!(
+        verify_consistency(HALF, MAX, &zeros, &zero, &zero),
+        Err(ProofTooLong { len: 64 })
+    );
+    assert_eq!(
+        verify_consistency(HALF, MAX, &[zero], &zero, &zero),
+        Err(NewRootMismatch)
+    );
+    assert_eq!(
+        verify_consistency(HALF, MAX, &[], &zero, &zero),
+        Err(EmptyProof)
+    );
+
+    // Equal sizes: only the empty proof between equal roots.
+    assert_eq!(verify_consistency(MAX, MAX, &[], &leaf, &leaf), Ok(()));
+    assert_eq!(
+        verify_consistency(MAX, MAX, &[], &leaf, &zero),
+        Err(EqualSizeRootsDiffer { size: MAX })
+    );
+    for proof in [&zeros[..], &[zero]] {
+        assert_eq!(
+            verify_consistency(MAX, MAX, proof, &zero, &zero),
+            Err(ProofNotEmpty {
+                size: MAX,
+                len: proof.len()
+            })
+        );
     }
+    // Impossible pairs of sizes.
+    assert_eq!(
+        verify_consistency(MAX, MAX - 1, &[], &zero, &zero),
+        Err(SizesDecreasing {
+            old: MAX,
+            new: MAX - 1
+        })
+    );
+    assert_eq!(
+        verify_consistency(0, MAX, &zeros, &zero, &zero),
+        Err(OldSizeZero)
+    );
 }
 
 proptest! {

@@ -170,7 +170,7 @@ async fn identical_requests_sent_concurrently_are_stored_once() {
     // Requests large enough for the writer to begin one batch while the
     // one before it is still being made durable, if it ever would with
     // client ids in it.
-    const ROUNDS: usize = 4;
+    const ROUNDS: usize = 10;
     const CLIENTS: usize = 8;
     const EVENTS: usize = 100;
     for round in 0..ROUNDS {
@@ -199,16 +199,28 @@ async fn identical_requests_sent_concurrently_are_stored_once() {
     drop(tmp);
 }
 
+/// The shipped EventList with every auditID made unique to `round`.
+fn eventlist_of_round(round: usize) -> Vec<u8> {
+    let mut list: Value = serde_json::from_slice(&eventlist()).unwrap();
+    for item in list["items"].as_array_mut().unwrap() {
+        let audit_id = item["auditID"].as_str().unwrap().to_string();
+        item["auditID"] = Value::from(format!("round-{round}-{audit_id}"));
+    }
+    serde_json::to_vec(&list).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_retries_sent_concurrently_are_stored_once() {
     let server = start(|_| {}).await;
     let webhook = server.token("kube-apiserver", &[Role::writer()]);
-    let body = Arc::new(eventlist());
+    const ROUNDS: usize = 10;
     const CLIENTS: usize = 8;
-    let answers = concurrently(&server, CLIENTS, {
-        let server_url = server.url("/v1/ingest/kubernetes");
-        move |client| {
-            let (url, token, body) = (server_url.clone(), webhook.clone(), body.clone());
+    let mut items = 0;
+    for round in 0..ROUNDS {
+        let body = Arc::new(eventlist_of_round(round));
+        let (url, token) = (server.url("/v1/ingest/kubernetes"), webhook.clone());
+        let answers = concurrently(&server, CLIENTS, move |client| {
+            let (url, token, body) = (url.clone(), token.clone(), body.clone());
             Box::pin(async move {
                 post_raw(
                     &client,
@@ -219,12 +231,12 @@ async fn kubernetes_retries_sent_concurrently_are_stored_once() {
                 )
                 .await
             })
-        }
-    })
-    .await;
-    assert_eq!(answers.len(), CLIENTS);
-    one_original_each(&answers);
-    let items = answers[0].len();
+        })
+        .await;
+        assert_eq!(answers.len(), CLIENTS);
+        one_original_each(&answers);
+        items += answers[0].len();
+    }
     let data = server.data.clone();
     let tmp = server.stop().await;
     let stored = stored_ids(&data, "kube-apiserver");

@@ -129,7 +129,7 @@ async fn a_held_epoch_is_not_purged_by_any_path_until_released() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    let released_at = r.json["hold"]["released_event"].as_u64();
+    let released_at = r.json["hold"]["released_event"].as_u64().unwrap();
     let r = post(&server, &client, "/v1/retention/run", &admin, None).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = get(&server, &client, "/v1/retention", &admin).await;
@@ -172,9 +172,7 @@ async fn a_held_epoch_is_not_purged_by_any_path_until_released() {
         assert_eq!(attributes["held_by"], json!([hold]));
     }
     assert_eq!(release_events.len(), 1);
-    if let Some(released_at) = released_at {
-        assert_eq!(release_events[0], released_at);
-    }
+    assert_eq!(release_events[0], released_at);
     assert_eq!(purge_events.len(), 1);
     assert!(
         purge_events[0] > release_events[0],

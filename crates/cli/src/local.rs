@@ -32,30 +32,54 @@ use crate::{CliResult, Failure};
 /// The role of the operator while no policy has been applied.
 pub const UNGOVERNED_ROLE: &str = "admin";
 
-/// The CLI's clock. `STELE_NOW` (RFC 3339) replaces it in debug builds, so
-/// tests can step past a retention period; release builds refuse it rather
-/// than let a variable move retention decisions.
-pub fn now() -> CliResult<Timestamp> {
-    match std::env::var("STELE_NOW") {
-        Err(_) => Ok(Timestamp::now()),
-        Ok(text) if cfg!(debug_assertions) => text
-            .trim()
-            .parse::<Timestamp>()
-            .map_err(|e| Failure::usage(format!("STELE_NOW {text:?}: not an RFC 3339 time: {e}"))),
-        Ok(_) => Err(Failure::usage(
-            "STELE_NOW is a testing aid that only debug builds honour; unset it",
-        )),
+/// Whether this build honours the testing aids `STELE_NOW` and
+/// `STELE_RETENTION_GRACE`. Debug builds (the tests') do; release builds
+/// refuse to run with either set, rather than let a variable move
+/// retention decisions.
+pub const TESTING_AIDS_HONOURED: bool = cfg!(debug_assertions);
+
+/// The environment variable `name` as the build treats a testing aid:
+/// `None` when it is not set, its text when `honoured`, and otherwise a
+/// usage failure (exit 2) saying to unset it. Set to anything at all,
+/// even bytes that are not UTF-8, it counts as set.
+fn testing_aid(name: &str, honoured: bool) -> CliResult<Option<String>> {
+    testing_aid_value(
+        name,
+        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()),
+        honoured,
+    )
+}
+
+fn testing_aid_value(
+    name: &str,
+    value: Option<String>,
+    honoured: bool,
+) -> CliResult<Option<String>> {
+    match value {
+        None => Ok(None),
+        Some(text) if honoured => Ok(Some(text)),
+        Some(_) => Err(Failure::usage(format!(
+            "{name} is a testing aid that only debug builds honour; unset it"
+        ))),
     }
 }
 
-/// The grace period between announcing that an epoch is due and purging
-/// it ([`stele_log::DEFAULT_RETENTION_GRACE`]). `STELE_RETENTION_GRACE`
-/// (seconds) replaces it in debug builds, so tests can purge in one run;
-/// release builds refuse it, as they refuse `STELE_NOW`.
-pub fn retention_grace() -> CliResult<std::time::Duration> {
-    match std::env::var("STELE_RETENTION_GRACE") {
-        Err(_) => Ok(stele_log::DEFAULT_RETENTION_GRACE),
-        Ok(text) if cfg!(debug_assertions) => text
+/// The clock for a `STELE_NOW` value (`None`: unset).
+fn clock(value: Option<String>, honoured: bool) -> CliResult<Timestamp> {
+    match testing_aid_value("STELE_NOW", value, honoured)? {
+        None => Ok(Timestamp::now()),
+        Some(text) => text
+            .trim()
+            .parse::<Timestamp>()
+            .map_err(|e| Failure::usage(format!("STELE_NOW {text:?}: not an RFC 3339 time: {e}"))),
+    }
+}
+
+/// The grace period for a `STELE_RETENTION_GRACE` value (`None`: unset).
+fn grace(value: Option<String>, honoured: bool) -> CliResult<std::time::Duration> {
+    match testing_aid_value("STELE_RETENTION_GRACE", value, honoured)? {
+        None => Ok(stele_log::DEFAULT_RETENTION_GRACE),
+        Some(text) => text
             .trim()
             .parse::<u64>()
             .map(std::time::Duration::from_secs)
@@ -64,10 +88,28 @@ pub fn retention_grace() -> CliResult<std::time::Duration> {
                     "STELE_RETENTION_GRACE {text:?}: not a number of seconds: {e}"
                 ))
             }),
-        Ok(_) => Err(Failure::usage(
-            "STELE_RETENTION_GRACE is a testing aid that only debug builds honour; unset it",
-        )),
     }
+}
+
+/// The CLI's clock. `STELE_NOW` (RFC 3339) replaces it in debug builds, so
+/// tests can step past a retention period; release builds refuse it
+/// ([`TESTING_AIDS_HONOURED`]).
+pub fn now() -> CliResult<Timestamp> {
+    clock(
+        testing_aid("STELE_NOW", TESTING_AIDS_HONOURED)?,
+        TESTING_AIDS_HONOURED,
+    )
+}
+
+/// The grace period between announcing that an epoch is due and purging
+/// it ([`stele_log::DEFAULT_RETENTION_GRACE`]). `STELE_RETENTION_GRACE`
+/// (seconds) replaces it in debug builds, so tests can purge in one run;
+/// release builds refuse it, as they refuse `STELE_NOW`.
+pub fn retention_grace() -> CliResult<std::time::Duration> {
+    grace(
+        testing_aid("STELE_RETENTION_GRACE", TESTING_AIDS_HONOURED)?,
+        TESTING_AIDS_HONOURED,
+    )
 }
 
 /// The operator as the access policy sees them.
@@ -230,4 +272,59 @@ pub fn record_read(
         "attributes": {"method": "local", "client": "cli", "stream": stream},
     });
     Ok(append_system_event(log, &event, now)?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    /// What a release build does with the testing aids, decided by the
+    /// same code a debug build runs, with `honoured` false: set, each is
+    /// refused (exit 2) with a message saying to unset it, whatever its
+    /// value; unset, the real clock and the default grace apply.
+    #[test]
+    fn a_build_that_does_not_honour_the_testing_aids_refuses_them() {
+        for value in ["2031-05-06T07:08:09Z", "", "not a time"] {
+            let e = clock(Some(value.into()), false).unwrap_err();
+            assert_eq!(e.code, 2);
+            assert_eq!(
+                e.message,
+                "STELE_NOW is a testing aid that only debug builds honour; unset it"
+            );
+        }
+        for value in ["0", "", "x"] {
+            let e = grace(Some(value.into()), false).unwrap_err();
+            assert_eq!(e.code, 2);
+            assert_eq!(
+                e.message,
+                "STELE_RETENTION_GRACE is a testing aid that only debug builds honour; unset it"
+            );
+        }
+        let before = Timestamp::now();
+        let now = clock(None, false).unwrap();
+        assert!(now >= before && now <= Timestamp::now());
+        assert_eq!(
+            grace(None, false).unwrap(),
+            stele_log::DEFAULT_RETENTION_GRACE
+        );
+    }
+
+    #[test]
+    fn a_build_that_honours_the_testing_aids_uses_them() {
+        let at: Timestamp = "2031-05-06T07:08:09Z".parse().unwrap();
+        assert_eq!(
+            clock(Some(" 2031-05-06T07:08:09Z\n".into()), true).unwrap(),
+            at
+        );
+        let e = clock(Some("tomorrow".into()), true).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.message.contains("not an RFC 3339 time"), "{}", e.message);
+        assert_eq!(
+            grace(Some("0".into()), true).unwrap(),
+            std::time::Duration::ZERO
+        );
+        assert!(grace(Some("soon".into()), true).is_err());
+    }
 }

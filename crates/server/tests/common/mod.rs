@@ -68,6 +68,18 @@ impl Ca {
     }
 
     fn issue(&self, sans: &[&str], cn: &str, serial: u64, server: bool) -> Identity {
+        self.issue_adjusted(sans, cn, serial, server, |_| {})
+    }
+
+    /// [`Ca::issue`], with `adjust` changing the parameters last.
+    fn issue_adjusted(
+        &self,
+        sans: &[&str],
+        cn: &str,
+        serial: u64,
+        server: bool,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Identity {
         let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
@@ -81,6 +93,7 @@ impl Ca {
         } else {
             ExtendedKeyUsagePurpose::ClientAuth
         }];
+        adjust(&mut params);
         let key = KeyPair::generate().unwrap();
         let issuer = Issuer::from_params(&self.params, &self.key);
         let cert = params.signed_by(&key, &issuer).unwrap();
@@ -100,6 +113,18 @@ impl Ca {
     /// A client certificate.
     pub fn client(&self, cn: &str, serial: u64) -> Identity {
         self.issue(&[], cn, serial, false)
+    }
+
+    /// A client certificate whose parameters `adjust` changes before it is
+    /// signed (its validity, its extended key usages): for the
+    /// certificates a server must refuse.
+    pub fn client_adjusted(
+        &self,
+        cn: &str,
+        serial: u64,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Identity {
+        self.issue_adjusted(&[], cn, serial, false, adjust)
     }
 }
 
@@ -627,4 +652,48 @@ where
         );
         received.extend_from_slice(&buf[..n]);
     }
+}
+
+/// A log in `<tmp>/data` (not yet served) under `policy_toml` applied at
+/// `at`, holding one event per stream named, received at `at` (entry 0 is
+/// the `policy.applied` event, entry `n + 1` the event of `streams[n]`),
+/// closed. Returns the directory and the verifier key.
+pub fn populated_log(
+    policy_toml: &str,
+    streams: &[&str],
+    at: jiff::Timestamp,
+) -> (TempDir, String) {
+    use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let vkey = Log::create(
+        &data,
+        CreateOptions {
+            origin: "localhost/stele".into(),
+            kek: stele_store::keys::NewKek::Random,
+        },
+    )
+    .unwrap();
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let source = stele_policy::PolicySource::from_toml("policy.toml", policy_toml);
+    log.apply_policy(
+        stele_policy::Policy::from_source(&source).unwrap(),
+        "setup",
+        at,
+    )
+    .unwrap();
+    let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
+    let events: Vec<_> = streams
+        .iter()
+        .enumerate()
+        .map(|(n, stream)| {
+            let raw = format!(
+                r#"{{"actor":"a","action":"n{n}","stream":"{stream}","attributes":{{"note":"content-{n}"}}}}"#
+            );
+            preparer.prepare(raw.as_bytes(), at).unwrap()
+        })
+        .collect();
+    log.append_batch(&events).unwrap();
+    log.publish().unwrap();
+    (tmp, vkey)
 }

@@ -1,0 +1,278 @@
+//! Per-stream read policies end to end, over real TLS: a Cedar policy that
+//! lets principal `alice` read, query and export stream `x` but not `y`.
+//! Her reads of `x` return the content (and are recorded as reads); her
+//! reads of `y` are 403 `forbidden`, return nothing of it and are recorded
+//! as `access.denied` events. Then a narrowed policy applied over HTTP
+//! (`PUT /v1/policy`) takes `x` away: the very next read is denied.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use stele_server::tokens::Role;
+
+const POLICY_TOML: &str = r#"version = 1
+default_stream = "x"
+[streams.x]
+retain = "forever"
+[streams.y]
+retain = "forever"
+[operators]
+local_roles = ["admin"]
+[access]
+cedar_file = "access.cedar"
+"#;
+
+/// Everything but reading: writers append, admins administer (and read,
+/// to look at the records), the server appends its own events.
+const BASE_CEDAR: &str = r#"
+@id("writers-append")
+permit (principal in Stele::Role::"writer", action == Stele::Action::"append", resource is Stele::Stream)
+when { !resource.reserved };
+
+@id("system-append")
+permit (principal, action == Stele::Action::"append", resource is Stele::Stream)
+when { principal.kind == "system" };
+
+@id("admins")
+permit (principal in Stele::Role::"admin", action, resource);
+"#;
+
+/// Alice reads stream `x`, nothing else.
+const ALICE_READS_X: &str = r#"
+@id("alice-reads-x")
+permit (
+  principal == Stele::Principal::"alice",
+  action in [Stele::Action::"read", Stele::Action::"query", Stele::Action::"export"],
+  resource in Stele::Stream::"x"
+);
+"#;
+
+fn cedar_with_alice() -> String {
+    format!("{BASE_CEDAR}{ALICE_READS_X}")
+}
+
+/// Starts a server enforcing [`POLICY_TOML`] with `cedar`.
+async fn serve_policy(cedar: &str) -> (TestServer, tempfile::TempDir) {
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy_path = policy_dir.path().join("policy.toml");
+    std::fs::write(&policy_path, POLICY_TOML).unwrap();
+    std::fs::write(policy_dir.path().join("access.cedar"), cedar).unwrap();
+    let server = start(|config| config.policy = Some(policy_path.clone())).await;
+    (server, policy_dir)
+}
+
+/// Appends one event to `stream` holding `marker`; its index.
+async fn append_to(
+    server: &TestServer,
+    client: &reqwest::Client,
+    writer: &str,
+    stream: &str,
+    marker: &str,
+) -> u64 {
+    let r = post_json(
+        client,
+        &server.url("/v1/events"),
+        Some(writer),
+        &json!({"actor": "app", "action": "store", "stream": stream, "attributes": {"note": marker}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["receipts"][0]["stream"], stream);
+    r.json["receipts"][0]["index"].as_u64().unwrap()
+}
+
+/// The three ways of reading a stream's content, as `alice` asks them.
+fn reads_of(server: &TestServer, stream: &str, index: u64) -> [(&'static str, String); 3] {
+    [
+        ("read", server.url(&format!("/v1/events/{index}"))),
+        (
+            "query",
+            server.url(&format!("/v1/query?stream={stream}&from={index}")),
+        ),
+        (
+            "export",
+            server.url(&format!("/v1/export?stream={stream}&from={index}")),
+        ),
+    ]
+}
+
+/// `_system` events of a stopped server's log with `action`, as (index,
+/// actor, resource, attributes).
+fn system_events(data: &std::path::Path, action: &str) -> Vec<(u64, String, String, Value)> {
+    let log = open_log(data);
+    (0..log.size())
+        .filter_map(|i| {
+            let envelope = log.get(i).ok()?.envelope;
+            (envelope.stream == "_system" && envelope.event.action == action).then(|| {
+                (
+                    i,
+                    envelope.event.actor.clone(),
+                    envelope.event.resource.clone().unwrap_or_default(),
+                    Value::Object(envelope.event.attributes.clone().unwrap_or_default()),
+                )
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_reads_the_streams_the_policy_gives_it_and_no_other() {
+    let (server, _policy_dir) = serve_policy(&cedar_with_alice()).await;
+    let client = server.client();
+    let writer = server.token("app", &[Role::writer()]);
+    let alice = server.token("alice", &[Role::parse("analyst").unwrap()]);
+    let ix = append_to(&server, &client, &writer, "x", "content-of-x").await;
+    let iy = append_to(&server, &client, &writer, "y", "content-of-y").await;
+
+    // Stream x: every kind of read returns the content.
+    for (action, url) in reads_of(&server, "x", ix) {
+        let r = send(client.get(url).bearer_auth(&alice)).await;
+        assert_eq!(r.status, 200, "alice's {action} of x: {}", r.text);
+        assert!(r.text.contains("content-of-x"), "{action}: {}", r.text);
+    }
+    let read = server.get_event(&client, &alice, ix).await;
+    verify_proof(&server, &read, ix);
+
+    // Stream y: every kind of read is denied, names the resource and that
+    // no policy permits it, and returns nothing of the content.
+    for (action, url) in reads_of(&server, "y", iy) {
+        let r = send(client.get(url).bearer_auth(&alice)).await;
+        assert_error(&r, 403, "forbidden");
+        let resource = if action == "read" {
+            format!("events/{iy} (stream:y)")
+        } else {
+            "stream:y".to_string()
+        };
+        assert_eq!(
+            r.json["error"]["message"],
+            format!("principal \"alice\" may not {action} {resource}: no policy permits it"),
+            "{}",
+            r.text
+        );
+        assert!(!r.text.contains("content-of-y"), "{action}: {}", r.text);
+    }
+    // The event of y is there: another principal may read it.
+    let admin = server.token("root", &[Role::admin()]);
+    let r = server.get_event(&client, &admin, iy).await;
+    assert_eq!(r["event"]["stream"], "y");
+
+    // Every denial, and no read of x, is an `access.denied` event; every
+    // read of x is recorded as the read it was.
+    drop(client);
+    let data = server.data.clone();
+    let tmp = server.stop().await;
+    let denials: Vec<_> = system_events(&data, "access.denied")
+        .into_iter()
+        .filter(|(_, actor, _, _)| actor == "alice")
+        .collect();
+    let mut denied: Vec<(String, String)> = denials
+        .iter()
+        .map(|(_, _, resource, attributes)| {
+            assert_eq!(attributes["stream"], "y", "{attributes}");
+            assert_eq!(attributes["method"], "token", "{attributes}");
+            (
+                attributes["requested"].as_str().unwrap().to_string(),
+                resource.clone(),
+            )
+        })
+        .collect();
+    denied.sort();
+    assert_eq!(
+        denied,
+        vec![
+            ("export".to_string(), "stream:y".to_string()),
+            ("query".to_string(), "stream:y".to_string()),
+            ("read".to_string(), format!("events/{iy} (stream:y)")),
+        ]
+    );
+    let reads: Vec<_> = system_events(&data, "event.read")
+        .into_iter()
+        .filter(|(_, actor, _, _)| actor == "alice")
+        .collect();
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    for (_, _, resource, attributes) in &reads {
+        assert_eq!(resource, &format!("events/{ix}"));
+        assert_eq!(attributes["stream"], "x");
+    }
+    assert_eq!(
+        system_events(&data, "events.queried")
+            .iter()
+            .filter(|e| e.1 == "alice")
+            .count(),
+        1
+    );
+    assert_eq!(
+        system_events(&data, "events.exported")
+            .iter()
+            .filter(|e| e.1 == "alice")
+            .count(),
+        1
+    );
+    drop(tmp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrowed_policy_applied_over_http_denies_the_next_read() {
+    let (server, _policy_dir) = serve_policy(&cedar_with_alice()).await;
+    let client = server.client();
+    let writer = server.token("app", &[Role::writer()]);
+    let alice = server.token("alice", &[Role::parse("analyst").unwrap()]);
+    let admin = server.token("root", &[Role::admin()]);
+    let ix = append_to(&server, &client, &writer, "x", "content-of-x").await;
+
+    // Alice reads x, each way twice (a decision the server may keep).
+    for _ in 0..2 {
+        for (action, url) in reads_of(&server, "x", ix) {
+            let r = send(client.get(url).bearer_auth(&alice)).await;
+            assert_eq!(r.status, 200, "alice's {action} of x: {}", r.text);
+        }
+    }
+
+    // The administrator applies a policy without alice's permission.
+    let r = send(
+        client
+            .put(server.url("/v1/policy"))
+            .bearer_auth(&admin)
+            .json(&json!({"toml": POLICY_TOML, "cedar": BASE_CEDAR})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["applied"], true, "{}", r.text);
+    let applied_at = r.json["event_index"].as_u64().unwrap();
+
+    // The very next read is denied, and so is every other way in.
+    for (action, url) in reads_of(&server, "x", ix) {
+        let r = send(client.get(url).bearer_auth(&alice)).await;
+        assert_error(&r, 403, "forbidden");
+        assert!(
+            r.text.contains("no policy permits it"),
+            "alice's {action} of x after the narrowing: {}",
+            r.text
+        );
+        assert!(!r.text.contains("content-of-x"), "{action}: {}", r.text);
+    }
+
+    drop(client);
+    let data = server.data.clone();
+    let tmp = server.stop().await;
+    // The narrowing is recorded, by whom, before the denials it caused.
+    let applied = system_events(&data, "policy.applied");
+    let (_, by, _, _) = applied
+        .iter()
+        .find(|(i, _, _, _)| *i == applied_at)
+        .unwrap();
+    assert_eq!(by, "root");
+    let denials: Vec<_> = system_events(&data, "access.denied")
+        .into_iter()
+        .filter(|(_, actor, _, _)| actor == "alice")
+        .collect();
+    assert_eq!(denials.len(), 3, "{denials:?}");
+    for (index, _, _, attributes) in &denials {
+        assert!(*index > applied_at, "{denials:?}");
+        assert_eq!(attributes["stream"], "x");
+    }
+    drop(tmp);
+}

@@ -291,6 +291,10 @@ mod hooks {
         FileSync,
         /// `fdatasync` only.
         DataSync,
+        /// The fdatasyncs that make appended records durable: those of
+        /// segment files and of the index (what [`set_fdatasync_failing`]
+        /// fails and counts).
+        RecordSync,
         /// Directory fsyncs.
         DirSync,
         /// `syncfs`.
@@ -346,8 +350,12 @@ mod hooks {
         STATE.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn matches(op: FaultOp, call: &Call<'_>) -> bool {
+    fn matches(op: FaultOp, call: &Call<'_>, rel: &Path) -> bool {
         match (op, call) {
+            (FaultOp::RecordSync, Call::Sync(site)) => {
+                site.kind == SyncKind::Data
+                    && (rel.starts_with("segments") || rel == Path::new("index"))
+            }
             (FaultOp::FileSync, Call::Sync(site)) => {
                 matches!(site.kind, SyncKind::Data | SyncKind::File)
             }
@@ -376,7 +384,7 @@ mod hooks {
             let Ok(rel) = path.strip_prefix(&injected.fault.under) else {
                 continue;
             };
-            if !matches(injected.fault.op, &call)
+            if !matches(injected.fault.op, &call, rel)
                 || injected
                     .fault
                     .file
@@ -547,12 +555,13 @@ mod hooks {
         attempts
     }
 
-    /// From now on every file sync below `dir` is counted, and fails with
-    /// `EIO` while `failing` is true (a failing disk).
+    /// From now on every fdatasync of appended records (segments, index)
+    /// below `dir` is counted, and fails with `EIO` while `failing` is true
+    /// (a failing disk, as the writer meets it).
     pub fn set_fdatasync_failing(dir: &Path, failing: bool) {
         let mut state = state();
         let existing = state.faults.iter_mut().find(|f| {
-            f.fault.under == dir && f.fault.op == FaultOp::FileSync && f.fault.file.is_none()
+            f.fault.under == dir && f.fault.op == FaultOp::RecordSync && f.fault.file.is_none()
         });
         match existing {
             Some(f) => f.spent = !failing,
@@ -560,7 +569,7 @@ mod hooks {
                 state.faults.push(Injected {
                     fault: Fault {
                         under: dir.to_path_buf(),
-                        op: FaultOp::FileSync,
+                        op: FaultOp::RecordSync,
                         file: None,
                         errno: rustix::io::Errno::IO,
                         once: false,
@@ -573,14 +582,14 @@ mod hooks {
         }
     }
 
-    /// File syncs attempted below `dir` (failed ones included) since
-    /// [`set_fdatasync_failing`] was first called for it.
+    /// Record fdatasyncs attempted below `dir` (failed ones included)
+    /// since [`set_fdatasync_failing`] was first called for it.
     pub fn fdatasync_attempts(dir: &Path) -> u64 {
         state()
             .faults
             .iter()
             .find(|f| {
-                f.fault.under == dir && f.fault.op == FaultOp::FileSync && f.fault.file.is_none()
+                f.fault.under == dir && f.fault.op == FaultOp::RecordSync && f.fault.file.is_none()
             })
             .map_or(0, |f| f.attempts)
     }

@@ -4,8 +4,10 @@
 # random point of a traced workload, checked by the oracle; about 20 ms a
 # seed on a 2-core machine (~35 minutes for 100,000). STELE_SIM_KEEP=1
 # keeps the directory of a failing outcome for `stele verify` or a debugger.
+# Built as `cargo test --workspace` builds it (the same features), so the
+# cache of a test run is reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/cache/stele-target}"
-STELE_SIM_SEEDS="${SEEDS:-100000}" cargo test --locked -p stele-log --test power_loss \
+STELE_SIM_SEEDS="${SEEDS:-100000}" cargo test --workspace --locked --test power_loss \
   -- --nocapture power_loss_at_any_point

@@ -25,5 +25,5 @@ esac
 PROFILE=()
 [ "${SERVE_KILL_RELEASE:-0}" = 1 ] && PROFILE=(--release)
 cd "$ROOT"
-STELE_KILL_ITERATIONS=$KILLS exec cargo test -p stele-cli --locked "${PROFILE[@]}" \
+STELE_KILL_ITERATIONS=$KILLS exec cargo test --workspace --locked "${PROFILE[@]}" \
     --test serve_kill -- --nocapture

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use stele_log::verify::{NoProgress, verify};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions, PreparedEvent, Preparer};
-use stele_store::fault::{fdatasync_attempts, set_fdatasync_failing};
+use stele_store::fileio::{fdatasync_attempts, set_fdatasync_failing};
 use stele_store::keys::NewKek;
 
 fn events(preparer: &Preparer, from: usize, count: usize) -> Vec<PreparedEvent> {

@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use stele_server::tokens::Role;
-use stele_store::fault::{fdatasync_attempts, set_fdatasync_failing};
+use stele_store::fileio::{fdatasync_attempts, set_fdatasync_failing};
 
 /// The three ways content leaves the server.
 #[derive(Clone, Copy, Debug)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 use stele_server::tokens::Role;
-use stele_store::fault::{fdatasync_attempts, set_fdatasync_failing};
+use stele_store::fileio::{fdatasync_attempts, set_fdatasync_failing};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fdatasync_stops_the_writer_until_restart() {

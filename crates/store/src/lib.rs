@@ -45,9 +45,3 @@ pub mod state;
 pub mod torn;
 
 pub use error::{StoreError, StoreResult};
-
-/// The fault-injection entry points under their earlier name.
-#[cfg(feature = "fault-injection")]
-pub mod fault {
-    pub use crate::fileio::{fdatasync_attempts, set_fdatasync_failing};
-}

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use stele_log::verify::{NoProgress, verify};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions, PreparedEvent, Preparer};
@@ -22,6 +22,21 @@ fn events(preparer: &Preparer, from: usize, count: usize) -> Vec<PreparedEvent> 
                 .unwrap()
         })
         .collect()
+}
+
+/// Creates a log in `dir/data` and opens it.
+fn create_and_open(dir: &Path) -> (PathBuf, Log) {
+    let data = dir.join("data");
+    Log::create(
+        &data,
+        CreateOptions {
+            origin: "test.example/log".into(),
+            kek: NewKek::Random,
+        },
+    )
+    .unwrap();
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    (data, log)
 }
 
 /// Bytes of every file below `dir`, by path.
@@ -46,17 +61,8 @@ fn sizes(dir: &Path) -> Vec<(String, u64)> {
 #[test]
 fn a_failed_fdatasync_stops_the_writer_and_is_never_retried() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    Log::create(
-        &data,
-        CreateOptions {
-            origin: "test.example/log".into(),
-            kek: NewKek::Random,
-        },
-    )
-    .unwrap();
+    let (data, mut log) = create_and_open(dir.path());
     let preparer = Preparer::new("tester", "test", "default");
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let acknowledged = log.append_batch(&events(&preparer, 0, 5)).unwrap();
     assert_eq!(acknowledged.len(), 5);
 
@@ -206,17 +212,8 @@ fn each_fault_alone_stops_the_writer_and_keeps_what_was_acknowledged() {
     ];
     for (name, op, file, errno, once) in cases {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        Log::create(
-            &data,
-            CreateOptions {
-                origin: "test.example/log".into(),
-                kek: NewKek::Random,
-            },
-        )
-        .unwrap();
+        let (data, mut log) = create_and_open(dir.path());
         let preparer = Preparer::new("tester", "test", "default");
-        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
         let acknowledged = log
             .append_batch(&stream_events(&preparer, "a", 0, 5))
             .unwrap();
@@ -271,17 +268,8 @@ fn each_fault_alone_stops_the_writer_and_keeps_what_was_acknowledged() {
 fn a_failed_read_fails_that_read_only() {
     use stele_store::fileio::{Fault, FaultOp, inject, remove_faults};
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    Log::create(
-        &data,
-        CreateOptions {
-            origin: "test.example/log".into(),
-            kek: NewKek::Random,
-        },
-    )
-    .unwrap();
+    let (data, mut log) = create_and_open(dir.path());
     let preparer = Preparer::new("tester", "test", "default");
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let receipts = log.append_batch(&events(&preparer, 0, 3)).unwrap();
     inject(Fault {
         under: data.clone(),

@@ -52,47 +52,6 @@ async fn recent_system_event(
     panic!("no {action} event among the 8 entries before {probe}");
 }
 
-/// A log in `<tmp>/data` (not yet served) under `policy_toml` applied at
-/// `at`, holding one event per stream named, received at `at` (entry 0 is
-/// the `policy.applied` event). Returns the directory and the verifier key.
-fn populated_log(
-    policy_toml: &str,
-    streams: &[&str],
-    at: jiff::Timestamp,
-) -> (tempfile::TempDir, String) {
-    use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let vkey = Log::create(
-        &data,
-        CreateOptions {
-            origin: "localhost/stele".into(),
-            kek: stele_store::keys::NewKek::Random,
-        },
-    )
-    .unwrap();
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    let source = stele_policy::PolicySource::from_toml("policy.toml", policy_toml);
-    log.apply_policy(
-        stele_policy::Policy::from_source(&source).unwrap(),
-        "setup",
-        at,
-    )
-    .unwrap();
-    let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
-    let events: Vec<_> = streams
-        .iter()
-        .enumerate()
-        .map(|(n, stream)| {
-            let raw = format!(r#"{{"actor":"a","action":"n{n}","stream":"{stream}"}}"#);
-            preparer.prepare(raw.as_bytes(), at).unwrap()
-        })
-        .collect();
-    log.append_batch(&events).unwrap();
-    log.publish().unwrap();
-    (tmp, vkey)
-}
-
 async fn get(client: &reqwest::Client, url: String, token: &str) -> Resp {
     send(client.get(url).bearer_auth(token)).await
 }

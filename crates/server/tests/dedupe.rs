@@ -23,22 +23,6 @@ fn eventlist() -> Vec<u8> {
     std::fs::read(path).unwrap()
 }
 
-async fn post_list(
-    server: &TestServer,
-    client: &reqwest::Client,
-    token: &str,
-    body: Vec<u8>,
-) -> Resp {
-    post_raw(
-        client,
-        &server.url("/v1/ingest/kubernetes"),
-        Some(token),
-        Some("application/json"),
-        body,
-    )
-    .await
-}
-
 fn receipts(r: &Resp) -> Vec<Value> {
     assert_eq!(r.status, 200, "{}", r.text);
     r.json["receipts"].as_array().unwrap().clone()

@@ -31,22 +31,6 @@ fn list_of(items: &[&[u8]]) -> Vec<u8> {
     body
 }
 
-async fn post_list(
-    server: &TestServer,
-    client: &reqwest::Client,
-    token: &str,
-    body: Vec<u8>,
-) -> Resp {
-    post_raw(
-        client,
-        &server.url("/v1/ingest/kubernetes"),
-        Some(token),
-        Some("application/json"),
-        body,
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eventlist_replay_and_retries() {
     let server = start(|_| {}).await;

@@ -697,3 +697,20 @@ pub fn populated_log(
     log.publish().unwrap();
     (tmp, vkey)
 }
+
+/// POSTs a Kubernetes audit EventList body to the webhook.
+pub async fn post_list(
+    server: &TestServer,
+    client: &reqwest::Client,
+    token: &str,
+    body: Vec<u8>,
+) -> Resp {
+    post_raw(
+        client,
+        &server.url("/v1/ingest/kubernetes"),
+        Some(token),
+        Some("application/json"),
+        body,
+    )
+    .await
+}

@@ -405,7 +405,7 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
 
     if args.verify {
         let started = Instant::now();
-        let report = stele_log::verify::verify(&log, &stele_log::verify::NoProgress)?;
+        let report = stele_log::verify::verify(log.reader(), &stele_log::verify::NoProgress)?;
         let secs = started.elapsed().as_secs_f64();
         outln!(
             "verify    {:.0} events/s ({} entries, {} bytes decrypted, {} tiles) {}",

@@ -257,7 +257,7 @@ pub fn audit(action: AuditAction) -> CliResult<u8> {
             let verifier = match &vkey {
                 Some(key) => stele_tlog::Verifier::from_vkey(key)
                     .map_err(|e| Failure::usage(format!("--vkey: {e}")))?,
-                None => log.verifier().clone(),
+                None => log.reader().verifier().clone(),
             };
             attestation
                 .verify_signature(&verifier)
@@ -303,7 +303,7 @@ fn check_recorded(log: &Log, attestation: &Attestation) -> CliResult<u64> {
     let index = attestation.event_index.ok_or_else(|| {
         Failure::refused("the latest attestation names no audit.attestation event")
     })?;
-    let stored = log.get(index)?;
+    let stored = log.reader().get(index)?;
     let mut expected =
         serde_json::to_value(attestation).map_err(|e| Failure::usage(e.to_string()))?;
     if let Some(map) = expected.as_object_mut() {

@@ -22,7 +22,7 @@
 
 use jiff::Timestamp;
 use serde_json::json;
-use stele_log::{Log, LogError, Preparer};
+use stele_log::{Log, LogError, LogReader, Preparer};
 use stele_policy::{AccessRequest, Action, Decision, Policy, Resource};
 use stele_server::access::resource_text;
 pub use stele_server::operator::{denial_text, local_principal, local_request};
@@ -128,6 +128,14 @@ impl Operator {
         Operator::under(&log.active_policy(), !log.policy_versions().is_empty())
     }
 
+    /// The operator of the log `reader` reads: roles from its active policy.
+    pub fn of_reader(reader: &LogReader) -> Operator {
+        Operator::under(
+            &reader.active_policy(),
+            !reader.policy_versions().is_empty(),
+        )
+    }
+
     /// The operator under `policy`; `applied` says whether it is an
     /// applied version (false: the shipped default of an ungoverned log).
     pub fn under(policy: &Policy, applied: bool) -> Operator {
@@ -178,6 +186,31 @@ impl Operator {
             return Ok(());
         }
         Err(self.denied(log, action, &resource_text(&resource), &decision, now))
+    }
+
+    /// [`Self::authorize`] for a command that only reads the log: a
+    /// denial cannot be recorded, and the failure says so.
+    pub fn authorize_reading(
+        &self,
+        reader: &LogReader,
+        action: Action,
+        resource: Resource<'_>,
+        now: Timestamp,
+    ) -> CliResult<()> {
+        let decision = self.decide(&reader.active_policy(), action, resource, now);
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(Failure::refused(format!(
+            "{}; {}; the denial is not recorded (this command only reads the log)",
+            denial_text(
+                &self.principal,
+                action,
+                &resource_text(&resource),
+                &decision
+            ),
+            self.roles_text()
+        )))
     }
 
     /// Records a denial and returns the failure to report.

@@ -34,8 +34,6 @@ use std::path::{Path, PathBuf};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use clap::{Parser, Subcommand};
 use stele_log::verify::{self, Progress};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions};
@@ -397,10 +395,10 @@ fn run(cli: Cli) -> CliResult<u8> {
         } => append::run(&data, stream.as_deref(), writer),
         Command::Checkpoint { data } => {
             let log = open(&data)?;
-            print_out(&log.checkpoint_note())?;
+            print_out(&log.reader().checkpoint_note())?;
             Ok(0)
         }
-        Command::Get { data, index } => get(&data, index),
+        Command::Get { data, index } => read::get(&data, index),
         Command::Export { data, range } => read::export(&data, &range),
         Command::Query {
             data,
@@ -414,11 +412,11 @@ fn run(cli: Cli) -> CliResult<u8> {
             limit,
         } => {
             let time = |name: &str, text: Option<String>| {
-                text.map(|t| stele_server::scan::parse_time(name, &t))
+                text.map(|t| stele_log::scan::parse_time(name, &t))
                     .transpose()
                     .map_err(|e| Failure::usage(format!("--{e}")))
             };
-            let filters = stele_server::scan::Filters {
+            let filters = stele_log::scan::Filters {
                 actor,
                 action,
                 resource,
@@ -430,13 +428,13 @@ fn run(cli: Cli) -> CliResult<u8> {
         }
         Command::Proof { kind } => match kind {
             ProofKind::Inclusion { data, index, size } => {
-                let log = open(&data)?;
+                let log = stele_log::LogReader::open(&data.data, open_options(&data)?)?;
                 let proof = log.inclusion_proof(index, size)?;
                 print_out(&proof.encode())?;
                 Ok(0)
             }
             ProofKind::Consistency { data, old, size } => {
-                let log = open(&data)?;
+                let log = stele_log::LogReader::open(&data.data, open_options(&data)?)?;
                 let hashes = log.consistency_proof(old, size)?;
                 let mut out = String::new();
                 for h in hashes {
@@ -511,7 +509,7 @@ pub(crate) fn open(data: &DataArgs) -> CliResult<Log> {
 
 /// The passphrase a data directory's key needs, if any; checks first that
 /// the directory is a log, so one that is not says so.
-fn open_options(data: &DataArgs) -> CliResult<OpenOptions> {
+pub(crate) fn open_options(data: &DataArgs) -> CliResult<OpenOptions> {
     Log::read_meta(&data.data)?;
     let passphrase = if Log::needs_passphrase(&data.data)? {
         Some(read_passphrase(data.passphrase_file.as_deref())?.ok_or_else(|| {
@@ -544,7 +542,7 @@ fn lock_holder(dir: &Path) -> Option<u32> {
 
 /// Why the data directory cannot be opened: another `stele` holds it. A
 /// running server is named, with the way around it.
-fn locked_message(dir: &Path) -> String {
+pub(crate) fn locked_message(dir: &Path) -> String {
     const API: &str = "use the HTTP API (GET/PUT /v1/policy, GET/POST /v1/holds, \
                        GET /v1/retention, POST /v1/retention/run, POST /v1/retention/purge, \
                        POST /v1/audit/run, GET /v1/audit/latest, GET /v1/events/{index}, \
@@ -613,59 +611,6 @@ fn init(data: &DataArgs, origin: String, passphrase: bool) -> CliResult<u8> {
     Ok(0)
 }
 
-fn get(data: &DataArgs, index: u64) -> CliResult<u8> {
-    let at = local::now()?;
-    let mut log = open(data)?;
-    let operator = local::Operator::of(&log);
-    let event = match log.get(index) {
-        Ok(event) => event,
-        Err(LogError::Purged { index, tombstone }) => {
-            // Whether it was purged is itself read access to the event.
-            operator.authorize(
-                &mut log,
-                Action::Read,
-                Resource::Event {
-                    stream: &tombstone.stream,
-                    index,
-                },
-                at,
-            )?;
-            let record = serde_json::json!({"index": index, "purged": &*tombstone});
-            let text =
-                serde_json::to_string_pretty(&record).map_err(|e| Failure::usage(e.to_string()))?;
-            print_out(&format!("{text}\n"))?;
-            return Err(Failure::refused(
-                LogError::Purged { index, tombstone }.to_string(),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    // Decided on the stream the event is stored in, before anything is shown.
-    operator.authorize(
-        &mut log,
-        Action::Read,
-        Resource::Event {
-            stream: &event.envelope.stream,
-            index,
-        },
-        at,
-    )?;
-    // The read is audited durably before the content is shown (from the
-    // first applied policy on; see `local`).
-    if !operator.ungoverned {
-        local::record_read(&mut log, &operator, index, &event.envelope.stream, at)?;
-    }
-    let out = serde_json::json!({
-        "index": event.index,
-        "commitment": B64.encode(event.commitment),
-        "salt": B64.encode(event.salt),
-        "event": event.envelope.to_json(),
-    });
-    let text = serde_json::to_string_pretty(&out).map_err(|e| Failure::usage(e.to_string()))?;
-    print_out(&format!("{text}\n"))?;
-    Ok(0)
-}
-
 /// A progress bar on a terminal, nothing otherwise.
 struct Bar(Option<indicatif::ProgressBar>);
 
@@ -688,8 +633,8 @@ fn verify_data(data: &DataArgs) -> CliResult<u8> {
     // Read-only: no lock, no recovery, nothing written (what a recovery
     // would do is reported as notes), so it runs beside a writer and on a
     // read-only copy. A denial cannot be recorded from here; it says so.
-    let mut log = Log::open_read_only(&data.data, open_options(data)?)?;
-    local::Operator::of(&log).authorize(&mut log, Action::Verify, Resource::Log, at)?;
+    let log = stele_log::LogReader::open(&data.data, open_options(data)?)?;
+    local::Operator::of_reader(&log).authorize_reading(&log, Action::Verify, Resource::Log, at)?;
     let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(

@@ -1,17 +1,171 @@
-//! `stele export` and `stele query`: a stream's entries in bulk, read from
-//! the data directory the way `GET /v1/export` and `GET /v1/query` read
-//! them (`stele_server::scan`), authorized for the local operator by the
-//! active policy and recorded as an `events.exported` / `events.queried`
-//! system event (method `local`, client `cli`) before anything is shown.
+//! The local operator's reads: `stele get`, `stele export` and `stele
+//! query`, read from the data directory the way `GET /v1/events/{i}`,
+//! `GET /v1/export` and `GET /v1/query` read them (`stele_log::scan`),
+//! authorized by the active policy.
+//!
+//! Every read goes through a [`LogReader`] opened on its own: no lock, no
+//! recovery, nothing written, so it works on a read-only copy and beside a
+//! running `stele serve`. Some reads are also recorded (method `local`,
+//! client `cli`) durably before anything is shown: exports and queries
+//! always (`events.exported`, `events.queried`), a single event from the
+//! first applied policy on (`event.read`; without a policy the operator is
+//! the log's admin, docs/cli.md). A recorded read needs the log's writer,
+//! so it opens the log for writing first (and reads through that writer's
+//! reader), and says how to read instead when the writer is taken by a
+//! server or the directory cannot be written.
 
-use std::sync::Mutex;
-
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
-use stele_log::Log;
+use stele_log::scan::{self, Filters, MAX_QUERY_RESULTS};
+use stele_log::{Log, LogError, LogReader};
 use stele_policy::{Action, Resource};
-use stele_server::scan::{self, Filters, MAX_QUERY_RESULTS};
+use stele_store::StoreError;
 
-use crate::{CliResult, DataArgs, Failure, local, open, print_out};
+use crate::{CliResult, DataArgs, Failure, local, open_options, print_out};
+
+/// Whether a read is recorded in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    Always,
+    /// From the first applied policy on.
+    Governed,
+}
+
+/// A log opened for one of the operator's reads.
+pub(crate) struct ReadAccess {
+    pub reader: LogReader,
+    /// The writer, open only when the read is recorded.
+    writer: Option<Log>,
+    pub operator: local::Operator,
+}
+
+impl ReadAccess {
+    /// Opens `data` for a read `what` (the command, for messages).
+    pub fn open(data: &DataArgs, what: &str, recorded: Recorded) -> CliResult<ReadAccess> {
+        let reader = LogReader::open(&data.data, open_options(data)?)?;
+        let operator = local::Operator::of_reader(&reader);
+        if recorded == Recorded::Governed && operator.ungoverned {
+            return Ok(ReadAccess {
+                reader,
+                writer: None,
+                operator,
+            });
+        }
+        drop(reader);
+        let log = match Log::open(&data.data, open_options(data)?) {
+            Ok(log) => log,
+            Err(LogError::Store(StoreError::Locked { .. })) => {
+                return Err(Failure::usage(format!(
+                    "`stele {what}` is recorded in the log{}, which needs the log's writer: {}",
+                    why(recorded),
+                    crate::locked_message(&data.data)
+                )));
+            }
+            Err(LogError::Store(StoreError::Io { source, .. }))
+                if source.kind() == std::io::ErrorKind::PermissionDenied
+                    || source.raw_os_error() == Some(30) =>
+            {
+                return Err(Failure::usage(format!(
+                    "`stele {what}` is recorded in the log{}, but {} cannot be written ({source}); read it where it can be written, or through the server's HTTP API",
+                    why(recorded),
+                    data.data.display()
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for kept in log.kept_at_open() {
+            eprintln!("warning: {kept}");
+        }
+        let operator = local::Operator::of(&log);
+        Ok(ReadAccess {
+            reader: log.reader().clone(),
+            writer: Some(log),
+            operator,
+        })
+    }
+
+    /// Allows the read or fails with exit code 1; a denial is recorded
+    /// when the writer is open.
+    pub fn authorize(
+        &mut self,
+        action: Action,
+        resource: Resource<'_>,
+        at: jiff::Timestamp,
+    ) -> CliResult<()> {
+        match self.writer.as_mut() {
+            Some(log) => self.operator.authorize(log, action, resource, at),
+            None => self
+                .operator
+                .authorize_reading(&self.reader, action, resource, at),
+        }
+    }
+
+    /// Records the read (a `_system` event) durably, when reads are
+    /// recorded; before anything is shown.
+    pub fn record(&mut self, event: &serde_json::Value, at: jiff::Timestamp) -> CliResult<()> {
+        if let Some(log) = self.writer.as_mut() {
+            local::append_system_event(log, event, at)?;
+        }
+        Ok(())
+    }
+}
+
+fn why(recorded: Recorded) -> &'static str {
+    match recorded {
+        Recorded::Always => "",
+        Recorded::Governed => " (a policy is applied)",
+    }
+}
+
+/// Prints entry `index` with its salt and commitment.
+pub fn get(data: &DataArgs, index: u64) -> CliResult<u8> {
+    let at = local::now()?;
+    let mut access = ReadAccess::open(data, "get", Recorded::Governed)?;
+    let event = match access.reader.get(index) {
+        Ok(event) => event,
+        Err(LogError::Purged { index, tombstone }) => {
+            // Whether it was purged is itself read access to the event.
+            access.authorize(
+                Action::Read,
+                Resource::Event {
+                    stream: &tombstone.stream,
+                    index,
+                },
+                at,
+            )?;
+            let record = json!({"index": index, "purged": &*tombstone});
+            let text =
+                serde_json::to_string_pretty(&record).map_err(|e| Failure::usage(e.to_string()))?;
+            print_out(&format!("{text}\n"))?;
+            return Err(Failure::refused(
+                LogError::Purged { index, tombstone }.to_string(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // Decided on the stream the event is stored in, before anything is shown.
+    access.authorize(
+        Action::Read,
+        Resource::Event {
+            stream: &event.envelope.stream,
+            index,
+        },
+        at,
+    )?;
+    if let Some(log) = access.writer.as_mut() {
+        local::record_read(log, &access.operator, index, &event.envelope.stream, at)?;
+    }
+    let out = json!({
+        "index": event.index,
+        "commitment": B64.encode(event.commitment),
+        "salt": B64.encode(event.salt),
+        "event": event.envelope.to_json(),
+    });
+    let text = serde_json::to_string_pretty(&out).map_err(|e| Failure::usage(e.to_string()))?;
+    print_out(&format!("{text}\n"))?;
+    Ok(0)
+}
 
 /// Which entries: a stream and a range of indices.
 #[derive(Debug, clap::Args)]
@@ -31,24 +185,16 @@ fn stream_name(text: &str) -> Result<String, String> {
     scan::check_stream(text).map(|()| text.to_owned())
 }
 
-/// The log back from the mutex the scan shares it through.
-fn unshare(shared: Mutex<Log>) -> Log {
-    shared.into_inner().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Prints the entries of the range's stream in the range as NDJSON.
 pub fn export(data: &DataArgs, range: &StreamRange) -> CliResult<u8> {
     let (stream, from) = (range.stream.as_str(), range.from);
     let at = local::now()?;
-    let mut log = open(data)?;
-    let operator = local::Operator::of(&log);
-    operator.authorize(&mut log, Action::Export, Resource::Stream(stream), at)?;
-    let to = scan::range_end(log.size(), from, range.to).map_err(Failure::usage)?;
-    let shared = Mutex::new(log);
-    let export = scan::export(&shared, stream, from, to)?;
-    let mut log = unshare(shared);
+    let mut access = ReadAccess::open(data, "export", Recorded::Always)?;
+    access.authorize(Action::Export, Resource::Stream(stream), at)?;
+    let to = scan::range_end(access.reader.size(), from, range.to).map_err(Failure::usage)?;
+    let export = scan::export(&access.reader, stream, from, to)?;
     let event = json!({
-        "actor": operator.principal,
+        "actor": access.operator.principal,
         "action": "events.exported",
         "resource": format!("stream:{stream}"),
         "attributes": {
@@ -62,7 +208,7 @@ pub fn export(data: &DataArgs, range: &StreamRange) -> CliResult<u8> {
         },
     });
     // Recorded durably before any content is shown.
-    local::append_system_event(&mut log, &event, at)?;
+    access.record(&event, at)?;
     print_out(&String::from_utf8_lossy(&export.ndjson))?;
     Ok(0)
 }
@@ -82,15 +228,12 @@ pub fn query(
         )));
     }
     let at = local::now()?;
-    let mut log = open(data)?;
-    let operator = local::Operator::of(&log);
-    operator.authorize(&mut log, Action::Query, Resource::Stream(stream), at)?;
-    let to = scan::range_end(log.size(), from, range.to).map_err(Failure::usage)?;
-    let shared = Mutex::new(log);
-    let found = scan::query(&shared, stream, from, to, filters, limit)?;
-    let mut log = unshare(shared);
+    let mut access = ReadAccess::open(data, "query", Recorded::Always)?;
+    access.authorize(Action::Query, Resource::Stream(stream), at)?;
+    let to = scan::range_end(access.reader.size(), from, range.to).map_err(Failure::usage)?;
+    let found = scan::query(&access.reader, stream, from, to, filters, limit)?;
     let event = json!({
-        "actor": operator.principal,
+        "actor": access.operator.principal,
         "action": "events.queried",
         "resource": format!("stream:{stream}"),
         "attributes": {
@@ -105,7 +248,7 @@ pub fn query(
         },
     });
     // Recorded durably before any content is shown.
-    local::append_system_event(&mut log, &event, at)?;
+    access.record(&event, at)?;
     let answer = scan::found_json(from, to, found);
     let text = serde_json::to_string_pretty(&answer).map_err(|e| Failure::usage(e.to_string()))?;
     print_out(&format!("{text}\n"))?;

@@ -1273,7 +1273,7 @@ fn a_running_server_is_named_with_the_http_api() {
     for args in [
         vec!["hold", "list"],
         vec!["retention", "run"],
-        vec!["get", "--index", "0"],
+        vec!["export", "--stream", "default", "--from", "0"],
     ] {
         let mut full = args.clone();
         full.extend(["--data", p(&dir)]);

@@ -26,6 +26,7 @@ use crate::engine::{Log, open_checkpoint};
 use crate::error::{LogError, LogResult};
 use crate::layout::epoch_date;
 use crate::purge::timestamp_text;
+use crate::reader::LogReader;
 use crate::tiles::{TileBuilder, TileSink};
 use crate::verify::{self, NoProgress};
 use stele_tlog::hash::hex;
@@ -206,6 +207,27 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> LogResult<()> {
     Ok(())
 }
 
+fn audit_state_path(root: &Path) -> PathBuf {
+    audit_dir(root).join("state.json")
+}
+
+/// The saved audit state of the data directory `root` (default when none).
+pub fn read_audit_state(root: &Path) -> LogResult<AuditState> {
+    let path = audit_state_path(root);
+    match fsutil::read_optional(&path)? {
+        None => Ok(AuditState {
+            v: AUDIT_VERSION,
+            ..AuditState::default()
+        }),
+        Some(bytes) => {
+            let state: AuditState = serde_json::from_slice(&bytes)
+                .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display())))?;
+            check_version(&path, state.v)?;
+            Ok(state)
+        }
+    }
+}
+
 /// The latest attestation of the data directory `root`, read without
 /// opening (or locking) the log.
 pub fn latest_attestation(root: &Path) -> LogResult<Option<Attestation>> {
@@ -242,88 +264,38 @@ impl TileSink for Discard {
 
 impl Log {
     fn audit_state_path(&self) -> PathBuf {
-        audit_dir(&self.layout.root).join("state.json")
+        audit_state_path(&self.layout.root)
     }
 
     /// The saved audit state (default when none).
     pub fn audit_state(&self) -> LogResult<AuditState> {
-        let path = self.audit_state_path();
-        match fsutil::read_optional(&path)? {
-            None => Ok(AuditState {
-                v: AUDIT_VERSION,
-                ..AuditState::default()
-            }),
-            Some(bytes) => {
-                let state: AuditState = serde_json::from_slice(&bytes)
-                    .map_err(|e| LogError::Integrity(format!("{}: {e}", path.display())))?;
-                check_version(&path, state.v)?;
-                Ok(state)
-            }
-        }
+        read_audit_state(&self.layout.root)
     }
 
-    /// Verifies the entries published since the last run: each one's
-    /// record decrypts and matches its commitment (purged ones excepted),
-    /// and the tree extended from the last verified root by their
-    /// commitments gives the root of the latest signed checkpoint. On
+    /// Verifies the entries published since the last run
+    /// ([`LogReader::check_new_entries`]) and records the outcome: on
     /// success the verified size moves forward; on failure it stays, and
     /// the problems are kept for the next attestation.
     pub fn verify_new_entries(&mut self, now: Timestamp) -> LogResult<Vec<String>> {
+        let state = self.audit_state()?;
+        let check = self.reader.check_new_entries(&state)?;
+        self.record_new_entries(&check, now)?;
+        Ok(check.problems)
+    }
+
+    /// Records the outcome of [`LogReader::check_new_entries`] in
+    /// `audit/state.json` (atomic replace: a crash leaves the old state or
+    /// the new one).
+    pub fn record_new_entries(&mut self, check: &NewEntriesCheck, now: Timestamp) -> LogResult<()> {
         let mut state = self.audit_state()?;
-        let note = self.checkpoint_note();
-        let checkpoint = open_checkpoint(&self.verifier, &self.meta.origin, note.as_bytes())
-            .map_err(|e| LogError::Integrity(format!("latest checkpoint: {e}")))?;
-        let mut problems = Vec::new();
-        if checkpoint.size < state.verified_size {
-            problems.push(format!(
-                "the latest checkpoint (size {}) is smaller than the verified size {}",
-                checkpoint.size, state.verified_size
-            ));
-        } else {
-            let public = self.layout.public();
-            let mut tree = TileBuilder::load(&public, state.verified_size)?;
-            if state.verified_size > 0 && tree.root().to_hex() != state.verified_root {
-                problems.push(format!(
-                    "the tiles at size {} no longer give the verified root {}",
-                    state.verified_size, state.verified_root
-                ));
-            }
-            let mut next = state.verified_size;
-            'chunks: while next < checkpoint.size {
-                let count = (checkpoint.size - next).min(4096);
-                let records = self.index.read_range(next, count)?;
-                for (offset, record) in records.iter().enumerate() {
-                    let index = next + offset as u64;
-                    tree.push(&record.commitment, &mut Discard)?;
-                    match self.read_record(index, record) {
-                        Ok(_) | Err(LogError::Purged { .. }) => {}
-                        Err(e) => problems.push(format!("entry {index}: {e}")),
-                    }
-                    if problems.len() >= MAX_INCREMENTAL_PROBLEMS {
-                        problems.push(format!(
-                            "stopped after {MAX_INCREMENTAL_PROBLEMS} problems at entry {index}"
-                        ));
-                        break 'chunks;
-                    }
-                }
-                next += count;
-            }
-            if problems.is_empty() && tree.root() != checkpoint.root {
-                problems.push(format!(
-                    "entries {}..{} do not give the root of the signed checkpoint of size {}",
-                    state.verified_size, checkpoint.size, checkpoint.size
-                ));
-            }
-            if problems.is_empty() {
-                state.verified_size = checkpoint.size;
-                state.verified_root = checkpoint.root.to_hex();
-            }
+        if check.problems.is_empty() && check.size >= state.verified_size {
+            state.verified_size = check.size;
+            state.verified_root = check.root.clone();
         }
         state.v = AUDIT_VERSION;
         state.last_incremental_at = Some(now.as_second());
-        state.last_incremental_problems = problems.clone();
-        write_json(&self.audit_state_path(), &state)?;
-        Ok(problems)
+        state.last_incremental_problems = check.problems.clone();
+        write_json(&self.audit_state_path(), &state)
     }
 
     /// Runs the whole-log verification (`stele verify`) and records its
@@ -332,14 +304,24 @@ impl Log {
         // A checkpoint requested but not yet signed would read as a
         // checkpoint that lags the index.
         self.publish()?;
-        let report = verify::verify(self, &NoProgress)?;
+        let report = verify::verify(&self.reader, &NoProgress)?;
+        self.record_full_verify(&report, now)?;
+        Ok(report)
+    }
+
+    /// Records a whole-log verification's outcome for attestations
+    /// (atomic replace of `audit/state.json`).
+    pub fn record_full_verify(
+        &mut self,
+        report: &verify::VerifyReport,
+        now: Timestamp,
+    ) -> LogResult<()> {
         let mut state = self.audit_state()?;
         state.v = AUDIT_VERSION;
         state.last_full_at = Some(now.as_second());
         state.last_full_ok = Some(report.ok());
         state.last_full_problems = report.problems.iter().map(|p| p.to_string()).collect();
-        write_json(&self.audit_state_path(), &state)?;
-        Ok(report)
+        write_json(&self.audit_state_path(), &state)
     }
 
     /// Checks that every policy is in effect, signs the findings and
@@ -512,9 +494,10 @@ impl Log {
 
         findings.extend(self.key_findings(&policy, now));
 
-        let note = self.checkpoint_note();
-        let checkpoint = open_checkpoint(&self.verifier, &self.meta.origin, note.as_bytes())
-            .map_err(|e| LogError::Integrity(format!("latest checkpoint: {e}")))?;
+        let note = self.reader.checkpoint_note();
+        let checkpoint =
+            open_checkpoint(self.reader.verifier(), &self.meta.origin, note.as_bytes())
+                .map_err(|e| LogError::Integrity(format!("latest checkpoint: {e}")))?;
         let ok = findings.iter().all(|f| f.ok);
         let mut attestation = Attestation {
             v: AUDIT_VERSION,
@@ -570,7 +553,7 @@ impl Log {
         if !behind {
             return Ok(());
         }
-        let event = self.get(latest)?;
+        let event = self.reader.get(latest)?;
         let mut attributes = Value::Object(event.envelope.event.attributes.unwrap_or_default());
         if let Some(map) = attributes.as_object_mut() {
             map.insert("event_index".into(), Value::from(latest));
@@ -651,5 +634,84 @@ mod tests {
             long.detail
                 .ends_with(&format!(" … ({} more bytes)", MAX_FINDING_DETAIL))
         );
+    }
+}
+
+/// What [`LogReader::check_new_entries`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntriesCheck {
+    /// The size and root (hex) of the checkpoint checked up to.
+    pub size: u64,
+    pub root: String,
+    /// Empty when every entry checked.
+    pub problems: Vec<String>,
+}
+
+impl LogReader {
+    /// Checks the entries published after `state`'s verified size: each
+    /// one's record decrypts and matches its commitment (purged ones
+    /// excepted), and the tree extended from the verified root by their
+    /// commitments gives the root of the latest signed checkpoint. Reads
+    /// only: the writer records the outcome ([`Log::record_new_entries`]).
+    pub fn check_new_entries(&self, state: &AuditState) -> LogResult<NewEntriesCheck> {
+        let note = self.checkpoint_note();
+        let checkpoint = open_checkpoint(self.verifier(), &self.meta().origin, note.as_bytes())
+            .map_err(|e| LogError::Integrity(format!("latest checkpoint: {e}")))?;
+        let mut problems = Vec::new();
+        if checkpoint.size < state.verified_size {
+            problems.push(format!(
+                "the latest checkpoint (size {}) is smaller than the verified size {}",
+                checkpoint.size, state.verified_size
+            ));
+            return Ok(NewEntriesCheck {
+                size: checkpoint.size,
+                root: checkpoint.root.to_hex(),
+                problems,
+            });
+        }
+        let mut tree = TileBuilder::load(&self.layout().public(), state.verified_size)?;
+        if state.verified_size > 0 && tree.root().to_hex() != state.verified_root {
+            problems.push(format!(
+                "the tiles at size {} no longer give the verified root {}",
+                state.verified_size, state.verified_root
+            ));
+        }
+        let mut next = state.verified_size;
+        'chunks: while next < checkpoint.size {
+            let count = (checkpoint.size - next).min(4096);
+            let records = self.index().read_range(next, count)?;
+            for (offset, record) in records.iter().enumerate() {
+                let index = next + offset as u64;
+                tree.push(&record.commitment, &mut Discard)?;
+                match self.read_record(index, record) {
+                    Ok(_) | Err(LogError::Purged { .. }) => {}
+                    Err(e) => problems.push(format!("entry {index}: {e}")),
+                }
+                if problems.len() >= MAX_INCREMENTAL_PROBLEMS {
+                    problems.push(format!(
+                        "stopped after {MAX_INCREMENTAL_PROBLEMS} problems at entry {index}"
+                    ));
+                    break 'chunks;
+                }
+            }
+            next += count;
+        }
+        if problems.is_empty() && tree.root() != checkpoint.root {
+            problems.push(format!(
+                "entries {}..{} do not give the root of the signed checkpoint of size {}",
+                state.verified_size, checkpoint.size, checkpoint.size
+            ));
+        }
+        Ok(NewEntriesCheck {
+            size: checkpoint.size,
+            root: checkpoint.root.to_hex(),
+            problems,
+        })
+    }
+
+    /// The whole-log verification (`stele verify`), without progress; the
+    /// writer records its outcome ([`Log::record_full_verify`]).
+    pub fn verify_full(&self) -> LogResult<verify::VerifyReport> {
+        verify::verify(self, &NoProgress)
     }
 }

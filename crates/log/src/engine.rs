@@ -35,22 +35,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use jiff::Timestamp;
-
-use crate::checkpoints::CheckpointHistory;
-use std::sync::MutexGuard;
 use stele_event::Envelope;
 use stele_store::StoreError;
 use stele_store::fsutil::{self, DirLock, SECRET_MODE};
-use stele_store::history::{self, HistoryWriter, StoredCheckpoint};
-use stele_store::index::{IndexFile, IndexRecord, MAX_BATCH_RECORDS};
+use stele_store::history::{self, HistoryWriter};
+use stele_store::index::{IndexFile, IndexRecord};
 use stele_store::keys::{self, DataKey, Kek, NewKek};
-use stele_store::segment::{self, SegmentHeader, SegmentReader, SegmentWriter};
+use stele_store::segment::{self, SegmentHeader, SegmentWriter};
 use stele_store::sessions::{SegmentKeys, Sessions};
-use stele_store::state::{self, SegmentSnapshot};
+use stele_store::state::SegmentSnapshot;
 use stele_tlog::hash::hex;
-use stele_tlog::tile::TileHashReader;
-use stele_tlog::{Checkpoint, Hash, Signer, TlogProof, Verifier};
+use stele_tlog::{Checkpoint, Signer, Verifier};
 use zeroize::Zeroizing;
 
 use crate::committer::{Committer, FsyncMetrics, Job};
@@ -61,7 +56,9 @@ use crate::meta::{FORMAT_VERSION, Meta};
 use crate::prepare::PreparedEvent;
 use crate::publisher::{PublishJob, PublishState, Publisher};
 use crate::purge::Tombstone;
-use crate::tiles::{DiskTiles, TileBuilder};
+use crate::reader::{LogReader, View};
+use crate::recovery::{RemoveTornCreates, discover_segments, repair_public_checkpoint};
+use crate::tiles::TileBuilder;
 
 /// Most batches written but not yet durable (see [`Log::begin_append`]).
 /// Recovery relies on it: a segment's uncommitted tail holds the records of
@@ -160,8 +157,11 @@ pub struct Log {
     /// The directory lock; `None` for a read-only handle, which takes none.
     pub(crate) _lock: Option<DirLock>,
     pub(crate) meta: Meta,
-    pub(crate) kek: Kek,
-    pub(crate) verifier: Verifier,
+    /// Wraps the data keys of new segments (shared with the reader, which
+    /// unwraps them).
+    pub(crate) kek: Arc<Kek>,
+    /// The read side; the writer keeps its view current (see `reader.rs`).
+    pub(crate) reader: LogReader,
     pub(crate) index: IndexFile,
     /// Writer generation, bumped lazily before the first append.
     pub(crate) generation: Option<u32>,
@@ -172,8 +172,6 @@ pub struct Log {
     /// an index entry points at). Written whole into the snapshot.
     pub(crate) committed: HashMap<u32, u64>,
     pub(crate) active: Vec<ActiveSegment>,
-    pub(crate) keys: Mutex<HashMap<u32, Arc<SegmentKeys>>>,
-    pub(crate) readers: Mutex<HashMap<u32, Arc<SegmentReader>>>,
     pub(crate) tiles: TileBuilder,
     /// Idempotency key hash → first entry holding it; loaded from the index
     /// on first use.
@@ -202,9 +200,6 @@ pub struct Log {
     pub(crate) in_flight: std::collections::VecDeque<InFlight>,
     /// What this open's recovery kept aside in `recovered/` (one line each).
     pub(crate) kept_at_open: Vec<String>,
-    /// A read-only handle ([`Log::open_read_only`]): what the next writing
-    /// open would repair, one line each; `None` for a writing handle.
-    pub(crate) read_only: Option<Vec<String>>,
 }
 
 fn random_log_id() -> LogResult<[u8; 16]> {
@@ -219,7 +214,7 @@ fn random_log_id() -> LogResult<[u8; 16]> {
 /// are left as they are for recovery.
 impl Drop for Log {
     fn drop(&mut self) {
-        if self.poisoned.is_some() || !self.in_flight.is_empty() || self.read_only.is_some() {
+        if self.poisoned.is_some() || !self.in_flight.is_empty() {
             return;
         }
         for active in &mut self.active {
@@ -389,20 +384,34 @@ impl Log {
                 error: None,
             },
         );
+        let kek = Arc::new(kek);
+        let reader = LogReader::new(crate::reader::Parts {
+            layout: layout.clone(),
+            meta: meta.clone(),
+            verifier,
+            kek: kek.clone(),
+            sessions: sessions.clone(),
+            index: index.reader(),
+            view: View {
+                segments: segments.clone(),
+                purged: purged.clone(),
+                ..View::default()
+            },
+            publish: publisher.shared_state(),
+            pending: None,
+        });
         let mut log = Log {
             layout,
             _lock: Some(lock),
             meta,
             kek,
-            verifier,
+            reader,
             index,
             generation: None,
             sessions,
             segments,
             committed: HashMap::new(),
             active: Vec::new(),
-            keys: Mutex::new(HashMap::new()),
-            readers: Mutex::new(HashMap::new()),
             tiles,
             idempotency: None,
             publisher,
@@ -417,7 +426,6 @@ impl Log {
             committer: Committer::start(),
             in_flight: std::collections::VecDeque::new(),
             kept_at_open: Vec::new(),
-            read_only: None,
         };
         log.load_governance()?;
         // A purge record must be genuine before recovery treats its
@@ -429,252 +437,6 @@ impl Log {
         log.reconcile_governance()?;
         log.finish_governance()?;
         Ok(log)
-    }
-
-    /// Brings segments, tiles and the checkpoint up to the durable index.
-    fn recover(&mut self) -> LogResult<()> {
-        self.cut_unbacked_tail()?;
-        let total = self.index.len();
-        // Segment lengths: start from the snapshot of the last publish, then
-        // extend with every index entry after it. The snapshot only saves
-        // reading the index: an unreadable one, or one a segment disagrees
-        // with (a tail holding a committed entry's record, or a segment
-        // shorter than it says), is ignored and the whole index is read.
-        let (mut committed, from_snapshot) = self.committed_lengths(true)?;
-        let mut tails = self.segment_tails(&committed, total)?;
-        if from_snapshot
-            && tails
-                .iter()
-                .any(|t| matches!(t.kind, TailKind::Short | TailKind::Foreign { .. }))
-        {
-            (committed, _) = self.committed_lengths(false)?;
-            tails = self.segment_tails(&committed, total)?;
-        }
-        // Cut every segment back to its committed length: anything beyond is
-        // from a batch whose index records never became durable, or is not
-        // the log's at all (kept aside first, see `salvage`).
-        let now = Timestamp::now();
-        for tail in &tails {
-            self.committed.insert(tail.id, tail.keep);
-            match tail.kind {
-                TailKind::None => {}
-                TailKind::Short => {
-                    return Err(LogError::Integrity(format!(
-                        "{}: {} bytes, but committed entries reach byte {}",
-                        tail.path.display(),
-                        tail.len,
-                        tail.keep
-                    )));
-                }
-                TailKind::Leftovers => {
-                    drop(SegmentWriter::open_at(&tail.path, tail.keep)?);
-                }
-                TailKind::Foreign { end } => {
-                    let (name, kept) = crate::salvage::keep_aside(
-                        &self.layout,
-                        tail.id,
-                        &tail.path,
-                        tail.keep,
-                        end,
-                        now,
-                    )?;
-                    // Crash story: the bytes are kept; a crash before the
-                    // cut finds them again and keeps the same file again.
-                    drop(SegmentWriter::open_at(&tail.path, tail.keep)?);
-                    self.kept_at_open.push(format!(
-                        "{} bytes after the committed records of {} were not an interrupted append's: cut, and kept in {}",
-                        kept.length,
-                        tail.path.display(),
-                        self.layout.recovered().join(format!("{name}.bin")).display()
-                    ));
-                }
-            }
-        }
-
-        // Integrate every durable entry not yet in the published tree.
-        let mut next = self.tiles.size();
-        while next < total {
-            let count = (total - next).min(65_536);
-            let records = self.index.read_range(next, count)?;
-            let mut sink = &self.publisher;
-            for record in records {
-                self.tiles.push(&record.commitment, &mut sink)?;
-            }
-            next += count;
-        }
-        if self.tiles.size() > self.published_size() {
-            self.publish()?;
-        }
-        Ok(())
-    }
-
-    /// The committed length of every segment the index points into: the end
-    /// of its last record that a durable index entry points at. With
-    /// `use_snapshot`, the lengths of `segments.state` stand for the entries
-    /// it covers (returned `true` when it was used).
-    pub(crate) fn committed_lengths(
-        &self,
-        use_snapshot: bool,
-    ) -> LogResult<(HashMap<u32, u64>, bool)> {
-        let mut committed: HashMap<u32, u64> = HashMap::new();
-        let mut scan_from = 0;
-        let mut used = false;
-        if use_snapshot
-            && let Ok(Some(snapshot)) = state::read_snapshot(&self.layout.snapshot())
-            && snapshot.index_size <= self.index.len()
-        {
-            scan_from = snapshot.index_size;
-            committed.extend(snapshot.lengths.iter().copied());
-            used = true;
-        }
-        let total = self.index.len();
-        let mut start = scan_from;
-        while start < total {
-            let count = (total - start).min(65_536);
-            for (i, record) in self.index.read_range(start, count)?.iter().enumerate() {
-                let end = record.location.offset + u64::from(record.location.len);
-                if self.purged.contains_key(&record.segment_id) {
-                    continue;
-                }
-                if !self.segments.contains_key(&record.segment_id) {
-                    return Err(LogError::Integrity(format!(
-                        "entry {} refers to segment {}, which is not on disk",
-                        start + i as u64,
-                        record.segment_id
-                    )));
-                }
-                let slot = committed.entry(record.segment_id).or_insert(0);
-                *slot = (*slot).max(end);
-            }
-            start += count;
-        }
-        Ok((committed, used))
-    }
-
-    /// What lies after the committed length of each segment (purged ones
-    /// aside: their purge is finished after recovery).
-    pub(crate) fn segment_tails(
-        &self,
-        committed: &HashMap<u32, u64>,
-        total: u64,
-    ) -> LogResult<Vec<Tail>> {
-        let mut tails = Vec::new();
-        for (id, info) in &self.segments {
-            if self.purged.contains_key(id) {
-                continue;
-            }
-            let (_, header_len) = segment::read_header(&info.path)?;
-            let keep = committed.get(id).copied().unwrap_or(0).max(header_len);
-            let len = std::fs::metadata(&info.path)
-                .map_err(|e| StoreError::io("stat", &info.path, e))?
-                .len();
-            let kind = match len.cmp(&keep) {
-                std::cmp::Ordering::Less => TailKind::Short,
-                std::cmp::Ordering::Equal => TailKind::None,
-                std::cmp::Ordering::Greater => classify_tail(&info.path, keep, len, total)?,
-            };
-            tails.push(Tail {
-                id: *id,
-                path: info.path.clone(),
-                keep,
-                len,
-                kind,
-            });
-        }
-        Ok(tails)
-    }
-
-    /// The last append's segment and index records are fdatasynced at the
-    /// same time (steps 2b and 3), so a crash may leave index records whose
-    /// segment records never reached the disk, or reached it torn, or not
-    /// at all while the zeros written ahead fill their place. Each entry of
-    /// the last append's reach ([`MAX_BATCH_RECORDS`] entries before the
-    /// end, and never below the latest signed checkpoint) is read back and
-    /// authenticated (the tag binds its index and commitment); the index is
-    /// cut at the first that is torn: missing, cut short, or with a sector
-    /// of zeros where its bytes belong ([`stele_store::torn`]). None of the
-    /// entries cut was acknowledged: their batch's fdatasyncs had not both
-    /// returned. A record that is all there and still fails its checksum or
-    /// tag was altered after it was written: the open fails naming it, and
-    /// nothing is cut (it may be an acknowledged entry). A failure that is
-    /// not damaged data (an I/O error, a segment file that is gone, a key
-    /// that does not open) stops the open too; entries before the reach are
-    /// not read here (`verify` does).
-    fn cut_unbacked_tail(&mut self) -> LogResult<()> {
-        let total = self.index.len();
-        let from = self
-            .published_size()
-            .max(total.saturating_sub(MAX_BATCH_RECORDS));
-        let mut start = from;
-        while start < total {
-            let count = (total - start).min(4096);
-            let records = self.index.read_range(start, count)?;
-            for (i, record) in records.iter().enumerate() {
-                let index = start + i as u64;
-                if self.purged.contains_key(&record.segment_id) {
-                    continue;
-                }
-                if !self.segments.contains_key(&record.segment_id) {
-                    return Err(LogError::Integrity(format!(
-                        "entry {index} refers to segment {}, which is not on disk",
-                        record.segment_id
-                    )));
-                }
-                match self.open_record(index, record) {
-                    Ok(_) => {}
-                    Err(e) if is_damaged_data(&e) => {
-                        self.tear_of(index, record, &e)?;
-                        // Crash story: a crash during the cut leaves the
-                        // index longer; the next open checks it again.
-                        self.index.cut_to(index)?;
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            start += count;
-        }
-        Ok(())
-    }
-
-    /// Decides whether the record of entry `index`, which failed to read
-    /// back with `failure`, was torn by a crash (`Ok`: it may be cut) or
-    /// altered after it was written (an integrity error naming the segment,
-    /// the byte and the entry).
-    pub(crate) fn tear_of(
-        &self,
-        index: u64,
-        record: &IndexRecord,
-        failure: &LogError,
-    ) -> LogResult<stele_store::torn::TearMark> {
-        let path = self
-            .segments
-            .get(&record.segment_id)
-            .map(|info| info.path.clone())
-            .ok_or_else(|| {
-                LogError::Integrity(format!(
-                    "entry {index} refers to segment {}, which is not on disk",
-                    record.segment_id
-                ))
-            })?;
-        let offset = record.location.offset;
-        let len = u64::from(record.location.len);
-        let altered = |why: String| {
-            LogError::Integrity(format!(
-                "{}: the record of entry {index} at byte {offset} ({len} bytes) {why}, yet does not read back ({failure}): altered after it was written, not torn by a crash; nothing was cut (the entry may have been acknowledged: restore the segment from a backup)",
-                path.display()
-            ))
-        };
-        // A valid index record never gives an impossible length, and no
-        // crash tears one into it.
-        if len > u64::from(segment::MAX_RECORD_BODY) + 4 {
-            return Err(altered("has a length no record can have".into()));
-        }
-        let on_disk = read_record_bytes(&path, offset, len)?;
-        match stele_store::torn::segment_record_tear(&on_disk, offset, len) {
-            Some(mark) => Ok(mark),
-            None => Err(altered("is all there, with no sector of zeros".into())),
-        }
     }
 
     /// What this open's recovery cut from segments and kept aside in
@@ -698,21 +460,10 @@ impl Log {
         &self.layout
     }
 
-    pub fn verifier(&self) -> &Verifier {
-        &self.verifier
-    }
-
-    pub(crate) fn segment_infos(&self) -> &BTreeMap<u32, SegmentInfo> {
-        &self.segments
-    }
-
-    /// The durable committed length of segment `id`, when known.
-    pub(crate) fn committed_length(&self, id: u32) -> Option<u64> {
-        self.committed.get(&id).copied()
-    }
-
-    pub(crate) fn index_file(&self) -> &IndexFile {
-        &self.index
+    /// The read side of this log (clone it to read from other threads
+    /// while this handle appends; see `reader.rs`).
+    pub fn reader(&self) -> &LogReader {
+        &self.reader
     }
 
     /// Number of durable entries.
@@ -720,38 +471,23 @@ impl Log {
         self.index.len()
     }
 
-    fn published(&self) -> MutexGuard<'_, PublishState> {
-        self.publisher.state()
-    }
-
     /// Size of the latest published checkpoint.
     pub fn published_size(&self) -> u64 {
-        self.published().size
+        self.reader.published_size()
     }
 
-    /// Time since this process last published a checkpoint.
-    pub fn checkpoint_age(&self) -> Option<std::time::Duration> {
-        self.published().published_at.map(|at| at.elapsed())
-    }
-
-    /// The latest signed checkpoint note.
-    pub fn checkpoint_note(&self) -> String {
-        self.published().note.clone()
-    }
-
-    /// Number of published checkpoints (including the empty tree's).
-    pub fn history_count(&self) -> u64 {
-        self.published().history.count()
-    }
-
-    /// A reader of the published checkpoints that does not hold the log:
-    /// pages and lookups read the history file, taking the publish state's
-    /// lock only to copy where to read.
-    pub fn checkpoint_history(&self) -> CheckpointHistory {
-        CheckpointHistory {
-            path: self.layout.history(),
-            state: self.publisher.shared_state(),
-        }
+    /// Makes the writer's segments, their committed lengths, the
+    /// tombstones, the policy versions and the holds the reader's view.
+    /// Called after every change to them, before anything that depends on
+    /// the change (an entry pointing into a new segment, the deletion of a
+    /// purged segment's key) can be seen.
+    pub(crate) fn share(&self) {
+        let mut view = self.reader.view_mut();
+        view.segments.clone_from(&self.segments);
+        view.committed.clone_from(&self.committed);
+        view.purged.clone_from(&self.purged);
+        view.policies.clone_from(&self.policies);
+        view.holds.clone_from(&self.holds);
     }
 
     /// Whether the log still accepts writes (no earlier write, fsync or
@@ -761,12 +497,6 @@ impl Log {
     }
 
     pub(crate) fn check_writable(&self) -> LogResult<()> {
-        if self.read_only.is_some() {
-            return Err(LogError::Usage(
-                "this handle on the log is read-only (opened for verification): it writes nothing"
-                    .into(),
-            ));
-        }
         match &self.poisoned {
             Some(why) => Err(LogError::Poisoned(why.clone())),
             None => self.publisher.check(),
@@ -854,18 +584,25 @@ impl Log {
         self.check_writable()?;
         // The entries exist now (step 3 returned on the commit thread), and
         // so do their idempotency keys (they are part of the index records).
-        self.index.note_appended(batch.commitments.len() as u64);
+        // The segments' committed lengths and the index length grow
+        // together under the reader's view lock (`LogReader::frozen` reads
+        // both under it).
+        {
+            let mut view = self.reader.view_mut();
+            for (id, end) in &batch.segment_ends {
+                if let Some(active) = self.active.iter_mut().find(|a| a.segment_id() == *id) {
+                    active.writer.mark_durable(*end);
+                }
+                let committed = self.committed.entry(*id).or_insert(0);
+                *committed = (*committed).max(*end);
+                view.committed.insert(*id, *committed);
+            }
+            self.index.note_appended(batch.commitments.len() as u64);
+        }
         if let Some(known) = self.idempotency.as_mut() {
             for (hash, index) in &batch.keys {
                 known.entry(*hash).or_default().push(*index);
             }
-        }
-        for (id, end) in &batch.segment_ends {
-            if let Some(active) = self.active.iter_mut().find(|a| a.segment_id() == *id) {
-                active.writer.mark_durable(*end);
-            }
-            let committed = self.committed.entry(*id).or_insert(0);
-            *committed = (*committed).max(*end);
         }
         // Step 4: integrate. Full tiles go to the publisher thread.
         let mut sink = &self.publisher;
@@ -963,7 +700,16 @@ impl Log {
                 done: None,
             });
         }
-        // Step 2a: segment records written (page cache only).
+        // Step 2a: segment records written (page cache only). Readers learn
+        // where the bytes will end first (a verification beside this
+        // writer then knows whose they are).
+        {
+            let mut view = self.reader.view_mut();
+            for active in self.active.iter().filter(|a| a.writer.has_staged()) {
+                view.written
+                    .insert(active.segment_id(), active.writer.staged_end());
+            }
+        }
         let mut syncs = Vec::new();
         let mut segment_ends = Vec::new();
         for active in &mut self.active {
@@ -1050,7 +796,7 @@ impl Log {
             .cloned()
             .unwrap_or_default();
         for index in candidates {
-            let stored = match self.get(index) {
+            let stored = match self.reader.get(index) {
                 Ok(stored) => stored,
                 // A purged event can no longer be compared: not a retry.
                 Err(LogError::Purged { .. }) => continue,
@@ -1097,24 +843,8 @@ impl Log {
         }
     }
 
-    /// Reads every idempotency key hash from the index (64 bytes per entry).
     fn load_idempotency_keys(&self) -> LogResult<HashMap<u64, Vec<u64>>> {
-        let mut known = HashMap::new();
-        let total = self.index.len();
-        let mut start = 0;
-        while start < total {
-            let count = (total - start).min(65_536);
-            for (offset, record) in self.index.read_range(start, count)?.iter().enumerate() {
-                if record.idempotency != 0 {
-                    known
-                        .entry(record.idempotency)
-                        .or_insert_with(Vec::new)
-                        .push(start + offset as u64);
-                }
-            }
-            start += count;
-        }
-        Ok(known)
+        self.reader.idempotency_keys()
     }
 
     /// The active writer for (stream, epoch), opening or creating its segment.
@@ -1154,6 +884,7 @@ impl Log {
                 ActiveSegment {
                     writer,
                     key: self
+                        .reader
                         .segment_keys(id)?
                         .record_key(self.session_generation()?)?,
                 }
@@ -1182,10 +913,17 @@ impl Log {
         };
         let path = self.layout.segment(stream, epoch);
         let writer = SegmentWriter::create(&path, header.clone())?;
+        let info = SegmentInfo { header, path };
         self.committed.insert(id, writer.durable_len());
-        self.segments.insert(id, SegmentInfo { header, path });
+        self.segments.insert(id, info.clone());
+        // In the reader's view before any entry points into it.
+        {
+            let mut view = self.reader.view_mut();
+            view.committed.insert(id, writer.durable_len());
+            view.segments.insert(id, info);
+        }
         let keys = Arc::new(SegmentKeys::new(id, key, self.sessions.clone()));
-        self.lock_keys().insert(id, keys.clone());
+        self.reader.lock_keys().insert(id, keys.clone());
         let key = keys.record_key(self.session_generation()?)?;
         Ok(ActiveSegment { writer, key })
     }
@@ -1224,63 +962,13 @@ impl Log {
             .ok_or_else(|| LogError::Internal("segment ids exhausted".into()))
     }
 
-    pub(crate) fn lock_keys(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Arc<SegmentKeys>>> {
-        self.keys
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The keys of a segment: its unwrapped data key and the record keys
-    /// derived from it (cached).
-    pub(crate) fn segment_keys(&self, id: u32) -> LogResult<Arc<SegmentKeys>> {
-        if let Some(key) = self.lock_keys().get(&id) {
-            return Ok(key.clone());
-        }
-        let path = self.layout.dek(id);
-        let bytes = match fsutil::read_optional(&path)? {
-            Some(bytes) => bytes,
-            None => {
-                return Err(LogError::Integrity(format!(
-                    "{}: data key of segment {id} is missing",
-                    path.display()
-                )));
-            }
-        };
-        let key = DataKey::unwrap_file(&self.kek, id, &path, &bytes)?;
-        let keys = Arc::new(SegmentKeys::new(id, key, self.sessions.clone()));
-        self.lock_keys().insert(id, keys.clone());
-        Ok(keys)
-    }
-
-    fn segment_reader(&self, id: u32) -> LogResult<Arc<SegmentReader>> {
-        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(reader) = readers.get(&id) {
-            return Ok(reader.clone());
-        }
-        let info = self.segments.get(&id).ok_or_else(|| {
-            LogError::Integrity(format!(
-                "{}: segment {id} is missing: the index refers to it",
-                self.layout.segments().display()
-            ))
-        })?;
-        let reader = Arc::new(SegmentReader::open(&info.path)?);
-        if reader.header != info.header {
-            return Err(LogError::Integrity(format!(
-                "{}: header changed",
-                info.path.display()
-            )));
-        }
-        readers.insert(id, reader.clone());
-        Ok(reader)
-    }
-
     /// Publishes a signed checkpoint over every integrated entry (step 5 of
     /// the module docs, run by the publisher thread) and waits for its note.
     /// Publishing with nothing new returns the current note.
     pub fn publish(&mut self) -> LogResult<String> {
         self.check_writable()?;
         if self.tiles.size() == self.published_size() {
-            return Ok(self.checkpoint_note());
+            return Ok(self.reader.checkpoint_note());
         }
         let job = self.publish_job()?;
         match self.publisher.publish_now(job) {
@@ -1293,7 +981,7 @@ impl Log {
     /// entry and returns at once; a no-op when one is already on its way.
     pub fn publish_soon(&mut self) -> LogResult<()> {
         self.check_writable()?;
-        if self.tiles.size() <= self.published().requested {
+        if self.tiles.size() <= self.publisher.state().requested {
             return Ok(());
         }
         let job = self.publish_job()?;
@@ -1321,109 +1009,13 @@ impl Log {
             },
         })
     }
-
-    /// Reads entry `index`, decrypts it and checks it against its commitment.
-    pub fn get(&self, index: u64) -> LogResult<StoredEvent> {
-        if index >= self.index.len() {
-            return Err(LogError::NotFound(format!(
-                "entry {index} does not exist (the log has {} entries)",
-                self.index.len()
-            )));
-        }
-        let record = self.index.read(index)?;
-        self.read_record(index, &record)
-    }
-
-    pub(crate) fn read_record(&self, index: u64, record: &IndexRecord) -> LogResult<StoredEvent> {
-        if let Some(tombstone) = self.purged.get(&record.segment_id) {
-            return Err(LogError::Purged {
-                index,
-                tombstone: Box::new(tombstone.clone()),
-            });
-        }
-        let (plain, reader) = self.open_record(index, record)?;
-        decode_plaintext(index, &record.commitment, plain, reader.path())
-    }
-
-    /// Reads entry `index`'s sealed record and opens it: the plaintext is
-    /// authentic and belongs at this index with this commitment.
-    pub(crate) fn open_record(
-        &self,
-        index: u64,
-        record: &IndexRecord,
-    ) -> LogResult<(Vec<u8>, Arc<SegmentReader>)> {
-        let reader = self.segment_reader(record.segment_id)?;
-        let keys = self.segment_keys(record.segment_id)?;
-        let sealed = reader.read(record.location, index)?;
-        let key = keys.record_key(sealed.generation)?;
-        let plain = sealed.open(&key, &record.commitment, reader.path())?;
-        Ok((plain, reader))
-    }
-
-    fn require_published(&self, size: Option<u64>) -> LogResult<(u64, Vec<u8>)> {
-        let (latest, latest_note) = {
-            let published = self.published();
-            (published.size, published.note.clone())
-        };
-        let size = size.unwrap_or(latest);
-        if size == latest {
-            return Ok((size, latest_note.into_bytes()));
-        }
-        match self.checkpoint_history().find_size(size)? {
-            Some(stored) => Ok((size, stored.note)),
-            None => Err(LogError::NotFound(format!(
-                "no checkpoint of size {size} was published (latest is {latest})"
-            ))),
-        }
-    }
-
-    /// A C2SP tlog-proof of entry `index` against the published checkpoint
-    /// of `size` (the latest by default).
-    pub fn inclusion_proof(&self, index: u64, size: Option<u64>) -> LogResult<TlogProof> {
-        let (size, note) = self.require_published(size)?;
-        if index >= size {
-            return Err(LogError::NotFound(format!(
-                "entry {index} is not in the checkpoint of size {size}"
-            )));
-        }
-        let tiles = DiskTiles::new(&self.layout.public());
-        let reader = TileHashReader::new(size, &tiles);
-        let hashes = stele_tlog::inclusion_proof(&reader, index, size)
-            .map_err(|e| proof_error("inclusion", e))?;
-        Ok(TlogProof {
-            extra: None,
-            index,
-            hashes,
-            checkpoint_note: String::from_utf8_lossy(&note).into_owned(),
-        })
-    }
-
-    /// Consistency proof from tree size `old` to the published checkpoint
-    /// of `size` (the latest by default).
-    pub fn consistency_proof(&self, old: u64, size: Option<u64>) -> LogResult<Vec<Hash>> {
-        let (size, _) = self.require_published(size)?;
-        if old == 0 {
-            return Err(LogError::Usage(
-                "old size must be at least 1: nothing is proven consistent with the empty tree"
-                    .into(),
-            ));
-        }
-        if old > size {
-            return Err(LogError::Usage(format!(
-                "old size {old} is larger than the checkpoint size {size}"
-            )));
-        }
-        let tiles = DiskTiles::new(&self.layout.public());
-        let reader = TileHashReader::new(size, &tiles);
-        stele_tlog::consistency_proof(&reader, old, size).map_err(|e| proof_error("consistency", e))
-    }
 }
 
 /// Classifies a failure to build a proof from the stored tiles: a request
 /// outside the tree is the caller's mistake, a tile that cannot be read is
 /// the store's (I/O, or corruption when its bytes are wrong), and a tile
 /// the tree should have but cannot exist is corruption.
-fn proof_error(
+pub(crate) fn proof_error(
     kind: &str,
     e: stele_tlog::ProofError<stele_tlog::tile::TileHashError<StoreError>>,
 ) -> LogError {
@@ -1436,110 +1028,6 @@ fn proof_error(
         }
         request => LogError::Usage(format!("cannot build {kind} proof: {request}")),
     }
-}
-
-/// What lies after a segment's committed length.
-pub(crate) struct Tail {
-    pub(crate) id: u32,
-    pub(crate) path: PathBuf,
-    /// The committed length (at least the header's).
-    pub(crate) keep: u64,
-    /// The file's length.
-    pub(crate) len: u64,
-    pub(crate) kind: TailKind,
-}
-
-pub(crate) enum TailKind {
-    /// The file ends at its committed length.
-    None,
-    /// The file is shorter than its committed entries: data is missing.
-    Short,
-    /// What an interrupted append leaves: records of entries at or after
-    /// the log's end, then at most one record cut short, followed only by
-    /// zeros. Cut.
-    Leftovers,
-    /// Anything else (bytes a power loss left out of order, or that someone
-    /// wrote); its non-zero bytes end at `end`. Kept aside, then cut.
-    Foreign { end: u64 },
-}
-
-/// Walks the bytes of a segment after its committed length `keep`, record
-/// by record (memory stays bounded whatever the tail holds). Records of an
-/// interrupted append carry indices at or above the recovered log size
-/// `total` (they were numbered after the last durable entry); a record
-/// below it is a committed entry out of place. The interrupted write
-/// itself may be cut short: what reached the file is either shorter than a
-/// record header, or a plausible header numbering its own uncommitted
-/// entry (within the batches that may have been in flight) and declaring
-/// more bytes than were written; only zeros follow it (space written
-/// ahead, or that the file system extended the file with).
-fn classify_tail(path: &Path, keep: u64, len: u64, total: u64) -> LogResult<TailKind> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path).map_err(|e| StoreError::io("open", path, e))?;
-    let read_at = |buf: &mut [u8], at: u64| {
-        file.read_exact_at(buf, at)
-            .map_err(|e| LogError::from(StoreError::io("read", path, e)))
-    };
-    let foreign = || -> LogResult<TailKind> {
-        let end = fsutil::end_of_nonzero(&file, keep, len)
-            .map_err(|e| StoreError::io("read", path, e))?;
-        Ok(TailKind::Foreign { end })
-    };
-    let mut pos = keep;
-    let mut record_bytes = Vec::new();
-    while pos < len {
-        let remaining = len - pos;
-        if remaining < 12 {
-            break; // too short to be anything but a torn write
-        }
-        let mut head = [0u8; 12];
-        read_at(&mut head, pos)?;
-        let declared = 4 + u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let number = u64::from_be_bytes([
-            head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
-        ]);
-        let plausible = declared <= segment::MAX_RECORD_BODY as usize + 4;
-        if plausible && declared as u64 <= remaining {
-            record_bytes.resize(declared, 0);
-            read_at(&mut record_bytes, pos)?;
-            if let Ok((record, record_len)) = segment::parse_record_ref(path, pos, &record_bytes) {
-                if record.index < total {
-                    return foreign();
-                }
-                pos += record_len as u64;
-                continue;
-            }
-        }
-        let written = fsutil::end_of_nonzero(&file, pos, len)
-            .map_err(|e| StoreError::io("read", path, e))?
-            - pos;
-        let torn = written < 12
-            || (plausible
-                && declared as u64 > written
-                && number >= total
-                && number - total < MAX_IN_FLIGHT as u64 * stele_store::index::MAX_BATCH_RECORDS);
-        if torn {
-            break;
-        }
-        return foreign();
-    }
-    Ok(TailKind::Leftovers)
-}
-
-/// The bytes of the file at `path` from `offset`, at most `len` of them
-/// (fewer when the file ends first; none when it ends before `offset`).
-fn read_record_bytes(path: &Path, offset: u64, len: u64) -> LogResult<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path).map_err(|e| StoreError::io("open", path, e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| StoreError::io("stat", path, e))?
-        .len();
-    let n = file_len.saturating_sub(offset).min(len);
-    let mut bytes = vec![0u8; n as usize];
-    file.read_exact_at(&mut bytes, offset)
-        .map_err(|e| StoreError::io("read", path, e))?;
-    Ok(bytes)
 }
 
 /// True when reading an entry failed because the bytes on disk are not a
@@ -1594,35 +1082,6 @@ pub fn decode_plaintext(
         canonical,
         envelope,
     })
-}
-
-/// Brings `log/checkpoint` up to the latest history record. A crash between
-/// the history append and the replace leaves the previous checkpoint (or
-/// none, or a temporary file) there; anything else was not written by this
-/// log and is reported, never overwritten.
-fn repair_public_checkpoint(
-    layout: &Layout,
-    latest: &StoredCheckpoint,
-    previous: Option<&StoredCheckpoint>,
-) -> LogResult<()> {
-    let public_note = fsutil::read_optional(&layout.checkpoint())?;
-    if public_note.as_deref() == Some(latest.note.as_slice()) {
-        return Ok(());
-    }
-    let previous = previous.map(|c| c.note.as_slice());
-    let tmp_exists = fsutil::tmp_sibling(&layout.checkpoint()).exists();
-    match public_note.as_deref() {
-        None => {}
-        Some(bytes) if Some(bytes) == previous || tmp_exists => {}
-        Some(_) => {
-            return Err(LogError::Integrity(format!(
-                "{} is not a checkpoint this log published (altered?)",
-                layout.checkpoint().display()
-            )));
-        }
-    }
-    fsutil::atomic_replace(&layout.checkpoint(), &latest.note, 0o644)?;
-    Ok(())
 }
 
 /// Verifies a stored checkpoint note and parses it.
@@ -1715,128 +1174,4 @@ pub(crate) fn check_dir(dir: &Path) -> LogResult<()> {
         )));
     }
     Ok(())
-}
-
-/// Finds every segment file and reads its header. A file whose header is
-/// torn (shorter than a complete header: a crash during creation) is
-/// removed (left alone and skipped by a read-only open); any other
-/// unreadable segment is an integrity error.
-pub(crate) fn discover_segments(layout: &Layout, remove: RemoveTornCreates) -> LogResult<Segments> {
-    let mut out = BTreeMap::new();
-    let mut purged: BTreeMap<u32, Tombstone> = BTreeMap::new();
-    let root = layout.segments();
-    let streams = match std::fs::read_dir(&root) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, purged)),
-        Err(e) => return Err(StoreError::io("read directory", &root, e).into()),
-    };
-    for stream_dir in streams {
-        let stream_dir = stream_dir.map_err(|e| StoreError::io("read directory", &root, e))?;
-        if !stream_dir.path().is_dir() {
-            continue;
-        }
-        let dir = stream_dir.path();
-        for file in
-            std::fs::read_dir(&dir).map_err(|e| StoreError::io("read directory", &dir, e))?
-        {
-            let file = file.map_err(|e| StoreError::io("read directory", &dir, e))?;
-            let path = file.path();
-            if path.extension().and_then(|e| e.to_str()) == Some("purged") {
-                let tombstone = Tombstone::read(&path)?;
-                let expected = dir.join(format!("{}.purged", tombstone.epoch));
-                if expected != path
-                    || crate::layout::epoch_date(tombstone.epoch_day) != tombstone.epoch
-                    || dir.file_name().and_then(|n| n.to_str()) != Some(tombstone.stream.as_str())
-                {
-                    return Err(LogError::Integrity(format!(
-                        "{}: names stream {:?} epoch {} (moved or altered?)",
-                        path.display(),
-                        tombstone.stream,
-                        tombstone.epoch
-                    )));
-                }
-                if let Some(previous) = purged.insert(tombstone.segment, tombstone) {
-                    return Err(LogError::Integrity(format!(
-                        "two purge records claim segment {} (one is {})",
-                        previous.segment,
-                        path.display()
-                    )));
-                }
-                continue;
-            }
-            if path.extension().and_then(|e| e.to_str()) != Some("seg") {
-                continue;
-            }
-            match segment::read_header(&path) {
-                Ok((header, _)) => {
-                    if let Some(previous) = out.insert(
-                        header.id,
-                        SegmentInfo {
-                            header: header.clone(),
-                            path: path.clone(),
-                        },
-                    ) {
-                        return Err(LogError::Integrity(format!(
-                            "{} and {} both claim segment id {}",
-                            previous.path.display(),
-                            path.display(),
-                            header.id
-                        )));
-                    }
-                }
-                Err(e) => {
-                    let len = file.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
-                    if len < 22 + 4 + 256 && is_torn_create(&path) {
-                        if remove == RemoveTornCreates::No {
-                            continue; // the read-only open notes it
-                        }
-                        // Nothing can refer to a segment whose header never
-                        // became durable, so removing it loses nothing.
-                        stele_store::fileio::remove_file(&path)
-                            .map_err(|e| StoreError::io("remove", &path, e))?;
-                        fsutil::fsync_dir(&dir)?;
-                    } else {
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
-    }
-    Ok((out, purged))
-}
-
-/// Whether [`discover_segments`] removes a segment file whose header a
-/// crash cut short (a writing open) or leaves it (a read-only one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RemoveTornCreates {
-    Yes,
-    No,
-}
-
-/// Segments on disk by id, and tombstones of purged ones.
-type Segments = (BTreeMap<u32, SegmentInfo>, BTreeMap<u32, Tombstone>);
-
-/// A segment file that holds only a prefix of a header, nothing, or only
-/// zeros where its header was written: the
-/// trace of a crash inside [`SegmentWriter::create`], never of a segment
-/// that held records.
-fn is_torn_create(path: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(path) else {
-        return false;
-    };
-    // A power loss can keep the new file's length and lose its bytes
-    // (zeros where the header was, on file systems that order neither).
-    if bytes.iter().all(|b| *b == 0) {
-        return true;
-    }
-    let magic = b"STELESEG";
-    let n = bytes.len().min(magic.len());
-    if bytes[..n] != magic[..n] {
-        return false;
-    }
-    if bytes.len() < 22 {
-        return true;
-    }
-    let needed = 22 + usize::from(u16::from_be_bytes([bytes[20], bytes[21]])) + 4;
-    bytes.len() < needed
 }

@@ -258,6 +258,14 @@ pub struct ApplyOutcome {
 static SHIPPED_DEFAULT: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
 
 /// The policy that applies when none was ever applied.
+/// The policy in effect after `policies` (the shipped default when none).
+pub(crate) fn active_policy(policies: &[PolicyVersion]) -> Arc<Policy> {
+    policies
+        .last()
+        .map(|v| v.policy.clone())
+        .unwrap_or_else(shipped_default)
+}
+
 fn shipped_default() -> Arc<Policy> {
     shipped_default_ref_arc().clone()
 }
@@ -280,14 +288,11 @@ impl Log {
     }
 
     fn holds_path(&self) -> PathBuf {
-        self.layout.root.join("holds.json")
+        self.layout.holds()
     }
 
     pub(crate) fn tombstone_path(&self, stream: &str, day: u32) -> PathBuf {
-        self.layout
-            .segments()
-            .join(stream)
-            .join(format!("{}.purged", epoch_date(day)))
+        self.layout.tombstone(stream, day)
     }
 
     /// Reads `policies/` and `holds.json` (at open).
@@ -295,6 +300,7 @@ impl Log {
         let versions = read_policy_versions(&self.layout.root)?;
         self.policies = versions;
         self.holds = read_holds(&self.holds_path())?;
+        self.share();
         Ok(())
     }
 
@@ -307,7 +313,7 @@ impl Log {
         let now = Timestamp::now();
         let pending: Vec<u32> = self.purged.keys().copied().collect();
         for id in pending {
-            self.complete_purge(id, now)?;
+            self.complete_purge(id, now, None)?;
         }
         // A KEK rotation whose `key.rotated` event a crash cut off.
         self.record_rotation_event(now)?;
@@ -326,7 +332,7 @@ impl Log {
     /// fails the open, naming the file and the event, and nothing acts on
     /// it.
     pub(crate) fn reconcile_governance(&mut self) -> LogResult<()> {
-        let ledger = Ledger::replay(self)?;
+        let ledger = Ledger::replay(&self.reader)?;
         self.reconcile_policies(&ledger)?;
         self.reconcile_holds(&ledger)?;
         self.reconcile_purges(&ledger)?;
@@ -335,7 +341,7 @@ impl Log {
             .index
             .len()
             .checked_sub(1)
-            .and_then(|last| self.get(last).ok())
+            .and_then(|last| self.reader.get(last).ok())
             .and_then(|e| e.envelope.received_at.parse::<Timestamp>().ok())
             .map(|t| t.as_second());
         self.time_floor = ledger.newest.max(last_entry);
@@ -407,6 +413,7 @@ impl Log {
                         event_index: Some(logged.event_index),
                         prior_data: logged.prior_data.unwrap_or(false),
                     });
+                    self.share();
                     // Crash: the file is rebuilt again by the next open.
                     fsutil::create_dir_durable(&self.policies_dir())?;
                     write_policy_file(&self.policies_dir(), &self.policy_file(position))?;
@@ -464,6 +471,7 @@ impl Log {
             behind |= !differs.is_empty();
         }
         self.holds = ledger.holds.clone();
+        self.share();
         if behind {
             // Crash: the next open rebuilds it again.
             self.write_holds()?;
@@ -583,10 +591,7 @@ impl Log {
 
     /// The policy in effect now (the shipped default when none was applied).
     pub fn active_policy(&self) -> Arc<Policy> {
-        self.policies
-            .last()
-            .map(|v| v.policy.clone())
-            .unwrap_or_else(shipped_default)
+        active_policy(&self.policies)
     }
 
     /// Every applied policy version, oldest first.
@@ -709,6 +714,7 @@ impl Log {
             event_index: Some(receipt.index),
             ..version
         });
+        self.share();
         // 2. The cache file. Crash: rebuilt by the next open.
         let position = self.policies.len() - 1;
         fsutil::create_dir_durable(&self.policies_dir())?;
@@ -797,6 +803,7 @@ impl Log {
         self.note_time(now);
         hold.placed_event = Some(receipt.index);
         self.holds.push(hold.clone());
+        self.share();
         // 2. The cache. Crash: rebuilt by the next open.
         self.write_holds()?;
         Ok(hold)
@@ -825,6 +832,7 @@ impl Log {
         self.note_time(now);
         hold.released_event = Some(receipt.index);
         self.holds[position] = hold.clone();
+        self.share();
         // 2. The cache. Crash: rebuilt by the next open.
         self.write_holds()?;
         Ok(hold)
@@ -932,101 +940,9 @@ impl Log {
     }
 
     /// Re-checks a past purge against the recorded policy versions and
-    /// holds: at its decision time the epoch had ended, every policy
-    /// version since the epoch began had let its retention end, and no hold
-    /// then active covered it.
+    /// holds (see [`purge_was_allowed`]).
     pub fn purge_was_allowed(&self, t: &Tombstone) -> Result<(), String> {
-        let epoch = format!("stream {:?} epoch {}", t.stream, t.epoch);
-        if t.decided_at < end_of_day(t.epoch_day) {
-            return Err(format!("{epoch} was purged before the epoch ended"));
-        }
-        // Only versions applied before the decision count.
-        // Only versions applied before the decision count: before its
-        // event in the log when it has one, else by time.
-        let recorded_before = |v: &PolicyVersion| match (t.event_index, v.event_index) {
-            (Some(purge_event), Some(version_event)) => version_event < purge_event,
-            _ => v.activated_at <= t.decided_at,
-        };
-        let mut applied: Vec<AppliedPolicy<'_>> = Vec::new();
-        if self.policies.first().is_some_and(|v| v.prior_data) {
-            applied.push(AppliedPolicy {
-                activated_at: i64::MIN,
-                policy: shipped_default_ref(),
-            });
-        }
-        applied.extend(
-            self.policies
-                .iter()
-                .filter(|v| recorded_before(v))
-                .map(|v| AppliedPolicy {
-                    activated_at: v.activated_at,
-                    policy: &v.policy,
-                }),
-        );
-        let allowed_from = if t.stream.starts_with('_') {
-            None
-        } else {
-            stele_policy::purge_after(&applied, &t.stream, t.epoch_day)
-        };
-        match allowed_from {
-            None => {
-                return Err(format!(
-                    "{epoch} was purged, but the policy keeps it forever"
-                ));
-            }
-            Some(at) if t.decided_at < at => {
-                return Err(format!(
-                    "{epoch} was purged at {} before its retention ended at {}",
-                    purge::timestamp_text(t.decided_at),
-                    purge::timestamp_text(at)
-                ));
-            }
-            Some(at) if at != t.purge_after => {
-                return Err(format!(
-                    "{epoch}: the purge record says retention ended at {}, the policy history says {}",
-                    purge::timestamp_text(t.purge_after),
-                    purge::timestamp_text(at)
-                ));
-            }
-            Some(_) => {}
-        }
-        let decided = t.decided_at;
-        let seconds = |text: &Option<String>| {
-            text.as_deref()
-                .and_then(|s| s.parse::<Timestamp>().ok())
-                .map(|ts| ts.as_second())
-        };
-        for hold in &self.holds {
-            let mut as_active = hold.clone();
-            as_active.released_at = None;
-            if !as_active.covers(&t.stream, t.epoch_day) {
-                continue;
-            }
-            // Was the hold active when the purge was decided? The log's
-            // order answers exactly when both events are known (one writer
-            // appends them in the order things happened); otherwise the
-            // clock does, to the second.
-            let active = match (t.event_index, hold.placed_event) {
-                (Some(purge_event), Some(placed_event)) => {
-                    placed_event < purge_event
-                        && hold
-                            .released_event
-                            .is_none_or(|released| released > purge_event)
-                }
-                _ => {
-                    let placed = seconds(&Some(hold.placed_at.clone())).unwrap_or(i64::MIN);
-                    let released = seconds(&hold.released_at).unwrap_or(i64::MAX);
-                    placed <= decided && decided < released
-                }
-            };
-            if active {
-                return Err(format!(
-                    "{epoch} was purged while hold {} covered it",
-                    hold.id
-                ));
-            }
-        }
-        Ok(())
+        purge_was_allowed(&self.policies, &self.holds, t)
     }
 
     /// Purges every epoch that is due at `now` and was announced by this
@@ -1136,7 +1052,10 @@ impl Log {
         // Nothing is staged between batches, so closing the writer loses
         // nothing.
         self.active.retain(|a| a.segment_id() != id);
+        // The segment's entries, read from the index once: the tombstone
+        // records them, and the check before shredding compares with them.
         let entries = purge::segment_entries(&self.index, id)?;
+        let known = entries.clone();
         let tombstone = Tombstone {
             v: TOMBSTONE_VERSION,
             segment: id,
@@ -1159,8 +1078,9 @@ impl Log {
         //    appends the event and deletes the files.
         tombstone.write(&self.tombstone_path(&tombstone.stream, tombstone.epoch_day))?;
         self.purged.insert(id, tombstone);
+        self.share();
         self.purge_step_done(1)?;
-        self.complete_purge(id, now)?;
+        self.complete_purge(id, now, Some(&known))?;
         self.purged
             .get(&id)
             .cloned()
@@ -1186,8 +1106,15 @@ impl Log {
         Ok(())
     }
 
-    /// Steps 2–4 of a purge, each idempotent.
-    fn complete_purge(&mut self, id: u32, now: Timestamp) -> LogResult<()> {
+    /// Steps 2–4 of a purge, each idempotent. `known`: the segment's
+    /// entries when this process just read them from the index (else the
+    /// check before shredding reads them).
+    fn complete_purge(
+        &mut self,
+        id: u32,
+        now: Timestamp,
+        known: Option<&purge::SegmentEntries>,
+    ) -> LogResult<()> {
         let Some(mut tombstone) = self.purged.get(&id).cloned() else {
             return Ok(());
         };
@@ -1208,30 +1135,29 @@ impl Log {
             tombstone.event_index = Some(receipt.index);
             tombstone.write(&path)?;
             self.purged.insert(id, tombstone.clone());
+            self.share();
             self.purge_step_done(3)?;
         }
         // Before anything is destroyed: the tombstone must describe this
         // very segment and a purge the policy allowed. A stray or altered
         // tombstone stops here (the log refuses to open) and deletes
         // nothing.
-        self.check_before_shredding(&tombstone)?;
+        self.check_before_shredding(&tombstone, known)?;
         // 3. Crypto-shred: the data key goes first, so the records are
         //    unreadable from here even if the segment file lingered.
-        self.lock_keys().remove(&id);
+        self.reader.forget_segment(id);
         remove_durably(&self.layout.dek(id))?;
         self.purge_step_done(4)?;
         // 4. The segment file itself, and any bytes recovery cut from it
         //    and kept aside (`salvage`).
         crate::salvage::remove_segment(&self.layout, id)?;
-        self.readers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        self.reader.forget_segment(id);
         let segment_path = self.layout.segment(&tombstone.stream, tombstone.epoch_day);
         remove_durably(&segment_path)?;
         self.purge_step_done(5)?;
         self.segments.remove(&id);
         self.committed.remove(&id);
+        self.share();
         Ok(())
     }
 }
@@ -1242,7 +1168,7 @@ impl Log {
     /// relies on it.
     pub(crate) fn check_pending_purges(&self) -> LogResult<()> {
         for tombstone in self.purged.values() {
-            self.check_before_shredding(tombstone)?;
+            self.check_before_shredding(tombstone, None)?;
         }
         Ok(())
     }
@@ -1250,7 +1176,11 @@ impl Log {
     /// Refuses to destroy anything for `tombstone` unless its data key or
     /// segment file belongs to the segment it names, its entries are the
     /// index's entries of that segment, and the purge was allowed.
-    fn check_before_shredding(&self, tombstone: &Tombstone) -> LogResult<()> {
+    fn check_before_shredding(
+        &self,
+        tombstone: &Tombstone,
+        known: Option<&purge::SegmentEntries>,
+    ) -> LogResult<()> {
         let id = tombstone.segment;
         let segment_path = self.layout.segment(&tombstone.stream, tombstone.epoch_day);
         let dek_exists = self.layout.dek(id).exists();
@@ -1282,7 +1212,10 @@ impl Log {
                 )));
             }
         }
-        let entries = purge::segment_entries(&self.index, id)?;
+        let entries = match known {
+            Some(entries) => entries.clone(),
+            None => purge::segment_entries(&self.index, id)?,
+        };
         tombstone.matches(&entries).map_err(&refuse)?;
         self.purge_was_allowed(tombstone).map_err(&refuse)?;
         Ok(())
@@ -1405,4 +1338,106 @@ fn read_policy_file(path: &std::path::Path, seq: u64) -> LogResult<PolicyVersion
         event_index: file.event_index,
         prior_data: file.prior_data,
     })
+}
+
+/// Re-checks a past purge against the recorded policy versions and
+/// holds: at its decision time the epoch had ended, every policy
+/// version since the epoch began had let its retention end, and no hold
+/// then active covered it.
+pub(crate) fn purge_was_allowed(
+    policies: &[PolicyVersion],
+    holds: &[Hold],
+    t: &Tombstone,
+) -> Result<(), String> {
+    let epoch = format!("stream {:?} epoch {}", t.stream, t.epoch);
+    if t.decided_at < end_of_day(t.epoch_day) {
+        return Err(format!("{epoch} was purged before the epoch ended"));
+    }
+    // Only versions applied before the decision count.
+    // Only versions applied before the decision count: before its
+    // event in the log when it has one, else by time.
+    let recorded_before = |v: &PolicyVersion| match (t.event_index, v.event_index) {
+        (Some(purge_event), Some(version_event)) => version_event < purge_event,
+        _ => v.activated_at <= t.decided_at,
+    };
+    let mut applied: Vec<AppliedPolicy<'_>> = Vec::new();
+    if policies.first().is_some_and(|v| v.prior_data) {
+        applied.push(AppliedPolicy {
+            activated_at: i64::MIN,
+            policy: shipped_default_ref(),
+        });
+    }
+    applied.extend(
+        policies
+            .iter()
+            .filter(|v| recorded_before(v))
+            .map(|v| AppliedPolicy {
+                activated_at: v.activated_at,
+                policy: &v.policy,
+            }),
+    );
+    let allowed_from = if t.stream.starts_with('_') {
+        None
+    } else {
+        stele_policy::purge_after(&applied, &t.stream, t.epoch_day)
+    };
+    match allowed_from {
+        None => {
+            return Err(format!(
+                "{epoch} was purged, but the policy keeps it forever"
+            ));
+        }
+        Some(at) if t.decided_at < at => {
+            return Err(format!(
+                "{epoch} was purged at {} before its retention ended at {}",
+                purge::timestamp_text(t.decided_at),
+                purge::timestamp_text(at)
+            ));
+        }
+        Some(at) if at != t.purge_after => {
+            return Err(format!(
+                "{epoch}: the purge record says retention ended at {}, the policy history says {}",
+                purge::timestamp_text(t.purge_after),
+                purge::timestamp_text(at)
+            ));
+        }
+        Some(_) => {}
+    }
+    let decided = t.decided_at;
+    let seconds = |text: &Option<String>| {
+        text.as_deref()
+            .and_then(|s| s.parse::<Timestamp>().ok())
+            .map(|ts| ts.as_second())
+    };
+    for hold in holds {
+        let mut as_active = hold.clone();
+        as_active.released_at = None;
+        if !as_active.covers(&t.stream, t.epoch_day) {
+            continue;
+        }
+        // Was the hold active when the purge was decided? The log's
+        // order answers exactly when both events are known (one writer
+        // appends them in the order things happened); otherwise the
+        // clock does, to the second.
+        let active = match (t.event_index, hold.placed_event) {
+            (Some(purge_event), Some(placed_event)) => {
+                placed_event < purge_event
+                    && hold
+                        .released_event
+                        .is_none_or(|released| released > purge_event)
+            }
+            _ => {
+                let placed = seconds(&Some(hold.placed_at.clone())).unwrap_or(i64::MIN);
+                let released = seconds(&hold.released_at).unwrap_or(i64::MAX);
+                placed <= decided && decided < released
+            }
+        };
+        if active {
+            return Err(format!(
+                "{epoch} was purged while hold {} covered it",
+                hold.id
+            ));
+        }
+    }
+    Ok(())
 }

@@ -113,6 +113,16 @@ impl Layout {
     pub fn generation(&self) -> PathBuf {
         self.root.join("writer-generation")
     }
+    /// The purge record (tombstone) of a stream's epoch.
+    pub fn tombstone(&self, stream: &str, day: u32) -> PathBuf {
+        self.segments()
+            .join(stream)
+            .join(format!("{}.purged", epoch_date(day)))
+    }
+    /// The legal holds (a cache of the `hold.*` events).
+    pub fn holds(&self) -> PathBuf {
+        self.root.join("holds.json")
+    }
     pub fn snapshot(&self) -> PathBuf {
         self.root.join("segments.state")
     }

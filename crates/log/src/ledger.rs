@@ -25,9 +25,9 @@ use jiff::Timestamp;
 use serde_json::{Map, Value};
 use stele_policy::PolicySource;
 
-use crate::engine::Log;
 use crate::error::{LogError, LogResult};
 use crate::governance::{Hold, PolicyVersion, SYSTEM_STREAM, SYSTEM_WRITER};
+use crate::reader::LogReader;
 
 /// One `policy.applied` event.
 #[derive(Debug, Clone)]
@@ -145,7 +145,7 @@ fn time(event: &SystemEvent, name: &str) -> LogResult<i64> {
 
 impl Ledger {
     /// Replays every governance event of `log`'s `_system` stream.
-    pub(crate) fn replay(log: &Log) -> LogResult<Ledger> {
+    pub(crate) fn replay(log: &LogReader) -> LogResult<Ledger> {
         let mut ledger = Ledger::default();
         for event in system_events(log)? {
             ledger.newest = Some(
@@ -399,10 +399,11 @@ impl Ledger {
 /// order, read by walking the `_system` segments up to their committed
 /// lengths (each entry then read back through the index, which checks its
 /// location, tag and commitment).
-fn system_events(log: &Log) -> LogResult<Vec<SystemEvent>> {
+fn system_events(log: &LogReader) -> LogResult<Vec<SystemEvent>> {
     let mut indices: Vec<u64> = Vec::new();
-    for (id, info) in log.segment_infos() {
-        if info.header.stream != SYSTEM_STREAM || log.purged().contains_key(id) {
+    let (segments, purged) = (log.segment_infos(), log.purged());
+    for (id, info) in &segments {
+        if info.header.stream != SYSTEM_STREAM || purged.contains_key(id) {
             continue;
         }
         let bytes = std::fs::read(&info.path)
@@ -540,7 +541,7 @@ pub(crate) fn policy_differences(cached: &PolicyVersion, logged: &LedgerPolicy) 
 /// reported a clean run, say), while the log records a later one. That the
 /// file holds exactly the event it names is checked with the other audit
 /// files (`verify_files`).
-fn attestation_problem(log: &Log, ledger: &Ledger) -> Option<(String, String)> {
+fn attestation_problem(log: &LogReader, ledger: &Ledger) -> Option<(String, String)> {
     let latest = ledger.latest_attestation?;
     let path = crate::audit::audit_dir(&log.layout().root).join("latest.json");
     match crate::audit::latest_attestation(&log.layout().root) {
@@ -566,7 +567,7 @@ fn attestation_problem(log: &Log, ledger: &Ledger) -> Option<(String, String)> {
     }
 }
 
-pub(crate) fn governance_problems(log: &Log) -> Vec<(String, String)> {
+pub(crate) fn governance_problems(log: &LogReader) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let ledger = match Ledger::replay(log) {
         Ok(ledger) => ledger,

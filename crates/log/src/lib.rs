@@ -33,8 +33,11 @@ pub mod prepare;
 mod publisher;
 pub mod purge;
 mod read_only;
+mod reader;
+mod recovery;
 mod rotate;
 pub mod salvage;
+pub mod scan;
 pub mod sequencer;
 mod session;
 pub mod tiles;
@@ -51,6 +54,7 @@ pub use engine::{CreateOptions, Log, MAX_BATCH, OpenOptions, Receipt, StoredEven
 pub use error::{LogError, LogResult};
 pub use meta::Meta;
 pub use prepare::{PreparedEvent, Preparer};
+pub use reader::LogReader;
 #[doc(hidden)]
 pub use rotate::kek_info_round_trip;
 pub use rotate::{KekAgeSource, KekInfo, RotateStep};

@@ -142,18 +142,6 @@ impl Publisher {
         }
     }
 
-    /// A publisher with no thread, for a read-only handle: it holds what
-    /// was published when the log was opened, and refuses every tile and
-    /// publish.
-    pub fn read_only(layout: &Layout, initial: PublishState) -> Publisher {
-        Publisher {
-            public: layout.public(),
-            tx: None,
-            thread: None,
-            state: Arc::new(Mutex::new(initial)),
-        }
-    }
-
     pub fn state(&self) -> MutexGuard<'_, PublishState> {
         lock(&self.state)
     }

@@ -1,45 +1,45 @@
-//! A read-only handle on a data directory, for `verify`: no lock, no
+//! A reader opened on its own ([`LogReader::open`]), for `verify`, `get`,
+//! proofs, `export` and `query` from the command line: no lock, no
 //! recovery, no file written or created, no write permission needed.
 //!
-//! [`Log::open_read_only`] reads the state a writing open starts from — the
+//! It reads the state a writing open starts from — the
 //! latest checkpoint in the history, then the index's whole records (in
 //! that order, so that every checkpoint read is covered by the index read
 //! after it, even while a writer appends) — and instead of repairing what a
 //! crash left, works out what the next writing open would do and says so,
-//! one line each ([`Log::pending_recovery`]): a torn index or history tail,
+//! one line each ([`LogReader::pending_recovery`]): a torn index or history tail,
 //! the last append's torn segment records (their entries are left out of
 //! the handle's view, as the open would cut them), bytes after a segment's
 //! committed length. Everything the handle shows is the prefix a writing
 //! open would keep; a record altered after it was written stays in view, so
-//! that `verify` reports it. It is not a reader for serving: it never
-//! refreshes, and every write is refused.
+//! that `verify` reports it. It never refreshes: it shows the log as it
+//! was when opened (a server reads through its writer's reader instead).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use stele_store::fsutil;
 use stele_store::history;
 use stele_store::index::{IndexFile, MAX_BATCH_RECORDS};
 use stele_tlog::hash::hex;
 
-use crate::committer::Committer;
 use crate::engine::{
-    Log, OpenOptions, OpenedKeys, RemoveTornCreates, TailKind, check_dir, discover_segments,
-    is_damaged_data, open_checkpoint, open_keys,
+    OpenOptions, OpenedKeys, check_dir, is_damaged_data, open_checkpoint, open_keys,
 };
 use crate::error::{LogError, LogResult};
 use crate::layout::Layout;
 use crate::meta::Meta;
-use crate::publisher::{PublishState, Publisher};
-use crate::tiles::TileBuilder;
+use crate::publisher::PublishState;
+use crate::reader::{LogReader, Parts, View};
+use crate::recovery::{RemoveTornCreates, TailKind, discover_segments};
 
-impl Log {
+impl LogReader {
     /// Opens the log without the directory lock and without recovery, for
     /// reading only (see the module docs). Works beside a running writer
     /// (the view is the log as it was when opened) and on a directory
     /// without write permission.
-    pub fn open_read_only(dir: &Path, options: OpenOptions) -> LogResult<Log> {
+    pub fn open(dir: &Path, options: OpenOptions) -> LogResult<LogReader> {
         check_dir(dir)?;
         let layout = Layout::new(dir);
         let meta = Meta::read(&layout.meta())?;
@@ -53,12 +53,7 @@ impl Log {
                 )));
             }
         }
-        let OpenedKeys {
-            kek,
-            signer: _,
-            attestor,
-            verifier,
-        } = open_keys(&layout, &meta, &options)?;
+        let OpenedKeys { kek, verifier, .. } = open_keys(&layout, &meta, &options)?;
 
         // The history first: every checkpoint read is then covered by the
         // index read after it.
@@ -109,7 +104,8 @@ impl Log {
                 layout.meta().display()
             )));
         }
-        let (index, recovery) = IndexFile::open_read_only(&layout.index(), latest_checkpoint.size)?;
+        let (mut index, recovery) =
+            IndexFile::open_read_only(&layout.index(), latest_checkpoint.size)?;
         if recovery.torn_bytes > 0 {
             pending.push(format!(
                 "{}: {} bytes after entry {} that are not zeros (records being appended, or torn by a crash): the next open cuts them",
@@ -119,107 +115,86 @@ impl Log {
             ));
         }
         let (segments, purged) = discover_segments(&layout, RemoveTornCreates::No)?;
-        let publisher = Publisher::read_only(
-            &layout,
-            PublishState {
-                size: latest_checkpoint.size,
-                note: String::from_utf8_lossy(&latest.note).into_owned(),
-                history: scan.index,
-                requested: latest_checkpoint.size,
-                published_at: None,
-                error: None,
-            },
-        );
+        let publish = Arc::new(Mutex::new(PublishState {
+            size: latest_checkpoint.size,
+            note: String::from_utf8_lossy(&latest.note).into_owned(),
+            history: scan.index,
+            requested: latest_checkpoint.size,
+            published_at: None,
+            error: None,
+        }));
         let sessions = crate::session::load(&layout, &meta)?;
-        let mut log = Log {
+        let policies = crate::governance::read_policy_versions(&layout.root)?;
+        let holds = crate::governance::read_holds(&layout.holds())?;
+        let reader = LogReader::new(Parts {
             layout,
-            _lock: None,
             meta,
-            kek,
             verifier,
+            kek: Arc::new(kek),
             sessions,
-            index,
-            generation: None,
-            segments,
-            committed: HashMap::new(),
-            active: Vec::new(),
-            keys: Mutex::new(HashMap::new()),
-            readers: Mutex::new(HashMap::new()),
-            tiles: TileBuilder::new(),
-            idempotency: None,
-            publisher,
-            poisoned: None,
-            purged,
-            attestor,
-            policies: Vec::new(),
-            holds: Vec::new(),
-            time_floor: None,
-            announcements: crate::announce::Announcements::default(),
-            purge_stop: None,
-            committer: Committer::start(),
-            in_flight: std::collections::VecDeque::new(),
-            kept_at_open: Vec::new(),
-            read_only: None,
-        };
-        log.load_governance()?;
-        log.survey_unbacked_tail(&mut pending)?;
-        log.survey_segment_tails(&mut pending)?;
-        log.read_only = Some(pending);
-        Ok(log)
+            index: index.reader(),
+            view: View {
+                segments,
+                purged,
+                policies,
+                holds,
+                ..View::default()
+            },
+            publish,
+            pending: None,
+        });
+        if let Some(cut_at) = reader.survey_unbacked_tail(&mut pending)? {
+            index.limit(cut_at);
+        }
+        reader.survey_segment_tails(&mut pending)?;
+        Ok(reader.with_pending(pending))
     }
 
-    /// For a read-only handle, what the next writing open would repair,
-    /// one line each (empty when nothing); `None` for a writing handle.
-    pub fn pending_recovery(&self) -> Option<&[String]> {
-        self.read_only.as_deref()
-    }
-
-    /// What [`Log::cut_unbacked_tail`] would cut: the view stops before the
+    /// What `Log::cut_unbacked_tail` would cut: the view stops before the
     /// first torn record of the last append's reach. A record altered after
     /// it was written stays in view (`verify` reports it), as do entries the
     /// open would refuse to go on from.
-    fn survey_unbacked_tail(&mut self, pending: &mut Vec<String>) -> LogResult<()> {
-        let total = self.index.len();
+    /// Returns where the view is to stop, if before the end.
+    fn survey_unbacked_tail(&self, pending: &mut Vec<String>) -> LogResult<Option<u64>> {
+        let total = self.size();
         let from = self
             .published_size()
             .max(total.saturating_sub(MAX_BATCH_RECORDS));
         let mut start = from;
         while start < total {
             let count = (total - start).min(4096);
-            let records = self.index.read_range(start, count)?;
+            let records = self.index().read_range(start, count)?;
             for (i, record) in records.iter().enumerate() {
                 let index = start + i as u64;
-                if self.purged.contains_key(&record.segment_id)
-                    || !self.segments.contains_key(&record.segment_id)
-                {
+                let Some(path) = self.segment_path(record.segment_id) else {
                     continue;
-                }
+                };
                 match self.open_record(index, record) {
                     Ok(_) => {}
                     Err(e) if is_damaged_data(&e) => {
                         if let Ok(mark) = self.tear_of(index, record, &e) {
-                            let path = self.segments[&record.segment_id].path.display();
+                            let path = path.display();
                             pending.push(format!(
                                 "entries {index} to {} would be cut from the index at the next open: the record of entry {index} in {path} was torn by a crash ({mark}), so their append was never acknowledged; they are not verified",
                                 total - 1
                             ));
-                            self.index.limit(index);
+                            return Ok(Some(index));
                         }
-                        return Ok(());
+                        return Ok(None);
                     }
-                    Err(_) => return Ok(()),
+                    Err(_) => return Ok(None),
                 }
             }
             start += count;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// What the segment cut of a writing open would do with the bytes after
     /// each segment's committed length (the walk of `recover`, reading
     /// only). Sets the committed lengths `verify` walks to.
-    fn survey_segment_tails(&mut self, pending: &mut Vec<String>) -> LogResult<()> {
-        let total = self.index.len();
+    fn survey_segment_tails(&self, pending: &mut Vec<String>) -> LogResult<()> {
+        let total = self.size();
         let (mut committed, from_snapshot) = self.committed_lengths(true)?;
         let mut tails = self.segment_tails(&committed, total)?;
         if from_snapshot
@@ -230,7 +205,7 @@ impl Log {
             (committed, _) = self.committed_lengths(false)?;
             tails = self.segment_tails(&committed, total)?;
         }
-        let mut lengths = BTreeMap::new();
+        let mut lengths: BTreeMap<u32, u64> = BTreeMap::new();
         for tail in &tails {
             lengths.insert(tail.id, tail.keep);
             let path = tail.path.display();
@@ -257,7 +232,7 @@ impl Log {
                 )),
             }
         }
-        self.committed = lengths.into_iter().collect();
+        self.view_mut().committed = lengths.into_iter().collect();
         Ok(())
     }
 }

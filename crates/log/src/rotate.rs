@@ -232,7 +232,8 @@ impl Log {
         }
         // From here on the new KEK is the one on disk; new segments must be
         // wrapped under it even if a later step fails.
-        self.kek = new_kek;
+        self.kek = std::sync::Arc::new(new_kek);
+        self.reader.set_kek(self.kek.clone());
         let result = fsutil::fsync_dir(&layout.keys())
             .map_err(LogError::from)
             .and_then(|()| {

@@ -30,6 +30,7 @@ use stele_store::fsutil;
 use crate::engine::{Log, StoredEvent};
 use crate::error::{LogError, LogResult};
 use crate::governance::{MAX_PRINCIPAL_BYTES, SYSTEM_STREAM, SYSTEM_WRITER};
+use crate::reader::LogReader;
 
 /// Name of the token file in a data directory.
 pub const TOKEN_FILE: &str = "tokens.json";
@@ -433,7 +434,7 @@ pub fn revocation_problem(entry: &TokenEntry, events: &TokenEvents) -> Option<St
 
 /// Checks every record of `tokens.json` against the log; each problem is
 /// (file, what). Used by `verify`.
-pub fn check_token_file(log: &Log) -> LogResult<Vec<(String, String)>> {
+pub fn check_token_file(log: &LogReader) -> LogResult<Vec<(String, String)>> {
     let data = log.layout().root.clone();
     let path = token_path(&data).display().to_string();
     let file = match read_token_file(&data) {
@@ -444,7 +445,8 @@ pub fn check_token_file(log: &Log) -> LogResult<Vec<(String, String)>> {
     if file.tokens.is_empty() {
         return Ok(problems);
     }
-    log.with_idempotency(|known| -> LogResult<Vec<(String, String)>> {
+    let known = &log.idempotency_keys()?;
+    (|| -> LogResult<Vec<(String, String)>> {
         let mut seen = std::collections::HashSet::new();
         for entry in &file.tokens {
             if !seen.insert(entry.id.clone()) {
@@ -465,13 +467,13 @@ pub fn check_token_file(log: &Log) -> LogResult<Vec<(String, String)>> {
             }
         }
         Ok(problems)
-    })?
+    })()
 }
 
 /// The system event appended under `client_id`, if any (hash matches of
 /// the idempotency index are confirmed against the stored event).
 fn system_event(
-    log: &Log,
+    log: &LogReader,
     known: &HashMap<u64, Vec<u64>>,
     client_id: &str,
 ) -> LogResult<Option<Result<StoredEvent, u64>>> {
@@ -497,7 +499,11 @@ fn system_event(
     Ok(None)
 }
 
-fn token_events_in(log: &Log, known: &HashMap<u64, Vec<u64>>, id: &str) -> LogResult<TokenEvents> {
+fn token_events_in(
+    log: &LogReader,
+    known: &HashMap<u64, Vec<u64>>,
+    id: &str,
+) -> LogResult<TokenEvents> {
     let created = system_event(log, known, &created_client_id(id))?.map(|found| {
         found.map(|stored| TokenEvent {
             index: stored.index,
@@ -524,7 +530,8 @@ impl Log {
     /// `token.revoked` events).
     pub fn token_events(&mut self, id: &str) -> LogResult<TokenEvents> {
         self.load_idempotency()?;
-        self.with_idempotency(|known| token_events_in(self, known, id))?
+        let reader = self.reader.clone();
+        self.with_idempotency(|known| token_events_in(&reader, known, id))?
     }
 
     /// Creates a token. Log first: the spec is validated and the file read

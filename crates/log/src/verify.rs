@@ -34,10 +34,11 @@ use stele_store::sessions::SegmentKeys;
 use stele_tlog::Hash;
 use stele_tlog::tile::{TILE_WIDTH, TileId};
 
-use crate::engine::{Log, SegmentInfo, open_checkpoint};
+use crate::engine::{SegmentInfo, open_checkpoint};
 use crate::error::LogResult;
 use crate::layout::Layout;
 use crate::purge::IndexDigest;
+use crate::reader::LogReader;
 use crate::tiles::{TileBuilder, TileSink};
 
 /// How many problems a report keeps in detail.
@@ -141,31 +142,108 @@ impl Default for Granularity {
 
 /// Verifies the whole log. I/O errors that stop verification altogether
 /// are returned as errors; everything else is a problem in the report.
-pub fn verify(log: &Log, progress: &dyn Progress) -> LogResult<VerifyReport> {
+pub fn verify(log: &LogReader, progress: &dyn Progress) -> LogResult<VerifyReport> {
     verify_with(log, progress, Granularity::default())
 }
 
 /// [`verify`], reading `granularity` at a time (small values let tests put
 /// chunk and window boundaries everywhere).
 pub fn verify_with(
-    log: &Log,
+    log: &LogReader,
     progress: &dyn Progress,
     granularity: Granularity,
 ) -> LogResult<VerifyReport> {
-    let chunk_bytes = granularity.chunk_bytes.max(MIN_CHUNK_BYTES);
-    let window = granularity.window_entries.max(1);
+    // One moment of the log, however a writer beside goes on.
+    let frozen = log.frozen();
+    let log = &frozen;
     let layout = log.layout().clone();
     let problems = Problems::default();
     let total = log.size();
     progress.start(total * 2);
 
-    // Checkpoints: signatures, origins, sizes, and the public copy. The
-    // history is streamed; only each tree head's size and root are kept
-    // (40 bytes, at most one per entry) for the tree pass.
-    let mut checkpoints: Vec<TreeHead> = Vec::new();
-    let mut latest_note: Option<Vec<u8>> = None;
-    let mut previous_note: Option<Vec<u8>> = None;
-    let history_path = show(&layout.history());
+    let heads = checkpoint_pass(log, &problems)?;
+    let mut notes = log
+        .pending_recovery()
+        .map(<[String]>::to_vec)
+        .unwrap_or_default();
+    check_public_checkpoint(
+        log,
+        heads.latest_note.as_deref(),
+        heads.previous_note.as_deref(),
+        &problems,
+        &mut notes,
+    )?;
+    // Entries after the latest checkpoint are durable but not yet signed
+    // (a writer publishes them soon; a writing open publishes them at
+    // once); their tiles are not compared, as no checkpoint commits to them.
+    let signed = heads.list.last().map_or(0, |c| c.size);
+    if signed < total {
+        notes.push(format!(
+            "{}: the latest checkpoint covers {signed} of the {total} entries; the {} after it are verified, but not yet signed (the next publish signs them)",
+            show(&layout.history()),
+            total - signed
+        ));
+    }
+
+    let entries = entries_pass(log, &heads.list, signed, &problems, progress, granularity);
+    purge_pass(log, entries.purged, &problems, &mut notes);
+    // Governance from the log alone: the files beside it agree, and no
+    // recorded time goes backwards.
+    for (location, what) in crate::ledger::governance_problems(log) {
+        problems.add(location, what);
+    }
+    // Every record of `tokens.json` against its token events.
+    for (file, what) in crate::tokens::check_token_file(log)? {
+        problems.add(file, what);
+    }
+    check_generation(&layout, entries.max_generation, &problems);
+    notes.extend(salvage_pass(&layout, &problems)?);
+    // Files that mirror events: each must say what the log says.
+    let (kek_problems, kek_notes) = crate::verify_files::check_kek_info(log, &entries.key_events);
+    notes.extend(kek_notes);
+    let tree_heads: Vec<(u64, Hash)> = heads.list.iter().map(|c| (c.size, c.root)).collect();
+    for (location, what) in kek_problems
+        .into_iter()
+        .chain(crate::verify_files::check_audit_files(log, &tree_heads))
+    {
+        problems.add(location, what);
+    }
+
+    let problem_count = problems.count.load(Ordering::Relaxed);
+    let list = problems
+        .list
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    Ok(VerifyReport {
+        entries: total,
+        checkpoints: heads.list.len(),
+        segments: log.segment_infos().len(),
+        purged_segments: log.purged().len(),
+        tiles: entries.tiles_checked,
+        bytes_decrypted: entries.bytes_decrypted,
+        problem_count,
+        problems: list,
+        notes,
+    })
+}
+
+/// The signed tree heads of the history, and its last two notes.
+struct Heads {
+    list: Vec<TreeHead>,
+    latest_note: Option<Vec<u8>>,
+    previous_note: Option<Vec<u8>>,
+}
+
+/// Checkpoints: signatures, origins, sizes. The history is streamed; only
+/// each tree head's size and root are kept (40 bytes, at most one per
+/// entry) for the tree pass.
+fn checkpoint_pass(log: &LogReader, problems: &Problems) -> LogResult<Heads> {
+    let mut heads = Heads {
+        list: Vec::new(),
+        latest_note: None,
+        previous_note: None,
+    };
+    let history_path = show(&log.layout().history());
     for (i, stored) in log.checkpoint_history().stream()?.enumerate() {
         let location = format!("{history_path} (checkpoint #{i})");
         let stored = match stored {
@@ -186,7 +264,7 @@ pub fn verify_with(
                         ),
                     );
                 }
-                if let Some(prev) = checkpoints.last()
+                if let Some(prev) = heads.list.last()
                     && cp.size < prev.size
                 {
                     problems.add(
@@ -197,49 +275,51 @@ pub fn verify_with(
                         ),
                     );
                 }
-                checkpoints.push(TreeHead {
+                heads.list.push(TreeHead {
                     size: cp.size,
                     root: cp.root,
                 });
             }
             Err(e) => problems.add(&location, format!("signature or format: {e}")),
         }
-        previous_note = latest_note.replace(stored.note);
+        heads.previous_note = heads.latest_note.replace(stored.note);
     }
-    let mut notes = log
-        .pending_recovery()
-        .map(<[String]>::to_vec)
-        .unwrap_or_default();
-    check_public_checkpoint(
-        log,
-        latest_note.as_deref(),
-        previous_note.as_deref(),
-        &problems,
-        &mut notes,
-    )?;
-    // Entries after the latest checkpoint are durable but not yet signed
-    // (a writer publishes them soon; a writing open publishes them at
-    // once); their tiles are not compared, as no checkpoint commits to them.
-    let signed = checkpoints.last().map_or(0, |c| c.size);
-    if signed < total {
-        notes.push(format!(
-            "{}: the latest checkpoint covers {signed} of the {total} entries; the {} after it are verified, but not yet signed (the next publish signs them)",
-            show(&layout.history()),
-            total - signed
-        ));
-    }
+    Ok(heads)
+}
 
-    // The index is read one window at a time; each window's commitments go
-    // to the tree pass and its locations to the segment pass, which run in
-    // parallel and both carry their state over to the next window.
+/// What the pass over every entry found besides problems.
+struct EntriesSeen {
+    /// Per purged segment, the entries the index gives it.
+    purged: BTreeMap<u32, IndexDigest>,
+    key_events: crate::verify_files::KeyEventWatch,
+    max_generation: u64,
+    tiles_checked: u64,
+    bytes_decrypted: u64,
+}
+
+/// The index is read one window at a time; each window's commitments go
+/// to the tree pass and its locations to the segment pass, which run in
+/// parallel and both carry their state over to the next window.
+fn entries_pass(
+    log: &LogReader,
+    checkpoints: &[TreeHead],
+    signed: u64,
+    problems: &Problems,
+    progress: &dyn Progress,
+    granularity: Granularity,
+) -> EntriesSeen {
+    let chunk_bytes = granularity.chunk_bytes.max(MIN_CHUNK_BYTES);
+    let window = granularity.window_entries.max(1);
+    let total = log.size();
+    let public = log.layout().public();
     let tiles_checked = AtomicU64::new(0);
     let bytes_decrypted = AtomicU64::new(0);
     let max_generation = AtomicU64::new(0);
     let tree_done = AtomicBool::new(false);
-    let mut tree = TreePass::new(log, &checkpoints, signed, &problems, &tiles_checked);
+    let mut tree = TreePass::new(log, checkpoints, signed, problems, &tiles_checked);
     let mut segments = SegmentPass::new(
         log,
-        &problems,
+        problems,
         &bytes_decrypted,
         &max_generation,
         chunk_bytes,
@@ -251,13 +331,13 @@ pub fn verify_with(
         .map(|id| (*id, IndexDigest::default()))
         .collect();
     std::thread::scope(|outer| {
-        outer.spawn(|| prefetch_tiles(&layout.public(), total, &tiles_checked, &tree_done));
+        outer.spawn(|| prefetch_tiles(&public, total, &tiles_checked, &tree_done));
         let mut start = 0u64;
         // At least one window, also for an empty index: the last window
         // walks every segment to its end.
         loop {
             let end = start.saturating_add(window).min(total);
-            let (records, corrupt) = read_index(log, start, end, &problems);
+            let (records, corrupt) = read_index(log, start, end, problems);
             for (i, r) in records.iter().enumerate() {
                 let index = start + i as u64;
                 if corrupt.binary_search(&index).is_ok() {
@@ -281,23 +361,19 @@ pub fn verify_with(
         tree_done.store(true, Ordering::Relaxed);
     });
     segments.finish();
-
-    purge_pass(log, purged, &problems, &mut notes);
-    // Governance from the log alone: the files beside it agree, and no
-    // recorded time goes backwards.
-    for (location, what) in crate::ledger::governance_problems(log) {
-        problems.add(location, what);
+    EntriesSeen {
+        purged,
+        key_events,
+        max_generation: max_generation.load(Ordering::Relaxed),
+        tiles_checked: tiles_checked.load(Ordering::Relaxed),
+        bytes_decrypted: bytes_decrypted.load(Ordering::Relaxed),
     }
+}
 
-    // Every record of `tokens.json` against its token events.
-    for (file, what) in crate::tokens::check_token_file(log)? {
-        problems.add(file, what);
-    }
-
-    // Record nonces are (writer generation, index): the stored generation
-    // must be at least every generation a record was sealed under, or the
-    // next writer could reuse a nonce.
-    let newest = max_generation.load(Ordering::Relaxed);
+/// Record nonces are (writer generation, index): the stored generation
+/// must be at least every generation a record was sealed under, or the
+/// next writer could reuse a nonce.
+fn check_generation(layout: &Layout, newest: u64, problems: &Problems) {
     let generation_path = layout.generation();
     match stele_store::state::read_generation(&generation_path) {
         Ok(stored) if u64::from(stored) >= newest => {}
@@ -309,36 +385,6 @@ pub fn verify_with(
         ),
         Err(e) => problems.add(show(&generation_path), e.to_string()),
     }
-
-    notes.extend(salvage_pass(&layout, &problems)?);
-
-    // Files that mirror events: each must say what the log says.
-    let (kek_problems, kek_notes) = crate::verify_files::check_kek_info(log, &key_events);
-    notes.extend(kek_notes);
-    let heads: Vec<(u64, Hash)> = checkpoints.iter().map(|c| (c.size, c.root)).collect();
-    for (location, what) in kek_problems
-        .into_iter()
-        .chain(crate::verify_files::check_audit_files(log, &heads))
-    {
-        problems.add(location, what);
-    }
-
-    let problem_count = problems.count.load(Ordering::Relaxed);
-    let list = problems
-        .list
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner());
-    Ok(VerifyReport {
-        entries: total,
-        checkpoints: checkpoints.len(),
-        segments: log.segment_infos().len(),
-        purged_segments: log.purged().len(),
-        tiles: tiles_checked.load(Ordering::Relaxed),
-        bytes_decrypted: bytes_decrypted.load(Ordering::Relaxed),
-        problem_count,
-        problems: list,
-        notes,
-    })
 }
 
 /// Checks `log/checkpoint` against the history: it must be the latest
@@ -347,7 +393,7 @@ pub fn verify_with(
 /// next open finishes) and one published after the handle read the history
 /// (a writer running beside it).
 fn check_public_checkpoint(
-    log: &Log,
+    log: &LogReader,
     latest: Option<&[u8]>,
     previous: Option<&[u8]>,
     problems: &Problems,
@@ -389,7 +435,7 @@ fn check_public_checkpoint(
 /// all-zero record, so the window keeps one record per entry, and the
 /// segment pass expects nothing for it).
 fn read_index(
-    log: &Log,
+    log: &LogReader,
     start: u64,
     end: u64,
     problems: &Problems,
@@ -399,12 +445,12 @@ fn read_index(
     let mut at = start;
     while at < end {
         let count = (end - at).min(65_536);
-        match log.index_file().read_range(at, count) {
+        match log.index().read_range(at, count) {
             Ok(chunk) => records.extend(chunk),
             Err(e) => {
                 // Fall back to one record at a time to name each bad one.
                 for i in at..at + count {
-                    match log.index_file().read(i) {
+                    match log.index().read(i) {
                         Ok(r) => records.push(r),
                         Err(_) => {
                             problems.add(
@@ -474,16 +520,19 @@ fn salvage_pass(layout: &Layout, problems: &Problems) -> LogResult<Vec<String>> 
 /// and segment file are gone.
 /// `digests` holds, per purged segment, the entries the index gives it.
 fn purge_pass(
-    log: &Log,
+    log: &LogReader,
     mut digests: BTreeMap<u32, IndexDigest>,
     problems: &Problems,
     notes: &mut Vec<String>,
 ) {
     // A purge a crash interrupted is finished by the next writing open; a
     // read-only handle reports what is left to do instead.
-    let read_only = log.pending_recovery().is_some();
-    for (id, tombstone) in log.purged() {
-        let path = show(&log.tombstone_path(&tombstone.stream, tombstone.epoch_day));
+    let read_only = log.beside_writer();
+    for (id, tombstone) in &log.purged() {
+        let path = show(
+            &log.layout()
+                .tombstone(&tombstone.stream, tombstone.epoch_day),
+        );
         let digest = digests.remove(id).unwrap_or_default();
         if let Err(e) = tombstone.matches(&digest.finish()) {
             problems.add(&path, e);
@@ -664,7 +713,7 @@ struct TreePass<'a> {
 
 impl<'a> TreePass<'a> {
     fn new(
-        log: &Log,
+        log: &LogReader,
         checkpoints: &'a [TreeHead],
         signed: u64,
         problems: &'a Problems,
@@ -767,6 +816,9 @@ struct Expected {
 
 /// An open segment file being walked, window after window.
 struct Cursor {
+    id: u32,
+    /// The segment's committed length in the view.
+    committed: u64,
     file: std::fs::File,
     /// The same file opened with `O_DIRECT`, where the file system allows.
     direct: Option<std::fs::File>,
@@ -784,7 +836,7 @@ struct Cursor {
 impl Cursor {
     /// Opens a segment for walking: its data key, its length, its header.
     /// `None` (the reason reported) when it cannot be walked at all.
-    fn open(log: &Log, id: u32, info: &SegmentInfo, problems: &Problems) -> Option<Cursor> {
+    fn open(log: &LogReader, id: u32, info: &SegmentInfo, problems: &Problems) -> Option<Cursor> {
         let key = match log.segment_keys(id) {
             Ok(key) => Some(key),
             Err(e) => {
@@ -802,13 +854,18 @@ impl Cursor {
         let on_disk = file.metadata().map(|m| m.len()).unwrap_or(0);
         // Records end at the committed length; the file may go on with
         // zeros written ahead of the next records, and nothing else.
-        let file_len = match log.committed.get(&id) {
-            // A read-only handle surveyed the tail already (a note, if
-            // anything is there): records end at the committed length.
+        let committed = log.committed_length(id);
+        let file_len = match committed.as_ref() {
+            // A reader opened on its own surveyed the bytes after the
+            // committed length (a note, if they are not an append's).
             Some(committed) if log.pending_recovery().is_some() => (*committed).min(on_disk),
+            // The writer beside this view appended there since, or is
+            // appending: those bytes are its, not this view's.
+            Some(committed) if log.written_beyond(id, *committed) => (*committed).min(on_disk),
             Some(committed) if *committed < on_disk => {
                 match fsutil::end_of_nonzero(&file, *committed, on_disk) {
                     Ok(end) if end == *committed => *committed,
+                    Ok(_) if log.written_beyond(id, *committed) => *committed,
                     Ok(_) => {
                         problems.add(
                             show(&info.path),
@@ -843,6 +900,8 @@ impl Cursor {
             }
         };
         Some(Cursor {
+            id,
+            committed: committed.unwrap_or(0),
             direct: fsutil::open_direct(&info.path),
             file,
             key,
@@ -857,7 +916,7 @@ impl Cursor {
 /// time: each segment from where the previous window left it up to its
 /// last record the window expects (to its end in the last window).
 struct SegmentPass<'a> {
-    log: &'a Log,
+    log: &'a LogReader,
     problems: &'a Problems,
     bytes_decrypted: &'a AtomicU64,
     max_generation: &'a AtomicU64,
@@ -877,7 +936,7 @@ struct SegmentPass<'a> {
 
 impl<'a> SegmentPass<'a> {
     fn new(
-        log: &'a Log,
+        log: &'a LogReader,
         problems: &'a Problems,
         bytes_decrypted: &'a AtomicU64,
         max_generation: &'a AtomicU64,
@@ -925,11 +984,9 @@ impl<'a> SegmentPass<'a> {
                 len: r.location.len,
             });
         }
+        let (segments, purged) = (log.segment_infos(), log.purged());
         for (id, expected) in &by_segment {
-            if !log.segment_infos().contains_key(id)
-                && !log.purged().contains_key(id)
-                && self.missing.insert(*id)
-            {
+            if !segments.contains_key(id) && !purged.contains_key(id) && self.missing.insert(*id) {
                 self.problems.add(
                     show(&log.layout().segments()),
                     format!(
@@ -939,8 +996,8 @@ impl<'a> SegmentPass<'a> {
                 );
             }
         }
-        for (id, info) in log.segment_infos() {
-            if log.purged().contains_key(id) {
+        for (id, info) in &segments {
+            if purged.contains_key(id) {
                 continue; // checked by the purge pass
             }
             let expected = by_segment.remove(id).unwrap_or_default();
@@ -990,7 +1047,10 @@ impl<'a> SegmentPass<'a> {
             .last()
             .map(|e| e.offset.saturating_add(u64::from(e.len)))
             .filter(|end| *end > cursor.pos && !last);
+        let (log, id, committed) = (self.log, cursor.id, cursor.committed);
+        let writers = move || log.written_beyond(id, committed);
         let mut walk = Walk {
+            writers: &writers,
             file: &cursor.file,
             direct: cursor.direct.as_ref(),
             path,
@@ -1089,6 +1149,9 @@ struct Walked {
 /// Walking one segment file in order against the records the index
 /// expects in it.
 struct Walk<'a> {
+    /// Whether the writer beside the view has appended to the segment
+    /// since: records after the view's are then its, not unreferenced.
+    writers: &'a (dyn Fn() -> bool + Sync),
     file: &'a std::fs::File,
     /// The same file opened with `O_DIRECT`, where the file system allows.
     direct: Option<&'a std::fs::File>,
@@ -1217,6 +1280,8 @@ impl Walk<'_> {
                     );
                     self.k += 1;
                 }
+                // After the view's records, written by the writer beside it.
+                None if (self.writers)() => {}
                 // Before the next expected record, or after the last one.
                 _ => self.problems.add(
                     show(self.path),

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::audit::Attestation;
-use crate::engine::Log;
 use crate::governance::{SYSTEM_STREAM, SYSTEM_WRITER};
+use crate::reader::LogReader;
 use crate::rotate::{KekAgeSource, read_kek_file};
 
 /// Rotation numbers looked for beyond the one `kek.info` names: a
@@ -38,7 +38,7 @@ pub(crate) struct KeyEventWatch {
 impl KeyEventWatch {
     /// Watches for the rotations from 1 to `kek.info`'s number plus
     /// [`LATER_ROTATIONS`].
-    pub(crate) fn new(log: &Log) -> KeyEventWatch {
+    pub(crate) fn new(log: &LogReader) -> KeyEventWatch {
         let number = read_kek_file(log.layout()).map_or(0, |(info, _)| info.number);
         let wanted = (1..=number.saturating_add(LATER_ROTATIONS))
             .map(|n| {
@@ -67,7 +67,7 @@ impl KeyEventWatch {
 /// The `key.rotated` events of the log, by rotation number: (entry,
 /// attributes, actor). Entries whose hash matched but that are not such an
 /// event (a hash collision, or a client event) are left out.
-fn rotation_events(log: &Log, watch: &KeyEventWatch) -> HashMap<u64, (u64, Value, String)> {
+fn rotation_events(log: &LogReader, watch: &KeyEventWatch) -> HashMap<u64, (u64, Value, String)> {
     let mut out = HashMap::new();
     for (number, index) in &watch.found {
         let Ok(event) = log.get(*index) else {
@@ -92,7 +92,7 @@ fn rotation_events(log: &Log, watch: &KeyEventWatch) -> HashMap<u64, (u64, Value
 /// to make an old key look young is found), and name that event. Returns
 /// (problems, notes) as `(location, what)` pairs and lines.
 pub(crate) fn check_kek_info(
-    log: &Log,
+    log: &LogReader,
     watch: &KeyEventWatch,
 ) -> (Vec<(String, String)>, Vec<String>) {
     let path = log.layout().kek_info().display().to_string();
@@ -211,7 +211,7 @@ pub(crate) fn check_kek_info(
 /// those of a signed checkpoint). `checkpoints` holds the (size, root) of
 /// every signed checkpoint.
 pub(crate) fn check_audit_files(
-    log: &Log,
+    log: &LogReader,
     checkpoints: &[(u64, stele_tlog::Hash)],
 ) -> Vec<(String, String)> {
     let mut problems = Vec::new();
@@ -232,7 +232,7 @@ pub(crate) fn check_audit_files(
         Err(e) => problems.push((latest_path, e.to_string())),
     }
     let state_path = root.join("audit").join("state.json").display().to_string();
-    match log.audit_state() {
+    match crate::audit::read_audit_state(&log.layout().root) {
         Ok(state) => {
             let signed = checkpoints.iter().any(|(size, root)| {
                 *size == state.verified_size
@@ -260,7 +260,7 @@ pub(crate) fn check_audit_files(
 
 /// One attestation against the log: origin, signature, and the event it
 /// names holding exactly it.
-fn check_attestation(log: &Log, attestation: &Attestation) -> Result<(), String> {
+fn check_attestation(log: &LogReader, attestation: &Attestation) -> Result<(), String> {
     if attestation.origin != log.meta().origin {
         return Err(format!(
             "is an attestation of {:?}, not of this log ({:?})",

@@ -111,10 +111,10 @@ fn a_failed_fdatasync_stops_the_writer_and_is_never_retried() {
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     assert!(log.size() == 5 || log.size() == 8, "size {}", log.size());
     for receipt in &acknowledged {
-        let stored = log.get(receipt.index).unwrap();
+        let stored = log.reader().get(receipt.index).unwrap();
         assert_eq!(stored.envelope.id, receipt.id);
     }
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     // And it takes appends again; a retry of the failed batch never makes
     // a duplicate, whether or not the batch survived.
@@ -128,7 +128,7 @@ fn a_failed_fdatasync_stops_the_writer_and_is_never_retried() {
     assert_eq!(next[0].index, 8);
     assert!(fdatasync_attempts(&data) > attempts);
     log.publish().unwrap();
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
 
@@ -251,10 +251,10 @@ fn each_fault_alone_stops_the_writer_and_keeps_what_was_acknowledged() {
         let mut log = Log::open(&data, OpenOptions::default())
             .unwrap_or_else(|e| panic!("{name}: the reopen failed: {e}"));
         for receipt in &acknowledged {
-            let stored = log.get(receipt.index).unwrap();
+            let stored = log.reader().get(receipt.index).unwrap();
             assert_eq!(stored.envelope.id, receipt.id, "{name}");
         }
-        let report = verify(&log, &NoProgress).unwrap();
+        let report = verify(log.reader(), &NoProgress).unwrap();
         assert!(report.ok(), "{name}: {:?}", report.problems);
         log.append_batch(&stream_events(&preparer, "b", 100, 2))
             .unwrap_or_else(|e| panic!("{name}: no append after the reopen: {e}"));
@@ -278,14 +278,14 @@ fn a_failed_read_fails_that_read_only() {
         errno: stele_store::fileio::Errno::IO,
         once: true,
     });
-    let failed = log.get(receipts[1].index);
+    let failed = log.reader().get(receipts[1].index);
     match failed {
         Err(LogError::Store(e)) => assert!(e.to_string().contains("read"), "{e}"),
         other => panic!("expected the read failure, got {other:?}"),
     }
     assert!(log.health().is_ok(), "{:?}", log.health());
     assert_eq!(
-        log.get(receipts[1].index).unwrap().envelope.id,
+        log.reader().get(receipts[1].index).unwrap().envelope.id,
         receipts[1].id
     );
     // Two reads of the segment met the fault: the one it failed and the

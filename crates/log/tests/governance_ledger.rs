@@ -276,7 +276,7 @@ fn a_deleted_policy_file_is_rebuilt_from_its_event() {
             .filter(|s| s.stream == "compliance")
             .all(|s| s.purge_after.is_none())
     );
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
 
@@ -304,7 +304,7 @@ fn verify_reports_a_governance_file_changed_beside_an_open_log() {
     edit_json(&data.join("holds.json"), |v| {
         v["holds"][0]["reason"] = "nothing to see".into();
     });
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(!report.ok());
     let text = format!("{:?}", report.problems);
     assert!(
@@ -421,7 +421,7 @@ fn a_due_epoch_is_announced_and_purged_only_after_the_grace_period() {
     assert_eq!(run.purged.len(), 3, "{run:?}");
     for tombstone in &run.purged {
         let announced = tombstone.announced.expect("names its announcement");
-        let event = log.get(announced).unwrap();
+        let event = log.reader().get(announced).unwrap();
         assert_eq!(event.envelope.event.action, "retention.due");
         let attributes = event.envelope.event.attributes.unwrap();
         assert_eq!(attributes["segment"], tombstone.segment);
@@ -433,7 +433,7 @@ fn a_due_epoch_is_announced_and_purged_only_after_the_grace_period() {
         );
     }
     log.publish().unwrap();
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
 
@@ -460,7 +460,7 @@ fn a_removed_or_older_attestation_file_is_reported_and_rebuilt_from_its_event() 
             Some(bytes) => std::fs::write(&latest_path, bytes).unwrap(),
             None => std::fs::remove_file(&latest_path).unwrap(),
         }
-        let report = verify(&log, &NoProgress).unwrap();
+        let report = verify(log.reader(), &NoProgress).unwrap();
         let text = format!("{:?}", report.problems);
         assert!(!report.ok(), "{damage:?}");
         assert!(
@@ -480,5 +480,5 @@ fn a_removed_or_older_attestation_file_is_reported_and_rebuilt_from_its_event() 
     drop(log);
     let log = reopen(&data).unwrap();
     assert_eq!(std::fs::read(&latest_path).unwrap(), current);
-    assert!(verify(&log, &NoProgress).unwrap().ok());
+    assert!(verify(log.reader(), &NoProgress).unwrap().ok());
 }

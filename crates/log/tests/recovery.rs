@@ -32,7 +32,7 @@ fn event(preparer: &Preparer, n: usize, stream: Option<&str>) -> PreparedEvent {
 }
 
 fn assert_verifies(log: &Log) {
-    let report = verify(log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
 
@@ -54,7 +54,7 @@ fn unpublished_entries_survive_two_reopens() {
     for _ in 0..3 {
         let log = Log::open(&data, OpenOptions::default()).unwrap();
         assert_eq!(log.published_size(), 2);
-        assert_eq!(log.get(1).unwrap().envelope.event.actor, "a1");
+        assert_eq!(log.reader().get(1).unwrap().envelope.event.actor, "a1");
         assert_verifies(&log);
     }
     // And appending after recovery continues at the right offsets.
@@ -63,7 +63,10 @@ fn unpublished_entries_survive_two_reopens() {
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     for i in 0..3 {
-        assert_eq!(log.get(i).unwrap().envelope.event.actor, format!("a{i}"));
+        assert_eq!(
+            log.reader().get(i).unwrap().envelope.event.actor,
+            format!("a{i}")
+        );
     }
     assert_verifies(&log);
 }
@@ -88,12 +91,12 @@ fn batch_over_many_segments() {
     log.publish().unwrap();
     for i in 0..240u64 {
         let expected = format!("a{}", (i / 80) * 100 + i % 80);
-        assert_eq!(log.get(i).unwrap().envelope.event.actor, expected);
+        assert_eq!(log.reader().get(i).unwrap().envelope.event.actor, expected);
     }
     assert_verifies(&log);
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.get(239).unwrap().envelope.stream, "s79");
+    assert_eq!(log.reader().get(239).unwrap().envelope.stream, "s79");
     assert_verifies(&log);
 }
 
@@ -138,7 +141,7 @@ fn sequencer_appends_every_request() {
     assert_eq!(indices, (0..1000).collect::<Vec<_>>());
     assert_eq!(log.published_size(), 1000);
     for receipt in all.iter().step_by(37) {
-        let stored = log.get(receipt.index).unwrap();
+        let stored = log.reader().get(receipt.index).unwrap();
         assert_eq!(stored.commitment, receipt.commitment);
         assert_eq!(stored.salt, receipt.salt);
         assert_eq!(stored.envelope.id, receipt.id);
@@ -252,7 +255,7 @@ fn client_ids_make_retries_idempotent() {
     assert_eq!((after[0].index, after[1].index), (1, 4));
     assert_eq!(after[0].commitment, first[2].commitment);
     assert_eq!(log.size(), 5);
-    assert_eq!(log.get(0).unwrap().envelope.event.actor, "x");
+    assert_eq!(log.reader().get(0).unwrap().envelope.event.actor, "x");
     assert_verifies(&log);
 }
 
@@ -303,7 +306,7 @@ fn verify_with(log: &Log, chunk_bytes: usize, window_entries: u64) -> VerifyRepo
         chunk_bytes,
         window_entries,
     };
-    stele_log::verify::verify_with(log, &NoProgress, granularity).unwrap()
+    stele_log::verify::verify_with(log.reader(), &NoProgress, granularity).unwrap()
 }
 
 /// Damage is found wherever chunks fall: a record whose sealed bytes were
@@ -539,7 +542,7 @@ fn publish_returns_with_the_public_checkpoint_in_place() {
             note,
             "round {i}"
         );
-        let history = log.checkpoint_history();
+        let history = log.reader().checkpoint_history();
         let last = history.page(history.count() - 1, 10).unwrap();
         assert_eq!(last.len(), 1, "round {i}");
         assert_eq!(last[0].note, note.as_bytes(), "round {i}");
@@ -591,7 +594,7 @@ fn a_lying_or_broken_snapshot_never_cuts_committed_records() {
         .unwrap();
         let log = Log::open(&data, OpenOptions::default()).unwrap();
         assert_eq!(log.size(), 20, "lie {lie}");
-        assert_eq!(log.get(19).unwrap().envelope.event.actor, "a19");
+        assert_eq!(log.reader().get(19).unwrap().envelope.event.actor, "a19");
         assert_verifies(&log);
         drop(log);
         assert_eq!(
@@ -605,7 +608,7 @@ fn a_lying_or_broken_snapshot_never_cuts_committed_records() {
     // A snapshot with a broken checksum is ignored: the index is read.
     std::fs::write(&snapshot_path, b"STELESTA garbage").unwrap();
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.get(19).unwrap().envelope.event.actor, "a19");
+    assert_eq!(log.reader().get(19).unwrap().envelope.event.actor, "a19");
     assert_verifies(&log);
 }
 
@@ -640,21 +643,26 @@ fn partial_tiles_are_pruned_once_full_and_old_proofs_still_work() {
     );
     assert!(!data.join("log/tile/entries/000.p").exists());
     assert!(data.join("log/tile/0/001.p/44").exists());
-    let verifier = log.verifier().clone();
+    let verifier = log.reader().verifier().clone();
     for size in [100u64, 200, 300] {
         for index in [0u64, 57, 99] {
-            let proof = log.inclusion_proof(index, Some(size)).unwrap();
+            let proof = log.reader().inclusion_proof(index, Some(size)).unwrap();
             let leaf = stele_tlog::leaf_hash(&receipts[index as usize].commitment);
             let checkpoint = proof.verify(&leaf, &[&verifier], None).unwrap();
             assert_eq!(checkpoint.size, size);
         }
     }
     let root_of = |size: u64| {
-        let stored = log.checkpoint_history().find_size(size).unwrap().unwrap();
+        let stored = log
+            .reader()
+            .checkpoint_history()
+            .find_size(size)
+            .unwrap()
+            .unwrap();
         let note = stele_tlog::open_note(&stored.note, &[&verifier]).unwrap();
         stele_tlog::Checkpoint::parse(&note.text).unwrap().root
     };
-    let proof = log.consistency_proof(100, Some(300)).unwrap();
+    let proof = log.reader().consistency_proof(100, Some(300)).unwrap();
     stele_tlog::verify_consistency(100, 300, &proof, &root_of(100), &root_of(300)).unwrap();
     assert_verifies(&log);
     drop(log);
@@ -713,7 +721,7 @@ fn batches_in_flight_finish_in_order() {
     assert!(matches!(log.finish_append(), Err(LogError::Usage(_))));
     assert_eq!(log.size(), 6);
     for (receipt, n) in ra.iter().chain(&rb).chain(&rc).zip(0..) {
-        let stored = log.get(receipt.index).unwrap();
+        let stored = log.reader().get(receipt.index).unwrap();
         assert_eq!(stored.envelope.event.actor, format!("a{n}"));
         assert_eq!(stored.commitment, receipt.commitment);
     }
@@ -806,7 +814,7 @@ fn written_but_unindexed_batches_are_cut() {
     assert_verifies(&log);
     let receipts = log.append_batch(&[event(&p, 5, Some("x"))]).unwrap();
     assert_eq!(receipts[0].index, 2);
-    assert_eq!(log.get(2).unwrap().envelope.event.actor, "a5");
+    assert_eq!(log.reader().get(2).unwrap().envelope.event.actor, "a5");
     log.publish().unwrap();
     assert_verifies(&log);
 }
@@ -907,7 +915,7 @@ fn indexed_entries_whose_segment_records_are_not_durable_are_cut() {
         let log = Log::open(&data, OpenOptions::default()).unwrap();
         assert_eq!(log.size(), kept as u64 + 1, "{case}");
         assert_eq!(
-            log.get(kept as u64).unwrap().envelope.event.actor,
+            log.reader().get(kept as u64).unwrap().envelope.event.actor,
             "a9",
             "{case}"
         );
@@ -957,7 +965,7 @@ fn a_batch_over_two_segments_is_cut_where_the_first_record_is_missing() {
 
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_eq!(log.size(), 3);
-    assert_eq!(log.get(2).unwrap().envelope.event.actor, "a2");
+    assert_eq!(log.reader().get(2).unwrap().envelope.event.actor, "a2");
     assert_verifies(&log);
     let receipts = log
         .append_batch(&[event(&p, 5, Some("y")), event(&p, 6, Some("x"))])
@@ -968,7 +976,7 @@ fn a_batch_over_two_segments_is_cut_where_the_first_record_is_missing() {
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_eq!(log.size(), 5);
-    assert_eq!(log.get(4).unwrap().envelope.event.actor, "a6");
+    assert_eq!(log.reader().get(4).unwrap().envelope.event.actor, "a6");
     assert_verifies(&log);
 }
 
@@ -999,10 +1007,13 @@ fn a_segment_closed_and_reopened_while_its_batch_is_in_flight_keeps_it() {
     let b = log.finish_append().unwrap();
     assert_eq!((a.len(), b.len()), (70, 6));
     for i in 0..70u64 {
-        assert_eq!(log.get(i).unwrap().envelope.event.actor, format!("a{i}"));
+        assert_eq!(
+            log.reader().get(i).unwrap().envelope.event.actor,
+            format!("a{i}")
+        );
     }
     for i in 0..6u64 {
-        let stored = log.get(70 + i).unwrap();
+        let stored = log.reader().get(70 + i).unwrap();
         assert_eq!(stored.envelope.event.actor, format!("a{}", 100 + i));
     }
     log.publish().unwrap();
@@ -1010,7 +1021,7 @@ fn a_segment_closed_and_reopened_while_its_batch_is_in_flight_keeps_it() {
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_eq!(log.size(), 76);
-    assert_eq!(log.get(0).unwrap().envelope.event.actor, "a0");
+    assert_eq!(log.reader().get(0).unwrap().envelope.event.actor, "a0");
     assert_verifies(&log);
 }
 
@@ -1043,7 +1054,7 @@ fn verify_requires_zeros_after_the_committed_records() {
         .unwrap();
     file.write_all_at(b"junk", records_end as u64 + 100)
         .unwrap();
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(
         report
             .problems
@@ -1060,7 +1071,7 @@ fn verify_requires_zeros_after_the_committed_records() {
     assert_verifies(&log);
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.get(2).unwrap().envelope.event.actor, "a2");
+    assert_eq!(log.reader().get(2).unwrap().envelope.event.actor, "a2");
     assert_verifies(&log);
 }
 
@@ -1096,10 +1107,10 @@ fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
         // Entries 0..3 stay; the open appended its event as entry 3.
         assert_eq!(log.size(), 4, "torn {torn}");
         assert_eq!(log.kept_at_open().len(), 1, "{:?}", log.kept_at_open());
-        let event = log.get(3).unwrap().envelope;
+        let event = log.reader().get(3).unwrap().envelope;
         assert_eq!(event.stream, "_system");
         assert_eq!(event.event.action, "log.recovered");
-        assert_eq!(log.get(2).unwrap().envelope.event.actor, "a2");
+        assert_eq!(log.reader().get(2).unwrap().envelope.event.actor, "a2");
         let name = format!("1-{}", ends[1]);
         let kept = std::fs::read(data.join("recovered").join(format!("{name}.bin"))).unwrap();
         assert_eq!(kept, tail, "the bytes after the committed length are kept");
@@ -1115,7 +1126,7 @@ fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
             records_end, ends[1],
             "the segment was cut where its committed records end"
         );
-        let report = verify(&log, &NoProgress).unwrap();
+        let report = verify(log.reader(), &NoProgress).unwrap();
         assert!(report.ok(), "{:?}", report.problems);
         assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
         assert!(
@@ -1134,7 +1145,7 @@ fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
         let log = Log::open(&data, OpenOptions::default()).unwrap();
         assert!(log.kept_at_open().is_empty());
         assert_eq!(log.size(), 5);
-        assert_eq!(log.get(4).unwrap().envelope.event.actor, "a9");
+        assert_eq!(log.reader().get(4).unwrap().envelope.event.actor, "a9");
         assert_verifies(&log);
         drop(log);
 
@@ -1142,7 +1153,7 @@ fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
         let bin = data.join("recovered").join(format!("{name}.bin"));
         std::fs::write(&bin, b"something else").unwrap();
         let log = Log::open(&data, OpenOptions::default()).unwrap();
-        let report = verify(&log, &NoProgress).unwrap();
+        let report = verify(log.reader(), &NoProgress).unwrap();
         assert!(
             report
                 .problems
@@ -1267,11 +1278,11 @@ fn tails_cut_from_the_same_place_keep_their_own_files() {
     assert_eq!(std::fs::read_dir(&recovered).unwrap().count(), 4);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     let events: Vec<_> = (5..log.size())
-        .map(|i| log.get(i).unwrap().envelope.event)
+        .map(|i| log.reader().get(i).unwrap().envelope.event)
         .filter(|e| e.action == "log.recovered")
         .collect();
     assert_eq!(events.len(), 2, "{events:?}");
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.notes.len(), 2, "{:?}", report.notes);
 }
@@ -1292,10 +1303,10 @@ fn long_checkpoint_history_is_found_by_number_and_size_after_reopen() {
             receipts.extend(log.append_batch(&[event(&preparer, n, None)]).unwrap());
             log.publish().unwrap();
         }
-        assert_eq!(log.history_count(), 601);
+        assert_eq!(log.reader().history_count(), 601);
     }
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    let history = log.checkpoint_history();
+    let history = log.reader().checkpoint_history();
     assert_eq!(history.count(), 601);
     let all: Vec<_> = history.stream().unwrap().map(Result::unwrap).collect();
     assert_eq!(all.len(), 601);
@@ -1305,24 +1316,27 @@ fn long_checkpoint_history_is_found_by_number_and_size_after_reopen() {
     assert_eq!(history.page(255, 3).unwrap(), all[255..258]);
     assert_eq!(history.page(600, 3).unwrap(), all[600..]);
     assert!(history.page(601, 3).unwrap().is_empty());
-    assert_eq!(all.last().unwrap().note, log.checkpoint_note().into_bytes());
-    let verifier = log.verifier().clone();
+    assert_eq!(
+        all.last().unwrap().note,
+        log.reader().checkpoint_note().into_bytes()
+    );
+    let verifier = log.reader().verifier().clone();
     for size in [1u64, 255, 256, 257, 511, 512, 599, 600] {
         assert_eq!(
             history.find_size(size).unwrap().as_ref(),
             Some(&all[size as usize])
         );
         let index = size / 2;
-        let proof = log.inclusion_proof(index, Some(size)).unwrap();
+        let proof = log.reader().inclusion_proof(index, Some(size)).unwrap();
         let leaf = stele_tlog::leaf_hash(&receipts[index as usize].commitment);
         assert_eq!(proof.verify(&leaf, &[&verifier], None).unwrap().size, size);
     }
     assert!(history.find_size(601).unwrap().is_none());
     assert!(matches!(
-        log.inclusion_proof(0, Some(601)),
+        log.reader().inclusion_proof(0, Some(601)),
         Err(LogError::NotFound(_))
     ));
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.checkpoints, 601);
 }

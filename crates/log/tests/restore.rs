@@ -215,7 +215,7 @@ fn reused(records: &[(&str, &SealedRecord)], key: impl Fn(&SealedRecord) -> [u8;
 
 fn assert_verifies(dir: &Path) {
     let log = Log::open(dir, OpenOptions::default()).unwrap();
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{}: {:?}", dir.display(), report.problems);
 }
 
@@ -549,9 +549,12 @@ fn a_directory_from_before_session_salts_reads_and_upgrades() {
         let log = Log::open(&dir, OpenOptions::default()).unwrap();
         assert_eq!(log.size(), 12);
         for i in 0..12 {
-            assert_eq!(log.get(i).unwrap().envelope.event.actor, format!("old{i}"));
+            assert_eq!(
+                log.reader().get(i).unwrap().envelope.event.actor,
+                format!("old{i}")
+            );
         }
-        let report = verify(&log, &NoProgress).unwrap();
+        let report = verify(log.reader(), &NoProgress).unwrap();
         assert!(report.ok(), "{:?}", report.problems);
     }
     assert_eq!(meta_format(&dir), 1, "reading changes nothing");

@@ -95,14 +95,14 @@ fn purged_epochs(log: &Log, stream: &str) -> BTreeSet<i64> {
 /// waiting), then verifies everything.
 fn assert_verifies(log: &mut Log) {
     log.publish().unwrap();
-    let report = verify(log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
 
 /// Every `_system` event with this action, as (index, attributes).
 fn system_events(log: &Log, action: &str) -> Vec<(u64, serde_json::Value)> {
     (0..log.size())
-        .filter_map(|i| log.get(i).ok())
+        .filter_map(|i| log.reader().get(i).ok())
         .filter(|e| e.envelope.stream == "_system" && e.envelope.event.action == action)
         .map(|e| {
             (
@@ -152,7 +152,7 @@ fn a_year_of_retention() {
     log.publish().unwrap();
     // Purged events say so; the others read back and prove inclusion.
     let leaf = |log: &Log, i: u64| {
-        let record = log.get(i).unwrap();
+        let record = log.reader().get(i).unwrap();
         stele_tlog::leaf_hash(&record.commitment)
     };
     for (d, indices) in &by_day {
@@ -163,18 +163,18 @@ fn a_year_of_retention() {
                 2 => false,
                 _ => (d + 1).max(legal_purge_day) <= 364,
             };
-            match log.get(*index) {
+            match log.reader().get(*index) {
                 Err(LogError::Purged { tombstone, .. }) => {
                     assert!(gone, "entry {index} of day {d} purged early");
                     assert!(tombstone.covers(*index));
-                    let message = log.get(*index).unwrap_err().to_string();
+                    let message = log.reader().get(*index).unwrap_err().to_string();
                     assert!(message.contains("purged by policy"), "{message}");
                 }
                 Ok(_) => {
                     assert!(!gone, "entry {index} of day {d} should be purged");
-                    let proof = log.inclusion_proof(*index, None).unwrap();
+                    let proof = log.reader().inclusion_proof(*index, None).unwrap();
                     proof
-                        .verify(&leaf(&log, *index), &[log.verifier()], None)
+                        .verify(&leaf(&log, *index), &[log.reader().verifier()], None)
                         .unwrap();
                 }
                 Err(e) => panic!("entry {index}: {e}"),
@@ -195,7 +195,7 @@ fn a_year_of_retention() {
     drop(log);
     let log = opened(&data);
     assert_eq!(log.purged().len(), count);
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.purged_segments, count);
 }
@@ -363,8 +363,11 @@ fn a_purge_interrupted_at_any_step_completes_on_open() {
             1,
             "step {step}"
         );
-        assert!(matches!(log.get(indices[0]), Err(LogError::Purged { .. })));
-        assert!(log.get(indices[2]).is_ok());
+        assert!(matches!(
+            log.reader().get(indices[0]),
+            Err(LogError::Purged { .. })
+        ));
+        assert!(log.reader().get(indices[2]).is_ok());
         assert_verifies(&mut log);
     }
 }
@@ -419,7 +422,7 @@ fn verify_reports_altered_purge_records_and_resurrected_files() {
             "{e}"
         ),
         Ok(log) => {
-            let report = verify(&log, &NoProgress).unwrap();
+            let report = verify(log.reader(), &NoProgress).unwrap();
             assert!(
                 report
                     .problems
@@ -493,7 +496,7 @@ fn a_forged_purge_record_deletes_nothing() {
     std::fs::remove_file(&forged_path).unwrap();
     let mut log = opened(&data);
     for index in live {
-        assert!(log.get(index).is_ok(), "entry {index}");
+        assert!(log.reader().get(index).is_ok(), "entry {index}");
     }
     assert_verifies(&mut log);
 }
@@ -513,8 +516,11 @@ fn data_written_before_the_first_policy_keeps_the_default_forever() {
     // Day 2 began after version 1: its 90 days are over. Day 0 began under
     // the shipped default and is never due.
     assert_eq!(purged_epochs(&log, "ops"), [2].into_iter().collect());
-    assert!(log.get(before[0]).is_ok());
-    assert!(matches!(log.get(after[0]), Err(LogError::Purged { .. })));
+    assert!(log.reader().get(before[0]).is_ok());
+    assert!(matches!(
+        log.reader().get(after[0]),
+        Err(LogError::Purged { .. })
+    ));
     let err = log
         .purge_epoch("ops", JAN1 as u32, "admin", noon(5000))
         .unwrap_err();
@@ -525,7 +531,7 @@ fn data_written_before_the_first_policy_keeps_the_default_forever() {
     let mut log = opened(&data);
     assert!(log.policy_versions()[0].prior_data);
     log.enforce_retention("retention", noon(6000)).unwrap();
-    assert!(log.get(before[0]).is_ok());
+    assert!(log.reader().get(before[0]).is_ok());
     assert_verifies(&mut log);
 }
 
@@ -566,7 +572,7 @@ fn a_purge_deletes_the_bytes_kept_aside_from_its_segment() {
     let files = std::fs::read_dir(log.layout().recovered()).unwrap().count();
     assert_eq!(files, 2, "the other segment's bytes and manifest stay");
     log.publish().unwrap();
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.notes.len(), 1, "{:?}", report.notes);
 }

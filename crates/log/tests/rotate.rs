@@ -75,9 +75,12 @@ fn append(log: &mut Log, first: usize, count: usize) {
 fn assert_all_read_and_verify(log: &Log, count: u64) {
     assert_eq!(log.size(), count);
     for i in 0..count {
-        assert_eq!(log.get(i).unwrap().envelope.event.actor, format!("a{i}"));
+        assert_eq!(
+            log.reader().get(i).unwrap().envelope.event.actor,
+            format!("a{i}")
+        );
     }
-    let report = verify(log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
 
@@ -404,7 +407,7 @@ fn write_kek_info_json(data: &Path, value: &serde_json::Value) {
 /// Asserts that entry `index` is the `key.rotated` event of KEK `number`
 /// on behalf of `by`.
 fn assert_rotation_event(log: &Log, index: u64, by: &str, number: u64, data_keys: u64) {
-    let stored = log.get(index).unwrap();
+    let stored = log.reader().get(index).unwrap();
     let event = &stored.envelope.event;
     assert_eq!(event.action, "key.rotated");
     assert_eq!(event.actor, by);
@@ -456,7 +459,7 @@ fn a_rotation_event_cut_off_by_a_crash_is_appended_at_the_next_open() {
     assert_eq!(log.size(), 8);
     assert_rotation_event(&log, 7, "bob", 2, data_keys);
     assert_eq!(kek_info_json(&data)["event_index"], 7);
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     drop(log);
     // Owed no more: opening again appends nothing.

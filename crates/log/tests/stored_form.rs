@@ -60,7 +60,7 @@ fn packed_and_canonical_records_read_and_verify_alike() {
 
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     for (n, commitment) in expected.iter().enumerate() {
-        let stored = log.get(n as u64).unwrap();
+        let stored = log.reader().get(n as u64).unwrap();
         assert_eq!(&stored.commitment, commitment);
         assert_eq!(stored.envelope.event.actor, format!("user-{n}@example.com"));
         assert_eq!(stored.canonical, stored.envelope.canonical_bytes());
@@ -69,7 +69,7 @@ fn packed_and_canonical_records_read_and_verify_alike() {
             *commitment
         );
     }
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.entries, 40);
 }
@@ -99,13 +99,13 @@ fn a_wrong_packed_body_fails_its_commitment() {
     log.append_batch(&[good, bad]).unwrap();
     log.publish().unwrap();
 
-    assert!(log.get(0).is_ok());
-    let err = log.get(1).unwrap_err().to_string();
+    assert!(log.reader().get(0).is_ok());
+    let err = log.reader().get(1).unwrap_err().to_string();
     assert!(
         err.contains("entry 1") && err.contains("commitment"),
         "{err}"
     );
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(!report.ok());
     let problems = format!("{:?}", report.problems);
     assert!(
@@ -177,11 +177,11 @@ fn a_version_1_segment_keeps_canonical_bodies() {
     log.publish().unwrap();
     for n in 0..10u64 {
         assert_eq!(
-            log.get(n).unwrap().envelope.event.actor,
+            log.reader().get(n).unwrap().envelope.event.actor,
             format!("user-{n}@example.com")
         );
     }
-    let report = verify(&log, &NoProgress).unwrap();
+    let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     // Closed, the file ends at its last record (the zeros written ahead of
     // the next one are cut).

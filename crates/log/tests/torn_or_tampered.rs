@@ -153,7 +153,7 @@ fn a_whole_record_that_fails_its_checks_is_corruption_never_a_tear() {
             assert!(text.contains("nothing was cut"), "{case}: {text}");
             assert_eq!(tree(&data), before, "{case} {entry}: a file changed");
 
-            let log = Log::open_read_only(&data, OpenOptions::default()).unwrap();
+            let log = stele_log::LogReader::open(&data, OpenOptions::default()).unwrap();
             assert_eq!(log.size(), 15, "{case} {entry}");
             let report = verify(&log, &NoProgress).unwrap();
             assert!(!report.ok(), "{case} {entry}: verify passed");
@@ -226,7 +226,7 @@ fn what_a_crash_tears_is_still_cut() {
         // `log.recovered` event, when the whole records of entries 10..14
         // that followed the torn one were kept aside.
         for i in 0..log.size() {
-            let envelope = log.get(i).unwrap().envelope;
+            let envelope = log.reader().get(i).unwrap().envelope;
             if i < entry as u64 {
                 assert_eq!(envelope.event.actor, format!("a{i}"), "{case}");
             } else {
@@ -234,15 +234,15 @@ fn what_a_crash_tears_is_still_cut() {
             }
         }
         assert!(log.size() <= entry as u64 + 1, "{case}: {}", log.size());
-        let report = verify(&log, &NoProgress).unwrap();
+        let report = verify(log.reader(), &NoProgress).unwrap();
         assert!(report.ok(), "{case}: {:?}", report.problems);
         let size = log.size();
         let receipts = log.append_batch(&[event(&p, 99)]).unwrap();
         assert_eq!(receipts[0].index, size, "{case}");
         drop(log);
         let log = Log::open(&data, OpenOptions::default()).unwrap();
-        assert_eq!(log.get(size).unwrap().envelope.event.actor, "a99");
-        assert!(verify(&log, &NoProgress).unwrap().ok(), "{case}");
+        assert_eq!(log.reader().get(size).unwrap().envelope.event.actor, "a99");
+        assert!(verify(log.reader(), &NoProgress).unwrap().ok(), "{case}");
     }
 }
 
@@ -273,7 +273,7 @@ fn index_records_torn_or_tampered() {
             Ok(log) => {
                 assert!(torn, "{case}: opened");
                 assert_eq!(log.size(), entry, "{case}");
-                assert!(verify(&log, &NoProgress).unwrap().ok(), "{case}");
+                assert!(verify(log.reader(), &NoProgress).unwrap().ok(), "{case}");
             }
             Err(e) => {
                 assert!(!torn, "{case}: {e}");

@@ -15,7 +15,7 @@ use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
 use stele_store::keys::NewKek;
 
 fn report(data: &Path) -> VerifyReport {
-    let log = Log::open_read_only(data, OpenOptions::default()).unwrap();
+    let log = stele_log::LogReader::open(data, OpenOptions::default()).unwrap();
     verify(&log, &NoProgress).unwrap()
 }
 

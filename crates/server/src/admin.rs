@@ -53,8 +53,8 @@ use crate::api::{
 use crate::governance::{SchedulerContext, attest};
 use crate::tokens::Principal;
 
-use crate::scan::{DEFAULT_QUERY_RESULTS, Filters};
-pub use crate::scan::{MAX_EXPORT_RANGE, MAX_QUERY_RESULTS};
+use stele_log::scan::{self, DEFAULT_QUERY_RESULTS, Filters};
+pub use stele_log::scan::{MAX_EXPORT_RANGE, MAX_QUERY_RESULTS};
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -109,7 +109,8 @@ async fn get_policy(
     let policy = state.governance.policy();
     let work_state = state.clone();
     let versions: Vec<Value> = blocking(move || {
-        Ok(lock_log(&work_state.log)
+        Ok(work_state
+            .reader
             .policy_versions()
             .iter()
             .map(|v| {
@@ -200,7 +201,7 @@ async fn list_holds(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     who(&state, &headers, &conn, Action::HoldList, Resource::Log).await?;
-    let holds = blocking(move || Ok(lock_log(&state.log).holds().to_vec())).await?;
+    let holds = state.reader.holds();
     Ok(axum::Json(json!({ "holds": holds })).into_response())
 }
 
@@ -370,6 +371,7 @@ async fn run_audit(
             .collect();
         let context = SchedulerContext {
             log: state.log.clone(),
+            reader: state.reader.clone(),
             governance: state.governance.clone(),
             listeners,
         };
@@ -463,7 +465,7 @@ fn authorize_stream(
     action: Action,
     stream: &str,
 ) -> ApiResult<String> {
-    crate::scan::check_stream(stream).map_err(|e| {
+    scan::check_stream(stream).map_err(|e| {
         bad_request(
             "invalid_query",
             format!("query parameter stream {stream:?}: {e}"),
@@ -484,8 +486,8 @@ fn authorize_stream(
 }
 
 /// The end of the range `[from, to)` an export or query covers.
-fn scan_range(log: &stele_log::Log, from: u64, to: Option<u64>) -> ApiResult<u64> {
-    crate::scan::range_end(log.size(), from, to).map_err(|e| bad_request("invalid_query", e))
+fn scan_range(log: &stele_log::LogReader, from: u64, to: Option<u64>) -> ApiResult<u64> {
+    scan::range_end(log.size(), from, to).map_err(|e| bad_request("invalid_query", e))
 }
 
 #[derive(Debug, Deserialize)]
@@ -509,9 +511,9 @@ async fn export(
         .map_err(|e| bad_request("invalid_query", format!("{e}; use ?stream=S&from=I&to=J")))?;
     let client = authorize_stream(&state, &principal, &conn, Action::Export, &query.stream)?;
     let body = blocking(move || {
-        let to = scan_range(&lock_log(&state.log), query.from, query.to)?;
+        let to = scan_range(&state.reader, query.from, query.to)?;
         let export =
-            crate::scan::export(&state.log, &query.stream, query.from, to).map_err(log_error)?;
+            scan::export(&state.reader, &query.stream, query.from, to).map_err(log_error)?;
         // The export is recorded durably before any content leaves.
         lock_log(&state.log)
             .append_system(
@@ -567,7 +569,7 @@ impl SearchQuery {
     fn filters(&self) -> ApiResult<Filters> {
         let time = |name: &str, text: &Option<String>| {
             text.as_deref()
-                .map(|t| crate::scan::parse_time(name, t))
+                .map(|t| scan::parse_time(name, t))
                 .transpose()
                 .map_err(|e| bad_request("invalid_query", e))
         };
@@ -622,9 +624,16 @@ async fn search(
     let filters = query.filters()?;
     let client = authorize_stream(&state, &principal, &conn, Action::Query, &query.stream)?;
     let body = blocking(move || {
-        let to = scan_range(&lock_log(&state.log), query.from, query.to)?;
-        let found = crate::scan::query(&state.log, &query.stream, query.from, to, &filters, limit)
-            .map_err(log_error)?;
+        let to = scan_range(&state.reader, query.from, query.to)?;
+        let found = scan::query(
+            &state.reader,
+            &query.stream,
+            query.from,
+            to,
+            &filters,
+            limit,
+        )
+        .map_err(log_error)?;
         // The query is recorded durably before any content leaves.
         lock_log(&state.log)
             .append_system(
@@ -645,7 +654,7 @@ async fn search(
                 jiff::Timestamp::now(),
             )
             .map_err(log_error)?;
-        Ok(crate::scan::found_json(query.from, to, found))
+        Ok(scan::found_json(query.from, to, found))
     })
     .await?;
     Ok(axum::Json(body).into_response())

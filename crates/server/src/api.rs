@@ -26,7 +26,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use stele_ingest::{BodyLimits, IngestError};
 use stele_log::sequencer::{SequencerHandle, SequencerMetrics, SubmitError, lock_log};
-use stele_log::{Log, LogError, PreparedEvent, Preparer, Receipt};
+use stele_log::{Log, LogError, LogReader, PreparedEvent, Preparer, Receipt};
 
 use crate::access::authorize;
 use crate::config::Config;
@@ -46,7 +46,12 @@ pub struct ConnInfo {
 /// Shared state of the handlers.
 #[derive(Debug)]
 pub struct AppState {
+    /// The writer: appends go through the sequencer; governance and
+    /// token changes lock it.
     pub log: Arc<Mutex<Log>>,
+    /// Every read (events, proofs, checkpoints, scans, verification),
+    /// without the writer's lock.
+    pub reader: LogReader,
     pub sequencer: SequencerHandle,
     pub seq_metrics: Arc<SequencerMetrics>,
     /// Flush latencies of the log's commit threads.
@@ -862,7 +867,7 @@ async fn get_event(
     let stored = blocking(move || {
         let state = work_state;
         let looked_up = {
-            let log = lock_log(&state.log);
+            let log = &state.reader;
             if index >= log.size() {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
@@ -919,7 +924,8 @@ async fn get_event(
     let work_state = state.clone();
     let body = blocking(move || {
         let state = work_state;
-        let proof = lock_log(&state.log)
+        let proof = state
+            .reader
             .inclusion_proof(index, None)
             .map_err(log_error)?;
         // The read is audited durably before the content leaves.
@@ -957,13 +963,14 @@ async fn wait_for_checkpoint(state: &Arc<AppState>, size: u64) -> ApiResult<()> 
     loop {
         let work_state = state.clone();
         let published = blocking(move || {
-            let mut log = lock_log(&work_state.log);
-            if log.published_size() < size {
+            if work_state.reader.published_size() < size {
                 // Only queues a checkpoint (a no-op when one covering the
                 // log is already on its way); the publisher signs it.
-                log.publish_soon().map_err(log_error)?;
+                lock_log(&work_state.log)
+                    .publish_soon()
+                    .map_err(log_error)?;
             }
-            Ok(log.published_size())
+            Ok(work_state.reader.published_size())
         })
         .await?;
         if published >= size {
@@ -1009,7 +1016,7 @@ async fn consistency(
 ) -> ApiResult<Response> {
     let Query(query) = query.map_err(|e| invalid_query(&e, "?old=M&new=N"))?;
     let body = blocking(move || {
-        let log = lock_log(&state.log);
+        let log = &state.reader;
         let new = query.new.unwrap_or_else(|| log.published_size());
         if query.old == 0 || query.old > new {
             return Err(ApiError::new(
@@ -1085,9 +1092,7 @@ async fn checkpoints(
     let Query(query) = query.map_err(|e| invalid_query(&e, "?from=N&limit=L"))?;
     let limit = query.limit()?;
     let body = blocking(move || {
-        // The writer may hold the log through a batch's fsyncs: the lock
-        // (only to get the history handle) is taken off the async workers.
-        let history = lock_log(&state.log).checkpoint_history();
+        let history = state.reader.checkpoint_history();
         let count = history.count();
         let page = history.page(query.from, limit).map_err(log_error)?;
         let end = query.from.saturating_add(page.len() as u64);
@@ -1213,14 +1218,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
-    // The writer may hold the log through a batch's fsyncs: wait off the
-    // async workers.
-    let work_state = state.clone();
-    let (age, size) = blocking(move || {
-        let log = lock_log(&work_state.log);
-        Ok((log.checkpoint_age().map(|d| d.as_secs_f64()), log.size()))
-    })
-    .await?;
+    let age = state.reader.checkpoint_age().map(|d| d.as_secs_f64());
+    let size = state.reader.size();
     let mut text = metrics::render(
         &state.metrics,
         &state.seq_metrics,

@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use stele_log::Log;
 use stele_log::audit::{Attestation, AuditFacts};
 use stele_log::governance::ApplyOutcome;
 use stele_log::sequencer::lock_log;
+use stele_log::{Log, LogReader};
 use stele_policy::{Policy, PolicySource};
 use stele_tlog::hash::hex;
 
@@ -179,6 +179,8 @@ pub fn startup_policy(log: &mut Log, config: &Config) -> Result<Arc<Policy>, Str
 #[derive(Debug, Clone)]
 pub struct SchedulerContext {
     pub log: Arc<Mutex<Log>>,
+    /// Verifications read through it: appends go on while they run.
+    pub reader: LogReader,
     pub governance: Arc<Governance>,
     pub listeners: Vec<(std::net::SocketAddr, bool)>,
 }
@@ -194,7 +196,8 @@ pub fn spawn_scheduler(
 }
 
 fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
-    let state = lock_log(&context.log).audit_state().unwrap_or_default();
+    let state =
+        stele_log::audit::read_audit_state(&context.reader.layout().root).unwrap_or_default();
     // Resume the schedule where the last run left it.
     let mut last_retention = i64::MIN;
     let mut retention_wakeup: Option<std::time::Instant> = None;
@@ -245,7 +248,13 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
         }
         if due(last_full, schedule.verify_full_every, seconds) {
             last_full = seconds;
-            match lock_log(&context.log).verify_full(now) {
+            // The whole log is read without the writer's lock; only the
+            // outcome is recorded under it.
+            let verified = context.reader.verify_full().and_then(|report| {
+                lock_log(&context.log).record_full_verify(&report, now)?;
+                Ok(report)
+            });
+            match verified {
                 Ok(report) if report.ok() => tracing::info!(
                     entries = report.entries,
                     "scheduled full verification passed"
@@ -259,7 +268,13 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
             }
         } else if due(last_incremental, schedule.verify_new_every, seconds) {
             last_incremental = seconds;
-            match lock_log(&context.log).verify_new_entries(now) {
+            let checked = stele_log::audit::read_audit_state(&context.reader.layout().root)
+                .and_then(|state| context.reader.check_new_entries(&state))
+                .and_then(|check| {
+                    lock_log(&context.log).record_new_entries(&check, now)?;
+                    Ok(check.problems)
+                });
+            match checked {
                 Ok(problems) if problems.is_empty() => {}
                 Ok(problems) => {
                     tracing::error!(problems = %problems.join("; "), "incremental verification FAILED")

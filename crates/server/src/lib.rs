@@ -17,7 +17,6 @@ mod connection;
 pub mod governance;
 pub mod metrics;
 pub mod operator;
-pub mod scan;
 pub mod tls;
 pub mod token_admin;
 pub mod tokens;
@@ -227,8 +226,10 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
             )
         })
         .collect();
+    let reader = stele_log::sequencer::lock_log(&log).reader().clone();
     let state = Arc::new(AppState {
         log: log.clone(),
+        reader: reader.clone(),
         sequencer: sequencer.handle(),
         seq_metrics: sequencer.metrics(),
         fsync_metrics: stele_log::sequencer::lock_log(&log).fsync_metrics(),
@@ -249,6 +250,7 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
     let scheduler = governance::spawn_scheduler(
         governance::SchedulerContext {
             log: log.clone(),
+            reader: reader.clone(),
             governance: governance.clone(),
             listeners: config
                 .listen

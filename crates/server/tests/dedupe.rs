@@ -34,7 +34,7 @@ fn stored_ids(data: &std::path::Path, writer: &str) -> BTreeMap<String, usize> {
     let log = open_log(data);
     let mut ids = BTreeMap::new();
     for index in 0..log.size() {
-        let envelope = log.get(index).unwrap().envelope;
+        let envelope = log.reader().get(index).unwrap().envelope;
         if envelope.writer == writer {
             let id = envelope
                 .event

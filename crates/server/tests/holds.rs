@@ -152,7 +152,9 @@ async fn a_held_epoch_is_not_purged_by_any_path_until_released() {
     let mut purge_events = Vec::new();
     let mut release_events = Vec::new();
     for index in 0..log.size() {
-        let Ok(stored) = log.get(index) else { continue };
+        let Ok(stored) = log.reader().get(index) else {
+            continue;
+        };
         let event = &stored.envelope.event;
         if stored.envelope.stream != "_system" {
             continue;

@@ -105,7 +105,7 @@ fn system_events(data: &std::path::Path, action: &str) -> Vec<(u64, String, Stri
     let log = open_log(data);
     (0..log.size())
         .filter_map(|i| {
-            let envelope = log.get(i).ok()?.envelope;
+            let envelope = log.reader().get(i).ok()?.envelope;
             (envelope.stream == "_system" && envelope.event.action == action).then(|| {
                 (
                     i,

@@ -162,6 +162,7 @@ async fn checkpoint_tiles_and_consistency_verify() {
     let writer = server.admin_token.clone();
     let url = server.url("/v1/events");
     let grant = stele_log::sequencer::lock_log(&server.served_log())
+        .reader()
         .get(0)
         .unwrap();
     assert_eq!(grant.envelope.event.action, "token.created");

@@ -152,11 +152,11 @@ async fn in_flight_appends_are_durable_after_shutdown() {
     for receipt in &acknowledged {
         let index = receipt["index"].as_u64().unwrap();
         assert!(seen.insert(index), "index {index} receipted twice");
-        let stored = log.get(index).unwrap();
+        let stored = log.reader().get(index).unwrap();
         assert_eq!(stored.commitment.to_vec(), b64(&receipt["commitment"]));
         assert_eq!(stored.salt.to_vec(), b64(&receipt["salt"]));
         assert_eq!(stored.envelope.id, receipt["id"].as_str().unwrap());
-        let proof = log.inclusion_proof(index, None).unwrap();
+        let proof = log.reader().inclusion_proof(index, None).unwrap();
         let verifier = server.verifier();
         let checkpoint = proof
             .verify(

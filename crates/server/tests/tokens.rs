@@ -19,7 +19,7 @@ fn system_events(data: &std::path::Path, action: &str) -> Vec<(u64, Value)> {
     let log = open_log(data);
     (0..log.size())
         .filter_map(|i| {
-            let stored = log.get(i).ok()?;
+            let stored = log.reader().get(i).ok()?;
             let envelope = stored.envelope;
             (envelope.stream == "_system" && envelope.event.action == action).then(|| {
                 (
@@ -39,7 +39,7 @@ fn write_file(data: &std::path::Path, file: &TokenFile) {
 
 fn verify_problems(data: &std::path::Path) -> Vec<String> {
     let log = open_log(data);
-    let report = stele_log::verify::verify(&log, &stele_log::verify::NoProgress).unwrap();
+    let report = stele_log::verify::verify(log.reader(), &stele_log::verify::NoProgress).unwrap();
     report.problems.iter().map(|p| p.to_string()).collect()
 }
 

@@ -225,8 +225,19 @@ pub struct IndexFile {
     /// at a time.
     reserved_end: Arc<AtomicU64>,
     log_id: [u8; 16],
-    /// Number of durable entries.
-    len: u64,
+    /// Number of durable entries; shared with the [`IndexReader`]s, which
+    /// see an entry once its record is durable.
+    len: Arc<AtomicU64>,
+}
+
+/// Reads the records of an [`IndexFile`] from any thread, without the
+/// owner: the entries are those the owner has counted durable
+/// ([`IndexFile::note_appended`]) when each read begins.
+#[derive(Debug, Clone)]
+pub struct IndexReader {
+    path: PathBuf,
+    file: Arc<File>,
+    len: Arc<AtomicU64>,
 }
 
 /// Appends records to an [`IndexFile`] (see [`IndexFile::appender_at`]).
@@ -296,7 +307,7 @@ impl IndexFile {
             file: Arc::new(file),
             reserved_end: Arc::new(AtomicU64::new(HEADER_LEN)),
             log_id,
-            len: 0,
+            len: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -332,7 +343,7 @@ impl IndexFile {
                 file: Arc::new(file),
                 reserved_end: Arc::new(AtomicU64::new(scan.keep)),
                 log_id: scan.log_id,
-                len: scan.recovery.entries,
+                len: Arc::new(AtomicU64::new(scan.recovery.entries)),
             },
             scan.recovery,
         ))
@@ -352,7 +363,7 @@ impl IndexFile {
                 file: Arc::new(file),
                 reserved_end: Arc::new(AtomicU64::new(scan.keep)),
                 log_id: scan.log_id,
-                len: scan.recovery.entries,
+                len: Arc::new(AtomicU64::new(scan.recovery.entries)),
             },
             scan.recovery,
         ))
@@ -369,11 +380,20 @@ impl IndexFile {
 
     /// Number of durable entries.
     pub fn len(&self) -> u64 {
-        self.len
+        self.len.load(Ordering::Acquire)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
+    }
+
+    /// A reader of this index that other threads keep (see [`IndexReader`]).
+    pub fn reader(&self) -> IndexReader {
+        IndexReader {
+            path: self.path.clone(),
+            file: self.file.clone(),
+            len: self.len.clone(),
+        }
     }
 
     /// Appends `records` (already encoded, in order) and fdatasyncs. Crash
@@ -382,7 +402,7 @@ impl IndexFile {
     /// exist once the segment records they point to are durable too. On
     /// error the caller must stop writing and reopen.
     pub fn append_and_sync(&mut self, encoded: &[u8]) -> StoreResult<()> {
-        self.appender_at(self.len).append_and_sync(encoded)?;
+        self.appender_at(self.len()).append_and_sync(encoded)?;
         self.note_appended(encoded.len() as u64 / RECORD_LEN);
         Ok(())
     }
@@ -403,7 +423,7 @@ impl IndexFile {
 
     /// Counts `records` appended (and synced) through an [`IndexAppender`].
     pub fn note_appended(&mut self, records: u64) {
-        self.len += records;
+        self.len.fetch_add(records, Ordering::AcqRel);
     }
 
     /// Cuts the zeros written ahead of the records, when the index is
@@ -412,7 +432,7 @@ impl IndexFile {
     /// file has either length after a crash, and zeros after the records
     /// are unused space either way.
     pub fn trim_reserved(&mut self) -> StoreResult<()> {
-        let end = HEADER_LEN + self.len * RECORD_LEN;
+        let end = HEADER_LEN + self.len() * RECORD_LEN;
         if self.reserved_end.load(Ordering::Acquire) > end {
             fileio::set_len(&self.file, &self.path, end)
                 .map_err(|e| StoreError::io("truncate", &self.path, e))?;
@@ -426,10 +446,10 @@ impl IndexFile {
     /// never acknowledged. The cut is fsynced before returning; a crash
     /// during it leaves either length, and the next open decides again.
     pub fn cut_to(&mut self, entries: u64) -> StoreResult<()> {
-        if entries >= self.len {
+        if entries >= self.len() {
             return Err(StoreError::Invalid(format!(
                 "cannot cut the index to {entries} entries: it holds {}",
-                self.len
+                self.len()
             )));
         }
         let keep = HEADER_LEN + entries * RECORD_LEN;
@@ -438,7 +458,7 @@ impl IndexFile {
         fileio::sync_all(&self.file, &self.path)
             .map_err(|e| StoreError::io("fsync", &self.path, e))?;
         self.reserved_end.store(keep, Ordering::Release);
-        self.len = entries;
+        self.len.store(entries, Ordering::Release);
         Ok(())
     }
 
@@ -446,7 +466,42 @@ impl IndexFile {
     /// it holds): reads stop there; the file is not touched. For a view
     /// that leaves out what the next recovery would cut.
     pub fn limit(&mut self, entries: u64) {
-        self.len = self.len.min(entries);
+        self.len.fetch_min(entries, Ordering::AcqRel);
+    }
+
+    /// Reads entry `index`.
+    pub fn read(&self, index: u64) -> StoreResult<IndexRecord> {
+        self.reader().read(index)
+    }
+
+    /// Reads entries `start..start+count`, checking each checksum.
+    pub fn read_range(&self, start: u64, count: u64) -> StoreResult<Vec<IndexRecord>> {
+        self.reader().read_range(start, count)
+    }
+}
+
+impl IndexReader {
+    /// Number of durable entries.
+    pub fn len(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A reader that keeps the number of entries this one has now, however
+    /// the index grows after.
+    pub fn frozen(&self) -> IndexReader {
+        IndexReader {
+            path: self.path.clone(),
+            file: self.file.clone(),
+            len: Arc::new(AtomicU64::new(self.len())),
+        }
     }
 
     /// Reads entry `index`.
@@ -461,12 +516,12 @@ impl IndexFile {
     pub fn read_range(&self, start: u64, count: u64) -> StoreResult<Vec<IndexRecord>> {
         let end = start
             .checked_add(count)
-            .filter(|end| *end <= self.len)
+            .filter(|end| *end <= self.len())
             .ok_or_else(|| {
                 StoreError::Invalid(format!(
                     "entries {start}..{} are beyond the log size {}",
                     start.saturating_add(count),
-                    self.len
+                    self.len()
                 ))
             })?;
         let mut buf = vec![0u8; ((end - start) * RECORD_LEN) as usize];

@@ -281,6 +281,11 @@ impl SegmentWriter {
     }
 
     /// True when records are staged but not yet written.
+    /// Where the records written so far and the staged ones end.
+    pub fn staged_end(&self) -> u64 {
+        self.staged_end
+    }
+
     pub fn has_staged(&self) -> bool {
         !self.staged.is_empty()
     }

@@ -1,16 +1,17 @@
-//! Reading a stream's entries in bulk: export (every entry of a range) and
-//! query (the events of a range whose fields equal the filters given).
-//! Shared by `GET /v1/export`, `GET /v1/query` and the CLI's `stele export`
-//! and `stele query`, which authorize and record the read each in their own
-//! way before anything is shown.
-
-use std::sync::Mutex;
+//! Reading a stream's entries in bulk through a [`LogReader`]: export
+//! (every entry of a range) and query (the events of a range whose fields
+//! equal the filters given). Shared by `GET /v1/export`, `GET /v1/query`
+//! and the CLI's `stele export` and `stele query`, which authorize and
+//! record the read each in their own way before anything is shown. A scan
+//! never takes the writer: appends go on beside it.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
-use stele_log::sequencer::lock_log;
-use stele_log::{Log, LogError, StoredEvent};
+
+use crate::engine::StoredEvent;
+use crate::error::LogError;
+use crate::reader::LogReader;
 
 /// Most entries one export or query may cover.
 pub const MAX_EXPORT_RANGE: u64 = 10_000;
@@ -49,31 +50,21 @@ pub fn check_stream(stream: &str) -> Result<(), String> {
 pub enum StreamEntry<'a> {
     Event(u64, &'a StoredEvent),
     /// Its content was purged by retention.
-    Purged(u64, &'a stele_log::purge::Tombstone),
+    Purged(u64, &'a crate::purge::Tombstone),
 }
-
-/// Entries read per hold of the log lock while scanning, so that appends
-/// wait at most for one chunk, not for a whole export or query.
-pub const SCAN_CHUNK: u64 = 256;
 
 /// Visits, in index order, the entries of `stream` in `[from, to)` (those
 /// of other streams are skipped) until `visit` returns false. Returns the
-/// index after the last entry read. Takes the log lock for
-/// [`SCAN_CHUNK`] entries at a time (entries never change once written; a
-/// purge in between shows as purge records from there on).
+/// index after the last entry read. Entries never change once written; a
+/// purge during the scan shows as purge records from there on.
 pub fn scan_stream(
-    shared: &Mutex<Log>,
+    log: &LogReader,
     stream: &str,
     from: u64,
     to: u64,
     mut visit: impl FnMut(StreamEntry) -> bool,
 ) -> Result<u64, LogError> {
-    let mut log = lock_log(shared);
     for index in from..to {
-        if index > from && (index - from).is_multiple_of(SCAN_CHUNK) {
-            drop(log);
-            log = lock_log(shared);
-        }
         let more = match log.get(index) {
             Ok(stored) if stored.envelope.stream == stream => {
                 visit(StreamEntry::Event(index, &stored))
@@ -113,13 +104,13 @@ pub struct Export {
 
 /// Every entry of `stream` in `[from, to)`, one JSON line each (a purged
 /// one as `{"index", "purged": <tombstone>}`).
-pub fn export(shared: &Mutex<Log>, stream: &str, from: u64, to: u64) -> Result<Export, LogError> {
+pub fn export(log: &LogReader, stream: &str, from: u64, to: u64) -> Result<Export, LogError> {
     let mut out = Export {
         ndjson: Vec::new(),
         exported: 0,
         purged: 0,
     };
-    scan_stream(shared, stream, from, to, |entry| {
+    scan_stream(log, stream, from, to, |entry| {
         let line = match entry {
             StreamEntry::Event(index, stored) => {
                 out.exported += 1;
@@ -218,7 +209,7 @@ pub struct Found {
 /// The events of `stream` in `[from, to)` that match `filters`, at most
 /// `limit` of them.
 pub fn query(
-    shared: &Mutex<Log>,
+    log: &LogReader,
     stream: &str,
     from: u64,
     to: u64,
@@ -227,7 +218,7 @@ pub fn query(
 ) -> Result<Found, LogError> {
     let mut events = Vec::new();
     let mut purged = 0u64;
-    let scanned_to = scan_stream(shared, stream, from, to, |entry| {
+    let scanned_to = scan_stream(log, stream, from, to, |entry| {
         match entry {
             StreamEntry::Event(index, stored) if filters.matches(&stored.envelope) => {
                 events.push(entry_json(index, stored));
@@ -263,13 +254,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use stele_log::{CreateOptions, OpenOptions, Preparer};
+    use crate::{CreateOptions, Log, OpenOptions, Preparer};
     use stele_store::keys::NewKek;
 
-    /// A scan longer than one chunk of the log lock sees every entry of its
-    /// stream once, in order, skips the others, and stops where asked.
+    /// A scan sees every entry of its stream once, in order, skips the
+    /// others, and stops where asked.
     #[test]
-    fn scans_cross_lock_chunks_and_stop_where_asked() {
+    fn scans_see_their_stream_in_order_and_stop_where_asked() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         Log::create(
@@ -283,7 +274,7 @@ mod tests {
         let mut log = Log::open(&data, OpenOptions::default()).unwrap();
         let preparer = Preparer::new("tester", "test", "default");
         let now = jiff::Timestamp::now();
-        let events: Vec<_> = (0..3 * SCAN_CHUNK + 5)
+        let events: Vec<_> = (0..773)
             .map(|n| {
                 let stream = if n % 3 == 0 { "a" } else { "b" };
                 let raw = format!(r#"{{"actor":"u{n}","action":"x","stream":"{stream}"}}"#);
@@ -292,7 +283,7 @@ mod tests {
             .collect();
         log.append_batch(&events).unwrap();
         let size = log.size();
-        let shared = std::sync::Mutex::new(log);
+        let shared = log.reader().clone();
 
         let mut seen = Vec::new();
         let end = scan_stream(&shared, "a", 1, size, |entry| {
@@ -307,8 +298,8 @@ mod tests {
         let expected: Vec<u64> = (1..size).filter(|n| n % 3 == 0).collect();
         assert_eq!(seen, expected);
 
-        // Stop at the 100th entry of stream "a" (index 297, in the second
-        // chunk): the scan ends right after it.
+        // Stop at the 100th entry of stream "a" (index 297): the scan ends
+        // right after it.
         let mut count = 0;
         let end = scan_stream(&shared, "a", 0, size, |_| {
             count += 1;

@@ -6,8 +6,8 @@
 
 use std::sync::Mutex;
 
-use serde_json::json;
-use stele_log::Log;
+use stele_log::system_event::{Caller, EventsExported, EventsQueried};
+use stele_log::{Log, SystemEvent};
 use stele_policy::{Action, Resource};
 use stele_server::scan::{self, Filters, MAX_QUERY_RESULTS};
 
@@ -47,20 +47,19 @@ pub fn export(data: &DataArgs, range: &StreamRange) -> CliResult<u8> {
     let shared = Mutex::new(log);
     let export = scan::export(&shared, stream, from, to)?;
     let mut log = unshare(shared);
-    let event = json!({
-        "actor": operator.principal,
-        "action": "events.exported",
-        "resource": format!("stream:{stream}"),
-        "attributes": {
-            "stream": stream,
-            "from": from,
-            "to": to,
-            "exported": export.exported,
-            "purged": export.purged,
-            "method": "local",
-            "client": "cli",
+    let caller = Caller::local();
+    let event = SystemEvent::EventsExported {
+        actor: operator.principal.clone(),
+        attributes: EventsExported {
+            stream: stream.to_string(),
+            from,
+            to,
+            exported: export.exported,
+            purged: export.purged,
+            method: caller.method,
+            client: caller.client,
         },
-    });
+    };
     // Recorded durably before any content is shown.
     local::append_system_event(&mut log, &event, at)?;
     print_out(&String::from_utf8_lossy(&export.ndjson))?;
@@ -89,21 +88,20 @@ pub fn query(
     let shared = Mutex::new(log);
     let found = scan::query(&shared, stream, from, to, filters, limit)?;
     let mut log = unshare(shared);
-    let event = json!({
-        "actor": operator.principal,
-        "action": "events.queried",
-        "resource": format!("stream:{stream}"),
-        "attributes": {
-            "stream": stream,
-            "from": from,
-            "to": found.scanned_to,
-            "filters": filters.to_json(),
-            "matched": found.events.len(),
-            "purged": found.purged,
-            "method": "local",
-            "client": "cli",
+    let caller = Caller::local();
+    let event = SystemEvent::EventsQueried {
+        actor: operator.principal.clone(),
+        attributes: EventsQueried {
+            stream: stream.to_string(),
+            from,
+            to: found.scanned_to,
+            filters: filters.to_json(),
+            matched: found.events.len() as u64,
+            purged: found.purged,
+            method: caller.method,
+            client: caller.client,
         },
-    });
+    };
     // Recorded durably before any content is shown.
     local::append_system_event(&mut log, &event, at)?;
     let answer = scan::found_json(from, to, found);

@@ -37,6 +37,7 @@ mod rotate;
 pub mod salvage;
 pub mod sequencer;
 mod session;
+pub mod system_event;
 pub mod tiles;
 pub mod tokens;
 pub mod verify;
@@ -54,3 +55,4 @@ pub use prepare::{PreparedEvent, Preparer};
 #[doc(hidden)]
 pub use rotate::kek_info_round_trip;
 pub use rotate::{KekAgeSource, KekInfo, RotateStep};
+pub use system_event::{SystemEvent, SystemResource};

@@ -525,8 +525,7 @@ impl Log {
             let Some(mut tombstone) = self.purged.get(id).cloned() else {
                 continue;
             };
-            if tombstone.event_index.is_none()
-                && record.attributes == tombstone.event_attributes()
+            if tombstone.event_index.is_none() && record.attributes == tombstone.event_attributes()
             {
                 tombstone.event_index = Some(record.event_index);
                 tombstone.write(&self.tombstone_path(&tombstone.stream, tombstone.epoch_day))?;

@@ -681,9 +681,9 @@ impl SystemEvent {
             SystemEvent::TokenRevoked { attributes, .. } => {
                 Some(client_id::token_revoked(&attributes.token))
             }
-            SystemEvent::LogRecovered { attributes, .. } => Some(client_id::recovered(
-                recovered_name(&attributes.kept),
-            )),
+            SystemEvent::LogRecovered { attributes, .. } => {
+                Some(client_id::recovered(recovered_name(&attributes.kept)))
+            }
             _ => None,
         }
     }

@@ -28,9 +28,9 @@ use sha2::Digest;
 use stele_store::fsutil;
 
 use crate::engine::{Log, StoredEvent};
-use crate::system_event::{self, SystemEvent, client_id};
 use crate::error::{LogError, LogResult};
 use crate::governance::{MAX_PRINCIPAL_BYTES, SYSTEM_STREAM, SYSTEM_WRITER};
+use crate::system_event::{self, SystemEvent, client_id};
 
 /// Name of the token file in a data directory.
 pub const TOKEN_FILE: &str = "tokens.json";
@@ -656,7 +656,6 @@ impl Log {
         }
         Ok(marked)
     }
-
 }
 
 #[cfg(test)]

@@ -38,6 +38,7 @@ use crate::engine::{Log, SegmentInfo, open_checkpoint};
 use crate::error::LogResult;
 use crate::layout::Layout;
 use crate::purge::IndexDigest;
+use crate::system_event::{action, client_id};
 use crate::tiles::{TileBuilder, TileSink};
 
 /// How many problems a report keeps in detail.
@@ -501,8 +502,8 @@ fn purge_pass(
                     let envelope = &event.envelope;
                     let same = envelope.stream == crate::governance::SYSTEM_STREAM
                         && envelope.writer == crate::governance::SYSTEM_WRITER
-                        && envelope.event.action == "retention.purge"
-                        && envelope.event.id.as_deref() == Some(format!("purge:{id}").as_str())
+                        && envelope.event.action == action::RETENTION_PURGE
+                        && envelope.event.id.as_deref() == Some(client_id::purge(*id).as_str())
                         && envelope
                             .event
                             .attributes

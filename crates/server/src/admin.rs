@@ -39,11 +39,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stele_log::system_event::{EventsExported, EventsQueried};
-use stele_log::{LogError, SystemEvent};
 use stele_log::audit::AuditFacts;
 use stele_log::governance::HoldSpec;
 use stele_log::sequencer::lock_log;
+use stele_log::system_event::{EventsExported, EventsQueried};
+use stele_log::{LogError, SystemEvent};
 use stele_policy::{Action, Policy, PolicySource, Resource};
 
 use crate::access::authorize;

@@ -935,7 +935,9 @@ async fn get_event(
         };
         let prepared = audit
             .prepare("server", jiff::Timestamp::now())
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
         state.sequencer.append(vec![prepared])?;
         state.metrics.reads.fetch_add(1, Relaxed);
         Ok(json!({

@@ -397,14 +397,18 @@ fn resources_round_trip() {
         index: 3,
     };
     assert_eq!(SystemResource::of_access(&access).text(), "events/3");
-    assert_eq!(SystemResource::access_stream(&access).as_deref(), Some("ops"));
+    assert_eq!(
+        SystemResource::access_stream(&access).as_deref(),
+        Some("ops")
+    );
 }
 
 /// A reader is told what does not fit, and passes over what it does not
 /// know.
 #[test]
 fn parse_refuses_a_wrong_shape() {
-    let raw = br#"{"actor":"ann","action":"hold.placed","resource":"holds/h","attributes":{"hold":"h"}}"#;
+    let raw =
+        br#"{"actor":"ann","action":"hold.placed","resource":"holds/h","attributes":{"hold":"h"}}"#;
     let client = stele_event::parse_client_event(raw, &stele_event::Limits::default()).unwrap();
     let e = SystemEvent::parse(&client).unwrap_err();
     assert!(e.contains("missing field"), "{e}");

@@ -235,8 +235,13 @@ pub fn run(data: &DataArgs, stream: Option<&str>, claimed: Option<String>) -> Cl
                 stream,
                 decision,
             }) => {
-                let what = stele_server::access::resource_text(&Resource::Stream(&stream));
-                let failure = operator.denied(&mut log, Action::Append, &what, &decision, at);
+                let failure = operator.denied(
+                    &mut log,
+                    Action::Append,
+                    Resource::Stream(&stream),
+                    &decision,
+                    at,
+                );
                 outcome = Err(Failure::refused(format!(
                     "line {line}: {}; nothing from this line on was appended",
                     failure.message

@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use stele_log::audit::{Attestation, AuditFacts, latest_attestation};
+use stele_log::governance::SYSTEM_STREAM;
 use stele_log::layout::epoch_date;
 use stele_log::purge::timestamp_text;
-use stele_log::{KekAgeSource, KekInfo, Log};
+use stele_log::system_event::action;
+use stele_log::{KekAgeSource, KekInfo, Log, SystemEvent};
 use stele_policy::{Action, Resource};
 use stele_store::keys::{Argon2Params, NewKek};
 use zeroize::Zeroizing;
@@ -304,15 +306,15 @@ fn check_recorded(log: &Log, attestation: &Attestation) -> CliResult<u64> {
         Failure::refused("the latest attestation names no audit.attestation event")
     })?;
     let stored = log.reader().get(index)?;
-    let mut expected =
-        serde_json::to_value(attestation).map_err(|e| Failure::usage(e.to_string()))?;
-    if let Some(map) = expected.as_object_mut() {
-        map.remove("event_index");
-    }
     let event = &stored.envelope.event;
+    let expected = SystemEvent::AuditAttestation {
+        actor: event.actor.clone(),
+        attestation: Box::new(attestation.clone()),
+    }
+    .attributes();
     let recorded = event.attributes.clone().map(Value::Object);
-    if stored.envelope.stream != "_system"
-        || event.action != "audit.attestation"
+    if stored.envelope.stream != SYSTEM_STREAM
+        || event.action != action::AUDIT_ATTESTATION
         || recorded.as_ref() != Some(&expected)
     {
         return Err(Failure::refused(format!(

@@ -21,8 +21,8 @@
 //! See `docs/cli.md`.
 
 use jiff::Timestamp;
-use serde_json::json;
-use stele_log::{Log, LogError, LogReader, Preparer};
+use stele_log::system_event::{AccessDenied, Caller, EventRead};
+use stele_log::{Log, LogError, LogReader, SystemEvent, SystemResource};
 use stele_policy::{AccessRequest, Action, Decision, Policy, Resource};
 use stele_server::access::resource_text;
 pub use stele_server::operator::{denial_text, local_principal, local_request};
@@ -185,7 +185,7 @@ impl Operator {
         if decision.allowed {
             return Ok(());
         }
-        Err(self.denied(log, action, &resource_text(&resource), &decision, now))
+        Err(self.denied(log, action, resource, &decision, now))
     }
 
     /// [`Self::authorize`] for a command that only reads the log: a
@@ -218,17 +218,18 @@ impl Operator {
         &self,
         log: &mut Log,
         action: Action,
-        what: &str,
+        resource: Resource<'_>,
         decision: &Decision,
         now: Timestamp,
     ) -> Failure {
-        let recorded = match record_denial(log, self, action, what, decision, now) {
+        let what = resource_text(&resource);
+        let recorded = match record_denial(log, self, action, &resource, decision, now) {
             Ok(index) => format!("recorded as access.denied event {index}"),
             Err(e) => format!("the denial could not be recorded: {e}"),
         };
         Failure::refused(format!(
             "{}; {}; {recorded}",
-            denial_text(&self.principal, action, what, decision),
+            denial_text(&self.principal, action, &what, decision),
             self.roles_text()
         ))
     }
@@ -248,12 +249,10 @@ impl Operator {
 /// under a new checkpoint; returns its index.
 pub fn append_system_event(
     log: &mut Log,
-    event: &serde_json::Value,
+    event: &SystemEvent,
     now: Timestamp,
 ) -> Result<u64, LogError> {
-    let raw =
-        serde_json::to_vec(event).map_err(|e| LogError::Internal(format!("system event: {e}")))?;
-    let prepared = Preparer::new("stele", "cli", "_system").prepare(&raw, now)?;
+    let prepared = event.prepare("cli", now)?;
     let receipts = log.append_batch(std::slice::from_ref(&prepared))?;
     let index = receipts
         .first()
@@ -268,23 +267,23 @@ fn record_denial(
     log: &mut Log,
     operator: &Operator,
     action: Action,
-    what: &str,
+    resource: &Resource<'_>,
     decision: &Decision,
     now: Timestamp,
 ) -> Result<u64, LogError> {
-    let event = json!({
-        "actor": operator.principal,
-        "action": "access.denied",
-        "resource": what,
-        "outcome": "denied",
-        "attributes": {
-            "requested": action.as_str(),
-            "method": "local",
-            "client": "cli",
-            "policies": decision.reasons,
-            "errors": decision.errors,
+    let caller = Caller::local();
+    let event = SystemEvent::AccessDenied {
+        actor: operator.principal.clone(),
+        resource: SystemResource::of_access(resource),
+        attributes: AccessDenied {
+            stream: SystemResource::access_stream(resource),
+            requested: action.as_str().to_string(),
+            method: caller.method,
+            client: caller.client,
+            policies: decision.reasons.clone(),
+            errors: decision.errors.clone(),
         },
-    });
+    };
     append_system_event(log, &event, now)
 }
 
@@ -297,13 +296,16 @@ pub fn record_read(
     stream: &str,
     now: Timestamp,
 ) -> CliResult<u64> {
-    let event = json!({
-        "actor": operator.principal,
-        "action": "event.read",
-        "resource": format!("events/{index}"),
-        "outcome": "success",
-        "attributes": {"method": "local", "client": "cli", "stream": stream},
-    });
+    let caller = Caller::local();
+    let event = SystemEvent::EventRead {
+        actor: operator.principal.clone(),
+        index,
+        attributes: EventRead {
+            method: caller.method,
+            client: caller.client,
+            stream: stream.to_string(),
+        },
+    };
     Ok(append_system_event(log, &event, now)?)
 }
 

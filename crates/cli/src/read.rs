@@ -18,7 +18,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::json;
 use stele_log::scan::{self, Filters, MAX_QUERY_RESULTS};
-use stele_log::{Log, LogError, LogReader};
+use stele_log::system_event::{Caller, EventsExported, EventsQueried};
+use stele_log::{Log, LogError, LogReader, SystemEvent};
 use stele_policy::{Action, Resource};
 use stele_store::StoreError;
 
@@ -103,7 +104,7 @@ impl ReadAccess {
 
     /// Records the read (a `_system` event) durably, when reads are
     /// recorded; before anything is shown.
-    pub fn record(&mut self, event: &serde_json::Value, at: jiff::Timestamp) -> CliResult<()> {
+    pub fn record(&mut self, event: &SystemEvent, at: jiff::Timestamp) -> CliResult<()> {
         if let Some(log) = self.writer.as_mut() {
             local::append_system_event(log, event, at)?;
         }
@@ -193,20 +194,19 @@ pub fn export(data: &DataArgs, range: &StreamRange) -> CliResult<u8> {
     access.authorize(Action::Export, Resource::Stream(stream), at)?;
     let to = scan::range_end(access.reader.size(), from, range.to).map_err(Failure::usage)?;
     let export = scan::export(&access.reader, stream, from, to)?;
-    let event = json!({
-        "actor": access.operator.principal,
-        "action": "events.exported",
-        "resource": format!("stream:{stream}"),
-        "attributes": {
-            "stream": stream,
-            "from": from,
-            "to": to,
-            "exported": export.exported,
-            "purged": export.purged,
-            "method": "local",
-            "client": "cli",
+    let caller = Caller::local();
+    let event = SystemEvent::EventsExported {
+        actor: access.operator.principal.clone(),
+        attributes: EventsExported {
+            stream: stream.to_string(),
+            from,
+            to,
+            exported: export.exported,
+            purged: export.purged,
+            method: caller.method,
+            client: caller.client,
         },
-    });
+    };
     // Recorded durably before any content is shown.
     access.record(&event, at)?;
     print_out(&String::from_utf8_lossy(&export.ndjson))?;
@@ -232,21 +232,20 @@ pub fn query(
     access.authorize(Action::Query, Resource::Stream(stream), at)?;
     let to = scan::range_end(access.reader.size(), from, range.to).map_err(Failure::usage)?;
     let found = scan::query(&access.reader, stream, from, to, filters, limit)?;
-    let event = json!({
-        "actor": access.operator.principal,
-        "action": "events.queried",
-        "resource": format!("stream:{stream}"),
-        "attributes": {
-            "stream": stream,
-            "from": from,
-            "to": found.scanned_to,
-            "filters": filters.to_json(),
-            "matched": found.events.len(),
-            "purged": found.purged,
-            "method": "local",
-            "client": "cli",
+    let caller = Caller::local();
+    let event = SystemEvent::EventsQueried {
+        actor: access.operator.principal.clone(),
+        attributes: EventsQueried {
+            stream: stream.to_string(),
+            from,
+            to: found.scanned_to,
+            filters: filters.to_json(),
+            matched: found.events.len() as u64,
+            purged: found.purged,
+            method: caller.method,
+            client: caller.client,
         },
-    });
+    };
     // Recorded durably before any content is shown.
     access.record(&event, at)?;
     let answer = scan::found_json(from, to, found);

@@ -232,7 +232,7 @@ fn authorize_token(data: &std::path::Path, action: stele_policy::Action) -> CliR
         anchor: None,
     };
     match crate::open(&args) {
-        Ok(mut log) => Err(operator.denied(&mut log, action, "log", &decision, now)),
+        Ok(mut log) => Err(operator.denied(&mut log, action, resource, &decision, now)),
         Err(e) => Err(Failure::refused(format!(
             "{}; {}; the denial could not be recorded ({})",
             denial_text(&operator.principal, action, "log", &decision),

@@ -74,7 +74,7 @@ fn export_prints_every_entry_of_its_stream_and_is_recorded_first() {
     // (`get` itself is not recorded on a log without a policy.)
     assert_eq!(record["event"]["action"], "events.exported", "{record}");
     assert_eq!(record["stream"], "_system");
-    assert_eq!(record["event"]["resource"], "stream:a");
+    assert_eq!(record["event"]["resource"], "streams/a");
     let attributes = &record["event"]["attributes"];
     assert_eq!(attributes["from"], 5);
     assert_eq!(attributes["to"], 20);

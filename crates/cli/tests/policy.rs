@@ -1022,7 +1022,8 @@ fn cli_denials_are_refused_and_recorded_as_access_denied() {
     let e = &event["event"]["event"];
     assert_eq!(e["action"], "access.denied");
     assert_eq!(e["actor"], "local:tester");
-    assert_eq!(e["resource"], "stream:ops");
+    assert_eq!(e["resource"], "streams/ops");
+    assert_eq!(e["attributes"]["stream"], "ops", "the server's shape");
     assert_eq!(e["outcome"], "denied");
     assert_eq!(e["attributes"]["requested"], "hold.add");
     assert_eq!(e["attributes"]["method"], "local");
@@ -1242,7 +1243,7 @@ fn append_denied_for_one_stream_stops_at_that_line() {
         e["event"]["event"]["attributes"]["policies"][0],
         "no-sec-from-cli"
     );
-    assert_eq!(e["event"]["event"]["resource"], "stream:sec");
+    assert_eq!(e["event"]["event"]["resource"], "streams/sec");
 }
 
 /// Kills the server it holds when dropped.

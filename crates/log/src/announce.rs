@@ -25,13 +25,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use serde_json::json;
 
 use crate::engine::Log;
 use crate::error::{LogError, LogResult};
 use crate::governance::EpochStatus;
 use crate::layout::epoch_date;
 use crate::purge::{self, Tombstone};
+use crate::system_event::{self, SystemEvent};
 
 /// The grace period between announcing a purge and carrying it out,
 /// unless the caller sets another ([`Log::set_retention_grace`]).
@@ -165,22 +165,19 @@ impl Log {
             }
         }
         let grace = self.announcements.grace;
-        let receipt = self.append_system(
-            by,
-            "retention.due",
-            None,
-            Some(&format!("stream:{}", status.stream)),
-            json!({
-                "segment": status.segment,
-                "stream": status.stream,
-                "epoch": epoch_date(status.epoch_day),
-                "purge_after": status.purge_after.map(purge::timestamp_text),
-                "announced_at": now.to_string(),
-                "grace_seconds": grace.as_secs(),
-                "clock": clock_note,
-            }),
-            now,
-        )?;
+        let event = SystemEvent::RetentionDue {
+            actor: by.to_string(),
+            attributes: system_event::RetentionDue {
+                segment: status.segment,
+                stream: status.stream.clone(),
+                epoch: epoch_date(status.epoch_day),
+                purge_after: status.purge_after.map(purge::timestamp_text),
+                announced_at: now.to_string(),
+                grace_seconds: grace.as_secs(),
+                clock: clock_note,
+            },
+        };
+        let receipt = self.append_system(&event, now)?;
         let announcement = Announcement {
             wall: now.as_second(),
             monotonic: Instant::now(),

@@ -517,13 +517,11 @@ impl Log {
         attestation.signature =
             stele_tlog::sign_note(&attestation.signed_text(), &[&self.attestor])
                 .map_err(|e| LogError::Internal(format!("signing the attestation: {e}")))?;
-        let mut attributes = serde_json::to_value(&attestation)
-            .map_err(|e| LogError::Internal(format!("attestation: {e}")))?;
-        if let Some(map) = attributes.as_object_mut() {
-            map.remove("event_index");
-        }
-        let receipt =
-            self.append_system(by, "audit.attestation", None, Some("log"), attributes, now)?;
+        let event = crate::SystemEvent::AuditAttestation {
+            actor: by.to_string(),
+            attestation: Box::new(attestation.clone()),
+        };
+        let receipt = self.append_system(&event, now)?;
         attestation.event_index = Some(receipt.index);
         write_json(
             &audit_dir(&self.layout.root).join("latest.json"),

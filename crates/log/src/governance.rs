@@ -39,8 +39,9 @@ use crate::engine::{Log, Receipt};
 use crate::error::{LogError, LogResult};
 use crate::layout::epoch_date;
 use crate::ledger::Ledger;
-use crate::prepare::{PreparedEvent, Preparer};
+use crate::prepare::PreparedEvent;
 use crate::purge::{self, MAX_LISTED_RANGES, TOMBSTONE_VERSION, Tombstone};
+use crate::system_event::{self, SystemEvent};
 use stele_tlog::hash::hex;
 
 /// The writer recorded on system events.
@@ -479,7 +480,8 @@ impl Log {
         Ok(())
     }
 
-    fn reconcile_purges(&self, ledger: &Ledger) -> LogResult<()> {
+    fn reconcile_purges(&mut self, ledger: &Ledger) -> LogResult<()> {
+        self.adopt_purge_events(ledger)?;
         for (id, tombstone) in &self.purged {
             let path = self.tombstone_path(&tombstone.stream, tombstone.epoch_day);
             let logged = ledger.purges.get(id);
@@ -518,6 +520,29 @@ impl Log {
         Ok(())
     }
 
+    /// A tombstone that names no event while the log holds its
+    /// `retention.purge` event, with the very attributes it would append
+    /// (a crash between the event and the tombstone's update), takes that
+    /// event's index. The retry in `complete_purge` would find the event by
+    /// its client id too, but only if its bytes are the same; an event an
+    /// earlier version wrote under another resource name is found here.
+    /// Crash: the tombstone is replaced atomically; the next open does the
+    /// same again.
+    fn adopt_purge_events(&mut self, ledger: &Ledger) -> LogResult<()> {
+        for (id, record) in &ledger.purges {
+            let Some(mut tombstone) = self.purged.get(id).cloned() else {
+                continue;
+            };
+            if tombstone.event_index.is_none() && record.attributes == tombstone.event_attributes()
+            {
+                tombstone.event_index = Some(record.event_index);
+                tombstone.write(&self.tombstone_path(&tombstone.stream, tombstone.epoch_day))?;
+                self.purged.insert(*id, tombstone);
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses a governance decision at a time earlier than the newest the
     /// log records: a clock set back must not backdate a policy version or
     /// make a purge look older than it is.
@@ -537,27 +562,11 @@ impl Log {
         self.time_floor = Some(self.time_floor.map_or(now, |f| f.max(now)));
     }
 
-    /// Builds one system event for `_system`, refusing (before anything is
-    /// written) one the log could not take, e.g. over the event size limit.
-    fn prepare_system(
-        &self,
-        actor: &str,
-        action: &str,
-        client_id: Option<&str>,
-        resource: Option<&str>,
-        attributes: Value,
-        now: Timestamp,
-    ) -> LogResult<PreparedEvent> {
-        let mut event = json!({"actor": actor, "action": action, "attributes": attributes});
-        if let Some(id) = client_id {
-            event["id"] = Value::from(id);
-        }
-        if let Some(resource) = resource {
-            event["resource"] = Value::from(resource);
-        }
-        let raw = serde_json::to_vec(&event)
-            .map_err(|e| LogError::Internal(format!("system event: {e}")))?;
-        Ok(Preparer::new(SYSTEM_WRITER, "system", SYSTEM_STREAM).prepare(&raw, now)?)
+    /// Prepares one system event for `_system` (source `system`),
+    /// refusing (before anything is written) one the log could not take,
+    /// e.g. over the event size limit.
+    fn prepare_system(&self, event: &SystemEvent, now: Timestamp) -> LogResult<PreparedEvent> {
+        event.prepare("system", now)
     }
 
     /// Appends one prepared system event and waits for it to be durable.
@@ -572,18 +581,11 @@ impl Log {
     }
 
     /// Appends one system event to `_system` and waits for it to be durable.
-    /// With a `client_id`, a retry with identical content returns the
-    /// original receipt instead of appending again.
-    pub fn append_system(
-        &mut self,
-        actor: &str,
-        action: &str,
-        client_id: Option<&str>,
-        resource: Option<&str>,
-        attributes: Value,
-        now: Timestamp,
-    ) -> LogResult<Receipt> {
-        let prepared = self.prepare_system(actor, action, client_id, resource, attributes, now)?;
+    /// An event with a client id (see [`SystemEvent::client_id`]) retried
+    /// with identical content returns the original receipt instead of
+    /// appending again.
+    pub fn append_system(&mut self, event: &SystemEvent, now: Timestamp) -> LogResult<Receipt> {
+        let prepared = self.prepare_system(event, now)?;
         self.append_prepared_system(prepared)
     }
 
@@ -680,25 +682,20 @@ impl Log {
             .collect();
         let source: Value = serde_json::from_slice(&version.policy.source().to_bytes())
             .map_err(|e| LogError::Internal(format!("policy source: {e}")))?;
-        let attributes = json!({
-            "seq": version.seq,
-            "hash": version.hash,
-            "activated_at": purge::timestamp_text(version.activated_at),
-            "applied_by": version.applied_by,
-            "retention_changes": changes,
-            "prior_data": prior_data,
-            "source": source,
-        });
+        let event = SystemEvent::PolicyApplied {
+            attributes: system_event::PolicyApplied {
+                seq: version.seq,
+                hash: version.hash.clone(),
+                activated_at: purge::timestamp_text(version.activated_at),
+                applied_by: version.applied_by.clone(),
+                retention_changes: changes.clone(),
+                prior_data: Some(prior_data),
+                source: Some(source),
+            },
+        };
         // Built (and its size checked) before anything is written.
         let prepared = self
-            .prepare_system(
-                &version.applied_by,
-                "policy.applied",
-                Some(&format!("policy:{seq}")),
-                Some("policy"),
-                attributes,
-                now,
-            )
+            .prepare_system(&event, now)
             .map_err(|e| match e {
                 LogError::Event(e) => LogError::Usage(format!(
                     "the policy is too large to record in the log ({e}); the TOML and Cedar text together must fit in one event"
@@ -844,31 +841,12 @@ impl Log {
         release: bool,
         now: Timestamp,
     ) -> LogResult<PreparedEvent> {
-        let (action, actor, id) = if release {
-            (
-                "hold.released",
-                hold.released_by.clone().unwrap_or_default(),
-                format!("hold:{}:released", hold.id),
-            )
+        let event = if release {
+            SystemEvent::hold_released(hold)
         } else {
-            (
-                "hold.placed",
-                hold.placed_by.clone(),
-                format!("hold:{}:placed", hold.id),
-            )
+            SystemEvent::hold_placed(hold)
         };
-        let attributes = json!({
-            "hold": hold.id,
-            "streams": hold.streams,
-            "from": hold.from,
-            "to": hold.to,
-            "reason": hold.reason,
-            "placed_by": hold.placed_by,
-            "placed_at": hold.placed_at,
-            "released_by": hold.released_by,
-            "released_at": hold.released_at,
-        });
-        self.prepare_system(&actor, action, Some(&id), Some("hold"), attributes, now)
+        self.prepare_system(&event, now)
     }
 
     // ----- retention -----
@@ -1001,20 +979,17 @@ impl Log {
             "refused to purge stream {stream:?} epoch {}: {why}",
             epoch_date(day)
         );
-        self.append_system(
-            by,
-            "retention.refused",
-            None,
-            Some(&format!("stream:{stream}")),
-            json!({
-                "stream": stream,
-                "epoch": epoch_date(day),
-                "purge_after": status.purge_after.map(purge::timestamp_text),
-                "held_by": status.held_by,
-                "reason": why,
-            }),
-            now,
-        )?;
+        let event = SystemEvent::RetentionRefused {
+            actor: by.to_string(),
+            attributes: system_event::RetentionRefused {
+                stream: stream.to_string(),
+                epoch: epoch_date(day),
+                purge_after: status.purge_after.map(purge::timestamp_text),
+                held_by: status.held_by,
+                reason: why,
+            },
+        };
+        self.append_system(&event, now)?;
         Err(LogError::Refused(message))
     }
 
@@ -1122,14 +1097,7 @@ impl Log {
         // 2. The signed record: a `retention.purge` event, then its index in
         //    the tombstone. Crash: the retry matches the same event.
         if tombstone.event_index.is_none() {
-            let receipt = self.append_system(
-                &tombstone.requested_by.clone(),
-                "retention.purge",
-                Some(&format!("purge:{id}")),
-                Some(&format!("stream:{}", tombstone.stream)),
-                tombstone.event_attributes(),
-                now,
-            )?;
+            let receipt = self.append_system(&SystemEvent::retention_purge(&tombstone), now)?;
             self.note_time(now);
             self.purge_step_done(2)?;
             tombstone.event_index = Some(receipt.index);

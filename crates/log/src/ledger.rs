@@ -28,6 +28,9 @@ use stele_policy::PolicySource;
 use crate::error::{LogError, LogResult};
 use crate::governance::{Hold, PolicyVersion, SYSTEM_STREAM, SYSTEM_WRITER};
 use crate::reader::LogReader;
+use crate::system_event::{
+    HoldRecord, PolicyApplied, RetentionDue, RetentionPurge, action, attributes_from, client_id,
+};
 
 /// One `policy.applied` event.
 #[derive(Debug, Clone)]
@@ -73,8 +76,10 @@ pub(crate) struct Ledger {
     pub latest_attestation: Option<u64>,
 }
 
-/// A system event of the ledger, as read back.
-struct SystemEvent {
+/// A governance event of the `_system` stream, as read back; its
+/// attributes are read through the writer's types
+/// ([`crate::system_event`]).
+struct LedgerEvent {
     index: u64,
     action: String,
     client_id: Option<String>,
@@ -92,56 +97,33 @@ fn bad(index: u64, action: &str, what: impl std::fmt::Display) -> LogError {
     ))
 }
 
-fn text<'a>(event: &'a SystemEvent, name: &str) -> LogResult<&'a str> {
-    event
-        .attributes
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
+impl LedgerEvent {
+    /// The attributes read as the writer's type `T`.
+    fn attributes<T: serde::de::DeserializeOwned>(&self) -> LogResult<T> {
+        attributes_from(self.attributes.clone()).map_err(|e| bad(self.index, &self.action, e))
+    }
+
+    /// An RFC 3339 time of the attributes, as Unix seconds.
+    fn time(&self, name: &str, value: &str) -> LogResult<i64> {
+        seconds(value).ok_or_else(|| {
             bad(
-                event.index,
-                &event.action,
-                format!("attribute {name:?} is missing or not a string"),
+                self.index,
+                &self.action,
+                format!("attribute {name:?} is not an RFC 3339 time: {value:?}"),
             )
         })
-}
-
-fn optional_text(event: &SystemEvent, name: &str) -> LogResult<Option<String>> {
-    match event.attributes.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(bad(
-            event.index,
-            &event.action,
-            format!("attribute {name:?} is not a string"),
-        )),
     }
 }
 
-fn number(event: &SystemEvent, name: &str) -> LogResult<u64> {
-    event
-        .attributes
-        .get(name)
-        .and_then(Value::as_u64)
-        .ok_or_else(|| {
-            bad(
-                event.index,
-                &event.action,
-                format!("attribute {name:?} is missing or not a number"),
-            )
-        })
-}
-
-fn time(event: &SystemEvent, name: &str) -> LogResult<i64> {
-    let value = text(event, name)?;
-    seconds(value).ok_or_else(|| {
-        bad(
-            event.index,
-            &event.action,
-            format!("attribute {name:?} is not an RFC 3339 time: {value:?}"),
-        )
-    })
-}
+/// The governance actions the ledger replays.
+const LEDGER_ACTIONS: [&str; 6] = [
+    action::POLICY_APPLIED,
+    action::HOLD_PLACED,
+    action::HOLD_RELEASED,
+    action::RETENTION_PURGE,
+    action::RETENTION_DUE,
+    action::AUDIT_ATTESTATION,
+];
 
 impl Ledger {
     /// Replays every governance event of `log`'s `_system` stream.
@@ -154,40 +136,41 @@ impl Ledger {
                     .map_or(event.received_at, |n| n.max(event.received_at)),
             );
             match event.action.as_str() {
-                "policy.applied" => ledger.policy(&event)?,
-                "hold.placed" => ledger.hold_placed(&event)?,
-                "hold.released" => ledger.hold_released(&event)?,
-                "retention.purge" => ledger.purge(&event)?,
-                "retention.due" => ledger.announcement(&event)?,
-                "audit.attestation" => ledger.latest_attestation = Some(event.index),
+                action::POLICY_APPLIED => ledger.policy(&event)?,
+                action::HOLD_PLACED => ledger.hold_placed(&event)?,
+                action::HOLD_RELEASED => ledger.hold_released(&event)?,
+                action::RETENTION_PURGE => ledger.purge(&event)?,
+                action::RETENTION_DUE => ledger.announcement(&event)?,
+                action::AUDIT_ATTESTATION => ledger.latest_attestation = Some(event.index),
                 _ => {}
             }
         }
         Ok(ledger)
     }
 
-    fn policy(&mut self, event: &SystemEvent) -> LogResult<()> {
-        let seq = number(event, "seq")?;
+    fn policy(&mut self, event: &LedgerEvent) -> LogResult<()> {
+        let applied: PolicyApplied = event.attributes()?;
+        let seq = applied.seq;
         let expected = self.policies.len() as u64 + 1;
-        if seq != expected || event.client_id.as_deref() != Some(&format!("policy:{seq}")) {
+        if seq != expected || event.client_id.as_deref() != Some(&client_id::policy(seq)) {
             return Err(bad(
                 event.index,
                 &event.action,
                 format!("records policy version {seq}, but the next version is {expected}"),
             ));
         }
-        let source = match event.attributes.get("source") {
+        let source = match applied.source {
             None | Some(Value::Null) => None,
             Some(value) => {
                 let bytes =
-                    serde_json::to_vec(value).map_err(|e| bad(event.index, &event.action, e))?;
+                    serde_json::to_vec(&value).map_err(|e| bad(event.index, &event.action, e))?;
                 Some(
                     PolicySource::from_bytes(&bytes)
                         .map_err(|e| bad(event.index, &event.action, e))?,
                 )
             }
         };
-        let activated_at = time(event, "activated_at")?;
+        let activated_at = event.time("activated_at", &applied.activated_at)?;
         self.times.push((
             event.index,
             activated_at,
@@ -195,49 +178,23 @@ impl Ledger {
         ));
         self.policies.push(LedgerPolicy {
             seq,
-            hash: text(event, "hash")?.to_string(),
+            hash: applied.hash,
             activated_at,
-            applied_by: text(event, "applied_by")?.to_string(),
-            prior_data: event.attributes.get("prior_data").and_then(Value::as_bool),
+            applied_by: applied.applied_by,
+            prior_data: applied.prior_data,
             source,
             event_index: event.index,
         });
         Ok(())
     }
 
-    fn hold_fields(event: &SystemEvent) -> LogResult<Hold> {
-        let streams = match event.attributes.get("streams") {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|s| s.as_str().map(str::to_string))
-                .collect::<Option<Vec<String>>>(),
-            _ => None,
-        }
-        .ok_or_else(|| {
-            bad(
-                event.index,
-                &event.action,
-                "attribute \"streams\" is not a list of names",
-            )
-        })?;
-        Ok(Hold {
-            id: text(event, "hold")?.to_string(),
-            streams,
-            from: optional_text(event, "from")?,
-            to: optional_text(event, "to")?,
-            reason: text(event, "reason")?.to_string(),
-            placed_by: text(event, "placed_by")?.to_string(),
-            placed_at: text(event, "placed_at")?.to_string(),
-            released_by: optional_text(event, "released_by")?,
-            released_at: optional_text(event, "released_at")?,
-            placed_event: None,
-            released_event: None,
-        })
+    fn hold_fields(event: &LedgerEvent) -> LogResult<Hold> {
+        Ok(event.attributes::<HoldRecord>()?.hold())
     }
 
-    fn hold_placed(&mut self, event: &SystemEvent) -> LogResult<()> {
+    fn hold_placed(&mut self, event: &LedgerEvent) -> LogResult<()> {
         let mut hold = Self::hold_fields(event)?;
-        if event.client_id.as_deref() != Some(&format!("hold:{}:placed", hold.id))
+        if event.client_id.as_deref() != Some(&client_id::hold_placed(&hold.id))
             || self.holds.iter().any(|h| h.id == hold.id)
             || hold.released_at.is_some()
         {
@@ -247,7 +204,7 @@ impl Ledger {
                 format!("is not a first placement of hold {}", hold.id),
             ));
         }
-        let placed_at = time(event, "placed_at")?;
+        let placed_at = event.time("placed_at", &hold.placed_at)?;
         self.times
             .push((event.index, placed_at, format!("hold {} placed", hold.id)));
         hold.placed_event = Some(event.index);
@@ -255,9 +212,12 @@ impl Ledger {
         Ok(())
     }
 
-    fn hold_released(&mut self, event: &SystemEvent) -> LogResult<()> {
+    fn hold_released(&mut self, event: &LedgerEvent) -> LogResult<()> {
         let fields = Self::hold_fields(event)?;
-        let released_at = time(event, "released_at")?;
+        let released_at = event.time(
+            "released_at",
+            fields.released_at.as_deref().unwrap_or_default(),
+        )?;
         let Some(hold) = self.holds.iter_mut().find(|h| h.id == fields.id) else {
             return Err(bad(
                 event.index,
@@ -269,7 +229,7 @@ impl Ledger {
             ));
         };
         if hold.released_event.is_some()
-            || event.client_id.as_deref() != Some(&format!("hold:{}:released", fields.id))
+            || event.client_id.as_deref() != Some(&client_id::hold_released(&fields.id))
             || fields.released_by.is_none()
         {
             return Err(bad(
@@ -289,10 +249,10 @@ impl Ledger {
         Ok(())
     }
 
-    fn purge(&mut self, event: &SystemEvent) -> LogResult<()> {
-        let segment = u32::try_from(number(event, "segment")?)
-            .map_err(|_| bad(event.index, &event.action, "segment id out of range"))?;
-        let decided_at = time(event, "decided_at")?;
+    fn purge(&mut self, event: &LedgerEvent) -> LogResult<()> {
+        let purge: RetentionPurge = event.attributes()?;
+        let segment = purge.segment;
+        let decided_at = event.time("decided_at", &purge.decided_at)?;
         if self.purges.contains_key(&segment) {
             return Err(bad(
                 event.index,
@@ -317,12 +277,11 @@ impl Ledger {
         Ok(())
     }
 
-    fn announcement(&mut self, event: &SystemEvent) -> LogResult<()> {
-        let segment = u32::try_from(number(event, "segment")?)
-            .map_err(|_| bad(event.index, &event.action, "segment id out of range"))?;
-        let at = time(event, "announced_at")?;
-        let grace = number(event, "grace_seconds")?;
-        self.announcements.insert(event.index, (segment, at, grace));
+    fn announcement(&mut self, event: &LedgerEvent) -> LogResult<()> {
+        let due: RetentionDue = event.attributes()?;
+        let at = event.time("announced_at", &due.announced_at)?;
+        self.announcements
+            .insert(event.index, (due.segment, at, due.grace_seconds));
         Ok(())
     }
 
@@ -399,7 +358,7 @@ impl Ledger {
 /// order, read by walking the `_system` segments up to their committed
 /// lengths (each entry then read back through the index, which checks its
 /// location, tag and commitment).
-fn system_events(log: &LogReader) -> LogResult<Vec<SystemEvent>> {
+fn system_events(log: &LogReader) -> LogResult<Vec<LedgerEvent>> {
     let mut indices: Vec<u64> = Vec::new();
     let (segments, purged) = (log.segment_infos(), log.purged());
     for (id, info) in &segments {
@@ -439,15 +398,7 @@ fn system_events(log: &LogReader) -> LogResult<Vec<SystemEvent>> {
             continue;
         }
         let action = envelope.event.action.clone();
-        if !matches!(
-            action.as_str(),
-            "policy.applied"
-                | "hold.placed"
-                | "hold.released"
-                | "retention.purge"
-                | "retention.due"
-                | "audit.attestation"
-        ) {
+        if !LEDGER_ACTIONS.contains(&action.as_str()) {
             continue;
         }
         let received_at = seconds(&envelope.received_at).ok_or_else(|| {
@@ -457,7 +408,7 @@ fn system_events(log: &LogReader) -> LogResult<Vec<SystemEvent>> {
                 format!("received_at {:?} is not a time", envelope.received_at),
             )
         })?;
-        events.push(SystemEvent {
+        events.push(LedgerEvent {
             index,
             action,
             client_id: envelope.event.id.clone(),

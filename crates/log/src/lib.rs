@@ -40,6 +40,7 @@ pub mod salvage;
 pub mod scan;
 pub mod sequencer;
 mod session;
+pub mod system_event;
 pub mod tiles;
 pub mod tokens;
 pub mod verify;
@@ -58,3 +59,4 @@ pub use reader::LogReader;
 #[doc(hidden)]
 pub use rotate::kek_info_round_trip;
 pub use rotate::{KekAgeSource, KekInfo, RotateStep};
+pub use system_event::{SystemEvent, SystemResource};

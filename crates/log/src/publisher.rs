@@ -256,6 +256,12 @@ impl Worker {
         let note = stele_tlog::sign_note(&checkpoint.to_body(), &[&self.signer])
             .map_err(|e| LogError::Internal(e.to_string()))?;
         let appended = self.history.append(job.size, note.as_bytes())?;
+        // The history append is the publication point: readers of the
+        // history see the checkpoint from here, before `log/checkpoint`
+        // (which a client may read first, then look for in the history).
+        lock(&self.state)
+            .history
+            .push(appended.offset, job.size, appended.len);
         fsutil::atomic_replace(&self.layout.checkpoint(), note.as_bytes(), 0o644)?;
         if let Some(anchor) = &self.anchor {
             anchor.keep(note.as_bytes())?;
@@ -265,7 +271,6 @@ impl Worker {
         // returns at once, and `log/checkpoint` must then already hold it.
         {
             let mut state = lock(&self.state);
-            state.history.push(appended.offset, job.size, appended.len);
             state.size = job.size;
             state.note = note.clone();
             state.published_at = Some(std::time::Instant::now());

@@ -218,24 +218,7 @@ impl Tombstone {
     /// in the tombstone but the event's own index. Deterministic, so a
     /// retried append after a crash is recognised as the same event.
     pub fn event_attributes(&self) -> serde_json::Value {
-        let mut attributes = serde_json::json!({
-            "segment": self.segment,
-            "stream": self.stream,
-            "epoch": self.epoch,
-            "decided_at": timestamp_text(self.decided_at),
-            "purge_after": timestamp_text(self.purge_after),
-            "policy": self.policy,
-            "requested_by": self.requested_by,
-            "entries": self.entries,
-            "first": self.first,
-            "last": self.last,
-            "ranges": self.ranges,
-            "indices_sha256": self.indices_sha256,
-        });
-        if let Some(announced) = self.announced {
-            attributes["announced"] = announced.into();
-        }
-        attributes
+        crate::SystemEvent::retention_purge(self).attributes()
     }
 }
 

@@ -281,19 +281,16 @@ impl Log {
         if event.index.is_some() {
             return Ok(());
         }
-        let receipt = self.append_system(
-            &event.by,
-            "key.rotated",
-            Some(&format!("kek:{}", info.number)),
-            Some("keys/kek"),
-            serde_json::json!({
-                "number": info.number,
-                "kind": info.kind.as_str(),
-                "created_at": crate::purge::timestamp_text(info.created_at),
-                "data_keys_rewrapped": event.data_keys_rewrapped,
-            }),
-            now,
-        )?;
+        let rotated = crate::SystemEvent::KeyRotated {
+            actor: event.by.clone(),
+            attributes: crate::system_event::KeyRotated {
+                number: info.number,
+                kind: info.kind.as_str().to_string(),
+                created_at: crate::purge::timestamp_text(info.created_at),
+                data_keys_rewrapped: event.data_keys_rewrapped,
+            },
+        };
+        let receipt = self.append_system(&rotated, now)?;
         let recorded = RotationEvent {
             index: Some(receipt.index),
             ..event

@@ -216,20 +216,8 @@ impl Log {
             if manifest.event_index.is_some() {
                 continue;
             }
-            let receipt = self.append_system(
-                crate::governance::SYSTEM_WRITER,
-                "log.recovered",
-                Some(&format!("recovered:{name}")),
-                Some(&manifest.file),
-                serde_json::json!({
-                    "segment": manifest.segment,
-                    "offset": manifest.offset,
-                    "length": manifest.length,
-                    "sha256": manifest.sha256,
-                    "kept": format!("recovered/{name}.bin"),
-                }),
-                now,
-            )?;
+            let event = crate::SystemEvent::log_recovered(&name, &manifest);
+            let receipt = self.append_system(&event, now)?;
             let recorded = Salvaged {
                 event_index: Some(receipt.index),
                 ..manifest

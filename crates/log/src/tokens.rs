@@ -23,7 +23,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::Digest;
 use stele_store::fsutil;
 
@@ -31,6 +31,7 @@ use crate::engine::{Log, StoredEvent};
 use crate::error::{LogError, LogResult};
 use crate::governance::{MAX_PRINCIPAL_BYTES, SYSTEM_STREAM, SYSTEM_WRITER};
 use crate::reader::LogReader;
+use crate::system_event::{self, SystemEvent, client_id};
 
 /// Name of the token file in a data directory.
 pub const TOKEN_FILE: &str = "tokens.json";
@@ -337,32 +338,19 @@ fn validate_spec(spec: &TokenSpec, by: &str, now: Timestamp) -> LogResult<TokenS
 
 /// The attributes of the `token.created` event of `entry`.
 pub fn created_attributes(entry: &TokenEntry) -> Value {
-    json!({
-        "token": entry.id,
-        "principal": entry.principal,
-        "roles": entry.roles,
-        "expires_at": entry.expires_at,
-        "streams": entry.streams,
-        "secret_commitment": secret_commitment(&entry.secret_sha256),
-        "created_at": entry.created_at,
-    })
-}
-
-fn revoked_attributes(entry: &TokenEntry, at: &str) -> Value {
-    json!({
-        "token": entry.id,
-        "principal": entry.principal,
-        "created_event": entry.created_event,
-        "revoked_at": at,
-    })
+    SystemEvent::TokenCreated {
+        actor: entry.created_by.clone(),
+        attributes: entry.into(),
+    }
+    .attributes()
 }
 
 fn created_client_id(id: &str) -> String {
-    format!("token:{id}:created")
+    client_id::token_created(id)
 }
 
 fn revoked_client_id(id: &str) -> String {
-    format!("token:{id}:revoked")
+    client_id::token_revoked(id)
 }
 
 /// A token event as the log holds it.
@@ -579,14 +567,11 @@ impl Log {
             revoked_event: None,
         };
         // Durable step 1: the grant is in the log.
-        entry.created_event = self.append_token_event(
-            &entry.created_by,
-            "token.created",
-            &created_client_id(&id),
-            &id,
-            created_attributes(&entry),
-            now,
-        )?;
+        let event = SystemEvent::TokenCreated {
+            actor: entry.created_by.clone(),
+            attributes: (&entry).into(),
+        };
+        entry.created_event = self.append_system(&event, now)?.index;
         // Durable step 2: the record is in the file (atomic replace).
         file.tokens.push(entry.clone());
         write_token_file(&data, &file)?;
@@ -628,14 +613,16 @@ impl Log {
             None => {
                 let at = now.to_string();
                 // Durable step 1: the revocation is in the log.
-                let index = self.append_token_event(
-                    by,
-                    "token.revoked",
-                    &revoked_client_id(id),
-                    id,
-                    revoked_attributes(entry, &at),
-                    now,
-                )?;
+                let event = SystemEvent::TokenRevoked {
+                    actor: by.to_string(),
+                    attributes: system_event::TokenRevoked {
+                        token: entry.id.clone(),
+                        principal: entry.principal.clone(),
+                        created_event: entry.created_event,
+                        revoked_at: at.clone(),
+                    },
+                };
+                let index = self.append_system(&event, now)?.index;
                 entry.revoked_at = Some(at);
                 entry.revoked_by = Some(by.to_string());
                 entry.revoked_event = Some(index);
@@ -675,28 +662,6 @@ impl Log {
             write_token_file(&data, &file)?;
         }
         Ok(marked)
-    }
-
-    /// Appends one token event; the only call of `append_system` for tokens.
-    fn append_token_event(
-        &mut self,
-        actor: &str,
-        action: &str,
-        client_id: &str,
-        id: &str,
-        attributes: Value,
-        now: Timestamp,
-    ) -> LogResult<u64> {
-        let resource = format!("tokens/{id}");
-        let receipt = self.append_system(
-            actor,
-            action,
-            Some(client_id),
-            Some(&resource),
-            attributes,
-            now,
-        )?;
-        Ok(receipt.index)
     }
 }
 

@@ -39,6 +39,7 @@ use crate::error::LogResult;
 use crate::layout::Layout;
 use crate::purge::IndexDigest;
 use crate::reader::LogReader;
+use crate::system_event::{action, client_id};
 use crate::tiles::{TileBuilder, TileSink};
 
 /// How many problems a report keeps in detail.
@@ -550,8 +551,8 @@ fn purge_pass(
                     let envelope = &event.envelope;
                     let same = envelope.stream == crate::governance::SYSTEM_STREAM
                         && envelope.writer == crate::governance::SYSTEM_WRITER
-                        && envelope.event.action == "retention.purge"
-                        && envelope.event.id.as_deref() == Some(format!("purge:{id}").as_str())
+                        && envelope.event.action == action::RETENTION_PURGE
+                        && envelope.event.id.as_deref() == Some(client_id::purge(*id).as_str())
                         && envelope
                             .event
                             .attributes

@@ -17,6 +17,7 @@ use crate::audit::Attestation;
 use crate::governance::{SYSTEM_STREAM, SYSTEM_WRITER};
 use crate::reader::LogReader;
 use crate::rotate::{KekAgeSource, read_kek_file};
+use crate::system_event::{SystemEvent, action, client_id};
 
 /// Rotation numbers looked for beyond the one `kek.info` names: a
 /// `kek.info` rolled back further than this behind the log's latest
@@ -43,7 +44,7 @@ impl KeyEventWatch {
         let wanted = (1..=number.saturating_add(LATER_ROTATIONS))
             .map(|n| {
                 (
-                    crate::prepare::idempotency_hash(SYSTEM_WRITER, &format!("kek:{n}")),
+                    crate::prepare::idempotency_hash(SYSTEM_WRITER, &client_id::kek(n)),
                     n,
                 )
             })
@@ -76,8 +77,8 @@ fn rotation_events(log: &LogReader, watch: &KeyEventWatch) -> HashMap<u64, (u64,
         let envelope = event.envelope;
         if envelope.stream == SYSTEM_STREAM
             && envelope.writer == SYSTEM_WRITER
-            && envelope.event.action == "key.rotated"
-            && envelope.event.id.as_deref() == Some(format!("kek:{number}").as_str())
+            && envelope.event.action == action::KEY_ROTATED
+            && envelope.event.id.as_deref() == Some(client_id::kek(*number).as_str())
         {
             let attributes = Value::Object(envelope.event.attributes.unwrap_or_default());
             out.insert(*number, (*index, attributes, envelope.event.actor));
@@ -276,13 +277,14 @@ fn check_attestation(log: &LogReader, attestation: &Attestation) -> Result<(), S
         .get(index)
         .map_err(|e| format!("its audit.attestation event {index}: {e}"))?;
     let envelope = event.envelope;
-    let mut expected = serde_json::to_value(attestation).map_err(|e| e.to_string())?;
-    if let Value::Object(members) = &mut expected {
-        members.remove("event_index");
+    let expected = SystemEvent::AuditAttestation {
+        actor: envelope.event.actor.clone(),
+        attestation: Box::new(attestation.clone()),
     }
+    .attributes();
     let same = envelope.stream == SYSTEM_STREAM
         && envelope.writer == SYSTEM_WRITER
-        && envelope.event.action == "audit.attestation"
+        && envelope.event.action == action::AUDIT_ATTESTATION
         && envelope.event.attributes.map(Value::Object) == Some(expected);
     if !same {
         return Err(format!(

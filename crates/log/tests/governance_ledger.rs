@@ -482,3 +482,82 @@ fn a_removed_or_older_attestation_file_is_reported_and_rebuilt_from_its_event() 
     assert_eq!(std::fs::read(&latest_path).unwrap(), current);
     assert!(verify(log.reader(), &NoProgress).unwrap().ok());
 }
+
+/// Every `_system` event the log writes (policy, holds, retention, key
+/// rotation, tokens, attestation) reads back through `SystemEvent` as the
+/// event written: parsed and written again, it is the payload stored, and
+/// its resource follows the naming rule. The ledger then replays from
+/// those events at the next open.
+#[test]
+fn every_system_event_the_log_writes_reads_back_as_written() {
+    use stele_log::tokens::{Role, TokenSpec};
+    use stele_log::{SystemEvent, SystemResource};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut log = open_new(&data);
+    log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+    for d in 0..3 {
+        append(&mut log, &["ops", "compliance"], noon(d));
+    }
+    let hold = log.add_hold(spec("matter 17"), "counsel", noon(3)).unwrap();
+    log.release_hold(&hold.id, "counsel", noon(4)).unwrap();
+    let refused = log.purge_epoch("compliance", JAN1 as u32, "admin", noon(200));
+    assert!(matches!(refused, Err(LogError::Refused(_))), "{refused:?}");
+    assert!(
+        !log.enforce_retention("retention", noon(200))
+            .unwrap()
+            .is_empty()
+    );
+    log.rotate_kek_as(NewKek::Random, "admin", noon(200))
+        .unwrap();
+    let spec = TokenSpec {
+        principal: "ci".into(),
+        roles: vec![Role::parse("writer").unwrap()],
+        expires_at: None,
+        streams: Some(vec!["ops".into()]),
+    };
+    let token = log.create_token(&spec, "admin", noon(200)).unwrap();
+    log.revoke_token(&token.entry.id, "admin", noon(200))
+        .unwrap();
+    log.attest(&Default::default(), noon(200)).unwrap();
+
+    let mut actions = std::collections::BTreeSet::new();
+    for index in 0..log.size() {
+        let Ok(stored) = log.reader().get(index) else {
+            continue; // purged
+        };
+        if stored.envelope.stream != "_system" {
+            continue;
+        }
+        let event = SystemEvent::parse(&stored.envelope.event)
+            .unwrap_or_else(|e| panic!("entry {index}: {e}"))
+            .unwrap_or_else(|| panic!("entry {index}: {}", stored.envelope.event.action));
+        // Equal as JSON values: a free-form attribute (the policy source)
+        // reads back in canonical member order.
+        let payload: serde_json::Value = serde_json::from_str(&stored.envelope.payload).unwrap();
+        assert_eq!(event.client_event(), payload, "entry {index}");
+        let resource = stored.envelope.event.resource.clone().unwrap();
+        assert_eq!(SystemResource::parse(&resource), Some(event.resource()));
+        actions.insert(event.action());
+    }
+    assert_eq!(
+        actions.into_iter().collect::<Vec<_>>(),
+        [
+            "audit.attestation",
+            "hold.placed",
+            "hold.released",
+            "key.rotated",
+            "policy.applied",
+            "retention.due",
+            "retention.purge",
+            "retention.refused",
+            "token.created",
+            "token.revoked",
+        ]
+    );
+    drop(log);
+    let log = reopen(&data).unwrap();
+    assert_eq!(log.holds().len(), 1);
+    assert_eq!(log.policy_versions().len(), 1);
+}

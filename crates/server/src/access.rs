@@ -7,14 +7,15 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::http::StatusCode;
-use serde_json::json;
-use stele_log::Preparer;
+use stele_log::system_event::AccessDenied;
+use stele_log::{SystemEvent, SystemResource};
 use stele_policy::{AccessContext, AccessRequest, Action, Decision, Resource};
 
 use crate::api::{ApiError, ApiResult, AppState, ConnInfo};
 use crate::tokens::Principal;
 
-/// How a resource is named in messages and system events.
+/// How a resource is named in messages (the 403's and the CLI's); system
+/// events name it by [`SystemResource`]'s rule.
 pub fn resource_text(resource: &Resource<'_>) -> String {
     match resource {
         Resource::Stream(name) => format!("stream:{name}"),
@@ -124,37 +125,25 @@ fn record_denial(
     resource: &Resource<'_>,
     decision: &Decision,
 ) {
-    // The resource as the 403 and the CLI's denials name it (`stream:<s>`,
-    // `events/<i> (stream:<s>)` or `log`), the stream also as an attribute.
-    let stream = match resource {
-        Resource::Stream(stream) | Resource::Event { stream, .. } => Some(*stream),
-        Resource::Log => None,
-    };
-    let event = json!({
-        "actor": principal.name,
-        "action": "access.denied",
-        "resource": resource_text(resource),
-        "outcome": "denied",
-        "attributes": {
-            "stream": stream,
-            "requested": action.as_str(),
-            "method": principal.method,
-            "client": conn.map(|c| c.remote.to_string()).unwrap_or_default(),
-            "policies": decision.reasons,
-            "errors": decision.errors,
+    let event = SystemEvent::AccessDenied {
+        actor: principal.name.clone(),
+        resource: SystemResource::of_access(resource),
+        attributes: AccessDenied {
+            stream: SystemResource::access_stream(resource),
+            requested: action.as_str().to_string(),
+            method: principal.method.to_string(),
+            client: conn.map(|c| c.remote.to_string()).unwrap_or_default(),
+            policies: decision.reasons.clone(),
+            errors: decision.errors.clone(),
         },
-    });
-    let Ok(raw) = serde_json::to_vec(&event) else {
-        return;
     };
-    let prepared =
-        match Preparer::new("stele", "server", "_system").prepare(&raw, jiff::Timestamp::now()) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record a denial");
-                return;
-            }
-        };
+    let prepared = match event.prepare("server", jiff::Timestamp::now()) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a denial");
+            return;
+        }
+    };
     if let Err(e) = state.sequencer.submit(
         vec![prepared],
         Box::new(|result| {

@@ -39,10 +39,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stele_log::LogError;
 use stele_log::audit::AuditFacts;
 use stele_log::governance::HoldSpec;
 use stele_log::sequencer::lock_log;
+use stele_log::system_event::{EventsExported, EventsQueried};
+use stele_log::{LogError, SystemEvent};
 use stele_policy::{Action, Policy, PolicySource, Resource};
 
 use crate::access::authorize;
@@ -515,23 +516,20 @@ async fn export(
         let export =
             scan::export(&state.reader, &query.stream, query.from, to).map_err(log_error)?;
         // The export is recorded durably before any content leaves.
+        let event = SystemEvent::EventsExported {
+            actor: principal.name.clone(),
+            attributes: EventsExported {
+                stream: query.stream.clone(),
+                from: query.from,
+                to,
+                exported: export.exported,
+                purged: export.purged,
+                method: principal.method.to_string(),
+                client,
+            },
+        };
         lock_log(&state.log)
-            .append_system(
-                &principal.name,
-                "events.exported",
-                None,
-                Some(&format!("stream:{}", query.stream)),
-                json!({
-                    "stream": query.stream,
-                    "from": query.from,
-                    "to": to,
-                    "exported": export.exported,
-                    "purged": export.purged,
-                    "method": principal.method,
-                    "client": client,
-                }),
-                jiff::Timestamp::now(),
-            )
+            .append_system(&event, jiff::Timestamp::now())
             .map_err(log_error)?;
         Ok(export.ndjson)
     })
@@ -635,24 +633,21 @@ async fn search(
         )
         .map_err(log_error)?;
         // The query is recorded durably before any content leaves.
+        let event = SystemEvent::EventsQueried {
+            actor: principal.name.clone(),
+            attributes: EventsQueried {
+                stream: query.stream.clone(),
+                from: query.from,
+                to: found.scanned_to,
+                filters: filters.to_json(),
+                matched: found.events.len() as u64,
+                purged: found.purged,
+                method: principal.method.to_string(),
+                client,
+            },
+        };
         lock_log(&state.log)
-            .append_system(
-                &principal.name,
-                "events.queried",
-                None,
-                Some(&format!("stream:{}", query.stream)),
-                json!({
-                    "stream": query.stream,
-                    "from": query.from,
-                    "to": found.scanned_to,
-                    "filters": filters.to_json(),
-                    "matched": found.events.len(),
-                    "purged": found.purged,
-                    "method": principal.method,
-                    "client": client,
-                }),
-                jiff::Timestamp::now(),
-            )
+            .append_system(&event, jiff::Timestamp::now())
             .map_err(log_error)?;
         Ok(scan::found_json(query.from, to, found))
     })

@@ -26,7 +26,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use stele_ingest::{BodyLimits, IngestError};
 use stele_log::sequencer::{SequencerHandle, SequencerMetrics, SubmitError, lock_log};
-use stele_log::{Log, LogError, LogReader, PreparedEvent, Preparer, Receipt};
+use stele_log::system_event::EventRead;
+use stele_log::{Log, LogError, LogReader, PreparedEvent, Preparer, Receipt, SystemEvent};
 
 use crate::access::authorize;
 use crate::config::Config;
@@ -929,18 +930,20 @@ async fn get_event(
             .inclusion_proof(index, None)
             .map_err(log_error)?;
         // The read is audited durably before the content leaves.
-        let audit = json!({
-            "actor": principal.name,
-            "action": "event.read",
-            "resource": format!("events/{index}"),
-            "outcome": "success",
-            "attributes": {"method": principal.method, "client": client, "stream": stored.envelope.stream},
-        });
-        let raw = serde_json::to_vec(&audit).map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-        let system = Preparer::new("stele", "server", "_system");
-        let prepared = system
-            .prepare(&raw, jiff::Timestamp::now())
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        let audit = SystemEvent::EventRead {
+            actor: principal.name.clone(),
+            index,
+            attributes: EventRead {
+                method: principal.method.to_string(),
+                client,
+                stream: stored.envelope.stream.clone(),
+            },
+        };
+        let prepared = audit
+            .prepare("server", jiff::Timestamp::now())
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
         state.sequencer.append(vec![prepared])?;
         state.metrics.reads.fetch_add(1, Relaxed);
         Ok(json!({

@@ -22,9 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use stele_log::Preparer;
-use stele_log::governance::{SYSTEM_STREAM, SYSTEM_WRITER};
+use stele_log::SystemEvent;
+use stele_log::system_event::{AuthFailed, AuthFailureSample};
 
 use crate::api::AppState;
 
@@ -133,7 +132,7 @@ impl AuthFailures {
 
     /// Closes the current window and returns the `auth.failed` event that
     /// records it, or `None` when it saw no failure.
-    pub fn take_event(&self) -> Option<Value> {
+    pub fn take_event(&self) -> Option<SystemEvent> {
         let window = std::mem::replace(
             &mut *self.window.lock().unwrap_or_else(|p| p.into_inner()),
             Window::new(),
@@ -141,31 +140,29 @@ impl AuthFailures {
         if window.count == 0 {
             return None;
         }
-        let samples: Vec<Value> = window
+        let samples = window
             .samples
             .iter()
-            .map(|s| {
-                json!({
-                    "client": s.client.map(|ip| ip.to_string()),
-                    "token": s.token_id,
-                    "reason": s.reason,
-                })
+            .map(|s| AuthFailureSample {
+                client: s.client.map(|ip| ip.to_string()),
+                token: s.token_id.clone(),
+                reason: s.reason.to_string(),
             })
             .collect();
-        Some(json!({
-            "actor": "stele",
-            "action": "auth.failed",
-            "resource": "auth",
-            "outcome": "denied",
-            "attributes": {
-                "window_start": window.started.to_string(),
-                "window_end": jiff::Timestamp::now().to_string(),
-                "failures": window.count,
-                "by_reason": window.by_reason,
-                "samples": samples,
-                "unsampled": window.count - window.samples.len() as u64,
+        Some(SystemEvent::AuthFailed {
+            attributes: AuthFailed {
+                window_start: window.started.to_string(),
+                window_end: jiff::Timestamp::now().to_string(),
+                failures: window.count,
+                by_reason: window
+                    .by_reason
+                    .iter()
+                    .map(|(reason, n)| (reason.to_string(), *n))
+                    .collect(),
+                samples,
+                unsampled: window.count - window.samples.len() as u64,
             },
-        }))
+        })
     }
 }
 
@@ -175,13 +172,7 @@ pub fn flush(state: &AppState) -> bool {
     let Some(event) = state.auth_failures.take_event() else {
         return false;
     };
-    let prepared = serde_json::to_vec(&event)
-        .map_err(|e| e.to_string())
-        .and_then(|raw| {
-            Preparer::new(SYSTEM_WRITER, "server", SYSTEM_STREAM)
-                .prepare(&raw, jiff::Timestamp::now())
-                .map_err(|e| e.to_string())
-        });
+    let prepared = event.prepare("server", jiff::Timestamp::now());
     let prepared = match prepared {
         Ok(p) => p,
         Err(e) => {
@@ -240,7 +231,7 @@ mod tests {
             failures.record(Some(ip), Some(&id), "unknown_token");
         }
         failures.record(None, None, "no_credentials");
-        let event = failures.take_event().unwrap();
+        let event = failures.take_event().unwrap().client_event();
         let attributes = &event["attributes"];
         assert_eq!(attributes["failures"], 1001);
         assert_eq!(attributes["by_reason"]["unknown_token"], 1000);

@@ -167,8 +167,8 @@ async fn example_policy_end_to_end() {
     assert_eq!(denial["event"]["event"]["attributes"]["stream"], "security");
     assert_eq!(
         denial["event"]["event"]["resource"],
-        format!("events/{first} (stream:security)"),
-        "the documented resource form, as in the 403"
+        format!("events/{first}"),
+        "the documented resource form; the stream is an attribute"
     );
     let policies = denial["event"]["event"]["attributes"]["policies"]
         .as_array()
@@ -198,7 +198,7 @@ async fn example_policy_end_to_end() {
     assert_error(&r, 403, "forbidden");
     let probe = server.probe(&client, &writer).await;
     let denial = recent_system_event(&server, &client, &auditor, probe, "access.denied").await;
-    assert_eq!(denial["event"]["event"]["resource"], "stream:security");
+    assert_eq!(denial["event"]["event"]["resource"], "streams/security");
     assert_eq!(
         denial["event"]["event"]["attributes"]["requested"],
         "export"

@@ -462,25 +462,25 @@ const TOLERATED: &[(&str, u32, SyncKind, &str)] = &[
     ),
     (
         "crates/log/src/governance.rs",
-        714,
+        711,
         SyncKind::Dir,
         "policies/ is created again and its files rebuilt from policy.applied events",
     ),
     (
         "crates/log/src/governance.rs",
-        753,
+        750,
         SyncKind::Dir,
         "holds.json is rebuilt from hold events at open",
     ),
     (
         "crates/log/src/governance.rs",
-        1317,
+        1285,
         SyncKind::Dir,
         "a removed cache file that comes back is checked against the log at open",
     ),
     (
         "crates/log/src/governance.rs",
-        1330,
+        1298,
         SyncKind::Dir,
         "policies/NNNNNN.json is rebuilt from its policy.applied event at open",
     ),
@@ -492,7 +492,7 @@ const TOLERATED: &[(&str, u32, SyncKind, &str)] = &[
     ),
     (
         "crates/log/src/rotate.rs",
-        478,
+        475,
         SyncKind::Dir,
         "a lost kek.info.next rename is repeated by the next open (the rotation's last step)",
     ),

@@ -37,6 +37,7 @@ mod rotate;
 pub mod salvage;
 pub mod sequencer;
 mod session;
+pub mod shared;
 pub mod tiles;
 pub mod tokens;
 pub mod verify;

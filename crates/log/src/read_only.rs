@@ -155,7 +155,6 @@ impl Log {
             holds: Vec::new(),
             time_floor: None,
             announcements: crate::announce::Announcements::default(),
-            purge_stop: None,
             committer: Committer::start(),
             in_flight: std::collections::VecDeque::new(),
             kept_at_open: Vec::new(),

@@ -33,6 +33,7 @@ pub mod prepare;
 mod publisher;
 pub mod purge;
 mod read_only;
+pub mod receipt_json;
 mod rotate;
 pub mod salvage;
 pub mod sequencer;

@@ -66,6 +66,12 @@ pub struct SequencerConfig {
     pub queue_depth: usize,
     /// How often a checkpoint is published while entries arrive.
     pub publish_every: Duration,
+    /// Longest the writer keeps the log locked while batches follow each
+    /// other without a pause; then it lets the batches in flight finish
+    /// and releases the lock, so that reads and administration get their
+    /// turn. A writer nobody else reads beside (`stele append`) sets it to
+    /// `Duration::MAX` and keeps its batches overlapping.
+    pub max_hold: Duration,
 }
 
 impl Default for SequencerConfig {
@@ -74,6 +80,7 @@ impl Default for SequencerConfig {
             max_batch: 4096,
             queue_depth: 1024,
             publish_every: Duration::from_millis(500),
+            max_hold: MAX_HOLD,
         }
     }
 }
@@ -145,19 +152,34 @@ impl SequencerHandle {
         }
     }
 
-    /// Like [`Self::append`] but waits for room in the queue.
-    pub fn append_blocking(&self, events: Vec<PreparedEvent>) -> Result<Vec<Receipt>, SubmitError> {
+    /// Like [`Self::submit`] but waits for room in the queue instead of
+    /// failing with [`SubmitError::Busy`]. Requests are appended in the
+    /// order they were queued, so a single producer that submits in input
+    /// order gets its events appended in input order.
+    pub fn submit_blocking(
+        &self,
+        events: Vec<PreparedEvent>,
+        reply: Reply,
+    ) -> Result<(), SubmitError> {
         check_request_size(&events)?;
-        let (reply, rx) = mpsc::sync_channel(1);
-        let reply: Reply = Box::new(move |result| {
-            let _ = reply.send(result);
-        });
         self.tx
             .send(Request { events, reply })
             .map_err(|_| SubmitError::Stopped)?;
         self.metrics
             .queue_depth
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Like [`Self::append`] but waits for room in the queue.
+    pub fn append_blocking(&self, events: Vec<PreparedEvent>) -> Result<Vec<Receipt>, SubmitError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.submit_blocking(
+            events,
+            Box::new(move |result| {
+                let _ = reply.send(result);
+            }),
+        )?;
         match rx.recv() {
             Ok(result) => Ok(result?),
             Err(_) => Err(SubmitError::Stopped),
@@ -263,10 +285,8 @@ impl Sequencer {
     }
 }
 
-/// Longest the writer keeps the log locked while batches follow each other
-/// without a pause; then it lets the batches in flight finish and releases
-/// the lock, so that reads and administration get their turn.
-const MAX_HOLD: Duration = Duration::from_millis(20);
+/// The default [`SequencerConfig::max_hold`].
+pub const MAX_HOLD: Duration = Duration::from_millis(20);
 
 /// Fewest events a batch needs to be begun while others are in flight (see
 /// [`crate::engine::MAX_IN_FLIGHT`]); a smaller one waits for them to
@@ -407,7 +427,7 @@ fn run(
                 finish_all(log, &mut flight, metrics, &mut stats);
             }
         }
-        if held_since.elapsed() >= MAX_HOLD {
+        if held_since.elapsed() >= config.max_hold {
             finish_all(log, &mut flight, metrics, &mut stats);
         }
         // Publishing runs on the publisher thread; this only queues it.

@@ -1,13 +1,19 @@
 //! `stele append`: NDJSON on standard input to durable receipts.
 //!
-//! A reader thread splits standard input into chunks of lines; preparation
+//! `stele append` is a producer on the log's group-commit sequencer
+//! ([`stele_log::sequencer`]), the same writer front the server uses. A
+//! reader thread splits standard input into chunks of lines; preparation
 //! workers (one per core) parse, validate and canonicalize them, draw salts
-//! and compute commitments; the writer (this thread) takes the prepared
-//! chunks back in input order, appends them as one durable batch and only
-//! then prints their receipts. A chunk ends at 256 lines or when no more
-//! input is buffered, so interactive use gets receipts at once and bulk
-//! input gets large group commits. Events are appended in order up to the
-//! first refused line; that line and everything after it are not appended.
+//! and compute commitments; this thread takes the prepared chunks back in
+//! input order and queues each as one request on the sequencer, which
+//! group-commits whatever is queued (one fdatasync per file for up to
+//! 4096 events) and overlaps writing a batch with syncing the one before.
+//! A printer thread waits for the requests' receipts in the order they
+//! were queued and prints each request's receipts once they are durable.
+//! A chunk ends at 256 lines or when no more input is buffered, so
+//! interactive use gets receipts at once and bulk input gets large group
+//! commits. Events are appended in order up to the first refused line;
+//! that line and everything after it are not appended.
 //!
 //! The active policy routes every event as the server routes it (channel
 //! `cli`): a stream the event names must be declared, and events that name
@@ -17,26 +23,31 @@
 //! refused one and is recorded as an `access.denied` system event.
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
-use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
 use jiff::Timestamp;
-use stele_log::{Log, PreparedEvent, Preparer, Receipt};
+use stele_log::sequencer::{Sequencer, SequencerConfig, SequencerHandle, SubmitError, lock_log};
+use stele_log::{Log, LogResult, PreparedEvent, Preparer, Receipt};
 use stele_policy::{Action, Decision, Policy, Resource};
 
 use crate::local::{Operator, local_principal, now};
 use crate::{CliResult, DataArgs, Failure, open};
 
-/// Lines per chunk handed to a preparation worker.
+/// Lines per chunk handed to a preparation worker; each prepared chunk is
+/// one request to the sequencer.
 const CHUNK_LINES: usize = 256;
 /// Most events in one group commit.
 const MAX_BATCH: usize = 4096;
-/// Chunks that may wait in each queue.
+/// Chunks that may wait in each worker's queue.
 const QUEUE: usize = 4;
+/// Requests that may wait for the sequencer: enough for the batches it
+/// overlaps and the next one it gathers.
+const SEQUENCER_QUEUE: usize = 4 * MAX_BATCH / CHUNK_LINES;
 
 /// Lines read from standard input, with the number of the first.
 struct Chunk {
@@ -58,7 +69,7 @@ enum Stop {
     /// A line was refused (or input failed).
     Failed(Failure),
     /// The policy does not let the operator append line `line` to `stream`;
-    /// the writer records the denial.
+    /// the denial is recorded once every earlier event is durable.
     Denied {
         line: u64,
         stream: String,
@@ -89,12 +100,97 @@ struct Gate {
 /// a name given on the command line is not authenticated.
 pub const CLAIMED_WRITER: &str = "claimed_writer";
 
+/// The answer to one request: its receipts once durable, or the error.
+type Answer = Receiver<LogResult<Vec<Receipt>>>;
+
 pub fn run(data: &DataArgs, stream: Option<&str>, claimed: Option<String>) -> CliResult<u8> {
+    let writer = local_principal();
+    let claimed_writer = check_arguments(stream, claimed, &writer)?;
+    let clock = std::env::var_os("STELE_NOW").map(|_| now()).transpose()?;
+    let at = now()?;
+    let mut log = open(data)?;
+    let operator = Operator::of(&log);
+    let policy = log.active_policy();
+    authorize_before_input(&mut log, &operator, &policy, stream, at)?;
+    let gate = Gate {
+        routed: Preparer::new(&writer, "cli", policy.default_stream()).with_policy(policy.clone()),
+        fixed: stream.map(|s| Preparer::new(&writer, "cli", s)),
+        policy,
+        operator: operator.clone(),
+        clock,
+        claimed_writer,
+    };
+    let prepared = start_preparation(gate);
+
+    let shared = Arc::new(Mutex::new(log));
+    // No one reads this log beside the sequencer: it need not pause to
+    // let readers in, and keeps its batches overlapping. One checkpoint is
+    // published, when the input ends (the sequencer's stop).
+    let sequencer = Sequencer::start(
+        shared.clone(),
+        SequencerConfig {
+            max_batch: MAX_BATCH,
+            queue_depth: SEQUENCER_QUEUE,
+            publish_every: Duration::MAX,
+            max_hold: Duration::MAX,
+        },
+    );
+    let failed = Arc::new(AtomicBool::new(false));
+    let (answers, printer) = start_printer(failed.clone());
+    let stop = submit_in_order(&sequencer.handle(), &prepared, &answers, &failed);
+    // Dropping the receivers stops the workers and the reader at their next
+    // send; nothing they still hold is appended. They are not joined: after
+    // a refused line the reader may be blocked on a terminal that never
+    // sends more, and the process exits without it.
+    drop(prepared);
+    drop(answers);
+    // Finishes every queued request (each is answered) and publishes.
+    let stopped = sequencer.stop();
+    let printed = printer
+        .join()
+        .unwrap_or_else(|_| Err(Failure::usage("the receipt printer failed")));
+    stopped?;
+    printed?;
+    let mut log = lock_log(&shared);
+    let outcome = match stop {
+        None => Ok(0),
+        Some(Stop::Failed(failure)) => Err(failure),
+        Some(Stop::Denied {
+            line,
+            stream,
+            decision,
+        }) => {
+            let failure = operator.denied(
+                &mut log,
+                Action::Append,
+                Resource::Stream(&stream),
+                &decision,
+                at,
+            );
+            Err(Failure::refused(format!(
+                "line {line}: {}; nothing from this line on was appended",
+                failure.message
+            )))
+        }
+    };
+    let note = log.publish()?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(note.as_bytes())?;
+    out.flush()?;
+    outcome
+}
+
+/// Checks `--stream` and `--writer` before anything is opened; returns the
+/// claimed writer to record (none when it is the operator `writer`).
+fn check_arguments(
+    stream: Option<&str>,
+    claimed: Option<String>,
+    writer: &str,
+) -> CliResult<Option<String>> {
     if let Some(stream) = stream {
         stele_event::check_client_stream_name(stream)
             .map_err(|e| Failure::usage(format!("--stream: {e}")))?;
     }
-    let writer = local_principal();
     if let Some(claimed) = &claimed {
         let limit = stele_event::Limits::default().max_string_bytes;
         if claimed.trim().is_empty() || claimed.len() > limit {
@@ -104,15 +200,19 @@ pub fn run(data: &DataArgs, stream: Option<&str>, claimed: Option<String>) -> Cl
             )));
         }
     }
-    let claimed_writer = claimed.filter(|claimed| *claimed != writer);
-    let clock = std::env::var_os("STELE_NOW").map(|_| now()).transpose()?;
-    let at = now()?;
-    let mut log = open(data)?;
-    let operator = Operator::of(&log);
-    let policy = log.active_policy();
-    // Before any input is read, as the server does before reading a body:
-    // the named stream must exist and accept the operator's events, or,
-    // without one, some declared stream must.
+    Ok(claimed.filter(|claimed| claimed != writer))
+}
+
+/// Before any input is read, as the server does before reading a body:
+/// the named stream must exist and accept the operator's events, or,
+/// without one, some declared stream must. A denial is recorded.
+fn authorize_before_input(
+    log: &mut Log,
+    operator: &Operator,
+    policy: &Policy,
+    stream: Option<&str>,
+    at: Timestamp,
+) -> CliResult<()> {
     match stream {
         Some(stream) => {
             if policy.stream(stream).is_none() {
@@ -120,186 +220,141 @@ pub fn run(data: &DataArgs, stream: Option<&str>, claimed: Option<String>) -> Cl
                     "--stream: stream {stream:?} is not declared in the policy"
                 )));
             }
-            operator.authorize(&mut log, Action::Append, Resource::Stream(stream), at)?;
+            operator.authorize(log, Action::Append, Resource::Stream(stream), at)
         }
         None => {
-            let somewhere = policy.streams().any(|(name, _)| {
+            let checked = policy.check_some_append(std::iter::empty(), |name| {
                 operator
-                    .decide(&policy, Action::Append, Resource::Stream(name), at)
+                    .decide(policy, Action::Append, Resource::Stream(name), at)
                     .allowed
             });
-            if !somewhere {
-                operator.authorize(
-                    &mut log,
-                    Action::Append,
-                    Resource::Stream(policy.default_stream()),
-                    at,
-                )?;
+            match checked {
+                Ok(()) => Ok(()),
+                Err(default_stream) => {
+                    operator.authorize(log, Action::Append, Resource::Stream(default_stream), at)
+                }
             }
         }
     }
-    let gate = Gate {
-        routed: Preparer::new(&writer, "cli", policy.default_stream()).with_policy(policy.clone()),
-        fixed: stream.map(|s| Preparer::new(&writer, "cli", s)),
-        policy,
-        operator: operator.clone(),
-        clock,
-        claimed_writer,
-    };
+}
+
+/// Starts the reader and the preparation workers; returns each worker's
+/// prepared chunks. Chunk k goes to worker k % workers, and each worker
+/// answers in order, so reading the workers round-robin restores input
+/// order.
+fn start_preparation(gate: Gate) -> Vec<Receiver<Prepared>> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
-
     let mut chunk_txs = Vec::with_capacity(workers);
     let mut result_rxs = Vec::with_capacity(workers);
-    let mut threads = Vec::with_capacity(workers + 1);
     for _ in 0..workers {
         let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(QUEUE);
         let (result_tx, result_rx) = mpsc::sync_channel::<Prepared>(QUEUE);
         let gate = gate.clone();
-        threads.push(std::thread::spawn(move || {
-            prepare_chunks(&gate, chunk_rx, result_tx)
-        }));
+        std::thread::spawn(move || prepare_chunks(&gate, chunk_rx, result_tx));
         chunk_txs.push(chunk_tx);
         result_rxs.push(result_rx);
     }
     let limit = gate.routed.limits.max_event_bytes;
-    threads.push(std::thread::spawn(move || read_chunks(limit, chunk_txs)));
+    std::thread::spawn(move || read_chunks(limit, chunk_txs));
+    result_rxs
+}
 
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
-    let mut line = String::with_capacity(256);
-    let mut outcome: CliResult<u8> = Ok(0);
-    // Chunk k was prepared by worker k % workers, and each worker answers
-    // in order, so reading the workers round-robin restores input order.
+/// Queues the prepared chunks on the sequencer in input order, each as one
+/// request, and hands each request's answer to the printer in the same
+/// order. Stops at the first refused line (returned), at the end of the
+/// input (`None`), or once an append has failed (`failed`: the printer
+/// reports it).
+fn submit_in_order(
+    sequencer: &SequencerHandle,
+    prepared: &[Receiver<Prepared>],
+    answers: &SyncSender<Answer>,
+    failed: &AtomicBool,
+) -> Option<Stop> {
     let mut next = 0usize;
-    let mut finished = false;
-    while !finished {
-        let mut batch: Vec<PreparedEvent> = Vec::new();
-        let mut stop = None;
-        // Wait for one chunk, then take every further chunk already
-        // prepared, up to the batch limit: one fsync for all of them. A
-        // batch in flight is finished (its receipts printed) before waiting.
-        let first = match result_rxs[next % workers].try_recv() {
-            Ok(prepared) => Some(prepared),
-            Err(TryRecvError::Empty) => {
-                finish_in_flight(&mut log, &mut out, &mut line, 0)?;
-                result_rxs[next % workers].recv().ok()
-            }
-            Err(TryRecvError::Disconnected) => None,
-        };
-        match first {
-            Some(prepared) => {
-                next += 1;
-                batch.extend(prepared.events);
-                stop = prepared.stop;
-            }
-            None => finished = true,
+    loop {
+        // A worker that hung up has prepared every chunk it was given: the
+        // input ended.
+        let chunk = prepared.get(next % prepared.len())?.recv().ok()?;
+        next += 1;
+        if failed.load(Ordering::SeqCst) {
+            return None;
         }
-        while stop.is_none() && !finished && batch.len() < MAX_BATCH - CHUNK_LINES {
-            match result_rxs[next % workers].try_recv() {
-                Ok(prepared) => {
-                    next += 1;
-                    batch.extend(prepared.events);
-                    stop = prepared.stop;
+        if !chunk.events.is_empty() {
+            let (reply, answer) = mpsc::sync_channel(1);
+            let queued = sequencer.submit_blocking(
+                chunk.events,
+                Box::new(move |result| {
+                    let _ = reply.send(result);
+                }),
+            );
+            if let Err(e) = queued {
+                return Some(Stop::Failed(submit_failure(e)));
+            }
+            if answers.send(answer).is_err() {
+                return None;
+            }
+        }
+        if chunk.stop.is_some() {
+            return chunk.stop;
+        }
+    }
+}
+
+fn submit_failure(e: SubmitError) -> Failure {
+    match e {
+        SubmitError::Log(e) => e.into(),
+        other => Failure::usage(other.to_string()),
+    }
+}
+
+/// Starts the thread that prints receipts: it waits for each request's
+/// answer in the order the requests were queued and prints its receipts,
+/// one line each, once they are durable. The first failed append sets
+/// `failed` (nothing more is queued) and is what the thread returns; the
+/// receipts of every request that did succeed are printed all the same.
+fn start_printer(
+    failed: Arc<AtomicBool>,
+) -> (SyncSender<Answer>, std::thread::JoinHandle<CliResult<()>>) {
+    let (answers, queue) = mpsc::sync_channel::<Answer>(SEQUENCER_QUEUE);
+    let printer = std::thread::spawn(move || {
+        let stdout = std::io::stdout();
+        let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
+        let mut lines = Vec::with_capacity(CHUNK_LINES * 200);
+        let mut outcome = Ok(());
+        for answer in queue {
+            let receipts = match answer.recv() {
+                Ok(Ok(receipts)) => receipts,
+                Ok(Err(e)) => {
+                    failed.store(true, Ordering::SeqCst);
+                    if outcome.is_ok() {
+                        outcome = Err(Failure::from(e));
+                    }
+                    continue;
                 }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => finished = true,
+                Err(_) => {
+                    failed.store(true, Ordering::SeqCst);
+                    if outcome.is_ok() {
+                        outcome = Err(submit_failure(SubmitError::Stopped));
+                    }
+                    continue;
+                }
+            };
+            lines.clear();
+            for receipt in &receipts {
+                stele_log::receipt_json::write_receipt(receipt, &mut lines);
+                lines.push(b'\n');
+            }
+            if let Err(e) = out.write_all(&lines).and_then(|()| out.flush()) {
+                failed.store(true, Ordering::SeqCst);
+                return Err(Failure::from(e));
             }
         }
-        // Sealed and written now, durable on the log's commit thread while
-        // the next batch is prepared; receipts are printed only once a batch
-        // is durable.
-        if !batch.is_empty() {
-            while !log.can_begin(&batch) {
-                let keep = log.in_flight().saturating_sub(1);
-                finish_in_flight(&mut log, &mut out, &mut line, keep)?;
-            }
-            if let Err(e) = log.begin_append(&batch) {
-                let _ = finish_in_flight(&mut log, &mut out, &mut line, 0);
-                return Err(e.into());
-            }
-        }
-        if stop.is_some() || finished {
-            finish_in_flight(&mut log, &mut out, &mut line, 0)?;
-        }
-        match stop {
-            None => {}
-            Some(Stop::Failed(failure)) => {
-                outcome = Err(failure);
-                break;
-            }
-            Some(Stop::Denied {
-                line,
-                stream,
-                decision,
-            }) => {
-                let failure = operator.denied(
-                    &mut log,
-                    Action::Append,
-                    Resource::Stream(&stream),
-                    &decision,
-                    at,
-                );
-                outcome = Err(Failure::refused(format!(
-                    "line {line}: {}; nothing from this line on was appended",
-                    failure.message
-                )));
-                break;
-            }
-        }
-    }
-    // Dropping the receivers stops the workers and the reader at their next
-    // send; nothing they still hold is appended. They are not joined: after
-    // a refused line the reader may be blocked on a terminal that never
-    // sends more, and the process exits without it.
-    drop(result_rxs);
-    drop(threads);
-    let note = log.publish()?;
-    out.write_all(note.as_bytes())?;
-    out.flush()?;
-    outcome
-}
-
-/// Finishes batches in flight, oldest first, until at most `keep` remain,
-/// printing each one's receipts once it is durable.
-fn finish_in_flight(
-    log: &mut Log,
-    out: &mut impl Write,
-    line: &mut String,
-    keep: usize,
-) -> CliResult<()> {
-    while log.in_flight() > keep {
-        let receipts = log.finish_append()?;
-        for receipt in &receipts {
-            write_receipt(line, receipt);
-            out.write_all(line.as_bytes())?;
-        }
-        out.flush()?;
-    }
-    Ok(())
-}
-
-fn write_receipt(line: &mut String, receipt: &Receipt) {
-    use std::fmt::Write as _;
-    line.clear();
-    // Ids are UUIDs and stream names are [a-z0-9._-]: nothing to escape.
-    let _ = write!(
-        line,
-        r#"{{"index":{},"id":"{}","stream":"{}","commitment":"{}","salt":"{}""#,
-        receipt.index,
-        receipt.id,
-        receipt.stream,
-        B64.encode(receipt.commitment),
-        B64.encode(receipt.salt)
-    );
-    // A retried event (same writer and client `id`) gets its original
-    // receipt, marked.
-    if receipt.duplicate {
-        line.push_str(r#","duplicate":true"#);
-    }
-    line.push_str("}\n");
+        outcome
+    });
+    (answers, printer)
 }
 
 /// Records the writer `--writer` claims in the event's attributes (as

@@ -345,153 +345,11 @@ impl Log {
         let state = self.audit_state()?;
         let policy = self.active_policy();
         let policy_hash = hex(&policy.hash());
-        let schedule = *policy.audit();
-        let mut findings = Vec::new();
-
-        findings.push(if incremental.is_empty() {
-            Finding::new(
-                "verify.incremental",
-                true,
-                format!("entries 0..{} verified", state.verified_size),
-            )
-        } else {
-            Finding::new("verify.incremental", false, incremental.join("; "))
-        });
-
-        let max_age = schedule.max_since_full_verify.as_secs() as i64;
-        findings.push(match (state.last_full_at, state.last_full_ok) {
-            (Some(at), Some(true)) if now.as_second() - at <= max_age => Finding::new(
-                "verify.full",
-                true,
-                format!("last full verification {} passed", timestamp_text(at)),
-            ),
-            (Some(at), Some(true)) => Finding::new(
-                "verify.full",
-                false,
-                format!(
-                    "last full verification {} is older than the allowed {}s",
-                    timestamp_text(at),
-                    max_age
-                ),
-            ),
-            (Some(at), _) => Finding::new(
-                "verify.full",
-                false,
-                format!(
-                    "last full verification {} failed: {}",
-                    timestamp_text(at),
-                    state.last_full_problems.join("; ")
-                ),
-            ),
-            (None, _) => Finding::new("verify.full", false, "no full verification has run yet"),
-        });
-
-        let status = self.retention_status(now);
-        let backlog: Vec<String> = status
-            .iter()
-            .filter(|s| s.due)
-            .map(|s| format!("{} {}", s.stream, epoch_date(s.epoch_day)))
-            .collect();
-        findings.push(Finding::new(
-            "retention.backlog",
-            backlog.is_empty(),
-            if backlog.is_empty() {
-                format!(
-                    "no epoch past its retention without a hold ({} stored, {} held)",
-                    status.len(),
-                    status.iter().filter(|s| !s.held_by.is_empty()).count()
-                )
-            } else {
-                format!("past retention and not purged: {}", backlog.join(", "))
-            },
-        ));
-
-        let early: Vec<String> = self
-            .purged
-            .values()
-            .filter_map(|t| self.purge_was_allowed(t).err())
-            .collect();
-        findings.push(Finding::new(
-            "retention.no_early_deletion",
-            early.is_empty(),
-            if early.is_empty() {
-                format!(
-                    "{} purged epochs, each after its retention and under no hold",
-                    self.purged.len()
-                )
-            } else {
-                early.join("; ")
-            },
-        ));
-
-        // Every stored epoch must be sealed under a wrapped data key, and
-        // its stream declared with encryption required.
-        let mut unencrypted = Vec::new();
-        for (id, info) in &self.segments {
-            let stream = &info.header.stream;
-            if !self.layout.dek(*id).exists() {
-                unencrypted.push(format!(
-                    "{stream} {}: data key file missing",
-                    epoch_date(info.header.epoch)
-                ));
-            }
-            if !stream.starts_with('_') && policy.stream(stream).is_none() {
-                unencrypted.push(format!("{stream}: not governed by the policy"));
-            }
-        }
-        findings.push(Finding::new(
-            "encryption.at_rest",
-            unencrypted.is_empty(),
-            if unencrypted.is_empty() {
-                format!(
-                    "{} stored epochs, each sealed with AES-256-GCM under its own wrapped data key",
-                    self.segments.len()
-                )
-            } else {
-                unencrypted.join("; ")
-            },
-        ));
-
-        let transport = policy.transport();
-        findings.push(match &facts.listeners {
-            None => Finding::new("transport.tls", true, "not serving (offline audit)"),
-            Some(listeners) => {
-                let violations: Vec<String> = listeners
-                    .iter()
-                    .filter_map(|(address, tls)| transport.check_listener(*address, *tls).err())
-                    .map(|v| v.to_string())
-                    .collect();
-                let with_tls = listeners.iter().filter(|(_, tls)| *tls).count();
-                if violations.is_empty() {
-                    Finding::new(
-                        "transport.tls",
-                        true,
-                        format!(
-                            "{} listeners, {with_tls} with TLS (TLS {:?})",
-                            listeners.len(),
-                            transport.tls
-                        ),
-                    )
-                } else {
-                    Finding::new("transport.tls", false, violations.join("; "))
-                }
-            }
-        });
-
-        if let Some(enforced) = &facts.enforced_policy {
-            findings.push(Finding::new(
-                "policy.in_effect",
-                *enforced == policy_hash,
-                if *enforced == policy_hash {
-                    format!("the server enforces the active policy {policy_hash}")
-                } else {
-                    format!(
-                        "the server enforces policy {enforced}, but the active version is {policy_hash}"
-                    )
-                },
-            ));
-        }
-
+        let mut findings = verification_findings(&incremental, &state, policy.audit(), now);
+        findings.extend(self.retention_findings(now));
+        findings.push(self.encryption_finding(&policy));
+        findings.push(transport_finding(facts, &policy));
+        findings.extend(policy_finding(facts, &policy_hash));
         findings.extend(self.key_findings(&policy, now));
 
         let note = self.reader.checkpoint_note();
@@ -499,7 +357,7 @@ impl Log {
             open_checkpoint(self.reader.verifier(), &self.meta.origin, note.as_bytes())
                 .map_err(|e| LogError::Integrity(format!("latest checkpoint: {e}")))?;
         let ok = findings.iter().all(|f| f.ok);
-        let mut attestation = Attestation {
+        let attestation = Attestation {
             v: AUDIT_VERSION,
             at: now.to_string(),
             origin: self.meta.origin.clone(),
@@ -514,6 +372,20 @@ impl Log {
             signature: String::new(),
             event_index: None,
         };
+        self.sign_and_record(attestation, by, now)
+    }
+
+    /// Signs `attestation`, appends it as an `audit.attestation` event by
+    /// `by` (the record: durable once this returns), then writes its copy
+    /// `audit/latest.json` and the time of the last attestation. A crash
+    /// between the event and the file is repaired at open, from the event
+    /// (`reconcile_attestation`).
+    fn sign_and_record(
+        &mut self,
+        mut attestation: Attestation,
+        by: &str,
+        now: Timestamp,
+    ) -> LogResult<Attestation> {
         attestation.signature =
             stele_tlog::sign_note(&attestation.signed_text(), &[&self.attestor])
                 .map_err(|e| LogError::Internal(format!("signing the attestation: {e}")))?;
@@ -531,6 +403,82 @@ impl Log {
         state.last_attestation_at = Some(now.as_second());
         write_json(&self.audit_state_path(), &state)?;
         Ok(attestation)
+    }
+
+    /// `retention.backlog` (no epoch past its retention is still stored,
+    /// unless held) and `retention.no_early_deletion` (every purge was
+    /// allowed when it was made).
+    fn retention_findings(&self, now: Timestamp) -> [Finding; 2] {
+        let status = self.retention_status(now);
+        let backlog: Vec<String> = status
+            .iter()
+            .filter(|s| s.due)
+            .map(|s| format!("{} {}", s.stream, epoch_date(s.epoch_day)))
+            .collect();
+        let backlog_finding = Finding::new(
+            "retention.backlog",
+            backlog.is_empty(),
+            if backlog.is_empty() {
+                format!(
+                    "no epoch past its retention without a hold ({} stored, {} held)",
+                    status.len(),
+                    status.iter().filter(|s| !s.held_by.is_empty()).count()
+                )
+            } else {
+                format!("past retention and not purged: {}", backlog.join(", "))
+            },
+        );
+
+        let early: Vec<String> = self
+            .purged
+            .values()
+            .filter_map(|t| self.purge_was_allowed(t).err())
+            .collect();
+        let early_finding = Finding::new(
+            "retention.no_early_deletion",
+            early.is_empty(),
+            if early.is_empty() {
+                format!(
+                    "{} purged epochs, each after its retention and under no hold",
+                    self.purged.len()
+                )
+            } else {
+                early.join("; ")
+            },
+        );
+        [backlog_finding, early_finding]
+    }
+
+    /// `encryption.at_rest`: every stored epoch is sealed under a wrapped
+    /// data key, and its stream is governed by the policy.
+    fn encryption_finding(&self, policy: &stele_policy::Policy) -> Finding {
+        // Every stored epoch must be sealed under a wrapped data key, and
+        // its stream declared with encryption required.
+        let mut unencrypted = Vec::new();
+        for (id, info) in &self.segments {
+            let stream = &info.header.stream;
+            if !self.layout.dek(*id).exists() {
+                unencrypted.push(format!(
+                    "{stream} {}: data key file missing",
+                    epoch_date(info.header.epoch)
+                ));
+            }
+            if !stream.starts_with('_') && policy.stream(stream).is_none() {
+                unencrypted.push(format!("{stream}: not governed by the policy"));
+            }
+        }
+        Finding::new(
+            "encryption.at_rest",
+            unencrypted.is_empty(),
+            if unencrypted.is_empty() {
+                format!(
+                    "{} stored epochs, each sealed with AES-256-GCM under its own wrapped data key",
+                    self.segments.len()
+                )
+            } else {
+                unencrypted.join("; ")
+            },
+        )
     }
 
     /// Rebuilds `audit/latest.json` from the log's latest
@@ -612,6 +560,102 @@ impl Log {
             }
         }
     }
+}
+
+/// `verify.incremental` (the entries since the last verified size, just
+/// checked: `problems` is what that found) and `verify.full` (the last
+/// whole-log verification passed, recently enough for `schedule`).
+fn verification_findings(
+    problems: &[String],
+    state: &AuditState,
+    schedule: &stele_policy::AuditSchedule,
+    now: Timestamp,
+) -> Vec<Finding> {
+    let incremental = if problems.is_empty() {
+        Finding::new(
+            "verify.incremental",
+            true,
+            format!("entries 0..{} verified", state.verified_size),
+        )
+    } else {
+        Finding::new("verify.incremental", false, problems.join("; "))
+    };
+
+    let max_age = schedule.max_since_full_verify.as_secs() as i64;
+    let full = match (state.last_full_at, state.last_full_ok) {
+        (Some(at), Some(true)) if now.as_second() - at <= max_age => Finding::new(
+            "verify.full",
+            true,
+            format!("last full verification {} passed", timestamp_text(at)),
+        ),
+        (Some(at), Some(true)) => Finding::new(
+            "verify.full",
+            false,
+            format!(
+                "last full verification {} is older than the allowed {}s",
+                timestamp_text(at),
+                max_age
+            ),
+        ),
+        (Some(at), _) => Finding::new(
+            "verify.full",
+            false,
+            format!(
+                "last full verification {} failed: {}",
+                timestamp_text(at),
+                state.last_full_problems.join("; ")
+            ),
+        ),
+        (None, _) => Finding::new("verify.full", false, "no full verification has run yet"),
+    };
+    vec![incremental, full]
+}
+
+/// `transport.tls`: every listener the server reports obeys the policy's
+/// `[transport]`; true offline, with no listener.
+fn transport_finding(facts: &AuditFacts, policy: &stele_policy::Policy) -> Finding {
+    let transport = policy.transport();
+    match &facts.listeners {
+        None => Finding::new("transport.tls", true, "not serving (offline audit)"),
+        Some(listeners) => {
+            let violations: Vec<String> = listeners
+                .iter()
+                .filter_map(|(address, tls)| transport.check_listener(*address, *tls).err())
+                .map(|v| v.to_string())
+                .collect();
+            let with_tls = listeners.iter().filter(|(_, tls)| *tls).count();
+            if violations.is_empty() {
+                Finding::new(
+                    "transport.tls",
+                    true,
+                    format!(
+                        "{} listeners, {with_tls} with TLS (TLS {:?})",
+                        listeners.len(),
+                        transport.tls
+                    ),
+                )
+            } else {
+                Finding::new("transport.tls", false, violations.join("; "))
+            }
+        }
+    }
+}
+
+/// `policy.in_effect`: the server enforces the active version (only when
+/// the server says which one it enforces).
+fn policy_finding(facts: &AuditFacts, policy_hash: &str) -> Option<Finding> {
+    let enforced = facts.enforced_policy.as_ref()?;
+    Some(Finding::new(
+        "policy.in_effect",
+        *enforced == policy_hash,
+        if *enforced == policy_hash {
+            format!("the server enforces the active policy {policy_hash}")
+        } else {
+            format!(
+                "the server enforces policy {enforced}, but the active version is {policy_hash}"
+            )
+        },
+    ))
 }
 
 #[cfg(test)]

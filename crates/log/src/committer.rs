@@ -24,7 +24,7 @@ use stele_store::index::IndexAppender;
 use stele_store::segment::SegmentSync;
 
 use crate::error::{LogError, LogResult};
-use crate::sequencer::Histogram;
+use crate::shared::Histogram;
 
 /// How long the commit threads' flushes take, for metrics: the disk's own
 /// latency, apart from the time a batch waits for the one before it.

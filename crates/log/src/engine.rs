@@ -192,8 +192,6 @@ pub struct Log {
     pub(crate) time_floor: Option<i64>,
     /// Epochs announced due by this process (see `announce.rs`).
     pub(crate) announcements: crate::announce::Announcements,
-    /// Test hook: stop a purge after this step, as a crash would.
-    pub(crate) purge_stop: Option<u8>,
     /// Makes written batches durable (steps 2b and 3).
     pub(crate) committer: Committer,
     /// Batches handed to the committer, oldest first.
@@ -422,7 +420,6 @@ impl Log {
             holds: Vec::new(),
             time_floor: None,
             announcements: crate::announce::Announcements::default(),
-            purge_stop: None,
             committer: Committer::start(),
             in_flight: std::collections::VecDeque::new(),
             kept_at_open: Vec::new(),

@@ -56,6 +56,17 @@ pub const MAX_HOLD_STREAMS: usize = 256;
 /// The longest principal name recorded by a governance change, in bytes.
 pub const MAX_PRINCIPAL_BYTES: usize = 1024;
 
+/// The steps of a retention purge a test build can stop after
+/// (`stele_store::fileio::stop_after`), as a crash there would, in order:
+/// step 1 is `PURGE_STOP_POINTS[0]`.
+pub const PURGE_STOP_POINTS: [&str; 5] = [
+    "purge 1: tombstone written",
+    "purge 2: retention.purge event appended",
+    "purge 3: tombstone names the event",
+    "purge 4: data key deleted",
+    "purge 5: segment deleted",
+];
+
 /// Checks what a hold request gives, before anything is built.
 fn check_hold_spec(spec: &HoldSpec) -> LogResult<()> {
     if spec.streams.len() > MAX_HOLD_STREAMS {
@@ -1062,18 +1073,17 @@ impl Log {
             .ok_or_else(|| LogError::Internal("purge record vanished".into()))
     }
 
-    /// Test hook: the next purge stops right after `step` (1: tombstone
-    /// written, 2: event appended, 3: tombstone names the event, 4: data
-    /// key deleted, 5: segment deleted), leaving the files as a crash there
-    /// would; the handle is poisoned and must be reopened.
-    #[doc(hidden)]
-    pub fn stop_purge_after(&mut self, step: u8) {
-        self.purge_stop = Some(step);
-    }
-
+    /// Test builds (`stele-store` feature `fault-injection`) can stop a
+    /// purge right after `step`, leaving the files as a crash there would
+    /// (see [`PURGE_STOP_POINTS`]); the handle is then poisoned and must be
+    /// reopened. In other builds this is never true.
     fn purge_step_done(&mut self, step: u8) -> LogResult<()> {
-        if self.purge_stop == Some(step) {
-            self.purge_stop = None;
+        let point = usize::from(step)
+            .checked_sub(1)
+            .and_then(|i| PURGE_STOP_POINTS.get(i));
+        if let Some(point) = point
+            && stele_store::fileio::stop_point(&self.layout.root, point)
+        {
             let e = LogError::Internal(format!("purge stopped after step {step} (test hook)"));
             self.poisoned = Some(e.to_string());
             return Err(e);

@@ -23,59 +23,8 @@ use std::time::{Duration, Instant};
 use crate::engine::{Log, Receipt};
 use crate::error::{LogError, LogResult};
 use crate::prepare::PreparedEvent;
-
-/// A histogram with fixed upper bounds, lock-free to record into.
-#[derive(Debug)]
-pub struct Histogram {
-    /// Inclusive upper bounds, ascending.
-    pub bounds: &'static [f64],
-    counts: Vec<std::sync::atomic::AtomicU64>,
-    /// Sum of observed values, in millionths.
-    sum_micros: std::sync::atomic::AtomicU64,
-    count: std::sync::atomic::AtomicU64,
-}
-
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            counts: (0..bounds.len())
-                .map(|_| std::sync::atomic::AtomicU64::new(0))
-                .collect(),
-            sum_micros: std::sync::atomic::AtomicU64::new(0),
-            count: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    pub fn observe(&self, value: f64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
-            self.counts[i].fetch_add(1, Relaxed);
-        }
-        self.sum_micros
-            .fetch_add((value * 1e6).max(0.0) as u64, Relaxed);
-        self.count.fetch_add(1, Relaxed);
-    }
-
-    /// Cumulative counts per bound, the sum and the total count.
-    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let mut running = 0;
-        let cumulative = self
-            .counts
-            .iter()
-            .map(|c| {
-                running += c.load(Relaxed);
-                running
-            })
-            .collect();
-        (
-            cumulative,
-            self.sum_micros.load(Relaxed) as f64 / 1e6,
-            self.count.load(Relaxed),
-        )
-    }
-}
+// Their home is `shared`; re-exported here, where callers have long found them.
+pub use crate::shared::{Histogram, lock_log};
 
 /// Live counters of the writer thread, for metrics.
 #[derive(Debug)]
@@ -117,6 +66,12 @@ pub struct SequencerConfig {
     pub queue_depth: usize,
     /// How often a checkpoint is published while entries arrive.
     pub publish_every: Duration,
+    /// Longest the writer keeps the log locked while batches follow each
+    /// other without a pause; then it lets the batches in flight finish
+    /// and releases the lock, so that reads and administration get their
+    /// turn. A writer nobody else reads beside (`stele append`) sets it to
+    /// `Duration::MAX` and keeps its batches overlapping.
+    pub max_hold: Duration,
 }
 
 impl Default for SequencerConfig {
@@ -125,6 +80,7 @@ impl Default for SequencerConfig {
             max_batch: 4096,
             queue_depth: 1024,
             publish_every: Duration::from_millis(500),
+            max_hold: MAX_HOLD,
         }
     }
 }
@@ -196,19 +152,34 @@ impl SequencerHandle {
         }
     }
 
-    /// Like [`Self::append`] but waits for room in the queue.
-    pub fn append_blocking(&self, events: Vec<PreparedEvent>) -> Result<Vec<Receipt>, SubmitError> {
+    /// Like [`Self::submit`] but waits for room in the queue instead of
+    /// failing with [`SubmitError::Busy`]. Requests are appended in the
+    /// order they were queued, so a single producer that submits in input
+    /// order gets its events appended in input order.
+    pub fn submit_blocking(
+        &self,
+        events: Vec<PreparedEvent>,
+        reply: Reply,
+    ) -> Result<(), SubmitError> {
         check_request_size(&events)?;
-        let (reply, rx) = mpsc::sync_channel(1);
-        let reply: Reply = Box::new(move |result| {
-            let _ = reply.send(result);
-        });
         self.tx
             .send(Request { events, reply })
             .map_err(|_| SubmitError::Stopped)?;
         self.metrics
             .queue_depth
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Like [`Self::append`] but waits for room in the queue.
+    pub fn append_blocking(&self, events: Vec<PreparedEvent>) -> Result<Vec<Receipt>, SubmitError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.submit_blocking(
+            events,
+            Box::new(move |result| {
+                let _ = reply.send(result);
+            }),
+        )?;
         match rx.recv() {
             Ok(result) => Ok(result?),
             Err(_) => Err(SubmitError::Stopped),
@@ -252,12 +223,6 @@ pub struct Sequencer {
     /// Set by `stop`: the thread finishes what is queued and exits even if
     /// some handle is still alive somewhere.
     stopping: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// Locks a shared log, recovering the guard if a holder panicked (the log's
-/// own poisoning then decides what may still be done).
-pub fn lock_log(log: &Mutex<Log>) -> MutexGuard<'_, Log> {
-    log.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Counters kept by the writer thread.
@@ -320,10 +285,8 @@ impl Sequencer {
     }
 }
 
-/// Longest the writer keeps the log locked while batches follow each other
-/// without a pause; then it lets the batches in flight finish and releases
-/// the lock, so that reads and administration get their turn.
-const MAX_HOLD: Duration = Duration::from_millis(20);
+/// The default [`SequencerConfig::max_hold`].
+pub const MAX_HOLD: Duration = Duration::from_millis(20);
 
 /// Fewest events a batch needs to be begun while others are in flight (see
 /// [`crate::engine::MAX_IN_FLIGHT`]); a smaller one waits for them to
@@ -464,7 +427,7 @@ fn run(
                 finish_all(log, &mut flight, metrics, &mut stats);
             }
         }
-        if held_since.elapsed() >= MAX_HOLD {
+        if held_since.elapsed() >= config.max_hold {
             finish_all(log, &mut flight, metrics, &mut stats);
         }
         // Publishing runs on the publisher thread; this only queues it.

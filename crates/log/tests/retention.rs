@@ -344,7 +344,10 @@ fn a_purge_interrupted_at_any_step_completes_on_open() {
         log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
         let indices = append(&mut log, &["ops", "ops", "compliance"], noon(0));
         append(&mut log, &["ops"], noon(1));
-        log.stop_purge_after(step);
+        stele_store::fileio::stop_after(
+            &data,
+            stele_log::governance::PURGE_STOP_POINTS[usize::from(step) - 1],
+        );
         assert!(log.enforce_retention("retention", noon(92)).is_err());
         assert!(log.health().is_err(), "a stopped purge poisons the handle");
         drop(log);

@@ -194,6 +194,54 @@ pub struct Decision {
     pub errors: Vec<String>,
 }
 
+/// An access request made from this machine (127.0.0.1, no TLS), with
+/// authentication method `local`: how the `stele` CLI asks for its
+/// operator, and how the server checks that a new policy would not lock
+/// that operator out.
+pub fn local_request<'a>(
+    principal: &'a str,
+    kind: &'a str,
+    roles: &'a [String],
+    action: Action,
+    resource: Resource<'a>,
+    now: jiff::Timestamp,
+) -> AccessRequest<'a> {
+    AccessRequest {
+        principal,
+        principal_kind: kind,
+        roles,
+        action,
+        resource,
+        context: AccessContext {
+            time: now.as_second(),
+            client_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            tls: false,
+            tls_identity: None,
+            auth_method: "local".to_owned(),
+        },
+    }
+}
+
+/// Why a request was denied: `forbidden by <policy ids>`, or `no policy
+/// permits it`.
+pub fn denial_reason(decision: &Decision) -> String {
+    if decision.reasons.is_empty() {
+        "no policy permits it".to_string()
+    } else {
+        format!("forbidden by {}", decision.reasons.join(", "))
+    }
+}
+
+/// The wording of a denial, the same in a 403 and in the CLI:
+/// `principal "P" may not ACTION WHAT: WHY`.
+pub fn denial_text(principal: &str, action: Action, what: &str, decision: &Decision) -> String {
+    let why = denial_reason(decision);
+    format!(
+        "principal {principal:?} may not {} {what}: {why}",
+        action.as_str()
+    )
+}
+
 /// A compiled, validated Cedar policy set and the source text of each
 /// policy, keyed by id.
 #[derive(Debug, Clone)]

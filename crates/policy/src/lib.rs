@@ -77,7 +77,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-pub use access::{AccessContext, AccessRequest, Action, DEFAULT_CEDAR, Decision, Resource, SCHEMA};
+pub use access::{
+    AccessContext, AccessRequest, Action, DEFAULT_CEDAR, Decision, Resource, SCHEMA, denial_reason,
+    denial_text, local_request,
+};
 pub use error::{PolicyError, PolicyErrors, Problem, RouteError};
 pub use parse::{MAX_DURATION_DAYS, ROLE_NAME_MAX};
 pub use retention::{AppliedPolicy, Retention, RetentionChange, purge_after, retention_changes};
@@ -496,6 +499,25 @@ impl Policy {
     /// Decides an access request (Cedar semantics: deny wins, default deny).
     pub fn authorize(&self, request: &AccessRequest<'_>) -> Decision {
         self.access.authorize(request)
+    }
+
+    /// The check made before any input of an append is read (an HTTP
+    /// body, the CLI's standard input): whether `may_append` allows some
+    /// declared stream, or one of `also` (the streams a token is scoped
+    /// to), in that order. A principal allowed nowhere is refused at once,
+    /// whatever the input holds: `Err` names the stream whose denial the
+    /// caller reports and records, the default stream.
+    pub fn check_some_append<'a>(
+        &self,
+        also: impl IntoIterator<Item = &'a str>,
+        mut may_append: impl FnMut(&str) -> bool,
+    ) -> Result<(), &str> {
+        let somewhere = self.streams.keys().any(|stream| may_append(stream))
+            || also.into_iter().any(&mut may_append);
+        if somewhere {
+            return Ok(());
+        }
+        Err(self.default_stream())
     }
 
     /// Decides an access request and explains it: ALLOW/DENY, the

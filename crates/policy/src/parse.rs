@@ -446,6 +446,20 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The top-level keys a policy may have.
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "version",
+    "default_stream",
+    "undeclared_streams",
+    "streams",
+    "routes",
+    "transport",
+    "keys",
+    "audit",
+    "operators",
+    "access",
+];
+
 /// Reads and checks the TOML text of a policy. On any problem returns every
 /// problem found.
 pub(crate) fn read(map: TextMap<'_>) -> Result<Parsed, Vec<Problem>> {
@@ -465,282 +479,18 @@ pub(crate) fn read(map: TextMap<'_>) -> Result<Parsed, Vec<Problem>> {
         }
     };
     let root = document.get_ref();
-    reader.check_keys(
-        root,
-        &[
-            "version",
-            "default_stream",
-            "undeclared_streams",
-            "streams",
-            "routes",
-            "transport",
-            "keys",
-            "audit",
-            "operators",
-            "access",
-        ],
-        "",
-    );
-
-    match root.get("version") {
-        None => reader.at(
-            0,
-            "`version` is missing; write `version = 1` at the top".to_owned(),
-        ),
-        Some(item) => match item.get_ref() {
-            DeValue::Integer(integer) if integer.as_str() == "1" && integer.radix() == 10 => {}
-            other => {
-                let shown = match other {
-                    DeValue::Integer(integer) => integer.to_string(),
-                    other => type_of(other).to_owned(),
-                };
-                reader.at(
-                    item.span().start,
-                    format!("unsupported policy `version` {shown}; this Stele reads version 1"),
-                );
-            }
-        },
-    }
-
-    let mut streams = BTreeMap::new();
-    let mut declared: Vec<String> = Vec::new();
-    match root.get("streams") {
-        None => reader.at(
-            0,
-            "no [streams.<name>] declared; declare at least one".to_owned(),
-        ),
-        Some(item) => {
-            if let Some(table) = reader.table(item, "streams") {
-                for (name, value) in table.iter() {
-                    let stream_name: &str = name.get_ref();
-                    declared.push(stream_name.to_owned());
-                    if let Some(policy) = reader.stream(name, value) {
-                        streams.insert(stream_name.to_owned(), policy);
-                    }
-                }
-            }
-        }
-    }
-
-    let mut default_stream = String::new();
-    match root.get("default_stream") {
-        None => reader.at(
-            0,
-            "`default_stream` is missing; name the stream unmatched events go to".to_owned(),
-        ),
-        Some(item) => {
-            if let Some(name) = reader.string(item, "default_stream") {
-                if !declared.iter().any(|d| d == name) {
-                    reader.at(
-                        item.span().start,
-                        format!("`default_stream` = {name:?} is not a declared stream; add [streams.{name}]"),
-                    );
-                }
-                default_stream = name.to_owned();
-            }
-        }
-    }
-
-    let mut undeclared_streams = UndeclaredStreams::Refuse;
-    if let Some(item) = root.get("undeclared_streams") {
-        match reader.string(item, "undeclared_streams") {
-            Some("refuse") => {}
-            Some("inherit") => undeclared_streams = UndeclaredStreams::Inherit,
-            Some(other) => reader.at(
-                item.span().start,
-                format!("`undeclared_streams` = {other:?}: write \"refuse\" or \"inherit\""),
-            ),
-            None => {}
-        }
-    }
-
-    let mut routes = Vec::new();
-    if let Some(item) = root.get("routes") {
-        match item.get_ref() {
-            DeValue::Array(array) => {
-                for (index, route_item) in array.iter().enumerate() {
-                    if let Some((route, stream_offset)) = reader.route(index, route_item) {
-                        if !declared.contains(&route.stream) {
-                            reader.at(
-                                stream_offset,
-                                format!(
-                                    "[[routes]] #{} sends events to {:?}, which is not a declared stream",
-                                    index + 1,
-                                    route.stream
-                                ),
-                            );
-                        }
-                        routes.push(route);
-                    }
-                }
-            }
-            other => reader.at(
-                item.span().start,
-                format!(
-                    "`routes` must be an array of tables ([[routes]]), found {}",
-                    type_of(other)
-                ),
-            ),
-        }
-    }
-
-    let mut transport = TransportPolicy {
-        tls: TlsRequirement::Optional,
-    };
-    if let Some(item) = root.get("transport")
-        && let Some(table) = reader.table(item, "transport")
-    {
-        reader.check_keys(table, &["tls"], "[transport]");
-        if let Some(tls) = table.get("tls") {
-            match reader.string(tls, "transport.tls") {
-                Some("required") => transport.tls = TlsRequirement::Required,
-                Some("optional") => transport.tls = TlsRequirement::Optional,
-                Some(other) => reader.at(
-                    tls.span().start,
-                    format!("`transport.tls` = {other:?}; expected \"required\" or \"optional\""),
-                ),
-                None => {}
-            }
-        }
-    }
-
-    let mut keys = KeyPolicy { max_kek_age: None };
-    if let Some(item) = root.get("keys")
-        && let Some(table) = reader.table(item, "keys")
-    {
-        reader.check_keys(table, &["max_kek_age"], "[keys]");
-        if table.get("max_kek_age").is_some() {
-            keys.max_kek_age = Some(reader.duration(table, "max_kek_age", "keys", 0));
-        }
-    }
-
-    let mut audit = AuditSchedule::default();
-    if let Some(item) = root.get("audit")
-        && let Some(table) = reader.table(item, "audit")
-    {
-        reader.check_keys(
-            table,
-            &[
-                "verify_new_every",
-                "verify_full_every",
-                "attest_every",
-                "max_since_full_verify",
-                "readyz_fails_on_finding",
-            ],
-            "[audit]",
-        );
-        let defaults = AuditSchedule::default();
-        audit.verify_new_every = reader.duration(
-            table,
-            "verify_new_every",
-            "audit",
-            defaults.verify_new_every.as_secs(),
-        );
-        audit.verify_full_every = reader.duration(
-            table,
-            "verify_full_every",
-            "audit",
-            defaults.verify_full_every.as_secs(),
-        );
-        audit.attest_every = reader.duration(
-            table,
-            "attest_every",
-            "audit",
-            defaults.attest_every.as_secs(),
-        );
-        audit.max_since_full_verify = reader.duration(
-            table,
-            "max_since_full_verify",
-            "audit",
-            defaults.max_since_full_verify.as_secs(),
-        );
-        if let Some(item) = table.get("readyz_fails_on_finding") {
-            match item.get_ref() {
-                DeValue::Boolean(flag) => audit.readyz_fails_on_finding = *flag,
-                other => reader.at(
-                    item.span().start,
-                    format!(
-                        "`audit.readyz_fails_on_finding` must be true or false, found {}",
-                        type_of(other)
-                    ),
-                ),
-            }
-        }
-        if audit.max_since_full_verify < audit.verify_full_every {
-            let offset = table
-                .get("max_since_full_verify")
-                .or_else(|| table.get("verify_full_every"))
-                .map_or(item.span().start, |i| i.span().start);
-            reader.at(
-                offset,
-                "`audit.max_since_full_verify` is shorter than `audit.verify_full_every`: every \
-                     audit would report a finding; make it at least as long"
-                    .to_owned(),
-            );
-        }
-    }
-
-    let mut local_roles = Vec::new();
-    if let Some(item) = root.get("operators")
-        && let Some(table) = reader.table(item, "operators")
-    {
-        reader.check_keys(table, &["local_roles"], "[operators]");
-        if let Some(roles) = table.get("local_roles") {
-            match roles.get_ref() {
-                DeValue::Array(array) => {
-                    for role in array.iter() {
-                        let Some(name) = reader.string(role, "operators.local_roles[]") else {
-                            continue;
-                        };
-                        match check_role_name(name) {
-                            Ok(()) => local_roles.push(name.to_owned()),
-                            Err(message) => reader.at(
-                                role.span().start,
-                                format!("`operators.local_roles`: {message}"),
-                            ),
-                        }
-                    }
-                }
-                other => reader.at(
-                    roles.span().start,
-                    format!(
-                        "`operators.local_roles` must be an array of strings, found {}",
-                        type_of(other)
-                    ),
-                ),
-            }
-        }
-    }
-
-    let mut cedar = CedarSpec::Default;
-    if let Some(item) = root.get("access")
-        && let Some(table) = reader.table(item, "access")
-    {
-        reader.check_keys(table, &["cedar_file", "cedar"], "[access]");
-        match (table.get("cedar_file"), table.get("cedar")) {
-            (Some(_), Some(inline)) => reader.at(
-                inline.span().start,
-                "[access] has both `cedar_file` and `cedar`; keep exactly one".to_owned(),
-            ),
-            (Some(file), None) => {
-                if reader.string(file, "access.cedar_file").is_some() {
-                    cedar = CedarSpec::File {
-                        span_start: file.span().start,
-                    };
-                }
-            }
-            (None, Some(inline)) => {
-                if let Some(text) = reader.string(inline, "access.cedar") {
-                    cedar = CedarSpec::Inline {
-                        text: text.to_owned(),
-                        base: inline_string_start(map.text, inline.span().start),
-                    };
-                }
-            }
-            (None, None) => {}
-        }
-    }
-
+    // Each section is read in this order, so problems are reported in it.
+    reader.check_keys(root, TOP_LEVEL_KEYS, "");
+    reader.version(root);
+    let (streams, declared) = reader.streams(root);
+    let default_stream = reader.default_stream(root, &declared);
+    let undeclared_streams = reader.undeclared_streams(root);
+    let routes = reader.routes(root, &declared);
+    let transport = reader.transport(root);
+    let keys = reader.keys(root);
+    let audit = reader.audit(root);
+    let local_roles = reader.local_roles(root);
+    let cedar = reader.cedar(root, map.text);
     if reader.problems.is_empty() {
         Ok(Parsed {
             default_stream,
@@ -755,6 +505,312 @@ pub(crate) fn read(map: TextMap<'_>) -> Result<Parsed, Vec<Problem>> {
         })
     } else {
         Err(reader.problems)
+    }
+}
+
+/// One top-level section each.
+impl Reader<'_> {
+    /// `version = 1`, the only version this Stele reads.
+    fn version(&mut self, root: &DeTable<'_>) {
+        match root.get("version") {
+            None => self.at(
+                0,
+                "`version` is missing; write `version = 1` at the top".to_owned(),
+            ),
+            Some(item) => match item.get_ref() {
+                DeValue::Integer(integer) if integer.as_str() == "1" && integer.radix() == 10 => {}
+                other => {
+                    let shown = match other {
+                        DeValue::Integer(integer) => integer.to_string(),
+                        other => type_of(other).to_owned(),
+                    };
+                    self.at(
+                        item.span().start,
+                        format!("unsupported policy `version` {shown}; this Stele reads version 1"),
+                    );
+                }
+            },
+        }
+    }
+
+    /// `[streams.<name>]`: the streams read without problems, and the names
+    /// of every declared stream (problems or not, so that references to
+    /// them are not reported twice).
+    fn streams(&mut self, root: &DeTable<'_>) -> (BTreeMap<String, StreamPolicy>, Vec<String>) {
+        let mut streams = BTreeMap::new();
+        let mut declared: Vec<String> = Vec::new();
+        match root.get("streams") {
+            None => self.at(
+                0,
+                "no [streams.<name>] declared; declare at least one".to_owned(),
+            ),
+            Some(item) => {
+                if let Some(table) = self.table(item, "streams") {
+                    for (name, value) in table.iter() {
+                        let stream_name: &str = name.get_ref();
+                        declared.push(stream_name.to_owned());
+                        if let Some(policy) = self.stream(name, value) {
+                            streams.insert(stream_name.to_owned(), policy);
+                        }
+                    }
+                }
+            }
+        }
+        (streams, declared)
+    }
+
+    /// `default_stream`, which must be declared.
+    fn default_stream(&mut self, root: &DeTable<'_>, declared: &[String]) -> String {
+        let mut default_stream = String::new();
+        match root.get("default_stream") {
+            None => self.at(
+                0,
+                "`default_stream` is missing; name the stream unmatched events go to".to_owned(),
+            ),
+            Some(item) => {
+                if let Some(name) = self.string(item, "default_stream") {
+                    if !declared.iter().any(|d| d == name) {
+                        self.at(
+                            item.span().start,
+                            format!("`default_stream` = {name:?} is not a declared stream; add [streams.{name}]"),
+                        );
+                    }
+                    default_stream = name.to_owned();
+                }
+            }
+        }
+        default_stream
+    }
+
+    /// `undeclared_streams`: `"refuse"` (the default) or `"inherit"`.
+    fn undeclared_streams(&mut self, root: &DeTable<'_>) -> UndeclaredStreams {
+        let mut undeclared_streams = UndeclaredStreams::Refuse;
+        if let Some(item) = root.get("undeclared_streams") {
+            match self.string(item, "undeclared_streams") {
+                Some("refuse") => {}
+                Some("inherit") => undeclared_streams = UndeclaredStreams::Inherit,
+                Some(other) => self.at(
+                    item.span().start,
+                    format!("`undeclared_streams` = {other:?}: write \"refuse\" or \"inherit\""),
+                ),
+                None => {}
+            }
+        }
+        undeclared_streams
+    }
+
+    /// `[[routes]]`, each to a declared stream.
+    fn routes(&mut self, root: &DeTable<'_>, declared: &[String]) -> Vec<Route> {
+        let mut routes = Vec::new();
+        if let Some(item) = root.get("routes") {
+            match item.get_ref() {
+                DeValue::Array(array) => {
+                    for (index, route_item) in array.iter().enumerate() {
+                        if let Some((route, stream_offset)) = self.route(index, route_item) {
+                            if !declared.contains(&route.stream) {
+                                self.at(
+                                    stream_offset,
+                                    format!(
+                                        "[[routes]] #{} sends events to {:?}, which is not a declared stream",
+                                        index + 1,
+                                        route.stream
+                                    ),
+                                );
+                            }
+                            routes.push(route);
+                        }
+                    }
+                }
+                other => self.at(
+                    item.span().start,
+                    format!(
+                        "`routes` must be an array of tables ([[routes]]), found {}",
+                        type_of(other)
+                    ),
+                ),
+            }
+        }
+        routes
+    }
+
+    /// `[transport]`: whether TLS is required.
+    fn transport(&mut self, root: &DeTable<'_>) -> TransportPolicy {
+        let mut transport = TransportPolicy {
+            tls: TlsRequirement::Optional,
+        };
+        if let Some(item) = root.get("transport")
+            && let Some(table) = self.table(item, "transport")
+        {
+            self.check_keys(table, &["tls"], "[transport]");
+            if let Some(tls) = table.get("tls") {
+                match self.string(tls, "transport.tls") {
+                    Some("required") => transport.tls = TlsRequirement::Required,
+                    Some("optional") => transport.tls = TlsRequirement::Optional,
+                    Some(other) => self.at(
+                        tls.span().start,
+                        format!(
+                            "`transport.tls` = {other:?}; expected \"required\" or \"optional\""
+                        ),
+                    ),
+                    None => {}
+                }
+            }
+        }
+        transport
+    }
+
+    /// `[keys]`: the longest a key-encryption key may serve.
+    fn keys(&mut self, root: &DeTable<'_>) -> KeyPolicy {
+        let mut keys = KeyPolicy { max_kek_age: None };
+        if let Some(item) = root.get("keys")
+            && let Some(table) = self.table(item, "keys")
+        {
+            self.check_keys(table, &["max_kek_age"], "[keys]");
+            if table.get("max_kek_age").is_some() {
+                keys.max_kek_age = Some(self.duration(table, "max_kek_age", "keys", 0));
+            }
+        }
+        keys
+    }
+
+    /// `[audit]`: the verification and attestation schedule.
+    fn audit(&mut self, root: &DeTable<'_>) -> AuditSchedule {
+        let mut audit = AuditSchedule::default();
+        if let Some(item) = root.get("audit")
+            && let Some(table) = self.table(item, "audit")
+        {
+            self.check_keys(
+                table,
+                &[
+                    "verify_new_every",
+                    "verify_full_every",
+                    "attest_every",
+                    "max_since_full_verify",
+                    "readyz_fails_on_finding",
+                ],
+                "[audit]",
+            );
+            let defaults = AuditSchedule::default();
+            audit.verify_new_every = self.duration(
+                table,
+                "verify_new_every",
+                "audit",
+                defaults.verify_new_every.as_secs(),
+            );
+            audit.verify_full_every = self.duration(
+                table,
+                "verify_full_every",
+                "audit",
+                defaults.verify_full_every.as_secs(),
+            );
+            audit.attest_every = self.duration(
+                table,
+                "attest_every",
+                "audit",
+                defaults.attest_every.as_secs(),
+            );
+            audit.max_since_full_verify = self.duration(
+                table,
+                "max_since_full_verify",
+                "audit",
+                defaults.max_since_full_verify.as_secs(),
+            );
+            if let Some(item) = table.get("readyz_fails_on_finding") {
+                match item.get_ref() {
+                    DeValue::Boolean(flag) => audit.readyz_fails_on_finding = *flag,
+                    other => self.at(
+                        item.span().start,
+                        format!(
+                            "`audit.readyz_fails_on_finding` must be true or false, found {}",
+                            type_of(other)
+                        ),
+                    ),
+                }
+            }
+            if audit.max_since_full_verify < audit.verify_full_every {
+                let offset = table
+                    .get("max_since_full_verify")
+                    .or_else(|| table.get("verify_full_every"))
+                    .map_or(item.span().start, |i| i.span().start);
+                self.at(
+                    offset,
+                    "`audit.max_since_full_verify` is shorter than `audit.verify_full_every`: every \
+                     audit would report a finding; make it at least as long"
+                        .to_owned(),
+                );
+            }
+        }
+        audit
+    }
+
+    /// `[operators] local_roles`: the roles of the local operator.
+    fn local_roles(&mut self, root: &DeTable<'_>) -> Vec<String> {
+        let mut local_roles = Vec::new();
+        if let Some(item) = root.get("operators")
+            && let Some(table) = self.table(item, "operators")
+        {
+            self.check_keys(table, &["local_roles"], "[operators]");
+            if let Some(roles) = table.get("local_roles") {
+                match roles.get_ref() {
+                    DeValue::Array(array) => {
+                        for role in array.iter() {
+                            let Some(name) = self.string(role, "operators.local_roles[]") else {
+                                continue;
+                            };
+                            match check_role_name(name) {
+                                Ok(()) => local_roles.push(name.to_owned()),
+                                Err(message) => self.at(
+                                    role.span().start,
+                                    format!("`operators.local_roles`: {message}"),
+                                ),
+                            }
+                        }
+                    }
+                    other => self.at(
+                        roles.span().start,
+                        format!(
+                            "`operators.local_roles` must be an array of strings, found {}",
+                            type_of(other)
+                        ),
+                    ),
+                }
+            }
+        }
+        local_roles
+    }
+
+    /// `[access]`: where the Cedar policies come from (`text` is the whole
+    /// TOML, for the offset of an inline policy).
+    fn cedar(&mut self, root: &DeTable<'_>, text: &str) -> CedarSpec {
+        let mut cedar = CedarSpec::Default;
+        if let Some(item) = root.get("access")
+            && let Some(table) = self.table(item, "access")
+        {
+            self.check_keys(table, &["cedar_file", "cedar"], "[access]");
+            match (table.get("cedar_file"), table.get("cedar")) {
+                (Some(_), Some(inline)) => self.at(
+                    inline.span().start,
+                    "[access] has both `cedar_file` and `cedar`; keep exactly one".to_owned(),
+                ),
+                (Some(file), None) => {
+                    if self.string(file, "access.cedar_file").is_some() {
+                        cedar = CedarSpec::File {
+                            span_start: file.span().start,
+                        };
+                    }
+                }
+                (None, Some(inline)) => {
+                    if let Some(inline_text) = self.string(inline, "access.cedar") {
+                        cedar = CedarSpec::Inline {
+                            text: inline_text.to_owned(),
+                            base: inline_string_start(text, inline.span().start),
+                        };
+                    }
+                }
+                (None, None) => {}
+            }
+        }
+        cedar
     }
 }
 

@@ -455,3 +455,74 @@ forbid (principal == Stele::Principal::"mallory", action, resource);
         }
     }
 }
+
+/// The check before an append's input is read (the CLI's standard input,
+/// an HTTP body): declared streams first, then the extra ones (a token's
+/// scope), and when none is allowed the default stream is the one whose
+/// denial is reported.
+#[test]
+fn check_some_append_asks_declared_then_extra_streams() {
+    let policy = example();
+    let mut asked = Vec::new();
+    let none = policy.check_some_append(["scoped-a", "scoped-b"], |stream| {
+        asked.push(stream.to_owned());
+        false
+    });
+    assert_eq!(none, Err("operational"));
+    assert_eq!(
+        asked,
+        [
+            "compliance",
+            "kubernetes",
+            "operational",
+            "security",
+            "scoped-a",
+            "scoped-b"
+        ]
+    );
+    // Allowed on an extra stream only: no refusal.
+    assert_eq!(
+        policy.check_some_append(["scoped-b"], |stream| stream == "scoped-b"),
+        Ok(())
+    );
+    // The first allowed stream ends the search.
+    let mut asked = 0;
+    let some = policy.check_some_append(["scoped-a"], |stream| {
+        asked += 1;
+        stream == "kubernetes"
+    });
+    assert_eq!(some, Ok(()));
+    assert_eq!(asked, 2);
+    // A local writer may append somewhere; the example's local operator
+    // (role admin, who administers but does not append) nowhere: the
+    // default stream is refused.
+    assert_eq!(policy.local_roles(), ["admin"]);
+    let roles = vec!["writer".to_owned()];
+    let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+    let operator = policy.check_some_append([], |stream| {
+        let request = stele_policy::local_request(
+            "local:alice",
+            "local",
+            &roles,
+            Action::Append,
+            Resource::Stream(stream),
+            now,
+        );
+        assert_eq!(request.context.auth_method, "local");
+        assert!(!request.context.tls);
+        policy.authorize(&request).allowed
+    });
+    assert_eq!(operator, Ok(()));
+    let nobody = policy.check_some_append([], |stream| {
+        let request = stele_policy::local_request(
+            "local:bob",
+            "local",
+            policy.local_roles(),
+            Action::Append,
+            Resource::Stream(stream),
+            now,
+        );
+        policy.authorize(&request).allowed
+    });
+    assert_eq!(nobody, Err("operational"));
+}

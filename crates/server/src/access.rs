@@ -97,24 +97,13 @@ pub fn authorize(
         return Ok(());
     }
     let what = resource_text(&resource);
-    let why = if decision.reasons.is_empty() {
-        "no policy permits it".to_string()
-    } else {
-        format!("forbidden by {}", decision.reasons.join(", "))
-    };
+    let why = stele_policy::denial_reason(&decision);
+    let message = stele_policy::denial_text(&principal.name, action, &what, &decision);
     state.metrics.error("forbidden");
     state.governance.access_denied.fetch_add(1, Relaxed);
     tracing::info!(principal = %principal.name, action = action.as_str(), resource = %what, %why, "access denied");
     record_denial(state, principal, conn, action, &resource, &decision);
-    Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
-        format!(
-            "principal {:?} may not {} {what}: {why}",
-            principal.name,
-            action.as_str()
-        ),
-    ))
+    Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", message))
 }
 
 fn record_denial(

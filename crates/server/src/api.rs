@@ -531,10 +531,9 @@ fn body_limits(state: &AppState) -> BodyLimits {
     }
 }
 
-/// The `{"receipts": [...]}` response, written straight into its bytes: a
-/// batch of thousands of events would otherwise build and free a JSON tree
-/// per receipt. Members per receipt: `index`, `id`, `stream`, `commitment`,
-/// `salt` (base64), and `duplicate: true` when the event was a retry.
+/// The `{"receipts": [...]}` response, written straight into its bytes
+/// (each receipt by [`stele_log::receipt_json`], as `stele append` prints
+/// it).
 fn receipts_response(receipts: &[Receipt]) -> Response {
     let mut body = Vec::with_capacity(16 + receipts.len() * 200);
     body.extend_from_slice(b"{\"receipts\":[");
@@ -542,7 +541,7 @@ fn receipts_response(receipts: &[Receipt]) -> Response {
         if n > 0 {
             body.push(b',');
         }
-        write_receipt(receipt, &mut body);
+        stele_log::receipt_json::write_receipt(receipt, &mut body);
     }
     body.extend_from_slice(b"]}");
     (
@@ -553,38 +552,6 @@ fn receipts_response(receipts: &[Receipt]) -> Response {
         body,
     )
         .into_response()
-}
-
-fn write_receipt(receipt: &Receipt, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    out.extend_from_slice(b"{\"index\":");
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}", receipt.index);
-    out.extend_from_slice(b",\"id\":");
-    write_json_string(&receipt.id, out);
-    out.extend_from_slice(b",\"stream\":");
-    write_json_string(&receipt.stream, out);
-    out.extend_from_slice(b",\"commitment\":\"");
-    write_base64(&receipt.commitment, out);
-    out.extend_from_slice(b"\",\"salt\":\"");
-    write_base64(&receipt.salt, out);
-    out.push(b'"');
-    if receipt.duplicate {
-        out.extend_from_slice(b",\"duplicate\":true");
-    }
-    out.push(b'}');
-}
-
-fn write_json_string(text: &str, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail, and a &str always serializes.
-    let _ = serde_json::to_writer(&mut *out, text);
-}
-
-fn write_base64(bytes: &[u8; 32], out: &mut Vec<u8>) {
-    let mut encoded = [0u8; 44];
-    if let Ok(len) = B64.encode_slice(bytes, &mut encoded) {
-        out.extend_from_slice(&encoded[..len]);
-    }
 }
 
 /// Runs blocking work (parsing, fsync waits) off the async workers.
@@ -772,9 +739,8 @@ fn authorize_some_append(
     conn: Option<&ConnInfo>,
 ) -> ApiResult<()> {
     let policy = state.governance.policy();
-    let declared = policy.streams().map(|(stream, _)| stream);
     let scoped = principal.streams.iter().flatten().map(String::as_str);
-    let allowed_somewhere = declared.chain(scoped).any(|stream| {
+    let checked = policy.check_some_append(scoped, |stream| {
         crate::access::decide(
             state,
             principal,
@@ -784,16 +750,16 @@ fn authorize_some_append(
         )
         .allowed
     });
-    if allowed_somewhere {
-        return Ok(());
+    match checked {
+        Ok(()) => Ok(()),
+        Err(default_stream) => authorize(
+            state,
+            principal,
+            conn,
+            Action::Append,
+            Resource::Stream(default_stream),
+        ),
     }
-    authorize(
-        state,
-        principal,
-        conn,
-        Action::Append,
-        Resource::Stream(policy.default_stream()),
-    )
 }
 
 /// Every stream a request appends to must allow the principal to append.

@@ -209,6 +209,7 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
             max_batch: 4096,
             queue_depth: config.limits.queue_depth,
             publish_every: Duration::from_millis(config.publish_interval_ms),
+            ..SequencerConfig::default()
         },
     );
     let cert_principals: HashMap<String, tokens::Principal> = config

@@ -10,10 +10,8 @@
 //! caller says it means it. This module only builds requests and words
 //! decisions; it records nothing.
 
-use std::net::{IpAddr, Ipv4Addr};
-
 use jiff::Timestamp;
-use stele_policy::{AccessContext, AccessRequest, Action, Decision, Policy, Resource};
+use stele_policy::{Action, Policy, Resource};
 
 /// The name of the user running this process: `$USER`, else `$LOGNAME`,
 /// else the name of the process's user id in /etc/passwd, else `uid<N>`.
@@ -51,43 +49,9 @@ pub fn local_principal() -> String {
     format!("local:{}", os_user())
 }
 
-/// An access request made from this machine (127.0.0.1, no TLS).
-pub fn local_request<'a>(
-    principal: &'a str,
-    kind: &'a str,
-    roles: &'a [String],
-    action: Action,
-    resource: Resource<'a>,
-    now: Timestamp,
-) -> AccessRequest<'a> {
-    AccessRequest {
-        principal,
-        principal_kind: kind,
-        roles,
-        action,
-        resource,
-        context: AccessContext {
-            time: now.as_second(),
-            client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            tls: false,
-            tls_identity: None,
-            auth_method: "local".to_owned(),
-        },
-    }
-}
-
-/// The server's wording of a denial: `principal "P" may not ACTION WHAT: WHY`.
-pub fn denial_text(principal: &str, action: Action, what: &str, decision: &Decision) -> String {
-    let why = if decision.reasons.is_empty() {
-        "no policy permits it".to_string()
-    } else {
-        format!("forbidden by {}", decision.reasons.join(", "))
-    };
-    format!(
-        "principal {principal:?} may not {} {what}: {why}",
-        action.as_str()
-    )
-}
+// The request builder and the wording of a denial are shared with the
+// CLI through `stele-policy`; re-exported here for the server's callers.
+pub use stele_policy::{denial_text, local_request};
 
 /// Checks that under `policy` (about to be applied) the local operator
 /// `principal`, with the policy's `local_roles`, may still apply a policy

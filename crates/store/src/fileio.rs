@@ -14,7 +14,10 @@
 //! - **skip** one sync call site (a mutant build of the write path: the
 //!   call returns success without syncing), to prove the tests notice;
 //! - **inject faults**: fail a kind of operation on some files with an
-//!   errno (`EIO`, `ENOSPC`), once or persistently, and count attempts.
+//!   errno (`EIO`, `ENOSPC`), once or persistently, and count attempts;
+//! - **stop a protocol after a named step** ([`stop_point`]): a caller
+//!   with a multi-step durable protocol (a retention purge) asks at each
+//!   step whether a test wants it to stop there, as a crash would.
 //!
 //! A sync call site is where the sync is asked for: the functions here and
 //! the `fsutil` helpers that sync are `#[track_caller]`, so the site of the
@@ -171,6 +174,16 @@ pub fn read_exact_at(file: &File, path: &Path, buf: &mut [u8], at: u64) -> io::R
     hooks::run(path, hooks::Call::Read, || file.read_exact_at(buf, at))
 }
 
+/// Whether a test has asked (with `stop_after`, test builds only) that
+/// the protocol running on the data directory `dir` stop right after the
+/// step named `point`; asking disarms it. The caller then stops as a crash
+/// there would. Without the `fault-injection` feature there are no stop
+/// points: this is always false.
+#[inline(always)]
+pub fn stop_point(dir: &Path, point: &str) -> bool {
+    hooks::stop_point(dir, point)
+}
+
 #[cfg(not(feature = "fault-injection"))]
 mod hooks {
     use std::path::Path;
@@ -205,6 +218,11 @@ mod hooks {
     ) -> std::io::Result<()> {
         op()
     }
+
+    #[inline(always)]
+    pub(super) fn stop_point(_dir: &Path, _point: &str) -> bool {
+        false
+    }
 }
 
 #[cfg(feature = "fault-injection")]
@@ -213,6 +231,7 @@ pub use rustix::io::Errno;
 #[cfg(feature = "fault-injection")]
 pub use hooks::{
     Fault, FaultOp, Op, Trace, fdatasync_attempts, inject, remove_faults, set_fdatasync_failing,
+    stop_after,
 };
 
 #[cfg(feature = "fault-injection")]
@@ -336,11 +355,14 @@ mod hooks {
     struct State {
         traces: Vec<Traced>,
         faults: Vec<Injected>,
+        /// Armed stop points: a data directory and the step to stop after.
+        stops: Vec<(PathBuf, String)>,
     }
 
     static STATE: Mutex<State> = Mutex::new(State {
         traces: Vec::new(),
         faults: Vec::new(),
+        stops: Vec::new(),
     });
     /// Set once anything is traced or injected; until then every call is
     /// the bare system call.
@@ -579,6 +601,33 @@ mod hooks {
                 });
                 ACTIVE.store(true, Ordering::Release);
             }
+        }
+    }
+
+    /// The next time the protocol running on the data directory `dir`
+    /// passes the step named `point`, [`super::stop_point`] says to stop
+    /// there (once).
+    pub fn stop_after(dir: &Path, point: impl Into<String>) {
+        let mut state = state();
+        state.stops.push((dir.to_path_buf(), point.into()));
+        ACTIVE.store(true, Ordering::Release);
+    }
+
+    pub(super) fn stop_point(dir: &Path, point: &str) -> bool {
+        if !ACTIVE.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut state = state();
+        match state
+            .stops
+            .iter()
+            .position(|(armed, armed_point)| armed == dir && armed_point == point)
+        {
+            Some(i) => {
+                state.stops.remove(i);
+                true
+            }
+            None => false,
         }
     }
 

@@ -6,8 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 use stele_log::audit::{Attestation, AuditFacts, latest_attestation};
-use stele_log::layout::epoch_date;
-use stele_log::purge::timestamp_text;
+use stele_event::time::timestamp_text;
 use stele_log::{KekAgeSource, KekInfo, Log};
 use stele_policy::{Action, Resource};
 use stele_store::keys::{Argon2Params, NewKek};
@@ -152,7 +151,7 @@ fn info(log: &Log, as_json: bool, at: jiff::Timestamp) -> CliResult<u8> {
     let segments: std::collections::HashMap<u32, (String, String)> = log
         .retention_status(at)
         .into_iter()
-        .map(|s| (s.segment, (s.stream, epoch_date(s.epoch_day))))
+        .map(|s| (s.segment, (s.stream, s.epoch_day.to_string())))
         .collect();
     let data_keys = log.data_key_ages()?;
     let source = match kek.source {

@@ -25,13 +25,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use stele_event::time::timestamp_text;
 use serde_json::json;
 
 use crate::engine::Log;
 use crate::error::{LogError, LogResult};
 use crate::governance::EpochStatus;
-use crate::layout::epoch_date;
-use crate::purge::{self, Tombstone};
+use crate::purge::Tombstone;
 
 /// The grace period between announcing a purge and carrying it out,
 /// unless the caller sets another ([`Log::set_retention_grace`]).
@@ -173,8 +173,8 @@ impl Log {
             json!({
                 "segment": status.segment,
                 "stream": status.stream,
-                "epoch": epoch_date(status.epoch_day),
-                "purge_after": status.purge_after.map(purge::timestamp_text),
+                "epoch": status.epoch_day,
+                "purge_after": status.purge_after.map(timestamp_text),
                 "announced_at": now.to_string(),
                 "grace_seconds": grace.as_secs(),
                 "clock": clock_note,
@@ -206,7 +206,7 @@ impl Log {
             Readiness::Waiting(left) => Err(LogError::Refused(format!(
                 "stream {:?} epoch {} is due and was announced; it is purged once {} s more have passed on this process's clock with the wall clock agreeing (a clock jump alone never makes anything due) — `stele serve` does this by itself, or run `stele retention run --wait`",
                 status.stream,
-                epoch_date(status.epoch_day),
+                status.epoch_day,
                 left.as_secs()
             ))),
             Readiness::ClockDisagrees { .. } => Err(fresh_disagreement(status)),

@@ -24,8 +24,7 @@ use stele_store::fsutil;
 
 use crate::engine::{Log, open_checkpoint};
 use crate::error::{LogError, LogResult};
-use crate::layout::epoch_date;
-use crate::purge::timestamp_text;
+use stele_event::time::timestamp_text;
 use crate::tiles::{TileBuilder, TileSink};
 use crate::verify::{self, NoProgress};
 use stele_tlog::hash::hex;
@@ -408,7 +407,7 @@ impl Log {
         let backlog: Vec<String> = status
             .iter()
             .filter(|s| s.due)
-            .map(|s| format!("{} {}", s.stream, epoch_date(s.epoch_day)))
+            .map(|s| format!("{} {}", s.stream, s.epoch_day))
             .collect();
         findings.push(Finding::new(
             "retention.backlog",
@@ -450,7 +449,7 @@ impl Log {
             if !self.layout.dek(*id).exists() {
                 unencrypted.push(format!(
                     "{stream} {}: data key file missing",
-                    epoch_date(info.header.epoch)
+                    info.day
                 ));
             }
             if !stream.starts_with('_') && policy.stream(stream).is_none() {

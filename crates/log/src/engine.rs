@@ -40,6 +40,7 @@ use jiff::Timestamp;
 use crate::checkpoints::CheckpointHistory;
 use std::sync::MutexGuard;
 use stele_event::Envelope;
+use stele_event::time::Day;
 use stele_store::StoreError;
 use stele_store::fsutil::{self, DirLock, SECRET_MODE};
 use stele_store::history::{self, HistoryWriter, StoredCheckpoint};
@@ -123,6 +124,8 @@ pub struct StoredEvent {
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentInfo {
     pub header: SegmentHeader,
+    /// The header's epoch (checked to be a [`Day`] when the file was found).
+    pub day: Day,
     pub path: PathBuf,
 }
 
@@ -1118,11 +1121,10 @@ impl Log {
     }
 
     /// The active writer for (stream, epoch), opening or creating its segment.
-    fn active_segment(&mut self, stream: &str, epoch: u32) -> LogResult<usize> {
-        if let Some(pos) = self
-            .active
-            .iter()
-            .position(|a| a.writer.header().epoch == epoch && a.writer.header().stream == stream)
+    fn active_segment(&mut self, stream: &str, epoch: Day) -> LogResult<usize> {
+        if let Some(pos) = self.active.iter().position(|a| {
+            a.writer.header().epoch == epoch.number() && a.writer.header().stream == stream
+        })
         {
             return Ok(pos);
         }
@@ -1143,7 +1145,7 @@ impl Log {
         let existing = self
             .segments
             .iter()
-            .find(|(_, info)| info.header.epoch == epoch && info.header.stream == stream)
+            .find(|(_, info)| info.day == epoch && info.header.stream == stream)
             .map(|(id, info)| (*id, info.path.clone()));
         let active = match existing {
             Some((id, path)) => {
@@ -1169,7 +1171,7 @@ impl Log {
     /// between leaves an unused key file whose id is never handed out again
     /// (ids are above every key file), and a segment file holding only part
     /// of its header is removed at the next open.
-    fn create_segment(&mut self, stream: &str, epoch: u32) -> LogResult<ActiveSegment> {
+    fn create_segment(&mut self, stream: &str, epoch: Day) -> LogResult<ActiveSegment> {
         let id = self.next_segment_id()?;
         let (key, wrapped) = DataKey::generate(&self.kek, id)?;
         fsutil::create_dir_durable(&self.layout.deks())?;
@@ -1177,13 +1179,20 @@ impl Log {
         let header = SegmentHeader {
             version: segment::VERSION,
             id,
-            epoch,
+            epoch: epoch.number(),
             stream: stream.to_string(),
         };
         let path = self.layout.segment(stream, epoch);
         let writer = SegmentWriter::create(&path, header.clone())?;
         self.committed.insert(id, writer.durable_len());
-        self.segments.insert(id, SegmentInfo { header, path });
+        self.segments.insert(
+            id,
+            SegmentInfo {
+                header,
+                day: epoch,
+                path,
+            },
+        );
         let keys = Arc::new(SegmentKeys::new(id, key, self.sessions.clone()));
         self.lock_keys().insert(id, keys.clone());
         let key = keys.record_key(self.session_generation()?)?;
@@ -1745,7 +1754,7 @@ pub(crate) fn discover_segments(layout: &Layout, remove: RemoveTornCreates) -> L
                 let tombstone = Tombstone::read(&path)?;
                 let expected = dir.join(format!("{}.purged", tombstone.epoch));
                 if expected != path
-                    || crate::layout::epoch_date(tombstone.epoch_day) != tombstone.epoch
+                    || tombstone.epoch_day != tombstone.epoch
                     || dir.file_name().and_then(|n| n.to_str()) != Some(tombstone.stream.as_str())
                 {
                     return Err(LogError::Integrity(format!(
@@ -1769,10 +1778,14 @@ pub(crate) fn discover_segments(layout: &Layout, remove: RemoveTornCreates) -> L
             }
             match segment::read_header(&path) {
                 Ok((header, _)) => {
+                    let day = Day::from_number(header.epoch).map_err(|e| {
+                        LogError::Integrity(format!("{}: header: {e}", path.display()))
+                    })?;
                     if let Some(previous) = out.insert(
                         header.id,
                         SegmentInfo {
                             header: header.clone(),
+                            day,
                             path: path.clone(),
                         },
                     ) {

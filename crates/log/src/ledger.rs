@@ -21,8 +21,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use jiff::Timestamp;
 use serde_json::{Map, Value};
+use stele_event::time::{Day, parse_timestamp, timestamp_text};
 use stele_policy::PolicySource;
 
 use crate::engine::Log;
@@ -83,7 +83,7 @@ struct SystemEvent {
 }
 
 fn seconds(text: &str) -> Option<i64> {
-    text.parse::<Timestamp>().ok().map(|t| t.as_second())
+    parse_timestamp(text).ok()
 }
 
 fn bad(index: u64, action: &str, what: impl std::fmt::Display) -> LogError {
@@ -116,6 +116,21 @@ fn optional_text(event: &SystemEvent, name: &str) -> LogResult<Option<String>> {
             format!("attribute {name:?} is not a string"),
         )),
     }
+}
+
+/// An optional `YYYY-MM-DD` attribute.
+fn optional_day(event: &SystemEvent, name: &str) -> LogResult<Option<Day>> {
+    optional_text(event, name)?
+        .map(|text| {
+            text.parse::<Day>().map_err(|e| {
+                bad(
+                    event.index,
+                    &event.action,
+                    format!("attribute {name:?}: {e}"),
+                )
+            })
+        })
+        .transpose()
 }
 
 fn number(event: &SystemEvent, name: &str) -> LogResult<u64> {
@@ -223,8 +238,8 @@ impl Ledger {
         Ok(Hold {
             id: text(event, "hold")?.to_string(),
             streams,
-            from: optional_text(event, "from")?,
-            to: optional_text(event, "to")?,
+            from: optional_day(event, "from")?,
+            to: optional_day(event, "to")?,
             reason: text(event, "reason")?.to_string(),
             placed_by: text(event, "placed_by")?.to_string(),
             placed_at: text(event, "placed_at")?.to_string(),
@@ -359,8 +374,8 @@ impl Ledger {
                 "the purge of segment {} (entry {}, decided {}) does not follow its announcement (entry {index}: segment {segment}, announced {}, grace {grace} s)",
                 record.segment,
                 record.event_index,
-                crate::purge::timestamp_text(record.decided_at),
-                crate::purge::timestamp_text(at)
+                timestamp_text(record.decided_at),
+                timestamp_text(at)
             )),
             None => Some(format!(
                 "the purge of segment {} (entry {}) names entry {index}, which is not a retention.due announcement",
@@ -381,10 +396,10 @@ impl Ledger {
                     "entry {}: {} at {}, earlier than entry {}: {} at {}",
                     entry.0,
                     entry.2,
-                    crate::purge::timestamp_text(entry.1),
+                    timestamp_text(entry.1),
                     before.0,
                     before.2,
-                    crate::purge::timestamp_text(before.1)
+                    timestamp_text(before.1)
                 ));
             }
             if newest.is_none_or(|n| entry.1 >= n.1) {

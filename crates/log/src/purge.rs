@@ -16,6 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use stele_event::time::{Day, day_number, timestamp_text};
 use stele_store::fsutil;
 use stele_store::index::IndexFile;
 
@@ -38,9 +39,11 @@ pub struct Tombstone {
     pub segment: u32,
     pub stream: String,
     /// The epoch as `YYYY-MM-DD` (UTC).
-    pub epoch: String,
-    /// Epoch as a day number (days since 1970-01-01).
-    pub epoch_day: u32,
+    pub epoch: Day,
+    /// The same epoch as a day number (days since 1970-01-01); the log
+    /// refuses a record where the two differ.
+    #[serde(with = "day_number")]
+    pub epoch_day: Day,
     /// When the purge was decided (Unix seconds, the clock of the decider).
     pub decided_at: i64,
     /// Earliest time the retention policy allowed the purge (Unix seconds).
@@ -239,13 +242,6 @@ impl Tombstone {
     }
 }
 
-/// RFC 3339 text of a Unix time (UTC).
-pub fn timestamp_text(seconds: i64) -> String {
-    jiff::Timestamp::from_second(seconds)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| seconds.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,8 +259,8 @@ mod tests {
             v: 1,
             segment: 7,
             stream: "ops".into(),
-            epoch: "2026-01-01".into(),
-            epoch_day: 20454,
+            epoch: "2026-01-01".parse().unwrap(),
+            epoch_day: Day::from_number(20454).unwrap(),
             decided_at: 0,
             purge_after: 0,
             policy: String::new(),

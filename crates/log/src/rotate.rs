@@ -288,7 +288,7 @@ impl Log {
             serde_json::json!({
                 "number": info.number,
                 "kind": info.kind.as_str(),
-                "created_at": crate::purge::timestamp_text(info.created_at),
+                "created_at": stele_event::time::timestamp_text(info.created_at),
                 "data_keys_rewrapped": event.data_keys_rewrapped,
             }),
             now,

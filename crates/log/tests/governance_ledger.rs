@@ -326,7 +326,7 @@ fn no_governance_decision_at_a_time_earlier_than_the_log() {
         log.add_hold(spec("matter"), "counsel", back).unwrap_err(),
         log.release_hold(&id, "counsel", back).unwrap_err(),
         log.enforce_retention("retention", back).unwrap_err(),
-        log.purge_epoch("ops", (JAN1) as u32, "retention", back)
+        log.purge_epoch("ops", stele_event::time::Day::from_number(JAN1 as u32).unwrap(), "retention", back)
             .unwrap_err(),
     ] {
         assert!(matches!(error, LogError::Refused(_)), "{error}");
@@ -407,7 +407,7 @@ fn a_due_epoch_is_announced_and_purged_only_after_the_grace_period() {
     let error = log
         .purge_epoch(
             "ops",
-            (JAN1) as u32,
+            stele_event::time::Day::from_number(JAN1 as u32).unwrap(),
             "retention",
             at + jiff::SignedDuration::from_hours(24),
         )

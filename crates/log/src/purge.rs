@@ -210,11 +210,16 @@ impl Tombstone {
     /// Writes (or rewrites) the tombstone by atomic replace. Crash: either
     /// the old content or the new one is there, never a mix.
     pub fn write(&self, path: &Path) -> LogResult<()> {
+        fsutil::atomic_replace(path, &self.encode()?, 0o644)?;
+        Ok(())
+    }
+
+    /// The bytes of the record's file: pretty JSON and a newline.
+    fn encode(&self) -> LogResult<Vec<u8>> {
         let mut bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| LogError::Internal(format!("purge record: {e}")))?;
         bytes.push(b'\n');
-        fsutil::atomic_replace(path, &bytes, 0o644)?;
-        Ok(())
+        Ok(bytes)
     }
 
     /// The `attributes` of the `retention.purge` system event: everything
@@ -281,5 +286,28 @@ mod tests {
             other.push(i);
         }
         assert!(tombstone.matches(&other.finish()).is_err());
+    }
+
+    /// Purge records and `holds.json` written before days were typed
+    /// (the fuzz corpus, made by a real log) read back and encode to the
+    /// very same bytes: the epoch as text and as a number, the hold dates
+    /// as text.
+    #[test]
+    fn records_written_before_typed_days_encode_byte_for_byte() {
+        let tombstones: [&[u8]; 3] = [
+            include_bytes!("../../../fuzz/corpus/tombstone/2026-01-01.purged"),
+            include_bytes!("../../../fuzz/corpus/tombstone/2026-01-02.purged"),
+            include_bytes!("../../../fuzz/corpus/tombstone/2026-01-03.purged"),
+        ];
+        for (n, bytes) in tombstones.into_iter().enumerate() {
+            let tombstone: Tombstone = serde_json::from_slice(bytes).unwrap();
+            assert_eq!(tombstone.epoch.to_string(), format!("2026-01-0{}", n + 1));
+            assert_eq!(tombstone.epoch_day.number(), 20_454 + n as u32);
+            assert_eq!(tombstone.encode().unwrap(), bytes);
+        }
+        let holds: &[u8] = include_bytes!("../../../fuzz/corpus/holds_json/holds.json");
+        let parsed = crate::governance::parse_holds(Path::new("holds.json"), holds).unwrap();
+        assert!(parsed.iter().any(|h| h.from.is_some()) && parsed.iter().any(|h| h.to.is_some()));
+        assert_eq!(crate::governance::encode_holds(&parsed).unwrap(), holds);
     }
 }

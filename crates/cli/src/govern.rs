@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use stele_event::time::Day;
-use stele_log::governance::{Hold, HoldSpec};
 use stele_event::time::timestamp_text;
+use stele_log::governance::{Hold, HoldSpec};
 use stele_log::purge::Tombstone;
 use stele_log::{Log, LogError};
 use stele_policy::{Action, Policy, PolicySource, Resource};
@@ -632,7 +632,9 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
             stream,
             epoch,
         } => {
-            let day = epoch.parse::<Day>().map_err(|e| Failure::usage(format!("--epoch: {e}")))?;
+            let day = epoch
+                .parse::<Day>()
+                .map_err(|e| Failure::usage(format!("--epoch: {e}")))?;
             let mut log = open(&data)?;
             log.set_retention_grace(retention_grace()?);
             let operator = Operator::of(&log);

@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use stele_log::audit::{Attestation, AuditFacts, latest_attestation};
 use stele_event::time::timestamp_text;
+use stele_log::audit::{Attestation, AuditFacts, latest_attestation};
 use stele_log::{KekAgeSource, KekInfo, Log};
 use stele_policy::{Action, Resource};
 use stele_store::keys::{Argon2Params, NewKek};

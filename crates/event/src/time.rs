@@ -197,10 +197,13 @@ pub enum DayError {
 pub fn parse_date(text: &str) -> Result<jiff::civil::Date, DayError> {
     let bytes = text.as_bytes();
     let shape = bytes.len() == 10
-        && bytes
-            .iter()
-            .enumerate()
-            .all(|(i, b)| if i == 4 || i == 7 { *b == b'-' } else { b.is_ascii_digit() });
+        && bytes.iter().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                *b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     if !shape {
         return Err(DayError::Syntax { text: text.into() });
     }
@@ -312,7 +315,6 @@ pub struct TimestampError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -342,9 +344,21 @@ mod tests {
         assert_eq!(day("2000-02-29"), 11_016); // divisible by 400: leap
         assert_eq!(day("2024-02-29"), 19_782);
         assert_eq!(day("2026-01-01"), 20_454);
-        assert_eq!(Day::of_second(1_795_000_000).unwrap().to_string(), "2026-11-18");
-        assert_eq!(Day::of_second(951_782_400).unwrap().to_string(), "2000-02-29");
-        for no_such_day in ["2100-02-29", "2023-02-29", "2026-04-31", "2026-13-01", "2026-00-10"] {
+        assert_eq!(
+            Day::of_second(1_795_000_000).unwrap().to_string(),
+            "2026-11-18"
+        );
+        assert_eq!(
+            Day::of_second(951_782_400).unwrap().to_string(),
+            "2000-02-29"
+        );
+        for no_such_day in [
+            "2100-02-29",
+            "2023-02-29",
+            "2026-04-31",
+            "2026-13-01",
+            "2026-00-10",
+        ] {
             assert_eq!(
                 no_such_day.parse::<Day>(),
                 Err(DayError::Calendar {
@@ -353,7 +367,12 @@ mod tests {
             );
         }
         assert_eq!(
-            "2100-03-01".parse::<Day>().unwrap().checked_sub(1).unwrap().to_string(),
+            "2100-03-01"
+                .parse::<Day>()
+                .unwrap()
+                .checked_sub(1)
+                .unwrap()
+                .to_string(),
             "2100-02-28"
         );
     }
@@ -361,10 +380,23 @@ mod tests {
     #[test]
     fn only_the_exact_date_shape_parses() {
         for text in [
-            "", "20260101", "2026-1-01", "2026-01-1", "+2026-01-01", "2026-01-01T00:00:00Z",
-            "2026/01/01", " 2026-01-01", "2026-01-01 ", "2026-01-0a", "１９７０-01-01",
+            "",
+            "20260101",
+            "2026-1-01",
+            "2026-01-1",
+            "+2026-01-01",
+            "2026-01-01T00:00:00Z",
+            "2026/01/01",
+            " 2026-01-01",
+            "2026-01-01 ",
+            "2026-01-0a",
+            "１９７０-01-01",
         ] {
-            assert_eq!(text.parse::<Day>(), Err(DayError::Syntax { text: text.into() }), "{text:?}");
+            assert_eq!(
+                text.parse::<Day>(),
+                Err(DayError::Syntax { text: text.into() }),
+                "{text:?}"
+            );
         }
         assert_eq!(
             "1969-12-31".parse::<Day>(),
@@ -372,7 +404,10 @@ mod tests {
                 what: "1969-12-31".into()
             })
         );
-        assert!(parse_date("1969-12-31").is_ok(), "a date before 1970 is a date");
+        assert!(
+            parse_date("1969-12-31").is_ok(),
+            "a date before 1970 is a date"
+        );
     }
 
     #[test]
@@ -428,7 +463,10 @@ mod tests {
             to: None,
         };
         let text = serde_json::to_string(&record).unwrap();
-        assert_eq!(text, r#"{"epoch":"2026-01-01","epoch_day":20454,"to":null}"#);
+        assert_eq!(
+            text,
+            r#"{"epoch":"2026-01-01","epoch_day":20454,"to":null}"#
+        );
         assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), record);
         let too_late = r#"{"epoch":"2026-01-01","epoch_day":4294967295,"to":null}"#;
         assert!(serde_json::from_str::<Record>(too_late).is_err());
@@ -447,8 +485,14 @@ mod tests {
         for seconds in [0, 1, -1, 951_782_400, 1_795_000_000, 253_402_207_200] {
             assert_eq!(parse_timestamp(&timestamp_text(seconds)), Ok(seconds));
         }
-        assert_eq!(parse_timestamp("2026-11-18T11:06:40.999Z"), Ok(1_795_000_000));
-        assert_eq!(parse_timestamp("2026-11-18T12:06:40+01:00"), Ok(1_795_000_000));
+        assert_eq!(
+            parse_timestamp("2026-11-18T11:06:40.999Z"),
+            Ok(1_795_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("2026-11-18T12:06:40+01:00"),
+            Ok(1_795_000_000)
+        );
         assert!(parse_timestamp("2026-11-18").is_err());
         assert!(parse_timestamp("yesterday").is_err());
     }

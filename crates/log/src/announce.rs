@@ -25,8 +25,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use stele_event::time::timestamp_text;
 use serde_json::json;
+use stele_event::time::timestamp_text;
 
 use crate::engine::Log;
 use crate::error::{LogError, LogResult};

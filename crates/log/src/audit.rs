@@ -24,9 +24,9 @@ use stele_store::fsutil;
 
 use crate::engine::{Log, open_checkpoint};
 use crate::error::{LogError, LogResult};
-use stele_event::time::timestamp_text;
 use crate::tiles::{TileBuilder, TileSink};
 use crate::verify::{self, NoProgress};
+use stele_event::time::timestamp_text;
 use stele_tlog::hash::hex;
 
 /// Format version of the audit files and of the attestation body.
@@ -447,10 +447,7 @@ impl Log {
         for (id, info) in &self.segments {
             let stream = &info.header.stream;
             if !self.layout.dek(*id).exists() {
-                unencrypted.push(format!(
-                    "{stream} {}: data key file missing",
-                    info.day
-                ));
+                unencrypted.push(format!("{stream} {}: data key file missing", info.day));
             }
             if !stream.starts_with('_') && policy.stream(stream).is_none() {
                 unencrypted.push(format!("{stream}: not governed by the policy"));

@@ -1124,8 +1124,7 @@ impl Log {
     fn active_segment(&mut self, stream: &str, epoch: Day) -> LogResult<usize> {
         if let Some(pos) = self.active.iter().position(|a| {
             a.writer.header().epoch == epoch.number() && a.writer.header().stream == stream
-        })
-        {
+        }) {
             return Ok(pos);
         }
         stele_event::check_stream_name(stream)?;

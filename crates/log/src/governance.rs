@@ -756,11 +756,7 @@ impl Log {
         if let (Some(f), Some(t)) = (from, to)
             && f > t
         {
-            return Err(LogError::Usage(format!(
-                "hold: from {} is after to {}",
-                f,
-                t
-            )));
+            return Err(LogError::Usage(format!("hold: from {f} is after to {t}")));
         }
         self.check_clock(now, "place a hold")?;
         let mut hold = Hold {
@@ -901,9 +897,8 @@ impl Log {
                     .filter(|h| h.covers(stream, day))
                     .map(|h| h.id.clone())
                     .collect();
-                let due = purge_after.is_some_and(|t| now >= t)
-                    && now >= day.end()
-                    && held_by.is_empty();
+                let due =
+                    purge_after.is_some_and(|t| now >= t) && now >= day.end() && held_by.is_empty();
                 EpochStatus {
                     segment: *id,
                     stream: stream.clone(),
@@ -976,8 +971,7 @@ impl Log {
             Some(_) => {}
         }
         let decided = t.decided_at;
-        let seconds =
-            |text: &Option<String>| text.as_deref().and_then(|s| parse_timestamp(s).ok());
+        let seconds = |text: &Option<String>| text.as_deref().and_then(|s| parse_timestamp(s).ok());
         for hold in &self.holds {
             let mut as_active = hold.clone();
             as_active.released_at = None;
@@ -1063,10 +1057,7 @@ impl Log {
                 Some(_) => "the epoch has not ended yet".to_string(),
             }
         };
-        let message = format!(
-            "refused to purge stream {stream:?} epoch {}: {why}",
-            day
-        );
+        let message = format!("refused to purge stream {stream:?} epoch {}: {why}", day);
         self.append_system(
             by,
             "retention.refused",
@@ -1097,8 +1088,7 @@ impl Log {
         let purge_after = status.purge_after.ok_or_else(|| {
             LogError::Refused(format!(
                 "stream {:?} epoch {} is kept forever",
-                status.stream,
-                status.epoch_day
+                status.stream, status.epoch_day
             ))
         })?;
         if now.as_second() < purge_after
@@ -1110,8 +1100,7 @@ impl Log {
         {
             return Err(LogError::Refused(format!(
                 "stream {:?} epoch {} is not due for purging",
-                status.stream,
-                status.epoch_day
+                status.stream, status.epoch_day
             )));
         }
         let id = status.segment;

@@ -326,8 +326,13 @@ fn no_governance_decision_at_a_time_earlier_than_the_log() {
         log.add_hold(spec("matter"), "counsel", back).unwrap_err(),
         log.release_hold(&id, "counsel", back).unwrap_err(),
         log.enforce_retention("retention", back).unwrap_err(),
-        log.purge_epoch("ops", stele_event::time::Day::from_number(JAN1 as u32).unwrap(), "retention", back)
-            .unwrap_err(),
+        log.purge_epoch(
+            "ops",
+            stele_event::time::Day::from_number(JAN1 as u32).unwrap(),
+            "retention",
+            back,
+        )
+        .unwrap_err(),
     ] {
         assert!(matches!(error, LogError::Refused(_)), "{error}");
         assert!(

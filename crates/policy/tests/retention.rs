@@ -39,8 +39,14 @@ fn days_boundaries() {
     assert_eq!(Retention::Days(90).purge_after(day(0)), Some(91 * DAY));
     assert_eq!(Retention::Days(1).purge_after(day(0)), Some(2 * DAY));
     // 2024-02-29 (leap day) is epoch 19782.
-    assert_eq!(Retention::Days(1).purge_after(day(19_782)), Some(19_784 * DAY));
-    assert_eq!(Retention::Days(1).purge_after(day(19_782)), Some(1_709_337_600)); // 2024-03-02T00:00:00Z
+    assert_eq!(
+        Retention::Days(1).purge_after(day(19_782)),
+        Some(19_784 * DAY)
+    );
+    assert_eq!(
+        Retention::Days(1).purge_after(day(19_782)),
+        Some(1_709_337_600)
+    ); // 2024-03-02T00:00:00Z
     // Largest epoch and retention do not overflow.
     assert_eq!(
         Retention::Days(36_500).purge_after(Day::LAST),
@@ -71,7 +77,10 @@ fn until_boundaries() {
         Some(951_868_800)
     );
     // Through 1970-01-01 for epoch 0: purge when the epoch ends.
-    assert_eq!(Retention::Until(date(1970, 1, 1)).purge_after(day(0)), Some(DAY));
+    assert_eq!(
+        Retention::Until(date(1970, 1, 1)).purge_after(day(0)),
+        Some(DAY)
+    );
     // An epoch after the date is still kept until it has ended.
     assert_eq!(
         Retention::Until(date(2020, 1, 1)).purge_after(day(20_000)),
@@ -111,7 +120,10 @@ fn history_lengthening_applies_to_old_epochs() {
         },
     ];
     // Epoch 10 began under the 30-day rule; the later 90-day rule lengthens it.
-    assert_eq!(purge_after(&history, "ops", day(10)), Some((10 + 1 + 90) * DAY));
+    assert_eq!(
+        purge_after(&history, "ops", day(10)),
+        Some((10 + 1 + 90) * DAY)
+    );
     let forever = policy(&[("ops", "retain = \"forever\"")]);
     let history = [
         AppliedPolicy {
@@ -141,7 +153,10 @@ fn history_shortening_applies_only_to_later_epochs() {
             policy: &short,
         },
     ];
-    assert_eq!(purge_after(&history, "ops", day(10)), Some((10 + 1 + 90) * DAY));
+    assert_eq!(
+        purge_after(&history, "ops", day(10)),
+        Some((10 + 1 + 90) * DAY)
+    );
     // Epoch 100 began before the activation: keeps the 90 days.
     assert_eq!(
         purge_after(&history, "ops", day(100)),
@@ -167,7 +182,10 @@ fn history_shortening_applies_only_to_later_epochs() {
         purge_after(&history, "ops", day(100)),
         Some((100 + 1 + 30) * DAY)
     );
-    assert_eq!(purge_after(&history, "ops", day(99)), Some((99 + 1 + 90) * DAY));
+    assert_eq!(
+        purge_after(&history, "ops", day(99)),
+        Some((99 + 1 + 90) * DAY)
+    );
     // Forever then shorter: old data stays forever.
     let forever = policy(&[("ops", "retain = \"forever\"")]);
     let history = [
@@ -254,7 +272,10 @@ fn history_epoch_before_first_version_counts_every_version() {
             policy: &short,
         },
     ];
-    assert_eq!(purge_after(&history, "ops", day(5)), Some((5 + 1 + 90) * DAY));
+    assert_eq!(
+        purge_after(&history, "ops", day(5)),
+        Some((5 + 1 + 90) * DAY)
+    );
 }
 
 #[test]

@@ -420,7 +420,9 @@ async fn example_policy_end_to_end() {
     assert!(r.text.contains("no stored epoch"), "{}", r.text);
 
     // Purging today's epoch is early: refused (409), recorded, nothing gone.
-    let today = stele_event::time::Day::of(jiff::Timestamp::now()).unwrap().to_string();
+    let today = stele_event::time::Day::of(jiff::Timestamp::now())
+        .unwrap()
+        .to_string();
     let r = send(
         client
             .post(server.url("/v1/retention/purge"))

@@ -321,8 +321,7 @@ impl Log {
             .len()
             .checked_sub(1)
             .and_then(|last| self.get(last).ok())
-            .and_then(|e| e.envelope.received_at.parse::<Timestamp>().ok())
-            .map(|t| t.as_second());
+            .and_then(|e| parse_timestamp(&e.envelope.received_at).ok());
         self.time_floor = ledger.newest.max(last_entry);
         Ok(())
     }

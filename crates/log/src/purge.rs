@@ -309,5 +309,14 @@ mod tests {
         let parsed = crate::governance::parse_holds(Path::new("holds.json"), holds).unwrap();
         assert!(parsed.iter().any(|h| h.from.is_some()) && parsed.iter().any(|h| h.to.is_some()));
         assert_eq!(crate::governance::encode_holds(&parsed).unwrap(), holds);
+        // A hold day that is no calendar day makes the file unreadable
+        // (it used to be read, then ignored: the hold unbounded there).
+        let altered = String::from_utf8(holds.to_vec()).unwrap().replacen(
+            "\"2026-01-01\"",
+            "\"2026-02-30\"",
+            1,
+        );
+        let refused = crate::governance::parse_holds(Path::new("holds.json"), altered.as_bytes());
+        assert!(refused.is_err_and(|e| e.to_string().contains("not a calendar date")));
     }
 }

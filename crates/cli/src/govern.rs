@@ -8,9 +8,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use stele_log::governance::{Hold, HoldSpec, parse_day};
-use stele_log::layout::epoch_date;
-use stele_log::purge::{Tombstone, timestamp_text};
+use stele_event::time::Day;
+use stele_event::time::timestamp_text;
+use stele_log::governance::{Hold, HoldSpec};
+use stele_log::purge::Tombstone;
 use stele_log::{Log, LogError};
 use stele_policy::{Action, Policy, PolicySource, Resource};
 use stele_tlog::hash::hex;
@@ -442,8 +443,8 @@ fn hold_line(hold: &Hold) -> String {
     format!(
         "{}\t{streams}\t{}..{}\t{state}\tplaced {} by {}\t{}\n",
         hold.id,
-        hold.from.as_deref().unwrap_or(""),
-        hold.to.as_deref().unwrap_or(""),
+        hold.from.map(|day| day.to_string()).unwrap_or_default(),
+        hold.to.map(|day| day.to_string()).unwrap_or_default(),
         hold.placed_at,
         hold.placed_by,
         hold.reason
@@ -481,13 +482,12 @@ pub fn hold(action: HoldAction) -> CliResult<u8> {
                 at,
             )?;
             log.publish()?;
-            let days = match (hold.from.as_deref(), hold.to.as_deref()) {
+            let bound = |day: Option<Day>| {
+                day.map_or_else(|| "(unbounded)".to_owned(), |day| day.to_string())
+            };
+            let days = match (hold.from, hold.to) {
                 (None, None) => "every day".to_owned(),
-                (from, to) => format!(
-                    "days {} to {}",
-                    from.unwrap_or("(unbounded)"),
-                    to.unwrap_or("(unbounded)")
-                ),
+                (from, to) => format!("days {} to {}", bound(from), bound(to)),
             };
             eprintln!(
                 "stele: placed hold on {}, {days}; recorded as event {}",
@@ -569,7 +569,7 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
                 out.push_str(&format!(
                     "{}\t{}\t{}\t{}\t{}\n",
                     s.stream,
-                    epoch_date(s.epoch_day),
+                    s.epoch_day,
                     s.purge_after
                         .map(|t| format!("purge after {}", timestamp_text(t)))
                         .unwrap_or_else(|| "kept forever".into()),
@@ -616,7 +616,7 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
                 eprintln!(
                     "stele: stream {} epoch {} is due and announced (retention.due); it is purged after {} s more of grace by `stele serve`, or by `stele retention run --wait`",
                     status.stream,
-                    epoch_date(status.epoch_day),
+                    status.epoch_day,
                     left.as_secs()
                 );
             }
@@ -632,7 +632,9 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
             stream,
             epoch,
         } => {
-            let day = parse_day(&epoch).map_err(|e| Failure::usage(format!("--epoch: {e}")))?;
+            let day = epoch
+                .parse::<Day>()
+                .map_err(|e| Failure::usage(format!("--epoch: {e}")))?;
             let mut log = open(&data)?;
             log.set_retention_grace(retention_grace()?);
             let operator = Operator::of(&log);

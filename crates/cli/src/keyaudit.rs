@@ -5,10 +5,9 @@
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
+use stele_event::time::timestamp_text;
 use stele_log::audit::{Attestation, AuditFacts, latest_attestation};
 use stele_log::governance::SYSTEM_STREAM;
-use stele_log::layout::epoch_date;
-use stele_log::purge::timestamp_text;
 use stele_log::system_event::action;
 use stele_log::{KekAgeSource, KekInfo, Log, SystemEvent};
 use stele_policy::{Action, Resource};
@@ -154,7 +153,7 @@ fn info(log: &Log, as_json: bool, at: jiff::Timestamp) -> CliResult<u8> {
     let segments: std::collections::HashMap<u32, (String, String)> = log
         .retention_status(at)
         .into_iter()
-        .map(|s| (s.segment, (s.stream, epoch_date(s.epoch_day))))
+        .map(|s| (s.segment, (s.stream, s.epoch_day.to_string())))
         .collect();
     let data_keys = log.data_key_ages()?;
     let source = match kek.source {

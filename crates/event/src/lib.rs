@@ -20,6 +20,7 @@ mod jcs;
 mod json;
 mod limits;
 mod stored;
+pub mod time;
 
 pub use client::{
     ClientEvent, STREAM_NAME_MAX, check_client_stream_name, check_stream_name,

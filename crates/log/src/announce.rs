@@ -25,12 +25,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
+use stele_event::time::timestamp_text;
 
 use crate::engine::Log;
 use crate::error::{LogError, LogResult};
 use crate::governance::EpochStatus;
-use crate::layout::epoch_date;
-use crate::purge::{self, Tombstone};
+use crate::purge::Tombstone;
 use crate::system_event::{self, SystemEvent};
 
 /// The grace period between announcing a purge and carrying it out,
@@ -170,8 +170,8 @@ impl Log {
             attributes: system_event::RetentionDue {
                 segment: status.segment,
                 stream: status.stream.clone(),
-                epoch: epoch_date(status.epoch_day),
-                purge_after: status.purge_after.map(purge::timestamp_text),
+                epoch: status.epoch_day.to_string(),
+                purge_after: status.purge_after.map(timestamp_text),
                 announced_at: now.to_string(),
                 grace_seconds: grace.as_secs(),
                 clock: clock_note,
@@ -203,7 +203,7 @@ impl Log {
             Readiness::Waiting(left) => Err(LogError::Refused(format!(
                 "stream {:?} epoch {} is due and was announced; it is purged once {} s more have passed on this process's clock with the wall clock agreeing (a clock jump alone never makes anything due) — `stele serve` does this by itself, or run `stele retention run --wait`",
                 status.stream,
-                epoch_date(status.epoch_day),
+                status.epoch_day,
                 left.as_secs()
             ))),
             Readiness::ClockDisagrees { .. } => Err(fresh_disagreement(status)),

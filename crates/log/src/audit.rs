@@ -24,11 +24,10 @@ use stele_store::fsutil;
 
 use crate::engine::{Log, open_checkpoint};
 use crate::error::{LogError, LogResult};
-use crate::layout::epoch_date;
-use crate::purge::timestamp_text;
 use crate::reader::LogReader;
 use crate::tiles::{TileBuilder, TileSink};
 use crate::verify::{self, NoProgress};
+use stele_event::time::timestamp_text;
 use stele_tlog::hash::hex;
 
 /// Format version of the audit files and of the attestation body.
@@ -413,7 +412,7 @@ impl Log {
         let backlog: Vec<String> = status
             .iter()
             .filter(|s| s.due)
-            .map(|s| format!("{} {}", s.stream, epoch_date(s.epoch_day)))
+            .map(|s| format!("{} {}", s.stream, s.epoch_day))
             .collect();
         let backlog_finding = Finding::new(
             "retention.backlog",
@@ -458,10 +457,7 @@ impl Log {
         for (id, info) in &self.segments {
             let stream = &info.header.stream;
             if !self.layout.dek(*id).exists() {
-                unencrypted.push(format!(
-                    "{stream} {}: data key file missing",
-                    epoch_date(info.header.epoch)
-                ));
+                unencrypted.push(format!("{stream} {}: data key file missing", info.day));
             }
             if !stream.starts_with('_') && policy.stream(stream).is_none() {
                 unencrypted.push(format!("{stream}: not governed by the policy"));

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use stele_event::Envelope;
+use stele_event::time::Day;
 use stele_store::StoreError;
 use stele_store::fsutil::{self, DirLock, SECRET_MODE};
 use stele_store::history::{self, HistoryWriter};
@@ -120,6 +121,8 @@ pub struct StoredEvent {
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentInfo {
     pub header: SegmentHeader,
+    /// The header's epoch (checked to be a [`Day`] when the file was found).
+    pub day: Day,
     pub path: PathBuf,
 }
 
@@ -845,12 +848,10 @@ impl Log {
     }
 
     /// The active writer for (stream, epoch), opening or creating its segment.
-    fn active_segment(&mut self, stream: &str, epoch: u32) -> LogResult<usize> {
-        if let Some(pos) = self
-            .active
-            .iter()
-            .position(|a| a.writer.header().epoch == epoch && a.writer.header().stream == stream)
-        {
+    fn active_segment(&mut self, stream: &str, epoch: Day) -> LogResult<usize> {
+        if let Some(pos) = self.active.iter().position(|a| {
+            a.writer.header().epoch == epoch.number() && a.writer.header().stream == stream
+        }) {
             return Ok(pos);
         }
         stele_event::check_stream_name(stream)?;
@@ -870,7 +871,7 @@ impl Log {
         let existing = self
             .segments
             .iter()
-            .find(|(_, info)| info.header.epoch == epoch && info.header.stream == stream)
+            .find(|(_, info)| info.day == epoch && info.header.stream == stream)
             .map(|(id, info)| (*id, info.path.clone()));
         let active = match existing {
             Some((id, path)) => {
@@ -897,7 +898,7 @@ impl Log {
     /// between leaves an unused key file whose id is never handed out again
     /// (ids are above every key file), and a segment file holding only part
     /// of its header is removed at the next open.
-    fn create_segment(&mut self, stream: &str, epoch: u32) -> LogResult<ActiveSegment> {
+    fn create_segment(&mut self, stream: &str, epoch: Day) -> LogResult<ActiveSegment> {
         let id = self.next_segment_id()?;
         let (key, wrapped) = DataKey::generate(&self.kek, id)?;
         fsutil::create_dir_durable(&self.layout.deks())?;
@@ -905,12 +906,16 @@ impl Log {
         let header = SegmentHeader {
             version: segment::VERSION,
             id,
-            epoch,
+            epoch: epoch.number(),
             stream: stream.to_string(),
         };
         let path = self.layout.segment(stream, epoch);
         let writer = SegmentWriter::create(&path, header.clone())?;
-        let info = SegmentInfo { header, path };
+        let info = SegmentInfo {
+            header,
+            day: epoch,
+            path,
+        };
         self.committed.insert(id, writer.durable_len());
         self.segments.insert(id, info.clone());
         // In the reader's view before any entry points into it.

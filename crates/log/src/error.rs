@@ -40,7 +40,7 @@ pub enum LogError {
         "entry {index} was purged by policy: stream {:?} epoch {} (retention ended {}), recorded by the retention.purge event at index {}",
         tombstone.stream,
         tombstone.epoch,
-        crate::purge::timestamp_text(tombstone.purge_after),
+        stele_event::time::timestamp_text(tombstone.purge_after),
         tombstone.event_index.map(|i| i.to_string()).unwrap_or_else(|| "(pending)".into())
     )]
     Purged {

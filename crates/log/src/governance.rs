@@ -31,13 +31,13 @@ use base64::engine::general_purpose::STANDARD as B64;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use stele_event::time::{Day, parse_timestamp, timestamp_text};
 use stele_policy::{AppliedPolicy, Policy, PolicySource};
 use stele_store::StoreError;
 use stele_store::fsutil;
 
 use crate::engine::{Log, Receipt};
 use crate::error::{LogError, LogResult};
-use crate::layout::epoch_date;
 use crate::ledger::Ledger;
 use crate::prepare::PreparedEvent;
 use crate::purge::{self, MAX_LISTED_RANGES, TOMBSTONE_VERSION, Tombstone};
@@ -147,8 +147,8 @@ pub struct Hold {
     pub streams: Vec<String>,
     /// First and last UTC day held (`YYYY-MM-DD`, inclusive); `None` is
     /// unbounded.
-    pub from: Option<String>,
-    pub to: Option<String>,
+    pub from: Option<Day>,
+    pub to: Option<Day>,
     pub reason: String,
     pub placed_by: String,
     pub placed_at: String,
@@ -220,26 +220,15 @@ impl Hold {
     }
 
     /// Whether this hold, if active, covers `stream`'s epoch `day`.
-    pub fn covers(&self, stream: &str, day: u32) -> bool {
+    pub fn covers(&self, stream: &str, day: Day) -> bool {
         if !self.active() {
             return false;
         }
         if !self.streams.is_empty() && !self.streams.iter().any(|s| s == stream) {
             return false;
         }
-        let from = self.from.as_deref().and_then(|d| parse_day(d).ok());
-        let to = self.to.as_deref().and_then(|d| parse_day(d).ok());
-        from.is_none_or(|f| f <= day) && to.is_none_or(|t| day <= t)
+        self.from.is_none_or(|from| from <= day) && self.to.is_none_or(|to| day <= to)
     }
-}
-
-/// A `YYYY-MM-DD` date as a UTC day number.
-pub fn parse_day(text: &str) -> Result<u32, String> {
-    let date: jiff::civil::Date = text
-        .parse()
-        .map_err(|e| format!("{text:?} is not a date (YYYY-MM-DD): {e}"))?;
-    let seconds = date.duration_since(jiff::civil::date(1970, 1, 1)).as_secs();
-    u32::try_from(seconds.div_euclid(86_400)).map_err(|_| format!("{text:?} is before 1970"))
 }
 
 /// The retention state of one stored epoch.
@@ -247,7 +236,7 @@ pub fn parse_day(text: &str) -> Result<u32, String> {
 pub struct EpochStatus {
     pub segment: u32,
     pub stream: String,
-    pub epoch_day: u32,
+    pub epoch_day: Day,
     /// Earliest purge time (Unix seconds); `None` means kept forever.
     pub purge_after: Option<i64>,
     /// Ids of active holds covering it.
@@ -290,10 +279,6 @@ fn shipped_default_ref() -> &'static Policy {
     shipped_default_ref_arc()
 }
 
-fn end_of_day(day: u32) -> i64 {
-    (i64::from(day) + 1) * 86_400
-}
-
 impl Log {
     fn policies_dir(&self) -> PathBuf {
         self.layout.root.join("policies")
@@ -303,7 +288,7 @@ impl Log {
         self.layout.holds()
     }
 
-    pub(crate) fn tombstone_path(&self, stream: &str, day: u32) -> PathBuf {
+    pub(crate) fn tombstone_path(&self, stream: &str, day: Day) -> PathBuf {
         self.layout.tombstone(stream, day)
     }
 
@@ -354,8 +339,7 @@ impl Log {
             .len()
             .checked_sub(1)
             .and_then(|last| self.reader.get(last).ok())
-            .and_then(|e| e.envelope.received_at.parse::<Timestamp>().ok())
-            .map(|t| t.as_second());
+            .and_then(|e| parse_timestamp(&e.envelope.received_at).ok());
         self.time_floor = ledger.newest.max(last_entry);
         Ok(())
     }
@@ -561,7 +545,7 @@ impl Log {
         match self.time_floor {
             Some(floor) if now.as_second() < floor => Err(LogError::Refused(format!(
                 "refused to {what}: the clock reads {now}, earlier than the newest time the log records ({}); Stele takes no governance decision at a time earlier than the log's — correct the clock",
-                purge::timestamp_text(floor)
+                timestamp_text(floor)
             ))),
             _ => Ok(()),
         }
@@ -697,7 +681,7 @@ impl Log {
             attributes: system_event::PolicyApplied {
                 seq: version.seq,
                 hash: version.hash.clone(),
-                activated_at: purge::timestamp_text(version.activated_at),
+                activated_at: timestamp_text(version.activated_at),
                 applied_by: version.applied_by.clone(),
                 retention_changes: changes.clone(),
                 prior_data: Some(prior_data),
@@ -776,8 +760,8 @@ impl Log {
         self.check_writable()?;
         check_hold_spec(&spec)?;
         check_principal(by)?;
-        let from = spec.from.as_deref().map(parse_day).transpose();
-        let to = spec.to.as_deref().map(parse_day).transpose();
+        let from = spec.from.as_deref().map(str::parse::<Day>).transpose();
+        let to = spec.to.as_deref().map(str::parse::<Day>).transpose();
         let (from, to) = match (from, to) {
             (Ok(f), Ok(t)) => (f, t),
             (Err(e), _) | (_, Err(e)) => return Err(LogError::Usage(format!("hold: {e}"))),
@@ -785,18 +769,14 @@ impl Log {
         if let (Some(f), Some(t)) = (from, to)
             && f > t
         {
-            return Err(LogError::Usage(format!(
-                "hold: from {} is after to {}",
-                epoch_date(f),
-                epoch_date(t)
-            )));
+            return Err(LogError::Usage(format!("hold: from {f} is after to {t}")));
         }
         self.check_clock(now, "place a hold")?;
         let mut hold = Hold {
             id: format!("hold-{}", uuid::Uuid::now_v7().simple()),
             streams: spec.streams,
-            from: from.map(epoch_date),
-            to: to.map(epoch_date),
+            from,
+            to,
             reason: spec.reason,
             placed_by: by.to_string(),
             placed_at: now.to_string(),
@@ -877,8 +857,8 @@ impl Log {
             .map(|s| {
                 json!({
                     "stream": s.stream,
-                    "epoch": epoch_date(s.epoch_day),
-                    "purge_after": s.purge_after.map(purge::timestamp_text),
+                    "epoch": s.epoch_day,
+                    "purge_after": s.purge_after.map(timestamp_text),
                     "held_by": s.held_by,
                     "due": s.due,
                 })
@@ -901,7 +881,7 @@ impl Log {
             .filter(|(id, _)| !self.purged.contains_key(id))
             .map(|(id, info)| {
                 let stream = &info.header.stream;
-                let day = info.header.epoch;
+                let day = info.day;
                 let purge_after = if stream.starts_with('_') {
                     None // system events are kept forever
                 } else {
@@ -913,9 +893,8 @@ impl Log {
                     .filter(|h| h.covers(stream, day))
                     .map(|h| h.id.clone())
                     .collect();
-                let due = purge_after.is_some_and(|t| now >= t)
-                    && now >= end_of_day(day)
-                    && held_by.is_empty();
+                let due =
+                    purge_after.is_some_and(|t| now >= t) && now >= day.end() && held_by.is_empty();
                 EpochStatus {
                     segment: *id,
                     stream: stream.clone(),
@@ -947,7 +926,7 @@ impl Log {
     pub fn purge_epoch(
         &mut self,
         stream: &str,
-        day: u32,
+        day: Day,
         by: &str,
         now: Timestamp,
     ) -> LogResult<Tombstone> {
@@ -967,7 +946,7 @@ impl Log {
         else {
             return Err(LogError::NotFound(format!(
                 "stream {stream:?} has no stored epoch {}",
-                epoch_date(day)
+                day
             )));
         };
         if status.due {
@@ -981,21 +960,18 @@ impl Log {
                 None => "its retention is forever".to_string(),
                 Some(t) if now.as_second() < t => format!(
                     "its retention ends at {} (the longest rule of every policy version since the epoch began applies)",
-                    purge::timestamp_text(t)
+                    timestamp_text(t)
                 ),
                 Some(_) => "the epoch has not ended yet".to_string(),
             }
         };
-        let message = format!(
-            "refused to purge stream {stream:?} epoch {}: {why}",
-            epoch_date(day)
-        );
+        let message = format!("refused to purge stream {stream:?} epoch {day}: {why}");
         let event = SystemEvent::RetentionRefused {
             actor: by.to_string(),
             attributes: system_event::RetentionRefused {
                 stream: stream.to_string(),
-                epoch: epoch_date(day),
-                purge_after: status.purge_after.map(purge::timestamp_text),
+                epoch: day.to_string(),
+                purge_after: status.purge_after.map(timestamp_text),
                 held_by: status.held_by,
                 reason: why,
             },
@@ -1017,12 +993,11 @@ impl Log {
         let purge_after = status.purge_after.ok_or_else(|| {
             LogError::Refused(format!(
                 "stream {:?} epoch {} is kept forever",
-                status.stream,
-                epoch_date(status.epoch_day)
+                status.stream, status.epoch_day
             ))
         })?;
         if now.as_second() < purge_after
-            || now.as_second() < end_of_day(status.epoch_day)
+            || now.as_second() < status.epoch_day.end()
             || self
                 .holds
                 .iter()
@@ -1030,8 +1005,7 @@ impl Log {
         {
             return Err(LogError::Refused(format!(
                 "stream {:?} epoch {} is not due for purging",
-                status.stream,
-                epoch_date(status.epoch_day)
+                status.stream, status.epoch_day
             )));
         }
         let id = status.segment;
@@ -1046,7 +1020,7 @@ impl Log {
             v: TOMBSTONE_VERSION,
             segment: id,
             stream: status.stream.clone(),
-            epoch: epoch_date(status.epoch_day),
+            epoch: status.epoch_day,
             epoch_day: status.epoch_day,
             decided_at: now.as_second(),
             purge_after,
@@ -1177,7 +1151,7 @@ impl Log {
             let (header, _) = stele_store::segment::read_header(&segment_path)?;
             if header.id != id
                 || header.stream != tombstone.stream
-                || header.epoch != tombstone.epoch_day
+                || header.epoch != tombstone.epoch_day.number()
             {
                 return Err(refuse(format!(
                     "names segment {id} of {:?} {}, but {} is segment {} of {:?} day {}",
@@ -1328,7 +1302,7 @@ pub(crate) fn purge_was_allowed(
     t: &Tombstone,
 ) -> Result<(), String> {
     let epoch = format!("stream {:?} epoch {}", t.stream, t.epoch);
-    if t.decided_at < end_of_day(t.epoch_day) {
+    if t.decided_at < t.epoch_day.end() {
         return Err(format!("{epoch} was purged before the epoch ended"));
     }
     // Only versions applied before the decision count.
@@ -1368,25 +1342,21 @@ pub(crate) fn purge_was_allowed(
         Some(at) if t.decided_at < at => {
             return Err(format!(
                 "{epoch} was purged at {} before its retention ended at {}",
-                purge::timestamp_text(t.decided_at),
-                purge::timestamp_text(at)
+                timestamp_text(t.decided_at),
+                timestamp_text(at)
             ));
         }
         Some(at) if at != t.purge_after => {
             return Err(format!(
                 "{epoch}: the purge record says retention ended at {}, the policy history says {}",
-                purge::timestamp_text(t.purge_after),
-                purge::timestamp_text(at)
+                timestamp_text(t.purge_after),
+                timestamp_text(at)
             ));
         }
         Some(_) => {}
     }
     let decided = t.decided_at;
-    let seconds = |text: &Option<String>| {
-        text.as_deref()
-            .and_then(|s| s.parse::<Timestamp>().ok())
-            .map(|ts| ts.as_second())
-    };
+    let seconds = |text: &Option<String>| text.as_deref().and_then(|s| parse_timestamp(s).ok());
     for hold in holds {
         let mut as_active = hold.clone();
         as_active.released_at = None;

@@ -34,6 +34,8 @@
 
 use std::path::{Path, PathBuf};
 
+use stele_event::time::Day;
+
 /// Paths of one data directory.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -102,10 +104,8 @@ impl Layout {
     pub fn segments(&self) -> PathBuf {
         self.root.join("segments")
     }
-    pub fn segment(&self, stream: &str, epoch: u32) -> PathBuf {
-        self.segments()
-            .join(stream)
-            .join(format!("{}.seg", epoch_date(epoch)))
+    pub fn segment(&self, stream: &str, epoch: Day) -> PathBuf {
+        self.segments().join(stream).join(format!("{epoch}.seg"))
     }
     pub fn history(&self) -> PathBuf {
         self.root.join("checkpoints")
@@ -114,10 +114,8 @@ impl Layout {
         self.root.join("writer-generation")
     }
     /// The purge record (tombstone) of a stream's epoch.
-    pub fn tombstone(&self, stream: &str, day: u32) -> PathBuf {
-        self.segments()
-            .join(stream)
-            .join(format!("{}.purged", epoch_date(day)))
+    pub fn tombstone(&self, stream: &str, day: Day) -> PathBuf {
+        self.segments().join(stream).join(format!("{day}.purged"))
     }
     /// The legal holds (a cache of the `hold.*` events).
     pub fn holds(&self) -> PathBuf {
@@ -132,41 +130,5 @@ impl Layout {
     }
     pub fn checkpoint(&self) -> PathBuf {
         self.public().join("checkpoint")
-    }
-}
-
-/// The UTC day number (days since 1970-01-01) of a Unix time in seconds.
-pub fn epoch_of_seconds(seconds: i64) -> u32 {
-    u32::try_from(seconds.div_euclid(86_400)).unwrap_or(0)
-}
-
-/// `YYYY-MM-DD` of a UTC day number.
-pub fn epoch_date(epoch: u32) -> String {
-    // Civil-from-days (Howard Hinnant's algorithm), exact for the proleptic
-    // Gregorian calendar; avoids a time-zone database for a pure date.
-    let z = i64::from(epoch) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(epoch_date(0), "1970-01-01");
-        assert_eq!(epoch_date(epoch_of_seconds(951_782_400)), "2000-02-29");
-        assert_eq!(epoch_date(epoch_of_seconds(1_795_000_000)), "2026-11-18");
-        assert_eq!(epoch_of_seconds(86_399), 0);
-        assert_eq!(epoch_of_seconds(86_400), 1);
     }
 }

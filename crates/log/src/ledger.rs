@@ -21,8 +21,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use jiff::Timestamp;
 use serde_json::{Map, Value};
+use stele_event::time::{parse_timestamp, timestamp_text};
 use stele_policy::PolicySource;
 
 use crate::error::{LogError, LogResult};
@@ -88,7 +88,7 @@ struct LedgerEvent {
 }
 
 fn seconds(text: &str) -> Option<i64> {
-    text.parse::<Timestamp>().ok().map(|t| t.as_second())
+    parse_timestamp(text).ok()
 }
 
 fn bad(index: u64, action: &str, what: impl std::fmt::Display) -> LogError {
@@ -318,8 +318,8 @@ impl Ledger {
                 "the purge of segment {} (entry {}, decided {}) does not follow its announcement (entry {index}: segment {segment}, announced {}, grace {grace} s)",
                 record.segment,
                 record.event_index,
-                crate::purge::timestamp_text(record.decided_at),
-                crate::purge::timestamp_text(at)
+                timestamp_text(record.decided_at),
+                timestamp_text(at)
             )),
             None => Some(format!(
                 "the purge of segment {} (entry {}) names entry {index}, which is not a retention.due announcement",
@@ -340,10 +340,10 @@ impl Ledger {
                     "entry {}: {} at {}, earlier than entry {}: {} at {}",
                     entry.0,
                     entry.2,
-                    crate::purge::timestamp_text(entry.1),
+                    timestamp_text(entry.1),
                     before.0,
                     before.2,
-                    crate::purge::timestamp_text(before.1)
+                    timestamp_text(before.1)
                 ));
             }
             if newest.is_none_or(|n| entry.1 >= n.1) {

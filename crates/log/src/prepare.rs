@@ -6,11 +6,11 @@
 //! threads; the sequencer then only seals and writes.
 
 use jiff::Timestamp;
+use stele_event::time::{Day, DayError};
 use stele_event::{Envelope, EventError, Limits, commitment, new_envelope, parse_client_event};
 use stele_store::keys::random_bytes;
 
 use crate::error::LogResult;
-use crate::layout::epoch_of_seconds;
 
 /// An event ready to be sequenced.
 #[derive(Debug, Clone)]
@@ -19,7 +19,7 @@ pub struct PreparedEvent {
     pub id: String,
     pub stream: String,
     /// UTC day of `received_at`; selects the segment.
-    pub epoch: u32,
+    pub epoch: Day,
     pub salt: [u8; 32],
     /// The envelope as a segment record keeps it after the salt: packed, or
     /// its canonical (RFC 8785) bytes (`stele_event::canonical_from_stored`
@@ -162,7 +162,7 @@ impl Preparer {
         let envelope = new_envelope(parsed, raw, id, now, &self.writer, &stream, &self.channel)?;
         let mut salt = [0u8; 32];
         salt.copy_from_slice(&random[..32]);
-        Ok(prepare_envelope(envelope, salt, now))
+        prepare_envelope(envelope, salt, now)
     }
 }
 
@@ -193,7 +193,12 @@ fn take_random(out: &mut [u8]) -> Result<(), PrepareError> {
 
 /// Encodes an already built envelope with a given salt. The idempotency
 /// key is taken from the envelope's writer and client `id`.
-pub fn prepare_envelope(envelope: Envelope, salt: [u8; 32], now: Timestamp) -> PreparedEvent {
+pub fn prepare_envelope(
+    envelope: Envelope,
+    salt: [u8; 32],
+    now: Timestamp,
+) -> Result<PreparedEvent, PrepareError> {
+    let epoch = Day::of(now).map_err(PrepareError::Clock)?;
     let (canonical, stored) = envelope.canonical_and_stored();
     let commitment = commitment(&salt, &canonical);
     let idempotency = envelope
@@ -213,17 +218,17 @@ pub fn prepare_envelope(envelope: Envelope, salt: [u8; 32], now: Timestamp) -> P
     } else {
         payload_digest(envelope.payload.as_bytes())
     };
-    PreparedEvent {
+    Ok(PreparedEvent {
         idempotency,
         idempotency_key,
         payload_digest,
         id: envelope.id,
         stream: envelope.stream,
-        epoch: epoch_of_seconds(now.as_second()),
+        epoch,
         salt,
         stored,
         commitment,
-    }
+    })
 }
 
 /// Why an event could not be prepared.
@@ -237,6 +242,9 @@ pub enum PrepareError {
     /// policy does not declare).
     #[error("stream: {0}")]
     Route(String),
+    /// The clock reads a day no segment can hold (before 1970).
+    #[error("clock: {0}")]
+    Clock(DayError),
 }
 
 impl From<PrepareError> for crate::error::LogError {
@@ -245,6 +253,7 @@ impl From<PrepareError> for crate::error::LogError {
             PrepareError::Event(e) => crate::error::LogError::Event(e),
             PrepareError::Random(s) => crate::error::LogError::Internal(s),
             PrepareError::Route(s) => crate::error::LogError::Refused(s),
+            PrepareError::Clock(e) => crate::error::LogError::Refused(format!("clock: {e}")),
         }
     }
 }

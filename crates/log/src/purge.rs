@@ -16,6 +16,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use stele_event::time::{Day, day_number};
 use stele_store::fsutil;
 use stele_store::index::IndexFile;
 
@@ -38,9 +39,11 @@ pub struct Tombstone {
     pub segment: u32,
     pub stream: String,
     /// The epoch as `YYYY-MM-DD` (UTC).
-    pub epoch: String,
-    /// Epoch as a day number (days since 1970-01-01).
-    pub epoch_day: u32,
+    pub epoch: Day,
+    /// The same epoch as a day number (days since 1970-01-01); the log
+    /// refuses a record where the two differ.
+    #[serde(with = "day_number")]
+    pub epoch_day: Day,
     /// When the purge was decided (Unix seconds, the clock of the decider).
     pub decided_at: i64,
     /// Earliest time the retention policy allowed the purge (Unix seconds).
@@ -207,11 +210,16 @@ impl Tombstone {
     /// Writes (or rewrites) the tombstone by atomic replace. Crash: either
     /// the old content or the new one is there, never a mix.
     pub fn write(&self, path: &Path) -> LogResult<()> {
+        fsutil::atomic_replace(path, &self.encode()?, 0o644)?;
+        Ok(())
+    }
+
+    /// The bytes of the record's file: pretty JSON and a newline.
+    fn encode(&self) -> LogResult<Vec<u8>> {
         let mut bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| LogError::Internal(format!("purge record: {e}")))?;
         bytes.push(b'\n');
-        fsutil::atomic_replace(path, &bytes, 0o644)?;
-        Ok(())
+        Ok(bytes)
     }
 
     /// The `attributes` of the `retention.purge` system event: everything
@@ -220,13 +228,6 @@ impl Tombstone {
     pub fn event_attributes(&self) -> serde_json::Value {
         crate::SystemEvent::retention_purge(self).attributes()
     }
-}
-
-/// RFC 3339 text of a Unix time (UTC).
-pub fn timestamp_text(seconds: i64) -> String {
-    jiff::Timestamp::from_second(seconds)
-        .map(|t| t.to_string())
-        .unwrap_or_else(|_| seconds.to_string())
 }
 
 #[cfg(test)]
@@ -246,8 +247,8 @@ mod tests {
             v: 1,
             segment: 7,
             stream: "ops".into(),
-            epoch: "2026-01-01".into(),
-            epoch_day: 20454,
+            epoch: "2026-01-01".parse().unwrap(),
+            epoch_day: Day::from_number(20454).unwrap(),
             decided_at: 0,
             purge_after: 0,
             policy: String::new(),
@@ -268,5 +269,37 @@ mod tests {
             other.push(i);
         }
         assert!(tombstone.matches(&other.finish()).is_err());
+    }
+
+    /// Purge records and `holds.json` written before days were typed
+    /// (the fuzz corpus, made by a real log) read back and encode to the
+    /// very same bytes: the epoch as text and as a number, the hold dates
+    /// as text.
+    #[test]
+    fn records_written_before_typed_days_encode_byte_for_byte() {
+        let tombstones: [&[u8]; 3] = [
+            include_bytes!("../../../fuzz/corpus/tombstone/2026-01-01.purged"),
+            include_bytes!("../../../fuzz/corpus/tombstone/2026-01-02.purged"),
+            include_bytes!("../../../fuzz/corpus/tombstone/2026-01-03.purged"),
+        ];
+        for (n, bytes) in tombstones.into_iter().enumerate() {
+            let tombstone: Tombstone = serde_json::from_slice(bytes).unwrap();
+            assert_eq!(tombstone.epoch.to_string(), format!("2026-01-0{}", n + 1));
+            assert_eq!(tombstone.epoch_day.number(), 20_454 + n as u32);
+            assert_eq!(tombstone.encode().unwrap(), bytes);
+        }
+        let holds: &[u8] = include_bytes!("../../../fuzz/corpus/holds_json/holds.json");
+        let parsed = crate::governance::parse_holds(Path::new("holds.json"), holds).unwrap();
+        assert!(parsed.iter().any(|h| h.from.is_some()) && parsed.iter().any(|h| h.to.is_some()));
+        assert_eq!(crate::governance::encode_holds(&parsed).unwrap(), holds);
+        // A hold day that is no calendar day makes the file unreadable
+        // (it used to be read, then ignored: the hold unbounded there).
+        let altered = String::from_utf8(holds.to_vec()).unwrap().replacen(
+            "\"2026-01-01\"",
+            "\"2026-02-30\"",
+            1,
+        );
+        let refused = crate::governance::parse_holds(Path::new("holds.json"), altered.as_bytes());
+        assert!(refused.is_err_and(|e| e.to_string().contains("not a calendar date")));
     }
 }

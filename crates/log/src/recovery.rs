@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
+use stele_event::time::Day;
 
 use stele_store::StoreError;
 use stele_store::fsutil;
@@ -320,7 +321,7 @@ pub(crate) fn discover_segments(layout: &Layout, remove: RemoveTornCreates) -> L
                 let tombstone = Tombstone::read(&path)?;
                 let expected = dir.join(format!("{}.purged", tombstone.epoch));
                 if expected != path
-                    || crate::layout::epoch_date(tombstone.epoch_day) != tombstone.epoch
+                    || tombstone.epoch_day != tombstone.epoch
                     || dir.file_name().and_then(|n| n.to_str()) != Some(tombstone.stream.as_str())
                 {
                     return Err(LogError::Integrity(format!(
@@ -344,10 +345,14 @@ pub(crate) fn discover_segments(layout: &Layout, remove: RemoveTornCreates) -> L
             }
             match segment::read_header(&path) {
                 Ok((header, _)) => {
+                    let day = Day::from_number(header.epoch).map_err(|e| {
+                        LogError::Integrity(format!("{}: header: {e}", path.display()))
+                    })?;
                     if let Some(previous) = out.insert(
                         header.id,
                         SegmentInfo {
                             header: header.clone(),
+                            day,
                             path: path.clone(),
                         },
                     ) {

@@ -286,7 +286,7 @@ impl Log {
             attributes: crate::system_event::KeyRotated {
                 number: info.number,
                 kind: info.kind.as_str().to_string(),
-                created_at: crate::purge::timestamp_text(info.created_at),
+                created_at: stele_event::time::timestamp_text(info.created_at),
                 data_keys_rewrapped: event.data_keys_rewrapped,
             },
         };

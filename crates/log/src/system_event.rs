@@ -36,9 +36,10 @@ use crate::audit::Attestation;
 use crate::error::LogError;
 use crate::governance::{Hold, SYSTEM_STREAM, SYSTEM_WRITER};
 use crate::prepare::{PreparedEvent, Preparer};
-use crate::purge::{Tombstone, timestamp_text};
+use crate::purge::Tombstone;
 use crate::salvage::Salvaged;
 use crate::tokens::{Role, TokenEntry, secret_commitment};
+use stele_event::time::{Day, timestamp_text};
 
 /// The `action` of each system event.
 pub mod action {
@@ -284,7 +285,7 @@ impl From<&Tombstone> for RetentionPurge {
         RetentionPurge {
             segment: t.segment,
             stream: t.stream.clone(),
-            epoch: t.epoch.clone(),
+            epoch: t.epoch.to_string(),
             decided_at: timestamp_text(t.decided_at),
             purge_after: timestamp_text(t.purge_after),
             policy: t.policy.clone(),
@@ -334,8 +335,8 @@ pub struct HoldRecord {
     /// The hold's id.
     pub hold: String,
     pub streams: Vec<String>,
-    pub from: Option<String>,
-    pub to: Option<String>,
+    pub from: Option<Day>,
+    pub to: Option<Day>,
     pub reason: String,
     pub placed_by: String,
     pub placed_at: String,

@@ -161,7 +161,7 @@ pub(crate) fn check_kek_info(
         }
         return (problems, notes);
     };
-    let expected_created = crate::purge::timestamp_text(info.created_at);
+    let expected_created = stele_event::time::timestamp_text(info.created_at);
     let mut differs = Vec::new();
     if attributes.get("number").and_then(Value::as_u64) != Some(info.number) {
         differs.push("number".to_string());

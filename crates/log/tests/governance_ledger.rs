@@ -326,8 +326,13 @@ fn no_governance_decision_at_a_time_earlier_than_the_log() {
         log.add_hold(spec("matter"), "counsel", back).unwrap_err(),
         log.release_hold(&id, "counsel", back).unwrap_err(),
         log.enforce_retention("retention", back).unwrap_err(),
-        log.purge_epoch("ops", (JAN1) as u32, "retention", back)
-            .unwrap_err(),
+        log.purge_epoch(
+            "ops",
+            stele_event::time::Day::from_number(JAN1 as u32).unwrap(),
+            "retention",
+            back,
+        )
+        .unwrap_err(),
     ] {
         assert!(matches!(error, LogError::Refused(_)), "{error}");
         assert!(
@@ -407,7 +412,7 @@ fn a_due_epoch_is_announced_and_purged_only_after_the_grace_period() {
     let error = log
         .purge_epoch(
             "ops",
-            (JAN1) as u32,
+            stele_event::time::Day::from_number(JAN1 as u32).unwrap(),
             "retention",
             at + jiff::SignedDuration::from_hours(24),
         )
@@ -502,7 +507,12 @@ fn every_system_event_the_log_writes_reads_back_as_written() {
     }
     let hold = log.add_hold(spec("matter 17"), "counsel", noon(3)).unwrap();
     log.release_hold(&hold.id, "counsel", noon(4)).unwrap();
-    let refused = log.purge_epoch("compliance", JAN1 as u32, "admin", noon(200));
+    let refused = log.purge_epoch(
+        "compliance",
+        stele_event::time::Day::from_number(JAN1 as u32).unwrap(),
+        "admin",
+        noon(200),
+    );
     assert!(matches!(refused, Err(LogError::Refused(_))), "{refused:?}");
     assert!(
         !log.enforce_retention("retention", noon(200))

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use jiff::Timestamp;
+use stele_event::time::Day;
 use stele_log::governance::HoldSpec;
 use stele_log::verify::{NoProgress, verify};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions, Preparer};
@@ -21,6 +22,11 @@ const JAN1: i64 = 20_454;
 /// Noon (UTC) of simulated day `d` (day 0 is 2026-01-01).
 fn noon(d: i64) -> Timestamp {
     Timestamp::from_second((JAN1 + d) * DAY + DAY / 2).unwrap()
+}
+
+/// The UTC day numbered `number`.
+fn day(number: i64) -> Day {
+    Day::from_number(u32::try_from(number).unwrap()).unwrap()
 }
 
 fn policy(toml: &str) -> Policy {
@@ -87,7 +93,7 @@ fn purged_epochs(log: &Log, stream: &str) -> BTreeSet<i64> {
     log.purged()
         .values()
         .filter(|t| t.stream == stream)
-        .map(|t| i64::from(t.epoch_day) - JAN1)
+        .map(|t| i64::from(t.epoch_day.number()) - JAN1)
         .collect()
 }
 
@@ -146,7 +152,7 @@ fn a_year_of_retention() {
     // Nothing purged early: each decision came at or after its retention.
     for t in log.purged().values() {
         assert!(t.decided_at >= t.purge_after, "{t:?}");
-        assert!(t.decided_at >= (i64::from(t.epoch_day) + 1) * DAY);
+        assert!(t.decided_at >= (i64::from(t.epoch_day.number()) + 1) * DAY);
         assert_eq!(t.entries, if t.stream == "ops" { 2 } else { 1 });
     }
     log.publish().unwrap();
@@ -231,7 +237,7 @@ fn holds_block_purges_until_released() {
     }
     // An explicit purge of a held epoch is refused and logged.
     let err = log
-        .purge_epoch("ops", (JAN1 + 15) as u32, "admin", noon(150))
+        .purge_epoch("ops", day(JAN1 + 15), "admin", noon(150))
         .unwrap_err();
     assert!(matches!(err, LogError::Refused(_)), "{err}");
     assert!(err.to_string().contains(&hold.id), "{err}");
@@ -276,7 +282,7 @@ fn no_path_deletes_early_and_shortening_applies_to_new_data_only() {
             .is_empty()
     );
     let err = log
-        .purge_epoch("default", JAN1 as u32, "admin", noon(3000))
+        .purge_epoch("default", day(JAN1), "admin", noon(3000))
         .unwrap_err();
     assert!(err.to_string().contains("forever"), "{err}");
 
@@ -292,7 +298,7 @@ fn no_path_deletes_early_and_shortening_applies_to_new_data_only() {
     }
     // Explicit purge before the end of retention: refused, logged.
     let err = log
-        .purge_epoch("ops", (JAN1 + 5) as u32, "admin", noon(40))
+        .purge_epoch("ops", day(JAN1 + 5), "admin", noon(40))
         .unwrap_err();
     assert!(matches!(err, LogError::Refused(_)));
     assert!(err.to_string().contains("2026-04-07"), "{err}"); // 5 + 1 + 90 = day 96
@@ -470,7 +476,7 @@ fn a_forged_purge_record_deletes_nothing() {
     let status = log.retention_status(noon(91));
     let target = status
         .iter()
-        .find(|s| s.stream == "ops" && s.epoch_day == genuine.epoch_day + 1)
+        .find(|s| s.stream == "ops" && s.epoch_day == genuine.epoch_day.checked_add(1).unwrap())
         .unwrap()
         .clone();
     assert!(!target.due);
@@ -482,7 +488,7 @@ fn a_forged_purge_record_deletes_nothing() {
     .unwrap();
     forged["segment"] = target.segment.into();
     forged["epoch"] = "2026-01-02".into();
-    forged["epoch_day"] = target.epoch_day.into();
+    forged["epoch_day"] = target.epoch_day.number().into();
     forged["event_index"] = serde_json::Value::Null;
     let forged_path = data.join("segments/ops/2026-01-02.purged");
     std::fs::write(&forged_path, serde_json::to_vec_pretty(&forged).unwrap()).unwrap();
@@ -525,7 +531,7 @@ fn data_written_before_the_first_policy_keeps_the_default_forever() {
         Err(LogError::Purged { .. })
     ));
     let err = log
-        .purge_epoch("ops", JAN1 as u32, "admin", noon(5000))
+        .purge_epoch("ops", day(JAN1), "admin", noon(5000))
         .unwrap_err();
     assert!(matches!(err, LogError::Refused(_)), "{err}");
     assert!(err.to_string().contains("forever"), "{err}");

@@ -122,24 +122,9 @@ pub(crate) fn parse_retain(text: &str) -> Result<Retention, String> {
     }
 }
 
-/// Parses a `YYYY-MM-DD` date.
+/// Parses a `YYYY-MM-DD` date (years 0000 to 9999).
 pub(crate) fn parse_date(text: &str) -> Result<jiff::civil::Date, String> {
-    let bytes = text.as_bytes();
-    let shape = bytes.len() == 10
-        && bytes[4] == b'-'
-        && bytes[7] == b'-'
-        && bytes
-            .iter()
-            .enumerate()
-            .all(|(i, b)| i == 4 || i == 7 || b.is_ascii_digit());
-    let bad = || format!("{text:?} is not a date; write YYYY-MM-DD, e.g. \"2031-12-31\"");
-    if !shape {
-        return Err(bad());
-    }
-    let year: i16 = text[..4].parse().map_err(|_| bad())?;
-    let month: i8 = text[5..7].parse().map_err(|_| bad())?;
-    let day: i8 = text[8..].parse().map_err(|_| bad())?;
-    jiff::civil::Date::new(year, month, day).map_err(|_| format!("{text:?} is not a calendar date"))
+    stele_event::time::parse_date(text).map_err(|e| e.to_string())
 }
 
 /// Checks a role name: non-empty, at most [`ROLE_NAME_MAX`] bytes, no

@@ -8,10 +8,9 @@
 //! of data already written but never shorten it. It only computes times; it
 //! reads no clock and deletes nothing.
 
-use crate::Policy;
+use stele_event::time::{Day, SECONDS_PER_DAY};
 
-/// Seconds in a day (UTC days have no leap seconds in Unix time).
-const DAY: i64 = 86_400;
+use crate::Policy;
 
 /// How long a stream's data is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,20 +25,23 @@ pub enum Retention {
 }
 
 impl Retention {
-    /// The first Unix second at which the epoch `epoch_day` (UTC days since
-    /// 1970-01-01) may be purged under this retention alone; `None` means
-    /// never.
+    /// The first Unix second at which the epoch `epoch` (one UTC day) may
+    /// be purged under this retention alone; `None` means never.
     ///
-    /// - `Days(n)`: the epoch's last second is `(epoch_day+1)*86400 - 1`, so
-    ///   purging is allowed from `(epoch_day + 1 + n) * 86400`.
+    /// - `Days(n)`: the epoch's last second is `epoch.end() - 1`, so
+    ///   purging is allowed from `epoch.end() + n * 86400`.
     /// - `Until(d)`: from 00:00:00 UTC of the day after `d`, but never
-    ///   before the epoch itself has ended (`(epoch_day + 1) * 86400`).
+    ///   before the epoch itself has ended (`epoch.end()`).
     /// - `Forever`: `None`.
-    pub fn purge_after(&self, epoch_day: u32) -> Option<i64> {
-        let epoch_end = (i64::from(epoch_day) + 1) * DAY;
+    pub fn purge_after(&self, epoch: Day) -> Option<i64> {
+        let epoch_end = epoch.end();
         match *self {
-            Retention::Days(days) => Some(epoch_end + i64::from(days) * DAY),
-            Retention::Until(date) => Some(((days_from_civil(date) + 1) * DAY).max(epoch_end)),
+            Retention::Days(days) => Some(epoch_end + i64::from(days) * SECONDS_PER_DAY),
+            // A date before 1970 ended before any epoch began (no date is
+            // after the last day a `Day` holds, 9999-12-31).
+            Retention::Until(date) => Some(
+                Day::from_date(date).map_or(epoch_end, |last_kept| last_kept.end().max(epoch_end)),
+            ),
             Retention::Forever => None,
         }
     }
@@ -55,20 +57,6 @@ impl std::fmt::Display for Retention {
     }
 }
 
-/// Days from 1970-01-01 to `date` in the proleptic Gregorian calendar
-/// (Howard Hinnant's `days_from_civil`); negative before 1970.
-pub(crate) fn days_from_civil(date: jiff::civil::Date) -> i64 {
-    let month = i64::from(date.month());
-    let day = i64::from(date.day());
-    let year = i64::from(date.year()) - i64::from(month <= 2);
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12; // March = 0
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
 /// One policy version in the history of applied policies.
 #[derive(Debug, Clone, Copy)]
 pub struct AppliedPolicy<'a> {
@@ -78,12 +66,12 @@ pub struct AppliedPolicy<'a> {
     pub policy: &'a Policy,
 }
 
-/// When the epoch `epoch_day` of `stream` may be purged, given every policy
+/// When the epoch `epoch` of `stream` may be purged, given every policy
 /// version ever applied; `None` means never.
 ///
 /// Retention is never shortened for data already written: the answer is the
 /// LATEST purge time (`None`, forever, wins) over the version active when
-/// the epoch began (the last with `activated_at <= epoch_day * 86400`) and
+/// the epoch began (the last with `activated_at <= epoch.start()`) and
 /// every later version. If the epoch began before the first version, every
 /// version counts. Versions that do not declare `stream` are skipped; if no
 /// counted version declares it, the answer is `None`.
@@ -91,14 +79,14 @@ pub struct AppliedPolicy<'a> {
 /// `history` must be sorted by `activated_at` (equal times allowed, later
 /// entries then count as later). Empty or unsorted history is answered
 /// with `None` (never purge): when in doubt, keep.
-pub fn purge_after(history: &[AppliedPolicy<'_>], stream: &str, epoch_day: u32) -> Option<i64> {
+pub fn purge_after(history: &[AppliedPolicy<'_>], stream: &str, epoch: Day) -> Option<i64> {
     let sorted = history
         .windows(2)
         .all(|pair| pair[0].activated_at <= pair[1].activated_at);
     if history.is_empty() || !sorted {
         return None;
     }
-    let epoch_start = i64::from(epoch_day) * DAY;
+    let epoch_start = epoch.start();
     // Index of the version active at the epoch's start, or 0 if the epoch
     // began before any version.
     let active = history
@@ -112,7 +100,7 @@ pub fn purge_after(history: &[AppliedPolicy<'_>], stream: &str, epoch_day: u32) 
             continue;
         };
         declared = true;
-        let purge = stream_policy.retention.purge_after(epoch_day)?;
+        let purge = stream_policy.retention.purge_after(epoch)?;
         latest = Some(latest.map_or(purge, |current| current.max(purge)));
     }
     if declared { latest } else { None }
@@ -208,7 +196,7 @@ pub fn retention_changes(old: &Policy, new: &Policy) -> Vec<RetentionChange> {
     changes
 }
 
-/// Whether `new` purges some epoch (`0..=u32::MAX`) earlier than `old`.
+/// Whether `new` purges some epoch (`Day::FIRST..=Day::LAST`) earlier than `old`.
 fn shorter_for_some_epoch(old: Retention, new: Retention) -> bool {
     use Retention::{Days, Forever, Until};
     match (old, new) {
@@ -221,6 +209,9 @@ fn shorter_for_some_epoch(old: Retention, new: Retention) -> bool {
         (Days(old_days), Until(_)) => old_days > 0,
         // Epoch e is purged at max(date+1, e+1) under `Until` and at
         // e+1+n under `Days`; `Days` is shorter for e = 0 iff 1+n < date+1.
-        (Until(old_date), Days(new_days)) => i64::from(new_days) < days_from_civil(old_date),
+        // (A date before 1970 keeps no epoch past its end.)
+        (Until(old_date), Days(new_days)) => {
+            Day::from_date(old_date).is_ok_and(|date| new_days < date.number())
+        }
     }
 }

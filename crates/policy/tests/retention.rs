@@ -10,6 +10,7 @@
 )]
 
 use proptest::prelude::*;
+use stele_event::time::Day;
 use stele_policy::{
     AppliedPolicy, Policy, PolicySource, Retention, RetentionChange, purge_after, retention_changes,
 };
@@ -24,6 +25,10 @@ fn policy(streams: &[(&str, &str)]) -> Policy {
     Policy::from_source(&PolicySource::from_toml("p.toml", toml)).unwrap_or_else(|e| panic!("{e}"))
 }
 
+fn day(number: u32) -> Day {
+    Day::from_number(number).unwrap()
+}
+
 fn date(y: i16, m: i8, d: i8) -> jiff::civil::Date {
     jiff::civil::date(y, m, d)
 }
@@ -31,15 +36,21 @@ fn date(y: i16, m: i8, d: i8) -> jiff::civil::Date {
 #[test]
 fn days_boundaries() {
     // Epoch 0 is 1970-01-01; its last second is 86399; 90 days later.
-    assert_eq!(Retention::Days(90).purge_after(0), Some(91 * DAY));
-    assert_eq!(Retention::Days(1).purge_after(0), Some(2 * DAY));
+    assert_eq!(Retention::Days(90).purge_after(day(0)), Some(91 * DAY));
+    assert_eq!(Retention::Days(1).purge_after(day(0)), Some(2 * DAY));
     // 2024-02-29 (leap day) is epoch 19782.
-    assert_eq!(Retention::Days(1).purge_after(19_782), Some(19_784 * DAY));
-    assert_eq!(Retention::Days(1).purge_after(19_782), Some(1_709_337_600)); // 2024-03-02T00:00:00Z
+    assert_eq!(
+        Retention::Days(1).purge_after(day(19_782)),
+        Some(19_784 * DAY)
+    );
+    assert_eq!(
+        Retention::Days(1).purge_after(day(19_782)),
+        Some(1_709_337_600)
+    ); // 2024-03-02T00:00:00Z
     // Largest epoch and retention do not overflow.
     assert_eq!(
-        Retention::Days(36_500).purge_after(u32::MAX),
-        Some((i64::from(u32::MAX) + 1 + 36_500) * DAY)
+        Retention::Days(36_500).purge_after(Day::LAST),
+        Some((i64::from(Day::LAST.number()) + 1 + 36_500) * DAY)
     );
 }
 
@@ -47,48 +58,51 @@ fn days_boundaries() {
 fn until_boundaries() {
     // Kept through the whole of 2031-12-31: purge from 2032-01-01T00:00:00Z.
     assert_eq!(
-        Retention::Until(date(2031, 12, 31)).purge_after(0),
+        Retention::Until(date(2031, 12, 31)).purge_after(day(0)),
         Some(1_956_528_000)
     );
     // Leap years: through 2024-02-29 means purge from 2024-03-01.
     assert_eq!(
-        Retention::Until(date(2024, 2, 29)).purge_after(0),
+        Retention::Until(date(2024, 2, 29)).purge_after(day(0)),
         Some(1_709_251_200)
     );
     // Through 2100-02-28 (2100 is not a leap year): purge from 2100-03-01.
     assert_eq!(
-        Retention::Until(date(2100, 2, 28)).purge_after(0),
+        Retention::Until(date(2100, 2, 28)).purge_after(day(0)),
         Some(4_107_542_400)
     );
     // Through 2000-02-29 (2000 is): purge from 2000-03-01.
     assert_eq!(
-        Retention::Until(date(2000, 2, 29)).purge_after(0),
+        Retention::Until(date(2000, 2, 29)).purge_after(day(0)),
         Some(951_868_800)
     );
     // Through 1970-01-01 for epoch 0: purge when the epoch ends.
-    assert_eq!(Retention::Until(date(1970, 1, 1)).purge_after(0), Some(DAY));
+    assert_eq!(
+        Retention::Until(date(1970, 1, 1)).purge_after(day(0)),
+        Some(DAY)
+    );
     // An epoch after the date is still kept until it has ended.
     assert_eq!(
-        Retention::Until(date(2020, 1, 1)).purge_after(20_000),
+        Retention::Until(date(2020, 1, 1)).purge_after(day(20_000)),
         Some(20_001 * DAY)
     );
     // Epoch that is the date itself.
     let epoch_2031_12_31 = (1_956_528_000 / DAY - 1) as u32;
     assert_eq!(
-        Retention::Until(date(2031, 12, 31)).purge_after(epoch_2031_12_31),
+        Retention::Until(date(2031, 12, 31)).purge_after(day(epoch_2031_12_31)),
         Some(1_956_528_000)
     );
     // Dates before 1970.
     assert_eq!(
-        Retention::Until(date(1969, 12, 31)).purge_after(0),
+        Retention::Until(date(1969, 12, 31)).purge_after(day(0)),
         Some(DAY)
     );
 }
 
 #[test]
 fn forever_is_never() {
-    assert_eq!(Retention::Forever.purge_after(0), None);
-    assert_eq!(Retention::Forever.purge_after(u32::MAX), None);
+    assert_eq!(Retention::Forever.purge_after(day(0)), None);
+    assert_eq!(Retention::Forever.purge_after(Day::LAST), None);
 }
 
 #[test]
@@ -106,7 +120,10 @@ fn history_lengthening_applies_to_old_epochs() {
         },
     ];
     // Epoch 10 began under the 30-day rule; the later 90-day rule lengthens it.
-    assert_eq!(purge_after(&history, "ops", 10), Some((10 + 1 + 90) * DAY));
+    assert_eq!(
+        purge_after(&history, "ops", day(10)),
+        Some((10 + 1 + 90) * DAY)
+    );
     let forever = policy(&[("ops", "retain = \"forever\"")]);
     let history = [
         AppliedPolicy {
@@ -118,7 +135,7 @@ fn history_lengthening_applies_to_old_epochs() {
             policy: &forever,
         },
     ];
-    assert_eq!(purge_after(&history, "ops", 10), None);
+    assert_eq!(purge_after(&history, "ops", day(10)), None);
 }
 
 #[test]
@@ -136,15 +153,18 @@ fn history_shortening_applies_only_to_later_epochs() {
             policy: &short,
         },
     ];
-    assert_eq!(purge_after(&history, "ops", 10), Some((10 + 1 + 90) * DAY));
+    assert_eq!(
+        purge_after(&history, "ops", day(10)),
+        Some((10 + 1 + 90) * DAY)
+    );
     // Epoch 100 began before the activation: keeps the 90 days.
     assert_eq!(
-        purge_after(&history, "ops", 100),
+        purge_after(&history, "ops", day(100)),
         Some((100 + 1 + 90) * DAY)
     );
     // Epoch 101 begins after: 30 days.
     assert_eq!(
-        purge_after(&history, "ops", 101),
+        purge_after(&history, "ops", day(101)),
         Some((101 + 1 + 30) * DAY)
     );
     // Activation exactly at an epoch's start counts as active for it.
@@ -159,10 +179,13 @@ fn history_shortening_applies_only_to_later_epochs() {
         },
     ];
     assert_eq!(
-        purge_after(&history, "ops", 100),
+        purge_after(&history, "ops", day(100)),
         Some((100 + 1 + 30) * DAY)
     );
-    assert_eq!(purge_after(&history, "ops", 99), Some((99 + 1 + 90) * DAY));
+    assert_eq!(
+        purge_after(&history, "ops", day(99)),
+        Some((99 + 1 + 90) * DAY)
+    );
     // Forever then shorter: old data stays forever.
     let forever = policy(&[("ops", "retain = \"forever\"")]);
     let history = [
@@ -175,9 +198,9 @@ fn history_shortening_applies_only_to_later_epochs() {
             policy: &short,
         },
     ];
-    assert_eq!(purge_after(&history, "ops", 99), None);
+    assert_eq!(purge_after(&history, "ops", day(99)), None);
     assert_eq!(
-        purge_after(&history, "ops", 100),
+        purge_after(&history, "ops", day(100)),
         Some((100 + 1 + 30) * DAY)
     );
 }
@@ -203,20 +226,20 @@ fn history_removed_then_readded_streams() {
     ];
     // Written under `with`: the 10-day rule (later 5-day rule is shorter).
     assert_eq!(
-        purge_after(&history, "audit", 10),
+        purge_after(&history, "audit", day(10)),
         Some((10 + 1 + 10) * DAY)
     );
     // Began while the stream was undeclared: only the re-added rule counts.
     assert_eq!(
-        purge_after(&history, "audit", 100),
+        purge_after(&history, "audit", day(100)),
         Some((100 + 1 + 5) * DAY)
     );
     assert_eq!(
-        purge_after(&history, "audit", 300),
+        purge_after(&history, "audit", day(300)),
         Some((300 + 1 + 5) * DAY)
     );
     // A stream no version declares is never purged.
-    assert_eq!(purge_after(&history, "other", 10), None);
+    assert_eq!(purge_after(&history, "other", day(10)), None);
     // Removed and never re-added: the old rule still applies to old data.
     let history = [
         AppliedPolicy {
@@ -229,10 +252,10 @@ fn history_removed_then_readded_streams() {
         },
     ];
     assert_eq!(
-        purge_after(&history, "audit", 10),
+        purge_after(&history, "audit", day(10)),
         Some((10 + 1 + 10) * DAY)
     );
-    assert_eq!(purge_after(&history, "audit", 60), None);
+    assert_eq!(purge_after(&history, "audit", day(60)), None);
 }
 
 #[test]
@@ -249,13 +272,16 @@ fn history_epoch_before_first_version_counts_every_version() {
             policy: &short,
         },
     ];
-    assert_eq!(purge_after(&history, "ops", 5), Some((5 + 1 + 90) * DAY));
+    assert_eq!(
+        purge_after(&history, "ops", day(5)),
+        Some((5 + 1 + 90) * DAY)
+    );
 }
 
 #[test]
 fn history_empty_or_unsorted_never_purges() {
     let short = policy(&[("ops", "retain = \"30d\"")]);
-    assert_eq!(purge_after(&[], "ops", 10), None);
+    assert_eq!(purge_after(&[], "ops", day(10)), None);
     let unsorted = [
         AppliedPolicy {
             activated_at: 100,
@@ -266,7 +292,7 @@ fn history_empty_or_unsorted_never_purges() {
             policy: &short,
         },
     ];
-    assert_eq!(purge_after(&unsorted, "ops", 10), None);
+    assert_eq!(purge_after(&unsorted, "ops", day(10)), None);
     // Equal activation times are sorted.
     let equal = [
         AppliedPolicy {
@@ -278,7 +304,7 @@ fn history_empty_or_unsorted_never_purges() {
             policy: &short,
         },
     ];
-    assert_eq!(purge_after(&equal, "ops", 10), Some(41 * DAY));
+    assert_eq!(purge_after(&equal, "ops", day(10)), Some(41 * DAY));
 }
 
 #[test]
@@ -384,13 +410,13 @@ proptest! {
             .zip(&policies)
             .map(|((_, at), policy)| AppliedPolicy { activated_at: *at, policy })
             .collect();
-        let purge = purge_after(&history, "ops", epoch_day);
+        let purge = purge_after(&history, "ops", day(epoch_day));
         // The simple model: the version active at the epoch's start.
         let start = i64::from(epoch_day) * DAY;
         let active = history.iter().rev().find(|v| v.activated_at <= start);
         if let Some(active) = active
             && let Some(stream) = active.policy.stream("ops") {
-                match (purge, stream.retention.purge_after(epoch_day)) {
+                match (purge, stream.retention.purge_after(day(epoch_day))) {
                     (None, _) => {}
                     (Some(_), None) => prop_assert!(false, "forever was shortened"),
                     (Some(got), Some(model)) => prop_assert!(got >= model, "{got} < {model}"),
@@ -399,7 +425,7 @@ proptest! {
         // And never earlier than under any later version that declares it.
         for version in history.iter().filter(|v| v.activated_at > start) {
             if let Some(stream) = version.policy.stream("ops") {
-                match (purge, stream.retention.purge_after(epoch_day)) {
+                match (purge, stream.retention.purge_after(day(epoch_day))) {
                     (None, _) => {}
                     (Some(_), None) => prop_assert!(false, "a later forever was ignored"),
                     (Some(got), Some(model)) => prop_assert!(got >= model),

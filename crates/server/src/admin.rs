@@ -118,7 +118,7 @@ async fn get_policy(
                 json!({
                     "seq": v.seq,
                     "hash": v.hash,
-                    "activated_at": stele_log::purge::timestamp_text(v.activated_at),
+                    "activated_at": stele_event::time::timestamp_text(v.activated_at),
                     "applied_by": v.applied_by,
                     "event_index": v.event_index,
                 })
@@ -312,8 +312,10 @@ async fn purge_epoch(
 ) -> ApiResult<Response> {
     let principal = who(&state, &headers, &conn, Action::RetentionRun, Resource::Log).await?;
     let body: PurgeBody = json_body(&state, &headers, body).await?;
-    let day = stele_log::governance::parse_day(&body.epoch)
-        .map_err(|e| bad_request("invalid_epoch", e))?;
+    let day = body
+        .epoch
+        .parse::<stele_event::time::Day>()
+        .map_err(|e| bad_request("invalid_epoch", e.to_string()))?;
     let tombstone = blocking(move || {
         lock_log(&state.log)
             .purge_epoch(&body.stream, day, &principal.name, jiff::Timestamp::now())
@@ -398,7 +400,7 @@ fn kek_json(info: &stele_log::KekInfo, max_age: Option<std::time::Duration>, now
     json!({
         "number": info.number,
         "kind": info.kind.as_str(),
-        "created_at": stele_log::purge::timestamp_text(info.created_at),
+        "created_at": stele_event::time::timestamp_text(info.created_at),
         "age_days": age_days,
         "max_age_days": max_days,
         "within_policy": max_age.is_none_or(|max| now - info.created_at <= max.as_secs() as i64),

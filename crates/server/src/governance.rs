@@ -152,7 +152,7 @@ pub fn startup_policy(log: &mut Log, config: &Config) -> Result<Arc<Policy>, Str
                 active.seq,
                 active.hash,
                 active.applied_by,
-                stele_log::purge::timestamp_text(active.activated_at),
+                stele_event::time::timestamp_text(active.activated_at),
                 path.display()
             ));
         }
@@ -232,7 +232,7 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
                         .min()
                         .map(|left| std::time::Instant::now() + left);
                     for (status, left) in &run.waiting {
-                        tracing::warn!(stream = %status.stream, epoch_day = status.epoch_day, purge_in_seconds = left.as_secs(), "retention: epoch due and announced; purged after the grace period");
+                        tracing::warn!(stream = %status.stream, epoch_day = status.epoch_day.number(), purge_in_seconds = left.as_secs(), "retention: epoch due and announced; purged after the grace period");
                     }
                     let purged = run.purged;
                     for t in &purged {

@@ -420,7 +420,9 @@ async fn example_policy_end_to_end() {
     assert!(r.text.contains("no stored epoch"), "{}", r.text);
 
     // Purging today's epoch is early: refused (409), recorded, nothing gone.
-    let today = stele_log::layout::epoch_date((jiff::Timestamp::now().as_second() / 86_400) as u32);
+    let today = stele_event::time::Day::of(jiff::Timestamp::now())
+        .unwrap()
+        .to_string();
     let r = send(
         client
             .post(server.url("/v1/retention/purge"))
@@ -622,7 +624,7 @@ async fn a_failed_audit_is_loud() {
     );
     let data = tmp.path().join("data");
     // Flip the last byte of the `ops` segment: the tag of its last record.
-    let day = stele_log::layout::epoch_date((now.as_second() / 86_400) as u32);
+    let day = stele_event::time::Day::of(now).unwrap().to_string();
     let segment = data.join(format!("segments/ops/{day}.seg"));
     let mut bytes = std::fs::read(&segment).unwrap();
     *bytes.last_mut().unwrap() ^= 0x01;

@@ -35,7 +35,7 @@ readyz_fails_on_finding = true
 fn populated_ops_log() -> (tempfile::TempDir, String, std::path::PathBuf, u64) {
     let now = jiff::Timestamp::now();
     let (tmp, vkey) = populated_log(POLICY, &["ops", "ops", "ops"], now);
-    let day = stele_log::layout::epoch_date((now.as_second() / 86_400) as u32);
+    let day = stele_event::time::Day::of(now).unwrap().to_string();
     let segment = tmp.path().join(format!("data/segments/ops/{day}.seg"));
     let length = std::fs::metadata(&segment).unwrap().len();
     (tmp, vkey, segment, length)

@@ -456,31 +456,31 @@ fn power_loss_at_any_point_keeps_what_was_acknowledged() {
 const TOLERATED: &[(&str, u32, SyncKind, &str)] = &[
     (
         "crates/log/src/engine.rs",
-        273,
+        271,
         SyncKind::Dir,
         "log/checkpoint is restored from the checkpoint history at open",
     ),
     (
         "crates/log/src/governance.rs",
-        714,
+        725,
         SyncKind::Dir,
         "policies/ is created again and its files rebuilt from policy.applied events",
     ),
     (
         "crates/log/src/governance.rs",
-        753,
+        764,
         SyncKind::Dir,
         "holds.json is rebuilt from hold events at open",
     ),
     (
         "crates/log/src/governance.rs",
-        1317,
+        1327,
         SyncKind::Dir,
         "a removed cache file that comes back is checked against the log at open",
     ),
     (
         "crates/log/src/governance.rs",
-        1330,
+        1340,
         SyncKind::Dir,
         "policies/NNNNNN.json is rebuilt from its policy.applied event at open",
     ),

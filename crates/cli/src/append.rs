@@ -24,7 +24,7 @@
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,6 +48,9 @@ const QUEUE: usize = 4;
 /// Requests that may wait for the sequencer: enough for the batches it
 /// overlaps and the next one it gathers.
 const SEQUENCER_QUEUE: usize = 4 * MAX_BATCH / CHUNK_LINES;
+
+/// How often a wait for input checks whether an append has failed.
+const FAILURE_POLL: Duration = Duration::from_millis(100);
 
 /// Lines read from standard input, with the number of the first.
 struct Chunk {
@@ -275,13 +278,8 @@ fn submit_in_order(
 ) -> Option<Stop> {
     let mut next = 0usize;
     loop {
-        // A worker that hung up has prepared every chunk it was given: the
-        // input ended.
-        let chunk = prepared.get(next % prepared.len())?.recv().ok()?;
+        let chunk = next_chunk(prepared.get(next % prepared.len())?, failed)?;
         next += 1;
-        if failed.load(Ordering::SeqCst) {
-            return None;
-        }
         if !chunk.events.is_empty() {
             let (reply, answer) = mpsc::sync_channel(1);
             let queued = sequencer.submit_blocking(
@@ -299,6 +297,23 @@ fn submit_in_order(
         }
         if chunk.stop.is_some() {
             return chunk.stop;
+        }
+    }
+}
+
+/// The next prepared chunk from `worker`, or `None` when the input ended
+/// (a worker that hung up has prepared every chunk it was given) or an
+/// append failed. While it waits for input (a terminal), a failed append
+/// still ends the wait within [`FAILURE_POLL`].
+fn next_chunk(worker: &Receiver<Prepared>, failed: &AtomicBool) -> Option<Prepared> {
+    loop {
+        if failed.load(Ordering::SeqCst) {
+            return None;
+        }
+        match worker.recv_timeout(FAILURE_POLL) {
+            Ok(chunk) => return Some(chunk),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return None,
         }
     }
 }

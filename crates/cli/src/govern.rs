@@ -301,7 +301,7 @@ fn apply(data: &DataArgs, file: &Path, allow_lockout: bool) -> CliResult<u8> {
     operator.authorize(&mut log, Action::PolicyApply, Resource::Log, at)?;
     // The operator after the change: would they still be allowed to change
     // the policy again? (The server asks the same before `PUT /v1/policy`.)
-    let lockout = stele_server::operator::check_lockout(&policy, &operator.principal, at);
+    let lockout = stele_log::operator::check_lockout(&policy, &operator.principal, at);
     if let Err(why) = &lockout
         && !allow_lockout
     {

@@ -7,9 +7,9 @@
 //! (same [`Action`], same [`Resource`]), as principal `local:<user>` of kind
 //! `local`, authentication method `local`, from 127.0.0.1 without TLS, with
 //! the policy's `[operators] local_roles` (the request is built by
-//! `stele_server::operator`, which the server shares). A denial is recorded as an
+//! `stele_log::operator`, which the server shares). A denial is recorded as an
 //! `access.denied` system event shaped like the server's
-//! (`stele_server::access`), with `"method": "local"` and source `cli`.
+//! (the server's shape), with `"method": "local"` and source `cli`.
 //!
 //! While no policy has ever been applied to a data directory (the shipped
 //! default is in effect) the CLI keeps its behaviour from before policies
@@ -21,11 +21,10 @@
 //! See `docs/cli.md`.
 
 use jiff::Timestamp;
+pub use stele_log::operator::{denial_text, local_principal, local_request};
 use stele_log::system_event::{AccessDenied, Caller, EventRead};
 use stele_log::{Log, LogError, LogReader, SystemEvent, SystemResource};
 use stele_policy::{AccessRequest, Action, Decision, Policy, Resource};
-use stele_server::access::resource_text;
-pub use stele_server::operator::{denial_text, local_principal, local_request};
 
 use crate::{CliResult, Failure};
 
@@ -203,12 +202,7 @@ impl Operator {
         }
         Err(Failure::refused(format!(
             "{}; {}; the denial is not recorded (this command only reads the log)",
-            denial_text(
-                &self.principal,
-                action,
-                &resource_text(&resource),
-                &decision
-            ),
+            denial_text(&self.principal, action, &resource.text(), &decision),
             self.roles_text()
         )))
     }
@@ -222,7 +216,7 @@ impl Operator {
         decision: &Decision,
         now: Timestamp,
     ) -> Failure {
-        let what = resource_text(&resource);
+        let what = resource.text();
         let recorded = match record_denial(log, self, action, &resource, decision, now) {
             Ok(index) => format!("recorded as access.denied event {index}"),
             Err(e) => format!("the denial could not be recorded: {e}"),

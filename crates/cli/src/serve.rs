@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use stele_log::tokens::Role;
 use stele_server::config::{Config, TlsConfig};
-use stele_server::tokens::Role;
 
 use crate::{CliResult, Failure, print_out};
 

@@ -930,6 +930,24 @@ impl Log {
         Ok(ActiveSegment { writer, key })
     }
 
+    /// Stops appending to segment `id` (its epoch is about to be purged).
+    /// Nothing is staged between batches, so closing its writer loses
+    /// nothing; an append to its epoch is refused from the tombstone on.
+    pub(crate) fn close_segment(&mut self, id: u32) {
+        self.active.retain(|a| a.segment_id() != id);
+    }
+
+    /// Forgets segment `id`, whose purge deleted its data key and file:
+    /// neither the writer nor the reader knows it from here (its tombstone
+    /// stands for it).
+    pub(crate) fn retire_segment(&mut self, id: u32) {
+        self.close_segment(id);
+        self.reader.forget_segment(id);
+        self.segments.remove(&id);
+        self.committed.remove(&id);
+        self.share();
+    }
+
     /// The generation of this handle's writer session, which begins before
     /// any segment is opened for appending.
     fn session_generation(&self) -> LogResult<u32> {

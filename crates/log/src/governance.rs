@@ -1009,9 +1009,7 @@ impl Log {
             )));
         }
         let id = status.segment;
-        // Nothing is staged between batches, so closing the writer loses
-        // nothing.
-        self.active.retain(|a| a.segment_id() != id);
+        self.close_segment(id);
         // The segment's entries, read from the index once: the tombstone
         // records them, and the check before shredding compares with them.
         let entries = purge::segment_entries(&self.index, id)?;
@@ -1107,9 +1105,7 @@ impl Log {
         let segment_path = self.layout.segment(&tombstone.stream, tombstone.epoch_day);
         remove_durably(&segment_path)?;
         self.purge_step_done(5)?;
-        self.segments.remove(&id);
-        self.committed.remove(&id);
-        self.share();
+        self.retire_segment(id);
         Ok(())
     }
 }

@@ -29,6 +29,7 @@ pub mod governance;
 pub mod layout;
 mod ledger;
 mod meta;
+pub mod operator;
 pub mod prepare;
 mod publisher;
 pub mod purge;
@@ -61,4 +62,6 @@ pub use reader::LogReader;
 #[doc(hidden)]
 pub use rotate::kek_info_round_trip;
 pub use rotate::{KekAgeSource, KekInfo, RotateStep};
+/// The key kinds a caller chooses or reads, from the store.
+pub use stele_store::keys::{KekKind, NewKek};
 pub use system_event::{SystemEvent, SystemResource};

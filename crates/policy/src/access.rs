@@ -145,6 +145,19 @@ pub enum Resource<'a> {
     Log,
 }
 
+impl Resource<'_> {
+    /// How the resource is named in messages (the server's 403s, the
+    /// CLI's refusals); system events name it by the log crate's
+    /// `SystemResource` rule.
+    pub fn text(&self) -> String {
+        match self {
+            Resource::Stream(name) => format!("stream:{name}"),
+            Resource::Event { stream, index } => format!("events/{index} (stream:{stream})"),
+            Resource::Log => "log".to_string(),
+        }
+    }
+}
+
 /// The circumstances of a request (the Cedar `context`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessContext {

@@ -14,16 +14,6 @@ use stele_policy::{AccessContext, AccessRequest, Action, Decision, Resource};
 use crate::api::{ApiError, ApiResult, AppState, ConnInfo};
 use crate::tokens::Principal;
 
-/// How a resource is named in messages (the 403's and the CLI's); system
-/// events name it by [`SystemResource`]'s rule.
-pub fn resource_text(resource: &Resource<'_>) -> String {
-    match resource {
-        Resource::Stream(name) => format!("stream:{name}"),
-        Resource::Event { stream, index } => format!("events/{index} (stream:{stream})"),
-        Resource::Log => "log".to_string(),
-    }
-}
-
 /// The scope check of a token limited to some streams, made before the
 /// access policy is asked: such a token may act only on a stream of its
 /// list or on an event of one; anything log-wide (administration,
@@ -96,7 +86,7 @@ pub fn authorize(
     if decision.allowed {
         return Ok(());
     }
-    let what = resource_text(&resource);
+    let what = resource.text();
     let why = stele_policy::denial_reason(&decision);
     let message = stele_policy::denial_text(&principal.name, action, &what, &decision);
     state.metrics.error("forbidden");

@@ -166,8 +166,8 @@ async fn put_policy(
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", e.to_string()))?;
     // The check `stele policy apply` makes: the operator of this machine
     // (the user the server runs as) must still be able to change it.
-    let operator = crate::operator::local_principal();
-    if let Err(why) = crate::operator::check_lockout(&policy, &operator, jiff::Timestamp::now())
+    let operator = stele_log::operator::local_principal();
+    if let Err(why) = stele_log::operator::check_lockout(&policy, &operator, jiff::Timestamp::now())
         && !body.allow_lockout
     {
         return Err(ApiError::new(
@@ -439,7 +439,7 @@ async fn rotate_keys(
     let info = blocking(move || {
         let mut log = lock_log(&state.log);
         let current = log.kek_info().map_err(log_error)?;
-        if current.kind == stele_store::keys::KekKind::Passphrase {
+        if current.kind == stele_log::KekKind::Passphrase {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "refused",
@@ -447,7 +447,7 @@ async fn rotate_keys(
             ));
         }
         log.rotate_kek_as(
-            stele_store::keys::NewKek::Random,
+            stele_log::NewKek::Random,
             &principal.name,
             jiff::Timestamp::now(),
         )

@@ -16,7 +16,6 @@ pub mod config;
 mod connection;
 pub mod governance;
 pub mod metrics;
-pub mod operator;
 pub mod tls;
 pub mod token_admin;
 pub mod tokens;
@@ -28,10 +27,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use stele_log::NewKek;
 use stele_log::governance::SYSTEM_WRITER;
 use stele_log::sequencer::{Sequencer, SequencerConfig};
 use stele_log::{CreateOptions, Log, OpenOptions};
-use stele_store::keys::NewKek;
 use tokio::net::TcpListener;
 
 pub use api::{AppState, ConnInfo, app};

@@ -4,7 +4,8 @@
 //! `local`, from 127.0.0.1 without TLS.
 //!
 //! Shared by the CLI, which authorizes every command it runs as this
-//! operator, and by the server, which applies the same lockout check as
+//! operator, and by the server (`stele_server`), which applies the same
+//! lockout check as
 //! `stele policy apply` before `PUT /v1/policy`: a new policy under which
 //! the operator could no longer apply a policy is refused unless the
 //! caller says it means it. This module only builds requests and words

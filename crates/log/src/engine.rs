@@ -39,7 +39,7 @@ use stele_event::Envelope;
 use stele_event::time::Day;
 use stele_store::StoreError;
 use stele_store::fsutil::{self, DirLock, SECRET_MODE};
-use stele_store::history::{self, HistoryWriter};
+use stele_store::history::{self, HistoryWriter, StoredCheckpoint};
 use stele_store::index::{IndexFile, IndexRecord};
 use stele_store::keys::{self, DataKey, Kek, NewKek};
 use stele_store::segment::{self, SegmentHeader, SegmentWriter};
@@ -326,33 +326,12 @@ impl Log {
 
         let sessions = crate::session::load(&layout, &meta)?;
 
-        let latest = last.ok_or_else(|| {
-            LogError::Integrity(format!(
-                "{}: no checkpoint recorded",
-                layout.history().display()
-            ))
-        })?;
-        let latest_checkpoint =
-            open_checkpoint(&verifier, &meta.origin, &latest.note).map_err(|e| {
-                LogError::Integrity(format!(
-                    "{}: latest checkpoint: {e}",
-                    layout.history().display()
-                ))
-            })?;
+        let (latest, latest_checkpoint) = latest_checkpoint(&layout, &meta, &verifier, last)?;
         let history_writer = HistoryWriter::open(&layout.history(), torn_at)?;
         repair_public_checkpoint(&layout, &latest, previous.as_ref())?;
 
         // A foreign index is refused before its open may cut anything.
-        let index_log_id = stele_store::index::read_log_id(&layout.index())?;
-        if hex(&index_log_id) != meta.log_id {
-            return Err(LogError::NotALog(format!(
-                "{} belongs to another log: its log id {} is not the log_id {} in {} (one of the two files was replaced or altered)",
-                layout.index().display(),
-                hex(&index_log_id),
-                meta.log_id,
-                layout.meta().display()
-            )));
-        }
+        check_index_belongs(&layout, &meta)?;
         let (index, _recovery) = IndexFile::open(&layout.index(), latest_checkpoint.size)?;
 
         let (segments, purged) = discover_segments(&layout, RemoveTornCreates::Yes)?;
@@ -1119,6 +1098,40 @@ pub(crate) fn open_checkpoint(
         ));
     }
     Ok(checkpoint)
+}
+
+/// The latest checkpoint of the history (`last`, as a scan found it),
+/// opened with the log's key: the trusted prefix every open starts from.
+pub(crate) fn latest_checkpoint(
+    layout: &Layout,
+    meta: &Meta,
+    verifier: &Verifier,
+    last: Option<StoredCheckpoint>,
+) -> LogResult<(StoredCheckpoint, Checkpoint)> {
+    let history = layout.history();
+    let latest = last.ok_or_else(|| {
+        LogError::Integrity(format!("{}: no checkpoint recorded", history.display()))
+    })?;
+    let checkpoint = open_checkpoint(verifier, &meta.origin, &latest.note).map_err(|e| {
+        LogError::Integrity(format!("{}: latest checkpoint: {e}", history.display()))
+    })?;
+    Ok((latest, checkpoint))
+}
+
+/// Refuses an index that belongs to another log (its log id is not the
+/// one in `meta.json`), before anything reads or cuts it.
+pub(crate) fn check_index_belongs(layout: &Layout, meta: &Meta) -> LogResult<()> {
+    let index_log_id = stele_store::index::read_log_id(&layout.index())?;
+    if hex(&index_log_id) != meta.log_id {
+        return Err(LogError::NotALog(format!(
+            "{} belongs to another log: its log id {} is not the log_id {} in {} (one of the two files was replaced or altered)",
+            layout.index().display(),
+            hex(&index_log_id),
+            meta.log_id,
+            layout.meta().display()
+        )));
+    }
+    Ok(())
 }
 
 /// The keys of an open log, checked against `meta.json`.

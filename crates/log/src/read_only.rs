@@ -21,12 +21,9 @@ use std::sync::{Arc, Mutex};
 
 use stele_store::fsutil;
 use stele_store::history;
-use stele_store::index::{IndexFile, MAX_BATCH_RECORDS};
-use stele_tlog::hash::hex;
+use stele_store::index::IndexFile;
 
-use crate::engine::{
-    OpenOptions, OpenedKeys, check_dir, is_damaged_data, open_checkpoint, open_keys,
-};
+use crate::engine::{OpenOptions, OpenedKeys, check_dir, is_damaged_data, open_keys};
 use crate::error::{LogError, LogResult};
 use crate::layout::Layout;
 use crate::meta::Meta;
@@ -74,19 +71,8 @@ impl LogReader {
             scan = history::scan(&layout.history())?;
             crate::anchor::check_rollback(&layout, &meta, scan.last.as_ref(), anchor.as_ref())?;
         }
-        let latest = scan.last.ok_or_else(|| {
-            LogError::Integrity(format!(
-                "{}: no checkpoint recorded",
-                layout.history().display()
-            ))
-        })?;
-        let latest_checkpoint =
-            open_checkpoint(&verifier, &meta.origin, &latest.note).map_err(|e| {
-                LogError::Integrity(format!(
-                    "{}: latest checkpoint: {e}",
-                    layout.history().display()
-                ))
-            })?;
+        let (latest, latest_checkpoint) =
+            crate::engine::latest_checkpoint(&layout, &meta, &verifier, scan.last)?;
         if let Some(at) = scan.torn_at {
             pending.push(format!(
                 "{}: the bytes from byte {at} on are not a whole checkpoint (one being appended, or torn by a crash): the next open cuts them",
@@ -94,16 +80,7 @@ impl LogReader {
             ));
         }
 
-        let index_log_id = stele_store::index::read_log_id(&layout.index())?;
-        if hex(&index_log_id) != meta.log_id {
-            return Err(LogError::NotALog(format!(
-                "{} belongs to another log: its log id {} is not the log_id {} in {} (one of the two files was replaced or altered)",
-                layout.index().display(),
-                hex(&index_log_id),
-                meta.log_id,
-                layout.meta().display()
-            )));
-        }
+        crate::engine::check_index_belongs(&layout, &meta)?;
         let (mut index, recovery) =
             IndexFile::open_read_only(&layout.index(), latest_checkpoint.size)?;
         if recovery.torn_bytes > 0 {
@@ -153,41 +130,27 @@ impl LogReader {
     /// What `Log::cut_unbacked_tail` would cut: the view stops before the
     /// first torn record of the last append's reach. A record altered after
     /// it was written stays in view (`verify` reports it), as do entries the
-    /// open would refuse to go on from.
-    /// Returns where the view is to stop, if before the end.
+    /// open would refuse to go on from. Returns where the view is to stop,
+    /// if before the end.
     fn survey_unbacked_tail(&self, pending: &mut Vec<String>) -> LogResult<Option<u64>> {
-        let total = self.size();
-        let from = self
-            .published_size()
-            .max(total.saturating_sub(MAX_BATCH_RECORDS));
-        let mut start = from;
-        while start < total {
-            let count = (total - start).min(4096);
-            let records = self.index().read_range(start, count)?;
-            for (i, record) in records.iter().enumerate() {
-                let index = start + i as u64;
-                let Some(path) = self.segment_path(record.segment_id) else {
-                    continue;
-                };
-                match self.open_record(index, record) {
-                    Ok(_) => {}
-                    Err(e) if is_damaged_data(&e) => {
-                        if let Ok(mark) = self.tear_of(index, record, &e) {
-                            let path = path.display();
-                            pending.push(format!(
-                                "entries {index} to {} would be cut from the index at the next open: the record of entry {index} in {path} was torn by a crash ({mark}), so their append was never acknowledged; they are not verified",
-                                total - 1
-                            ));
-                            return Ok(Some(index));
-                        }
-                        return Ok(None);
-                    }
-                    Err(_) => return Ok(None),
-                }
-            }
-            start += count;
+        let Ok(Some((index, record, e))) = self.first_unreadable_in_reach() else {
+            return Ok(None);
+        };
+        if !is_damaged_data(&e) {
+            return Ok(None);
         }
-        Ok(None)
+        let (Ok(mark), Some(path)) = (
+            self.tear_of(index, &record, &e),
+            self.segment_path(record.segment_id),
+        ) else {
+            return Ok(None);
+        };
+        pending.push(format!(
+            "entries {index} to {} would be cut from the index at the next open: the record of entry {index} in {} was torn by a crash ({mark}), so their append was never acknowledged; they are not verified",
+            self.size() - 1,
+            path.display()
+        ));
+        Ok(Some(index))
     }
 
     /// What the segment cut of a writing open would do with the bytes after
@@ -195,16 +158,7 @@ impl LogReader {
     /// only). Sets the committed lengths `verify` walks to.
     fn survey_segment_tails(&self, pending: &mut Vec<String>) -> LogResult<()> {
         let total = self.size();
-        let (mut committed, from_snapshot) = self.committed_lengths(true)?;
-        let mut tails = self.segment_tails(&committed, total)?;
-        if from_snapshot
-            && tails
-                .iter()
-                .any(|t| matches!(t.kind, TailKind::Short | TailKind::Foreign { .. }))
-        {
-            (committed, _) = self.committed_lengths(false)?;
-            tails = self.segment_tails(&committed, total)?;
-        }
+        let tails = self.tails()?;
         let mut lengths: BTreeMap<u32, u64> = BTreeMap::new();
         for tail in &tails {
             lengths.insert(tail.id, tail.keep);

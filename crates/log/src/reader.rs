@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use stele_store::StoreError;
 use stele_store::fsutil;
-use stele_store::index::{IndexReader, IndexRecord};
+use stele_store::index::{IndexReader, IndexRecord, MAX_BATCH_RECORDS};
 use stele_store::keys::{DataKey, Kek};
 use stele_store::segment::{self, SegmentReader};
 use stele_store::sessions::{SegmentKeys, Sessions};
@@ -564,6 +564,65 @@ impl LogReader {
             start += count;
         }
         Ok((committed, used))
+    }
+
+    /// What lies after every segment's committed length. The lengths come
+    /// from the snapshot of the last publish, extended with every index
+    /// entry after it; the snapshot only saves reading the index: an
+    /// unreadable one, or one a segment disagrees with (a tail holding a
+    /// committed entry's record, or a segment shorter than it says), is
+    /// ignored and the whole index is read.
+    pub(crate) fn tails(&self) -> LogResult<Vec<Tail>> {
+        let total = self.size();
+        let (mut committed, from_snapshot) = self.committed_lengths(true)?;
+        let mut tails = self.segment_tails(&committed, total)?;
+        if from_snapshot
+            && tails
+                .iter()
+                .any(|t| matches!(t.kind, TailKind::Short | TailKind::Foreign { .. }))
+        {
+            (committed, _) = self.committed_lengths(false)?;
+            tails = self.segment_tails(&committed, total)?;
+        }
+        Ok(tails)
+    }
+
+    /// The first entry of the last append's reach ([`MAX_BATCH_RECORDS`]
+    /// entries before the end, never below the latest signed checkpoint)
+    /// whose record does not read back, with why (see
+    /// `Log::cut_unbacked_tail`); entries of purged segments are passed
+    /// over. An entry whose segment is not on disk is an integrity error.
+    pub(crate) fn first_unreadable_in_reach(
+        &self,
+    ) -> LogResult<Option<(u64, IndexRecord, LogError)>> {
+        let total = self.size();
+        let mut start = self
+            .published_size()
+            .max(total.saturating_sub(MAX_BATCH_RECORDS));
+        while start < total {
+            let count = (total - start).min(4096);
+            let records = self.index().read_range(start, count)?;
+            for (i, record) in records.into_iter().enumerate() {
+                let index = start + i as u64;
+                {
+                    let view = self.view();
+                    if view.purged.contains_key(&record.segment_id) {
+                        continue;
+                    }
+                    if !view.segments.contains_key(&record.segment_id) {
+                        return Err(LogError::Integrity(format!(
+                            "entry {index} refers to segment {}, which is not on disk",
+                            record.segment_id
+                        )));
+                    }
+                }
+                if let Err(e) = self.open_record(index, &record) {
+                    return Ok(Some((index, record, e)));
+                }
+            }
+            start += count;
+        }
+        Ok(None)
     }
 
     /// What lies after the committed length of each segment (purged ones

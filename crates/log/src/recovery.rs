@@ -18,7 +18,6 @@ use stele_event::time::Day;
 use stele_store::StoreError;
 use stele_store::fsutil;
 use stele_store::history::StoredCheckpoint;
-use stele_store::index::MAX_BATCH_RECORDS;
 use stele_store::segment::{self, SegmentWriter};
 
 use crate::engine::{Log, SegmentInfo, is_damaged_data};
@@ -36,16 +35,7 @@ impl Log {
         // reading the index: an unreadable one, or one a segment disagrees
         // with (a tail holding a committed entry's record, or a segment
         // shorter than it says), is ignored and the whole index is read.
-        let (mut committed, from_snapshot) = self.reader.committed_lengths(true)?;
-        let mut tails = self.reader.segment_tails(&committed, total)?;
-        if from_snapshot
-            && tails
-                .iter()
-                .any(|t| matches!(t.kind, TailKind::Short | TailKind::Foreign { .. }))
-        {
-            (committed, _) = self.reader.committed_lengths(false)?;
-            tails = self.reader.segment_tails(&committed, total)?;
-        }
+        let tails = self.reader.tails()?;
         // Cut every segment back to its committed length: anything beyond is
         // from a batch whose index records never became durable, or is not
         // the log's at all (kept aside first, see `salvage`).
@@ -109,7 +99,7 @@ impl Log {
     /// same time (steps 2b and 3), so a crash may leave index records whose
     /// segment records never reached the disk, or reached it torn, or not
     /// at all while the zeros written ahead fill their place. Each entry of
-    /// the last append's reach ([`MAX_BATCH_RECORDS`] entries before the
+    /// the last append's reach (`MAX_BATCH_RECORDS` entries before the
     /// end, and never below the latest signed checkpoint) is read back and
     /// authenticated (the tag binds its index and commitment); the index is
     /// cut at the first that is torn: missing, cut short, or with a sector
@@ -122,40 +112,17 @@ impl Log {
     /// that does not open) stops the open too; entries before the reach are
     /// not read here (`verify` does).
     fn cut_unbacked_tail(&mut self) -> LogResult<()> {
-        let total = self.index.len();
-        let from = self
-            .published_size()
-            .max(total.saturating_sub(MAX_BATCH_RECORDS));
-        let mut start = from;
-        while start < total {
-            let count = (total - start).min(4096);
-            let records = self.index.read_range(start, count)?;
-            for (i, record) in records.iter().enumerate() {
-                let index = start + i as u64;
-                if self.purged.contains_key(&record.segment_id) {
-                    continue;
-                }
-                if !self.segments.contains_key(&record.segment_id) {
-                    return Err(LogError::Integrity(format!(
-                        "entry {index} refers to segment {}, which is not on disk",
-                        record.segment_id
-                    )));
-                }
-                match self.reader.open_record(index, record) {
-                    Ok(_) => {}
-                    Err(e) if is_damaged_data(&e) => {
-                        self.reader.tear_of(index, record, &e)?;
-                        // Crash story: a crash during the cut leaves the
-                        // index longer; the next open checks it again.
-                        self.index.cut_to(index)?;
-                        return Ok(());
-                    }
-                    Err(e) => return Err(e),
-                }
+        match self.reader.first_unreadable_in_reach()? {
+            None => Ok(()),
+            Some((index, record, e)) if is_damaged_data(&e) => {
+                self.reader.tear_of(index, &record, &e)?;
+                // Crash story: a crash during the cut leaves the index
+                // longer; the next open checks it again.
+                self.index.cut_to(index)?;
+                Ok(())
             }
-            start += count;
+            Some((_, _, e)) => Err(e),
         }
-        Ok(())
     }
 }
 

@@ -250,10 +250,11 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
             last_full = seconds;
             // The whole log is read without the writer's lock; only the
             // outcome is recorded under it.
-            let verified = context.reader.verify_full().and_then(|report| {
-                lock_log(&context.log).record_full_verify(&report, now)?;
-                Ok(report)
-            });
+            let verified =
+                in_background(&context.reader, |reader| reader.verify_full()).and_then(|report| {
+                    lock_log(&context.log).record_full_verify(&report, now)?;
+                    Ok(report)
+                });
             match verified {
                 Ok(report) if report.ok() => tracing::info!(
                     entries = report.entries,
@@ -268,12 +269,14 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
             }
         } else if due(last_incremental, schedule.verify_new_every, seconds) {
             last_incremental = seconds;
-            let checked = stele_log::audit::read_audit_state(&context.reader.layout().root)
-                .and_then(|state| context.reader.check_new_entries(&state))
-                .and_then(|check| {
-                    lock_log(&context.log).record_new_entries(&check, now)?;
-                    Ok(check.problems)
-                });
+            let checked = in_background(&context.reader, |reader| {
+                let state = stele_log::audit::read_audit_state(&reader.layout().root)?;
+                reader.check_new_entries(&state)
+            })
+            .and_then(|check| {
+                lock_log(&context.log).record_new_entries(&check, now)?;
+                Ok(check.problems)
+            });
             match checked {
                 Ok(problems) if problems.is_empty() => {}
                 Ok(problems) => {
@@ -291,6 +294,31 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
             attest(&context, &facts, stele_log::governance::SYSTEM_WRITER, now);
         }
     }
+}
+
+/// Runs a verification (`check`, over a clone of `reader`) on a thread of
+/// its own at the lowest CPU priority (nice 19, which the threads it
+/// starts inherit): appends and reads go first, and the verification takes
+/// the CPU they leave. It holds no lock; the caller records the outcome.
+fn in_background<T: Send + 'static>(
+    reader: &LogReader,
+    check: impl FnOnce(LogReader) -> stele_log::LogResult<T> + Send + 'static,
+) -> stele_log::LogResult<T> {
+    let reader = reader.clone();
+    let thread = std::thread::Builder::new()
+        .name("stele-verify".into())
+        .spawn(move || {
+            // On Linux, PRIO_PROCESS with no pid is the calling thread. A
+            // refusal (a seccomp profile, say) only leaves the priority.
+            let _ = rustix::process::setpriority_process(None, 19);
+            check(reader)
+        })
+        .map_err(|e| stele_log::LogError::Internal(format!("verification thread: {e}")))?;
+    thread.join().unwrap_or_else(|_| {
+        Err(stele_log::LogError::Internal(
+            "the verification thread panicked".into(),
+        ))
+    })
 }
 
 /// Runs one attestation and records its outcome (log, metrics, readiness).

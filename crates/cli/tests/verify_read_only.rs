@@ -237,7 +237,7 @@ fn start_server(data: &Path) -> (Server, u16, String) {
         .args([
             "serve",
             "--data",
-            p(&data),
+            p(data),
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--publish-interval-ms",

@@ -349,8 +349,8 @@ impl From<&Hold> for HoldRecord {
         HoldRecord {
             hold: hold.id.clone(),
             streams: hold.streams.clone(),
-            from: hold.from.clone(),
-            to: hold.to.clone(),
+            from: hold.from,
+            to: hold.to,
             reason: hold.reason.clone(),
             placed_by: hold.placed_by.clone(),
             placed_at: hold.placed_at.clone(),
@@ -366,8 +366,8 @@ impl HoldRecord {
         Hold {
             id: self.hold.clone(),
             streams: self.streams.clone(),
-            from: self.from.clone(),
-            to: self.to.clone(),
+            from: self.from,
+            to: self.to,
             reason: self.reason.clone(),
             placed_by: self.placed_by.clone(),
             placed_at: self.placed_at.clone(),

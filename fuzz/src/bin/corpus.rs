@@ -304,7 +304,7 @@ fn segment_path(data: &Path, id: u32) -> Option<PathBuf> {
 /// and the events with their stored forms.
 fn public_files(c: &Corpus, data: &Path) {
     let log = Log::open(data, OpenOptions::default()).expect("reopen");
-    let note = log.checkpoint_note();
+    let note = log.reader().checkpoint_note();
     c.add("signed_note", "checkpoint", note.as_bytes());
     let text = &note[..note.find("\n\n").expect("note text") + 1];
     c.add("checkpoint", "checkpoint", text.as_bytes());
@@ -316,14 +316,14 @@ fn public_files(c: &Corpus, data: &Path) {
     let meta = Log::read_meta(data).expect("meta");
     c.add("verifier_key", "meta", meta.verifier_key.as_bytes());
     for index in [0, 1, 7, log.size() - 1] {
-        let proof = log.inclusion_proof(index, None).expect("proof");
+        let proof = log.reader().inclusion_proof(index, None).expect("proof");
         c.add(
             "tlog_proof",
             &format!("entry-{index}"),
             proof.encode().as_bytes(),
         );
         // A purged entry keeps its proof but has no event any more.
-        let Ok(stored) = log.get(index) else {
+        let Ok(stored) = log.reader().get(index) else {
             continue;
         };
         let (canonical, stored_form) = stored.envelope.canonical_and_stored();

@@ -519,6 +519,20 @@ fn attestation_problem(log: &LogReader, ledger: &Ledger) -> Option<(String, Stri
 }
 
 pub(crate) fn governance_problems(log: &LogReader) -> Vec<(String, String)> {
+    let problems = governance_problems_in(log);
+    // A frozen view beside a running writer: a policy, hold or attestation
+    // recorded since the view was taken has its file already. Only what
+    // the log as it is now does not account for either is a problem.
+    match log.live() {
+        Some(live) if !problems.is_empty() => {
+            let now = governance_problems_in(&live);
+            problems.into_iter().filter(|p| now.contains(p)).collect()
+        }
+        _ => problems,
+    }
+}
+
+fn governance_problems_in(log: &LogReader) -> Vec<(String, String)> {
     let mut problems = Vec::new();
     let ledger = match Ledger::replay(log) {
         Ok(ledger) => ledger,

@@ -169,6 +169,12 @@ impl LogReader {
         }
     }
 
+    /// For a view frozen from a writer's: that writer's reader, which
+    /// follows it.
+    pub(crate) fn live(&self) -> Option<LogReader> {
+        self.inner.live.clone().map(|inner| LogReader { inner })
+    }
+
     /// For a view frozen from a writer's: whether that writer has written
     /// (or is writing) bytes of segment `id` beyond `end` by now. Those
     /// bytes are its appends since the view, not a problem of the view.

@@ -20,6 +20,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/throwaway-tls.sh
+. "$ROOT/scripts/throwaway-tls.sh"
 SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -144,17 +146,7 @@ printf 'baseline\tstele_engine_events_per_s\t%s\n' "$ENGINE" >>"$RESULTS"
 # ---------------------------------------------------------------- TLS material
 say "throwaway CA and server certificate for 127.0.0.1"
 TLS="$WORK/tls"
-mkdir -p "$TLS"
-(
-    cd "$TLS"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
-        -days 2 -subj /CN=stele-bench-ca \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
-        -subj /CN=localhost
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' >ext.cnf
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf
-) >/dev/null 2>&1
+throwaway_tls "$TLS"
 echo "ok"
 
 # ---------------------------------------------------------------- stele

@@ -25,6 +25,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/throwaway-tls.sh
+. "$ROOT/scripts/throwaway-tls.sh"
 ENTRIES=${BENCH_ENTRIES:-2000000}
 SECONDS_PER_RUN=${BENCH_SECONDS:-15}
 CLIENTS=${BENCH_CLIENTS:-8}
@@ -82,17 +84,7 @@ ADMIN=$("$STELE" token create --data "$DATA" --principal bench-admin --role admi
 
 # ---------------------------------------------------------------- TLS
 TLS="$WORK/tls"
-mkdir -p "$TLS"
-(
-    cd "$TLS"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
-        -days 2 -subj /CN=stele-bench-ca \
-        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout server.key -out server.csr \
-        -subj /CN=localhost
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n' >ext.cnf
-    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf
-) >/dev/null 2>&1
+throwaway_tls "$TLS"
 
 # ---------------------------------------------------------------- server
 PORT=""

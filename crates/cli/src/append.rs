@@ -113,7 +113,7 @@ pub fn run(data: &DataArgs, stream: Option<&str>, claimed: Option<String>) -> Cl
     let at = now()?;
     let mut log = open(data)?;
     let operator = Operator::of(&log);
-    let policy = log.active_policy();
+    let policy = log.reader().active_policy();
     authorize_before_input(&mut log, &operator, &policy, stream, at)?;
     let gate = Gate {
         routed: Preparer::new(&writer, "cli", policy.default_stream()).with_policy(policy.clone()),
@@ -176,7 +176,7 @@ pub fn run(data: &DataArgs, stream: Option<&str>, claimed: Option<String>) -> Cl
             )))
         }
     };
-    let note = log.publish()?;
+    let note = log.writer().publish()?;
     let mut out = std::io::stdout().lock();
     out.write_all(note.as_bytes())?;
     out.flush()?;

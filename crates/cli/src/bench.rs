@@ -387,7 +387,7 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     )?;
     outln!(
         "publish   final checkpoint at size {} after {:.2}s total",
-        log.published_size(),
+        log.reader().published_size(),
         total_secs
     )?;
     let per_event = |bytes: u64| bytes as f64 / args.events as f64;

@@ -243,9 +243,9 @@ fn explain(args: ExplainArgs) -> CliResult<u8> {
             let mut log = open(&data)?;
             let operator = Operator::of(&log);
             operator.authorize(&mut log, Action::PolicyRead, Resource::Log, at)?;
-            let applied = !log.policy_versions().is_empty();
-            let policy = (*log.active_policy()).clone();
-            let from = match log.policy_versions().last() {
+            let applied = !log.reader().policy_versions().is_empty();
+            let policy = (*log.reader().active_policy()).clone();
+            let from = match log.reader().policy_versions().last() {
                 Some(v) => format!("the active policy of {} (version {})", dir.display(), v.seq),
                 None => format!(
                     "the shipped default policy ({} has none applied)",
@@ -310,14 +310,17 @@ fn apply(data: &DataArgs, file: &Path, allow_lockout: bool) -> CliResult<u8> {
              or pass --allow-lockout"
         )));
     }
-    let outcome = match log.apply_policy(policy, &operator.principal, at) {
+    let outcome = match log
+        .governance()
+        .apply_policy(policy, &operator.principal, at)
+    {
         Ok(outcome) => outcome,
         Err(LogError::Refused(message)) => {
             return Err(Failure::refused(format!("policy not applied: {message}")));
         }
         Err(e) => return Err(e.into()),
     };
-    log.publish()?;
+    log.writer().publish()?;
     let mut out = String::new();
     match outcome.seq {
         Some(seq) => {
@@ -348,7 +351,8 @@ fn apply(data: &DataArgs, file: &Path, allow_lockout: bool) -> CliResult<u8> {
 }
 
 fn versions_json(log: &Log) -> Vec<Value> {
-    log.policy_versions()
+    log.reader()
+        .policy_versions()
         .iter()
         .map(|v| {
             json!({
@@ -367,7 +371,7 @@ fn show(data: &DataArgs, as_json: bool) -> CliResult<u8> {
     let mut log = open(data)?;
     let operator = Operator::of(&log);
     operator.authorize(&mut log, Action::PolicyRead, Resource::Log, at)?;
-    let policy = log.active_policy();
+    let policy = log.reader().active_policy();
     let hash = hex(&policy.hash());
     if as_json {
         let source = policy.source();
@@ -381,7 +385,7 @@ fn show(data: &DataArgs, as_json: bool) -> CliResult<u8> {
         return Ok(0);
     }
     let mut out = String::new();
-    match log.policy_versions().last() {
+    match log.reader().policy_versions().last() {
         Some(v) => out.push_str(&format!(
             "active policy: {hash} (version {}, applied {} by {})\n",
             v.seq,
@@ -406,10 +410,10 @@ fn show(data: &DataArgs, as_json: bool) -> CliResult<u8> {
     let ids: Vec<&str> = policy.access_policy_ids().collect();
     out.push_str(&format!("access policies: {}\n", ids.join(", ")));
     out.push_str("versions:\n");
-    if log.policy_versions().is_empty() {
+    if log.reader().policy_versions().is_empty() {
         out.push_str("  (none)\n");
     }
-    for v in log.policy_versions() {
+    for v in log.reader().policy_versions() {
         out.push_str(&format!(
             "  {}\t{}\tactivated {}\tby {}\tevent {}\n",
             v.seq,
@@ -471,7 +475,7 @@ pub fn hold(action: HoldAction) -> CliResult<u8> {
             for stream in &streams {
                 operator.authorize(&mut log, Action::HoldAdd, Resource::Stream(stream), at)?;
             }
-            let hold = log.add_hold(
+            let hold = log.governance().add_hold(
                 HoldSpec {
                     streams,
                     from,
@@ -481,7 +485,7 @@ pub fn hold(action: HoldAction) -> CliResult<u8> {
                 &operator.principal,
                 at,
             )?;
-            log.publish()?;
+            log.writer().publish()?;
             let bound = |day: Option<Day>| {
                 day.map_or_else(|| "(unbounded)".to_owned(), |day| day.to_string())
             };
@@ -507,7 +511,7 @@ pub fn hold(action: HoldAction) -> CliResult<u8> {
             let mut log = open(&data)?;
             let operator = Operator::of(&log);
             operator.authorize(&mut log, Action::HoldList, Resource::Log, at)?;
-            let holds = log.holds().to_vec();
+            let holds = log.reader().holds().to_vec();
             if json {
                 print_out(&format!("{}\n", pretty(&json!({ "holds": holds }))?))?;
             } else {
@@ -520,8 +524,10 @@ pub fn hold(action: HoldAction) -> CliResult<u8> {
             let mut log = open(&data)?;
             let operator = Operator::of(&log);
             operator.authorize(&mut log, Action::HoldRelease, Resource::Log, at)?;
-            let hold = log.release_hold(&id, &operator.principal, at)?;
-            log.publish()?;
+            let hold = log
+                .governance()
+                .release_hold(&id, &operator.principal, at)?;
+            log.writer().publish()?;
             print_out(&format!(
                 "released hold {} (event {})\n",
                 hold.id,
@@ -559,9 +565,12 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
             let operator = Operator::of(&log);
             // As `GET /v1/retention`.
             operator.authorize(&mut log, Action::PolicyRead, Resource::Log, at)?;
-            let status = log.retention_status(at);
+            let status = log.reader().retention_status(at);
             if json {
-                print_out(&format!("{}\n", pretty(&log.retention_report(at))?))?;
+                print_out(&format!(
+                    "{}\n",
+                    pretty(&log.reader().retention_report(at))?
+                ))?;
                 return Ok(0);
             }
             let mut out = String::new();
@@ -581,7 +590,7 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
                     if s.due { "DUE" } else { "not due" }
                 ));
             }
-            for t in log.purged().values() {
+            for t in log.reader().purged().values() {
                 out.push_str(&purge_line(t));
             }
             print_out(&out)?;
@@ -589,10 +598,10 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
         }
         RetentionAction::Run { data, wait } => {
             let mut log = open(&data)?;
-            log.set_retention_grace(retention_grace()?);
+            log.governance().set_retention_grace(retention_grace()?);
             let operator = Operator::of(&log);
             operator.authorize(&mut log, Action::RetentionRun, Resource::Log, at)?;
-            let mut run = log.run_retention(&operator.principal, at)?;
+            let mut run = log.governance().run_retention(&operator.principal, at)?;
             let mut purged = std::mem::take(&mut run.purged);
             while wait && !run.waiting.is_empty() {
                 let left = run
@@ -606,12 +615,14 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
                     run.waiting.len(),
                     left.as_secs()
                 );
-                log.publish()?;
+                log.writer().publish()?;
                 std::thread::sleep(left);
-                run = log.run_retention(&operator.principal, now()?)?;
+                run = log
+                    .governance()
+                    .run_retention(&operator.principal, now()?)?;
                 purged.append(&mut run.purged);
             }
-            log.publish()?;
+            log.writer().publish()?;
             for (status, left) in &run.waiting {
                 eprintln!(
                     "stele: stream {} epoch {} is due and announced (retention.due); it is purged after {} s more of grace by `stele serve`, or by `stele retention run --wait`",
@@ -636,12 +647,14 @@ pub fn retention(action: RetentionAction) -> CliResult<u8> {
                 .parse::<Day>()
                 .map_err(|e| Failure::usage(format!("--epoch: {e}")))?;
             let mut log = open(&data)?;
-            log.set_retention_grace(retention_grace()?);
+            log.governance().set_retention_grace(retention_grace()?);
             let operator = Operator::of(&log);
             operator.authorize(&mut log, Action::RetentionRun, Resource::Log, at)?;
-            let result = log.purge_epoch(&stream, day, &operator.principal, at);
+            let result = log
+                .governance()
+                .purge_epoch(&stream, day, &operator.principal, at);
             // A refusal was recorded; make it part of a checkpoint.
-            log.publish()?;
+            log.writer().publish()?;
             match result {
                 Ok(tombstone) => {
                     print_out(&purge_line(&tombstone))?;

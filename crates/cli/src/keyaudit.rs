@@ -115,10 +115,12 @@ pub fn keys(action: KeysAction) -> CliResult<u8> {
             let operator = Operator::of(&log);
             operator.authorize(&mut log, Action::KeyRotate, Resource::Log, at)?;
             // Recorded by the engine as a `key.rotated` system event.
-            let info = log.rotate_kek_as(new, &operator.principal, at)?;
-            let data_keys = log.data_key_ages()?.len();
-            let event_index = log.size() - 1;
-            log.publish()?;
+            let info = log
+                .governance()
+                .rotate_kek_as(new, &operator.principal, at)?;
+            let data_keys = log.reader().data_key_ages()?.len();
+            let event_index = log.reader().size() - 1;
+            log.writer().publish()?;
             print_out(&format!(
                 "rotated the key-encryption key: now #{} ({}), created {}; {data_keys} data keys and the signing key re-wrapped (event {})\n",
                 info.number,
@@ -144,18 +146,19 @@ pub fn keys(action: KeysAction) -> CliResult<u8> {
 }
 
 fn info(log: &Log, as_json: bool, at: jiff::Timestamp) -> CliResult<u8> {
-    let kek: KekInfo = log.kek_info()?;
-    let policy = log.active_policy();
+    let kek: KekInfo = log.reader().kek_info()?;
+    let policy = log.reader().active_policy();
     let max = policy.keys().max_kek_age;
     let too_old = policy.keys().kek_too_old(kek.created_at, at.as_second());
     let age_days = (at.as_second() - kek.created_at).max(0) / DAY;
     // Segment id -> (stream, epoch) for the stored epochs.
     let segments: std::collections::HashMap<u32, (String, String)> = log
+        .reader()
         .retention_status(at)
         .into_iter()
         .map(|s| (s.segment, (s.stream, s.epoch_day.to_string())))
         .collect();
-    let data_keys = log.data_key_ages()?;
+    let data_keys = log.reader().data_key_ages()?;
     let source = match kek.source {
         KekAgeSource::Recorded => "recorded",
         KekAgeSource::KeyFileModified => "key file time",
@@ -231,16 +234,18 @@ pub fn audit(action: AuditAction) -> CliResult<u8> {
             let mut log = open(&data)?;
             let operator = Operator::of(&log);
             operator.authorize(&mut log, Action::AuditRun, Resource::Log, at)?;
-            for problem in log.verify_new_entries(at)? {
+            for problem in log.governance().verify_new_entries(at)? {
                 eprintln!("FAIL incremental: {problem}");
             }
-            let report = log.verify_full(at)?;
+            let report = log.governance().verify_full(at)?;
             for problem in &report.problems {
                 eprintln!("FAIL {problem}");
             }
             // Offline: no listeners, no server policy to compare.
-            let attestation = log.attest_as(&AuditFacts::default(), &operator.principal, at)?;
-            log.publish()?;
+            let attestation =
+                log.governance()
+                    .attest_as(&AuditFacts::default(), &operator.principal, at)?;
+            log.writer().publish()?;
             print_out(&attestation.render())?;
             if attestation.ok {
                 Ok(0)

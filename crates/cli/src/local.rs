@@ -124,7 +124,10 @@ pub struct Operator {
 impl Operator {
     /// The operator of `log`: roles from its active policy.
     pub fn of(log: &Log) -> Operator {
-        Operator::under(&log.active_policy(), !log.policy_versions().is_empty())
+        Operator::under(
+            &log.reader().active_policy(),
+            !log.reader().policy_versions().is_empty(),
+        )
     }
 
     /// The operator of the log `reader` reads: roles from its active policy.
@@ -180,7 +183,7 @@ impl Operator {
         resource: Resource<'_>,
         now: Timestamp,
     ) -> CliResult<()> {
-        let decision = self.decide(&log.active_policy(), action, resource, now);
+        let decision = self.decide(&log.reader().active_policy(), action, resource, now);
         if decision.allowed {
             return Ok(());
         }
@@ -247,12 +250,12 @@ pub fn append_system_event(
     now: Timestamp,
 ) -> Result<u64, LogError> {
     let prepared = event.prepare("cli", now)?;
-    let receipts = log.append_batch(std::slice::from_ref(&prepared))?;
+    let receipts = log.writer().append_batch(std::slice::from_ref(&prepared))?;
     let index = receipts
         .first()
         .map(|r| r.index)
         .ok_or_else(|| LogError::Internal("the system event was not appended".into()))?;
-    log.publish()?;
+    log.writer().publish()?;
     Ok(index)
 }
 

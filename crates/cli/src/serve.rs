@@ -246,7 +246,7 @@ fn authorize_token(data: &std::path::Path, action: stele_policy::Action) -> CliR
 /// named by the error, with the HTTP API to use instead.
 fn open_for_tokens(data: &crate::DataArgs) -> CliResult<stele_log::Log> {
     let mut log = crate::open(data)?;
-    for id in log.finish_token_file()? {
+    for id in log.governance().finish_token_file()? {
         eprintln!(
             "stele: token {id} was revoked in the log but not in tokens.json; marked revoked"
         );
@@ -283,7 +283,7 @@ pub fn token(action: TokenAction) -> CliResult<u8> {
             };
             let mut log = open_for_tokens(&data)?;
             let by = crate::local::local_principal();
-            let created = log.create_token(&spec, &by, now)?;
+            let created = log.governance().create_token(&spec, &by, now)?;
             let entry = &created.entry;
             eprintln!(
                 "stele: token {} for {:?} (roles {}{}{}), recorded as event {}; shown once:",
@@ -339,7 +339,7 @@ pub fn token(action: TokenAction) -> CliResult<u8> {
             let now = crate::local::now()?;
             let mut log = open_for_tokens(&data)?;
             let by = crate::local::local_principal();
-            let entry = log.revoke_token(&id, &by, now)?;
+            let entry = log.governance().revoke_token(&id, &by, now)?;
             eprintln!(
                 "stele: token {} of {:?} revoked (event {})",
                 entry.id,

@@ -27,14 +27,14 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use stele_event::time::timestamp_text;
 
-use crate::engine::Log;
 use crate::error::{LogError, LogResult};
 use crate::governance::EpochStatus;
+use crate::governance::Governance;
 use crate::purge::Tombstone;
 use crate::system_event::{self, SystemEvent};
 
 /// The grace period between announcing a purge and carrying it out,
-/// unless the caller sets another ([`Log::set_retention_grace`]).
+/// unless the caller sets another ([`Governance::set_retention_grace`]).
 pub const DEFAULT_RETENTION_GRACE: Duration = Duration::from_secs(3600);
 
 /// How far the wall clock may move apart from the monotonic clock during a
@@ -107,24 +107,26 @@ pub struct RetentionRun {
     pub waiting: Vec<(EpochStatus, Duration)>,
 }
 
-impl Log {
+impl Governance<'_> {
     /// Sets the grace period between announcing a purge and carrying it
     /// out (see the module docs). Zero purges in the run that announces.
     pub fn set_retention_grace(&mut self, grace: Duration) {
-        self.announcements.grace = grace;
+        self.state.announcements.grace = grace;
     }
 
     /// The grace period in force.
     pub fn retention_grace(&self) -> Duration {
-        self.announcements.grace
+        self.state.announcements.grace
     }
 
     /// Announces every epoch due at `now` that this process has not
     /// announced, and purges those whose announcement has matured.
     pub fn run_retention(&mut self, by: &str, now: Timestamp) -> LogResult<RetentionRun> {
-        self.check_writable()?;
+        self.writer.check_writable()?;
         self.check_clock(now, "enforce retention")?;
         let due: Vec<EpochStatus> = self
+            .writer
+            .reader()
             .retention_status(now)
             .into_iter()
             .filter(|s| s.due)
@@ -152,8 +154,8 @@ impl Log {
         now: Timestamp,
     ) -> LogResult<Readiness> {
         let mut clock_note = None;
-        if let Some(existing) = self.announcements.by_segment.get(&status.segment) {
-            match self.announcements.readiness(existing, now) {
+        if let Some(existing) = self.state.announcements.by_segment.get(&status.segment) {
+            match self.state.announcements.readiness(existing, now) {
                 Readiness::ClockDisagrees { wall, monotonic } => {
                     clock_note = Some(format!(
                         "the wall clock moved {wall} s while this process's monotonic clock moved {} s since the last announcement (entry {}); announced again",
@@ -164,7 +166,7 @@ impl Log {
                 ready => return Ok(ready),
             }
         }
-        let grace = self.announcements.grace;
+        let grace = self.state.announcements.grace;
         let event = SystemEvent::RetentionDue {
             actor: by.to_string(),
             attributes: system_event::RetentionDue {
@@ -177,17 +179,18 @@ impl Log {
                 clock: clock_note,
             },
         };
-        let receipt = self.append_system(&event, now)?;
+        let receipt = self.writer.append_system(&event, now)?;
         let announcement = Announcement {
             wall: now.as_second(),
             monotonic: Instant::now(),
             event_index: receipt.index,
         };
-        self.announcements
+        self.state
+            .announcements
             .by_segment
             .insert(status.segment, announcement);
         // Just announced: the clocks agree by construction.
-        Ok(self.announcements.readiness(&announcement, now))
+        Ok(self.state.announcements.readiness(&announcement, now))
     }
 
     /// For an explicit purge request: the announcement of a due epoch, or

@@ -2,8 +2,8 @@
 //! policy is still in effect, and signed attestations.
 //!
 //! The scheduler (in the server, or a test with its own clock) calls
-//! [`Log::verify_new_entries`] often, [`Log::verify_full`] rarely and
-//! [`Log::attest`] on its interval. An attestation lists one [`Finding`] per
+//! [`Governance::verify_new_entries`] often, [`Governance::verify_full`] rarely and
+//! [`Governance::attest`] on its interval. An attestation lists one [`Finding`] per
 //! check, is signed with the log's key as a C2SP note over the SHA-256 of
 //! its canonical JSON, and is appended as an `audit.attestation` system
 //! event; `audit/latest.json` keeps the latest one for `stele audit report`.
@@ -22,8 +22,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use stele_store::fsutil;
 
-use crate::engine::{Log, open_checkpoint};
+use crate::engine::open_checkpoint;
 use crate::error::{LogError, LogResult};
+use crate::governance::Governance;
 use crate::reader::LogReader;
 use crate::tiles::{TileBuilder, TileSink};
 use crate::verify::{self, NoProgress};
@@ -261,14 +262,9 @@ impl TileSink for Discard {
     }
 }
 
-impl Log {
+impl Governance<'_> {
     fn audit_state_path(&self) -> PathBuf {
-        audit_state_path(&self.layout.root)
-    }
-
-    /// The saved audit state (default when none).
-    pub fn audit_state(&self) -> LogResult<AuditState> {
-        read_audit_state(&self.layout.root)
+        audit_state_path(&self.writer.layout().root)
     }
 
     /// Verifies the entries published since the last run
@@ -276,8 +272,8 @@ impl Log {
     /// success the verified size moves forward; on failure it stays, and
     /// the problems are kept for the next attestation.
     pub fn verify_new_entries(&mut self, now: Timestamp) -> LogResult<Vec<String>> {
-        let state = self.audit_state()?;
-        let check = self.reader.check_new_entries(&state)?;
+        let state = read_audit_state(&self.writer.layout().root)?;
+        let check = self.writer.reader().check_new_entries(&state)?;
         self.record_new_entries(&check, now)?;
         Ok(check.problems)
     }
@@ -286,7 +282,7 @@ impl Log {
     /// `audit/state.json` (atomic replace: a crash leaves the old state or
     /// the new one).
     pub fn record_new_entries(&mut self, check: &NewEntriesCheck, now: Timestamp) -> LogResult<()> {
-        let mut state = self.audit_state()?;
+        let mut state = read_audit_state(&self.writer.layout().root)?;
         if check.problems.is_empty() && check.size >= state.verified_size {
             state.verified_size = check.size;
             state.verified_root = check.root.clone();
@@ -302,8 +298,8 @@ impl Log {
     pub fn verify_full(&mut self, now: Timestamp) -> LogResult<verify::VerifyReport> {
         // A checkpoint requested but not yet signed would read as a
         // checkpoint that lags the index.
-        self.publish()?;
-        let report = verify::verify(&self.reader, &NoProgress)?;
+        self.writer.publish()?;
+        let report = verify::verify(self.writer.reader(), &NoProgress)?;
         self.record_full_verify(&report, now)?;
         Ok(report)
     }
@@ -315,7 +311,7 @@ impl Log {
         report: &verify::VerifyReport,
         now: Timestamp,
     ) -> LogResult<()> {
-        let mut state = self.audit_state()?;
+        let mut state = read_audit_state(&self.writer.layout().root)?;
         state.v = AUDIT_VERSION;
         state.last_full_at = Some(now.as_second());
         state.last_full_ok = Some(report.ok());
@@ -331,7 +327,7 @@ impl Log {
         self.attest_as(facts, crate::governance::SYSTEM_WRITER, now)
     }
 
-    /// [`Log::attest`] on demand of `by` (an operator or an API principal),
+    /// [`Governance::attest`] on demand of `by` (an operator or an API principal),
     /// who is the `audit.attestation` event's actor.
     pub fn attest_as(
         &mut self,
@@ -339,10 +335,10 @@ impl Log {
         by: &str,
         now: Timestamp,
     ) -> LogResult<Attestation> {
-        self.check_writable()?;
+        self.writer.check_writable()?;
         let incremental = self.verify_new_entries(now)?;
-        let state = self.audit_state()?;
-        let policy = self.active_policy();
+        let state = read_audit_state(&self.writer.layout().root)?;
+        let policy = crate::governance::active_policy(&self.state.policies);
         let policy_hash = hex(&policy.hash());
         let mut findings = verification_findings(&incremental, &state, policy.audit(), now);
         findings.extend(self.retention_findings(now));
@@ -351,17 +347,20 @@ impl Log {
         findings.extend(policy_finding(facts, &policy_hash));
         findings.extend(self.key_findings(&policy, now));
 
-        let note = self.reader.checkpoint_note();
-        let checkpoint =
-            open_checkpoint(self.reader.verifier(), &self.meta.origin, note.as_bytes())
-                .map_err(|e| LogError::Integrity(format!("latest checkpoint: {e}")))?;
+        let note = self.writer.reader().checkpoint_note();
+        let checkpoint = open_checkpoint(
+            self.writer.reader().verifier(),
+            &self.writer.meta().origin,
+            note.as_bytes(),
+        )
+        .map_err(|e| LogError::Integrity(format!("latest checkpoint: {e}")))?;
         let ok = findings.iter().all(|f| f.ok);
         let attestation = Attestation {
             v: AUDIT_VERSION,
             at: now.to_string(),
-            origin: self.meta.origin.clone(),
+            origin: self.writer.meta().origin.clone(),
             policy_hash,
-            policy_seq: self.policies.last().map(|v| v.seq).unwrap_or(0),
+            policy_seq: self.state.policies.last().map(|v| v.seq).unwrap_or(0),
             checkpoint_size: checkpoint.size,
             checkpoint_root: checkpoint.root.to_hex(),
             verified_size: state.verified_size,
@@ -386,19 +385,19 @@ impl Log {
         now: Timestamp,
     ) -> LogResult<Attestation> {
         attestation.signature =
-            stele_tlog::sign_note(&attestation.signed_text(), &[&self.attestor])
+            stele_tlog::sign_note(&attestation.signed_text(), &[&self.state.attestor])
                 .map_err(|e| LogError::Internal(format!("signing the attestation: {e}")))?;
         let event = crate::SystemEvent::AuditAttestation {
             actor: by.to_string(),
             attestation: Box::new(attestation.clone()),
         };
-        let receipt = self.append_system(&event, now)?;
+        let receipt = self.writer.append_system(&event, now)?;
         attestation.event_index = Some(receipt.index);
         write_json(
-            &audit_dir(&self.layout.root).join("latest.json"),
+            &audit_dir(&self.writer.layout().root).join("latest.json"),
             &attestation,
         )?;
-        let mut state = self.audit_state()?;
+        let mut state = read_audit_state(&self.writer.layout().root)?;
         state.last_attestation_at = Some(now.as_second());
         write_json(&self.audit_state_path(), &state)?;
         Ok(attestation)
@@ -408,7 +407,7 @@ impl Log {
     /// unless held) and `retention.no_early_deletion` (every purge was
     /// allowed when it was made).
     fn retention_findings(&self, now: Timestamp) -> [Finding; 2] {
-        let status = self.retention_status(now);
+        let status = self.writer.reader().retention_status(now);
         let backlog: Vec<String> = status
             .iter()
             .filter(|s| s.due)
@@ -429,9 +428,13 @@ impl Log {
         );
 
         let early: Vec<String> = self
+            .state
             .purged
             .values()
-            .filter_map(|t| self.purge_was_allowed(t).err())
+            .filter_map(|t| {
+                crate::governance::purge_was_allowed(&self.state.policies, &self.state.holds, t)
+                    .err()
+            })
             .collect();
         let early_finding = Finding::new(
             "retention.no_early_deletion",
@@ -439,7 +442,7 @@ impl Log {
             if early.is_empty() {
                 format!(
                     "{} purged epochs, each after its retention and under no hold",
-                    self.purged.len()
+                    self.state.purged.len()
                 )
             } else {
                 early.join("; ")
@@ -454,9 +457,9 @@ impl Log {
         // Every stored epoch must be sealed under a wrapped data key, and
         // its stream declared with encryption required.
         let mut unencrypted = Vec::new();
-        for (id, info) in &self.segments {
+        for (id, info) in self.writer.stored_segments() {
             let stream = &info.header.stream;
-            if !self.layout.dek(*id).exists() {
+            if !self.writer.layout().dek(*id).exists() {
                 unencrypted.push(format!("{stream} {}: data key file missing", info.day));
             }
             if !stream.starts_with('_') && policy.stream(stream).is_none() {
@@ -469,7 +472,7 @@ impl Log {
             if unencrypted.is_empty() {
                 format!(
                     "{} stored epochs, each sealed with AES-256-GCM under its own wrapped data key",
-                    self.segments.len()
+                    self.writer.stored_segments().len()
                 )
             } else {
                 unencrypted.join("; ")
@@ -487,7 +490,7 @@ impl Log {
         let Some(latest) = latest else {
             return Ok(());
         };
-        let behind = match latest_attestation(&self.layout.root) {
+        let behind = match latest_attestation(&self.writer.layout().root) {
             Ok(None) => true,
             Ok(Some(kept)) => kept.event_index.is_some_and(|index| index < latest),
             Err(_) => false,
@@ -495,7 +498,7 @@ impl Log {
         if !behind {
             return Ok(());
         }
-        let event = self.reader.get(latest)?;
+        let event = self.writer.reader().get(latest)?;
         let mut attributes = Value::Object(event.envelope.event.attributes.unwrap_or_default());
         if let Some(map) = attributes.as_object_mut() {
             map.insert("event_index".into(), Value::from(latest));
@@ -507,14 +510,14 @@ impl Log {
         })?;
         // Atomic replace: the old file or the rebuilt one survives a crash.
         write_json(
-            &audit_dir(&self.layout.root).join("latest.json"),
+            &audit_dir(&self.writer.layout().root).join("latest.json"),
             &attestation,
         )
     }
 
     /// Key ages against the policy's bounds.
     fn key_findings(&self, policy: &stele_policy::Policy, now: Timestamp) -> Vec<Finding> {
-        let info = match self.kek_info() {
+        let info = match self.writer.reader().kek_info() {
             Ok(info) => info,
             Err(e) => {
                 return vec![Finding::new(
@@ -686,11 +689,16 @@ pub struct NewEntriesCheck {
 }
 
 impl LogReader {
+    /// The saved audit state (default when none).
+    pub fn audit_state(&self) -> LogResult<AuditState> {
+        read_audit_state(&self.layout().root)
+    }
+
     /// Checks the entries published after `state`'s verified size: each
     /// one's record decrypts and matches its commitment (purged ones
     /// excepted), and the tree extended from the verified root by their
     /// commitments gives the root of the latest signed checkpoint. Reads
-    /// only: the writer records the outcome ([`Log::record_new_entries`]).
+    /// only: the writer records the outcome ([`Governance::record_new_entries`]).
     pub fn check_new_entries(&self, state: &AuditState) -> LogResult<NewEntriesCheck> {
         let note = self.checkpoint_note();
         let checkpoint = open_checkpoint(self.verifier(), &self.meta().origin, note.as_bytes())
@@ -748,7 +756,7 @@ impl LogReader {
     }
 
     /// The whole-log verification (`stele verify`), without progress; the
-    /// writer records its outcome ([`Log::record_full_verify`]).
+    /// writer records its outcome ([`Governance::record_full_verify`]).
     pub fn verify_full(&self) -> LogResult<verify::VerifyReport> {
         verify::verify(self, &NoProgress)
     }

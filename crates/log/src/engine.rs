@@ -1,5 +1,5 @@
-//! The [`Log`]: one open data directory, its recovery, the append path, the
-//! publish path and reads.
+//! The [`LogWriter`]: the append path and the publish path of one open data
+//! directory; its recovery is in `engine/recovery.rs`.
 //!
 //! Life of an entry (each step says what survives a crash right there):
 //! 1. **Seal**: the event is sealed into its segment's staging buffer. Crash:
@@ -17,7 +17,7 @@
 //!    later open integrates and publishes them. Crash before both return: a
 //!    torn index tail is cut; whole index records are kept only if the
 //!    segment records they point at are whole and authentic
-//!    ([`Log::cut_unbacked_tail`]), even though the caller never got their
+//!    ([`LogWriter::cut_unbacked_tail`]), even though the caller never got their
 //!    receipts; the index is cut at the first that is not.
 //! 4. **Integrate** (writer's thread, once the commit thread reports the
 //!    batch durable; only then are its receipts returned): leaves are added
@@ -35,6 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use jiff::Timestamp;
 use stele_event::Envelope;
 use stele_event::time::Day;
 use stele_store::StoreError;
@@ -51,17 +52,19 @@ use zeroize::Zeroizing;
 
 use crate::committer::{Committer, FsyncMetrics, Job};
 use crate::error::{LogError, LogResult};
-use crate::governance::{Hold, PolicyVersion};
 use crate::layout::Layout;
 use crate::meta::{FORMAT_VERSION, Meta};
 use crate::prepare::PreparedEvent;
 use crate::publisher::{PublishJob, PublishState, Publisher};
-use crate::purge::Tombstone;
+use crate::purge::{SegmentEntries, Tombstone};
 use crate::reader::{LogReader, View};
-use crate::recovery::{RemoveTornCreates, discover_segments, repair_public_checkpoint};
+use crate::system_event::SystemEvent;
 use crate::tiles::TileBuilder;
+use recovery::{RemoveTornCreates, discover_segments, repair_public_checkpoint};
 
-/// Most batches written but not yet durable (see [`Log::begin_append`]).
+pub(crate) mod recovery;
+
+/// Most batches written but not yet durable (see [`LogWriter::begin_append`]).
 /// Recovery relies on it: a segment's uncommitted tail holds the records of
 /// at most this many batches.
 pub const MAX_IN_FLIGHT: usize = 2;
@@ -153,54 +156,51 @@ pub(crate) struct InFlight {
     done: Option<Mutex<std::sync::mpsc::Receiver<LogResult<()>>>>,
 }
 
-/// An open log. See the module docs for the life of an entry.
+/// What the writer's open found that governance keeps: the key that signs
+/// attestations and the purge records on disk.
+pub(crate) struct AtOpen {
+    pub(crate) attestor: Signer,
+    pub(crate) purged: BTreeMap<u32, Tombstone>,
+}
+
+/// The writer of an open log: the only thing that changes segments, the
+/// index and tiles. See the module docs for the life of an entry; reads go
+/// through its [`LogReader`], and governance ([`crate::Governance`]) is a
+/// client of the calls it offers.
 #[derive(Debug)]
-pub struct Log {
-    pub(crate) layout: Layout,
-    /// The directory lock; `None` for a read-only handle, which takes none.
-    pub(crate) _lock: Option<DirLock>,
-    pub(crate) meta: Meta,
+pub struct LogWriter {
+    layout: Layout,
+    /// The directory lock: one writer per data directory.
+    _lock: DirLock,
+    meta: Meta,
     /// Wraps the data keys of new segments (shared with the reader, which
     /// unwraps them).
-    pub(crate) kek: Arc<Kek>,
+    kek: Arc<Kek>,
     /// The read side; the writer keeps its view current (see `reader.rs`).
-    pub(crate) reader: LogReader,
-    pub(crate) index: IndexFile,
+    reader: LogReader,
+    index: IndexFile,
     /// Writer generation, bumped lazily before the first append.
-    pub(crate) generation: Option<u32>,
+    generation: Option<u32>,
     /// The salt of every writer session, this one's once it began.
-    pub(crate) sessions: Arc<Sessions>,
-    pub(crate) segments: BTreeMap<u32, SegmentInfo>,
+    sessions: Arc<Sessions>,
+    segments: BTreeMap<u32, SegmentInfo>,
     /// Durable committed length of every segment (header plus every record
     /// an index entry points at). Written whole into the snapshot.
-    pub(crate) committed: HashMap<u32, u64>,
-    pub(crate) active: Vec<ActiveSegment>,
-    pub(crate) tiles: TileBuilder,
+    committed: HashMap<u32, u64>,
+    active: Vec<ActiveSegment>,
+    tiles: TileBuilder,
     /// Idempotency key hash → first entry holding it; loaded from the index
     /// on first use.
-    pub(crate) idempotency: Option<HashMap<u64, Vec<u64>>>,
+    idempotency: Option<HashMap<u64, Vec<u64>>>,
     /// Writes tiles and publishes checkpoints on its own thread.
-    pub(crate) publisher: Publisher,
-    pub(crate) poisoned: Option<String>,
-    /// Tombstones of purged segments, by segment id (see `purge.rs`).
-    pub(crate) purged: BTreeMap<u32, Tombstone>,
-    /// Signs audit attestations (the log's checkpoint key).
-    pub(crate) attestor: Signer,
-    /// Applied policy versions, oldest first (see `governance.rs`).
-    pub(crate) policies: Vec<PolicyVersion>,
-    /// Legal holds, released ones included.
-    pub(crate) holds: Vec<Hold>,
-    /// The newest time the log records (Unix seconds): no governance
-    /// decision is taken at an earlier time (see `governance.rs`).
-    pub(crate) time_floor: Option<i64>,
-    /// Epochs announced due by this process (see `announce.rs`).
-    pub(crate) announcements: crate::announce::Announcements,
+    publisher: Publisher,
+    poisoned: Option<String>,
     /// Makes written batches durable (steps 2b and 3).
-    pub(crate) committer: Committer,
+    committer: Committer,
     /// Batches handed to the committer, oldest first.
-    pub(crate) in_flight: std::collections::VecDeque<InFlight>,
+    in_flight: std::collections::VecDeque<InFlight>,
     /// What this open's recovery kept aside in `recovered/` (one line each).
-    pub(crate) kept_at_open: Vec<String>,
+    kept_at_open: Vec<String>,
 }
 
 fn random_log_id() -> LogResult<[u8; 16]> {
@@ -213,7 +213,7 @@ fn random_log_id() -> LogResult<[u8; 16]> {
 /// written ahead of their records (best effort: the next open cuts any
 /// that are left). With batches in flight, or after a failure, the files
 /// are left as they are for recovery.
-impl Drop for Log {
+impl Drop for LogWriter {
     fn drop(&mut self) {
         if self.poisoned.is_some() || !self.in_flight.is_empty() {
             return;
@@ -225,7 +225,7 @@ impl Drop for Log {
     }
 }
 
-impl Log {
+impl LogWriter {
     /// Creates a new log in `dir` (which must be absent or empty) and
     /// returns its verifier key. Crash story: `meta.json` is written last, so
     /// a crash leaves a directory that `open` refuses as incomplete; remove
@@ -281,21 +281,11 @@ impl Log {
         Ok(meta.verifier_key)
     }
 
-    /// Reads the identity of a data directory without opening it.
-    pub fn read_meta(dir: &Path) -> LogResult<Meta> {
-        check_dir(dir)?;
-        Meta::read(&Layout::new(dir).meta())
-    }
-
-    /// True when the log's key-encryption key needs a passphrase.
-    pub fn needs_passphrase(dir: &Path) -> LogResult<bool> {
-        check_dir(dir)?;
-        Ok(Kek::needs_passphrase(&Layout::new(dir).kek())?)
-    }
-
-    /// Opens the log and recovers: cuts torn tails, integrates every durable
-    /// entry and publishes a checkpoint covering all of them.
-    pub fn open(dir: &Path, options: OpenOptions) -> LogResult<Log> {
+    /// Opens the writer of the log in `dir` (taking its lock), before
+    /// recovery: [`crate::Log::open`] runs [`Self::recover`] next, once
+    /// governance has checked the purge records. Also returns what the open
+    /// found for governance: the attestation signer and the tombstones.
+    pub(crate) fn open(dir: &Path, options: &OpenOptions) -> LogResult<(LogWriter, AtOpen)> {
         check_dir(dir)?;
         let layout = Layout::new(dir);
         let meta = Meta::read(&layout.meta())?;
@@ -322,7 +312,7 @@ impl Log {
             signer,
             attestor,
             verifier,
-        } = open_keys(&layout, &meta, &options)?;
+        } = open_keys(&layout, &meta, options)?;
 
         let sessions = crate::session::load(&layout, &meta)?;
 
@@ -380,9 +370,9 @@ impl Log {
             publish: publisher.shared_state(),
             pending: None,
         });
-        let mut log = Log {
+        let writer = LogWriter {
             layout,
-            _lock: Some(lock),
+            _lock: lock,
             meta,
             kek,
             reader,
@@ -396,26 +386,11 @@ impl Log {
             idempotency: None,
             publisher,
             poisoned: None,
-            purged,
-            attestor,
-            policies: Vec::new(),
-            holds: Vec::new(),
-            time_floor: None,
-            announcements: crate::announce::Announcements::default(),
             committer: Committer::start(),
             in_flight: std::collections::VecDeque::new(),
             kept_at_open: Vec::new(),
         };
-        log.load_governance()?;
-        // A purge record must be genuine before recovery treats its
-        // segment as gone.
-        log.check_pending_purges()?;
-        log.recover()?;
-        // The files beside the log are checked against (and, where a crash
-        // left them behind, rebuilt from) the log's own record.
-        log.reconcile_governance()?;
-        log.finish_governance()?;
-        Ok(log)
+        Ok((writer, AtOpen { attestor, purged }))
     }
 
     /// What this open's recovery cut from segments and kept aside in
@@ -455,8 +430,9 @@ impl Log {
         self.reader.published_size()
     }
 
-    /// Makes the writer's segments, their committed lengths, the
-    /// tombstones, the policy versions and the holds the reader's view.
+    /// Makes the writer's segments and their committed lengths the
+    /// reader's view (governance shares its own state, see
+    /// `Governance::share`).
     /// Called after every change to them, before anything that depends on
     /// the change (an entry pointing into a new segment, the deletion of a
     /// purged segment's key) can be seen.
@@ -464,9 +440,6 @@ impl Log {
         let mut view = self.reader.view_mut();
         view.segments.clone_from(&self.segments);
         view.committed.clone_from(&self.committed);
-        view.purged.clone_from(&self.purged);
-        view.policies.clone_from(&self.policies);
-        view.holds.clone_from(&self.holds);
     }
 
     /// Whether the log still accepts writes (no earlier write, fsync or
@@ -835,6 +808,8 @@ impl Log {
         }
         stele_event::check_stream_name(stream)?;
         if let Some(t) = self
+            .reader
+            .view()
             .purged
             .values()
             .find(|t| t.epoch_day == epoch && t.stream == stream)
@@ -927,6 +902,51 @@ impl Log {
         self.share();
     }
 
+    /// Appends one system event to `_system` and waits for it to be
+    /// durable: governance's one way to record a decision. The event is
+    /// built (and its size checked) before anything is written. An event
+    /// with a client id (see [`SystemEvent::client_id`]) retried with
+    /// identical content returns the original receipt instead of appending
+    /// again.
+    pub fn append_system(&mut self, event: &SystemEvent, now: Timestamp) -> LogResult<Receipt> {
+        let prepared = event.prepare("system", now)?;
+        let receipt = self
+            .append_batch(std::slice::from_ref(&prepared))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| LogError::Internal("system event was not appended".into()))?;
+        self.publish_soon()?;
+        Ok(receipt)
+    }
+
+    /// The stored segments by id (a retired one is no longer here).
+    pub(crate) fn stored_segments(&self) -> &BTreeMap<u32, SegmentInfo> {
+        &self.segments
+    }
+
+    /// The entries of segment `id`, read from the index in one pass (a
+    /// purge records them and compares with them).
+    pub(crate) fn segment_entries(&self, id: u32) -> LogResult<SegmentEntries> {
+        crate::purge::segment_entries(&self.index, id)
+    }
+
+    /// The key-encryption key that wraps the data keys of new segments.
+    pub(crate) fn kek(&self) -> &Arc<Kek> {
+        &self.kek
+    }
+
+    /// Makes `kek` the one new data keys are wrapped under, for this writer
+    /// and its reader (a key rotation passed its commit point).
+    pub(crate) fn install_kek(&mut self, kek: Kek) {
+        self.kek = Arc::new(kek);
+        self.reader.set_kek(self.kek.clone());
+    }
+
+    /// The identity file's contents, for a key rotation to update.
+    pub(crate) fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+
     /// The generation of this handle's writer session, which begins before
     /// any segment is opened for appending.
     fn session_generation(&self) -> LogResult<u32> {
@@ -936,13 +956,15 @@ impl Log {
 
     fn next_segment_id(&self) -> LogResult<u32> {
         // Purged segments keep their ids reserved through their tombstones.
-        let mut max = self
-            .segments
-            .keys()
-            .next_back()
-            .copied()
-            .unwrap_or(0)
-            .max(self.purged.keys().next_back().copied().unwrap_or(0));
+        let mut max = self.segments.keys().next_back().copied().unwrap_or(0).max(
+            self.reader
+                .view()
+                .purged
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(0),
+        );
         // Data key files outlive nothing they describe, but an id whose key
         // file exists may have been handed out just before a crash.
         if let Ok(entries) = std::fs::read_dir(self.layout.deks()) {

@@ -23,6 +23,7 @@
 //! [`Log::open`] can finish a change interrupted between its file and its
 //! event without logging it twice.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,12 +37,13 @@ use stele_policy::{AppliedPolicy, Policy, PolicySource};
 use stele_store::StoreError;
 use stele_store::fsutil;
 
-use crate::engine::{Log, Receipt};
+use crate::engine::LogWriter;
 use crate::error::{LogError, LogResult};
 use crate::ledger::Ledger;
-use crate::prepare::PreparedEvent;
 use crate::purge::{self, MAX_LISTED_RANGES, TOMBSTONE_VERSION, Tombstone};
+use crate::reader::LogReader;
 use crate::system_event::{self, SystemEvent};
+use stele_tlog::Signer;
 use stele_tlog::hash::hex;
 
 /// The writer recorded on system events.
@@ -66,6 +68,51 @@ pub const PURGE_STOP_POINTS: [&str; 5] = [
     "purge 4: data key deleted",
     "purge 5: segment deleted",
 ];
+
+/// What governance keeps between calls: the files' contents once checked
+/// against the log, and this process's own state (the newest time the log
+/// records, announced purges, the attestation key). Owned by [`crate::Log`]
+/// beside the writer; [`Governance`] works on it.
+#[derive(Debug)]
+pub(crate) struct GovernanceState {
+    /// Applied policy versions, oldest first.
+    pub(crate) policies: Vec<PolicyVersion>,
+    /// Legal holds, released ones included.
+    pub(crate) holds: Vec<Hold>,
+    /// Tombstones of purged segments, by segment id (see `purge.rs`).
+    pub(crate) purged: BTreeMap<u32, Tombstone>,
+    /// The newest time the log records (Unix seconds): no governance
+    /// decision is taken at an earlier time.
+    pub(crate) time_floor: Option<i64>,
+    /// Epochs announced due by this process (see `announce.rs`).
+    pub(crate) announcements: crate::announce::Announcements,
+    /// Signs audit attestations (the log's checkpoint key).
+    pub(crate) attestor: Signer,
+}
+
+impl GovernanceState {
+    pub(crate) fn new(attestor: Signer, purged: BTreeMap<u32, Tombstone>) -> GovernanceState {
+        GovernanceState {
+            policies: Vec::new(),
+            holds: Vec::new(),
+            purged,
+            time_floor: None,
+            announcements: crate::announce::Announcements::default(),
+            attestor,
+        }
+    }
+}
+
+/// Governance of an open log (policy versions, holds, retention purges,
+/// attestations, key rotation, tokens), as a client of its writer: every
+/// decision is recorded through [`LogWriter::append_system`] before it
+/// acts, and a purge retires its segment through
+/// [`LogWriter::retire_segment`]. Borrowed from [`crate::Log::governance`].
+#[derive(Debug)]
+pub struct Governance<'a> {
+    pub(crate) writer: &'a mut LogWriter,
+    pub(crate) state: &'a mut GovernanceState,
+}
 
 /// Checks what a hold request gives, before anything is built.
 fn check_hold_spec(spec: &HoldSpec) -> LogResult<()> {
@@ -279,24 +326,38 @@ fn shipped_default_ref() -> &'static Policy {
     shipped_default_ref_arc()
 }
 
-impl Log {
+impl<'a> Governance<'a> {
+    pub(crate) fn new(writer: &'a mut LogWriter, state: &'a mut GovernanceState) -> Self {
+        Governance { writer, state }
+    }
+
+    /// Makes the policy versions, holds and tombstones the reader's view.
+    /// Called after every change to them, before anything that depends on
+    /// the change (the deletion of a purged segment's key) can be seen.
+    fn share(&self) {
+        let mut view = self.writer.reader().view_mut();
+        view.purged.clone_from(&self.state.purged);
+        view.policies.clone_from(&self.state.policies);
+        view.holds.clone_from(&self.state.holds);
+    }
+
     fn policies_dir(&self) -> PathBuf {
-        self.layout.root.join("policies")
+        self.writer.layout().root.join("policies")
     }
 
     fn holds_path(&self) -> PathBuf {
-        self.layout.holds()
+        self.writer.layout().holds()
     }
 
     pub(crate) fn tombstone_path(&self, stream: &str, day: Day) -> PathBuf {
-        self.layout.tombstone(stream, day)
+        self.writer.layout().tombstone(stream, day)
     }
 
     /// Reads `policies/` and `holds.json` (at open).
-    pub(crate) fn load_governance(&mut self) -> LogResult<()> {
-        let versions = read_policy_versions(&self.layout.root)?;
-        self.policies = versions;
-        self.holds = read_holds(&self.holds_path())?;
+    pub(crate) fn load(&mut self) -> LogResult<()> {
+        let versions = read_policy_versions(&self.writer.layout().root)?;
+        self.state.policies = versions;
+        self.state.holds = read_holds(&self.holds_path())?;
         self.share();
         Ok(())
     }
@@ -306,9 +367,9 @@ impl Log {
     /// is missing. Every step is idempotent. Policy versions and holds need
     /// nothing here: their event comes first, and `reconcile_governance`
     /// has already rebuilt any file a crash left behind.
-    pub(crate) fn finish_governance(&mut self) -> LogResult<()> {
+    pub(crate) fn finish_interrupted(&mut self) -> LogResult<()> {
         let now = Timestamp::now();
-        let pending: Vec<u32> = self.purged.keys().copied().collect();
+        let pending: Vec<u32> = self.state.purged.keys().copied().collect();
         for id in pending {
             self.complete_purge(id, now, None)?;
         }
@@ -317,7 +378,7 @@ impl Log {
         // Bytes recovery kept aside whose `log.recovered` event is owed.
         self.record_salvage_events(now)?;
         // Open returns with everything it appended under a checkpoint.
-        self.publish()?;
+        self.writer.publish()?;
         Ok(())
     }
 
@@ -328,26 +389,26 @@ impl Log {
     /// a hold released without a `hold.released` event, an altered field)
     /// fails the open, naming the file and the event, and nothing acts on
     /// it.
-    pub(crate) fn reconcile_governance(&mut self) -> LogResult<()> {
-        let ledger = Ledger::replay(&self.reader)?;
+    pub(crate) fn reconcile(&mut self) -> LogResult<()> {
+        let ledger = Ledger::replay(self.writer.reader())?;
         self.reconcile_policies(&ledger)?;
         self.reconcile_holds(&ledger)?;
         self.reconcile_purges(&ledger)?;
         self.reconcile_attestation(ledger.latest_attestation)?;
         let last_entry = self
-            .index
-            .len()
+            .writer
+            .size()
             .checked_sub(1)
-            .and_then(|last| self.reader.get(last).ok())
+            .and_then(|last| self.writer.reader().get(last).ok())
             .and_then(|e| parse_timestamp(&e.envelope.received_at).ok());
-        self.time_floor = ledger.newest.max(last_entry);
+        self.state.time_floor = ledger.newest.max(last_entry);
         Ok(())
     }
 
     fn reconcile_policies(&mut self, ledger: &Ledger) -> LogResult<()> {
         let dir = self.policies_dir();
         let file_of = |seq: u64| dir.join(format!("{seq:06}.json"));
-        if let Some(extra) = self.policies.get(ledger.policies.len()) {
+        if let Some(extra) = self.state.policies.get(ledger.policies.len()) {
             return Err(LogError::Integrity(format!(
                 "{}: no policy.applied event in the log records policy version {} (the log records {} version(s)); nothing acts on it — remove the file (a version is applied only once the log records it) and apply the policy again",
                 file_of(extra.seq).display(),
@@ -357,7 +418,7 @@ impl Log {
         }
         for (position, logged) in ledger.policies.iter().enumerate() {
             let path = file_of(logged.seq);
-            match self.policies.get(position) {
+            match self.state.policies.get(position) {
                 Some(cached) => {
                     let differs = crate::ledger::policy_differences(cached, logged);
                     if !differs.is_empty() {
@@ -372,7 +433,7 @@ impl Log {
                         ));
                     }
                     if cached.event_index.is_none() {
-                        self.policies[position].event_index = Some(logged.event_index);
+                        self.state.policies[position].event_index = Some(logged.event_index);
                         write_policy_file(&self.policies_dir(), &self.policy_file(position))?;
                     }
                 }
@@ -400,7 +461,7 @@ impl Log {
                             logged.hash
                         )));
                     }
-                    self.policies.push(PolicyVersion {
+                    self.state.policies.push(PolicyVersion {
                         seq: logged.seq,
                         activated_at: logged.activated_at,
                         applied_by: logged.applied_by.clone(),
@@ -422,8 +483,8 @@ impl Log {
     fn reconcile_holds(&mut self, ledger: &Ledger) -> LogResult<()> {
         let path = self.holds_path();
         let logged = crate::ledger::holds_by_id(&ledger.holds);
-        let mut behind = self.holds.len() != ledger.holds.len();
-        for cached in &self.holds {
+        let mut behind = self.state.holds.len() != ledger.holds.len();
+        for cached in &self.state.holds {
             let Some(record) = logged.get(cached.id.as_str()) else {
                 return Err(LogError::Integrity(format!(
                     "{}: no hold.placed event in the log records hold {}; nothing acts on it",
@@ -466,7 +527,7 @@ impl Log {
             }
             behind |= !differs.is_empty();
         }
-        self.holds = ledger.holds.clone();
+        self.state.holds = ledger.holds.clone();
         self.share();
         if behind {
             // Crash: the next open rebuilds it again.
@@ -477,7 +538,7 @@ impl Log {
 
     fn reconcile_purges(&mut self, ledger: &Ledger) -> LogResult<()> {
         self.adopt_purge_events(ledger)?;
-        for (id, tombstone) in &self.purged {
+        for (id, tombstone) in &self.state.purged {
             let path = self.tombstone_path(&tombstone.stream, tombstone.epoch_day);
             let logged = ledger.purges.get(id);
             match (tombstone.event_index, logged) {
@@ -505,7 +566,7 @@ impl Log {
             }
         }
         for (id, record) in &ledger.purges {
-            if !self.purged.contains_key(id) {
+            if !self.state.purged.contains_key(id) {
                 return Err(LogError::Integrity(format!(
                     "segment {id}: the log records its purge (entry {}), but its purge record (segments/<stream>/<day>.purged) is missing",
                     record.event_index
@@ -525,14 +586,14 @@ impl Log {
     /// same again.
     fn adopt_purge_events(&mut self, ledger: &Ledger) -> LogResult<()> {
         for (id, record) in &ledger.purges {
-            let Some(mut tombstone) = self.purged.get(id).cloned() else {
+            let Some(mut tombstone) = self.state.purged.get(id).cloned() else {
                 continue;
             };
             if tombstone.event_index.is_none() && record.attributes == tombstone.event_attributes()
             {
                 tombstone.event_index = Some(record.event_index);
                 tombstone.write(&self.tombstone_path(&tombstone.stream, tombstone.epoch_day))?;
-                self.purged.insert(*id, tombstone);
+                self.state.purged.insert(*id, tombstone);
             }
         }
         Ok(())
@@ -542,7 +603,7 @@ impl Log {
     /// log records: a clock set back must not backdate a policy version or
     /// make a purge look older than it is.
     pub(crate) fn check_clock(&self, now: Timestamp, what: &str) -> LogResult<()> {
-        match self.time_floor {
+        match self.state.time_floor {
             Some(floor) if now.as_second() < floor => Err(LogError::Refused(format!(
                 "refused to {what}: the clock reads {now}, earlier than the newest time the log records ({}); Stele takes no governance decision at a time earlier than the log's — correct the clock",
                 timestamp_text(floor)
@@ -554,50 +615,13 @@ impl Log {
     /// Raises the newest time the log records.
     fn note_time(&mut self, now: Timestamp) {
         let now = now.as_second();
-        self.time_floor = Some(self.time_floor.map_or(now, |f| f.max(now)));
-    }
-
-    /// Prepares one system event for `_system` (source `system`),
-    /// refusing (before anything is written) one the log could not take,
-    /// e.g. over the event size limit.
-    fn prepare_system(&self, event: &SystemEvent, now: Timestamp) -> LogResult<PreparedEvent> {
-        event.prepare("system", now)
-    }
-
-    /// Appends one prepared system event and waits for it to be durable.
-    fn append_prepared_system(&mut self, prepared: PreparedEvent) -> LogResult<Receipt> {
-        let receipt = self
-            .append_batch(std::slice::from_ref(&prepared))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| LogError::Internal("system event was not appended".into()))?;
-        self.publish_soon()?;
-        Ok(receipt)
-    }
-
-    /// Appends one system event to `_system` and waits for it to be durable.
-    /// An event with a client id (see [`SystemEvent::client_id`]) retried
-    /// with identical content returns the original receipt instead of
-    /// appending again.
-    pub fn append_system(&mut self, event: &SystemEvent, now: Timestamp) -> LogResult<Receipt> {
-        let prepared = self.prepare_system(event, now)?;
-        self.append_prepared_system(prepared)
+        self.state.time_floor = Some(self.state.time_floor.map_or(now, |f| f.max(now)));
     }
 
     // ----- policy versions -----
 
-    /// The policy in effect now (the shipped default when none was applied).
-    pub fn active_policy(&self) -> Arc<Policy> {
-        active_policy(&self.policies)
-    }
-
-    /// Every applied policy version, oldest first.
-    pub fn policy_versions(&self) -> &[PolicyVersion] {
-        &self.policies
-    }
-
     fn policy_file(&self, position: usize) -> PolicyFile {
-        let version = &self.policies[position];
+        let version = &self.state.policies[position];
         PolicyFile {
             v: 1,
             seq: version.seq,
@@ -625,10 +649,10 @@ impl Log {
         applied_by: &str,
         now: Timestamp,
     ) -> LogResult<ApplyOutcome> {
-        self.check_writable()?;
+        self.writer.check_writable()?;
         let hash = hex(&policy.hash());
-        let current = self.active_policy();
-        if !self.policies.is_empty() && hex(&current.hash()) == hash {
+        let current = active_policy(&self.state.policies);
+        if !self.state.policies.is_empty() && hex(&current.hash()) == hash {
             return Ok(ApplyOutcome {
                 seq: None,
                 hash,
@@ -639,7 +663,8 @@ impl Log {
         check_principal(applied_by)?;
         self.check_clock(now, "apply a policy")?;
         let mut orphaned: Vec<String> = self
-            .segments
+            .writer
+            .stored_segments()
             .values()
             .filter(|info| !info.header.stream.starts_with('_'))
             .filter(|info| policy.stream(&info.header.stream).is_none())
@@ -653,12 +678,13 @@ impl Log {
                 orphaned.join(", ")
             )));
         }
-        let seq = self.policies.len() as u64 + 1;
+        let seq = self.state.policies.len() as u64 + 1;
         // Data written before the first version was kept forever by the
         // shipped default; it stays so (see `applied`).
         let prior_data = seq == 1
             && self
-                .segments
+                .writer
+                .stored_segments()
                 .values()
                 .any(|info| !info.header.stream.starts_with('_'));
         let version = PolicyVersion {
@@ -670,7 +696,7 @@ impl Log {
             event_index: None,
             prior_data,
         };
-        let previous = self.active_policy();
+        let previous = active_policy(&self.state.policies);
         let changes: Vec<String> = stele_policy::retention_changes(&previous, &version.policy)
             .iter()
             .filter_map(describe_change)
@@ -689,26 +715,25 @@ impl Log {
             },
         };
         // Built (and its size checked) before anything is written.
-        let prepared = self
-            .prepare_system(&event, now)
-            .map_err(|e| match e {
+        let appended = self.writer.append_system(&event, now).map_err(|e| match e {
                 LogError::Event(e) => LogError::Usage(format!(
                     "the policy is too large to record in the log ({e}); the TOML and Cedar text together must fit in one event"
                 )),
                 other => other,
-            })?;
+            });
         // 1. The commit point: the `policy.applied` event, holding the
-        //    policy itself, is durable. Crash: the next open finds it and
-        //    writes `policies/<seq>.json` from it.
-        let receipt = self.append_prepared_system(prepared)?;
+        //    policy itself, is durable (built, and its size checked, before
+        //    anything is written). Crash: the next open finds it and writes
+        //    `policies/<seq>.json` from it.
+        let receipt = appended?;
         self.note_time(now);
-        self.policies.push(PolicyVersion {
+        self.state.policies.push(PolicyVersion {
             event_index: Some(receipt.index),
             ..version
         });
         self.share();
         // 2. The cache file. Crash: rebuilt by the next open.
-        let position = self.policies.len() - 1;
+        let position = self.state.policies.len() - 1;
         fsutil::create_dir_durable(&self.policies_dir())?;
         write_policy_file(&self.policies_dir(), &self.policy_file(position))?;
         Ok(ApplyOutcome {
@@ -719,35 +744,10 @@ impl Log {
         })
     }
 
-    /// The retention history: every applied version from its activation,
-    /// preceded by the shipped default from the beginning of time when
-    /// version 1 found data already written (that data was promised
-    /// "forever", and a later policy only ever lengthens what was written).
-    /// Empty when no version was applied (then everything is kept).
-    fn applied(&self) -> Vec<AppliedPolicy<'_>> {
-        let mut history = Vec::with_capacity(self.policies.len() + 1);
-        if self.policies.first().is_some_and(|v| v.prior_data) {
-            history.push(AppliedPolicy {
-                activated_at: i64::MIN,
-                policy: shipped_default_ref(),
-            });
-        }
-        history.extend(self.policies.iter().map(|v| AppliedPolicy {
-            activated_at: v.activated_at,
-            policy: &v.policy,
-        }));
-        history
-    }
-
     // ----- holds -----
 
-    /// Every hold ever placed, released ones included.
-    pub fn holds(&self) -> &[Hold] {
-        &self.holds
-    }
-
     fn write_holds(&self) -> LogResult<()> {
-        let bytes = encode_holds(&self.holds)?;
+        let bytes = encode_holds(&self.state.holds)?;
         fsutil::atomic_replace(&self.holds_path(), &bytes, 0o644)?;
         Ok(())
     }
@@ -757,7 +757,7 @@ impl Log {
     /// the commit point (the hold protects data from then on);
     /// `holds.json` is rewritten next, or rebuilt by the next open.
     pub fn add_hold(&mut self, spec: HoldSpec, by: &str, now: Timestamp) -> LogResult<Hold> {
-        self.check_writable()?;
+        self.writer.check_writable()?;
         check_hold_spec(&spec)?;
         check_principal(by)?;
         let from = spec.from.as_deref().map(str::parse::<Day>).transpose();
@@ -785,12 +785,13 @@ impl Log {
             placed_event: None,
             released_event: None,
         };
-        let prepared = self.prepare_hold_event(&hold, false, now)?;
         // 1. The commit point: `hold.placed` is durable.
-        let receipt = self.append_prepared_system(prepared)?;
+        let receipt = self
+            .writer
+            .append_system(&SystemEvent::hold_placed(&hold), now)?;
         self.note_time(now);
         hold.placed_event = Some(receipt.index);
-        self.holds.push(hold.clone());
+        self.state.holds.push(hold.clone());
         self.share();
         // 2. The cache. Crash: rebuilt by the next open.
         self.write_holds()?;
@@ -798,120 +799,37 @@ impl Log {
     }
 
     /// Releases an active hold (kept in the file, marked released). Crash
-    /// story as for [`Log::add_hold`]: `hold.released` first, then the file.
+    /// story as for [`Governance::add_hold`]: `hold.released` first, then the file.
     pub fn release_hold(&mut self, id: &str, by: &str, now: Timestamp) -> LogResult<Hold> {
-        self.check_writable()?;
+        self.writer.check_writable()?;
         check_principal(by)?;
         let position = self
+            .state
             .holds
             .iter()
             .position(|h| h.id == id)
             .ok_or_else(|| LogError::NotFound(format!("no hold with id {id:?}")))?;
-        if !self.holds[position].active() {
+        if !self.state.holds[position].active() {
             return Err(LogError::Refused(format!("hold {id} is already released")));
         }
         self.check_clock(now, "release a hold")?;
-        let mut hold = self.holds[position].clone();
+        let mut hold = self.state.holds[position].clone();
         hold.released_by = Some(by.to_string());
         hold.released_at = Some(now.to_string());
-        let prepared = self.prepare_hold_event(&hold, true, now)?;
         // 1. The commit point: `hold.released` is durable.
-        let receipt = self.append_prepared_system(prepared)?;
+        let receipt = self
+            .writer
+            .append_system(&SystemEvent::hold_released(&hold), now)?;
         self.note_time(now);
         hold.released_event = Some(receipt.index);
-        self.holds[position] = hold.clone();
+        self.state.holds[position] = hold.clone();
         self.share();
         // 2. The cache. Crash: rebuilt by the next open.
         self.write_holds()?;
         Ok(hold)
     }
 
-    fn prepare_hold_event(
-        &self,
-        hold: &Hold,
-        release: bool,
-        now: Timestamp,
-    ) -> LogResult<PreparedEvent> {
-        let event = if release {
-            SystemEvent::hold_released(hold)
-        } else {
-            SystemEvent::hold_placed(hold)
-        };
-        self.prepare_system(&event, now)
-    }
-
     // ----- retention -----
-
-    /// Tombstones of every purged epoch, by segment id.
-    pub fn purged(&self) -> &std::collections::BTreeMap<u32, Tombstone> {
-        &self.purged
-    }
-
-    /// [`Log::retention_status`] and every purge record, as the JSON that
-    /// `GET /v1/retention` and `stele retention status --json` print:
-    /// `{"epochs": [{stream, epoch, purge_after, held_by, due}], "purged": [tombstone]}`.
-    pub fn retention_report(&self, now: Timestamp) -> Value {
-        let epochs: Vec<Value> = self
-            .retention_status(now)
-            .iter()
-            .map(|s| {
-                json!({
-                    "stream": s.stream,
-                    "epoch": s.epoch_day,
-                    "purge_after": s.purge_after.map(timestamp_text),
-                    "held_by": s.held_by,
-                    "due": s.due,
-                })
-            })
-            .collect();
-        let purged: Vec<Value> = self
-            .purged
-            .values()
-            .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
-            .collect();
-        json!({ "epochs": epochs, "purged": purged })
-    }
-
-    /// The retention state of every stored (not purged) epoch at `now`.
-    pub fn retention_status(&self, now: Timestamp) -> Vec<EpochStatus> {
-        let applied = self.applied();
-        let now = now.as_second();
-        self.segments
-            .iter()
-            .filter(|(id, _)| !self.purged.contains_key(id))
-            .map(|(id, info)| {
-                let stream = &info.header.stream;
-                let day = info.day;
-                let purge_after = if stream.starts_with('_') {
-                    None // system events are kept forever
-                } else {
-                    stele_policy::purge_after(&applied, stream, day)
-                };
-                let held_by: Vec<String> = self
-                    .holds
-                    .iter()
-                    .filter(|h| h.covers(stream, day))
-                    .map(|h| h.id.clone())
-                    .collect();
-                let due =
-                    purge_after.is_some_and(|t| now >= t) && now >= day.end() && held_by.is_empty();
-                EpochStatus {
-                    segment: *id,
-                    stream: stream.clone(),
-                    epoch_day: day,
-                    purge_after,
-                    held_by,
-                    due,
-                }
-            })
-            .collect()
-    }
-
-    /// Re-checks a past purge against the recorded policy versions and
-    /// holds (see [`purge_was_allowed`]).
-    pub fn purge_was_allowed(&self, t: &Tombstone) -> Result<(), String> {
-        purge_was_allowed(&self.policies, &self.holds, t)
-    }
 
     /// Purges every epoch that is due at `now` and was announced by this
     /// process at least the grace period before (see `announce.rs`);
@@ -930,9 +848,10 @@ impl Log {
         by: &str,
         now: Timestamp,
     ) -> LogResult<Tombstone> {
-        self.check_writable()?;
+        self.writer.check_writable()?;
         self.check_clock(now, "purge an epoch")?;
         if let Some(t) = self
+            .state
             .purged
             .values()
             .find(|t| t.stream == stream && t.epoch_day == day)
@@ -940,6 +859,8 @@ impl Log {
             return Ok(t.clone());
         }
         let Some(status) = self
+            .writer
+            .reader()
             .retention_status(now)
             .into_iter()
             .find(|s| s.stream == stream && s.epoch_day == day)
@@ -976,7 +897,7 @@ impl Log {
                 reason: why,
             },
         };
-        self.append_system(&event, now)?;
+        self.writer.append_system(&event, now)?;
         Err(LogError::Refused(message))
     }
 
@@ -999,6 +920,7 @@ impl Log {
         if now.as_second() < purge_after
             || now.as_second() < status.epoch_day.end()
             || self
+                .state
                 .holds
                 .iter()
                 .any(|h| h.covers(&status.stream, status.epoch_day))
@@ -1009,10 +931,10 @@ impl Log {
             )));
         }
         let id = status.segment;
-        self.close_segment(id);
+        self.writer.close_segment(id);
         // The segment's entries, read from the index once: the tombstone
         // records them, and the check before shredding compares with them.
-        let entries = purge::segment_entries(&self.index, id)?;
+        let entries = self.writer.segment_entries(id)?;
         let known = entries.clone();
         let tombstone = Tombstone {
             v: TOMBSTONE_VERSION,
@@ -1022,7 +944,7 @@ impl Log {
             epoch_day: status.epoch_day,
             decided_at: now.as_second(),
             purge_after,
-            policy: hex(&self.active_policy().hash()),
+            policy: hex(&active_policy(&self.state.policies).hash()),
             requested_by: by.to_string(),
             entries: entries.entries,
             first: entries.first,
@@ -1035,11 +957,12 @@ impl Log {
         // 1. The decision: the tombstone is durable. Crash: the next open
         //    appends the event and deletes the files.
         tombstone.write(&self.tombstone_path(&tombstone.stream, tombstone.epoch_day))?;
-        self.purged.insert(id, tombstone);
+        self.state.purged.insert(id, tombstone);
         self.share();
         self.purge_step_done(1)?;
         self.complete_purge(id, now, Some(&known))?;
-        self.purged
+        self.state
+            .purged
             .get(&id)
             .cloned()
             .ok_or_else(|| LogError::Internal("purge record vanished".into()))
@@ -1054,11 +977,10 @@ impl Log {
             .checked_sub(1)
             .and_then(|i| PURGE_STOP_POINTS.get(i));
         if let Some(point) = point
-            && stele_store::fileio::stop_point(&self.layout.root, point)
+            && stele_store::fileio::stop_point(&self.writer.layout().root, point)
         {
             let e = LogError::Internal(format!("purge stopped after step {step} (test hook)"));
-            self.poisoned = Some(e.to_string());
-            return Err(e);
+            return Err(self.writer.poison(e));
         }
         Ok(())
     }
@@ -1072,19 +994,21 @@ impl Log {
         now: Timestamp,
         known: Option<&purge::SegmentEntries>,
     ) -> LogResult<()> {
-        let Some(mut tombstone) = self.purged.get(&id).cloned() else {
+        let Some(mut tombstone) = self.state.purged.get(&id).cloned() else {
             return Ok(());
         };
         let path = self.tombstone_path(&tombstone.stream, tombstone.epoch_day);
         // 2. The signed record: a `retention.purge` event, then its index in
         //    the tombstone. Crash: the retry matches the same event.
         if tombstone.event_index.is_none() {
-            let receipt = self.append_system(&SystemEvent::retention_purge(&tombstone), now)?;
+            let receipt = self
+                .writer
+                .append_system(&SystemEvent::retention_purge(&tombstone), now)?;
             self.note_time(now);
             self.purge_step_done(2)?;
             tombstone.event_index = Some(receipt.index);
             tombstone.write(&path)?;
-            self.purged.insert(id, tombstone.clone());
+            self.state.purged.insert(id, tombstone.clone());
             self.share();
             self.purge_step_done(3)?;
         }
@@ -1095,27 +1019,30 @@ impl Log {
         self.check_before_shredding(&tombstone, known)?;
         // 3. Crypto-shred: the data key goes first, so the records are
         //    unreadable from here even if the segment file lingered.
-        self.reader.forget_segment(id);
-        remove_durably(&self.layout.dek(id))?;
+        self.writer.reader().forget_segment(id);
+        remove_durably(&self.writer.layout().dek(id))?;
         self.purge_step_done(4)?;
         // 4. The segment file itself, and any bytes recovery cut from it
         //    and kept aside (`salvage`).
-        crate::salvage::remove_segment(&self.layout, id)?;
-        self.reader.forget_segment(id);
-        let segment_path = self.layout.segment(&tombstone.stream, tombstone.epoch_day);
+        crate::salvage::remove_segment(self.writer.layout(), id)?;
+        self.writer.reader().forget_segment(id);
+        let segment_path = self
+            .writer
+            .layout()
+            .segment(&tombstone.stream, tombstone.epoch_day);
         remove_durably(&segment_path)?;
         self.purge_step_done(5)?;
-        self.retire_segment(id);
+        self.writer.retire_segment(id);
         Ok(())
     }
 }
 
-impl Log {
+impl Governance<'_> {
     /// Checks every purge record whose data key or segment file is still
     /// on disk (a purge a crash interrupted, or a forgery) before open
     /// relies on it.
     pub(crate) fn check_pending_purges(&self) -> LogResult<()> {
-        for tombstone in self.purged.values() {
+        for tombstone in self.state.purged.values() {
             self.check_before_shredding(tombstone, None)?;
         }
         Ok(())
@@ -1130,8 +1057,11 @@ impl Log {
         known: Option<&purge::SegmentEntries>,
     ) -> LogResult<()> {
         let id = tombstone.segment;
-        let segment_path = self.layout.segment(&tombstone.stream, tombstone.epoch_day);
-        let dek_exists = self.layout.dek(id).exists();
+        let segment_path = self
+            .writer
+            .layout()
+            .segment(&tombstone.stream, tombstone.epoch_day);
+        let dek_exists = self.writer.layout().dek(id).exists();
         let segment_exists = segment_path.exists();
         if !dek_exists && !segment_exists {
             return Ok(());
@@ -1162,12 +1092,97 @@ impl Log {
         }
         let entries = match known {
             Some(entries) => entries.clone(),
-            None => purge::segment_entries(&self.index, id)?,
+            None => self.writer.segment_entries(id)?,
         };
         tombstone.matches(&entries).map_err(&refuse)?;
-        self.purge_was_allowed(tombstone).map_err(&refuse)?;
+        purge_was_allowed(&self.state.policies, &self.state.holds, tombstone).map_err(&refuse)?;
         Ok(())
     }
+}
+
+/// Retention as the reader's view stands (governance keeps it current).
+impl LogReader {
+    /// [`LogReader::retention_status`] and every purge record, as the JSON that
+    /// `GET /v1/retention` and `stele retention status --json` print:
+    /// `{"epochs": [{stream, epoch, purge_after, held_by, due}], "purged": [tombstone]}`.
+    pub fn retention_report(&self, now: Timestamp) -> Value {
+        let epochs: Vec<Value> = self
+            .retention_status(now)
+            .iter()
+            .map(|s| {
+                json!({
+                    "stream": s.stream,
+                    "epoch": s.epoch_day,
+                    "purge_after": s.purge_after.map(timestamp_text),
+                    "held_by": s.held_by,
+                    "due": s.due,
+                })
+            })
+            .collect();
+        let purged: Vec<Value> = self
+            .view()
+            .purged
+            .values()
+            .map(|t| serde_json::to_value(t).unwrap_or(Value::Null))
+            .collect();
+        json!({ "epochs": epochs, "purged": purged })
+    }
+
+    /// The retention state of every stored (not purged) epoch at `now`.
+    pub fn retention_status(&self, now: Timestamp) -> Vec<EpochStatus> {
+        let view = self.view();
+        let applied = applied(&view.policies);
+        let now = now.as_second();
+        view.segments
+            .iter()
+            .filter(|(id, _)| !view.purged.contains_key(id))
+            .map(|(id, info)| {
+                let stream = &info.header.stream;
+                let day = info.day;
+                let purge_after = if stream.starts_with('_') {
+                    None // system events are kept forever
+                } else {
+                    stele_policy::purge_after(&applied, stream, day)
+                };
+                let held_by: Vec<String> = view
+                    .holds
+                    .iter()
+                    .filter(|h| h.covers(stream, day))
+                    .map(|h| h.id.clone())
+                    .collect();
+                let due =
+                    purge_after.is_some_and(|t| now >= t) && now >= day.end() && held_by.is_empty();
+                EpochStatus {
+                    segment: *id,
+                    stream: stream.clone(),
+                    epoch_day: day,
+                    purge_after,
+                    held_by,
+                    due,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The retention history: every applied version from its activation,
+/// preceded by the shipped default from the beginning of time when
+/// version 1 found data already written (that data was promised
+/// "forever", and a later policy only ever lengthens what was written).
+/// Empty when no version was applied (then everything is kept).
+fn applied(policies: &[PolicyVersion]) -> Vec<AppliedPolicy<'_>> {
+    let mut history = Vec::with_capacity(policies.len() + 1);
+    if policies.first().is_some_and(|v| v.prior_data) {
+        history.push(AppliedPolicy {
+            activated_at: i64::MIN,
+            policy: shipped_default_ref(),
+        });
+    }
+    history.extend(policies.iter().map(|v| AppliedPolicy {
+        activated_at: v.activated_at,
+        policy: &v.policy,
+    }));
+    history
 }
 
 /// One line for the operator about a retention change; `None` when

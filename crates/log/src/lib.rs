@@ -1,6 +1,8 @@
 //! The Stele log engine: sequence, integrate, publish, read and verify.
 //!
-//! A [`Log`] owns one data directory. Appending is three steps, in the shape
+//! A [`Log`] is one open data directory: its [`LogWriter`], and
+//! [`Governance`] as the writer's client; every read goes through a
+//! [`LogReader`] (see `log.rs`). Appending is three steps, in the shape
 //! of tessera's design: *sequencing* durably assigns each event an index
 //! (sealed record in its segment, then its index record, each fsynced);
 //! *integration* extends the RFC 6962 tree and writes its C2SP tiles;
@@ -11,9 +13,10 @@
 //!
 //! Governance lives here too because it changes what is stored: applied
 //! policy versions, legal holds and retention purges (`governance`,
-//! `purge`), scheduled verification and signed attestations (`audit`) and
-//! key-encryption-key rotation (`rotate`), each recorded as a `_system`
-//! event. What a policy *means* is decided by `stele-policy`.
+//! `purge`, `announce`), scheduled verification and signed attestations
+//! (`audit`), key-encryption-key rotation (`rotate`) and tokens (`tokens`),
+//! each recorded as a `_system` event through the writer. What a policy
+//! *means* is decided by `stele-policy`.
 //!
 //! This crate does not parse command lines or speak HTTP; it takes prepared
 //! events and returns receipts, proofs and verification reports.
@@ -28,6 +31,7 @@ pub mod error;
 pub mod governance;
 pub mod layout;
 mod ledger;
+mod log;
 mod meta;
 pub mod operator;
 pub mod prepare;
@@ -36,7 +40,6 @@ pub mod purge;
 mod read_only;
 mod reader;
 pub mod receipt_json;
-mod recovery;
 mod rotate;
 pub mod salvage;
 pub mod scan;
@@ -54,8 +57,10 @@ pub use checkpoints::{CheckpointHistory, HistoryStream};
 pub use committer::FsyncMetrics;
 #[doc(hidden)]
 pub use engine::decode_plaintext;
-pub use engine::{CreateOptions, Log, MAX_BATCH, OpenOptions, Receipt, StoredEvent};
+pub use engine::{CreateOptions, LogWriter, MAX_BATCH, OpenOptions, Receipt, StoredEvent};
 pub use error::{LogError, LogResult};
+pub use governance::Governance;
+pub use log::Log;
 pub use meta::Meta;
 pub use prepare::{PreparedEvent, Preparer};
 pub use reader::LogReader;

@@ -23,13 +23,13 @@ use stele_store::fsutil;
 use stele_store::history;
 use stele_store::index::IndexFile;
 
+use crate::engine::recovery::{RemoveTornCreates, TailKind, discover_segments};
 use crate::engine::{OpenOptions, OpenedKeys, check_dir, is_damaged_data, open_keys};
 use crate::error::{LogError, LogResult};
 use crate::layout::Layout;
 use crate::meta::Meta;
 use crate::publisher::PublishState;
 use crate::reader::{LogReader, Parts, View};
-use crate::recovery::{RemoveTornCreates, TailKind, discover_segments};
 
 impl LogReader {
     /// Opens the log without the directory lock and without recovery, for

@@ -37,6 +37,7 @@ use stele_tlog::tile::TileHashReader;
 use stele_tlog::{Hash, TlogProof, Verifier};
 
 use crate::checkpoints::CheckpointHistory;
+use crate::engine::recovery::{Tail, TailKind, classify_tail, read_record_bytes};
 use crate::engine::{SegmentInfo, StoredEvent, decode_plaintext, proof_error};
 use crate::error::{LogError, LogResult};
 use crate::governance::{Hold, PolicyVersion};
@@ -44,7 +45,6 @@ use crate::layout::Layout;
 use crate::meta::Meta;
 use crate::publisher::PublishState;
 use crate::purge::Tombstone;
-use crate::recovery::{Tail, TailKind, classify_tail, read_record_bytes};
 use crate::tiles::DiskTiles;
 
 /// A handle for reading a log; see the module docs.

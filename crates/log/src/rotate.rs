@@ -1,12 +1,12 @@
 //! Key-encryption key (KEK) rotation and key ages.
 //!
-//! [`Log::rotate_kek`] replaces the KEK of an open log: every data key file
+//! [`Governance::rotate_kek`] replaces the KEK of an open log: every data key file
 //! and the signing key file are re-wrapped under a new KEK (the data keys
 //! themselves do not change, so no segment is re-encrypted), the new KEK
 //! becomes `keys/kek.key`, and the old one is gone from disk. `keys/kek.info`
 //! records when the current KEK was made and how many came before it, so a
-//! policy audit can check key ages ([`Log::kek_info`],
-//! [`Log::data_key_ages`]).
+//! policy audit can check key ages ([`Governance::kek_info`],
+//! [`Governance::data_key_ages`]).
 //!
 //! The protocol (byte formats and the full crash table are in
 //! `docs/formats/keys.md`) never modifies a live key file before its commit
@@ -30,10 +30,11 @@ use stele_store::fileio::{self, Open};
 use stele_store::fsutil::{self, SECRET_MODE};
 use stele_store::keys::{self, DataKey, Kek, KekKind, NewKek};
 
-use crate::engine::Log;
 use crate::error::{LogError, LogResult};
+use crate::governance::Governance;
 use crate::layout::Layout;
 use crate::meta::Meta;
+use crate::reader::LogReader;
 
 /// What is known about the current KEK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +69,7 @@ struct KekInfoFile {
     number: u64,
     kind: String,
     /// Who asked for the rotation, when it is to be recorded as a
-    /// `key.rotated` system event ([`Log::rotate_kek_as`]).
+    /// `key.rotated` system event ([`Governance::rotate_kek_as`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rotated_by: Option<String>,
     /// Data keys re-wrapped by the rotation (part of the event).
@@ -89,7 +90,7 @@ pub(crate) struct RotationEvent {
 }
 
 /// The steps of a rotation, in order. Only for crash tests: see
-/// [`Log::rotate_kek_until`].
+/// [`Governance::rotate_kek_until`].
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RotateStep {
@@ -136,7 +137,7 @@ impl WrappedFile {
     }
 }
 
-impl Log {
+impl Governance<'_> {
     /// Rotates the key-encryption key (`stele keys rotate`): makes a new KEK
     /// as `new` says, re-wraps every data key and the signing key under it,
     /// makes it the only KEK and returns what is now recorded about it. The
@@ -158,7 +159,7 @@ impl Log {
         self.rotate_kek_until(new, now_unix, RotateStep::Done)
     }
 
-    /// [`Log::rotate_kek`], stopping right after `stop_after` as if the
+    /// [`Governance::rotate_kek`], stopping right after `stop_after` as if the
     /// process had died there (no cleanup). For crash tests only: after an
     /// early stop, drop the handle and reopen the log.
     #[doc(hidden)]
@@ -172,7 +173,7 @@ impl Log {
     }
 
     /// The rotation; with `by`, `kek.info` also records that a `key.rotated`
-    /// event on behalf of `by` is owed (see [`Log::rotate_kek_as`]).
+    /// event on behalf of `by` is owed (see [`Governance::rotate_kek_as`]).
     fn rotate_inner(
         &mut self,
         new: NewKek,
@@ -180,13 +181,12 @@ impl Log {
         stop_after: RotateStep,
         by: Option<&str>,
     ) -> LogResult<KekInfo> {
-        self.health()?;
-        let layout = self.layout().clone();
+        self.writer.health()?;
+        let layout = self.writer.layout().clone();
         // Leftovers of an earlier attempt on this handle (an error before
         // its commit point) are discarded first, so `kek.next` is free.
-        finish_interrupted_rotation_in(&layout, &mut self.meta, RotateStep::Done)?;
-        let number = self
-            .kek_info()?
+        finish_interrupted_rotation_in(&layout, self.writer.meta_mut(), RotateStep::Done)?;
+        let number = read_kek_info(&layout)?
             .number
             .checked_add(1)
             .ok_or_else(|| LogError::Internal("KEK rotation count exhausted".into()))?;
@@ -207,7 +207,14 @@ impl Log {
             }),
             None => None,
         };
-        let new_kek = match prepare(&layout, &self.kek, new, &info, event.as_ref(), stop_after) {
+        let new_kek = match prepare(
+            &layout,
+            self.writer.kek(),
+            new,
+            &info,
+            event.as_ref(),
+            stop_after,
+        ) {
             Ok(Some(kek)) => kek,
             Ok(None) => return Ok(info),
             Err(e) => {
@@ -232,8 +239,7 @@ impl Log {
         }
         // From here on the new KEK is the one on disk; new segments must be
         // wrapped under it even if a later step fails.
-        self.kek = std::sync::Arc::new(new_kek);
-        self.reader.set_kek(self.kek.clone());
+        self.writer.install_kek(new_kek);
         let result = fsutil::fsync_dir(&layout.keys())
             .map_err(LogError::from)
             .and_then(|()| {
@@ -242,15 +248,15 @@ impl Log {
                 }
                 // (d) Install the re-wrapped files, update meta, record the
                 // age: all keyless and idempotent, see `roll_forward`.
-                roll_forward(&layout, &mut self.meta, stop_after)
+                roll_forward(&layout, self.writer.meta_mut(), stop_after)
             });
         match result {
             Ok(()) => Ok(info),
-            Err(e) => Err(self.poison(e)),
+            Err(e) => Err(self.writer.poison(e)),
         }
     }
 
-    /// [`Log::rotate_kek`] on behalf of `by`, recorded as a `key.rotated`
+    /// [`Governance::rotate_kek`] on behalf of `by`, recorded as a `key.rotated`
     /// system event (the new KEK's number, kind, creation time and how many
     /// data keys were re-wrapped). The rotation commits before the event,
     /// and `kek.info` says the event is owed until it holds the event's
@@ -275,7 +281,7 @@ impl Log {
     /// event. Crash after the append and before `kek.info` is replaced: the
     /// next call finds the original.
     pub(crate) fn record_rotation_event(&mut self, now: jiff::Timestamp) -> LogResult<()> {
-        let (info, Some(event)) = read_kek_file(self.layout())? else {
+        let (info, Some(event)) = read_kek_file(self.writer.layout())? else {
             return Ok(());
         };
         if event.index.is_some() {
@@ -290,16 +296,18 @@ impl Log {
                 data_keys_rewrapped: event.data_keys_rewrapped,
             },
         };
-        let receipt = self.append_system(&rotated, now)?;
+        let receipt = self.writer.append_system(&rotated, now)?;
         let recorded = RotationEvent {
             index: Some(receipt.index),
             ..event
         };
         // Atomic replace; crash before it: the event is owed again and is
         // found by its client id.
-        write_kek_info(&self.layout().kek_info(), &info, Some(&recorded))
+        write_kek_info(&self.writer.layout().kek_info(), &info, Some(&recorded))
     }
+}
 
+impl LogReader {
     /// What is known about the current KEK: from `keys/kek.info`, or for a
     /// log whose KEK was never rotated (no `kek.info`), from the key file's
     /// modification time (see [`KekAgeSource::KeyFileModified`]).
@@ -531,7 +539,7 @@ fn read_kek_info(layout: &Layout) -> LogResult<KekInfo> {
 }
 
 /// The current KEK and, if its rotation was on someone's behalf
-/// ([`Log::rotate_kek_as`]), the `key.rotated` event it owes the log.
+/// ([`Governance::rotate_kek_as`]), the `key.rotated` event it owes the log.
 pub(crate) fn read_kek_file(layout: &Layout) -> LogResult<(KekInfo, Option<RotationEvent>)> {
     let kek_path = layout.kek();
     let kind = KekKind::of_file(&kek_path)?;

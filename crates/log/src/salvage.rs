@@ -33,8 +33,8 @@ use sha2::{Digest, Sha256};
 use stele_store::StoreError;
 use stele_store::fsutil;
 
-use crate::engine::Log;
 use crate::error::{LogError, LogResult};
+use crate::governance::Governance;
 use crate::layout::Layout;
 use stele_tlog::hash::hex;
 
@@ -209,21 +209,25 @@ pub(crate) fn remove_segment(layout: &Layout, segment: u32) -> LogResult<()> {
     Ok(())
 }
 
-impl Log {
+impl Governance<'_> {
     /// Appends the `log.recovered` event every kept tail owes (step 3).
     pub(crate) fn record_salvage_events(&mut self, now: Timestamp) -> LogResult<()> {
-        for (name, manifest) in list(self.layout())? {
+        for (name, manifest) in list(self.writer.layout())? {
             if manifest.event_index.is_some() {
                 continue;
             }
             let event = crate::SystemEvent::log_recovered(&name, &manifest);
-            let receipt = self.append_system(&event, now)?;
+            let receipt = self.writer.append_system(&event, now)?;
             let recorded = Salvaged {
                 event_index: Some(receipt.index),
                 ..manifest
             };
             write_manifest(
-                &self.layout().recovered().join(format!("{name}.json")),
+                &self
+                    .writer
+                    .layout()
+                    .recovered()
+                    .join(format!("{name}.json")),
                 &recorded,
             )?;
         }

@@ -281,8 +281,8 @@ mod tests {
                 preparer.prepare(raw.as_bytes(), now).unwrap()
             })
             .collect();
-        log.append_batch(&events).unwrap();
-        let size = log.size();
+        log.writer().append_batch(&events).unwrap();
+        let size = log.reader().size();
         let shared = log.reader().clone();
 
         let mut seen = Vec::new();

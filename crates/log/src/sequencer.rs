@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::engine::{Log, Receipt};
+use crate::Log;
+use crate::engine::Receipt;
 use crate::error::{LogError, LogResult};
 use crate::prepare::PreparedEvent;
 // Their home is `shared`; re-exported here, where callers have long found them.
@@ -358,8 +359,8 @@ fn run(
                 Err(RecvTimeoutError::Timeout) => {
                     let mut log = lock_log(&shared);
                     if last_publish.elapsed() >= config.publish_every
-                        && log.size() > log.published_size()
-                        && log.publish_soon().is_ok()
+                        && log.reader().size() > log.reader().published_size()
+                        && log.writer().publish_soon().is_ok()
                     {
                         stats.publishes += 1;
                         last_publish = Instant::now();
@@ -409,11 +410,11 @@ fn run(
             lock_log(&shared)
         });
         // Room for this batch: the oldest in flight finish first.
-        while !log.can_begin(&all) && !flight.is_empty() {
+        while !log.writer().can_begin(&all) && !flight.is_empty() {
             finish_one(log, &mut flight, metrics, &mut stats);
         }
         let started = Instant::now();
-        match log.begin_append(&all) {
+        match log.writer().begin_append(&all) {
             Ok(()) => flight.push_back(Flight {
                 sizes,
                 replies,
@@ -431,7 +432,7 @@ fn run(
             finish_all(log, &mut flight, metrics, &mut stats);
         }
         // Publishing runs on the publisher thread; this only queues it.
-        if last_publish.elapsed() >= config.publish_every && log.publish_soon().is_ok() {
+        if last_publish.elapsed() >= config.publish_every && log.writer().publish_soon().is_ok() {
             stats.publishes += 1;
             last_publish = Instant::now();
         }
@@ -443,7 +444,7 @@ fn run(
         finish_all(log, &mut flight, metrics, &mut stats);
     }
     drop(guard);
-    if lock_log(&shared).publish().is_ok() {
+    if lock_log(&shared).writer().publish().is_ok() {
         stats.publishes += 1;
     }
     stats
@@ -473,7 +474,7 @@ fn finish_one(
     let Some(batch) = flight.pop_front() else {
         return;
     };
-    let result = log.finish_append();
+    let result = log.writer().finish_append();
     metrics
         .commit_seconds
         .observe(batch.started.elapsed().as_secs_f64());

@@ -7,7 +7,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use crate::engine::Log;
+use crate::Log;
 
 /// A histogram with fixed upper bounds, lock-free to record into.
 #[derive(Debug)]

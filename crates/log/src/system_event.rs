@@ -24,7 +24,7 @@
 //! change (the unit tests pin them).
 //!
 //! This module decides nothing and writes nothing; appending is the
-//! caller's (`Log::append_system`, the server's sequencer, the CLI).
+//! caller's (`LogWriter::append_system`, the server's sequencer, the CLI).
 
 use jiff::Timestamp;
 use serde::de::DeserializeOwned;

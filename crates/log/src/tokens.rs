@@ -27,8 +27,9 @@ use serde_json::Value;
 use sha2::Digest;
 use stele_store::fsutil;
 
-use crate::engine::{Log, StoredEvent};
+use crate::engine::StoredEvent;
 use crate::error::{LogError, LogResult};
+use crate::governance::Governance;
 use crate::governance::{MAX_PRINCIPAL_BYTES, SYSTEM_STREAM, SYSTEM_WRITER};
 use crate::reader::LogReader;
 use crate::system_event::{self, SystemEvent, client_id};
@@ -161,7 +162,7 @@ pub struct TokenFile {
     pub tokens: Vec<TokenEntry>,
 }
 
-/// What a new token is for; validated by [`Log::create_token`] before
+/// What a new token is for; validated by [`Governance::create_token`] before
 /// anything is written.
 #[derive(Debug, Clone, Default)]
 pub struct TokenSpec {
@@ -513,13 +514,14 @@ pub struct CreatedToken {
     pub text: String,
 }
 
-impl Log {
+impl Governance<'_> {
     /// What the log says about token `id` (its `token.created` and
     /// `token.revoked` events).
     pub fn token_events(&mut self, id: &str) -> LogResult<TokenEvents> {
-        self.load_idempotency()?;
-        let reader = self.reader.clone();
-        self.with_idempotency(|known| token_events_in(&reader, known, id))?
+        self.writer.load_idempotency()?;
+        let reader = self.writer.reader().clone();
+        self.writer
+            .with_idempotency(|known| token_events_in(&reader, known, id))?
     }
 
     /// Creates a token. Log first: the spec is validated and the file read
@@ -537,10 +539,10 @@ impl Log {
         by: &str,
         now: Timestamp,
     ) -> LogResult<CreatedToken> {
-        self.check_writable()?;
+        self.writer.check_writable()?;
         self.check_clock(now, "create a token")?;
         let spec = validate_spec(spec, by, now)?;
-        let data = self.layout.root.clone();
+        let data = self.writer.layout().root.clone();
         let _lock = lock_token_file(&data)?;
         let mut file = read_token_file(&data)?;
         let mut id = [0u8; 6];
@@ -571,7 +573,7 @@ impl Log {
             actor: entry.created_by.clone(),
             attributes: (&entry).into(),
         };
-        entry.created_event = self.append_system(&event, now)?.index;
+        entry.created_event = self.writer.append_system(&event, now)?.index;
         // Durable step 2: the record is in the file (atomic replace).
         file.tokens.push(entry.clone());
         write_token_file(&data, &file)?;
@@ -587,12 +589,12 @@ impl Log {
     ///
     /// Crash story: a crash after the event and before the file leaves a
     /// record that still looks active; the event wins (the server refuses
-    /// the token), and the next [`Log::finish_token_file`] (at `stele
+    /// the token), and the next [`Governance::finish_token_file`] (at `stele
     /// serve` start and every `stele token` change) marks the record.
     pub fn revoke_token(&mut self, id: &str, by: &str, now: Timestamp) -> LogResult<TokenEntry> {
-        self.check_writable()?;
+        self.writer.check_writable()?;
         check_name("the revoker's name", by)?;
-        let data = self.layout.root.clone();
+        let data = self.writer.layout().root.clone();
         let _lock = lock_token_file(&data)?;
         let mut file = read_token_file(&data)?;
         let position = file
@@ -622,7 +624,7 @@ impl Log {
                         revoked_at: at.clone(),
                     },
                 };
-                let index = self.append_system(&event, now)?.index;
+                let index = self.writer.append_system(&event, now)?.index;
                 entry.revoked_at = Some(at);
                 entry.revoked_by = Some(by.to_string());
                 entry.revoked_event = Some(index);
@@ -640,7 +642,7 @@ impl Log {
     /// records without a matching `token.created` event are left for the
     /// server to refuse and for `verify` to report.
     pub fn finish_token_file(&mut self) -> LogResult<Vec<String>> {
-        let data = self.layout.root.clone();
+        let data = self.writer.layout().root.clone();
         let _lock = lock_token_file(&data)?;
         let mut file = read_token_file(&data)?;
         let mut marked = Vec::new();

@@ -389,10 +389,11 @@ fn check_generation(layout: &Layout, newest: u64, problems: &Problems) {
 }
 
 /// Checks `log/checkpoint` against the history: it must be the latest
-/// checkpoint. A read-only handle also accepts the one before (a publish
-/// between its history append and its replace of `log/checkpoint`, which the
-/// next open finishes) and one published after the handle read the history
-/// (a writer running beside it).
+/// checkpoint. A view beside a writer (a reader opened on its own, or one
+/// frozen from the writer's) also accepts the one before (a publish between
+/// its history append and its replace of `log/checkpoint`, which the
+/// publisher or the next open finishes) and one published after the view
+/// read the history.
 fn check_public_checkpoint(
     log: &LogReader,
     latest: Option<&[u8]>,
@@ -409,7 +410,7 @@ fn check_public_checkpoint(
     if Some(bytes.as_slice()) == latest {
         return Ok(());
     }
-    if log.pending_recovery().is_some() {
+    if log.beside_writer() {
         if Some(bytes.as_slice()) == previous {
             notes.push(format!(
                 "{public} is the checkpoint before the latest in the history (a publish being finished, or interrupted by a crash): the next open rewrites it"

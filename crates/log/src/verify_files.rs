@@ -220,11 +220,10 @@ pub(crate) fn check_audit_files(
     let latest_path = root.join("audit").join("latest.json").display().to_string();
     match crate::audit::latest_attestation(root) {
         Ok(None) => {}
-        // Made after this read-only handle's view (a server beside it):
-        // checked by a later verification.
+        // Made after this view (by a writer beside it): checked by a later
+        // verification.
         Ok(Some(attestation))
-            if log.pending_recovery().is_some()
-                && attestation.event_index.is_some_and(|i| i >= log.size()) => {}
+            if log.beside_writer() && attestation.event_index.is_some_and(|i| i >= log.size()) => {}
         Ok(Some(attestation)) => {
             if let Err(e) = check_attestation(log, &attestation) {
                 problems.push((latest_path, e));
@@ -240,7 +239,7 @@ pub(crate) fn check_audit_files(
                     && (state.verified_size == 0 && state.verified_root.is_empty()
                         || stele_tlog::hash::hex(&root.0) == state.verified_root)
             });
-            let beyond_view = log.pending_recovery().is_some()
+            let beyond_view = log.beside_writer()
                 && checkpoints
                     .last()
                     .is_some_and(|(size, _)| state.verified_size > *size);

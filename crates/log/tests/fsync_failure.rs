@@ -63,13 +63,13 @@ fn a_failed_fdatasync_stops_the_writer_and_is_never_retried() {
     let dir = tempfile::tempdir().unwrap();
     let (data, mut log) = create_and_open(dir.path());
     let preparer = Preparer::new("tester", "test", "default");
-    let acknowledged = log.append_batch(&events(&preparer, 0, 5)).unwrap();
+    let acknowledged = log.writer().append_batch(&events(&preparer, 0, 5)).unwrap();
     assert_eq!(acknowledged.len(), 5);
 
     // The disk starts failing fdatasyncs: the batch fails and the handle
     // stops.
     set_fdatasync_failing(&data, true);
-    let failed = log.append_batch(&events(&preparer, 5, 3));
+    let failed = log.writer().append_batch(&events(&preparer, 5, 3));
     match failed {
         Err(LogError::Store(e)) => assert!(e.to_string().contains("fdatasync"), "{e}"),
         other => panic!("expected the fdatasync failure, got {other:?}"),
@@ -88,13 +88,13 @@ fn a_failed_fdatasync_stops_the_writer_and_is_never_retried() {
     set_fdatasync_failing(&data, false);
     let before = sizes(&data);
     for round in 0..3 {
-        let refused = log.append_batch(&events(&preparer, 8 + round, 1));
+        let refused = log.writer().append_batch(&events(&preparer, 8 + round, 1));
         assert!(
             matches!(refused, Err(LogError::Poisoned(_))),
             "round {round}: {refused:?}"
         );
         assert!(matches!(
-            log.begin_append(&events(&preparer, 20 + round, 1)),
+            log.writer().begin_append(&events(&preparer, 20 + round, 1)),
             Err(LogError::Poisoned(_))
         ));
     }
@@ -109,7 +109,11 @@ fn a_failed_fdatasync_stops_the_writer_and_is_never_retried() {
     // Reopening recovers: every acknowledged entry is there and verifies;
     // the failed batch was never acknowledged, so it may or may not be.
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert!(log.size() == 5 || log.size() == 8, "size {}", log.size());
+    assert!(
+        log.reader().size() == 5 || log.reader().size() == 8,
+        "size {}",
+        log.reader().size()
+    );
     for receipt in &acknowledged {
         let stored = log.reader().get(receipt.index).unwrap();
         assert_eq!(stored.envelope.id, receipt.id);
@@ -118,16 +122,19 @@ fn a_failed_fdatasync_stops_the_writer_and_is_never_retried() {
     assert!(report.ok(), "{:?}", report.problems);
     // And it takes appends again; a retry of the failed batch never makes
     // a duplicate, whether or not the batch survived.
-    let size = log.size();
-    let retried = log.append_batch(&events(&preparer, 5, 3)).unwrap();
-    assert_eq!(log.size(), size.max(8));
+    let size = log.reader().size();
+    let retried = log.writer().append_batch(&events(&preparer, 5, 3)).unwrap();
+    assert_eq!(log.reader().size(), size.max(8));
     for (n, receipt) in retried.iter().enumerate() {
         assert_eq!(receipt.index, 5 + n as u64);
     }
-    let next = log.append_batch(&events(&preparer, 100, 1)).unwrap();
+    let next = log
+        .writer()
+        .append_batch(&events(&preparer, 100, 1))
+        .unwrap();
     assert_eq!(next[0].index, 8);
     assert!(fdatasync_attempts(&data) > attempts);
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
@@ -215,6 +222,7 @@ fn each_fault_alone_stops_the_writer_and_keeps_what_was_acknowledged() {
         let (data, mut log) = create_and_open(dir.path());
         let preparer = Preparer::new("tester", "test", "default");
         let acknowledged = log
+            .writer()
             .append_batch(&stream_events(&preparer, "a", 0, 5))
             .unwrap();
         inject(Fault {
@@ -226,14 +234,18 @@ fn each_fault_alone_stops_the_writer_and_keeps_what_was_acknowledged() {
         });
         // A new stream: the batch creates a segment (directory entries and
         // a data key) and writes records and index records.
-        let failed = log.append_batch(&stream_events(&preparer, "b", 5, 3));
+        let failed = log
+            .writer()
+            .append_batch(&stream_events(&preparer, "b", 5, 3));
         assert!(
             failed.is_err(),
             "{name}: the batch meeting the fault succeeded"
         );
         let before = sizes(&data);
         for round in 0..3 {
-            let refused = log.append_batch(&stream_events(&preparer, "a", 8 + round, 1));
+            let refused = log
+                .writer()
+                .append_batch(&stream_events(&preparer, "a", 8 + round, 1));
             assert!(
                 matches!(refused, Err(LogError::Poisoned(_))),
                 "{name}: round {round}: {refused:?}"
@@ -256,7 +268,8 @@ fn each_fault_alone_stops_the_writer_and_keeps_what_was_acknowledged() {
         }
         let report = verify(log.reader(), &NoProgress).unwrap();
         assert!(report.ok(), "{name}: {:?}", report.problems);
-        log.append_batch(&stream_events(&preparer, "b", 100, 2))
+        log.writer()
+            .append_batch(&stream_events(&preparer, "b", 100, 2))
             .unwrap_or_else(|e| panic!("{name}: no append after the reopen: {e}"));
     }
 }
@@ -270,7 +283,7 @@ fn a_failed_read_fails_that_read_only() {
     let dir = tempfile::tempdir().unwrap();
     let (data, mut log) = create_and_open(dir.path());
     let preparer = Preparer::new("tester", "test", "default");
-    let receipts = log.append_batch(&events(&preparer, 0, 3)).unwrap();
+    let receipts = log.writer().append_batch(&events(&preparer, 0, 3)).unwrap();
     inject(Fault {
         under: data.clone(),
         op: FaultOp::Read,
@@ -291,5 +304,5 @@ fn a_failed_read_fails_that_read_only() {
     // Two reads of the segment met the fault: the one it failed and the
     // one after it.
     assert_eq!(remove_faults(&data), vec![2]);
-    log.append_batch(&events(&preparer, 3, 1)).unwrap();
+    log.writer().append_batch(&events(&preparer, 3, 1)).unwrap();
 }

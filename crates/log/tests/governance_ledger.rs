@@ -58,12 +58,13 @@ fn open_new(dir: &Path) -> Log {
 
 fn reopen(dir: &Path) -> Result<Log, LogError> {
     let mut log = Log::open(dir, OpenOptions::default())?;
-    log.set_retention_grace(std::time::Duration::ZERO);
+    log.governance()
+        .set_retention_grace(std::time::Duration::ZERO);
     Ok(log)
 }
 
 fn append(log: &mut Log, streams: &[&str], at: Timestamp) {
-    let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
+    let preparer = Preparer::new("app", "test", "ops").with_policy(log.reader().active_policy());
     let events: Vec<_> = streams
         .iter()
         .map(|s| {
@@ -71,7 +72,7 @@ fn append(log: &mut Log, streams: &[&str], at: Timestamp) {
             preparer.prepare(raw.as_bytes(), at).unwrap()
         })
         .collect();
-    log.append_batch(&events).unwrap();
+    log.writer().append_batch(&events).unwrap();
 }
 
 /// Every file of the data directory with its bytes.
@@ -111,14 +112,17 @@ fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 /// one hold on ops; the clock is day 100.
 fn governed(dir: &Path) -> (Log, String) {
     let mut log = open_new(dir);
-    log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+    log.governance()
+        .apply_policy(policy(TIERS), "admin", noon(0))
+        .unwrap();
     for d in 0..100 {
         append(&mut log, &["ops", "compliance"], noon(d));
     }
     let hold = log
+        .governance()
         .add_hold(spec("matter 17"), "counsel", noon(100))
         .unwrap();
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     (log, hold.id)
 }
 
@@ -128,7 +132,7 @@ fn an_oversized_hold_is_refused_and_changes_nothing() {
     let data = dir.path().join("data");
     let (mut log, _) = governed(&data);
     let before = snapshot(&data);
-    let size = log.size();
+    let size = log.reader().size();
     for bad in [
         spec(&"r".repeat(100_000)),
         HoldSpec {
@@ -137,19 +141,27 @@ fn an_oversized_hold_is_refused_and_changes_nothing() {
         },
         spec("   "),
     ] {
-        let error = log.add_hold(bad, "counsel", noon(101)).unwrap_err();
+        let error = log
+            .governance()
+            .add_hold(bad, "counsel", noon(101))
+            .unwrap_err();
         assert!(matches!(error, LogError::Usage(_)), "{error}");
     }
     let error = log
+        .governance()
         .add_hold(spec("matter"), &"p".repeat(5000), noon(101))
         .unwrap_err();
     assert!(matches!(error, LogError::Usage(_)), "{error}");
-    assert_eq!(log.size(), size, "a refused hold appended an event");
-    assert_eq!(log.holds().len(), 1);
+    assert_eq!(
+        log.reader().size(),
+        size,
+        "a refused hold appended an event"
+    );
+    assert_eq!(log.reader().holds().len(), 1);
     assert!(snapshot(&data) == before, "a refused hold changed a file");
     drop(log);
     let log = reopen(&data).unwrap();
-    assert_eq!(log.holds().len(), 1);
+    assert_eq!(log.reader().holds().len(), 1);
 }
 
 #[test]
@@ -161,11 +173,12 @@ fn a_policy_too_large_for_its_event_is_refused_before_any_file() {
     let mut toml = TIERS.to_string();
     toml.push_str(&format!("# {}\n", "x".repeat(70_000)));
     let error = log
+        .governance()
         .apply_policy(policy(&toml), "admin", noon(101))
         .unwrap_err();
     assert!(matches!(error, LogError::Usage(_)), "{error}");
     assert!(error.to_string().contains("too large"), "{error}");
-    assert_eq!(log.policy_versions().len(), 1);
+    assert_eq!(log.reader().policy_versions().len(), 1);
     assert!(snapshot(&data) == before, "a refused policy changed a file");
     drop(log);
     reopen(&data).unwrap();
@@ -196,16 +209,19 @@ fn a_deleted_holds_file_is_rebuilt_from_the_log_and_still_holds() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (log, id) = governed(&data);
-    let held = log.holds().to_vec();
+    let held = log.reader().holds().to_vec();
     drop(log);
     std::fs::remove_file(data.join("holds.json")).unwrap();
     let mut log = reopen(&data).unwrap();
-    assert_eq!(log.holds(), held.as_slice());
+    assert_eq!(log.reader().holds(), held.as_slice());
     assert!(data.join("holds.json").exists());
     // Ops epochs of days 0..=8 are past 90 days at day 100, but held.
-    let purged = log.enforce_retention("retention", noon(100)).unwrap();
+    let purged = log
+        .governance()
+        .enforce_retention("retention", noon(100))
+        .unwrap();
     assert!(purged.iter().all(|t| t.stream != "ops"), "{purged:?}");
-    let status = log.retention_status(noon(100));
+    let status = log.reader().retention_status(noon(100));
     assert!(
         status
             .iter()
@@ -260,16 +276,16 @@ fn a_deleted_policy_file_is_rebuilt_from_its_event() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (log, _) = governed(&data);
-    let hash = log.policy_versions()[0].hash.clone();
+    let hash = log.reader().policy_versions()[0].hash.clone();
     drop(log);
     std::fs::remove_dir_all(data.join("policies")).unwrap();
     let log = reopen(&data).unwrap();
-    assert_eq!(log.policy_versions().len(), 1);
-    assert_eq!(log.policy_versions()[0].hash, hash);
-    assert_eq!(log.policy_versions()[0].applied_by, "admin");
+    assert_eq!(log.reader().policy_versions().len(), 1);
+    assert_eq!(log.reader().policy_versions()[0].hash, hash);
+    assert_eq!(log.reader().policy_versions()[0].applied_by, "admin");
     assert!(policy_file(&data, 1).exists());
     // The rebuilt version governs: compliance is kept forever.
-    let status = log.retention_status(noon(400));
+    let status = log.reader().retention_status(noon(400));
     assert!(
         status
             .iter()
@@ -322,17 +338,26 @@ fn no_governance_decision_at_a_time_earlier_than_the_log() {
     let back = noon(69);
     let shorter = policy(&TIERS.replace("forever", "30d"));
     for error in [
-        log.apply_policy(shorter, "admin", back).unwrap_err(),
-        log.add_hold(spec("matter"), "counsel", back).unwrap_err(),
-        log.release_hold(&id, "counsel", back).unwrap_err(),
-        log.enforce_retention("retention", back).unwrap_err(),
-        log.purge_epoch(
-            "ops",
-            stele_event::time::Day::from_number(JAN1 as u32).unwrap(),
-            "retention",
-            back,
-        )
-        .unwrap_err(),
+        log.governance()
+            .apply_policy(shorter, "admin", back)
+            .unwrap_err(),
+        log.governance()
+            .add_hold(spec("matter"), "counsel", back)
+            .unwrap_err(),
+        log.governance()
+            .release_hold(&id, "counsel", back)
+            .unwrap_err(),
+        log.governance()
+            .enforce_retention("retention", back)
+            .unwrap_err(),
+        log.governance()
+            .purge_epoch(
+                "ops",
+                stele_event::time::Day::from_number(JAN1 as u32).unwrap(),
+                "retention",
+                back,
+            )
+            .unwrap_err(),
     ] {
         assert!(matches!(error, LogError::Refused(_)), "{error}");
         assert!(
@@ -340,18 +365,23 @@ fn no_governance_decision_at_a_time_earlier_than_the_log() {
             "{error}"
         );
     }
-    assert_eq!(log.policy_versions().len(), 1);
-    assert!(log.purged().is_empty());
+    assert_eq!(log.reader().policy_versions().len(), 1);
+    assert!(log.reader().purged().is_empty());
     // The floor survives a reopen (it is read from the log).
     drop(log);
     let mut log = reopen(&data).unwrap();
-    let error = log.enforce_retention("retention", back).unwrap_err();
+    let error = log
+        .governance()
+        .enforce_retention("retention", back)
+        .unwrap_err();
     assert!(
         error.to_string().contains("earlier than the newest time"),
         "{error}"
     );
     // At the log's own time, work goes on.
-    log.release_hold(&id, "counsel", noon(100)).unwrap();
+    log.governance()
+        .release_hold(&id, "counsel", noon(100))
+        .unwrap();
 }
 
 #[test]
@@ -366,10 +396,13 @@ fn a_crash_between_an_event_and_its_file_is_finished_from_the_log() {
         v["holds"] = serde_json::json!([]);
     });
     let mut log = reopen(&data).unwrap();
-    assert_eq!(log.holds().len(), 1);
-    assert_eq!(log.holds()[0].id, id);
+    assert_eq!(log.reader().holds().len(), 1);
+    assert_eq!(log.reader().holds()[0].id, id);
     // And right after a `hold.released` event: the file still active.
-    let released = log.release_hold(&id, "counsel", noon(101)).unwrap();
+    let released = log
+        .governance()
+        .release_hold(&id, "counsel", noon(101))
+        .unwrap();
     drop(log);
     edit_json(&data.join("holds.json"), |v| {
         v["holds"][0]["released_by"] = serde_json::Value::Null;
@@ -377,7 +410,7 @@ fn a_crash_between_an_event_and_its_file_is_finished_from_the_log() {
         v["holds"][0]["released_event"] = serde_json::Value::Null;
     });
     let log = reopen(&data).unwrap();
-    assert_eq!(log.holds()[0], released);
+    assert_eq!(log.reader().holds()[0], released);
     let on_disk: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.join("holds.json")).unwrap()).unwrap();
     assert_eq!(on_disk["holds"][0]["released_by"], "counsel");
@@ -388,28 +421,32 @@ fn a_due_epoch_is_announced_and_purged_only_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut log = open_new(&data);
-    log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+    log.governance()
+        .apply_policy(policy(TIERS), "admin", noon(0))
+        .unwrap();
     for d in 0..3 {
         append(&mut log, &["ops"], noon(d));
     }
     let grace = std::time::Duration::from_secs(1);
-    log.set_retention_grace(grace);
+    log.governance().set_retention_grace(grace);
     // Day 100: ops epochs 0..=2 are due, but only announced.
     let at = noon(100);
-    let run = log.run_retention("retention", at).unwrap();
+    let run = log.governance().run_retention("retention", at).unwrap();
     assert!(run.purged.is_empty());
     assert_eq!(run.waiting.len(), 3);
-    assert!(log.purged().is_empty());
+    assert!(log.reader().purged().is_empty());
     std::thread::sleep(grace + std::time::Duration::from_millis(100));
     // A day's jump on the wall clock while a second passed: the clocks
     // disagree, so the epochs are announced again, not purged.
     let jumped = log
+        .governance()
         .run_retention("retention", at + jiff::SignedDuration::from_hours(24))
         .unwrap();
     assert!(jumped.purged.is_empty(), "a clock jump purged");
     assert_eq!(jumped.waiting.len(), 3);
     // An explicit request is refused while the grace runs.
     let error = log
+        .governance()
         .purge_epoch(
             "ops",
             stele_event::time::Day::from_number(JAN1 as u32).unwrap(),
@@ -422,7 +459,7 @@ fn a_due_epoch_is_announced_and_purged_only_after_the_grace_period() {
     // Both clocks moved by about the grace period: purged, each naming its
     // announcement.
     let later = at + jiff::SignedDuration::from_hours(24) + jiff::SignedDuration::from_secs(1);
-    let run = log.run_retention("retention", later).unwrap();
+    let run = log.governance().run_retention("retention", later).unwrap();
     assert_eq!(run.purged.len(), 3, "{run:?}");
     for tombstone in &run.purged {
         let announced = tombstone.announced.expect("names its announcement");
@@ -437,7 +474,7 @@ fn a_due_epoch_is_announced_and_purged_only_after_the_grace_period() {
                 .contains("announced again")
         );
     }
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
@@ -451,10 +488,10 @@ fn a_removed_or_older_attestation_file_is_reported_and_rebuilt_from_its_event() 
         listeners: None,
         enforced_policy: None,
     };
-    let first = log.attest(&facts, noon(100)).unwrap();
+    let first = log.governance().attest(&facts, noon(100)).unwrap();
     let latest_path = data.join("audit/latest.json");
     let older = std::fs::read(&latest_path).unwrap();
-    let second = log.attest(&facts, noon(100)).unwrap();
+    let second = log.governance().attest(&facts, noon(100)).unwrap();
     assert!(second.event_index > first.event_index);
     let current = std::fs::read(&latest_path).unwrap();
 
@@ -501,13 +538,20 @@ fn every_system_event_the_log_writes_reads_back_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut log = open_new(&data);
-    log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+    log.governance()
+        .apply_policy(policy(TIERS), "admin", noon(0))
+        .unwrap();
     for d in 0..3 {
         append(&mut log, &["ops", "compliance"], noon(d));
     }
-    let hold = log.add_hold(spec("matter 17"), "counsel", noon(3)).unwrap();
-    log.release_hold(&hold.id, "counsel", noon(4)).unwrap();
-    let refused = log.purge_epoch(
+    let hold = log
+        .governance()
+        .add_hold(spec("matter 17"), "counsel", noon(3))
+        .unwrap();
+    log.governance()
+        .release_hold(&hold.id, "counsel", noon(4))
+        .unwrap();
+    let refused = log.governance().purge_epoch(
         "compliance",
         stele_event::time::Day::from_number(JAN1 as u32).unwrap(),
         "admin",
@@ -515,11 +559,13 @@ fn every_system_event_the_log_writes_reads_back_as_written() {
     );
     assert!(matches!(refused, Err(LogError::Refused(_))), "{refused:?}");
     assert!(
-        !log.enforce_retention("retention", noon(200))
+        !log.governance()
+            .enforce_retention("retention", noon(200))
             .unwrap()
             .is_empty()
     );
-    log.rotate_kek_as(NewKek::Random, "admin", noon(200))
+    log.governance()
+        .rotate_kek_as(NewKek::Random, "admin", noon(200))
         .unwrap();
     let spec = TokenSpec {
         principal: "ci".into(),
@@ -527,13 +573,19 @@ fn every_system_event_the_log_writes_reads_back_as_written() {
         expires_at: None,
         streams: Some(vec!["ops".into()]),
     };
-    let token = log.create_token(&spec, "admin", noon(200)).unwrap();
-    log.revoke_token(&token.entry.id, "admin", noon(200))
+    let token = log
+        .governance()
+        .create_token(&spec, "admin", noon(200))
         .unwrap();
-    log.attest(&Default::default(), noon(200)).unwrap();
+    log.governance()
+        .revoke_token(&token.entry.id, "admin", noon(200))
+        .unwrap();
+    log.governance()
+        .attest(&Default::default(), noon(200))
+        .unwrap();
 
     let mut actions = std::collections::BTreeSet::new();
-    for index in 0..log.size() {
+    for index in 0..log.reader().size() {
         let Ok(stored) = log.reader().get(index) else {
             continue; // purged
         };
@@ -568,8 +620,8 @@ fn every_system_event_the_log_writes_reads_back_as_written() {
     );
     drop(log);
     let log = reopen(&data).unwrap();
-    assert_eq!(log.holds().len(), 1);
-    assert_eq!(log.policy_versions().len(), 1);
+    assert_eq!(log.reader().holds().len(), 1);
+    assert_eq!(log.reader().policy_versions().len(), 1);
 }
 
 /// A whole-log verification of a view taken before a policy was applied
@@ -582,7 +634,9 @@ fn a_policy_applied_during_a_verification_is_not_a_problem() {
     let data = dir.path().join("data");
     let mut log = open_new(&data);
     let view = log.reader().frozen();
-    log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+    log.governance()
+        .apply_policy(policy(TIERS), "admin", noon(0))
+        .unwrap();
     let report = verify(&view, &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 

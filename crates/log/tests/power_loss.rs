@@ -135,7 +135,8 @@ fn scratch() -> tempfile::TempDir {
 
 fn open(data: &Path) -> Result<Log, LogError> {
     let mut log = Log::open(data, OpenOptions::default())?;
-    log.set_retention_grace(std::time::Duration::ZERO);
+    log.governance()
+        .set_retention_grace(std::time::Duration::ZERO);
     Ok(log)
 }
 
@@ -156,11 +157,14 @@ fn workload(root: &Path, shape: u64, skip: Option<Site>) -> Run {
     .unwrap();
     trace.mark("created");
     let mut log = open(&data).unwrap();
-    log.apply_policy(policy(), "admin", noon(0)).unwrap();
+    log.governance()
+        .apply_policy(policy(), "admin", noon(0))
+        .unwrap();
     trace.mark("policy");
     let mut appended = Vec::new();
     let batch = |log: &mut Log, appended: &mut Vec<Appended>, day: i64, rng: &mut Rng| {
-        let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
+        let preparer =
+            Preparer::new("app", "test", "ops").with_policy(log.reader().active_policy());
         let size = 1 + rng.below(30) as usize;
         let mut events = Vec::new();
         for _ in 0..size {
@@ -181,7 +185,7 @@ fn workload(root: &Path, shape: u64, skip: Option<Site>) -> Run {
         }
         trace.mark(format!("begun {}", appended.len() + size));
         let prepared: Vec<_> = events.iter().map(|(_, p)| p.clone()).collect();
-        log.append_batch(&prepared).unwrap();
+        log.writer().append_batch(&prepared).unwrap();
         appended.extend(events.into_iter().map(|(a, _)| a));
         trace.mark(format!("acked {}", appended.len()));
     };
@@ -189,62 +193,73 @@ fn workload(root: &Path, shape: u64, skip: Option<Site>) -> Run {
     for b in 0..batches {
         batch(&mut log, &mut appended, b % 3, &mut rng);
         if b % 2 == 1 {
-            log.publish().unwrap();
-            trace.mark(format!("published {}", log.published_size()));
+            log.writer().publish().unwrap();
+            trace.mark(format!("published {}", log.reader().published_size()));
         }
     }
-    log.add_hold(
-        HoldSpec {
-            streams: vec!["compliance".into()],
-            from: None,
-            to: None,
-            reason: "audit".into(),
-        },
-        "admin",
-        noon(3),
-    )
-    .unwrap();
+    log.governance()
+        .add_hold(
+            HoldSpec {
+                streams: vec!["compliance".into()],
+                from: None,
+                to: None,
+                reason: "audit".into(),
+            },
+            "admin",
+            noon(3),
+        )
+        .unwrap();
     trace.mark("hold");
-    log.create_token(
-        &TokenSpec {
-            principal: "alice".into(),
-            roles: vec![Role::parse("reader").unwrap()],
-            expires_at: None,
-            streams: None,
-        },
-        "admin",
-        noon(3),
-    )
-    .unwrap();
+    log.governance()
+        .create_token(
+            &TokenSpec {
+                principal: "alice".into(),
+                roles: vec![Role::parse("reader").unwrap()],
+                expires_at: None,
+                streams: None,
+            },
+            "admin",
+            noon(3),
+        )
+        .unwrap();
     trace.mark("token");
-    log.rotate_kek(NewKek::Random, noon(3).as_second()).unwrap();
+    log.governance()
+        .rotate_kek(NewKek::Random, noon(3).as_second())
+        .unwrap();
     trace.mark("rotated");
     drop(log);
     let mut log = open(&data).unwrap();
     batch(&mut log, &mut appended, 3, &mut rng);
-    log.publish().unwrap();
-    trace.mark(format!("published {}", log.published_size()));
+    log.writer().publish().unwrap();
+    trace.mark(format!("published {}", log.reader().published_size()));
     trace.mark("purging");
     // The first run announces the due epochs (and, with no grace period,
     // may purge them at once); the second purges what is left.
-    let mut purged = log.enforce_retention("admin", noon(200)).unwrap();
-    purged.extend(log.enforce_retention("admin", noon(200)).unwrap());
+    let mut purged = log
+        .governance()
+        .enforce_retention("admin", noon(200))
+        .unwrap();
+    purged.extend(
+        log.governance()
+            .enforce_retention("admin", noon(200))
+            .unwrap(),
+    );
     assert!(!purged.is_empty(), "the workload purges the ops epochs");
     trace.mark("purged");
     // After the purge, events of a later day (the clock does not go back).
-    let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
+    let preparer = Preparer::new("app", "test", "ops").with_policy(log.reader().active_policy());
     let actor = format!("a{}", appended.len());
     let raw = format!(r#"{{"actor":"{actor}","action":"act","stream":"compliance"}}"#);
     let event = preparer.prepare(raw.as_bytes(), noon(201)).unwrap();
     trace.mark(format!("begun {}", appended.len() + 1));
-    log.append_batch(&[event]).unwrap();
+    log.writer().append_batch(&[event]).unwrap();
     appended.push(Appended {
         actor,
         stream: "compliance",
     });
     trace.mark(format!("acked {}", appended.len()));
-    log.publish().unwrap();
-    trace.mark(format!("published {}", log.published_size()));
+    log.writer().publish().unwrap();
+    trace.mark(format!("published {}", log.reader().published_size()));
     drop(log);
     let ops = trace.finish();
     Run { ops, appended }
@@ -271,17 +286,17 @@ fn check_dir(data: &Path, told: &Told, appended: &[Appended]) -> Result<(), Stri
         return Ok(());
     }
     let mut log = open(data).map_err(|e| format!("the open failed: {e}"))?;
-    if log.published_size() < told.published {
+    if log.reader().published_size() < told.published {
         return Err(format!(
             "published size {} < {} published before",
-            log.published_size(),
+            log.reader().published_size(),
             told.published
         ));
     }
-    if told.policy && log.policy_versions().is_empty() {
+    if told.policy && log.reader().policy_versions().is_empty() {
         return Err("the applied policy is gone".into());
     }
-    if told.hold && log.holds().is_empty() {
+    if told.hold && log.reader().holds().is_empty() {
         return Err("the placed hold is gone".into());
     }
     if told.token {
@@ -292,7 +307,7 @@ fn check_dir(data: &Path, told: &Told, appended: &[Appended]) -> Result<(), Stri
         }
     }
     let mut users = 0usize;
-    for i in 0..log.size() {
+    for i in 0..log.reader().size() {
         let envelope = match log.reader().get(i) {
             Ok(stored) => stored.envelope,
             Err(LogError::Purged { .. }) => {
@@ -332,10 +347,11 @@ fn check_dir(data: &Path, told: &Told, appended: &[Appended]) -> Result<(), Stri
     if !report.ok() {
         return Err(format!("verify: {:?}", report.problems));
     }
-    let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
+    let preparer = Preparer::new("app", "test", "ops").with_policy(log.reader().active_policy());
     let raw = r#"{"actor":"after","action":"act","stream":"compliance"}"#;
     let event = preparer.prepare(raw.as_bytes(), noon(300)).unwrap();
-    log.append_batch(&[event])
+    log.writer()
+        .append_batch(&[event])
         .map_err(|e| format!("no append after recovery: {e}"))?;
     Ok(())
 }

@@ -47,19 +47,22 @@ fn unpublished_entries_survive_two_reopens() {
     let preparer = Preparer::new("tester", "test", "default");
     {
         let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-        log.append_batch(&[event(&preparer, 0, None), event(&preparer, 1, None)])
+        log.writer()
+            .append_batch(&[event(&preparer, 0, None), event(&preparer, 1, None)])
             .unwrap();
         // Dropped without publish: the process "died" after the receipts.
     }
     for _ in 0..3 {
         let log = Log::open(&data, OpenOptions::default()).unwrap();
-        assert_eq!(log.published_size(), 2);
+        assert_eq!(log.reader().published_size(), 2);
         assert_eq!(log.reader().get(1).unwrap().envelope.event.actor, "a1");
         assert_verifies(&log);
     }
     // And appending after recovery continues at the right offsets.
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    log.append_batch(&[event(&preparer, 2, None)]).unwrap();
+    log.writer()
+        .append_batch(&[event(&preparer, 2, None)])
+        .unwrap();
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     for i in 0..3 {
@@ -86,9 +89,9 @@ fn batch_over_many_segments() {
             .enumerate()
             .map(|(i, s)| event(&preparer, round * 100 + i, Some(s)))
             .collect();
-        log.append_batch(&batch).unwrap();
+        log.writer().append_batch(&batch).unwrap();
     }
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     for i in 0..240u64 {
         let expected = format!("a{}", (i / 80) * 100 + i % 80);
         assert_eq!(log.reader().get(i).unwrap().envelope.event.actor, expected);
@@ -139,7 +142,7 @@ fn sequencer_appends_every_request() {
     let mut indices: Vec<u64> = all.iter().map(|r| r.index).collect();
     indices.sort_unstable();
     assert_eq!(indices, (0..1000).collect::<Vec<_>>());
-    assert_eq!(log.published_size(), 1000);
+    assert_eq!(log.reader().published_size(), 1000);
     for receipt in all.iter().step_by(37) {
         let stored = log.reader().get(receipt.index).unwrap();
         assert_eq!(stored.commitment, receipt.commitment);
@@ -204,6 +207,7 @@ fn client_ids_make_retries_idempotent() {
     };
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let first = log
+        .writer()
         .append_batch(&[
             with_id(&alice, "req-1", "x"),
             with_id(&alice, "req-1", "x"),
@@ -220,9 +224,10 @@ fn client_ids_make_retries_idempotent() {
         [false, true, false, false]
     );
     assert_eq!(first[0].salt, first[1].salt);
-    assert_eq!(log.size(), 3);
+    assert_eq!(log.reader().size(), 3);
 
     let retry = log
+        .writer()
         .append_batch(&[
             with_id(&alice, "req-1", "x"),
             with_id(&bob, "req-1", "x"),
@@ -241,11 +246,12 @@ fn client_ids_make_retries_idempotent() {
         "the same id with other content is another event"
     );
     assert_eq!(retry[2].index, 4);
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     drop(log);
 
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let after = log
+        .writer()
         .append_batch(&[
             with_id(&alice, "req-2", "y"),
             with_id(&alice, "req-1", "other content"),
@@ -254,7 +260,7 @@ fn client_ids_make_retries_idempotent() {
     assert!(after[0].duplicate && after[1].duplicate);
     assert_eq!((after[0].index, after[1].index), (1, 4));
     assert_eq!(after[0].commitment, first[2].commitment);
-    assert_eq!(log.size(), 5);
+    assert_eq!(log.reader().size(), 5);
     assert_eq!(log.reader().get(0).unwrap().envelope.event.actor, "x");
     assert_verifies(&log);
 }
@@ -270,8 +276,8 @@ fn verify_reads_records_across_chunk_boundaries() {
     let preparer = Preparer::new("tester", "test", "default");
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let batch: Vec<PreparedEvent> = (0..300).map(|i| event(&preparer, i, None)).collect();
-    log.append_batch(&batch).unwrap();
-    log.publish().unwrap();
+    log.writer().append_batch(&batch).unwrap();
+    log.writer().publish().unwrap();
     // Records here are about 880 bytes: sweep across one and two records
     // so that boundaries land inside every field, the length field included.
     let sizes = [64, 97, 500, 4096, 1 << 20]
@@ -322,8 +328,8 @@ fn verify_in_chunks_names_damage_wherever_chunks_fall() {
     let preparer = Preparer::new("tester", "test", "default");
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let batch: Vec<PreparedEvent> = (0..300).map(|i| event(&preparer, i, None)).collect();
-    log.append_batch(&batch).unwrap();
-    log.publish().unwrap();
+    log.writer().append_batch(&batch).unwrap();
+    log.writer().publish().unwrap();
     drop(log);
     let segment = std::fs::read_dir(data.join("segments/default"))
         .unwrap()
@@ -431,8 +437,8 @@ fn verify_walks_interleaved_segments_window_by_window() {
         let events: Vec<PreparedEvent> = (batch * 50..batch * 50 + 50)
             .map(|i| event(&p, i, Some(streams[(i * 7 / 3) % 3])))
             .collect();
-        log.append_batch(&events).unwrap();
-        log.publish().unwrap();
+        log.writer().append_batch(&events).unwrap();
+        log.writer().publish().unwrap();
     }
     let grid = [
         (64, 1),
@@ -531,12 +537,14 @@ fn publish_returns_with_the_public_checkpoint_in_place() {
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let checkpoint = data.join("log/checkpoint");
     for i in 0..150 {
-        log.append_batch(&[event(&preparer, i, None)]).unwrap();
-        log.publish_soon().unwrap();
+        log.writer()
+            .append_batch(&[event(&preparer, i, None)])
+            .unwrap();
+        log.writer().publish_soon().unwrap();
         // Give the publisher thread a head start of varying length, so
         // that some rounds call `publish` while it is between steps.
         std::thread::sleep(std::time::Duration::from_micros((i as u64 * 397) % 4000));
-        let note = log.publish().unwrap();
+        let note = log.writer().publish().unwrap();
         assert_eq!(
             std::fs::read_to_string(&checkpoint).unwrap(),
             note,
@@ -562,8 +570,8 @@ fn a_lying_or_broken_snapshot_never_cuts_committed_records() {
     let preparer = Preparer::new("tester", "test", "default");
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let batch: Vec<PreparedEvent> = (0..20).map(|i| event(&preparer, i, None)).collect();
-    log.append_batch(&batch).unwrap();
-    log.publish().unwrap();
+    log.writer().append_batch(&batch).unwrap();
+    log.writer().publish().unwrap();
     drop(log);
     let snapshot_path = data.join("segments.state");
     let segment = std::fs::read_dir(data.join("segments/default"))
@@ -593,7 +601,7 @@ fn a_lying_or_broken_snapshot_never_cuts_committed_records() {
         )
         .unwrap();
         let log = Log::open(&data, OpenOptions::default()).unwrap();
-        assert_eq!(log.size(), 20, "lie {lie}");
+        assert_eq!(log.reader().size(), 20, "lie {lie}");
         assert_eq!(log.reader().get(19).unwrap().envelope.event.actor, "a19");
         assert_verifies(&log);
         drop(log);
@@ -627,8 +635,8 @@ fn partial_tiles_are_pruned_once_full_and_old_proofs_still_work() {
         let batch: Vec<PreparedEvent> = (0..100)
             .map(|i| event(&preparer, round * 100 + i, None))
             .collect();
-        receipts.extend(log.append_batch(&batch).unwrap());
-        log.publish().unwrap();
+        receipts.extend(log.writer().append_batch(&batch).unwrap());
+        log.writer().publish().unwrap();
         if round == 0 {
             assert!(data.join("log/tile/0/000.p/100").exists());
             assert!(data.join("log/tile/entries/000.p/100").exists());
@@ -699,27 +707,36 @@ fn batches_in_flight_finish_in_order() {
         event(&p, 4, Some("z")),
     ];
     let c = [event(&p, 5, Some("x"))];
-    log.begin_append(&a).unwrap();
-    log.begin_append(&b).unwrap();
-    assert_eq!(log.in_flight(), 2);
+    log.writer().begin_append(&a).unwrap();
+    log.writer().begin_append(&b).unwrap();
+    assert_eq!(log.writer().in_flight(), 2);
     // A third batch must wait: refused without harm to the log.
-    assert!(!log.can_begin(&c));
-    assert!(matches!(log.begin_append(&c), Err(LogError::Usage(_))));
-    assert!(matches!(log.append_batch(&c), Err(LogError::Usage(_))));
+    assert!(!log.writer().can_begin(&c));
+    assert!(matches!(
+        log.writer().begin_append(&c),
+        Err(LogError::Usage(_))
+    ));
+    assert!(matches!(
+        log.writer().append_batch(&c),
+        Err(LogError::Usage(_))
+    ));
     log.health().unwrap();
     // Nothing in flight is visible before it is finished.
-    assert_eq!(log.size(), 0);
+    assert_eq!(log.reader().size(), 0);
 
-    let ra = log.finish_append().unwrap();
+    let ra = log.writer().finish_append().unwrap();
     assert_eq!(ra.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1]);
-    assert_eq!(log.size(), 2);
-    log.begin_append(&c).unwrap();
-    let rb = log.finish_append().unwrap();
+    assert_eq!(log.reader().size(), 2);
+    log.writer().begin_append(&c).unwrap();
+    let rb = log.writer().finish_append().unwrap();
     assert_eq!(rb.iter().map(|r| r.index).collect::<Vec<_>>(), [2, 3, 4]);
-    let rc = log.finish_append().unwrap();
+    let rc = log.writer().finish_append().unwrap();
     assert_eq!(rc[0].index, 5);
-    assert!(matches!(log.finish_append(), Err(LogError::Usage(_))));
-    assert_eq!(log.size(), 6);
+    assert!(matches!(
+        log.writer().finish_append(),
+        Err(LogError::Usage(_))
+    ));
+    assert_eq!(log.reader().size(), 6);
     for (receipt, n) in ra.iter().chain(&rb).chain(&rc).zip(0..) {
         let stored = log.reader().get(receipt.index).unwrap();
         assert_eq!(stored.envelope.event.actor, format!("a{n}"));
@@ -730,10 +747,13 @@ fn batches_in_flight_finish_in_order() {
     // Dropped without publish: every finished entry is durable, and the
     // open publishes them.
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.size(), 6);
-    assert_eq!(log.published_size(), 6);
+    assert_eq!(log.reader().size(), 6);
+    assert_eq!(log.reader().published_size(), 6);
     assert_verifies(&log);
-    let more = log.append_batch(&[event(&p, 6, Some("x"))]).unwrap();
+    let more = log
+        .writer()
+        .append_batch(&[event(&p, 6, Some("x"))])
+        .unwrap();
     assert_eq!(more[0].index, 6);
 }
 
@@ -747,22 +767,25 @@ fn retries_wait_for_the_batches_in_flight() {
     let p = Preparer::new("tester", "test", "default");
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
 
-    log.begin_append(&[keyed(&p, "req-1")]).unwrap();
+    log.writer().begin_append(&[keyed(&p, "req-1")]).unwrap();
     let retry = [keyed(&p, "req-1")];
-    assert!(!log.can_begin(&retry));
-    assert!(matches!(log.begin_append(&retry), Err(LogError::Usage(_))));
+    assert!(!log.writer().can_begin(&retry));
+    assert!(matches!(
+        log.writer().begin_append(&retry),
+        Err(LogError::Usage(_))
+    ));
     // Batches without ids may still follow.
-    assert!(log.can_begin(&[event(&p, 1, Some("x"))]));
-    let first = log.finish_append().unwrap();
-    assert!(log.can_begin(&retry));
-    log.begin_append(&retry).unwrap();
-    let second = log.finish_append().unwrap();
+    assert!(log.writer().can_begin(&[event(&p, 1, Some("x"))]));
+    let first = log.writer().finish_append().unwrap();
+    assert!(log.writer().can_begin(&retry));
+    log.writer().begin_append(&retry).unwrap();
+    let second = log.writer().finish_append().unwrap();
     assert!(second[0].duplicate);
     assert_eq!(
         (second[0].index, second[0].salt),
         (first[0].index, first[0].salt)
     );
-    assert_eq!(log.size(), 1);
+    assert_eq!(log.reader().size(), 1);
 }
 
 /// A crash after two batches were written to their segments but before
@@ -777,19 +800,23 @@ fn written_but_unindexed_batches_are_cut() {
     let index_path = data.join("index");
     {
         let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-        log.append_batch(&[event(&p, 0, Some("x")), event(&p, 1, Some("y"))])
+        log.writer()
+            .append_batch(&[event(&p, 0, Some("x")), event(&p, 1, Some("y"))])
             .unwrap();
-        log.publish().unwrap();
+        log.writer().publish().unwrap();
     }
     assert!(index_path.exists(), "the index lives at {index_path:?}");
     let index_before = std::fs::read(&index_path).unwrap();
     {
         let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-        log.begin_append(&[event(&p, 2, Some("x")), event(&p, 3, Some("y"))])
+        log.writer()
+            .begin_append(&[event(&p, 2, Some("x")), event(&p, 3, Some("y"))])
             .unwrap();
-        log.begin_append(&[event(&p, 4, Some("x"))]).unwrap();
-        log.finish_append().unwrap();
-        log.finish_append().unwrap();
+        log.writer()
+            .begin_append(&[event(&p, 4, Some("x"))])
+            .unwrap();
+        log.writer().finish_append().unwrap();
+        log.writer().finish_append().unwrap();
     }
     // The index as it was before both batches; their segment records stay,
     // and the last one is torn.
@@ -810,12 +837,15 @@ fn written_but_unindexed_batches_are_cut() {
     drop(file);
 
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.size(), 2);
+    assert_eq!(log.reader().size(), 2);
     assert_verifies(&log);
-    let receipts = log.append_batch(&[event(&p, 5, Some("x"))]).unwrap();
+    let receipts = log
+        .writer()
+        .append_batch(&[event(&p, 5, Some("x"))])
+        .unwrap();
     assert_eq!(receipts[0].index, 2);
     assert_eq!(log.reader().get(2).unwrap().envelope.event.actor, "a5");
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     assert_verifies(&log);
 }
 
@@ -835,18 +865,20 @@ fn segment_of(data: &Path, stream: &str) -> std::path::PathBuf {
 fn two_batches(data: &Path, p: &Preparer, publish_second: bool) -> (std::path::PathBuf, Vec<u64>) {
     create(data);
     let mut log = Log::open(data, OpenOptions::default()).unwrap();
-    log.append_batch(&[event(p, 0, Some("x")), event(p, 1, Some("x"))])
+    log.writer()
+        .append_batch(&[event(p, 0, Some("x")), event(p, 1, Some("x"))])
         .unwrap();
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     let segment = segment_of(data, "x");
-    log.append_batch(&[
-        event(p, 2, Some("x")),
-        event(p, 3, Some("x")),
-        event(p, 4, Some("x")),
-    ])
-    .unwrap();
+    log.writer()
+        .append_batch(&[
+            event(p, 2, Some("x")),
+            event(p, 3, Some("x")),
+            event(p, 4, Some("x")),
+        ])
+        .unwrap();
     if publish_second {
-        log.publish().unwrap();
+        log.writer().publish().unwrap();
     }
     drop(log);
     (
@@ -904,16 +936,19 @@ fn indexed_entries_whose_segment_records_are_not_durable_are_cut() {
             _ => unreachable!(),
         }
         let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-        assert_eq!(log.size(), kept as u64, "{case}");
-        assert_eq!(log.published_size(), kept as u64, "{case}");
+        assert_eq!(log.reader().size(), kept as u64, "{case}");
+        assert_eq!(log.reader().published_size(), kept as u64, "{case}");
         assert_verifies(&log);
-        let receipts = log.append_batch(&[event(&p, 9, Some("x"))]).unwrap();
+        let receipts = log
+            .writer()
+            .append_batch(&[event(&p, 9, Some("x"))])
+            .unwrap();
         assert_eq!(receipts[0].index, kept as u64, "{case}");
-        log.publish().unwrap();
+        log.writer().publish().unwrap();
         assert_verifies(&log);
         drop(log);
         let log = Log::open(&data, OpenOptions::default()).unwrap();
-        assert_eq!(log.size(), kept as u64 + 1, "{case}");
+        assert_eq!(log.reader().size(), kept as u64 + 1, "{case}");
         assert_eq!(
             log.reader().get(kept as u64).unwrap().envelope.event.actor,
             "a9",
@@ -948,34 +983,37 @@ fn a_batch_over_two_segments_is_cut_where_the_first_record_is_missing() {
     let data = dir.path().join("data");
     create(&data);
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    log.append_batch(&[event(&p, 0, Some("x")), event(&p, 1, Some("y"))])
+    log.writer()
+        .append_batch(&[event(&p, 0, Some("x")), event(&p, 1, Some("y"))])
         .unwrap();
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     let y_segment = segment_of(&data, "y");
-    log.append_batch(&[
-        event(&p, 2, Some("x")),
-        event(&p, 3, Some("y")),
-        event(&p, 4, Some("x")),
-    ])
-    .unwrap();
+    log.writer()
+        .append_batch(&[
+            event(&p, 2, Some("x")),
+            event(&p, 3, Some("y")),
+            event(&p, 4, Some("x")),
+        ])
+        .unwrap();
     drop(log);
     // The crash: stream y's segment lost the second batch's record (it
     // began where entry 1's ended).
     cut_file(&y_segment, record_end(&data, 1));
 
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.size(), 3);
+    assert_eq!(log.reader().size(), 3);
     assert_eq!(log.reader().get(2).unwrap().envelope.event.actor, "a2");
     assert_verifies(&log);
     let receipts = log
+        .writer()
         .append_batch(&[event(&p, 5, Some("y")), event(&p, 6, Some("x"))])
         .unwrap();
     assert_eq!(receipts[0].index, 3);
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     assert_verifies(&log);
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.size(), 5);
+    assert_eq!(log.reader().size(), 5);
     assert_eq!(log.reader().get(4).unwrap().envelope.event.actor, "a6");
     assert_verifies(&log);
 }
@@ -1001,10 +1039,10 @@ fn a_segment_closed_and_reopened_while_its_batch_is_in_flight_keeps_it() {
     let second: Vec<PreparedEvent> = (0..6)
         .map(|i| event(&p, 100 + i, Some(&streams[i])))
         .collect();
-    log.begin_append(&first).unwrap();
-    log.begin_append(&second).unwrap();
-    let a = log.finish_append().unwrap();
-    let b = log.finish_append().unwrap();
+    log.writer().begin_append(&first).unwrap();
+    log.writer().begin_append(&second).unwrap();
+    let a = log.writer().finish_append().unwrap();
+    let b = log.writer().finish_append().unwrap();
     assert_eq!((a.len(), b.len()), (70, 6));
     for i in 0..70u64 {
         assert_eq!(
@@ -1016,11 +1054,11 @@ fn a_segment_closed_and_reopened_while_its_batch_is_in_flight_keeps_it() {
         let stored = log.reader().get(70 + i).unwrap();
         assert_eq!(stored.envelope.event.actor, format!("a{}", 100 + i));
     }
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     assert_verifies(&log);
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.size(), 76);
+    assert_eq!(log.reader().size(), 76);
     assert_eq!(log.reader().get(0).unwrap().envelope.event.actor, "a0");
     assert_verifies(&log);
 }
@@ -1035,9 +1073,10 @@ fn verify_requires_zeros_after_the_committed_records() {
     create(&data);
     let p = Preparer::new("tester", "test", "default");
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    log.append_batch(&[event(&p, 0, Some("x")), event(&p, 1, Some("x"))])
+    log.writer()
+        .append_batch(&[event(&p, 0, Some("x")), event(&p, 1, Some("x"))])
         .unwrap();
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     let segment = segment_of(&data, "x");
     let bytes = std::fs::read(&segment).unwrap();
     let records_end = bytes.len() - bytes.iter().rev().take_while(|b| **b == 0).count();
@@ -1066,8 +1105,10 @@ fn verify_requires_zeros_after_the_committed_records() {
     // With the junk gone, appends go on right after the records.
     file.write_all_at(&[0; 4], records_end as u64 + 100)
         .unwrap();
-    log.append_batch(&[event(&p, 2, Some("x"))]).unwrap();
-    log.publish().unwrap();
+    log.writer()
+        .append_batch(&[event(&p, 2, Some("x"))])
+        .unwrap();
+    log.writer().publish().unwrap();
     assert_verifies(&log);
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
@@ -1105,7 +1146,7 @@ fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
 
         let mut log = Log::open(&data, OpenOptions::default()).unwrap();
         // Entries 0..3 stay; the open appended its event as entry 3.
-        assert_eq!(log.size(), 4, "torn {torn}");
+        assert_eq!(log.reader().size(), 4, "torn {torn}");
         assert_eq!(log.kept_at_open().len(), 1, "{:?}", log.kept_at_open());
         let event = log.reader().get(3).unwrap().envelope;
         assert_eq!(event.stream, "_system");
@@ -1138,13 +1179,13 @@ fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
 
         // Appends go on after the committed records; the event is not
         // appended again by later opens.
-        let receipts = log.append_batch(&[event_of(&p, 9)]).unwrap();
+        let receipts = log.writer().append_batch(&[event_of(&p, 9)]).unwrap();
         assert_eq!(receipts[0].index, 4);
-        log.publish().unwrap();
+        log.writer().publish().unwrap();
         drop(log);
         let log = Log::open(&data, OpenOptions::default()).unwrap();
         assert!(log.kept_at_open().is_empty());
-        assert_eq!(log.size(), 5);
+        assert_eq!(log.reader().size(), 5);
         assert_eq!(log.reader().get(4).unwrap().envelope.event.actor, "a9");
         assert_verifies(&log);
         drop(log);
@@ -1192,7 +1233,7 @@ fn a_kept_tail_whose_event_was_not_appended_gets_it_at_the_next_open() {
         file.write_all_at(&[0xA5; 100], ends[3]).unwrap();
     }
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.size(), 6);
+    assert_eq!(log.reader().size(), 6);
     drop(log);
     // As if the open had stopped before its event: the manifest without
     // the event's index, and the index without the event.
@@ -1206,7 +1247,7 @@ fn a_kept_tail_whose_event_was_not_appended_gets_it_at_the_next_open() {
     std::fs::write(&manifest_path, serde_json::to_vec(&manifest).unwrap()).unwrap();
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     // The event is found by its client id, not appended twice.
-    assert_eq!(log.size(), 6);
+    assert_eq!(log.reader().size(), 6);
     drop(log);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
@@ -1277,7 +1318,7 @@ fn tails_cut_from_the_same_place_keep_their_own_files() {
     );
     assert_eq!(std::fs::read_dir(&recovered).unwrap().count(), 4);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    let events: Vec<_> = (5..log.size())
+    let events: Vec<_> = (5..log.reader().size())
         .map(|i| log.reader().get(i).unwrap().envelope.event)
         .filter(|e| e.action == "log.recovered")
         .collect();
@@ -1300,8 +1341,12 @@ fn long_checkpoint_history_is_found_by_number_and_size_after_reopen() {
     {
         let mut log = Log::open(&data, OpenOptions::default()).unwrap();
         for n in 0..600 {
-            receipts.extend(log.append_batch(&[event(&preparer, n, None)]).unwrap());
-            log.publish().unwrap();
+            receipts.extend(
+                log.writer()
+                    .append_batch(&[event(&preparer, n, None)])
+                    .unwrap(),
+            );
+            log.writer().publish().unwrap();
         }
         assert_eq!(log.reader().history_count(), 601);
     }
@@ -1381,8 +1426,8 @@ fn one_stream_log(data: &Path) -> Log {
         let events: Vec<PreparedEvent> = (batch * 30..batch * 30 + 30)
             .map(|i| event(&p, i, None))
             .collect();
-        log.append_batch(&events).unwrap();
-        log.publish().unwrap();
+        log.writer().append_batch(&events).unwrap();
+        log.writer().publish().unwrap();
     }
     log
 }
@@ -1511,7 +1556,9 @@ fn segments_torn_at_creation_are_removed_and_others_refused() {
     create(&data);
     let preparer = Preparer::new("tester", "test", "default");
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    log.append_batch(&[event(&preparer, 0, None)]).unwrap();
+    log.writer()
+        .append_batch(&[event(&preparer, 0, None)])
+        .unwrap();
     drop(log);
     let torn_dir = data.join("segments/torn");
     std::fs::create_dir_all(&torn_dir).unwrap();
@@ -1527,7 +1574,7 @@ fn segments_torn_at_creation_are_removed_and_others_refused() {
     for (name, _) in &torn {
         assert!(!torn_dir.join(name).exists(), "{name} was kept");
     }
-    assert_eq!(log.size(), 1);
+    assert_eq!(log.reader().size(), 1);
     assert_verifies(&log);
     drop(log);
     std::fs::write(torn_dir.join("2026-01-04.seg"), [7u8; 33]).unwrap();

@@ -49,9 +49,9 @@ fn events(preparer: &Preparer, from: usize, count: usize) -> Vec<PreparedEvent> 
 fn append(dir: &Path, options: OpenOptions, preparer: &Preparer, from: usize, count: usize) {
     let mut log = Log::open(dir, options).unwrap();
     for chunk in events(preparer, from, count).chunks(250) {
-        log.append_batch(chunk).unwrap();
+        log.writer().append_batch(chunk).unwrap();
     }
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
 }
 
 fn copy_dir(src: &Path, dst: &Path) {
@@ -539,15 +539,15 @@ fn a_directory_from_before_session_salts_reads_and_upgrades() {
                 old.prepare(raw.as_bytes(), at).unwrap()
             })
             .collect();
-        log.append_batch(&batch).unwrap();
-        log.publish().unwrap();
+        log.writer().append_batch(&batch).unwrap();
+        log.writer().publish().unwrap();
     }
     rewrite_as_format1(&dir);
     assert_eq!(meta_format(&dir), 1);
     assert!(!dir.join("keys/sessions").exists());
     {
         let log = Log::open(&dir, OpenOptions::default()).unwrap();
-        assert_eq!(log.size(), 12);
+        assert_eq!(log.reader().size(), 12);
         for i in 0..12 {
             assert_eq!(
                 log.reader().get(i).unwrap().envelope.event.actor,
@@ -595,7 +595,9 @@ fn an_altered_or_missing_sessions_file_is_refused() {
     // them back with their keys at the next open.
     {
         let mut log = Log::open(&template, OpenOptions::default()).unwrap();
-        log.append_batch(&events(&preparer, 40, 10)).unwrap();
+        log.writer()
+            .append_batch(&events(&preparer, 40, 10))
+            .unwrap();
     }
     let sessions = template.join("keys/sessions");
     let salt_byte = 17 + 4 + 5;

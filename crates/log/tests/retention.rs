@@ -55,7 +55,8 @@ retain_until = "2026-06-30"
 /// `governance_ledger.rs`).
 fn opened(dir: &Path) -> Log {
     let mut log = Log::open(dir, OpenOptions::default()).unwrap();
-    log.set_retention_grace(std::time::Duration::ZERO);
+    log.governance()
+        .set_retention_grace(std::time::Duration::ZERO);
     log
 }
 
@@ -73,7 +74,7 @@ fn open_new(dir: &Path) -> Log {
 
 /// Appends one event per stream named, received at `at`; returns indices.
 fn append(log: &mut Log, streams: &[&str], at: Timestamp) -> Vec<u64> {
-    let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
+    let preparer = Preparer::new("app", "test", "ops").with_policy(log.reader().active_policy());
     let events: Vec<_> = streams
         .iter()
         .enumerate()
@@ -82,7 +83,8 @@ fn append(log: &mut Log, streams: &[&str], at: Timestamp) -> Vec<u64> {
             preparer.prepare(raw.as_bytes(), at).unwrap()
         })
         .collect();
-    log.append_batch(&events)
+    log.writer()
+        .append_batch(&events)
         .unwrap()
         .into_iter()
         .map(|r| r.index)
@@ -90,7 +92,8 @@ fn append(log: &mut Log, streams: &[&str], at: Timestamp) -> Vec<u64> {
 }
 
 fn purged_epochs(log: &Log, stream: &str) -> BTreeSet<i64> {
-    log.purged()
+    log.reader()
+        .purged()
         .values()
         .filter(|t| t.stream == stream)
         .map(|t| i64::from(t.epoch_day.number()) - JAN1)
@@ -100,14 +103,14 @@ fn purged_epochs(log: &Log, stream: &str) -> BTreeSet<i64> {
 /// Publishes what is pending (system events ask for a checkpoint without
 /// waiting), then verifies everything.
 fn assert_verifies(log: &mut Log) {
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
 }
 
 /// Every `_system` event with this action, as (index, attributes).
 fn system_events(log: &Log, action: &str) -> Vec<(u64, serde_json::Value)> {
-    (0..log.size())
+    (0..log.reader().size())
         .filter_map(|i| log.reader().get(i).ok())
         .filter(|e| e.envelope.stream == "_system" && e.envelope.event.action == action)
         .map(|e| {
@@ -124,19 +127,22 @@ fn a_year_of_retention() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut log = open_new(&data);
-    log.apply_policy(
-        policy(TIERS),
-        "admin",
-        noon(0) - jiff::SignedDuration::from_hours(1),
-    )
-    .unwrap();
+    log.governance()
+        .apply_policy(
+            policy(TIERS),
+            "admin",
+            noon(0) - jiff::SignedDuration::from_hours(1),
+        )
+        .unwrap();
     let mut by_day: Vec<(i64, Vec<u64>)> = Vec::new();
     // 2026-07-01 is day 181: legal data is kept through 2026-06-30.
     let legal_purge_day = 181;
     for d in 0..365 {
         let indices = append(&mut log, &["ops", "ops", "compliance", "legal"], noon(d));
         by_day.push((d, indices));
-        log.enforce_retention("retention", noon(d)).unwrap();
+        log.governance()
+            .enforce_retention("retention", noon(d))
+            .unwrap();
         // ops epoch e may go from the start of day e + 1 + 90.
         let expected_ops: BTreeSet<i64> = (0..=d).filter(|e| e + 91 <= d).collect();
         assert_eq!(purged_epochs(&log, "ops"), expected_ops, "day {d}");
@@ -150,12 +156,12 @@ fn a_year_of_retention() {
         assert!(purged_epochs(&log, "_system").is_empty());
     }
     // Nothing purged early: each decision came at or after its retention.
-    for t in log.purged().values() {
+    for t in log.reader().purged().values() {
         assert!(t.decided_at >= t.purge_after, "{t:?}");
         assert!(t.decided_at >= (i64::from(t.epoch_day.number()) + 1) * DAY);
         assert_eq!(t.entries, if t.stream == "ops" { 2 } else { 1 });
     }
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     // Purged events say so; the others read back and prove inclusion.
     let leaf = |log: &Log, i: u64| {
         let record = log.reader().get(i).unwrap();
@@ -189,18 +195,18 @@ fn a_year_of_retention() {
     }
     // One signed purge event per purged epoch.
     let purges = system_events(&log, "retention.purge");
-    assert_eq!(purges.len(), log.purged().len());
-    for t in log.purged().values() {
+    assert_eq!(purges.len(), log.reader().purged().len());
+    for t in log.reader().purged().values() {
         let (index, attributes) = purges
             .iter()
             .find(|(i, _)| Some(*i) == t.event_index)
             .unwrap();
         assert_eq!(attributes, &t.event_attributes(), "event {index}");
     }
-    let count = log.purged().len();
+    let count = log.reader().purged().len();
     drop(log);
     let log = opened(&data);
-    assert_eq!(log.purged().len(), count);
+    assert_eq!(log.reader().purged().len(), count);
     let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.purged_segments, count);
@@ -210,11 +216,14 @@ fn a_year_of_retention() {
 fn holds_block_purges_until_released() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = open_new(&dir.path().join("data"));
-    log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+    log.governance()
+        .apply_policy(policy(TIERS), "admin", noon(0))
+        .unwrap();
     for d in 0..30 {
         append(&mut log, &["ops", "compliance"], noon(d));
     }
     let hold = log
+        .governance()
         .add_hold(
             HoldSpec {
                 streams: vec!["ops".into()],
@@ -226,17 +235,20 @@ fn holds_block_purges_until_released() {
             noon(30),
         )
         .unwrap();
-    log.enforce_retention("retention", noon(150)).unwrap();
+    log.governance()
+        .enforce_retention("retention", noon(150))
+        .unwrap();
     let held: BTreeSet<i64> = (10..=20).collect();
     let expected: BTreeSet<i64> = (0..30).filter(|e| !held.contains(e)).collect();
     assert_eq!(purged_epochs(&log, "ops"), expected);
-    let status = log.retention_status(noon(150));
+    let status = log.reader().retention_status(noon(150));
     for s in status.iter().filter(|s| s.stream == "ops") {
         assert_eq!(s.held_by, vec![hold.id.clone()]);
         assert!(!s.due);
     }
     // An explicit purge of a held epoch is refused and logged.
     let err = log
+        .governance()
         .purge_epoch("ops", day(JAN1 + 15), "admin", noon(150))
         .unwrap_err();
     assert!(matches!(err, LogError::Refused(_)), "{err}");
@@ -246,6 +258,7 @@ fn holds_block_purges_until_released() {
     assert_eq!(refused[0].1["stream"], "ops");
     // A hold on everything, unbounded, also stops the scheduler.
     let all = log
+        .governance()
         .add_hold(
             HoldSpec {
                 reason: "regulator inquiry".into(),
@@ -255,16 +268,27 @@ fn holds_block_purges_until_released() {
             noon(151),
         )
         .unwrap();
-    log.release_hold(&hold.id, "counsel", noon(152)).unwrap();
-    log.enforce_retention("retention", noon(152)).unwrap();
+    log.governance()
+        .release_hold(&hold.id, "counsel", noon(152))
+        .unwrap();
+    log.governance()
+        .enforce_retention("retention", noon(152))
+        .unwrap();
     assert_eq!(purged_epochs(&log, "ops"), expected);
-    log.release_hold(&all.id, "counsel", noon(153)).unwrap();
-    log.enforce_retention("retention", noon(153)).unwrap();
+    log.governance()
+        .release_hold(&all.id, "counsel", noon(153))
+        .unwrap();
+    log.governance()
+        .enforce_retention("retention", noon(153))
+        .unwrap();
     assert_eq!(purged_epochs(&log, "ops"), (0..30).collect());
     // Placing and releasing were recorded.
     assert_eq!(system_events(&log, "hold.placed").len(), 2);
     assert_eq!(system_events(&log, "hold.released").len(), 2);
-    let again = log.release_hold(&all.id, "counsel", noon(154)).unwrap_err();
+    let again = log
+        .governance()
+        .release_hold(&all.id, "counsel", noon(154))
+        .unwrap_err();
     assert!(matches!(again, LogError::Refused(_)), "{again}");
     assert_verifies(&mut log);
 }
@@ -277,34 +301,43 @@ fn no_path_deletes_early_and_shortening_applies_to_new_data_only() {
     // Without any policy (the shipped default) nothing is ever purged.
     append(&mut log, &["default"], noon(0));
     assert!(
-        log.enforce_retention("retention", noon(3000))
+        log.governance()
+            .enforce_retention("retention", noon(3000))
             .unwrap()
             .is_empty()
     );
     let err = log
+        .governance()
         .purge_epoch("default", day(JAN1), "admin", noon(3000))
         .unwrap_err();
     assert!(err.to_string().contains("forever"), "{err}");
 
     // A policy that drops a stream holding data is refused.
     let err = log
+        .governance()
         .apply_policy(policy(TIERS), "admin", noon(1))
         .unwrap_err();
     assert!(err.to_string().contains("default"), "{err}");
     let tiers = format!("{TIERS}\n[streams.default]\nretain = \"forever\"\n");
-    log.apply_policy(policy(&tiers), "admin", noon(1)).unwrap();
+    log.governance()
+        .apply_policy(policy(&tiers), "admin", noon(1))
+        .unwrap();
     for d in 1..30 {
         append(&mut log, &["ops"], noon(d));
     }
     // Explicit purge before the end of retention: refused, logged.
     let err = log
+        .governance()
         .purge_epoch("ops", day(JAN1 + 5), "admin", noon(40))
         .unwrap_err();
     assert!(matches!(err, LogError::Refused(_)));
     assert!(err.to_string().contains("2026-04-07"), "{err}"); // 5 + 1 + 90 = day 96
     // Shorten ops to 10 days at day 30: epochs begun before keep 90 days.
     let short = tiers.replace("retain = \"90d\"", "retain = \"10d\"");
-    let outcome = log.apply_policy(policy(&short), "admin", noon(30)).unwrap();
+    let outcome = log
+        .governance()
+        .apply_policy(policy(&short), "admin", noon(30))
+        .unwrap();
     assert!(
         outcome.changes.iter().any(|c| c.contains("ops")),
         "{:?}",
@@ -312,32 +345,47 @@ fn no_path_deletes_early_and_shortening_applies_to_new_data_only() {
     );
     for d in 30..45 {
         append(&mut log, &["ops"], noon(d));
-        log.enforce_retention("retention", noon(d)).unwrap();
+        log.governance()
+            .enforce_retention("retention", noon(d))
+            .unwrap();
     }
     // Epoch 31 (begun after the change) went at day 42; epoch 29 did not.
     let purged = purged_epochs(&log, "ops");
     assert_eq!(purged, (31..=33).collect(), "{purged:?}");
     // Lengthen to 200 days at day 45: applies to everything still stored.
     let long = tiers.replace("retain = \"90d\"", "retain = \"200d\"");
-    log.apply_policy(policy(&long), "admin", noon(45)).unwrap();
-    log.enforce_retention("retention", noon(120)).unwrap();
+    log.governance()
+        .apply_policy(policy(&long), "admin", noon(45))
+        .unwrap();
+    log.governance()
+        .enforce_retention("retention", noon(120))
+        .unwrap();
     assert_eq!(purged_epochs(&log, "ops"), (31..=33).collect());
     // Epoch 2 may go from day 2 + 1 + 200 = 203. Epoch 1 began before
     // the first policy, when the log already held data under the shipped
     // default (forever): it is never due.
-    log.enforce_retention("retention", noon(202)).unwrap();
+    log.governance()
+        .enforce_retention("retention", noon(202))
+        .unwrap();
     assert!(!purged_epochs(&log, "ops").contains(&2));
-    log.enforce_retention("retention", noon(203)).unwrap();
+    log.governance()
+        .enforce_retention("retention", noon(203))
+        .unwrap();
     assert!(purged_epochs(&log, "ops").contains(&2));
-    log.enforce_retention("retention", noon(5000)).unwrap();
+    log.governance()
+        .enforce_retention("retention", noon(5000))
+        .unwrap();
     assert!(!purged_epochs(&log, "ops").contains(&1));
     // Every version was logged; re-applying the active one is a no-op.
     assert_eq!(system_events(&log, "policy.applied").len(), 3);
-    let again = log.apply_policy(policy(&long), "admin", noon(300)).unwrap();
+    let again = log
+        .governance()
+        .apply_policy(policy(&long), "admin", noon(300))
+        .unwrap();
     assert_eq!(again.seq, None);
     drop(log);
     let mut log = opened(&data);
-    assert_eq!(log.policy_versions().len(), 3);
+    assert_eq!(log.reader().policy_versions().len(), 3);
     assert_verifies(&mut log);
 }
 
@@ -347,14 +395,20 @@ fn a_purge_interrupted_at_any_step_completes_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let mut log = open_new(&data);
-        log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+        log.governance()
+            .apply_policy(policy(TIERS), "admin", noon(0))
+            .unwrap();
         let indices = append(&mut log, &["ops", "ops", "compliance"], noon(0));
         append(&mut log, &["ops"], noon(1));
         stele_store::fileio::stop_after(
             &data,
             stele_log::governance::PURGE_STOP_POINTS[usize::from(step) - 1],
         );
-        assert!(log.enforce_retention("retention", noon(92)).is_err());
+        assert!(
+            log.governance()
+                .enforce_retention("retention", noon(92))
+                .is_err()
+        );
         assert!(log.health().is_err(), "a stopped purge poisons the handle");
         drop(log);
         let mut log = opened(&data);
@@ -363,10 +417,15 @@ fn a_purge_interrupted_at_any_step_completes_on_open() {
             [0].into_iter().collect(),
             "step {step}"
         );
-        let tombstone = log.purged().values().next().unwrap().clone();
+        let tombstone = log.reader().purged().values().next().unwrap().clone();
         assert!(tombstone.event_index.is_some(), "step {step}");
-        assert!(!log.layout().dek(tombstone.segment).exists());
-        assert!(!log.layout().segment("ops", tombstone.epoch_day).exists());
+        assert!(!log.reader().layout().dek(tombstone.segment).exists());
+        assert!(
+            !log.reader()
+                .layout()
+                .segment("ops", tombstone.epoch_day)
+                .exists()
+        );
         assert_eq!(
             system_events(&log, "retention.purge").len(),
             1,
@@ -386,11 +445,15 @@ fn verify_reports_altered_purge_records_and_resurrected_files() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut log = open_new(&data);
-    log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+    log.governance()
+        .apply_policy(policy(TIERS), "admin", noon(0))
+        .unwrap();
     append(&mut log, &["ops", "ops"], noon(0));
     append(&mut log, &["ops"], noon(1));
-    log.enforce_retention("retention", noon(91)).unwrap();
-    let tombstone = log.purged().values().next().unwrap().clone();
+    log.governance()
+        .enforce_retention("retention", noon(91))
+        .unwrap();
+    let tombstone = log.reader().purged().values().next().unwrap().clone();
     let path = data.join("segments/ops/2026-01-01.purged");
     let original = std::fs::read(&path).unwrap();
     drop(log);
@@ -465,15 +528,19 @@ fn a_forged_purge_record_deletes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut log = open_new(&data);
-    log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+    log.governance()
+        .apply_policy(policy(TIERS), "admin", noon(0))
+        .unwrap();
     append(&mut log, &["ops"], noon(0));
     let live = append(&mut log, &["ops", "ops"], noon(1));
     append(&mut log, &["ops"], noon(2));
-    log.enforce_retention("retention", noon(91)).unwrap();
-    let genuine = log.purged().values().next().unwrap().clone();
+    log.governance()
+        .enforce_retention("retention", noon(91))
+        .unwrap();
+    let genuine = log.reader().purged().values().next().unwrap().clone();
     // Day 1 of `ops` is not due before day 92: a purge record for it is a
     // forgery, however well formed.
-    let status = log.retention_status(noon(91));
+    let status = log.reader().retention_status(noon(91));
     let target = status
         .iter()
         .find(|s| s.stream == "ops" && s.epoch_day == genuine.epoch_day.checked_add(1).unwrap())
@@ -517,11 +584,16 @@ fn data_written_before_the_first_policy_keeps_the_default_forever() {
     let mut log = open_new(&data);
     // Written under the shipped default: kept forever.
     let before = append(&mut log, &["ops"], noon(0));
-    let outcome = log.apply_policy(policy(TIERS), "admin", noon(1)).unwrap();
-    assert!(log.policy_versions()[0].prior_data);
+    let outcome = log
+        .governance()
+        .apply_policy(policy(TIERS), "admin", noon(1))
+        .unwrap();
+    assert!(log.reader().policy_versions()[0].prior_data);
     assert!(outcome.seq == Some(1));
     let after = append(&mut log, &["ops"], noon(2));
-    log.enforce_retention("retention", noon(200)).unwrap();
+    log.governance()
+        .enforce_retention("retention", noon(200))
+        .unwrap();
     // Day 2 began after version 1: its 90 days are over. Day 0 began under
     // the shipped default and is never due.
     assert_eq!(purged_epochs(&log, "ops"), [2].into_iter().collect());
@@ -531,6 +603,7 @@ fn data_written_before_the_first_policy_keeps_the_default_forever() {
         Err(LogError::Purged { .. })
     ));
     let err = log
+        .governance()
         .purge_epoch("ops", day(JAN1), "admin", noon(5000))
         .unwrap_err();
     assert!(matches!(err, LogError::Refused(_)), "{err}");
@@ -538,8 +611,10 @@ fn data_written_before_the_first_policy_keeps_the_default_forever() {
     drop(log);
     // The flag survives reopening.
     let mut log = opened(&data);
-    assert!(log.policy_versions()[0].prior_data);
-    log.enforce_retention("retention", noon(6000)).unwrap();
+    assert!(log.reader().policy_versions()[0].prior_data);
+    log.governance()
+        .enforce_retention("retention", noon(6000))
+        .unwrap();
     assert!(log.reader().get(before[0]).is_ok());
     assert_verifies(&mut log);
 }
@@ -551,10 +626,12 @@ fn a_purge_deletes_the_bytes_kept_aside_from_its_segment() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut log = open_new(&data);
-    log.apply_policy(policy(TIERS), "admin", noon(0)).unwrap();
+    log.governance()
+        .apply_policy(policy(TIERS), "admin", noon(0))
+        .unwrap();
     append(&mut log, &["ops", "compliance"], noon(0));
     append(&mut log, &["ops"], noon(1));
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     drop(log);
     for stream in ["ops", "compliance"] {
         let first = std::fs::read_dir(data.join("segments").join(stream))
@@ -570,17 +647,21 @@ fn a_purge_deletes_the_bytes_kept_aside_from_its_segment() {
         std::fs::write(&first, &bytes).unwrap();
     }
     let mut log = opened(&data);
-    let kept = stele_log::salvage::list(log.layout()).unwrap();
+    let kept = stele_log::salvage::list(log.reader().layout()).unwrap();
     assert_eq!(kept.len(), 2, "{kept:?}");
     assert_eq!(system_events(&log, "log.recovered").len(), 2);
-    log.enforce_retention("retention", noon(92)).unwrap();
-    let tombstone = log.purged().values().next().unwrap().clone();
-    let left = stele_log::salvage::list(log.layout()).unwrap();
+    log.governance()
+        .enforce_retention("retention", noon(92))
+        .unwrap();
+    let tombstone = log.reader().purged().values().next().unwrap().clone();
+    let left = stele_log::salvage::list(log.reader().layout()).unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_ne!(left[0].1.segment, tombstone.segment);
-    let files = std::fs::read_dir(log.layout().recovered()).unwrap().count();
+    let files = std::fs::read_dir(log.reader().layout().recovered())
+        .unwrap()
+        .count();
     assert_eq!(files, 2, "the other segment's bytes and manifest stay");
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.notes.len(), 1, "{:?}", report.notes);

@@ -67,13 +67,13 @@ fn append(log: &mut Log, first: usize, count: usize) {
     let batch: Vec<PreparedEvent> = (first..first + count)
         .map(|n| event(&preparer, n, &format!("s{}", n % 3)))
         .collect();
-    log.append_batch(&batch).unwrap();
-    log.publish().unwrap();
+    log.writer().append_batch(&batch).unwrap();
+    log.writer().publish().unwrap();
 }
 
 /// Every event reads back with its actor, and the whole log verifies.
 fn assert_all_read_and_verify(log: &Log, count: u64) {
-    assert_eq!(log.size(), count);
+    assert_eq!(log.reader().size(), count);
     for i in 0..count {
         assert_eq!(
             log.reader().get(i).unwrap().envelope.event.actor,
@@ -151,10 +151,10 @@ fn rotation_keeps_every_event_and_retires_the_old_kek() {
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     append(&mut log, 0, 30);
     let segments_before = dek_paths(&data).len();
-    let info = log.rotate_kek(NewKek::Random, NOW).unwrap();
+    let info = log.governance().rotate_kek(NewKek::Random, NOW).unwrap();
     assert_eq!((info.created_at, info.number), (NOW, 1));
     assert_eq!(info.kind, KekKind::File);
-    assert_eq!(log.kek_info().unwrap(), info);
+    assert_eq!(log.reader().kek_info().unwrap(), info);
     assert_no_leftovers(&data);
 
     // Same handle: every event (cached and uncached keys alike) reads back.
@@ -166,20 +166,28 @@ fn rotation_keeps_every_event_and_retires_the_old_kek() {
 
     // New segments after the rotation are wrapped under the new KEK.
     let preparer = Preparer::new("tester", "test", "default");
-    log.append_batch(&[event(&preparer, 30, "fresh")]).unwrap();
-    log.publish().unwrap();
+    log.writer()
+        .append_batch(&[event(&preparer, 30, "fresh")])
+        .unwrap();
+    log.writer().publish().unwrap();
     assert_eq!(dek_paths(&data).len(), segments_before + 1);
     assert!(keys_open_under(&data, &data.join("keys/kek.key"), None));
     drop(log);
 
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_all_read_and_verify(&log, 31);
-    assert_eq!(log.meta().kek, "file");
+    assert_eq!(log.reader().meta().kek, "file");
     // A second rotation counts on.
-    assert_eq!(log.rotate_kek(NewKek::Random, NOW + 10).unwrap().number, 2);
+    assert_eq!(
+        log.governance()
+            .rotate_kek(NewKek::Random, NOW + 10)
+            .unwrap()
+            .number,
+        2
+    );
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.kek_info().unwrap().number, 2);
+    assert_eq!(log.reader().kek_info().unwrap().number, 2);
     assert_all_read_and_verify(&log, 31);
 }
 
@@ -193,7 +201,10 @@ fn passphrase_to_new_passphrase() {
 
     let mut log = Log::open(&data, with(Some("old secret"))).unwrap();
     append(&mut log, 0, 12);
-    let info = log.rotate_kek(passphrase("new secret"), NOW).unwrap();
+    let info = log
+        .governance()
+        .rotate_kek(passphrase("new secret"), NOW)
+        .unwrap();
     assert_eq!(info.kind, KekKind::Passphrase);
     append(&mut log, 12, 3);
     drop(log);
@@ -203,7 +214,7 @@ fn passphrase_to_new_passphrase() {
         Err(LogError::Store(StoreError::WrongKey { .. }))
     ));
     let log = Log::open(&data, with(Some("new secret"))).unwrap();
-    assert_eq!(log.meta().kek, "passphrase");
+    assert_eq!(log.reader().meta().kek, "passphrase");
     assert_all_read_and_verify(&log, 15);
     assert!(!keys_open_under(&data, &old_copy, Some("old secret")));
     assert_no_leftovers(&data);
@@ -216,8 +227,10 @@ fn file_to_passphrase_and_back() {
     create(&data, NewKek::Random);
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     append(&mut log, 0, 9);
-    log.rotate_kek(passphrase("now a passphrase"), NOW).unwrap();
-    assert_eq!(log.meta().kek, "passphrase");
+    log.governance()
+        .rotate_kek(passphrase("now a passphrase"), NOW)
+        .unwrap();
+    assert_eq!(log.reader().meta().kek, "passphrase");
     drop(log);
 
     assert!(Log::needs_passphrase(&data).unwrap());
@@ -226,12 +239,14 @@ fn file_to_passphrase_and_back() {
     let mut log = Log::open(&data, with(Some("now a passphrase"))).unwrap();
     assert_all_read_and_verify(&log, 9);
 
-    log.rotate_kek(NewKek::Random, NOW + 1).unwrap();
+    log.governance()
+        .rotate_kek(NewKek::Random, NOW + 1)
+        .unwrap();
     drop(log);
     assert!(!Log::needs_passphrase(&data).unwrap());
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.meta().kek, "file");
-    let info = log.kek_info().unwrap();
+    assert_eq!(log.reader().meta().kek, "file");
+    let info = log.reader().kek_info().unwrap();
     assert_eq!((info.number, info.kind), (2, KekKind::File));
     assert_all_read_and_verify(&log, 9);
 }
@@ -264,7 +279,8 @@ fn crash_after_each_step_reopens_reads_and_verifies() {
 
             let mut log = Log::open(&data, with(old)).unwrap();
             append(&mut log, 0, 10);
-            log.rotate_kek_until(passphrase("new secret"), NOW, step)
+            log.governance()
+                .rotate_kek_until(passphrase("new secret"), NOW, step)
                 .unwrap();
             drop(log); // the crash
 
@@ -284,9 +300,9 @@ fn crash_after_each_step_reopens_reads_and_verifies() {
             } else {
                 "file"
             };
-            assert_eq!(log.meta().kek, expected_kind, "{case}");
+            assert_eq!(log.reader().meta().kek, expected_kind, "{case}");
             assert_eq!(Log::read_meta(&data).unwrap().kek, expected_kind, "{case}");
-            let info = log.kek_info().unwrap();
+            let info = log.reader().kek_info().unwrap();
             if committed {
                 assert_eq!((info.number, info.created_at), (1, NOW), "{case}");
                 assert_eq!(info.source, KekAgeSource::Recorded, "{case}");
@@ -306,7 +322,10 @@ fn crash_after_each_step_reopens_reads_and_verifies() {
 
             // The log goes on: appends, a full rotation, a reopen.
             append(&mut log, 10, 4);
-            let info = log.rotate_kek(NewKek::Random, NOW + 5).unwrap();
+            let info = log
+                .governance()
+                .rotate_kek(NewKek::Random, NOW + 5)
+                .unwrap();
             assert_eq!(info.number, if committed { 2 } else { 1 }, "{case}");
             drop(log);
             let log = Log::open(&data, OpenOptions::default()).unwrap();
@@ -330,14 +349,17 @@ fn failed_rotation_leaves_the_old_kek_in_force() {
     let (_, bytes) = DataKey::generate(&stranger, 999).unwrap();
     std::fs::write(data.join("keys/deks/999.dek"), bytes).unwrap();
 
-    let error = log.rotate_kek(NewKek::Random, NOW).unwrap_err();
+    let error = log
+        .governance()
+        .rotate_kek(NewKek::Random, NOW)
+        .unwrap_err();
     assert!(error.to_string().contains("999.dek"), "{error}");
     assert_no_leftovers(&data);
     assert!(!data.join("keys/kek.next").exists());
     // The handle still works under the old KEK.
     append(&mut log, 6, 3);
     assert_all_read_and_verify(&log, 9);
-    assert_eq!(log.kek_info().unwrap().number, 0);
+    assert_eq!(log.reader().kek_info().unwrap().number, 0);
 }
 
 #[test]
@@ -359,7 +381,7 @@ fn key_ages_fall_back_to_file_times_and_survive_rotation() {
     set_mtime(&data.join("keys/kek.key"), long_ago);
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     assert!(!data.join("keys/kek.info").exists());
-    let info = log.kek_info().unwrap();
+    let info = log.reader().kek_info().unwrap();
     assert_eq!(info.created_at, 1_600_000_000);
     assert_eq!(info.number, 0);
     assert_eq!(info.kind, KekKind::File);
@@ -375,11 +397,11 @@ fn key_ages_fall_back_to_file_times_and_survive_rotation() {
         .enumerate()
         .map(|(i, (id, _))| (*id, 1_600_000_000 + 86_400 * i as i64))
         .collect();
-    assert_eq!(log.data_key_ages().unwrap(), expected);
+    assert_eq!(log.reader().data_key_ages().unwrap(), expected);
 
     // Re-wrapping does not make a data key younger.
-    log.rotate_kek(NewKek::Random, NOW).unwrap();
-    assert_eq!(log.data_key_ages().unwrap(), expected);
+    log.governance().rotate_kek(NewKek::Random, NOW).unwrap();
+    assert_eq!(log.reader().data_key_ages().unwrap(), expected);
     let text = std::fs::read_to_string(data.join("keys/kek.info")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
@@ -388,8 +410,8 @@ fn key_ages_fall_back_to_file_times_and_survive_rotation() {
     );
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.kek_info().unwrap().created_at, NOW);
-    assert_eq!(log.data_key_ages().unwrap(), expected);
+    assert_eq!(log.reader().kek_info().unwrap().created_at, NOW);
+    assert_eq!(log.reader().data_key_ages().unwrap(), expected);
 }
 
 fn kek_info_json(data: &Path) -> serde_json::Value {
@@ -425,8 +447,11 @@ fn rotated_by_alice(data: &Path, events: usize) -> (Log, u64) {
     append(&mut log, 0, events);
     let rewrapped = dek_paths(data).len() as u64;
     let now = jiff::Timestamp::from_second(NOW).unwrap();
-    let info = log.rotate_kek_as(NewKek::Random, "alice", now).unwrap();
-    assert_eq!(log.size(), events as u64 + 1);
+    let info = log
+        .governance()
+        .rotate_kek_as(NewKek::Random, "alice", now)
+        .unwrap();
+    assert_eq!(log.reader().size(), events as u64 + 1);
     assert_rotation_event(&log, events as u64, "alice", info.number, rewrapped);
     assert_eq!(kek_info_json(data)["event_index"], events);
     (log, rewrapped)
@@ -448,7 +473,9 @@ fn a_rotation_event_cut_off_by_a_crash_is_appended_at_the_next_open() {
     // The second rotation's event never reached the log: `kek.info` as the
     // rotation leaves it before the event is appended.
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    log.rotate_kek(NewKek::Random, NOW + 60).unwrap();
+    log.governance()
+        .rotate_kek(NewKek::Random, NOW + 60)
+        .unwrap();
     drop(log);
     let mut owed = kek_info_json(&data);
     owed["rotated_by"] = "bob".into();
@@ -456,7 +483,7 @@ fn a_rotation_event_cut_off_by_a_crash_is_appended_at_the_next_open() {
     write_kek_info_json(&data, &owed);
 
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.size(), 8);
+    assert_eq!(log.reader().size(), 8);
     assert_rotation_event(&log, 7, "bob", 2, data_keys);
     assert_eq!(kek_info_json(&data)["event_index"], 7);
     let report = verify(log.reader(), &NoProgress).unwrap();
@@ -464,7 +491,7 @@ fn a_rotation_event_cut_off_by_a_crash_is_appended_at_the_next_open() {
     drop(log);
     // Owed no more: opening again appends nothing.
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.size(), 8);
+    assert_eq!(log.reader().size(), 8);
 }
 
 /// A crash after the event was durable but before `kek.info` recorded its
@@ -481,7 +508,7 @@ fn a_durable_rotation_event_is_never_appended_twice() {
     write_kek_info_json(&data, &unrecorded);
 
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.size(), 4);
+    assert_eq!(log.reader().size(), 4);
     assert_eq!(kek_info_json(&data)["event_index"], 3);
     assert_rotation_event(&log, 3, "alice", 1, rewrapped);
 }

@@ -54,8 +54,8 @@ fn packed_and_canonical_records_read_and_verify_alike() {
         })
         .collect();
     let expected: Vec<[u8; 32]> = events.iter().map(|e| e.commitment).collect();
-    log.append_batch(&events).unwrap();
-    log.publish().unwrap();
+    log.writer().append_batch(&events).unwrap();
+    log.writer().publish().unwrap();
     drop(log);
 
     let log = Log::open(&data, OpenOptions::default()).unwrap();
@@ -96,8 +96,8 @@ fn a_wrong_packed_body_fails_its_commitment() {
         .unwrap()
         .to_vec();
     assert_ne!(rebuilt, canonical, "the damage changes what is rebuilt");
-    log.append_batch(&[good, bad]).unwrap();
-    log.publish().unwrap();
+    log.writer().append_batch(&[good, bad]).unwrap();
+    log.writer().publish().unwrap();
 
     assert!(log.reader().get(0).is_ok());
     let err = log.reader().get(1).unwrap_err().to_string();
@@ -149,8 +149,8 @@ fn a_version_1_segment_keeps_canonical_bodies() {
     let preparer = Preparer::new("tester", "test", "default");
     let mut log = open_new(&data);
     let first: Vec<PreparedEvent> = (0..5).map(|n| event(&preparer, n)).collect();
-    log.append_batch(&first).unwrap();
-    log.publish().unwrap();
+    log.writer().append_batch(&first).unwrap();
+    log.writer().publish().unwrap();
     drop(log);
     let seg = segment_file(&data);
     let mut bytes = std::fs::read(&seg).unwrap();
@@ -173,8 +173,8 @@ fn a_version_1_segment_keeps_canonical_bodies() {
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let second: Vec<PreparedEvent> = (5..10).map(|n| event(&preparer, n)).collect();
     assert!(second.iter().all(|e| e.stored[0] == PACKED_FORM));
-    log.append_batch(&second).unwrap();
-    log.publish().unwrap();
+    log.writer().append_batch(&second).unwrap();
+    log.writer().publish().unwrap();
     for n in 0..10u64 {
         assert_eq!(
             log.reader().get(n).unwrap().envelope.event.actor,

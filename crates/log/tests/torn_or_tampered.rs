@@ -39,10 +39,12 @@ fn acknowledged_unpublished(data: &Path, p: &Preparer) -> (PathBuf, Vec<(u64, u6
     )
     .unwrap();
     let mut log = Log::open(data, OpenOptions::default()).unwrap();
-    log.append_batch(&(0..5).map(|i| event(p, i)).collect::<Vec<_>>())
+    log.writer()
+        .append_batch(&(0..5).map(|i| event(p, i)).collect::<Vec<_>>())
         .unwrap();
-    log.publish().unwrap();
+    log.writer().publish().unwrap();
     let receipts = log
+        .writer()
         .append_batch(&(5..15).map(|i| event(p, i)).collect::<Vec<_>>())
         .unwrap();
     assert_eq!(receipts.len(), 10);
@@ -225,7 +227,7 @@ fn what_a_crash_tears_is_still_cut() {
         // Entries 0..9 kept; after them only the open's own
         // `log.recovered` event, when the whole records of entries 10..14
         // that followed the torn one were kept aside.
-        for i in 0..log.size() {
+        for i in 0..log.reader().size() {
             let envelope = log.reader().get(i).unwrap().envelope;
             if i < entry as u64 {
                 assert_eq!(envelope.event.actor, format!("a{i}"), "{case}");
@@ -233,11 +235,15 @@ fn what_a_crash_tears_is_still_cut() {
                 assert_eq!(envelope.event.action, "log.recovered", "{case}");
             }
         }
-        assert!(log.size() <= entry as u64 + 1, "{case}: {}", log.size());
+        assert!(
+            log.reader().size() <= entry as u64 + 1,
+            "{case}: {}",
+            log.reader().size()
+        );
         let report = verify(log.reader(), &NoProgress).unwrap();
         assert!(report.ok(), "{case}: {:?}", report.problems);
-        let size = log.size();
-        let receipts = log.append_batch(&[event(&p, 99)]).unwrap();
+        let size = log.reader().size();
+        let receipts = log.writer().append_batch(&[event(&p, 99)]).unwrap();
         assert_eq!(receipts[0].index, size, "{case}");
         drop(log);
         let log = Log::open(&data, OpenOptions::default()).unwrap();
@@ -272,7 +278,7 @@ fn index_records_torn_or_tampered() {
         match Log::open(&data, OpenOptions::default()) {
             Ok(log) => {
                 assert!(torn, "{case}: opened");
-                assert_eq!(log.size(), entry, "{case}");
+                assert_eq!(log.reader().size(), entry, "{case}");
                 assert!(verify(log.reader(), &NoProgress).unwrap().ok(), "{case}");
             }
             Err(e) => {

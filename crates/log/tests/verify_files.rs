@@ -56,14 +56,19 @@ fn log_with_rotations_and_attestation(data: &Path) -> (Vec<u8>, Vec<u8>) {
             .unwrap()
         })
         .collect();
-    log.append_batch(&events).unwrap();
-    log.rotate_kek_as(NewKek::Random, "local:alice", now)
+    log.writer().append_batch(&events).unwrap();
+    log.governance()
+        .rotate_kek_as(NewKek::Random, "local:alice", now)
         .unwrap();
     let first = std::fs::read(data.join("keys/kek.info")).unwrap();
-    log.rotate_kek_as(NewKek::Random, "local:bob", now).unwrap();
+    log.governance()
+        .rotate_kek_as(NewKek::Random, "local:bob", now)
+        .unwrap();
     let second = std::fs::read(data.join("keys/kek.info")).unwrap();
-    log.attest(&AuditFacts::default(), now).unwrap();
-    log.publish().unwrap();
+    log.governance()
+        .attest(&AuditFacts::default(), now)
+        .unwrap();
+    log.writer().publish().unwrap();
     drop(log);
     let clean = report(data);
     assert!(clean.ok(), "{:?}", clean.problems);

@@ -936,6 +936,7 @@ async fn wait_for_checkpoint(state: &Arc<AppState>, size: u64) -> ApiResult<()> 
                 // Only queues a checkpoint (a no-op when one covering the
                 // log is already on its way); the publisher signs it.
                 lock_log(&work_state.log)
+                    .writer()
                     .publish_soon()
                     .map_err(log_error)?;
             }

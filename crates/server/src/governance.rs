@@ -109,8 +109,10 @@ impl Governance {
     ) -> Result<ApplyOutcome, stele_log::LogError> {
         check_transport(&policy, config).map_err(stele_log::LogError::Refused)?;
         let mut log = lock_log(log);
-        let outcome = log.apply_policy(policy, by, Timestamp::now())?;
-        let active = log.active_policy();
+        let outcome = log
+            .governance()
+            .apply_policy(policy, by, Timestamp::now())?;
+        let active = log.reader().active_policy();
         drop(log);
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = active;
         Ok(outcome)
@@ -136,7 +138,7 @@ pub fn startup_policy(log: &mut Log, config: &Config) -> Result<Arc<Policy>, Str
         let policy = load_policy(path)?;
         check_transport(&policy, config)?;
         let hash = hex(&policy.hash());
-        if let Some(active) = log.policy_versions().last()
+        if let Some(active) = log.reader().policy_versions().last()
             && active.hash != hash
             && !from_configuration(&active.applied_by)
         {
@@ -157,6 +159,7 @@ pub fn startup_policy(log: &mut Log, config: &Config) -> Result<Arc<Policy>, Str
             ));
         }
         let outcome = log
+            .governance()
             .apply_policy(
                 policy,
                 &format!("config:{}", path.display()),
@@ -170,7 +173,7 @@ pub fn startup_policy(log: &mut Log, config: &Config) -> Result<Arc<Policy>, Str
             }
         }
     }
-    let active = log.active_policy();
+    let active = log.reader().active_policy();
     check_transport(&active, config)?;
     Ok(active)
 }
@@ -221,7 +224,10 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
             || retention_wakeup.is_some_and(|at| std::time::Instant::now() >= at)
         {
             last_retention = seconds;
-            match lock_log(&context.log).run_retention("retention", now) {
+            match lock_log(&context.log)
+                .governance()
+                .run_retention("retention", now)
+            {
                 Ok(run) => {
                     // Announced epochs are purged as soon as their grace
                     // period has passed, not a whole interval later.
@@ -252,7 +258,9 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
             // outcome is recorded under it.
             let verified =
                 in_background(&context.reader, |reader| reader.verify_full()).and_then(|report| {
-                    lock_log(&context.log).record_full_verify(&report, now)?;
+                    lock_log(&context.log)
+                        .governance()
+                        .record_full_verify(&report, now)?;
                     Ok(report)
                 });
             match verified {
@@ -274,7 +282,9 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
                 reader.check_new_entries(&state)
             })
             .and_then(|check| {
-                lock_log(&context.log).record_new_entries(&check, now)?;
+                lock_log(&context.log)
+                    .governance()
+                    .record_new_entries(&check, now)?;
                 Ok(check.problems)
             });
             match checked {
@@ -328,7 +338,9 @@ pub fn attest(
     by: &str,
     now: Timestamp,
 ) -> Option<Attestation> {
-    let result = lock_log(&context.log).attest_as(facts, by, now);
+    let result = lock_log(&context.log)
+        .governance()
+        .attest_as(facts, by, now);
     match result {
         Ok(attestation) => {
             let failed = context.governance.record_attestation(&attestation);

@@ -114,7 +114,8 @@ pub async fn bind(
         anchor: config.anchor.clone(),
     };
     let mut log = Log::open(&config.data, options).map_err(|e| e.to_string())?;
-    log.set_retention_grace(Duration::from_secs(config.retention_grace_seconds));
+    log.governance()
+        .set_retention_grace(Duration::from_secs(config.retention_grace_seconds));
     for kept in log.kept_at_open() {
         tracing::warn!("{kept}");
     }
@@ -127,13 +128,18 @@ pub async fn bind(
             ..Default::default()
         };
         first.admin_token = log
+            .governance()
             .create_token(&spec, SYSTEM_WRITER, jiff::Timestamp::now())
             .map_err(|e| format!("creating the first admin token: {e}"))?
             .text;
     }
     // Revocations in the log that `tokens.json` does not show (a crash
     // between the event and the file, or an edit) are written back.
-    for id in log.finish_token_file().map_err(|e| e.to_string())? {
+    for id in log
+        .governance()
+        .finish_token_file()
+        .map_err(|e| e.to_string())?
+    {
         tracing::warn!(
             token = %id,
             "tokens.json did not show the token.revoked event of this token; marked revoked"

@@ -108,6 +108,7 @@ async fn create_token(
     let work = state.clone();
     let created = blocking(move || {
         lock_log(&work.log)
+            .governance()
             .create_token(&spec, &principal.name, now)
             .map_err(|e| match e {
                 stele_log::LogError::Usage(message) => invalid(message),
@@ -147,6 +148,7 @@ async fn revoke_token(
     let target = id.clone();
     let entry = blocking(move || {
         lock_log(&work.log)
+            .governance()
             .revoke_token(&target, &principal.name, jiff::Timestamp::now())
             .map_err(log_error)
     })

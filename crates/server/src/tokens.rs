@@ -169,10 +169,12 @@ impl TokenStore {
         }
         let shared = log.clone();
         let owned = id.to_string();
-        let events = tokio::task::spawn_blocking(move || lock_log(&shared).token_events(&owned))
-            .await
-            .map_err(|e| format!("token lookup: {e}"))?
-            .map_err(|e| e.to_string())?;
+        let events = tokio::task::spawn_blocking(move || {
+            lock_log(&shared).governance().token_events(&owned)
+        })
+        .await
+        .map_err(|e| format!("token lookup: {e}"))?
+        .map_err(|e| e.to_string())?;
         let events = Arc::new(events);
         self.ledger
             .lock()

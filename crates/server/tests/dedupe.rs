@@ -33,7 +33,7 @@ fn receipts(r: &Resp) -> Vec<Value> {
 fn stored_ids(data: &std::path::Path, writer: &str) -> BTreeMap<String, usize> {
     let log = open_log(data);
     let mut ids = BTreeMap::new();
-    for index in 0..log.size() {
+    for index in 0..log.reader().size() {
         let envelope = log.reader().get(index).unwrap().envelope;
         if envelope.writer == writer {
             let id = envelope

@@ -151,7 +151,7 @@ async fn a_held_epoch_is_not_purged_by_any_path_until_released() {
     let mut refused = Vec::new();
     let mut purge_events = Vec::new();
     let mut release_events = Vec::new();
-    for index in 0..log.size() {
+    for index in 0..log.reader().size() {
         let Ok(stored) = log.reader().get(index) else {
             continue;
         };

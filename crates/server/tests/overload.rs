@@ -187,7 +187,7 @@ async fn full_queue_answers_503_with_retry_after() {
     }
     // Besides them, only the two token grants (admin, burst).
     assert_eq!(
-        log.size(),
+        log.reader().size(),
         accepted.len() as u64 + 2,
         "refused (503) requests must append nothing"
     );

@@ -754,14 +754,14 @@ async fn a_restart_does_not_revert_a_policy_applied_over_the_api() {
         err.contains("version 2") && err.contains("admin") && err.contains("revert"),
         "{err}"
     );
-    let versions = open_log(&config.data).policy_versions().len();
+    let versions = open_log(&config.data).reader().policy_versions().len();
     assert_eq!(versions, 2, "a refused start applies nothing");
 
     // The file now holds the active version: the start applies nothing.
     std::fs::write(&policy_path, &changed).unwrap();
     let bound = stele_server::bind(config.clone(), None).await.unwrap();
     drop(bound);
-    assert_eq!(open_log(&config.data).policy_versions().len(), 2);
+    assert_eq!(open_log(&config.data).reader().policy_versions().len(), 2);
     // A file edited after the configuration applied the active version
     // is applied at start, as a new version by `config:<path>`.
     let server = start(|config| config.policy = Some(policy_path.clone())).await;
@@ -773,7 +773,7 @@ async fn a_restart_does_not_revert_a_policy_applied_over_the_api() {
     config.policy = Some(policy_path.clone());
     drop(stele_server::bind(config.clone(), None).await.unwrap());
     let log = open_log(&config.data);
-    let versions = log.policy_versions();
+    let versions = log.reader().policy_versions();
     assert_eq!(versions.len(), 2);
     assert!(
         versions[1].applied_by.starts_with("config:"),

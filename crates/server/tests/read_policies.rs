@@ -103,7 +103,7 @@ fn reads_of(server: &TestServer, stream: &str, index: u64) -> [(&'static str, St
 /// actor, resource, attributes).
 fn system_events(data: &std::path::Path, action: &str) -> Vec<(u64, String, String, Value)> {
     let log = open_log(data);
-    (0..log.size())
+    (0..log.reader().size())
         .filter_map(|i| {
             let envelope = log.reader().get(i).ok()?.envelope;
             (envelope.stream == "_system" && envelope.event.action == action).then(|| {

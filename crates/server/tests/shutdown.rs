@@ -142,10 +142,10 @@ async fn in_flight_appends_are_durable_after_shutdown() {
         .map(|r| r["index"].as_u64().unwrap())
         .max()
         .unwrap();
-    assert!(log.size() > max);
+    assert!(log.reader().size() > max);
     assert_eq!(
-        log.published_size(),
-        log.size(),
+        log.reader().published_size(),
+        log.reader().size(),
         "the final checkpoint must cover every durable entry"
     );
     let mut seen = std::collections::HashSet::new();
@@ -165,14 +165,14 @@ async fn in_flight_appends_are_durable_after_shutdown() {
                 None,
             )
             .unwrap();
-        assert_eq!(checkpoint.size, log.size());
+        assert_eq!(checkpoint.size, log.reader().size());
     }
     // The published checkpoint file on disk agrees.
     let note = std::fs::read(server.data.join("log").join("checkpoint")).unwrap();
     let verifier = server.verifier();
     let note = stele_tlog::open_note(&note, &[&verifier]).unwrap();
     let checkpoint = stele_tlog::Checkpoint::parse(&note.text).unwrap();
-    assert_eq!(checkpoint.size, log.size());
+    assert_eq!(checkpoint.size, log.reader().size());
 }
 
 /// Reads a response, or `None` if the connection broke mid-body.

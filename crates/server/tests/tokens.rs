@@ -17,7 +17,7 @@ use stele_server::tokens::Role;
 /// Every `_system` event of a stopped server's log with this action.
 fn system_events(data: &std::path::Path, action: &str) -> Vec<(u64, Value)> {
     let log = open_log(data);
-    (0..log.size())
+    (0..log.reader().size())
         .filter_map(|i| {
             let stored = log.reader().get(i).ok()?;
             let envelope = stored.envelope;

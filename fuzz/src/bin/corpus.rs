@@ -117,9 +117,12 @@ fn build_log(data: &Path) {
     let mut log = Log::open(data, OpenOptions::default()).expect("open");
     let source = PolicySource::from_toml("policy.toml", POLICY);
     let policy = Policy::from_source(&source).expect("the seed policy is valid");
-    log.apply_policy(policy, "admin", noon(0)).expect("apply");
+    log.governance()
+        .apply_policy(policy, "admin", noon(0))
+        .expect("apply");
     for day in 0..3 {
-        let preparer = Preparer::new("app", "http", "ops").with_policy(log.active_policy());
+        let preparer =
+            Preparer::new("app", "http", "ops").with_policy(log.reader().active_policy());
         let events: Vec<_> = EVENTS
             .iter()
             .map(|raw| {
@@ -128,8 +131,8 @@ fn build_log(data: &Path) {
                     .expect("prepare")
             })
             .collect();
-        log.append_batch(&events).expect("append");
-        log.publish().expect("publish");
+        log.writer().append_batch(&events).expect("append");
+        log.writer().publish().expect("publish");
     }
     let spec = HoldSpec {
         streams: vec!["legal".into()],
@@ -137,26 +140,35 @@ fn build_log(data: &Path) {
         to: None,
         reason: "case 42".into(),
     };
-    log.add_hold(spec, "admin", noon(3)).expect("hold");
+    log.governance()
+        .add_hold(spec, "admin", noon(3))
+        .expect("hold");
     let spec = HoldSpec {
         streams: vec![],
         from: None,
         to: Some("2026-01-02".into()),
         reason: "audit".into(),
     };
-    let released = log.add_hold(spec, "admin", noon(3)).expect("hold");
-    log.release_hold(&released.id, "admin", noon(4))
+    let released = log
+        .governance()
+        .add_hold(spec, "admin", noon(3))
+        .expect("hold");
+    log.governance()
+        .release_hold(&released.id, "admin", noon(4))
         .expect("release");
     // No grace between announcing a purge and carrying it out: the seed
     // log needs a purge record, and this process does not wait.
-    log.set_retention_grace(std::time::Duration::ZERO);
+    log.governance()
+        .set_retention_grace(std::time::Duration::ZERO);
     let purged = log
+        .governance()
         .enforce_retention("retention", noon(10))
         .expect("retention");
     assert!(!purged.is_empty(), "the seed log purges an epoch");
-    log.rotate_kek_as(NewKek::Random, "admin", noon(11))
+    log.governance()
+        .rotate_kek_as(NewKek::Random, "admin", noon(11))
         .expect("rotate");
-    log.publish().expect("publish");
+    log.writer().publish().expect("publish");
     assert!(
         data.join("keys/deks/1.dek").exists(),
         "segment 1 (stream audit) is kept"
@@ -315,7 +327,7 @@ fn public_files(c: &Corpus, data: &Path) {
     );
     let meta = Log::read_meta(data).expect("meta");
     c.add("verifier_key", "meta", meta.verifier_key.as_bytes());
-    for index in [0, 1, 7, log.size() - 1] {
+    for index in [0, 1, 7, log.reader().size() - 1] {
         let proof = log.reader().inclusion_proof(index, None).expect("proof");
         c.add(
             "tlog_proof",
@@ -401,22 +413,30 @@ fn governance_files(c: &Corpus, data: &Path) {
         expires_at: None,
         streams: None,
     };
-    log.create_token(&writer, "admin", noon(12)).expect("token");
+    log.governance()
+        .create_token(&writer, "admin", noon(12))
+        .expect("token");
     let scoped = TokenSpec {
         principal: "auditor".into(),
         roles: vec![Role::reader()],
         expires_at: Some(noon(40)),
         streams: Some(vec!["audit".into(), "legal".into()]),
     };
-    log.create_token(&scoped, "admin", noon(12)).expect("token");
+    log.governance()
+        .create_token(&scoped, "admin", noon(12))
+        .expect("token");
     let admin = TokenSpec {
         principal: "old".into(),
         roles: vec![Role::admin()],
         expires_at: None,
         streams: None,
     };
-    let revoked = log.create_token(&admin, "admin", noon(12)).expect("token");
-    log.revoke_token(&revoked.entry.id, "admin", noon(13))
+    let revoked = log
+        .governance()
+        .create_token(&admin, "admin", noon(12))
+        .expect("token");
+    log.governance()
+        .revoke_token(&revoked.entry.id, "admin", noon(13))
         .expect("revoke");
     c.add(
         "tokens_json",

@@ -318,6 +318,7 @@ impl TestServer {
             streams,
         };
         stele_log::sequencer::lock_log(&self.served_log())
+            .governance()
             .create_token(&spec, "test-harness", jiff::Timestamp::now())
             .unwrap()
     }
@@ -676,13 +677,14 @@ pub fn populated_log(
     .unwrap();
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let source = stele_policy::PolicySource::from_toml("policy.toml", policy_toml);
-    log.apply_policy(
-        stele_policy::Policy::from_source(&source).unwrap(),
-        "setup",
-        at,
-    )
-    .unwrap();
-    let preparer = Preparer::new("app", "test", "ops").with_policy(log.active_policy());
+    log.governance()
+        .apply_policy(
+            stele_policy::Policy::from_source(&source).unwrap(),
+            "setup",
+            at,
+        )
+        .unwrap();
+    let preparer = Preparer::new("app", "test", "ops").with_policy(log.reader().active_policy());
     let events: Vec<_> = streams
         .iter()
         .enumerate()
@@ -693,8 +695,8 @@ pub fn populated_log(
             preparer.prepare(raw.as_bytes(), at).unwrap()
         })
         .collect();
-    log.append_batch(&events).unwrap();
-    log.publish().unwrap();
+    log.writer().append_batch(&events).unwrap();
+    log.writer().publish().unwrap();
     (tmp, vkey)
 }
 

@@ -20,12 +20,12 @@ use stele_store::fsutil;
 use stele_store::history::StoredCheckpoint;
 use stele_store::segment::{self, SegmentWriter};
 
-use crate::engine::{Log, SegmentInfo, is_damaged_data};
+use crate::engine::{LogWriter, SegmentInfo, is_damaged_data};
 use crate::error::{LogError, LogResult};
 use crate::layout::Layout;
 use crate::purge::Tombstone;
 
-impl Log {
+impl LogWriter {
     /// Brings segments, tiles and the checkpoint up to the durable index.
     pub(crate) fn recover(&mut self) -> LogResult<()> {
         self.cut_unbacked_tail()?;

@@ -434,6 +434,7 @@ impl<'a> Governance<'a> {
                     }
                     if cached.event_index.is_none() {
                         self.state.policies[position].event_index = Some(logged.event_index);
+                        self.share();
                         write_policy_file(&self.policies_dir(), &self.policy_file(position))?;
                     }
                 }
@@ -594,6 +595,7 @@ impl<'a> Governance<'a> {
                 tombstone.event_index = Some(record.event_index);
                 tombstone.write(&self.tombstone_path(&tombstone.stream, tombstone.epoch_day))?;
                 self.state.purged.insert(*id, tombstone);
+                self.share();
             }
         }
         Ok(())

@@ -176,7 +176,7 @@ fn rotation_keeps_every_event_and_retires_the_old_kek() {
 
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_all_read_and_verify(&log, 31);
-    assert_eq!(log.reader().meta().kek, "file");
+    assert_eq!(log.writer().meta().kek, "file");
     // A second rotation counts on.
     assert_eq!(
         log.governance()
@@ -230,7 +230,7 @@ fn file_to_passphrase_and_back() {
     log.governance()
         .rotate_kek(passphrase("now a passphrase"), NOW)
         .unwrap();
-    assert_eq!(log.reader().meta().kek, "passphrase");
+    assert_eq!(log.writer().meta().kek, "passphrase");
     drop(log);
 
     assert!(Log::needs_passphrase(&data).unwrap());
@@ -300,7 +300,7 @@ fn crash_after_each_step_reopens_reads_and_verifies() {
             } else {
                 "file"
             };
-            assert_eq!(log.reader().meta().kek, expected_kind, "{case}");
+            assert_eq!(log.writer().meta().kek, expected_kind, "{case}");
             assert_eq!(Log::read_meta(&data).unwrap().kek, expected_kind, "{case}");
             let info = log.reader().kek_info().unwrap();
             if committed {

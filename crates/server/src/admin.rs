@@ -248,6 +248,7 @@ async fn add_hold(
     }
     let hold = blocking(move || {
         lock_log(&state.log)
+            .governance()
             .add_hold(
                 HoldSpec {
                     streams: body.streams,
@@ -278,6 +279,7 @@ async fn release_hold(
     let id = path_param("id", id)?;
     let hold = blocking(move || {
         lock_log(&state.log)
+            .governance()
             .release_hold(&id, &principal.name, jiff::Timestamp::now())
             .map_err(log_error)
     })
@@ -292,7 +294,7 @@ async fn retention_status(
 ) -> ApiResult<Response> {
     who(&state, &headers, &conn, Action::PolicyRead, Resource::Log).await?;
     let now = jiff::Timestamp::now();
-    let report = blocking(move || Ok(lock_log(&state.log).retention_report(now))).await?;
+    let report = blocking(move || Ok(state.reader.retention_report(now))).await?;
     Ok(axum::Json(report).into_response())
 }
 
@@ -318,6 +320,7 @@ async fn purge_epoch(
         .map_err(|e| bad_request("invalid_epoch", e.to_string()))?;
     let tombstone = blocking(move || {
         lock_log(&state.log)
+            .governance()
             .purge_epoch(&body.stream, day, &principal.name, jiff::Timestamp::now())
             .map_err(log_error)
     })
@@ -333,6 +336,7 @@ async fn run_retention(
     let principal = who(&state, &headers, &conn, Action::RetentionRun, Resource::Log).await?;
     let purged = blocking(move || {
         lock_log(&state.log)
+            .governance()
             .enforce_retention(&principal.name, jiff::Timestamp::now())
             .map_err(log_error)
     })
@@ -416,9 +420,8 @@ async fn key_info(
     let now = jiff::Timestamp::now().as_second();
     let max_age = state.governance.policy().keys().max_kek_age;
     let (info, data_keys) = blocking(move || {
-        let log = lock_log(&state.log);
-        let info = log.kek_info().map_err(log_error)?;
-        let data_keys = log.data_key_ages().map_err(log_error)?.len();
+        let info = state.reader.kek_info().map_err(log_error)?;
+        let data_keys = state.reader.data_key_ages().map_err(log_error)?.len();
         Ok((info, data_keys))
     })
     .await?;
@@ -438,7 +441,7 @@ async fn rotate_keys(
     let max_age = state.governance.policy().keys().max_kek_age;
     let info = blocking(move || {
         let mut log = lock_log(&state.log);
-        let current = log.kek_info().map_err(log_error)?;
+        let current = log.reader().kek_info().map_err(log_error)?;
         if current.kind == stele_log::KekKind::Passphrase {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -446,7 +449,7 @@ async fn rotate_keys(
                 "this log's key-encryption key is derived from a passphrase; rotate it offline with `stele keys rotate --passphrase` (the server stopped)",
             ));
         }
-        log.rotate_kek_as(
+        log.governance().rotate_kek_as(
             stele_log::NewKek::Random,
             &principal.name,
             jiff::Timestamp::now(),
@@ -531,6 +534,7 @@ async fn export(
             },
         };
         lock_log(&state.log)
+            .writer()
             .append_system(&event, jiff::Timestamp::now())
             .map_err(log_error)?;
         Ok(export.ndjson)
@@ -649,6 +653,7 @@ async fn search(
             },
         };
         lock_log(&state.log)
+            .writer()
             .append_system(&event, jiff::Timestamp::now())
             .map_err(log_error)?;
         Ok(scan::found_json(query.from, to, found))

@@ -305,7 +305,10 @@ impl Governance<'_> {
     }
 
     /// Records a whole-log verification's outcome for attestations
-    /// (atomic replace of `audit/state.json`).
+    /// (atomic replace of `audit/state.json`). One that passed has checked
+    /// every entry up to its latest signed checkpoint, so the verified size
+    /// moves forward to it and the next incremental verification starts
+    /// there.
     pub fn record_full_verify(
         &mut self,
         report: &verify::VerifyReport,
@@ -316,6 +319,13 @@ impl Governance<'_> {
         state.last_full_at = Some(now.as_second());
         state.last_full_ok = Some(report.ok());
         state.last_full_problems = report.problems.iter().map(|p| p.to_string()).collect();
+        if let Some((size, root)) = report.signed
+            && report.ok()
+            && size > state.verified_size
+        {
+            state.verified_size = size;
+            state.verified_root = root.to_hex();
+        }
         write_json(&self.audit_state_path(), &state)
     }
 

@@ -89,6 +89,9 @@ pub struct VerifyReport {
     /// What needs a person's eye without being wrong (bytes recovery kept
     /// aside).
     pub notes: Vec<String>,
+    /// The latest signed checkpoint (size, root) every entry was checked
+    /// against; `None` when the history holds none.
+    pub signed: Option<(u64, Hash)>,
 }
 
 impl VerifyReport {
@@ -225,6 +228,7 @@ pub fn verify_with(
         problem_count,
         problems: list,
         notes,
+        signed: heads.list.last().map(|c| (c.size, c.root)),
     })
 }
 

@@ -146,3 +146,61 @@ fn audit_files_must_say_what_the_log_says() {
     std::fs::write(&state_path, &state).unwrap();
     assert!(report(&data).ok());
 }
+
+/// A full verification that passed has checked every entry up to the
+/// latest signed checkpoint: it moves the verified size there, so the next
+/// incremental verification does not check those entries again. The state
+/// it writes is one `verify` accepts.
+#[test]
+fn a_passing_full_verification_moves_the_verified_size_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    Log::create(
+        &data,
+        CreateOptions {
+            origin: "files.test/log".into(),
+            kek: NewKek::Random,
+        },
+    )
+    .unwrap();
+    let p = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let now = jiff::Timestamp::now();
+    let events: Vec<_> = (0..30)
+        .map(|i| {
+            p.prepare(
+                format!(r#"{{"actor":"a{i}","action":"x"}}"#).as_bytes(),
+                now,
+            )
+            .unwrap()
+        })
+        .collect();
+    log.writer().append_batch(&events).unwrap();
+    log.writer().publish().unwrap();
+    assert_eq!(log.reader().audit_state().unwrap().verified_size, 0);
+
+    let full = log.governance().verify_full(now).unwrap();
+    assert!(full.ok(), "{:?}", full.problems);
+    let signed = log.reader().published_size();
+    let (size, root) = full.signed.unwrap();
+    assert_eq!(size, signed);
+    let state = log.reader().audit_state().unwrap();
+    assert_eq!(state.verified_size, signed);
+    assert_eq!(state.verified_root, root.to_hex());
+    assert_eq!(state.last_full_ok, Some(true));
+    // Nothing new to check: the incremental run starts at the signed size.
+    let check = log.reader().check_new_entries(&state).unwrap();
+    assert!(check.problems.is_empty(), "{:?}", check.problems);
+    assert_eq!(check.size, signed);
+
+    // A failed verification leaves the verified size where it was.
+    log.writer().append_batch(&events[..5]).unwrap();
+    log.writer().publish().unwrap();
+    let mut failed = log.reader().verify_full().unwrap();
+    failed.problem_count = 1;
+    log.governance().record_full_verify(&failed, now).unwrap();
+    assert_eq!(log.reader().audit_state().unwrap().verified_size, signed);
+    drop(log);
+    let after = report(&data);
+    assert!(after.ok(), "{:?}", after.problems);
+}

@@ -180,20 +180,7 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         ..
     } = bound;
     let governance = Arc::new(governance::Governance::new(policy, config.policy.clone()));
-    // Readiness and metrics start from the latest attestation on disk, so
-    // a restart does not hide a failed check until the next one.
-    match stele_log::audit::latest_attestation(&config.data) {
-        Ok(Some(latest)) => {
-            governance.record_attestation(&latest);
-        }
-        Ok(None) => {}
-        Err(e) => {
-            tracing::error!(error = %e, "the latest attestation cannot be read");
-            governance
-                .failed_checks
-                .store(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
+    restore_attestation(&governance, &config.data);
     let http_metrics = metrics::HttpMetrics::default();
     let mut reloader = None;
     let tls = match &config.tls {
@@ -217,21 +204,6 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
             ..SequencerConfig::default()
         },
     );
-    let cert_principals: HashMap<String, tokens::Principal> = config
-        .client_certs
-        .iter()
-        .map(|c| {
-            (
-                c.sha256.clone(),
-                tokens::Principal {
-                    name: c.principal.clone(),
-                    roles: c.roles.clone(),
-                    method: "mtls",
-                    streams: None,
-                },
-            )
-        })
-        .collect();
     let reader = stele_log::sequencer::lock_log(&log).reader().clone();
     let state = Arc::new(AppState {
         log: log.clone(),
@@ -243,7 +215,7 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         auth_failures: Default::default(),
         public: config.data.join("log"),
         metrics: http_metrics,
-        cert_principals,
+        cert_principals: cert_principals(&config),
         ready: Default::default(),
         body_budget: Arc::new(tokio::sync::Semaphore::new(
             config.limits.max_inflight_body_bytes,
@@ -323,6 +295,42 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Readiness and metrics start from the latest attestation on disk, so a
+/// restart does not hide a failed check until the next one.
+fn restore_attestation(governance: &governance::Governance, data: &std::path::Path) {
+    match stele_log::audit::latest_attestation(data) {
+        Ok(Some(latest)) => {
+            governance.record_attestation(&latest);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "the latest attestation cannot be read");
+            governance
+                .failed_checks
+                .store(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The principals of the configured client certificates, by fingerprint.
+fn cert_principals(config: &Config) -> HashMap<String, tokens::Principal> {
+    config
+        .client_certs
+        .iter()
+        .map(|c| {
+            (
+                c.sha256.clone(),
+                tokens::Principal {
+                    name: c.principal.clone(),
+                    roles: c.roles.clone(),
+                    method: "mtls",
+                    streams: None,
+                },
+            )
+        })
+        .collect()
 }
 
 /// Longest shutdown waits for open connections to finish their requests.

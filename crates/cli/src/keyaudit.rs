@@ -9,7 +9,7 @@ use stele_event::time::timestamp_text;
 use stele_log::audit::{Attestation, AuditFacts, latest_attestation};
 use stele_log::governance::SYSTEM_STREAM;
 use stele_log::system_event::action;
-use stele_log::{KekAgeSource, KekInfo, Log, SystemEvent};
+use stele_log::{EntryIndex, KekAgeSource, KekInfo, Log, SegmentId, SystemEvent};
 use stele_policy::{Action, Resource};
 use stele_store::keys::{Argon2Params, NewKek};
 use zeroize::Zeroizing;
@@ -152,7 +152,7 @@ fn info(log: &Log, as_json: bool, at: jiff::Timestamp) -> CliResult<u8> {
     let too_old = policy.keys().kek_too_old(kek.created_at, at.as_second());
     let age_days = (at.as_second() - kek.created_at).max(0) / DAY;
     // Segment id -> (stream, epoch) for the stored epochs.
-    let segments: std::collections::HashMap<u32, (String, String)> = log
+    let segments: std::collections::HashMap<SegmentId, (String, String)> = log
         .reader()
         .retention_status(at)
         .into_iter()
@@ -309,7 +309,7 @@ fn check_recorded(log: &Log, attestation: &Attestation) -> CliResult<u64> {
     let index = attestation.event_index.ok_or_else(|| {
         Failure::refused("the latest attestation names no audit.attestation event")
     })?;
-    let stored = log.reader().get(index)?;
+    let stored = log.reader().get(EntryIndex(index))?;
     let event = &stored.envelope.event;
     let expected = SystemEvent::AuditAttestation {
         actor: event.actor.clone(),

@@ -256,7 +256,7 @@ pub fn append_system_event(
         .map(|r| r.index)
         .ok_or_else(|| LogError::Internal("the system event was not appended".into()))?;
     log.writer().publish()?;
-    Ok(index)
+    Ok(index.0)
 }
 
 /// The `access.denied` event (the server's shape, method `local`).

@@ -35,6 +35,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use stele_log::EntryIndex;
 use stele_log::verify::{self, Progress};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions};
 use stele_policy::{Action, Resource};
@@ -429,7 +430,7 @@ fn run(cli: Cli) -> CliResult<u8> {
         Command::Proof { kind } => match kind {
             ProofKind::Inclusion { data, index, size } => {
                 let log = stele_log::LogReader::open(&data.data, open_options(&data)?)?;
-                let proof = log.inclusion_proof(index, size)?;
+                let proof = log.inclusion_proof(EntryIndex(index), size)?;
                 print_out(&proof.encode())?;
                 Ok(0)
             }

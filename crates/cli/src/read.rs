@@ -24,6 +24,7 @@ use stele_policy::{Action, Resource};
 use stele_store::StoreError;
 
 use crate::{CliResult, DataArgs, Failure, local, open_options, print_out};
+use stele_log::EntryIndex;
 
 /// Whether a read is recorded in the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +124,7 @@ fn why(recorded: Recorded) -> &'static str {
 pub fn get(data: &DataArgs, index: u64) -> CliResult<u8> {
     let at = local::now()?;
     let mut access = ReadAccess::open(data, "get", Recorded::Governed)?;
-    let event = match access.reader.get(index) {
+    let event = match access.reader.get(EntryIndex(index)) {
         Ok(event) => event,
         Err(LogError::Purged { index, tombstone }) => {
             // Whether it was purged is itself read access to the event.

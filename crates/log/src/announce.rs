@@ -154,7 +154,7 @@ impl Governance<'_> {
         now: Timestamp,
     ) -> LogResult<Readiness> {
         let mut clock_note = None;
-        if let Some(existing) = self.state.announcements.by_segment.get(&status.segment) {
+        if let Some(existing) = self.state.announcements.by_segment.get(&status.segment.0) {
             match self.state.announcements.readiness(existing, now) {
                 Readiness::ClockDisagrees { wall, monotonic } => {
                     clock_note = Some(format!(
@@ -170,7 +170,7 @@ impl Governance<'_> {
         let event = SystemEvent::RetentionDue {
             actor: by.to_string(),
             attributes: system_event::RetentionDue {
-                segment: status.segment,
+                segment: status.segment.0,
                 stream: status.stream.clone(),
                 epoch: status.epoch_day.to_string(),
                 purge_after: status.purge_after.map(timestamp_text),
@@ -183,12 +183,12 @@ impl Governance<'_> {
         let announcement = Announcement {
             wall: now.as_second(),
             monotonic: Instant::now(),
-            event_index: receipt.index,
+            event_index: receipt.index.0,
         };
         self.state
             .announcements
             .by_segment
-            .insert(status.segment, announcement);
+            .insert(status.segment.0, announcement);
         // Just announced: the clocks agree by construction.
         Ok(self.state.announcements.readiness(&announcement, now))
     }

@@ -25,6 +25,7 @@ use stele_store::fsutil;
 use crate::engine::open_checkpoint;
 use crate::error::{LogError, LogResult};
 use crate::governance::Governance;
+use crate::ids::EntryIndex;
 use crate::reader::LogReader;
 use crate::tiles::{TileBuilder, TileSink};
 use crate::verify::{self, NoProgress};
@@ -402,7 +403,7 @@ impl Governance<'_> {
             attestation: Box::new(attestation.clone()),
         };
         let receipt = self.writer.append_system(&event, now)?;
-        attestation.event_index = Some(receipt.index);
+        attestation.event_index = Some(receipt.index.0);
         write_json(
             &audit_dir(&self.writer.layout().root).join("latest.json"),
             &attestation,
@@ -508,7 +509,7 @@ impl Governance<'_> {
         if !behind {
             return Ok(());
         }
-        let event = self.writer.reader().get(latest)?;
+        let event = self.writer.reader().get(EntryIndex(latest))?;
         let mut attributes = Value::Object(event.envelope.event.attributes.unwrap_or_default());
         if let Some(map) = attributes.as_object_mut() {
             map.insert("event_index".into(), Value::from(latest));

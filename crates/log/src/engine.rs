@@ -52,6 +52,7 @@ use zeroize::Zeroizing;
 
 use crate::committer::{Committer, FsyncMetrics, Job};
 use crate::error::{LogError, LogResult};
+use crate::ids::EntryIndex;
 use crate::layout::Layout;
 use crate::meta::{FORMAT_VERSION, Meta};
 use crate::prepare::PreparedEvent;
@@ -98,7 +99,7 @@ pub struct OpenOptions {
 /// What a writer gets back once its event is durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
-    pub index: u64,
+    pub index: EntryIndex,
     pub id: String,
     pub stream: String,
     pub commitment: [u8; 32],
@@ -112,7 +113,7 @@ pub struct Receipt {
 /// An event read back and checked against its commitment.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
-    pub index: u64,
+    pub index: EntryIndex,
     pub commitment: [u8; 32],
     pub salt: [u8; 32],
     /// The canonical envelope bytes that were committed.
@@ -631,7 +632,7 @@ impl LogWriter {
             };
             index_bytes.extend_from_slice(&record.encode());
             receipts.push(Receipt {
-                index,
+                index: EntryIndex(index),
                 id: event.id.clone(),
                 stream: event.stream.clone(),
                 commitment: event.commitment,
@@ -748,7 +749,7 @@ impl LogWriter {
             .cloned()
             .unwrap_or_default();
         for index in candidates {
-            let stored = match self.reader.get(index) {
+            let stored = match self.reader.get(EntryIndex(index)) {
                 Ok(stored) => stored,
                 // A purged event can no longer be compared: not a retry.
                 Err(LogError::Purged { .. }) => continue,
@@ -764,7 +765,7 @@ impl LogWriter {
                 continue;
             }
             return Ok(Some(Receipt {
-                index,
+                index: EntryIndex(index),
                 id: stored.envelope.id,
                 stream: stored.envelope.stream,
                 commitment: stored.commitment,
@@ -1097,7 +1098,7 @@ pub fn decode_plaintext(
         ))
     })?;
     Ok(StoredEvent {
-        index,
+        index: EntryIndex(index),
         commitment: *commitment,
         salt,
         canonical,

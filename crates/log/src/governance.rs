@@ -39,6 +39,7 @@ use stele_store::fsutil;
 
 use crate::engine::LogWriter;
 use crate::error::{LogError, LogResult};
+use crate::ids::{EntryIndex, SegmentId};
 use crate::ledger::Ledger;
 use crate::purge::{self, MAX_LISTED_RANGES, TOMBSTONE_VERSION, Tombstone};
 use crate::reader::LogReader;
@@ -281,7 +282,7 @@ impl Hold {
 /// The retention state of one stored epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EpochStatus {
-    pub segment: u32,
+    pub segment: SegmentId,
     pub stream: String,
     pub epoch_day: Day,
     /// Earliest purge time (Unix seconds); `None` means kept forever.
@@ -399,7 +400,7 @@ impl<'a> Governance<'a> {
             .writer
             .size()
             .checked_sub(1)
-            .and_then(|last| self.writer.reader().get(last).ok())
+            .and_then(|last| self.writer.reader().get(EntryIndex(last)).ok())
             .and_then(|e| parse_timestamp(&e.envelope.received_at).ok());
         self.state.time_floor = ledger.newest.max(last_entry);
         Ok(())
@@ -730,7 +731,7 @@ impl<'a> Governance<'a> {
         let receipt = appended?;
         self.note_time(now);
         self.state.policies.push(PolicyVersion {
-            event_index: Some(receipt.index),
+            event_index: Some(receipt.index.0),
             ..version
         });
         self.share();
@@ -741,7 +742,7 @@ impl<'a> Governance<'a> {
         Ok(ApplyOutcome {
             seq: Some(seq),
             hash,
-            event_index: Some(receipt.index),
+            event_index: Some(receipt.index.0),
             changes,
         })
     }
@@ -792,7 +793,7 @@ impl<'a> Governance<'a> {
             .writer
             .append_system(&SystemEvent::hold_placed(&hold), now)?;
         self.note_time(now);
-        hold.placed_event = Some(receipt.index);
+        hold.placed_event = Some(receipt.index.0);
         self.state.holds.push(hold.clone());
         self.share();
         // 2. The cache. Crash: rebuilt by the next open.
@@ -823,7 +824,7 @@ impl<'a> Governance<'a> {
             .writer
             .append_system(&SystemEvent::hold_released(&hold), now)?;
         self.note_time(now);
-        hold.released_event = Some(receipt.index);
+        hold.released_event = Some(receipt.index.0);
         self.state.holds[position] = hold.clone();
         self.share();
         // 2. The cache. Crash: rebuilt by the next open.
@@ -932,7 +933,7 @@ impl<'a> Governance<'a> {
                 status.stream, status.epoch_day
             )));
         }
-        let id = status.segment;
+        let id = status.segment.0;
         self.writer.close_segment(id);
         // The segment's entries, read from the index once: the tombstone
         // records them, and the check before shredding compares with them.
@@ -940,7 +941,7 @@ impl<'a> Governance<'a> {
         let known = entries.clone();
         let tombstone = Tombstone {
             v: TOMBSTONE_VERSION,
-            segment: id,
+            segment: status.segment,
             stream: status.stream.clone(),
             epoch: status.epoch_day,
             epoch_day: status.epoch_day,
@@ -1008,7 +1009,7 @@ impl<'a> Governance<'a> {
                 .append_system(&SystemEvent::retention_purge(&tombstone), now)?;
             self.note_time(now);
             self.purge_step_done(2)?;
-            tombstone.event_index = Some(receipt.index);
+            tombstone.event_index = Some(receipt.index.0);
             tombstone.write(&path)?;
             self.state.purged.insert(id, tombstone.clone());
             self.share();
@@ -1058,7 +1059,7 @@ impl Governance<'_> {
         tombstone: &Tombstone,
         known: Option<&purge::SegmentEntries>,
     ) -> LogResult<()> {
-        let id = tombstone.segment;
+        let id = tombstone.segment.0;
         let segment_path = self
             .writer
             .layout()
@@ -1155,7 +1156,7 @@ impl LogReader {
                 let due =
                     purge_after.is_some_and(|t| now >= t) && now >= day.end() && held_by.is_empty();
                 EpochStatus {
-                    segment: *id,
+                    segment: SegmentId(*id),
                     stream: stream.clone(),
                     epoch_day: day,
                     purge_after,

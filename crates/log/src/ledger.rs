@@ -27,6 +27,7 @@ use stele_policy::PolicySource;
 
 use crate::error::{LogError, LogResult};
 use crate::governance::{Hold, PolicyVersion, SYSTEM_STREAM, SYSTEM_WRITER};
+use crate::ids::EntryIndex;
 use crate::reader::LogReader;
 use crate::system_event::{
     HoldRecord, PolicyApplied, RetentionDue, RetentionPurge, action, attributes_from, client_id,
@@ -360,7 +361,7 @@ impl Ledger {
 /// location, tag and commitment).
 fn system_events(log: &LogReader) -> LogResult<Vec<LedgerEvent>> {
     let mut indices: Vec<u64> = Vec::new();
-    let (segments, purged) = (log.segment_infos(), log.purged());
+    let (segments, purged) = (log.segment_infos(), log.purge_records());
     for (id, info) in &segments {
         if info.header.stream != SYSTEM_STREAM || purged.contains_key(id) {
             continue;
@@ -392,7 +393,7 @@ fn system_events(log: &LogReader) -> LogResult<Vec<LedgerEvent>> {
     indices.sort_unstable();
     let mut events = Vec::new();
     for index in indices {
-        let stored = log.get(index)?;
+        let stored = log.get(EntryIndex(index))?;
         let envelope = stored.envelope;
         if envelope.writer != SYSTEM_WRITER || envelope.stream != SYSTEM_STREAM {
             continue;
@@ -651,7 +652,7 @@ fn governance_problems_in(log: &LogReader) -> Vec<(String, String)> {
         }
     }
     for (id, record) in &ledger.purges {
-        if !log.purged().contains_key(id) {
+        if !log.purge_records().contains_key(id) {
             // The event names the stream and day, hence the file's path.
             // The event names the stream and day, hence the file (shown
             // only: nothing is opened by this name).

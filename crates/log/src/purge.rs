@@ -21,6 +21,7 @@ use stele_store::fsutil;
 use stele_store::index::IndexFile;
 
 use crate::error::{LogError, LogResult};
+use crate::ids::SegmentId;
 
 /// Format version of a tombstone.
 pub const TOMBSTONE_VERSION: u32 = 1;
@@ -36,7 +37,7 @@ pub const MAX_LISTED_RANGES: usize = 512;
 pub struct Tombstone {
     /// Always [`TOMBSTONE_VERSION`].
     pub v: u32,
-    pub segment: u32,
+    pub segment: SegmentId,
     pub stream: String,
     /// The epoch as `YYYY-MM-DD` (UTC).
     pub epoch: Day,
@@ -245,7 +246,7 @@ mod tests {
         assert_eq!((entries.entries, entries.first, entries.last), (6, 3, 12));
         let tombstone = Tombstone {
             v: 1,
-            segment: 7,
+            segment: SegmentId(7),
             stream: "ops".into(),
             epoch: "2026-01-01".parse().unwrap(),
             epoch_day: Day::from_number(20454).unwrap(),

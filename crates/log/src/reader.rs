@@ -41,6 +41,7 @@ use crate::engine::recovery::{Tail, TailKind, classify_tail, read_record_bytes};
 use crate::engine::{SegmentInfo, StoredEvent, decode_plaintext, proof_error};
 use crate::error::{LogError, LogResult};
 use crate::governance::{Hold, PolicyVersion};
+use crate::ids::{EntryIndex, SegmentId};
 use crate::layout::Layout;
 use crate::meta::Meta;
 use crate::publisher::PublishState;
@@ -287,9 +288,19 @@ impl LogReader {
         self.view().committed.get(&id).copied()
     }
 
-    /// Tombstones of every purged epoch, by segment id.
-    pub fn purged(&self) -> BTreeMap<u32, Tombstone> {
+    /// Tombstones of every purged epoch, by segment id as the engine keys
+    /// them (see [`Self::purged`]).
+    pub(crate) fn purge_records(&self) -> BTreeMap<u32, Tombstone> {
         self.view().purged.clone()
+    }
+
+    /// Tombstones of every purged epoch, by segment id.
+    pub fn purged(&self) -> BTreeMap<SegmentId, Tombstone> {
+        self.view()
+            .purged
+            .iter()
+            .map(|(id, t)| (SegmentId(*id), t.clone()))
+            .collect()
     }
 
     /// Every applied policy version, oldest first.
@@ -427,7 +438,8 @@ impl LogReader {
     }
 
     /// Reads entry `index`, decrypts it and checks it against its commitment.
-    pub fn get(&self, index: u64) -> LogResult<StoredEvent> {
+    pub fn get(&self, index: EntryIndex) -> LogResult<StoredEvent> {
+        let EntryIndex(index) = index;
         let size = self.inner.index.len();
         if index >= size {
             return Err(LogError::NotFound(format!(
@@ -483,7 +495,8 @@ impl LogReader {
 
     /// A C2SP tlog-proof of entry `index` against the published checkpoint
     /// of `size` (the latest by default).
-    pub fn inclusion_proof(&self, index: u64, size: Option<u64>) -> LogResult<TlogProof> {
+    pub fn inclusion_proof(&self, index: EntryIndex, size: Option<u64>) -> LogResult<TlogProof> {
+        let EntryIndex(index) = index;
         let (size, note) = self.require_published(size)?;
         if index >= size {
             return Err(LogError::NotFound(format!(

@@ -51,10 +51,11 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use crate::ids::EntryIndex;
 
     fn receipt(index: u64, id: &str, duplicate: bool) -> Receipt {
         Receipt {
-            index,
+            index: EntryIndex(index),
             id: id.to_owned(),
             stream: "default".to_owned(),
             commitment: [7u8; 32],

@@ -32,6 +32,7 @@ use stele_store::keys::{self, DataKey, Kek, KekKind, NewKek};
 
 use crate::error::{LogError, LogResult};
 use crate::governance::Governance;
+use crate::ids::SegmentId;
 use crate::layout::Layout;
 use crate::meta::Meta;
 use crate::reader::LogReader;
@@ -298,7 +299,7 @@ impl Governance<'_> {
         };
         let receipt = self.writer.append_system(&rotated, now)?;
         let recorded = RotationEvent {
-            index: Some(receipt.index),
+            index: Some(receipt.index.0),
             ..event
         };
         // Atomic replace; crash before it: the event is owed again and is
@@ -321,7 +322,7 @@ impl LogReader {
     /// modification time: data key files are written once, and a KEK
     /// rotation keeps the time when it re-wraps them, so it stays the data
     /// key's creation time.
-    pub fn data_key_ages(&self) -> LogResult<Vec<(u32, i64)>> {
+    pub fn data_key_ages(&self) -> LogResult<Vec<(SegmentId, i64)>> {
         let layout = self.layout();
         let mut out = Vec::new();
         for file in wrapped_files(layout)? {
@@ -329,7 +330,7 @@ impl LogReader {
                 let path = layout.dek(id);
                 let metadata =
                     std::fs::metadata(&path).map_err(|e| StoreError::io("stat", &path, e))?;
-                out.push((id, metadata.mtime()));
+                out.push((SegmentId(id), metadata.mtime()));
             }
         }
         Ok(out)

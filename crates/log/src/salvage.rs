@@ -219,7 +219,7 @@ impl Governance<'_> {
             let event = crate::SystemEvent::log_recovered(&name, &manifest);
             let receipt = self.writer.append_system(&event, now)?;
             let recorded = Salvaged {
-                event_index: Some(receipt.index),
+                event_index: Some(receipt.index.0),
                 ..manifest
             };
             write_manifest(

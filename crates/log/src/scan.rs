@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::engine::StoredEvent;
 use crate::error::LogError;
+use crate::ids::EntryIndex;
 use crate::reader::LogReader;
 
 /// Most entries one export or query may cover.
@@ -65,7 +66,7 @@ pub fn scan_stream(
     mut visit: impl FnMut(StreamEntry) -> bool,
 ) -> Result<u64, LogError> {
     for index in from..to {
-        let more = match log.get(index) {
+        let more = match log.get(EntryIndex(index)) {
             Ok(stored) if stored.envelope.stream == stream => {
                 visit(StreamEntry::Event(index, &stored))
             }

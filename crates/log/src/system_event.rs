@@ -283,7 +283,7 @@ pub struct RetentionPurge {
 impl From<&Tombstone> for RetentionPurge {
     fn from(t: &Tombstone) -> RetentionPurge {
         RetentionPurge {
-            segment: t.segment,
+            segment: t.segment.0,
             stream: t.stream.clone(),
             epoch: t.epoch.to_string(),
             decided_at: timestamp_text(t.decided_at),

@@ -31,6 +31,7 @@ use crate::engine::StoredEvent;
 use crate::error::{LogError, LogResult};
 use crate::governance::Governance;
 use crate::governance::{MAX_PRINCIPAL_BYTES, SYSTEM_STREAM, SYSTEM_WRITER};
+use crate::ids::EntryIndex;
 use crate::reader::LogReader;
 use crate::system_event::{self, SystemEvent, client_id};
 
@@ -468,7 +469,7 @@ fn system_event(
 ) -> LogResult<Option<Result<StoredEvent, u64>>> {
     let hash = crate::prepare::idempotency_hash(SYSTEM_WRITER, client_id);
     for index in known.get(&hash).into_iter().flatten() {
-        match log.get(*index) {
+        match log.get(EntryIndex(*index)) {
             Ok(stored) => {
                 let envelope = &stored.envelope;
                 if envelope.stream == SYSTEM_STREAM
@@ -495,13 +496,13 @@ fn token_events_in(
 ) -> LogResult<TokenEvents> {
     let created = system_event(log, known, &created_client_id(id))?.map(|found| {
         found.map(|stored| TokenEvent {
-            index: stored.index,
+            index: stored.index.0,
             actor: stored.envelope.event.actor.clone(),
             attributes: Value::Object(stored.envelope.event.attributes.clone().unwrap_or_default()),
         })
     });
     let revoked = system_event(log, known, &revoked_client_id(id))?.map(|found| match found {
-        Ok(stored) => stored.index,
+        Ok(stored) => stored.index.0,
         Err(index) => index,
     });
     Ok(TokenEvents { created, revoked })
@@ -573,7 +574,7 @@ impl Governance<'_> {
             actor: entry.created_by.clone(),
             attributes: (&entry).into(),
         };
-        entry.created_event = self.writer.append_system(&event, now)?.index;
+        entry.created_event = (self.writer.append_system(&event, now)?.index).0;
         // Durable step 2: the record is in the file (atomic replace).
         file.tokens.push(entry.clone());
         write_token_file(&data, &file)?;
@@ -627,7 +628,7 @@ impl Governance<'_> {
                 let index = self.writer.append_system(&event, now)?.index;
                 entry.revoked_at = Some(at);
                 entry.revoked_by = Some(by.to_string());
-                entry.revoked_event = Some(index);
+                entry.revoked_event = Some(index.0);
             }
         }
         let out = entry.clone();

@@ -36,6 +36,7 @@ use stele_tlog::tile::{TILE_WIDTH, TileId};
 
 use crate::engine::{SegmentInfo, open_checkpoint};
 use crate::error::LogResult;
+use crate::ids::EntryIndex;
 use crate::layout::Layout;
 use crate::purge::IndexDigest;
 use crate::reader::LogReader;
@@ -222,7 +223,7 @@ pub fn verify_with(
         entries: total,
         checkpoints: heads.list.len(),
         segments: log.segment_infos().len(),
-        purged_segments: log.purged().len(),
+        purged_segments: log.purge_records().len(),
         tiles: entries.tiles_checked,
         bytes_decrypted: entries.bytes_decrypted,
         problem_count,
@@ -331,7 +332,7 @@ fn entries_pass(
     );
     let mut key_events = crate::verify_files::KeyEventWatch::new(log);
     let mut purged: BTreeMap<u32, IndexDigest> = log
-        .purged()
+        .purge_records()
         .keys()
         .map(|id| (*id, IndexDigest::default()))
         .collect();
@@ -534,7 +535,7 @@ fn purge_pass(
     // A purge a crash interrupted is finished by the next writing open; a
     // read-only handle reports what is left to do instead.
     let read_only = log.beside_writer();
-    for (id, tombstone) in &log.purged() {
+    for (id, tombstone) in &log.purge_records() {
         let path = show(
             &log.layout()
                 .tombstone(&tombstone.stream, tombstone.epoch_day),
@@ -551,7 +552,7 @@ fn purge_pass(
                 "{path}: names no retention.purge event yet (a purge a crash interrupted): the next open appends it and finishes the purge"
             )),
             None => problems.add(&path, "names no retention.purge event"),
-            Some(index) => match log.get(index) {
+            Some(index) => match log.get(EntryIndex(index)) {
                 Ok(event) => {
                     let envelope = &event.envelope;
                     let same = envelope.stream == crate::governance::SYSTEM_STREAM
@@ -990,7 +991,7 @@ impl<'a> SegmentPass<'a> {
                 len: r.location.len,
             });
         }
-        let (segments, purged) = (log.segment_infos(), log.purged());
+        let (segments, purged) = (log.segment_infos(), log.purge_records());
         for (id, expected) in &by_segment {
             if !segments.contains_key(id) && !purged.contains_key(id) && self.missing.insert(*id) {
                 self.problems.add(

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::audit::Attestation;
 use crate::governance::{SYSTEM_STREAM, SYSTEM_WRITER};
+use crate::ids::EntryIndex;
 use crate::reader::LogReader;
 use crate::rotate::{KekAgeSource, read_kek_file};
 use crate::system_event::{SystemEvent, action, client_id};
@@ -71,7 +72,7 @@ impl KeyEventWatch {
 fn rotation_events(log: &LogReader, watch: &KeyEventWatch) -> HashMap<u64, (u64, Value, String)> {
     let mut out = HashMap::new();
     for (number, index) in &watch.found {
-        let Ok(event) = log.get(*index) else {
+        let Ok(event) = log.get(EntryIndex(*index)) else {
             continue; // the segment pass reports an unreadable entry
         };
         let envelope = event.envelope;
@@ -273,7 +274,7 @@ fn check_attestation(log: &LogReader, attestation: &Attestation) -> Result<(), S
         .event_index
         .ok_or("names no audit.attestation event")?;
     let event = log
-        .get(index)
+        .get(EntryIndex(index))
         .map_err(|e| format!("its audit.attestation event {index}: {e}"))?;
     let envelope = event.envelope;
     let expected = SystemEvent::AuditAttestation {

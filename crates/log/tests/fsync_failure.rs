@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use stele_log::EntryIndex;
 use stele_log::verify::{NoProgress, verify};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions, PreparedEvent, Preparer};
 use stele_store::fileio::{fdatasync_attempts, set_fdatasync_failing};
@@ -126,13 +127,13 @@ fn a_failed_fdatasync_stops_the_writer_and_is_never_retried() {
     let retried = log.writer().append_batch(&events(&preparer, 5, 3)).unwrap();
     assert_eq!(log.reader().size(), size.max(8));
     for (n, receipt) in retried.iter().enumerate() {
-        assert_eq!(receipt.index, 5 + n as u64);
+        assert_eq!(receipt.index, EntryIndex(5 + n as u64));
     }
     let next = log
         .writer()
         .append_batch(&events(&preparer, 100, 1))
         .unwrap();
-    assert_eq!(next[0].index, 8);
+    assert_eq!(next[0].index, EntryIndex(8));
     assert!(fdatasync_attempts(&data) > attempts);
     log.writer().publish().unwrap();
     let report = verify(log.reader(), &NoProgress).unwrap();

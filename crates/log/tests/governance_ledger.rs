@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use jiff::Timestamp;
+use stele_log::EntryIndex;
 use stele_log::governance::HoldSpec;
 use stele_log::verify::{NoProgress, verify};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions, Preparer};
@@ -463,10 +464,10 @@ fn a_due_epoch_is_announced_and_purged_only_after_the_grace_period() {
     assert_eq!(run.purged.len(), 3, "{run:?}");
     for tombstone in &run.purged {
         let announced = tombstone.announced.expect("names its announcement");
-        let event = log.reader().get(announced).unwrap();
+        let event = log.reader().get(EntryIndex(announced)).unwrap();
         assert_eq!(event.envelope.event.action, "retention.due");
         let attributes = event.envelope.event.attributes.unwrap();
-        assert_eq!(attributes["segment"], tombstone.segment);
+        assert_eq!(attributes["segment"], tombstone.segment.0);
         assert!(
             attributes["clock"]
                 .as_str()
@@ -586,7 +587,7 @@ fn every_system_event_the_log_writes_reads_back_as_written() {
 
     let mut actions = std::collections::BTreeSet::new();
     for index in 0..log.reader().size() {
-        let Ok(stored) = log.reader().get(index) else {
+        let Ok(stored) = log.reader().get(EntryIndex(index)) else {
             continue; // purged
         };
         if stored.envelope.stream != "_system" {

@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use jiff::Timestamp;
+use stele_log::EntryIndex;
 use stele_log::governance::HoldSpec;
 use stele_log::tokens::{Role, TokenSpec};
 use stele_log::verify::{NoProgress, verify};
@@ -308,7 +309,7 @@ fn check_dir(data: &Path, told: &Told, appended: &[Appended]) -> Result<(), Stri
     }
     let mut users = 0usize;
     for i in 0..log.reader().size() {
-        let envelope = match log.reader().get(i) {
+        let envelope = match log.reader().get(EntryIndex(i)) {
             Ok(stored) => stored.envelope,
             Err(LogError::Purged { .. }) => {
                 let expected = appended.get(users).ok_or("an extra purged entry")?;

@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use stele_log::EntryIndex;
 use stele_log::verify::{Granularity, NoProgress, VerifyReport, verify};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions, PreparedEvent, Preparer};
 use stele_store::keys::NewKek;
@@ -55,7 +56,15 @@ fn unpublished_entries_survive_two_reopens() {
     for _ in 0..3 {
         let log = Log::open(&data, OpenOptions::default()).unwrap();
         assert_eq!(log.reader().published_size(), 2);
-        assert_eq!(log.reader().get(1).unwrap().envelope.event.actor, "a1");
+        assert_eq!(
+            log.reader()
+                .get(EntryIndex(1))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
+            "a1"
+        );
         assert_verifies(&log);
     }
     // And appending after recovery continues at the right offsets.
@@ -67,7 +76,12 @@ fn unpublished_entries_survive_two_reopens() {
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     for i in 0..3 {
         assert_eq!(
-            log.reader().get(i).unwrap().envelope.event.actor,
+            log.reader()
+                .get(EntryIndex(i))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
             format!("a{i}")
         );
     }
@@ -94,12 +108,23 @@ fn batch_over_many_segments() {
     log.writer().publish().unwrap();
     for i in 0..240u64 {
         let expected = format!("a{}", (i / 80) * 100 + i % 80);
-        assert_eq!(log.reader().get(i).unwrap().envelope.event.actor, expected);
+        assert_eq!(
+            log.reader()
+                .get(EntryIndex(i))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
+            expected
+        );
     }
     assert_verifies(&log);
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.reader().get(239).unwrap().envelope.stream, "s79");
+    assert_eq!(
+        log.reader().get(EntryIndex(239)).unwrap().envelope.stream,
+        "s79"
+    );
     assert_verifies(&log);
 }
 
@@ -139,7 +164,7 @@ fn sequencer_appends_every_request() {
     let stats = sequencer.stop().unwrap();
     let log = log.lock().unwrap();
     assert_eq!(stats.events, 1000);
-    let mut indices: Vec<u64> = all.iter().map(|r| r.index).collect();
+    let mut indices: Vec<u64> = all.iter().map(|r| r.index.0).collect();
     indices.sort_unstable();
     assert_eq!(indices, (0..1000).collect::<Vec<_>>());
     assert_eq!(log.reader().published_size(), 1000);
@@ -183,7 +208,7 @@ fn sequencer_refuses_a_request_larger_than_a_batch() {
     ));
     assert!(log.lock().unwrap().health().is_ok());
     let receipts = handle.append(vec![event(&preparer, 1, None)]).unwrap();
-    assert_eq!(receipts[0].index, 0);
+    assert_eq!(receipts[0].index, EntryIndex(0));
     drop(handle);
     let stats = sequencer.stop().unwrap();
     assert_eq!(stats.events, 1);
@@ -216,7 +241,7 @@ fn client_ids_make_retries_idempotent() {
         ])
         .unwrap();
     assert_eq!(
-        first.iter().map(|r| r.index).collect::<Vec<_>>(),
+        first.iter().map(|r| r.index.0).collect::<Vec<_>>(),
         [0, 0, 1, 2]
     );
     assert_eq!(
@@ -236,16 +261,16 @@ fn client_ids_make_retries_idempotent() {
         .unwrap();
     assert!(retry[0].duplicate);
     assert_eq!(
-        (retry[0].index, &retry[0].id, retry[0].salt),
+        (retry[0].index.0, &retry[0].id, retry[0].salt),
         (0, &first[0].id, first[0].salt)
     );
     assert!(!retry[1].duplicate, "another writer's id is another event");
-    assert_eq!(retry[1].index, 3);
+    assert_eq!(retry[1].index, EntryIndex(3));
     assert!(
         !retry[2].duplicate,
         "the same id with other content is another event"
     );
-    assert_eq!(retry[2].index, 4);
+    assert_eq!(retry[2].index, EntryIndex(4));
     log.writer().publish().unwrap();
     drop(log);
 
@@ -258,10 +283,18 @@ fn client_ids_make_retries_idempotent() {
         ])
         .unwrap();
     assert!(after[0].duplicate && after[1].duplicate);
-    assert_eq!((after[0].index, after[1].index), (1, 4));
+    assert_eq!((after[0].index.0, after[1].index.0), (1, 4));
     assert_eq!(after[0].commitment, first[2].commitment);
     assert_eq!(log.reader().size(), 5);
-    assert_eq!(log.reader().get(0).unwrap().envelope.event.actor, "x");
+    assert_eq!(
+        log.reader()
+            .get(EntryIndex(0))
+            .unwrap()
+            .envelope
+            .event
+            .actor,
+        "x"
+    );
     assert_verifies(&log);
 }
 
@@ -602,7 +635,15 @@ fn a_lying_or_broken_snapshot_never_cuts_committed_records() {
         .unwrap();
         let log = Log::open(&data, OpenOptions::default()).unwrap();
         assert_eq!(log.reader().size(), 20, "lie {lie}");
-        assert_eq!(log.reader().get(19).unwrap().envelope.event.actor, "a19");
+        assert_eq!(
+            log.reader()
+                .get(EntryIndex(19))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
+            "a19"
+        );
         assert_verifies(&log);
         drop(log);
         assert_eq!(
@@ -616,7 +657,15 @@ fn a_lying_or_broken_snapshot_never_cuts_committed_records() {
     // A snapshot with a broken checksum is ignored: the index is read.
     std::fs::write(&snapshot_path, b"STELESTA garbage").unwrap();
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.reader().get(19).unwrap().envelope.event.actor, "a19");
+    assert_eq!(
+        log.reader()
+            .get(EntryIndex(19))
+            .unwrap()
+            .envelope
+            .event
+            .actor,
+        "a19"
+    );
     assert_verifies(&log);
 }
 
@@ -654,7 +703,10 @@ fn partial_tiles_are_pruned_once_full_and_old_proofs_still_work() {
     let verifier = log.reader().verifier().clone();
     for size in [100u64, 200, 300] {
         for index in [0u64, 57, 99] {
-            let proof = log.reader().inclusion_proof(index, Some(size)).unwrap();
+            let proof = log
+                .reader()
+                .inclusion_proof(EntryIndex(index), Some(size))
+                .unwrap();
             let leaf = stele_tlog::leaf_hash(&receipts[index as usize].commitment);
             let checkpoint = proof.verify(&leaf, &[&verifier], None).unwrap();
             assert_eq!(checkpoint.size, size);
@@ -725,13 +777,13 @@ fn batches_in_flight_finish_in_order() {
     assert_eq!(log.reader().size(), 0);
 
     let ra = log.writer().finish_append().unwrap();
-    assert_eq!(ra.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(ra.iter().map(|r| r.index.0).collect::<Vec<_>>(), [0, 1]);
     assert_eq!(log.reader().size(), 2);
     log.writer().begin_append(&c).unwrap();
     let rb = log.writer().finish_append().unwrap();
-    assert_eq!(rb.iter().map(|r| r.index).collect::<Vec<_>>(), [2, 3, 4]);
+    assert_eq!(rb.iter().map(|r| r.index.0).collect::<Vec<_>>(), [2, 3, 4]);
     let rc = log.writer().finish_append().unwrap();
-    assert_eq!(rc[0].index, 5);
+    assert_eq!(rc[0].index, EntryIndex(5));
     assert!(matches!(
         log.writer().finish_append(),
         Err(LogError::Usage(_))
@@ -754,7 +806,7 @@ fn batches_in_flight_finish_in_order() {
         .writer()
         .append_batch(&[event(&p, 6, Some("x"))])
         .unwrap();
-    assert_eq!(more[0].index, 6);
+    assert_eq!(more[0].index, EntryIndex(6));
 }
 
 /// A batch carrying client ids begins only when nothing is in flight, so a
@@ -843,8 +895,16 @@ fn written_but_unindexed_batches_are_cut() {
         .writer()
         .append_batch(&[event(&p, 5, Some("x"))])
         .unwrap();
-    assert_eq!(receipts[0].index, 2);
-    assert_eq!(log.reader().get(2).unwrap().envelope.event.actor, "a5");
+    assert_eq!(receipts[0].index, EntryIndex(2));
+    assert_eq!(
+        log.reader()
+            .get(EntryIndex(2))
+            .unwrap()
+            .envelope
+            .event
+            .actor,
+        "a5"
+    );
     log.writer().publish().unwrap();
     assert_verifies(&log);
 }
@@ -943,14 +1003,19 @@ fn indexed_entries_whose_segment_records_are_not_durable_are_cut() {
             .writer()
             .append_batch(&[event(&p, 9, Some("x"))])
             .unwrap();
-        assert_eq!(receipts[0].index, kept as u64, "{case}");
+        assert_eq!(receipts[0].index, EntryIndex(kept as u64), "{case}");
         log.writer().publish().unwrap();
         assert_verifies(&log);
         drop(log);
         let log = Log::open(&data, OpenOptions::default()).unwrap();
         assert_eq!(log.reader().size(), kept as u64 + 1, "{case}");
         assert_eq!(
-            log.reader().get(kept as u64).unwrap().envelope.event.actor,
+            log.reader()
+                .get(EntryIndex(kept as u64))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
             "a9",
             "{case}"
         );
@@ -1002,19 +1067,35 @@ fn a_batch_over_two_segments_is_cut_where_the_first_record_is_missing() {
 
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_eq!(log.reader().size(), 3);
-    assert_eq!(log.reader().get(2).unwrap().envelope.event.actor, "a2");
+    assert_eq!(
+        log.reader()
+            .get(EntryIndex(2))
+            .unwrap()
+            .envelope
+            .event
+            .actor,
+        "a2"
+    );
     assert_verifies(&log);
     let receipts = log
         .writer()
         .append_batch(&[event(&p, 5, Some("y")), event(&p, 6, Some("x"))])
         .unwrap();
-    assert_eq!(receipts[0].index, 3);
+    assert_eq!(receipts[0].index, EntryIndex(3));
     log.writer().publish().unwrap();
     assert_verifies(&log);
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_eq!(log.reader().size(), 5);
-    assert_eq!(log.reader().get(4).unwrap().envelope.event.actor, "a6");
+    assert_eq!(
+        log.reader()
+            .get(EntryIndex(4))
+            .unwrap()
+            .envelope
+            .event
+            .actor,
+        "a6"
+    );
     assert_verifies(&log);
 }
 
@@ -1046,12 +1127,17 @@ fn a_segment_closed_and_reopened_while_its_batch_is_in_flight_keeps_it() {
     assert_eq!((a.len(), b.len()), (70, 6));
     for i in 0..70u64 {
         assert_eq!(
-            log.reader().get(i).unwrap().envelope.event.actor,
+            log.reader()
+                .get(EntryIndex(i))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
             format!("a{i}")
         );
     }
     for i in 0..6u64 {
-        let stored = log.reader().get(70 + i).unwrap();
+        let stored = log.reader().get(EntryIndex(70 + i)).unwrap();
         assert_eq!(stored.envelope.event.actor, format!("a{}", 100 + i));
     }
     log.writer().publish().unwrap();
@@ -1059,7 +1145,15 @@ fn a_segment_closed_and_reopened_while_its_batch_is_in_flight_keeps_it() {
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     assert_eq!(log.reader().size(), 76);
-    assert_eq!(log.reader().get(0).unwrap().envelope.event.actor, "a0");
+    assert_eq!(
+        log.reader()
+            .get(EntryIndex(0))
+            .unwrap()
+            .envelope
+            .event
+            .actor,
+        "a0"
+    );
     assert_verifies(&log);
 }
 
@@ -1112,7 +1206,15 @@ fn verify_requires_zeros_after_the_committed_records() {
     assert_verifies(&log);
     drop(log);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.reader().get(2).unwrap().envelope.event.actor, "a2");
+    assert_eq!(
+        log.reader()
+            .get(EntryIndex(2))
+            .unwrap()
+            .envelope
+            .event
+            .actor,
+        "a2"
+    );
     assert_verifies(&log);
 }
 
@@ -1148,10 +1250,18 @@ fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
         // Entries 0..3 stay; the open appended its event as entry 3.
         assert_eq!(log.reader().size(), 4, "torn {torn}");
         assert_eq!(log.kept_at_open().len(), 1, "{:?}", log.kept_at_open());
-        let event = log.reader().get(3).unwrap().envelope;
+        let event = log.reader().get(EntryIndex(3)).unwrap().envelope;
         assert_eq!(event.stream, "_system");
         assert_eq!(event.event.action, "log.recovered");
-        assert_eq!(log.reader().get(2).unwrap().envelope.event.actor, "a2");
+        assert_eq!(
+            log.reader()
+                .get(EntryIndex(2))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
+            "a2"
+        );
         let name = format!("1-{}", ends[1]);
         let kept = std::fs::read(data.join("recovered").join(format!("{name}.bin"))).unwrap();
         assert_eq!(kept, tail, "the bytes after the committed length are kept");
@@ -1180,13 +1290,21 @@ fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
         // Appends go on after the committed records; the event is not
         // appended again by later opens.
         let receipts = log.writer().append_batch(&[event_of(&p, 9)]).unwrap();
-        assert_eq!(receipts[0].index, 4);
+        assert_eq!(receipts[0].index, EntryIndex(4));
         log.writer().publish().unwrap();
         drop(log);
         let log = Log::open(&data, OpenOptions::default()).unwrap();
         assert!(log.kept_at_open().is_empty());
         assert_eq!(log.reader().size(), 5);
-        assert_eq!(log.reader().get(4).unwrap().envelope.event.actor, "a9");
+        assert_eq!(
+            log.reader()
+                .get(EntryIndex(4))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
+            "a9"
+        );
         assert_verifies(&log);
         drop(log);
 
@@ -1319,7 +1437,7 @@ fn tails_cut_from_the_same_place_keep_their_own_files() {
     assert_eq!(std::fs::read_dir(&recovered).unwrap().count(), 4);
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     let events: Vec<_> = (5..log.reader().size())
-        .map(|i| log.reader().get(i).unwrap().envelope.event)
+        .map(|i| log.reader().get(EntryIndex(i)).unwrap().envelope.event)
         .filter(|e| e.action == "log.recovered")
         .collect();
     assert_eq!(events.len(), 2, "{events:?}");
@@ -1372,13 +1490,16 @@ fn long_checkpoint_history_is_found_by_number_and_size_after_reopen() {
             Some(&all[size as usize])
         );
         let index = size / 2;
-        let proof = log.reader().inclusion_proof(index, Some(size)).unwrap();
+        let proof = log
+            .reader()
+            .inclusion_proof(EntryIndex(index), Some(size))
+            .unwrap();
         let leaf = stele_tlog::leaf_hash(&receipts[index as usize].commitment);
         assert_eq!(proof.verify(&leaf, &[&verifier], None).unwrap().size, size);
     }
     assert!(history.find_size(601).unwrap().is_none());
     assert!(matches!(
-        log.reader().inclusion_proof(0, Some(601)),
+        log.reader().inclusion_proof(EntryIndex(0), Some(601)),
         Err(LogError::NotFound(_))
     ));
     let report = verify(log.reader(), &NoProgress).unwrap();

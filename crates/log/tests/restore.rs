@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use aws_lc_rs::hkdf::{HKDF_SHA256, KeyType, Salt};
 use sha2::{Digest, Sha256};
+use stele_log::EntryIndex;
 use stele_log::verify::{NoProgress, verify};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions, PreparedEvent, Preparer};
 use stele_store::keys::NewKek;
@@ -550,7 +551,12 @@ fn a_directory_from_before_session_salts_reads_and_upgrades() {
         assert_eq!(log.reader().size(), 12);
         for i in 0..12 {
             assert_eq!(
-                log.reader().get(i).unwrap().envelope.event.actor,
+                log.reader()
+                    .get(EntryIndex(i))
+                    .unwrap()
+                    .envelope
+                    .event
+                    .actor,
                 format!("old{i}")
             );
         }

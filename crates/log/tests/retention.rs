@@ -11,7 +11,7 @@ use jiff::Timestamp;
 use stele_event::time::Day;
 use stele_log::governance::HoldSpec;
 use stele_log::verify::{NoProgress, verify};
-use stele_log::{CreateOptions, Log, LogError, OpenOptions, Preparer};
+use stele_log::{CreateOptions, EntryIndex, Log, LogError, OpenOptions, Preparer};
 use stele_policy::{Policy, PolicySource};
 use stele_store::keys::NewKek;
 
@@ -87,7 +87,7 @@ fn append(log: &mut Log, streams: &[&str], at: Timestamp) -> Vec<u64> {
         .append_batch(&events)
         .unwrap()
         .into_iter()
-        .map(|r| r.index)
+        .map(|r| r.index.0)
         .collect()
 }
 
@@ -111,11 +111,11 @@ fn assert_verifies(log: &mut Log) {
 /// Every `_system` event with this action, as (index, attributes).
 fn system_events(log: &Log, action: &str) -> Vec<(u64, serde_json::Value)> {
     (0..log.reader().size())
-        .filter_map(|i| log.reader().get(i).ok())
+        .filter_map(|i| log.reader().get(EntryIndex(i)).ok())
         .filter(|e| e.envelope.stream == "_system" && e.envelope.event.action == action)
         .map(|e| {
             (
-                e.index,
+                e.index.0,
                 serde_json::Value::Object(e.envelope.event.attributes.clone().unwrap_or_default()),
             )
         })
@@ -164,7 +164,7 @@ fn a_year_of_retention() {
     log.writer().publish().unwrap();
     // Purged events say so; the others read back and prove inclusion.
     let leaf = |log: &Log, i: u64| {
-        let record = log.reader().get(i).unwrap();
+        let record = log.reader().get(EntryIndex(i)).unwrap();
         stele_tlog::leaf_hash(&record.commitment)
     };
     for (d, indices) in &by_day {
@@ -175,16 +175,23 @@ fn a_year_of_retention() {
                 2 => false,
                 _ => (d + 1).max(legal_purge_day) <= 364,
             };
-            match log.reader().get(*index) {
+            match log.reader().get(EntryIndex(*index)) {
                 Err(LogError::Purged { tombstone, .. }) => {
                     assert!(gone, "entry {index} of day {d} purged early");
                     assert!(tombstone.covers(*index));
-                    let message = log.reader().get(*index).unwrap_err().to_string();
+                    let message = log
+                        .reader()
+                        .get(EntryIndex(*index))
+                        .unwrap_err()
+                        .to_string();
                     assert!(message.contains("purged by policy"), "{message}");
                 }
                 Ok(_) => {
                     assert!(!gone, "entry {index} of day {d} should be purged");
-                    let proof = log.reader().inclusion_proof(*index, None).unwrap();
+                    let proof = log
+                        .reader()
+                        .inclusion_proof(EntryIndex(*index), None)
+                        .unwrap();
                     proof
                         .verify(&leaf(&log, *index), &[log.reader().verifier()], None)
                         .unwrap();
@@ -419,7 +426,7 @@ fn a_purge_interrupted_at_any_step_completes_on_open() {
         );
         let tombstone = log.reader().purged().values().next().unwrap().clone();
         assert!(tombstone.event_index.is_some(), "step {step}");
-        assert!(!log.reader().layout().dek(tombstone.segment).exists());
+        assert!(!log.reader().layout().dek(tombstone.segment.0).exists());
         assert!(
             !log.reader()
                 .layout()
@@ -432,10 +439,10 @@ fn a_purge_interrupted_at_any_step_completes_on_open() {
             "step {step}"
         );
         assert!(matches!(
-            log.reader().get(indices[0]),
+            log.reader().get(EntryIndex(indices[0])),
             Err(LogError::Purged { .. })
         ));
-        assert!(log.reader().get(indices[2]).is_ok());
+        assert!(log.reader().get(EntryIndex(indices[2])).is_ok());
         assert_verifies(&mut log);
     }
 }
@@ -553,7 +560,7 @@ fn a_forged_purge_record_deletes_nothing() {
         &std::fs::read(data.join("segments/ops/2026-01-01.purged")).unwrap(),
     )
     .unwrap();
-    forged["segment"] = target.segment.into();
+    forged["segment"] = target.segment.0.into();
     forged["epoch"] = "2026-01-02".into();
     forged["epoch_day"] = target.epoch_day.number().into();
     forged["event_index"] = serde_json::Value::Null;
@@ -572,7 +579,7 @@ fn a_forged_purge_record_deletes_nothing() {
     std::fs::remove_file(&forged_path).unwrap();
     let mut log = opened(&data);
     for index in live {
-        assert!(log.reader().get(index).is_ok(), "entry {index}");
+        assert!(log.reader().get(EntryIndex(index)).is_ok(), "entry {index}");
     }
     assert_verifies(&mut log);
 }
@@ -597,9 +604,9 @@ fn data_written_before_the_first_policy_keeps_the_default_forever() {
     // Day 2 began after version 1: its 90 days are over. Day 0 began under
     // the shipped default and is never due.
     assert_eq!(purged_epochs(&log, "ops"), [2].into_iter().collect());
-    assert!(log.reader().get(before[0]).is_ok());
+    assert!(log.reader().get(EntryIndex(before[0])).is_ok());
     assert!(matches!(
-        log.reader().get(after[0]),
+        log.reader().get(EntryIndex(after[0])),
         Err(LogError::Purged { .. })
     ));
     let err = log
@@ -615,7 +622,7 @@ fn data_written_before_the_first_policy_keeps_the_default_forever() {
     log.governance()
         .enforce_retention("retention", noon(6000))
         .unwrap();
-    assert!(log.reader().get(before[0]).is_ok());
+    assert!(log.reader().get(EntryIndex(before[0])).is_ok());
     assert_verifies(&mut log);
 }
 
@@ -656,7 +663,7 @@ fn a_purge_deletes_the_bytes_kept_aside_from_its_segment() {
     let tombstone = log.reader().purged().values().next().unwrap().clone();
     let left = stele_log::salvage::list(log.reader().layout()).unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
-    assert_ne!(left[0].1.segment, tombstone.segment);
+    assert_ne!(left[0].1.segment, tombstone.segment.0);
     let files = std::fs::read_dir(log.reader().layout().recovered())
         .unwrap()
         .count();

@@ -13,6 +13,7 @@ use stele_log::verify::{NoProgress, verify};
 use stele_log::{
     CreateOptions, KekAgeSource, Log, LogError, OpenOptions, PreparedEvent, Preparer, RotateStep,
 };
+use stele_log::{EntryIndex, SegmentId};
 use stele_store::StoreError;
 use stele_store::keys::{self, Argon2Params, DataKey, Kek, KekKind, NewKek};
 use zeroize::Zeroizing;
@@ -76,7 +77,12 @@ fn assert_all_read_and_verify(log: &Log, count: u64) {
     assert_eq!(log.reader().size(), count);
     for i in 0..count {
         assert_eq!(
-            log.reader().get(i).unwrap().envelope.event.actor,
+            log.reader()
+                .get(EntryIndex(i))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
             format!("a{i}")
         );
     }
@@ -392,10 +398,10 @@ fn key_ages_fall_back_to_file_times_and_survive_rotation() {
     for (i, (_, path)) in deks.iter().enumerate() {
         set_mtime(path, long_ago + day * i as u32);
     }
-    let expected: Vec<(u32, i64)> = deks
+    let expected: Vec<(SegmentId, i64)> = deks
         .iter()
         .enumerate()
-        .map(|(i, (id, _))| (*id, 1_600_000_000 + 86_400 * i as i64))
+        .map(|(i, (id, _))| (SegmentId(*id), 1_600_000_000 + 86_400 * i as i64))
         .collect();
     assert_eq!(log.reader().data_key_ages().unwrap(), expected);
 
@@ -429,7 +435,7 @@ fn write_kek_info_json(data: &Path, value: &serde_json::Value) {
 /// Asserts that entry `index` is the `key.rotated` event of KEK `number`
 /// on behalf of `by`.
 fn assert_rotation_event(log: &Log, index: u64, by: &str, number: u64, data_keys: u64) {
-    let stored = log.reader().get(index).unwrap();
+    let stored = log.reader().get(EntryIndex(index)).unwrap();
     let event = &stored.envelope.event;
     assert_eq!(event.action, "key.rotated");
     assert_eq!(event.actor, by);

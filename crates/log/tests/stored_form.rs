@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use stele_event::{PACKED_FORM, canonical_from_stored};
+use stele_log::EntryIndex;
 use stele_log::verify::{NoProgress, verify};
 use stele_log::{CreateOptions, Log, OpenOptions, PreparedEvent, Preparer};
 use stele_store::keys::NewKek;
@@ -60,7 +61,7 @@ fn packed_and_canonical_records_read_and_verify_alike() {
 
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     for (n, commitment) in expected.iter().enumerate() {
-        let stored = log.reader().get(n as u64).unwrap();
+        let stored = log.reader().get(EntryIndex(n as u64)).unwrap();
         assert_eq!(&stored.commitment, commitment);
         assert_eq!(stored.envelope.event.actor, format!("user-{n}@example.com"));
         assert_eq!(stored.canonical, stored.envelope.canonical_bytes());
@@ -99,8 +100,8 @@ fn a_wrong_packed_body_fails_its_commitment() {
     log.writer().append_batch(&[good, bad]).unwrap();
     log.writer().publish().unwrap();
 
-    assert!(log.reader().get(0).is_ok());
-    let err = log.reader().get(1).unwrap_err().to_string();
+    assert!(log.reader().get(EntryIndex(0)).is_ok());
+    let err = log.reader().get(EntryIndex(1)).unwrap_err().to_string();
     assert!(
         err.contains("entry 1") && err.contains("commitment"),
         "{err}"
@@ -177,7 +178,12 @@ fn a_version_1_segment_keeps_canonical_bodies() {
     log.writer().publish().unwrap();
     for n in 0..10u64 {
         assert_eq!(
-            log.reader().get(n).unwrap().envelope.event.actor,
+            log.reader()
+                .get(EntryIndex(n))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
             format!("user-{n}@example.com")
         );
     }

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use stele_log::EntryIndex;
 use stele_log::verify::{NoProgress, verify};
 use stele_log::{CreateOptions, Log, OpenOptions, PreparedEvent, Preparer};
 use stele_store::keys::NewKek;
@@ -228,7 +229,7 @@ fn what_a_crash_tears_is_still_cut() {
         // `log.recovered` event, when the whole records of entries 10..14
         // that followed the torn one were kept aside.
         for i in 0..log.reader().size() {
-            let envelope = log.reader().get(i).unwrap().envelope;
+            let envelope = log.reader().get(EntryIndex(i)).unwrap().envelope;
             if i < entry as u64 {
                 assert_eq!(envelope.event.actor, format!("a{i}"), "{case}");
             } else {
@@ -244,10 +245,18 @@ fn what_a_crash_tears_is_still_cut() {
         assert!(report.ok(), "{case}: {:?}", report.problems);
         let size = log.reader().size();
         let receipts = log.writer().append_batch(&[event(&p, 99)]).unwrap();
-        assert_eq!(receipts[0].index, size, "{case}");
+        assert_eq!(receipts[0].index, EntryIndex(size), "{case}");
         drop(log);
         let log = Log::open(&data, OpenOptions::default()).unwrap();
-        assert_eq!(log.reader().get(size).unwrap().envelope.event.actor, "a99");
+        assert_eq!(
+            log.reader()
+                .get(EntryIndex(size))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
+            "a99"
+        );
         assert!(verify(log.reader(), &NoProgress).unwrap().ok(), "{case}");
     }
 }

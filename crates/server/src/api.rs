@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::governance::Governance;
 use crate::metrics::{self, HttpMetrics};
 use crate::tokens::{Principal, TokenStore};
+use stele_log::EntryIndex;
 use stele_policy::{Action, Resource};
 
 /// What a connection tells the handlers about its peer.
@@ -845,7 +846,7 @@ async fn get_event(
                     ),
                 ));
             }
-            log.get(index)
+            log.get(EntryIndex(index))
         };
         match looked_up {
             Ok(stored) => {
@@ -893,7 +894,7 @@ async fn get_event(
         let state = work_state;
         let proof = state
             .reader
-            .inclusion_proof(index, None)
+            .inclusion_proof(EntryIndex(index), None)
             .map_err(log_error)?;
         // The read is audited durably before the content leaves.
         let audit = SystemEvent::EventRead {
@@ -1218,7 +1219,7 @@ mod tests {
 
     fn receipt(index: u64, id: &str, duplicate: bool) -> Receipt {
         Receipt {
-            index,
+            index: EntryIndex(index),
             id: id.into(),
             stream: "app.audit".into(),
             commitment: [7u8; 32],

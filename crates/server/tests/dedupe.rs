@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use common::*;
 use serde_json::{Value, json};
+use stele_log::EntryIndex;
 use stele_server::tokens::Role;
 
 fn eventlist() -> Vec<u8> {
@@ -34,7 +35,7 @@ fn stored_ids(data: &std::path::Path, writer: &str) -> BTreeMap<String, usize> {
     let log = open_log(data);
     let mut ids = BTreeMap::new();
     for index in 0..log.reader().size() {
-        let envelope = log.reader().get(index).unwrap().envelope;
+        let envelope = log.reader().get(EntryIndex(index)).unwrap().envelope;
         if envelope.writer == writer {
             let id = envelope
                 .event

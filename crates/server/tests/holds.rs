@@ -12,6 +12,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use stele_log::EntryIndex;
 use stele_server::tokens::Role;
 
 const POLICY: &str = "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"90d\"\n[streams.keep]\nretain = \"forever\"\n";
@@ -152,7 +153,7 @@ async fn a_held_epoch_is_not_purged_by_any_path_until_released() {
     let mut purge_events = Vec::new();
     let mut release_events = Vec::new();
     for index in 0..log.reader().size() {
-        let Ok(stored) = log.reader().get(index) else {
+        let Ok(stored) = log.reader().get(EntryIndex(index)) else {
             continue;
         };
         let event = &stored.envelope.event;

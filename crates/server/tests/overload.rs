@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use stele_log::EntryIndex;
 use stele_server::tokens::Role;
 
 /// Twenty events from request `n`.
@@ -180,7 +181,7 @@ async fn full_queue_answers_503_with_retry_after() {
     for receipt in &accepted {
         let index = receipt["index"].as_u64().unwrap();
         assert!(indexes.insert(index), "index {index} given twice");
-        let stored = log.reader().get(index).unwrap();
+        let stored = log.reader().get(EntryIndex(index)).unwrap();
         assert_eq!(stored.commitment.to_vec(), b64(&receipt["commitment"]));
         assert_eq!(stored.salt.to_vec(), b64(&receipt["salt"]));
         assert_eq!(stored.envelope.id, receipt["id"].as_str().unwrap());

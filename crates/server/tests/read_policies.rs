@@ -11,6 +11,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use stele_log::EntryIndex;
 use stele_server::tokens::Role;
 
 const POLICY_TOML: &str = r#"version = 1
@@ -105,7 +106,7 @@ fn system_events(data: &std::path::Path, action: &str) -> Vec<(u64, String, Stri
     let log = open_log(data);
     (0..log.reader().size())
         .filter_map(|i| {
-            let envelope = log.reader().get(i).ok()?.envelope;
+            let envelope = log.reader().get(EntryIndex(i)).ok()?.envelope;
             (envelope.stream == "_system" && envelope.event.action == action).then(|| {
                 (
                     i,

@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::{Value, json};
+use stele_log::EntryIndex;
 use stele_server::tokens::Role;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,7 +161,7 @@ async fn checkpoint_tiles_and_consistency_verify() {
     let url = server.url("/v1/events");
     let grant = stele_log::sequencer::lock_log(&server.served_log())
         .reader()
-        .get(0)
+        .get(EntryIndex(0))
         .unwrap();
     assert_eq!(grant.envelope.event.action, "token.created");
     let grant = json!({"index": 0, "commitment": base64_of(grant.commitment.as_ref())});

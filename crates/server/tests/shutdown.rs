@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use stele_log::EntryIndex;
 
 /// How a worker's appends ended once the server stopped.
 #[derive(Debug)]
@@ -152,11 +153,14 @@ async fn in_flight_appends_are_durable_after_shutdown() {
     for receipt in &acknowledged {
         let index = receipt["index"].as_u64().unwrap();
         assert!(seen.insert(index), "index {index} receipted twice");
-        let stored = log.reader().get(index).unwrap();
+        let stored = log.reader().get(EntryIndex(index)).unwrap();
         assert_eq!(stored.commitment.to_vec(), b64(&receipt["commitment"]));
         assert_eq!(stored.salt.to_vec(), b64(&receipt["salt"]));
         assert_eq!(stored.envelope.id, receipt["id"].as_str().unwrap());
-        let proof = log.reader().inclusion_proof(index, None).unwrap();
+        let proof = log
+            .reader()
+            .inclusion_proof(EntryIndex(index), None)
+            .unwrap();
         let verifier = server.verifier();
         let checkpoint = proof
             .verify(

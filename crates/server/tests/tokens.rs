@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
+use stele_log::EntryIndex;
 use stele_log::tokens::{TokenFile, read_token_file, sha256_hex};
 use stele_server::tokens::Role;
 
@@ -19,7 +20,7 @@ fn system_events(data: &std::path::Path, action: &str) -> Vec<(u64, Value)> {
     let log = open_log(data);
     (0..log.reader().size())
         .filter_map(|i| {
-            let stored = log.reader().get(i).ok()?;
+            let stored = log.reader().get(EntryIndex(i)).ok()?;
             let envelope = stored.envelope;
             (envelope.stream == "_system" && envelope.event.action == action).then(|| {
                 (

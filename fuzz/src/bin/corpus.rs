@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use stele_log::governance::HoldSpec;
 use stele_log::tokens::{Role, TokenSpec, token_path};
-use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
+use stele_log::{CreateOptions, EntryIndex, Log, OpenOptions, Preparer};
 use stele_policy::{Policy, PolicySource};
 use stele_store::index::{IndexRecord, RECORD_LEN};
 use stele_store::keys::{Argon2Params, Kek, NewKek};
@@ -327,7 +327,7 @@ fn public_files(c: &Corpus, data: &Path) {
     );
     let meta = Log::read_meta(data).expect("meta");
     c.add("verifier_key", "meta", meta.verifier_key.as_bytes());
-    for index in [0, 1, 7, log.reader().size() - 1] {
+    for index in [0, 1, 7, log.reader().size() - 1].map(EntryIndex) {
         let proof = log.reader().inclusion_proof(index, None).expect("proof");
         c.add(
             "tlog_proof",

@@ -298,7 +298,7 @@ pub(crate) fn discover_segments(layout: &Layout, remove: RemoveTornCreates) -> L
                         tombstone.epoch
                     )));
                 }
-                if let Some(previous) = purged.insert(tombstone.segment, tombstone) {
+                if let Some(previous) = purged.insert(tombstone.segment.0, tombstone) {
                     return Err(LogError::Integrity(format!(
                         "two purge records claim segment {} (one is {})",
                         previous.segment,

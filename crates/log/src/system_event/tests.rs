@@ -4,6 +4,7 @@ use serde_json::json;
 
 use super::*;
 use crate::audit::Finding;
+use crate::ids::SegmentId;
 
 fn text(event: &SystemEvent) -> String {
     serde_json::to_string(&event.client_event()).unwrap()
@@ -28,7 +29,7 @@ fn hold(released: bool) -> Hold {
 fn tombstone(announced: Option<u64>) -> Tombstone {
     Tombstone {
         v: 1,
-        segment: 7,
+        segment: SegmentId(7),
         stream: "ops".into(),
         epoch: "2026-01-01".parse().unwrap(),
         epoch_day: "2026-01-01".parse().unwrap(),

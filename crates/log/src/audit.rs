@@ -766,9 +766,15 @@ impl LogReader {
         })
     }
 
-    /// The whole-log verification (`stele verify`), without progress; the
+    /// The whole-log verification (`stele verify`), without progress, as
+    /// the server's scheduler runs it beside the writer: its records are
+    /// checked on one thread, so the appends keep the other cores. The
     /// writer records its outcome ([`Governance::record_full_verify`]).
     pub fn verify_full(&self) -> LogResult<verify::VerifyReport> {
-        verify::verify(self, &NoProgress)
+        let one_thread = verify::Granularity {
+            threads: 1,
+            ..verify::Granularity::default()
+        };
+        verify::verify_with(self, &NoProgress, one_thread)
     }
 }

@@ -124,8 +124,9 @@ fn show(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// How finely a verification reads: segment bytes per read and index
-/// entries per window. Memory is bounded by both, whatever the log's size.
+/// How finely a verification reads (segment bytes per read, index entries
+/// per window: memory is bounded by both, whatever the log's size) and on
+/// how many threads it checks records.
 #[derive(Debug, Clone, Copy)]
 pub struct Granularity {
     /// Bytes of a segment read and checked at a time (two such buffers are
@@ -134,6 +135,9 @@ pub struct Granularity {
     /// Index entries held at a time (their records and where the segment
     /// pass expects them: about 80 bytes each).
     pub window_entries: u64,
+    /// Threads that check a chunk's records (at least 1): every core by
+    /// default.
+    pub threads: usize,
 }
 
 impl Default for Granularity {
@@ -141,6 +145,9 @@ impl Default for Granularity {
         Granularity {
             chunk_bytes: CHUNK_BYTES,
             window_entries: WINDOW_ENTRIES,
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
     }
 }
@@ -329,6 +336,7 @@ fn entries_pass(
         &bytes_decrypted,
         &max_generation,
         chunk_bytes,
+        granularity.threads.max(1),
     );
     let mut key_events = crate::verify_files::KeyEventWatch::new(log);
     let mut purged: BTreeMap<u32, IndexDigest> = log
@@ -948,6 +956,7 @@ impl<'a> SegmentPass<'a> {
         bytes_decrypted: &'a AtomicU64,
         max_generation: &'a AtomicU64,
         chunk_bytes: usize,
+        threads: usize,
     ) -> SegmentPass<'a> {
         SegmentPass {
             log,
@@ -955,10 +964,7 @@ impl<'a> SegmentPass<'a> {
             bytes_decrypted,
             max_generation,
             chunk_bytes,
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-                .max(1),
+            threads,
             cursors: BTreeMap::new(),
             missing: HashSet::new(),
             unreached: BTreeMap::new(),

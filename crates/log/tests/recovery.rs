@@ -344,6 +344,7 @@ fn verify_with(log: &Log, chunk_bytes: usize, window_entries: u64) -> VerifyRepo
     let granularity = Granularity {
         chunk_bytes,
         window_entries,
+        ..Granularity::default()
     };
     stele_log::verify::verify_with(log.reader(), &NoProgress, granularity).unwrap()
 }

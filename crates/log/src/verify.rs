@@ -362,10 +362,16 @@ fn entries_pass(
                 }
                 key_events.see(index, r.idempotency);
             }
-            std::thread::scope(|scope| {
-                scope.spawn(|| tree.push(start, &records, progress));
+            if granularity.threads > 1 {
+                std::thread::scope(|scope| {
+                    scope.spawn(|| tree.push(start, &records, progress));
+                    segments.window(start, &records, &corrupt, end == total, progress);
+                });
+            } else {
+                // One thread: the passes take turns.
+                tree.push(start, &records, progress);
                 segments.window(start, &records, &corrupt, end == total, progress);
-            });
+            }
             start = end;
             if start >= total {
                 break;
@@ -1084,7 +1090,7 @@ impl<'a> SegmentPass<'a> {
         while more || ready.is_some() {
             let next = std::thread::scope(|scope| {
                 if let Some((chunk, walked)) = &ready {
-                    scope.spawn(move || {
+                    let check = move || {
                         process(
                             &walked.records,
                             chunk.bytes(),
@@ -1098,7 +1104,14 @@ impl<'a> SegmentPass<'a> {
                             progress,
                             threads,
                         )
-                    });
+                    };
+                    // On one thread the last chunk is checked before the
+                    // next is read; otherwise both at once.
+                    if threads > 1 {
+                        scope.spawn(check);
+                    } else {
+                        check();
+                    }
                 }
                 more.then(|| {
                     let want = window_end.map_or(chunk_bytes, |end| {

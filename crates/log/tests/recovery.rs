@@ -340,13 +340,27 @@ fn verify_reads_records_across_chunk_boundaries() {
     }
 }
 
+/// Verifies with every core and on one thread (the passes taking turns,
+/// as the server's scheduled verification runs): both must find the same.
 fn verify_with(log: &Log, chunk_bytes: usize, window_entries: u64) -> VerifyReport {
     let granularity = Granularity {
         chunk_bytes,
         window_entries,
-        ..Granularity::default()
+        threads: 4,
     };
-    stele_log::verify::verify_with(log.reader(), &NoProgress, granularity).unwrap()
+    let report = stele_log::verify::verify_with(log.reader(), &NoProgress, granularity).unwrap();
+    let one = Granularity {
+        threads: 1,
+        ..granularity
+    };
+    let alone = stele_log::verify::verify_with(log.reader(), &NoProgress, one).unwrap();
+    let described = |r: &VerifyReport| {
+        let mut problems: Vec<String> = r.problems.iter().map(|p| p.to_string()).collect();
+        problems.sort();
+        (r.entries, r.bytes_decrypted, r.problem_count, problems)
+    };
+    assert_eq!(described(&alone), described(&report), "one thread");
+    report
 }
 
 /// Damage is found wherever chunks fall: a record whose sealed bytes were

@@ -237,33 +237,7 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         args.request
     )?;
 
-    let (fsync_small, fsync_small_p50) = fsync_baseline(dir, args.event_size, 500)?;
-    let (fsync_big, _) = fsync_baseline(dir, 256 * args.event_size, 500)?;
-    let sha = sha_baseline(args.event_size);
-    outln!(
-        "baseline  fdatasync after a {} B append: {:.0}/s (p50 {:.3} ms)",
-        args.event_size,
-        fsync_small,
-        ms(fsync_small_p50)
-    )?;
-    outln!(
-        "baseline  fdatasync after a {} KiB append (256 events): {:.0}/s = {:.0} events/s",
-        256 * args.event_size / 1024,
-        fsync_big,
-        fsync_big * 256.0
-    )?;
-    outln!("baseline  SHA-256 on one core: {sha:.0} MB/s")?;
-    let create = create_baseline(dir, 500)?;
-    outln!(
-        "baseline  creating an 8 KiB file: {:.0} µs (tiles need 2 per 256 events: {:.0} events/s for one thread)",
-        create.as_secs_f64() * 1e6,
-        128.0 / create.as_secs_f64().max(1e-9)
-    )?;
-    if create > SLOW_CREATE {
-        outln!(
-            "note      creating files is slow on this file system right now; on ext4 without a journal, files deleted in the last minutes slow every creation (docs/benchmarks.md): compare only runs with similar baselines"
-        )?;
-    }
+    let fsync_big = print_baselines(dir, args)?;
 
     Log::create(
         &data,
@@ -274,80 +248,15 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     )?;
     let log = Log::open(&data, Default::default())?;
 
-    // Prepare every event up front, on all cores.
-    let preparer = Preparer::new("bench", "bench", "default");
-    let started = Instant::now();
-    let per = args.events.div_ceil(threads);
-    let prepared: Vec<Vec<PreparedEvent>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let preparer = &preparer;
-                scope.spawn(move || {
-                    let lo = (t * per).min(args.events);
-                    let hi = ((t + 1) * per).min(args.events);
-                    let now = jiff::Timestamp::now();
-                    (lo..hi)
-                        .map(|i| preparer.prepare(&raw_event(i, args.event_size), now))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new())))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .map_err(|e| Failure::usage(format!("preparing events: {e}")))?;
-    let prepare_secs = started.elapsed().as_secs_f64();
-    let all: Vec<PreparedEvent> = prepared.into_iter().flatten().collect();
-    let sealed_bytes: usize = all.iter().map(|e| e.stored.len() + 32).sum();
-    outln!(
-        "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, pack, salt, commitment); avg sealed event {} B (salt and stored envelope)",
-        args.events as f64 / prepare_secs,
-        sealed_bytes / args.events
-    )?;
+    let all = prepare_all(args, threads)?;
 
-    // Split into requests, dealt round-robin to producers.
-    let mut queues: Vec<Vec<Vec<PreparedEvent>>> =
-        (0..args.producers).map(|_| Vec::new()).collect();
-    let mut events = all.into_iter();
-    let mut p = 0;
-    loop {
-        let request: Vec<PreparedEvent> = events.by_ref().take(args.request).collect();
-        if request.is_empty() {
-            break;
-        }
-        queues[p % args.producers].push(request);
-        p += 1;
-    }
+    let queues = deal(all, args);
 
     let log = std::sync::Arc::new(std::sync::Mutex::new(log));
     let sequencer = Sequencer::start(log.clone(), SequencerConfig::default());
     let started = Instant::now();
     let cpu_before = process_cpu();
-    let latencies: Vec<Vec<Duration>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = queues
-            .into_iter()
-            .map(|queue| {
-                let handle = sequencer.handle();
-                scope.spawn(move || {
-                    let mut lat = Vec::with_capacity(queue.len());
-                    for request in queue {
-                        let t = Instant::now();
-                        if handle.append_blocking(request).is_err() {
-                            break;
-                        }
-                        lat.push(t.elapsed());
-                    }
-                    lat
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
+    let latencies = run_producers(&sequencer, queues);
     let append_secs = started.elapsed().as_secs_f64();
     let append_cpu = process_cpu().saturating_sub(cpu_before);
     let stats = sequencer.stop()?;
@@ -420,4 +329,122 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         }
     }
     Ok(0)
+}
+
+/// Measures and prints the same-run baselines (fdatasync rates, SHA-256,
+/// file creation); returns the rate of fdatasyncs after a 256-event append.
+fn print_baselines(dir: &std::path::Path, args: &BenchArgs) -> CliResult<f64> {
+    let (fsync_small, fsync_small_p50) = fsync_baseline(dir, args.event_size, 500)?;
+    let (fsync_big, _) = fsync_baseline(dir, 256 * args.event_size, 500)?;
+    let sha = sha_baseline(args.event_size);
+    outln!(
+        "baseline  fdatasync after a {} B append: {:.0}/s (p50 {:.3} ms)",
+        args.event_size,
+        fsync_small,
+        ms(fsync_small_p50)
+    )?;
+    outln!(
+        "baseline  fdatasync after a {} KiB append (256 events): {:.0}/s = {:.0} events/s",
+        256 * args.event_size / 1024,
+        fsync_big,
+        fsync_big * 256.0
+    )?;
+    outln!("baseline  SHA-256 on one core: {sha:.0} MB/s")?;
+    let create = create_baseline(dir, 500)?;
+    outln!(
+        "baseline  creating an 8 KiB file: {:.0} µs (tiles need 2 per 256 events: {:.0} events/s for one thread)",
+        create.as_secs_f64() * 1e6,
+        128.0 / create.as_secs_f64().max(1e-9)
+    )?;
+    if create > SLOW_CREATE {
+        outln!(
+            "note      creating files is slow on this file system right now; on ext4 without a journal, files deleted in the last minutes slow every creation (docs/benchmarks.md): compare only runs with similar baselines"
+        )?;
+    }
+    Ok(fsync_big)
+}
+
+/// Prepares every event up front, on `threads` threads, and prints the rate.
+fn prepare_all(args: &BenchArgs, threads: usize) -> CliResult<Vec<PreparedEvent>> {
+    let preparer = Preparer::new("bench", "bench", "default");
+    let started = Instant::now();
+    let per = args.events.div_ceil(threads);
+    let prepared: Vec<Vec<PreparedEvent>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let preparer = &preparer;
+                scope.spawn(move || {
+                    let lo = (t * per).min(args.events);
+                    let hi = ((t + 1) * per).min(args.events);
+                    let now = jiff::Timestamp::now();
+                    (lo..hi)
+                        .map(|i| preparer.prepare(&raw_event(i, args.event_size), now))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new())))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(|e| Failure::usage(format!("preparing events: {e}")))?;
+    let prepare_secs = started.elapsed().as_secs_f64();
+    let all: Vec<PreparedEvent> = prepared.into_iter().flatten().collect();
+    let sealed_bytes: usize = all.iter().map(|e| e.stored.len() + 32).sum();
+    outln!(
+        "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, pack, salt, commitment); avg sealed event {} B (salt and stored envelope)",
+        args.events as f64 / prepare_secs,
+        sealed_bytes / args.events
+    )?;
+    Ok(all)
+}
+
+/// Splits the events into requests of `args.request`, dealt round-robin
+/// to `args.producers` producers.
+fn deal(all: Vec<PreparedEvent>, args: &BenchArgs) -> Vec<Vec<Vec<PreparedEvent>>> {
+    let mut queues: Vec<Vec<Vec<PreparedEvent>>> =
+        (0..args.producers).map(|_| Vec::new()).collect();
+    let mut events = all.into_iter();
+    let mut p = 0;
+    loop {
+        let request: Vec<PreparedEvent> = events.by_ref().take(args.request).collect();
+        if request.is_empty() {
+            break;
+        }
+        queues[p % args.producers].push(request);
+        p += 1;
+    }
+    queues
+}
+
+/// Runs one thread per producer, each appending its requests in turn
+/// through the sequencer; returns every request's latency.
+fn run_producers(
+    sequencer: &Sequencer,
+    queues: Vec<Vec<Vec<PreparedEvent>>>,
+) -> Vec<Vec<Duration>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = queues
+            .into_iter()
+            .map(|queue| {
+                let handle = sequencer.handle();
+                scope.spawn(move || {
+                    let mut lat = Vec::with_capacity(queue.len());
+                    for request in queue {
+                        let t = Instant::now();
+                        if handle.append_blocking(request).is_err() {
+                            break;
+                        }
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
 }

@@ -684,33 +684,95 @@ pub fn run(args: BenchHttpArgs) -> CliResult<u8> {
     runtime.block_on(run_async(args, target))
 }
 
-async fn run_async(args: BenchHttpArgs, target: Target) -> CliResult<u8> {
-    // Fail fast on a wrong URL, CA or token, before starting the load.
-    {
-        let mut s = connect(&target).await.map_err(|_| {
-            Failure::usage(format!(
-                "cannot connect to {} (TLS handshake or TCP failed; check --url and --ca)",
+/// Fails fast on a wrong URL, CA or token, before the load starts: the
+/// target must answer `GET /checkpoint` with a checkpoint.
+async fn check_target(args: &BenchHttpArgs, target: &Target) -> CliResult<()> {
+    let mut s = connect(target).await.map_err(|_| {
+        Failure::usage(format!(
+            "cannot connect to {} (TLS handshake or TCP failed; check --url and --ca)",
+            args.url
+        ))
+    })?;
+    let req = request(target, hyper::Method::GET, "/checkpoint", None);
+    match s.send(target, req).await {
+        Ok((200, bytes)) if checkpoint_size(&bytes).is_some() => {}
+        Ok((status, _)) => {
+            return Err(Failure::usage(format!(
+                "GET {}/checkpoint answered {status}: is this a stele server?",
                 args.url
-            ))
-        })?;
-        let req = request(&target, hyper::Method::GET, "/checkpoint", None);
-        match s.send(&target, req).await {
-            Ok((200, bytes)) if checkpoint_size(&bytes).is_some() => {}
-            Ok((status, _)) => {
-                return Err(Failure::usage(format!(
-                    "GET {}/checkpoint answered {status}: is this a stele server?",
-                    args.url
-                )));
-            }
-            Err(f) => {
-                return Err(Failure::usage(format!(
-                    "GET {}/checkpoint failed: {}",
-                    args.url,
-                    f.name()
-                )));
-            }
+            )));
+        }
+        Err(f) => {
+            return Err(Failure::usage(format!(
+                "GET {}/checkpoint failed: {}",
+                args.url,
+                f.name()
+            )));
         }
     }
+    Ok(())
+}
+
+/// The summary as one JSON object (`--json`).
+fn print_json(
+    args: &BenchHttpArgs,
+    total: &ClientStats,
+    elapsed: f64,
+    probe: Option<&ProbeStats>,
+    probe_lat: &[u32],
+    errors: u64,
+) -> CliResult<()> {
+    let lat = &total.latencies;
+    let events_per_s = total.ok_events as f64 / elapsed;
+    let requests_per_s = total.ok_requests as f64 / elapsed;
+    let statuses: serde_json::Map<String, serde_json::Value> = total
+        .statuses
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    let failures: serde_json::Map<String, serde_json::Value> = total
+        .failures
+        .iter()
+        .map(|(k, v)| (k.name().to_string(), json!(v)))
+        .collect();
+    let summary = json!({
+        "url": args.url,
+        "http2": args.http2,
+        "concurrency": args.concurrency,
+        "batch": args.batch,
+        "event_size": args.event_size,
+        "seconds": elapsed,
+        "requests": total.ok_requests,
+        "events": total.ok_events,
+        "events_per_s": events_per_s,
+        "requests_per_s": requests_per_s,
+        "latency_ms": {
+            "p50": percentile_us(lat, 0.50),
+            "p90": percentile_us(lat, 0.90),
+            "p99": percentile_us(lat, 0.99),
+            "max": lat.last().map(|&u| u as f64 / 1e3).unwrap_or(0.0),
+        },
+        "errors": {
+            "total": errors,
+            "status": statuses,
+            "failures": failures,
+            "receipt_mismatch": total.receipt_mismatch,
+        },
+        "checkpoint": probe.map(|p| json!({
+            "probes": p.latencies.len(),
+            "p50_ms": percentile_us(probe_lat, 0.50),
+            "p99_ms": percentile_us(probe_lat, 0.99),
+            "max_ms": probe_lat.last().map(|&u| u as f64 / 1e3).unwrap_or(0.0),
+            "not_covered": p.not_covered,
+            "errors": p.errors,
+        })),
+    });
+    outln!("{summary}")?;
+    Ok(())
+}
+
+async fn run_async(args: BenchHttpArgs, target: Target) -> CliResult<u8> {
+    check_target(&args, &target).await?;
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -781,49 +843,7 @@ async fn run_async(args: BenchHttpArgs, target: Target) -> CliResult<u8> {
     probe_lat.sort_unstable();
 
     if args.json {
-        let statuses: serde_json::Map<String, serde_json::Value> = total
-            .statuses
-            .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect();
-        let failures: serde_json::Map<String, serde_json::Value> = total
-            .failures
-            .iter()
-            .map(|(k, v)| (k.name().to_string(), json!(v)))
-            .collect();
-        let summary = json!({
-            "url": args.url,
-            "http2": args.http2,
-            "concurrency": args.concurrency,
-            "batch": args.batch,
-            "event_size": args.event_size,
-            "seconds": elapsed,
-            "requests": total.ok_requests,
-            "events": total.ok_events,
-            "events_per_s": events_per_s,
-            "requests_per_s": requests_per_s,
-            "latency_ms": {
-                "p50": percentile_us(lat, 0.50),
-                "p90": percentile_us(lat, 0.90),
-                "p99": percentile_us(lat, 0.99),
-                "max": lat.last().map(|&u| u as f64 / 1e3).unwrap_or(0.0),
-            },
-            "errors": {
-                "total": errors,
-                "status": statuses,
-                "failures": failures,
-                "receipt_mismatch": total.receipt_mismatch,
-            },
-            "checkpoint": probe.as_ref().map(|p| json!({
-                "probes": p.latencies.len(),
-                "p50_ms": percentile_us(&probe_lat, 0.50),
-                "p99_ms": percentile_us(&probe_lat, 0.99),
-                "max_ms": probe_lat.last().map(|&u| u as f64 / 1e3).unwrap_or(0.0),
-                "not_covered": p.not_covered,
-                "errors": p.errors,
-            })),
-        });
-        outln!("{summary}")?;
+        print_json(&args, &total, elapsed, probe.as_ref(), &probe_lat, errors)?;
     } else {
         outln!(
             "stele bench http: {} {}, {} clients x {} events/request, ~{} B events, {:.1}s measured",

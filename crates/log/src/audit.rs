@@ -273,7 +273,7 @@ impl Governance<'_> {
     /// success the verified size moves forward; on failure it stays, and
     /// the problems are kept for the next attestation.
     pub fn verify_new_entries(&mut self, now: Timestamp) -> LogResult<Vec<String>> {
-        let state = read_audit_state(&self.writer.layout().root)?;
+        let state = self.writer.reader().audit_state()?;
         let check = self.writer.reader().check_new_entries(&state)?;
         self.record_new_entries(&check, now)?;
         Ok(check.problems)
@@ -283,7 +283,7 @@ impl Governance<'_> {
     /// `audit/state.json` (atomic replace: a crash leaves the old state or
     /// the new one).
     pub fn record_new_entries(&mut self, check: &NewEntriesCheck, now: Timestamp) -> LogResult<()> {
-        let mut state = read_audit_state(&self.writer.layout().root)?;
+        let mut state = self.writer.reader().audit_state()?;
         if check.problems.is_empty() && check.size >= state.verified_size {
             state.verified_size = check.size;
             state.verified_root = check.root.clone();
@@ -315,7 +315,7 @@ impl Governance<'_> {
         report: &verify::VerifyReport,
         now: Timestamp,
     ) -> LogResult<()> {
-        let mut state = read_audit_state(&self.writer.layout().root)?;
+        let mut state = self.writer.reader().audit_state()?;
         state.v = AUDIT_VERSION;
         state.last_full_at = Some(now.as_second());
         state.last_full_ok = Some(report.ok());
@@ -348,7 +348,7 @@ impl Governance<'_> {
     ) -> LogResult<Attestation> {
         self.writer.check_writable()?;
         let incremental = self.verify_new_entries(now)?;
-        let state = read_audit_state(&self.writer.layout().root)?;
+        let state = self.writer.reader().audit_state()?;
         let policy = crate::governance::active_policy(&self.state.policies);
         let policy_hash = hex(&policy.hash());
         let mut findings = verification_findings(&incremental, &state, policy.audit(), now);
@@ -408,7 +408,7 @@ impl Governance<'_> {
             &audit_dir(&self.writer.layout().root).join("latest.json"),
             &attestation,
         )?;
-        let mut state = read_audit_state(&self.writer.layout().root)?;
+        let mut state = self.writer.reader().audit_state()?;
         state.last_attestation_at = Some(now.as_second());
         write_json(&self.audit_state_path(), &state)?;
         Ok(attestation)

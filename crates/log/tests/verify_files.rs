@@ -32,10 +32,13 @@ fn assert_problem(data: &Path, file: &str, what: &str) {
     );
 }
 
-/// A log with events, two KEK rotations recorded as events, and an
-/// attestation; returns `kek.info` after the first and after the second
-/// rotation.
-fn log_with_rotations_and_attestation(data: &Path) -> (Vec<u8>, Vec<u8>) {
+/// A new log in `data` holding `count` events received at `now`; returns
+/// it open, and the events.
+fn log_with_events(
+    data: &Path,
+    count: usize,
+    now: jiff::Timestamp,
+) -> (Log, Vec<stele_log::PreparedEvent>) {
     Log::create(
         data,
         CreateOptions {
@@ -46,8 +49,7 @@ fn log_with_rotations_and_attestation(data: &Path) -> (Vec<u8>, Vec<u8>) {
     .unwrap();
     let p = Preparer::new("tester", "test", "default");
     let mut log = Log::open(data, OpenOptions::default()).unwrap();
-    let now = jiff::Timestamp::now();
-    let events: Vec<_> = (0..20)
+    let events: Vec<_> = (0..count)
         .map(|i| {
             p.prepare(
                 format!(r#"{{"actor":"a{i}","action":"x"}}"#).as_bytes(),
@@ -57,6 +59,15 @@ fn log_with_rotations_and_attestation(data: &Path) -> (Vec<u8>, Vec<u8>) {
         })
         .collect();
     log.writer().append_batch(&events).unwrap();
+    (log, events)
+}
+
+/// A log with events, two KEK rotations recorded as events, and an
+/// attestation; returns `kek.info` after the first and after the second
+/// rotation.
+fn log_with_rotations_and_attestation(data: &Path) -> (Vec<u8>, Vec<u8>) {
+    let now = jiff::Timestamp::now();
+    let (mut log, _) = log_with_events(data, 20, now);
     log.governance()
         .rotate_kek_as(NewKek::Random, "local:alice", now)
         .unwrap();
@@ -155,27 +166,8 @@ fn audit_files_must_say_what_the_log_says() {
 fn a_passing_full_verification_moves_the_verified_size_forward() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    Log::create(
-        &data,
-        CreateOptions {
-            origin: "files.test/log".into(),
-            kek: NewKek::Random,
-        },
-    )
-    .unwrap();
-    let p = Preparer::new("tester", "test", "default");
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
     let now = jiff::Timestamp::now();
-    let events: Vec<_> = (0..30)
-        .map(|i| {
-            p.prepare(
-                format!(r#"{{"actor":"a{i}","action":"x"}}"#).as_bytes(),
-                now,
-            )
-            .unwrap()
-        })
-        .collect();
-    log.writer().append_batch(&events).unwrap();
+    let (mut log, events) = log_with_events(&data, 30, now);
     log.writer().publish().unwrap();
     assert_eq!(log.reader().audit_state().unwrap().verified_size, 0);
 

@@ -71,6 +71,14 @@ pub const MAX_FINDING_DETAIL: usize = 2048;
 /// Most problems one incremental verification collects before stopping.
 pub const MAX_INCREMENTAL_PROBLEMS: usize = 100;
 
+/// Entries per window of the scheduler's full verification: a few
+/// milliseconds of work between two of its pacer's rests.
+const PACED_WINDOW_ENTRIES: u64 = 4096;
+
+/// Segment bytes per read of the scheduler's full verification (a short
+/// read holds the kernel's attention for a short time).
+const PACED_CHUNK_BYTES: usize = 1 << 20;
+
 impl Finding {
     fn new(check: &str, ok: bool, detail: impl Into<String>) -> Finding {
         let mut detail: String = detail.into();
@@ -767,14 +775,18 @@ impl LogReader {
     }
 
     /// The whole-log verification (`stele verify`), without progress, as
-    /// the server's scheduler runs it beside the writer: its records are
-    /// checked on one thread, so the appends keep the other cores. The
-    /// writer records its outcome ([`Governance::record_full_verify`]).
-    pub fn verify_full(&self) -> LogResult<verify::VerifyReport> {
-        let one_thread = verify::Granularity {
+    /// the server's scheduler runs it beside the writer: on one thread, so
+    /// the appends keep the other cores, and while the writer appends, in
+    /// small windows at most `pace` of one core (full speed on a log
+    /// nobody appends to). The writer records its outcome
+    /// ([`Governance::record_full_verify`]).
+    pub fn verify_full(&self, pace: verify::CpuPercent) -> LogResult<verify::VerifyReport> {
+        let background = verify::Granularity {
             threads: 1,
-            ..verify::Granularity::default()
+            pace: Some(pace),
+            chunk_bytes: PACED_CHUNK_BYTES,
+            window_entries: PACED_WINDOW_ENTRIES,
         };
-        verify::verify_with(self, &NoProgress, one_thread)
+        verify::verify_with(self, &NoProgress, background)
     }
 }

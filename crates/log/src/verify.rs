@@ -93,6 +93,9 @@ pub struct VerifyReport {
     /// The latest signed checkpoint (size, root) every entry was checked
     /// against; `None` when the history holds none.
     pub signed: Option<(u64, Hash)>,
+    /// Time spent resting to leave the CPU to a writer's appends (a paced
+    /// verification, [`Granularity::pace`]).
+    pub rested: std::time::Duration,
 }
 
 impl VerifyReport {
@@ -138,6 +141,76 @@ pub struct Granularity {
     /// Threads that check a chunk's records (at least 1): every core by
     /// default.
     pub threads: usize,
+    /// While a writer beside the view appends, the share of one core the
+    /// verification may take ([`Pacer`]); `None`: all it can.
+    pub pace: Option<CpuPercent>,
+}
+
+/// A share of one core, in percent (1 to 100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuPercent(u8);
+
+impl CpuPercent {
+    /// What the server's scheduled verification takes by default.
+    pub const BACKGROUND: CpuPercent = CpuPercent(5);
+
+    /// `None` outside 1..=100.
+    pub fn new(percent: u8) -> Option<CpuPercent> {
+        (1..=100).contains(&percent).then_some(CpuPercent(percent))
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+/// Keeps a verification beside a writer to its share of one core while
+/// the writer appends. After each window it looks at the writer's log:
+/// when it grew since the last window, the verification sleeps until its
+/// busy time is at most its share of the time gone by. On a log nobody
+/// appends to it never sleeps.
+///
+/// Priority alone cannot do this: on a kernel that does not preempt
+/// kernel code (`preempt=none`), a background thread's reads and page
+/// faults delay the appends' threads whatever its nice value, and on a
+/// machine of two cores the appends' p99 latency then triples.
+struct Pacer {
+    /// The writer's reader, which follows its appends.
+    live: LogReader,
+    percent: u32,
+    /// The writer's log size at the last window.
+    seen: u64,
+    busy_since: std::time::Instant,
+    /// Time slept so far.
+    rested: std::time::Duration,
+}
+
+impl Pacer {
+    /// `None` for a view with no writer to follow, or no pace set.
+    fn new(log: &LogReader, pace: Option<CpuPercent>) -> Option<Pacer> {
+        let percent = u32::from(pace?.get());
+        let live = log.live()?;
+        (percent < 100).then(|| Pacer {
+            seen: live.size(),
+            live,
+            percent,
+            busy_since: std::time::Instant::now(),
+            rested: std::time::Duration::ZERO,
+        })
+    }
+
+    /// Between two windows: sleeps if the writer appended meanwhile.
+    fn rest(&mut self) {
+        let busy = self.busy_since.elapsed();
+        let size = self.live.size();
+        if size != self.seen {
+            self.seen = size;
+            let rest = busy * (100 - self.percent) / self.percent;
+            std::thread::sleep(rest);
+            self.rested += rest;
+        }
+        self.busy_since = std::time::Instant::now();
+    }
 }
 
 impl Default for Granularity {
@@ -148,6 +221,7 @@ impl Default for Granularity {
             threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            pace: None,
         }
     }
 }
@@ -237,6 +311,7 @@ pub fn verify_with(
         problems: list,
         notes,
         signed: heads.list.last().map(|c| (c.size, c.root)),
+        rested: entries.rested,
     })
 }
 
@@ -308,6 +383,7 @@ struct EntriesSeen {
     max_generation: u64,
     tiles_checked: u64,
     bytes_decrypted: u64,
+    rested: std::time::Duration,
 }
 
 /// The index is read one window at a time; each window's commitments go
@@ -344,6 +420,7 @@ fn entries_pass(
         .keys()
         .map(|id| (*id, IndexDigest::default()))
         .collect();
+    let mut pacer = Pacer::new(log, granularity.pace);
     std::thread::scope(|outer| {
         outer.spawn(|| prefetch_tiles(&public, total, &tiles_checked, &tree_done));
         let mut start = 0u64;
@@ -376,6 +453,9 @@ fn entries_pass(
             if start >= total {
                 break;
             }
+            if let Some(pacer) = &mut pacer {
+                pacer.rest();
+            }
         }
         tree.finish(total);
         tree_done.store(true, Ordering::Relaxed);
@@ -387,6 +467,7 @@ fn entries_pass(
         max_generation: max_generation.load(Ordering::Relaxed),
         tiles_checked: tiles_checked.load(Ordering::Relaxed),
         bytes_decrypted: bytes_decrypted.load(Ordering::Relaxed),
+        rested: pacer.map_or(std::time::Duration::ZERO, |p| p.rested),
     }
 }
 
@@ -920,10 +1001,19 @@ impl Cursor {
                 return None;
             }
         };
+        let committed = committed.unwrap_or(0);
+        // A segment the writer beside is appending to is read through the
+        // page cache: an `O_DIRECT` read holds the file's inode lock (ext4,
+        // XFS) for as long as it takes, and the appends wait behind it.
+        let direct = if log.written_beyond(id, committed) {
+            None
+        } else {
+            fsutil::open_direct(&info.path)
+        };
         Some(Cursor {
             id,
-            committed: committed.unwrap_or(0),
-            direct: fsutil::open_direct(&info.path),
+            committed,
+            direct,
             file,
             key,
             file_len,
@@ -1363,6 +1453,9 @@ impl ChunkBuf {
             self.raw.resize(len, 0);
         }
         std::os::unix::fs::FileExt::read_exact_at(file, &mut self.raw[..len], pos)?;
+        // The pages read are dropped again, as the writer drops its synced
+        // ones: a verification leaves the cache as it found it.
+        fsutil::drop_cached_pages(file, pos, len as u64);
         self.start = 0;
         self.len = len;
         Ok(())

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use stele_log::EntryIndex;
-use stele_log::verify::{Granularity, NoProgress, VerifyReport, verify};
+use stele_log::verify::{CpuPercent, Granularity, NoProgress, VerifyReport, verify};
 use stele_log::{CreateOptions, Log, LogError, OpenOptions, PreparedEvent, Preparer};
 use stele_store::keys::NewKek;
 
@@ -347,6 +347,7 @@ fn verify_with(log: &Log, chunk_bytes: usize, window_entries: u64) -> VerifyRepo
         chunk_bytes,
         window_entries,
         threads: 4,
+        pace: None,
     };
     let report = stele_log::verify::verify_with(log.reader(), &NoProgress, granularity).unwrap();
     let one = Granularity {
@@ -361,6 +362,66 @@ fn verify_with(log: &Log, chunk_bytes: usize, window_entries: u64) -> VerifyRepo
     };
     assert_eq!(described(&alone), described(&report), "one thread");
     report
+}
+
+/// The scheduler's paced verification rests between windows only while a
+/// writer beside it appends, and finds what an unpaced one finds.
+#[test]
+fn a_paced_verification_rests_only_while_the_writer_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let preparer = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    let batch: Vec<PreparedEvent> = (0..20_000).map(|i| event(&preparer, i, None)).collect();
+    log.writer().append_batch(&batch).unwrap();
+    log.writer().publish().unwrap();
+    let paced = Granularity {
+        chunk_bytes: 4096,
+        window_entries: 64,
+        threads: 1,
+        pace: CpuPercent::new(50),
+    };
+    let unpaced = stele_log::verify::verify_with(
+        log.reader(),
+        &NoProgress,
+        Granularity {
+            pace: None,
+            ..paced
+        },
+    )
+    .unwrap();
+    assert!(unpaced.ok(), "{:?}", unpaced.problems);
+
+    // Nobody appends: it never rests.
+    let quiet = stele_log::verify::verify_with(log.reader(), &NoProgress, paced).unwrap();
+    assert!(quiet.ok(), "{:?}", quiet.problems);
+    assert_eq!(quiet.rested, std::time::Duration::ZERO);
+    assert_eq!(
+        (quiet.entries, quiet.bytes_decrypted, quiet.tiles),
+        (unpaced.entries, unpaced.bytes_decrypted, unpaced.tiles)
+    );
+
+    // The writer appends one event after the other while it runs: it rests,
+    // and checks every entry of the moment it started.
+    let reader = log.reader().clone();
+    let busy = std::thread::scope(|scope| {
+        let verifying =
+            scope.spawn(move || stele_log::verify::verify_with(&reader, &NoProgress, paced));
+        let mut n = 20_000;
+        while !verifying.is_finished() {
+            log.writer()
+                .append_batch(&[event(&preparer, n, None)])
+                .unwrap();
+            n += 1;
+        }
+        verifying.join().unwrap().unwrap()
+    });
+    assert!(busy.ok(), "{:?}", busy.problems);
+    assert!(busy.entries >= unpaced.entries);
+    assert!(busy.rested > std::time::Duration::ZERO);
+    drop(log);
+    assert_verifies(&Log::open(&data, OpenOptions::default()).unwrap());
 }
 
 /// Damage is found wherever chunks fall: a record whose sealed bytes were

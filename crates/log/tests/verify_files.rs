@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use stele_log::audit::AuditFacts;
-use stele_log::verify::{NoProgress, VerifyReport, verify};
+use stele_log::verify::{CpuPercent, NoProgress, VerifyReport, verify};
 use stele_log::{CreateOptions, Log, OpenOptions, Preparer};
 use stele_store::keys::NewKek;
 
@@ -188,7 +188,7 @@ fn a_passing_full_verification_moves_the_verified_size_forward() {
     // A failed verification leaves the verified size where it was.
     log.writer().append_batch(&events[..5]).unwrap();
     log.writer().publish().unwrap();
-    let mut failed = log.reader().verify_full().unwrap();
+    let mut failed = log.reader().verify_full(CpuPercent::BACKGROUND).unwrap();
     failed.problem_count = 1;
     log.governance().record_full_verify(&failed, now).unwrap();
     assert_eq!(log.reader().audit_state().unwrap().verified_size, signed);

@@ -370,18 +370,12 @@ async fn run_audit(
 ) -> ApiResult<Response> {
     let principal = who(&state, &headers, &conn, Action::AuditRun, Resource::Log).await?;
     let attestation = blocking(move || {
-        let listeners = state
-            .config
-            .listen
-            .iter()
-            .map(|a| (*a, state.config.tls.is_some()))
-            .collect();
-        let context = SchedulerContext {
-            log: state.log.clone(),
-            reader: state.reader.clone(),
-            governance: state.governance.clone(),
-            listeners,
-        };
+        let context = SchedulerContext::new(
+            state.log.clone(),
+            state.reader.clone(),
+            state.governance.clone(),
+            &state.config,
+        );
         let facts = AuditFacts {
             listeners: Some(context.listeners.clone()),
             enforced_policy: Some(state.governance.policy_hash()),

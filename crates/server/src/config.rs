@@ -55,6 +55,11 @@ pub struct Config {
     /// directory restored from a backup, or rolled back, is noticed before
     /// it can sign a second tree of a size it already signed.
     pub anchor: Option<PathBuf>,
+    /// The share of one core, in percent (1 to 100), that the scheduled
+    /// full verification may take while events are being appended; it
+    /// rests between small windows to keep to it, and runs at full speed
+    /// while nothing is appended. 100: never rests.
+    pub verify_cpu_percent: u8,
 }
 
 /// TLS settings. Files are re-read when they change, without a restart.
@@ -174,6 +179,7 @@ impl Default for Config {
             policy: None,
             retention_grace_seconds: stele_log::DEFAULT_RETENTION_GRACE.as_secs(),
             anchor: None,
+            verify_cpu_percent: stele_log::verify::CpuPercent::BACKGROUND.get(),
         }
     }
 }
@@ -274,6 +280,9 @@ impl Config {
         if self.retention_grace_seconds > 30 * 86_400 {
             return Err("retention_grace_seconds must be at most 2592000 (30 days)".into());
         }
+        if stele_log::verify::CpuPercent::new(self.verify_cpu_percent).is_none() {
+            return Err("verify_cpu_percent must be 1..=100".into());
+        }
         if self.publish_interval_ms == 0 || self.publish_interval_ms > 60_000 {
             return Err("publish_interval_ms must be 1..=60000".into());
         }
@@ -344,6 +353,33 @@ mod tests {
         config.limits.max_connections = 0;
         let error = config.validate().unwrap_err();
         assert!(error.contains("max_connections"), "{error}");
+    }
+
+    /// The verification's share of a core is a percentage: 0 would never
+    /// finish, and above 100 means nothing.
+    #[test]
+    fn verify_cpu_percent_out_of_range_is_refused() {
+        for (percent, ok) in [
+            (0, false),
+            (1, true),
+            (100, true),
+            (101, false),
+            (255, false),
+        ] {
+            let config = Config {
+                verify_cpu_percent: percent,
+                ..Config::default()
+            };
+            match config.validate() {
+                Ok(_) => assert!(ok, "{percent} accepted"),
+                Err(error) => {
+                    assert!(!ok, "{percent} refused: {error}");
+                    assert!(error.contains("verify_cpu_percent"), "{error}");
+                }
+            }
+        }
+        let parsed: Config = toml::from_str("verify_cpu_percent = 25\n").unwrap();
+        assert_eq!(parsed.verify_cpu_percent, 25);
     }
 
     /// Every timeout must be at least a second and at most an hour.

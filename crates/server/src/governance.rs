@@ -21,6 +21,7 @@ use jiff::Timestamp;
 use stele_log::audit::{Attestation, AuditFacts};
 use stele_log::governance::ApplyOutcome;
 use stele_log::sequencer::lock_log;
+use stele_log::verify::CpuPercent;
 use stele_log::{Log, LogReader};
 use stele_policy::{Policy, PolicySource};
 use stele_tlog::hash::hex;
@@ -186,6 +187,31 @@ pub struct SchedulerContext {
     pub reader: LogReader,
     pub governance: Arc<Governance>,
     pub listeners: Vec<(std::net::SocketAddr, bool)>,
+    /// What the full verification may take of one core while appends run.
+    pub verify_pace: CpuPercent,
+}
+
+impl SchedulerContext {
+    pub fn new(
+        log: Arc<Mutex<Log>>,
+        reader: LogReader,
+        governance: Arc<Governance>,
+        config: &crate::config::Config,
+    ) -> SchedulerContext {
+        SchedulerContext {
+            log,
+            reader,
+            governance,
+            listeners: config
+                .listen
+                .iter()
+                .map(|a| (*a, config.tls.is_some()))
+                .collect(),
+            // `Config::validate` refused a share outside 1..=100.
+            verify_pace: CpuPercent::new(config.verify_cpu_percent)
+                .unwrap_or(CpuPercent::BACKGROUND),
+        }
+    }
 }
 
 /// Starts the scheduler thread; it stops when `stop` is set.
@@ -256,8 +282,10 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
             last_full = seconds;
             // The whole log is read without the writer's lock; only the
             // outcome is recorded under it.
-            let verified =
-                in_background(&context.reader, |reader| reader.verify_full()).and_then(|report| {
+            let pace = context.verify_pace;
+            let started = std::time::Instant::now();
+            let verified = in_background(&context.reader, move |reader| reader.verify_full(pace))
+                .and_then(|report| {
                     lock_log(&context.log)
                         .governance()
                         .record_full_verify(&report, now)?;
@@ -266,6 +294,8 @@ fn run_scheduler(context: SchedulerContext, stop: Arc<AtomicBool>) {
             match verified {
                 Ok(report) if report.ok() => tracing::info!(
                     entries = report.entries,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    rested_ms = report.rested.as_millis() as u64,
                     "scheduled full verification passed"
                 ),
                 Ok(report) => tracing::error!(

@@ -226,16 +226,7 @@ pub async fn serve(bound: Bound, shutdown: impl Future<Output = ()>) -> Result<(
     let router = app(state.clone());
     let scheduler_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let scheduler = governance::spawn_scheduler(
-        governance::SchedulerContext {
-            log: log.clone(),
-            reader: reader.clone(),
-            governance: governance.clone(),
-            listeners: config
-                .listen
-                .iter()
-                .map(|a| (*a, config.tls.is_some()))
-                .collect(),
-        },
+        governance::SchedulerContext::new(log.clone(), reader.clone(), governance.clone(), &config),
         scheduler_stop.clone(),
     )
     .map_err(|e| format!("cannot start the scheduler: {e}"))?;

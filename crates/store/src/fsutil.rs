@@ -190,6 +190,18 @@ pub fn read_direct_at(
     Ok(base + lead)
 }
 
+/// Drops from the page cache the whole pages inside `len` bytes at `pos`
+/// of `file` (not the partial pages at either end, which a writer may be
+/// filling). Only advice: the bytes stay in the file.
+pub fn drop_cached_pages(file: &File, pos: u64, len: u64) {
+    let page = DIRECT_ALIGN as u64;
+    let start = pos.div_ceil(page) * page;
+    let end = (pos.saturating_add(len) / page) * page;
+    if let Some(span) = end.checked_sub(start).and_then(std::num::NonZeroU64::new) {
+        let _ = rustix::fs::fadvise(file, start, Some(span), rustix::fs::Advice::DontNeed);
+    }
+}
+
 /// Asks the kernel to start reading `path` into the page cache and returns
 /// without waiting (`posix_fadvise(WILLNEED)`), so a later read finds it
 /// there. Only a hint: a file that cannot be opened is skipped, and the

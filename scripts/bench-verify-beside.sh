@@ -5,7 +5,8 @@
 #   bash scripts/bench-verify-beside.sh        # from the repository root
 #
 # A log of BENCH_ENTRIES entries (default 2,000,000) is made with
-# `stele append`. The server starts with a policy whose `[audit]
+# `stele append` from `stele bench events` (the binary measured must have
+# it). The server starts with a policy whose `[audit]
 # verify_full_every` is 1 s, so its scheduler runs one full verification
 # after the other; `stele bench http` then measures appends (phase
 # "verifying"). A policy with `verify_full_every = "24h"` is applied over
@@ -75,7 +76,8 @@ policy 1s >"$WORK/verifying.toml"
 policy 24h >"$WORK/idle.toml"
 "$STELE" policy apply --data "$DATA" "$WORK/verifying.toml" >/dev/null
 started=$SECONDS
-timeout 1800 awk -v n="$ENTRIES" 'BEGIN { for (i = 0; i < n; i++) printf "{\"actor\":\"user%d\",\"action\":\"read\",\"resource\":\"doc/%d\"}\n", i, i % 1000 }' \
+# The benchmarks' realistic application events (docs/benchmarks.md).
+timeout 1800 "$STELE" bench events --count "$ENTRIES" \
     | timeout 1800 "$STELE" append --data "$DATA" >/dev/null
 echo "appended in $((SECONDS - started)) s"
 WRITER=$("$STELE" token create --data "$DATA" --principal bench --role writer 2>/dev/null | tail -1)

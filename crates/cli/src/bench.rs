@@ -16,6 +16,7 @@ use stele_log::sequencer::{Sequencer, SequencerConfig};
 use stele_log::{CreateOptions, Log, PreparedEvent, Preparer};
 use stele_store::keys::NewKek;
 
+use crate::workload::{Generator, Workload};
 use crate::{CliResult, Failure};
 
 #[derive(Debug, clap::Args)]
@@ -33,9 +34,13 @@ pub struct BenchArgs {
     /// Events to append.
     #[arg(long, default_value_t = 1_000_000)]
     events: usize,
-    /// Approximate size of each raw event in bytes.
-    #[arg(long, default_value_t = 300)]
-    event_size: usize,
+    /// Which events: `app` (application events of about 300 bytes) or
+    /// `k8s` (Kubernetes audit events, through the webhook's mapping).
+    #[arg(long, value_enum, default_value_t = Workload::App)]
+    workload: Workload,
+    /// Seed of the event generator (the same seed appends the same events).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// Concurrent producers.
     #[arg(long, default_value_t = 8)]
     producers: usize,
@@ -69,23 +74,6 @@ fn process_cpu() -> Duration {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-/// A raw client event of about `size` bytes.
-fn raw_event(i: usize, size: usize) -> Vec<u8> {
-    let head = format!(
-        r#"{{"actor":"user-{}@example.com","action":"document.read","resource":"documents/{}","outcome":"success","attributes":{{"ip":"10.0.{}.{}","pad":""#,
-        i % 5000,
-        i,
-        (i / 256) % 256,
-        i % 256
-    );
-    let tail = r#""}}"#;
-    let pad = size.saturating_sub(head.len() + tail.len());
-    let mut out = head.into_bytes();
-    out.extend(std::iter::repeat_n(b'x', pad));
-    out.extend_from_slice(tail.as_bytes());
-    out
 }
 
 /// fdatasync baseline: appends of `chunk` bytes, each followed by fdatasync.
@@ -139,6 +127,26 @@ fn create_baseline(dir: &std::path::Path, files: usize) -> CliResult<Duration> {
 
 /// Bytes in the files under `path` (or of the file itself); what cannot
 /// be read counts as nothing.
+/// Bytes allocated to the files under `path`, as `du` counts them.
+fn disk_usage(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    let own = meta.blocks() * 512;
+    if !meta.is_dir() {
+        return own;
+    }
+    own + std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| disk_usage(&entry.path()))
+                .sum::<u64>()
+        })
+        .unwrap_or(0)
+}
+
 fn tree_bytes(path: &std::path::Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
@@ -177,11 +185,57 @@ fn sha_baseline(size: usize) -> f64 {
 enum BenchMode {
     /// Load generator against `stele serve` (see docs/benchmarks.md).
     Http(crate::bench_http::BenchHttpArgs),
+    /// Print the benchmark's events as NDJSON, one per line (for scripts
+    /// and other tools): the same events `stele bench` appends.
+    Events(EventsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct EventsArgs {
+    /// Which events: `app` or `k8s` (Kubernetes audit events, as the
+    /// webhook receives them in an `EventList`'s items).
+    #[arg(long, value_enum, default_value_t = Workload::App)]
+    workload: Workload,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many.
+    #[arg(long, default_value_t = 1_000)]
+    count: u64,
+    /// The number of the first event.
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+}
+
+/// `stele bench events`: the events, one per line, on standard output.
+fn print_events(args: &EventsArgs) -> CliResult<u8> {
+    let generator = Generator::new(args.workload, args.seed);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut line = Vec::with_capacity(4096);
+    for n in args.first..args.first.saturating_add(args.count) {
+        line.clear();
+        generator.push(n, &mut line);
+        line.push(b'\n');
+        if let Err(e) = out.write_all(&line) {
+            // A closed pipe (`| head`) ends the output, not an error.
+            return if e.kind() == std::io::ErrorKind::BrokenPipe {
+                Ok(0)
+            } else {
+                Err(e.into())
+            };
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(0),
+    }
 }
 
 pub fn run(args: BenchArgs) -> CliResult<u8> {
-    if let Some(BenchMode::Http(http)) = args.mode {
-        return crate::bench_http::run(http);
+    match args.mode {
+        Some(BenchMode::Http(http)) => return crate::bench_http::run(http),
+        Some(BenchMode::Events(events)) => return print_events(&events),
+        None => {}
     }
     if args.events == 0 || args.producers == 0 || args.request == 0 {
         return Err(Failure::usage(
@@ -191,10 +245,9 @@ pub fn run(args: BenchArgs) -> CliResult<u8> {
     if args.events > MAX_EVENTS
         || args.producers > MAX_PRODUCERS
         || args.request > stele_log::MAX_BATCH
-        || !(MIN_EVENT_SIZE..=MAX_EVENT_SIZE).contains(&args.event_size)
     {
         return Err(Failure::usage(format!(
-            "--events is at most {MAX_EVENTS}, --producers at most {MAX_PRODUCERS}, --request at most {}, --event-size in {MIN_EVENT_SIZE}..={MAX_EVENT_SIZE}",
+            "--events is at most {MAX_EVENTS}, --producers at most {MAX_PRODUCERS}, --request at most {}",
             stele_log::MAX_BATCH
         )));
     }
@@ -221,8 +274,6 @@ pub fn run(args: BenchArgs) -> CliResult<u8> {
 /// Bounds on the flags, so a typo is refused rather than exhausting memory.
 const MAX_EVENTS: usize = 100_000_000;
 const MAX_PRODUCERS: usize = 1024;
-pub(crate) const MIN_EVENT_SIZE: usize = 64;
-pub(crate) const MAX_EVENT_SIZE: usize = 64 * 1024;
 
 fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     let data = dir.join("data");
@@ -230,14 +281,17 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         .map(|n| n.get())
         .unwrap_or(1);
     outln!(
-        "stele bench: {} events of ~{} B, {} producers x {} events per request, {threads} cores",
+        "stele bench: {} {:?} events (seed {}), {} producers x {} events per request, {threads} cores",
         args.events,
-        args.event_size,
+        args.workload,
+        args.seed,
         args.producers,
         args.request
     )?;
 
-    let fsync_big = print_baselines(dir, args)?;
+    let (all, raw_bytes) = prepare_all(args, threads)?;
+    let event_size = (raw_bytes / args.events as u64).max(1) as usize;
+    let fsync_big = print_baselines(dir, event_size)?;
 
     Log::create(
         &data,
@@ -247,8 +301,6 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         },
     )?;
     let log = Log::open(&data, Default::default())?;
-
-    let all = prepare_all(args, threads)?;
 
     let queues = deal(all, args);
 
@@ -307,6 +359,13 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         per_event(index),
         per_event(tiles)
     )?;
+    let on_disk = disk_usage(&data);
+    outln!(
+        "size      raw JSON {:.0} B per event; the data directory {:.0} B per event (allocated, as du counts) = {:.2}x the raw JSON",
+        per_event(raw_bytes),
+        per_event(on_disk),
+        on_disk as f64 / raw_bytes.max(1) as f64
+    )?;
     outln!(
         "ratio     append / (fdatasync-per-256-events baseline) = {:.2}",
         rate / (fsync_big * 256.0)
@@ -333,19 +392,19 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
 
 /// Measures and prints the same-run baselines (fdatasync rates, SHA-256,
 /// file creation); returns the rate of fdatasyncs after a 256-event append.
-fn print_baselines(dir: &std::path::Path, args: &BenchArgs) -> CliResult<f64> {
-    let (fsync_small, fsync_small_p50) = fsync_baseline(dir, args.event_size, 500)?;
-    let (fsync_big, _) = fsync_baseline(dir, 256 * args.event_size, 500)?;
-    let sha = sha_baseline(args.event_size);
+fn print_baselines(dir: &std::path::Path, event_size: usize) -> CliResult<f64> {
+    let (fsync_small, fsync_small_p50) = fsync_baseline(dir, event_size, 500)?;
+    let (fsync_big, _) = fsync_baseline(dir, 256 * event_size, 500)?;
+    let sha = sha_baseline(event_size);
     outln!(
         "baseline  fdatasync after a {} B append: {:.0}/s (p50 {:.3} ms)",
-        args.event_size,
+        event_size,
         fsync_small,
         ms(fsync_small_p50)
     )?;
     outln!(
         "baseline  fdatasync after a {} KiB append (256 events): {:.0}/s = {:.0} events/s",
-        256 * args.event_size / 1024,
+        256 * event_size / 1024,
         fsync_big,
         fsync_big * 256.0
     )?;
@@ -364,40 +423,94 @@ fn print_baselines(dir: &std::path::Path, args: &BenchArgs) -> CliResult<f64> {
     Ok(fsync_big)
 }
 
-/// Prepares every event up front, on `threads` threads, and prints the rate.
-fn prepare_all(args: &BenchArgs, threads: usize) -> CliResult<Vec<PreparedEvent>> {
+/// Prepares every event up front, on `threads` threads, and prints the
+/// rate; returns the events and the bytes of their raw JSON.
+fn prepare_all(args: &BenchArgs, threads: usize) -> CliResult<(Vec<PreparedEvent>, u64)> {
     let preparer = Preparer::new("bench", "bench", "default");
+    let generator = Generator::new(args.workload, args.seed);
     let started = Instant::now();
     let per = args.events.div_ceil(threads);
-    let prepared: Vec<Vec<PreparedEvent>> = std::thread::scope(|scope| {
+    let prepared: Vec<(Vec<PreparedEvent>, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let preparer = &preparer;
+                let (preparer, generator) = (&preparer, &generator);
                 scope.spawn(move || {
-                    let lo = (t * per).min(args.events);
-                    let hi = ((t + 1) * per).min(args.events);
-                    let now = jiff::Timestamp::now();
-                    (lo..hi)
-                        .map(|i| preparer.prepare(&raw_event(i, args.event_size), now))
-                        .collect::<Result<Vec<_>, _>>()
+                    let lo = (t * per).min(args.events) as u64;
+                    let hi = ((t + 1) * per).min(args.events) as u64;
+                    prepare_range(preparer, generator, lo..hi)
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Ok(Vec::new())))
+            .map(|h| h.join().unwrap_or_else(|_| Ok((Vec::new(), 0))))
             .collect::<Result<Vec<_>, _>>()
     })
     .map_err(|e| Failure::usage(format!("preparing events: {e}")))?;
     let prepare_secs = started.elapsed().as_secs_f64();
-    let all: Vec<PreparedEvent> = prepared.into_iter().flatten().collect();
+    let raw_bytes = prepared.iter().map(|(_, bytes)| bytes).sum::<u64>();
+    let all: Vec<PreparedEvent> = prepared
+        .into_iter()
+        .flat_map(|(events, _)| events)
+        .collect();
     let sealed_bytes: usize = all.iter().map(|e| e.stored.len() + 32).sum();
     outln!(
-        "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, pack, salt, commitment); avg sealed event {} B (salt and stored envelope)",
+        "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, pack, salt, commitment); raw JSON {} B, sealed event {} B (salt and stored envelope) on average",
         args.events as f64 / prepare_secs,
+        raw_bytes / args.events as u64,
         sealed_bytes / args.events
     )?;
-    Ok(all)
+    Ok((all, raw_bytes))
+}
+
+/// Generates and prepares events `range`; returns them and the bytes of
+/// their raw JSON. Kubernetes audit events go through the webhook's
+/// mapping, a list of up to 1,000 at a time, as the server takes them.
+fn prepare_range(
+    preparer: &Preparer,
+    generator: &Generator,
+    range: std::ops::Range<u64>,
+) -> Result<(Vec<PreparedEvent>, u64), String> {
+    let now = jiff::Timestamp::now();
+    let mut events = Vec::with_capacity((range.end - range.start) as usize);
+    let mut raw_bytes = 0u64;
+    match generator.workload() {
+        Workload::App => {
+            for n in range {
+                let raw = generator.event(n);
+                raw_bytes += raw.len() as u64;
+                events.push(preparer.prepare(&raw, now).map_err(|e| e.to_string())?);
+            }
+        }
+        Workload::K8s => {
+            let limits = stele_ingest::BodyLimits::default();
+            let mut first = range.start;
+            while first < range.end {
+                let end = (first + 1_000).min(range.end);
+                let mut body =
+                    br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":["#.to_vec();
+                for n in first..end {
+                    if n > first {
+                        body.push(b',');
+                    }
+                    generator.push(n, &mut body);
+                }
+                body.extend_from_slice(b"]}");
+                for item in
+                    stele_ingest::parse_event_list(&body, &limits).map_err(|e| e.to_string())?
+                {
+                    raw_bytes += item.raw.len() as u64;
+                    events.push(
+                        preparer
+                            .prepare_parsed(item.event, item.raw, now)
+                            .map_err(|e| e.to_string())?,
+                    );
+                }
+                first = end;
+            }
+        }
+    }
+    Ok((events, raw_bytes))
 }
 
 /// Splits the events into requests of `args.request`, dealt round-robin

@@ -32,7 +32,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::bench::{MAX_EVENT_SIZE, MIN_EVENT_SIZE};
+use crate::workload::{Generator, Workload};
 use crate::{CliResult, Failure};
 
 #[derive(Debug, clap::Args)]
@@ -68,9 +68,11 @@ pub struct BenchHttpArgs {
     /// caches warm); not counted.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Approximate size of each raw event in bytes.
-    #[arg(long, default_value_t = 300)]
-    event_size: usize,
+    /// Which events: `app` (application events of about 300 bytes, to
+    /// `POST /v1/events`) or `k8s` (Kubernetes audit events in
+    /// `EventList`s, to `POST /v1/ingest/kubernetes`).
+    #[arg(long, value_enum, default_value_t = Workload::App)]
+    workload: Workload,
     /// Use HTTP/2 (ALPN h2, or prior knowledge over plain http).
     #[arg(long)]
     http2: bool,
@@ -370,36 +372,36 @@ pub(crate) fn request(
         .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
 }
 
-/// Appends one raw event of about `size` bytes, unique by (run, client, n).
-fn push_event(out: &mut Vec<u8>, run: u64, client: usize, n: u64, size: usize) {
-    let start = out.len();
-    let head = format!(
-        r#"{{"actor":"bench-{run:x}-{client}-{n}@example.com","action":"document.read","resource":"documents/{run:x}/{client}/{n}","outcome":"success","attributes":{{"ip":"10.{}.{}.{}","pad":""#,
-        client % 256,
-        (n / 256) % 256,
-        n % 256
-    );
-    out.extend_from_slice(head.as_bytes());
-    let tail = br#""}}"#;
-    let pad = size.saturating_sub(out.len() - start + tail.len());
-    out.extend(std::iter::repeat_n(b'x', pad));
-    out.extend_from_slice(tail);
+/// Where a workload's requests go.
+fn path(workload: Workload) -> &'static str {
+    match workload {
+        Workload::App => "/v1/events",
+        Workload::K8s => "/v1/ingest/kubernetes",
+    }
 }
 
-fn body(run: u64, client: usize, first: u64, batch: usize, size: usize) -> Bytes {
-    let mut out = Vec::with_capacity(batch * (size + 8) + 2);
-    if batch == 1 {
-        push_event(&mut out, run, client, first, size);
-    } else {
-        out.push(b'[');
-        for i in 0..batch as u64 {
-            if i > 0 {
-                out.push(b',');
-            }
-            push_event(&mut out, run, client, first + i, size);
+/// A request body of `batch` events, the `n`th of client `client` first:
+/// one event or an array of them, or for Kubernetes an `EventList`.
+fn body(generator: &Generator, client: usize, first: u64, batch: usize) -> Bytes {
+    // Each client draws its own numbers: 2^40 events apart.
+    let base = (client as u64).wrapping_shl(40).wrapping_add(first);
+    let mut out = Vec::with_capacity(batch * 1_200 + 80);
+    let (open, close): (&[u8], &[u8]) = match generator.workload() {
+        Workload::K8s => (
+            br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":["#,
+            b"]}",
+        ),
+        Workload::App if batch == 1 => (b"", b""),
+        Workload::App => (b"[", b"]"),
+    };
+    out.extend_from_slice(open);
+    for i in 0..batch as u64 {
+        if i > 0 {
+            out.push(b',');
         }
-        out.push(b']');
+        generator.push(base.wrapping_add(i), &mut out);
     }
+    out.extend_from_slice(close);
     Bytes::from(out)
 }
 
@@ -427,9 +429,9 @@ struct ClientStats {
 
 struct Shared {
     target: Target,
-    run: u64,
     batch: usize,
-    event_size: usize,
+    /// Makes the events, seeded with the run's id.
+    generator: Generator,
     measure_from: Instant,
     deadline: Instant,
     stop: AtomicBool,
@@ -486,12 +488,12 @@ async fn client(shared: Arc<Shared>, id: usize) -> ClientStats {
                 }
             },
         };
-        let payload = body(shared.run, id, n, shared.batch, shared.event_size);
+        let payload = body(&shared.generator, id, n, shared.batch);
         n += shared.batch as u64;
         let req = request(
             &shared.target,
             hyper::Method::POST,
-            "/v1/events",
+            path(shared.generator.workload()),
             Some(payload),
         );
         let started = Instant::now();
@@ -578,12 +580,12 @@ async fn probe(shared: Arc<Shared>) -> ProbeStats {
             },
         };
         // Client id usize::MAX - 1 keeps probe events apart from the load.
-        let payload = body(shared.run, usize::MAX - 1, n, 1, shared.event_size);
+        let payload = body(&shared.generator, usize::MAX - 1, n, 1);
         n += 1;
         let req = request(
             &shared.target,
             hyper::Method::POST,
-            "/v1/events",
+            path(shared.generator.workload()),
             Some(payload),
         );
         let index = match s.send(&shared.target, req).await {
@@ -655,10 +657,9 @@ pub fn run(args: BenchHttpArgs) -> CliResult<u8> {
     if args.concurrency > MAX_CONCURRENCY
         || args.batch > MAX_BATCH
         || args.threads.is_some_and(|t| t > MAX_THREADS)
-        || !(MIN_EVENT_SIZE..=MAX_EVENT_SIZE).contains(&args.event_size)
     {
         return Err(Failure::usage(format!(
-            "--concurrency is at most {MAX_CONCURRENCY}, --batch at most {MAX_BATCH}, --threads at most {MAX_THREADS}, --event-size in {MIN_EVENT_SIZE}..={MAX_EVENT_SIZE}"
+            "--concurrency is at most {MAX_CONCURRENCY}, --batch at most {MAX_BATCH}, --threads at most {MAX_THREADS}"
         )));
     }
     let seconds_ok = |s: f64| s > 0.0 && s <= 3600.0;
@@ -740,7 +741,7 @@ fn print_json(
         "http2": args.http2,
         "concurrency": args.concurrency,
         "batch": args.batch,
-        "event_size": args.event_size,
+        "workload": args.workload.name(),
         "seconds": elapsed,
         "requests": total.ok_requests,
         "events": total.ok_events,
@@ -786,9 +787,8 @@ async fn run_async(args: BenchHttpArgs, target: Target) -> CliResult<u8> {
     };
     let shared = Arc::new(Shared {
         target,
-        run,
         batch: args.batch,
-        event_size: args.event_size,
+        generator: Generator::new(args.workload, run),
         measure_from,
         deadline: measure_from + Duration::from_secs_f64(window),
         stop: AtomicBool::new(false),
@@ -846,12 +846,12 @@ async fn run_async(args: BenchHttpArgs, target: Target) -> CliResult<u8> {
         print_json(&args, &total, elapsed, probe.as_ref(), &probe_lat, errors)?;
     } else {
         outln!(
-            "stele bench http: {} {}, {} clients x {} events/request, ~{} B events, {:.1}s measured",
+            "stele bench http: {} {}, {} clients x {} {} events/request, {:.1}s measured",
             args.url,
             if args.http2 { "HTTP/2" } else { "HTTP/1.1" },
             args.concurrency,
             args.batch,
-            args.event_size,
+            args.workload.name(),
             elapsed
         )?;
         outln!(

@@ -23,6 +23,7 @@ mod local;
 mod offline;
 mod read;
 mod serve;
+mod workload;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -60,8 +60,7 @@ fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
     ]);
     expect(&out, 0, &[]);
     for prefix in [
-        "baseline  fdatasync after a 300 B append",
-        "baseline  fdatasync after a 75 KiB append",
+        "baseline  fdatasync after a ",
         "baseline  SHA-256 on one core",
         "baseline  creating an 8 KiB file",
         "prepare",
@@ -80,6 +79,14 @@ fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
         "every event is in the final checkpoint:\n{out}"
     );
     assert!(line(&out, "verify").ends_with("OK"), "{out}");
+    // Bytes on disk against the raw JSON of the realistic events.
+    let size = line(&out, "size");
+    let raw = number_after(size, "raw JSON");
+    assert!((250.0..=450.0).contains(&raw), "{size}");
+    assert!(
+        number_after(size, "per event; the data directory") > raw,
+        "{size}"
+    );
 
     // What it measured is an ordinary log, in a directory of its own
     // under --dir: it opens and verifies.
@@ -119,14 +126,8 @@ fn bench_removes_only_the_directory_it_created() {
     );
 
     // A run that fails (here: refused flags) removes nothing either.
-    let out = run(&[
-        "bench",
-        "--dir",
-        p(&dir),
-        "--event-size",
-        "18446744073709551615",
-    ]);
-    expect(&out, 2, &["--event-size"]);
+    let out = run(&["bench", "--dir", p(&dir), "--producers", "100000"]);
+    expect(&out, 2, &["--producers"]);
     assert!(dir.join("precious.txt").exists());
 }
 
@@ -134,8 +135,8 @@ fn bench_removes_only_the_directory_it_created() {
 fn bench_refuses_flags_out_of_range() {
     let tmp = tempfile::tempdir().unwrap();
     for args in [
-        &["--event-size", "18446744073709551615"][..],
-        &["--event-size", "10"],
+        &["--workload", "filler"][..],
+        &["--seed", "x"],
         &["--producers", "100000"],
         &["--request", "1000000"],
     ] {
@@ -148,7 +149,7 @@ fn bench_refuses_flags_out_of_range() {
         &["--threads", "18446744073709551615"][..],
         &["--concurrency", "18446744073709551615"],
         &["--batch", "18446744073709551615"],
-        &["--event-size", "18446744073709551615"],
+        &["--workload", "filler"],
     ] {
         let mut all = vec![
             "bench",
@@ -169,6 +170,54 @@ fn bench_refuses_flags_out_of_range() {
     ] {
         let out = run(&["bench", "http", "--url", url, "--token", "x"]);
         expect(&out, 2, &["invalid port"]);
+    }
+}
+
+/// Kubernetes audit events go through the webhook's mapping: the log
+/// verifies and holds every one, their raw JSON is about a kilobyte each.
+#[test]
+fn bench_appends_kubernetes_audit_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(&[
+        "bench",
+        "--dir",
+        p(tmp.path()),
+        "--workload",
+        "k8s",
+        "--events",
+        "2000",
+        "--verify",
+    ]);
+    expect(&out, 0, &[]);
+    assert!(line(&out, "publish").contains("at size 2000"), "{out}");
+    assert!(line(&out, "verify").ends_with("OK"), "{out}");
+    let raw = number_after(line(&out, "size"), "raw JSON");
+    assert!((800.0..=1_600.0).contains(&raw), "{out}");
+}
+
+/// `stele bench events` prints the benchmark's events, one per line: the
+/// same for the same seed, others for another, and `stele append` takes
+/// them as they are.
+#[test]
+fn bench_events_prints_what_append_takes() {
+    let events = |seed: &str| {
+        let out = run(&["bench", "events", "--count", "40", "--seed", seed]);
+        expect(&out, 0, &[]);
+        out.stdout
+    };
+    let (one, again, other) = (events("5"), events("5"), events("6"));
+    assert_eq!(one.lines().count(), 40);
+    assert_eq!(one, again);
+    assert_ne!(one, other);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    init_log(&data);
+    assert_eq!(append_ok(&data, &one).len(), 40);
+    let k8s = run(&["bench", "events", "--workload", "k8s", "--count", "3"]);
+    expect(&k8s, 0, &[r#""apiVersion":"audit.k8s.io/v1""#]);
+    for line in k8s.stdout.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(event["kind"], "Event", "{line}");
     }
 }
 
@@ -313,6 +362,33 @@ fn bench_http_loads_a_running_server_and_counts_only_durable_events() {
     let probes = summary["checkpoint"]["probes"].as_u64().unwrap();
     assert!(probes > 0, "{summary}");
     assert_eq!(summary["checkpoint"]["not_covered"], 0, "{summary}");
+    assert_eq!(summary["workload"], "app", "{summary}");
+
+    // Kubernetes audit events go to the webhook, an EventList a request.
+    let out = run(&[
+        "bench",
+        "http",
+        "--url",
+        &url,
+        "--token",
+        &token,
+        "--workload",
+        "k8s",
+        "--concurrency",
+        "2",
+        "--batch",
+        "5",
+        "--warmup",
+        "0",
+        "--requests",
+        "20",
+        "--json",
+    ]);
+    expect(&out, 0, &[]);
+    let k8s: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(k8s["errors"]["total"], 0, "{k8s}");
+    assert_eq!(k8s["events"], 100, "{k8s}");
+    assert_eq!(k8s["workload"], "k8s", "{k8s}");
 
     // A wrong token is counted as errors (401s), and the exit code says so.
     let refused = run(&[

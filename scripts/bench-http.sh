@@ -13,6 +13,9 @@
 #   CARGO_TARGET_DIR  honoured for the release build
 #   STELE_BIN       a stele binary to measure instead of building one (to
 #                   compare two builds in one session)
+#   BENCH_CLIENT    the stele binary that loads the server (`stele bench
+#                   http`; default STELE_BIN): keep one client when
+#                   comparing builds, so both get the same events
 #
 # Everything runs on 127.0.0.1 with a throwaway CA, data directories and
 # database cluster under one temporary directory, removed on exit; every
@@ -26,6 +29,7 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-10}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 STELE=${STELE_BIN:-$TARGET_DIR/release/stele}
+CLIENT=${BENCH_CLIENT:-$STELE}
 RUN_LIMIT=$((SECONDS_PER_RUN + 90)) # hard bound on any one step
 
 for tool in openssl jq timeout ss awk; do
@@ -172,7 +176,7 @@ stele_run() { # name concurrency batch
     local name=$1 out="$WORK/out/stele-$1.json"
     wait_quiet
     echo "-- stele $name: $2 clients x $3 events/request, ${SECONDS_PER_RUN}s"
-    STELE_TOKEN=$TOKEN timeout "$RUN_LIMIT" "$STELE" bench http --url "https://127.0.0.1:$STELE_PORT" \
+    STELE_TOKEN=$TOKEN timeout "$RUN_LIMIT" "$CLIENT" bench http --url "https://127.0.0.1:$STELE_PORT" \
         --ca "$TLS/ca.pem" --concurrency "$2" --batch "$3" --duration "$SECONDS_PER_RUN" --json \
         >"$out" || true
     jq -r '"   \(.events_per_s|floor) events/s, \(.requests_per_s|floor) requests/s, latency p50 \(.latency_ms.p50) ms p90 \(.latency_ms.p90) ms p99 \(.latency_ms.p99) ms max \(.latency_ms.max) ms, errors \(.errors.total), checkpoint p50 \(.checkpoint.p50_ms|floor) ms p99 \(.checkpoint.p99_ms|floor) ms (\(.checkpoint.probes) probes)"' "$out"

@@ -34,7 +34,7 @@ pub struct BenchArgs {
     /// Events to append.
     #[arg(long, default_value_t = 1_000_000)]
     events: usize,
-    /// Which events: `app` (application events of about 300 bytes) or
+    /// Which events: `app` (application events of about 360 bytes) or
     /// `k8s` (Kubernetes audit events, through the webhook's mapping).
     #[arg(long, value_enum, default_value_t = Workload::App)]
     workload: Workload,
@@ -127,13 +127,23 @@ fn create_baseline(dir: &std::path::Path, files: usize) -> CliResult<Duration> {
 
 /// Bytes in the files under `path` (or of the file itself); what cannot
 /// be read counts as nothing.
-/// Bytes allocated to the files under `path`, as `du` counts them.
+fn tree_bytes(path: &std::path::Path) -> u64 {
+    tree_sum(path, &|meta| if meta.is_dir() { 0 } else { meta.len() })
+}
+
+/// Bytes allocated to the files and directories under `path`, as `du`
+/// counts them.
 fn disk_usage(path: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
+    tree_sum(path, &|meta| meta.blocks() * 512)
+}
+
+/// `size` of `path` and of everything under it.
+fn tree_sum(path: &std::path::Path, size: &dyn Fn(&std::fs::Metadata) -> u64) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };
-    let own = meta.blocks() * 512;
+    let own = size(&meta);
     if !meta.is_dir() {
         return own;
     }
@@ -141,25 +151,8 @@ fn disk_usage(path: &std::path::Path) -> u64 {
         .map(|entries| {
             entries
                 .flatten()
-                .map(|entry| disk_usage(&entry.path()))
+                .map(|entry| tree_sum(&entry.path(), size))
                 .sum::<u64>()
-        })
-        .unwrap_or(0)
-}
-
-fn tree_bytes(path: &std::path::Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|entry| tree_bytes(&entry.path()))
-                .sum()
         })
         .unwrap_or(0)
 }
@@ -281,9 +274,9 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         .map(|n| n.get())
         .unwrap_or(1);
     outln!(
-        "stele bench: {} {:?} events (seed {}), {} producers x {} events per request, {threads} cores",
+        "stele bench: {} {} events (seed {}), {} producers x {} events per request, {threads} cores",
         args.events,
-        args.workload,
+        args.workload.name(),
         args.seed,
         args.producers,
         args.request
@@ -484,21 +477,15 @@ fn prepare_range(
         }
         Workload::K8s => {
             let limits = stele_ingest::BodyLimits::default();
+            let mut body = Vec::new();
             let mut first = range.start;
             while first < range.end {
                 let end = (first + 1_000).min(range.end);
-                let mut body =
-                    br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":["#.to_vec();
-                for n in first..end {
-                    if n > first {
-                        body.push(b',');
-                    }
-                    generator.push(n, &mut body);
-                }
-                body.extend_from_slice(b"]}");
-                for item in
-                    stele_ingest::parse_event_list(&body, &limits).map_err(|e| e.to_string())?
-                {
+                body.clear();
+                generator.push_list(first..end, &mut body);
+                let items =
+                    stele_ingest::parse_event_list(&body, &limits).map_err(|e| e.to_string())?;
+                for item in items {
                     raw_bytes += item.raw.len() as u64;
                     events.push(
                         preparer

@@ -214,6 +214,26 @@ impl Generator {
         out.extend_from_slice(text.as_bytes());
     }
 
+    /// Appends events `numbers` as one request body: for `App` a JSON
+    /// array, for `K8s` an `audit.k8s.io/v1` `EventList`.
+    pub fn push_list(&self, numbers: std::ops::Range<u64>, out: &mut Vec<u8>) {
+        let (open, close): (&[u8], &[u8]) = match self.workload {
+            Workload::App => (b"[", b"]"),
+            Workload::K8s => (
+                br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":["#,
+                b"]}",
+            ),
+        };
+        out.extend_from_slice(open);
+        for n in numbers.clone() {
+            if n > numbers.start {
+                out.push(b',');
+            }
+            self.push(n, out);
+        }
+        out.extend_from_slice(close);
+    }
+
     /// Event `n` on its own.
     pub fn event(&self, n: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(1024);
@@ -573,15 +593,9 @@ mod tests {
     #[test]
     fn k8s_events_map_through_the_webhook_adapter() {
         let generator = Generator::new(Workload::K8s, 7);
-        let mut body = br#"{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":["#.to_vec();
         let count = 2_000;
-        for n in 0..count {
-            if n > 0 {
-                body.push(b',');
-            }
-            generator.push(n, &mut body);
-        }
-        body.extend_from_slice(b"]}");
+        let mut body = Vec::new();
+        generator.push_list(0..count, &mut body);
         let limits = stele_ingest::BodyLimits {
             max_body_bytes: body.len(),
             max_events: count as usize,

@@ -421,14 +421,11 @@ impl SegmentSync {
     /// fresh. Only advice: the bytes stay in the file, and a later read
     /// fetches them from disk.
     pub fn release_cache(&self) {
-        if !self.release.is_empty() {
-            let _ = rustix::fs::fadvise(
-                &*self.file,
-                self.release.start,
-                std::num::NonZeroU64::new(self.release.end - self.release.start),
-                rustix::fs::Advice::DontNeed,
-            );
-        }
+        fsutil::drop_cached_pages(
+            &self.file,
+            self.release.start,
+            self.release.end - self.release.start,
+        );
     }
 }
 

@@ -16,6 +16,7 @@
 use std::path::Path;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hmac;
 use zeroize::Zeroizing;
 
 use crate::error::{StoreError, StoreResult};
@@ -36,6 +37,8 @@ const KEK_CHECK_AAD: &[u8] = b"stele/kek-check/v1";
 const DEK_AAD: &[u8] = b"stele/dek/v1";
 const SIG_AAD: &[u8] = b"stele/signing-key/v1";
 const RECORD_AAD: &[u8] = b"stele/record/v1";
+const BLOCK_AAD: &[u8] = b"stele/block/v1";
+const SALT_KEY_INFO: &[u8] = b"stele/salt/v1";
 
 /// Argon2id cost parameters for passphrase-derived KEKs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -511,6 +514,90 @@ impl DataKey {
                 ciphertext_and_tag,
             )
             .ok()
+    }
+}
+
+/// Associated data of a block (segment version 3): its first entry and its
+/// head (codec, entry count, plaintext length, the other entries'
+/// numbers), so a block moved to another position, or whose list of
+/// entries was changed, fails to open.
+fn block_aad(first: u64, head: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(BLOCK_AAD.len() + 8 + head.len());
+    aad.extend_from_slice(BLOCK_AAD);
+    aad.extend_from_slice(&first.to_be_bytes());
+    aad.extend_from_slice(head);
+    aad
+}
+
+impl DataKey {
+    /// Encrypts a block's (compressed) plaintext in place and returns the
+    /// tag. The nonce is the record nonce of the block's first entry: an
+    /// entry belongs to one block, and a generation numbers each entry once.
+    pub fn seal_block(
+        &self,
+        generation: u32,
+        first: u64,
+        head: &[u8],
+        in_out: &mut [u8],
+    ) -> StoreResult<[u8; TAG_LEN]> {
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(
+                record_nonce(generation, first),
+                Aad::from(block_aad(first, head)),
+                in_out,
+            )
+            .map_err(|_| StoreError::Invalid("AES-GCM seal failed".into()))?;
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Decrypts a block's `ciphertext_and_tag` in place; returns the
+    /// plaintext slice, or `None` if it does not authenticate.
+    pub fn open_block<'a>(
+        &self,
+        generation: u32,
+        first: u64,
+        head: &[u8],
+        ciphertext_and_tag: &'a mut [u8],
+    ) -> Option<&'a mut [u8]> {
+        self.key
+            .open_in_place(
+                record_nonce(generation, first),
+                Aad::from(block_aad(first, head)),
+                ciphertext_and_tag,
+            )
+            .ok()
+    }
+
+    /// The key that derives the salts of the entries this (record) key
+    /// seals: HMAC-SHA256 keyed with the key's bytes over
+    /// `"stele/salt/v1"`. The salts are never stored, and die with the data
+    /// key when its segment is purged.
+    pub fn salt_key(&self) -> SaltKey {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, self.raw.as_ref());
+        let tag = hmac::sign(&key, SALT_KEY_INFO);
+        SaltKey(hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref()))
+    }
+}
+
+/// Derives entry salts (see [`DataKey::salt_key`]).
+pub struct SaltKey(hmac::Key);
+
+impl std::fmt::Debug for SaltKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SaltKey(..)")
+    }
+}
+
+impl SaltKey {
+    /// The salt of entry `index`: HMAC-SHA256(salt key, index u64 BE).
+    pub fn salt(&self, index: u64) -> [u8; 32] {
+        let tag = hmac::sign(&self.0, &index.to_be_bytes());
+        let mut salt = [0u8; 32];
+        salt.copy_from_slice(tag.as_ref());
+        salt
     }
 }
 

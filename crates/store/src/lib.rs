@@ -13,7 +13,8 @@
 //!   keys derived from it, so that no (key, nonce) pair repeats even in a
 //!   restored or copied directory.
 //! - [`segment`]: append-only segment files of AES-256-GCM sealed records, one
-//!   per (stream, epoch).
+//!   per (stream, epoch); [`block`]: the records of version 3, each a
+//!   zstd-compressed block of entries with derived salts.
 //! - [`index`]: the sequence index, one fixed 64-byte record per log entry; it
 //!   is the durable truth of which entries exist.
 //! - [`history`]: every signed checkpoint, append-only.
@@ -31,6 +32,7 @@
 //! what it stores. After any I/O error a caller must stop writing and reopen;
 //! nothing here retries a failed fsync.
 
+pub mod block;
 pub mod error;
 pub mod fileio;
 pub mod fsutil;

@@ -10,31 +10,44 @@
 //!
 //! Layout (all integers big-endian; see `docs/formats/segment.md`):
 //! ```text
-//! header: "STELESEG" | version u8 (1 or 2) | 0u8 x3 | segment id u32 | epoch u32
+//! header: "STELESEG" | version u8 (1, 2 or 3) | 0u8 x3 | segment id u32 | epoch u32
 //!         | stream length u16 | stream bytes | crc32 u32 (of everything before)
 //! record: body length u32 | index u64 | generation u32 | ciphertext | tag[16]
 //!         | crc32 u32 (of index..tag)
 //! ```
+//! In version 3 a record is a block of entries ([`crate::block`]): the same
+//! frame, its first entry's number in the index field.
 
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use crate::block::{self, OpenBlock, Unpacker};
 use crate::error::{StoreError, StoreResult};
 use crate::fileio::{self, Open};
 use crate::fsutil::{self, crc32};
-use crate::keys::{DataKey, TAG_LEN};
+use crate::keys::{DataKey, SaltKey, TAG_LEN};
+use crate::sessions::SegmentKeys;
 
 const MAGIC: &[u8; 8] = b"STELESEG";
 /// Version of segments whose record bodies are canonical envelopes only
 /// (written before the packed stored form; still read, and appended to in
 /// that form).
 pub const VERSION_CANONICAL_ONLY: u8 = 1;
-/// Version of the segments written now: record bodies canonical or packed.
-/// A reader that knows only version 1 refuses these files by their header
-/// instead of taking packed bodies for damage.
-pub const VERSION: u8 = 2;
+/// Version of segments whose records each seal one entry, its body
+/// canonical or packed (written before blocks; still read, and appended
+/// to in that form). A reader that knows only version 1 refuses these
+/// files by their header instead of taking packed bodies for damage.
+pub const VERSION_PACKED: u8 = 2;
+/// Version of the segments written now: records are blocks of entries
+/// ([`crate::block`]), compressed, with derived salts.
+pub const VERSION: u8 = 3;
+
+/// Whether this build reads (and appends to) segments of `version`.
+pub fn known_version(version: u8) -> bool {
+    matches!(version, VERSION_CANONICAL_ONLY | VERSION_PACKED | VERSION)
+}
 /// Bytes of a record that are not ciphertext: length, index, generation, tag, crc.
 pub const RECORD_OVERHEAD: usize = 4 + 8 + 4 + TAG_LEN + 4;
 /// The largest record body a reader accepts; larger lengths mean corruption.
@@ -61,7 +74,7 @@ impl SegmentHeader {
                 "stream name must be 1..={MAX_STREAM_LEN} bytes"
             )));
         }
-        if self.version != VERSION && self.version != VERSION_CANONICAL_ONLY {
+        if !known_version(self.version) {
             return Err(StoreError::Invalid(format!(
                 "segment version {} cannot be written",
                 self.version
@@ -86,7 +99,7 @@ impl SegmentHeader {
             return Err(StoreError::corrupt(path, 0, "not a Stele segment file"));
         }
         let version = bytes[8];
-        if version != VERSION && version != VERSION_CANONICAL_ONLY {
+        if !known_version(version) {
             return Err(StoreError::corrupt(
                 path,
                 8,
@@ -300,6 +313,11 @@ impl SegmentWriter {
         commitment: &[u8; 32],
         plaintext: &[&[u8]],
     ) -> StoreResult<RecordLocation> {
+        if self.header.version == VERSION {
+            return Err(StoreError::Invalid(
+                "a segment of version 3 holds blocks, not single records".into(),
+            ));
+        }
         let plain_len: usize = plaintext.iter().map(|p| p.len()).sum();
         let body_len = 8 + 4 + plain_len + TAG_LEN + 4;
         if body_len > MAX_RECORD_BODY as usize {
@@ -325,6 +343,26 @@ impl SegmentWriter {
             len: (4 + body_len) as u32,
         };
         self.staged_end += location.len as u64;
+        Ok(location)
+    }
+
+    /// Stages a record already framed and sealed (a block of a version-3
+    /// segment, [`crate::block::Packer::seal`]). Nothing touches the file
+    /// until the staged bytes are written.
+    pub fn stage_frame(&mut self, frame: &[u8]) -> StoreResult<RecordLocation> {
+        if frame.len() > MAX_RECORD_BODY as usize + 4 || self.header.version != VERSION {
+            return Err(StoreError::Invalid(format!(
+                "a block of {} bytes cannot go into a segment of version {}",
+                frame.len(),
+                self.header.version
+            )));
+        }
+        self.staged.extend_from_slice(frame);
+        let location = RecordLocation {
+            offset: self.staged_end,
+            len: frame.len() as u32,
+        };
+        self.staged_end += frame.len() as u64;
         Ok(location)
     }
 
@@ -561,6 +599,16 @@ pub struct SegmentReader {
     file: File,
     pub header: SegmentHeader,
     pub header_len: u64,
+    /// The block last opened (version 3), by location: entries read in order
+    /// find theirs here instead of decrypting it again.
+    last_block: Mutex<Option<(RecordLocation, Arc<CachedBlock>)>>,
+    unpacker: Mutex<Option<Unpacker>>,
+}
+
+#[derive(Debug)]
+struct CachedBlock {
+    block: OpenBlock,
+    salts: SaltKey,
 }
 
 impl SegmentReader {
@@ -572,6 +620,8 @@ impl SegmentReader {
             file,
             header,
             header_len,
+            last_block: Mutex::new(None),
+            unpacker: Mutex::new(None),
         })
     }
 
@@ -579,8 +629,9 @@ impl SegmentReader {
         &self.path
     }
 
-    /// Reads the record at `location` and checks that it is entry `index`.
-    pub fn read(&self, location: RecordLocation, index: u64) -> StoreResult<SealedRecord> {
+    /// The bytes of the record (or block) at `location`, which the index
+    /// says holds entry `index`.
+    fn read_frame(&self, location: RecordLocation, index: u64) -> StoreResult<Vec<u8>> {
         if location.len as usize > MAX_RECORD_BODY as usize + 4 {
             return Err(StoreError::corrupt(
                 &self.path,
@@ -599,6 +650,13 @@ impl SegmentReader {
                 _ => StoreError::io("read", &self.path, e),
             }
         })?;
+        Ok(buf)
+    }
+
+    /// Reads the record at `location` and checks that it is entry `index`
+    /// (segments of versions 1 and 2).
+    pub fn read(&self, location: RecordLocation, index: u64) -> StoreResult<SealedRecord> {
+        let buf = self.read_frame(location, index)?;
         let (record, total) = parse_record(&self.path, location.offset, &buf)?;
         if total != buf.len() {
             return Err(StoreError::corrupt(
@@ -620,6 +678,102 @@ impl SegmentReader {
         Ok(record)
     }
 
+    /// Reads entry `index` at `location` (from the index, with its
+    /// `commitment`) and opens it: returns its salt followed by its stored
+    /// envelope, whatever the segment's version (a block's entry has its
+    /// salt derived). The caller checks the commitment.
+    pub fn open_entry(
+        &self,
+        location: RecordLocation,
+        index: u64,
+        keys: &SegmentKeys,
+        commitment: &[u8; 32],
+    ) -> StoreResult<Vec<u8>> {
+        if self.header.version != VERSION {
+            let sealed = self.read(location, index)?;
+            let key = keys.record_key(sealed.generation)?;
+            return sealed.open(&key, commitment, &self.path);
+        }
+        let cached = self.cached_block(location, index, keys)?;
+        let body = cached.block.body(index).ok_or_else(|| {
+            StoreError::corrupt(
+                &self.path,
+                location.offset,
+                format!("the block here does not hold entry {index}, which the index places in it"),
+            )
+        })?;
+        let mut plain = Vec::with_capacity(32 + body.len());
+        plain.extend_from_slice(&cached.salts.salt(index));
+        plain.extend_from_slice(body);
+        Ok(plain)
+    }
+
+    /// The numbers of the entries the block at `location` holds (a
+    /// version-3 segment; the block is opened, so it is authentic).
+    pub fn block_entries(
+        &self,
+        location: RecordLocation,
+        index: u64,
+        keys: &SegmentKeys,
+    ) -> StoreResult<Vec<u64>> {
+        let cached = self.cached_block(location, index, keys)?;
+        Ok(cached.block.entries().map(|(index, _)| index).collect())
+    }
+
+    /// The block at `location` opened, from the cache or read now.
+    fn cached_block(
+        &self,
+        location: RecordLocation,
+        index: u64,
+        keys: &SegmentKeys,
+    ) -> StoreResult<Arc<CachedBlock>> {
+        let cached = self
+            .last_block
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(at, _)| *at == location)
+            .map(|(_, block)| block.clone());
+        if let Some(block) = cached {
+            return Ok(block);
+        }
+        let block = Arc::new(self.open_block(location, index, keys)?);
+        *self.last_block.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((location, block.clone()));
+        Ok(block)
+    }
+
+    fn open_block(
+        &self,
+        location: RecordLocation,
+        index: u64,
+        keys: &SegmentKeys,
+    ) -> StoreResult<CachedBlock> {
+        let buf = self.read_frame(location, index)?;
+        let (record, total) = parse_record_ref(&self.path, location.offset, &buf)?;
+        if total != buf.len() {
+            return Err(StoreError::corrupt(
+                &self.path,
+                location.offset,
+                "block length disagrees with the index",
+            ));
+        }
+        let parsed = block::parse(&self.path, location.offset, record)?;
+        let key = keys.record_key(parsed.generation)?;
+        let mut unpacker = self.unpacker.lock().unwrap_or_else(|p| p.into_inner());
+        if unpacker.is_none() {
+            *unpacker = Some(Unpacker::new()?);
+        }
+        let Some(unpacker) = unpacker.as_mut() else {
+            return Err(StoreError::Invalid("no zstd context".into()));
+        };
+        let block = parsed.open(&key, &self.path, location.offset, unpacker)?;
+        Ok(CachedBlock {
+            block,
+            salts: key.salt_key(),
+        })
+    }
+
     /// Reads the whole file (for sequential verification).
     pub fn read_all(&self) -> StoreResult<Vec<u8>> {
         fsutil::read(&self.path)
@@ -634,7 +788,7 @@ mod tests {
     #[test]
     fn header_versions() {
         let path = Path::new("x.seg");
-        for version in [VERSION_CANONICAL_ONLY, VERSION] {
+        for version in [VERSION_CANONICAL_ONLY, VERSION_PACKED, VERSION] {
             let header = SegmentHeader {
                 version,
                 id: 7,
@@ -646,7 +800,7 @@ mod tests {
             assert_eq!(SegmentHeader::decode(path, &bytes).unwrap().0, header);
         }
         let mut header = SegmentHeader {
-            version: 3,
+            version: 4,
             id: 7,
             epoch: 20000,
             stream: "app".into(),
@@ -657,9 +811,9 @@ mod tests {
         );
         header.version = VERSION;
         let mut bytes = header.encode().unwrap();
-        bytes[8] = 3;
+        bytes[8] = 4;
         let err = SegmentHeader::decode(path, &bytes).unwrap_err().to_string();
-        assert!(err.contains("unsupported segment version 3"), "{err}");
+        assert!(err.contains("unsupported segment version 4"), "{err}");
     }
 
     /// A header carrying a stream name length the writer never writes (0,
@@ -698,7 +852,7 @@ mod tests {
         let (key, _) = DataKey::generate(&kek, 1).unwrap();
         let path = dir.path().join("s/a.seg");
         let header = SegmentHeader {
-            version: VERSION,
+            version: VERSION_PACKED,
             id: 1,
             epoch: 20000,
             stream: "default".into(),
@@ -744,7 +898,7 @@ mod tests {
         let (key, _) = DataKey::generate(&kek, 1).unwrap();
         let path = dir.path().join("a.seg");
         let header = SegmentHeader {
-            version: VERSION,
+            version: VERSION_PACKED,
             id: 1,
             epoch: 20000,
             stream: "default".into(),
@@ -798,7 +952,7 @@ mod tests {
         let mut writer = SegmentWriter::create(
             &path,
             SegmentHeader {
-                version: VERSION,
+                version: VERSION_PACKED,
                 id: 1,
                 epoch: 1,
                 stream: "s".into(),
@@ -816,5 +970,74 @@ mod tests {
             reader.read(loc, 0),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    /// Blocks staged into a version-3 segment read back entry by entry,
+    /// each with its derived salt; an entry the block does not hold, or a
+    /// block whose bytes changed, is refused.
+    #[test]
+    fn blocks_stage_and_open_by_entry() {
+        use crate::block::{LEVEL, Packer};
+        use crate::sessions::{SessionTable, Sessions};
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::create(&dir.path().join("kek"), NewKek::Random).unwrap();
+        let (key, _) = DataKey::generate(&kek, 4).unwrap();
+        let (same, _) = (
+            DataKey::from_raw(zeroize::Zeroizing::new(*key.raw())).unwrap(),
+            (),
+        );
+        let sessions = Arc::new(Sessions::new(
+            &dir.path().join("sessions"),
+            SessionTable::without_file(),
+        ));
+        let keys = SegmentKeys::new(4, same, sessions);
+        let path = dir.path().join("a.seg");
+        let header = SegmentHeader {
+            version: VERSION,
+            id: 4,
+            epoch: 20000,
+            stream: "app".into(),
+        };
+        let mut writer = SegmentWriter::create(&path, header).unwrap();
+        assert!(writer.stage(&key, 1, 0, &[0; 32], &[b"x"]).is_err());
+        let mut packer = Packer::new(LEVEL).unwrap();
+        let mut locations = Vec::new();
+        for first in [0u64, 10] {
+            let entries: Vec<(u64, &[u8])> =
+                vec![(first, b"zero".as_slice()), (first + 2, b"two".as_slice())];
+            let mut frame = Vec::new();
+            packer.seal(&key, 1, &entries, &mut frame).unwrap();
+            locations.push(writer.stage_frame(&frame).unwrap());
+        }
+        writer.write_and_sync().unwrap();
+        drop(writer);
+        let reader = SegmentReader::open(&path).unwrap();
+        let salts = key.salt_key();
+        for (location, first) in locations.iter().zip([0u64, 10]) {
+            let plain = reader
+                .open_entry(*location, first + 2, &keys, &[0; 32])
+                .unwrap();
+            assert_eq!(&plain[..32], &salts.salt(first + 2));
+            assert_eq!(&plain[32..], b"two");
+            let plain = reader
+                .open_entry(*location, first, &keys, &[0; 32])
+                .unwrap();
+            assert_eq!(&plain[32..], b"zero");
+            assert!(
+                reader
+                    .open_entry(*location, first + 1, &keys, &[0; 32])
+                    .is_err()
+            );
+        }
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = locations[1].offset as usize + 30;
+        bytes[at] ^= 0x10;
+        std::fs::write(&path, &bytes).unwrap();
+        let reader = SegmentReader::open(&path).unwrap();
+        assert!(matches!(
+            reader.open_entry(locations[1], 10, &keys, &[0; 32]),
+            Err(StoreError::Corrupt { .. })
+        ));
+        assert!(reader.open_entry(locations[0], 0, &keys, &[0; 32]).is_ok());
     }
 }

@@ -202,6 +202,76 @@ mod tests {
         );
     }
 
+    /// A real block (segment version 3): its head, in clear after the
+    /// frame's first 16 bytes, holds no zero byte, so wherever the block
+    /// lies in the file, it is never taken for torn when whole (even with
+    /// a flipped bit), and a sector of zeros anywhere in it is a tear.
+    #[test]
+    fn blocks_are_classified_like_records() {
+        use crate::block::{LEVEL, Packer};
+        use crate::keys::{DataKey, Kek, NewKek};
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::create(&dir.path().join("kek"), NewKek::Random).unwrap();
+        let (key, _) = DataKey::generate(&kek, 1).unwrap();
+        // Bodies that do not compress, so the block spans many sectors;
+        // entry 0 first (zeros in the clear head), gaps of one and of 300
+        // (a varint of two bytes).
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut random = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        };
+        let bodies: Vec<Vec<u8>> = (0..12)
+            .map(|_| (0..600).map(|_| random()).collect())
+            .collect();
+        let numbers: Vec<u64> = (0..12u64)
+            .map(|n| n + if n >= 6 { 299 } else { 0 })
+            .collect();
+        let entries: Vec<(u64, &[u8])> = numbers
+            .iter()
+            .zip(&bodies)
+            .map(|(n, b)| (*n, b.as_slice()))
+            .collect();
+        let mut frame = Vec::new();
+        Packer::new(LEVEL)
+            .unwrap()
+            .seal(&key, 1, &entries, &mut frame)
+            .unwrap();
+        let len = frame.len() as u64;
+        assert!(len > 8 * SECTOR);
+        for offset in (0..SECTOR + 16).step_by(7) {
+            assert_eq!(segment_record_tear(&frame, offset, len), None, "{offset}");
+            for at in [3usize, 17, 20, 100, frame.len() / 2, frame.len() - 2] {
+                let mut flipped = frame.clone();
+                flipped[at] ^= 0x10;
+                assert_eq!(
+                    segment_record_tear(&flipped, offset, len),
+                    None,
+                    "{offset} {at}"
+                );
+            }
+            // Each whole sector inside the block, zeros.
+            let mut sector_start = offset.div_ceil(SECTOR) * SECTOR;
+            while sector_start + SECTOR <= offset + len {
+                let mut torn = frame.clone();
+                let a = (sector_start - offset) as usize;
+                torn[a..a + SECTOR as usize].fill(0);
+                assert_eq!(
+                    segment_record_tear(&torn, offset, len),
+                    Some(TearMark::ZeroSector { at: sector_start }),
+                    "{offset}"
+                );
+                sector_start += SECTOR;
+            }
+            assert_eq!(
+                segment_record_tear(&frame[..frame.len() - 1], offset, len),
+                Some(TearMark::CutShort { missing: 1 })
+            );
+        }
+    }
+
     #[test]
     fn index_records() {
         let mut written = [7u8; 64];

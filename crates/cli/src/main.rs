@@ -523,6 +523,7 @@ pub(crate) fn open_options(data: &DataArgs) -> CliResult<OpenOptions> {
     Ok(OpenOptions {
         passphrase,
         anchor: data.anchor.clone(),
+        ..OpenOptions::default()
     })
 }
 

@@ -39,10 +39,11 @@ use jiff::Timestamp;
 use stele_event::Envelope;
 use stele_event::time::Day;
 use stele_store::StoreError;
+use stele_store::block::BlockConfig;
 use stele_store::fsutil::{self, DirLock, SECRET_MODE};
 use stele_store::history::{self, HistoryWriter, StoredCheckpoint};
 use stele_store::index::{IndexFile, IndexRecord};
-use stele_store::keys::{self, DataKey, Kek, NewKek};
+use stele_store::keys::{self, DataKey, Kek, NewKek, SaltKey};
 use stele_store::segment::{self, SegmentHeader, SegmentWriter};
 use stele_store::sessions::{SegmentKeys, Sessions};
 use stele_store::state::SegmentSnapshot;
@@ -64,6 +65,7 @@ use crate::tiles::TileBuilder;
 use recovery::{RemoveTornCreates, discover_segments, repair_public_checkpoint};
 
 pub(crate) mod recovery;
+mod seal;
 
 /// Most batches written but not yet durable (see [`LogWriter::begin_append`]).
 /// Recovery relies on it: a segment's uncommitted tail holds the records of
@@ -94,6 +96,9 @@ pub struct OpenOptions {
     /// signed checkpoint (`anchor.rs`): the open refuses a log that no
     /// longer reaches it.
     pub anchor: Option<PathBuf>,
+    /// How the blocks of new entries are compressed and how large they
+    /// grow (any setting reads back the same).
+    pub blocks: BlockConfig,
 }
 
 /// What a writer gets back once its event is durable.
@@ -133,7 +138,17 @@ pub(crate) struct SegmentInfo {
 #[derive(Debug)]
 pub(crate) struct ActiveSegment {
     writer: SegmentWriter,
+    /// The record key of this writer session's generation.
     key: Arc<DataKey>,
+    /// Derives the salts of the entries sealed under `key`.
+    salts: SaltKey,
+}
+
+impl ActiveSegment {
+    fn new(writer: SegmentWriter, key: Arc<DataKey>) -> ActiveSegment {
+        let salts = key.salt_key();
+        ActiveSegment { writer, key, salts }
+    }
 }
 
 impl ActiveSegment {
@@ -198,6 +213,8 @@ pub struct LogWriter {
     poisoned: Option<String>,
     /// Makes written batches durable (steps 2b and 3).
     committer: Committer,
+    /// Derives salts and commitments, and compresses and seals blocks (step 1).
+    sealer: seal::Sealer,
     /// Batches handed to the committer, oldest first.
     in_flight: std::collections::VecDeque<InFlight>,
     /// What this open's recovery kept aside in `recovered/` (one line each).
@@ -388,6 +405,7 @@ impl LogWriter {
             publisher,
             poisoned: None,
             committer: Committer::start(),
+            sealer: seal::Sealer::new(options.blocks)?,
             in_flight: std::collections::VecDeque::new(),
             kept_at_open: Vec::new(),
         };
@@ -586,15 +604,16 @@ impl LogWriter {
             }
         };
         let first = self.next_index();
-        let mut index_bytes = Vec::with_capacity(events.len() * 64);
         let mut receipts: Vec<Receipt> = Vec::with_capacity(events.len());
-        let mut commitments: Vec<[u8; 32]> = Vec::with_capacity(events.len());
+        let mut placed: Vec<seal::Placed> = Vec::with_capacity(events.len());
+        // Receipt position of each placed entry.
+        let mut receipt_of: Vec<usize> = Vec::with_capacity(events.len());
         let mut keys: Vec<(u64, u64)> = Vec::new();
         // Idempotency keys of this batch: hash → (receipt position, event).
         let mut batch_keys: HashMap<u64, Vec<(usize, &PreparedEvent)>> = HashMap::new();
-        let mut canonical_scratch = Vec::new();
-        // Step 1: seal into staging buffers; an event whose idempotency key
-        // is already in the log (or earlier in this batch) is not appended.
+        // Each event is numbered and placed in its segment; an event whose
+        // idempotency key is already in the log (or earlier in this batch)
+        // is not appended.
         for event in events {
             if event.idempotency != 0 {
                 if let Some(receipt) = self.duplicate_of(event, &batch_keys, &receipts)? {
@@ -606,43 +625,47 @@ impl LogWriter {
                     .or_default()
                     .push((receipts.len(), event));
             }
-            let index = first + commitments.len() as u64;
+            let index = first + placed.len() as u64;
             let slot = self.active_segment(&event.stream, event.epoch)?;
-            let active = &mut self.active[slot];
-            // A segment begun before the packed form (version 1) keeps
-            // canonical bodies, so the builds that wrote it can still read it.
-            let body = if active.writer.header().version == segment::VERSION_CANONICAL_ONLY {
-                stele_event::canonical_from_stored(&event.stored, &mut canonical_scratch)
-                    .map_err(|e| LogError::Internal(format!("event {}: {e}", event.id)))?
-            } else {
-                &event.stored
-            };
-            let location = active.writer.stage(
-                &active.key,
-                generation,
-                index,
-                &event.commitment,
-                &[&event.salt, body],
-            )?;
-            let record = IndexRecord {
-                commitment: event.commitment,
-                segment_id: active.writer.header().id,
-                location,
-                idempotency: event.idempotency,
-            };
-            index_bytes.extend_from_slice(&record.encode());
+            placed.push(seal::Placed { index, event, slot });
+            receipt_of.push(receipts.len());
             receipts.push(Receipt {
                 index: EntryIndex(index),
                 id: event.id.clone(),
                 stream: event.stream.clone(),
-                commitment: event.commitment,
-                salt: event.salt,
+                commitment: [0; 32],
+                salt: [0; 32],
                 duplicate: false,
             });
             if event.idempotency != 0 {
                 keys.push((event.idempotency, index));
             }
-            commitments.push(event.commitment);
+        }
+        // Step 1: salts, commitments, sealed bytes staged.
+        let sealed = self.sealer.seal(&mut self.active, generation, &placed)?;
+        let mut index_bytes = Vec::with_capacity(placed.len() * 64);
+        let mut commitments: Vec<[u8; 32]> = Vec::with_capacity(placed.len());
+        for ((entry, sealed), position) in placed.iter().zip(&sealed).zip(&receipt_of) {
+            let record = IndexRecord {
+                commitment: sealed.commitment,
+                segment_id: self.active[entry.slot].segment_id(),
+                location: sealed.location,
+                idempotency: entry.event.idempotency,
+            };
+            index_bytes.extend_from_slice(&record.encode());
+            let receipt = &mut receipts[*position];
+            receipt.commitment = sealed.commitment;
+            receipt.salt = sealed.salt;
+            commitments.push(sealed.commitment);
+        }
+        // An event retrying one earlier in this batch gets that one's
+        // receipt, now that it is sealed.
+        for position in 0..receipts.len() {
+            if receipts[position].duplicate && receipts[position].index.0 >= first {
+                let original = receipt_of[(receipts[position].index.0 - first) as usize];
+                receipts[position].commitment = receipts[original].commitment;
+                receipts[position].salt = receipts[original].salt;
+            }
         }
         if commitments.is_empty() {
             return Ok(InFlight {
@@ -834,13 +857,11 @@ impl LogWriter {
                     LogError::Integrity(format!("{}: committed length unknown", path.display()))
                 })?;
                 let writer = SegmentWriter::open_at(&path, committed)?;
-                ActiveSegment {
-                    writer,
-                    key: self
-                        .reader
-                        .segment_keys(id)?
-                        .record_key(self.session_generation()?)?,
-                }
+                let key = self
+                    .reader
+                    .segment_keys(id)?
+                    .record_key(self.session_generation()?)?;
+                ActiveSegment::new(writer, key)
             }
             None => self.create_segment(stream, epoch)?,
         };
@@ -882,7 +903,7 @@ impl LogWriter {
         let keys = Arc::new(SegmentKeys::new(id, key, self.sessions.clone()));
         self.reader.lock_keys().insert(id, keys.clone());
         let key = keys.record_key(self.session_generation()?)?;
-        Ok(ActiveSegment { writer, key })
+        Ok(ActiveSegment::new(writer, key))
     }
 
     /// Stops appending to segment `id` (its epoch is about to be purged).

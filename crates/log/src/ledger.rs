@@ -368,7 +368,7 @@ fn system_events(log: &LogReader) -> LogResult<Vec<LedgerEvent>> {
         }
         let bytes = std::fs::read(&info.path)
             .map_err(|e| stele_store::StoreError::io("read", &info.path, e))?;
-        let (_, header_len) = stele_store::segment::read_header(&info.path)?;
+        let (header, header_len) = stele_store::segment::read_header(&info.path)?;
         let end = log
             .committed_length(*id)
             .unwrap_or(bytes.len() as u64)
@@ -382,11 +382,20 @@ fn system_events(log: &LogReader) -> LogResult<Vec<LedgerEvent>> {
                     info.path.display()
                 )));
             };
+            // A block holds several entries (segment version 3).
+            let held = if header.version == stele_store::segment::VERSION {
+                stele_store::block::peek_indices(&bytes[offset..end]).ok_or_else(|| {
+                    LogError::Integrity(format!(
+                        "{}: the block at byte {offset} cannot be read",
+                        info.path.display()
+                    ))
+                })?
+            } else {
+                vec![index]
+            };
             // Records past the log's size are a running writer's (or an
             // interrupted append's) and not part of what is read here.
-            if index < log.size() {
-                indices.push(index);
-            }
+            indices.extend(held.into_iter().filter(|index| *index < log.size()));
             offset += total;
         }
     }

@@ -69,6 +69,7 @@ pub use reader::LogReader;
 #[doc(hidden)]
 pub use rotate::kek_info_round_trip;
 pub use rotate::{KekAgeSource, KekInfo, RotateStep};
+pub use stele_store::block::BlockConfig;
 /// The key kinds a caller chooses or reads, from the store.
 pub use stele_store::keys::{KekKind, NewKek};
 pub use system_event::{SystemEvent, SystemResource};

@@ -2,12 +2,13 @@
 //!
 //! Preparation does everything that does not need a log index: parse and
 //! validate, build the envelope (server id, clock, writer, stream), encode it
-//! canonically, draw the salt and compute the commitment. It can run on many
-//! threads; the sequencer then only seals and writes.
+//! canonically and pack it. It can run on many threads. The salt and the
+//! commitment need the entry's number and segment: the writer derives them
+//! when it seals the entry (`engine/seal.rs`).
 
 use jiff::Timestamp;
 use stele_event::time::{Day, DayError};
-use stele_event::{Envelope, EventError, Limits, commitment, new_envelope, parse_client_event};
+use stele_event::{Envelope, EventError, Limits, new_envelope, parse_client_event};
 use stele_store::keys::random_bytes;
 
 use crate::error::LogResult;
@@ -20,13 +21,10 @@ pub struct PreparedEvent {
     pub stream: String,
     /// UTC day of `received_at`; selects the segment.
     pub epoch: Day,
-    pub salt: [u8; 32],
-    /// The envelope as a segment record keeps it after the salt: packed, or
+    /// The envelope as a segment keeps it: packed, or
     /// its canonical (RFC 8785) bytes (`stele_event::canonical_from_stored`
     /// gives the canonical bytes back).
     pub stored: Vec<u8>,
-    /// SHA-256("stele/event/v1\n" ‖ salt ‖ canonical): the Merkle leaf data.
-    pub commitment: [u8; 32],
     /// Hash of the idempotency key (0 when the event has no client `id`):
     /// an event with the key of an event already in the log is not appended
     /// again; its original receipt is returned instead.
@@ -149,20 +147,16 @@ impl Preparer {
         raw: &[u8],
         now: Timestamp,
     ) -> Result<PreparedEvent, PrepareError> {
-        let mut random = [0u8; 42];
-        take_random(&mut random)?;
-        let millis = u64::try_from(now.as_millisecond()).unwrap_or(0);
         let mut uuid_random = [0u8; 10];
-        uuid_random.copy_from_slice(&random[32..]);
+        take_random(&mut uuid_random)?;
+        let millis = u64::try_from(now.as_millisecond()).unwrap_or(0);
         let id = uuid::Builder::from_unix_timestamp_millis(millis, &uuid_random)
             .into_uuid()
             .hyphenated()
             .to_string();
         let stream = self.stream_for(&parsed)?;
         let envelope = new_envelope(parsed, raw, id, now, &self.writer, &stream, &self.channel)?;
-        let mut salt = [0u8; 32];
-        salt.copy_from_slice(&random[..32]);
-        prepare_envelope(envelope, salt, now)
+        prepare_envelope(envelope, now)
     }
 }
 
@@ -184,23 +178,25 @@ fn take_random(out: &mut [u8]) -> Result<(), PrepareError> {
             *used = 0;
         }
         out.copy_from_slice(&buffer[*used..*used + out.len()]);
-        // Wipe what was handed out so the pool never holds a used salt.
+        // Wipe what was handed out: each byte is used once.
         buffer[*used..*used + out.len()].fill(0);
         *used += out.len();
         Ok(())
     })
 }
 
-/// Encodes an already built envelope with a given salt. The idempotency
-/// key is taken from the envelope's writer and client `id`.
-pub fn prepare_envelope(
-    envelope: Envelope,
-    salt: [u8; 32],
-    now: Timestamp,
-) -> Result<PreparedEvent, PrepareError> {
+/// Encodes an already built envelope. The idempotency key is taken from
+/// the envelope's writer and client `id`.
+pub fn prepare_envelope(envelope: Envelope, now: Timestamp) -> Result<PreparedEvent, PrepareError> {
     let epoch = Day::of(now).map_err(PrepareError::Clock)?;
-    let (canonical, stored) = envelope.canonical_and_stored();
-    let commitment = commitment(&salt, &canonical);
+    let (canonical, mut stored) = envelope.canonical_and_stored();
+    // The writer commits to what the stored form gives back: it must be
+    // exactly the canonical envelope, or the canonical bytes are stored.
+    let mut scratch = Vec::new();
+    if stele_event::canonical_from_stored(&stored, &mut scratch).ok() != Some(canonical.as_slice())
+    {
+        stored = canonical;
+    }
     let idempotency = envelope
         .event
         .id
@@ -225,9 +221,7 @@ pub fn prepare_envelope(
         id: envelope.id,
         stream: envelope.stream,
         epoch,
-        salt,
         stored,
-        commitment,
     })
 }
 

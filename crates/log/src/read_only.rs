@@ -123,6 +123,9 @@ impl LogReader {
         if let Some(cut_at) = reader.survey_unbacked_tail(&mut pending)? {
             index.limit(cut_at);
         }
+        if let Some(cut_at) = reader.survey_partial_blocks(&mut pending)? {
+            index.limit(cut_at);
+        }
         reader.survey_segment_tails(&mut pending)?;
         Ok(reader.with_pending(pending))
     }
@@ -151,6 +154,28 @@ impl LogReader {
             path.display()
         ));
         Ok(Some(index))
+    }
+
+    /// What the second step of `Log::cut_unbacked_tail` would cut: a block
+    /// that holds entries at or after the end of the index (its append's
+    /// index records were cut short by a crash, or are being written by a
+    /// running writer) is left out of the view from its first entry on.
+    /// Where the open would refuse instead (a signed checkpoint covers that
+    /// entry), or the blocks do not read back, the view stays (`verify`
+    /// reports it). Returns where the view is to stop, if before the end.
+    fn survey_partial_blocks(&self, pending: &mut Vec<String>) -> LogResult<Option<u64>> {
+        let total = self.size();
+        let Ok(Some(cut)) = self.first_partial_block_in_reach(total) else {
+            return Ok(None);
+        };
+        if cut < self.published_size() {
+            return Ok(None);
+        }
+        pending.push(format!(
+            "entries {cut} to {} would be cut from the index at the next open: a block of their append holds entries past the end of the index ({total}), so the append's index records were cut short (by a crash, or being written) and it was never acknowledged; they are not verified",
+            total - 1
+        ));
+        Ok(Some(cut))
     }
 
     /// What the segment cut of a writing open would do with the bytes after

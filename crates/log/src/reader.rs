@@ -470,9 +470,7 @@ impl LogReader {
     ) -> LogResult<(Vec<u8>, Arc<SegmentReader>)> {
         let reader = self.segment_reader(record.segment_id)?;
         let keys = self.segment_keys(record.segment_id)?;
-        let sealed = reader.read(record.location, index)?;
-        let key = keys.record_key(sealed.generation)?;
-        let plain = sealed.open(&key, &record.commitment, reader.path())?;
+        let plain = reader.open_entry(record.location, index, &keys, &record.commitment)?;
         Ok((plain, reader))
     }
 
@@ -635,13 +633,79 @@ impl LogReader {
                         )));
                     }
                 }
-                if let Err(e) = self.open_record(index, &record) {
-                    return Ok(Some((index, record, e)));
+                match self.open_record(index, &record) {
+                    Err(e) => return Ok(Some((index, record, e))),
+                    // A block's tag does not bind its entries' commitments:
+                    // each is computed again (a mismatch is not a tear).
+                    Ok((plain, reader)) if reader.header.version == segment::VERSION => {
+                        crate::engine::decode_plaintext(
+                            index,
+                            &record.commitment,
+                            plain,
+                            reader.path(),
+                        )?;
+                    }
+                    Ok(_) => {}
                 }
             }
             start += count;
         }
         Ok(None)
+    }
+
+    /// Where the index is to be cut so that no block holds entries on both
+    /// sides of its end, among the blocks the entries of the last append's
+    /// reach point at: the first entry of a block that holds an entry at
+    /// or after `total` (the index records of its batch were cut short:
+    /// the batch was never acknowledged, and the block with it; see
+    /// `LogWriter::cut_unbacked_tail`). `None` when no block does. Every
+    /// entry in reach reads back (`first_unreadable_in_reach` found none).
+    ///
+    /// One cut can make another block partial: an append over several
+    /// segments interleaves its entries, so the block of one segment may
+    /// hold entries on both sides of the first entry of another's (entries
+    /// 5, 7, 9 in one, 6, 8, 10 in the other: index records up to 9 leave
+    /// the second partial, and cutting at 6 leaves the first so). The cut
+    /// goes down until no block is partial.
+    pub(crate) fn first_partial_block_in_reach(&self, total: u64) -> LogResult<Option<u64>> {
+        let mut start = self
+            .published_size()
+            .max(total.saturating_sub(MAX_BATCH_RECORDS));
+        let mut seen: std::collections::HashSet<(u32, u64)> = std::collections::HashSet::new();
+        // (first, last) entry of every block in reach.
+        let mut blocks: Vec<(u64, u64)> = Vec::new();
+        while start < total {
+            let count = (total - start).min(4096);
+            let records = self.index().read_range(start, count)?;
+            for (i, record) in records.into_iter().enumerate() {
+                let index = start + i as u64;
+                if self.view().purged.contains_key(&record.segment_id)
+                    || !seen.insert((record.segment_id, record.location.offset))
+                {
+                    continue;
+                }
+                let reader = self.segment_reader(record.segment_id)?;
+                if reader.header.version != segment::VERSION {
+                    continue;
+                }
+                let keys = self.segment_keys(record.segment_id)?;
+                let entries = reader.block_entries(record.location, index, &keys)?;
+                if let (Some(first), Some(last)) = (entries.first(), entries.last()) {
+                    blocks.push((*first, *last));
+                }
+            }
+            start += count;
+        }
+        let mut cut = total;
+        while let Some(first) = blocks
+            .iter()
+            .filter(|(first, last)| *first < cut && *last >= cut)
+            .map(|(first, _)| *first)
+            .min()
+        {
+            cut = first;
+        }
+        Ok((cut < total).then_some(cut))
     }
 
     /// What lies after the committed length of each segment (purged ones

@@ -112,6 +112,7 @@ pub async fn bind(
     let options = OpenOptions {
         passphrase,
         anchor: config.anchor.clone(),
+        ..OpenOptions::default()
     };
     let mut log = Log::open(&config.data, options).map_err(|e| e.to_string())?;
     log.governance()

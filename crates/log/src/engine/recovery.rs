@@ -111,18 +111,37 @@ impl LogWriter {
     /// not damaged data (an I/O error, a segment file that is gone, a key
     /// that does not open) stops the open too; entries before the reach are
     /// not read here (`verify` does).
+    ///
+    /// A block (segment version 3) holds entries of one append; if the
+    /// index records of that append were cut short, the block holds
+    /// entries the index no longer has, and the index is cut back to the
+    /// block's first entry (and further while that leaves another block of
+    /// the append partial: its blocks in other segments interleave their
+    /// entries): the whole append was unacknowledged, and its blocks then
+    /// lie after their segments' committed lengths, where the segments are
+    /// cut like any interrupted append.
     fn cut_unbacked_tail(&mut self) -> LogResult<()> {
         match self.reader.first_unreadable_in_reach()? {
-            None => Ok(()),
+            None => {}
             Some((index, record, e)) if is_damaged_data(&e) => {
                 self.reader.tear_of(index, &record, &e)?;
                 // Crash story: a crash during the cut leaves the index
                 // longer; the next open checks it again.
                 self.index.cut_to(index)?;
-                Ok(())
             }
-            Some((_, _, e)) => Err(e),
+            Some((_, _, e)) => return Err(e),
         }
+        let total = self.index.len();
+        if let Some(first) = self.reader.first_partial_block_in_reach(total)? {
+            if first < self.published_size() {
+                return Err(LogError::Integrity(format!(
+                    "a block holds entries from {first} to past the end of the index ({total}), yet a signed checkpoint covers entry {first}: the index or the segment was altered; nothing was cut"
+                )));
+            }
+            // Crash story: as above.
+            self.index.cut_to(first)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,324 @@
+//! Step 1 of an append: each entry's salt and commitment, and its sealed
+//! bytes staged in its segment.
+//!
+//! The salt of an entry is derived from its segment's record key and its
+//! entry number (`SaltKey::salt`), so it is known only once the entry is
+//! numbered and placed: the commitment, SHA-256 over the salt and the
+//! canonical envelope, is computed here. In a segment of version 3 the
+//! entries of one append are gathered into blocks of about
+//! [`BlockConfig::target_plain`] bytes (256 KiB unless the log was opened
+//! with another), each compressed and sealed at once;
+//! blocks are sealed on every core when there are several, then staged in
+//! order. Segments of earlier versions (begun by an earlier build, and
+//! still appended to for the rest of their day) get one record per entry,
+//! salt stored, as those builds wrote them.
+//!
+//! Nothing here touches a file: staged bytes are written by step 2a.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use stele_store::block::{self, BlockConfig, Packer};
+use stele_store::segment::{self, RecordLocation};
+
+use super::ActiveSegment;
+use crate::error::{LogError, LogResult};
+use crate::prepare::PreparedEvent;
+
+/// An entry numbered and placed: its number, its event, and the active
+/// segment (position in the writer's list) it goes into.
+pub(crate) struct Placed<'a> {
+    pub index: u64,
+    pub event: &'a PreparedEvent,
+    pub slot: usize,
+}
+
+/// What sealing gave an entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sealed {
+    pub salt: [u8; 32],
+    /// SHA-256("stele/event/v1\n" ‖ salt ‖ canonical envelope).
+    pub commitment: [u8; 32],
+    /// The record, or block, holding it.
+    pub location: RecordLocation,
+}
+
+/// Below this many plaintext bytes in an append, its blocks are sealed on
+/// the calling thread alone (starting threads would cost more).
+const PARALLEL_MIN_PLAIN: usize = 32 * 1024;
+
+/// The entries of one block: their positions in the append.
+struct BlockJob {
+    slot: usize,
+    positions: Vec<usize>,
+    plain: usize,
+}
+
+/// A block sealed: its frame, and each entry's salt and commitment.
+struct SealedBlock {
+    frame: Vec<u8>,
+    entries: Vec<([u8; 32], [u8; 32])>,
+}
+
+/// Seals blocks, one zstd context per core.
+#[derive(Debug)]
+pub(crate) struct Sealer {
+    packers: Vec<Packer>,
+    /// Plaintext bytes gathered into one block.
+    target: usize,
+}
+
+impl Sealer {
+    pub(crate) fn new(config: BlockConfig) -> LogResult<Sealer> {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 16);
+        let packers = (0..cores)
+            .map(|_| Packer::new(config.level()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Sealer {
+            packers,
+            target: config.target_plain(),
+        })
+    }
+
+    /// Seals and stages every entry of `placed` (numbers rising) into its
+    /// active segment, for writer `generation`; returns what each got, in
+    /// the order of `placed`.
+    pub(crate) fn seal(
+        &mut self,
+        active: &mut [ActiveSegment],
+        generation: u32,
+        placed: &[Placed<'_>],
+    ) -> LogResult<Vec<Sealed>> {
+        let mut out: Vec<Option<Sealed>> = vec![None; placed.len()];
+        let mut jobs: Vec<BlockJob> = Vec::new();
+        // Per segment, the block being filled.
+        let mut filling: HashMap<usize, usize> = HashMap::new();
+        let mut scratch = Vec::new();
+        for (position, entry) in placed.iter().enumerate() {
+            let segment = &mut active[entry.slot];
+            if segment.writer.header().version != segment::VERSION {
+                out[position] = Some(seal_record(segment, generation, entry, &mut scratch)?);
+                continue;
+            }
+            let len = entry.event.stored.len() + 5;
+            let job = match filling.get(&entry.slot) {
+                Some(&job)
+                    if jobs[job].plain + len <= self.target
+                        && jobs[job].positions.len() < block::MAX_ENTRIES =>
+                {
+                    job
+                }
+                _ => {
+                    jobs.push(BlockJob {
+                        slot: entry.slot,
+                        positions: Vec::new(),
+                        plain: 0,
+                    });
+                    filling.insert(entry.slot, jobs.len() - 1);
+                    jobs.len() - 1
+                }
+            };
+            jobs[job].positions.push(position);
+            jobs[job].plain += len;
+        }
+        let sealed = self.seal_blocks(active, generation, placed, &jobs)?;
+        // Blocks of one segment are staged in the order they were begun:
+        // their entries' numbers rise through the file.
+        for (job, block) in jobs.iter().zip(sealed) {
+            let location = active[job.slot].writer.stage_frame(&block.frame)?;
+            for (position, (salt, commitment)) in job.positions.iter().zip(block.entries) {
+                out[*position] = Some(Sealed {
+                    salt,
+                    commitment,
+                    location,
+                });
+            }
+        }
+        out.into_iter()
+            .map(|s| s.ok_or_else(|| LogError::Internal("an entry was not sealed".into())))
+            .collect()
+    }
+
+    /// Seals every block and computes its entries' salts and commitments,
+    /// on as many threads as there are cores when the append is large
+    /// enough (the calling thread being one of them). Compressing a block
+    /// needs no commitment, so even an append of one block keeps two
+    /// cores busy: one compresses while the other hashes.
+    fn seal_blocks(
+        &mut self,
+        active: &[ActiveSegment],
+        generation: u32,
+        placed: &[Placed<'_>],
+        jobs: &[BlockJob],
+    ) -> LogResult<Vec<SealedBlock>> {
+        let mut tasks: Vec<Task> = (0..jobs.len()).map(Task::Seal).collect();
+        for (j, job) in jobs.iter().enumerate() {
+            for start in (0..job.positions.len()).step_by(HASH_PIECE) {
+                tasks.push(Task::Hash(
+                    j,
+                    start..(start + HASH_PIECE).min(job.positions.len()),
+                ));
+            }
+        }
+        let results: Vec<Mutex<Option<LogResult<Done>>>> =
+            tasks.iter().map(|_| Mutex::new(None)).collect();
+        let run = |packer: &mut Packer, task: &Task| match task {
+            Task::Seal(j) => {
+                let job = &jobs[*j];
+                seal_block(packer, &active[job.slot], generation, placed, job).map(Done::Frame)
+            }
+            Task::Hash(j, range) => {
+                let job = &jobs[*j];
+                hash_entries(&active[job.slot], placed, &job.positions[range.clone()])
+                    .map(Done::Entries)
+            }
+        };
+        let plain: usize = jobs.iter().map(|j| j.plain).sum();
+        let workers = self.packers.len().min(tasks.len());
+        if workers <= 1 || plain < PARALLEL_MIN_PLAIN {
+            let packer = self
+                .packers
+                .first_mut()
+                .ok_or_else(|| LogError::Internal("no zstd context".into()))?;
+            for (task, result) in tasks.iter().zip(&results) {
+                *result.lock().unwrap_or_else(|p| p.into_inner()) = Some(run(packer, task));
+            }
+        } else {
+            let next = AtomicUsize::new(0);
+            let work = |packer: &mut Packer| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(task) = tasks.get(i) else { break };
+                    let done = run(packer, task);
+                    *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(done);
+                }
+            };
+            std::thread::scope(|scope| {
+                let (mine, others) = self.packers[..workers].split_at_mut(1);
+                for packer in others {
+                    scope.spawn(|| work(packer));
+                }
+                work(&mut mine[0]);
+            });
+        }
+        // Each block's frame, then its entries piece by piece, in order.
+        let mut blocks: Vec<SealedBlock> = Vec::with_capacity(jobs.len());
+        for (task, result) in tasks.iter().zip(results) {
+            let done = result
+                .into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| Err(LogError::Internal("a block was not sealed".into())))?;
+            match (task, done) {
+                (Task::Seal(_), Done::Frame(frame)) => blocks.push(SealedBlock {
+                    frame,
+                    entries: Vec::new(),
+                }),
+                (Task::Hash(j, _), Done::Entries(entries)) => {
+                    blocks[*j].entries.extend(entries);
+                }
+                _ => return Err(LogError::Internal("a sealing task went astray".into())),
+            }
+        }
+        Ok(blocks)
+    }
+}
+
+/// Entries whose salts and commitments one task computes.
+const HASH_PIECE: usize = 1024;
+
+/// One piece of sealing an append's blocks.
+enum Task {
+    /// Compress and seal block `j`.
+    Seal(usize),
+    /// The salts and commitments of block `j`'s entries in this range.
+    Hash(usize, std::ops::Range<usize>),
+}
+
+/// What a task gave.
+enum Done {
+    Frame(Vec<u8>),
+    Entries(Vec<([u8; 32], [u8; 32])>),
+}
+
+/// The salt and commitment of `entry` in `segment`; `scratch` receives the
+/// canonical envelope when it is stored packed.
+fn salt_and_commitment<'s>(
+    segment: &ActiveSegment,
+    entry: &'s Placed<'_>,
+    scratch: &'s mut Vec<u8>,
+) -> LogResult<([u8; 32], [u8; 32], &'s [u8])> {
+    let salt = segment.salts.salt(entry.index);
+    let canonical = stele_event::canonical_from_stored(&entry.event.stored, scratch)
+        .map_err(|e| LogError::Internal(format!("event {}: {e}", entry.event.id)))?;
+    Ok((salt, stele_event::commitment(&salt, canonical), canonical))
+}
+
+/// Compresses and seals the block of `job`: its frame.
+fn seal_block(
+    packer: &mut Packer,
+    segment: &ActiveSegment,
+    generation: u32,
+    placed: &[Placed<'_>],
+    job: &BlockJob,
+) -> LogResult<Vec<u8>> {
+    let bodies: Vec<(u64, &[u8])> = job
+        .positions
+        .iter()
+        .map(|position| {
+            let entry = &placed[*position];
+            (entry.index, entry.event.stored.as_slice())
+        })
+        .collect();
+    let mut frame = Vec::with_capacity(job.plain / 4 + 64);
+    packer.seal(&segment.key, generation, &bodies, &mut frame)?;
+    Ok(frame)
+}
+
+/// The salt and commitment of each entry at `positions`, in order.
+fn hash_entries(
+    segment: &ActiveSegment,
+    placed: &[Placed<'_>],
+    positions: &[usize],
+) -> LogResult<Vec<([u8; 32], [u8; 32])>> {
+    let mut scratch = Vec::new();
+    positions
+        .iter()
+        .map(|position| {
+            let (salt, commitment, _) =
+                salt_and_commitment(segment, &placed[*position], &mut scratch)?;
+            Ok((salt, commitment))
+        })
+        .collect()
+}
+
+/// One record for one entry, as segments of versions 1 and 2 hold them:
+/// the salt stored before the body, which is canonical in version 1.
+fn seal_record(
+    segment: &mut ActiveSegment,
+    generation: u32,
+    entry: &Placed<'_>,
+    scratch: &mut Vec<u8>,
+) -> LogResult<Sealed> {
+    let (salt, commitment, canonical) = salt_and_commitment(segment, entry, scratch)?;
+    let body = if segment.writer.header().version == segment::VERSION_CANONICAL_ONLY {
+        canonical
+    } else {
+        entry.event.stored.as_slice()
+    };
+    let location = segment.writer.stage(
+        &segment.key,
+        generation,
+        entry.index,
+        &commitment,
+        &[&salt, body],
+    )?;
+    Ok(Sealed {
+        salt,
+        commitment,
+        location,
+    })
+}

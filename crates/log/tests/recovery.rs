@@ -8,7 +8,7 @@ use std::path::Path;
 
 use stele_log::EntryIndex;
 use stele_log::verify::{CpuPercent, Granularity, NoProgress, VerifyReport, verify};
-use stele_log::{CreateOptions, Log, LogError, OpenOptions, PreparedEvent, Preparer};
+use stele_log::{BlockConfig, CreateOptions, Log, LogError, OpenOptions, PreparedEvent, Preparer};
 use stele_store::keys::NewKek;
 
 fn create(dir: &Path) {
@@ -30,6 +30,62 @@ fn event(preparer: &Preparer, n: usize, stream: Option<&str>) -> PreparedEvent {
     preparer
         .prepare(raw.as_bytes(), jiff::Timestamp::now())
         .unwrap()
+}
+
+/// Options that gather an append's entries into blocks of about 1 KiB of
+/// plaintext (a few of these tests' events each; one `large_event` each).
+fn small_blocks() -> OpenOptions {
+    OpenOptions {
+        blocks: BlockConfig::new(stele_store::block::LEVEL, 1024).unwrap(),
+        ..OpenOptions::default()
+    }
+}
+
+/// The frames of a segment of blocks: (offset, length, entries held), up to
+/// the zeros written ahead of the next.
+fn frames(segment: &Path) -> Vec<(usize, usize, Vec<u64>)> {
+    let bytes = std::fs::read(segment).unwrap();
+    let (header, mut at) = stele_store::segment::SegmentHeader::decode(segment, &bytes).unwrap();
+    assert_eq!(
+        header.version,
+        stele_store::segment::VERSION,
+        "a segment of blocks"
+    );
+    let mut frames = Vec::new();
+    while at < bytes.len() && bytes[at..].iter().any(|b| *b != 0) {
+        let len = stele_store::segment::record_len(&bytes[at..]).unwrap();
+        let held = stele_store::block::peek_indices(&bytes[at..at + len]).unwrap();
+        frames.push((at, len, held));
+        at += len;
+    }
+    frames
+}
+
+/// The frame holding `entry`.
+fn frame_of(frames: &[(usize, usize, Vec<u64>)], entry: u64) -> &(usize, usize, Vec<u64>) {
+    frames.iter().find(|f| f.2.contains(&entry)).unwrap()
+}
+
+/// A log of 300 entries in its one segment: entries 0 to 99 appended one
+/// per batch (one-entry blocks, much as records of the old format), 100 to
+/// 299 in one batch gathered into blocks of about 1 KiB (a few entries
+/// each, so that windows of the index and chunks of the file cut them).
+fn mixed_log(data: &Path) -> Log {
+    create(data);
+    let preparer = Preparer::new("tester", "test", "default");
+    let mut log = Log::open(data, small_blocks()).unwrap();
+    for i in 0..100 {
+        log.writer()
+            .append_batch(&[event(&preparer, i, None)])
+            .unwrap();
+    }
+    let batch: Vec<PreparedEvent> = (100..300).map(|i| event(&preparer, i, None)).collect();
+    log.writer().append_batch(&batch).unwrap();
+    log.writer().publish().unwrap();
+    let frames = frames(&segment_of(data, "default"));
+    assert!(frames[..100].iter().all(|f| f.2.len() == 1), "{frames:?}");
+    assert!(frames[100..].iter().all(|f| f.2.len() > 1), "{frames:?}");
+    log
 }
 
 fn assert_verifies(log: &Log) {
@@ -300,33 +356,39 @@ fn client_ids_make_retries_idempotent() {
 
 /// Verification reads segments in chunks; records (and their length
 /// fields) cut by a chunk boundary must be read whole from the next chunk.
-/// Small chunk sizes put a boundary inside every part of some record.
+/// Chunk sizes are chosen to put the first boundary inside every field of
+/// a one-entry block and of a block of several entries: on each of the
+/// first 40 bytes (length, first entry, generation, head) and of the last
+/// 24 (tag, checksum), and every 7th byte of the ciphertext between.
 #[test]
 fn verify_reads_records_across_chunk_boundaries() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    create(&data);
-    let preparer = Preparer::new("tester", "test", "default");
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    let batch: Vec<PreparedEvent> = (0..300).map(|i| event(&preparer, i, None)).collect();
-    log.writer().append_batch(&batch).unwrap();
-    log.writer().publish().unwrap();
-    // Records here are about 880 bytes: sweep across one and two records
-    // so that boundaries land inside every field, the length field included.
+    let log = mixed_log(&data);
+    let frames = frames(&segment_of(&data, "default"));
+    // The first chunk starts after the header, at the first frame.
+    let start = frames[0].0;
+    let boundaries_in = |frame: &(usize, usize, Vec<u64>)| {
+        let (at, len) = (frame.0 - start, frame.1);
+        (0..len)
+            .filter(move |d| *d < 40 || *d + 24 >= len || d % 7 == 0)
+            .map(move |d| at + d)
+    };
     let sizes = [64, 97, 500, 4096, 1 << 20]
         .into_iter()
-        .chain(820..960)
-        .chain(1700..1800);
+        .chain(boundaries_in(&frames[1]))
+        .chain(boundaries_in(&frames[101]));
     for chunk in sizes {
         let report = verify_with(&log, chunk, 1 << 20);
         assert!(report.ok(), "chunk {chunk}: {:?}", report.problems);
         assert_eq!(report.entries, 300);
         assert!(report.bytes_decrypted > 0);
     }
-    // The index read in windows: each carries the walk over to the next.
+    // The index read in windows: each carries the walk over to the next,
+    // blocks cut by a window's end included (each decrypted once).
     let whole = verify_with(&log, 1 << 20, 1 << 20);
     for chunk in [64, 900, 4096, 1 << 20] {
-        for window in [1, 2, 7, 64, 256, 299, 300] {
+        for window in [1, 2, 7, 64, 101, 256, 299, 300] {
             let report = verify_with(&log, chunk, window);
             assert!(
                 report.ok(),
@@ -424,29 +486,20 @@ fn a_paced_verification_rests_only_while_the_writer_appends() {
     assert_verifies(&Log::open(&data, OpenOptions::default()).unwrap());
 }
 
-/// Damage is found wherever chunks fall: a record whose sealed bytes were
-/// altered is named while the records around it verify, and a record whose
-/// framing cannot be parsed stops the walk there, still checking what came
-/// before it (records already read while the next chunk is walked) and
-/// naming the entries it leaves unreached.
+/// Damage is found wherever chunks fall: a block whose sealed bytes were
+/// altered is named (by its first entry) while the blocks around it
+/// verify, and a block whose framing cannot be parsed stops the walk there,
+/// still checking what came before it (blocks already read while the next
+/// chunk is walked) and naming the entries it leaves unreached. Blocks of
+/// one entry and of several are damaged alike.
 #[test]
 fn verify_in_chunks_names_damage_wherever_chunks_fall() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    create(&data);
-    let preparer = Preparer::new("tester", "test", "default");
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    let batch: Vec<PreparedEvent> = (0..300).map(|i| event(&preparer, i, None)).collect();
-    log.writer().append_batch(&batch).unwrap();
-    log.writer().publish().unwrap();
-    drop(log);
-    let segment = std::fs::read_dir(data.join("segments/default"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "seg"))
-        .unwrap();
+    drop(mixed_log(&data));
+    let segment = segment_of(&data, "default");
     // What verification names, at chunk sizes putting boundaries anywhere.
-    // (The index is read in windows of various sizes too.)
+    // (The index is read in windows of various sizes too, cutting blocks.)
     let problems_by_chunk = |log: &Log| {
         [
             (64, 1 << 20),
@@ -459,50 +512,60 @@ fn verify_in_chunks_names_damage_wherever_chunks_fall() {
             (1 << 20, 5),
         ]
         .map(|(chunk, window)| {
-            let named: Vec<String> = verify_with(log, chunk, window)
+            let mut named: Vec<String> = verify_with(log, chunk, window)
                 .problems
                 .into_iter()
                 .map(|p| p.what)
                 .collect();
+            named.sort();
             (format!("{chunk}/{window}"), named)
         })
     };
     let original = std::fs::read(&segment).unwrap();
-    let (_, header_len) = stele_store::segment::SegmentHeader::decode(&segment, &original).unwrap();
-    // Byte offsets of every record.
-    let mut offsets = Vec::new();
-    let mut at = header_len;
-    // The records, then zeros written ahead of the next ones.
-    while at < original.len() && original[at..].iter().any(|b| *b != 0) {
-        offsets.push(at);
-        at += stele_store::segment::record_len(&original[at..]).unwrap();
-    }
-    assert_eq!(offsets.len(), 300);
+    let frames = frames(&segment);
+    let entry_named = |w: &str| w.starts_with("entry ");
 
-    // Entry 150's ciphertext altered (its checksum fixed up is not needed:
-    // the checksum is checked with the decryption and fails first or the
-    // tag does; either names entry 150).
+    // Entry 50's one-entry block and the block holding entry 150 (which
+    // begins at entry `f150`) altered in their ciphertext (the checksum is
+    // checked with the decryption and fails first or the tag does; either
+    // names the block's first entry).
+    let (at50, _, _) = frame_of(&frames, 50);
+    let (at150, _, held150) = frame_of(&frames, 150);
+    let f150 = held150[0];
     let mut altered = original.clone();
-    altered[offsets[150] + 40] ^= 0x01;
+    altered[at50 + 40] ^= 0x01;
+    altered[at150 + 40] ^= 0x01;
     std::fs::write(&segment, &altered).unwrap();
     let log = Log::open(&data, OpenOptions::default()).unwrap();
     for (chunk, named) in problems_by_chunk(&log) {
-        assert_eq!(named.len(), 1, "chunk {chunk}: {named:?}");
-        assert!(
-            named[0].starts_with("entry 150:"),
-            "chunk {chunk}: {named:?}"
-        );
+        assert_eq!(named.len(), 2, "chunk {chunk}: {named:?}");
+        for first in [50, f150] {
+            assert!(
+                named
+                    .iter()
+                    .any(|w| w.starts_with(&format!("entry {first}:"))),
+                "chunk {chunk}: {named:?}"
+            );
+        }
     }
     drop(log);
 
-    // Entry 10 altered as above and entry 200's length field made
-    // unparseable: entry 10 is still named, the walk stops at 200, and the
-    // 100 entries from 200 on are reported missing.
+    // Entry 10 altered as above and the length field of the block holding
+    // entry 200 (from entry `f200`) made unparseable: entry 10 is still
+    // named, the walk stops there, and the entries from `f200` on are
+    // reported missing.
+    let (at200, _, held200) = frame_of(&frames, 200);
+    let f200 = held200[0];
+    let (at10, _, _) = frame_of(&frames, 10);
     let mut altered = original.clone();
-    altered[offsets[10] + 40] ^= 0x01;
-    altered[offsets[200]..offsets[200] + 4].copy_from_slice(&[0xff; 4]);
+    altered[at10 + 40] ^= 0x01;
+    altered[*at200..at200 + 4].copy_from_slice(&[0xff; 4]);
     std::fs::write(&segment, &altered).unwrap();
     let log = Log::open(&data, OpenOptions::default()).unwrap();
+    let missing = format!(
+        "{} indexed entries (from entry {f200}) are missing",
+        300 - f200
+    );
     for (chunk, named) in problems_by_chunk(&log) {
         assert!(
             named.iter().any(|w| w.starts_with("entry 10:")),
@@ -513,26 +576,25 @@ fn verify_in_chunks_names_damage_wherever_chunks_fall() {
             "chunk {chunk}: {named:?}"
         );
         assert!(
-            named
-                .iter()
-                .any(|w| w.contains("100 indexed entries (from entry 200) are missing")),
+            named.iter().any(|w| w.contains(&missing)),
             "chunk {chunk}: {named:?}"
         );
-        assert!(
-            !named
-                .iter()
-                .any(|w| w.starts_with("entry 1") && !w.starts_with("entry 10:")),
+        assert_eq!(
+            named.iter().filter(|w| entry_named(w)).count(),
+            1,
             "chunk {chunk}: {named:?}"
         );
+        assert_eq!(named.len(), 3, "chunk {chunk}: {named:?}");
     }
 }
 
 /// Entries of three streams interleaved in the index (three segments):
 /// verification reads the index in windows, walking each segment only up
-/// to the last record a window expects in it, and names damage exactly
-/// once whatever the windows: an altered record by its entry, and a record
+/// to the last block a window expects in it (a block whose entries reach
+/// into the next window is finished there), and names damage exactly once
+/// whatever the windows: an altered block by its first entry, and a block
 /// the index does not point at (a copy of one, written after the last
-/// committed record, where only zeros may be) as such.
+/// committed block, where only zeros may be) as such.
 #[test]
 fn verify_walks_interleaved_segments_window_by_window() {
     use std::os::unix::fs::FileExt;
@@ -568,25 +630,23 @@ fn verify_walks_interleaved_segments_window_by_window() {
         assert_eq!(report.bytes_decrypted, whole.bytes_decrypted);
     }
 
-    // Records of stream b: (offset, length, entry).
+    // Blocks of stream b: one per batch, each holding a third of its
+    // entries, interleaved with the other streams' (so that windows of
+    // 1, 3, 7 and 10 entries cut every block, and some more than once).
     let segment = segment_of(&data, "b");
     let original = std::fs::read(&segment).unwrap();
-    let (_, header_len) = stele_store::segment::SegmentHeader::decode(&segment, &original).unwrap();
-    let mut records = Vec::new();
-    let mut at = header_len;
-    while let Some((index, _, len)) = stele_store::segment::peek_record(&original[at..]) {
-        records.push((at, len, index));
-        at += len;
-    }
-    assert!(records.len() > 100, "{}", records.len());
-    let records_end = at;
+    let blocks = frames(&segment);
+    assert_eq!(blocks.len(), 8, "{blocks:?}");
+    assert!(blocks.iter().all(|b| b.2.len() > 10), "{blocks:?}");
+    let blocks_end = blocks[7].0 + blocks[7].1;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&segment)
         .unwrap();
 
-    // One record's sealed bytes altered.
-    let (offset, _, entry) = records[records.len() / 2];
+    // One block's sealed bytes altered.
+    let (offset, _, ref held) = blocks[4];
+    let entry = held[0];
     file.write_all_at(&[original[offset + 40] ^ 1], (offset + 40) as u64)
         .unwrap();
     for (chunk, window) in grid {
@@ -604,9 +664,9 @@ fn verify_walks_interleaved_segments_window_by_window() {
     file.write_all_at(&original[offset + 40..offset + 41], (offset + 40) as u64)
         .unwrap();
 
-    // A copy of the first record after the last one.
-    let (offset, len, entry) = records[0];
-    file.write_all_at(&original[offset..offset + len], records_end as u64)
+    // A copy of the first block after the last one.
+    let (offset, len, ref held) = blocks[0];
+    file.write_all_at(&original[offset..offset + len], blocks_end as u64)
         .unwrap();
     for (chunk, window) in grid {
         let named: Vec<String> = verify_with(&log, chunk, window)
@@ -614,8 +674,11 @@ fn verify_walks_interleaved_segments_window_by_window() {
             .into_iter()
             .map(|p| p.what)
             .collect();
-        let unreferenced =
-            format!("record at byte {records_end} (entry {entry}) is not referenced by the index");
+        let unreferenced = format!(
+            "block at byte {blocks_end} (entries {} to {}) is not referenced by the index",
+            held[0],
+            held[held.len() - 1]
+        );
         assert_eq!(
             named.iter().filter(|w| **w == unreferenced).count(),
             1,
@@ -995,36 +1058,80 @@ fn segment_of(data: &Path, stream: &str) -> std::path::PathBuf {
     files[0].clone()
 }
 
+/// An event of stream "x" whose stored form is over half of 1 KiB: in a
+/// log opened with `small_blocks`, each makes a block of its own.
+fn large_event(p: &Preparer, n: usize) -> PreparedEvent {
+    large_event_in(p, n, "x")
+}
+
+fn large_event_in(p: &Preparer, n: usize, stream: &str) -> PreparedEvent {
+    let pad = "-".repeat(600);
+    let raw = format!(
+        r#"{{"actor":"a{n}","action":"act","stream":"{stream}","attributes":{{"pad":"{pad}"}}}}"#
+    );
+    let event = p.prepare(raw.as_bytes(), jiff::Timestamp::now()).unwrap();
+    assert!(event.stored.len() > 512, "{}", event.stored.len());
+    event
+}
+
 /// Appends a published batch of two events, then an unpublished batch of
-/// three, all to stream "x"; returns the segment and where its records end
-/// after the first batch and after each of the three records of the second.
+/// three, all to stream "x", each event in a block of its own (as a batch
+/// larger than a block is written); returns the segment and where its
+/// blocks end after the first batch and after each of the three blocks of
+/// the second.
 fn two_batches(data: &Path, p: &Preparer, publish_second: bool) -> (std::path::PathBuf, Vec<u64>) {
+    let (segment, ends) = two_batches_in(data, p, publish_second, true);
+    assert!(ends.windows(2).all(|w| w[0] < w[1]), "{ends:?}");
+    (segment, ends)
+}
+
+/// As `two_batches`, or (`block_per_entry` false) with each batch in one
+/// block: then the three ends after the first are the same.
+fn two_batches_in(
+    data: &Path,
+    p: &Preparer,
+    publish_second: bool,
+    block_per_entry: bool,
+) -> (std::path::PathBuf, Vec<u64>) {
     create(data);
-    let mut log = Log::open(data, OpenOptions::default()).unwrap();
+    let options = if block_per_entry {
+        small_blocks()
+    } else {
+        OpenOptions::default()
+    };
+    let make = |p: &Preparer, n: usize| {
+        if block_per_entry {
+            large_event(p, n)
+        } else {
+            event_of(p, n)
+        }
+    };
+    let mut log = Log::open(data, options).unwrap();
     log.writer()
-        .append_batch(&[event(p, 0, Some("x")), event(p, 1, Some("x"))])
+        .append_batch(&[make(p, 0), make(p, 1)])
         .unwrap();
     log.writer().publish().unwrap();
     let segment = segment_of(data, "x");
     log.writer()
-        .append_batch(&[
-            event(p, 2, Some("x")),
-            event(p, 3, Some("x")),
-            event(p, 4, Some("x")),
-        ])
+        .append_batch(&[make(p, 2), make(p, 3), make(p, 4)])
         .unwrap();
     if publish_second {
         log.writer().publish().unwrap();
     }
     drop(log);
-    (
-        segment,
-        (1..5).map(|entry| record_end(data, entry)).collect(),
-    )
+    let ends: Vec<u64> = (1..5).map(|entry| record_end(data, entry)).collect();
+    if !block_per_entry {
+        assert!(
+            ends[0] < ends[1] && ends[1..].iter().all(|e| *e == ends[1]),
+            "{ends:?}"
+        );
+    }
+    (segment, ends)
 }
 
-/// The end of entry `index`'s segment record (where the next record of
-/// its segment begins), from the index of a log that is not open.
+/// The end of the segment record or block holding entry `index` (where the
+/// next one of its segment begins), from the index of a log that is not
+/// open.
 fn record_end(data: &Path, index: u64) -> u64 {
     let (file, _) = stele_store::index::IndexFile::open(&data.join("index"), 0).unwrap();
     let record = file.read(index).unwrap();
@@ -1039,25 +1146,32 @@ fn cut_file(path: &Path, len: u64) {
 /// The segment and index records of a batch are fdatasynced at the same
 /// time, so a crash can leave index records whose segment records never
 /// reached the disk (gone, or torn). The next open keeps the entries whose
-/// records are whole and cuts the index at the first that is not; appends
-/// continue from there. (A record that is all there but does not
-/// authenticate is not a tear: `torn_or_tampered.rs`.)
+/// blocks are whole and cuts the index at the first entry of the first
+/// block that is not; appends continue from there. A batch larger than a
+/// block keeps its whole blocks; a torn block takes out every entry it
+/// holds (the batch was not acknowledged). (A block that is all there but
+/// does not authenticate is not a tear: `torn_or_tampered.rs`.)
 #[test]
 fn indexed_entries_whose_segment_records_are_not_durable_are_cut() {
     let p = Preparer::new("tester", "test", "default");
-    // (what the crash left of the second batch's segment records, entries kept)
-    let cases: [(&str, usize); 3] = [
-        ("none", 2),
-        ("two and a torn third", 4),
-        ("two and a torn third, then zeros written ahead", 4),
+    // (what the crash left of the second batch's blocks, one per entry or
+    // one for the batch; entries kept)
+    let cases: [(&str, bool, usize); 5] = [
+        ("none", true, 2),
+        ("two and a torn third", true, 4),
+        ("two and a torn third, then zeros written ahead", true, 4),
+        ("none", false, 2),
+        // All three entries are in the torn block: the batch is cut whole.
+        ("the one block torn", false, 2),
     ];
-    for (case, kept) in cases {
+    for (what, block_per_entry, kept) in cases {
+        let case = format!("{what} (a block per entry: {block_per_entry})");
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let (segment, ends) = two_batches(&data, &p, false);
-        match case {
+        let (segment, ends) = two_batches_in(&data, &p, false, block_per_entry);
+        match what {
             "none" => cut_file(&segment, ends[0]),
-            "two and a torn third" => cut_file(&segment, ends[3] - 9),
+            "two and a torn third" | "the one block torn" => cut_file(&segment, ends[3] - 9),
             "two and a torn third, then zeros written ahead" => {
                 // The write stopped inside the third record; what follows
                 // is the zeros the file was grown by before.
@@ -1099,80 +1213,110 @@ fn indexed_entries_whose_segment_records_are_not_durable_are_cut() {
 }
 
 /// Below the latest signed checkpoint nothing is a crash's doing: a missing
-/// segment record there stops the open, and the index is left as it was.
+/// segment block there (the last of a batch written a block per entry, or
+/// the one block of a batch) stops the open, and the index is left as it
+/// was.
 #[test]
 fn signed_entries_with_missing_segment_records_are_never_cut() {
     let p = Preparer::new("tester", "test", "default");
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (segment, ends) = two_batches(&data, &p, true);
-    let index_before = std::fs::read(data.join("index")).unwrap();
-    cut_file(&segment, ends[2]);
-    let err = Log::open(&data, OpenOptions::default()).unwrap_err();
-    assert!(err.is_integrity(), "{err}");
-    assert!(err.to_string().contains("committed entries reach"), "{err}");
-    assert_eq!(std::fs::read(data.join("index")).unwrap(), index_before);
+    for block_per_entry in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (segment, ends) = two_batches_in(&data, &p, true, block_per_entry);
+        let index_before = std::fs::read(data.join("index")).unwrap();
+        cut_file(&segment, if block_per_entry { ends[2] } else { ends[0] });
+        let err = Log::open(&data, OpenOptions::default()).unwrap_err();
+        assert!(err.is_integrity(), "{block_per_entry}: {err}");
+        assert!(
+            err.to_string().contains("committed entries reach"),
+            "{block_per_entry}: {err}"
+        );
+        assert_eq!(std::fs::read(data.join("index")).unwrap(), index_before);
+    }
 }
 
-/// One batch over two segments, of which only one reached the disk: the
-/// index is cut at the first entry whose record is missing, and the other
-/// segment's records of the entries after it are cut as orphans.
+/// One batch over two segments, of which only one reached the disk. With a
+/// block per entry, the index is cut at the first entry whose block is
+/// missing, and the other segment's blocks of the entries after it are cut
+/// as orphans. With the batch's entries of a segment in one block, that
+/// block also holds entries before the missing one: the index is cut at
+/// the block's first entry, the first of the batch (its index records
+/// were cut short, so the batch was never acknowledged), and the block
+/// with them.
 #[test]
 fn a_batch_over_two_segments_is_cut_where_the_first_record_is_missing() {
     let p = Preparer::new("tester", "test", "default");
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    create(&data);
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    log.writer()
-        .append_batch(&[event(&p, 0, Some("x")), event(&p, 1, Some("y"))])
-        .unwrap();
-    log.writer().publish().unwrap();
-    let y_segment = segment_of(&data, "y");
-    log.writer()
-        .append_batch(&[
-            event(&p, 2, Some("x")),
-            event(&p, 3, Some("y")),
-            event(&p, 4, Some("x")),
-        ])
-        .unwrap();
-    drop(log);
-    // The crash: stream y's segment lost the second batch's record (it
-    // began where entry 1's ended).
-    cut_file(&y_segment, record_end(&data, 1));
+    for (block_per_entry, kept) in [(true, 3), (false, 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        create(&data);
+        let options = if block_per_entry {
+            small_blocks()
+        } else {
+            OpenOptions::default()
+        };
+        let make = |p: &Preparer, n: usize, stream: &str| {
+            if block_per_entry {
+                large_event_in(p, n, stream)
+            } else {
+                event(p, n, Some(stream))
+            }
+        };
+        let mut log = Log::open(&data, options).unwrap();
+        log.writer()
+            .append_batch(&[make(&p, 0, "x"), make(&p, 1, "y")])
+            .unwrap();
+        log.writer().publish().unwrap();
+        let y_segment = segment_of(&data, "y");
+        log.writer()
+            .append_batch(&[make(&p, 2, "x"), make(&p, 3, "y"), make(&p, 4, "x")])
+            .unwrap();
+        drop(log);
+        let x_blocks = frames(&segment_of(&data, "x"));
+        if block_per_entry {
+            assert_eq!(x_blocks.len(), 3, "{x_blocks:?}");
+        } else {
+            assert_eq!(x_blocks[1].2, [2, 4], "{x_blocks:?}");
+        }
+        // The crash: stream y's segment lost the second batch's block (it
+        // began where entry 1's ended).
+        cut_file(&y_segment, record_end(&data, 1));
 
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.reader().size(), 3);
-    assert_eq!(
-        log.reader()
-            .get(EntryIndex(2))
-            .unwrap()
-            .envelope
-            .event
-            .actor,
-        "a2"
-    );
-    assert_verifies(&log);
-    let receipts = log
-        .writer()
-        .append_batch(&[event(&p, 5, Some("y")), event(&p, 6, Some("x"))])
-        .unwrap();
-    assert_eq!(receipts[0].index, EntryIndex(3));
-    log.writer().publish().unwrap();
-    assert_verifies(&log);
-    drop(log);
-    let log = Log::open(&data, OpenOptions::default()).unwrap();
-    assert_eq!(log.reader().size(), 5);
-    assert_eq!(
-        log.reader()
-            .get(EntryIndex(4))
-            .unwrap()
-            .envelope
-            .event
-            .actor,
-        "a6"
-    );
-    assert_verifies(&log);
+        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+        assert_eq!(log.reader().size(), kept, "{block_per_entry}");
+        for i in 0..kept {
+            assert_eq!(
+                log.reader()
+                    .get(EntryIndex(i))
+                    .unwrap()
+                    .envelope
+                    .event
+                    .actor,
+                format!("a{i}")
+            );
+        }
+        assert_verifies(&log);
+        let receipts = log
+            .writer()
+            .append_batch(&[event(&p, 5, Some("y")), event(&p, 6, Some("x"))])
+            .unwrap();
+        assert_eq!(receipts[0].index, EntryIndex(kept));
+        log.writer().publish().unwrap();
+        assert_verifies(&log);
+        drop(log);
+        let log = Log::open(&data, OpenOptions::default()).unwrap();
+        assert_eq!(log.reader().size(), kept + 2);
+        assert_eq!(
+            log.reader()
+                .get(EntryIndex(kept + 1))
+                .unwrap()
+                .envelope
+                .event
+                .actor,
+            "a6"
+        );
+        assert_verifies(&log);
+    }
 }
 
 /// The writer keeps at most 64 segments open. A segment closed right after
@@ -1295,11 +1439,13 @@ fn verify_requires_zeros_after_the_committed_records() {
 }
 
 /// After a power loss, the unsynced pages of the last batch reach the disk
-/// in any order: a record missing (zeros) or torn (its first sector
-/// written, zeros after), and a later record of the same batch whole. The open cuts the index at the
-/// first entry whose record is not whole, keeps the bytes after the
-/// committed length aside in `recovered/`, cuts them from the segment, and
-/// appends a `log.recovered` event naming them, once; `verify` notes them.
+/// in any order: a block missing (zeros) or torn (its first sector
+/// written, zeros after), and a later block of the same batch whole (a
+/// batch larger than a block: here a block per entry). The open cuts the
+/// index at the first entry whose block is not whole, keeps the bytes
+/// after the committed length aside in `recovered/`, cuts them from the
+/// segment, and appends a `log.recovered` event naming them, once;
+/// `verify` notes them.
 #[test]
 fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
     use std::os::unix::fs::FileExt;
@@ -1308,7 +1454,7 @@ fn bytes_a_power_loss_leaves_out_of_order_are_kept_aside_and_cut() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let (segment, ends) = two_batches(&data, &p, false);
-        // Entry 3's record (between ends[1] and ends[2]) never reached the
+        // Entry 3's block (between ends[1] and ends[2]) never reached the
         // disk, or only its first bytes did; entry 4's after it did.
         let mut hole = vec![0u8; (ends[2] - ends[1]) as usize];
         if torn {
@@ -1614,107 +1760,178 @@ fn index_record(data: &Path, i: u64) -> ([u8; 32], u64, u32) {
     )
 }
 
-/// One log of 300 entries in one segment, published every 30 entries.
-fn one_stream_log(data: &Path) -> Log {
+/// One log of 300 entries in one segment, appended `per_batch` at a time
+/// (1: one-entry blocks, much as records of the old format; 30: blocks of
+/// 30 entries), published every 30 entries.
+fn one_stream_log(data: &Path, per_batch: usize) -> Log {
     create(data);
     let p = Preparer::new("tester", "test", "default");
     let mut log = Log::open(data, OpenOptions::default()).unwrap();
-    for batch in 0..10 {
-        let events: Vec<PreparedEvent> = (batch * 30..batch * 30 + 30)
+    for batch in 0..300 / per_batch {
+        let events: Vec<PreparedEvent> = (batch * per_batch..(batch + 1) * per_batch)
             .map(|i| event(&p, i, None))
             .collect();
         log.writer().append_batch(&events).unwrap();
-        log.writer().publish().unwrap();
+        if ((batch + 1) * per_batch).is_multiple_of(30) {
+            log.writer().publish().unwrap();
+        }
     }
+    let blocks = frames(&segment_of(data, "default"));
+    assert!(blocks.iter().all(|b| b.2.len() == per_batch), "{blocks:?}");
     log
 }
 
 /// A corrupt index record costs the walk one comparison, not every later
-/// one: its entry is named, its record is named as unreferenced, and every
-/// other record of the segment is still matched and checked.
+/// one: its entry is named, and every other entry of the segment is still
+/// matched and checked. Its one-entry block is named as unreferenced (and
+/// not decrypted); a block of several entries is still referenced by the
+/// others, and opened for them.
 #[test]
 fn a_corrupt_index_record_does_not_shift_later_comparisons() {
     use std::os::unix::fs::FileExt;
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let log = one_stream_log(&data);
-    let whole = verify_with(&log, 1 << 20, 1 << 20);
-    assert!(whole.ok(), "{:?}", whole.problems);
-    let (commitment, offset, _) = index_record(&data, 100);
-    let index = std::fs::OpenOptions::new()
-        .write(true)
-        .open(data.join("index"))
-        .unwrap();
-    // A byte of entry 100's commitment flipped, CRC left as it was.
-    index
-        .write_all_at(&[!commitment[0]], 64 + 64 * 100)
-        .unwrap();
-    for (chunk, window) in [(64, 7), (4096, 100), (4096, 101), (1 << 20, 1 << 20)] {
-        let report = verify_with(&log, chunk, window);
-        let segment: Vec<&String> = report
-            .problems
-            .iter()
-            .filter(|p| p.location.ends_with(".seg"))
-            .map(|p| &p.what)
-            .collect();
-        assert_eq!(
-            segment,
-            [&format!(
-                "record at byte {offset} (entry 100) is not referenced by the index"
-            )],
-            "{chunk}/{window}: {:?}",
-            report.problems
-        );
-        assert!(
-            report
+    for per_batch in [1, 30] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let log = one_stream_log(&data, per_batch);
+        let whole = verify_with(&log, 1 << 20, 1 << 20);
+        assert!(whole.ok(), "{:?}", whole.problems);
+        let (commitment, offset, _) = index_record(&data, 100);
+        let index = std::fs::OpenOptions::new()
+            .write(true)
+            .open(data.join("index"))
+            .unwrap();
+        // A byte of entry 100's commitment flipped, CRC left as it was.
+        index
+            .write_all_at(&[!commitment[0]], 64 + 64 * 100)
+            .unwrap();
+        for (chunk, window) in [(64, 7), (4096, 100), (4096, 101), (1 << 20, 1 << 20)] {
+            let report = verify_with(&log, chunk, window);
+            let segment: Vec<&String> = report
                 .problems
                 .iter()
-                .any(|p| p.what.starts_with("index record of entry 100 is corrupt")),
-            "{chunk}/{window}: {:?}",
-            report.problems
-        );
-        // All but that one record were decrypted and checked.
-        assert!(
-            report.bytes_decrypted < whole.bytes_decrypted
-                && report.bytes_decrypted > whole.bytes_decrypted * 298 / 300,
-            "{chunk}/{window}: {} of {}",
-            report.bytes_decrypted,
-            whole.bytes_decrypted
-        );
+                .filter(|p| p.location.ends_with(".seg"))
+                .map(|p| &p.what)
+                .collect();
+            let expected = if per_batch == 1 {
+                vec![format!(
+                    "record at byte {offset} (entry 100) is not referenced by the index"
+                )]
+            } else {
+                vec![]
+            };
+            assert_eq!(
+                segment,
+                expected.iter().collect::<Vec<_>>(),
+                "{per_batch} {chunk}/{window}: {:?}",
+                report.problems
+            );
+            assert!(
+                report
+                    .problems
+                    .iter()
+                    .any(|p| p.what.starts_with("index record of entry 100 is corrupt")),
+                "{per_batch} {chunk}/{window}: {:?}",
+                report.problems
+            );
+            if per_batch == 1 {
+                // All but that one block were decrypted and checked.
+                assert!(
+                    report.bytes_decrypted < whole.bytes_decrypted
+                        && report.bytes_decrypted > whole.bytes_decrypted * 298 / 300,
+                    "{chunk}/{window}: {} of {}",
+                    report.bytes_decrypted,
+                    whole.bytes_decrypted
+                );
+            } else {
+                // Every block was decrypted, once.
+                assert_eq!(
+                    report.bytes_decrypted, whole.bytes_decrypted,
+                    "{chunk}/{window}"
+                );
+            }
+        }
     }
 }
 
-/// The index places entry 9 as shorter than its record and entry 10
-/// inside it: the walk names both and goes on (with the window ending at
-/// entry 10, the read size computed from the window's end must not
-/// underflow past it).
+/// The index places entry 9 as shorter than its block and entry 10 inside
+/// it: the walk names both, and the block that holds entry 10, once each,
+/// and goes on (with the window ending at entry 10, the read size computed
+/// from the window's end must not underflow past it; with blocks of 30
+/// entries, the block is cut by the windows and finished in a later one).
 #[test]
 fn index_locations_inside_a_record_are_named_once_each() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let log = one_stream_log(&data);
-    let (_, nine_at, nine_len) = index_record(&data, 9);
-    let (_, ten_at, _) = index_record(&data, 10);
-    let half = nine_len / 2;
-    rewrite_index_record(&data, 9, |r| r[36..40].copy_from_slice(&half.to_be_bytes()));
-    let inside = nine_at + u64::from(half);
-    rewrite_index_record(&data, 10, |r| {
-        r[40..48].copy_from_slice(&inside.to_be_bytes())
-    });
-    for (chunk, window) in [(64, 11), (64, 13), (4096, 11), (1 << 20, 1 << 20)] {
-        let report = verify_with(&log, chunk, window);
-        let named: Vec<&String> = report.problems.iter().map(|p| &p.what).collect();
-        assert_eq!(
-            named,
-            [
-                &format!(
-                    "record at byte {nine_at} holds entry 9 ({nine_len} bytes) but the index expects entry 9 ({half} bytes) there"
-                ),
-                &format!("the index places entry 10 at byte {inside}, where no record starts"),
-                &format!("record at byte {ten_at} (entry 10) is not referenced by the index"),
-            ],
-            "{chunk}/{window}"
-        );
+    for per_batch in [1, 30] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let log = one_stream_log(&data, per_batch);
+        let (_, nine_at, nine_len) = index_record(&data, 9);
+        let (_, ten_at, _) = index_record(&data, 10);
+        let half = nine_len / 2;
+        rewrite_index_record(&data, 9, |r| r[36..40].copy_from_slice(&half.to_be_bytes()));
+        let inside = nine_at + u64::from(half);
+        rewrite_index_record(&data, 10, |r| {
+            r[40..48].copy_from_slice(&inside.to_be_bytes())
+        });
+        let held_ten = if per_batch == 1 {
+            // Entry 10's own block, which nothing points at now.
+            format!("record at byte {ten_at} (entry 10) is not referenced by the index")
+        } else {
+            // The block of 9 and 10 holds 10 still.
+            assert_eq!(ten_at, nine_at);
+            format!("the block at byte {ten_at} holds entry 10, which the index places elsewhere")
+        };
+        let mut expected = vec![
+            format!(
+                "the index places entry 9 in the block at byte {nine_at} ({half} bytes), which does not hold it ({nine_len} bytes there)"
+            ),
+            format!("the index places entry 10 at byte {inside}, where no record starts"),
+            held_ten,
+        ];
+        expected.sort();
+        for (chunk, window) in [(64, 11), (64, 13), (4096, 11), (64, 31), (1 << 20, 1 << 20)] {
+            let report = verify_with(&log, chunk, window);
+            let mut named: Vec<String> = report.problems.into_iter().map(|p| p.what).collect();
+            named.sort();
+            assert_eq!(named, expected, "{per_batch} {chunk}/{window}");
+        }
+    }
+}
+
+/// The index places entry 10 in a later block of its segment (that of
+/// entry 20, or of entries 30 to 59): the block that holds it and the one
+/// the index names are each named once, and the entries after it are
+/// matched as ever, whatever the windows (the walk meets the later block
+/// in a later window than entry 10's).
+#[test]
+fn an_index_record_placing_its_entry_in_a_later_block_is_named_once() {
+    for (per_batch, target) in [(1, 20), (30, 30)] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let log = one_stream_log(&data, per_batch);
+        let (_, ten_at, _) = index_record(&data, 10);
+        let (_, later_at, later_len) = index_record(&data, target);
+        rewrite_index_record(&data, 10, |r| {
+            r[36..40].copy_from_slice(&later_len.to_be_bytes());
+            r[40..48].copy_from_slice(&later_at.to_be_bytes());
+        });
+        let held_ten = if per_batch == 1 {
+            format!("record at byte {ten_at} (entry 10) is not referenced by the index")
+        } else {
+            format!("the block at byte {ten_at} holds entry 10, which the index places elsewhere")
+        };
+        let mut expected = vec![
+            held_ten,
+            format!(
+                "the index places entry 10 in the block at byte {later_at} ({later_len} bytes), which does not hold it ({later_len} bytes there)"
+            ),
+        ];
+        expected.sort();
+        for (chunk, window) in [(1 << 20, 1 << 20), (64, 1), (64, 3), (4096, 11), (64, 31)] {
+            let report = verify_with(&log, chunk, window);
+            let mut named: Vec<String> = report.problems.into_iter().map(|p| p.what).collect();
+            named.sort();
+            assert_eq!(named, expected, "{per_batch} {chunk}/{window}");
+        }
     }
 }
 
@@ -1722,24 +1939,35 @@ fn index_locations_inside_a_record_are_named_once_each() {
 /// (it once stood for "corrupt record" inside verification).
 #[test]
 fn an_index_record_naming_segment_u32_max_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let log = one_stream_log(&data);
-    let (_, offset, _) = index_record(&data, 5);
-    rewrite_index_record(&data, 5, |r| {
-        r[32..36].copy_from_slice(&u32::MAX.to_be_bytes())
-    });
-    let report = verify_with(&log, 1 << 20, 1 << 20);
-    let named: Vec<&String> = report.problems.iter().map(|p| &p.what).collect();
-    assert_eq!(
-        named,
-        [
-            &"segment 4294967295 (entries from 5) is missing".to_string(),
-            &format!("record at byte {offset} (entry 5) is not referenced by the index"),
-        ],
-        "{:?}",
-        report.problems
-    );
+    for per_batch in [1, 30] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let log = one_stream_log(&data, per_batch);
+        let (_, offset, _) = index_record(&data, 5);
+        rewrite_index_record(&data, 5, |r| {
+            r[32..36].copy_from_slice(&u32::MAX.to_be_bytes())
+        });
+        let in_segment = if per_batch == 1 {
+            format!("record at byte {offset} (entry 5) is not referenced by the index")
+        } else {
+            // The block of entries 0 to 29 holds it.
+            format!("the block at byte {offset} holds entry 5, which the index places elsewhere")
+        };
+        // (Windows of 3 and 6 entries cut the block of 30.)
+        for (chunk, window) in [(1 << 20, 1 << 20), (64, 3), (4096, 6)] {
+            let report = verify_with(&log, chunk, window);
+            let named: Vec<&String> = report.problems.iter().map(|p| &p.what).collect();
+            assert_eq!(
+                named,
+                [
+                    &"segment 4294967295 (entries from 5) is missing".to_string(),
+                    &in_segment,
+                ],
+                "{per_batch} {chunk}/{window}: {:?}",
+                report.problems
+            );
+        }
+    }
 }
 
 /// A segment created just before a power loss may be left empty, with a

@@ -100,9 +100,15 @@ fn hkdf_record_key(data_key: &[u8; 32], salt: &[u8], segment: u32, generation: u
     out
 }
 
-/// One sealed record as found on disk, with the key and nonce that open it.
+/// One sealed record as found on disk, with the key and nonce that open it:
+/// a record of a segment of version 1 or 2 (one entry), or a block of a
+/// segment of version 3 (the entries one append wrote to the segment,
+/// sealed at once under one key and nonce).
 struct SealedRecord {
+    /// The entry the record holds; a block's first entry.
     index: u64,
+    /// Entries it holds (1 for a record).
+    entries: u64,
     generation: u32,
     /// SHA-256 of the key that opens it, and of the segment's data key.
     key: [u8; 32],
@@ -112,7 +118,43 @@ struct SealedRecord {
     sealed: [u8; 32],
 }
 
-/// Every record of a data directory, read from its files alone.
+/// An unsigned LEB128 varint of `bytes` at `*at` (docs/formats/segment.md).
+fn varint(bytes: &[u8], at: &mut usize) -> u64 {
+    let mut value = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = bytes[*at];
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return value;
+        }
+        shift += 7;
+    }
+}
+
+/// The head of the block whose frame is `frame` (docs/formats/segment.md,
+/// "Block, version 3"): the entries it lists, and the head's bytes.
+fn block_head(frame: &[u8]) -> (Vec<u64>, &[u8]) {
+    let first = be64(&frame[4..12]);
+    let mut at = 16;
+    let codec = frame[at];
+    at += 1;
+    assert!(codec == 1 || codec == 2, "codec {codec}");
+    let count = varint(frame, &mut at);
+    let _plain_len = varint(frame, &mut at);
+    let mut entries = vec![first];
+    for _ in 1..count {
+        let gap = varint(frame, &mut at);
+        assert!(gap >= 1);
+        entries.push(entries.last().unwrap() + gap);
+    }
+    (entries, &frame[16..at])
+}
+
+/// Every record (and block) of a data directory, read from its files
+/// alone, in the order of their entries; each entry of the index is
+/// checked to be in the record or block it points at.
 fn records_on_disk(dir: &Path) -> Vec<SealedRecord> {
     // KEK kind 1: the raw key at bytes 10..42.
     let kek_file = std::fs::read(dir.join("keys/kek.key")).unwrap();
@@ -150,7 +192,9 @@ fn records_on_disk(dir: &Path) -> Vec<SealedRecord> {
         raw.try_into().unwrap()
     };
     let index = std::fs::read(dir.join("index")).unwrap();
-    let mut out = Vec::new();
+    let mut out: Vec<SealedRecord> = Vec::new();
+    // The entries of each block already opened, by segment and offset.
+    let mut blocks: HashMap<(u32, usize), Vec<u64>> = HashMap::new();
     for (i, entry) in index[64..].chunks_exact(64).enumerate() {
         if entry.iter().all(|b| *b == 0) {
             break; // zeros written ahead of the records
@@ -160,22 +204,43 @@ fn records_on_disk(dir: &Path) -> Vec<SealedRecord> {
         let segment = be32(&entry[32..36]);
         let len = be32(&entry[36..40]) as usize;
         let offset = be64(&entry[40..48]) as usize;
-        let record = &segments[&segment][offset..offset + len];
-        assert_eq!(be64(&record[4..12]), i, "the record is the entry's");
+        let bytes = &segments[&segment];
+        let record = &bytes[offset..offset + len];
         let generation = be32(&record[12..16]);
-        let sealed = &record[16..len - 4];
         let dk = data_key(segment);
         let key = if generation >= first_salted {
             hkdf_record_key(&dk, &salts[&generation], segment, generation)
         } else {
             dk
         };
+        let version = bytes[8];
+        let (first, listed, sealed, aad) = if version == 3 {
+            // A block: every entry it holds points at it; it is opened
+            // once, under the nonce of its first entry, its head in the
+            // AAD.
+            if let Some(listed) = blocks.get(&(segment, offset)) {
+                assert!(listed.contains(&i), "entry {i} is not in its block");
+                continue;
+            }
+            let (listed, head) = block_head(record);
+            assert!(listed.contains(&i), "entry {i} is not in its block");
+            let first = listed[0];
+            let mut aad = b"stele/block/v1".to_vec();
+            aad.extend_from_slice(&first.to_be_bytes());
+            aad.extend_from_slice(head);
+            blocks.insert((segment, offset), listed.clone());
+            (first, listed, &record[16 + head.len()..len - 4], aad)
+        } else {
+            assert!(version == 1 || version == 2, "segment version {version}");
+            assert_eq!(be64(&record[4..12]), i, "the record is the entry's");
+            let mut aad = b"stele/record/v1".to_vec();
+            aad.extend_from_slice(&i.to_be_bytes());
+            aad.extend_from_slice(commitment);
+            (i, vec![i], &record[16..len - 4], aad)
+        };
         let mut nonce = [0u8; 12];
         nonce[..4].copy_from_slice(&generation.to_be_bytes());
-        nonce[4..].copy_from_slice(&i.to_be_bytes());
-        let mut aad = b"stele/record/v1".to_vec();
-        aad.extend_from_slice(&i.to_be_bytes());
-        aad.extend_from_slice(commitment);
+        nonce[4..].copy_from_slice(&first.to_be_bytes());
         let mut buffer = sealed.to_vec();
         aes(&key)
             .open_in_place(
@@ -190,7 +255,8 @@ fn records_on_disk(dir: &Path) -> Vec<SealedRecord> {
                 )
             });
         out.push(SealedRecord {
-            index: i,
+            index: first,
+            entries: listed.len() as u64,
             generation,
             key: Sha256::digest(key).into(),
             data_key: Sha256::digest(dk).into(),
@@ -199,6 +265,11 @@ fn records_on_disk(dir: &Path) -> Vec<SealedRecord> {
         });
     }
     out
+}
+
+/// Entries the records hold.
+fn entries(records: &[SealedRecord]) -> u64 {
+    records.iter().map(|r| r.entries).sum()
 }
 
 /// Pairs (key, nonce) that seal two different records across `dirs`.
@@ -224,6 +295,11 @@ fn assert_verifies(dir: &Path) {
 /// append 1,000 to the copy and another 500 to a second copy of the same
 /// backup: the generations repeat (the old scheme sealed 1,000 pairs
 /// twice), but no (key, nonce) pair of the files seals two records.
+///
+/// Entries are sealed in blocks (segment version 3): one key and nonce per
+/// block (the nonce of its first entry), so pairs are counted per block;
+/// each timeline appends the same batches of equal-sized events, so its
+/// blocks begin at the same entries as the original's.
 #[test]
 fn restored_and_copied_directories_never_reuse_a_key_and_nonce() {
     let tmp = tempfile::tempdir().unwrap();
@@ -245,15 +321,21 @@ fn restored_and_copied_directories_never_reuse_a_key_and_nonce() {
     let a = records_on_disk(&original);
     let b = records_on_disk(&restored);
     let c = records_on_disk(&copy);
-    assert_eq!((a.len(), b.len(), c.len()), (5000, 4000, 3500));
-    // The timelines share the first 3,000 records (the same bytes), and
-    // their next writer sessions have the same generation.
-    for (x, y) in a.iter().zip(&b).take(3000) {
+    assert_eq!((entries(&a), entries(&b), entries(&c)), (5000, 4000, 3500));
+    // The timelines share the records of the first 3,000 entries (the
+    // same bytes), and their next writer sessions have the same
+    // generation.
+    let shared = a.iter().take_while(|r| r.index < 3000).count();
+    assert_eq!(entries(&a[..shared]), 3000, "a block across the backup");
+    for (x, y) in a.iter().zip(&b).take(shared) {
         assert_eq!((x.sealed, x.key, x.nonce), (y.sealed, y.key, y.nonce));
     }
-    assert_eq!(a[3000].generation, b[3000].generation);
-    assert_eq!(a[3000].generation, c[3000].generation);
-    assert_eq!(a[3000].nonce, b[3000].nonce, "the nonces repeat");
+    for z in [&b, &c] {
+        assert_eq!(a[shared].index, 3000);
+        assert_eq!(z[shared].index, 3000);
+        assert_eq!(a[shared].generation, z[shared].generation);
+        assert_eq!(a[shared].nonce, z[shared].nonce, "the nonces repeat");
+    }
 
     let all: Vec<(&str, &SealedRecord)> = a
         .iter()
@@ -262,9 +344,12 @@ fn restored_and_copied_directories_never_reuse_a_key_and_nonce() {
         .chain(c.iter().map(|r| ("copy", r)))
         .collect();
     // The data key with the nonce, as records were sealed before session
-    // salts: 1,000 records of the restored copy repeat a pair of the
-    // original, and 500 of the other copy a pair of both.
-    assert_eq!(reused(&all, |r| r.data_key), 1500);
+    // salts: every block the restored copy sealed (its 1,000 entries)
+    // repeats a pair of the original, and every block of the other copy
+    // (500 entries) a pair of both.
+    let appended_blocks = b.len() - shared + c.len() - shared;
+    assert!(appended_blocks >= 6, "{appended_blocks}");
+    assert_eq!(reused(&all, |r| r.data_key), appended_blocks);
     // The keys actually used: no pair seals two different records.
     assert_eq!(reused(&all, |r| r.key), 0);
     let distinct_keys: std::collections::HashSet<[u8; 32]> =
@@ -468,6 +553,10 @@ fn rewrite_as_format1(dir: &Path) {
         let offset = be64(&entry[40..48]) as usize;
         let path = segment_path(segment);
         let mut bytes = std::fs::read(&path).unwrap();
+        assert!(
+            bytes[8] <= 2,
+            "blocks were never sealed before session salts"
+        );
         let record = &mut bytes[offset..offset + len];
         let generation = be32(&record[12..16]);
         let file = std::fs::read(dir.join(format!("keys/deks/{segment}.dek"))).unwrap();
@@ -520,45 +609,91 @@ fn rewrite_as_format1(dir: &Path) {
     .unwrap();
 }
 
+/// A data directory written by a build before blocks (segments of
+/// version 2, one record per entry): `fixtures/format-v2`, 60 entries
+/// sealed by writer generation 1.
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format-v2/data");
+
 /// A data directory as the build before session salts wrote it (format 1,
-/// 12 events over two opens: generations 1 and 2) reads and verifies as it
+/// 72 events over two opens: generations 1 and 2) reads and verifies as it
 /// is, and its first append moves it to format 2: `keys/sessions` begins
 /// at the next generation, the old records keep their data keys, the new
-/// ones use session keys.
+/// ones (blocks) use session keys.
+///
+/// That build wrote one record per entry (blocks came later), so the
+/// directory is made from one written by the build before blocks (the
+/// fixture, generation 1), with 12 more events appended to its segments
+/// for the rest of their day (records, as that build wrote them;
+/// generation 2), then rewritten as format 1. A directory of this build
+/// would hold blocks, which no build before session salts wrote.
 #[test]
 fn a_directory_from_before_session_salts_reads_and_upgrades() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    create(&dir);
+    copy_dir(Path::new(FIXTURE), &dir);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for secret in [
+            "keys/kek.key",
+            "keys/signing.key",
+            "keys/deks/1.dek",
+            "keys/deks/2.dek",
+        ] {
+            std::fs::set_permissions(dir.join(secret), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+    }
+    // The fixture's day, and the next.
+    let fixture_day: jiff::Timestamp = "2026-12-07T12:00:00Z".parse().unwrap();
+    let next_day: jiff::Timestamp = "2026-12-08T12:00:00Z".parse().unwrap();
     let old = Preparer::new("tester", "test", "default");
-    let at = jiff::Timestamp::from_second(1_790_000_000).unwrap();
-    for range in [0..7, 7..12] {
+    {
         let mut log = Log::open(&dir, OpenOptions::default()).unwrap();
-        let batch: Vec<PreparedEvent> = range
+        assert_eq!(log.reader().size(), 60);
+        let batch: Vec<PreparedEvent> = (0..12)
             .map(|n| {
                 let raw = format!(r#"{{"actor":"old{n}","action":"act"}}"#);
-                old.prepare(raw.as_bytes(), at).unwrap()
+                old.prepare(raw.as_bytes(), fixture_day).unwrap()
             })
             .collect();
         log.writer().append_batch(&batch).unwrap();
         log.writer().publish().unwrap();
     }
+    let records = records_on_disk(&dir);
+    assert_eq!(records.len(), 72, "records only, no block");
+    let generations: std::collections::BTreeSet<u32> =
+        records.iter().map(|r| r.generation).collect();
+    assert_eq!(generations.into_iter().collect::<Vec<_>>(), [1, 2]);
     rewrite_as_format1(&dir);
     assert_eq!(meta_format(&dir), 1);
     assert!(!dir.join("keys/sessions").exists());
     {
         let log = Log::open(&dir, OpenOptions::default()).unwrap();
-        assert_eq!(log.reader().size(), 12);
-        for i in 0..12 {
-            assert_eq!(
-                log.reader()
-                    .get(EntryIndex(i))
-                    .unwrap()
-                    .envelope
-                    .event
-                    .actor,
-                format!("old{i}")
-            );
+        assert_eq!(log.reader().size(), 72);
+        // The fixture's entries, by its receipts (an index and a salt for
+        // each event it received), then the 12 appended.
+        let receipts =
+            std::fs::read_to_string(Path::new(FIXTURE).join("../receipts.ndjson")).unwrap();
+        let receipts: Vec<serde_json::Value> = receipts
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(receipts.len(), 60);
+        for receipt in &receipts {
+            let index = receipt["index"].as_u64().unwrap();
+            let stored = log.reader().get(EntryIndex(index)).unwrap();
+            assert_eq!(receipt["id"], stored.envelope.id.as_str());
+        }
+        for i in 60..72 {
+            let actor = log
+                .reader()
+                .get(EntryIndex(i))
+                .unwrap()
+                .envelope
+                .event
+                .actor;
+            assert_eq!(actor, format!("old{}", i - 60));
         }
         let report = verify(log.reader(), &NoProgress).unwrap();
         assert!(report.ok(), "{:?}", report.problems);
@@ -567,24 +702,37 @@ fn a_directory_from_before_session_salts_reads_and_upgrades() {
     assert!(!dir.join("keys/sessions").exists());
 
     let preparer = Preparer::new("tester", "test", "default");
-    append(&dir, OpenOptions::default(), &preparer, 0, 5);
+    let append_next_day = |from: usize| {
+        let mut log = Log::open(&dir, OpenOptions::default()).unwrap();
+        let batch: Vec<PreparedEvent> = (from..from + 5)
+            .map(|n| {
+                let raw = format!(r#"{{"actor":"a{n}","action":"act"}}"#);
+                preparer.prepare(raw.as_bytes(), next_day).unwrap()
+            })
+            .collect();
+        log.writer().append_batch(&batch).unwrap();
+        log.writer().publish().unwrap();
+    };
+    append_next_day(0);
     assert_eq!(meta_format(&dir), 2);
     let sessions = std::fs::read(dir.join("keys/sessions")).unwrap();
     assert_eq!(be32(&sessions[9..13]), 3, "first salted generation");
     let records = records_on_disk(&dir);
-    assert_eq!(records.len(), 17);
+    assert_eq!(entries(&records), 77);
+    let old_records = records.iter().take_while(|r| r.index < 72).count();
+    assert_eq!(old_records, 72);
     assert!(
-        records[..12]
+        records[..old_records]
             .iter()
             .all(|r| r.generation < 3 && r.key == r.data_key)
     );
     assert!(
-        records[12..]
+        records[old_records..]
             .iter()
             .all(|r| r.generation == 3 && r.key != r.data_key)
     );
-    append(&dir, OpenOptions::default(), &preparer, 5, 5);
-    assert_eq!(records_on_disk(&dir).len(), 22);
+    append_next_day(5);
+    assert_eq!(entries(&records_on_disk(&dir)), 82);
     assert_verifies(&dir);
 }
 

@@ -39,7 +39,7 @@ fn passphrase(p: &str) -> NewKek {
 fn with(p: Option<&str>) -> OpenOptions {
     OpenOptions {
         passphrase: p.map(|p| Zeroizing::new(p.to_string())),
-        anchor: None,
+        ..OpenOptions::default()
     }
 }
 

@@ -54,8 +54,13 @@ fn packed_and_canonical_records_read_and_verify_alike() {
             if n % 3 == 0 { canonical_form(e) } else { e }
         })
         .collect();
-    let expected: Vec<[u8; 32]> = events.iter().map(|e| e.commitment).collect();
-    log.writer().append_batch(&events).unwrap();
+    let expected: Vec<[u8; 32]> = log
+        .writer()
+        .append_batch(&events)
+        .unwrap()
+        .iter()
+        .map(|r| r.commitment)
+        .collect();
     log.writer().publish().unwrap();
     drop(log);
 
@@ -75,45 +80,54 @@ fn packed_and_canonical_records_read_and_verify_alike() {
     assert_eq!(report.entries, 40);
 }
 
-/// A packed body that rebuilds other bytes is sealed correctly (so the seal
-/// does not catch it) but fails its commitment: `get` refuses the entry and
-/// `verify` names it.
+/// A bit flipped inside a compressed block: with the checksum left as it
+/// is, the checksum catches it; with the checksum fixed too (a deliberate
+/// edit), the seal does. Either way every entry of the block is refused by
+/// `get` and named by `verify`, and the entries of other blocks read.
 #[test]
-fn a_wrong_packed_body_fails_its_commitment() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let mut log = open_new(&data);
-    let preparer = Preparer::new("tester", "test", "default");
-    let good = event(&preparer, 1);
-    let mut bad = event(&preparer, 2);
-    // Same shape, one literal byte changed: it still unpacks.
-    let mut scratch = Vec::new();
-    let canonical = canonical_from_stored(&bad.stored, &mut scratch)
-        .unwrap()
-        .to_vec();
-    let at = bad.stored.len() - 2;
-    bad.stored[at] ^= 0x01;
-    let rebuilt = canonical_from_stored(&bad.stored, &mut scratch)
-        .unwrap()
-        .to_vec();
-    assert_ne!(rebuilt, canonical, "the damage changes what is rebuilt");
-    log.writer().append_batch(&[good, bad]).unwrap();
-    log.writer().publish().unwrap();
+fn a_bit_flipped_inside_a_compressed_block_is_caught() {
+    for fix_crc in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut log = open_new(&data);
+        let preparer = Preparer::new("tester", "test", "default");
+        let first: Vec<PreparedEvent> = (0..30).map(|n| event(&preparer, n)).collect();
+        let second: Vec<PreparedEvent> = (30..40).map(|n| event(&preparer, n)).collect();
+        log.writer().append_batch(&first).unwrap();
+        log.writer().append_batch(&second).unwrap();
+        log.writer().publish().unwrap();
+        drop(log);
+        let seg = segment_file(&data);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        assert_eq!(bytes[8], 3, "new segments hold blocks");
+        let stream_len = u16::from_be_bytes([bytes[20], bytes[21]]) as usize;
+        let block = 22 + stream_len + 4;
+        let len = 4 + u32::from_be_bytes(bytes[block..block + 4].try_into().unwrap()) as usize;
+        assert!(len < 30 * 200, "30 events compress: a block of {len} bytes");
+        let flip = block + len / 2;
+        bytes[flip] ^= 0x08;
+        if fix_crc {
+            let end = block + len - 4;
+            let crc = stele_store::fsutil::crc32(&bytes[block + 4..end]);
+            bytes[end..end + 4].copy_from_slice(&crc.to_be_bytes());
+        }
+        std::fs::write(&seg, &bytes).unwrap();
 
-    assert!(log.reader().get(EntryIndex(0)).is_ok());
-    let err = log.reader().get(EntryIndex(1)).unwrap_err().to_string();
-    assert!(
-        err.contains("entry 1") && err.contains("commitment"),
-        "{err}"
-    );
-    let report = verify(log.reader(), &NoProgress).unwrap();
-    assert!(!report.ok());
-    let problems = format!("{:?}", report.problems);
-    assert!(
-        problems.contains("entry 1") && problems.contains("commitment"),
-        "{problems}"
-    );
-    assert!(!problems.contains("entry 0"), "{problems}");
+        let log = Log::open(&data, OpenOptions::default()).unwrap();
+        for n in 0..30 {
+            let err = log.reader().get(EntryIndex(n)).unwrap_err().to_string();
+            let why = if fix_crc { "authenticat" } else { "checksum" };
+            assert!(err.contains(why), "entry {n}: {err}");
+        }
+        for n in 30..40 {
+            assert!(log.reader().get(EntryIndex(n)).is_ok(), "entry {n}");
+        }
+        let report = verify(log.reader(), &NoProgress).unwrap();
+        assert!(!report.ok());
+        let problems = format!("{:?}", report.problems);
+        assert!(problems.contains("entry 0"), "{problems}");
+        assert!(!problems.contains("entry 30"), "{problems}");
+    }
 }
 
 fn segment_file(data: &std::path::Path) -> std::path::PathBuf {
@@ -140,59 +154,56 @@ fn canonical_len(event: &PreparedEvent) -> usize {
         .len()
 }
 
-/// New segments are version 2 and take packed bodies; a segment begun by a
-/// build before the packed form (version 1) keeps taking canonical bodies,
-/// so that build can still read all of it.
+/// A segment begun by a build before the packed form (version 1) keeps
+/// taking records with canonical bodies for the rest of its day, so that
+/// build can still read all of it. (The previous format's fixture, its
+/// segment marked version 1 as that build would have begun it.)
 #[test]
 fn a_version_1_segment_keeps_canonical_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let preparer = Preparer::new("tester", "test", "default");
-    let mut log = open_new(&data);
-    let first: Vec<PreparedEvent> = (0..5).map(|n| event(&preparer, n)).collect();
-    log.writer().append_batch(&first).unwrap();
-    log.writer().publish().unwrap();
-    drop(log);
-    let seg = segment_file(&data);
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/format-v2/data");
+    let copied = std::process::Command::new("cp")
+        .args(["-r", fixture])
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let seg = data.join("segments/default/2026-12-07.seg");
     let mut bytes = std::fs::read(&seg).unwrap();
-    assert_eq!(bytes[8], 2, "new segments are version 2");
-    let packed_len = std::fs::metadata(&seg).unwrap().len();
+    assert_eq!(bytes[8], 2);
+    bytes[8] = 1;
     let stream_len = u16::from_be_bytes([bytes[20], bytes[21]]) as usize;
     let crc_at = 22 + stream_len;
-    let header_len = (crc_at + 4) as u64;
-    assert_eq!(
-        packed_len - header_len,
-        record_bytes(&first, |e| e.stored.len())
-    );
-
-    // The same file as a version-1 build would have begun it.
-    bytes[8] = 1;
     let crc = stele_store::fsutil::crc32(&bytes[..crc_at]);
     bytes[crc_at..crc_at + 4].copy_from_slice(&crc.to_be_bytes());
     std::fs::write(&seg, &bytes).unwrap();
+    let before = bytes.len() as u64;
 
     let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    let second: Vec<PreparedEvent> = (5..10).map(|n| event(&preparer, n)).collect();
+    let preparer = Preparer::new("tester", "test", "default");
+    let day: jiff::Timestamp = "2026-12-07T18:00:00Z".parse().unwrap();
+    let second: Vec<PreparedEvent> = (5..10)
+        .map(|n| {
+            let raw = format!(
+                r#"{{"actor":"user-{n}@example.com","action":"document.read","attributes":{{"note":"a \"quoted\" word"}}}}"#
+            );
+            preparer.prepare(raw.as_bytes(), day).unwrap()
+        })
+        .collect();
     assert!(second.iter().all(|e| e.stored[0] == PACKED_FORM));
-    log.writer().append_batch(&second).unwrap();
+    let receipts = log.writer().append_batch(&second).unwrap();
     log.writer().publish().unwrap();
-    for n in 0..10u64 {
-        assert_eq!(
-            log.reader()
-                .get(EntryIndex(n))
-                .unwrap()
-                .envelope
-                .event
-                .actor,
-            format!("user-{n}@example.com")
-        );
+    for (n, receipt) in (5..10).zip(&receipts) {
+        let stored = log.reader().get(receipt.index).unwrap();
+        assert_eq!(stored.envelope.event.actor, format!("user-{n}@example.com"));
     }
     let report = verify(log.reader(), &NoProgress).unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     // Closed, the file ends at its last record (the zeros written ahead of
     // the next one are cut).
     drop(log);
-    let grown = std::fs::metadata(&seg).unwrap().len() - packed_len;
+    let grown = std::fs::metadata(&seg).unwrap().len() - before;
     assert_eq!(grown, record_bytes(&second, canonical_len));
     assert!(grown > record_bytes(&second, |e| e.stored.len()));
 }

@@ -274,6 +274,7 @@ fn index_and_segments(c: &Corpus, data: &Path) {
     c.prefixed("index", "torn", 0, &torn);
 
     let mut seen_header = std::collections::BTreeSet::new();
+    let mut seen_block = std::collections::BTreeSet::new();
     for (i, record) in records.iter().enumerate() {
         let Some(path) = segment_path(data, record.segment_id) else {
             continue;
@@ -293,6 +294,14 @@ fn index_and_segments(c: &Corpus, data: &Path) {
         seed.extend_from_slice(&bytes[at..at + len]);
         if record.segment_id == 1 || i % 5 == 0 {
             c.add("segment_record", &format!("entry-{i}"), &seed);
+        }
+        // Segments of version 3 hold blocks: one seed per block.
+        if bytes[8] == stele_store::segment::VERSION && seen_block.insert((record.segment_id, at)) {
+            c.add(
+                "segment_block",
+                &format!("block-{}-{at}", record.segment_id),
+                &bytes[at..at + len],
+            );
         }
     }
 }

@@ -59,6 +59,11 @@ pub const ALL: &[Target] = &[
         run: store::segment_record,
     },
     Target {
+        name: "segment_block",
+        about: "segment block framing, head, opening and entries (version 3)",
+        run: store::segment_block,
+    },
+    Target {
         name: "index",
         about: "index file open (recovery) and IndexRecord::decode",
         run: store::index,

@@ -414,7 +414,16 @@ fn print_gets(log: &stele_log::LogReader, size: u64) -> CliResult<()> {
         return Ok(());
     }
     // A stride coprime with the size visits `count` distinct entries.
-    let stride = (size / count).max(1) * 7 + 1;
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let mut stride = (size / count).max(1) * 7 + 1;
+    while gcd(stride, size) != 1 {
+        stride += 1;
+    }
     let picks: Vec<u64> = (0..count).map(|i| (i * stride) % size).collect();
     for pass in ["first read", "warm"] {
         let mut times = Vec::with_capacity(picks.len());

@@ -65,6 +65,8 @@ fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
         "baseline  creating an 8 KiB file",
         "prepare",
         "latency   per request of 50 events",
+        "get       3000 entries spread over the log, first read: p50",
+        "get       3000 entries spread over the log, warm: p50",
         "disk",
     ] {
         line(&out, prefix);

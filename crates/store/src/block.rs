@@ -39,7 +39,7 @@ pub const TARGET_PLAIN: usize = 256 * 1024;
 /// The most entries one block holds (the largest append).
 pub const MAX_ENTRIES: usize = 65_536;
 /// The zstd level blocks are compressed at.
-pub const LEVEL: i32 = 3;
+pub const LEVEL: i32 = 1;
 /// Bytes of a frame before its head: length, first entry, generation.
 pub const FRAME_HEAD: usize = 16;
 

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
+use stele_store::block::{self, Unpacker};
 use stele_store::history::{self, HistoryReader};
 use stele_store::index::{IndexFile, IndexRecord, RECORD_LEN};
 use stele_store::keys::{DataKey, Kek, rewrap_signing_seed, unwrap_signing_seed};
-use stele_store::block::{self, Unpacker};
 use stele_store::segment::{
     RecordRef, SealedRecord, SegmentHeader, parse_record, parse_record_ref, peek_record, record_len,
 };

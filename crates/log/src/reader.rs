@@ -604,6 +604,14 @@ impl LogReader {
         Ok(tails)
     }
 
+    /// Where the last append's reach begins in an index of `total`
+    /// entries: one append's length before the end, never below the
+    /// latest signed checkpoint.
+    fn reach_start(&self, total: u64) -> u64 {
+        self.published_size()
+            .max(total.saturating_sub(MAX_BATCH_RECORDS))
+    }
+
     /// The first entry of the last append's reach ([`MAX_BATCH_RECORDS`]
     /// entries before the end, never below the latest signed checkpoint)
     /// whose record does not read back, with why (see
@@ -613,9 +621,7 @@ impl LogReader {
         &self,
     ) -> LogResult<Option<(u64, IndexRecord, LogError)>> {
         let total = self.size();
-        let mut start = self
-            .published_size()
-            .max(total.saturating_sub(MAX_BATCH_RECORDS));
+        let mut start = self.reach_start(total);
         while start < total {
             let count = (total - start).min(4096);
             let records = self.index().read_range(start, count)?;
@@ -668,9 +674,7 @@ impl LogReader {
     /// the second partial, and cutting at 6 leaves the first so). The cut
     /// goes down until no block is partial.
     pub(crate) fn first_partial_block_in_reach(&self, total: u64) -> LogResult<Option<u64>> {
-        let mut start = self
-            .published_size()
-            .max(total.saturating_sub(MAX_BATCH_RECORDS));
+        let mut start = self.reach_start(total);
         let mut seen: std::collections::HashSet<(u32, u64)> = std::collections::HashSet::new();
         // (first, last) entry of every block in reach.
         let mut blocks: Vec<(u64, u64)> = Vec::new();

@@ -485,17 +485,11 @@ impl DataKey {
         commitment: &[u8; 32],
         in_out: &mut [u8],
     ) -> StoreResult<[u8; TAG_LEN]> {
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(
-                record_nonce(generation, index),
-                Aad::from(record_aad(index, commitment)),
-                in_out,
-            )
-            .map_err(|_| StoreError::Invalid("AES-GCM seal failed".into()))?;
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(tag.as_ref());
-        Ok(out)
+        self.seal_with(
+            record_nonce(generation, index),
+            &record_aad(index, commitment),
+            in_out,
+        )
     }
 
     /// Decrypts `ciphertext_and_tag` in place; returns the plaintext slice,
@@ -507,12 +501,34 @@ impl DataKey {
         commitment: &[u8; 32],
         ciphertext_and_tag: &'a mut [u8],
     ) -> Option<&'a mut [u8]> {
+        self.open_with(
+            record_nonce(generation, index),
+            &record_aad(index, commitment),
+            ciphertext_and_tag,
+        )
+    }
+
+    /// AES-256-GCM in place under this key: the tag of `in_out`.
+    fn seal_with(&self, nonce: Nonce, aad: &[u8], in_out: &mut [u8]) -> StoreResult<[u8; TAG_LEN]> {
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(aad), in_out)
+            .map_err(|_| StoreError::Invalid("AES-GCM seal failed".into()))?;
+        let mut out = [0u8; TAG_LEN];
+        out.copy_from_slice(tag.as_ref());
+        Ok(out)
+    }
+
+    /// Opens `ciphertext_and_tag` in place; `None` if it does not
+    /// authenticate.
+    fn open_with<'a>(
+        &self,
+        nonce: Nonce,
+        aad: &[u8],
+        ciphertext_and_tag: &'a mut [u8],
+    ) -> Option<&'a mut [u8]> {
         self.key
-            .open_in_place(
-                record_nonce(generation, index),
-                Aad::from(record_aad(index, commitment)),
-                ciphertext_and_tag,
-            )
+            .open_in_place(nonce, Aad::from(aad), ciphertext_and_tag)
             .ok()
     }
 }
@@ -540,17 +556,11 @@ impl DataKey {
         head: &[u8],
         in_out: &mut [u8],
     ) -> StoreResult<[u8; TAG_LEN]> {
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(
-                record_nonce(generation, first),
-                Aad::from(block_aad(first, head)),
-                in_out,
-            )
-            .map_err(|_| StoreError::Invalid("AES-GCM seal failed".into()))?;
-        let mut out = [0u8; TAG_LEN];
-        out.copy_from_slice(tag.as_ref());
-        Ok(out)
+        self.seal_with(
+            record_nonce(generation, first),
+            &block_aad(first, head),
+            in_out,
+        )
     }
 
     /// Decrypts a block's `ciphertext_and_tag` in place; returns the
@@ -562,13 +572,11 @@ impl DataKey {
         head: &[u8],
         ciphertext_and_tag: &'a mut [u8],
     ) -> Option<&'a mut [u8]> {
-        self.key
-            .open_in_place(
-                record_nonce(generation, first),
-                Aad::from(block_aad(first, head)),
-                ciphertext_and_tag,
-            )
-            .ok()
+        self.open_with(
+            record_nonce(generation, first),
+            &block_aad(first, head),
+            ciphertext_and_tag,
+        )
     }
 
     /// The key that derives the salts of the entries this (record) key

@@ -296,6 +296,21 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     let (all, raw_bytes) = prepare_all(args, threads)?;
     let event_size = (raw_bytes / args.events as u64).max(1) as usize;
     let fsync_big = print_baselines(dir, event_size)?;
+    let work = crate::bench_work::measure(dir, &all, blocks)?;
+    outln!(
+        "baseline  work per event on one core: compress and seal {:.2} µs, salt {:.2} µs, canonical envelope rebuilt {:.2} µs, commitment {:.2} µs, Merkle {:.2} µs; for verify, authenticate and decompress {:.2} µs",
+        work.seal,
+        work.salt,
+        work.rebuild,
+        work.commit,
+        work.merkle,
+        work.open
+    )?;
+    outln!(
+        "baseline  so at most {:.0} appends/s and {:.0} verified entries/s on {threads} cores, before any I/O",
+        threads as f64 * 1e6 / work.append(),
+        threads as f64 * 1e6 / work.verify()
+    )?;
 
     Log::create(
         &data,
@@ -380,6 +395,10 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         "ratio     append / (fdatasync-per-256-events baseline) = {:.2}",
         rate / (fsync_big * 256.0)
     )?;
+    outln!(
+        "ratio     append / (per-event work on {threads} cores) = {:.2}",
+        rate * work.append() / (threads as f64 * 1e6)
+    )?;
 
     print_gets(log.reader(), args.events as u64)?;
 
@@ -394,6 +413,10 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
             report.bytes_decrypted,
             report.tiles,
             if report.ok() { "OK" } else { "FAILED" }
+        )?;
+        outln!(
+            "ratio     verify / (per-event work on {threads} cores) = {:.2}",
+            report.entries as f64 / secs * work.verify() / (threads as f64 * 1e6)
         )?;
         if !report.ok() {
             return Ok(1);

@@ -23,8 +23,14 @@ pub struct PreparedEvent {
     pub epoch: Day,
     /// The envelope as a segment keeps it: packed, or
     /// its canonical (RFC 8785) bytes (`stele_event::canonical_from_stored`
-    /// gives the canonical bytes back).
-    pub stored: Vec<u8>,
+    /// gives the canonical bytes back). Private, as `canonical` is: the
+    /// writer commits to `canonical` and stores `stored`, so the two are
+    /// only ever set together, by [`prepare_envelope`], which checks that
+    /// one gives back the other.
+    stored: Vec<u8>,
+    /// The canonical envelope, which the commitment hashes: kept from
+    /// preparation so that the writer need not rebuild it.
+    canonical: Vec<u8>,
     /// Hash of the idempotency key (0 when the event has no client `id`):
     /// an event with the key of an event already in the log is not appended
     /// again; its original receipt is returned instead.
@@ -195,7 +201,7 @@ pub fn prepare_envelope(envelope: Envelope, now: Timestamp) -> Result<PreparedEv
     let mut scratch = Vec::new();
     if stele_event::canonical_from_stored(&stored, &mut scratch).ok() != Some(canonical.as_slice())
     {
-        stored = canonical;
+        stored = canonical.clone();
     }
     let idempotency = envelope
         .event
@@ -222,7 +228,28 @@ pub fn prepare_envelope(envelope: Envelope, now: Timestamp) -> Result<PreparedEv
         stream: envelope.stream,
         epoch,
         stored,
+        canonical,
     })
+}
+
+impl PreparedEvent {
+    /// The envelope as a segment keeps it.
+    pub fn stored(&self) -> &[u8] {
+        &self.stored
+    }
+
+    /// The canonical envelope: what `stored` gives back, and what the
+    /// commitment hashes.
+    pub fn canonical(&self) -> &[u8] {
+        &self.canonical
+    }
+
+    /// The same event, stored in its canonical form instead of packed (as
+    /// segments of version 1 keep every event, and as any reader accepts).
+    pub fn stored_canonical(mut self) -> PreparedEvent {
+        self.stored = self.canonical.clone();
+        self
+    }
 }
 
 /// Why an event could not be prepared.

@@ -1070,7 +1070,7 @@ fn large_event_in(p: &Preparer, n: usize, stream: &str) -> PreparedEvent {
         r#"{{"actor":"a{n}","action":"act","stream":"{stream}","attributes":{{"pad":"{pad}"}}}}"#
     );
     let event = p.prepare(raw.as_bytes(), jiff::Timestamp::now()).unwrap();
-    assert!(event.stored.len() > 512, "{}", event.stored.len());
+    assert!(event.stored().len() > 512, "{}", event.stored().len());
     event
 }
 

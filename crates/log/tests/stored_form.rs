@@ -33,11 +33,14 @@ fn event(preparer: &Preparer, n: usize) -> PreparedEvent {
 }
 
 /// The event as a log written before the packed form kept it.
-fn canonical_form(mut event: PreparedEvent) -> PreparedEvent {
+fn canonical_form(event: PreparedEvent) -> PreparedEvent {
     let mut scratch = Vec::new();
-    event.stored = canonical_from_stored(&event.stored, &mut scratch)
+    let rebuilt = canonical_from_stored(event.stored(), &mut scratch)
         .unwrap()
         .to_vec();
+    assert_eq!(rebuilt, event.canonical());
+    let event = event.stored_canonical();
+    assert_eq!(event.stored(), rebuilt.as_slice());
     event
 }
 
@@ -50,7 +53,7 @@ fn packed_and_canonical_records_read_and_verify_alike() {
     let events: Vec<PreparedEvent> = (0..40)
         .map(|n| {
             let e = event(&preparer, n);
-            assert_eq!(e.stored[0], PACKED_FORM, "event {n} is packed");
+            assert_eq!(e.stored()[0], PACKED_FORM, "event {n} is packed");
             if n % 3 == 0 { canonical_form(e) } else { e }
         })
         .collect();
@@ -149,7 +152,7 @@ fn record_bytes(events: &[PreparedEvent], body: impl Fn(&PreparedEvent) -> usize
 
 fn canonical_len(event: &PreparedEvent) -> usize {
     let mut scratch = Vec::new();
-    canonical_from_stored(&event.stored, &mut scratch)
+    canonical_from_stored(event.stored(), &mut scratch)
         .unwrap()
         .len()
 }
@@ -191,7 +194,7 @@ fn a_version_1_segment_keeps_canonical_bodies() {
             preparer.prepare(raw.as_bytes(), day).unwrap()
         })
         .collect();
-    assert!(second.iter().all(|e| e.stored[0] == PACKED_FORM));
+    assert!(second.iter().all(|e| e.stored()[0] == PACKED_FORM));
     let receipts = log.writer().append_batch(&second).unwrap();
     log.writer().publish().unwrap();
     for (n, receipt) in (5..10).zip(&receipts) {
@@ -205,5 +208,5 @@ fn a_version_1_segment_keeps_canonical_bodies() {
     drop(log);
     let grown = std::fs::metadata(&seg).unwrap().len() - before;
     assert_eq!(grown, record_bytes(&second, canonical_len));
-    assert!(grown > record_bytes(&second, |e| e.stored.len()));
+    assert!(grown > record_bytes(&second, |e| e.stored().len()));
 }

@@ -4,7 +4,7 @@
 //! The salt of an entry is derived from its segment's record key and its
 //! entry number (`SaltKey::salt`), so it is known only once the entry is
 //! numbered and placed: the commitment, SHA-256 over the salt and the
-//! canonical envelope, is computed here. In a segment of version 3 the
+//! canonical envelope (kept from preparation), is computed here. In a segment of version 3 the
 //! entries of one append are gathered into blocks of about
 //! [`BlockConfig::target_plain`] bytes (256 KiB unless the log was opened
 //! with another), each compressed and sealed at once;
@@ -97,14 +97,13 @@ impl Sealer {
         let mut jobs: Vec<BlockJob> = Vec::new();
         // Per segment, the block being filled.
         let mut filling: HashMap<usize, usize> = HashMap::new();
-        let mut scratch = Vec::new();
         for (position, entry) in placed.iter().enumerate() {
             let segment = &mut active[entry.slot];
             if segment.writer.header().version != segment::VERSION {
-                out[position] = Some(seal_record(segment, generation, entry, &mut scratch)?);
+                out[position] = Some(seal_record(segment, generation, entry)?);
                 continue;
             }
-            let len = entry.event.stored.len() + 5;
+            let len = entry.event.stored().len() + 5;
             let job = match filling.get(&entry.slot) {
                 Some(&job)
                     if jobs[job].plain + len <= self.target
@@ -173,8 +172,11 @@ impl Sealer {
             }
             Task::Hash(j, range) => {
                 let job = &jobs[*j];
-                hash_entries(&active[job.slot], placed, &job.positions[range.clone()])
-                    .map(Done::Entries)
+                Ok(Done::Entries(hash_entries(
+                    &active[job.slot],
+                    placed,
+                    &job.positions[range.clone()],
+                )))
             }
         };
         let plain: usize = jobs.iter().map(|j| j.plain).sum();
@@ -244,17 +246,13 @@ enum Done {
     Entries(Vec<([u8; 32], [u8; 32])>),
 }
 
-/// The salt and commitment of `entry` in `segment`; `scratch` receives the
-/// canonical envelope when it is stored packed.
-fn salt_and_commitment<'s>(
-    segment: &ActiveSegment,
-    entry: &'s Placed<'_>,
-    scratch: &'s mut Vec<u8>,
-) -> LogResult<([u8; 32], [u8; 32], &'s [u8])> {
+/// The salt and commitment of `entry` in `segment`.
+fn salt_and_commitment(segment: &ActiveSegment, entry: &Placed<'_>) -> ([u8; 32], [u8; 32]) {
     let salt = segment.salts.salt(entry.index);
-    let canonical = stele_event::canonical_from_stored(&entry.event.stored, scratch)
-        .map_err(|e| LogError::Internal(format!("event {}: {e}", entry.event.id)))?;
-    Ok((salt, stele_event::commitment(&salt, canonical), canonical))
+    (
+        salt,
+        stele_event::commitment(&salt, entry.event.canonical()),
+    )
 }
 
 /// Compresses and seals the block of `job`: its frame.
@@ -270,7 +268,7 @@ fn seal_block(
         .iter()
         .map(|position| {
             let entry = &placed[*position];
-            (entry.index, entry.event.stored.as_slice())
+            (entry.index, entry.event.stored())
         })
         .collect();
     let mut frame = Vec::with_capacity(job.plain / 4 + 64);
@@ -283,15 +281,10 @@ fn hash_entries(
     segment: &ActiveSegment,
     placed: &[Placed<'_>],
     positions: &[usize],
-) -> LogResult<Vec<([u8; 32], [u8; 32])>> {
-    let mut scratch = Vec::new();
+) -> Vec<([u8; 32], [u8; 32])> {
     positions
         .iter()
-        .map(|position| {
-            let (salt, commitment, _) =
-                salt_and_commitment(segment, &placed[*position], &mut scratch)?;
-            Ok((salt, commitment))
-        })
+        .map(|position| salt_and_commitment(segment, &placed[*position]))
         .collect()
 }
 
@@ -301,13 +294,12 @@ fn seal_record(
     segment: &mut ActiveSegment,
     generation: u32,
     entry: &Placed<'_>,
-    scratch: &mut Vec<u8>,
 ) -> LogResult<Sealed> {
-    let (salt, commitment, canonical) = salt_and_commitment(segment, entry, scratch)?;
+    let (salt, commitment) = salt_and_commitment(segment, entry);
     let body = if segment.writer.header().version == segment::VERSION_CANONICAL_ONLY {
-        canonical
+        entry.event.canonical()
     } else {
-        entry.event.stored.as_slice()
+        entry.event.stored()
     };
     let location = segment.writer.stage(
         &segment.key,

@@ -84,7 +84,7 @@ pub use access::{
 pub use error::{PolicyError, PolicyErrors, Problem, RouteError};
 pub use parse::{MAX_DURATION_DAYS, ROLE_NAME_MAX};
 pub use retention::{AppliedPolicy, Retention, RetentionChange, purge_after, retention_changes};
-pub use route::{Glob, KubernetesMatch, Route, RouteInput};
+pub use route::{Glob, KubernetesMatch, Route, RouteInput, glob_matches};
 pub use source::PolicySource;
 
 use access::{AccessPolicies, CedarOrigin};

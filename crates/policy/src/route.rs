@@ -27,25 +27,34 @@ impl Glob {
 
     /// Whether `text` matches the whole pattern.
     pub fn matches(&self, text: &str) -> bool {
-        let mut parts = self.pattern.split('*');
-        // `split` always yields at least one part.
-        let first = parts.next().unwrap_or("");
-        let Some(mut rest) = text.strip_prefix(first) else {
-            return false;
-        };
-        let middle_and_last: Vec<&str> = parts.collect();
-        let Some((last, middle)) = middle_and_last.split_last() else {
-            // No `*`: the pattern is a literal.
-            return rest.is_empty();
-        };
-        for part in middle {
-            match rest.find(part) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
-            }
-        }
-        rest.ends_with(last)
+        let parts: Vec<&str> = self.pattern.split('*').collect();
+        glob_matches(&parts, text)
     }
+}
+
+/// Whether `text` matches the glob whose literal parts, between its `*`s,
+/// are `parts` (one part: no `*`, the text itself; `["a", ""]` is `a*`).
+/// Case-sensitive. Shared by [`Glob`] and the search's patterns, whose
+/// literal parts may themselves hold a `*`.
+pub fn glob_matches<S: AsRef<str>>(parts: &[S], text: &str) -> bool {
+    let Some((first, rest_parts)) = parts.split_first() else {
+        return text.is_empty();
+    };
+    let Some(mut rest) = text.strip_prefix(first.as_ref()) else {
+        return false;
+    };
+    let Some((last, middle)) = rest_parts.split_last() else {
+        // No `*`: the pattern is a literal.
+        return rest.is_empty();
+    };
+    for part in middle {
+        let part = part.as_ref();
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.ends_with(last.as_ref())
 }
 
 /// What the route keys of a `[[routes]]` entry compare against.

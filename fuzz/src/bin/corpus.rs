@@ -514,6 +514,20 @@ fn outside_inputs(c: &Corpus) {
     {
         c.prefixed("query_string", &format!("query-{i}"), *which, query.as_bytes());
     }
+    // The examples of docs/search.md.
+    for (i, query) in [
+        "actor:alice.smith@acme.example resource:db/prod/* received:2026-12-01",
+        r#"(action:delete OR action:drop) -outcome:success "permission denied""#,
+        "attributes.kubernetes.objectRef.namespace:kube-* time>=now-24h",
+        "writer:svc-* stream:payments,billing attributes.mfa:false",
+        r#"attributes."app.tier":payments NOT (actor:a AND -action:"a*b",c\*d) received<2026-12-06T11:15:00.5+01:00"#,
+        "acter:alice",
+    ]
+    .iter()
+    .enumerate()
+    {
+        c.add("search_query", &format!("query-{i}"), query.as_bytes());
+    }
 }
 
 const SERVER_CONFIG: &str = r#"data = "./stele-data"

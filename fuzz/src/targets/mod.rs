@@ -5,6 +5,7 @@ pub mod fixtures;
 mod ingest;
 mod log;
 mod policy;
+mod query;
 mod server;
 mod store;
 mod tlog;
@@ -147,6 +148,11 @@ pub const ALL: &[Target] = &[
         name: "query_string",
         about: "export, query, consistency and checkpoints query strings",
         run: server::query_string,
+    },
+    Target {
+        name: "search_query",
+        about: "Query::parse (the search query language)",
+        run: query::search_query,
     },
     Target {
         name: "client_event",

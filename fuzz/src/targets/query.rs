@@ -1,0 +1,47 @@
+//! The search query language (`stele-query`).
+
+use stele_query::Query;
+
+/// Input: a query text. It parses or is refused with an offset inside the
+/// text; a query that parses writes a normalized text that parses back to
+/// the same query, which writes the same text again; matching an event
+/// never panics.
+pub fn search_query(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let now: jiff::Timestamp = "2026-12-07T12:00:00Z".parse().expect("fixed time");
+    let query = match Query::parse(text, now) {
+        Ok(query) => query,
+        Err(e) => {
+            assert!(e.at <= text.len().max(stele_query::MAX_QUERY_BYTES), "{e}");
+            return;
+        }
+    };
+    let normal = query.to_string();
+    let again = Query::parse(&normal, now)
+        .unwrap_or_else(|e| panic!("{normal:?}, written from {text:?}, is refused: {e}"));
+    assert_eq!(again, query, "{normal:?} from {text:?}");
+    assert_eq!(again.to_string(), normal);
+    let _ = query.matches(envelope());
+}
+
+/// One event with every kind of value a term can meet.
+fn envelope() -> &'static stele_event::Envelope {
+    static ENVELOPE: std::sync::OnceLock<stele_event::Envelope> = std::sync::OnceLock::new();
+    ENVELOPE.get_or_init(|| {
+        let raw = br#"{"actor":"alice.smith@acme.example","action":"policy.update","resource":"db/prod/x","outcome":"denied","time":"2026-12-06T10:00:00Z","attributes":{"tags":["pci",1,true,null],"kubernetes":{"objectRef":{"namespace":"kube-system"}},"reason":"Permission denied"}}"#;
+        let event = stele_event::parse_client_event(raw, &stele_event::Limits::default())
+            .expect("fixed event");
+        stele_event::new_envelope(
+            event,
+            raw,
+            "01a2513e-234f-7da0-82bf-bfe759779cfe".into(),
+            "2026-12-07T12:00:00Z".parse().expect("fixed time"),
+            "svc-billing",
+            "payments",
+            "http",
+        )
+        .expect("fixed envelope")
+    })
+}

@@ -325,7 +325,9 @@ def purged(d, stream, epoch):
 
 
 def seg_records(path):
-    """Records of a segment file by log index (docs/formats/segment.md)."""
+    """Frames of a segment file by their first log index: one record per
+    entry, or in segments of version 3 one block per run of entries
+    (docs/formats/segment.md; both share the framing)."""
     with open(path, "rb") as f:
         b = f.read()
     if b[:8] != b"STELESEG":
@@ -790,9 +792,12 @@ def sc_acked_batch(w):
     seg = [os.path.join(d, "segments", "default", s + ".seg") for s in segments(d, "default")][-1]
     recs = seg_records(seg)
     victim = acked[4]
-    if victim not in recs:
+    # The frame holding the entry: its own record, or the block that
+    # begins at or before it.
+    holder = max((first for first in recs if first <= victim), default=None)
+    if holder is None:
         raise ScenarioError("acknowledged record not found in the segment")
-    pos = recs[victim]["offset"] + 16 + len(recs[victim]["ct"]) // 2
+    pos = recs[holder]["offset"] + 16 + len(recs[holder]["ct"]) // 2
     with open(seg, "r+b") as f:
         f.seek(pos)
         byte = f.read(1)[0]
@@ -800,7 +805,7 @@ def sc_acked_batch(w):
         f.write(bytes([byte ^ 0x10]))
     vrc, vmsg = verify(d)
     rc, receipts, out, err = append(d, [{"actor": "bob", "action": "after"}], check=False)
-    state = f"batch {min(acked)}..{max(acked)} acknowledged, checkpoint size {published}, bit flipped in entry {victim}"
+    state = f"batch {min(acked)}..{max(acked)} acknowledged, checkpoint size {published}, bit flipped in the frame holding entry {victim} (it begins at entry {holder})"
     if rc == 0:
         new_index = receipts_indices(receipts)[0] if receipts else None
         if new_index is not None and new_index <= max(acked):

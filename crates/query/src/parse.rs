@@ -259,6 +259,20 @@ impl Parser<'_> {
             let path = self.attribute_path()?;
             return self.field_term(Field::Attribute(path));
         }
+        let known = time_field.is_some()
+            || name == "attributes"
+            || Field::NAMED.iter().any(|(named, _)| *named == name);
+        if known && matches!(after, Some('=' | '<' | '>' | '!' | '~')) {
+            let hint = if time_field.is_some() {
+                "compare a time with >=, >, <= or <, or give a day with `:`"
+            } else {
+                "a field takes its value after `:` (negate with `-`)"
+            };
+            return Err(self.error_at(
+                start + name_len,
+                format!("`{name}` then `{}`: {hint}", after.unwrap_or(' ')),
+            ));
+        }
         if after == Some(':') && !name.is_empty() {
             let Some((_, field)) = Field::NAMED.iter().find(|(named, _)| *named == name) else {
                 return Err(self.error_at(

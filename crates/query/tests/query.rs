@@ -220,6 +220,10 @@ fn bad_queries_are_refused_with_where_and_why() {
         ("attributes.:x", 11, "needs a key"),
         ("attributes.a", 11, "expected `:`"),
         ("actor:a\\", 7, "escapes nothing"),
+        ("actor=alice", 5, "takes its value after `:`"),
+        ("outcome!=success", 7, "negate with `-`"),
+        ("time=2026-12-01", 4, "give a day with `:`"),
+        ("received=>now", 8, "compare a time"),
     ];
     for (text, offset, reason) in cases {
         let e = refused(text);

@@ -530,11 +530,13 @@ fn prepare_all(args: &BenchArgs, threads: usize) -> CliResult<(Vec<PreparedEvent
         .flat_map(|(events, _)| events)
         .collect();
     let stored_bytes: usize = all.iter().map(|e| e.stored().len()).sum();
+    let canonical_bytes: usize = all.iter().map(|e| e.canonical().len()).sum();
     outln!(
-        "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, pack); raw JSON {} B, stored envelope {} B (before compression) on average",
+        "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, pack); raw JSON {} B, stored envelope {} B (before compression), canonical envelope {} B on average",
         args.events as f64 / prepare_secs,
         raw_bytes / args.events as u64,
-        stored_bytes / args.events
+        stored_bytes / args.events,
+        canonical_bytes / args.events
     )?;
     Ok((all, raw_bytes))
 }

@@ -70,19 +70,20 @@ pub(crate) fn measure(
     std::fs::remove_file(&kek_path)?;
 
     // Blocks as the writer cuts them: up to the target of plaintext.
-    let mut groups: Vec<Vec<(u64, &[u8])>> = vec![Vec::new()];
+    let mut groups: Vec<Vec<(u64, &[u8])>> = Vec::new();
     let mut plain = 0usize;
     for (i, event) in sample.iter().enumerate() {
-        let len = event.stored().len() + 5;
-        let full = plain + len > blocks.target_plain()
-            || groups[groups.len() - 1].len() >= block::MAX_ENTRIES;
-        if full && !groups[groups.len() - 1].is_empty() {
-            groups.push(Vec::new());
-            plain = 0;
+        let len = BlockConfig::entry_plain(event.stored().len());
+        match groups.last_mut() {
+            Some(group) if blocks.has_room(plain, group.len(), len) => {
+                group.push((i as u64, event.stored()));
+                plain += len;
+            }
+            _ => {
+                groups.push(vec![(i as u64, event.stored())]);
+                plain = len;
+            }
         }
-        plain += len;
-        let last = groups.len() - 1;
-        groups[last].push((i as u64, event.stored()));
     }
     let mut packer = store(Packer::new(blocks.level()))?;
     let mut frames: Vec<Vec<u8>> = Vec::with_capacity(groups.len());
@@ -123,19 +124,11 @@ pub(crate) fn measure(
         }
         Ok(())
     })?;
-    let canonical = sample
-        .iter()
-        .map(|event| {
-            stele_event::canonical_from_stored(event.stored(), &mut scratch)
-                .map(|bytes| bytes.to_vec())
-                .map_err(|e| Failure::usage(e.to_string()))
-        })
-        .collect::<CliResult<Vec<Vec<u8>>>>()?;
     let mut commitments: Vec<[u8; 32]> = Vec::with_capacity(sample.len());
     let commit = timed(n, || {
         commitments.clear();
-        for (salt, canonical) in salted.iter().zip(&canonical) {
-            commitments.push(stele_event::commitment(salt, canonical));
+        for (salt, event) in salted.iter().zip(sample) {
+            commitments.push(stele_event::commitment(salt, event.canonical()));
         }
         Ok(())
     })?;

@@ -41,6 +41,33 @@ fn number_after(text: &str, label: &str) -> f64 {
         .unwrap_or_else(|_| panic!("number after {label} in {text}"))
 }
 
+/// The per-event work the log must do, measured on its own, and the
+/// measured rates against the ceiling it sets (how close is not a test's
+/// business: it depends on the machine's load).
+fn expect_work_lines(out: &Out) {
+    let work = line(out, "baseline  work per event on one core");
+    for piece in [
+        "compress and seal",
+        "salt",
+        "canonical envelope rebuilt",
+        "commitment",
+        "Merkle",
+        "authenticate and decompress",
+    ] {
+        assert!(number_after(work, piece) > 0.0, "{piece}: {work}");
+    }
+    let ceiling = line(out, "baseline  so at most");
+    assert!(number_after(ceiling, "at most") > 0.0, "{ceiling}");
+    for ratio in [
+        "ratio     append / (per-event work",
+        "ratio     verify / (per-event work",
+    ] {
+        let ratio = line(out, ratio);
+        let value = number_after(ratio, "cores) =");
+        assert!(value > 0.0, "{ratio}");
+    }
+}
+
 #[test]
 fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
     let tmp = tempfile::tempdir().unwrap();
@@ -81,30 +108,7 @@ fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
         "every event is in the final checkpoint:\n{out}"
     );
     assert!(line(&out, "verify").ends_with("OK"), "{out}");
-    // The per-event work the log must do, measured on its own, and the
-    // measured rates against the ceiling it sets (how close is not a
-    // test's business: it depends on the machine's load).
-    let work = line(&out, "baseline  work per event on one core");
-    for piece in [
-        "compress and seal",
-        "salt",
-        "canonical envelope rebuilt",
-        "commitment",
-        "Merkle",
-        "authenticate and decompress",
-    ] {
-        assert!(number_after(work, piece) > 0.0, "{piece}: {work}");
-    }
-    let ceiling = line(&out, "baseline  so at most");
-    assert!(number_after(ceiling, "at most") > 0.0, "{ceiling}");
-    for ratio in [
-        "ratio     append / (per-event work",
-        "ratio     verify / (per-event work",
-    ] {
-        let ratio = line(&out, ratio);
-        let value = number_after(ratio, "cores) =");
-        assert!(value > 0.0, "{ratio}");
-    }
+    expect_work_lines(&out);
     // Bytes on disk against the raw JSON of the realistic events.
     let size = line(&out, "size");
     let raw = number_after(size, "raw JSON");
@@ -222,30 +226,7 @@ fn bench_appends_kubernetes_audit_events() {
     expect(&out, 0, &[]);
     assert!(line(&out, "publish").contains("at size 2000"), "{out}");
     assert!(line(&out, "verify").ends_with("OK"), "{out}");
-    // The per-event work the log must do, measured on its own, and the
-    // measured rates against the ceiling it sets (how close is not a
-    // test's business: it depends on the machine's load).
-    let work = line(&out, "baseline  work per event on one core");
-    for piece in [
-        "compress and seal",
-        "salt",
-        "canonical envelope rebuilt",
-        "commitment",
-        "Merkle",
-        "authenticate and decompress",
-    ] {
-        assert!(number_after(work, piece) > 0.0, "{piece}: {work}");
-    }
-    let ceiling = line(&out, "baseline  so at most");
-    assert!(number_after(ceiling, "at most") > 0.0, "{ceiling}");
-    for ratio in [
-        "ratio     append / (per-event work",
-        "ratio     verify / (per-event work",
-    ] {
-        let ratio = line(&out, ratio);
-        let value = number_after(ratio, "cores) =");
-        assert!(value > 0.0, "{ratio}");
-    }
+    expect_work_lines(&out);
     let raw = number_after(line(&out, "size"), "raw JSON");
     assert!((800.0..=1_600.0).contains(&raw), "{out}");
 }

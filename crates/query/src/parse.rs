@@ -293,11 +293,10 @@ impl Parser<'_> {
         loop {
             let at = self.pos;
             self.count_term(at)?;
-            let parts = self.value(true)?;
-            if parts.is_none() {
+            let Some(parts) = self.value(true)? else {
                 return Err(self.error_at(at, "expected a value (an empty one is written \"\")"));
-            }
-            patterns.push(Pattern::from_parts(parts.unwrap_or_default()));
+            };
+            patterns.push(Pattern::from_parts(parts));
             if self.peek() == Some(',') {
                 self.bump();
             } else {
@@ -307,10 +306,10 @@ impl Parser<'_> {
         Ok(Expr::Field(field, patterns))
     }
 
-    /// One value: quoted pieces, escaped and plain characters, `*`
-    /// wildcards (when `wildcards`), up to a word's end (or a `,` between
-    /// alternatives). Returns its literal parts between wildcards, or None
-    /// when nothing was written.
+    /// One value: quoted pieces, escaped and plain characters, and for a
+    /// `field` term `*` wildcards, up to a word's end (or, in a field term,
+    /// a `,` between alternatives). Returns its literal parts between
+    /// wildcards, or None when nothing was written.
     fn value(&mut self, field: bool) -> Result<Option<Vec<String>>, QueryError> {
         let start = self.pos;
         let mut parts = vec![String::new()];

@@ -94,6 +94,20 @@ impl BlockConfig {
     pub fn target_plain(&self) -> usize {
         self.target_plain
     }
+
+    /// The plaintext an entry whose stored envelope is `body_len` bytes
+    /// takes in a block, at most: the body and its length (a varint of at
+    /// most 5 bytes).
+    pub fn entry_plain(body_len: usize) -> usize {
+        body_len + 5
+    }
+
+    /// Whether a block being filled, holding `entries` entries in `plain`
+    /// bytes (sums of [`Self::entry_plain`]), takes one more of
+    /// `entry_plain` bytes; when it does not, the entry begins a new block.
+    pub fn has_room(&self, plain: usize, entries: usize, entry_plain: usize) -> bool {
+        plain + entry_plain <= self.target_plain && entries < MAX_ENTRIES
+    }
 }
 
 /// Compresses and seals blocks; keeps its zstd context from one block to

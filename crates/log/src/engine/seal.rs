@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use stele_store::block::{self, BlockConfig, Packer};
+use stele_store::block::{BlockConfig, Packer};
 use stele_store::segment::{self, RecordLocation};
 
 use super::ActiveSegment;
@@ -65,8 +65,7 @@ struct SealedBlock {
 #[derive(Debug)]
 pub(crate) struct Sealer {
     packers: Vec<Packer>,
-    /// Plaintext bytes gathered into one block.
-    target: usize,
+    config: BlockConfig,
 }
 
 impl Sealer {
@@ -78,10 +77,7 @@ impl Sealer {
         let packers = (0..cores)
             .map(|_| Packer::new(config.level()))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Sealer {
-            packers,
-            target: config.target_plain(),
-        })
+        Ok(Sealer { packers, config })
     }
 
     /// Seals and stages every entry of `placed` (numbers rising) into its
@@ -103,11 +99,12 @@ impl Sealer {
                 out[position] = Some(seal_record(segment, generation, entry)?);
                 continue;
             }
-            let len = entry.event.stored().len() + 5;
+            let len = BlockConfig::entry_plain(entry.event.stored().len());
             let job = match filling.get(&entry.slot) {
                 Some(&job)
-                    if jobs[job].plain + len <= self.target
-                        && jobs[job].positions.len() < block::MAX_ENTRIES =>
+                    if self
+                        .config
+                        .has_room(jobs[job].plain, jobs[job].positions.len(), len) =>
                 {
                     job
                 }

@@ -329,6 +329,28 @@ impl<'a> SegmentPass<'a> {
         }
     }
 
+    /// The checks of the records and blocks of one segment (of `version`,
+    /// opened with `key`).
+    fn checks<'b>(
+        &self,
+        version: u8,
+        key: Option<&'b SegmentKeys>,
+        path: &'b Path,
+        progress: &'b dyn Progress,
+    ) -> Checks<'b>
+    where
+        'a: 'b,
+    {
+        Checks {
+            version,
+            key,
+            path,
+            problems: self.problems,
+            bytes_decrypted: self.bytes_decrypted,
+            progress,
+        }
+    }
+
     /// Takes up the block a previous window left (`cursor.carry`): the
     /// first of `expected` (in the order of their offsets) that the index
     /// places at it are its entries of this window, and those placed
@@ -400,14 +422,7 @@ impl<'a> SegmentPass<'a> {
             first: 0,
             count: carry.entries.len(),
         };
-        let checks = Checks {
-            version: cursor.version,
-            key: cursor.key.as_deref(),
-            path,
-            problems: self.problems,
-            bytes_decrypted: self.bytes_decrypted,
-            progress,
-        };
+        let checks = self.checks(cursor.version, cursor.key.as_deref(), path, progress);
         checks.run(&[item], &carry.entries, &carry.frame, carry.offset, 1);
         k
     }
@@ -508,14 +523,7 @@ impl<'a> SegmentPass<'a> {
             problems: self.problems,
             max_generation: self.max_generation,
         };
-        let checks = Checks {
-            version: cursor.version,
-            key: cursor.key.as_deref(),
-            path,
-            problems: self.problems,
-            bytes_decrypted: self.bytes_decrypted,
-            progress,
-        };
+        let checks = self.checks(cursor.version, cursor.key.as_deref(), path, progress);
         let (chunk_bytes, threads) = (self.chunk_bytes, self.threads);
         let mut pos = cursor.pos;
         let mut more = pos < cursor.file_len && (last || walk.k < expected.len());

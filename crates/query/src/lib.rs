@@ -21,10 +21,11 @@
 //! explicit: a query over them is refused, never truncated.
 
 mod expr;
+pub mod extract;
 mod matching;
 mod parse;
 mod text;
 
 pub use expr::{Expr, Field, Pattern, Query, TimeBound, TimeField};
 pub use parse::{MAX_DEPTH, MAX_QUERY_BYTES, MAX_TERMS, QueryError};
-pub use text::tokens;
+pub use text::{contains_phrase, tokens};

@@ -1,10 +1,10 @@
 //! Whether an envelope matches a query: the definition an index must agree
 //! with.
 
-use serde_json::Value;
 use stele_event::Envelope;
 
-use crate::expr::{Expr, Field, Query, TimeField};
+use crate::expr::{Expr, Query, TimeField};
+use crate::extract::{text_values, values_of};
 use crate::text::contains_phrase;
 
 impl Query {
@@ -44,80 +44,5 @@ impl Expr {
                 found
             }
         }
-    }
-}
-
-/// Calls `visit` with each value of `field` in `envelope` as text: none
-/// when the field is absent, one for a scalar, one per scalar element of an
-/// array attribute. An attribute that is an object has no value.
-fn values_of(envelope: &Envelope, field: &Field, visit: &mut dyn FnMut(&str)) {
-    let event = &envelope.event;
-    let one = match field {
-        Field::Actor => Some(event.actor.as_str()),
-        Field::Action => Some(event.action.as_str()),
-        Field::Resource => event.resource.as_deref(),
-        Field::Outcome => event.outcome.as_deref(),
-        Field::Source => envelope.source.as_deref(),
-        Field::Writer => Some(envelope.writer.as_str()),
-        Field::Stream => Some(envelope.stream.as_str()),
-        Field::Id => Some(envelope.id.as_str()),
-        Field::Attribute(path) => {
-            let Some((first, rest)) = path.split_first() else {
-                return;
-            };
-            let mut value = event.attributes.as_ref().and_then(|map| map.get(first));
-            for key in rest {
-                value = value.and_then(|v| v.get(key.as_str()));
-            }
-            match value {
-                Some(Value::Array(items)) => items.iter().for_each(|item| scalar(item, visit)),
-                Some(item) => scalar(item, visit),
-                None => {}
-            }
-            return;
-        }
-    };
-    if let Some(text) = one {
-        visit(text);
-    }
-}
-
-/// A scalar as a query compares it: a string as it is, a number, boolean
-/// or null as its JSON text.
-fn scalar(value: &Value, visit: &mut dyn FnMut(&str)) {
-    match value {
-        Value::String(text) => visit(text),
-        Value::Number(number) => visit(&number.to_string()),
-        Value::Bool(flag) => visit(if *flag { "true" } else { "false" }),
-        Value::Null => visit("null"),
-        Value::Array(_) | Value::Object(_) => {}
-    }
-}
-
-/// Every value free text is matched against: the event's actor, action,
-/// resource, outcome and source, and every scalar in its attributes
-/// (however deep), each on its own.
-fn text_values(envelope: &Envelope, visit: &mut dyn FnMut(&str)) {
-    let event = &envelope.event;
-    visit(&event.actor);
-    visit(&event.action);
-    for text in [&event.resource, &event.outcome, &envelope.source]
-        .into_iter()
-        .flatten()
-    {
-        visit(text);
-    }
-    if let Some(attributes) = &event.attributes {
-        for value in attributes.values() {
-            walk(value, visit);
-        }
-    }
-}
-
-fn walk(value: &Value, visit: &mut dyn FnMut(&str)) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|item| walk(item, visit)),
-        Value::Object(members) => members.values().for_each(|item| walk(item, visit)),
-        scalar_value => scalar(scalar_value, visit),
     }
 }

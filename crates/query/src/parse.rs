@@ -16,6 +16,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 use crate::expr::{Expr, Field, Pattern, Query, TimeBound, TimeField};
+use crate::extract::MAX_PATH_KEYS;
 use crate::text::tokens;
 
 /// Longest query text, in bytes.
@@ -24,8 +25,6 @@ pub const MAX_QUERY_BYTES: usize = 4096;
 pub const MAX_TERMS: usize = 64;
 /// Deepest nesting of parentheses and negations.
 pub const MAX_DEPTH: usize = 16;
-/// Most keys in an attribute path.
-const MAX_PATH_KEYS: usize = 16;
 /// Furthest back `now-…` may reach: 100 years.
 const MAX_AGO_SECONDS: i64 = 36_500 * 86_400;
 

@@ -12,7 +12,7 @@ pub fn tokens(text: &str) -> Vec<String> {
 }
 
 /// Whether `words` appear one after the other among `text`'s tokens.
-pub(crate) fn contains_phrase(text: &str, words: &[String]) -> bool {
+pub fn contains_phrase(text: &str, words: &[String]) -> bool {
     if words.is_empty() {
         return false;
     }

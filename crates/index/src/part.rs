@@ -1,0 +1,372 @@
+//! A part: the index of a run of one segment's entries, in ascending log
+//! order, and how an expression is answered over it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use stele_query::{Expr, Field, Pattern, TimeField, contains_phrase, tokens};
+
+use crate::bitset::Bitset;
+use crate::terms::{ATTRIBUTE, EventTerms, NAMED, TEXT_ONLY, attribute_key, named_code};
+
+/// A part refused an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexError {
+    /// Entries go into a part in ascending log order.
+    OutOfOrder { entry: u64, last: u64 },
+    /// A part holds at most `u32::MAX` entries.
+    Full,
+}
+
+impl std::fmt::Display for IndexError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IndexError::OutOfOrder { entry, last } => {
+                write!(f, "entry {entry} comes after entry {last} in log order")
+            }
+            IndexError::Full => f.write_str("the part holds 2^32 - 1 entries"),
+        }
+    }
+}
+
+impl std::error::Error for IndexError {}
+
+/// The distinct values of one field in a part, and which ordinals hold
+/// each.
+#[derive(Debug, Default)]
+struct Dict {
+    /// Whether free text searches these values.
+    text: bool,
+    ids: HashMap<Arc<str>, u32>,
+    values: Vec<Arc<str>>,
+    /// Ascending ordinals per value id.
+    postings: Vec<Vec<u32>>,
+}
+
+impl Dict {
+    /// Adds `value` at `ordinal`; returns the value's id if it is new.
+    fn add(&mut self, value: &str, ordinal: u32) -> Option<u32> {
+        if let Some(&id) = self.ids.get(value) {
+            let postings = &mut self.postings[id as usize];
+            if postings.last() != Some(&ordinal) {
+                postings.push(ordinal);
+            }
+            return None;
+        }
+        let id = self.values.len() as u32;
+        let value: Arc<str> = Arc::from(value);
+        self.ids.insert(value.clone(), id);
+        self.values.push(value);
+        self.postings.push(vec![ordinal]);
+        Some(id)
+    }
+
+    /// The ordinals holding a value that one of `patterns` matches.
+    fn matching(&self, patterns: &[Pattern], len: usize) -> Bitset {
+        let mut set = Bitset::empty(len);
+        let mut add = |id: u32| {
+            for &ordinal in &self.postings[id as usize] {
+                set.insert(ordinal as usize);
+            }
+        };
+        if patterns.iter().all(|p| matches!(p, Pattern::Exact(_))) {
+            for pattern in patterns {
+                if let Pattern::Exact(value) = pattern
+                    && let Some(&id) = self.ids.get(value.as_str())
+                {
+                    add(id);
+                }
+            }
+        } else {
+            for (id, value) in self.values.iter().enumerate() {
+                if patterns.iter().any(|p| p.matches(value)) {
+                    add(id as u32);
+                }
+            }
+        }
+        set
+    }
+}
+
+/// A value of a field with how many matching entries hold it
+/// ([`Part::top`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopValue {
+    pub value: Arc<str>,
+    pub count: u64,
+}
+
+/// The index of a run of one segment's entries (see the crate docs).
+#[derive(Debug, Default)]
+pub struct Part {
+    /// Log index of each ordinal, ascending.
+    entries: Vec<u64>,
+    received: Vec<Option<Timestamp>>,
+    time: Vec<Option<Timestamp>>,
+    /// One per named field, then the text-only dictionary.
+    named: Vec<Dict>,
+    attributes: HashMap<Box<str>, Dict>,
+    /// For every word of a value free text searches: the dictionaries
+    /// (`None` for a named one by code, else the attribute key) and value
+    /// ids holding it.
+    words: HashMap<Box<str>, Vec<(DictRef, u32)>>,
+}
+
+/// Which dictionary a word points into.
+#[derive(Debug, Clone)]
+enum DictRef {
+    Named(u8),
+    Attribute(Arc<str>),
+}
+
+impl Part {
+    pub fn new() -> Part {
+        let mut named: Vec<Dict> = Vec::with_capacity(NAMED.len() + 1);
+        for code in 0..=TEXT_ONLY {
+            if code == ATTRIBUTE {
+                continue;
+            }
+            let text = code == TEXT_ONLY
+                || matches!(
+                    NAMED[code as usize],
+                    Field::Actor | Field::Action | Field::Resource | Field::Outcome | Field::Source
+                );
+            named.push(Dict {
+                text,
+                ..Dict::default()
+            });
+        }
+        Part {
+            named,
+            ..Part::default()
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The log index of `ordinal`.
+    pub fn entry(&self, ordinal: usize) -> u64 {
+        self.entries[ordinal]
+    }
+
+    /// The entries, ascending.
+    pub fn entries(&self) -> &[u64] {
+        &self.entries
+    }
+
+    /// When the entry at `ordinal` was received.
+    pub fn received(&self, ordinal: usize) -> Option<Timestamp> {
+        self.received[ordinal]
+    }
+
+    /// The client's time of the entry at `ordinal`.
+    pub fn time(&self, ordinal: usize) -> Option<Timestamp> {
+        self.time[ordinal]
+    }
+
+    /// The last entry, if any.
+    pub fn last_entry(&self) -> Option<u64> {
+        self.entries.last().copied()
+    }
+
+    fn named_index(code: u8) -> usize {
+        if code == TEXT_ONLY {
+            NAMED.len()
+        } else {
+            code as usize
+        }
+    }
+
+    /// Adds the entry `entry` with its terms. Entries come in ascending
+    /// log order.
+    pub fn insert(&mut self, entry: u64, terms: &EventTerms) -> Result<(), IndexError> {
+        if let Some(last) = self.last_entry()
+            && entry <= last
+        {
+            return Err(IndexError::OutOfOrder { entry, last });
+        }
+        let ordinal = u32::try_from(self.entries.len())
+            .ok()
+            .filter(|&o| o < u32::MAX)
+            .ok_or(IndexError::Full)?;
+        self.entries.push(entry);
+        self.received.push(terms.received);
+        self.time.push(terms.time);
+        for item in &terms.items {
+            let value = terms.slice(item.value);
+            if item.code == ATTRIBUTE {
+                let key = terms.slice(item.key);
+                let dict = match self.attributes.get_mut(key) {
+                    Some(dict) => dict,
+                    None => self.attributes.entry(key.into()).or_insert(Dict {
+                        text: true,
+                        ..Dict::default()
+                    }),
+                };
+                if let Some(id) = dict.add(value, ordinal) {
+                    let key: Arc<str> = Arc::from(key);
+                    add_words(&mut self.words, value, DictRef::Attribute(key), id);
+                }
+            } else {
+                let dict = &mut self.named[Self::named_index(item.code)];
+                if let Some(id) = dict.add(value, ordinal)
+                    && dict.text
+                {
+                    add_words(&mut self.words, value, DictRef::Named(item.code), id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dict(&self, key: &DictRef) -> Option<&Dict> {
+        match key {
+            DictRef::Named(code) => self.named.get(Self::named_index(*code)),
+            DictRef::Attribute(key) => self.attributes.get(&**key),
+        }
+    }
+
+    fn field_dict(&self, field: &Field) -> Option<&Dict> {
+        match field {
+            Field::Attribute(path) => self
+                .attributes
+                .get(attribute_key(path.iter().map(String::as_str)).as_str()),
+            other => named_code(other).and_then(|code| self.dict(&DictRef::Named(code))),
+        }
+    }
+
+    /// The ordinals of the entries `expr` matches, for a part of `stream`.
+    pub fn eval(&self, expr: &Expr, stream: &str) -> Bitset {
+        let len = self.len();
+        match expr {
+            Expr::And(items) => {
+                let mut set = Bitset::full(len);
+                for item in items {
+                    set.and(&self.eval(item, stream));
+                }
+                set
+            }
+            Expr::Or(items) => {
+                let mut set = Bitset::empty(len);
+                for item in items {
+                    set.or(&self.eval(item, stream));
+                }
+                set
+            }
+            Expr::Not(inner) => {
+                let mut set = self.eval(inner, stream);
+                set.not();
+                set
+            }
+            Expr::Field(Field::Stream, patterns) => {
+                if patterns.iter().any(|p| p.matches(stream)) {
+                    Bitset::full(len)
+                } else {
+                    Bitset::empty(len)
+                }
+            }
+            Expr::Field(field, patterns) => match self.field_dict(field) {
+                Some(dict) => dict.matching(patterns, len),
+                None => Bitset::empty(len),
+            },
+            Expr::Time(field, bound) => {
+                let column = match field {
+                    TimeField::Time => &self.time,
+                    TimeField::Received => &self.received,
+                };
+                let mut set = Bitset::empty(len);
+                for (ordinal, at) in column.iter().enumerate() {
+                    if at.is_some_and(|at| bound.holds(at)) {
+                        set.insert(ordinal);
+                    }
+                }
+                set
+            }
+            Expr::Text(words) => self.text(words),
+        }
+    }
+
+    /// The ordinals holding a value in which `words` appear one after the
+    /// other: candidates from the rarest word, each checked exactly.
+    fn text(&self, words: &[String]) -> Bitset {
+        let mut set = Bitset::empty(self.len());
+        let mut lists = Vec::with_capacity(words.len());
+        for word in words {
+            match self.words.get(word.as_str()) {
+                Some(list) => lists.push(list),
+                None => return set,
+            }
+        }
+        let Some(rarest) = lists.into_iter().min_by_key(|list| list.len()) else {
+            return set;
+        };
+        for (key, id) in rarest {
+            let Some(dict) = self.dict(key) else { continue };
+            if contains_phrase(&dict.values[*id as usize], words) {
+                for &ordinal in &dict.postings[*id as usize] {
+                    set.insert(ordinal as usize);
+                }
+            }
+        }
+        set
+    }
+
+    /// The `n` values of `field` held by the most entries of `set`, most
+    /// first (ties by value), with their counts.
+    pub fn top(&self, field: &Field, set: &Bitset, n: usize) -> Vec<TopValue> {
+        let Some(dict) = self.field_dict(field) else {
+            return Vec::new();
+        };
+        let mut counts: Vec<TopValue> = dict
+            .postings
+            .iter()
+            .enumerate()
+            .filter_map(|(id, postings)| {
+                let count = postings
+                    .iter()
+                    .filter(|&&o| set.contains(o as usize))
+                    .count() as u64;
+                (count > 0).then(|| TopValue {
+                    value: dict.values[id].clone(),
+                    count,
+                })
+            })
+            .collect();
+        counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        counts.truncate(n);
+        counts
+    }
+
+    /// Every value of `field` held by an entry of `set`, with its count
+    /// (for merging tops across parts).
+    pub fn counts(&self, field: &Field, set: &Bitset) -> Vec<TopValue> {
+        self.top(field, set, usize::MAX)
+    }
+}
+
+/// Records that the value `id` of dictionary `key` holds each of its words.
+fn add_words(
+    words: &mut HashMap<Box<str>, Vec<(DictRef, u32)>>,
+    value: &str,
+    key: DictRef,
+    id: u32,
+) {
+    let mut seen = tokens(value);
+    seen.sort_unstable();
+    seen.dedup();
+    for word in seen {
+        let entry = match words.get_mut(word.as_str()) {
+            Some(list) => list,
+            None => words.entry(word.into_boxed_str()).or_default(),
+        };
+        entry.push((key.clone(), id));
+    }
+}

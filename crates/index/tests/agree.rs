@@ -1,0 +1,244 @@
+//! The index answers exactly what the matcher accepts: random events and
+//! random expressions over one vocabulary (so that terms do match), the
+//! part's answer compared with `Expr::matches` on every event.
+
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use jiff::Timestamp;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use stele_event::{ClientEvent, Envelope};
+use stele_index::{EventTerms, Part};
+use stele_query::{Expr, Field, Pattern, TimeBound, TimeField};
+
+const WORDS: [&str; 10] = [
+    "alice",
+    "bob",
+    "Carol",
+    "db",
+    "prod",
+    "payments",
+    "denied",
+    "ok",
+    "7",
+    "kube-system",
+];
+
+fn word() -> impl Strategy<Value = String> {
+    (0..WORDS.len()).prop_map(|i| WORDS[i].to_string())
+}
+
+/// A value from the vocabulary: one word, or two or three joined by one
+/// of a few separators.
+fn value() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(word(), 1..4),
+        prop_oneof![Just("/"), Just("."), Just(" "), Just("@")],
+    )
+        .prop_map(|(words, sep)| words.join(sep))
+}
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        value().prop_map(Value::from),
+        (0i64..10).prop_map(Value::from),
+        Just(json!(0.5)),
+        any::<bool>().prop_map(Value::from),
+        Just(Value::Null),
+    ]
+}
+
+const KEYS: [&str; 4] = ["ip", "tags", "k8s", "a.b"];
+
+fn attribute() -> impl Strategy<Value = Value> {
+    let leaf = scalar();
+    leaf.prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::vec(((0..KEYS.len()).prop_map(|i| KEYS[i]), inner), 0..3).prop_map(
+                |members| {
+                    Value::Object(
+                        members
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect(),
+                    )
+                }
+            ),
+        ]
+    })
+}
+
+fn instant() -> impl Strategy<Value = Timestamp> {
+    (0i64..6, 0i32..2)
+        .prop_map(|(s, n)| Timestamp::new(1_800_000_000 + s, n * 500_000_000).unwrap())
+}
+
+fn envelope() -> impl Strategy<Value = Envelope> {
+    (
+        (
+            value(),
+            value(),
+            prop::option::of(value()),
+            prop::option::of(value()),
+        ),
+        (
+            prop::option::of(value()),
+            value(),
+            instant(),
+            prop::option::of(instant()),
+        ),
+        prop::collection::vec(((0..KEYS.len()).prop_map(|i| KEYS[i]), attribute()), 0..4),
+        0u32..5,
+    )
+        .prop_map(
+            |((actor, action, resource, outcome), (source, writer, received, time), attrs, n)| {
+                let attributes: serde_json::Map<String, Value> =
+                    attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                Envelope {
+                    id: format!("0190-{n}"),
+                    stream: "s".into(),
+                    received_at: received.to_string(),
+                    writer,
+                    source: source.clone(),
+                    event: ClientEvent {
+                        actor,
+                        action,
+                        resource,
+                        outcome,
+                        time: time.map(|t| t.to_string()),
+                        id: None,
+                        stream: None,
+                        source,
+                        attributes: (!attributes.is_empty()).then_some(attributes),
+                    },
+                    payload: "{}".into(),
+                }
+            },
+        )
+}
+
+fn pattern() -> impl Strategy<Value = Pattern> {
+    prop_oneof![
+        3 => value().prop_map(Pattern::Exact),
+        1 => word().prop_map(Pattern::Prefix),
+        1 => (word(), word()).prop_map(|(a, b)| Pattern::Glob(vec![String::new(), a, b])),
+        1 => Just(Pattern::Prefix(String::new())),
+    ]
+}
+
+fn field() -> impl Strategy<Value = Field> {
+    prop_oneof![
+        (0..Field::NAMED.len()).prop_map(|i| Field::NAMED[i].1.clone()),
+        prop::collection::vec((0..KEYS.len()).prop_map(|i| KEYS[i].to_string()), 1..3)
+            .prop_map(Field::Attribute),
+    ]
+}
+
+fn term() -> impl Strategy<Value = Expr> {
+    let time = (instant(), 0..4u8, any::<bool>()).prop_map(|(t, op, received)| {
+        let field = if received {
+            TimeField::Received
+        } else {
+            TimeField::Time
+        };
+        let bound = match op {
+            0 => TimeBound::Before(t),
+            1 => TimeBound::AtOrBefore(t),
+            2 => TimeBound::After(t),
+            _ => TimeBound::AtOrAfter(t),
+        };
+        Expr::Time(field, bound)
+    });
+    prop_oneof![
+        3 => (field(), prop::collection::vec(pattern(), 1..3)).prop_map(|(f, p)| Expr::Field(f, p)),
+        1 => time,
+        2 => prop::collection::vec(word(), 1..3)
+            .prop_map(|w| Expr::Text(w.iter().flat_map(|w| stele_query::tokens(w)).collect())),
+    ]
+}
+
+fn expr() -> impl Strategy<Value = Expr> {
+    term().prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 2..4).prop_map(Expr::And),
+            prop::collection::vec(inner.clone(), 2..4).prop_map(Expr::Or),
+            inner.prop_map(|e| Expr::Not(Box::new(e))),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn the_index_answers_what_the_matcher_accepts(
+        events in prop::collection::vec(envelope(), 1..40),
+        exprs in prop::collection::vec(expr(), 1..8),
+    ) {
+        let mut part = Part::new();
+        for (i, event) in events.iter().enumerate() {
+            part.insert(10 + 3 * i as u64, &EventTerms::of(event)).unwrap();
+        }
+        for expr in &exprs {
+            let set = part.eval(expr, "s");
+            for (ordinal, event) in events.iter().enumerate() {
+                prop_assert_eq!(
+                    set.contains(ordinal),
+                    expr.matches(event),
+                    "{} on event {}: {:?}", expr, ordinal, event
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn entries_go_in_ascending_order_only() {
+    let mut part = Part::new();
+    let terms = EventTerms::default();
+    part.insert(5, &terms).unwrap();
+    assert!(part.insert(5, &terms).is_err());
+    assert!(part.insert(4, &terms).is_err());
+    part.insert(9, &terms).unwrap();
+    assert_eq!(part.entries(), &[5, 9]);
+}
+
+#[test]
+fn top_values_count_matching_entries_only() {
+    let mut part = Part::new();
+    for (i, actor) in ["a", "b", "a", "c", "a", "b"].iter().enumerate() {
+        let mut event = Envelope {
+            id: format!("id{i}"),
+            stream: "s".into(),
+            received_at: "2026-12-07T00:00:00Z".into(),
+            writer: "w".into(),
+            source: None,
+            event: ClientEvent {
+                actor: (*actor).into(),
+                action: if i % 2 == 0 { "read" } else { "write" }.into(),
+                resource: None,
+                outcome: None,
+                time: None,
+                id: None,
+                stream: None,
+                source: None,
+                attributes: None,
+            },
+            payload: "{}".into(),
+        };
+        event.event.resource = None;
+        part.insert(i as u64, &EventTerms::of(&event)).unwrap();
+    }
+    let reads = part.eval(
+        &Expr::Field(Field::Action, vec![Pattern::Exact("read".into())]),
+        "s",
+    );
+    let top = part.top(&Field::Actor, &reads, 5);
+    let top: Vec<(&str, u64)> = top.iter().map(|t| (&*t.value, t.count)).collect();
+    assert_eq!(top, vec![("a", 3)]);
+    let all = stele_index::Bitset::full(part.len());
+    let top = part.top(&Field::Actor, &all, 2);
+    let top: Vec<(&str, u64)> = top.iter().map(|t| (&*t.value, t.count)).collect();
+    assert_eq!(top, vec![("a", 3), ("b", 2)]);
+}

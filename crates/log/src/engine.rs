@@ -60,6 +60,7 @@ use crate::prepare::PreparedEvent;
 use crate::publisher::{PublishJob, PublishState, Publisher};
 use crate::purge::{SegmentEntries, Tombstone};
 use crate::reader::{LogReader, View};
+use crate::search::index::{FedBatch, Feed};
 use crate::system_event::SystemEvent;
 use crate::tiles::TileBuilder;
 use recovery::{RemoveTornCreates, discover_segments, repair_public_checkpoint};
@@ -99,6 +100,9 @@ pub struct OpenOptions {
     /// How the blocks of new entries are compressed and how large they
     /// grow (any setting reads back the same).
     pub blocks: BlockConfig,
+    /// No search index: searches then read every entry they cover from
+    /// the log (for measuring what the index costs).
+    pub no_search_index: bool,
 }
 
 /// What a writer gets back once its event is durable.
@@ -170,6 +174,9 @@ pub(crate) struct InFlight {
     /// The commit thread's answer; `None` when nothing was appended. (In a
     /// mutex only so that the log can be shared between threads.)
     done: Option<Mutex<std::sync::mpsc::Receiver<LogResult<()>>>>,
+    /// The appended entries for the search index, handed to it once the
+    /// batch is durable (empty without an index).
+    search: FedBatch,
 }
 
 /// What the writer's open found that governance keeps: the key that signs
@@ -217,6 +224,9 @@ pub struct LogWriter {
     sealer: seal::Sealer,
     /// Batches handed to the committer, oldest first.
     in_flight: std::collections::VecDeque<InFlight>,
+    /// The search index's feed, from the end of `Log::open` on (`None`
+    /// before, and when the open asked for no index).
+    search: Option<Feed>,
     /// What this open's recovery kept aside in `recovered/` (one line each).
     kept_at_open: Vec<String>,
 }
@@ -407,6 +417,7 @@ impl LogWriter {
             committer: Committer::start(),
             sealer: seal::Sealer::new(options.blocks)?,
             in_flight: std::collections::VecDeque::new(),
+            search: None,
             kept_at_open: Vec::new(),
         };
         Ok((writer, AtOpen { attestor, purged }))
@@ -540,7 +551,7 @@ impl LogWriter {
     /// (step 4) and returns its receipts. On any error the handle is
     /// poisoned; every batch still in flight then fails too.
     pub fn finish_append(&mut self) -> LogResult<Vec<Receipt>> {
-        let Some(batch) = self.in_flight.pop_front() else {
+        let Some(mut batch) = self.in_flight.pop_front() else {
             return Err(LogError::Usage("no batch is in flight".into()));
         };
         if let Some(done) = batch.done {
@@ -575,12 +586,29 @@ impl LogWriter {
                 known.entry(*hash).or_default().push(*index);
             }
         }
+        // The batch is durable: the search index may hold it.
+        if let Some(feed) = &self.search {
+            feed.send(std::mem::take(&mut batch.search));
+        }
         // Step 4: integrate. Full tiles go to the publisher thread.
         let mut sink = &self.publisher;
         for commitment in &batch.commitments {
             self.tiles.push(commitment, &mut sink)?;
         }
         Ok(batch.receipts)
+    }
+
+    /// Starts the search index (`search/index.rs`): fed from the next
+    /// batch on, and built from the log for every entry before it. Called
+    /// once the open is complete (nothing is in flight).
+    pub(crate) fn start_search(&mut self) -> LogResult<()> {
+        if self.search.is_some() {
+            return Ok(());
+        }
+        let feed = Feed::start(&self.reader, self.index.len())?;
+        self.reader.set_search_index(feed.index().clone());
+        self.search = Some(feed);
+        Ok(())
     }
 
     /// The index the next appended entry gets: after every durable entry
@@ -674,8 +702,22 @@ impl LogWriter {
                 keys,
                 segment_ends: Vec::new(),
                 done: None,
+                search: Vec::new(),
             });
         }
+        let search: FedBatch = match self.search {
+            Some(_) => placed
+                .iter()
+                .map(|p| {
+                    (
+                        p.index,
+                        self.active[p.slot].segment_id(),
+                        p.event.terms.clone(),
+                    )
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         // Step 2a: segment records written (page cache only). Readers learn
         // where the bytes will end first (a verification beside this
         // writer then knows whose they are).
@@ -710,6 +752,7 @@ impl LogWriter {
             keys,
             segment_ends,
             done: Some(Mutex::new(answer)),
+            search,
         })
     }
 

@@ -48,6 +48,13 @@ pub enum LogError {
         tombstone: Box<crate::purge::Tombstone>,
     },
     /// An earlier write or fsync failed; this handle refuses further writes.
+    /// A search would read more entries from the log than its limit,
+    /// because the search index has not reached them yet (it is being
+    /// built after an open). Retrying later succeeds.
+    #[error(
+        "the search index is still being built: {unindexed} entries are not indexed yet (a search reads at most {limit} from the log); retry shortly"
+    )]
+    IndexBehind { unindexed: u64, limit: u64 },
     #[error("the log stopped writing after an earlier failure ({0}); reopen it to recover")]
     Poisoned(String),
 }
@@ -77,6 +84,7 @@ impl LogError {
             LogError::Poisoned(_) => "poisoned",
             LogError::Refused(_) => "refused",
             LogError::Purged { .. } => "purged",
+            LogError::IndexBehind { .. } => "index_behind",
         }
     }
 }

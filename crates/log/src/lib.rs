@@ -44,6 +44,7 @@ pub mod receipt_json;
 mod rotate;
 pub mod salvage;
 pub mod scan;
+pub mod search;
 pub mod sequencer;
 mod session;
 pub mod shared;

@@ -72,6 +72,9 @@ impl Log {
         // crash interrupted are finished.
         log.governance().reconcile()?;
         log.governance().finish_interrupted()?;
+        if !options.no_search_index {
+            log.writer.start_search()?;
+        }
         Ok(log)
     }
 

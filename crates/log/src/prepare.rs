@@ -7,8 +7,11 @@
 //! when it seals the entry (`engine/seal.rs`).
 
 use jiff::Timestamp;
+use std::sync::Arc;
+
 use stele_event::time::{Day, DayError};
 use stele_event::{Envelope, EventError, Limits, new_envelope, parse_client_event};
+use stele_index::EventTerms;
 use stele_store::keys::random_bytes;
 
 use crate::error::LogResult;
@@ -44,6 +47,11 @@ pub struct PreparedEvent {
     /// mistake, or a Kubernetes audit ID chosen by a client, must never hide
     /// an event).
     pub payload_digest: [u8; 32],
+    /// Every value the search index needs of the event, taken from the
+    /// envelope here (on the preparing thread) so that indexing the event
+    /// once it is durable parses nothing. Shared, not copied, with the
+    /// writer's batch in flight.
+    pub(crate) terms: Arc<EventTerms>,
 }
 
 /// The digest of a payload compared between an event and its retries.
@@ -220,7 +228,9 @@ pub fn prepare_envelope(envelope: Envelope, now: Timestamp) -> Result<PreparedEv
     } else {
         payload_digest(envelope.payload.as_bytes())
     };
+    let terms = Arc::new(EventTerms::of(&envelope));
     Ok(PreparedEvent {
+        terms,
         idempotency,
         idempotency_key,
         payload_digest,

@@ -46,6 +46,7 @@ use crate::layout::Layout;
 use crate::meta::Meta;
 use crate::publisher::PublishState;
 use crate::purge::Tombstone;
+use crate::search::SearchIndex;
 use crate::tiles::DiskTiles;
 
 /// A handle for reading a log; see the module docs.
@@ -84,6 +85,9 @@ pub(crate) struct Inner {
     /// For a view frozen from a writer's reader: that reader, which
     /// follows the writer.
     live: Option<Arc<Inner>>,
+    /// The writer's search index (`search/index.rs`), once its open is
+    /// complete; never for a reader opened on its own.
+    search: RwLock<Option<Arc<SearchIndex>>>,
 }
 
 /// What the writer has made visible: see the module docs.
@@ -131,6 +135,7 @@ impl LogReader {
                 pending: parts.pending,
                 frozen: false,
                 live: None,
+                search: RwLock::new(None),
             }),
         }
     }
@@ -166,6 +171,7 @@ impl LogReader {
                     (None, false) => Some(self.inner.clone()),
                     (None, true) => None,
                 },
+                search: RwLock::new(self.search_index()),
             }),
         }
     }
@@ -218,9 +224,35 @@ impl LogReader {
         *self.inner.kek.write().unwrap_or_else(|p| p.into_inner()) = kek;
     }
 
+    /// The search index, if this reader follows a writer whose open is
+    /// complete (else a search reads every entry from the log).
+    pub fn search_index(&self) -> Option<Arc<SearchIndex>> {
+        self.inner
+            .search
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// For the writer, at the end of its open: the index searches use.
+    pub(crate) fn set_search_index(&self, index: Arc<SearchIndex>) {
+        *self.inner.search.write().unwrap_or_else(|p| p.into_inner()) = Some(index);
+    }
+
+    /// The stream of segment `id`, if it is in the view.
+    pub(crate) fn segment_stream(&self, id: u32) -> Option<String> {
+        self.view()
+            .segments
+            .get(&id)
+            .map(|info| info.header.stream.clone())
+    }
+
     /// For the writer: forgets the cached key and file of a segment whose
-    /// purge deletes them.
+    /// purge deletes them, and its part of the search index.
     pub(crate) fn forget_segment(&self, id: u32) {
+        if let Some(index) = self.search_index() {
+            index.forget(id);
+        }
         self.lock_keys().remove(&id);
         self.inner
             .readers
@@ -439,6 +471,12 @@ impl LogReader {
 
     /// Reads entry `index`, decrypts it and checks it against its commitment.
     pub fn get(&self, index: EntryIndex) -> LogResult<StoredEvent> {
+        Ok(self.get_with_segment(index)?.1)
+    }
+
+    /// Entry `index` as [`Self::get`] reads it, with the segment that
+    /// holds it.
+    pub(crate) fn get_with_segment(&self, index: EntryIndex) -> LogResult<(u32, StoredEvent)> {
         let EntryIndex(index) = index;
         let size = self.inner.index.len();
         if index >= size {
@@ -447,7 +485,7 @@ impl LogReader {
             )));
         }
         let record = self.inner.index.read(index)?;
-        self.read_record(index, &record)
+        Ok((record.segment_id, self.read_record(index, &record)?))
     }
 
     pub(crate) fn read_record(&self, index: u64, record: &IndexRecord) -> LogResult<StoredEvent> {

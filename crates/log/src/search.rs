@@ -1,0 +1,18 @@
+//! Search across the whole log: which entries a [`stele_query::Query`]
+//! matches, newest or oldest first, a page at a time, with counts and
+//! aggregates, over the streams the caller may read.
+//!
+//! The search index (`search/index.rs`, per segment, in memory) answers
+//! for the entries it covers; entries it does not cover yet (a build after
+//! an open, a batch on its way) are read from the log and matched one by
+//! one, so an answer never depends on how far the index has got. Every
+//! event returned is read from the log and checked against the query
+//! again. A search is pinned to a tree size (a published checkpoint's):
+//! pages of the same search see the same entries however appends go on.
+
+pub(crate) mod index;
+mod run;
+
+pub use index::SearchIndex;
+pub use run::{Aggregates, Bucket, Order, Page, Search, search};
+pub use stele_index::TopValue;

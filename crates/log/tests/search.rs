@@ -1,0 +1,406 @@
+//! Search across the log: every answer compared with a scan of the log
+//! that matches each event with `Query::matches`, whether the index was
+//! fed as batches became durable, built at open, or absent; pages pinned
+//! to a tree size while appends go on; streams the caller may not read
+//! neither shown nor counted; a purged epoch gone from the index.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use jiff::Timestamp;
+use stele_event::time::Day;
+use stele_log::search::{Aggregates, Bucket, Order, Search, search};
+use stele_log::{CreateOptions, EntryIndex, Log, LogError, LogReader, OpenOptions, Preparer};
+use stele_policy::{Policy, PolicySource};
+use stele_query::{Field, Query};
+use stele_store::keys::NewKek;
+
+const DAY: i64 = 86_400;
+/// 2026-01-01 as a UTC day number.
+const JAN1: i64 = 20_454;
+
+fn at(day: i64, second: i64) -> Timestamp {
+    Timestamp::from_second((JAN1 + day) * DAY + second).unwrap()
+}
+
+fn create(dir: &Path) {
+    Log::create(
+        dir,
+        CreateOptions {
+            origin: "search.test/log".into(),
+            kek: NewKek::Random,
+        },
+    )
+    .unwrap();
+}
+
+const ACTORS: [&str; 5] = [
+    "alice@acme.example",
+    "bob@acme.example",
+    "carol",
+    "svc-backup",
+    "Dave Smith",
+];
+const ACTIONS: [&str; 4] = ["db.read", "db.delete", "login", "policy.update"];
+const STREAMS: [&str; 3] = ["payments", "ops", "hr"];
+
+/// Event `n` of a deterministic mix: every field and several attribute
+/// shapes vary with `n`.
+fn raw_event(n: u64) -> String {
+    let actor = ACTORS[(n * 7 % 5) as usize];
+    let action = ACTIONS[(n * 3 % 4) as usize];
+    let stream = STREAMS[(n % 3) as usize];
+    let outcome = if n.is_multiple_of(4) {
+        "denied"
+    } else {
+        "success"
+    };
+    let tags = if n.is_multiple_of(2) {
+        r#"["pci","eu-west"]"#
+    } else {
+        r#"["us-east"]"#
+    };
+    format!(
+        r#"{{"actor":"{actor}","action":"{action}","resource":"db/prod/t{}","outcome":"{outcome}","stream":"{stream}","time":"2026-01-0{}T10:00:{:02}Z","attributes":{{"ip":"10.0.0.{}","latency_ms":{},"tags":{tags},"k8s":{{"namespace":"ns-{}"}},"reason":"Permission denied by rule {}"}}}}"#,
+        n % 6,
+        1 + n % 3,
+        n % 60,
+        n % 9,
+        n * 13 % 100,
+        n % 4,
+        n % 5,
+    )
+}
+
+/// Appends events `range`, received at `when`, in batches of 37.
+fn append(log: &mut Log, range: std::ops::Range<u64>, when: Timestamp) {
+    let preparer = Preparer::new("app", "test", "ops");
+    let events: Vec<_> = range
+        .map(|n| preparer.prepare(raw_event(n).as_bytes(), when).unwrap())
+        .collect();
+    for batch in events.chunks(37) {
+        log.writer().append_batch(batch).unwrap();
+    }
+    log.writer().publish().unwrap();
+}
+
+/// Waits until the index covers the whole log.
+fn wait_indexed(reader: &LogReader) {
+    let index = reader.search_index().expect("an index");
+    for _ in 0..2000 {
+        if index.behind(reader.size()) == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("the index did not catch up: {:?}", index.failure());
+}
+
+/// The entries of `[0, size)` a scan finds: readable, of a stream the
+/// caller may read, matching.
+fn scan(reader: &LogReader, query: &Query, size: u64, may_read: &dyn Fn(&str) -> bool) -> Vec<u64> {
+    (0..size)
+        .filter(|&i| match reader.get(EntryIndex(i)) {
+            Ok(e) => may_read(&e.envelope.stream) && query.matches(&e.envelope),
+            Err(LogError::Purged { .. }) => false,
+            Err(e) => panic!("{e}"),
+        })
+        .collect()
+}
+
+/// Every page of a search, `limit` at a time: the entries in order.
+fn all_pages(
+    reader: &LogReader,
+    query: &Query,
+    order: Order,
+    limit: usize,
+    size: u64,
+    may_read: &dyn Fn(&str) -> bool,
+) -> (Vec<u64>, u64) {
+    let aggregates = Aggregates::default();
+    let mut found = Vec::new();
+    let mut after = None;
+    let mut count = None;
+    loop {
+        let page = search(
+            reader,
+            &Search {
+                query,
+                order,
+                limit,
+                size,
+                after,
+                aggregates: &aggregates,
+                // With an index that has caught up, nothing is read
+                // from the log but the page's events.
+                max_unindexed: reader.search_index().map(|_| 0),
+            },
+            may_read,
+        )
+        .unwrap();
+        assert!(page.events.len() <= limit);
+        assert_eq!(
+            *count.get_or_insert(page.count),
+            page.count,
+            "the count stays"
+        );
+        found.extend(page.events.iter().map(|e| e.index.0));
+        if !page.more {
+            break;
+        }
+        after = page.events.last().map(|e| e.index.0);
+    }
+    (found, count.unwrap())
+}
+
+const QUERIES: [&str; 14] = [
+    "",
+    "actor:alice@acme.example",
+    "actor:*@acme.example -action:login",
+    "resource:db/prod/* outcome:denied",
+    "(action:db.delete OR action:policy.update) stream:payments,hr",
+    "attributes.tags:pci attributes.k8s.namespace:ns-1",
+    "attributes.latency_ms:39",
+    "\"denied by rule 3\"",
+    "smith",
+    "dave smith -stream:ops",
+    "received>=2026-01-02 received<2026-01-03",
+    "time:2026-01-02 actor:carol",
+    "writer:app source:test",
+    "NOT attributes.ip:10.0.0.* OR id:nothing",
+];
+
+fn check_all(reader: &LogReader, may_read: &dyn Fn(&str) -> bool) {
+    let size = reader.published_size();
+    let now: Timestamp = "2026-02-01T00:00:00Z".parse().unwrap();
+    for text in QUERIES {
+        let query = Query::parse(text, now).unwrap();
+        let expected = scan(reader, &query, size, may_read);
+        let (newest, count) = all_pages(reader, &query, Order::Newest, 7, size, may_read);
+        let mut descending = expected.clone();
+        descending.reverse();
+        assert_eq!(newest, descending, "{text}");
+        assert_eq!(count, expected.len() as u64, "{text}");
+        let (oldest, _) = all_pages(reader, &query, Order::Oldest, 50, size, may_read);
+        assert_eq!(oldest, expected, "{text}");
+    }
+}
+
+#[test]
+fn search_agrees_with_a_scan_fed_built_or_without_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let everything = |_: &str| true;
+    let not_hr = |s: &str| s != "hr";
+    {
+        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+        append(&mut log, 0..300, at(0, 3600));
+        append(&mut log, 300..500, at(1, 7200));
+        wait_indexed(log.reader());
+        check_all(log.reader(), &everything);
+    }
+    // Opened again: the index is built from the log, then fed.
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    append(&mut log, 500..700, at(2, 60));
+    wait_indexed(log.reader());
+    let index = log.reader().search_index().unwrap();
+    assert!(index.failure().is_none());
+    check_all(log.reader(), &everything);
+    check_all(log.reader(), &not_hr);
+    drop(log);
+    // Without the index every entry is read from the log: the same answers.
+    let log = Log::open(
+        &data,
+        OpenOptions {
+            no_search_index: true,
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(log.reader().search_index().is_none());
+    check_all(log.reader(), &not_hr);
+}
+
+#[test]
+fn counts_histograms_and_top_values_are_those_of_the_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    append(&mut log, 0..200, at(0, 3600));
+    append(&mut log, 200..350, at(0, 5 * 3600));
+    append(&mut log, 350..400, at(3, 60));
+    wait_indexed(log.reader());
+    let reader = log.reader().clone();
+    let size = reader.published_size();
+    let now: Timestamp = "2026-02-01T00:00:00Z".parse().unwrap();
+    let query = Query::parse("outcome:denied -stream:hr", now).unwrap();
+    let not_ops = |s: &str| s != "ops";
+    let matches = scan(&reader, &query, size, &not_ops);
+    for bucket in [Bucket::Hour, Bucket::Day] {
+        let aggregates = Aggregates {
+            histogram: Some(bucket),
+            top: vec![
+                Field::Actor,
+                Field::Action,
+                Field::Attribute(vec!["tags".into()]),
+            ],
+        };
+        let page = search(
+            &reader,
+            &Search {
+                query: &query,
+                order: Order::Newest,
+                limit: 5,
+                size,
+                after: None,
+                aggregates: &aggregates,
+                max_unindexed: Some(0),
+            },
+            &not_ops,
+        )
+        .unwrap();
+        assert_eq!(page.count, matches.len() as u64);
+        assert_eq!(page.unindexed, 0);
+        let seconds = match bucket {
+            Bucket::Hour => 3600,
+            Bucket::Day => DAY,
+        };
+        let mut histogram: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut tops: Vec<HashMap<String, u64>> = vec![HashMap::new(); 3];
+        for &i in &matches {
+            let e = reader.get(EntryIndex(i)).unwrap().envelope;
+            let received: Timestamp = e.received_at.parse().unwrap();
+            *histogram
+                .entry(received.as_second().div_euclid(seconds) * seconds)
+                .or_default() += 1;
+            *tops[0].entry(e.event.actor.clone()).or_default() += 1;
+            *tops[1].entry(e.event.action.clone()).or_default() += 1;
+            let tags = e.event.attributes.as_ref().unwrap()["tags"]
+                .as_array()
+                .unwrap()
+                .clone();
+            for tag in tags {
+                *tops[2]
+                    .entry(tag.as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+        }
+        let got: BTreeMap<i64, u64> = page
+            .histogram
+            .iter()
+            .map(|(t, n)| (t.as_second(), *n))
+            .collect();
+        assert_eq!(got, histogram);
+        for ((_, values), expected) in page.top.iter().zip(&tops) {
+            let got: HashMap<String, u64> = values
+                .iter()
+                .map(|v| (v.value.to_string(), v.count))
+                .collect();
+            assert_eq!(&got, expected);
+        }
+    }
+}
+
+#[test]
+fn pages_stay_pinned_to_their_tree_size_while_appends_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    append(&mut log, 0..200, at(0, 60));
+    let reader = log.reader().clone();
+    let size = reader.published_size();
+    let now: Timestamp = "2026-02-01T00:00:00Z".parse().unwrap();
+    let query = Query::parse("actor:carol", now).unwrap();
+    let expected = scan(&reader, &query, size, &|_| true);
+    let aggregates = Aggregates::default();
+    let page = |after: Option<u64>| {
+        search(
+            &reader,
+            &Search {
+                query: &query,
+                order: Order::Newest,
+                limit: 10,
+                size,
+                after,
+                aggregates: &aggregates,
+                max_unindexed: None,
+            },
+            &|_| true,
+        )
+        .unwrap()
+    };
+    let first = page(None);
+    let mut found: Vec<u64> = first.events.iter().map(|e| e.index.0).collect();
+    let mut after = found.last().copied();
+    // Appends (with the same actor) between pages change nothing of the
+    // search: it is pinned to `size`.
+    let mut round = 0;
+    loop {
+        append(&mut log, 200 + round * 50..250 + round * 50, at(0, 120));
+        round += 1;
+        let next = page(after);
+        assert_eq!(next.count, expected.len() as u64);
+        found.extend(next.events.iter().map(|e| e.index.0));
+        after = found.last().copied();
+        if !next.more {
+            break;
+        }
+    }
+    assert!(round > 1);
+    found.reverse();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn a_purged_epoch_leaves_the_index_and_the_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    log.governance()
+        .set_retention_grace(std::time::Duration::ZERO);
+    let source = PolicySource {
+        toml_name: "policy.toml".into(),
+        toml: "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"30d\"\n[streams.payments]\nretain = \"30d\"\n[streams.hr]\nretain = \"30d\"\n".into(),
+        cedar_name: None,
+        cedar: None,
+    };
+    log.governance()
+        .apply_policy(Policy::from_source(&source).unwrap(), "admin", at(0, 0))
+        .unwrap();
+    append(&mut log, 0..120, at(0, 60));
+    append(&mut log, 120..240, at(1, 60));
+    wait_indexed(log.reader());
+    let query = Query::parse("stream:ops", at(0, 0)).unwrap();
+    let before = scan(log.reader(), &query, log.reader().published_size(), &|_| {
+        true
+    });
+    let segments_before = log.reader().search_index().unwrap().segments();
+    log.governance()
+        .purge_epoch(
+            "ops",
+            Day::from_number(JAN1 as u32).unwrap(),
+            "admin",
+            at(60, 0),
+        )
+        .unwrap();
+    let reader = log.reader().clone();
+    let purged: Vec<u32> = reader.purged().keys().map(|id| id.0).collect();
+    assert_eq!(purged.len(), 1);
+    let segments_after = reader.search_index().unwrap().segments();
+    // The purge's own `_system` events may open a segment; the purged
+    // one is gone.
+    assert!(segments_before.iter().any(|id| id.0 == purged[0]));
+    assert!(!segments_after.iter().any(|id| id.0 == purged[0]));
+    let size = reader.published_size();
+    let after = scan(&reader, &query, size, &|_| true);
+    assert!(after.len() < before.len() && !after.is_empty());
+    let (found, count) = all_pages(&reader, &query, Order::Oldest, 100, size, &|_| true);
+    assert_eq!(found, after);
+    assert_eq!(count, after.len() as u64);
+}

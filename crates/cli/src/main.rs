@@ -23,6 +23,7 @@ mod keyaudit;
 mod local;
 mod offline;
 mod read;
+mod search;
 mod serve;
 mod workload;
 
@@ -152,6 +153,15 @@ enum Command {
         /// Most events to return (1 to 1,000).
         #[arg(long, default_value_t = 100)]
         limit: usize,
+    },
+    /// Search every stream you may read, in the query language of
+    /// docs/search.md (newest first; `--cursor` for the next page),
+    /// recorded first as an `events.searched` system event.
+    Search {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        args: search::SearchArgs,
     },
     /// Print inclusion or consistency proofs.
     #[command(arg_required_else_help = true)]
@@ -429,6 +439,7 @@ fn run(cli: Cli) -> CliResult<u8> {
             };
             read::query(&data, &range, &filters, limit)
         }
+        Command::Search { data, args } => search::run(&data, &args),
         Command::Proof { kind } => match kind {
             ProofKind::Inclusion { data, index, size } => {
                 let log = stele_log::LogReader::open(&data.data, open_options(&data)?)?;

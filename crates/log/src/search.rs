@@ -11,8 +11,12 @@
 //! pages of the same search see the same entries however appends go on.
 
 pub(crate) mod index;
+mod request;
 mod run;
 
 pub use index::SearchIndex;
-pub use run::{Aggregates, Bucket, Order, Page, Search, search};
+pub use request::{
+    Cursor, DEFAULT_LIMIT, MAX_LIMIT, MAX_STREAMS, SERVER_MAX_UNINDEXED, page_json, parse_streams,
+};
+pub use run::{Aggregates, Bucket, Order, Page, Search, TOP_VALUES, search};
 pub use stele_index::TopValue;

@@ -47,6 +47,7 @@ pub mod action {
     pub const EVENT_READ: &str = "event.read";
     pub const EVENTS_EXPORTED: &str = "events.exported";
     pub const EVENTS_QUERIED: &str = "events.queried";
+    pub const EVENTS_SEARCHED: &str = "events.searched";
     pub const RETENTION_DUE: &str = "retention.due";
     pub const RETENTION_PURGE: &str = "retention.purge";
     pub const RETENTION_REFUSED: &str = "retention.refused";
@@ -240,6 +241,27 @@ pub struct EventsQueried {
     pub filters: Value,
     pub matched: u64,
     pub purged: u64,
+    pub method: String,
+    pub client: String,
+}
+
+/// `events.searched`: one page of a search across streams.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventsSearched {
+    /// The query as normalized (`stele_query::Query`'s text).
+    pub query: String,
+    /// The streams named (empty: every stream the caller may read).
+    pub streams: Vec<String>,
+    /// `newest` or `oldest`.
+    pub order: String,
+    /// The tree size the search is pinned to.
+    pub size: u64,
+    /// Whether this page continues an earlier one (a cursor was given).
+    pub continued: bool,
+    /// Every match the caller may read, on every page.
+    pub matched: u64,
+    /// Events on this page.
+    pub returned: u64,
     pub method: String,
     pub client: String,
 }
@@ -477,6 +499,10 @@ pub enum SystemEvent {
         actor: String,
         attributes: EventsQueried,
     },
+    EventsSearched {
+        actor: String,
+        attributes: EventsSearched,
+    },
     RetentionDue {
         actor: String,
         attributes: RetentionDue,
@@ -577,6 +603,7 @@ impl SystemEvent {
             SystemEvent::EventRead { .. } => action::EVENT_READ,
             SystemEvent::EventsExported { .. } => action::EVENTS_EXPORTED,
             SystemEvent::EventsQueried { .. } => action::EVENTS_QUERIED,
+            SystemEvent::EventsSearched { .. } => action::EVENTS_SEARCHED,
             SystemEvent::RetentionDue { .. } => action::RETENTION_DUE,
             SystemEvent::RetentionPurge { .. } => action::RETENTION_PURGE,
             SystemEvent::RetentionRefused { .. } => action::RETENTION_REFUSED,
@@ -599,6 +626,7 @@ impl SystemEvent {
             | SystemEvent::EventRead { actor, .. }
             | SystemEvent::EventsExported { actor, .. }
             | SystemEvent::EventsQueried { actor, .. }
+            | SystemEvent::EventsSearched { actor, .. }
             | SystemEvent::RetentionDue { actor, .. }
             | SystemEvent::RetentionPurge { actor, .. }
             | SystemEvent::RetentionRefused { actor, .. }
@@ -626,6 +654,10 @@ impl SystemEvent {
             SystemEvent::EventsQueried { attributes, .. } => {
                 SystemResource::Stream(attributes.stream.clone())
             }
+            SystemEvent::EventsSearched { attributes, .. } => match attributes.streams.as_slice() {
+                [one] => SystemResource::Stream(one.clone()),
+                _ => SystemResource::Log,
+            },
             SystemEvent::RetentionDue { attributes, .. } => {
                 SystemResource::Stream(attributes.stream.clone())
             }
@@ -696,6 +728,7 @@ impl SystemEvent {
             SystemEvent::EventRead { attributes, .. } => to_value(attributes),
             SystemEvent::EventsExported { attributes, .. } => to_value(attributes),
             SystemEvent::EventsQueried { attributes, .. } => to_value(attributes),
+            SystemEvent::EventsSearched { attributes, .. } => to_value(attributes),
             SystemEvent::RetentionDue { attributes, .. } => to_value(attributes),
             SystemEvent::RetentionPurge { attributes, .. } => to_value(attributes),
             SystemEvent::RetentionRefused { attributes, .. } => to_value(attributes),
@@ -777,6 +810,10 @@ impl SystemEvent {
                 attributes: attributes_of(event)?,
             },
             action::EVENTS_QUERIED => SystemEvent::EventsQueried {
+                actor,
+                attributes: attributes_of(event)?,
+            },
+            action::EVENTS_SEARCHED => SystemEvent::EventsSearched {
                 actor,
                 attributes: attributes_of(event)?,
             },

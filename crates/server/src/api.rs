@@ -188,6 +188,14 @@ pub(crate) fn log_error(e: LogError) -> ApiError {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
         }
         LogError::Refused(message) => ApiError::new(StatusCode::CONFLICT, "refused", message),
+        behind @ LogError::IndexBehind { .. } => ApiError {
+            retry_after: Some(5),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "index_building",
+                behind.to_string(),
+            )
+        },
         purged @ LogError::Purged { .. } => {
             ApiError::new(StatusCode::GONE, "purged", purged.to_string())
         }
@@ -259,6 +267,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/ingest/kubernetes", post(post_kubernetes))
         .merge(crate::admin::routes())
         .merge(crate::token_admin::routes())
+        .merge(crate::search::routes())
         // Set after every route: the 405 fallback applies to the routes
         // registered before it.
         .fallback(route_not_found)

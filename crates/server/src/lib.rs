@@ -16,6 +16,7 @@ pub mod config;
 mod connection;
 pub mod governance;
 pub mod metrics;
+pub mod search;
 pub mod tls;
 pub mod token_admin;
 pub mod tokens;

@@ -277,3 +277,128 @@ async fn a_narrowed_policy_applied_over_http_denies_the_next_read() {
     }
     drop(tmp);
 }
+
+/// `GET /v1/search` as `alice` sees it: only stream `x`, in results and
+/// in counts; naming `y` is denied; pages follow their cursor, pinned to
+/// one tree size while appends go on; bad parameters are 400 naming the
+/// parameter; every page is recorded as an `events.searched` event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_shows_and_counts_only_the_streams_the_policy_gives() {
+    let (server, _policy_dir) = serve_policy(&cedar_with_alice()).await;
+    let client = server.client();
+    let writer = server.token("app", &[Role::writer()]);
+    let alice = server.token("alice", &[Role::parse("analyst").unwrap()]);
+    let admin = server.token("root", &[Role::admin()]);
+    let mut in_x = Vec::new();
+    for n in 0..5 {
+        in_x.push(append_to(&server, &client, &writer, "x", &format!("shared {n}")).await);
+        append_to(&server, &client, &writer, "y", &format!("shared {n}")).await;
+    }
+    let search = |token: &str, query: &str| {
+        let url = reqwest::Url::parse_with_params(
+            &server.url("/v1/search"),
+            &[("q", query), ("limit", "2"), ("aggregate", "day,actor")],
+        )
+        .unwrap();
+        client.get(url).bearer_auth(token.to_string())
+    };
+    server.wait_checkpoint(&client, in_x[4] + 2).await;
+    let r = send(search(&alice, "shared")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["count"], 5, "{}", r.text);
+    assert_eq!(r.json["top"]["actor"][0]["count"], 5, "{}", r.text);
+    assert_eq!(r.json["histogram"]["buckets"][0]["count"], 5, "{}", r.text);
+    assert!(!r.text.contains("\"stream\":\"y\""), "{}", r.text);
+    let r = send(search(&admin, "shared")).await;
+    assert_eq!(r.json["count"], 10, "{}", r.text);
+
+    // Every page, following the cursor; appends between pages change
+    // neither the count nor what the pages hold.
+    let mut found = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut params = vec![("q", "shared".to_string()), ("limit", "2".to_string())];
+        if let Some(c) = &cursor {
+            params.push(("cursor", c.clone()));
+        }
+        let url = reqwest::Url::parse_with_params(&server.url("/v1/search"), &params).unwrap();
+        let r = send(client.get(url).bearer_auth(&alice)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json["count"], 5, "{}", r.text);
+        for event in r.json["events"].as_array().unwrap() {
+            assert_eq!(event["event"]["stream"], "x");
+            found.push(event["index"].as_u64().unwrap());
+        }
+        append_to(&server, &client, &writer, "x", "shared later").await;
+        match r.json["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let mut expected = in_x.clone();
+    expected.reverse();
+    assert_eq!(found, expected);
+
+    // Naming a stream alice may not read is denied, and recorded.
+    let url = server.url("/v1/search?q=shared&streams=x,y");
+    assert_error(
+        &send(client.get(url).bearer_auth(&alice)).await,
+        403,
+        "forbidden",
+    );
+    // Bad parameters: 400 naming the parameter.
+    for (query, field) in [
+        ("q=acter:alice", "q"),
+        ("q=shared&limit=0", "limit"),
+        ("q=shared&order=sideways", "order"),
+        ("q=shared&aggregate=week", "aggregate"),
+        ("q=shared&streams=../x", "streams"),
+        ("q=shared&cursor=garbage", "cursor"),
+        (
+            &format!("q=other&cursor={}", cursor.clone().unwrap_or_default()),
+            "cursor",
+        ),
+    ] {
+        let r = send(
+            client
+                .get(server.url(&format!("/v1/search?{query}")))
+                .bearer_auth(&alice),
+        )
+        .await;
+        assert_error(&r, 400, "invalid_query");
+        assert_eq!(r.json["error"]["field"], field, "{query}: {}", r.text);
+    }
+    let r = send(
+        client
+            .get(server.url("/v1/search?q=x&colour=red"))
+            .bearer_auth(&alice),
+    )
+    .await;
+    assert_error(&r, 400, "invalid_query");
+    let r = send(client.get(server.url("/v1/search?q=x"))).await;
+    assert_eq!(r.status, 401, "{}", r.text);
+
+    drop(client);
+    let data = server.data.clone();
+    let tmp = server.stop().await;
+    let searches: Vec<_> = system_events(&data, "events.searched")
+        .into_iter()
+        .filter(|(_, actor, _, _)| actor == "alice")
+        .collect();
+    // The first page with aggregates, then the three pages of the walk.
+    assert_eq!(searches.len(), 4, "{searches:?}");
+    for (_, _, resource, attributes) in &searches {
+        assert_eq!(resource, "log");
+        assert_eq!(attributes["query"], "shared");
+        assert_eq!(attributes["matched"], 5);
+        assert_eq!(attributes["method"], "token");
+    }
+    assert_eq!(searches[0].3["continued"], false);
+    assert_eq!(searches[3].3["continued"], true);
+    let denied = system_events(&data, "access.denied")
+        .into_iter()
+        .filter(|(_, actor, resource, _)| actor == "alice" && resource == "streams/y")
+        .count();
+    assert_eq!(denied, 1);
+    drop(tmp);
+}

@@ -462,6 +462,7 @@ async fn metrics_openapi_and_health() {
         "/v1/checkpoints",
         "/v1/export",
         "/v1/query",
+        "/v1/search",
         "/checkpoint",
     ] {
         assert!(paths.contains_key(path), "{path} not documented");

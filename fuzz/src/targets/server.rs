@@ -1,5 +1,5 @@
 //! `stele-server` and the token file it reads: `tokens.json`, the
-//! configuration file and the query strings of the read endpoints.
+//! configuration file and the query strings of the read endpoints (search included).
 
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -9,6 +9,7 @@ use stele_log::tokens::{
 };
 use stele_server::admin::check_scan_query;
 use stele_server::api::check_tree_query;
+use stele_server::search::check_search_query;
 use stele_server::config::Config;
 
 /// `tokens.json` as the server, `stele token list` and `verify` read it: an
@@ -73,21 +74,23 @@ pub fn query_string(data: &[u8]) {
     let Ok(query) = std::str::from_utf8(query) else {
         return;
     };
-    let path = match which % 4 {
+    let path = match which % 5 {
         0 => "/v1/export",
         1 => "/v1/query",
         2 => "/v1/proof/consistency",
-        _ => "/v1/checkpoints",
+        3 => "/v1/checkpoints",
+        _ => "/v1/search",
     };
     // Only what a client can put on the wire reaches the handlers.
     let Ok(uri) = format!("{path}?{query}").parse::<Uri>() else {
         return;
     };
-    let checked = match which % 4 {
+    let checked = match which % 5 {
         0 => check_scan_query(false, &uri),
         1 => check_scan_query(true, &uri),
         2 => check_tree_query(false, &uri),
-        _ => check_tree_query(true, &uri),
+        3 => check_tree_query(true, &uri),
+        _ => check_search_query(&uri),
     };
     if let Err(error) = checked {
         assert_eq!(error.into_response().status(), StatusCode::BAD_REQUEST);

@@ -158,6 +158,23 @@ fn every_variant() -> Vec<(SystemEvent, &'static str)> {
             r#"{"actor":"ann","action":"events.queried","attributes":{"stream":"ops","from":0,"to":5,"filters":{"actor":"u"},"matched":2,"purged":0,"method":"local","client":"cli"},"resource":"streams/ops"}"#,
         ),
         (
+            SystemEvent::EventsSearched {
+                actor: "ann".into(),
+                attributes: EventsSearched {
+                    query: "actor:bob -outcome:success".into(),
+                    streams: vec![],
+                    order: "newest".into(),
+                    size: 90,
+                    continued: true,
+                    matched: 12,
+                    returned: 10,
+                    method: "token".into(),
+                    client: "10.0.0.1:5000".into(),
+                },
+            },
+            r#"{"actor":"ann","action":"events.searched","attributes":{"query":"actor:bob -outcome:success","streams":[],"order":"newest","size":90,"continued":true,"matched":12,"returned":10,"method":"token","client":"10.0.0.1:5000"},"resource":"log"}"#,
+        ),
+        (
             SystemEvent::RetentionDue {
                 actor: "retention".into(),
                 attributes: RetentionDue {

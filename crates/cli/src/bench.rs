@@ -60,6 +60,16 @@ pub struct BenchArgs {
     /// Keep the benchmark directory.
     #[arg(long)]
     keep: bool,
+    /// Append without the search index (to compare the cost of keeping it).
+    #[arg(long)]
+    no_index: bool,
+    /// Then time searches of several shapes, and the index's build at open.
+    #[arg(long, conflicts_with = "no_index")]
+    search: bool,
+    /// Spread the events' receipt times over this many days, ending now
+    /// (each day and stream is an epoch of its own).
+    #[arg(long, default_value_t = 1)]
+    days: u32,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -323,21 +333,22 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         &data,
         stele_log::OpenOptions {
             blocks,
+            no_search_index: args.no_index,
             ..Default::default()
         },
     )?;
 
     let queues = deal(all, args);
 
-    let log = std::sync::Arc::new(std::sync::Mutex::new(log));
-    let sequencer = Sequencer::start(log.clone(), SequencerConfig::default());
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(log));
+    let sequencer = Sequencer::start(shared.clone(), SequencerConfig::default());
     let started = Instant::now();
     let cpu_before = process_cpu();
     let latencies = run_producers(&sequencer, queues);
     let append_secs = started.elapsed().as_secs_f64();
     let append_cpu = process_cpu().saturating_sub(cpu_before);
     let stats = sequencer.stop()?;
-    let log = stele_log::sequencer::lock_log(&log);
+    let log = stele_log::sequencer::lock_log(&shared);
     let total_secs = started.elapsed().as_secs_f64();
     let mut lat: Vec<Duration> = latencies.into_iter().flatten().collect();
     lat.sort_unstable();
@@ -401,6 +412,14 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     )?;
 
     print_gets(log.reader(), args.events as u64)?;
+    if args.search {
+        // The index as appends fed it, then built from the log at open.
+        crate::bench_search::print_caught_up(log.reader())?;
+        drop(log);
+        drop(shared);
+        crate::bench_search::print(&data, blocks)?;
+        return Ok(0);
+    }
 
     if args.verify {
         let started = Instant::now();
@@ -505,6 +524,15 @@ fn prepare_all(args: &BenchArgs, threads: usize) -> CliResult<(Vec<PreparedEvent
     let preparer = Preparer::new("bench", "bench", "default");
     let generator = Generator::new(args.workload, args.seed);
     let started = Instant::now();
+    // Event n is received at its share of the days asked, ending now.
+    let end = jiff::Timestamp::now();
+    let span = i64::from(args.days.max(1)) * 86_400_000_000_000;
+    let total = args.events.max(1) as i64;
+    let received = move |n: u64| {
+        let back = span - (n as i64).saturating_mul(span / total);
+        jiff::Timestamp::from_nanosecond(end.as_nanosecond() - i128::from(back.max(0)))
+            .unwrap_or(end)
+    };
     let per = args.events.div_ceil(threads);
     let prepared: Vec<(Vec<PreparedEvent>, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -513,7 +541,7 @@ fn prepare_all(args: &BenchArgs, threads: usize) -> CliResult<(Vec<PreparedEvent
                 scope.spawn(move || {
                     let lo = (t * per).min(args.events) as u64;
                     let hi = ((t + 1) * per).min(args.events) as u64;
-                    prepare_range(preparer, generator, lo..hi)
+                    prepare_range(preparer, generator, lo..hi, &received)
                 })
             })
             .collect();
@@ -548,8 +576,8 @@ fn prepare_range(
     preparer: &Preparer,
     generator: &Generator,
     range: std::ops::Range<u64>,
+    received: &(dyn Fn(u64) -> jiff::Timestamp + Sync),
 ) -> Result<(Vec<PreparedEvent>, u64), String> {
-    let now = jiff::Timestamp::now();
     let mut events = Vec::with_capacity((range.end - range.start) as usize);
     let mut raw_bytes = 0u64;
     match generator.workload() {
@@ -557,7 +585,11 @@ fn prepare_range(
             for n in range {
                 let raw = generator.event(n);
                 raw_bytes += raw.len() as u64;
-                events.push(preparer.prepare(&raw, now).map_err(|e| e.to_string())?);
+                events.push(
+                    preparer
+                        .prepare(&raw, received(n))
+                        .map_err(|e| e.to_string())?,
+                );
             }
         }
         Workload::K8s => {
@@ -570,11 +602,11 @@ fn prepare_range(
                 generator.push_list(first..end, &mut body);
                 let items =
                     stele_ingest::parse_event_list(&body, &limits).map_err(|e| e.to_string())?;
-                for item in items {
+                for (n, item) in (first..).zip(items) {
                     raw_bytes += item.raw.len() as u64;
                     events.push(
                         preparer
-                            .prepare_parsed(item.event, item.raw, now)
+                            .prepare_parsed(item.event, item.raw, received(n))
                             .map_err(|e| e.to_string())?,
                     );
                 }

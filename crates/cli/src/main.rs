@@ -16,6 +16,7 @@ macro_rules! outln {
 mod append;
 mod bench;
 mod bench_http;
+mod bench_search;
 mod bench_work;
 mod check;
 mod govern;

@@ -313,7 +313,7 @@ fn every_variant_has_its_shape() {
         actions.insert(event.action());
     }
     // One of each action.
-    assert_eq!(actions.len(), 16);
+    assert_eq!(actions.len(), 17);
 }
 
 /// What a reader gets back from the stored bytes is the event written,

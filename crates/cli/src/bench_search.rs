@@ -1,0 +1,199 @@
+//! `stele bench --search`: how fast the log answers searches once the
+//! events are in, through `stele_log::search` (what `GET /v1/search`
+//! runs, without HTTP and without recording each search), and how long
+//! the index takes to build from the log at open.
+//!
+//! The queries come from the events appended: actors, resources and words
+//! that are in the log, each asked for several different values, so a
+//! figure is not one query repeated against a warm cache.
+
+use std::time::{Duration, Instant};
+
+use stele_log::search::{Aggregates, Bucket, Order, Search, search};
+use stele_log::{EntryIndex, LogReader};
+use stele_query::{Field, Query};
+
+use crate::CliResult;
+
+/// Different values asked for per shape of query.
+const VALUES: u64 = 40;
+/// Events a page asks for.
+const PAGE: usize = 50;
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Waits until the index covers the log; returns how long that took.
+pub fn wait_indexed(reader: &LogReader) -> Duration {
+    let started = Instant::now();
+    if let Some(index) = reader.search_index() {
+        while index.behind(reader.size()) > 0 && index.failure().is_none() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    started.elapsed()
+}
+
+/// The queries of one shape, built from entries spread over the log.
+fn queries(reader: &LogReader, size: u64, shape: &str) -> CliResult<Vec<String>> {
+    let mut out = Vec::new();
+    for i in 0..VALUES {
+        let index = (i * 7919 + 13) * size / (VALUES * 7919 + 13);
+        let envelope = reader.get(EntryIndex(index.min(size - 1)))?.envelope;
+        let event = &envelope.event;
+        let quoted =
+            |text: &str| format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""));
+        let text = match shape {
+            "actor" => format!("actor:{}", quoted(&event.actor)),
+            "resource prefix" => {
+                let resource = event.resource.clone().unwrap_or_default();
+                let cut: String = resource
+                    .chars()
+                    .take(resource.len().saturating_sub(2))
+                    .collect();
+                format!("resource:{}*", quoted(&cut))
+            }
+            "actor + time" => {
+                let received: jiff::Timestamp = envelope.received_at.parse().unwrap_or_default();
+                format!(
+                    "actor:{} received>={} received<{}",
+                    quoted(&event.actor),
+                    received - jiff::SignedDuration::from_hours(12),
+                    received + jiff::SignedDuration::from_hours(12)
+                )
+            }
+            _ => {
+                // The last word of the actor: a name.
+                let words = stele_query::tokens(&event.actor);
+                words.get(1).cloned().unwrap_or_else(|| words.join(" "))
+            }
+        };
+        out.push(text);
+    }
+    Ok(out)
+}
+
+/// Times every query of `texts`; returns the sorted times and the mean
+/// number of events returned.
+fn time_all(
+    reader: &LogReader,
+    texts: &[String],
+    size: u64,
+    aggregates: &Aggregates,
+    limit: usize,
+) -> CliResult<(Vec<Duration>, f64, f64)> {
+    let now = jiff::Timestamp::now();
+    let mut times = Vec::with_capacity(texts.len());
+    let (mut returned, mut counted) = (0u64, 0u64);
+    for text in texts {
+        let query = Query::parse(text, now).map_err(|e| crate::Failure::usage(e.to_string()))?;
+        let started = Instant::now();
+        let page = search(
+            reader,
+            &Search {
+                query: &query,
+                order: Order::Newest,
+                limit,
+                size,
+                after: None,
+                aggregates,
+                max_unindexed: Some(0),
+            },
+            &|_| true,
+        )?;
+        times.push(started.elapsed());
+        returned += page.events.len() as u64;
+        counted += page.count;
+    }
+    times.sort_unstable();
+    let n = texts.len().max(1) as f64;
+    Ok((times, returned as f64 / n, counted as f64 / n))
+}
+
+/// Prints how long the fed index took to cover the log once the last
+/// append was acknowledged.
+pub fn print_caught_up(reader: &LogReader) -> CliResult<()> {
+    let caught_up = wait_indexed(reader);
+    outln!(
+        "index     fed as batches became durable: caught up {:.1} ms after the last acknowledgement",
+        ms(caught_up)
+    )
+}
+
+/// The resident memory of this process, in bytes (Linux; 0 elsewhere).
+fn resident() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Opens the log at `data` again, times the index's build from the log,
+/// then prints search latencies by shape and a count with a daily
+/// histogram.
+pub fn print(data: &std::path::Path, blocks: stele_log::BlockConfig) -> CliResult<()> {
+    let before = resident();
+    let started = Instant::now();
+    let log = stele_log::Log::open(
+        data,
+        stele_log::OpenOptions {
+            blocks,
+            ..Default::default()
+        },
+    )?;
+    let reader = log.reader().clone();
+    let opened = started.elapsed();
+    let built = wait_indexed(&reader);
+    let size = reader.size();
+    outln!(
+        "index     built from the log at open: {:.2} s for {size} entries ({:.0} entries/s; the open itself {:.2} s), {:.0} MB more resident ({:.0} B per entry)",
+        built.as_secs_f64(),
+        size as f64 / built.as_secs_f64().max(1e-9),
+        opened.as_secs_f64(),
+        resident().saturating_sub(before) as f64 / 1e6,
+        resident().saturating_sub(before) as f64 / size.max(1) as f64
+    )?;
+    let reader = &reader;
+    let size = reader.published_size();
+    if size == 0 {
+        return Ok(());
+    }
+    let none = Aggregates::default();
+    for shape in ["actor", "resource prefix", "actor + time", "free text"] {
+        let texts = queries(reader, size, shape)?;
+        // One pass to warm, one measured.
+        time_all(reader, &texts, size, &none, PAGE)?;
+        let (times, returned, counted) = time_all(reader, &texts, size, &none, PAGE)?;
+        outln!(
+            "search    {shape}, {VALUES} values, {PAGE} newest: p50 {:.3} ms, p99 {:.3} ms ({returned:.0} events returned, {counted:.0} matching on average)",
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99)),
+        )?;
+    }
+    let texts = queries(reader, size, "actor")?;
+    let daily = Aggregates {
+        histogram: Some(Bucket::Day),
+        top: vec![Field::Action],
+    };
+    let (times, _, counted) = time_all(reader, &texts, size, &daily, 1)?;
+    outln!(
+        "search    count + daily histogram + top actions for one actor, {VALUES} actors: p50 {:.3} ms, p99 {:.3} ms ({counted:.0} matching on average)",
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+    )?;
+    Ok(())
+}

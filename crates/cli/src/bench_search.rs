@@ -129,24 +129,10 @@ pub fn print_caught_up(reader: &LogReader) -> CliResult<()> {
     )
 }
 
-/// The resident memory of this process, in bytes (Linux; 0 elsewhere).
-fn resident() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// Opens the log at `data` again, times the index's build from the log,
 /// then prints search latencies by shape and a count with a daily
 /// histogram.
 pub fn print(data: &std::path::Path, blocks: stele_log::BlockConfig) -> CliResult<()> {
-    let before = resident();
     let started = Instant::now();
     let log = stele_log::Log::open(
         data,
@@ -159,13 +145,14 @@ pub fn print(data: &std::path::Path, blocks: stele_log::BlockConfig) -> CliResul
     let opened = started.elapsed();
     let built = wait_indexed(&reader);
     let size = reader.size();
+    let memory = reader.search_index().map_or(0, |i| i.heap_bytes());
     outln!(
-        "index     built from the log at open: {:.2} s for {size} entries ({:.0} entries/s; the open itself {:.2} s), {:.0} MB more resident ({:.0} B per entry)",
+        "index     built from the log at open: {:.2} s for {size} entries ({:.0} entries/s; the open itself {:.2} s); it holds about {:.0} MB of memory ({:.0} B per entry)",
         built.as_secs_f64(),
         size as f64 / built.as_secs_f64().max(1e-9),
         opened.as_secs_f64(),
-        resident().saturating_sub(before) as f64 / 1e6,
-        resident().saturating_sub(before) as f64 / size.max(1) as f64
+        memory as f64 / 1e6,
+        memory as f64 / size.max(1) as f64
     )?;
     let reader = &reader;
     let size = reader.published_size();

@@ -41,6 +41,9 @@ pub(crate) struct Work {
     pub merkle: f64,
     /// Authenticate and decompress the event's share of a block.
     pub open: f64,
+    /// Add the event's terms to its epoch's search index (on the index's
+    /// own thread, off the append path).
+    pub index: f64,
 }
 
 impl Work {
@@ -142,6 +145,15 @@ pub(crate) fn measure(
         std::hint::black_box(previous);
         Ok(())
     })?;
+    let index = timed(n, || {
+        let mut part = stele_index::Part::new();
+        for (i, event) in sample.iter().enumerate() {
+            part.insert(i as u64, event.terms())
+                .map_err(|e| Failure::usage(e.to_string()))?;
+        }
+        std::hint::black_box(part);
+        Ok(())
+    })?;
     Ok(Work {
         seal,
         salt,
@@ -149,6 +161,7 @@ pub(crate) fn measure(
         commit,
         merkle,
         open,
+        index,
     })
 }
 

@@ -53,6 +53,7 @@ fn expect_work_lines(out: &Out) {
         "commitment",
         "Merkle",
         "authenticate and decompress",
+        "the search index",
     ] {
         assert!(number_after(work, piece) > 0.0, "{piece}: {work}");
     }
@@ -83,6 +84,9 @@ fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
         "--request",
         "50",
         "--verify",
+        "--search",
+        "--days",
+        "2",
         "--keep",
     ]);
     expect(&out, 0, &[]);
@@ -109,6 +113,18 @@ fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
     );
     assert!(line(&out, "verify").ends_with("OK"), "{out}");
     expect_work_lines(&out);
+    // Searches, answered by the index built from the log at its open,
+    // each finding events (its values are taken from the log's own).
+    line(&out, "index     fed as batches became durable");
+    let built = line(&out, "index     built from the log at open");
+    assert!(built.contains("for 3000 entries"), "{built}");
+    for shape in ["actor,", "resource prefix,", "actor + time,", "free text,"] {
+        let search = line(&out, &format!("search    {shape}"));
+        assert!(number_after(search, "p50") > 0.0, "{search}");
+        assert!(number_after(search, "ms (") >= 1.0, "{search}");
+    }
+    let counted = line(&out, "search    count + daily histogram");
+    assert!(number_after(counted, "ms (") >= 1.0, "{counted}");
     // Bytes on disk against the raw JSON of the realistic events.
     let size = line(&out, "size");
     let raw = number_after(size, "raw JSON");

@@ -319,6 +319,49 @@ impl Part {
         set
     }
 
+    /// About how many bytes of memory the part holds (its vectors' and
+    /// maps' capacities and the values' text; allocator overhead aside).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let dict = |d: &Dict| {
+            let values: usize = d
+                .values
+                .iter()
+                .map(|v| v.len() + 2 * size_of::<usize>())
+                .sum();
+            let postings: usize = d
+                .postings
+                .iter()
+                .map(|p| p.capacity() * size_of::<u32>() + size_of::<Vec<u32>>())
+                .sum();
+            // A map entry: the key's pointer and length, the id, the hash
+            // table's control byte, at the map's capacity.
+            let ids = d.ids.capacity() * (size_of::<Arc<str>>() + size_of::<u32>() + 1);
+            values + postings + ids + d.values.capacity() * size_of::<Arc<str>>()
+        };
+        let words: usize = self
+            .words
+            .iter()
+            .map(|(w, list)| {
+                w.len()
+                    + size_of::<Box<str>>()
+                    + size_of::<Vec<(DictRef, u32)>>()
+                    + list.capacity() * size_of::<(DictRef, u32)>()
+            })
+            .sum::<usize>()
+            + self.words.capacity();
+        self.entries.capacity() * size_of::<u64>()
+            + self.received.capacity() * size_of::<Option<Timestamp>>()
+            + self.time.capacity() * size_of::<Option<Timestamp>>()
+            + self.named.iter().map(dict).sum::<usize>()
+            + self
+                .attributes
+                .iter()
+                .map(|(k, d)| k.len() + dict(d))
+                .sum::<usize>()
+            + words
+    }
+
     /// The `n` values of `field` held by the most entries of `set`, most
     /// first (ties by value), with their counts.
     pub fn top(&self, field: &Field, set: &Bitset, n: usize) -> Vec<TopValue> {

@@ -243,6 +243,11 @@ pub fn prepare_envelope(envelope: Envelope, now: Timestamp) -> Result<PreparedEv
 }
 
 impl PreparedEvent {
+    /// What the search index takes of the event.
+    pub fn terms(&self) -> &EventTerms {
+        &self.terms
+    }
+
     /// The envelope as a segment keeps it.
     pub fn stored(&self) -> &[u8] {
         &self.stored

@@ -30,7 +30,7 @@ use stele_store::StoreError;
 use stele_store::fsutil;
 use stele_store::index::{IndexReader, IndexRecord, MAX_BATCH_RECORDS};
 use stele_store::keys::{DataKey, Kek};
-use stele_store::segment::{self, SegmentReader};
+use stele_store::segment::{self, BlockCache, SegmentReader};
 use stele_store::sessions::{SegmentKeys, Sessions};
 use stele_store::state;
 use stele_tlog::tile::TileHashReader;
@@ -48,6 +48,10 @@ use crate::publisher::PublishState;
 use crate::purge::Tombstone;
 use crate::search::SearchIndex;
 use crate::tiles::DiskTiles;
+
+/// Plaintext of opened blocks a reader keeps for reads that come back to
+/// them (see [`BlockCache`]): 64 blocks of the default 256 KiB.
+pub const BLOCK_CACHE_BYTES: usize = 64 << 20;
 
 /// A handle for reading a log; see the module docs.
 #[derive(Clone)]
@@ -75,6 +79,9 @@ pub(crate) struct Inner {
     view: RwLock<View>,
     keys: Mutex<HashMap<u32, Arc<SegmentKeys>>>,
     readers: Mutex<HashMap<u32, Arc<SegmentReader>>>,
+    /// Blocks opened by `get`, shared by every segment (and by the views
+    /// frozen from this reader).
+    blocks: Arc<BlockCache>,
     pub(crate) publish: Arc<Mutex<PublishState>>,
     /// For a reader opened on its own: what the next writing open would
     /// repair, one line each. `None` for a writer's reader.
@@ -131,6 +138,7 @@ impl LogReader {
                 view: RwLock::new(parts.view),
                 keys: Mutex::new(HashMap::new()),
                 readers: Mutex::new(HashMap::new()),
+                blocks: Arc::new(BlockCache::new(BLOCK_CACHE_BYTES)),
                 publish: parts.publish,
                 pending: parts.pending,
                 frozen: false,
@@ -163,6 +171,7 @@ impl LogReader {
                 view: RwLock::new(view.clone()),
                 keys: Mutex::new(self.lock_keys().clone()),
                 readers: Mutex::new(HashMap::new()),
+                blocks: self.inner.blocks.clone(),
                 publish: Arc::new(Mutex::new(publish)),
                 pending: self.inner.pending.clone(),
                 frozen: true,
@@ -253,6 +262,7 @@ impl LogReader {
         if let Some(index) = self.search_index() {
             index.forget(id);
         }
+        self.inner.blocks.forget_segment(id);
         self.lock_keys().remove(&id);
         self.inner
             .readers
@@ -458,7 +468,10 @@ impl LogReader {
                 self.inner.layout.segments().display()
             ))
         })?;
-        let reader = Arc::new(SegmentReader::open(&info.path)?);
+        let reader = Arc::new(SegmentReader::open_cached(
+            &info.path,
+            Some(self.inner.blocks.clone()),
+        )?);
         if reader.header != info.header {
             return Err(LogError::Integrity(format!(
                 "{}: header changed",

@@ -603,16 +603,118 @@ pub struct SegmentReader {
     /// find theirs here instead of decrypting it again.
     last_block: Mutex<Option<(RecordLocation, Arc<CachedBlock>)>>,
     unpacker: Mutex<Option<Unpacker>>,
+    /// Blocks opened before, shared with the log's other segments.
+    cache: Option<Arc<BlockCache>>,
 }
 
 #[derive(Debug)]
-struct CachedBlock {
+pub struct CachedBlock {
     block: OpenBlock,
     salts: SaltKey,
 }
 
+/// Opened blocks (decrypted and decompressed) of any segment, kept for
+/// the reads that come back to them (the events of a search's page are
+/// scattered over a few blocks each), up to a budget of plaintext bytes;
+/// the least recently used go first. Plaintext in memory only, as the
+/// writer holds it; a purged segment's blocks are dropped with
+/// [`BlockCache::forget_segment`].
+#[derive(Debug)]
+pub struct BlockCache {
+    budget: usize,
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    blocks: std::collections::HashMap<(u32, u64, u32), (Arc<CachedBlock>, u64)>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl BlockCache {
+    /// A cache holding at most `budget` bytes of plaintext.
+    pub fn new(budget: usize) -> BlockCache {
+        BlockCache {
+            budget,
+            inner: Mutex::new(CacheInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get(&self, segment: u32, at: RecordLocation) -> Option<Arc<CachedBlock>> {
+        let mut inner = self.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        let (block, used) = inner.blocks.get_mut(&(segment, at.offset, at.len))?;
+        *used = tick;
+        Some(block.clone())
+    }
+
+    fn put(&self, segment: u32, at: RecordLocation, block: Arc<CachedBlock>) {
+        let size = block.block.plain_len();
+        if size > self.budget {
+            return;
+        }
+        let mut inner = self.lock();
+        while inner.bytes + size > self.budget {
+            let Some(oldest) = inner
+                .blocks
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| *key)
+            else {
+                break;
+            };
+            if let Some((gone, _)) = inner.blocks.remove(&oldest) {
+                inner.bytes -= gone.block.plain_len();
+            }
+        }
+        inner.tick += 1;
+        let tick = inner.tick;
+        if let Some((old, _)) = inner
+            .blocks
+            .insert((segment, at.offset, at.len), (block, tick))
+        {
+            inner.bytes -= old.block.plain_len();
+        }
+        inner.bytes += size;
+    }
+
+    /// Drops every block of segment `id` (its epoch was purged).
+    pub fn forget_segment(&self, id: u32) {
+        let mut inner = self.lock();
+        let before = inner.blocks.len();
+        let mut freed = 0;
+        inner.blocks.retain(|(segment, _, _), (block, _)| {
+            let keep = *segment != id;
+            if !keep {
+                freed += block.block.plain_len();
+            }
+            keep
+        });
+        if inner.blocks.len() != before {
+            inner.bytes -= freed;
+        }
+    }
+
+    /// Plaintext bytes held.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
 impl SegmentReader {
     pub fn open(path: &Path) -> StoreResult<SegmentReader> {
+        Self::open_cached(path, None)
+    }
+
+    /// Opens the segment at `path`, keeping the blocks it opens in
+    /// `cache` as well as its own last one.
+    pub fn open_cached(path: &Path, cache: Option<Arc<BlockCache>>) -> StoreResult<SegmentReader> {
         let (header, header_len) = read_header(path)?;
         let file = File::open(path).map_err(|e| StoreError::io("open", path, e))?;
         Ok(SegmentReader {
@@ -622,6 +724,7 @@ impl SegmentReader {
             header_len,
             last_block: Mutex::new(None),
             unpacker: Mutex::new(None),
+            cache,
         })
     }
 
@@ -737,7 +840,20 @@ impl SegmentReader {
         if let Some(block) = cached {
             return Ok(block);
         }
-        let block = Arc::new(self.open_block(location, index, keys)?);
+        let shared = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(self.header.id, location));
+        let block = match shared {
+            Some(block) => block,
+            None => {
+                let block = Arc::new(self.open_block(location, index, keys)?);
+                if let Some(cache) = &self.cache {
+                    cache.put(self.header.id, location, block.clone());
+                }
+                block
+            }
+        };
         *self.last_block.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((location, block.clone()));
         Ok(block)
@@ -1029,6 +1145,25 @@ mod tests {
                     .is_err()
             );
         }
+        // A shared cache keeps the blocks its readers opened, within its
+        // budget, most recently used first.
+        let cache = Arc::new(BlockCache::new(usize::MAX));
+        let cached = SegmentReader::open_cached(&path, Some(cache.clone())).unwrap();
+        cached.open_entry(locations[0], 0, &keys, &[0; 32]).unwrap();
+        let one = cache.bytes();
+        assert!(one > 0);
+        cached
+            .open_entry(locations[1], 12, &keys, &[0; 32])
+            .unwrap();
+        assert_eq!(cache.bytes(), 2 * one);
+        let small = Arc::new(BlockCache::new(one));
+        let reader = SegmentReader::open_cached(&path, Some(small.clone())).unwrap();
+        reader.open_entry(locations[0], 0, &keys, &[0; 32]).unwrap();
+        reader
+            .open_entry(locations[1], 10, &keys, &[0; 32])
+            .unwrap();
+        assert_eq!(small.bytes(), one);
+
         let mut bytes = std::fs::read(&path).unwrap();
         let at = locations[1].offset as usize + 30;
         bytes[at] ^= 0x10;
@@ -1039,5 +1174,17 @@ mod tests {
             Err(StoreError::Corrupt { .. })
         ));
         assert!(reader.open_entry(locations[0], 0, &keys, &[0; 32]).is_ok());
+        // A block opened (and authenticated) before the change is served
+        // from the cache until its segment is forgotten; then it is read
+        // again, and refused.
+        let again = SegmentReader::open_cached(&path, Some(cache.clone())).unwrap();
+        assert!(again.open_entry(locations[1], 10, &keys, &[0; 32]).is_ok());
+        cache.forget_segment(4);
+        assert_eq!(cache.bytes(), 0);
+        let again = SegmentReader::open_cached(&path, Some(cache.clone())).unwrap();
+        assert!(matches!(
+            again.open_entry(locations[1], 10, &keys, &[0; 32]),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 }

@@ -152,6 +152,16 @@ impl SearchIndex {
         self.read().failed.clone()
     }
 
+    /// About how many bytes of memory the index holds.
+    pub fn heap_bytes(&self) -> usize {
+        self.read()
+            .epochs
+            .values()
+            .flat_map(|e| &e.parts)
+            .map(Part::heap_bytes)
+            .sum()
+    }
+
     /// How many entries of `[0, size)` are not indexed yet.
     pub fn behind(&self, size: u64) -> u64 {
         self.read()

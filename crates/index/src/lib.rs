@@ -19,6 +19,7 @@
 mod bitset;
 mod part;
 mod terms;
+mod uuid;
 
 pub use bitset::Bitset;
 pub use part::{IndexError, Part, TopValue};

@@ -8,7 +8,8 @@ use jiff::Timestamp;
 use stele_query::{Expr, Field, Pattern, TimeField, contains_phrase, tokens};
 
 use crate::bitset::Bitset;
-use crate::terms::{ATTRIBUTE, EventTerms, NAMED, TEXT_ONLY, attribute_key, named_code};
+use crate::terms::{ATTRIBUTE, EventTerms, ID, NAMED, TEXT_ONLY, attribute_key, named_code};
+use crate::uuid;
 
 /// A part refused an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,56 +33,93 @@ impl std::fmt::Display for IndexError {
 
 impl std::error::Error for IndexError {}
 
+/// The ascending ordinals holding one value: most values of a field
+/// with unique values (request ids) are held once, without a vector.
+#[derive(Debug, Clone)]
+enum Postings {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Postings {
+    fn push(&mut self, ordinal: u32) {
+        match self {
+            Postings::One(only) if *only == ordinal => {}
+            Postings::One(only) => *self = Postings::Many(vec![*only, ordinal]),
+            Postings::Many(list) => {
+                if list.last() != Some(&ordinal) {
+                    list.push(ordinal);
+                }
+            }
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Postings::One(only) => std::slice::from_ref(only),
+            Postings::Many(list) => list,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Postings::One(_) => 0,
+            Postings::Many(list) => list.capacity() * std::mem::size_of::<u32>(),
+        }
+    }
+}
+
 /// The distinct values of one field in a part, and which ordinals hold
 /// each.
 #[derive(Debug, Default)]
 struct Dict {
     /// Whether free text searches these values.
     text: bool,
+    /// An attribute's dictionary key (empty for a named field).
+    key: Arc<str>,
     ids: HashMap<Arc<str>, u32>,
     values: Vec<Arc<str>>,
-    /// Ascending ordinals per value id.
-    postings: Vec<Vec<u32>>,
+    /// Ordinals per value id.
+    postings: Vec<Postings>,
 }
 
 impl Dict {
     /// Adds `value` at `ordinal`; returns the value's id if it is new.
     fn add(&mut self, value: &str, ordinal: u32) -> Option<u32> {
         if let Some(&id) = self.ids.get(value) {
-            let postings = &mut self.postings[id as usize];
-            if postings.last() != Some(&ordinal) {
-                postings.push(ordinal);
-            }
+            self.postings[id as usize].push(ordinal);
             return None;
         }
         let id = self.values.len() as u32;
         let value: Arc<str> = Arc::from(value);
         self.ids.insert(value.clone(), id);
         self.values.push(value);
-        self.postings.push(vec![ordinal]);
+        self.postings.push(Postings::One(ordinal));
         Some(id)
+    }
+
+    /// Adds the ordinals holding value `id` to `set`.
+    fn add_postings(&self, id: u32, set: &mut Bitset) {
+        for &ordinal in self.postings[id as usize].as_slice() {
+            set.insert(ordinal as usize);
+        }
     }
 
     /// The ordinals holding a value that one of `patterns` matches.
     fn matching(&self, patterns: &[Pattern], len: usize) -> Bitset {
         let mut set = Bitset::empty(len);
-        let mut add = |id: u32| {
-            for &ordinal in &self.postings[id as usize] {
-                set.insert(ordinal as usize);
-            }
-        };
         if patterns.iter().all(|p| matches!(p, Pattern::Exact(_))) {
             for pattern in patterns {
                 if let Pattern::Exact(value) = pattern
                     && let Some(&id) = self.ids.get(value.as_str())
                 {
-                    add(id);
+                    self.add_postings(id, &mut set);
                 }
             }
         } else {
             for (id, value) in self.values.iter().enumerate() {
                 if patterns.iter().any(|p| p.matches(value)) {
-                    add(id as u32);
+                    self.add_postings(id as u32, &mut set);
                 }
             }
         }
@@ -104,6 +142,10 @@ pub struct Part {
     entries: Vec<u64>,
     received: Vec<Option<Timestamp>>,
     time: Vec<Option<Timestamp>>,
+    /// Each entry's id as a number ([`crate::uuid`]); an id that is not a
+    /// canonical UUID is in the `id` dictionary instead, marked
+    /// [`crate::uuid::NONE`] here.
+    ids: Vec<u128>,
     /// One per named field, then the text-only dictionary.
     named: Vec<Dict>,
     attributes: HashMap<Box<str>, Dict>,
@@ -200,6 +242,7 @@ impl Part {
         self.entries.push(entry);
         self.received.push(terms.received);
         self.time.push(terms.time);
+        self.ids.push(uuid::NONE);
         for item in &terms.items {
             let value = terms.slice(item.value);
             if item.code == ATTRIBUTE {
@@ -208,13 +251,20 @@ impl Part {
                     Some(dict) => dict,
                     None => self.attributes.entry(key.into()).or_insert(Dict {
                         text: true,
+                        key: Arc::from(key),
                         ..Dict::default()
                     }),
                 };
                 if let Some(id) = dict.add(value, ordinal) {
-                    let key: Arc<str> = Arc::from(key);
-                    add_words(&mut self.words, value, DictRef::Attribute(key), id);
+                    let key = DictRef::Attribute(dict.key.clone());
+                    add_words(&mut self.words, value, key, id);
                 }
+            } else if item.code == ID
+                && let Some(number) = uuid::parse(value)
+                && let Some(slot) = self.ids.last_mut()
+                && *slot == uuid::NONE
+            {
+                *slot = number;
             } else {
                 let dict = &mut self.named[Self::named_index(item.code)];
                 if let Some(id) = dict.add(value, ordinal)
@@ -232,6 +282,33 @@ impl Part {
             DictRef::Named(code) => self.named.get(Self::named_index(*code)),
             DictRef::Attribute(key) => self.attributes.get(&**key),
         }
+    }
+
+    /// The ordinals whose id (kept as a number) one of `patterns` matches.
+    fn ids_matching(&self, patterns: &[Pattern]) -> Bitset {
+        let mut set = Bitset::empty(self.len());
+        let exact: Option<Vec<u128>> = patterns
+            .iter()
+            .map(|p| match p {
+                Pattern::Exact(text) => Some(uuid::parse(text).unwrap_or(uuid::NONE)),
+                _ => None,
+            })
+            .collect();
+        let mut text = [0u8; 36];
+        for (ordinal, &id) in self.ids.iter().enumerate() {
+            let found = id != uuid::NONE
+                && match &exact {
+                    Some(numbers) => numbers.contains(&id),
+                    None => {
+                        let id = uuid::write(id, &mut text);
+                        patterns.iter().any(|p| p.matches(id))
+                    }
+                };
+            if found {
+                set.insert(ordinal);
+            }
+        }
+        set
     }
 
     fn field_dict(&self, field: &Field) -> Option<&Dict> {
@@ -273,10 +350,16 @@ impl Part {
                     Bitset::empty(len)
                 }
             }
-            Expr::Field(field, patterns) => match self.field_dict(field) {
-                Some(dict) => dict.matching(patterns, len),
-                None => Bitset::empty(len),
-            },
+            Expr::Field(field, patterns) => {
+                let mut set = match self.field_dict(field) {
+                    Some(dict) => dict.matching(patterns, len),
+                    None => Bitset::empty(len),
+                };
+                if *field == Field::Id {
+                    set.or(&self.ids_matching(patterns));
+                }
+                set
+            }
             Expr::Time(field, bound) => {
                 let column = match field {
                     TimeField::Time => &self.time,
@@ -298,6 +381,16 @@ impl Part {
     /// other: candidates from the rarest word, each checked exactly.
     fn text(&self, words: &[String]) -> Bitset {
         let mut set = Bitset::empty(self.len());
+        // A value that is one word, already as the word map would write
+        // it, is not in the word map: it is found by its own text.
+        if let [word] = words {
+            let dicts = self.named.iter().chain(self.attributes.values());
+            for dict in dicts.filter(|d| d.text) {
+                if let Some(&id) = dict.ids.get(word.as_str()) {
+                    dict.add_postings(id, &mut set);
+                }
+            }
+        }
         let mut lists = Vec::with_capacity(words.len());
         for word in words {
             match self.words.get(word.as_str()) {
@@ -311,9 +404,7 @@ impl Part {
         for (key, id) in rarest {
             let Some(dict) = self.dict(key) else { continue };
             if contains_phrase(&dict.values[*id as usize], words) {
-                for &ordinal in &dict.postings[*id as usize] {
-                    set.insert(ordinal as usize);
-                }
+                dict.add_postings(*id, &mut set);
             }
         }
         set
@@ -332,7 +423,7 @@ impl Part {
             let postings: usize = d
                 .postings
                 .iter()
-                .map(|p| p.capacity() * size_of::<u32>() + size_of::<Vec<u32>>())
+                .map(|p| p.heap_bytes() + size_of::<Postings>())
                 .sum();
             // A map entry: the key's pointer and length, the id, the hash
             // table's control byte, at the map's capacity.
@@ -351,6 +442,7 @@ impl Part {
             .sum::<usize>()
             + self.words.capacity();
         self.entries.capacity() * size_of::<u64>()
+            + self.ids.capacity() * size_of::<u128>()
             + self.received.capacity() * size_of::<Option<Timestamp>>()
             + self.time.capacity() * size_of::<Option<Timestamp>>()
             + self.named.iter().map(dict).sum::<usize>()
@@ -374,6 +466,7 @@ impl Part {
             .enumerate()
             .filter_map(|(id, postings)| {
                 let count = postings
+                    .as_slice()
                     .iter()
                     .filter(|&&o| set.contains(o as usize))
                     .count() as u64;
@@ -395,7 +488,9 @@ impl Part {
     }
 }
 
-/// Records that the value `id` of dictionary `key` holds each of its words.
+/// Records that the value `id` of dictionary `key` holds each of its
+/// words; a value that is one word as it stands is found by its text
+/// instead ([`Part::text`]).
 fn add_words(
     words: &mut HashMap<Box<str>, Vec<(DictRef, u32)>>,
     value: &str,
@@ -403,6 +498,11 @@ fn add_words(
     id: u32,
 ) {
     let mut seen = tokens(value);
+    if let [only] = seen.as_slice()
+        && only == value
+    {
+        return;
+    }
     seen.sort_unstable();
     seen.dedup();
     for word in seen {

@@ -15,6 +15,8 @@ pub(crate) const NAMED: [Field; 7] = [
     Field::Writer,
     Field::Id,
 ];
+/// The code of the event's id.
+pub(crate) const ID: u8 = 6;
 /// The code of an attribute term; its path is in the item.
 pub(crate) const ATTRIBUTE: u8 = NAMED.len() as u8;
 /// The code of a term free text alone searches.

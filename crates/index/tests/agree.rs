@@ -96,7 +96,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                 let attributes: serde_json::Map<String, Value> =
                     attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
                 Envelope {
-                    id: format!("0190-{n}"),
+                    id: id_of(n),
                     stream: "s".into(),
                     received_at: received.to_string(),
                     writer,
@@ -116,6 +116,27 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                 }
             },
         )
+}
+
+/// Ids as the server gives them (canonical UUIDs), and some that are not.
+fn id_of(n: u32) -> String {
+    if n.is_multiple_of(4) {
+        format!("0190-{n}")
+    } else {
+        format!("01900000-0000-7000-8000-{n:012x}")
+    }
+}
+
+fn id_term() -> impl Strategy<Value = Expr> {
+    let pattern = prop_oneof![
+        (0u32..5).prop_map(|n| Pattern::Exact(id_of(n))),
+        Just(Pattern::Prefix(
+            "01900000-0000-7000-8000-00000000000".into()
+        )),
+        Just(Pattern::Prefix("0190".into())),
+        (0u32..5).prop_map(|n| Pattern::Glob(vec![String::new(), format!("{n}")])),
+    ];
+    prop::collection::vec(pattern, 1..3).prop_map(|p| Expr::Field(Field::Id, p))
 }
 
 fn pattern() -> impl Strategy<Value = Pattern> {
@@ -153,6 +174,7 @@ fn term() -> impl Strategy<Value = Expr> {
     prop_oneof![
         3 => (field(), prop::collection::vec(pattern(), 1..3)).prop_map(|(f, p)| Expr::Field(f, p)),
         1 => time,
+        1 => id_term(),
         2 => prop::collection::vec(word(), 1..3)
             .prop_map(|w| Expr::Text(w.iter().flat_map(|w| stele_query::tokens(w)).collect())),
     ]

@@ -8,6 +8,8 @@
 #   BENCH_SECONDS   measured seconds per workload (default 10)
 #   BENCH_OUT       directory to keep raw outputs in (default: discarded)
 #   BENCH_SKIP_PG   set to 1 to skip PostgreSQL
+#   BENCH_COMPARE_INDEX  set to 1 to run the batched workloads on a server
+#                   without the search index first (same run, to compare)
 #   BENCH_QUIET_WAIT  seconds to wait for idle CPUs before each step (120)
 #   PG_BIN          PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
 #   CARGO_TARGET_DIR  honoured for the release build
@@ -156,21 +158,30 @@ echo "ok"
 # ---------------------------------------------------------------- stele
 # The log and the writer token come first: a token is granted through the
 # log (a `token.created` event), which a running server holds.
-"$STELE" init --data "$WORK/stele" --origin localhost/stele >/dev/null 2>&1
-TOKEN=$("$STELE" token create --data "$WORK/stele" --principal bench --role writer 2>/dev/null | tail -1)
-[ -n "$TOKEN" ] || { echo "could not create a writer token" >&2; exit 2; }
-STELE_PORT=$(free_port 17800)
-say "stele serve on https://127.0.0.1:$STELE_PORT"
-"$STELE" serve --data "$WORK/stele" --listen "127.0.0.1:$STELE_PORT" \
-    --tls-cert "$TLS/server.pem" --tls-key "$TLS/server.key" \
-    >"$WORK/stele.out" 2>"$WORK/stele.err" &
-STELE_PID=$!
-for _ in $(seq 1 300); do
-    grep -q "listening on" "$WORK/stele.err" 2>/dev/null && break
-    kill -0 "$STELE_PID" 2>/dev/null || { cat "$WORK/stele.err" >&2; exit 2; }
-    sleep 0.1
-done
-grep -q "listening on" "$WORK/stele.err" || { echo "stele serve did not start" >&2; exit 2; }
+start_stele() { # data-directory [config-file]
+    "$STELE" init --data "$1" --origin localhost/stele >/dev/null 2>&1
+    TOKEN=$("$STELE" token create --data "$1" --principal bench --role writer 2>/dev/null | tail -1)
+    [ -n "$TOKEN" ] || { echo "could not create a writer token" >&2; exit 2; }
+    STELE_PORT=$(free_port 17800)
+    say "stele serve on https://127.0.0.1:$STELE_PORT${2:+ with $(cat "$2")}"
+    "$STELE" serve --data "$1" --listen "127.0.0.1:$STELE_PORT" \
+        --tls-cert "$TLS/server.pem" --tls-key "$TLS/server.key" ${2:+--config "$2"} \
+        >"$WORK/stele.out" 2>"$WORK/stele.err" &
+    STELE_PID=$!
+    for _ in $(seq 1 300); do
+        grep -q "listening on" "$WORK/stele.err" 2>/dev/null && break
+        kill -0 "$STELE_PID" 2>/dev/null || { cat "$WORK/stele.err" >&2; exit 2; }
+        sleep 0.1
+    done
+    grep -q "listening on" "$WORK/stele.err" || { echo "stele serve did not start" >&2; exit 2; }
+}
+
+stop_stele() {
+    kill -TERM "$STELE_PID"
+    timeout 60 tail --pid="$STELE_PID" -f /dev/null || true
+    STELE_PID=""
+    echo "stele stopped: $(tail -1 "$WORK/stele.err")"
+}
 
 stele_run() { # name concurrency batch
     local name=$1 out="$WORK/out/stele-$1.json"
@@ -182,15 +193,23 @@ stele_run() { # name concurrency batch
     jq -r '"   \(.events_per_s|floor) events/s, \(.requests_per_s|floor) requests/s, latency p50 \(.latency_ms.p50) ms p90 \(.latency_ms.p90) ms p99 \(.latency_ms.p99) ms max \(.latency_ms.max) ms, errors \(.errors.total), checkpoint p50 \(.checkpoint.p50_ms|floor) ms p99 \(.checkpoint.p99_ms|floor) ms (\(.checkpoint.probes) probes)"' "$out"
     jq -r --arg n "$name" '[ "stele", $n, (.events_per_s|floor), .latency_ms.p50, .latency_ms.p99, .errors.total, (.checkpoint.p50_ms|floor), (.checkpoint.p99_ms|floor) ] | @tsv' "$out" >>"$RESULTS"
 }
+
+if [ "${BENCH_COMPARE_INDEX:-0}" = 1 ]; then
+    # The same batched workloads on a server without the search index
+    # first, on a data directory of its own.
+    printf 'search_index = false\n' >"$WORK/no-index.toml"
+    start_stele "$WORK/stele-no-index" "$WORK/no-index.toml"
+    stele_run no-index-batch100-c8 8 100
+    stele_run no-index-batch1000-c8 8 1000
+    stop_stele
+fi
+
+start_stele "$WORK/stele"
 stele_run batch100-c8 8 100
 stele_run batch1000-c8 8 1000
 stele_run single-c64 64 1
 stele_run single-c16 16 1
-
-kill -TERM "$STELE_PID"
-timeout 60 tail --pid="$STELE_PID" -f /dev/null || true
-STELE_PID=""
-echo "stele stopped: $(tail -1 "$WORK/stele.err")"
+stop_stele
 
 # ---------------------------------------------------------------- postgresql
 if [ "${BENCH_SKIP_PG:-0}" != 1 ]; then

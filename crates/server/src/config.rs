@@ -60,6 +60,11 @@ pub struct Config {
     /// rests between small windows to keep to it, and runs at full speed
     /// while nothing is appended. 100: never rests.
     pub verify_cpu_percent: u8,
+    /// Keep a search index of the log in memory (docs/search.md): built
+    /// from the log at start, fed as batches become durable. Off, every
+    /// search reads the entries it covers from the log (and a search over
+    /// more than 250,000 of them is refused with 503 `index_building`).
+    pub search_index: bool,
 }
 
 /// TLS settings. Files are re-read when they change, without a restart.
@@ -180,6 +185,7 @@ impl Default for Config {
             retention_grace_seconds: stele_log::DEFAULT_RETENTION_GRACE.as_secs(),
             anchor: None,
             verify_cpu_percent: stele_log::verify::CpuPercent::BACKGROUND.get(),
+            search_index: true,
         }
     }
 }

@@ -1209,6 +1209,9 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> ApiResult<Response>
         size,
     );
     state.auth_failures.render(&mut text);
+    if let Some(index) = state.reader.search_index() {
+        metrics::render_search_index(&mut text, &index, size);
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

@@ -213,3 +213,25 @@ pub fn render(
     }
     out
 }
+
+/// The search index's gauges: entries of the log it does not cover yet
+/// (a search reads those from the log), whether indexing stopped on an
+/// error (then it stays behind until a restart), and about how much
+/// memory it holds.
+pub fn render_search_index(out: &mut String, index: &stele_log::search::SearchIndex, size: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP stele_search_index_behind_entries Entries of the log the search index does not cover yet.\n# TYPE stele_search_index_behind_entries gauge\nstele_search_index_behind_entries {}",
+        index.behind(size)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP stele_search_index_failed 1 when indexing stopped on an error (searches then read what it lacks from the log, up to their limit).\n# TYPE stele_search_index_failed gauge\nstele_search_index_failed {}",
+        u8::from(index.failure().is_some())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP stele_search_index_bytes About how many bytes of memory the search index holds.\n# TYPE stele_search_index_bytes gauge\nstele_search_index_bytes {}",
+        index.heap_bytes()
+    );
+}

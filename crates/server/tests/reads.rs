@@ -416,6 +416,11 @@ async fn metrics_openapi_and_health() {
     };
     assert_eq!(metric("stele_events_ingested_total"), 2.0);
     assert_eq!(metric("stele_log_size"), 4.0);
+    // The search index is on by default, has not failed, and holds the
+    // events (it may still be catching up with the newest).
+    assert_eq!(metric("stele_search_index_failed"), 0.0);
+    assert!(metric("stele_search_index_behind_entries") <= 4.0);
+    assert!(metric("stele_search_index_bytes") > 0.0);
     // The raw bytes of the two events as sent (`{"action":"b","actor":"a"}`).
     assert_eq!(metric("stele_bytes_ingested_total"), 52.0);
     // One batch of two events; nothing waiting.

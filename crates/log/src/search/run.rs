@@ -175,21 +175,24 @@ fn from_part(part: &Part, stream: &str, search: &Search<'_>, tally: &mut Tally) 
             *counts.entry(value.value).or_default() += value.count;
         }
     }
+    // The part's first `limit + 1` matches past the cursor: no more can
+    // reach the page, and one more says whether another page follows.
     let want = search.limit + 1;
-    let entries = set.ones().map(|o| part.entry(o));
-    let taken: Vec<u64> = match search.order {
-        Order::Newest => set
-            .ones_rev()
-            .map(|o| part.entry(o))
-            .filter(|&e| after_cursor(search, e))
-            .take(want)
-            .collect(),
-        Order::Oldest => entries
-            .filter(|&e| after_cursor(search, e))
-            .take(want)
-            .collect(),
-    };
-    tally.candidates.extend(taken);
+    let past_cursor = |&entry: &u64| after_cursor(search, entry);
+    match search.order {
+        Order::Newest => tally.candidates.extend(
+            set.ones_rev()
+                .map(|o| part.entry(o))
+                .filter(past_cursor)
+                .take(want),
+        ),
+        Order::Oldest => tally.candidates.extend(
+            set.ones()
+                .map(|o| part.entry(o))
+                .filter(past_cursor)
+                .take(want),
+        ),
+    }
 }
 
 /// Adds the matches among the entries `[from, to)`, read from the log.

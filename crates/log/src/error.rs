@@ -47,6 +47,10 @@ pub enum LogError {
         index: u64,
         tombstone: Box<crate::purge::Tombstone>,
     },
+    /// A bundle could not be written (its output failed, or an entry
+    /// disagrees with the tree).
+    #[error(transparent)]
+    Bundle(#[from] stele_bundle::WriteError),
     /// An earlier write or fsync failed; this handle refuses further writes.
     #[error("the log stopped writing after an earlier failure ({0}); reopen it to recover")]
     Poisoned(String),
@@ -60,6 +64,11 @@ impl LogError {
             LogError::Integrity(_) => true,
             LogError::Refused(_) | LogError::Purged { .. } => true,
             LogError::Store(e) => e.is_integrity(),
+            LogError::Bundle(e) => matches!(
+                e,
+                stele_bundle::WriteError::LeafMismatch { .. }
+                    | stele_bundle::WriteError::Tree { .. }
+            ),
             _ => false,
         }
     }
@@ -77,6 +86,7 @@ impl LogError {
             LogError::Poisoned(_) => "poisoned",
             LogError::Refused(_) => "refused",
             LogError::Purged { .. } => "purged",
+            LogError::Bundle(e) => e.code(),
         }
     }
 }

@@ -241,6 +241,19 @@ impl LogReader {
         &self.inner.verifier
     }
 
+    /// The log's signing key, unwrapped with the key-encryption key this
+    /// reader holds, for signing a bundle's manifest; not kept by the
+    /// reader.
+    pub(crate) fn signer(&self) -> LogResult<stele_tlog::Signer> {
+        crate::engine::open_signer(&self.inner.layout, &self.inner.meta, &self.kek())
+    }
+
+    /// The latest published checkpoint: its size and note, read together.
+    pub(crate) fn latest_published(&self) -> (u64, String) {
+        let published = self.published();
+        (published.size, published.note.clone())
+    }
+
     /// Number of durable entries.
     pub fn size(&self) -> u64 {
         self.inner.index.len()

@@ -13,12 +13,13 @@
 //! tile read on each level.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 
 use stele_bundle::{BundleWriter, Consistency, ManifestFields, Summary};
 use stele_store::StoreError;
-use stele_tlog::tile::{TileHashReader, TileId, TileReader};
+use stele_tlog::tile::{TileHashError, TileHashReader, TileId, TileReader};
+use stele_tlog::{Hash, HashReader, Signer};
 
 use crate::error::{LogError, LogResult};
 use crate::ids::EntryIndex;
@@ -37,36 +38,123 @@ pub struct BundleRequest {
 
 /// Writes the bundle of the entries `indices` (strictly ascending, all in
 /// the latest published checkpoint) to `out`; returns `out` and what the
-/// bundle holds. An entry beyond the checkpoint is refused (`NotFound`:
-/// publish first); an entry whose purge is not yet recorded
-/// (`event_index` pending) is refused as an integrity error.
+/// bundle holds. See [`LogBundle`] for what each entry becomes.
 pub fn write_bundle<W: Write>(
     reader: &LogReader,
     indices: impl IntoIterator<Item = EntryIndex>,
     request: &BundleRequest,
     out: W,
 ) -> LogResult<(W, Summary)> {
-    let (size, note) = reader.latest_published();
-    let consistency = match request.known_size {
-        Some(old) => Some(Consistency {
-            old_size: old,
-            proof: reader.consistency_proof(old, Some(size))?,
-        }),
-        None => None,
-    };
-    let signer = reader.signer()?;
-    let tiles = LastTiles::new(DiskTiles::new(&reader.layout().public()));
-    let tree = TileHashReader::new(size, &tiles);
-    let mut writer = BundleWriter::new(out, &tree, &note, consistency.as_ref())?;
-    let mut recorded: BTreeSet<u64> = BTreeSet::new();
-    for EntryIndex(index) in indices {
+    let mut bundle = LogBundle::begin(reader, request.known_size, out)?;
+    for index in indices {
+        bundle.add(index)?;
+    }
+    bundle.finish(&request.fields)
+}
+
+/// Writes the bundle of every entry of `stream` in `[from, to)` (an
+/// export): the entries are picked by their index records' segments, so
+/// only the selected ones are read and decrypted.
+pub fn write_stream_bundle<W: Write>(
+    reader: &LogReader,
+    stream: &str,
+    (from, to): (u64, u64),
+    request: &BundleRequest,
+    out: W,
+) -> LogResult<(W, Summary)> {
+    let mut bundle = LogBundle::begin(reader, request.known_size, out)?;
+    let mut in_stream: HashMap<u32, bool> = HashMap::new();
+    let mut start = from;
+    while start < to {
+        let count = (to - start).min(4096);
+        for (offset, record) in reader.index().read_range(start, count)?.iter().enumerate() {
+            let wanted = *in_stream.entry(record.segment_id).or_insert_with(|| {
+                reader.segment_stream(record.segment_id).as_deref() == Some(stream)
+            });
+            if wanted {
+                bundle.add(EntryIndex(start + offset as u64))?;
+            }
+        }
+        start += count;
+    }
+    bundle.finish(&request.fields)
+}
+
+/// A bundle being written from a log, one entry at a time in ascending
+/// index order: an event readable through [`LogReader::get`] is added with
+/// its salt and canonical bytes; a purged one by its commitment (from the
+/// index), after the `retention.purge` event that records its purge the
+/// first time the bundle needs it. Every entry must be in the latest
+/// published checkpoint when [`LogBundle::begin`] ran (`NotFound`
+/// otherwise: publish first); a purge whose event is not yet recorded
+/// (`event_index` pending) is an integrity error.
+pub struct LogBundle<'r, W: Write> {
+    reader: &'r LogReader,
+    writer: BundleWriter<W, LogTree>,
+    signer: Signer,
+    size: u64,
+    recorded: BTreeSet<u64>,
+}
+
+impl<W: Write> std::fmt::Debug for LogBundle<'_, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogBundle")
+            .field("size", &self.size)
+            .field("writer", &self.writer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r, W: Write> LogBundle<'r, W> {
+    /// Starts a bundle against the latest published checkpoint, with a
+    /// consistency proof from `known_size` when given; loads the signing
+    /// key first, so nothing is written when it cannot be.
+    pub fn begin(
+        reader: &'r LogReader,
+        known_size: Option<u64>,
+        out: W,
+    ) -> LogResult<LogBundle<'r, W>> {
+        let signer = reader.signer()?;
+        let (size, note) = reader.latest_published();
+        let consistency = match known_size {
+            Some(old) => Some(Consistency {
+                old_size: old,
+                proof: reader.consistency_proof(old, Some(size))?,
+            }),
+            None => None,
+        };
+        let tree = LogTree {
+            size,
+            tiles: LastTiles::new(DiskTiles::new(&reader.layout().public())),
+        };
+        let writer = BundleWriter::new(out, tree, &note, consistency.as_ref())?;
+        Ok(LogBundle {
+            reader,
+            writer,
+            signer,
+            size,
+            recorded: BTreeSet::new(),
+        })
+    }
+
+    /// The tree size every entry is proven at.
+    pub fn checkpoint_size(&self) -> u64 {
+        self.size
+    }
+
+    /// Adds entry `index` (after every entry added before).
+    pub fn add(&mut self, index: EntryIndex) -> LogResult<()> {
+        let EntryIndex(index) = index;
+        let size = self.size;
         if index >= size {
             return Err(LogError::NotFound(format!(
                 "entry {index} is not in the latest published checkpoint (size {size}); publish first"
             )));
         }
-        match reader.get(EntryIndex(index)) {
-            Ok(stored) => writer.add_event(index, &stored.salt, &stored.canonical)?,
+        match self.reader.get(EntryIndex(index)) {
+            Ok(stored) => Ok(self
+                .writer
+                .add_event(index, &stored.salt, &stored.canonical)?),
             Err(LogError::Purged { tombstone, .. }) => {
                 let record = tombstone.event_index.ok_or_else(|| {
                     LogError::Integrity(format!(
@@ -74,17 +162,37 @@ pub fn write_bundle<W: Write>(
                         tombstone.segment
                     ))
                 })?;
-                if recorded.insert(record) {
-                    let event = reader.get(EntryIndex(record))?;
-                    writer.add_purge_record(record, &event.salt, &event.canonical)?;
+                if self.recorded.insert(record) {
+                    let event = self.reader.get(EntryIndex(record))?;
+                    self.writer
+                        .add_purge_record(record, &event.salt, &event.canonical)?;
                 }
-                let commitment = reader.index().read(index)?.commitment;
-                writer.add_purged(index, &commitment, record)?;
+                let commitment = self.reader.index().read(index)?.commitment;
+                Ok(self.writer.add_purged(index, &commitment, record)?)
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
     }
-    Ok(writer.finish(&request.fields, &signer)?)
+
+    /// Writes the end of the multi-proof and the manifest, signed with the
+    /// log's key; returns the output and what the bundle holds.
+    pub fn finish(self, fields: &ManifestFields) -> LogResult<(W, Summary)> {
+        Ok(self.writer.finish(fields, &self.signer)?)
+    }
+}
+
+/// The log's tree at the bundle's checkpoint size, read from its tiles.
+struct LogTree {
+    size: u64,
+    tiles: LastTiles,
+}
+
+impl HashReader for LogTree {
+    type Error = TileHashError<StoreError>;
+
+    fn subtree_hash(&self, level: u8, index: u64) -> Result<Hash, Self::Error> {
+        TileHashReader::new(self.size, &self.tiles).subtree_hash(level, index)
+    }
 }
 
 /// A tile reader keeping the last tile read on each level: consecutive

@@ -248,6 +248,15 @@ impl LogReader {
         crate::engine::open_signer(&self.inner.layout, &self.inner.meta, &self.kek())
     }
 
+    /// The stream of segment `id`, stored or purged; `None` when unknown.
+    pub(crate) fn segment_stream(&self, id: u32) -> Option<String> {
+        let view = self.view();
+        match view.segments.get(&id) {
+            Some(info) => Some(info.header.stream.clone()),
+            None => view.purged.get(&id).map(|t| t.stream.clone()),
+        }
+    }
+
     /// The latest published checkpoint: its size and note, read together.
     pub(crate) fn latest_published(&self) -> (u64, String) {
         let published = self.published();

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use jiff::Timestamp;
 use stele_bundle::{ConsistencyCheck, ManifestFields, verify};
-use stele_log::bundle::{BundleRequest, write_bundle};
+use stele_log::bundle::{BundleRequest, write_bundle, write_stream_bundle};
 use stele_log::{CreateOptions, EntryIndex, Log, LogError, OpenOptions, Preparer};
 use stele_policy::{Policy, PolicySource};
 use stele_store::keys::NewKek;
@@ -203,4 +203,17 @@ fn a_range_over_a_purged_epoch_names_it_and_carries_its_purge_event() {
     for index in [day0[0], day0[2], day0[3]] {
         assert!(epoch.record.covers(index));
     }
+    // The stream's export: its three purged entries and its one event left.
+    let (bundle, _) = write_stream_bundle(
+        &reader,
+        "ops",
+        (0, reader.published_size()),
+        &request(),
+        Vec::new(),
+    )
+    .unwrap();
+    let report = verify(bundle.as_slice(), reader.verifier(), None).unwrap();
+    assert_eq!((report.events, report.purged), (1, 3));
+    assert_eq!(report.first_index, Some(day0[0]));
+    assert_eq!(report.last_index, Some(day1[0]));
 }

@@ -49,7 +49,11 @@ fn the_documented_vector_is_what_the_writer_writes_and_it_verifies() {
         eprintln!("verifier key: {}", signer().verifier_key());
         return;
     }
-    assert_eq!(doc[start..end], dump, "docs/formats/bundle.md: the vector differs");
+    assert_eq!(
+        doc[start..end],
+        dump,
+        "docs/formats/bundle.md: the vector differs"
+    );
     assert!(
         doc.contains(&signer().verifier_key()),
         "the document names the vector's verifier key"

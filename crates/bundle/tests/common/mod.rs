@@ -163,3 +163,23 @@ pub fn small_selection() -> Selection {
         consistency_from: Some(5),
     }
 }
+
+/// The `retention.purge` event of segment 7 with its ranges unlisted
+/// (`null`): it covers every index from `first` to `last`.
+pub fn purge_event_unlisted(n: u64, first: u64, last: u64) -> Entry {
+    let attributes = serde_json::json!({
+        "segment": 7, "stream": "ops", "epoch": "2026-01-01",
+        "decided_at": "2026-04-02T00:01:00Z", "purge_after": "2026-04-02T00:00:00Z",
+        "policy": "00", "requested_by": "retention", "entries": last - first + 1,
+        "first": first, "last": last, "ranges": null, "indices_sha256": "00",
+    });
+    let raw = serde_json::json!({
+        "actor": "retention", "action": "retention.purge", "id": "purge:7",
+        "resource": "streams/ops", "attributes": attributes,
+    })
+    .to_string();
+    Entry {
+        salt: [0xee; 32],
+        canonical: envelope(&raw, n, "_system", "stele"),
+    }
+}

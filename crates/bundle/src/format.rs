@@ -158,8 +158,10 @@ impl<R: Read> RecordReader<R> {
                 ),
             });
         }
-        let mut body = vec![0u8; len];
-        let got = read_full(&mut self.input, &mut body, offset + 5)?;
+        // Grown as bytes arrive, so a short file declaring a long record
+        // costs only what it holds.
+        let mut body = Vec::new();
+        let got = read_body(&mut self.input, &mut body, len, offset + 5)?;
         if got < len {
             return Err(BundleError::Truncated {
                 offset,
@@ -186,6 +188,23 @@ impl<R: Read> RecordReader<R> {
     pub fn offset(&self) -> u64 {
         self.offset
     }
+}
+
+/// Reads up to `len` bytes into `body` until the input ends; returns how
+/// many bytes came.
+fn read_body(
+    input: &mut impl Read,
+    body: &mut Vec<u8>,
+    len: usize,
+    offset: u64,
+) -> Result<usize, BundleError> {
+    input
+        .take(len as u64)
+        .read_to_end(body)
+        .map_err(|source| BundleError::Io {
+            offset: offset + body.len() as u64,
+            message: source.to_string(),
+        })
 }
 
 /// Reads until `buf` is full or the input ends; returns how many bytes came.

@@ -121,12 +121,21 @@ enum Command {
     /// Print the entries of one stream in a range of indices as NDJSON (each
     /// with its salt and commitment; purged ones as their purge record),
     /// recorded first as an `events.exported` system event. At most 10,000
-    /// entries per call.
+    /// entries per call. With --bundle, write them instead as an evidence
+    /// bundle (docs/formats/bundle.md) that `stele verify-bundle` checks
+    /// offline; a bundle is streamed, so its range is not limited.
     Export {
         #[command(flatten)]
         data: DataArgs,
         #[command(flatten)]
         range: read::StreamRange,
+        /// Write an evidence bundle to this file instead of printing NDJSON.
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+        /// With --bundle: include a consistency proof from this tree size
+        /// (a checkpoint the recipient already holds).
+        #[arg(long, value_name = "N", requires = "bundle")]
+        known_size: Option<u64>,
     },
     /// Print the events of one stream in a range of indices whose fields
     /// equal the filters given, as JSON (`next` says where to resume when
@@ -190,6 +199,22 @@ enum Command {
         /// The commitment (base64) from the event's receipt.
         #[arg(long, group = "leaf")]
         commitment: Option<String>,
+    },
+    /// Check an evidence bundle offline, without the data directory: every
+    /// entry, the multi-proof, the checkpoint and the manifest signatures.
+    VerifyBundle {
+        /// Verifier key of the log (name+hash+base64).
+        #[arg(long)]
+        vkey: String,
+        /// The bundle file (from `stele export --bundle`).
+        file: PathBuf,
+        /// The size of a checkpoint you already hold: the bundle's
+        /// checkpoint must be consistent with it.
+        #[arg(long, value_name = "N", requires = "known_root")]
+        known_size: Option<u64>,
+        /// The root hash (base64) of that checkpoint.
+        #[arg(long, value_name = "B64", requires = "known_size")]
+        known_root: Option<String>,
     },
     /// Check that a server's current checkpoint extends one kept earlier
     /// (signature and consistency proof): notices a rollback or a fork.
@@ -413,7 +438,18 @@ fn run(cli: Cli) -> CliResult<u8> {
             Ok(0)
         }
         Command::Get { data, index } => read::get(&data, index),
-        Command::Export { data, range } => read::export(&data, &range),
+        Command::Export {
+            data,
+            range,
+            bundle: None,
+            ..
+        } => read::export(&data, &range),
+        Command::Export {
+            data,
+            range,
+            bundle: Some(out),
+            known_size,
+        } => read::export_bundle(&data, &range, &out, known_size),
         Command::Query {
             data,
             range,
@@ -467,6 +503,12 @@ fn run(cli: Cli) -> CliResult<u8> {
             event,
             commitment,
         } => offline::verify_proof(&vkey, &proof, event.as_deref(), commitment.as_deref()),
+        Command::VerifyBundle {
+            vkey,
+            file,
+            known_size,
+            known_root,
+        } => offline::verify_bundle(&vkey, &file, known_size.zip(known_root.as_deref())),
         Command::Check(args) => check::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),

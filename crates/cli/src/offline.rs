@@ -1,14 +1,17 @@
 //! `stele verify-proof`: checks a C2SP tlog-proof with nothing but the
-//! log's verifier key, and optionally the event it proves.
+//! log's verifier key, and optionally the event it proves; `stele
+//! verify-bundle`: checks an evidence bundle (`docs/formats/bundle.md`)
+//! the same way.
 //!
-//! Depends only on the public formats (stele-tlog, stele-event), never on
-//! a data directory.
+//! Depends only on the public formats (stele-tlog, stele-event,
+//! stele-bundle), never on a data directory.
 
 use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use stele_tlog::{TlogProof, Verifier, leaf_hash};
+use stele_bundle::{ConsistencyCheck, Report};
+use stele_tlog::{Hash, TlogProof, Verifier, leaf_hash};
 
 use crate::{CliResult, Failure, print_out, read_limited};
 
@@ -95,4 +98,72 @@ pub fn verify_proof(
         checkpoint.root.to_base64()
     ))?;
     Ok(0)
+}
+
+/// `stele verify-bundle`: verifies the bundle `file` with the log's
+/// verifier key, and against the tree `known` (size, base64 root) the
+/// caller already holds; prints what it holds, or exits 1 naming what
+/// failed (2 when the file cannot be read).
+pub fn verify_bundle(vkey: &str, file: &Path, known: Option<(u64, &str)>) -> CliResult<u8> {
+    let verifier = Verifier::from_vkey(vkey).map_err(|e| Failure::usage(format!("--vkey: {e}")))?;
+    let known = match known {
+        Some((size, root)) => Some((size, Hash(decode_32(root, "--known-root")?))),
+        None => None,
+    };
+    let input = std::fs::File::open(file)
+        .map_err(|e| Failure::usage(format!("{}: {e}", file.display())))?;
+    let report =
+        stele_bundle::verify(std::io::BufReader::new(input), &verifier, known).map_err(|e| {
+            let message = format!("{}: does not verify: {e} [{}]", file.display(), e.code());
+            if e.is_io() {
+                Failure::usage(message)
+            } else {
+                Failure::refused(message)
+            }
+        })?;
+    print_out(&bundle_report(file, &report))?;
+    Ok(0)
+}
+
+/// The readable report of a verified bundle.
+fn bundle_report(file: &Path, report: &Report) -> String {
+    let checkpoint = &report.checkpoint;
+    let mut out = format!(
+        "OK: {} verifies: {} entries of the log {:?} at tree size {} (root {})\n",
+        file.display(),
+        report.events + report.purged,
+        checkpoint.origin,
+        checkpoint.size,
+        checkpoint.root.to_base64()
+    );
+    out.push_str(&match report.consistency {
+        ConsistencyCheck::Checked { old_size } => {
+            format!("consistency: extends the tree of size {old_size} you hold\n")
+        }
+        ConsistencyCheck::Unchecked { old_size } => format!(
+            "consistency: proof from size {old_size} included, not checked (give --known-size and --known-root)\n"
+        ),
+        ConsistencyCheck::NotAsked => "consistency: not asked (no --known-size)\n".to_string(),
+    });
+    let range = match (report.first_index, report.last_index) {
+        (Some(first), Some(last)) => format!(", indices {first} to {last}"),
+        _ => String::new(),
+    };
+    out.push_str(&format!(
+        "entries: {} events, {} purged{range}\n",
+        report.events, report.purged
+    ));
+    for epoch in &report.purged_epochs {
+        let r = &epoch.record;
+        out.push_str(&format!(
+            "purged: stream {:?} epoch {} (segment {}): {} entries here, purge decided {} and recorded at entry {}\n",
+            r.stream, r.epoch, r.segment, epoch.purged_in_bundle, r.decided_at, r.index
+        ));
+    }
+    let manifest = &report.manifest.fields;
+    out.push_str(&format!(
+        "manifest: query {:?}, by {:?}, at {:?}\n",
+        manifest.query, manifest.by, manifest.at
+    ));
+    out
 }

@@ -1231,19 +1231,13 @@ pub(crate) struct OpenedKeys {
     pub(crate) verifier: Verifier,
 }
 
-/// Opens the key-encryption key and the signing key, and checks both
-/// against `meta.json`. Reads only.
-pub(crate) fn open_keys(
-    layout: &Layout,
-    meta: &Meta,
-    options: &OpenOptions,
-) -> LogResult<OpenedKeys> {
-    let kek = Kek::open(
-        &layout.kek(),
-        options.passphrase.as_deref().map(|s| s.as_str()),
-    )?;
+/// Unwraps the log's signing key with `kek` and checks it against the
+/// verifier key in `meta.json`. Reads only. The one place a `Signer` is
+/// made from the key file: checkpoints, attestations and bundle manifests
+/// are all signed by what this returns.
+pub(crate) fn open_signer(layout: &Layout, meta: &Meta, kek: &Kek) -> LogResult<Signer> {
     let signing_path = layout.signing_key();
-    let seed = keys::unwrap_signing_seed(&kek, &signing_path, &fsutil::read(&signing_path)?)?;
+    let seed = keys::unwrap_signing_seed(kek, &signing_path, &fsutil::read(&signing_path)?)?;
     // The seed is any 32 bytes: only the origin (the key's name) can be
     // refused, and it comes from `meta.json`.
     let signer = Signer::new(&meta.origin, *seed).map_err(|e| {
@@ -1260,11 +1254,25 @@ pub(crate) fn open_keys(
             layout.meta().display()
         )));
     }
+    Ok(signer)
+}
+
+/// Opens the key-encryption key and the signing key, and checks both
+/// against `meta.json`. Reads only.
+pub(crate) fn open_keys(
+    layout: &Layout,
+    meta: &Meta,
+    options: &OpenOptions,
+) -> LogResult<OpenedKeys> {
+    let kek = Kek::open(
+        &layout.kek(),
+        options.passphrase.as_deref().map(|s| s.as_str()),
+    )?;
+    let signer = open_signer(layout, meta, &kek)?;
     let verifier = signer.verifier();
     // A second handle on the same key signs audit attestations; the
     // first moves to the publisher thread.
-    let attestor = Signer::new(&meta.origin, *seed)
-        .map_err(|e| LogError::Integrity(format!("{}: origin: {e}", layout.meta().display())))?;
+    let attestor = open_signer(layout, meta, &kek)?;
     let kek_kind = if Kek::needs_passphrase(&layout.kek())? {
         "passphrase"
     } else {

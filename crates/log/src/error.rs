@@ -47,7 +47,10 @@ pub enum LogError {
         index: u64,
         tombstone: Box<crate::purge::Tombstone>,
     },
-    /// An earlier write or fsync failed; this handle refuses further writes.
+    /// A bundle could not be written (its output failed, or an entry
+    /// disagrees with the tree).
+    #[error(transparent)]
+    Bundle(#[from] stele_bundle::WriteError),
     /// A search would read more entries from the log than its limit,
     /// because the search index has not reached them yet (it is being
     /// built after an open). Retrying later succeeds.
@@ -55,6 +58,7 @@ pub enum LogError {
         "the search index is still being built: {unindexed} entries are not indexed yet (a search reads at most {limit} from the log); retry shortly"
     )]
     IndexBehind { unindexed: u64, limit: u64 },
+    /// An earlier write or fsync failed; this handle refuses further writes.
     #[error("the log stopped writing after an earlier failure ({0}); reopen it to recover")]
     Poisoned(String),
 }
@@ -67,6 +71,11 @@ impl LogError {
             LogError::Integrity(_) => true,
             LogError::Refused(_) | LogError::Purged { .. } => true,
             LogError::Store(e) => e.is_integrity(),
+            LogError::Bundle(e) => matches!(
+                e,
+                stele_bundle::WriteError::LeafMismatch { .. }
+                    | stele_bundle::WriteError::Tree { .. }
+            ),
             _ => false,
         }
     }
@@ -85,6 +94,7 @@ impl LogError {
             LogError::Refused(_) => "refused",
             LogError::Purged { .. } => "purged",
             LogError::IndexBehind { .. } => "index_behind",
+            LogError::Bundle(e) => e.code(),
         }
     }
 }

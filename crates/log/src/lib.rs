@@ -24,6 +24,7 @@
 mod anchor;
 mod announce;
 pub mod audit;
+pub mod bundle;
 mod checkpoints;
 mod committer;
 mod engine;

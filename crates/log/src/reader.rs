@@ -248,8 +248,9 @@ impl LogReader {
         *self.inner.search.write().unwrap_or_else(|p| p.into_inner()) = Some(index);
     }
 
-    /// The stream of segment `id`, if it is in the view.
-    pub(crate) fn segment_stream(&self, id: u32) -> Option<String> {
+    /// The stream of segment `id`, if it is stored (in the view, not
+    /// purged).
+    pub(crate) fn stored_segment_stream(&self, id: u32) -> Option<String> {
         self.view()
             .segments
             .get(&id)
@@ -281,6 +282,28 @@ impl LogReader {
 
     pub fn verifier(&self) -> &Verifier {
         &self.inner.verifier
+    }
+
+    /// The log's signing key, unwrapped with the key-encryption key this
+    /// reader holds, for signing a bundle's manifest; not kept by the
+    /// reader.
+    pub(crate) fn signer(&self) -> LogResult<stele_tlog::Signer> {
+        crate::engine::open_signer(&self.inner.layout, &self.inner.meta, &self.kek())
+    }
+
+    /// The stream of segment `id`, stored or purged; `None` when unknown.
+    pub(crate) fn segment_stream(&self, id: u32) -> Option<String> {
+        let view = self.view();
+        match view.segments.get(&id) {
+            Some(info) => Some(info.header.stream.clone()),
+            None => view.purged.get(&id).map(|t| t.stream.clone()),
+        }
+    }
+
+    /// The latest published checkpoint: its size and note, read together.
+    pub(crate) fn latest_published(&self) -> (u64, String) {
+        let published = self.published();
+        (published.size, published.note.clone())
     }
 
     /// Number of durable entries.

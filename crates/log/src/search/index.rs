@@ -182,7 +182,7 @@ impl SearchIndex {
         for (_, segment, _) in batch {
             streams
                 .entry(*segment)
-                .or_insert_with(|| reader.segment_stream(*segment));
+                .or_insert_with(|| reader.stored_segment_stream(*segment));
         }
         let mut state = self.write();
         for (entry, segment, terms) in batch {

@@ -25,6 +25,7 @@ mod local;
 mod offline;
 mod read;
 mod search;
+mod search_export;
 mod serve;
 mod workload;
 

@@ -5,7 +5,9 @@
 //! event before anything is shown. A readable table by default, JSON
 //! lines with `--json`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use serde_json::Value;
 use stele_log::search::{
@@ -52,10 +54,75 @@ pub struct SearchArgs {
     /// as one JSON object, as `GET /v1/search` answers.
     #[arg(long, requires = "json")]
     pub summary: bool,
+    /// Write every match (oldest first) instead of a page: `bundle` (an
+    /// evidence bundle, with --out), `ndjson` or `csv` (unverified views,
+    /// to stdout or --out). Needs `export` on each stream.
+    #[arg(long, value_enum, conflicts_with_all = ["json", "limit"])]
+    pub export: Option<crate::search_export::Format>,
+    /// The file an export is written to (through FILE.partial, renamed
+    /// once complete).
+    #[arg(long, value_name = "FILE", requires = "export")]
+    pub out: Option<PathBuf>,
+    /// With `--export bundle`: include a consistency proof from this tree
+    /// size (a checkpoint the recipient already holds).
+    #[arg(long, value_name = "N", requires = "export")]
+    pub known_size: Option<u64>,
+}
+
+/// Which streams a search or export may cover: the streams named (each
+/// authorized, a denial recorded) or, when none is, every stream the
+/// policy lets the operator act on; decisions remembered per stream.
+pub(crate) struct Readable {
+    action: Action,
+    streams: Vec<String>,
+    at: jiff::Timestamp,
+    policy: std::sync::Arc<stele_policy::Policy>,
+    decisions: RefCell<HashMap<String, bool>>,
+}
+
+impl Readable {
+    /// Authorizes `action` on each stream named.
+    pub fn check(
+        access: &mut ReadAccess,
+        action: Action,
+        streams: &[String],
+        at: jiff::Timestamp,
+    ) -> CliResult<Readable> {
+        for stream in streams {
+            access.authorize(action, Resource::Stream(stream), at)?;
+        }
+        Ok(Readable {
+            action,
+            streams: streams.to_vec(),
+            at,
+            policy: access.reader.active_policy(),
+            decisions: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// Whether the search covers `stream`.
+    pub fn may(&self, access: &ReadAccess, stream: &str) -> bool {
+        if !self.streams.is_empty() && !self.streams.iter().any(|s| s == stream) {
+            return false;
+        }
+        *self
+            .decisions
+            .borrow_mut()
+            .entry(stream.to_string())
+            .or_insert_with(|| {
+                access
+                    .operator
+                    .decide(&self.policy, self.action, Resource::Stream(stream), self.at)
+                    .allowed
+            })
+    }
 }
 
 /// Runs `stele search`.
 pub fn run(data: &DataArgs, args: &SearchArgs) -> CliResult<u8> {
+    if let Some(format) = args.export {
+        return crate::search_export::run(data, args, format);
+    }
     let streams = parse_streams(args.streams.as_deref().unwrap_or(""))
         .map_err(|e| Failure::usage(format!("--streams: {e}")))?;
     let order = Order::parse(&args.order).map_err(|e| Failure::usage(format!("--{e}")))?;
@@ -76,9 +143,7 @@ pub fn run(data: &DataArgs, args: &SearchArgs) -> CliResult<u8> {
         Query::parse(&args.query, now).map_err(|e| Failure::usage(format!("query: {e}")))?;
 
     let mut access = ReadAccess::open(data, "search", Recorded::Always)?;
-    for stream in &streams {
-        access.authorize(Action::Query, Resource::Stream(stream), at)?;
-    }
+    let readable = Readable::check(&mut access, Action::Query, &streams, at)?;
     let published = access.reader.published_size();
     let size = match &cursor {
         Some(c) if c.size > published => {
@@ -87,23 +152,7 @@ pub fn run(data: &DataArgs, args: &SearchArgs) -> CliResult<u8> {
         Some(c) => c.size,
         None => published,
     };
-    let policy = access.reader.active_policy();
-    let mut decisions: HashMap<String, bool> = HashMap::new();
-    let decisions = std::cell::RefCell::new(&mut decisions);
-    let may_read = |stream: &str| {
-        if !streams.is_empty() && !streams.iter().any(|s| s == stream) {
-            return false;
-        }
-        *decisions
-            .borrow_mut()
-            .entry(stream.to_string())
-            .or_insert_with(|| {
-                access
-                    .operator
-                    .decide(&policy, Action::Query, Resource::Stream(stream), at)
-                    .allowed
-            })
-    };
+    let may_read = |stream: &str| readable.may(&access, stream);
     let page = search::search(
         &access.reader,
         &Search {
@@ -139,6 +188,7 @@ pub fn run(data: &DataArgs, args: &SearchArgs) -> CliResult<u8> {
             continued: cursor.is_some(),
             matched: page.count,
             returned: page.events.len() as u64,
+            export: None,
             method: caller.method,
             client: caller.client,
         },

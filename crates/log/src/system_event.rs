@@ -260,8 +260,11 @@ pub struct EventsSearched {
     pub continued: bool,
     /// Every match the caller may read, on every page.
     pub matched: u64,
-    /// Events on this page.
+    /// Events on this page (for an export: in the file).
     pub returned: u64,
+    /// For an export of every match: its format (`bundle`, `ndjson`,
+    /// `csv`); `null` for a page of results.
+    pub export: Option<String>,
     pub method: String,
     pub client: String,
 }

@@ -215,6 +215,7 @@ fn run(
             continued: asked.cursor.is_some(),
             matched: page.count,
             returned: page.events.len() as u64,
+            export: None,
             method: principal.method.to_string(),
             client,
         },

@@ -1,6 +1,7 @@
 //! The targets, grouped by the crate that owns the parser. Each function
 //! takes one input and panics only when an invariant fails.
 
+mod bundle;
 pub mod fixtures;
 mod ingest;
 mod log;
@@ -148,6 +149,11 @@ pub const ALL: &[Target] = &[
         name: "query_string",
         about: "export, query, consistency and checkpoints query strings",
         run: server::query_string,
+    },
+    Target {
+        name: "bundle_file",
+        about: "stele_bundle::verify (evidence bundles, stele verify-bundle)",
+        run: bundle::bundle_file,
     },
     Target {
         name: "search_query",

@@ -168,11 +168,12 @@ fn every_variant() -> Vec<(SystemEvent, &'static str)> {
                     continued: true,
                     matched: 12,
                     returned: 10,
+                    export: None,
                     method: "token".into(),
                     client: "10.0.0.1:5000".into(),
                 },
             },
-            r#"{"actor":"ann","action":"events.searched","attributes":{"query":"actor:bob -outcome:success","streams":[],"order":"newest","size":90,"continued":true,"matched":12,"returned":10,"method":"token","client":"10.0.0.1:5000"},"resource":"log"}"#,
+            r#"{"actor":"ann","action":"events.searched","attributes":{"query":"actor:bob -outcome:success","streams":[],"order":"newest","size":90,"continued":true,"matched":12,"returned":10,"export":null,"method":"token","client":"10.0.0.1:5000"},"resource":"log"}"#,
         ),
         (
             SystemEvent::RetentionDue {

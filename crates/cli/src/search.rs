@@ -57,8 +57,8 @@ pub struct SearchArgs {
     /// Write every match (oldest first) instead of a page: `bundle` (an
     /// evidence bundle, with --out), `ndjson` or `csv` (unverified views,
     /// to stdout or --out). Needs `export` on each stream.
-    #[arg(long, value_enum, conflicts_with_all = ["json", "limit"])]
-    pub export: Option<crate::search_export::Format>,
+    #[arg(long, value_parser = ["bundle", "ndjson", "csv"], conflicts_with_all = ["json", "limit"])]
+    pub export: Option<String>,
     /// The file an export is written to (through FILE.partial, renamed
     /// once complete).
     #[arg(long, value_name = "FILE", requires = "export")]
@@ -120,7 +120,7 @@ impl Readable {
 
 /// Runs `stele search`.
 pub fn run(data: &DataArgs, args: &SearchArgs) -> CliResult<u8> {
-    if let Some(format) = args.export {
+    if let Some(format) = &args.export {
         return crate::search_export::run(data, args, format);
     }
     let streams = parse_streams(args.streams.as_deref().unwrap_or(""))

@@ -10,6 +10,7 @@
 //! again. A search is pinned to a tree size (a published checkpoint's):
 //! pages of the same search see the same entries however appends go on.
 
+pub mod export;
 pub(crate) mod index;
 mod request;
 mod run;

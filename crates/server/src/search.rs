@@ -24,7 +24,7 @@ use serde::Deserialize;
 use stele_log::SystemEvent;
 use stele_log::search::{
     self, Aggregates, Cursor, DEFAULT_LIMIT, MAX_LIMIT, Order, SERVER_MAX_UNINDEXED, Search,
-    page_json, parse_streams,
+    export, page_json, parse_streams,
 };
 use stele_log::sequencer::lock_log;
 use stele_log::system_event::EventsSearched;
@@ -37,7 +37,9 @@ use crate::api::{ApiError, ApiResult, AppState, authenticate, blocking, log_erro
 use crate::tokens::Principal;
 
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/v1/search", get(search_events))
+    Router::new()
+        .route("/v1/search", get(search_events))
+        .route("/v1/exports", axum::routing::post(post_export))
 }
 
 const USAGE: &str =
@@ -232,4 +234,240 @@ fn run(
         size,
         next.as_ref(),
     ))
+}
+
+/// The body of `POST /v1/exports`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportRequest {
+    #[serde(default)]
+    query: String,
+    #[serde(default)]
+    streams: Vec<String>,
+    format: String,
+    known_size: Option<u64>,
+}
+
+/// Bytes of an export gathered before they are sent as one frame.
+const EXPORT_CHUNK: usize = 64 << 10;
+
+/// `POST /v1/exports`: every match of a query, oldest first, in the streams
+/// the caller may `export`, as an evidence bundle or an NDJSON or CSV view
+/// (`stele_log::search::export`), streamed: the events are never all in
+/// memory. Recorded as an `events.searched` event with its format and
+/// count before the first byte is sent; `X-Stele-Export-Count` and
+/// `X-Stele-Tree-Size` say what the body holds. A failure after the
+/// headers ends the body with an error, never as a complete file (a
+/// bundle without its signed manifest does not verify).
+async fn post_export(
+    State(state): State<Arc<AppState>>,
+    conn: Conn,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    let principal = authenticate(&state, &headers, conn.as_deref()).await?;
+    let request: ExportRequest = crate::admin::json_body(&state, &headers, body).await?;
+    let format = export::Format::parse(&request.format).map_err(|e| invalid(e, "format"))?;
+    let streams = parse_streams(&request.streams.join(",")).map_err(|e| invalid(e, "streams"))?;
+    let at = jiff::Timestamp::now();
+    let query =
+        Query::parse(&request.query, at).map_err(|e| invalid(format!("query: {e}"), "query"))?;
+    for stream in &streams {
+        authorize(
+            &state,
+            &principal,
+            conn.as_deref(),
+            Action::Export,
+            Resource::Stream(stream),
+        )?;
+    }
+    let size = state.reader.published_size();
+    if request.known_size.is_some_and(|k| k == 0 || k > size) {
+        return Err(invalid(
+            format!("known_size must be 1 to the latest checkpoint's size ({size})"),
+            "known_size",
+        ));
+    }
+    let client = conn
+        .as_ref()
+        .map(|c| c.remote.to_string())
+        .unwrap_or_default();
+    let (sender, channel) =
+        http_body_util::channel::Channel::<axum::body::Bytes, std::io::Error>::new(4);
+    let runtime = tokio::runtime::Handle::current();
+    let task_state = state.clone();
+    let count = blocking(move || {
+        let state = task_state;
+        let decisions: Mutex<HashMap<String, bool>> = Mutex::new(HashMap::new());
+        let may_read = |stream: &str| {
+            may_act(
+                &state,
+                &principal,
+                &conn,
+                Action::Export,
+                &streams,
+                &decisions,
+                stream,
+            )
+        };
+        let selection = export::Selection {
+            query: &query,
+            size,
+            may_read: &may_read,
+            by: &principal.name,
+            at,
+            max_unindexed: Some(SERVER_MAX_UNINDEXED),
+        };
+        let count = export::count(&state.reader, &selection).map_err(log_error)?;
+        let event = SystemEvent::EventsSearched {
+            actor: principal.name.clone(),
+            attributes: EventsSearched {
+                query: query.to_string(),
+                streams: streams.clone(),
+                order: "oldest".into(),
+                size,
+                continued: false,
+                matched: count,
+                returned: count,
+                export: Some(format.name().to_string()),
+                method: principal.method.to_string(),
+                client,
+            },
+        };
+        lock_log(&state.log)
+            .writer()
+            .append_system(&event, jiff::Timestamp::now())
+            .map_err(log_error)?;
+        // The export is written on a thread of its own while the body is
+        // sent, as fast as the client reads it.
+        let reader = state.reader.clone();
+        std::thread::Builder::new()
+            .name("stele-export".into())
+            .spawn(move || {
+                let decisions: Mutex<HashMap<String, bool>> = Mutex::new(HashMap::new());
+                let may_read = |stream: &str| {
+                    may_act(
+                        &state,
+                        &principal,
+                        &conn,
+                        Action::Export,
+                        &streams,
+                        &decisions,
+                        stream,
+                    )
+                };
+                let selection = export::Selection {
+                    query: &query,
+                    size,
+                    may_read: &may_read,
+                    by: &principal.name,
+                    at,
+                    max_unindexed: Some(SERVER_MAX_UNINDEXED),
+                };
+                let mut out = ChannelWriter {
+                    sender: Some(sender),
+                    runtime,
+                    buffer: Vec::with_capacity(EXPORT_CHUNK),
+                };
+                let written =
+                    export::write(&reader, &selection, format, request.known_size, &mut out);
+                // `write` flushed every byte on success.
+                if let Err(e) = written {
+                    out.abort(e.to_string());
+                }
+            })
+            .map_err(|e| {
+                log_error(stele_log::LogError::Internal(format!(
+                    "starting an export: {e}"
+                )))
+            })?;
+        Ok(count)
+    })
+    .await?;
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                format.content_type().to_string(),
+            ),
+            (
+                axum::http::HeaderName::from_static("x-stele-export-count"),
+                count.to_string(),
+            ),
+            (
+                axum::http::HeaderName::from_static("x-stele-tree-size"),
+                size.to_string(),
+            ),
+        ],
+        axum::body::Body::new(channel),
+    )
+        .into_response())
+}
+
+/// Whether the caller may act on `stream` (one of those named, when some
+/// are), remembering each decision.
+fn may_act(
+    state: &AppState,
+    principal: &Principal,
+    conn: &Conn,
+    action: Action,
+    named: &[String],
+    decisions: &Mutex<HashMap<String, bool>>,
+    stream: &str,
+) -> bool {
+    if !named.is_empty() && !named.iter().any(|s| s == stream) {
+        return false;
+    }
+    let mut decisions = decisions.lock().unwrap_or_else(|p| p.into_inner());
+    *decisions.entry(stream.to_string()).or_insert_with(|| {
+        decide(
+            state,
+            principal,
+            conn.as_deref(),
+            action,
+            Resource::Stream(stream),
+        )
+        .allowed
+    })
+}
+
+/// Sends what is written to a response body, a chunk at a time, waiting
+/// while the client is slow (the channel holds a few chunks).
+struct ChannelWriter {
+    sender: Option<http_body_util::channel::Sender<axum::body::Bytes, std::io::Error>>,
+    runtime: tokio::runtime::Handle,
+    buffer: Vec<u8>,
+}
+
+impl ChannelWriter {
+    /// Ends the body with an error: the client sees a failed transfer.
+    fn abort(&mut self, reason: String) {
+        if let Some(sender) = self.sender.take() {
+            tracing::error!(%reason, "an export failed after its headers were sent");
+            sender.abort(std::io::Error::other(reason));
+        }
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= EXPORT_CHUNK {
+            self.flush()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let Some(sender) = self.sender.as_mut() else {
+            return Err(std::io::Error::other("the export was aborted"));
+        };
+        let chunk = axum::body::Bytes::from(std::mem::take(&mut self.buffer));
+        self.runtime.block_on(sender.send_data(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
+    }
 }

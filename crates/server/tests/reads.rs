@@ -468,6 +468,7 @@ async fn metrics_openapi_and_health() {
         "/v1/export",
         "/v1/query",
         "/v1/search",
+        "/v1/exports",
         "/checkpoint",
     ] {
         assert!(paths.contains_key(path), "{path} not documented");

@@ -123,6 +123,9 @@ fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
         assert!(number_after(search, "p50") > 0.0, "{search}");
         assert!(number_after(search, "ms (") >= 1.0, "{search}");
     }
+    let export = line(&out, "export    ");
+    assert!(number_after(export, "export") >= 1.0, "{export}");
+    assert!(export.contains("verified offline"), "{export}");
     let counted = line(&out, "search    count + daily histogram");
     assert!(number_after(counted, "ms (") >= 1.0, "{counted}");
     // Bytes on disk against the raw JSON of the realistic events.

@@ -404,3 +404,102 @@ fn a_purged_epoch_leaves_the_index_and_the_answers() {
     assert_eq!(found, after);
     assert_eq!(count, after.len() as u64);
 }
+
+/// Every file under `dir`, read whole.
+fn files_under(dir: &Path, out: &mut Vec<(std::path::PathBuf, Vec<u8>)>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push((path.clone(), std::fs::read(&path).unwrap_or_default()));
+        }
+    }
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn on_disk(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    files_under(dir, &mut files);
+    files
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(path, _)| path)
+        .collect()
+}
+
+/// The index leaves nothing on disk: a value that only the events and the
+/// searches for it hold is found by a search, yet no file of the data
+/// directory holds it in clear (the segments are encrypted, the index and
+/// the decoded blocks live in memory, the searches are recorded in the
+/// encrypted `_system` stream), before and after its epoch is purged.
+#[test]
+fn searched_values_are_nowhere_on_disk_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+    log.governance()
+        .set_retention_grace(std::time::Duration::ZERO);
+    let source = PolicySource {
+        toml_name: "policy.toml".into(),
+        toml: "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"30d\"\n".into(),
+        cedar_name: None,
+        cedar: None,
+    };
+    log.governance()
+        .apply_policy(Policy::from_source(&source).unwrap(), "admin", at(0, 0))
+        .unwrap();
+    let marker = "zq7-secret-marker-e91";
+    let preparer = Preparer::new("app", "test", "ops");
+    let events: Vec<_> = (0..50)
+        .map(|n| {
+            let raw = format!(
+                r#"{{"actor":"u{n}","action":"read","attributes":{{"note":"{marker} {n}"}}}}"#
+            );
+            preparer.prepare(raw.as_bytes(), at(0, 60)).unwrap()
+        })
+        .collect();
+    log.writer().append_batch(&events).unwrap();
+    log.writer().publish().unwrap();
+    wait_indexed(log.reader());
+    let query = Query::parse(&format!("\"{marker}\""), at(1, 0)).unwrap();
+    let (found, _) = all_pages(
+        log.reader(),
+        &query,
+        Order::Newest,
+        20,
+        log.reader().published_size(),
+        &|_| true,
+    );
+    assert_eq!(found.len(), 50);
+    assert_eq!(
+        on_disk(&data, marker.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    log.governance()
+        .purge_epoch(
+            "ops",
+            Day::from_number(JAN1 as u32).unwrap(),
+            "admin",
+            at(60, 0),
+        )
+        .unwrap();
+    let (found, count) = all_pages(
+        log.reader(),
+        &query,
+        Order::Newest,
+        20,
+        log.reader().published_size(),
+        &|_| true,
+    );
+    assert_eq!((found.len(), count), (0, 0));
+    drop(log);
+    assert_eq!(
+        on_disk(&data, marker.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    // The needle would be seen: the scan reads what a file holds.
+    std::fs::write(data.join("probe"), format!("x{marker}y")).unwrap();
+    assert_eq!(on_disk(&data, marker.as_bytes()).len(), 1);
+}

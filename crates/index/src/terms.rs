@@ -6,15 +6,7 @@ use stele_query::Field;
 use stele_query::extract::{TermKey, for_each_term};
 
 /// The fields an [`EventTerms`] names by a code, in code order.
-pub(crate) const NAMED: [Field; 7] = [
-    Field::Actor,
-    Field::Action,
-    Field::Resource,
-    Field::Outcome,
-    Field::Source,
-    Field::Writer,
-    Field::Id,
-];
+pub(crate) const NAMED: [Field; 7] = stele_query::extract::INDEXED;
 /// The code of the event's id.
 pub(crate) const ID: u8 = 6;
 /// The code of an attribute term; its path is in the item.

@@ -356,23 +356,34 @@ fn pages_stay_pinned_to_their_tree_size_while_appends_go_on() {
     assert_eq!(found, expected);
 }
 
-#[test]
-fn a_purged_epoch_leaves_the_index_and_the_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    create(&data);
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+/// Opens the log with every stream kept 30 days (purged at once when
+/// due: no grace).
+fn open_with_30_days(data: &Path) -> Log {
+    let mut log = Log::open(data, OpenOptions::default()).unwrap();
     log.governance()
         .set_retention_grace(std::time::Duration::ZERO);
+    let mut toml = "version = 1\ndefault_stream = \"ops\"\n".to_string();
+    for stream in STREAMS {
+        toml.push_str(&format!("[streams.{stream}]\nretain = \"30d\"\n"));
+    }
     let source = PolicySource {
         toml_name: "policy.toml".into(),
-        toml: "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"30d\"\n[streams.payments]\nretain = \"30d\"\n[streams.hr]\nretain = \"30d\"\n".into(),
+        toml,
         cedar_name: None,
         cedar: None,
     };
     log.governance()
         .apply_policy(Policy::from_source(&source).unwrap(), "admin", at(0, 0))
         .unwrap();
+    log
+}
+
+#[test]
+fn a_purged_epoch_leaves_the_index_and_the_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    let mut log = open_with_30_days(&data);
     append(&mut log, 0..120, at(0, 60));
     append(&mut log, 120..240, at(1, 60));
     wait_indexed(log.reader());
@@ -438,18 +449,7 @@ fn searched_values_are_nowhere_on_disk_in_clear() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     create(&data);
-    let mut log = Log::open(&data, OpenOptions::default()).unwrap();
-    log.governance()
-        .set_retention_grace(std::time::Duration::ZERO);
-    let source = PolicySource {
-        toml_name: "policy.toml".into(),
-        toml: "version = 1\ndefault_stream = \"ops\"\n[streams.ops]\nretain = \"30d\"\n".into(),
-        cedar_name: None,
-        cedar: None,
-    };
-    log.governance()
-        .apply_policy(Policy::from_source(&source).unwrap(), "admin", at(0, 0))
-        .unwrap();
+    let mut log = open_with_30_days(&data);
     let marker = "zq7-secret-marker-e91";
     let preparer = Preparer::new("app", "test", "ops");
     let events: Vec<_> = (0..50)

@@ -88,6 +88,18 @@ fn walk(value: &Value, visit: &mut dyn FnMut(&str)) {
     }
 }
 
+/// The named fields [`for_each_term`] gives values of, in this order:
+/// every field but the stream and the attributes.
+pub const INDEXED: [Field; 7] = [
+    Field::Actor,
+    Field::Action,
+    Field::Resource,
+    Field::Outcome,
+    Field::Source,
+    Field::Writer,
+    Field::Id,
+];
+
 /// Where a term of [`for_each_term`] comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TermKey<'a> {
@@ -120,16 +132,7 @@ impl TermKey<'_> {
 /// the keys that [`TermKey::is_text`], exactly the values [`text_values`]
 /// gives (a value may come more than once).
 pub fn for_each_term(envelope: &Envelope, visit: &mut dyn FnMut(TermKey<'_>, &str)) {
-    const NAMED: [Field; 7] = [
-        Field::Actor,
-        Field::Action,
-        Field::Resource,
-        Field::Outcome,
-        Field::Source,
-        Field::Writer,
-        Field::Id,
-    ];
-    for field in &NAMED {
+    for field in &INDEXED {
         values_of(envelope, field, &mut |value| {
             visit(TermKey::Named(field), value)
         });

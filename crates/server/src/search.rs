@@ -166,20 +166,15 @@ fn run(
     let size = asked.cursor.as_ref().map_or(published, |c| c.size);
     let decisions: Mutex<HashMap<String, bool>> = Mutex::new(HashMap::new());
     let may_read = |stream: &str| {
-        if !asked.streams.is_empty() && !asked.streams.iter().any(|s| s == stream) {
-            return false;
-        }
-        let mut decisions = decisions.lock().unwrap_or_else(|p| p.into_inner());
-        *decisions.entry(stream.to_string()).or_insert_with(|| {
-            decide(
-                state,
-                principal,
-                conn.as_deref(),
-                Action::Query,
-                Resource::Stream(stream),
-            )
-            .allowed
-        })
+        may_act(
+            state,
+            principal,
+            conn,
+            Action::Query,
+            &asked.streams,
+            &decisions,
+            stream,
+        )
     };
     let page = search::search(
         &state.reader,
@@ -288,94 +283,32 @@ async fn post_export(
             "known_size",
         ));
     }
-    let client = conn
-        .as_ref()
-        .map(|c| c.remote.to_string())
-        .unwrap_or_default();
+    let job = ExportJob {
+        state: state.clone(),
+        client: conn
+            .as_ref()
+            .map(|c| c.remote.to_string())
+            .unwrap_or_default(),
+        principal,
+        conn,
+        streams,
+        query,
+        size,
+        at,
+        format,
+        known_size: request.known_size,
+    };
     let (sender, channel) =
         http_body_util::channel::Channel::<axum::body::Bytes, std::io::Error>::new(4);
     let runtime = tokio::runtime::Handle::current();
-    let task_state = state.clone();
     let count = blocking(move || {
-        let state = task_state;
-        let decisions: Mutex<HashMap<String, bool>> = Mutex::new(HashMap::new());
-        let may_read = |stream: &str| {
-            may_act(
-                &state,
-                &principal,
-                &conn,
-                Action::Export,
-                &streams,
-                &decisions,
-                stream,
-            )
-        };
-        let selection = export::Selection {
-            query: &query,
-            size,
-            may_read: &may_read,
-            by: &principal.name,
-            at,
-            max_unindexed: Some(SERVER_MAX_UNINDEXED),
-        };
-        let count = export::count(&state.reader, &selection).map_err(log_error)?;
-        let event = SystemEvent::EventsSearched {
-            actor: principal.name.clone(),
-            attributes: EventsSearched {
-                query: query.to_string(),
-                streams: streams.clone(),
-                order: "oldest".into(),
-                size,
-                continued: false,
-                matched: count,
-                returned: count,
-                export: Some(format.name().to_string()),
-                method: principal.method.to_string(),
-                client,
-            },
-        };
-        lock_log(&state.log)
-            .writer()
-            .append_system(&event, jiff::Timestamp::now())
-            .map_err(log_error)?;
+        let count = job.with_selection(export::count).map_err(log_error)?;
+        job.record(count)?;
         // The export is written on a thread of its own while the body is
         // sent, as fast as the client reads it.
-        let reader = state.reader.clone();
         std::thread::Builder::new()
             .name("stele-export".into())
-            .spawn(move || {
-                let decisions: Mutex<HashMap<String, bool>> = Mutex::new(HashMap::new());
-                let may_read = |stream: &str| {
-                    may_act(
-                        &state,
-                        &principal,
-                        &conn,
-                        Action::Export,
-                        &streams,
-                        &decisions,
-                        stream,
-                    )
-                };
-                let selection = export::Selection {
-                    query: &query,
-                    size,
-                    may_read: &may_read,
-                    by: &principal.name,
-                    at,
-                    max_unindexed: Some(SERVER_MAX_UNINDEXED),
-                };
-                let mut out = ChannelWriter {
-                    sender: Some(sender),
-                    runtime,
-                    buffer: Vec::with_capacity(EXPORT_CHUNK),
-                };
-                let written =
-                    export::write(&reader, &selection, format, request.known_size, &mut out);
-                // `write` flushed every byte on success.
-                if let Err(e) = written {
-                    out.abort(e.to_string());
-                }
-            })
+            .spawn(move || job.stream(sender, runtime))
             .map_err(|e| {
                 log_error(stele_log::LogError::Internal(format!(
                     "starting an export: {e}"
@@ -402,6 +335,97 @@ async fn post_export(
         axum::body::Body::new(channel),
     )
         .into_response())
+}
+
+/// An export, checked and authorized, for the blocking pool and the thread
+/// that writes it.
+struct ExportJob {
+    state: Arc<AppState>,
+    principal: Principal,
+    conn: Conn,
+    client: String,
+    streams: Vec<String>,
+    query: Query,
+    size: u64,
+    at: jiff::Timestamp,
+    format: export::Format,
+    known_size: Option<u64>,
+}
+
+impl ExportJob {
+    /// Runs `f` on the export's selection: the query's matches in the
+    /// streams the caller may export.
+    fn with_selection<R>(
+        &self,
+        f: impl FnOnce(&stele_log::LogReader, &export::Selection<'_>) -> R,
+    ) -> R {
+        let decisions: Mutex<HashMap<String, bool>> = Mutex::new(HashMap::new());
+        let may_read = |stream: &str| {
+            may_act(
+                &self.state,
+                &self.principal,
+                &self.conn,
+                Action::Export,
+                &self.streams,
+                &decisions,
+                stream,
+            )
+        };
+        let selection = export::Selection {
+            query: &self.query,
+            size: self.size,
+            may_read: &may_read,
+            by: &self.principal.name,
+            at: self.at,
+            max_unindexed: Some(SERVER_MAX_UNINDEXED),
+        };
+        f(&self.state.reader, &selection)
+    }
+
+    /// Records the export (durable when this returns).
+    fn record(&self, count: u64) -> ApiResult<()> {
+        let event = SystemEvent::EventsSearched {
+            actor: self.principal.name.clone(),
+            attributes: EventsSearched {
+                query: self.query.to_string(),
+                streams: self.streams.clone(),
+                order: Order::Oldest.as_str().into(),
+                size: self.size,
+                continued: false,
+                matched: count,
+                returned: count,
+                export: Some(self.format.name().to_string()),
+                method: self.principal.method.to_string(),
+                client: self.client.clone(),
+            },
+        };
+        lock_log(&self.state.log)
+            .writer()
+            .append_system(&event, jiff::Timestamp::now())
+            .map_err(log_error)?;
+        Ok(())
+    }
+
+    /// Writes the export into the response body's channel; a failure ends
+    /// the body with an error.
+    fn stream(
+        self,
+        sender: http_body_util::channel::Sender<axum::body::Bytes, std::io::Error>,
+        runtime: tokio::runtime::Handle,
+    ) {
+        let mut out = ChannelWriter {
+            sender: Some(sender),
+            runtime,
+            buffer: Vec::with_capacity(EXPORT_CHUNK),
+        };
+        let written = self.with_selection(|reader, selection| {
+            export::write(reader, selection, self.format, self.known_size, &mut out)
+        });
+        // `write` flushed every byte on success.
+        if let Err(e) = written {
+            out.abort(e.to_string());
+        }
+    }
 }
 
 /// Whether the caller may act on `stream` (one of those named, when some

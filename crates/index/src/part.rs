@@ -142,6 +142,11 @@ pub struct Part {
     entries: Vec<u64>,
     received: Vec<Option<Timestamp>>,
     time: Vec<Option<Timestamp>>,
+    /// The least and greatest of each time column, and how many entries
+    /// have no time (a bound that every present time meets, in a part
+    /// where every entry has one, holds for the whole part).
+    received_span: Span,
+    time_span: Span,
     /// Each entry's id as a number ([`crate::uuid`]); an id that is not a
     /// canonical UUID is in the `id` dictionary instead, marked
     /// [`crate::uuid::NONE`] here.
@@ -153,6 +158,27 @@ pub struct Part {
     /// (`None` for a named one by code, else the attribute key) and value
     /// ids holding it.
     words: HashMap<Box<str>, Vec<(DictRef, u32)>>,
+}
+
+/// The least and greatest value of a time column, and how many entries
+/// have none.
+#[derive(Debug, Default, Clone, Copy)]
+struct Span {
+    ends: Option<(Timestamp, Timestamp)>,
+    missing: usize,
+}
+
+impl Span {
+    fn add(&mut self, at: Option<Timestamp>) {
+        let Some(at) = at else {
+            self.missing += 1;
+            return;
+        };
+        self.ends = Some(match self.ends {
+            Some((least, greatest)) => (least.min(at), greatest.max(at)),
+            None => (at, at),
+        });
+    }
 }
 
 /// Which dictionary a word points into.
@@ -242,6 +268,8 @@ impl Part {
         self.entries.push(entry);
         self.received.push(terms.received);
         self.time.push(terms.time);
+        self.received_span.add(terms.received);
+        self.time_span.add(terms.time);
         self.ids.push(uuid::NONE);
         for item in &terms.items {
             let value = terms.slice(item.value);
@@ -361,10 +389,22 @@ impl Part {
                 set
             }
             Expr::Time(field, bound) => {
-                let column = match field {
-                    TimeField::Time => &self.time,
-                    TimeField::Received => &self.received,
+                let (column, span) = match field {
+                    TimeField::Time => (&self.time, &self.time_span),
+                    TimeField::Received => (&self.received, &self.received_span),
                 };
+                // The instants a bound holds for are a half-line: if it
+                // holds for both ends of the span it holds for all of it,
+                // if for neither, for none of it.
+                if let Some((least, greatest)) = span.ends {
+                    match (bound.holds(least), bound.holds(greatest)) {
+                        (true, true) if span.missing == 0 => return Bitset::full(len),
+                        (false, false) => return Bitset::empty(len),
+                        _ => {}
+                    }
+                } else {
+                    return Bitset::empty(len);
+                }
                 let mut set = Bitset::empty(len);
                 for (ordinal, at) in column.iter().enumerate() {
                     if at.is_some_and(|at| bound.holds(at)) {

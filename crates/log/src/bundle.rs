@@ -174,6 +174,22 @@ impl<'r, W: Write> LogBundle<'r, W> {
         }
     }
 
+    /// Adds an event already read (and checked against its commitment) by
+    /// [`LogReader::get`], after every entry added before: a search's
+    /// page, not read twice.
+    pub fn add_read(&mut self, event: &crate::StoredEvent) -> LogResult<()> {
+        let index = event.index.0;
+        if index >= self.size {
+            return Err(LogError::NotFound(format!(
+                "entry {index} is not in the latest published checkpoint (size {}); publish first",
+                self.size
+            )));
+        }
+        Ok(self
+            .writer
+            .add_event(index, &event.salt, &event.canonical)?)
+    }
+
     /// Writes the end of the multi-proof and the manifest, signed with the
     /// log's key; returns the output and what the bundle holds.
     pub fn finish(self, fields: &ManifestFields) -> LogResult<(W, Summary)> {

@@ -15,7 +15,6 @@ use stele_query::Query;
 
 use crate::bundle::LogBundle;
 use crate::error::{LogError, LogResult};
-use crate::ids::EntryIndex;
 use crate::reader::LogReader;
 use crate::search::run::{Aggregates, Order, Search, search};
 
@@ -148,7 +147,7 @@ pub fn write(
     let io = |e: std::io::Error| LogError::Internal(format!("writing the export: {e}"));
     if format == Format::Bundle {
         let mut bundle = LogBundle::begin(reader, known_size, out)?;
-        selection.each(reader, |event| bundle.add(EntryIndex(event.index.0)))?;
+        selection.each(reader, |event| bundle.add_read(event))?;
         let fields = ManifestFields {
             query: format!("{} (tree size {})", selection.query, selection.size),
             by: selection.by.to_string(),

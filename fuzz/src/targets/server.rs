@@ -9,8 +9,8 @@ use stele_log::tokens::{
 };
 use stele_server::admin::check_scan_query;
 use stele_server::api::check_tree_query;
-use stele_server::search::check_search_query;
 use stele_server::config::Config;
+use stele_server::search::check_search_query;
 
 /// `tokens.json` as the server, `stele token list` and `verify` read it: an
 /// accepted file writes back to one that reads the same; every record

@@ -72,7 +72,7 @@ pub struct BenchArgs {
     days: u32,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -118,7 +118,7 @@ fn thread_cpu(name: &str) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 

@@ -14,23 +14,12 @@ use stele_log::{EntryIndex, LogReader};
 use stele_query::{Field, Query};
 
 use crate::CliResult;
+use crate::bench::{ms, percentile};
 
 /// Different values asked for per shape of query.
 const VALUES: u64 = 40;
 /// Events a page asks for.
 const PAGE: usize = 50;
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
 
 /// Waits until the index covers the log; returns how long that took.
 pub fn wait_indexed(reader: &LogReader) -> Duration {

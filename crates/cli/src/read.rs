@@ -244,14 +244,7 @@ pub fn export_bundle(
             "need --from <= --to (the latest checkpoint has {published} entries)"
         )));
     }
-    let partial = out.with_file_name(format!(
-        "{}.partial",
-        out.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    let file = std::fs::File::create(&partial)
-        .map_err(|e| Failure::usage(format!("{}: {e}", partial.display())))?;
+    let (partial, file) = PartialFile::create(out)?;
     let request = BundleRequest {
         fields: ManifestFields {
             query: format!("stream={stream} from={from} to={to}"),
@@ -270,7 +263,7 @@ pub fn export_bundle(
     let summary = match written {
         Ok((_, summary)) => summary,
         Err(e) => {
-            let _ = std::fs::remove_file(&partial);
+            partial.discard();
             return Err(e.into());
         }
     };
@@ -288,11 +281,10 @@ pub fn export_bundle(
         },
     };
     if let Err(e) = access.record(&event, at) {
-        let _ = std::fs::remove_file(&partial);
+        partial.discard();
         return Err(e);
     }
-    std::fs::rename(&partial, out)
-        .map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
+    partial.keep()?;
     print_out(&format!(
         "wrote {}: {} events and {} purged entries of stream {stream:?} in [{from}, {to}), proven at tree size {} ({} bytes)\n",
         out.display(),
@@ -302,6 +294,45 @@ pub fn export_bundle(
         summary.bytes
     ))?;
     Ok(0)
+}
+
+/// A file an export is written to under a name of its own
+/// (`FILE.partial`), which takes its real name only once complete and
+/// recorded: nothing half-written ever bears the name asked for.
+pub(crate) struct PartialFile {
+    partial: std::path::PathBuf,
+    out: std::path::PathBuf,
+}
+
+impl PartialFile {
+    /// Creates `out`'s partial file.
+    pub fn create(out: &std::path::Path) -> CliResult<(PartialFile, std::fs::File)> {
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let partial = out.with_file_name(format!("{name}.partial"));
+        let file = std::fs::File::create(&partial)
+            .map_err(|e| Failure::usage(format!("{}: {e}", partial.display())))?;
+        Ok((
+            PartialFile {
+                partial,
+                out: out.to_path_buf(),
+            },
+            file,
+        ))
+    }
+
+    /// Removes the partial file (the export failed).
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.partial);
+    }
+
+    /// Gives the finished file its name.
+    pub fn keep(self) -> CliResult<()> {
+        std::fs::rename(&self.partial, &self.out)
+            .map_err(|e| Failure::usage(format!("{}: {e}", self.out.display())))
+    }
 }
 
 /// Prints the events of the range's stream in the range whose fields

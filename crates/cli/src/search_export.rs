@@ -6,7 +6,6 @@
 //! and count before anything is written where it can be read.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use stele_log::SystemEvent;
 use stele_log::search::export::{self, Format, Selection};
@@ -15,7 +14,7 @@ use stele_log::system_event::{Caller, EventsSearched};
 use stele_policy::Action;
 use stele_query::Query;
 
-use crate::read::{ReadAccess, Recorded};
+use crate::read::{PartialFile, ReadAccess, Recorded};
 use crate::search::{Readable, SearchArgs};
 use crate::{CliResult, DataArgs, Failure, local, print_out};
 
@@ -66,9 +65,7 @@ pub fn run(data: &DataArgs, args: &SearchArgs, format: &str) -> CliResult<u8> {
     let selection = selection(&query, size, &may_read, &by, at);
     match &args.out {
         Some(out) => {
-            let partial = partial_of(out);
-            let file = std::fs::File::create(&partial)
-                .map_err(|e| Failure::usage(format!("{}: {e}", partial.display())))?;
+            let (partial, file) = PartialFile::create(out)?;
             let mut file = std::io::BufWriter::new(file);
             let written = export::write(
                 &access.reader,
@@ -80,13 +77,12 @@ pub fn run(data: &DataArgs, args: &SearchArgs, format: &str) -> CliResult<u8> {
             let n = match written {
                 Ok(n) => n,
                 Err(e) => {
-                    let _ = std::fs::remove_file(&partial);
+                    partial.discard();
                     return Err(e.into());
                 }
             };
             drop(file);
-            std::fs::rename(&partial, out)
-                .map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
+            partial.keep()?;
             let proof = if format == Format::Bundle {
                 ", with their proofs (stele verify-bundle checks it)"
             } else {
@@ -121,12 +117,4 @@ fn selection<'a>(
         at,
         max_unindexed: None,
     }
-}
-
-fn partial_of(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    out.with_file_name(format!("{name}.partial"))
 }

@@ -497,11 +497,19 @@ impl Part {
     /// The `n` values of `field` held by the most entries of `set`, most
     /// first (ties by value), with their counts.
     pub fn top(&self, field: &Field, set: &Bitset, n: usize) -> Vec<TopValue> {
+        let mut counts = self.counts(field, set);
+        counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        counts.truncate(n);
+        counts
+    }
+
+    /// Every value of `field` held by an entry of `set`, with its count,
+    /// in no order (for merging tops across parts).
+    pub fn counts(&self, field: &Field, set: &Bitset) -> Vec<TopValue> {
         let Some(dict) = self.field_dict(field) else {
             return Vec::new();
         };
-        let mut counts: Vec<TopValue> = dict
-            .postings
+        dict.postings
             .iter()
             .enumerate()
             .filter_map(|(id, postings)| {
@@ -515,16 +523,7 @@ impl Part {
                     count,
                 })
             })
-            .collect();
-        counts.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
-        counts.truncate(n);
-        counts
-    }
-
-    /// Every value of `field` held by an entry of `set`, with its count
-    /// (for merging tops across parts).
-    pub fn counts(&self, field: &Field, set: &Bitset) -> Vec<TopValue> {
-        self.top(field, set, usize::MAX)
+            .collect()
     }
 }
 

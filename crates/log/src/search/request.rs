@@ -166,10 +166,7 @@ impl Cursor {
             self.order.as_str(),
             self.after,
             self.now.as_nanosecond(),
-            self.digest
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
+            hex(&self.digest)
         );
         B64URL.encode(text)
     }

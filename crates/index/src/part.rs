@@ -11,6 +11,10 @@ use crate::bitset::Bitset;
 use crate::terms::{ATTRIBUTE, EventTerms, ID, NAMED, TEXT_ONLY, attribute_key, named_code};
 use crate::uuid;
 
+mod codec;
+
+pub use codec::DecodeError;
+
 /// A part refused an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IndexError {

@@ -99,6 +99,12 @@ impl EventTerms {
         });
     }
 
+    /// When the server received the event (`None` if `received_at` did
+    /// not parse).
+    pub fn received(&self) -> Option<Timestamp> {
+        self.received
+    }
+
     /// The text of a range of the packed buffer.
     pub(crate) fn slice(&self, (start, end): (u32, u32)) -> &str {
         self.text.get(start as usize..end as usize).unwrap_or("")

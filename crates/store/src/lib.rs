@@ -18,6 +18,9 @@
 //! - [`index`]: the sequence index, one fixed 64-byte record per log entry; it
 //!   is the durable truth of which entries exist.
 //! - [`history`]: every signed checkpoint, append-only.
+//! - [`search_part`]: the search index of one segment, sealed under a key
+//!   derived from its data key (a cache: `stele_log::search` rebuilds it
+//!   from the log).
 //! - [`state`]: small atomically replaced files (writer generation, segment
 //!   lengths at the last publish).
 //! - [`fsutil`]: fsync discipline, atomic replace, the directory lock.
@@ -39,6 +42,7 @@ pub mod fsutil;
 pub mod history;
 pub mod index;
 pub mod keys;
+pub mod search_part;
 pub mod segment;
 pub mod sessions;
 #[cfg(feature = "fault-injection")]

@@ -364,6 +364,12 @@ impl SegmentKeys {
         }
     }
 
+    /// The segment's data key itself (what its search part's key is
+    /// derived from).
+    pub fn data_key(&self) -> &DataKey {
+        &self.data
+    }
+
     /// The key that seals and opens the records of `generation` in this
     /// segment.
     pub fn record_key(&self, generation: u32) -> StoreResult<Arc<DataKey>> {

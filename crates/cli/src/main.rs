@@ -20,6 +20,7 @@ mod bench_search;
 mod bench_work;
 mod check;
 mod govern;
+mod index;
 mod keyaudit;
 mod local;
 mod offline;
@@ -248,6 +249,12 @@ enum Command {
     Retention {
         #[command(subcommand)]
         action: govern::RetentionAction,
+    },
+    /// Rebuild or check the search index's files (`DATA/search/`).
+    #[command(arg_required_else_help = true)]
+    Index {
+        #[command(subcommand)]
+        action: index::IndexAction,
     },
     /// Rotate the key-encryption key; show key ages.
     #[command(arg_required_else_help = true)]
@@ -517,6 +524,7 @@ fn run(cli: Cli) -> CliResult<u8> {
         Command::Policy { action } => govern::policy(action),
         Command::Hold { action } => govern::hold(action),
         Command::Retention { action } => govern::retention(action),
+        Command::Index { action } => index::run(action),
         Command::Keys { action } => keyaudit::keys(action),
         Command::Audit { action } => keyaudit::audit(action),
     }
@@ -670,6 +678,20 @@ fn init(data: &DataArgs, origin: String, passphrase: bool) -> CliResult<u8> {
     Ok(0)
 }
 
+/// A progress bar drawn with `template` when standard error is a
+/// terminal, nothing otherwise.
+pub(crate) fn terminal_bar(template: &str) -> Option<indicatif::ProgressBar> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
 /// A progress bar on a terminal, nothing otherwise.
 struct Bar(Option<indicatif::ProgressBar>);
 
@@ -694,19 +716,9 @@ fn verify_data(data: &DataArgs) -> CliResult<u8> {
     // read-only copy. A denial cannot be recorded from here; it says so.
     let log = stele_log::LogReader::open(&data.data, open_options(data)?)?;
     local::Operator::of_reader(&log).authorize_reading(&log, Action::Verify, Resource::Log, at)?;
-    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "verifying {bar:40} {percent}% {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        Some(bar)
-    } else {
-        None
-    };
-    let progress = Bar(bar);
+    let progress = Bar(terminal_bar(
+        "verifying {bar:40} {percent}% {per_sec} eta {eta}",
+    ));
     let report = verify::verify(&log, &progress)?;
     if let Some(bar) = &progress.0 {
         bar.finish_and_clear();

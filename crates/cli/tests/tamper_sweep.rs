@@ -1,7 +1,8 @@
 //! The tamper sweep: every file of a data directory that has been through
 //! everything Stele writes (policy versions, holds placed and released,
 //! tokens created and revoked, a KEK rotation, an attestation, a retention
-//! purge, appends on several streams and days), each damaged in five ways
+//! purge, appends on several streams and days, the search index's part
+//! files), each damaged in five ways
 //! — first, middle and last byte flipped, cut to half, removed — and
 //! `stele verify` run on the result.
 //!
@@ -83,6 +84,12 @@ const UNCHECKED: &[Unchecked] = &[
         damages: &DAMAGES,
         always: true,
         why: "a cache of segment lengths: ignored whenever a segment disagrees with it; verify recomputes every length from the index",
+    },
+    Unchecked {
+        kind: "search/<n>.part",
+        damages: &[Damage::Remove],
+        always: true,
+        why: "a cache of the search index: without it the next open indexes its segment from the log, and a search reads what no index covers from the log",
     },
     Unchecked {
         kind: "tokens.json",
@@ -249,6 +256,16 @@ fn template(root: &Path) -> PathBuf {
         &run_env(&["audit", "run", "--data", p(&dir)], &at_later),
         0,
         &[],
+    );
+    // The search index's part files of the days the later events closed.
+    expect(
+        &run_env(&["index", "rebuild", "--data", p(&dir)], &at_later),
+        0,
+        &["part files written"],
+    );
+    assert!(
+        files(&dir).iter().any(|f| f.starts_with("search/")),
+        "no search part file in the template"
     );
     verify_ok(&dir);
     dir

@@ -103,6 +103,11 @@ pub struct OpenOptions {
     /// No search index: searches then read every entry they cover from
     /// the log (for measuring what the index costs).
     pub no_search_index: bool,
+    /// Whether the search index writes the part files of closed segments
+    /// (`DATA/search/`) and removes stale ones; without, it is held in
+    /// memory only and built at each open from the files that are there
+    /// and the log.
+    pub search_parts: bool,
 }
 
 /// What a writer gets back once its event is durable.
@@ -601,11 +606,11 @@ impl LogWriter {
     /// Starts the search index (`search/index.rs`): fed from the next
     /// batch on, and built from the log for every entry before it. Called
     /// once the open is complete (nothing is in flight).
-    pub(crate) fn start_search(&mut self) -> LogResult<()> {
+    pub(crate) fn start_search(&mut self, persist: bool) -> LogResult<()> {
         if self.search.is_some() {
             return Ok(());
         }
-        let feed = Feed::start(&self.reader, self.index.len())?;
+        let feed = Feed::start(&self.reader, self.index.len(), persist)?;
         self.reader.set_search_index(feed.index().clone());
         self.search = Some(feed);
         Ok(())

@@ -1025,9 +1025,11 @@ impl<'a> Governance<'a> {
         self.writer.reader().forget_segment(id);
         remove_durably(&self.writer.layout().dek(id))?;
         self.purge_step_done(4)?;
-        // 4. The segment file itself, and any bytes recovery cut from it
-        //    and kept aside (`salvage`).
+        // 4. The segment file itself, any bytes recovery cut from it and
+        //    kept aside (`salvage`), and its search part (sealed under the
+        //    key just deleted; an open removes one a crash left).
         crate::salvage::remove_segment(self.writer.layout(), id)?;
+        remove_durably(&self.writer.layout().search_part(id))?;
         self.writer.reader().forget_segment(id);
         let segment_path = self
             .writer

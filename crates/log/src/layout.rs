@@ -23,6 +23,7 @@
 //! DATA/recovered/<id>-<offset>.bin|json  bytes recovery cut from a segment, kept aside
 //! DATA/audit/state.json          how far scheduled verification got (JSON)
 //! DATA/audit/latest.json         the latest signed attestation (JSON)
+//! DATA/search/<id>.part          search index of segment <id>, sealed (a cache)
 //! DATA/log/checkpoint            latest signed checkpoint   } C2SP tlog-tiles,
 //! DATA/log/tile/<L>/<N>[.p/<W>]  hash tiles                 } servable as
 //! DATA/log/tile/entries/<N>[.p/<W>]  entry bundles          } static files
@@ -123,6 +124,13 @@ impl Layout {
     }
     pub fn snapshot(&self) -> PathBuf {
         self.root.join("segments.state")
+    }
+    /// The search index's part files (a cache; `search/parts.rs`).
+    pub fn search_parts(&self) -> PathBuf {
+        self.root.join("search")
+    }
+    pub fn search_part(&self, segment_id: u32) -> PathBuf {
+        self.search_parts().join(format!("{segment_id}.part"))
     }
     /// The root of the public tlog-tiles tree.
     pub fn public(&self) -> PathBuf {

@@ -73,7 +73,7 @@ impl Log {
         log.governance().reconcile()?;
         log.governance().finish_interrupted()?;
         if !options.no_search_index {
-            log.writer.start_search()?;
+            log.writer.start_search(options.search_parts)?;
         }
         Ok(log)
     }

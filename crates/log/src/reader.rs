@@ -26,6 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use stele_event::time::Day;
 use stele_store::StoreError;
 use stele_store::fsutil;
 use stele_store::index::{IndexReader, IndexRecord, MAX_BATCH_RECORDS};
@@ -248,20 +249,23 @@ impl LogReader {
         *self.inner.search.write().unwrap_or_else(|p| p.into_inner()) = Some(index);
     }
 
-    /// The stream of segment `id`, if it is stored (in the view, not
-    /// purged).
-    pub(crate) fn stored_segment_stream(&self, id: u32) -> Option<String> {
-        self.view()
-            .segments
+    /// The stream and day of segment `id`, if it is stored (in the view,
+    /// not purged).
+    pub(crate) fn stored_segment(&self, id: u32) -> Option<(String, Day)> {
+        let view = self.view();
+        if view.purged.contains_key(&id) {
+            return None;
+        }
+        view.segments
             .get(&id)
-            .map(|info| info.header.stream.clone())
+            .map(|info| (info.header.stream.clone(), info.day))
     }
 
     /// For the writer: forgets the cached key and file of a segment whose
     /// purge deletes them, and its part of the search index.
     pub(crate) fn forget_segment(&self, id: u32) {
         if let Some(index) = self.search_index() {
-            index.forget(id);
+            index.forget(self, id);
         }
         self.inner.blocks.forget_segment(id);
         self.lock_keys().remove(&id);

@@ -284,6 +284,18 @@ pub fn verify_with(
     for (file, what) in crate::tokens::check_token_file(log)? {
         problems.add(file, what);
     }
+    // The search part files (a cache): each opens under its segment's
+    // key and holds exactly its segment's entries (`stele index verify`
+    // also compares their contents with the events).
+    for check in crate::search::verify_parts(log, total, false, &mut |_, _| {})? {
+        match check.outcome {
+            crate::search::PartOutcome::Agrees => {}
+            crate::search::PartOutcome::Note(what) => {
+                notes.push(format!("{}: {what}", show(&check.path)));
+            }
+            crate::search::PartOutcome::Problem(what) => problems.add(show(&check.path), what),
+        }
+    }
     check_generation(&layout, entries.max_generation, &problems);
     notes.extend(salvage_pass(&layout, &problems)?);
     // Files that mirror events: each must say what the log says.

@@ -359,7 +359,7 @@ fn pages_stay_pinned_to_their_tree_size_while_appends_go_on() {
 /// Opens the log with every stream kept 30 days (purged at once when
 /// due: no grace).
 fn open_with_30_days(data: &Path) -> Log {
-    let mut log = Log::open(data, OpenOptions::default()).unwrap();
+    let mut log = open_persisting(data);
     log.governance()
         .set_retention_grace(std::time::Duration::ZERO);
     let mut toml = "version = 1\ndefault_stream = \"ops\"\n".to_string();
@@ -401,6 +401,8 @@ fn a_purged_epoch_leaves_the_index_and_the_answers() {
         )
         .unwrap();
     let reader = log.reader().clone();
+    // The purge's own events are indexed as they come.
+    wait_indexed(&reader);
     let purged: Vec<u32> = reader.purged().keys().map(|id| id.0).collect();
     assert_eq!(purged.len(), 1);
     let segments_after = reader.search_index().unwrap().segments();
@@ -439,11 +441,12 @@ fn on_disk(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-/// The index leaves nothing on disk: a value that only the events and the
-/// searches for it hold is found by a search, yet no file of the data
-/// directory holds it in clear (the segments are encrypted, the index and
-/// the decoded blocks live in memory, the searches are recorded in the
-/// encrypted `_system` stream), before and after its epoch is purged.
+/// The index leaves nothing in clear on disk: a value that only the
+/// events and the searches for it hold is found by a search, yet no file
+/// of the data directory holds it in clear (the segments and the search
+/// part files are sealed, the decoded blocks live in memory, the searches
+/// are recorded in the encrypted `_system` stream), before and after its
+/// epoch is purged, which removes the epoch's part file too.
 #[test]
 fn searched_values_are_nowhere_on_disk_in_clear() {
     let dir = tempfile::tempdir().unwrap();
@@ -461,8 +464,13 @@ fn searched_values_are_nowhere_on_disk_in_clear() {
         })
         .collect();
     log.writer().append_batch(&events).unwrap();
-    log.writer().publish().unwrap();
+    // An event of the next day closes day 0: its part files (ops, and
+    // `_system` with the policy) are written.
+    append(&mut log, 0..1, at(1, 3600));
     wait_indexed(log.reader());
+    wait_written(log.reader(), 2);
+    let files_before = part_files(&data);
+    assert_eq!(files_before.len(), 2);
     let query = Query::parse(&format!("\"{marker}\""), at(1, 0)).unwrap();
     let (found, _) = all_pages(
         log.reader(),
@@ -485,6 +493,7 @@ fn searched_values_are_nowhere_on_disk_in_clear() {
             at(60, 0),
         )
         .unwrap();
+    wait_indexed(log.reader());
     let (found, count) = all_pages(
         log.reader(),
         &query,
@@ -494,6 +503,11 @@ fn searched_values_are_nowhere_on_disk_in_clear() {
         &|_| true,
     );
     assert_eq!((found.len(), count), (0, 0));
+    // The purge took the epoch's part file with it.
+    let purged = log.reader().purged().keys().next().unwrap().0;
+    let purged_file = data.join("search").join(format!("{purged}.part"));
+    assert!(files_before.contains(&purged_file));
+    assert!(!part_files(&data).contains(&purged_file));
     drop(log);
     assert_eq!(
         on_disk(&data, marker.as_bytes()),
@@ -502,4 +516,229 @@ fn searched_values_are_nowhere_on_disk_in_clear() {
     // The needle would be seen: the scan reads what a file holds.
     std::fs::write(data.join("probe"), format!("x{marker}y")).unwrap();
     assert_eq!(on_disk(&data, marker.as_bytes()).len(), 1);
+}
+
+/// Opens the log with its search index writing part files.
+fn open_persisting(data: &Path) -> Log {
+    Log::open(
+        data,
+        OpenOptions {
+            search_parts: true,
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Waits until the index has written `n` part files since the open.
+fn wait_written(reader: &LogReader, n: u64) {
+    let index = reader.search_index().expect("an index");
+    for _ in 0..2000 {
+        if index.parts_report().written >= n {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("part files not written: {:?}", index.parts_report());
+}
+
+/// The part files of the search directory, by name.
+fn part_files(data: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(data.join("search"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Days 0 and 1 (three streams each) closed by an event of day 2: six
+/// part files, 500 entries.
+fn log_with_two_closed_days(data: &Path) {
+    create(data);
+    let mut log = open_persisting(data);
+    append(&mut log, 0..300, at(0, 3600));
+    append(&mut log, 300..500, at(1, 7200));
+    // Day 1 closes ten minutes into day 2.
+    append(&mut log, 500..530, at(2, 300));
+    wait_indexed(log.reader());
+    assert_eq!(
+        log.reader().search_index().unwrap().parts_report().written,
+        3
+    );
+    append(&mut log, 530..600, at(2, 3600));
+    wait_written(log.reader(), 6);
+    assert_eq!(part_files(data).len(), 6);
+}
+
+#[test]
+fn part_files_of_closed_days_are_read_back_at_open_and_answer_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    log_with_two_closed_days(&data);
+    let mut log = open_persisting(&data);
+    wait_indexed(log.reader());
+    let report = log.reader().search_index().unwrap().parts_report();
+    assert_eq!(
+        (
+            report.loaded_segments,
+            report.loaded_entries,
+            report.refused.len()
+        ),
+        (6, 500, 0),
+        "{report:?}"
+    );
+    check_all(log.reader(), &|_| true);
+    check_all(log.reader(), &|s| s != "hr");
+    // A closed day that gets more events (a clock set back): its file is
+    // written again, and the next open reads the new one.
+    append(&mut log, 600..630, at(0, 80_000));
+    wait_written(log.reader(), 3);
+    drop(log);
+    let log = open_persisting(&data);
+    wait_indexed(log.reader());
+    let report = log.reader().search_index().unwrap().parts_report();
+    assert_eq!((report.loaded_entries, report.refused.len()), (530, 0));
+    check_all(log.reader(), &|_| true);
+    let checks =
+        stele_log::search::verify_parts(log.reader(), log.reader().size(), true, &mut |_, _| {})
+            .unwrap();
+    assert_eq!(checks.len(), 6);
+    assert!(
+        checks
+            .iter()
+            .all(|c| c.outcome == stele_log::search::PartOutcome::Agrees),
+        "{checks:?}"
+    );
+}
+
+#[test]
+fn a_changed_or_misplaced_part_file_is_refused_rebuilt_and_reported_by_verify() {
+    use stele_log::search::PartOutcome;
+    use stele_log::verify::{NoProgress, verify};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    log_with_two_closed_days(&data);
+    let files = part_files(&data);
+    // One byte of one file changed; another file copied over a third's name.
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&files[0], bytes).unwrap();
+    std::fs::copy(&files[1], &files[2]).unwrap();
+    let reader = LogReader::open(&data, OpenOptions::default()).unwrap();
+    let checks =
+        stele_log::search::verify_parts(&reader, reader.size(), false, &mut |_, _| {}).unwrap();
+    let problems: Vec<_> = checks
+        .iter()
+        .filter(|c| matches!(c.outcome, PartOutcome::Problem(_)))
+        .map(|c| c.path.clone())
+        .collect();
+    assert_eq!(problems, vec![files[0].clone(), files[2].clone()]);
+    let report = verify(&reader, &NoProgress).unwrap();
+    assert!(report.problem_count >= 2, "{:?}", report.problems);
+    drop(reader);
+    // The open refuses both, indexes their segments from the log, and
+    // writes them again.
+    let log = open_persisting(&data);
+    wait_indexed(log.reader());
+    let index = log.reader().search_index().unwrap();
+    let report = index.parts_report();
+    assert_eq!(
+        (report.loaded_segments, report.refused.len()),
+        (4, 2),
+        "{report:?}"
+    );
+    check_all(log.reader(), &|_| true);
+    wait_written(log.reader(), 2);
+    let checks =
+        stele_log::search::verify_parts(log.reader(), log.reader().size(), true, &mut |_, _| {})
+            .unwrap();
+    assert!(checks.iter().all(|c| c.outcome == PartOutcome::Agrees));
+    assert_eq!(verify(log.reader(), &NoProgress).unwrap().problem_count, 0);
+}
+
+/// A part file of the same segment, opened by the same key, but of a
+/// timeline whose events differ (a copy of the directory that went on
+/// separately): the entry numbers agree, their commitments do not.
+#[test]
+fn a_part_file_of_another_timeline_is_refused_by_its_commitments() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let second = dir.path().join("second");
+    create(&first);
+    {
+        let mut log = open_persisting(&first);
+        append(&mut log, 0..90, at(0, 3600));
+    }
+    copy_dir(&first, &second);
+    for (data, events) in [(&first, 100..190), (&second, 1000..1090)] {
+        let mut log = open_persisting(data);
+        append(&mut log, events, at(0, 7200));
+        append(&mut log, 2000..2010, at(1, 3600));
+        wait_written(log.reader(), 3);
+    }
+    for file in part_files(&first) {
+        std::fs::copy(&file, second.join("search").join(file.file_name().unwrap())).unwrap();
+    }
+    let log = open_persisting(&second);
+    wait_indexed(log.reader());
+    let report = log.reader().search_index().unwrap().parts_report();
+    assert_eq!(report.loaded_segments, 0, "{report:?}");
+    assert_eq!(report.refused.len(), 3);
+    assert!(
+        report.refused.iter().all(|r| r.contains("commitments")),
+        "{report:?}"
+    );
+    check_all(log.reader(), &|_| true);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "lock" {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn rebuild_writes_every_closed_segment_again_and_reports_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    log_with_two_closed_days(&data);
+    let before: Vec<Vec<u8>> = part_files(&data)
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    std::fs::write(data.join("search").join("7.part.tmp"), b"left over").unwrap();
+    let log = Log::open(
+        &data,
+        OpenOptions {
+            no_search_index: true,
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let report =
+        stele_log::search::rebuild(log.reader(), &mut |done, all| seen.push((done, all))).unwrap();
+    assert_eq!((report.entries, report.files, report.removed), (600, 6, 7));
+    assert_eq!(seen.first(), Some(&(0, 600)));
+    assert_eq!(seen.last(), Some(&(600, 600)));
+    let after = part_files(&data);
+    assert_eq!(after.len(), 6);
+    // New salts: new bytes, the same index.
+    for (old, path) in before.iter().zip(&after) {
+        assert_ne!(old, &std::fs::read(path).unwrap());
+    }
+    let checks = stele_log::search::verify_parts(log.reader(), 600, true, &mut |_, _| {}).unwrap();
+    assert!(
+        checks
+            .iter()
+            .all(|c| c.outcome == stele_log::search::PartOutcome::Agrees),
+        "{checks:?}"
+    );
 }

@@ -114,6 +114,7 @@ pub async fn bind(
         passphrase,
         anchor: config.anchor.clone(),
         no_search_index: !config.search_index,
+        search_parts: config.search_index,
         ..OpenOptions::default()
     };
     let mut log = Log::open(&config.data, options).map_err(|e| e.to_string())?;

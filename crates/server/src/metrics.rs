@@ -216,8 +216,8 @@ pub fn render(
 
 /// The search index's gauges: entries of the log it does not cover yet
 /// (a search reads those from the log), whether indexing stopped on an
-/// error (then it stays behind until a restart), and about how much
-/// memory it holds.
+/// error (then it stays behind until a restart), about how much memory
+/// it holds, and what became of its part files.
 pub fn render_search_index(out: &mut String, index: &stele_log::search::SearchIndex, size: u64) {
     let _ = writeln!(
         out,
@@ -233,5 +233,26 @@ pub fn render_search_index(out: &mut String, index: &stele_log::search::SearchIn
         out,
         "# HELP stele_search_index_bytes About how many bytes of memory the search index holds.\n# TYPE stele_search_index_bytes gauge\nstele_search_index_bytes {}",
         index.heap_bytes()
+    );
+    let parts = index.parts_report();
+    let _ = writeln!(
+        out,
+        "# HELP stele_search_parts_loaded_entries Entries the open read from search part files instead of the log.\n# TYPE stele_search_parts_loaded_entries gauge\nstele_search_parts_loaded_entries {}",
+        parts.loaded_entries
+    );
+    let _ = writeln!(
+        out,
+        "# HELP stele_search_parts_refused Search part files the open refused (changed, foreign or at odds with the log), each deleted and its segment indexed from the log.\n# TYPE stele_search_parts_refused gauge\nstele_search_parts_refused {}",
+        parts.refused.len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP stele_search_parts_written_total Search part files written since the start.\n# TYPE stele_search_parts_written_total counter\nstele_search_parts_written_total {}",
+        parts.written
+    );
+    let _ = writeln!(
+        out,
+        "# HELP stele_search_parts_write_failed 1 when the last write of a search part file failed (the index goes on in memory).\n# TYPE stele_search_parts_write_failed gauge\nstele_search_parts_write_failed {}",
+        u8::from(parts.write_error.is_some())
     );
 }

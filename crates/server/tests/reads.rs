@@ -421,6 +421,8 @@ async fn metrics_openapi_and_health() {
     assert_eq!(metric("stele_search_index_failed"), 0.0);
     assert!(metric("stele_search_index_behind_entries") <= 4.0);
     assert!(metric("stele_search_index_bytes") > 0.0);
+    assert_eq!(metric("stele_search_parts_refused"), 0.0);
+    assert_eq!(metric("stele_search_parts_write_failed"), 0.0);
     // The raw bytes of the two events as sent (`{"action":"b","actor":"a"}`).
     assert_eq!(metric("stele_bytes_ingested_total"), 52.0);
     // One batch of two events; nothing waiting.

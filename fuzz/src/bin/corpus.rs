@@ -528,6 +528,25 @@ fn outside_inputs(c: &Corpus) {
     {
         c.add("search_query", &format!("query-{i}"), query.as_bytes());
     }
+    // Search parts: of no entry, and of a few events with every kind of
+    // term (named fields, nested and array attributes, times, ids).
+    c.add("search_part", "empty", &stele_index::Part::new().encode());
+    let preparer = Preparer::new("app", "fuzz", "ops");
+    let mut part = stele_index::Part::new();
+    for (i, raw) in [
+        r#"{"actor":"alice@acme.example","action":"db.read","resource":"db/prod/t1","outcome":"success","time":"2026-12-01T10:00:00Z","attributes":{"tags":["pci","eu"],"k8s":{"ns":"kube-system"},"reason":"Permission denied by rule 3"}}"#,
+        r#"{"actor":"bob","action":"login","outcome":"denied","id":"client-7","attributes":{"ip":"10.0.0.9","latency_ms":12.5,"ok":false,"none":null}}"#,
+        r#"{"actor":"alice@acme.example","action":"db.delete","resource":"db/prod/t2","time":"2026-12-01T11:00:00.5+01:00"}"#,
+    ]
+    .iter()
+    .enumerate()
+    {
+        let at: Timestamp = "2026-12-01T10:00:00Z".parse().expect("time");
+        let prepared = preparer.prepare(raw.as_bytes(), at).expect("event");
+        part.insert(10 + 7 * i as u64, prepared.terms())
+            .expect("ascending");
+    }
+    c.add("search_part", "three-events", &part.encode());
 }
 
 const SERVER_CONFIG: &str = r#"data = "./stele-data"

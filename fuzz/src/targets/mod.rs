@@ -161,6 +161,11 @@ pub const ALL: &[Target] = &[
         run: query::search_query,
     },
     Target {
+        name: "search_part",
+        about: "Part::decode (the search index of a segment, as its part file seals it)",
+        run: query::search_part,
+    },
+    Target {
         name: "client_event",
         about: "parse_client_event (one event's JSON)",
         run: ingest::client_event,

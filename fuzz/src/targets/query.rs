@@ -45,3 +45,27 @@ fn envelope() -> &'static stele_event::Envelope {
         .expect("fixed envelope")
     })
 }
+
+/// Input: the bytes of one search part (`Part::encode`, what a search part
+/// file seals). They are read back or refused; a part that reads back
+/// writes the same bytes again, and answers a query over its ordinals
+/// only.
+pub fn search_part(data: &[u8]) {
+    let Ok(part) = stele_index::Part::decode(data) else {
+        return;
+    };
+    assert_eq!(part.encode(), data, "a decoded part writes other bytes");
+    let now: jiff::Timestamp = "2026-12-07T12:00:00Z".parse().expect("fixed time");
+    for text in [
+        "actor:alice* -outcome:success",
+        "\"permission denied\" OR attributes.tags:pci",
+        "received>=2026-01-01 time<2026-12-01 id:0190*",
+    ] {
+        let query = Query::parse(text, now).expect("a fixed query");
+        if let Some(expr) = query.expr() {
+            let set = part.eval(expr, "ops");
+            assert_eq!(set.len(), part.len());
+            let _ = part.top(&stele_query::Field::Actor, &set, 5);
+        }
+    }
+}

@@ -12,32 +12,51 @@
 //! What each has indexed is recorded as ranges of entries
 //! ([`Coverage`]); a search reads the entries no range covers from the
 //! log itself, so an answer never depends on how far the index has got.
-//! The index is derived data held in memory only: a crash loses nothing
-//! of the log, and the next open builds it again.
+//!
+//! The index is derived data. Once a segment's day is over, the index
+//! thread writes its parts to a sealed file (`parts.rs`), and the next
+//! open reads that file, checked entry by entry against the sequence
+//! index, instead of the segment's events. A crash loses nothing of the
+//! log; whatever the files lack, the open builds from the log again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
+use stele_event::time::Day;
 use stele_index::{EventTerms, Part};
 
 use crate::error::{LogError, LogResult};
-use crate::ids::EntryIndex;
 use crate::reader::LogReader;
+use crate::search::parts;
 
 /// Entries of one build step, indexed under one write lock.
 const BUILD_STEP: u64 = 4096;
+
+/// How long after its day ends a segment counts as closed, so that its
+/// part file is written: events prepared just before midnight may reach
+/// the log just after the first of the next day.
+const CLOSE_MARGIN: SignedDuration = SignedDuration::from_mins(10);
 
 /// The index of one segment (one stream, one UTC day): parts over runs of
 /// its entries, each run ascending.
 #[derive(Debug)]
 pub(crate) struct Epoch {
     pub stream: String,
+    pub day: Day,
     pub parts: Vec<Part>,
+    /// Entries the segment's part file holds (0: no file).
+    saved: u64,
 }
 
 impl Epoch {
+    fn len(&self) -> u64 {
+        self.parts.iter().map(|p| p.len() as u64).sum()
+    }
+
     /// Adds `entry`: to the part whose last entry is the greatest one
     /// below it, or to a new part when every part's last entry is past it
     /// (the build reaching a segment the feed has begun).
@@ -84,6 +103,11 @@ impl Coverage {
         self.ranges = merged;
     }
 
+    /// The indexed ranges, ascending and disjoint.
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges
+    }
+
     /// The ranges of `[0, size)` that are not indexed, ascending.
     pub fn gaps(&self, size: u64) -> Vec<(u64, u64)> {
         let mut gaps = Vec::new();
@@ -112,6 +136,26 @@ pub(crate) struct State {
     /// Set when indexing failed: searches then read the log for
     /// everything not covered, and `/readyz`-style reports can say so.
     pub failed: Option<String>,
+    /// The latest `received_at` indexed: segments of earlier days (less
+    /// [`CLOSE_MARGIN`]) are closed.
+    newest: Option<Timestamp>,
+}
+
+/// What became of the search part files.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PartsReport {
+    /// Segments whose part file the open read and the log confirmed.
+    pub loaded_segments: u64,
+    /// Entries those files held (not read from the log at open).
+    pub loaded_entries: u64,
+    /// Files the open refused, each with why (each deleted, its segment
+    /// indexed from the log).
+    pub refused: Vec<String>,
+    /// Part files written since the open, and their bytes.
+    pub written: u64,
+    pub written_bytes: u64,
+    /// The last failure to write one (the index goes on in memory).
+    pub write_error: Option<String>,
 }
 
 /// The entries of one durable batch, for the feed: (entry, segment, terms).
@@ -123,6 +167,12 @@ pub struct SearchIndex {
     state: RwLock<State>,
     /// Set when the writer goes: the build stops.
     stopped: AtomicBool,
+    /// Whether part files are written, and stale ones removed.
+    persist: bool,
+    /// Held while a part file is written or removed, so that a purge
+    /// ([`Self::forget`]) never races the write of its segment's file.
+    files: Mutex<()>,
+    report: Mutex<PartsReport>,
 }
 
 impl SearchIndex {
@@ -134,9 +184,35 @@ impl SearchIndex {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Drops every part of segment `id` (its epoch was purged).
-    pub(crate) fn forget(&self, id: u32) {
+    /// An index that writes part files, not fed (`stele index rebuild`).
+    pub(crate) fn persisting() -> SearchIndex {
+        SearchIndex {
+            persist: true,
+            ..SearchIndex::default()
+        }
+    }
+
+    fn lock_report(&self) -> std::sync::MutexGuard<'_, PartsReport> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_files(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops every part of segment `id` (its epoch is being purged), and
+    /// its part file: nothing of a purged epoch stays searchable.
+    pub(crate) fn forget(&self, reader: &LogReader, id: u32) {
+        let _files = self.lock_files();
         self.write().epochs.remove(&id);
+        if let Err(e) = parts::remove(&reader.layout().search_part(id)) {
+            self.lock_report().write_error = Some(e.to_string());
+        }
+    }
+
+    /// What became of the part files since the open.
+    pub fn parts_report(&self) -> PartsReport {
+        self.lock_report().clone()
     }
 
     /// The segments the index holds parts of, ascending.
@@ -178,28 +254,95 @@ impl SearchIndex {
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
             return;
         };
-        let mut streams: HashMap<u32, Option<String>> = HashMap::new();
+        let mut segments: HashMap<u32, Option<(String, Day)>> = HashMap::new();
         for (_, segment, _) in batch {
-            streams
+            segments
                 .entry(*segment)
-                .or_insert_with(|| reader.stored_segment_stream(*segment));
+                .or_insert_with(|| reader.stored_segment(*segment));
         }
         let mut state = self.write();
         for (entry, segment, terms) in batch {
-            let Some(Some(stream)) = streams.get(segment) else {
+            let Some(Some((stream, day))) = segments.get(segment) else {
                 // A segment retired since: its entries are purged.
                 continue;
             };
             let epoch = state.epochs.entry(*segment).or_insert_with(|| Epoch {
                 stream: stream.clone(),
+                day: *day,
                 parts: Vec::new(),
+                saved: 0,
             });
             if let Err(e) = epoch.insert(*entry, terms) {
                 state.failed = Some(e.to_string());
                 return;
             }
+            if let Some(at) = terms.received() {
+                state.newest = Some(state.newest.map_or(at, |n| n.max(at)));
+            }
         }
         state.coverage.add(first.0, last.0 + 1);
+    }
+
+    /// Writes the part file of every closed segment whose file is missing
+    /// or holds fewer entries than the index (see `parts.rs`).
+    fn persist_closed(&self, reader: &LogReader) {
+        if !self.persist {
+            return;
+        }
+        let closed_before = {
+            let state = self.read();
+            match state
+                .newest
+                .and_then(|at| at.checked_sub(CLOSE_MARGIN).ok())
+            {
+                Some(at) => match Day::of(at) {
+                    Ok(day) => day,
+                    Err(_) => return,
+                },
+                None => return,
+            }
+        };
+        let due: Vec<u32> = self
+            .read()
+            .epochs
+            .iter()
+            .filter(|(_, e)| e.day < closed_before && e.len() != e.saved)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if self.stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            let _files = self.lock_files();
+            // Encoded under the read lock; sealed and written without it.
+            let encoded = self
+                .read()
+                .epochs
+                .get(&id)
+                .map(|epoch| (parts::entries_of(&epoch.parts), parts::encode(&epoch.parts)));
+            let Some((entries, plain)) = encoded else {
+                continue; // purged meanwhile
+            };
+            let written = parts::header_for(reader, id, &entries).and_then(|header| {
+                let bytes = parts::write(reader, id, &header, &plain)?;
+                Ok((header, bytes))
+            });
+            match written {
+                Ok((header, bytes)) => {
+                    if let Some(epoch) = self.write().epochs.get_mut(&id) {
+                        epoch.saved = header.entries;
+                    }
+                    let mut report = self.lock_report();
+                    report.written += 1;
+                    report.written_bytes += bytes;
+                }
+                Err(e) => {
+                    self.lock_report().write_error =
+                        Some(format!("writing the search part of segment {id}: {e}"));
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -214,8 +357,12 @@ pub(crate) struct Feed {
 impl Feed {
     /// Starts the indexing thread over `reader`'s log and a build of
     /// `[0, size)` (the entries before the feed begins).
-    pub fn start(reader: &LogReader, size: u64) -> LogResult<Feed> {
-        let index = Arc::new(SearchIndex::default());
+    /// With `persist`, part files are written and stale ones removed.
+    pub fn start(reader: &LogReader, size: u64, persist: bool) -> LogResult<Feed> {
+        let index = Arc::new(SearchIndex {
+            persist,
+            ..SearchIndex::default()
+        });
         let (sender, receiver) = std::sync::mpsc::channel::<FedBatch>();
         let (feed_index, feed_reader) = (index.clone(), reader.clone());
         std::thread::Builder::new()
@@ -225,7 +372,7 @@ impl Feed {
         let (build_index, build_reader) = (index.clone(), reader.clone());
         std::thread::Builder::new()
             .name("stele-index-build".into())
-            .spawn(move || build(&build_index, &build_reader, size))
+            .spawn(move || build(&build_index, &build_reader, size, &mut |_| {}))
             .map_err(|e| LogError::Internal(format!("starting the index build: {e}")))?;
         Ok(Feed {
             index,
@@ -260,23 +407,54 @@ impl Drop for Feed {
 fn feed_thread(index: &SearchIndex, reader: &LogReader, receiver: &Receiver<FedBatch>) {
     while let Ok(batch) = receiver.recv() {
         index.insert_batch(reader, &batch);
+        index.persist_closed(reader);
     }
 }
 
-/// Indexes `[0, size)` from the log, a step at a time. A purged entry is
-/// skipped (and covered: there is nothing of it to find); any other
-/// failure to read stops the build, which leaves the rest to be read by
-/// each search.
-fn build(index: &SearchIndex, reader: &LogReader, size: u64) {
+/// Indexes `[0, size)`: the segments whose part files the log confirms
+/// from those files, everything else from the log, a step at a time. A
+/// purged entry is skipped (and covered: there is nothing of it to
+/// find); any other failure to read stops the build, which leaves the
+/// rest to be read by each search. Then writes the part files of the
+/// closed segments that lack one.
+/// `progress` is told how many entries are done after each step.
+pub(crate) fn build(
+    index: &SearchIndex,
+    reader: &LogReader,
+    size: u64,
+    progress: &mut dyn FnMut(u64),
+) {
+    let loaded = match load_parts(index, reader, size) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            index.write().failed = Some(format!("reading the search parts: {e}"));
+            return;
+        }
+    };
     let mut at = 0;
     while at < size && !index.stopped.load(Ordering::Relaxed) {
         let end = (at + BUILD_STEP).min(size);
-        let mut batch: FedBatch = Vec::with_capacity((end - at) as usize);
-        for entry in at..end {
-            match reader.get_with_segment(EntryIndex(entry)) {
-                Ok((segment, stored)) => {
-                    batch.push((entry, segment, Arc::new(EventTerms::of(&stored.envelope))));
-                }
+        let records = match reader.index().read_range(at, end - at) {
+            Ok(records) => records,
+            Err(e) => {
+                index.write().failed = Some(format!("building from entry {at}: {e}"));
+                return;
+            }
+        };
+        let mut batch: FedBatch = Vec::with_capacity(records.len());
+        for (entry, record) in (at..end).zip(&records) {
+            if loaded
+                .get(&record.segment_id)
+                .is_some_and(|&last| entry <= last)
+            {
+                continue; // in a part file the log confirmed
+            }
+            match reader.read_record(entry, record) {
+                Ok(stored) => batch.push((
+                    entry,
+                    record.segment_id,
+                    Arc::new(EventTerms::of(&stored.envelope)),
+                )),
                 Err(LogError::Purged { .. }) => {}
                 Err(e) => {
                     index.write().failed = Some(format!("building from entry {entry}: {e}"));
@@ -287,7 +465,157 @@ fn build(index: &SearchIndex, reader: &LogReader, size: u64) {
         index.insert_batch(reader, &batch);
         index.write().coverage.add(at, end);
         at = end;
+        progress(at);
     }
+    index.persist_closed(reader);
+}
+
+/// Reads the part files, checks each against the sequence index over
+/// `[0, size)`, and puts those the log confirms in the index; returns
+/// their segments with the last entry each file holds. A file that does
+/// not open, or whose entries are not exactly the first entries of its
+/// segment with the commitments it names, is refused (and, when the
+/// index writes files, deleted).
+fn load_parts(index: &SearchIndex, reader: &LogReader, size: u64) -> LogResult<HashMap<u32, u64>> {
+    let parts::Listing {
+        parts: files,
+        others,
+    } = parts::list(reader.layout())?;
+    if index.persist {
+        for path in &others {
+            parts::remove(path)?;
+        }
+    }
+    let refuse = |path: &std::path::Path, why: String| -> LogResult<()> {
+        index
+            .lock_report()
+            .refused
+            .push(format!("{}: {why}", path.display()));
+        if index.persist {
+            parts::remove(path)?;
+        }
+        Ok(())
+    };
+    let mut loaded: HashMap<u32, Loaded> = HashMap::new();
+    for (id, path) in files {
+        if reader.stored_segment(id).is_none() {
+            // Its segment is purged (or was never there): nothing to keep.
+            if index.persist {
+                parts::remove(&path)?;
+            }
+            continue;
+        }
+        match parts::read(reader, id, &path) {
+            Ok((header, found)) => {
+                let entries = parts::entries_of(&found);
+                loaded.insert(
+                    id,
+                    Loaded {
+                        header,
+                        parts: found,
+                        entries,
+                        path,
+                    },
+                );
+            }
+            Err(why) => refuse(&path, why)?,
+        }
+    }
+    if loaded.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let disagree = check_against_index(index, reader, &loaded, size)?;
+    let mut confirmed = HashMap::new();
+    for (id, file) in loaded {
+        if let Some(why) = disagree.get(&id) {
+            refuse(&file.path, why.clone())?;
+            continue;
+        }
+        let Some((stream, day)) = reader.stored_segment(id) else {
+            continue;
+        };
+        let len = file.entries.len() as u64;
+        let mut report = index.lock_report();
+        report.loaded_segments += 1;
+        report.loaded_entries += len;
+        drop(report);
+        index.write().epochs.insert(
+            id,
+            Epoch {
+                stream,
+                day,
+                parts: file.parts,
+                saved: len,
+            },
+        );
+        confirmed.insert(id, file.header.last);
+    }
+    Ok(confirmed)
+}
+
+/// A part file read at open, before the log confirms it.
+pub(crate) struct Loaded {
+    pub header: stele_store::search_part::PartHeader,
+    pub parts: Vec<Part>,
+    /// Its entries, ascending.
+    pub entries: Vec<u64>,
+    pub path: std::path::PathBuf,
+}
+
+/// The files whose entries are not exactly the first entries the
+/// sequence index gives their segment in `[0, size)`, with the
+/// commitments their header names; with why.
+pub(crate) fn check_against_index(
+    index: &SearchIndex,
+    reader: &LogReader,
+    loaded: &HashMap<u32, Loaded>,
+    size: u64,
+) -> LogResult<HashMap<u32, String>> {
+    let mut next: HashMap<u32, (usize, Sha256)> =
+        loaded.keys().map(|&id| (id, (0, Sha256::new()))).collect();
+    let mut disagree = HashMap::new();
+    let mut at = 0;
+    while at < size {
+        if index.stopped.load(Ordering::Relaxed) {
+            return Ok(loaded
+                .keys()
+                .map(|&id| (id, "not checked".into()))
+                .collect());
+        }
+        let end = (at + 16 * BUILD_STEP).min(size);
+        let records = reader.index().read_range(at, end - at)?;
+        for (entry, record) in (at..end).zip(&records) {
+            let id = record.segment_id;
+            let (Some(file), Some((cursor, digest))) = (loaded.get(&id), next.get_mut(&id)) else {
+                continue;
+            };
+            if file.entries.get(*cursor) == Some(&entry) {
+                *cursor += 1;
+                digest.update(record.commitment);
+            } else if entry <= file.header.last {
+                disagree.entry(id).or_insert_with(|| {
+                    format!("the log holds entry {entry} of its segment, which it lacks")
+                });
+            }
+        }
+        at = end;
+    }
+    for (id, (cursor, digest)) in next {
+        let file = &loaded[&id];
+        if cursor != file.entries.len() {
+            disagree.entry(id).or_insert_with(|| {
+                format!(
+                    "holds entry {}, which the log does not give its segment",
+                    file.entries[cursor]
+                )
+            });
+        } else if <[u8; 32]>::from(digest.finalize()) != file.header.commitments {
+            disagree
+                .entry(id)
+                .or_insert_with(|| "its entries' commitments are not those of the log".into());
+        }
+    }
+    Ok(disagree)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::engine::StoredEvent;
 use crate::error::{LogError, LogResult};
 use crate::ids::EntryIndex;
 use crate::reader::LogReader;
+use crate::search::index::Coverage;
 
 /// Which matches come first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +120,7 @@ pub fn search(
                     continue;
                 }
                 for part in &epoch.parts {
-                    from_part(part, &epoch.stream, search, &mut tally);
+                    from_part(part, &epoch.stream, &state.coverage, search, &mut tally);
                 }
             }
             state.coverage.gaps(search.size)
@@ -147,17 +148,50 @@ fn after_cursor(search: &Search<'_>, entry: u64) -> bool {
     }
 }
 
+/// The ordinals of `part` whose entries are below `size` and covered:
+/// a part read from its file at open holds entries the build has not
+/// reached yet, which a search reads from the log instead.
+fn searchable(part: &Part, coverage: &Coverage, size: u64) -> Bitset {
+    let entries = part.entries();
+    if let (Some(&first), Some(&last)) = (entries.first(), entries.last())
+        && last < size
+        && coverage
+            .ranges()
+            .iter()
+            .any(|&(from, to)| from <= first && last < to)
+    {
+        return Bitset::full(part.len());
+    }
+    let ordinal = |entry: u64| entries.partition_point(|&e| e < entry);
+    let mut set = Bitset::empty(part.len());
+    for &(from, to) in coverage.ranges() {
+        let (from, to) = (ordinal(from), ordinal(to.min(size)));
+        if from < to {
+            let mut range = Bitset::full(part.len());
+            range.keep_range(from, to);
+            set.or(&range);
+        }
+    }
+    set
+}
+
 /// Adds the matches of one part.
-fn from_part(part: &Part, stream: &str, search: &Search<'_>, tally: &mut Tally) {
-    let below = part.entries().partition_point(|&e| e < search.size);
-    if below == 0 {
+fn from_part(
+    part: &Part,
+    stream: &str,
+    coverage: &Coverage,
+    search: &Search<'_>,
+    tally: &mut Tally,
+) {
+    let searchable = searchable(part, coverage, search.size);
+    if searchable.count() == 0 {
         return;
     }
     let mut set = match search.query.expr() {
         Some(expr) => part.eval(expr, stream),
         None => Bitset::full(part.len()),
     };
-    set.keep_range(0, below);
+    set.and(&searchable);
     let count = set.count();
     if count == 0 {
         return;

@@ -173,7 +173,7 @@ fn create_baseline(dir: &std::path::Path, files: usize) -> CliResult<Duration> {
 
 /// Bytes in the files under `path` (or of the file itself); what cannot
 /// be read counts as nothing.
-fn tree_bytes(path: &std::path::Path) -> u64 {
+pub(crate) fn tree_bytes(path: &std::path::Path) -> u64 {
     tree_sum(path, &|meta| if meta.is_dir() { 0 } else { meta.len() })
 }
 

@@ -118,19 +118,25 @@ pub fn print_caught_up(reader: &LogReader) -> CliResult<()> {
     )
 }
 
-/// Opens the log at `data` again, times the index's build from the log,
-/// then prints search latencies by shape and a count with a daily
+/// Opens the log at `data` again, times the index's build from the log
+/// and the writing of its part files, opens it once more from those
+/// files, then prints search latencies by shape and a count with a daily
 /// histogram.
 pub fn print(data: &std::path::Path, blocks: stele_log::BlockConfig) -> CliResult<()> {
     // (`data` is the log's directory; the export is written beside it.)
+    let open = || {
+        stele_log::Log::open(
+            data,
+            stele_log::OpenOptions {
+                blocks,
+                search_parts: true,
+                ..Default::default()
+            },
+        )
+    };
+    // No part file yet: the whole index is built from the log.
     let started = Instant::now();
-    let log = stele_log::Log::open(
-        data,
-        stele_log::OpenOptions {
-            blocks,
-            ..Default::default()
-        },
-    )?;
+    let log = open()?;
     let reader = log.reader().clone();
     let opened = started.elapsed();
     let built = wait_indexed(&reader);
@@ -143,6 +149,26 @@ pub fn print(data: &std::path::Path, blocks: stele_log::BlockConfig) -> CliResul
         opened.as_secs_f64(),
         memory as f64 / 1e6,
         memory as f64 / size.max(1) as f64
+    )?;
+    print_parts(&reader, data, built)?;
+    drop(reader);
+    drop(log);
+    // Opened again: the closed segments from their part files.
+    let started = Instant::now();
+    let log = open()?;
+    let reader = log.reader().clone();
+    let loaded = wait_indexed(&reader);
+    let report = reader
+        .search_index()
+        .map(|i| i.parts_report())
+        .unwrap_or_default();
+    outln!(
+        "index     at the next open: covered in {:.2} s ({} entries from {} part files, {} read from the log; {} files refused)",
+        loaded.max(started.elapsed()).as_secs_f64(),
+        report.loaded_entries,
+        report.loaded_segments,
+        size - report.loaded_entries,
+        report.refused.len()
     )?;
     let reader = &reader;
     let size = reader.published_size();
@@ -174,6 +200,30 @@ pub fn print(data: &std::path::Path, blocks: stele_log::BlockConfig) -> CliResul
         ms(percentile(&times, 0.99)),
     )?;
     Ok(())
+}
+
+/// Waits until the part files of the closed segments are written, then
+/// prints their size against the segments' bytes.
+fn print_parts(reader: &LogReader, data: &std::path::Path, built: Duration) -> CliResult<()> {
+    let Some(index) = reader.search_index() else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    while index.parts_due() > 0 && started.elapsed() < Duration::from_secs(600) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let report = index.parts_report();
+    let segments = crate::bench::tree_bytes(&data.join("segments"));
+    outln!(
+        "index     part files of {} closed segments: written {:.2} s after the build ({:.2} s after the open), {} bytes: {:.1} B per entry they hold, {:.1} % of the segments' {} bytes",
+        report.written,
+        started.elapsed().as_secs_f64(),
+        (built + started.elapsed()).as_secs_f64(),
+        report.written_bytes,
+        report.written_bytes as f64 / report.written_entries.max(1) as f64,
+        100.0 * report.written_bytes as f64 / segments.max(1) as f64,
+        segments
+    )
 }
 
 /// Events an export takes in the measurement.

@@ -118,6 +118,14 @@ fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
     line(&out, "index     fed as batches became durable");
     let built = line(&out, "index     built from the log at open");
     assert!(built.contains("for 3000 entries"), "{built}");
+    // The first of the two days is closed: its part files are written,
+    // and the next open reads them instead of its events.
+    let parts = line(&out, "index     part files of");
+    assert!(number_after(parts, "part files of") >= 1.0, "{parts}");
+    assert!(number_after(parts, "bytes:") > 0.0, "{parts}");
+    let reopened = line(&out, "index     at the next open");
+    assert!(number_after(reopened, "s (") >= 1.0, "{reopened}");
+    assert!(reopened.contains(" 0 files refused"), "{reopened}");
     for shape in ["actor,", "resource prefix,", "actor + time,", "free text,"] {
         let search = line(&out, &format!("search    {shape}"));
         assert!(number_after(search, "p50") > 0.0, "{search}");

@@ -741,4 +741,11 @@ fn rebuild_writes_every_closed_segment_again_and_reports_progress() {
             .all(|c| c.outcome == stele_log::search::PartOutcome::Agrees),
         "{checks:?}"
     );
+    // The next open reads the rebuilt files: the same answers.
+    drop(log);
+    let log = open_persisting(&data);
+    wait_indexed(log.reader());
+    let report = log.reader().search_index().unwrap().parts_report();
+    assert_eq!((report.loaded_entries, report.refused.len()), (500, 0));
+    check_all(log.reader(), &|_| true);
 }

@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use jiff::{SignedDuration, Timestamp};
@@ -151,9 +151,11 @@ pub struct PartsReport {
     /// Files the open refused, each with why (each deleted, its segment
     /// indexed from the log).
     pub refused: Vec<String>,
-    /// Part files written since the open, and their bytes.
+    /// Part files written since the open, their bytes, and the entries
+    /// they hold.
     pub written: u64,
     pub written_bytes: u64,
+    pub written_entries: u64,
     /// The last failure to write one (the index goes on in memory).
     pub write_error: Option<String>,
 }
@@ -283,32 +285,40 @@ impl SearchIndex {
         state.coverage.add(first.0, last.0 + 1);
     }
 
-    /// Writes the part file of every closed segment whose file is missing
-    /// or holds fewer entries than the index (see `parts.rs`).
-    fn persist_closed(&self, reader: &LogReader) {
-        if !self.persist {
-            return;
-        }
-        let closed_before = {
-            let state = self.read();
-            match state
-                .newest
-                .and_then(|at| at.checked_sub(CLOSE_MARGIN).ok())
-            {
-                Some(at) => match Day::of(at) {
-                    Ok(day) => day,
-                    Err(_) => return,
-                },
-                None => return,
-            }
+    /// The closed segments whose part file is missing or holds fewer
+    /// entries than the index: a segment is closed once the index has seen
+    /// an event received [`CLOSE_MARGIN`] into a later day.
+    fn due(&self) -> Vec<u32> {
+        let state = self.read();
+        let closed_before = state
+            .newest
+            .and_then(|at| at.checked_sub(CLOSE_MARGIN).ok())
+            .and_then(|at| Day::of(at).ok());
+        let Some(closed_before) = closed_before else {
+            return Vec::new();
         };
-        let due: Vec<u32> = self
-            .read()
+        state
             .epochs
             .iter()
             .filter(|(_, e)| e.day < closed_before && e.len() != e.saved)
             .map(|(id, _)| *id)
-            .collect();
+            .collect()
+    }
+
+    /// How many closed segments wait for their part file to be written
+    /// (0 when the index writes none).
+    pub fn parts_due(&self) -> usize {
+        if self.persist { self.due().len() } else { 0 }
+    }
+
+    /// Writes the part file of every closed segment that is [`Self::due`]
+    /// (see `parts.rs`); stops at the first failure, which the report
+    /// keeps.
+    pub(crate) fn persist_closed(&self, reader: &LogReader) {
+        if !self.persist {
+            return;
+        }
+        let due = self.due();
         for id in due {
             if self.stopped.load(Ordering::Relaxed) {
                 return;
@@ -335,6 +345,7 @@ impl SearchIndex {
                     let mut report = self.lock_report();
                     report.written += 1;
                     report.written_bytes += bytes;
+                    report.written_entries += header.entries;
                 }
                 Err(e) => {
                     self.lock_report().write_error =
@@ -363,16 +374,32 @@ impl Feed {
             persist,
             ..SearchIndex::default()
         });
+        // Part files are written on a thread of their own, woken after
+        // each batch and at the end of the build, so that writing one never
+        // holds up the feed.
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let (parts_index, parts_reader) = (index.clone(), reader.clone());
+        std::thread::Builder::new()
+            .name("stele-index-parts".into())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    parts_index.persist_closed(&parts_reader);
+                }
+            })
+            .map_err(|e| LogError::Internal(format!("starting the index parts thread: {e}")))?;
         let (sender, receiver) = std::sync::mpsc::channel::<FedBatch>();
-        let (feed_index, feed_reader) = (index.clone(), reader.clone());
+        let (feed_index, feed_reader, feed_wake) = (index.clone(), reader.clone(), wake.clone());
         std::thread::Builder::new()
             .name("stele-index".into())
-            .spawn(move || feed_thread(&feed_index, &feed_reader, &receiver))
+            .spawn(move || feed_thread(&feed_index, &feed_reader, &receiver, &feed_wake))
             .map_err(|e| LogError::Internal(format!("starting the index thread: {e}")))?;
         let (build_index, build_reader) = (index.clone(), reader.clone());
         std::thread::Builder::new()
             .name("stele-index-build".into())
-            .spawn(move || build(&build_index, &build_reader, size, &mut |_| {}))
+            .spawn(move || {
+                build(&build_index, &build_reader, size, &mut |_| {});
+                let _ = wake.try_send(());
+            })
             .map_err(|e| LogError::Internal(format!("starting the index build: {e}")))?;
         Ok(Feed {
             index,
@@ -404,10 +431,16 @@ impl Drop for Feed {
     }
 }
 
-fn feed_thread(index: &SearchIndex, reader: &LogReader, receiver: &Receiver<FedBatch>) {
+fn feed_thread(
+    index: &SearchIndex,
+    reader: &LogReader,
+    receiver: &Receiver<FedBatch>,
+    wake: &SyncSender<()>,
+) {
     while let Ok(batch) = receiver.recv() {
         index.insert_batch(reader, &batch);
-        index.persist_closed(reader);
+        // Full: the parts thread is awake already and looks again.
+        let _ = wake.try_send(());
     }
 }
 
@@ -415,8 +448,7 @@ fn feed_thread(index: &SearchIndex, reader: &LogReader, receiver: &Receiver<FedB
 /// from those files, everything else from the log, a step at a time. A
 /// purged entry is skipped (and covered: there is nothing of it to
 /// find); any other failure to read stops the build, which leaves the
-/// rest to be read by each search. Then writes the part files of the
-/// closed segments that lack one.
+/// rest to be read by each search.
 /// `progress` is told how many entries are done after each step.
 pub(crate) fn build(
     index: &SearchIndex,
@@ -467,7 +499,6 @@ pub(crate) fn build(
         at = end;
         progress(at);
     }
-    index.persist_closed(reader);
 }
 
 /// Reads the part files, checks each against the sequence index over

@@ -41,6 +41,7 @@ pub fn rebuild(reader: &LogReader, progress: &mut dyn FnMut(u64, u64)) -> LogRes
     let size = reader.size();
     progress(0, size);
     build(&index, reader, size, &mut |done| progress(done, size));
+    index.persist_closed(reader);
     if let Some(why) = index.failure() {
         return Err(LogError::Internal(format!("the search index: {why}")));
     }

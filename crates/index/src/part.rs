@@ -2,7 +2,7 @@
 //! order, and how an expression is answered over it.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use stele_query::{Expr, Field, Pattern, TimeField, contains_phrase, tokens};
@@ -85,6 +85,10 @@ struct Dict {
     values: Vec<Arc<str>>,
     /// Ordinals per value id.
     postings: Vec<Postings>,
+    /// The value ids in the order of their values, for prefixes and
+    /// globs: made by the first search that needs it, and brought up to
+    /// date by the next once the dictionary has grown.
+    sorted: Mutex<Arc<Vec<u32>>>,
 }
 
 impl Dict {
@@ -109,21 +113,57 @@ impl Dict {
         }
     }
 
-    /// The ordinals holding a value that one of `patterns` matches.
+    /// The value ids in value order (see `sorted`): the ids added since
+    /// the last call are sorted and merged in.
+    fn sorted_ids(&self) -> Arc<Vec<u32>> {
+        let mut sorted = self.sorted.lock().unwrap_or_else(|p| p.into_inner());
+        if sorted.len() == self.values.len() {
+            return sorted.clone();
+        }
+        let value = |id: &u32| &*self.values[*id as usize];
+        let mut new: Vec<u32> = (sorted.len() as u32..self.values.len() as u32).collect();
+        new.sort_unstable_by(|a, b| value(a).cmp(value(b)));
+        let mut merged = Vec::with_capacity(self.values.len());
+        let (mut old, mut new) = (sorted.iter().peekable(), new.into_iter().peekable());
+        while let (Some(a), Some(b)) = (old.peek(), new.peek()) {
+            if value(a) <= value(b) {
+                merged.push(**a);
+                old.next();
+            } else {
+                merged.push(*b);
+                new.next();
+            }
+        }
+        merged.extend(old.copied());
+        merged.extend(new);
+        *sorted = Arc::new(merged);
+        sorted.clone()
+    }
+
+    /// The ordinals holding a value that one of `patterns` matches: an
+    /// exact value by its id, a prefix (and a glob's literal start) as a
+    /// range of the values in order, each value of it checked.
     fn matching(&self, patterns: &[Pattern], len: usize) -> Bitset {
         let mut set = Bitset::empty(len);
-        if patterns.iter().all(|p| matches!(p, Pattern::Exact(_))) {
-            for pattern in patterns {
-                if let Pattern::Exact(value) = pattern
-                    && let Some(&id) = self.ids.get(value.as_str())
-                {
-                    self.add_postings(id, &mut set);
+        let mut sorted = None;
+        for pattern in patterns {
+            let start = match pattern {
+                Pattern::Exact(value) => {
+                    if let Some(&id) = self.ids.get(value.as_str()) {
+                        self.add_postings(id, &mut set);
+                    }
+                    continue;
                 }
-            }
-        } else {
-            for (id, value) in self.values.iter().enumerate() {
-                if patterns.iter().any(|p| p.matches(value)) {
-                    self.add_postings(id as u32, &mut set);
+                Pattern::Prefix(start) => start.as_str(),
+                Pattern::Glob(parts) => parts.first().map_or("", String::as_str),
+            };
+            let ids = sorted.get_or_insert_with(|| self.sorted_ids());
+            let value = |id: &u32| &*self.values[*id as usize];
+            let from = ids.partition_point(|id| value(id) < start);
+            let to = from + ids[from..].partition_point(|id| value(id).starts_with(start));
+            for id in &ids[from..to] {
+                if pattern.matches(value(id)) {
+                    self.add_postings(*id, &mut set);
                 }
             }
         }
@@ -472,7 +512,11 @@ impl Part {
             // A map entry: the key's pointer and length, the id, the hash
             // table's control byte, at the map's capacity.
             let ids = d.ids.capacity() * (size_of::<Arc<str>>() + size_of::<u32>() + 1);
-            values + postings + ids + d.values.capacity() * size_of::<Arc<str>>()
+            let sorted = d
+                .sorted
+                .lock()
+                .map_or(0, |s| s.capacity() * size_of::<u32>());
+            values + postings + ids + sorted + d.values.capacity() * size_of::<Arc<str>>()
         };
         let words: usize = self
             .words

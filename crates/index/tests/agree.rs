@@ -198,8 +198,16 @@ proptest! {
         events in prop::collection::vec(envelope(), 1..40),
         exprs in prop::collection::vec(expr(), 1..8),
     ) {
+        // Searched once half full, so that the values kept in order for
+        // prefixes and globs are brought up to date as the part grows.
         let mut part = Part::new();
+        let half = events.len() / 2;
         for (i, event) in events.iter().enumerate() {
+            if i == half {
+                for expr in &exprs {
+                    part.eval(expr, "s");
+                }
+            }
             part.insert(10 + 3 * i as u64, &EventTerms::of(event)).unwrap();
         }
         // A part read back from its bytes answers as the part itself, and

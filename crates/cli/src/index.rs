@@ -48,11 +48,8 @@ fn progress(bar: &Option<indicatif::ProgressBar>) -> impl FnMut(u64, u64) + '_ {
 
 fn rebuild_index(data: &DataArgs) -> CliResult<u8> {
     let at = local::now()?;
-    let options = stele_log::OpenOptions {
-        no_search_index: true,
-        ..open_options(data)?
-    };
-    let mut log = match Log::open(&data.data, options) {
+    // (`open_options` starts no index of the open's own.)
+    let mut log = match Log::open(&data.data, open_options(data)?) {
         Ok(log) => log,
         Err(LogError::Store(StoreError::Locked { .. })) => {
             return Err(Failure::usage(format!(

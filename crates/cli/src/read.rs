@@ -57,13 +57,9 @@ impl ReadAccess {
             });
         }
         drop(reader);
-        // A read opens the writer only to record itself: no search index
-        // (a search from here reads the entries it covers).
-        let options = stele_log::OpenOptions {
-            no_search_index: true,
-            ..open_options(data)?
-        };
-        let log = match Log::open(&data.data, options) {
+        // A read opens the writer only to record itself (with no search
+        // index: a search from here reads the entries it covers).
+        let log = match Log::open(&data.data, open_options(data)?) {
             Ok(log) => log,
             Err(LogError::Store(StoreError::Locked { .. })) => {
                 return Err(Failure::usage(format!(

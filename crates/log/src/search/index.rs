@@ -31,7 +31,7 @@ use stele_index::{EventTerms, Part};
 
 use crate::error::{LogError, LogResult};
 use crate::reader::LogReader;
-use crate::search::parts;
+use crate::search::parts::{self, Loaded};
 
 /// Entries of one build step, indexed under one write lock.
 const BUILD_STEP: u64 = 4096;
@@ -537,17 +537,8 @@ fn load_parts(index: &SearchIndex, reader: &LogReader, size: u64) -> LogResult<H
             continue;
         }
         match parts::read(reader, id, &path) {
-            Ok((header, found)) => {
-                let entries = parts::entries_of(&found);
-                loaded.insert(
-                    id,
-                    Loaded {
-                        header,
-                        parts: found,
-                        entries,
-                        path,
-                    },
-                );
+            Ok(file) => {
+                loaded.insert(id, file);
             }
             Err(why) => refuse(&path, why)?,
         }
@@ -582,15 +573,6 @@ fn load_parts(index: &SearchIndex, reader: &LogReader, size: u64) -> LogResult<H
         confirmed.insert(id, file.header.last);
     }
     Ok(confirmed)
-}
-
-/// A part file read at open, before the log confirms it.
-pub(crate) struct Loaded {
-    pub header: stele_store::search_part::PartHeader,
-    pub parts: Vec<Part>,
-    /// Its entries, ascending.
-    pub entries: Vec<u64>,
-    pub path: std::path::PathBuf,
 }
 
 /// The files whose entries are not exactly the first entries the

@@ -8,8 +8,8 @@ use stele_index::{EventTerms, Part};
 
 use crate::error::{LogError, LogResult};
 use crate::reader::LogReader;
-use crate::search::index::{Loaded, SearchIndex, build, check_against_index};
-use crate::search::parts;
+use crate::search::index::{SearchIndex, build, check_against_index};
+use crate::search::parts::{self, Loaded};
 
 /// What [`rebuild`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,28 +130,18 @@ pub fn verify_parts(
             continue;
         }
         match parts::read(reader, id, &path) {
-            Ok((header, found)) if header.last >= size && header.entries > 0 => {
+            Ok(file) if file.header.last >= size && file.header.entries > 0 => {
                 checks.push(PartCheck {
                     path,
-                    entries: header.entries,
+                    entries: file.header.entries,
                     outcome: PartOutcome::Note(format!(
                         "holds entries up to {}, written after the {size} entries checked",
-                        header.last
+                        file.header.last
                     )),
                 });
-                drop(found);
             }
-            Ok((header, found)) => {
-                let entries = parts::entries_of(&found);
-                loaded.insert(
-                    id,
-                    Loaded {
-                        header,
-                        parts: found,
-                        entries,
-                        path,
-                    },
-                );
+            Ok(file) => {
+                loaded.insert(id, file);
             }
             Err(why) => checks.push(PartCheck {
                 path,
@@ -160,7 +150,11 @@ pub fn verify_parts(
             }),
         }
     }
-    let disagree = check_against_index(&SearchIndex::default(), reader, &loaded, size)?;
+    let disagree = if loaded.is_empty() {
+        HashMap::new()
+    } else {
+        check_against_index(&SearchIndex::default(), reader, &loaded, size)?
+    };
     let total: u64 = loaded.values().map(|l| l.entries.len() as u64).sum();
     let mut done = 0;
     let mut ids: Vec<u32> = loaded.keys().copied().collect();

@@ -144,23 +144,34 @@ pub(crate) fn write(
     Ok(file.len() as u64)
 }
 
-/// Reads and opens the part file of segment `id`: its header and parts
-/// (the header checked to describe them; the digest of commitments is
-/// for the caller to check against the index).
-pub(crate) fn read(
-    reader: &LogReader,
-    id: u32,
-    path: &Path,
-) -> Result<(PartHeader, Vec<Part>), String> {
+/// A part file read and opened, before the log confirms it.
+pub(crate) struct Loaded {
+    pub header: PartHeader,
+    pub parts: Vec<Part>,
+    /// Its entries, ascending.
+    pub entries: Vec<u64>,
+    pub path: PathBuf,
+}
+
+/// Reads and opens the part file of segment `id` at `path`: its header
+/// and parts (the header checked to describe them; the digest of
+/// commitments is for the caller to check against the index).
+pub(crate) fn read(reader: &LogReader, id: u32, path: &Path) -> Result<Loaded, String> {
     let bytes = fsutil::read(path).map_err(|e| e.to_string())?;
     let keys = reader.segment_keys(id).map_err(|e| e.to_string())?;
     let (header, plain) =
         search_part::open(keys.data_key(), id, &bytes).map_err(|e| e.to_string())?;
     let parts = decode(&plain)?;
-    if !describes(&header, &entries_of(&parts)) {
+    let entries = entries_of(&parts);
+    if !describes(&header, &entries) {
         return Err("its header does not describe its parts".into());
     }
-    Ok((header, parts))
+    Ok(Loaded {
+        header,
+        parts,
+        entries,
+        path: path.to_path_buf(),
+    })
 }
 
 /// What the search directory holds.

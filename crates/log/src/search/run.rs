@@ -272,32 +272,6 @@ fn from_log(
     Ok(())
 }
 
-/// Pages of at least this many events are read on two threads.
-const READ_IN_TWO: usize = 8;
-
-/// Reads the page's entries, in order. Each event opens its block (a
-/// block's worth of decryption and decompression when it is not cached),
-/// so a larger page is read in two halves at once: neighbours in the log
-/// share blocks, and each half keeps its own.
-fn read_page(reader: &LogReader, entries: &[u64]) -> Vec<LogResult<StoredEvent>> {
-    let read = |part: &[u64]| -> Vec<LogResult<StoredEvent>> {
-        part.iter().map(|&e| reader.get(EntryIndex(e))).collect()
-    };
-    if entries.len() < READ_IN_TWO {
-        return read(entries);
-    }
-    let (first, second) = entries.split_at(entries.len() / 2);
-    std::thread::scope(|scope| {
-        let other = scope.spawn(|| read(second));
-        let mut events = read(first);
-        match other.join() {
-            Ok(rest) => events.extend(rest),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-        events
-    })
-}
-
 /// Orders the candidates, reads the page's events and checks each against
 /// the query again.
 fn finish(
@@ -314,8 +288,8 @@ fn finish(
     let more = candidates.len() > search.limit;
     candidates.truncate(search.limit);
     let mut events = Vec::with_capacity(candidates.len());
-    for (entry, read) in candidates.iter().zip(read_page(reader, &candidates)) {
-        let stored = match read {
+    for entry in candidates {
+        let stored = match reader.get(EntryIndex(entry)) {
             Ok(stored) => stored,
             // Purged since the index answered: it is gone from the page.
             Err(LogError::Purged { .. }) => continue,

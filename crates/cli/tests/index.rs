@@ -88,3 +88,73 @@ fn index_commands_refuse_a_typo_and_a_missing_directory() {
     assert_no_panic(&out);
     assert!(!missing.exists());
 }
+
+/// A part file changed on disk: `stele serve` refuses it at start, says so
+/// in its log, indexes the segment from the log and writes the file again.
+#[test]
+fn serve_logs_a_refused_part_file_and_writes_it_again() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    log_over_two_days(&dir);
+    let now = [("STELE_NOW", "2026-01-02T11:00:00Z")];
+    expect(
+        &run_env(&["index", "rebuild", "--data", p(&dir)], &now),
+        0,
+        &[],
+    );
+    let files = part_files(&dir);
+    assert_eq!(files.len(), 1);
+    flip_byte(&files[0], -40);
+    let changed = std::fs::read(&files[0]).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = stele()
+        .args([
+            "serve",
+            "--data",
+            p(&dir),
+            "--listen",
+            &listen,
+            "--allow-plain-http",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        let done = line.contains("search index covers the log");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    // The file is written again once the build is done: wait for it
+    // (a rename: the new file is whole when it is there).
+    for _ in 0..1000 {
+        if std::fs::read(&files[0]).is_ok_and(|bytes| bytes != changed) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = seen.join("\n");
+    let name = files[0].display().to_string();
+    assert!(
+        log.contains("search part file refused") && log.contains(name.as_str()),
+        "{log}"
+    );
+    assert!(log.contains("refused=1"), "{log}");
+    // Written again by the server (its day is closed), and it agrees.
+    let out = run_env(&["index", "verify", "--data", p(&dir)], &now);
+    expect(&out, 0, &["OK: 1 search part files agree with the log"]);
+}

@@ -123,6 +123,13 @@ pub async fn bind(
     for kept in log.kept_at_open() {
         tracing::warn!("{kept}");
     }
+    if let Some(index) = log.reader().search_index() {
+        let size = log.reader().size();
+        std::thread::Builder::new()
+            .name("stele-index-report".into())
+            .spawn(move || report_search_index(&index, size))
+            .map_err(|e| format!("starting the index report: {e}"))?;
+    }
     if let Some(first) = first_start.as_mut() {
         // The first admin token is granted like any other: its
         // `token.created` event is durable before its record is written.
@@ -463,6 +470,36 @@ pub fn shutdown_signal() -> Result<impl Future<Output = ()>, String> {
             _ = interrupt.recv() => {},
         }
     })
+}
+
+/// Logs what became of the search index once it covers the log as it was
+/// at the start: each part file refused (changed, foreign or at odds with
+/// the log; deleted, its segment indexed from the log), and how much came
+/// from the files.
+fn report_search_index(index: &stele_log::search::SearchIndex, size: u64) {
+    let started = std::time::Instant::now();
+    while index.behind(size) > 0 && index.failure().is_none() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = index.parts_report();
+    for refused in &report.refused {
+        tracing::warn!(
+            "search part file refused, its segment indexed from the log instead: {refused}"
+        );
+    }
+    match index.failure() {
+        Some(why) => {
+            tracing::warn!("search index stopped: {why}; searches read what it lacks from the log")
+        }
+        None => tracing::info!(
+            entries = size,
+            from_part_files = report.loaded_entries,
+            part_files = report.loaded_segments,
+            refused = report.refused.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "search index covers the log"
+        ),
+    }
 }
 
 #[cfg(test)]

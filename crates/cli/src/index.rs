@@ -54,7 +54,10 @@ fn rebuild_index(data: &DataArgs) -> CliResult<u8> {
         Err(LogError::Store(StoreError::Locked { .. })) => {
             return Err(Failure::usage(format!(
                 "`stele index rebuild` writes the search index's files, which needs the log's writer: {}",
-                crate::locked_message(&data.data)
+                crate::locked_message_with(
+                    &data.data,
+                    "stop the server first (while it runs, it writes the part files of closed days itself)"
+                )
             )));
         }
         Err(e) => return Err(e.into()),

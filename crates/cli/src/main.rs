@@ -619,6 +619,12 @@ pub(crate) fn locked_message(dir: &Path) -> String {
                        POST /v1/audit/run, GET /v1/audit/latest, GET /v1/events/{index}, \
                        GET/POST /v1/tokens, DELETE /v1/tokens/{id}; \
                        see docs/server.md) or stop the server";
+    locked_message_with(dir, API)
+}
+
+/// [`locked_message`], with `advice` for when the holder is (or may be) a
+/// running server.
+pub(crate) fn locked_message_with(dir: &Path, advice: &str) -> String {
     let holder = lock_holder(dir);
     let command = holder.and_then(|pid| {
         let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -631,7 +637,7 @@ pub(crate) fn locked_message(dir: &Path) -> String {
     });
     match (holder, command) {
         (Some(pid), Some(args)) if args.iter().skip(1).any(|a| a == "serve") => format!(
-            "{}: the log is open in a running `stele serve` (pid {pid}); {API}",
+            "{}: the log is open in a running `stele serve` (pid {pid}); {advice}",
             dir.display()
         ),
         (Some(pid), Some(args)) => format!(
@@ -642,7 +648,7 @@ pub(crate) fn locked_message(dir: &Path) -> String {
         ),
         _ => format!(
             "{}: the data directory is in use by another stele process; if it is a running \
-             `stele serve`, {API}",
+             `stele serve`, {advice}",
             dir.display()
         ),
     }

@@ -145,6 +145,12 @@ fn serve_logs_a_refused_part_file_and_writes_it_again() {
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    // A rebuild beside the server is refused, naming it, and changes
+    // nothing.
+    let written = std::fs::read(&files[0]).unwrap();
+    let out = run_env(&["index", "rebuild", "--data", p(&dir)], &now);
+    expect(&out, 2, &["running `stele serve`", "stop the server first"]);
+    assert_eq!(std::fs::read(&files[0]).unwrap(), written);
     let _ = child.kill();
     let _ = child.wait();
     let log = seen.join("\n");

@@ -530,7 +530,12 @@ fn outside_inputs(c: &Corpus) {
     }
     // Search parts: of no entry, and of a few events with every kind of
     // term (named fields, nested and array attributes, times, ids).
-    c.add("search_part", "empty", &stele_index::Part::new().encode());
+    c.prefixed(
+        "search_part",
+        "empty",
+        0,
+        &stele_index::Part::new().encode(),
+    );
     let preparer = Preparer::new("app", "fuzz", "ops");
     let mut part = stele_index::Part::new();
     for (i, raw) in [
@@ -546,7 +551,22 @@ fn outside_inputs(c: &Corpus) {
         part.insert(10 + 7 * i as u64, prepared.terms())
             .expect("ascending");
     }
-    c.add("search_part", "three-events", &part.encode());
+    c.prefixed("search_part", "three-events", 0, &part.encode());
+    // A whole part file, sealed under the fixtures' data key.
+    let header = stele_store::search_part::PartHeader {
+        segment_id: stele_fuzz::fixtures::DEK_SEGMENT,
+        entries: part.len() as u64,
+        first: part.entries().first().copied().unwrap_or(0),
+        last: part.last_entry().unwrap_or(0),
+        commitments: [7; 32],
+    };
+    let file = stele_store::search_part::seal(
+        &stele_fuzz::fixtures::keys().data_key,
+        &header,
+        &part.encode(),
+    )
+    .expect("seals");
+    c.prefixed("search_part", "file", 1, &file);
 }
 
 const SERVER_CONFIG: &str = r#"data = "./stele-data"

@@ -46,11 +46,34 @@ fn envelope() -> &'static stele_event::Envelope {
     })
 }
 
-/// Input: the bytes of one search part (`Part::encode`, what a search part
-/// file seals). They are read back or refused; a part that reads back
-/// writes the same bytes again, and answers a query over its ordinals
-/// only.
+/// Input: a first byte choosing what the rest is. 0: the bytes of one
+/// search part (`Part::encode`, what a search part file seals); they are
+/// read back or refused, and a part that reads back writes the same bytes
+/// again and answers a query over its ordinals only. 1: a whole search
+/// part file of the fixtures' segment (`DATA/search/<id>.part`); one that
+/// opens under the fixtures' data key gives the header read without the
+/// key, and sealed again opens to the same header and bytes.
 pub fn search_part(data: &[u8]) {
+    match data.split_first() {
+        Some((0, rest)) => part_bytes(rest),
+        Some((1, rest)) => part_file(rest),
+        _ => {}
+    }
+}
+
+fn part_file(data: &[u8]) {
+    use stele_store::search_part::{open, read_header, seal};
+    let keys = super::fixtures::keys();
+    let segment = super::fixtures::DEK_SEGMENT;
+    let Ok((header, plain)) = open(&keys.data_key, segment, data) else {
+        return;
+    };
+    assert_eq!(read_header(data), Some(header));
+    let again = seal(&keys.data_key, &header, &plain).expect("seals");
+    assert_eq!(open(&keys.data_key, segment, &again), Ok((header, plain)));
+}
+
+fn part_bytes(data: &[u8]) {
     let Ok(part) = stele_index::Part::decode(data) else {
         return;
     };

@@ -199,23 +199,36 @@ pub fn export(data: &DataArgs, range: &StreamRange) -> CliResult<u8> {
     access.authorize(Action::Export, Resource::Stream(stream), at)?;
     let to = scan::range_end(access.reader.size(), from, range.to).map_err(Failure::usage)?;
     let export = scan::export(&access.reader, stream, from, to)?;
+    let event = exported_event(&access, stream, (from, to), export.exported, export.purged);
+    // Recorded durably before any content is shown.
+    access.record(&event, at)?;
+    print_out(&String::from_utf8_lossy(&export.ndjson))?;
+    Ok(0)
+}
+
+/// The `events.exported` event of the operator's export of `stream`'s
+/// entries in `[from, to)`: how many were exported, and how many were
+/// purged.
+fn exported_event(
+    access: &ReadAccess,
+    stream: &str,
+    (from, to): (u64, u64),
+    exported: u64,
+    purged: u64,
+) -> SystemEvent {
     let caller = Caller::local();
-    let event = SystemEvent::EventsExported {
+    SystemEvent::EventsExported {
         actor: access.operator.principal.clone(),
         attributes: EventsExported {
             stream: stream.to_string(),
             from,
             to,
-            exported: export.exported,
-            purged: export.purged,
+            exported,
+            purged,
             method: caller.method,
             client: caller.client,
         },
-    };
-    // Recorded durably before any content is shown.
-    access.record(&event, at)?;
-    print_out(&String::from_utf8_lossy(&export.ndjson))?;
-    Ok(0)
+    }
 }
 
 /// Writes the entries of the range's stream in the range (at most the
@@ -263,19 +276,7 @@ pub fn export_bundle(
             return Err(e.into());
         }
     };
-    let caller = Caller::local();
-    let event = SystemEvent::EventsExported {
-        actor: access.operator.principal.clone(),
-        attributes: EventsExported {
-            stream: stream.to_string(),
-            from,
-            to,
-            exported: summary.events,
-            purged: summary.purged,
-            method: caller.method,
-            client: caller.client,
-        },
-    };
+    let event = exported_event(&access, stream, (from, to), summary.events, summary.purged);
     if let Err(e) = access.record(&event, at) {
         partial.discard();
         return Err(e);

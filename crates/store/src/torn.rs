@@ -67,8 +67,9 @@ impl std::fmt::Display for TearMark {
 /// record's clear head (bytes 16 on: ciphertext, tag, checksum), or, for a
 /// share with fewer than 8 such bytes, when all of it is zeros and it holds
 /// at least 4 bytes (its part of the length field, which is never zero, or
-/// the end of the record's checksum). A share of 1 to 3 bytes is never
-/// evidence: zeros there are as likely written as not.
+/// the end of the record's checksum). Zeros in a share of 1 to 3 bytes are
+/// evidence only with the rest of the record proved whole by its CRC
+/// ([`small_edge_tear`]).
 pub fn segment_record_tear(on_disk: &[u8], offset: u64, len: u64) -> Option<TearMark> {
     if (on_disk.len() as u64) < len {
         return Some(TearMark::CutShort {
@@ -91,6 +92,51 @@ pub fn segment_record_tear(on_disk: &[u8], offset: u64, len: u64) -> Option<Tear
             return Some(TearMark::ZeroSector { at: offset + start });
         }
         start = end;
+    }
+    small_edge_tear(on_disk, offset, len)
+}
+
+/// A tear that left unwritten only a share of 1 to 3 bytes at either edge
+/// of the record: too few bytes for zeros alone to be evidence, so the
+/// rest of the record must prove it whole. The frame's CRC-32 (its last 4
+/// bytes) covers bytes `4 ..` up to it and not the length field.
+///
+/// - The last share (1 to 3 bytes of the CRC) holds zeros, the CRC of the
+///   bytes before it matches the stored CRC's first bytes, and its last
+///   bytes are not zeros: everything but those bytes was written.
+/// - The first share (1 to 3 high bytes of the length field) holds zeros
+///   where the length the index gives has a non-zero byte, and the CRC
+///   matches: everything after those bytes was written.
+///
+/// A record altered after it was written passes either test by chance
+/// once in 2^32.
+fn small_edge_tear(on_disk: &[u8], offset: u64, len: u64) -> Option<TearMark> {
+    if len < 8 || (on_disk.len() as u64) < len {
+        return None;
+    }
+    let len = len as usize;
+    let record = &on_disk[..len];
+    let crc = crate::fsutil::crc32(&record[4..len - 4]).to_be_bytes();
+    let stored = &record[len - 4..];
+    let tail = ((offset + len as u64) % SECTOR) as usize;
+    if (1..=3).contains(&tail)
+        && stored[4 - tail..].iter().all(|b| *b == 0)
+        && stored[..4 - tail] == crc[..4 - tail]
+        && crc[4 - tail..].iter().any(|b| *b != 0)
+    {
+        return Some(TearMark::ZeroSector {
+            at: offset + (len - tail) as u64,
+        });
+    }
+    let head = ((SECTOR - offset % SECTOR) % SECTOR) as usize;
+    let length_field = u32::try_from(len - 4).ok()?.to_be_bytes();
+    if (1..=3).contains(&head)
+        && record[..head].iter().all(|b| *b == 0)
+        && length_field[..head].iter().any(|b| *b != 0)
+        && record[head..4] == length_field[head..]
+        && stored == crc
+    {
+        return Some(TearMark::ZeroSector { at: offset });
     }
     None
 }
@@ -200,6 +246,78 @@ mod tests {
             segment_record_tear(&r3, offset as u64, 1500),
             Some(TearMark::ZeroSector { at: 2048 })
         );
+    }
+
+    /// `record(len)` with the CRC-32 a writer puts at its end.
+    fn framed(len: usize) -> Vec<u8> {
+        let mut r = record(len);
+        let crc = crate::fsutil::crc32(&r[4..len - 4]);
+        r[len - 4..].copy_from_slice(&crc.to_be_bytes());
+        r
+    }
+
+    #[test]
+    fn a_lost_sector_holding_only_the_end_of_the_crc_is_a_tear() {
+        for len in [504usize, 1500, 70_000] {
+            let whole = framed(len);
+            let crc = whole[len - 4..].to_vec();
+            for tail in 1..=3usize {
+                // The record ends `tail` bytes into a sector.
+                let offset =
+                    (4 * SECTOR as usize - len % SECTOR as usize + tail) as u64 % SECTOR + SECTOR;
+                assert_eq!((offset as usize + len) % SECTOR as usize, tail);
+                let mut torn = whole.clone();
+                torn[len - tail..].fill(0);
+                let expected = if crc[4 - tail..].iter().all(|b| *b == 0) {
+                    None // not torn at all: the bytes are the same
+                } else {
+                    Some(TearMark::ZeroSector {
+                        at: offset + (len - tail) as u64,
+                    })
+                };
+                assert_eq!(
+                    segment_record_tear(&torn, offset, len as u64),
+                    expected,
+                    "{len} {tail}"
+                );
+                // The same zeros, but a byte changed elsewhere: corruption.
+                let mut altered = torn.clone();
+                altered[len / 2] ^= 0x01;
+                assert_eq!(
+                    segment_record_tear(&altered, offset, len as u64),
+                    None,
+                    "{len} {tail}"
+                );
+                // The whole record there: nothing torn.
+                assert_eq!(segment_record_tear(&whole, offset, len as u64), None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_lost_sector_holding_only_the_high_bytes_of_the_length_is_a_tear() {
+        // 70,000 bytes: the length field is 00 01 11 6c, so its second and
+        // third bytes are not zero.
+        let len = 70_000usize;
+        let whole = framed(len);
+        for head in 1..=3usize {
+            let offset = SECTOR * 3 - head as u64;
+            let mut torn = whole.clone();
+            torn[..head].fill(0);
+            let expected = if whole[..head].iter().all(|b| *b == 0) {
+                None // the length's high byte is zero in every record
+            } else {
+                Some(TearMark::ZeroSector { at: offset })
+            };
+            assert_eq!(
+                segment_record_tear(&torn, offset, len as u64),
+                expected,
+                "{head}"
+            );
+            let mut altered = torn.clone();
+            altered[len / 2] ^= 0x01;
+            assert_eq!(segment_record_tear(&altered, offset, len as u64), None);
+        }
     }
 
     /// A real block (segment version 3): its head, in clear after the

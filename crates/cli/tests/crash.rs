@@ -694,11 +694,13 @@ fn kill_after_receipts_then_kill_during_startup() {
 /// same path and content at the new size as at the last published size
 /// (here `tile/1/000.p/2`, the same for every size in 512..768); rewriting
 /// it in place (truncate, then write) would open a window where a kill
-/// empties it. Publishing therefore replaces partial tiles by rename: the
-/// file at that path is a new inode after the next publish, and the old one
-/// was never truncated. A torn file there is corruption, reported by name.
+/// empties it, and so would renaming a new copy over it before a sync (a
+/// power loss may keep the rename and not the copy's bytes). Publishing
+/// therefore leaves a partial tile that already holds its bytes alone:
+/// the same inode, never truncated. A torn file there is corruption,
+/// reported by name.
 #[test]
-fn publish_replaces_unchanged_partial_tile_atomically() {
+fn publish_leaves_an_unchanged_partial_tile_alone() {
     use std::os::unix::fs::MetadataExt;
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("log");
@@ -713,9 +715,9 @@ fn publish_replaces_unchanged_partial_tile_atomically() {
     append_ok(&dir, &ndjson((0..100).map(|i| format!("v-{i}"))));
     assert_eq!(checkpoint_size(&dir), 700);
     let inode_after = std::fs::metadata(&level1).expect("stat").ino();
-    assert_ne!(
+    assert_eq!(
         inode_before, inode_after,
-        "tile/1/000.p/2 was rewritten in place"
+        "tile/1/000.p/2 was replaced although it held its bytes"
     );
     assert_eq!(
         std::fs::read(&level1).expect("read"),

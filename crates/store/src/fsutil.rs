@@ -84,11 +84,30 @@ pub fn create_new_durable(path: &Path, bytes: &[u8], mode: u32) -> StoreResult<(
 /// Writes `bytes` to `path` (creating or truncating it) without fsync. The
 /// caller makes it durable later with [`sync_filesystem`]. Used for tiles,
 /// which are derived data that recovery can rewrite.
+///
+/// A file that already holds exactly `bytes` is left alone: truncating and
+/// writing it again would put its durable copy at the mercy of a crash
+/// until the next sync (a tile the last durable checkpoint needs, left
+/// empty).
 pub fn write_file_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+    if holds(path, bytes) {
+        return Ok(());
+    }
     if let Some(parent) = path.parent() {
         create_dirs_unsynced(parent)?;
     }
     write_whole_unsynced(path, bytes)
+}
+
+/// Whether `path` is a file holding exactly `bytes` (false when it cannot
+/// be read).
+fn holds(path: &Path, bytes: &[u8]) -> bool {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() == bytes.len() as u64 => {
+            std::fs::read(path).is_ok_and(|held| held == bytes)
+        }
+        _ => false,
+    }
 }
 
 /// Creates `dir` and its missing parents, without fsync.
@@ -116,11 +135,19 @@ fn write_whole_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
 }
 
 /// Replaces `path` with `bytes` by writing a temporary sibling and renaming
-/// it over `path`, without fsync (the caller syncs the file system later).
-/// A reader or a crash sees the old or the new content, never a torn file;
-/// used for partial tiles, which may already exist with content a signed
-/// checkpoint needs.
+/// it over `path`, without fsync (the caller syncs the file system later):
+/// a reader sees the old or the new content, never a torn file. Used for
+/// partial tiles, which may already exist with content a signed checkpoint
+/// needs. Crash story: until the caller's sync, the rename may survive a
+/// crash without the new file's bytes (an empty file in place of the old
+/// one), so a file that already holds exactly `bytes` is left alone: a
+/// partial tile a later publish asks for again (the same width at the
+/// same place, e.g. a level-1 tile while the tree grows within one
+/// level-0 tile) keeps its durable copy.
 pub fn replace_file_unsynced(path: &Path, bytes: &[u8]) -> StoreResult<()> {
+    if holds(path, bytes) {
+        return Ok(());
+    }
     if let Some(parent) = path.parent() {
         create_dirs_unsynced(parent)?;
     }

@@ -15,6 +15,8 @@ pub mod scratch;
 mod targets;
 
 pub use targets::fixtures;
+/// Where the `segment_block` target places its input in a segment file.
+pub use targets::store_block_at as SEGMENT_BLOCK_AT;
 
 /// One fuzz target: its name (the corpus directory under `corpus/`), what
 /// it feeds, and the function that runs one input.

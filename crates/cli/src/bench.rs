@@ -57,6 +57,10 @@ pub struct BenchArgs {
     /// Plaintext gathered into one block, in KiB (1 to 1024).
     #[arg(long, default_value_t = stele_log::BlockConfig::default().target_plain() / 1024)]
     block_kib: usize,
+    /// Plaintext of a block compressed against its segment's reference
+    /// block, in KiB (1 to 1024; 0: no block is).
+    #[arg(long, default_value_t = stele_log::BlockConfig::default().referenced_plain() / 1024)]
+    referenced_block_kib: usize,
     /// Keep the benchmark directory.
     #[arg(long)]
     keep: bool,
@@ -316,19 +320,21 @@ const MAX_PRODUCERS: usize = 1024;
 
 fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     let blocks = stele_log::BlockConfig::new(args.zstd_level, args.block_kib.saturating_mul(1024))
+        .and_then(|b| b.with_referenced(args.referenced_block_kib.saturating_mul(1024)))
         .map_err(|e| Failure::usage(e.to_string()))?;
     let data = dir.join("data");
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
     outln!(
-        "stele bench: {} {} events (seed {}), {} producers x {} events per request, {threads} cores, blocks of {} KiB at zstd level {}",
+        "stele bench: {} {} events (seed {}), {} producers x {} events per request, {threads} cores, blocks of {} KiB ({} KiB against a reference) at zstd level {}",
         args.events,
         args.workload.name(),
         args.seed,
         args.producers,
         args.request,
         args.block_kib,
+        args.referenced_block_kib,
         args.zstd_level
     )?;
 

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use stele_log::{BlockConfig, PreparedEvent};
-use stele_store::block::{self, Packer, Unpacker};
+use stele_store::block::{self, Packer, Reference, ReferenceDictionary, Unpacker};
 use stele_store::keys::{DataKey, Kek, NewKek};
 
 use stele_log::LogError;
@@ -72,29 +72,44 @@ pub(crate) fn measure(
     let (key, _) = store(DataKey::generate(&kek, 1))?;
     std::fs::remove_file(&kek_path)?;
 
-    // Blocks as the writer cuts them: up to the target of plaintext.
+    // Blocks as the writer cuts them in a segment of one stream and day:
+    // up to the target of plaintext, and once the first is large enough
+    // to be the segment's reference, smaller ones compressed against it.
     let mut groups: Vec<Vec<(u64, &[u8])>> = Vec::new();
     let mut plain = 0usize;
+    let mut referenced = false;
     for (i, event) in sample.iter().enumerate() {
         let len = BlockConfig::entry_plain(event.stored().len());
         match groups.last_mut() {
-            Some(group) if blocks.has_room(plain, group.len(), len) => {
+            Some(group) if blocks.has_room(referenced, plain, group.len(), len) => {
                 group.push((i as u64, event.stored()));
                 plain += len;
             }
             _ => {
+                if groups.len() == 1 && blocks.makes_reference(plain) {
+                    referenced = true;
+                }
                 groups.push(vec![(i as u64, event.stored())]);
                 plain = len;
             }
         }
     }
+    // The first block's frame is at a made-up offset (1) of its segment;
+    // the others follow it.
+    let reference = match groups.first() {
+        Some(group) if groups.len() > 1 && referenced => {
+            Some(store(Reference::new(group[0].0, 1, group, blocks.level()))?)
+        }
+        _ => None,
+    };
     let mut packer = store(Packer::new(blocks.level()))?;
     let mut frames: Vec<Vec<u8>> = Vec::with_capacity(groups.len());
     let seal = timed(n, || {
         frames.clear();
-        for group in &groups {
+        for (g, group) in groups.iter().enumerate() {
+            let against = reference.as_ref().filter(|_| g > 0);
             let mut frame = Vec::new();
-            store(packer.seal(&key, 1, group, &mut frame))?;
+            store(packer.seal(&key, 1, group, against, &mut frame))?;
             frames.push(frame);
         }
         Ok(())
@@ -102,11 +117,29 @@ pub(crate) fn measure(
 
     let mut unpacker = store(Unpacker::new())?;
     let path = Path::new("baseline");
+    // The reference is opened once, as a reader keeps it.
+    let dictionary = match (&reference, frames.first()) {
+        (Some(_), Some(frame)) => {
+            let (record, _) = store(stele_store::segment::parse_record_ref(path, 1, frame))?;
+            let block = store(block::parse(path, 1, record))?;
+            let open = store(block.open(&key, path, 1, &mut unpacker, None))?;
+            Some(store(ReferenceDictionary::new(1, &open))?)
+        }
+        _ => None,
+    };
     let open = timed(n, || {
+        let mut at = 1u64;
         for frame in &frames {
-            let (record, _) = store(stele_store::segment::parse_record_ref(path, 0, frame))?;
-            let block = store(block::parse(path, 0, record))?;
-            std::hint::black_box(store(block.open(&key, path, 0, &mut unpacker))?);
+            let (record, _) = store(stele_store::segment::parse_record_ref(path, at, frame))?;
+            let block = store(block::parse(path, at, record))?;
+            std::hint::black_box(store(block.open(
+                &key,
+                path,
+                at,
+                &mut unpacker,
+                dictionary.as_ref(),
+            ))?);
+            at += frame.len() as u64;
         }
         Ok(())
     })?;

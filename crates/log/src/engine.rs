@@ -39,7 +39,7 @@ use jiff::Timestamp;
 use stele_event::Envelope;
 use stele_event::time::Day;
 use stele_store::StoreError;
-use stele_store::block::BlockConfig;
+use stele_store::block::{BlockConfig, Reference};
 use stele_store::fsutil::{self, DirLock, SECRET_MODE};
 use stele_store::history::{self, HistoryWriter, StoredCheckpoint};
 use stele_store::index::{IndexFile, IndexRecord};
@@ -151,12 +151,20 @@ pub(crate) struct ActiveSegment {
     key: Arc<DataKey>,
     /// Derives the salts of the entries sealed under `key`.
     salts: SaltKey,
+    /// The block later blocks are compressed against (version 4), once
+    /// one is staged (see `seal.rs`).
+    reference: Option<Arc<Reference>>,
 }
 
 impl ActiveSegment {
     fn new(writer: SegmentWriter, key: Arc<DataKey>) -> ActiveSegment {
         let salts = key.salt_key();
-        ActiveSegment { writer, key, salts }
+        ActiveSegment {
+            writer,
+            key,
+            salts,
+            reference: None,
+        }
     }
 }
 

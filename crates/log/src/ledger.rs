@@ -382,8 +382,8 @@ fn system_events(log: &LogReader) -> LogResult<Vec<LedgerEvent>> {
                     info.path.display()
                 )));
             };
-            // A block holds several entries (segment version 3).
-            let held = if header.version == stele_store::segment::VERSION {
+            // A block holds several entries (segment versions 3 and 4).
+            let held = if stele_store::segment::holds_blocks(header.version) {
                 stele_store::block::peek_indices(&bytes[offset..end]).ok_or_else(|| {
                     LogError::Integrity(format!(
                         "{}: the block at byte {offset} cannot be read",

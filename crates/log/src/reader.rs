@@ -721,7 +721,7 @@ impl LogReader {
                     Err(e) => return Ok(Some((index, record, e))),
                     // A block's tag does not bind its entries' commitments:
                     // each is computed again (a mismatch is not a tear).
-                    Ok((plain, reader)) if reader.header.version == segment::VERSION => {
+                    Ok((plain, reader)) if segment::holds_blocks(reader.header.version) => {
                         crate::engine::decode_plaintext(
                             index,
                             &record.commitment,
@@ -767,7 +767,7 @@ impl LogReader {
                     continue;
                 }
                 let reader = self.segment_reader(record.segment_id)?;
-                if reader.header.version != segment::VERSION {
+                if !segment::holds_blocks(reader.header.version) {
                     continue;
                 }
                 let keys = self.segment_keys(record.segment_id)?;

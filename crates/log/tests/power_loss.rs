@@ -172,10 +172,18 @@ fn workload(root: &Path, shape: u64, skip: Option<Site>) -> Run {
         .unwrap();
     trace.mark("policy");
     let mut appended = Vec::new();
-    let batch = |log: &mut Log, appended: &mut Vec<Appended>, day: i64, rng: &mut Rng| {
+    let batch = |log: &mut Log, appended: &mut Vec<Appended>, b: i64, rng: &mut Rng| {
         let preparer =
             Preparer::new("app", "test", "ops").with_policy(log.reader().active_policy());
-        let size = 1 + rng.below(30) as usize;
+        // The first batch is large: its block of `ops` (over 64 KiB) is
+        // the reference the blocks of that day's later batches are
+        // compressed against.
+        let size = if b == 0 {
+            400
+        } else {
+            1 + rng.below(30) as usize
+        };
+        let day = b % 3;
         let mut events = Vec::new();
         for _ in 0..size {
             let stream = if rng.below(3) == 0 {
@@ -203,9 +211,9 @@ fn workload(root: &Path, shape: u64, skip: Option<Site>) -> Run {
         appended.extend(events.into_iter().map(|(a, _)| a));
         trace.mark(format!("acked {}", appended.len()));
     };
-    let batches = 3 + rng.below(4) as i64;
+    let batches = 4 + rng.below(3) as i64;
     for b in 0..batches {
-        batch(&mut log, &mut appended, b % 3, &mut rng);
+        batch(&mut log, &mut appended, b, &mut rng);
         if b % 2 == 1 {
             log.writer().publish().unwrap();
             trace.mark(format!("published {}", log.reader().published_size()));

@@ -140,9 +140,14 @@ fn block_head(frame: &[u8]) -> (Vec<u64>, &[u8]) {
     let mut at = 16;
     let codec = frame[at];
     at += 1;
-    assert!(codec == 1 || codec == 2, "codec {codec}");
+    assert!((1..=3).contains(&codec), "codec {codec}");
     let count = varint(frame, &mut at);
     let _plain_len = varint(frame, &mut at);
+    if codec == 3 {
+        // Compressed against a reference: its distance back and offset.
+        let (back, offset) = (varint(frame, &mut at), varint(frame, &mut at));
+        assert!(back >= 1 && offset >= 1);
+    }
     let mut entries = vec![first];
     for _ in 1..count {
         let gap = varint(frame, &mut at);
@@ -214,7 +219,7 @@ fn records_on_disk(dir: &Path) -> Vec<SealedRecord> {
             dk
         };
         let version = bytes[8];
-        let (first, listed, sealed, aad) = if version == 3 {
+        let (first, listed, sealed, aad) = if version == 3 || version == 4 {
             // A block: every entry it holds points at it; it is opened
             // once, under the nonce of its first entry, its head in the
             // AAD.

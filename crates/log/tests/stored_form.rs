@@ -102,7 +102,7 @@ fn a_bit_flipped_inside_a_compressed_block_is_caught() {
         drop(log);
         let seg = segment_file(&data);
         let mut bytes = std::fs::read(&seg).unwrap();
-        assert_eq!(bytes[8], 3, "new segments hold blocks");
+        assert_eq!(bytes[8], 4, "new segments hold blocks");
         let stream_len = u16::from_be_bytes([bytes[20], bytes[21]]) as usize;
         let block = 22 + stream_len + 4;
         let len = 4 + u32::from_be_bytes(bytes[block..block + 4].try_into().unwrap()) as usize;
@@ -131,6 +131,134 @@ fn a_bit_flipped_inside_a_compressed_block_is_caught() {
         assert!(problems.contains("entry 0"), "{problems}");
         assert!(!problems.contains("entry 30"), "{problems}");
     }
+}
+
+/// An event of ~300 bytes whose fields vary as an application's do.
+fn varied_event(preparer: &Preparer, n: usize) -> PreparedEvent {
+    let raw = format!(
+        r#"{{"actor":"user-{}@example.com","action":"{}","resource":"documents/{}","outcome":"success","attributes":{{"ip":"10.{}.{}.{}","request_id":"{:016x}","user_agent":"acme-cli/4.{} (linux; amd64)"}}}}"#,
+        n * 7919 % 500,
+        [
+            "document.read",
+            "document.share",
+            "invoice.delete",
+            "user.login"
+        ][n % 4],
+        n * 104_729 % 5000,
+        n % 7,
+        n % 251,
+        n * 13 % 256,
+        (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        n % 9
+    );
+    preparer
+        .prepare(raw.as_bytes(), jiff::Timestamp::now())
+        .unwrap()
+}
+
+/// A block of a segment: its offset, length, codec, and the reference it
+/// names (first entry, offset).
+type BlockSeen = (u64, usize, u8, Option<(u64, u64)>);
+
+/// Each block of the segment at `path`.
+fn blocks_of(path: &std::path::Path) -> Vec<BlockSeen> {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, mut at) = stele_store::segment::SegmentHeader::decode(path, &bytes).unwrap();
+    let mut out = Vec::new();
+    while at < bytes.len() && bytes[at..].iter().any(|b| *b != 0) {
+        let (record, len) =
+            stele_store::segment::parse_record_ref(path, at as u64, &bytes[at..]).unwrap();
+        let block = stele_store::block::parse(path, at as u64, record).unwrap();
+        out.push((at as u64, len, block.codec, block.reference));
+        at += len;
+    }
+    out
+}
+
+/// The first large block of a segment becomes its reference; the blocks of
+/// later appends are smaller and compressed against it, and read back and
+/// verify like any other. A writer opened again begins a reference of its
+/// own. A reference whose bytes change makes the blocks against it
+/// unreadable (named by `get` and `verify`), never misread, and leaves the
+/// blocks against the other reference readable.
+#[test]
+fn blocks_compressed_against_a_reference_read_and_verify() {
+    use stele_store::block::{CODEC_ZSTD, CODEC_ZSTD_REFERENCED};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let preparer = Preparer::new("tester", "test", "default");
+    let batch = |range: std::ops::Range<usize>| -> Vec<PreparedEvent> {
+        range.map(|n| varied_event(&preparer, n)).collect()
+    };
+    {
+        let mut log = open_new(&data);
+        log.writer().append_batch(&batch(0..400)).unwrap();
+        log.writer().append_batch(&batch(400..800)).unwrap();
+        log.writer().publish().unwrap();
+    }
+    let seg = segment_file(&data);
+    let blocks = blocks_of(&seg);
+    let (reference_at, reference_len, codec, _) = blocks[0];
+    assert_eq!(codec, CODEC_ZSTD, "the first block is compressed alone");
+    assert!(blocks.len() >= 4, "{blocks:?}");
+    let mut later_bytes = 0;
+    for (_, len, codec, reference) in &blocks[1..] {
+        assert_eq!(*codec, CODEC_ZSTD_REFERENCED, "{blocks:?}");
+        assert_eq!(*reference, Some((0, reference_at)));
+        later_bytes += len;
+    }
+    // The same events compress better against the reference.
+    assert!(
+        later_bytes < reference_len,
+        "400 events: {reference_len} bytes alone, {later_bytes} against the reference"
+    );
+
+    // Opened again: appends of less than 64 KiB are compressed alone
+    // until one is large enough to be the new reference.
+    {
+        let mut log = Log::open(&data, OpenOptions::default()).unwrap();
+        log.writer().append_batch(&batch(800..850)).unwrap();
+        log.writer().append_batch(&batch(850..1250)).unwrap();
+        log.writer().append_batch(&batch(1250..1400)).unwrap();
+        log.writer().publish().unwrap();
+        for n in 0..1400 {
+            assert!(log.reader().get(EntryIndex(n)).is_ok(), "entry {n}");
+        }
+        let report = verify(log.reader(), &NoProgress).unwrap();
+        assert!(report.ok(), "{:?}", report.problems);
+    }
+    let blocks = blocks_of(&seg);
+    let second = blocks
+        .iter()
+        .find(|(_, _, _, reference)| reference.is_some_and(|(first, _)| first != 0))
+        .unwrap();
+    assert_eq!(second.3.unwrap().0, 850, "{blocks:?}");
+    assert!(
+        blocks
+            .iter()
+            .any(|(at, _, codec, _)| *codec == CODEC_ZSTD && *at == second.3.unwrap().1)
+    );
+
+    // A bit of the first reference flipped, its checksum fixed.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = (reference_at as usize) + reference_len / 2;
+    bytes[at] ^= 0x08;
+    let end = reference_at as usize + reference_len - 4;
+    let crc = stele_store::fsutil::crc32(&bytes[reference_at as usize + 4..end]);
+    bytes[end..end + 4].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(&seg, &bytes).unwrap();
+    let log = Log::open(&data, OpenOptions::default()).unwrap();
+    for n in [0, 399, 400, 799] {
+        assert!(log.reader().get(EntryIndex(n)).is_err(), "entry {n}");
+    }
+    for n in [800, 849, 850, 1249, 1250, 1399] {
+        assert!(log.reader().get(EntryIndex(n)).is_ok(), "entry {n}");
+    }
+    let report = verify(log.reader(), &NoProgress).unwrap();
+    let problems = format!("{:?}", report.problems);
+    assert!(problems.contains("entry 0:"), "{problems}");
+    assert!(problems.contains("entry 400"), "{problems}");
+    assert!(!problems.contains("entry 850"), "{problems}");
 }
 
 fn segment_file(data: &std::path::Path) -> std::path::PathBuf {

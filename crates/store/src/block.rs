@@ -1,9 +1,13 @@
-//! Blocks: the records of segments of version 3.
+//! Blocks: the records of segments of versions 3 and 4.
 //!
 //! A block seals several entries of one segment at once: the entries one
 //! append wrote to the segment, up to about [`TARGET_PLAIN`] bytes of them,
 //! compressed with zstd and sealed with one AES-256-GCM tag and one
-//! checksum. Entry salts are not stored: each is derived from the record
+//! checksum. In a segment of version 4, once the segment holds a block of
+//! at least [`REFERENCE_MIN_PLAIN`] bytes, later blocks are smaller
+//! ([`REFERENCED_PLAIN`]) and compressed with that earlier block's
+//! plaintext as a zstd dictionary (codec 3): they compress about as well
+//! as large blocks, and reading one entry decompresses only a small block. Entry salts are not stored: each is derived from the record
 //! key and the entry number ([`crate::keys::SaltKey`]). The frame is that
 //! of the records of earlier versions (length, number, generation, sealed
 //! bytes, CRC), so recovery and verification walk a segment of any version
@@ -14,7 +18,10 @@
 //! ```text
 //! frame:  length u32 | first entry u64 | generation u32 | head
 //!         | ciphertext | tag[16] | crc32 u32 (of first entry..tag)
-//! head:   codec u8 (1 stored, 2 zstd) | entries varint | plaintext length varint
+//! head:   codec u8 (1 stored, 2 zstd, 3 zstd against a reference)
+//!         | entries varint | plaintext length varint
+//!         | codec 3 only: varint first entry minus the reference's (≥ 1)
+//!         | codec 3 only: varint file offset of the reference's frame (≥ 1)
 //!         | for each entry after the first: varint gap to the previous entry (≥ 1)
 //! plaintext (before compression): for each entry: varint length | stored envelope
 //! ```
@@ -33,9 +40,20 @@ use crate::segment::{MAX_RECORD_BODY, RecordRef};
 pub const CODEC_STORED: u8 = 1;
 /// zstd (RFC 8878) frames.
 pub const CODEC_ZSTD: u8 = 2;
+/// zstd frames compressed with the plaintext of an earlier block of the
+/// same segment (its *reference*) as a raw-content dictionary.
+pub const CODEC_ZSTD_REFERENCED: u8 = 3;
 /// Plaintext bytes an append gathers into one block before it begins the
-/// next (a single larger entry makes a block of its own).
+/// next (a single larger entry makes a block of its own), while the
+/// segment has no reference block.
 pub const TARGET_PLAIN: usize = 256 * 1024;
+/// The same, once it has one: blocks compressed against the reference.
+pub const REFERENCED_PLAIN: usize = 32 * 1024;
+/// The least plaintext a block holds to become its segment's reference.
+pub const REFERENCE_MIN_PLAIN: usize = 64 * 1024;
+/// The most plaintext a reference block may hold (readers refuse larger
+/// ones: a reference is kept in memory as a dictionary).
+pub const REFERENCE_MAX_PLAIN: usize = 1024 * 1024;
 /// The most entries one block holds (the largest append).
 pub const MAX_ENTRIES: usize = 65_536;
 /// The zstd level blocks are compressed at.
@@ -51,6 +69,8 @@ pub const FRAME_HEAD: usize = 16;
 pub struct BlockConfig {
     level: i32,
     target_plain: usize,
+    /// 0: no block is compressed against a reference.
+    referenced_plain: usize,
 }
 
 impl Default for BlockConfig {
@@ -58,6 +78,7 @@ impl Default for BlockConfig {
         BlockConfig {
             level: LEVEL,
             target_plain: TARGET_PLAIN,
+            referenced_plain: REFERENCED_PLAIN,
         }
     }
 }
@@ -84,6 +105,21 @@ impl BlockConfig {
         Ok(BlockConfig {
             level,
             target_plain,
+            referenced_plain: REFERENCED_PLAIN.min(target_plain),
+        })
+    }
+
+    /// The same, with blocks of `referenced_plain` bytes once a segment has
+    /// a reference block (`0`: never compress against one).
+    pub fn with_referenced(self, referenced_plain: usize) -> StoreResult<BlockConfig> {
+        if referenced_plain != 0 && !Self::TARGETS.contains(&referenced_plain) {
+            return Err(StoreError::Invalid(format!(
+                "referenced block size {referenced_plain} bytes is outside 1 KiB..=1 MiB"
+            )));
+        }
+        Ok(BlockConfig {
+            referenced_plain,
+            ..self
         })
     }
 
@@ -93,6 +129,17 @@ impl BlockConfig {
 
     pub fn target_plain(&self) -> usize {
         self.target_plain
+    }
+
+    /// Plaintext per block once a segment has a reference (0: none used).
+    pub fn referenced_plain(&self) -> usize {
+        self.referenced_plain
+    }
+
+    /// Whether a block of `plain` bytes, sealed without a reference, may
+    /// become its segment's reference.
+    pub fn makes_reference(&self, plain: usize) -> bool {
+        self.referenced_plain != 0 && (REFERENCE_MIN_PLAIN..=REFERENCE_MAX_PLAIN).contains(&plain)
     }
 
     /// The plaintext an entry whose stored envelope is `body_len` bytes
@@ -105,9 +152,100 @@ impl BlockConfig {
     /// Whether a block being filled, holding `entries` entries in `plain`
     /// bytes (sums of [`Self::entry_plain`]), takes one more of
     /// `entry_plain` bytes; when it does not, the entry begins a new block.
-    pub fn has_room(&self, plain: usize, entries: usize, entry_plain: usize) -> bool {
-        plain + entry_plain <= self.target_plain && entries < MAX_ENTRIES
+    /// `referenced`: the block is compressed against a reference.
+    pub fn has_room(
+        &self,
+        referenced: bool,
+        plain: usize,
+        entries: usize,
+        entry_plain: usize,
+    ) -> bool {
+        let target = if referenced {
+            self.referenced_plain
+        } else {
+            self.target_plain
+        };
+        plain + entry_plain <= target && entries < MAX_ENTRIES
     }
+}
+
+/// A segment's reference block as the writer holds it: where it is, and
+/// its plaintext prepared as a zstd dictionary for compressing.
+pub struct Reference {
+    /// The reference block's first entry.
+    pub first: u64,
+    /// Where its frame begins in the segment file.
+    pub offset: u64,
+    dictionary: zstd::dict::EncoderDictionary<'static>,
+}
+
+impl std::fmt::Debug for Reference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reference(first {}, offset {})", self.first, self.offset)
+    }
+}
+
+impl Reference {
+    /// The block with first entry `first`, whose frame begins at `offset`,
+    /// holding `entries` (as given to [`Packer::seal`]), compressed at
+    /// `level`.
+    pub fn new(
+        first: u64,
+        offset: u64,
+        entries: &[(u64, &[u8])],
+        level: i32,
+    ) -> StoreResult<Reference> {
+        let plain = plaintext_of(entries, Vec::new());
+        let dictionary = zstd::dict::EncoderDictionary::try_copy(&plain, level)
+            .map_err(|e| StoreError::Invalid(format!("zstd dictionary: {e}")))?;
+        Ok(Reference {
+            first,
+            offset,
+            dictionary,
+        })
+    }
+}
+
+/// A reference block as a reader holds it: its plaintext prepared as a
+/// zstd dictionary for decompressing the blocks that name it.
+pub struct ReferenceDictionary {
+    pub first: u64,
+    pub offset: u64,
+    dictionary: zstd::dict::DecoderDictionary<'static>,
+}
+
+impl std::fmt::Debug for ReferenceDictionary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ReferenceDictionary(first {}, offset {})",
+            self.first, self.offset
+        )
+    }
+}
+
+impl ReferenceDictionary {
+    /// The reference block `open` (opened from the frame at `offset`).
+    pub fn new(offset: u64, open: &OpenBlock) -> StoreResult<ReferenceDictionary> {
+        let dictionary = zstd::dict::DecoderDictionary::try_copy(&open.plain)
+            .map_err(|e| StoreError::Invalid(format!("zstd dictionary: {e}")))?;
+        Ok(ReferenceDictionary {
+            first: open.indices.first().copied().unwrap_or(0),
+            offset,
+            dictionary,
+        })
+    }
+}
+
+/// The plaintext of a block holding `entries`: each stored envelope after
+/// its length (a varint), into `out` (cleared first).
+fn plaintext_of(entries: &[(u64, &[u8])], mut out: Vec<u8>) -> Vec<u8> {
+    out.clear();
+    for (_, body) in entries {
+        put_varint(&mut out, body.len() as u64);
+        out.extend_from_slice(body);
+    }
+    out
 }
 
 /// Compresses and seals blocks; keeps its zstd context from one block to
@@ -164,12 +302,15 @@ impl Packer {
 
     /// Appends to `out` the frame of one block holding `entries` (entry
     /// number and stored envelope; at least one, numbers rising) sealed
-    /// with `key` for writer `generation`.
+    /// with `key` for writer `generation`, compressed against `reference`
+    /// when one is given (an earlier block of the same segment, in a
+    /// segment of version 4).
     pub fn seal(
         &mut self,
         key: &DataKey,
         generation: u32,
         entries: &[(u64, &[u8])],
+        reference: Option<&Reference>,
         out: &mut Vec<u8>,
     ) -> StoreResult<()> {
         let Some(&(first, _)) = entries.first() else {
@@ -183,31 +324,57 @@ impl Packer {
                 entries.len()
             )));
         }
-        self.plain.clear();
-        for (_, body) in entries {
-            put_varint(&mut self.plain, body.len() as u64);
-            self.plain.extend_from_slice(body);
+        if let Some(reference) = reference
+            && (reference.first >= first || reference.offset == 0)
+        {
+            return Err(StoreError::Invalid(format!(
+                "a block's reference comes before it: entry {} at byte {} for a block from entry {first}",
+                reference.first, reference.offset
+            )));
         }
+        self.plain = plaintext_of(entries, std::mem::take(&mut self.plain));
         // Compressed into a buffer kept from one block to the next: a
         // fresh one would cost the kernel zeroing its pages every time.
         self.sealed.clear();
         self.sealed
             .reserve(zstd::zstd_safe::compress_bound(self.plain.len()));
-        self.compressor
-            .compress_to_buffer(&self.plain, &mut self.sealed)
-            .map_err(|e| StoreError::Invalid(format!("zstd: {e}")))?;
-        let codec = if self.sealed.len() < self.plain.len() {
-            CODEC_ZSTD
-        } else {
+        match reference {
+            Some(reference) => self
+                .compressor
+                .context_mut()
+                .compress_using_cdict(
+                    &mut self.sealed,
+                    &self.plain,
+                    reference.dictionary.as_cdict(),
+                )
+                .map(|_| ())
+                .map_err(|code| {
+                    StoreError::Invalid(format!("zstd: {}", zstd::zstd_safe::get_error_name(code)))
+                })?,
+            None => {
+                self.compressor
+                    .compress_to_buffer(&self.plain, &mut self.sealed)
+                    .map_err(|e| StoreError::Invalid(format!("zstd: {e}")))?;
+            }
+        }
+        let codec = if self.sealed.len() >= self.plain.len() {
             self.sealed.clear();
             self.sealed.extend_from_slice(&self.plain);
             CODEC_STORED
+        } else if reference.is_some() {
+            CODEC_ZSTD_REFERENCED
+        } else {
+            CODEC_ZSTD
         };
         let sealed = &mut self.sealed;
-        let mut head = Vec::with_capacity(8 + 2 * entries.len());
+        let mut head = Vec::with_capacity(24 + 2 * entries.len());
         head.push(codec);
         put_varint(&mut head, entries.len() as u64);
         put_varint(&mut head, self.plain.len() as u64);
+        if let (CODEC_ZSTD_REFERENCED, Some(reference)) = (codec, reference) {
+            put_varint(&mut head, first - reference.first);
+            put_varint(&mut head, reference.offset);
+        }
         let mut previous = first;
         for (index, _) in &entries[1..] {
             if *index <= previous {
@@ -248,18 +415,31 @@ pub struct BlockRef<'a> {
     pub plain_len: usize,
     /// The numbers of the entries it holds, rising.
     pub indices: Vec<u64>,
+    /// Codec 3: its reference block's first entry and frame offset.
+    pub reference: Option<(u64, u64)>,
     head: &'a [u8],
     /// Ciphertext and tag.
     sealed: &'a [u8],
 }
 
-/// The head of a block: codec, entry numbers, plaintext length, and where
-/// the head ends in `sealed` (the frame's bytes after its first 16).
-fn parse_head(first: u64, sealed: &[u8]) -> Result<(u8, Vec<u64>, usize, usize), String> {
+/// A block's head, parsed.
+struct Head {
+    codec: u8,
+    indices: Vec<u64>,
+    plain_len: usize,
+    reference: Option<(u64, u64)>,
+    /// Where the head ends in the frame's bytes after its first 16.
+    len: usize,
+}
+
+/// The head of a block: codec, entry numbers, plaintext length, its
+/// reference (codec 3), and where the head ends in `sealed` (the frame's
+/// bytes after its first 16).
+fn parse_head(first: u64, sealed: &[u8]) -> Result<Head, String> {
     let mut at = 0usize;
     let codec = *sealed.first().ok_or("block head is missing")?;
     at += 1;
-    if codec != CODEC_STORED && codec != CODEC_ZSTD {
+    if !(CODEC_STORED..=CODEC_ZSTD_REFERENCED).contains(&codec) {
         return Err(format!("unknown block codec {codec}"));
     }
     let count = get_varint(sealed, &mut at).ok_or("block entry count is unreadable")?;
@@ -274,6 +454,17 @@ fn parse_head(first: u64, sealed: &[u8]) -> Result<(u8, Vec<u64>, usize, usize),
             "block plaintext length {plain_len} is out of range"
         ));
     }
+    let reference = if codec == CODEC_ZSTD_REFERENCED {
+        let back = get_varint(sealed, &mut at).ok_or("block reference is unreadable")?;
+        let offset = get_varint(sealed, &mut at).ok_or("block reference is unreadable")?;
+        let reference_first = first
+            .checked_sub(back)
+            .filter(|_| back > 0 && offset > 0)
+            .ok_or("block reference is not an earlier block")?;
+        Some((reference_first, offset))
+    } else {
+        None
+    };
     let mut indices = Vec::with_capacity(count as usize);
     indices.push(first);
     let mut previous = first;
@@ -286,14 +477,33 @@ fn parse_head(first: u64, sealed: &[u8]) -> Result<(u8, Vec<u64>, usize, usize),
         indices.push(next);
         previous = next;
     }
-    Ok((codec, indices, plain_len as usize, at))
+    Ok(Head {
+        codec,
+        indices,
+        plain_len: plain_len as usize,
+        reference,
+        len: at,
+    })
 }
 
 /// Parses the block a frame holds (`record`: the frame parsed and its
 /// checksum checked by [`crate::segment::parse_record_ref`]).
 pub fn parse<'a>(path: &Path, offset: u64, record: RecordRef<'a>) -> StoreResult<BlockRef<'a>> {
-    let (codec, indices, plain_len, head_len) = parse_head(record.index, record.sealed)
+    let Head {
+        codec,
+        indices,
+        plain_len,
+        reference,
+        len: head_len,
+    } = parse_head(record.index, record.sealed)
         .map_err(|what| StoreError::corrupt(path, offset, what))?;
+    if reference.is_some_and(|(_, at)| at >= offset) {
+        return Err(StoreError::corrupt(
+            path,
+            offset,
+            "block reference is not an earlier block",
+        ));
+    }
     let (head, sealed) = record.sealed.split_at(head_len);
     if sealed.len() < TAG_LEN || (codec == CODEC_STORED && sealed.len() != plain_len + TAG_LEN) {
         return Err(StoreError::corrupt(
@@ -308,6 +518,7 @@ pub fn parse<'a>(path: &Path, offset: u64, record: RecordRef<'a>) -> StoreResult
         codec,
         plain_len,
         indices,
+        reference,
         head,
         sealed,
     })
@@ -320,14 +531,14 @@ pub fn peek_indices(frame: &[u8]) -> Option<Vec<u64>> {
     let first = u64::from_be_bytes(frame.get(4..12)?.try_into().ok()?);
     let end = crate::segment::record_len(frame)?.min(frame.len());
     let sealed = frame.get(FRAME_HEAD..end.checked_sub(4)?)?;
-    parse_head(first, sealed)
-        .ok()
-        .map(|(_, indices, _, _)| indices)
+    parse_head(first, sealed).ok().map(|head| head.indices)
 }
 
 /// Decompresses blocks; keeps its zstd context (one per thread).
 pub struct Unpacker {
     decompressor: zstd::bulk::Decompressor<'static>,
+    /// For blocks compressed against a reference.
+    context: zstd::zstd_safe::DCtx<'static>,
     buffer: Vec<u8>,
 }
 
@@ -342,6 +553,8 @@ impl Unpacker {
         Ok(Unpacker {
             decompressor: zstd::bulk::Decompressor::new()
                 .map_err(|e| StoreError::Invalid(format!("zstd: {e}")))?,
+            context: zstd::zstd_safe::DCtx::try_create()
+                .ok_or_else(|| StoreError::Invalid("zstd: no decompression context".into()))?,
             buffer: Vec::new(),
         })
     }
@@ -358,7 +571,8 @@ pub struct OpenBlock {
 
 impl BlockRef<'_> {
     /// Authenticates and decrypts the block with the record key of its
-    /// generation, then decompresses it and splits it into its entries.
+    /// generation, then decompresses it (codec 3: with `reference`, the
+    /// block its head names) and splits it into its entries.
     /// A tag that does not verify is [`StoreError::Authentication`];
     /// anything wrong after it (which only a writer with the key could
     /// have made) is corrupt.
@@ -368,6 +582,7 @@ impl BlockRef<'_> {
         path: &Path,
         offset: u64,
         unpacker: &mut Unpacker,
+        reference: Option<&ReferenceDictionary>,
     ) -> StoreResult<OpenBlock> {
         let buffer = &mut unpacker.buffer;
         buffer.clear();
@@ -378,7 +593,35 @@ impl BlockRef<'_> {
                 path: path.to_path_buf(),
                 index: self.first,
             })?;
-        let plain = if self.codec == CODEC_ZSTD {
+        let plain = if self.codec == CODEC_ZSTD_REFERENCED {
+            let dictionary = match reference {
+                Some(r) if Some((r.first, r.offset)) == self.reference => &r.dictionary,
+                _ => {
+                    return Err(StoreError::Invalid(
+                        "a block compressed against a reference is opened without it".into(),
+                    ));
+                }
+            };
+            let mut plain = Vec::with_capacity(self.plain_len);
+            unpacker
+                .context
+                .decompress_using_ddict(&mut plain, opened, dictionary.as_ddict())
+                .map_err(|code| {
+                    StoreError::corrupt(
+                        path,
+                        offset,
+                        format!("block: zstd: {}", zstd::zstd_safe::get_error_name(code)),
+                    )
+                })?;
+            if plain.len() != self.plain_len {
+                return Err(StoreError::corrupt(
+                    path,
+                    offset,
+                    "block decompresses to another length than its head says",
+                ));
+            }
+            plain
+        } else if self.codec == CODEC_ZSTD {
             let plain = unpacker
                 .decompressor
                 .decompress(opened, self.plain_len)
@@ -486,7 +729,7 @@ mod tests {
             .collect();
         let mut packer = Packer::new(LEVEL).unwrap();
         let mut frame = Vec::new();
-        packer.seal(&key, 7, &entries, &mut frame).unwrap();
+        packer.seal(&key, 7, &entries, None, &mut frame).unwrap();
         let plain: usize = bodies.iter().map(|b| b.len() + 1).sum();
         assert!(frame.len() < plain, "{} vs {plain}", frame.len());
         assert!(
@@ -505,7 +748,7 @@ mod tests {
         let block = parse(path, 0, record).unwrap();
         assert_eq!(block.codec, CODEC_ZSTD);
         let mut unpacker = Unpacker::new().unwrap();
-        let open = block.open(&key, path, 0, &mut unpacker).unwrap();
+        let open = block.open(&key, path, 0, &mut unpacker, None).unwrap();
         for (index, body) in &entries {
             assert_eq!(open.body(*index), Some(*body));
         }
@@ -516,7 +759,7 @@ mod tests {
         let kek = Kek::create(&_dir.path().join("kek2"), NewKek::Random).unwrap();
         let (other, _) = DataKey::generate(&kek, 1).unwrap();
         assert!(matches!(
-            block.open(&other, path, 0, &mut unpacker),
+            block.open(&other, path, 0, &mut unpacker, None),
             Err(StoreError::Authentication { .. })
         ));
         let mut moved = frame.clone();
@@ -530,7 +773,7 @@ mod tests {
         let block = parse(path, 0, record).unwrap();
         assert_eq!(*block.indices.last().unwrap(), 100 + 3 * 49 + 1);
         assert!(matches!(
-            block.open(&key, path, 0, &mut unpacker),
+            block.open(&key, path, 0, &mut unpacker, None),
             Err(StoreError::Authentication { .. })
         ));
         // A flipped bit anywhere fails the checksum.
@@ -549,19 +792,21 @@ mod tests {
         crate::keys::random_bytes(&mut noise).unwrap();
         let mut packer = Packer::new(LEVEL).unwrap();
         let mut frame = Vec::new();
-        packer.seal(&key, 1, &[(5, &noise)], &mut frame).unwrap();
+        packer
+            .seal(&key, 1, &[(5, &noise)], None, &mut frame)
+            .unwrap();
         let (record, _) = parse_record_ref(path, 0, &frame).unwrap();
         let block = parse(path, 0, record).unwrap();
         assert_eq!(block.codec, CODEC_STORED);
         let open = block
-            .open(&key, path, 0, &mut Unpacker::new().unwrap())
+            .open(&key, path, 0, &mut Unpacker::new().unwrap(), None)
             .unwrap();
         assert_eq!(open.body(5), Some(noise.as_slice()));
 
-        assert!(packer.seal(&key, 1, &[], &mut frame).is_err());
+        assert!(packer.seal(&key, 1, &[], None, &mut frame).is_err());
         assert!(
             packer
-                .seal(&key, 1, &[(5, b"a"), (5, b"b")], &mut frame)
+                .seal(&key, 1, &[(5, b"a"), (5, b"b")], None, &mut frame)
                 .is_err()
         );
     }

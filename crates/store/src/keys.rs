@@ -535,7 +535,7 @@ impl DataKey {
     }
 }
 
-/// Associated data of a block (segment version 3): its first entry and its
+/// Associated data of a block (segment versions 3 and 4): its first entry and its
 /// head (codec, entry count, plaintext length, the other entries'
 /// numbers), so a block moved to another position, or whose list of
 /// entries was changed, fails to open.

@@ -13,7 +13,7 @@
 //!   keys derived from it, so that no (key, nonce) pair repeats even in a
 //!   restored or copied directory.
 //! - [`segment`]: append-only segment files of AES-256-GCM sealed records, one
-//!   per (stream, epoch); [`block`]: the records of version 3, each a
+//!   per (stream, epoch); [`block`]: the records of versions 3 and 4, each a
 //!   zstd-compressed block of entries with derived salts.
 //! - [`index`]: the sequence index, one fixed 64-byte record per log entry; it
 //!   is the durable truth of which entries exist.

@@ -15,7 +15,7 @@
 //! record: body length u32 | index u64 | generation u32 | ciphertext | tag[16]
 //!         | crc32 u32 (of index..tag)
 //! ```
-//! In version 3 a record is a block of entries ([`crate::block`]): the same
+//! In versions 3 and 4 a record is a block of entries ([`crate::block`]): the same
 //! frame, its first entry's number in the index field.
 
 use std::fs::{File, OpenOptions};
@@ -23,7 +23,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::block::{self, OpenBlock, Unpacker};
+use crate::block::{self, OpenBlock, ReferenceDictionary, Unpacker};
 use crate::error::{StoreError, StoreResult};
 use crate::fileio::{self, Open};
 use crate::fsutil::{self, crc32};
@@ -40,13 +40,24 @@ pub const VERSION_CANONICAL_ONLY: u8 = 1;
 /// to in that form). A reader that knows only version 1 refuses these
 /// files by their header instead of taking packed bodies for damage.
 pub const VERSION_PACKED: u8 = 2;
-/// Version of the segments written now: records are blocks of entries
-/// ([`crate::block`]), compressed, with derived salts.
-pub const VERSION: u8 = 3;
+/// Version of segments whose records are blocks of entries
+/// ([`crate::block`]), compressed, with derived salts, none compressed
+/// against a reference (written before references; still read, and
+/// appended to in that form).
+pub const VERSION_BLOCKS: u8 = 3;
+/// Version of the segments written now: blocks, some compressed against
+/// an earlier block of the segment (codec 3). A reader that knows only
+/// version 3 refuses these files by their header.
+pub const VERSION: u8 = 4;
 
 /// Whether this build reads (and appends to) segments of `version`.
 pub fn known_version(version: u8) -> bool {
-    matches!(version, VERSION_CANONICAL_ONLY | VERSION_PACKED | VERSION)
+    (VERSION_CANONICAL_ONLY..=VERSION).contains(&version)
+}
+
+/// Whether segments of `version` hold blocks (else one record per entry).
+pub fn holds_blocks(version: u8) -> bool {
+    version >= VERSION_BLOCKS
 }
 /// Bytes of a record that are not ciphertext: length, index, generation, tag, crc.
 pub const RECORD_OVERHEAD: usize = 4 + 8 + 4 + TAG_LEN + 4;
@@ -313,10 +324,11 @@ impl SegmentWriter {
         commitment: &[u8; 32],
         plaintext: &[&[u8]],
     ) -> StoreResult<RecordLocation> {
-        if self.header.version == VERSION {
-            return Err(StoreError::Invalid(
-                "a segment of version 3 holds blocks, not single records".into(),
-            ));
+        if holds_blocks(self.header.version) {
+            return Err(StoreError::Invalid(format!(
+                "a segment of version {} holds blocks, not single records",
+                self.header.version
+            )));
         }
         let plain_len: usize = plaintext.iter().map(|p| p.len()).sum();
         let body_len = 8 + 4 + plain_len + TAG_LEN + 4;
@@ -346,11 +358,11 @@ impl SegmentWriter {
         Ok(location)
     }
 
-    /// Stages a record already framed and sealed (a block of a version-3
-    /// segment, [`crate::block::Packer::seal`]). Nothing touches the file
+    /// Stages a record already framed and sealed (a block of a segment of
+    /// version 3 or 4, [`crate::block::Packer::seal`]). Nothing touches the file
     /// until the staged bytes are written.
     pub fn stage_frame(&mut self, frame: &[u8]) -> StoreResult<RecordLocation> {
-        if frame.len() > MAX_RECORD_BODY as usize + 4 || self.header.version != VERSION {
+        if frame.len() > MAX_RECORD_BODY as usize + 4 || !holds_blocks(self.header.version) {
             return Err(StoreError::Invalid(format!(
                 "a block of {} bytes cannot go into a segment of version {}",
                 frame.len(),
@@ -592,6 +604,82 @@ pub fn parse_record(path: &Path, offset: u64, bytes: &[u8]) -> StoreResult<(Seal
     ))
 }
 
+/// Where a block compressed against a reference says its reference is.
+#[derive(Debug, Clone, Copy)]
+pub struct ReferenceAt<'a> {
+    /// The segment file, and its path for errors.
+    pub file: &'a File,
+    pub path: &'a Path,
+    /// The segment's version (only version 4 holds such blocks).
+    pub version: u8,
+    /// The reference block's first entry and the offset of its frame.
+    pub first: u64,
+    pub offset: u64,
+    /// Where the block naming it begins: the reference lies wholly before.
+    pub before: u64,
+}
+
+/// Reads and opens the reference block `at` names, and prepares its
+/// plaintext as a dictionary. It must lie wholly before the block naming
+/// it, in a segment of version 4, begin with entry `at.first`, have no
+/// reference of its own, and hold at most
+/// [`block::REFERENCE_MAX_PLAIN`] bytes of plaintext; it is authenticated
+/// with the record key of its own generation.
+pub fn open_reference(
+    at: &ReferenceAt<'_>,
+    keys: &SegmentKeys,
+    unpacker: &mut Unpacker,
+) -> StoreResult<(OpenBlock, ReferenceDictionary)> {
+    let bad = |what: String| {
+        StoreError::corrupt(
+            at.path,
+            at.before,
+            format!(
+                "the block here is compressed against the block at byte {}, which {what}",
+                at.offset
+            ),
+        )
+    };
+    if at.version != VERSION {
+        return Err(bad(format!(
+            "a segment of version {} cannot refer to",
+            at.version
+        )));
+    }
+    let mut length = [0u8; 4];
+    fileio::read_exact_at(at.file, at.path, &mut length, at.offset)
+        .map_err(|e| bad(format!("cannot be read ({e})")))?;
+    let len = 4 + u64::from(u32::from_be_bytes(length));
+    if len > u64::from(MAX_RECORD_BODY) + 4
+        || at.offset.checked_add(len).is_none_or(|end| end > at.before)
+    {
+        return Err(bad("does not end before it".into()));
+    }
+    let mut buf = vec![0u8; len as usize];
+    fileio::read_exact_at(at.file, at.path, &mut buf, at.offset)
+        .map_err(|e| bad(format!("cannot be read ({e})")))?;
+    let (record, total) = parse_record_ref(at.path, at.offset, &buf)?;
+    if total != buf.len() {
+        return Err(bad("is not one whole block".into()));
+    }
+    let parsed = block::parse(at.path, at.offset, record)?;
+    if parsed.first != at.first {
+        return Err(bad(format!(
+            "begins with entry {}, not entry {}",
+            parsed.first, at.first
+        )));
+    }
+    if parsed.reference.is_some() || parsed.plain_len > block::REFERENCE_MAX_PLAIN {
+        return Err(bad(
+            "is compressed against a reference itself, or holds more than 1 MiB".into(),
+        ));
+    }
+    let key = keys.record_key(parsed.generation)?;
+    let open = parsed.open(&key, at.path, at.offset, unpacker, None)?;
+    let dictionary = ReferenceDictionary::new(at.offset, &open)?;
+    Ok((open, dictionary))
+}
+
 /// Random-access reader of one segment file.
 #[derive(Debug)]
 pub struct SegmentReader {
@@ -599,9 +687,12 @@ pub struct SegmentReader {
     file: File,
     pub header: SegmentHeader,
     pub header_len: u64,
-    /// The block last opened (version 3), by location: entries read in order
+    /// The block last opened (versions 3 and 4), by location: entries read in order
     /// find theirs here instead of decrypting it again.
     last_block: Mutex<Option<(RecordLocation, Arc<CachedBlock>)>>,
+    /// The reference block last used (version 4): the blocks compressed
+    /// against it are opened without reading it again.
+    reference: Mutex<Option<Arc<ReferenceDictionary>>>,
     unpacker: Mutex<Option<Unpacker>>,
     /// Blocks opened before, shared with the log's other segments.
     cache: Option<Arc<BlockCache>>,
@@ -723,6 +814,7 @@ impl SegmentReader {
             header,
             header_len,
             last_block: Mutex::new(None),
+            reference: Mutex::new(None),
             unpacker: Mutex::new(None),
             cache,
         })
@@ -792,7 +884,7 @@ impl SegmentReader {
         keys: &SegmentKeys,
         commitment: &[u8; 32],
     ) -> StoreResult<Vec<u8>> {
-        if self.header.version != VERSION {
+        if !holds_blocks(self.header.version) {
             let sealed = self.read(location, index)?;
             let key = keys.record_key(sealed.generation)?;
             return sealed.open(&key, commitment, &self.path);
@@ -812,7 +904,7 @@ impl SegmentReader {
     }
 
     /// The numbers of the entries the block at `location` holds (a
-    /// version-3 segment; the block is opened, so it is authentic).
+    /// segment of version 3 or 4; the block is opened, so it is authentic).
     pub fn block_entries(
         &self,
         location: RecordLocation,
@@ -883,7 +975,41 @@ impl SegmentReader {
         let Some(unpacker) = unpacker.as_mut() else {
             return Err(StoreError::Invalid("no zstd context".into()));
         };
-        let block = parsed.open(&key, &self.path, location.offset, unpacker)?;
+        let reference = match parsed.reference {
+            None => None,
+            Some((first, offset)) => {
+                let mut slot = self.reference.lock().unwrap_or_else(|p| p.into_inner());
+                match slot.as_ref() {
+                    Some(known) if (known.first, known.offset) == (first, offset) => {
+                        Some(known.clone())
+                    }
+                    _ => {
+                        let (_, dictionary) = open_reference(
+                            &ReferenceAt {
+                                file: &self.file,
+                                path: &self.path,
+                                version: self.header.version,
+                                first,
+                                offset,
+                                before: location.offset,
+                            },
+                            keys,
+                            unpacker,
+                        )?;
+                        let dictionary = Arc::new(dictionary);
+                        *slot = Some(dictionary.clone());
+                        Some(dictionary)
+                    }
+                }
+            }
+        };
+        let block = parsed.open(
+            &key,
+            &self.path,
+            location.offset,
+            unpacker,
+            reference.as_deref(),
+        )?;
         Ok(CachedBlock {
             block,
             salts: key.salt_key(),
@@ -904,7 +1030,12 @@ mod tests {
     #[test]
     fn header_versions() {
         let path = Path::new("x.seg");
-        for version in [VERSION_CANONICAL_ONLY, VERSION_PACKED, VERSION] {
+        for version in [
+            VERSION_CANONICAL_ONLY,
+            VERSION_PACKED,
+            VERSION_BLOCKS,
+            VERSION,
+        ] {
             let header = SegmentHeader {
                 version,
                 id: 7,
@@ -916,7 +1047,7 @@ mod tests {
             assert_eq!(SegmentHeader::decode(path, &bytes).unwrap().0, header);
         }
         let mut header = SegmentHeader {
-            version: 4,
+            version: 5,
             id: 7,
             epoch: 20000,
             stream: "app".into(),
@@ -927,9 +1058,9 @@ mod tests {
         );
         header.version = VERSION;
         let mut bytes = header.encode().unwrap();
-        bytes[8] = 4;
+        bytes[8] = 5;
         let err = SegmentHeader::decode(path, &bytes).unwrap_err().to_string();
-        assert!(err.contains("unsupported segment version 4"), "{err}");
+        assert!(err.contains("unsupported segment version 5"), "{err}");
     }
 
     /// A header carrying a stream name length the writer never writes (0,
@@ -1122,7 +1253,7 @@ mod tests {
             let entries: Vec<(u64, &[u8])> =
                 vec![(first, b"zero".as_slice()), (first + 2, b"two".as_slice())];
             let mut frame = Vec::new();
-            packer.seal(&key, 1, &entries, &mut frame).unwrap();
+            packer.seal(&key, 1, &entries, None, &mut frame).unwrap();
             locations.push(writer.stage_frame(&frame).unwrap());
         }
         writer.write_and_sync().unwrap();
@@ -1186,5 +1317,153 @@ mod tests {
             again.open_entry(locations[1], 10, &keys, &[0; 32]),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    /// A segment of version 4: a reference block, then blocks compressed
+    /// against it. They read back entry by entry, smaller than the same
+    /// entries compressed alone; a damaged reference makes them unreadable
+    /// (never misread), and a block whose head names another reference,
+    /// or a reference that is not an earlier whole block, is refused.
+    #[test]
+    fn blocks_compressed_against_a_reference() {
+        use crate::block::{CODEC_ZSTD_REFERENCED, LEVEL, Packer, Reference};
+        use crate::sessions::{SessionTable, Sessions};
+        let dir = tempfile::tempdir().unwrap();
+        let kek = Kek::create(&dir.path().join("kek"), NewKek::Random).unwrap();
+        let (key, _) = DataKey::generate(&kek, 4).unwrap();
+        let same = DataKey::from_raw(zeroize::Zeroizing::new(*key.raw())).unwrap();
+        let sessions = Arc::new(Sessions::new(
+            &dir.path().join("sessions"),
+            SessionTable::without_file(),
+        ));
+        let keys = SegmentKeys::new(4, same, sessions);
+        let path = dir.path().join("a.seg");
+        let header = SegmentHeader {
+            version: VERSION,
+            id: 4,
+            epoch: 20000,
+            stream: "app".into(),
+        };
+        let event = |n: u64| {
+            format!(
+                r#"{{"actor":"user-{}@example.com","action":"document.{}","resource":"documents/{}","n":{n}}}"#,
+                n % 37,
+                ["read", "share", "delete"][(n % 3) as usize],
+                n * 7919 % 5000
+            )
+            .into_bytes()
+        };
+        let bodies: Vec<Vec<u8>> = (0..1200).map(event).collect();
+        let entries: Vec<(u64, &[u8])> = bodies
+            .iter()
+            .enumerate()
+            .map(|(n, b)| (n as u64, b.as_slice()))
+            .collect();
+        let mut writer = SegmentWriter::create(&path, header).unwrap();
+        let mut packer = Packer::new(LEVEL).unwrap();
+        let mut frame = Vec::new();
+        packer
+            .seal(&key, 1, &entries[..1000], None, &mut frame)
+            .unwrap();
+        let first_block = writer.stage_frame(&frame).unwrap();
+        let reference = Reference::new(0, first_block.offset, &entries[..1000], LEVEL).unwrap();
+        // The reference must come before the block.
+        assert!(
+            packer
+                .seal(&key, 1, &entries[..10], Some(&reference), &mut Vec::new())
+                .is_err()
+        );
+        let mut later = Vec::new();
+        for range in [1000..1100, 1100..1200] {
+            let mut frame = Vec::new();
+            packer
+                .seal(
+                    &key,
+                    1,
+                    &entries[range.clone()],
+                    Some(&reference),
+                    &mut frame,
+                )
+                .unwrap();
+            assert_eq!(frame[block::FRAME_HEAD], CODEC_ZSTD_REFERENCED);
+            let mut alone = Vec::new();
+            packer
+                .seal(&key, 1, &entries[range.clone()], None, &mut alone)
+                .unwrap();
+            assert!(
+                frame.len() < alone.len(),
+                "{} against a reference, {} alone",
+                frame.len(),
+                alone.len()
+            );
+            later.push((
+                range.start as u64,
+                writer.stage_frame(&frame).unwrap(),
+                frame,
+            ));
+        }
+        writer.write_and_sync().unwrap();
+        drop(writer);
+        let reader = SegmentReader::open(&path).unwrap();
+        for (first, location, _) in &later {
+            for n in [*first, first + 57, first + 99] {
+                let plain = reader.open_entry(*location, n, &keys, &[0; 32]).unwrap();
+                assert_eq!(&plain[32..], &bodies[n as usize][..], "entry {n}");
+            }
+        }
+        assert_eq!(
+            &reader.open_entry(first_block, 3, &keys, &[0; 32]).unwrap()[32..],
+            &bodies[3][..]
+        );
+
+        // The head names another earlier entry as the reference's first
+        // (checksum fixed): refused before or at the tag, never misread.
+        let (_, location, frame) = &later[1];
+        let original = std::fs::read(&path).unwrap();
+        let mut bytes = original.clone();
+        let head = location.offset as usize + block::FRAME_HEAD;
+        // codec, count (1 byte: 100), length (2 bytes), back (varint).
+        assert_eq!(bytes[head + 4], 0x80 | (1100 & 0x7f) as u8);
+        bytes[head + 4] ^= 0x01;
+        let end = location.offset as usize + frame.len() - 4;
+        let crc = crc32(&bytes[location.offset as usize + 4..end]);
+        bytes[end..end + 4].copy_from_slice(&crc.to_be_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let reader = SegmentReader::open(&path).unwrap();
+        assert!(reader.open_entry(*location, 1100, &keys, &[0; 32]).is_err());
+
+        // A flipped bit in the reference: every block against it fails.
+        let mut bytes = original.clone();
+        bytes[first_block.offset as usize + 100] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        let reader = SegmentReader::open(&path).unwrap();
+        for (first, location, _) in &later {
+            assert!(matches!(
+                reader.open_entry(*location, *first, &keys, &[0; 32]),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
+
+        // The same blocks in a segment of version 3 are refused.
+        let mut bytes = original.clone();
+        let (old_header, _) = SegmentHeader::decode(&path, &original).unwrap();
+        let v3 = SegmentHeader {
+            version: VERSION_BLOCKS,
+            ..old_header
+        }
+        .encode()
+        .unwrap();
+        bytes[..v3.len()].copy_from_slice(&v3);
+        std::fs::write(&path, &bytes).unwrap();
+        let reader = SegmentReader::open(&path).unwrap();
+        assert_eq!(
+            &reader.open_entry(first_block, 3, &keys, &[0; 32]).unwrap()[32..],
+            &bodies[3][..]
+        );
+        let err = reader
+            .open_entry(later[0].1, 1000, &keys, &[0; 32])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("version 3 cannot refer"), "{err}");
     }
 }

@@ -355,7 +355,7 @@ mod tests {
         let mut frame = Vec::new();
         Packer::new(LEVEL)
             .unwrap()
-            .seal(&key, 1, &entries, &mut frame)
+            .seal(&key, 1, &entries, None, &mut frame)
             .unwrap();
         let len = frame.len() as u64;
         assert!(len > 8 * SECTOR);

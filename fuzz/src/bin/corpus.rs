@@ -295,8 +295,10 @@ fn index_and_segments(c: &Corpus, data: &Path) {
         if record.segment_id == 1 || i % 5 == 0 {
             c.add("segment_record", &format!("entry-{i}"), &seed);
         }
-        // Segments of version 3 hold blocks: one seed per block.
-        if bytes[8] == stele_store::segment::VERSION && seen_block.insert((record.segment_id, at)) {
+        // Segments of versions 3 and 4 hold blocks: one seed per block.
+        if stele_store::segment::holds_blocks(bytes[8])
+            && seen_block.insert((record.segment_id, at))
+        {
             c.add(
                 "segment_block",
                 &format!("block-{}-{at}", record.segment_id),
@@ -567,6 +569,44 @@ fn outside_inputs(c: &Corpus) {
     )
     .expect("seals");
     c.prefixed("search_part", "file", 1, &file);
+    referenced_blocks(c);
+}
+
+/// A reference block and a block compressed against it, as a segment of
+/// version 4 holds them, sealed under the fixtures' record key of
+/// generation 1, the first at the byte `segment_block` places it.
+fn referenced_blocks(c: &Corpus) {
+    use stele_store::block::{LEVEL, Packer, Reference};
+    let key = stele_fuzz::fixtures::keys()
+        .segment_keys
+        .record_key(1)
+        .expect("generation 1");
+    let bodies: Vec<Vec<u8>> = (0..40u64)
+        .map(|n| {
+            format!(
+                r#"{{"actor":"user-{}@example.com","action":"document.read","resource":"documents/{}","outcome":"success"}}"#,
+                n % 7,
+                n * 31 % 100
+            )
+            .into_bytes()
+        })
+        .collect();
+    let entries: Vec<(u64, &[u8])> = bodies
+        .iter()
+        .enumerate()
+        .map(|(n, b)| (10 + n as u64, b.as_slice()))
+        .collect();
+    let mut packer = Packer::new(LEVEL).expect("zstd");
+    let mut seed = Vec::new();
+    packer
+        .seal(&key, 1, &entries[..30], None, &mut seed)
+        .expect("seals");
+    let reference =
+        Reference::new(10, stele_fuzz::SEGMENT_BLOCK_AT, &entries[..30], LEVEL).expect("reference");
+    packer
+        .seal(&key, 1, &entries[30..], Some(&reference), &mut seed)
+        .expect("seals");
+    c.add("segment_block", "referenced", &seed);
 }
 
 const SERVER_CONFIG: &str = r#"data = "./stele-data"

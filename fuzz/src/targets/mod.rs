@@ -9,6 +9,8 @@ mod policy;
 mod query;
 mod server;
 mod store;
+
+pub use store::BLOCK_AT as store_block_at;
 mod tlog;
 
 use crate::Target;
@@ -62,7 +64,7 @@ pub const ALL: &[Target] = &[
     },
     Target {
         name: "segment_block",
-        about: "segment block framing, head, opening and entries (version 3)",
+        about: "segment block framing, head, opening and entries, alone or against a reference (versions 3 and 4)",
         run: store::segment_block,
     },
     Target {

@@ -41,29 +41,65 @@ pub fn segment_header(data: &[u8]) {
     );
 }
 
-/// Input: a block as it sits in a segment of version 3. Its framing and
-/// head agree with the cheap peek the walks of recovery and `verify` use
+/// Where [`segment_block`] places its input in a made-up segment file
+/// (after a header).
+pub const BLOCK_AT: u64 = 64;
+
+/// Input: a block as it sits in a segment, at byte [`BLOCK_AT`],
+/// optionally followed by a second block. Each block's framing and head
+/// agree with the cheap peek the walks of recovery and `verify` use
 /// (entry numbers rising from the frame's); a block that opens with the
 /// corpus log's record key of its generation lists the same entries, and
-/// each entry's stored envelope is rebuilt or refused, never a panic.
+/// each entry's stored envelope is rebuilt or refused, never a panic. A
+/// block compressed against a reference is refused without it; the second
+/// block, when its head names the first as its reference, is opened
+/// against it.
 pub fn segment_block(data: &[u8]) {
     let path = Path::new("fuzz.seg");
-    let Ok((record, total)) = parse_record_ref(path, 0, data) else {
+    let Some((first, total)) = open_block(path, BLOCK_AT, data, None) else {
         return;
     };
+    let Some(first) = first else {
+        return;
+    };
+    let second_at = BLOCK_AT + total as u64;
+    let Ok(reference) = block::ReferenceDictionary::new(BLOCK_AT, &first) else {
+        return;
+    };
+    open_block(path, second_at, &data[total..], Some(&reference));
+}
+
+/// Parses the block at the start of `data` (at byte `at` of the segment),
+/// checks its head against the peek, and opens it (with `reference` when
+/// its head names that one): the block opened, if it did and has no
+/// reference of its own, and its length.
+fn open_block(
+    path: &Path,
+    at: u64,
+    data: &[u8],
+    reference: Option<&block::ReferenceDictionary>,
+) -> Option<(Option<block::OpenBlock>, usize)> {
+    let (record, total) = parse_record_ref(path, at, data).ok()?;
     let peeked = block::peek_indices(&data[..total]);
-    let Ok(parsed) = block::parse(path, 0, record) else {
-        return;
-    };
+    let parsed = block::parse(path, at, record).ok()?;
     assert_eq!(peeked.as_deref(), Some(parsed.indices.as_slice()));
     assert_eq!(parsed.indices.first(), Some(&record.index));
     assert!(parsed.indices.windows(2).all(|w| w[0] < w[1]));
-    let Ok(key) = fixtures::keys().segment_keys.record_key(parsed.generation) else {
-        return;
-    };
+    if let Some((first, offset)) = parsed.reference {
+        assert!(first < record.index && offset < at);
+    }
+    let key = fixtures::keys()
+        .segment_keys
+        .record_key(parsed.generation)
+        .ok()?;
     let mut unpacker = Unpacker::new().expect("zstd context");
-    let Ok(open) = parsed.open(&key, path, 0, &mut unpacker) else {
-        return;
+    let named = reference.filter(|r| parsed.reference == Some((r.first, r.offset)));
+    let opened = parsed.open(&key, path, at, &mut unpacker, named);
+    if parsed.reference.is_some() && named.is_none() {
+        assert!(opened.is_err(), "a block opened without its reference");
+    }
+    let Ok(open) = opened else {
+        return Some((None, total));
     };
     let listed: Vec<u64> = open.entries().map(|(index, _)| index).collect();
     assert_eq!(listed, parsed.indices);
@@ -71,6 +107,7 @@ pub fn segment_block(data: &[u8]) {
     for (_, body) in open.entries() {
         let _ = stele_event::canonical_from_stored(body, &mut scratch);
     }
+    Some((parsed.reference.is_none().then_some(open), total))
 }
 
 /// Input: the commitment the index holds for the record (32 bytes), then

@@ -112,7 +112,7 @@ impl LogWriter {
     /// that does not open) stops the open too; entries before the reach are
     /// not read here (`verify` does).
     ///
-    /// A block (segment version 3) holds entries of one append; if the
+    /// A block (segment versions 3 and 4) holds entries of one append; if the
     /// index records of that append were cut short, the block holds
     /// entries the index no longer has, and the index is cut back to the
     /// block's first entry (and further while that leaves another block of

@@ -4,12 +4,16 @@
 //! The salt of an entry is derived from its segment's record key and its
 //! entry number (`SaltKey::salt`), so it is known only once the entry is
 //! numbered and placed: the commitment, SHA-256 over the salt and the
-//! canonical envelope (kept from preparation), is computed here. In a segment of version 3 the
-//! entries of one append are gathered into blocks of about
-//! [`BlockConfig::target_plain`] bytes (256 KiB unless the log was opened
-//! with another), each compressed and sealed at once;
+//! canonical envelope (kept from preparation), is computed here. In a
+//! segment of version 3 or 4 the entries of one append are gathered into
+//! blocks of about [`BlockConfig::target_plain`] bytes (256 KiB unless the
+//! log was opened with another), each compressed and sealed at once;
 //! blocks are sealed on every core when there are several, then staged in
-//! order. Segments of earlier versions (begun by an earlier build, and
+//! order. In a segment of version 4 the first block of at least 64 KiB
+//! becomes the segment's *reference* once staged: the blocks of later
+//! appends hold about [`BlockConfig::referenced_plain`] bytes (32 KiB) and
+//! are compressed against it. A reference is kept in memory only: the
+//! writer opened again begins another (the blocks say which they use). Segments of earlier versions (begun by an earlier build, and
 //! still appended to for the rest of their day) get one record per entry,
 //! salt stored, as those builds wrote them.
 //!
@@ -19,7 +23,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use stele_store::block::{BlockConfig, Packer};
+use std::sync::Arc;
+
+use stele_store::block::{BlockConfig, Packer, Reference};
 use stele_store::segment::{self, RecordLocation};
 
 use super::ActiveSegment;
@@ -53,6 +59,8 @@ struct BlockJob {
     slot: usize,
     positions: Vec<usize>,
     plain: usize,
+    /// The segment's reference, when the block is compressed against it.
+    reference: Option<Arc<Reference>>,
 }
 
 /// A block sealed: its frame, and each entry's salt and commitment.
@@ -95,24 +103,32 @@ impl Sealer {
         let mut filling: HashMap<usize, usize> = HashMap::new();
         for (position, entry) in placed.iter().enumerate() {
             let segment = &mut active[entry.slot];
-            if segment.writer.header().version != segment::VERSION {
+            if !segment::holds_blocks(segment.writer.header().version) {
                 out[position] = Some(seal_record(segment, generation, entry)?);
                 continue;
             }
             let len = BlockConfig::entry_plain(entry.event.stored().len());
             let job = match filling.get(&entry.slot) {
                 Some(&job)
-                    if self
-                        .config
-                        .has_room(jobs[job].plain, jobs[job].positions.len(), len) =>
+                    if self.config.has_room(
+                        jobs[job].reference.is_some(),
+                        jobs[job].plain,
+                        jobs[job].positions.len(),
+                        len,
+                    ) =>
                 {
                     job
                 }
                 _ => {
+                    let reference = segment
+                        .reference
+                        .clone()
+                        .filter(|_| self.config.referenced_plain() != 0);
                     jobs.push(BlockJob {
                         slot: entry.slot,
                         positions: Vec::new(),
                         plain: 0,
+                        reference,
                     });
                     filling.insert(entry.slot, jobs.len() - 1);
                     jobs.len() - 1
@@ -125,13 +141,31 @@ impl Sealer {
         // Blocks of one segment are staged in the order they were begun:
         // their entries' numbers rise through the file.
         for (job, block) in jobs.iter().zip(sealed) {
-            let location = active[job.slot].writer.stage_frame(&block.frame)?;
+            let segment = &mut active[job.slot];
+            let location = segment.writer.stage_frame(&block.frame)?;
             for (position, (salt, commitment)) in job.positions.iter().zip(block.entries) {
                 out[*position] = Some(Sealed {
                     salt,
                     commitment,
                     location,
                 });
+            }
+            // The first large block staged in a segment of version 4 is
+            // its reference from the next append on. Crash story: blocks
+            // against it have later entry numbers, so whatever keeps them
+            // keeps it (recovery cuts the log at the first entry lost);
+            // an append that fails poisons the writer, reference and all.
+            if segment.reference.is_none()
+                && segment.writer.header().version == segment::VERSION
+                && self.config.makes_reference(job.plain)
+            {
+                let entries = bodies(placed, &job.positions);
+                segment.reference = Some(Arc::new(Reference::new(
+                    entries[0].0,
+                    location.offset,
+                    &entries,
+                    self.config.level(),
+                )?));
             }
         }
         out.into_iter()
@@ -260,17 +294,27 @@ fn seal_block(
     placed: &[Placed<'_>],
     job: &BlockJob,
 ) -> LogResult<Vec<u8>> {
-    let bodies: Vec<(u64, &[u8])> = job
-        .positions
+    let bodies = bodies(placed, &job.positions);
+    let mut frame = Vec::with_capacity(job.plain / 4 + 64);
+    packer.seal(
+        &segment.key,
+        generation,
+        &bodies,
+        job.reference.as_deref(),
+        &mut frame,
+    )?;
+    Ok(frame)
+}
+
+/// The entry number and stored envelope of each entry at `positions`.
+fn bodies<'a>(placed: &[Placed<'a>], positions: &[usize]) -> Vec<(u64, &'a [u8])> {
+    positions
         .iter()
         .map(|position| {
             let entry = &placed[*position];
             (entry.index, entry.event.stored())
         })
-        .collect();
-    let mut frame = Vec::with_capacity(job.plain / 4 + 64);
-    packer.seal(&segment.key, generation, &bodies, &mut frame)?;
-    Ok(frame)
+        .collect()
 }
 
 /// The salt and commitment of each entry at `positions`, in order.

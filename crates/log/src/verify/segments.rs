@@ -6,7 +6,7 @@
 //! (length, entry number, generation, CRC) says where it ends, and a
 //! block's head lists its entries. Each chunk's records are then opened
 //! and checked on all cores while the next chunk is read. A block (segment
-//! version 3) holds several entries; the index must place each of them in
+//! versions 3 and 4) holds several entries; the index must place each of them in
 //! it, and no other. A block whose entries reach into the next window of
 //! the index is kept (`Carry`) and checked once the window holding its
 //! last entry is read, so each block is decrypted once, however the index
@@ -26,8 +26,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use stele_store::block::{self, Unpacker};
+use stele_store::block::{self, ReferenceDictionary, Unpacker};
 use stele_store::fsutil;
 use stele_store::index::IndexRecord;
 use stele_store::segment::{self, SegmentHeader, parse_record_ref, peek_record, record_len};
@@ -89,8 +90,11 @@ struct Cursor {
     /// The walk met a record it cannot parse; the rest of the file is not
     /// walked.
     stopped: bool,
-    /// The header's version: 3 for blocks.
+    /// The header's version: 3 and 4 for blocks.
     version: u8,
+    /// The reference blocks opened so far (version 4), shared by the
+    /// checking threads.
+    references: Mutex<Vec<Arc<ReferenceDictionary>>>,
     carry: Option<Carry>,
     /// Expected records of earlier windows placed beyond the block carried
     /// then: walked with the next window's, once the walk goes on.
@@ -182,6 +186,7 @@ impl Cursor {
             pos: header_len,
             stopped: false,
             version: info.header.version,
+            references: Mutex::new(Vec::new()),
             carry: None,
             pending: Vec::new(),
         })
@@ -329,12 +334,12 @@ impl<'a> SegmentPass<'a> {
         }
     }
 
-    /// The checks of the records and blocks of one segment (of `version`,
-    /// opened with `key`).
+    /// The checks of the records and blocks of one segment (opened with
+    /// `key`; its version and reference blocks in `references`).
     fn checks<'b>(
         &self,
-        version: u8,
         key: Option<&'b SegmentKeys>,
+        references: References<'b>,
         path: &'b Path,
         progress: &'b dyn Progress,
     ) -> Checks<'b>
@@ -342,8 +347,9 @@ impl<'a> SegmentPass<'a> {
         'a: 'b,
     {
         Checks {
-            version,
+            version: references.version,
             key,
+            references,
             path,
             problems: self.problems,
             bytes_decrypted: self.bytes_decrypted,
@@ -422,7 +428,12 @@ impl<'a> SegmentPass<'a> {
             first: 0,
             count: carry.entries.len(),
         };
-        let checks = self.checks(cursor.version, cursor.key.as_deref(), path, progress);
+        let references = References {
+            file: &cursor.file,
+            version: cursor.version,
+            opened: &cursor.references,
+        };
+        let checks = self.checks(cursor.key.as_deref(), references, path, progress);
         checks.run(&[item], &carry.entries, &carry.frame, carry.offset, 1);
         k
     }
@@ -517,13 +528,18 @@ impl<'a> SegmentPass<'a> {
             expected,
             k: carried,
             window,
-            blocks: cursor.version == segment::VERSION,
+            blocks: segment::holds_blocks(cursor.version),
             carry: None,
             paused: false,
             problems: self.problems,
             max_generation: self.max_generation,
         };
-        let checks = self.checks(cursor.version, cursor.key.as_deref(), path, progress);
+        let references = References {
+            file: &cursor.file,
+            version: cursor.version,
+            opened: &cursor.references,
+        };
+        let checks = self.checks(cursor.key.as_deref(), references, path, progress);
         let (chunk_bytes, threads) = (self.chunk_bytes, self.threads);
         let mut pos = cursor.pos;
         let mut more = pos < cursor.file_len && (last || walk.k < expected.len());
@@ -688,7 +704,7 @@ struct Walk<'a> {
     /// The next expected record.
     k: usize,
     window: Window<'a>,
-    /// The segment holds blocks (version 3).
+    /// The segment holds blocks (versions 3 and 4).
     blocks: bool,
     /// A block whose entries reach into a later window: the walk stops
     /// after it.
@@ -860,7 +876,7 @@ impl Walk<'_> {
         Some(len)
     }
 
-    /// The block (segment version 3) at the start of `bytes`: every entry
+    /// The block (segment versions 3 and 4) at the start of `bytes`: every entry
     /// its head lists must be one the index places there, and the reverse.
     /// Returns its length, or `None` when it cannot be parsed.
     fn walk_block(
@@ -998,6 +1014,7 @@ impl ChunkBuf {
 struct Checks<'a> {
     version: u8,
     key: Option<&'a SegmentKeys>,
+    references: References<'a>,
     path: &'a Path,
     problems: &'a Problems,
     bytes_decrypted: &'a AtomicU64,
@@ -1037,7 +1054,7 @@ impl Checks<'_> {
             }
             return;
         };
-        let grab = if self.version == segment::VERSION {
+        let grab = if segment::holds_blocks(self.version) {
             PROCESS_BLOCKS
         } else {
             PROCESS_RECORDS
@@ -1060,8 +1077,13 @@ impl Checks<'_> {
                             let offset = chunk_pos + item.at as u64;
                             let bytes = &chunk[item.at..item.at + item.len];
                             let mine = &entries[item.first..item.first + item.count];
-                            let checked = if self.version == segment::VERSION {
-                                check_block(key, self.path, bytes, offset, mine, &mut state)
+                            let checked = if segment::holds_blocks(self.version) {
+                                let block = BlockAt {
+                                    path: self.path,
+                                    bytes,
+                                    offset,
+                                };
+                                check_block(key, &self.references, block, mine, &mut state)
                             } else {
                                 check_record(key, self.path, bytes, offset, &mine[0].1, &mut state)
                             };
@@ -1135,14 +1157,66 @@ fn check_record(
     Ok(plain.len() as u64)
 }
 
+/// The reference blocks of one segment (version 4) opened so far, shared
+/// by the threads checking it.
+struct References<'a> {
+    file: &'a std::fs::File,
+    version: u8,
+    opened: &'a Mutex<Vec<Arc<ReferenceDictionary>>>,
+}
+
+impl References<'_> {
+    /// The reference block `(first, at)` that the block at `before` names,
+    /// opened and checked (once per walk of the segment).
+    fn get(
+        &self,
+        (first, at): (u64, u64),
+        before: u64,
+        path: &Path,
+        keys: &SegmentKeys,
+        unpacker: &mut Unpacker,
+    ) -> stele_store::StoreResult<Arc<ReferenceDictionary>> {
+        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = opened.iter().find(|r| (r.first, r.offset) == (first, at)) {
+            return Ok(known.clone());
+        }
+        let (_, dictionary) = segment::open_reference(
+            &segment::ReferenceAt {
+                file: self.file,
+                path,
+                version: self.version,
+                first,
+                offset: at,
+                before,
+            },
+            keys,
+            unpacker,
+        )?;
+        let dictionary = Arc::new(dictionary);
+        opened.push(dictionary.clone());
+        Ok(dictionary)
+    }
+}
+
+/// A block's frame, where it lies in its segment file.
+#[derive(Clone, Copy)]
+struct BlockAt<'a> {
+    path: &'a Path,
+    bytes: &'a [u8],
+    offset: u64,
+}
+
 /// Opens one block and checks each of `entries` (number and commitment
 /// from the index) against it: its salt derived, its canonical envelope
 /// rebuilt, its commitment recomputed. Returns plaintext bytes.
 fn check_block(
     keys: &SegmentKeys,
-    path: &Path,
-    bytes: &[u8],
-    offset: u64,
+    references: &References<'_>,
+    BlockAt {
+        path,
+        bytes,
+        offset,
+    }: BlockAt<'_>,
     entries: &[(u64, [u8; 32])],
     state: &mut CheckState,
 ) -> Result<u64, CheckError> {
@@ -1158,8 +1232,16 @@ fn check_block(
     let Some(unpacker) = state.unpacker.as_mut() else {
         return Err(fail("no zstd context".into()));
     };
+    let reference = match parsed.reference {
+        None => None,
+        Some(named) => Some(
+            references
+                .get(named, offset, path, keys, unpacker)
+                .map_err(|e| fail(e.to_string()))?,
+        ),
+    };
     let open = parsed
-        .open(&key, path, offset, unpacker)
+        .open(&key, path, offset, unpacker, reference.as_deref())
         .map_err(|e| match e {
             stele_store::StoreError::Authentication { .. } => {
                 fail("sealed block does not authenticate (altered, or under another key)".into())

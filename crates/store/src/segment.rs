@@ -716,11 +716,26 @@ pub struct BlockCache {
     inner: Mutex<CacheInner>,
 }
 
+/// A cached block's key: segment, offset and length.
+type BlockKey = (u32, u64, u32);
+
 #[derive(Debug, Default)]
 struct CacheInner {
-    blocks: std::collections::HashMap<(u32, u64, u32), (Arc<CachedBlock>, u64)>,
+    /// Each block and the tick of its last use.
+    blocks: std::collections::HashMap<BlockKey, (Arc<CachedBlock>, u64)>,
+    /// The same blocks by the tick of their last use, oldest first.
+    by_use: std::collections::BTreeMap<u64, BlockKey>,
     bytes: usize,
     tick: u64,
+}
+
+impl CacheInner {
+    fn remove(&mut self, key: &BlockKey) {
+        if let Some((gone, used)) = self.blocks.remove(key) {
+            self.by_use.remove(&used);
+            self.bytes -= gone.block.plain_len();
+        }
+    }
 }
 
 impl BlockCache {
@@ -737,12 +752,15 @@ impl BlockCache {
     }
 
     fn get(&self, segment: u32, at: RecordLocation) -> Option<Arc<CachedBlock>> {
+        let key = (segment, at.offset, at.len);
         let mut inner = self.lock();
         inner.tick += 1;
         let tick = inner.tick;
-        let (block, used) = inner.blocks.get_mut(&(segment, at.offset, at.len))?;
-        *used = tick;
-        Some(block.clone())
+        let (block, used) = inner.blocks.get_mut(&key)?;
+        let (block, before) = (block.clone(), std::mem::replace(used, tick));
+        inner.by_use.remove(&before);
+        inner.by_use.insert(tick, key);
+        Some(block)
     }
 
     fn put(&self, segment: u32, at: RecordLocation, block: Arc<CachedBlock>) {
@@ -750,45 +768,33 @@ impl BlockCache {
         if size > self.budget {
             return;
         }
+        let key = (segment, at.offset, at.len);
         let mut inner = self.lock();
+        inner.remove(&key);
         while inner.bytes + size > self.budget {
-            let Some(oldest) = inner
-                .blocks
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(key, _)| *key)
-            else {
+            let Some((_, oldest)) = inner.by_use.first_key_value().map(|(t, k)| (*t, *k)) else {
                 break;
             };
-            if let Some((gone, _)) = inner.blocks.remove(&oldest) {
-                inner.bytes -= gone.block.plain_len();
-            }
+            inner.remove(&oldest);
         }
         inner.tick += 1;
         let tick = inner.tick;
-        if let Some((old, _)) = inner
-            .blocks
-            .insert((segment, at.offset, at.len), (block, tick))
-        {
-            inner.bytes -= old.block.plain_len();
-        }
+        inner.blocks.insert(key, (block, tick));
+        inner.by_use.insert(tick, key);
         inner.bytes += size;
     }
 
     /// Drops every block of segment `id` (its epoch was purged).
     pub fn forget_segment(&self, id: u32) {
         let mut inner = self.lock();
-        let before = inner.blocks.len();
-        let mut freed = 0;
-        inner.blocks.retain(|(segment, _, _), (block, _)| {
-            let keep = *segment != id;
-            if !keep {
-                freed += block.block.plain_len();
-            }
-            keep
-        });
-        if inner.blocks.len() != before {
-            inner.bytes -= freed;
+        let gone: Vec<BlockKey> = inner
+            .blocks
+            .keys()
+            .filter(|(segment, _, _)| *segment == id)
+            .copied()
+            .collect();
+        for key in gone {
+            inner.remove(&key);
         }
     }
 

@@ -3,9 +3,10 @@
 //! same run as baselines (these machines are noisy; only same-run ratios
 //! mean much).
 //!
-//! Events are prepared (parsed, canonicalized, salted, committed) before the
-//! clock starts, on all cores; the timed part is producers submitting
-//! requests to the group-commit sequencer and waiting for durability.
+//! Events are prepared (parsed, canonicalized, packed) before the clock
+//! starts, on all cores, two million at a time; the timed part is
+//! producers submitting requests to the group-commit sequencer and waiting
+//! for durability, summed over the rounds.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -338,8 +339,14 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         args.zstd_level
     )?;
 
-    let (all, raw_bytes) = prepare_all(args, threads)?;
-    let event_size = (raw_bytes / args.events as u64).max(1) as usize;
+    // Events are prepared a round at a time, outside the timed appends: a
+    // prepared event holds its raw, canonical and stored forms and its
+    // search terms (about 2.4 KB), so ten million would not fit in memory.
+    let first_round = args.events.min(ROUND);
+    // Event n is received at its share of the days asked, ending now.
+    let end = jiff::Timestamp::now();
+    let (all, mut raw_bytes) = prepare_all(args, threads, 0..first_round, end)?;
+    let event_size = (raw_bytes / first_round as u64).max(1) as usize;
     let fsync_big = print_baselines(dir, event_size)?;
     let work = crate::bench_work::measure(dir, &all, blocks)?;
     outln!(
@@ -374,19 +381,34 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
         },
     )?;
 
-    let queues = deal(all, args);
-
     let shared = std::sync::Arc::new(std::sync::Mutex::new(log));
     let sequencer = Sequencer::start(shared.clone(), SequencerConfig::default());
-    let started = Instant::now();
-    let cpu_before = process_cpu();
-    let latencies = run_producers(&sequencer, queues);
-    let append_secs = started.elapsed().as_secs_f64();
-    let append_cpu = process_cpu().saturating_sub(cpu_before);
+    let mut round = all;
+    let mut next = first_round;
+    let (mut append_secs, mut append_cpu) = (0f64, Duration::ZERO);
+    let mut latencies: Vec<Duration> = Vec::new();
+    let last_round_ended = loop {
+        let queues = deal(std::mem::take(&mut round), args);
+        let started = Instant::now();
+        let cpu_before = process_cpu();
+        latencies.extend(run_producers(&sequencer, queues).into_iter().flatten());
+        append_secs += started.elapsed().as_secs_f64();
+        append_cpu += process_cpu().saturating_sub(cpu_before);
+        if next >= args.events {
+            break Instant::now();
+        }
+        let range = next..args.events.min(next + ROUND);
+        next = range.end;
+        let (events, raw) = prepare_quietly(args, threads, range, end)?;
+        raw_bytes += raw;
+        round = events;
+    };
     let stats = sequencer.stop()?;
     let log = stele_log::sequencer::lock_log(&shared);
-    let total_secs = started.elapsed().as_secs_f64();
-    let mut lat: Vec<Duration> = latencies.into_iter().flatten().collect();
+    // The timed appends, and what it took after the last of them to stop
+    // and publish.
+    let total_secs = append_secs + last_round_ended.elapsed().as_secs_f64();
+    let mut lat = latencies;
     lat.sort_unstable();
     if stats.events != args.events as u64 {
         return Err(Failure::usage(format!(
@@ -556,14 +578,45 @@ fn print_baselines(dir: &std::path::Path, event_size: usize) -> CliResult<f64> {
     Ok(fsync_big)
 }
 
-/// Prepares every event up front, on `threads` threads, and prints the
-/// rate; returns the events and the bytes of their raw JSON.
-fn prepare_all(args: &BenchArgs, threads: usize) -> CliResult<(Vec<PreparedEvent>, u64)> {
+/// Events prepared at a time (about 5 GB of them): the appends of each
+/// round are timed, the preparing is not.
+const ROUND: usize = 2_000_000;
+
+/// Prepares the events of `range` (the first round), on `threads` threads,
+/// and prints the rate; returns the events and the bytes of their raw JSON.
+fn prepare_all(
+    args: &BenchArgs,
+    threads: usize,
+    range: std::ops::Range<usize>,
+    end: jiff::Timestamp,
+) -> CliResult<(Vec<PreparedEvent>, u64)> {
+    let count = range.len().max(1);
+    let started = Instant::now();
+    let (all, raw_bytes) = prepare_quietly(args, threads, range, end)?;
+    let prepare_secs = started.elapsed().as_secs_f64();
+    let stored_bytes: usize = all.iter().map(|e| e.stored().len()).sum();
+    let canonical_bytes: usize = all.iter().map(|e| e.canonical().len()).sum();
+    outln!(
+        "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, pack); raw JSON {} B, stored envelope {} B (before compression), canonical envelope {} B on average",
+        count as f64 / prepare_secs,
+        raw_bytes / count as u64,
+        stored_bytes / count,
+        canonical_bytes / count
+    )?;
+    Ok((all, raw_bytes))
+}
+
+/// Prepares the events of `range` of the run's `args.events`, on `threads`
+/// threads, received over the days asked up to `end`; returns them and the
+/// bytes of their raw JSON.
+fn prepare_quietly(
+    args: &BenchArgs,
+    threads: usize,
+    range: std::ops::Range<usize>,
+    end: jiff::Timestamp,
+) -> CliResult<(Vec<PreparedEvent>, u64)> {
     let preparer = Preparer::new("bench", "bench", "default");
     let generator = Generator::new(args.workload, args.seed);
-    let started = Instant::now();
-    // Event n is received at its share of the days asked, ending now.
-    let end = jiff::Timestamp::now();
     let span = i64::from(args.days.max(1)) * 86_400_000_000_000;
     let total = args.events.max(1) as i64;
     let received = move |n: u64| {
@@ -571,14 +624,15 @@ fn prepare_all(args: &BenchArgs, threads: usize) -> CliResult<(Vec<PreparedEvent
         jiff::Timestamp::from_nanosecond(end.as_nanosecond() - i128::from(back.max(0)))
             .unwrap_or(end)
     };
-    let per = args.events.div_ceil(threads);
+    let per = range.len().div_ceil(threads);
     let prepared: Vec<(Vec<PreparedEvent>, u64)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let (preparer, generator) = (&preparer, &generator);
+                let range = range.clone();
                 scope.spawn(move || {
-                    let lo = (t * per).min(args.events) as u64;
-                    let hi = ((t + 1) * per).min(args.events) as u64;
+                    let lo = (range.start + t * per).min(range.end) as u64;
+                    let hi = (range.start + (t + 1) * per).min(range.end) as u64;
                     prepare_range(preparer, generator, lo..hi, &received)
                 })
             })
@@ -589,21 +643,11 @@ fn prepare_all(args: &BenchArgs, threads: usize) -> CliResult<(Vec<PreparedEvent
             .collect::<Result<Vec<_>, _>>()
     })
     .map_err(|e| Failure::usage(format!("preparing events: {e}")))?;
-    let prepare_secs = started.elapsed().as_secs_f64();
     let raw_bytes = prepared.iter().map(|(_, bytes)| bytes).sum::<u64>();
     let all: Vec<PreparedEvent> = prepared
         .into_iter()
         .flat_map(|(events, _)| events)
         .collect();
-    let stored_bytes: usize = all.iter().map(|e| e.stored().len()).sum();
-    let canonical_bytes: usize = all.iter().map(|e| e.canonical().len()).sum();
-    outln!(
-        "prepare   {:.0} events/s on {threads} threads (parse, canonical JSON, pack); raw JSON {} B, stored envelope {} B (before compression), canonical envelope {} B on average",
-        args.events as f64 / prepare_secs,
-        raw_bytes / args.events as u64,
-        stored_bytes / args.events,
-        canonical_bytes / args.events
-    )?;
     Ok((all, raw_bytes))
 }
 

@@ -326,7 +326,7 @@ def purged(d, stream, epoch):
 
 def seg_records(path):
     """Frames of a segment file by their first log index: one record per
-    entry, or in segments of version 3 one block per run of entries
+    entry, or in segments of versions 3 and 4 one block per run of entries
     (docs/formats/segment.md; both share the framing)."""
     with open(path, "rb") as f:
         b = f.read()

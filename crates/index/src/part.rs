@@ -279,6 +279,13 @@ impl Part {
         self.received[ordinal]
     }
 
+    /// The least and greatest received time, when every entry has one.
+    pub fn received_bounds(&self) -> Option<(Timestamp, Timestamp)> {
+        self.received_span
+            .ends
+            .filter(|_| self.received_span.missing == 0)
+    }
+
     /// The client's time of the entry at `ordinal`.
     pub fn time(&self, ordinal: usize) -> Option<Timestamp> {
         self.time[ordinal]

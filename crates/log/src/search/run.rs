@@ -198,11 +198,7 @@ fn from_part(
     }
     tally.count += count;
     if let Some(bucket) = search.aggregates.histogram {
-        for ordinal in set.ones() {
-            if let Some(at) = part.received(ordinal) {
-                *tally.histogram.entry(bucket.start(at)).or_default() += 1;
-            }
-        }
+        add_histogram(part, &set, count, bucket, &mut tally.histogram);
     }
     for (field, counts) in search.aggregates.top.iter().zip(&mut tally.top) {
         for value in part.counts(field, &set) {
@@ -226,6 +222,43 @@ fn from_part(
                 .filter(past_cursor)
                 .take(want),
         ),
+    }
+}
+
+/// Adds the `count` matches `set` of `part` to `histogram`. A part whose
+/// entries were all received within one bucket (a day's part, by day)
+/// adds its count at once; otherwise each run of matches in one bucket is
+/// added at once (entries are received in order, so runs are long).
+fn add_histogram(
+    part: &Part,
+    set: &Bitset,
+    count: u64,
+    bucket: Bucket,
+    histogram: &mut BTreeMap<i64, u64>,
+) {
+    if let Some((least, greatest)) = part.received_bounds()
+        && bucket.start(least) == bucket.start(greatest)
+    {
+        *histogram.entry(bucket.start(least)).or_default() += count;
+        return;
+    }
+    let mut run: Option<(i64, u64)> = None;
+    for ordinal in set.ones() {
+        let Some(at) = part.received(ordinal) else {
+            continue;
+        };
+        let start = bucket.start(at);
+        match &mut run {
+            Some((current, n)) if *current == start => *n += 1,
+            _ => {
+                if let Some((done, n)) = run.replace((start, 1)) {
+                    *histogram.entry(done).or_default() += n;
+                }
+            }
+        }
+    }
+    if let Some((done, n)) = run {
+        *histogram.entry(done).or_default() += n;
     }
 }
 

@@ -98,7 +98,7 @@ pub(crate) fn measure(
     // the others follow it.
     let reference = match groups.first() {
         Some(group) if groups.len() > 1 && referenced => {
-            Some(store(Reference::new(group[0].0, 1, group, blocks.level()))?)
+            Some(store(Reference::new(1, group, blocks.level()))?)
         }
         _ => None,
     };

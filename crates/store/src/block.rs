@@ -186,15 +186,14 @@ impl std::fmt::Debug for Reference {
 }
 
 impl Reference {
-    /// The block with first entry `first`, whose frame begins at `offset`,
-    /// holding `entries` (as given to [`Packer::seal`]), compressed at
-    /// `level`.
-    pub fn new(
-        first: u64,
-        offset: u64,
-        entries: &[(u64, &[u8])],
-        level: i32,
-    ) -> StoreResult<Reference> {
+    /// The block holding `entries` (as given to [`Packer::seal`]), whose
+    /// frame begins at `offset`, for compressing at `level`.
+    pub fn new(offset: u64, entries: &[(u64, &[u8])], level: i32) -> StoreResult<Reference> {
+        let Some(&(first, _)) = entries.first() else {
+            return Err(StoreError::Invalid(
+                "a block holds at least one entry".into(),
+            ));
+        };
         let plain = plaintext_of(entries, Vec::new());
         let dictionary = zstd::dict::EncoderDictionary::try_copy(&plain, level)
             .map_err(|e| StoreError::Invalid(format!("zstd dictionary: {e}")))?;
@@ -536,8 +535,6 @@ pub fn peek_indices(frame: &[u8]) -> Option<Vec<u64>> {
 
 /// Decompresses blocks; keeps its zstd context (one per thread).
 pub struct Unpacker {
-    decompressor: zstd::bulk::Decompressor<'static>,
-    /// For blocks compressed against a reference.
     context: zstd::zstd_safe::DCtx<'static>,
     buffer: Vec<u8>,
 }
@@ -551,8 +548,6 @@ impl std::fmt::Debug for Unpacker {
 impl Unpacker {
     pub fn new() -> StoreResult<Unpacker> {
         Ok(Unpacker {
-            decompressor: zstd::bulk::Decompressor::new()
-                .map_err(|e| StoreError::Invalid(format!("zstd: {e}")))?,
             context: zstd::zstd_safe::DCtx::try_create()
                 .ok_or_else(|| StoreError::Invalid("zstd: no decompression context".into()))?,
             buffer: Vec::new(),
@@ -593,49 +588,39 @@ impl BlockRef<'_> {
                 path: path.to_path_buf(),
                 index: self.first,
             })?;
-        let plain = if self.codec == CODEC_ZSTD_REFERENCED {
-            let dictionary = match reference {
-                Some(r) if Some((r.first, r.offset)) == self.reference => &r.dictionary,
-                _ => {
-                    return Err(StoreError::Invalid(
-                        "a block compressed against a reference is opened without it".into(),
-                    ));
-                }
-            };
-            let mut plain = Vec::with_capacity(self.plain_len);
-            unpacker
-                .context
-                .decompress_using_ddict(&mut plain, opened, dictionary.as_ddict())
-                .map_err(|code| {
-                    StoreError::corrupt(
-                        path,
-                        offset,
-                        format!("block: zstd: {}", zstd::zstd_safe::get_error_name(code)),
-                    )
-                })?;
-            if plain.len() != self.plain_len {
-                return Err(StoreError::corrupt(
-                    path,
-                    offset,
-                    "block decompresses to another length than its head says",
-                ));
-            }
-            plain
-        } else if self.codec == CODEC_ZSTD {
-            let plain = unpacker
-                .decompressor
-                .decompress(opened, self.plain_len)
-                .map_err(|e| StoreError::corrupt(path, offset, format!("block: zstd: {e}")))?;
-            if plain.len() != self.plain_len {
-                return Err(StoreError::corrupt(
-                    path,
-                    offset,
-                    "block decompresses to another length than its head says",
-                ));
-            }
-            plain
-        } else {
+        let plain = if self.codec == CODEC_STORED {
             opened.to_vec()
+        } else {
+            let mut plain = Vec::with_capacity(self.plain_len);
+            let context = &mut unpacker.context;
+            let done = if self.codec == CODEC_ZSTD_REFERENCED {
+                let dictionary = match reference {
+                    Some(r) if Some((r.first, r.offset)) == self.reference => &r.dictionary,
+                    _ => {
+                        return Err(StoreError::Invalid(
+                            "a block compressed against a reference is opened without it".into(),
+                        ));
+                    }
+                };
+                context.decompress_using_ddict(&mut plain, opened, dictionary.as_ddict())
+            } else {
+                context.decompress(&mut plain, opened)
+            };
+            done.map_err(|code| {
+                StoreError::corrupt(
+                    path,
+                    offset,
+                    format!("block: zstd: {}", zstd::zstd_safe::get_error_name(code)),
+                )
+            })?;
+            if plain.len() != self.plain_len {
+                return Err(StoreError::corrupt(
+                    path,
+                    offset,
+                    "block decompresses to another length than its head says",
+                ));
+            }
+            plain
         };
         let mut bodies = Vec::with_capacity(self.indices.len());
         let mut at = 0usize;

@@ -1225,33 +1225,42 @@ mod tests {
         ));
     }
 
-    /// Blocks staged into a version-3 segment read back entry by entry,
-    /// each with its derived salt; an entry the block does not hold, or a
-    /// block whose bytes changed, is refused.
-    #[test]
-    fn blocks_stage_and_open_by_entry() {
-        use crate::block::{LEVEL, Packer};
+    /// Segment 4 of stream `app`, version [`VERSION`], to be created at the
+    /// returned path under `dir`: the data key that seals its blocks, and
+    /// the record keys a reader opens them with (generation 1 sealed under
+    /// the data key itself).
+    fn block_segment(dir: &Path) -> (DataKey, SegmentKeys, PathBuf) {
         use crate::sessions::{SessionTable, Sessions};
-        let dir = tempfile::tempdir().unwrap();
-        let kek = Kek::create(&dir.path().join("kek"), NewKek::Random).unwrap();
+        let kek = Kek::create(&dir.join("kek"), NewKek::Random).unwrap();
         let (key, _) = DataKey::generate(&kek, 4).unwrap();
-        let (same, _) = (
-            DataKey::from_raw(zeroize::Zeroizing::new(*key.raw())).unwrap(),
-            (),
-        );
+        let same = DataKey::from_raw(zeroize::Zeroizing::new(*key.raw())).unwrap();
         let sessions = Arc::new(Sessions::new(
-            &dir.path().join("sessions"),
+            &dir.join("sessions"),
             SessionTable::without_file(),
         ));
-        let keys = SegmentKeys::new(4, same, sessions);
-        let path = dir.path().join("a.seg");
+        (key, SegmentKeys::new(4, same, sessions), dir.join("a.seg"))
+    }
+
+    /// Creates the segment [`block_segment`] describes at `path`.
+    fn block_writer(path: &Path) -> SegmentWriter {
         let header = SegmentHeader {
             version: VERSION,
             id: 4,
             epoch: 20000,
             stream: "app".into(),
         };
-        let mut writer = SegmentWriter::create(&path, header).unwrap();
+        SegmentWriter::create(path, header).unwrap()
+    }
+
+    /// Blocks staged into a version-3 segment read back entry by entry,
+    /// each with its derived salt; an entry the block does not hold, or a
+    /// block whose bytes changed, is refused.
+    #[test]
+    fn blocks_stage_and_open_by_entry() {
+        use crate::block::{LEVEL, Packer};
+        let dir = tempfile::tempdir().unwrap();
+        let (key, keys, path) = block_segment(dir.path());
+        let mut writer = block_writer(&path);
         assert!(writer.stage(&key, 1, 0, &[0; 32], &[b"x"]).is_err());
         let mut packer = Packer::new(LEVEL).unwrap();
         let mut locations = Vec::new();
@@ -1333,23 +1342,8 @@ mod tests {
     #[test]
     fn blocks_compressed_against_a_reference() {
         use crate::block::{CODEC_ZSTD_REFERENCED, LEVEL, Packer, Reference};
-        use crate::sessions::{SessionTable, Sessions};
         let dir = tempfile::tempdir().unwrap();
-        let kek = Kek::create(&dir.path().join("kek"), NewKek::Random).unwrap();
-        let (key, _) = DataKey::generate(&kek, 4).unwrap();
-        let same = DataKey::from_raw(zeroize::Zeroizing::new(*key.raw())).unwrap();
-        let sessions = Arc::new(Sessions::new(
-            &dir.path().join("sessions"),
-            SessionTable::without_file(),
-        ));
-        let keys = SegmentKeys::new(4, same, sessions);
-        let path = dir.path().join("a.seg");
-        let header = SegmentHeader {
-            version: VERSION,
-            id: 4,
-            epoch: 20000,
-            stream: "app".into(),
-        };
+        let (key, keys, path) = block_segment(dir.path());
         let event = |n: u64| {
             format!(
                 r#"{{"actor":"user-{}@example.com","action":"document.{}","resource":"documents/{}","n":{n}}}"#,
@@ -1365,14 +1359,14 @@ mod tests {
             .enumerate()
             .map(|(n, b)| (n as u64, b.as_slice()))
             .collect();
-        let mut writer = SegmentWriter::create(&path, header).unwrap();
+        let mut writer = block_writer(&path);
         let mut packer = Packer::new(LEVEL).unwrap();
         let mut frame = Vec::new();
         packer
             .seal(&key, 1, &entries[..1000], None, &mut frame)
             .unwrap();
         let first_block = writer.stage_frame(&frame).unwrap();
-        let reference = Reference::new(0, first_block.offset, &entries[..1000], LEVEL).unwrap();
+        let reference = Reference::new(first_block.offset, &entries[..1000], LEVEL).unwrap();
         // The reference must come before the block.
         assert!(
             packer

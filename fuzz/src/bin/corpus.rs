@@ -602,7 +602,7 @@ fn referenced_blocks(c: &Corpus) {
         .seal(&key, 1, &entries[..30], None, &mut seed)
         .expect("seals");
     let reference =
-        Reference::new(10, stele_fuzz::SEGMENT_BLOCK_AT, &entries[..30], LEVEL).expect("reference");
+        Reference::new(stele_fuzz::SEGMENT_BLOCK_AT, &entries[..30], LEVEL).expect("reference");
     packer
         .seal(&key, 1, &entries[30..], Some(&reference), &mut seed)
         .expect("seals");

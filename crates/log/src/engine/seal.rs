@@ -159,11 +159,9 @@ impl Sealer {
                 && segment.writer.header().version == segment::VERSION
                 && self.config.makes_reference(job.plain)
             {
-                let entries = bodies(placed, &job.positions);
                 segment.reference = Some(Arc::new(Reference::new(
-                    entries[0].0,
                     location.offset,
-                    &entries,
+                    &bodies(placed, &job.positions),
                     self.config.level(),
                 )?));
             }

@@ -232,6 +232,17 @@ enum BenchMode {
     /// Print the benchmark's events as NDJSON, one per line (for scripts
     /// and other tools): the same events `stele bench` appends.
     Events(EventsArgs),
+    /// Time the searches of `--search` again on a directory that
+    /// `stele bench --search --keep` left (`stele-bench-<pid>/data`), to
+    /// compare two builds on the same events.
+    Search(SearchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SearchArgs {
+    /// The kept log's data directory.
+    #[arg(long)]
+    data: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -279,6 +290,10 @@ pub fn run(args: BenchArgs) -> CliResult<u8> {
     match args.mode {
         Some(BenchMode::Http(http)) => return crate::bench_http::run(http),
         Some(BenchMode::Events(events)) => return print_events(&events),
+        Some(BenchMode::Search(search)) => {
+            crate::bench_search::rerun(&search.data)?;
+            return Ok(0);
+        }
         None => {}
     }
     if args.events == 0 || args.producers == 0 || args.request == 0 {

@@ -170,7 +170,50 @@ pub fn print(data: &std::path::Path, blocks: stele_log::BlockConfig) -> CliResul
         size - report.loaded_entries,
         report.refused.len()
     )?;
-    let reader = &reader;
+    print_searches(&reader, data)
+}
+
+/// `stele bench search`: opens a directory kept by `stele bench --search
+/// --keep` (its part files written) and times its searches again, so that
+/// two builds are compared on the same events.
+pub fn rerun(data: &std::path::Path) -> CliResult<()> {
+    let log = stele_log::Log::open(
+        data,
+        stele_log::OpenOptions {
+            search_parts: true,
+            ..Default::default()
+        },
+    )?;
+    let reader = log.reader().clone();
+    let started = Instant::now();
+    wait_indexed(&reader);
+    outln!(
+        "index     covered in {:.2} s after the open",
+        started.elapsed().as_secs_f64()
+    )?;
+    print_searches(&reader, data)
+}
+
+/// Waits until the closed segments' frequent words are gathered, then
+/// prints search latencies by shape, an export's, and a count with a
+/// daily histogram.
+fn print_searches(reader: &LogReader, data: &std::path::Path) -> CliResult<()> {
+    if let Some(index) = reader.search_index() {
+        let started = Instant::now();
+        while index.parts_due() > 0 && started.elapsed() < Duration::from_secs(600) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let report = index.parts_report();
+        let memory = index.heap_bytes();
+        outln!(
+            "index     frequent words of {} closed segments gathered {:.2} s later ({} words); the index holds about {:.0} MB of memory ({:.0} B per entry)",
+            report.gathered,
+            started.elapsed().as_secs_f64(),
+            report.frequent_words,
+            memory as f64 / 1e6,
+            memory as f64 / reader.size().max(1) as f64
+        )?;
+    }
     let size = reader.published_size();
     if size == 0 {
         return Ok(());

@@ -26,6 +26,16 @@ impl Bitset {
         set
     }
 
+    /// The set whose words are `words` (ordinal `64 * i + b` is bit `b`
+    /// of word `i`) over `0..len`: words past `len` are dropped, missing
+    /// ones are empty.
+    pub fn from_words(mut words: Vec<u64>, len: usize) -> Bitset {
+        words.resize(len.div_ceil(64), 0);
+        let mut set = Bitset { words, len };
+        set.trim();
+        set
+    }
+
     /// Clears the bits past `len` in the last word.
     fn trim(&mut self) {
         let extra = self.words.len() * 64 - self.len;
@@ -69,6 +79,25 @@ impl Bitset {
         }
     }
 
+    /// Adds the ordinals of `words` (as [`Bitset::from_words`] reads
+    /// them) below `len`.
+    pub fn or_words(&mut self, words: &[u64]) {
+        for (a, b) in self.words.iter_mut().zip(words) {
+            *a |= b;
+        }
+        self.trim();
+    }
+
+    /// How many ordinals of `words` (as [`Bitset::from_words`] reads
+    /// them) are in the set.
+    pub fn count_and(&self, words: &[u64]) -> u64 {
+        self.words
+            .iter()
+            .zip(words)
+            .map(|(a, b)| u64::from((a & b).count_ones()))
+            .sum()
+    }
+
     /// Every ordinal not in the set.
     pub fn not(&mut self) {
         for word in &mut self.words {
@@ -106,7 +135,13 @@ impl Bitset {
 
     /// The ordinals in the set, ascending.
     pub fn ones(&self) -> impl DoubleEndedIterator<Item = usize> + '_ {
-        self.words.iter().enumerate().flat_map(|(i, &word)| {
+        Bitset::ones_of(&self.words)
+    }
+
+    /// The ordinals of `words` (as [`Bitset::from_words`] reads them),
+    /// ascending.
+    pub fn ones_of(words: &[u64]) -> impl DoubleEndedIterator<Item = usize> + '_ {
+        words.iter().enumerate().flat_map(|(i, &word)| {
             let base = i * 64;
             Ones { word, base }
         })
@@ -194,6 +229,19 @@ mod tests {
                 a_model.iter().copied().filter(|&i| i >= from && i < to).collect();
             prop_assert_eq!(ranged.ones().collect::<Vec<_>>(), range_model);
             prop_assert_eq!(Bitset::full(len).count(), len as u64);
+            // The same sets through their words, of any length.
+            let mut words = vec![0u64; 6];
+            b.iter().for_each(|&i| words[i / 64] |= 1 << (i % 64));
+            let from_words = Bitset::from_words(words.clone(), len);
+            prop_assert_eq!(&from_words, &set_of(&b));
+            let mut or = set_of(&a);
+            or.or_words(&words[..from.min(6)]);
+            let short: Vec<usize> = a_model.iter().copied()
+                .chain(b_model.iter().copied().filter(|&i| i < from.min(6) * 64))
+                .collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            prop_assert_eq!(or.ones().collect::<Vec<_>>(), short);
+            prop_assert_eq!(set_of(&a).count_and(&words),
+                a_model.intersection(&b_model).count() as u64);
         }
     }
 }

@@ -22,5 +22,5 @@ mod terms;
 mod uuid;
 
 pub use bitset::Bitset;
-pub use part::{DecodeError, IndexError, Part, TopValue};
+pub use part::{DecodeError, FrequentWords, IndexError, Part, TopValue};
 pub use terms::{EventTerms, attribute_key};

@@ -12,8 +12,12 @@ use crate::terms::{ATTRIBUTE, EventTerms, ID, NAMED, TEXT_ONLY, attribute_key, n
 use crate::uuid;
 
 mod codec;
+mod postings;
+mod time;
 
 pub use codec::DecodeError;
+use postings::Postings;
+use time::TimeColumn;
 
 /// A part refused an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,42 +40,6 @@ impl std::fmt::Display for IndexError {
 }
 
 impl std::error::Error for IndexError {}
-
-/// The ascending ordinals holding one value: most values of a field
-/// with unique values (request ids) are held once, without a vector.
-#[derive(Debug, Clone)]
-enum Postings {
-    One(u32),
-    Many(Vec<u32>),
-}
-
-impl Postings {
-    fn push(&mut self, ordinal: u32) {
-        match self {
-            Postings::One(only) if *only == ordinal => {}
-            Postings::One(only) => *self = Postings::Many(vec![*only, ordinal]),
-            Postings::Many(list) => {
-                if list.last() != Some(&ordinal) {
-                    list.push(ordinal);
-                }
-            }
-        }
-    }
-
-    fn as_slice(&self) -> &[u32] {
-        match self {
-            Postings::One(only) => std::slice::from_ref(only),
-            Postings::Many(list) => list,
-        }
-    }
-
-    fn heap_bytes(&self) -> usize {
-        match self {
-            Postings::One(_) => 0,
-            Postings::Many(list) => list.capacity() * std::mem::size_of::<u32>(),
-        }
-    }
-}
 
 /// The distinct values of one field in a part, and which ordinals hold
 /// each.
@@ -108,9 +76,7 @@ impl Dict {
 
     /// Adds the ordinals holding value `id` to `set`.
     fn add_postings(&self, id: u32, set: &mut Bitset) {
-        for &ordinal in self.postings[id as usize].as_slice() {
-            set.insert(ordinal as usize);
-        }
+        self.postings[id as usize].add_to(set);
     }
 
     /// The value ids in value order (see `sorted`): the ids added since
@@ -184,13 +150,8 @@ pub struct TopValue {
 pub struct Part {
     /// Log index of each ordinal, ascending.
     entries: Vec<u64>,
-    received: Vec<Option<Timestamp>>,
-    time: Vec<Option<Timestamp>>,
-    /// The least and greatest of each time column, and how many entries
-    /// have no time (a bound that every present time meets, in a part
-    /// where every entry has one, holds for the whole part).
-    received_span: Span,
-    time_span: Span,
+    received: TimeColumn,
+    time: TimeColumn,
     /// Each entry's id as a number ([`crate::uuid`]); an id that is not a
     /// canonical UUID is in the `id` dictionary instead, marked
     /// [`crate::uuid::NONE`] here.
@@ -202,28 +163,35 @@ pub struct Part {
     /// (`None` for a named one by code, else the attribute key) and value
     /// ids holding it.
     words: HashMap<Box<str>, Vec<(DictRef, u32)>>,
+    /// Words held by many entries, each with every ordinal that free text
+    /// finds it at, made once the part stops growing
+    /// ([`Part::frequent_words`]); emptied by the next insert.
+    frequent: HashMap<Box<str>, Postings>,
 }
 
-/// The least and greatest value of a time column, and how many entries
-/// have none.
-#[derive(Debug, Default, Clone, Copy)]
-struct Span {
-    ends: Option<(Timestamp, Timestamp)>,
-    missing: usize,
+/// The ordinals free text finds each of a part's frequent words at
+/// ([`Part::frequent_words`]), for the part as it was when they were
+/// gathered.
+#[derive(Debug, Default)]
+pub struct FrequentWords {
+    len: usize,
+    sets: HashMap<Box<str>, Postings>,
 }
 
-impl Span {
-    fn add(&mut self, at: Option<Timestamp>) {
-        let Some(at) = at else {
-            self.missing += 1;
-            return;
-        };
-        self.ends = Some(match self.ends {
-            Some((least, greatest)) => (least.min(at), greatest.max(at)),
-            None => (at, at),
-        });
+impl FrequentWords {
+    /// How many words.
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
     }
 }
+
+/// A word is frequent in a part when its values are held by at least this
+/// many entries, and by one in 32 of them.
+const FREQUENT_MIN: usize = 1024;
 
 /// Which dictionary a word points into.
 #[derive(Debug, Clone)]
@@ -276,19 +244,17 @@ impl Part {
 
     /// When the entry at `ordinal` was received.
     pub fn received(&self, ordinal: usize) -> Option<Timestamp> {
-        self.received[ordinal]
+        self.received.get(ordinal)
     }
 
     /// The least and greatest received time, when every entry has one.
     pub fn received_bounds(&self) -> Option<(Timestamp, Timestamp)> {
-        self.received_span
-            .ends
-            .filter(|_| self.received_span.missing == 0)
+        self.received.bounds()
     }
 
     /// The client's time of the entry at `ordinal`.
     pub fn time(&self, ordinal: usize) -> Option<Timestamp> {
-        self.time[ordinal]
+        self.time.get(ordinal)
     }
 
     /// The last entry, if any.
@@ -319,8 +285,8 @@ impl Part {
         self.entries.push(entry);
         self.received.push(terms.received);
         self.time.push(terms.time);
-        self.received_span.add(terms.received);
-        self.time_span.add(terms.time);
+        // The frequent words' sets lack the new entry.
+        self.frequent.clear();
         self.ids.push(uuid::NONE);
         for item in &terms.items {
             let value = terms.slice(item.value);
@@ -404,9 +370,12 @@ impl Part {
         let len = self.len();
         match expr {
             Expr::And(items) => {
-                let mut set = Bitset::full(len);
-                for item in items {
-                    set.and(&self.eval(item, stream));
+                let mut sets = items.iter().map(|item| self.eval(item, stream));
+                let Some(mut set) = sets.next() else {
+                    return Bitset::full(len);
+                };
+                for other in sets {
+                    set.and(&other);
                 }
                 set
             }
@@ -439,31 +408,8 @@ impl Part {
                 }
                 set
             }
-            Expr::Time(field, bound) => {
-                let (column, span) = match field {
-                    TimeField::Time => (&self.time, &self.time_span),
-                    TimeField::Received => (&self.received, &self.received_span),
-                };
-                // The instants a bound holds for are a half-line: if it
-                // holds for both ends of the span it holds for all of it,
-                // if for neither, for none of it.
-                if let Some((least, greatest)) = span.ends {
-                    match (bound.holds(least), bound.holds(greatest)) {
-                        (true, true) if span.missing == 0 => return Bitset::full(len),
-                        (false, false) => return Bitset::empty(len),
-                        _ => {}
-                    }
-                } else {
-                    return Bitset::empty(len);
-                }
-                let mut set = Bitset::empty(len);
-                for (ordinal, at) in column.iter().enumerate() {
-                    if at.is_some_and(|at| bound.holds(at)) {
-                        set.insert(ordinal);
-                    }
-                }
-                set
-            }
+            Expr::Time(TimeField::Time, bound) => self.time.matching(bound),
+            Expr::Time(TimeField::Received, bound) => self.received.matching(bound),
             Expr::Text(words) => self.text(words),
         }
     }
@@ -472,6 +418,17 @@ impl Part {
     /// other: candidates from the rarest word, each checked exactly.
     fn text(&self, words: &[String]) -> Bitset {
         let mut set = Bitset::empty(self.len());
+        if let [word] = words
+            && let Some(postings) = self.frequent.get(word.as_str())
+        {
+            postings.add_to(&mut set);
+            return set;
+        }
+        self.text_by_values(words, set)
+    }
+
+    /// [`Part::text`] from the values holding the words, added to `set`.
+    fn text_by_values(&self, words: &[String], mut set: Bitset) -> Bitset {
         // A value that is one word, already as the word map would write
         // it, is not in the word map: it is found by its own text.
         if let [word] = words {
@@ -499,6 +456,51 @@ impl Part {
             }
         }
         set
+    }
+
+    /// The words held by many of the part's entries (at least
+    /// [`FREQUENT_MIN`] and one in 32, counted over their values), each
+    /// with the ordinals free text finds it at: a search for one of them
+    /// then adds one set (most often a bitset, a word at a time) instead
+    /// of the postings of every value holding it (hundreds of actors share
+    /// a domain). Gathered apart from the part, so that searches go on
+    /// meanwhile, and kept by [`Part::keep_frequent_words`].
+    pub fn frequent_words(&self) -> FrequentWords {
+        let len = self.len();
+        let least = FREQUENT_MIN.max(len / 32);
+        let mut sets = HashMap::new();
+        for (word, list) in &self.words {
+            let held: usize = list
+                .iter()
+                .filter_map(|(key, id)| self.dict(key).map(|d| d.postings[*id as usize].len()))
+                .sum();
+            if held < least {
+                continue;
+            }
+            let set =
+                self.text_by_values(std::slice::from_ref(&word.to_string()), Bitset::empty(len));
+            let ordinals: Vec<u32> = set.ones().map(|o| o as u32).collect();
+            if !ordinals.is_empty() {
+                sets.insert(word.clone(), Postings::of(ordinals));
+            }
+        }
+        FrequentWords { len, sets }
+    }
+
+    /// Keeps `words` if the part has not grown since they were gathered;
+    /// returns whether it did.
+    pub fn keep_frequent_words(&mut self, words: FrequentWords) -> bool {
+        if words.len != self.len() {
+            return false;
+        }
+        self.frequent = words.sets;
+        true
+    }
+
+    /// Whether the part's frequent words are kept (and it has not grown
+    /// since).
+    pub fn has_frequent_words(&self) -> bool {
+        !self.frequent.is_empty()
     }
 
     /// About how many bytes of memory the part holds (its vectors' and
@@ -538,8 +540,8 @@ impl Part {
             + self.words.capacity();
         self.entries.capacity() * size_of::<u64>()
             + self.ids.capacity() * size_of::<u128>()
-            + self.received.capacity() * size_of::<Option<Timestamp>>()
-            + self.time.capacity() * size_of::<Option<Timestamp>>()
+            + self.received.capacity_bytes()
+            + self.time.capacity_bytes()
             + self.named.iter().map(dict).sum::<usize>()
             + self
                 .attributes
@@ -547,6 +549,11 @@ impl Part {
                 .map(|(k, d)| k.len() + dict(d))
                 .sum::<usize>()
             + words
+            + self
+                .frequent
+                .iter()
+                .map(|(w, p)| w.len() + size_of::<(Box<str>, Postings)>() + p.heap_bytes())
+                .sum::<usize>()
     }
 
     /// The `n` values of `field` held by the most entries of `set`, most
@@ -568,11 +575,7 @@ impl Part {
             .iter()
             .enumerate()
             .filter_map(|(id, postings)| {
-                let count = postings
-                    .as_slice()
-                    .iter()
-                    .filter(|&&o| set.contains(o as usize))
-                    .count() as u64;
+                let count = postings.count_in(set);
                 (count > 0).then(|| TopValue {
                     value: dict.values[id].clone(),
                     count,

@@ -255,6 +255,108 @@ proptest! {
     }
 }
 
+/// Checks `part`'s answer to each of `exprs` against the matcher on
+/// every event, and top counts against a count over the events.
+fn answers_as_the_matcher(
+    part: &Part,
+    events: &[Envelope],
+    exprs: &[Expr],
+) -> Result<(), TestCaseError> {
+    for expr in exprs {
+        let set = part.eval(expr, "s");
+        for (ordinal, event) in events.iter().enumerate() {
+            prop_assert_eq!(
+                set.contains(ordinal),
+                expr.matches(event),
+                "{} on event {}: {:?}",
+                expr,
+                ordinal,
+                event
+            );
+        }
+        for top in part.top(&Field::Outcome, &set, 3) {
+            let count = events
+                .iter()
+                .enumerate()
+                .filter(|(o, e)| {
+                    set.contains(*o) && e.event.outcome.as_deref() == Some(&*top.value)
+                })
+                .count();
+            prop_assert_eq!(top.count, count as u64, "{} outcome {}", expr, top.value);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    /// A part large enough for the forms small ones never take: postings
+    /// held as bitsets (a value most entries hold), time columns answered
+    /// a zone of 64 entries at a time (received times rising through the
+    /// part, as a log receives them, some entries without a client time),
+    /// and frequent words' sets, kept and then dropped by an insert.
+    #[test]
+    fn a_large_part_answers_what_the_matcher_accepts(
+        mut events in prop::collection::vec(envelope(), 2100..2300),
+        mut exprs in prop::collection::vec(expr(), 4..10),
+        cuts in prop::collection::vec((0i64..80, 0..4u8, any::<bool>()), 1..4),
+    ) {
+        let base = 1_800_000_000;
+        for (i, event) in events.iter_mut().enumerate() {
+            let i = i as i64;
+            // Rising, a few seconds out of order here and there.
+            let received = Timestamp::from_second(base + i / 30 + (i % 7 == 0) as i64 * 3).unwrap();
+            event.received_at = received.to_string();
+            event.event.time = (i % 5 != 0).then(|| (received - jiff::SignedDuration::from_secs(i % 11)).to_string());
+            if i % 4 != 0 {
+                event.event.outcome = Some("denied".into());
+            }
+            event.writer = if i % 2 == 0 { "alice" } else { "bob@db" }.into();
+        }
+        for (at, op, received) in cuts {
+            let t = Timestamp::from_second(base + at).unwrap();
+            let bound = match op {
+                0 => TimeBound::Before(t),
+                1 => TimeBound::AtOrBefore(t),
+                2 => TimeBound::After(t),
+                _ => TimeBound::AtOrAfter(t),
+            };
+            let field = if received { TimeField::Received } else { TimeField::Time };
+            let time = Expr::Time(field, bound);
+            exprs.push(Expr::And(vec![time.clone(), exprs[0].clone()]));
+            exprs.push(time);
+        }
+        exprs.push(Expr::Field(Field::Writer, vec![Pattern::Exact("alice".into())]));
+        exprs.push(Expr::Text(vec!["denied".into()]));
+        exprs.push(Expr::Text(vec!["db".into()]));
+        let mut part = Part::new();
+        let (last, growing) = events.split_last().unwrap();
+        for (i, event) in growing.iter().enumerate() {
+            part.insert(i as u64, &EventTerms::of(event)).unwrap();
+        }
+        let growing = &events[..growing.len()];
+        answers_as_the_matcher(&part, growing, &exprs)?;
+        // The frequent words kept, then a part read back from its bytes.
+        let words = part.frequent_words();
+        prop_assert!(part.keep_frequent_words(words));
+        prop_assert!(part.has_frequent_words());
+        answers_as_the_matcher(&part, growing, &exprs)?;
+        let mut decoded = Part::decode(&part.encode()).unwrap();
+        answers_as_the_matcher(&decoded, growing, &exprs)?;
+        let words = decoded.frequent_words();
+        prop_assert!(decoded.keep_frequent_words(words));
+        answers_as_the_matcher(&decoded, growing, &exprs)?;
+        // Words gathered before an insert are not kept after it; the
+        // insert drops the ones kept.
+        let stale = part.frequent_words();
+        part.insert(events.len() as u64, &EventTerms::of(last)).unwrap();
+        prop_assert!(!part.has_frequent_words());
+        prop_assert!(!part.keep_frequent_words(stale));
+        answers_as_the_matcher(&part, &events, &exprs)?;
+    }
+}
+
 #[test]
 fn entries_go_in_ascending_order_only() {
     let mut part = Part::new();

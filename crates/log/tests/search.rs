@@ -155,7 +155,7 @@ fn all_pages(
     (found, count.unwrap())
 }
 
-const QUERIES: [&str; 14] = [
+const QUERIES: [&str; 16] = [
     "",
     "actor:alice@acme.example",
     "actor:*@acme.example -action:login",
@@ -165,6 +165,8 @@ const QUERIES: [&str; 14] = [
     "attributes.latency_ms:39",
     "\"denied by rule 3\"",
     "smith",
+    "rule",
+    "acme -prod",
     "dave smith -stream:ops",
     "received>=2026-01-02 received<2026-01-03",
     "time:2026-01-02 actor:carol",
@@ -173,18 +175,23 @@ const QUERIES: [&str; 14] = [
 ];
 
 fn check_all(reader: &LogReader, may_read: &dyn Fn(&str) -> bool) {
+    check_pages(reader, may_read, 7, 50);
+}
+
+/// [`check_all`] with pages of `newest` and `oldest` events.
+fn check_pages(reader: &LogReader, may_read: &dyn Fn(&str) -> bool, newest: usize, oldest: usize) {
     let size = reader.published_size();
     let now: Timestamp = "2026-02-01T00:00:00Z".parse().unwrap();
     for text in QUERIES {
         let query = Query::parse(text, now).unwrap();
         let expected = scan(reader, &query, size, may_read);
-        let (newest, count) = all_pages(reader, &query, Order::Newest, 7, size, may_read);
+        let (found, count) = all_pages(reader, &query, Order::Newest, newest, size, may_read);
         let mut descending = expected.clone();
         descending.reverse();
-        assert_eq!(newest, descending, "{text}");
+        assert_eq!(found, descending, "{text}");
         assert_eq!(count, expected.len() as u64, "{text}");
-        let (oldest, _) = all_pages(reader, &query, Order::Oldest, 50, size, may_read);
-        assert_eq!(oldest, expected, "{text}");
+        let (found, _) = all_pages(reader, &query, Order::Oldest, oldest, size, may_read);
+        assert_eq!(found, expected, "{text}");
     }
 }
 
@@ -568,6 +575,61 @@ fn log_with_two_closed_days(data: &Path) {
     append(&mut log, 530..600, at(2, 3600));
     wait_written(log.reader(), 6);
     assert_eq!(part_files(data).len(), 6);
+}
+
+/// Waits until no closed segment waits for its part file or its
+/// frequent words.
+fn wait_maintained(reader: &LogReader) {
+    let index = reader.search_index().expect("an index");
+    for _ in 0..4000 {
+        if index.parts_due() == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("closed segments not maintained: {:?}", index.parts_report());
+}
+
+#[test]
+fn frequent_words_of_closed_days_are_gathered_and_answer_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    create(&data);
+    // Day 0's three segments hold 1,400 entries each: "rule", "prod" and
+    // "denied" are in every one, "acme" in two of five.
+    let mut log = open_persisting(&data);
+    append(&mut log, 0..4200, at(0, 3600));
+    append(&mut log, 4200..4230, at(1, 3600));
+    wait_indexed(log.reader());
+    wait_maintained(log.reader());
+    let report = log.reader().search_index().unwrap().parts_report();
+    assert_eq!(report.gathered, 3, "{report:?}");
+    assert!(report.frequent_words >= 9, "{report:?}");
+    check_pages(log.reader(), &|_| true, 500, 1000);
+    check_pages(log.reader(), &|s| s != "hr", 500, 1000);
+    // A closed day that gets more events (a clock set back): its words
+    // are gathered again, and answers hold meanwhile and after.
+    append(&mut log, 4230..4260, at(0, 80_000));
+    check_pages(log.reader(), &|_| true, 500, 1000);
+    wait_indexed(log.reader());
+    wait_maintained(log.reader());
+    assert_eq!(
+        log.reader().search_index().unwrap().parts_report().gathered,
+        6
+    );
+    check_pages(log.reader(), &|_| true, 500, 1000);
+    drop(log);
+    // Read back from the part files, gathered again.
+    let log = open_persisting(&data);
+    wait_indexed(log.reader());
+    wait_maintained(log.reader());
+    let report = log.reader().search_index().unwrap().parts_report();
+    assert_eq!(
+        (report.loaded_segments, report.gathered),
+        (3, 3),
+        "{report:?}"
+    );
+    check_pages(log.reader(), &|_| true, 500, 1000);
 }
 
 #[test]

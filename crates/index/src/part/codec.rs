@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::{DictRef, Part, Postings, Span, add_words};
+use super::{DictRef, Part, Postings, TimeColumn, add_words};
 use crate::terms::{ATTRIBUTE, TEXT_ONLY};
 use crate::uuid;
 
@@ -79,8 +79,8 @@ fn put_times(out: &mut Vec<u8>, column: &[Option<Timestamp>]) {
 
 /// An ascending list: its length, its first value, then each distance to
 /// the one before.
-fn put_ascending(out: &mut Vec<u8>, list: impl ExactSizeIterator<Item = u64>) {
-    put(out, list.len() as u128);
+fn put_ascending(out: &mut Vec<u8>, len: usize, list: impl Iterator<Item = u64>) {
+    put(out, len as u128);
     let mut previous = None;
     for value in list {
         put(out, u128::from(value - previous.unwrap_or(0)));
@@ -109,7 +109,7 @@ fn put_dict(out: &mut Vec<u8>, dict: &super::Dict) {
     put(out, dict.values.len() as u128);
     for (value, postings) in dict.values.iter().zip(&dict.postings) {
         put_str(out, value);
-        put_ascending(out, postings.as_slice().iter().map(|&o| u64::from(o)));
+        put_ascending(out, postings.len(), postings.ordinals().map(u64::from));
     }
 }
 
@@ -118,9 +118,9 @@ impl Part {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len() * 48 + 64);
         put(&mut out, u128::from(VERSION));
-        put_ascending(&mut out, self.entries.iter().copied());
-        put_times(&mut out, &self.received);
-        put_times(&mut out, &self.time);
+        put_ascending(&mut out, self.entries.len(), self.entries.iter().copied());
+        put_times(&mut out, self.received.times());
+        put_times(&mut out, self.time.times());
         put_ids(&mut out, &self.ids);
         for dict in &self.named {
             put_dict(&mut out, dict);
@@ -152,10 +152,8 @@ impl Part {
         if len >= u32::MAX as usize {
             return Err(bad("more entries than a part holds"));
         }
-        part.received = input.times(len)?;
-        part.time = input.times(len)?;
-        part.received_span = span_of(&part.received);
-        part.time_span = span_of(&part.time);
+        part.received = TimeColumn::of(input.times(len)?);
+        part.time = TimeColumn::of(input.times(len)?);
         part.ids = input.ids(len)?;
         let mut words = HashMap::new();
         for code in (0..=TEXT_ONLY).filter(|&c| c != ATTRIBUTE) {
@@ -200,14 +198,6 @@ impl Part {
         part.words = words;
         Ok(part)
     }
-}
-
-fn span_of(column: &[Option<Timestamp>]) -> Span {
-    let mut span = Span::default();
-    for &at in column {
-        span.add(at);
-    }
-    span
 }
 
 /// The bytes being decoded and how far.
@@ -350,11 +340,10 @@ impl<'a> Input<'a> {
         for id in 0..n {
             let value: Arc<str> = Arc::from(self.string()?);
             let list = self.ascending(len as u64, "postings")?;
-            let postings = match list.as_slice() {
-                [] => return Err(bad("a value no entry holds")),
-                [only] => Postings::One(*only as u32),
-                _ => Postings::Many(list.iter().map(|&o| o as u32).collect()),
-            };
+            if list.is_empty() {
+                return Err(bad("a value no entry holds"));
+            }
+            let postings = Postings::of(list.iter().map(|&o| o as u32).collect());
             if dict.ids.insert(value.clone(), id as u32).is_some() {
                 return Err(bad("a value twice in one dictionary"));
             }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 use stele_event::time::Day;
-use stele_index::{EventTerms, Part};
+use stele_index::{EventTerms, FrequentWords, Part};
 
 use crate::error::{LogError, LogResult};
 use crate::reader::LogReader;
@@ -50,6 +50,8 @@ pub(crate) struct Epoch {
     pub parts: Vec<Part>,
     /// Entries the segment's part file holds (0: no file).
     saved: u64,
+    /// Entries the parts held when their frequent words were gathered.
+    sealed: u64,
 }
 
 impl Epoch {
@@ -158,6 +160,10 @@ pub struct PartsReport {
     pub written_entries: u64,
     /// The last failure to write one (the index goes on in memory).
     pub write_error: Option<String>,
+    /// Closed segments whose frequent words were gathered since the open
+    /// (`stele_index::Part::frequent_words`), and how many words.
+    pub gathered: u64,
+    pub frequent_words: u64,
 }
 
 /// The entries of one durable batch, for the feed: (entry, segment, terms).
@@ -273,6 +279,7 @@ impl SearchIndex {
                 day: *day,
                 parts: Vec::new(),
                 saved: 0,
+                sealed: 0,
             });
             if let Err(e) = epoch.insert(*entry, terms) {
                 state.failed = Some(e.to_string());
@@ -285,10 +292,10 @@ impl SearchIndex {
         state.coverage.add(first.0, last.0 + 1);
     }
 
-    /// The closed segments whose part file is missing or holds fewer
-    /// entries than the index: a segment is closed once the index has seen
-    /// an event received [`CLOSE_MARGIN`] into a later day.
-    fn due(&self) -> Vec<u32> {
+    /// The closed segments for which `pending` holds: a segment is closed
+    /// once the index has seen an event received [`CLOSE_MARGIN`] into a
+    /// later day.
+    fn closed(&self, pending: impl Fn(&Epoch) -> bool) -> Vec<u32> {
         let state = self.read();
         let closed_before = state
             .newest
@@ -300,15 +307,63 @@ impl SearchIndex {
         state
             .epochs
             .iter()
-            .filter(|(_, e)| e.day < closed_before && e.len() != e.saved)
+            .filter(|(_, e)| e.day < closed_before && pending(e))
             .map(|(id, _)| *id)
             .collect()
     }
 
     /// How many closed segments wait for their part file to be written
-    /// (0 when the index writes none).
+    /// (when the index writes them) or their frequent words gathered.
     pub fn parts_due(&self) -> usize {
-        if self.persist { self.due().len() } else { 0 }
+        self.closed(|e| (self.persist && e.len() != e.saved) || e.len() != e.sealed)
+            .len()
+    }
+
+    /// Gathers the frequent words of the parts of every closed segment
+    /// that has grown since its last gathering ([`Part::frequent_words`]):
+    /// under the read lock, so searches go on meanwhile, then kept under
+    /// the write lock unless a part grew in between (the next round
+    /// gathers it again).
+    fn gather_frequent_words(&self) {
+        for id in self.closed(|e| e.len() != e.sealed) {
+            if self.stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            let gathered: Option<Vec<_>> = self
+                .read()
+                .epochs
+                .get(&id)
+                .map(|epoch| epoch.parts.iter().map(Part::frequent_words).collect());
+            let Some(gathered) = gathered else {
+                continue; // purged meanwhile
+            };
+            let mut state = self.write();
+            let Some(epoch) = state.epochs.get_mut(&id) else {
+                continue;
+            };
+            if epoch.parts.len() != gathered.len() {
+                continue;
+            }
+            let words: usize = gathered.iter().map(FrequentWords::len).sum();
+            let mut kept = true;
+            for (part, words) in epoch.parts.iter_mut().zip(gathered) {
+                kept &= part.keep_frequent_words(words);
+            }
+            if kept {
+                epoch.sealed = epoch.len();
+                drop(state);
+                let mut report = self.lock_report();
+                report.gathered += 1;
+                report.frequent_words += words as u64;
+            }
+        }
+    }
+
+    /// The parts thread's round: frequent words gathered, then part files
+    /// written.
+    fn maintain_closed(&self, reader: &LogReader) {
+        self.gather_frequent_words();
+        self.persist_closed(reader);
     }
 
     /// Writes the part file of every closed segment that is [`Self::due`]
@@ -318,8 +373,7 @@ impl SearchIndex {
         if !self.persist {
             return;
         }
-        let due = self.due();
-        for id in due {
+        for id in self.closed(|e| e.len() != e.saved) {
             if self.stopped.load(Ordering::Relaxed) {
                 return;
             }
@@ -383,7 +437,7 @@ impl Feed {
             .name("stele-index-parts".into())
             .spawn(move || {
                 while woken.recv().is_ok() {
-                    parts_index.persist_closed(&parts_reader);
+                    parts_index.maintain_closed(&parts_reader);
                 }
             })
             .map_err(|e| LogError::Internal(format!("starting the index parts thread: {e}")))?;
@@ -568,6 +622,7 @@ fn load_parts(index: &SearchIndex, reader: &LogReader, size: u64) -> LogResult<H
                 day,
                 parts: file.parts,
                 saved: len,
+                sealed: 0,
             },
         );
         confirmed.insert(id, file.header.last);

@@ -148,10 +148,11 @@ fn after_cursor(search: &Search<'_>, entry: u64) -> bool {
     }
 }
 
-/// The ordinals of `part` whose entries are below `size` and covered:
-/// a part read from its file at open holds entries the build has not
-/// reached yet, which a search reads from the log instead.
-fn searchable(part: &Part, coverage: &Coverage, size: u64) -> Bitset {
+/// The ordinals of `part` whose entries are below `size` and covered
+/// (`None`: all of them): a part read from its file at open holds entries
+/// the build has not reached yet, which a search reads from the log
+/// instead.
+fn searchable(part: &Part, coverage: &Coverage, size: u64) -> Option<Bitset> {
     let entries = part.entries();
     if let (Some(&first), Some(&last)) = (entries.first(), entries.last())
         && last < size
@@ -160,7 +161,7 @@ fn searchable(part: &Part, coverage: &Coverage, size: u64) -> Bitset {
             .iter()
             .any(|&(from, to)| from <= first && last < to)
     {
-        return Bitset::full(part.len());
+        return None;
     }
     let ordinal = |entry: u64| entries.partition_point(|&e| e < entry);
     let mut set = Bitset::empty(part.len());
@@ -172,7 +173,7 @@ fn searchable(part: &Part, coverage: &Coverage, size: u64) -> Bitset {
             set.or(&range);
         }
     }
-    set
+    Some(set)
 }
 
 /// Adds the matches of one part.
@@ -184,14 +185,16 @@ fn from_part(
     tally: &mut Tally,
 ) {
     let searchable = searchable(part, coverage, search.size);
-    if searchable.count() == 0 {
+    if part.is_empty() || searchable.as_ref().is_some_and(|s| s.count() == 0) {
         return;
     }
     let mut set = match search.query.expr() {
         Some(expr) => part.eval(expr, stream),
         None => Bitset::full(part.len()),
     };
-    set.and(&searchable);
+    if let Some(searchable) = &searchable {
+        set.and(searchable);
+    }
     let count = set.count();
     if count == 0 {
         return;

@@ -78,6 +78,10 @@ fn part_bytes(data: &[u8]) {
         return;
     };
     assert_eq!(part.encode(), data, "a decoded part writes other bytes");
+    // The same part with its frequent words kept answers the same.
+    let mut sealed = stele_index::Part::decode(data).expect("decoded once");
+    let words = sealed.frequent_words();
+    assert!(sealed.keep_frequent_words(words), "the part did not grow");
     let now: jiff::Timestamp = "2026-12-07T12:00:00Z".parse().expect("fixed time");
     for text in [
         "actor:alice* -outcome:success",
@@ -88,6 +92,11 @@ fn part_bytes(data: &[u8]) {
         if let Some(expr) = query.expr() {
             let set = part.eval(expr, "ops");
             assert_eq!(set.len(), part.len());
+            assert_eq!(
+                sealed.eval(expr, "ops"),
+                set,
+                "frequent words change {text}"
+            );
             let _ = part.top(&stele_query::Field::Actor, &set, 5);
         }
     }

@@ -484,6 +484,17 @@ fn outside_inputs(c: &Corpus) {
         "eventlist.json",
         &std::fs::read(k8s).expect("eventlist.json"),
     );
+    let syslog: [(&str, &[u8]); 6] = [
+        ("rfc5424-sd", b"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut=\"3\" eventSource=\"Application\" eventID=\"1011\"][examplePriority@32473 class=\"high\"] \xEF\xBB\xBFAn application event"),
+        ("rfc5424-nil", b"<0>1 - - - - - -"),
+        ("rfc5424-escapes", br#"<13>1 - h a - - [x@1 p="q\"u\\o\]te" p="2"] text"#),
+        ("rfc3164", b"<34>Oct 11 22:14:15 mymachine su: 'su root' failed for lonvick on /dev/pts/8"),
+        ("rfc3164-forwarded", b"<86>2026-12-08T03:00:00.123456+01:00 web1 sshd[4242]: Accepted publickey"),
+        ("rfc3164-local", b"<38>Dec  8 03:00:00 sshd[7]: hello \xff"),
+    ];
+    for (name, message) in syslog {
+        c.add("syslog_message", name, message);
+    }
     let policy_example = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../crates/policy/examples/policy.toml"

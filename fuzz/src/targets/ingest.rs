@@ -136,3 +136,30 @@ pub fn k8s_event_list(data: &[u8]) {
         assert_reads_back(&item.event.canonical_bytes(), &limits.event);
     }
 }
+
+/// A syslog message is mapped or refused; a mapped one is an event the
+/// event rules accept, within the limits, whose payload is the message
+/// (exactly, when it is UTF-8) and whose attributes say how it was read.
+pub fn syslog_message(data: &[u8]) {
+    let received: jiff::Timestamp = "2026-12-08T03:00:00Z".parse().expect("a fixed time");
+    let limits = small_limits().event;
+    let Ok(mapped) = stele_ingest::syslog::parse_message(data, received, &limits) else {
+        return;
+    };
+    if let Ok(text) = std::str::from_utf8(data) {
+        assert_eq!(mapped.raw, text, "the payload is the message");
+    }
+    let syslog = &mapped.event.attributes.as_ref().expect("attributes")["syslog"];
+    assert!(syslog["format"].is_string() && syslog["message"].is_string());
+    assert_eq!(
+        syslog.get("message_base64").is_some(),
+        std::str::from_utf8(data).is_err()
+    );
+    let unbounded = Limits {
+        max_event_bytes: usize::MAX,
+        ..limits
+    };
+    let again = parse_client_event(&mapped.event.canonical_bytes(), &unbounded)
+        .expect("a mapped event reads back as a client event");
+    assert_eq!(again, mapped.event);
+}

@@ -182,4 +182,9 @@ pub const ALL: &[Target] = &[
         about: "Kubernetes audit.k8s.io/v1 EventList",
         run: ingest::k8s_event_list,
     },
+    Target {
+        name: "syslog_message",
+        about: "one syslog message (RFC 5424, RFC 3164) and its mapping",
+        run: ingest::syslog_message,
+    },
 ];

@@ -225,6 +225,10 @@ fn sha_baseline(size: usize) -> f64 {
     (n as f64 * (size + 47) as f64) / started.elapsed().as_secs_f64() / 1e6
 }
 
+/// The origin of every log `stele bench` creates, by which
+/// `stele bench search` knows one.
+pub const ORIGIN: &str = "bench.stele.local/log";
+
 #[derive(Debug, clap::Subcommand)]
 enum BenchMode {
     /// Load generator against `stele serve` (see docs/benchmarks.md).
@@ -383,7 +387,7 @@ fn bench_in(dir: &std::path::Path, args: &BenchArgs) -> CliResult<u8> {
     Log::create(
         &data,
         CreateOptions {
-            origin: "bench.stele.local/log".into(),
+            origin: ORIGIN.into(),
             kek: NewKek::Random,
         },
     )?;

@@ -177,6 +177,19 @@ pub fn print(data: &std::path::Path, blocks: stele_log::BlockConfig) -> CliResul
 /// --keep` (its part files written) and times its searches again, so that
 /// two builds are compared on the same events.
 pub fn rerun(data: &std::path::Path) -> CliResult<()> {
+    // Its searches are not recorded as a server's are: only a benchmark's
+    // own log is opened, and looked at read-only first.
+    let origin = LogReader::open(data, stele_log::OpenOptions::default())?
+        .meta()
+        .origin
+        .clone();
+    if origin != crate::bench::ORIGIN {
+        return Err(crate::Failure::usage(format!(
+            "{} holds the log {origin}, not one stele bench made ({}): stele bench search opens only a directory that stele bench --keep left",
+            data.display(),
+            crate::bench::ORIGIN
+        )));
+    }
     let log = stele_log::Log::open(
         data,
         stele_log::OpenOptions {

@@ -174,6 +174,17 @@ fn bench_reports_appends_with_same_run_baselines_and_its_log_verifies() {
     expect(&again, 0, &[]);
     line(&again, "index     covered in");
     expect_search_lines(&again);
+    // Not a log of its own: refused, and nothing in it changes.
+    let other = tmp.path().join("other");
+    expect(
+        &run(&["init", "--data", p(&other), "--origin", "example.com/log"]),
+        0,
+        &[],
+    );
+    let before = tree(&other);
+    let refused = run(&["bench", "search", "--data", p(&other)]);
+    expect(&refused, 2, &["not one stele bench made"]);
+    assert_eq!(tree(&other), before);
     let checkpoint = run(&["checkpoint", "--data", p(&data)]);
     expect(&checkpoint, 0, &[]);
     assert_eq!(

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -20,29 +19,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::*;
-
-/// Every entry under `dir` (itself included): bytes (files), mode and
-/// modification time in nanoseconds.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32, i64)> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        let meta = std::fs::symlink_metadata(&path).unwrap();
-        let stamp = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                stack.push(entry.unwrap().path());
-            }
-            out.insert(path, (Vec::new(), meta.mode(), stamp));
-        } else {
-            out.insert(
-                path.clone(),
-                (std::fs::read(&path).unwrap(), meta.mode(), stamp),
-            );
-        }
-    }
-    out
-}
 
 /// Sets or clears the write bits of everything under `dir`.
 fn writable(dir: &Path, yes: bool) {

@@ -469,3 +469,27 @@ pub fn wait_for_lock(dir: &Path, pid: u32) {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
+
+/// Every entry under `dir` (itself included): bytes (files), mode and
+/// modification time in nanoseconds.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, (Vec<u8>, u32, i64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let stamp = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+            out.insert(path, (Vec::new(), meta.mode(), stamp));
+        } else {
+            out.insert(
+                path.clone(),
+                (std::fs::read(&path).unwrap(), meta.mode(), stamp),
+            );
+        }
+    }
+    out
+}

@@ -587,9 +587,9 @@ pub(crate) fn open_options(data: &DataArgs) -> CliResult<OpenOptions> {
     Ok(OpenOptions {
         passphrase,
         anchor: data.anchor.clone(),
-        // No command searches through its own open's index (`stele
-        // search` reads the log; `stele serve` opens the log itself), so
-        // none builds one.
+        // Only `stele search` searches through its own open's index
+        // (`ReadAccess::open_searching`; `stele serve` opens the log
+        // itself), so no other command builds one.
         no_search_index: true,
         ..OpenOptions::default()
     })

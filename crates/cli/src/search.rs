@@ -18,7 +18,7 @@ use stele_log::{StoredEvent, SystemEvent};
 use stele_policy::{Action, Resource};
 use stele_query::Query;
 
-use crate::read::{ReadAccess, Recorded};
+use crate::read::ReadAccess;
 use crate::{CliResult, DataArgs, Failure, local, print_out};
 
 /// What `stele search` was asked.
@@ -142,7 +142,7 @@ pub fn run(data: &DataArgs, args: &SearchArgs) -> CliResult<u8> {
     let query =
         Query::parse(&args.query, now).map_err(|e| Failure::usage(format!("query: {e}")))?;
 
-    let mut access = ReadAccess::open(data, "search", Recorded::Always)?;
+    let mut access = ReadAccess::open_searching(data, "search")?;
     let readable = Readable::check(&mut access, Action::Query, &streams, at)?;
     let published = access.reader.published_size();
     let size = match &cursor {

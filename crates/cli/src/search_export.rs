@@ -14,7 +14,7 @@ use stele_log::system_event::{Caller, EventsSearched};
 use stele_policy::Action;
 use stele_query::Query;
 
-use crate::read::{PartialFile, ReadAccess, Recorded};
+use crate::read::{PartialFile, ReadAccess};
 use crate::search::{Readable, SearchArgs};
 use crate::{CliResult, DataArgs, Failure, local, print_out};
 
@@ -33,7 +33,7 @@ pub fn run(data: &DataArgs, args: &SearchArgs, format: &str) -> CliResult<u8> {
         .map_err(|e| Failure::usage(format!("--streams: {e}")))?;
     let at = local::now()?;
     let query = Query::parse(&args.query, at).map_err(|e| Failure::usage(format!("query: {e}")))?;
-    let mut access = ReadAccess::open(data, "search", Recorded::Always)?;
+    let mut access = ReadAccess::open_searching(data, "search")?;
     let readable = Readable::check(&mut access, Action::Export, &streams, at)?;
     let size = access.reader.published_size();
     let by = access.operator.principal.clone();

@@ -656,5 +656,6 @@ fn map(
     })
 }
 
+pub mod framing;
 #[cfg(test)]
 mod tests;

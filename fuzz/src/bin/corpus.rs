@@ -495,6 +495,12 @@ fn outside_inputs(c: &Corpus) {
     for (name, message) in syslog {
         c.add("syslog_message", name, message);
     }
+    c.add(
+        "syslog_framing",
+        "mixed",
+        b"\x07<13>1 - - - - - - a\n20 <13>1 - - - - - - b\n<13>c\r\n30 xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx<13>last",
+    );
+    c.add("syslog_framing", "bad-length", b"\x01012 <13>x");
     let policy_example = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../crates/policy/examples/policy.toml"

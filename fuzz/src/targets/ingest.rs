@@ -163,3 +163,35 @@ pub fn syslog_message(data: &[u8]) {
         .expect("a mapped event reads back as a client event");
     assert_eq!(again, mapped.event);
 }
+
+/// The messages cut out of a stream are within the limit, never empty,
+/// and the same however the stream arrives (in pieces of a size the first
+/// byte gives, or whole); the framer holds no more than it is bounded to.
+pub fn syslog_framing(data: &[u8]) {
+    use stele_ingest::syslog::framing::{Frame, Framer};
+    const MAX: usize = 64;
+    let Some((&cut, stream)) = data.split_first() else {
+        return;
+    };
+    let messages = |pieces: &mut dyn Iterator<Item = &[u8]>| -> Vec<Vec<u8>> {
+        let mut framer = Framer::new(MAX);
+        let mut frames = Vec::new();
+        for piece in pieces {
+            frames.extend(framer.push(piece));
+        }
+        frames.extend(framer.end());
+        frames
+            .into_iter()
+            .filter_map(|frame| match frame {
+                Frame::Message(message) => Some(message),
+                Frame::Refused(_) => None,
+            })
+            .collect()
+    };
+    let pieces = messages(&mut stream.chunks(usize::from(cut % 64) + 1));
+    for message in &pieces {
+        assert!(!message.is_empty() && message.len() <= MAX, "{message:?}");
+    }
+    let whole = messages(&mut std::iter::once(stream));
+    assert_eq!(pieces, whole, "the messages depend on the pieces");
+}

@@ -183,6 +183,11 @@ pub const ALL: &[Target] = &[
         run: ingest::k8s_event_list,
     },
     Target {
+        name: "syslog_framing",
+        about: "syslog over a stream: octet counting and lines (RFC 6587)",
+        run: ingest::syslog_framing,
+    },
+    Target {
         name: "syslog_message",
         about: "one syslog message (RFC 5424, RFC 3164) and its mapping",
         run: ingest::syslog_message,

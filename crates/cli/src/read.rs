@@ -59,9 +59,20 @@ impl ReadAccess {
     pub fn open_searching(data: &DataArgs, what: &str) -> CliResult<ReadAccess> {
         let access = ReadAccess::open_with(data, what, Recorded::Always, true)?;
         if let Some(index) = access.reader.search_index() {
+            // Until it covers the log, fails, or makes no progress for a
+            // minute (reading part files makes none for a while): the
+            // search then reads what it lacks from the log.
             let size = access.reader.size();
-            while index.behind(size) > 0 && index.failure().is_none() {
+            let (mut behind, mut since) = (index.behind(size), std::time::Instant::now());
+            while behind > 0
+                && index.failure().is_none()
+                && since.elapsed() < std::time::Duration::from_secs(60)
+            {
                 std::thread::sleep(std::time::Duration::from_millis(5));
+                let now_behind = index.behind(size);
+                if now_behind < behind {
+                    (behind, since) = (now_behind, std::time::Instant::now());
+                }
             }
         }
         Ok(access)

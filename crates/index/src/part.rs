@@ -189,6 +189,11 @@ impl FrequentWords {
     }
 }
 
+/// The most memory a part's frequent words take, per entry of the part
+/// (a bitset is an eighth of a byte per entry: 64 words held by every
+/// entry, or more held by fewer).
+const FREQUENT_BYTES_PER_ENTRY: usize = 8;
+
 /// A word is frequent in a part when its values are held by at least this
 /// many entries, and by one in 32 of them.
 const FREQUENT_MIN: usize = 1024;
@@ -465,24 +470,44 @@ impl Part {
     /// of the postings of every value holding it (hundreds of actors share
     /// a domain). Gathered apart from the part, so that searches go on
     /// meanwhile, and kept by [`Part::keep_frequent_words`].
+    ///
+    /// A word of one value only is left out (its set would be that value's
+    /// postings), and the sets together take at most
+    /// [`FREQUENT_BYTES_PER_ENTRY`] bytes per entry: the most held words
+    /// first.
     pub fn frequent_words(&self) -> FrequentWords {
         let len = self.len();
         let least = FREQUENT_MIN.max(len / 32);
+        let mut candidates: Vec<(usize, &Box<str>)> = self
+            .words
+            .iter()
+            .filter(|(_, list)| list.len() > 1)
+            .map(|(word, list)| {
+                let held: usize = list
+                    .iter()
+                    .filter_map(|(key, id)| self.dict(key).map(|d| d.postings[*id as usize].len()))
+                    .sum();
+                (held, word)
+            })
+            .filter(|&(held, _)| held >= least)
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+        let budget = len.saturating_mul(FREQUENT_BYTES_PER_ENTRY);
+        let mut spent = 0;
         let mut sets = HashMap::new();
-        for (word, list) in &self.words {
-            let held: usize = list
-                .iter()
-                .filter_map(|(key, id)| self.dict(key).map(|d| d.postings[*id as usize].len()))
-                .sum();
-            if held < least {
-                continue;
-            }
+        for (_, word) in candidates {
             let set =
                 self.text_by_values(std::slice::from_ref(&word.to_string()), Bitset::empty(len));
             let ordinals: Vec<u32> = set.ones().map(|o| o as u32).collect();
-            if !ordinals.is_empty() {
-                sets.insert(word.clone(), Postings::of(ordinals));
+            if ordinals.is_empty() {
+                continue;
             }
+            let postings = Postings::of(ordinals);
+            spent += postings.heap_bytes();
+            if spent > budget {
+                break;
+            }
+            sets.insert(word.clone(), postings);
         }
         FrequentWords { len, sets }
     }

@@ -347,10 +347,11 @@ fn structured_data(input: &mut Input<'_>) -> Result<Vec<SdElement>, SyslogError>
         Some(_) => return Err(input.malformed(PART, "begins with [ or is -")),
     }
     let mut elements: Vec<SdElement> = Vec::new();
+    let mut ids = std::collections::HashSet::new();
     while input.rest().first() == Some(&b'[') {
         input.at += 1;
         let id = sd_name(input, "SD-ID")?;
-        if elements.iter().any(|e| e.id == id) {
+        if !ids.insert(id.clone()) {
             return Err(input.malformed("SD-ID", "the same SD-ID twice in one message"));
         }
         let mut params = Vec::new();
@@ -458,7 +459,8 @@ fn rfc3164(
     let word = input.rest().iter().take_while(|&&b| b != b' ').count();
     let first = &input.rest()[..word];
     let tag_like = first.ends_with(b":") || first.contains(&b'[');
-    if word > 0 && !tag_like && first.iter().all(|b| (33..=126).contains(b)) {
+    if word > 0 && word <= MAX_HOSTNAME && !tag_like && first.iter().all(|b| (33..=126).contains(b))
+    {
         message.hostname = std::str::from_utf8(first).ok();
         input.at += word;
         if input.rest().first() == Some(&b' ') {

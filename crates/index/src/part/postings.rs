@@ -4,7 +4,9 @@ use crate::bitset::Bitset;
 
 /// A list of postings turns into a bitset once it holds this many
 /// ordinals and at least one in 32 of the part's (where a bit per ordinal
-/// takes no more memory than four bytes per posting).
+/// takes no more memory than four bytes per posting); a bitset turns back
+/// into a list once it holds fewer than one in 64 (so that a value busy
+/// early and rare later never costs more than twice its list).
 const DENSE_MIN: usize = 1024;
 
 /// The ascending ordinals holding one value: most values of a field with
@@ -54,6 +56,10 @@ impl Postings {
                     words[at / 64] |= 1 << (at % 64);
                     *count += 1;
                     *last = ordinal;
+                    if (*count as usize) * 64 < at + 1 {
+                        let list = Bitset::ones_of(words).map(|o| o as u32).collect();
+                        *self = Postings::Many(list);
+                    }
                 }
             }
         }
@@ -185,5 +191,8 @@ mod tests {
                 ..
             }
         ));
+        // Rare from then on: a list again once under one in 64.
+        growing.push(2049 * 64);
+        assert!(matches!(growing, Postings::Many(ref list) if list.len() == 2049));
     }
 }

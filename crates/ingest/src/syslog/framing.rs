@@ -56,7 +56,11 @@ enum State {
 /// Cuts messages out of one connection's bytes; see the module docs.
 #[derive(Debug)]
 pub struct Framer {
+    /// Bytes not yet cut into frames.
     buffer: Vec<u8>,
+    /// How many bytes at the start of `buffer` are known to hold no LF (a
+    /// line arriving in pieces is searched once, not once per piece).
+    scanned: usize,
     max: usize,
     state: State,
 }
@@ -69,6 +73,7 @@ impl Framer {
     pub fn new(max_message_bytes: usize) -> Framer {
         Framer {
             buffer: Vec::new(),
+            scanned: 0,
             max: max_message_bytes.max(1),
             state: State::Reading,
         }
@@ -122,6 +127,7 @@ impl Framer {
     /// short is refused.
     pub fn end(&mut self) -> Option<Frame> {
         let rest = std::mem::take(&mut self.buffer);
+        self.scanned = 0;
         match self.state {
             // (A message being skipped was refused already.)
             State::Broken | State::Discarding | State::Skipping { .. } => None,
@@ -155,19 +161,21 @@ impl Framer {
         }
     }
 
-    /// Cuts every whole frame out of the buffer.
+    /// Cuts every whole frame out of the buffer, which then keeps only
+    /// what follows them (moved once, however many frames were cut).
     fn cut(&mut self, frames: &mut Vec<Frame>) {
+        let mut at = 0;
         loop {
-            let Some(&first) = self.buffer.first() else {
-                return;
+            let rest = &self.buffer[at..];
+            let Some(&first) = rest.first() else {
+                break;
             };
             if first.is_ascii_digit() {
-                match octet_header(&self.buffer) {
-                    Header::Incomplete => return,
+                match octet_header(rest) {
+                    Header::Incomplete => break,
                     Header::Bad => {
-                        self.state = State::Broken;
-                        self.buffer = Vec::new();
                         frames.push(Frame::Refused(FrameError::BadLength));
+                        self.lose_buffer(State::Broken);
                         return;
                     }
                     Header::Frame { start, length } if length > self.max => {
@@ -175,45 +183,55 @@ impl Framer {
                             length,
                             limit: self.max,
                         }));
-                        let held = self.buffer.len() - start;
-                        if held >= length {
-                            self.buffer.drain(..start + length);
-                        } else {
-                            self.buffer = Vec::new();
-                            self.state = State::Skipping {
+                        let held = rest.len() - start;
+                        if held < length {
+                            self.lose_buffer(State::Skipping {
                                 remaining: length - held,
-                            };
+                            });
                             return;
                         }
+                        at += start + length;
                     }
                     Header::Frame { start, length } => {
-                        if self.buffer.len() < start + length {
-                            return;
+                        if rest.len() < start + length {
+                            break;
                         }
-                        let message = self.buffer[start..start + length].to_vec();
-                        self.buffer.drain(..start + length);
-                        frames.push(Frame::Message(message));
+                        frames.push(Frame::Message(rest[start..start + length].to_vec()));
+                        at += start + length;
                     }
                 }
+                self.scanned = 0;
             } else {
-                match self.buffer.iter().position(|&b| b == b'\n') {
-                    Some(lf) => {
-                        let message: Vec<u8> = self.buffer.drain(..=lf).take(lf).collect();
-                        frames.push(self.line(message));
+                match rest[self.scanned..].iter().position(|&b| b == b'\n') {
+                    Some(found) => {
+                        let lf = self.scanned + found;
+                        frames.push(self.line(rest[..lf].to_vec()));
+                        at += lf + 1;
+                        self.scanned = 0;
                     }
-                    None if self.buffer.len() > self.max + 1 => {
+                    None if rest.len() > self.max + 1 => {
                         frames.push(Frame::Refused(FrameError::TooLarge {
-                            length: self.buffer.len(),
+                            length: rest.len(),
                             limit: self.max,
                         }));
-                        self.buffer = Vec::new();
-                        self.state = State::Discarding;
+                        self.lose_buffer(State::Discarding);
                         return;
                     }
-                    None => return,
+                    None => {
+                        self.scanned = rest.len();
+                        break;
+                    }
                 }
             }
         }
+        self.buffer.drain(..at);
+    }
+
+    /// Drops what the buffer holds, going on in `state`.
+    fn lose_buffer(&mut self, state: State) {
+        self.buffer = Vec::new();
+        self.scanned = 0;
+        self.state = state;
     }
 }
 

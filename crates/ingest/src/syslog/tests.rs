@@ -142,6 +142,16 @@ fn bsd_messages_are_read_as_relays_read_them() {
     assert_eq!(local.event.actor, "sshd");
     assert_eq!(local.event.source, None);
     assert_eq!(local.event.time.as_deref(), Some("2026-12-08T03:00:00Z"));
+    // A first word longer than a hostname is the message's.
+    let long = format!("<13>Oct 11 22:14:15 {} msg", "a".repeat(300));
+    let long = parse(long.as_bytes(), "2026-10-12T00:00:00Z").unwrap();
+    assert_eq!(long.event.source, None);
+    assert!(
+        syslog_attributes(&long)["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(" msg")
+    );
     // No timestamp: everything after the priority is the message.
     let bare = parse(b"<13>just some text", "2026-12-08T00:00:00Z").unwrap();
     assert_eq!(bare.event.time, None);

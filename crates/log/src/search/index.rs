@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest, Sha256};
 use stele_event::time::Day;
-use stele_index::{EventTerms, FrequentWords, Part};
+use stele_index::{EventTerms, Part};
 
 use crate::error::{LogError, LogResult};
 use crate::reader::LogReader;
@@ -321,35 +321,39 @@ impl SearchIndex {
 
     /// Gathers the frequent words of the parts of every closed segment
     /// that has grown since its last gathering ([`Part::frequent_words`]):
-    /// under the read lock, so searches go on meanwhile, then kept under
-    /// the write lock unless a part grew in between (the next round
-    /// gathers it again).
+    /// a part at a time under the read lock, so that searches (and the
+    /// feed, whose write a search would otherwise queue behind) wait at
+    /// most one part's gathering, then kept under the write lock unless
+    /// the part grew in between (the next round gathers it again).
     fn gather_frequent_words(&self) {
         for id in self.closed(|e| e.len() != e.sealed) {
-            if self.stopped.load(Ordering::Relaxed) {
-                return;
-            }
-            let gathered: Option<Vec<_>> = self
-                .read()
-                .epochs
-                .get(&id)
-                .map(|epoch| epoch.parts.iter().map(Part::frequent_words).collect());
-            let Some(gathered) = gathered else {
+            let Some(count) = self.read().epochs.get(&id).map(|e| e.parts.len()) else {
                 continue; // purged meanwhile
             };
+            let (mut kept, mut words) = (true, 0);
+            for i in 0..count {
+                if self.stopped.load(Ordering::Relaxed) {
+                    return;
+                }
+                let gathered = self
+                    .read()
+                    .epochs
+                    .get(&id)
+                    .and_then(|epoch| epoch.parts.get(i).map(Part::frequent_words));
+                let Some(gathered) = gathered else {
+                    kept = false;
+                    break;
+                };
+                words += gathered.len();
+                let mut state = self.write();
+                let part = state.epochs.get_mut(&id).and_then(|e| e.parts.get_mut(i));
+                kept &= part.is_some_and(|part| part.keep_frequent_words(gathered));
+            }
             let mut state = self.write();
             let Some(epoch) = state.epochs.get_mut(&id) else {
                 continue;
             };
-            if epoch.parts.len() != gathered.len() {
-                continue;
-            }
-            let words: usize = gathered.iter().map(FrequentWords::len).sum();
-            let mut kept = true;
-            for (part, words) in epoch.parts.iter_mut().zip(gathered) {
-                kept &= part.keep_frequent_words(words);
-            }
-            if kept {
+            if kept && epoch.parts.len() == count {
                 epoch.sealed = epoch.len();
                 drop(state);
                 let mut report = self.lock_report();

@@ -32,6 +32,16 @@ pub fn wait_indexed(reader: &LogReader) -> Duration {
     started.elapsed()
 }
 
+/// Waits (at most ten minutes) until no closed segment waits for its part
+/// file or its frequent words; returns how long that took.
+fn wait_maintained(index: &stele_log::search::SearchIndex) -> Duration {
+    let started = Instant::now();
+    while index.parts_due() > 0 && started.elapsed() < Duration::from_secs(600) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    started.elapsed()
+}
+
 /// The queries of one shape, built from entries spread over the log.
 fn queries(reader: &LogReader, size: u64, shape: &str) -> CliResult<Vec<String>> {
     let mut out = Vec::new();
@@ -212,16 +222,13 @@ pub fn rerun(data: &std::path::Path) -> CliResult<()> {
 /// daily histogram.
 fn print_searches(reader: &LogReader, data: &std::path::Path) -> CliResult<()> {
     if let Some(index) = reader.search_index() {
-        let started = Instant::now();
-        while index.parts_due() > 0 && started.elapsed() < Duration::from_secs(600) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let waited = wait_maintained(&index);
         let report = index.parts_report();
         let memory = index.heap_bytes();
         outln!(
             "index     frequent words of {} closed segments gathered {:.2} s later ({} words); the index holds about {:.0} MB of memory ({:.0} B per entry)",
             report.gathered,
-            started.elapsed().as_secs_f64(),
+            waited.as_secs_f64(),
             report.frequent_words,
             memory as f64 / 1e6,
             memory as f64 / reader.size().max(1) as f64
@@ -264,17 +271,14 @@ fn print_parts(reader: &LogReader, data: &std::path::Path, built: Duration) -> C
     let Some(index) = reader.search_index() else {
         return Ok(());
     };
-    let started = Instant::now();
-    while index.parts_due() > 0 && started.elapsed() < Duration::from_secs(600) {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let waited = wait_maintained(&index);
     let report = index.parts_report();
     let segments = crate::bench::tree_bytes(&data.join("segments"));
     outln!(
         "index     part files of {} closed segments: written {:.2} s after the build ({:.2} s after the open), {} bytes: {:.1} B per entry they hold, {:.1} % of the segments' {} bytes",
         report.written,
-        started.elapsed().as_secs_f64(),
-        (built + started.elapsed()).as_secs_f64(),
+        waited.as_secs_f64(),
+        (built + waited).as_secs_f64(),
         report.written_bytes,
         report.written_bytes as f64 / report.written_entries.max(1) as f64,
         100.0 * report.written_bytes as f64 / segments.max(1) as f64,

@@ -642,8 +642,7 @@ fn map(
     let mut attributes = Map::new();
     attributes.insert("syslog".into(), Value::Object(syslog));
     document.insert("attributes".into(), Value::Object(attributes));
-    let text = serde_json::to_vec(&Value::Object(document))
-        .map_err(|_| SyslogError::Event(EventError::InvalidUtf8 { offset: 0 }))?;
+    let text = Value::Object(document).to_string();
     // The message was checked against max_event_bytes; the mapped event
     // repeats it (and its structured data) and may come out larger, which
     // must not refuse a message within the limit.
@@ -651,7 +650,7 @@ fn map(
         max_event_bytes: usize::MAX,
         ..*limits
     };
-    let event = parse_client_event(&text, &mapped_limits).map_err(SyslogError::Event)?;
+    let event = parse_client_event(text.as_bytes(), &mapped_limits).map_err(SyslogError::Event)?;
     Ok(SyslogEvent {
         raw: payload,
         event,
